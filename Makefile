@@ -1,0 +1,51 @@
+# Thin wrappers: every target calls a Python entry point (the `caterpillar` CLI or pytest).
+# Override: SIM=verilator|icarus  WAVES=1  CONFIG=small  JOBS=2  PY=python3
+PY     ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+SIM    ?= verilator
+WAVES  ?= 0
+CONFIG ?= small
+JOBS   ?= 2
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+STAMP   = $(VENV)/.installed
+
+.PHONY: setup setup-fpga test test-fast sim demo verilog synth-estimate bench-fpga clean
+
+setup: $(STAMP)  ## apt iverilog/ccache if missing, the venv, pinned requirements (idempotent)
+
+$(STAMP): requirements.txt pyproject.toml
+	@command -v iverilog >/dev/null && command -v ccache >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+	  iverilog ccache g++ make perl >/dev/null; }
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	@touch $(STAMP)
+
+setup-fpga: setup  ## the optional yowasp Yosys/nextpnr FPGA tools
+	$(BIN)/pip install -q -r requirements-fpga.txt
+
+test: setup  ## everything: unit tests, cocotb on Icarus and Verilator, million-case FP checks
+	$(BIN)/pytest -q -n $(JOBS) --dist loadgroup
+
+test-fast: setup  ## the Amaranth-simulator and golden tests only (no external simulator)
+	$(BIN)/pytest -q -n $(JOBS) -m "not slow and not cocotb"
+
+sim: setup  ## cocotb simulations on SIM (verilator|icarus); WAVES=1 writes build/waves/*
+	SIM=$(SIM) WAVES=$(WAVES) $(BIN)/pytest -q -m cocotb tests/cocotb
+
+demo: setup  ## the FP-unit self-check on Verilator, with its summary
+	$(BIN)/caterpillar fpu-selfcheck
+
+verilog: setup  ## the MAC unit and a 16-MAC array to build/verilog/
+	$(BIN)/caterpillar verilog --config $(CONFIG) -o build/verilog
+
+synth-estimate: setup-fpga  ## yosys synth_ecp5 cell counts of the fp32 and bf16 MAC
+	$(BIN)/caterpillar synth --estimate
+
+bench-fpga: setup-fpga  ## place and route a 16-MAC fp32 array on the ULX3S-85F: Fmax and resources
+	$(BIN)/python bench/fpga_mac_array.py
+
+clean:
+	rm -rf build sim_build .pytest_cache

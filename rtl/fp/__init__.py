@@ -1,0 +1,1 @@
+"""Pipelined IEEE 754 floating-point units, generic in exponent and fraction width."""

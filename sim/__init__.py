@@ -1,0 +1,1 @@
+"""Simulation harnesses and backends: Amaranth simulator, Verilator, cocotb runners."""

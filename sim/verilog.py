@@ -1,0 +1,69 @@
+"""Verilog generation from Amaranth components, cached by design source."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+from .toolchain import build_root, prepare_environment
+
+__all__ = ["design_digest", "convert", "cached_verilog"]
+
+
+@functools.lru_cache(maxsize=None)
+def design_digest() -> str:
+    """Return a digest of every source file the hardware depends on.
+
+    A change to any RTL or numerics file invalidates cached Verilog and simulator builds.
+    """
+    import caterpillar.golden.numerics as numerics
+    import caterpillar.rtl as rtl
+    import caterpillar.sim as sim
+
+    h = hashlib.sha256()
+    roots = [Path(rtl.__file__).parent, Path(sim.__file__).parent]
+    files = sorted(p for root in roots for p in root.rglob("*") if p.suffix in (".py", ".cpp"))
+    for path in [Path(numerics.__file__), *files]:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def convert(component, name: str) -> str:
+    """Return the Verilog of ``component`` as module ``name``, with ports from its signature.
+
+    Constant members (the ``ready`` of an always-ready stream) are not ports: Amaranth would
+    refuse them, and a constant needs no wire.
+    """
+    prepare_environment()
+    from amaranth.back import verilog
+    from amaranth.hdl import Const, Value, ValueCastable
+    from amaranth.hdl._ir import PortDirection  # public only through verilog.convert
+    from amaranth.lib import wiring
+
+    ports = {}
+    for path, member, value in component.signature.flatten(component):
+        if isinstance(value, ValueCastable):
+            value = value.as_value()
+        if isinstance(value, Value) and not isinstance(value, Const):
+            direction = PortDirection.Input if member.flow == wiring.In else PortDirection.Output
+            ports["__".join(map(str, path))] = (value, direction)
+    return verilog.convert(component, name=name, ports=ports, emit_src=False)
+
+
+def cached_verilog(key: str, make_component, name: str) -> Path:
+    """Return the path of the Verilog for ``make_component()``, generating it on a miss.
+
+    ``key`` must describe every parameter of the design; together with :func:`design_digest`
+    it names the cache entry under ``build/verilog-cache``.
+    """
+    digest = hashlib.sha256(f"{key}|{design_digest()}".encode()).hexdigest()[:16]
+    path = build_root() / "verilog-cache" / f"{name}-{digest}.v"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = convert(make_component(), name)
+        tmp = path.with_suffix(f".tmp{id(text)}")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return path

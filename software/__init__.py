@@ -1,0 +1,1 @@
+"""Software stack: command line, compiler, assembler, instruction-level simulator, driver."""
