@@ -10,14 +10,14 @@ JOBS   ?= 2
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup setup-fpga test test-fast sim demo verilog synth-estimate bench-fpga clean
+.PHONY: setup setup-fpga test test-fast sim demo verilog synth-estimate bench-fpga lint clean
 
 setup: $(STAMP)  ## apt iverilog/ccache if missing, the venv, pinned requirements (idempotent)
 
 $(STAMP): requirements.txt pyproject.toml
-	@command -v iverilog >/dev/null && command -v ccache >/dev/null || { $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-	  iverilog ccache g++ make perl >/dev/null; }
+	@command -v iverilog >/dev/null && command -v ccache >/dev/null || { \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install \
+	  -y -qq --no-install-recommends iverilog ccache g++ make perl >/dev/null; }
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps -e .
@@ -46,6 +46,9 @@ synth-estimate: setup-fpga  ## yosys synth_ecp5 cell counts of the fp32 and bf16
 
 bench-fpga: setup-fpga  ## place and route a 16-MAC fp32 array on the ULX3S-85F: Fmax and resources
 	$(BIN)/python bench/fpga_mac_array.py
+
+lint: setup  ## ruff: pyflakes, pycodestyle, import order, 100-column lines
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf build sim_build .pytest_cache

@@ -14,7 +14,8 @@ class WatchdogTimeout(RuntimeError):
 
 
 def run_stream_unit(unit, operands: dict[str, np.ndarray] | np.ndarray, *, field=None,
-                    valid_pattern=None, vcd_path=None, slack: int = 64) -> np.ndarray:
+                    valid_pattern=None, vcd_path=None, slack: int = 64,
+                    timing: bool = False):
     """Feed one operand set per cycle to ``unit`` and return its results in order.
 
     Parameters
@@ -34,10 +35,14 @@ def run_stream_unit(unit, operands: dict[str, np.ndarray] | np.ndarray, *, field
     slack : int
         Cycles allowed beyond ``cases + idle cycles`` before :class:`WatchdogTimeout`.
 
+    timing : bool
+        Also return the cycle each operand set was sent and each result was seen.
+
     Returns
     -------
     numpy.ndarray of uint64
-        One result per operand set, in order.
+        One result per operand set, in order; with ``timing``, a tuple ``(results, sent_at,
+        seen_at)`` of three arrays.
     """
     if isinstance(operands, dict):
         names = list(operands)
@@ -48,7 +53,7 @@ def run_stream_unit(unit, operands: dict[str, np.ndarray] | np.ndarray, *, field
         count = len(operands)
         columns = {None: np.asarray(operands).tolist()}
     pattern = [True] if valid_pattern is None else list(valid_pattern)
-    results = []
+    results, sent_at, seen_at = [], [], []
 
     def payload_int(payload):
         if field is not None:
@@ -68,9 +73,11 @@ def run_stream_unit(unit, operands: dict[str, np.ndarray] | np.ndarray, *, field
                     for k in names:
                         ctx.set(getattr(unit.operands.payload, k), columns[k][sent])
                 sent += 1
+                sent_at.append(cycle)
             ctx.set(unit.operands.valid, send)
             if ctx.get(unit.result.valid):
                 results.append(payload_int(ctx.get(unit.result.payload)))
+                seen_at.append(cycle)
                 if len(results) == count:
                     return
             await ctx.tick()
@@ -88,4 +95,7 @@ def run_stream_unit(unit, operands: dict[str, np.ndarray] | np.ndarray, *, field
             sim.run()
     else:
         sim.run()
-    return np.array(results, dtype=np.uint64)
+    results = np.array(results, dtype=np.uint64)
+    if timing:
+        return results, np.array(sent_at), np.array(seen_at)
+    return results

