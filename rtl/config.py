@@ -30,6 +30,10 @@ def _addr_width(words: int) -> int:
     return max(1, (words - 1).bit_length())
 
 
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
 @dataclass(frozen=True)
 class CaterpillarConfig:
     """Architecture parameters of one CATERPILLAR instance.
@@ -130,6 +134,37 @@ class CaterpillarConfig:
     def mac_latency(self) -> int:
         """Cycles from MAC operands in to accumulated result out."""
         return self.mul_latency + self.add_latency
+
+    @property
+    def write_back_latency(self) -> int:
+        """Cycles from a micro-op's issue to its result being visible (docs/architecture.md)."""
+        return self.mul_latency + self.add_latency + 3
+
+    @property
+    def acc_lanes(self) -> int:
+        """Accumulator slots an accumulation rotates over so one MAC issues every cycle."""
+        return _next_pow2(self.add_latency)
+
+    @property
+    def chain_lanes(self) -> int:
+        """Independent elements a dependent chain of micro-ops rotates over."""
+        return _next_pow2(self.write_back_latency)
+
+    @property
+    def acc_slots(self) -> int:
+        """Accumulator registers per PE: two banks of ``acc_lanes`` or of ``chain_lanes``,
+        plus two spare slots for values a kernel keeps across lanes."""
+        return 2 * max(self.acc_lanes, self.chain_lanes) + 2
+
+    @property
+    def spad_rows(self) -> int:
+        """SPAD rows of ``nr`` words."""
+        return self.spad_words // self.nr
+
+    @property
+    def spad_row_width(self) -> int:
+        """Row-address bits of the SPAD."""
+        return _addr_width(self.spad_rows)
 
     @property
     def pes_per_core(self) -> int:

@@ -1,0 +1,237 @@
+"""Micro-op generators of the macro-instructions (all but GEMM): what each cycle of a
+kernel's loop nest issues. The loop nests themselves are in :mod:`.isa_geometry`."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Mux
+
+from caterpillar.golden.numerics import from_float
+
+from .isa import Layout, Opcode, VecOp
+from .isa_geometry import log2
+from .microop import (
+    ASrc,
+    BSrc,
+    BusSrc,
+    Chain,
+    CSrc,
+    Drive,
+    Dst,
+    FuOp,
+    KDim,
+    Select,
+    XferKind,
+)
+
+__all__ = ["Emitter", "KERNELS"]
+
+
+class Emitter:
+    """What a kernel generator sees in one cycle and the micro-op fields it sets.
+
+    ``f``: the instruction's operand fields (registered); ``v``: the kernel plan's values
+    (registered); ``seg``: the segment index; ``i``: loop indices ``top``, ``outer``,
+    ``middle``, ``inner``; ``last``: whether each index is at its last value.
+    """
+
+    def __init__(self, m, cfg, uop, xfer, f, v, seg, i, last):
+        self.m, self.cfg, self.f, self.v = m, cfg, f, v
+        self._uop, self._xfer = uop, xfer
+        self.seg, self.i, self.last = seg, i, last
+        self.shift = log2(cfg.nr)
+
+    def uop(self, **fields):
+        """Issue a compute micro-op this cycle with ``fields`` (the rest at their defaults)."""
+        self.m.d.comb += self._uop.valid.eq(1)
+        for name, value in fields.items():
+            self.m.d.comb += getattr(self._uop, name).eq(value)
+
+    def xfer(self, **fields):
+        """Issue a transfer micro-op this cycle."""
+        self.m.d.comb += self._xfer.valid.eq(1)
+        for name, value in fields.items():
+            self.m.d.comb += getattr(self._xfer, name).eq(value)
+
+    def lanes_below(self, first, limit):
+        """Return the lane mask of elements ``first + k < limit``, ``k`` in ``0..nr-1``."""
+        return Cat(*[(first + k) < limit for k in range(self.cfg.nr)])
+
+    def word(self, value: float) -> int:
+        """Return the operand-format bit pattern of ``value``."""
+        return int(from_float(value, self.cfg.operand))
+
+
+def _rdcnt(e: Emitter):
+    f, cfg = e.f, e.cfg
+    w = e.i["inner"]
+    address = f.spad + w
+    data = (e.v["counter"] >> (w * cfg.word_width))[:cfg.word_width]
+    lane = address[:e.shift] if e.shift else 0
+    e.xfer(store=1, sequencer=1, spad_row=address >> e.shift,
+           lanes=Const(1, cfg.nr) << lane, data=data)
+
+
+def _ldv_stv(e: Emitter, store: bool):
+    f = e.f
+    q = e.i["inner"]
+    col_bus = f.layout != Layout.ROWREP
+    if store:
+        target = Mux(f.layout == Layout.DIAG, Select.DIAG,
+                     Mux(f.layout == Layout.COLREP, Select.ROW, Select.COL))
+    else:
+        target = Mux(f.layout == Layout.DIAG, Select.DIAG, Select.ALL)
+    e.xfer(store=int(store), col_bus=col_bus, spad_row=(f.spad >> e.shift) + q,
+           lanes=e.lanes_below(q << e.shift, f.len), target=target, sel=0,
+           kind=XferKind.MEMB, addr=f.memb + q)
+
+
+def _lda_sta(e: Emitter, store: bool):
+    f = e.f
+    j, q = e.i["middle"], e.i["inner"]
+    nr_mask = e.cfg.nr - 1
+    spad_row = ((f.spad + j * f.lds) >> e.shift) + q
+    normal_addr = f.mema + (j >> e.shift) * f.ldm + q
+    trans_addr = f.mema + q * f.ldm + (j >> e.shift)
+    e.xfer(store=int(store), col_bus=~f.trans, spad_row=spad_row,
+           lanes=e.lanes_below(q << e.shift, Mux(f.trans, f.rows, f.cols)),
+           target=Mux(f.trans, Select.COL, Select.ROW), sel=j & nr_mask,
+           kind=XferKind.MEMA, addr=Mux(f.trans, trans_addr, normal_addr))
+
+
+def _bcast(e: Emitter):
+    f = e.f
+    q = e.i["inner"]
+    to_cols = f.layout == Layout.COLREP
+    e.uop(fu=FuOp.MOVE, a=Mux(to_cols, ASrc.COLBUS, ASrc.ROWBUS), dst=Dst.MEMB,
+          col_drive=Mux(to_cols, Drive.DIAG, Drive.NONE),
+          row_drive=Mux(to_cols, Drive.NONE, Drive.DIAG), bus_src=BusSrc.MEMB0,
+          memb_rd=f.src + q, memb_wr=f.dst + q, select=Select.ALL,
+          col_base=Mux(to_cols, q << e.shift, 0), col_lim=Mux(to_cols, f.len, 0xFFFF),
+          row_base=Mux(to_cols, 0, q << e.shift), row_lim=Mux(to_cols, 0xFFFF, f.len))
+
+
+def _gemv(e: Emitter, transposed: bool):
+    f, v, m = e.f, e.v, e.m
+    lanes = e.cfg.acc_lanes
+    with m.If(e.seg == 0):
+        g, red, lane = e.i["outer"], e.i["middle"], e.i["inner"]
+        out = (g << log2(lanes)) | lane
+        first, last = red == 0, e.last["middle"]
+        if transposed:
+            # PE(r, c): output column jj = out, reduction over its rows ii = red.
+            addr = f.w + red * f.ldw + out
+            e.uop(memb_rd=f.d + red, col_base=out << e.shift, col_lim=f.cols,
+                  kdim=KDim.ROW, k_base=red << e.shift, k_lim=f.rows)
+        else:
+            addr = f.w + out * f.ldw + red
+            e.uop(memb_rd=f.x + red, row_base=out << e.shift, row_lim=f.rows,
+                  kdim=KDim.COL, k_base=red << e.shift, k_lim=f.cols)
+        e.uop(fu=FuOp.MAC, a=ASrc.MEMA, b=BSrc.MEMB0, mema=addr,
+              c=Mux(first, CSrc.NEGZERO, CSrc.ACC), dst=Mux(last, Dst.MEMB, Dst.ACC),
+              acc_rd=lane, acc_wr=lane, memb_wr=f.psum + out, select=Select.ALL)
+    with m.If(e.seg == 2):
+        e.uop(fu=FuOp.MAC, a=ASrc.MEMB0, b=BSrc.ONE, memb_rd=f.psum,
+              memb_wr=f.z if transposed else f.y, dst=Dst.MEMB, select=Select.ALL,
+              chain=Chain.COL if transposed else Chain.ROW, chain_idx=e.i["inner"],
+              chain_len=v["out_loc"])
+        if transposed:
+            e.uop(col_lim=f.cols)
+        else:
+            e.uop(row_lim=f.rows)
+
+
+# Steps of the rank-1 update, in order; absent steps are skipped (see isa_geometry).
+_G, _LW, _WD, _MOM, _UPD, _MST = range(6)
+
+
+def _ger(e: Emitter):
+    f, m, cfg = e.f, e.m, e.cfg
+    lanes = cfg.chain_lanes
+    ii, jg, step, lane = e.i["top"], e.i["outer"], e.i["middle"], e.i["inner"]
+    jj = (jg << log2(lanes)) | lane
+    # Map the step counter onto the step kinds present for this instruction's flags.
+    kind = Mux(step < 2, step,
+               Mux(f.use_wd & (step == 2), _WD,
+                   Mux(~f.use_mom, _UPD, step - f.use_wd + 1)))
+    w_addr = f.w + ii * f.ldw + jj
+    mom_addr = f.mom + ii * f.ldw + jj
+    w_slot = lanes + lane
+    e.uop(select=Select.ALL, row_base=ii << e.shift, row_lim=f.rows,
+          col_base=jj << e.shift, col_lim=f.cols)
+    with m.Switch(kind):
+        with m.Case(_G):
+            e.uop(fu=FuOp.MAC, c=CSrc.NEGZERO, a=ASrc.MEMB0, b=BSrc.MEMB1, memb_rd=f.u + ii,
+                  memb_rd2=f.v + jj, dst=Dst.ACC, acc_wr=lane)
+        with m.Case(_LW):
+            e.uop(fu=FuOp.MOVE, a=ASrc.MEMA, mema=w_addr, dst=Dst.ACC, acc_wr=w_slot)
+        with m.Case(_WD):
+            e.uop(fu=FuOp.MAC, c=CSrc.ACC, acc_rd=lane, a=ASrc.SCALAR, scalar=e.v["wd"],
+                  b=BSrc.ACC, acc_op=w_slot, dst=Dst.ACC, acc_wr=lane)
+        with m.Case(_MOM):
+            e.uop(fu=FuOp.MAC, c=CSrc.ACC, acc_rd=lane, a=ASrc.SCALAR, scalar=e.v["mu"],
+                  b=BSrc.MEMA, mema=mom_addr, dst=Dst.ACC, acc_wr=lane)
+        with m.Case(_UPD):
+            e.uop(fu=FuOp.MAC, c=CSrc.ACC, acc_rd=w_slot, a=ASrc.SCALAR, scalar=e.v["alpha"],
+                  b=BSrc.ACC, acc_op=lane, dst=Dst.MEMA, mema=w_addr)
+        with m.Case(_MST):
+            e.uop(fu=FuOp.MOVE, a=ASrc.ACC, acc_op=lane, dst=Dst.MEMA, mema=mom_addr)
+
+
+def _vop(e: Emitter):
+    f, m, cfg = e.f, e.m, e.cfg
+    two = f.fn == VecOp.MSEG
+    lanes = cfg.chain_lanes
+    lane = e.i["inner"]
+    q = Mux(two, (e.i["outer"] << log2(lanes)) | lane, e.i["outer"])
+    base = q << e.shift
+    with m.Switch(f.layout):
+        with m.Case(Layout.DIAG):
+            e.uop(select=Select.DIAG, row_base=base, row_lim=f.len)
+        with m.Case(Layout.COLREP):
+            e.uop(select=Select.ALL, col_base=base, col_lim=f.len)
+        with m.Case(Layout.ROWREP):
+            e.uop(select=Select.ALL, row_base=base, row_lim=f.len)
+    e.uop(memb_rd=f.x + q, memb_rd2=f.y + q, memb_wr=f.z + q, dst=Dst.MEMB)
+    alpha = e.v["alpha"]
+    with m.Switch(f.fn):
+        with m.Case(VecOp.COPY):
+            e.uop(fu=FuOp.MOVE, a=ASrc.MEMB0)
+        with m.Case(VecOp.ADD):
+            e.uop(fu=FuOp.MAC, c=CSrc.MEMB0, a=ASrc.MEMB1, b=BSrc.ONE)
+        with m.Case(VecOp.SUB):
+            e.uop(fu=FuOp.MAC, c=CSrc.MEMB0, a=ASrc.MEMB1, b=BSrc.SCALAR,
+                  scalar=e.word(-1.0))
+        with m.Case(VecOp.MUL):
+            e.uop(fu=FuOp.MAC, c=CSrc.NEGZERO, a=ASrc.MEMB0, b=BSrc.MEMB1)
+        with m.Case(VecOp.AXPY):
+            e.uop(fu=FuOp.MAC, c=CSrc.MEMB1, a=ASrc.SCALAR, scalar=alpha, b=BSrc.MEMB0)
+        with m.Case(VecOp.SCALE):
+            e.uop(fu=FuOp.MAC, c=CSrc.NEGZERO, a=ASrc.SCALAR, scalar=alpha, b=BSrc.MEMB0)
+        with m.Case(VecOp.MAX):
+            e.uop(fu=FuOp.MAX, a=ASrc.MEMB0, b=BSrc.MEMB1)
+        with m.Case(VecOp.MAXS):
+            e.uop(fu=FuOp.MAX, a=ASrc.MEMB0, b=BSrc.SCALAR, scalar=alpha)
+        with m.Case(VecOp.RELUD):
+            e.uop(fu=FuOp.GTSEL, a=ASrc.MEMB0, b=BSrc.MEMB1)
+        with m.Case(VecOp.MSEG):
+            with m.If(e.i["middle"] == 0):
+                e.uop(fu=FuOp.MAC, c=CSrc.MEMB0, a=ASrc.MEMB1, b=BSrc.SCALAR,
+                      scalar=e.word(-1.0), dst=Dst.ACC, acc_wr=lane)
+            with m.Else():
+                e.uop(fu=FuOp.MAC, c=CSrc.NEGZERO, a=ASrc.SCALAR, scalar=alpha, b=BSrc.ACC,
+                      acc_rd=lane)
+
+
+#: Generator of each opcode that issues micro-ops.
+KERNELS = {
+    Opcode.RDCNT: _rdcnt,
+    Opcode.LDV: lambda e: _ldv_stv(e, store=False),
+    Opcode.STV: lambda e: _ldv_stv(e, store=True),
+    Opcode.LDA: lambda e: _lda_sta(e, store=False),
+    Opcode.STA: lambda e: _lda_sta(e, store=True),
+    Opcode.BCAST: _bcast,
+    Opcode.GEMV: lambda e: _gemv(e, transposed=False),
+    Opcode.GEMVT: lambda e: _gemv(e, transposed=True),
+    Opcode.GER: _ger,
+    Opcode.VOP: _vop,
+}

@@ -1,0 +1,363 @@
+"""The processing element: local memories, accumulators and the MAC path, driven by micro-ops."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from caterpillar.golden.numerics import reciprocal_seed_magic
+
+from .fp.adder import FPAdder
+from .fp.compare import FPCompare
+from .fp.convert import FPConvert
+from .fp.multiplier import FPMultiplier
+from .fp.scale import FPScale, scale_shift_shape
+from .microop import (
+    ASrc,
+    BSrc,
+    BusSrc,
+    Chain,
+    CSrc,
+    Drive,
+    Dst,
+    FuOp,
+    KDim,
+    Select,
+    XferKind,
+    compute_layout,
+    transfer_layout,
+)
+
+__all__ = ["PE", "chain_position", "chain_delay"]
+
+
+def chain_position(chain: Chain, nr: int, row: int, col: int) -> int:
+    """Return a PE's position along its reduction chain (the diagonal PE is last)."""
+    if chain == Chain.ROW:
+        return (col - row - 1) % nr
+    return (row - col - 1) % nr
+
+
+def chain_delay(cfg) -> int:
+    """Cycles between consecutive chain positions working on the same element."""
+    return cfg.add_latency + 1
+
+
+def _delay(m, value, cycles: int, name: str):
+    """Return ``value`` delayed by ``cycles`` reset-less registers (its shape kept)."""
+    shape = value.shape() if hasattr(value, "shape") else Value.cast(value).shape()
+    for i in range(cycles):
+        reg = Signal(shape, name=f"{name}_d{i + 1}", reset_less=True)
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
+
+
+def _pick(m, selector, choices: dict, default, shape, name: str):
+    """Return a signal equal to ``choices[selector]`` (``default`` for other values)."""
+    out = Signal(shape, name=name)
+    m.d.comb += out.eq(default)
+    with m.Switch(selector):
+        for key, value in choices.items():
+            with m.Case(key):
+                m.d.comb += out.eq(value)
+    return out
+
+
+def _more_than(bits, limit: int):
+    """Return whether more than ``limit`` of ``bits`` are set (for a handful of bits)."""
+    count = sum(Value.cast(b).as_unsigned() for b in bits)
+    return count > limit
+
+
+def selected(sel, sel_row, sel_col, row: int, col: int):
+    """Return whether ``PE(row, col)`` is selected by ``sel`` (a :class:`Select`)."""
+    return Mux(sel == Select.ALL, 1,
+           Mux(sel == Select.DIAG, int(row == col),
+           Mux(sel == Select.ONE, (sel_row == row) & (sel_col == col),
+           Mux(sel == Select.ROW, sel_row == row,
+           Mux(sel == Select.COL, sel_col == col, 0)))))
+
+
+class PE(wiring.Component):
+    """One processing element at ``(row, col)`` of an ``nr x nr`` core.
+
+    Contract: every cycle it accepts one compute and one transfer micro-op (broadcast to all
+    PEs) and acts on them as docs/architecture.md section 2 specifies: memory reads at issue,
+    bus values two cycles later, write-back ``cfg.write_back_latency - 1`` cycles after issue.
+    It never stalls. ``hazard`` is high in a cycle where two users claim MemA's port, more than
+    two claim MemB's two ports (or two claim one of them), the PE is asked to drive a bus twice,
+    or the write-back and a transfer load write one accumulator slot. Reset clears nothing but
+    the pipelines; memories and accumulators keep their contents.
+
+    Parameters
+    ----------
+    cfg : CaterpillarConfig
+    row, col : int
+        Position in the array.
+
+    Members
+    -------
+    uop : In(compute_layout(cfg))
+    xfer : In(transfer_layout(cfg))
+    row_bus, col_bus : In(word)
+        The values on this PE's row and column buses.
+    row_drive, col_drive : Out(1)
+        This PE drives its row (column) bus this cycle with ``row_out`` (``col_out``).
+    row_out, col_out : Out(word)
+    link_w, link_n : In(acc)
+        The west neighbour's east link register, the north neighbour's south link register.
+    link_e, link_s : Out(acc)
+        This PE's east and south link registers.
+    hazard : Out(1)
+    mac : Out(1)
+        A MAC with a real product was issued this cycle (for the MAC counter).
+    """
+
+    def __init__(self, cfg, row: int, col: int):
+        self.cfg, self.row, self.col = cfg, row, col
+        word, acc = cfg.word_width, cfg.acc_width
+        super().__init__({
+            "uop": In(compute_layout(cfg)), "xfer": In(transfer_layout(cfg)),
+            "row_bus": In(word), "col_bus": In(word),
+            "row_drive": Out(1), "col_drive": Out(1), "row_out": Out(word), "col_out": Out(word),
+            "link_w": In(acc), "link_n": In(acc), "link_e": Out(acc), "link_s": Out(acc),
+            "hazard": Out(1), "mac": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, r, c = self.cfg, self.row, self.col
+        op_fmt, acc_fmt = cfg.operand, cfg.acc
+        lm, la = cfg.mul_latency, cfg.add_latency
+        word, acc_width = cfg.word_width, cfg.acc_width
+        u, x = self.uop, self.xfer
+
+        def convert(value, src, dst, name):
+            # Format conversions exist only where the formats differ.
+            if src == dst:
+                return value
+            cvt = FPConvert(src, dst, latency=0)
+            m.submodules[name] = cvt
+            m.d.comb += [cvt.operands.payload.eq(value), cvt.operands.valid.eq(1)]
+            return cvt.result.payload
+
+        # -- issue (cycle t): decode against (row, col) ------------------------------------
+        shift_nr = (cfg.nr - 1).bit_length()
+        in_chain = u.chain != Chain.NONE
+        chain_q = Mux(u.chain == Chain.ROW, chain_position(Chain.ROW, cfg.nr, r, c),
+                      chain_position(Chain.COL, cfg.nr, r, c))
+        chain_eff = Signal(17, name="chain_eff")
+        m.d.comb += chain_eff.eq(u.chain_idx - chain_q * chain_delay(cfg))
+        eff = chain_eff[:16]
+        chain_ok = ~in_chain | (~chain_eff[16] & (eff < u.chain_len))
+        chain_last = in_chain & (chain_q == cfg.nr - 1)
+        chain_first = in_chain & (chain_q == 0)
+        # In a chain the element index replaces the broadcast base of the chain's dimension.
+        row_base = Mux(u.chain == Chain.ROW, eff << shift_nr, u.row_base)
+        col_base = Mux(u.chain == Chain.COL, eff << shift_nr, u.col_base)
+        bounds_ok = ((row_base + r) < u.row_lim) & ((col_base + c) < u.col_lim)
+        active = Signal(name="active")
+        m.d.comb += active.eq(u.valid & selected(u.select, u.sel_row, u.sel_col, r, c)
+                              & bounds_ok & chain_ok)
+        k_ok = (u.kdim == KDim.NONE) | ((u.k_base + Mux(u.kdim == KDim.COL, c, r)) < u.k_lim)
+
+        link_dst = Mux(u.chain == Chain.ROW, Dst.LINK_E, Dst.LINK_S)
+        link_src = Mux(u.chain == Chain.ROW, CSrc.LINK_W, CSrc.LINK_N)
+        c_src = Signal(CSrc, name="c_src")
+        dst = Signal(Dst, name="dst")
+        memb_rd = Signal(cfg.memb_addr_width, name="memb_rd")
+        memb_wr = Signal(cfg.memb_addr_width, name="memb_wr")
+        m.d.comb += [
+            c_src.eq(Mux(in_chain, Mux(chain_first, CSrc.NEGZERO, link_src), u.c)),
+            dst.eq(Mux(in_chain, Mux(chain_last, u.dst, link_dst), u.dst)),
+            memb_rd.eq(Mux(in_chain, u.memb_rd + eff, u.memb_rd)),
+            memb_wr.eq(Mux(in_chain, u.memb_wr + eff, u.memb_wr)),
+        ]
+
+        def drives(mode, own):
+            return u.valid & Mux(mode == Drive.SEL, u.drive_sel == own,
+                                 Mux(mode == Drive.DIAG, int(r == c), 0))
+
+        drive_row = drives(u.row_drive, c)
+        drive_col = drives(u.col_drive, r)
+        drive_any = drive_row | drive_col
+
+        def uses(a_src, b_src, c_srcs):
+            return (u.a == a_src) | (u.b == b_src) | Cat(*[c_src == s for s in c_srcs]).any()
+
+        mema_read_c = (active & uses(ASrc.MEMA, BSrc.MEMA, [CSrc.MEMA])
+                       | drive_any & (u.bus_src == BusSrc.MEMA))
+        memb0_read_c = (active & uses(ASrc.MEMB0, BSrc.MEMB0, [CSrc.MEMB0])
+                        | drive_any & (u.bus_src == BusSrc.MEMB0))
+        memb1_read_c = active & uses(ASrc.MEMB1, BSrc.MEMB1, [CSrc.MEMB1])
+
+        x_target = x.valid & ~x.sequencer & selected(x.target, x.sel, x.sel, r, c)
+        x_on = Signal(name="x_on")
+        m.d.comb += x_on.eq(x_target & Mux(x.col_bus, x.lanes[c], x.lanes[r]))
+        x_store = x_on & x.store
+        mema_read_x = x_store & (x.kind == XferKind.MEMA)
+        memb_read_x = x_store & (x.kind == XferKind.MEMB)
+
+        # -- memories and accumulators ----------------------------------------------------------
+        m.submodules.mema = mema = Memory(shape=word, depth=cfg.mema_words, init=[])
+        m.submodules.memb = memb = Memory(shape=word, depth=cfg.memb_words, init=[])
+        mema_rd, mema_wr = mema.read_port(), mema.write_port()
+        memb_rd0, memb_rd1 = memb.read_port(), memb.read_port()
+        memb_wr0, memb_wr1 = memb.write_port(), memb.write_port()
+        m.d.comb += [
+            mema_rd.addr.eq(Mux(mema_read_x, x.addr, u.mema)),
+            mema_rd.en.eq(mema_read_c | mema_read_x),
+            memb_rd0.addr.eq(Mux(memb_read_x, x.addr, memb_rd)),
+            memb_rd0.en.eq(memb0_read_c | memb_read_x),
+            memb_rd1.addr.eq(u.memb_rd2),
+            memb_rd1.en.eq(memb1_read_c),
+        ]
+        slots = Array(Signal(acc_width, name=f"acc{i}", reset_less=True)
+                      for i in range(cfg.acc_slots))
+        slot_bits = len(u.acc_rd)
+
+        # -- cycle t + 1: read data; bus write registers ---------------------------------------
+        s1 = {k: _delay(m, v, 1, f"s1_{k}") for k, v in {
+            "a": u.a, "b": u.b, "c": c_src, "scalar": u.scalar, "acc_op": u.acc_op,
+            "bus_src": u.bus_src, "drive_row": drive_row, "drive_col": drive_col,
+            "x_store": x_store, "x_kind": x.kind, "x_addr": x.addr, "x_col_bus": x.col_bus,
+        }.items()}
+        acc_rd_op = convert(slots[s1["acc_op"]], acc_fmt, op_fmt, "narrow_acc_op")
+        x_acc_op = convert(slots[s1["x_addr"][:slot_bits]], acc_fmt, op_fmt, "narrow_x_acc")
+        bus_value = _pick(m, s1["bus_src"], {BusSrc.MEMA: mema_rd.data,
+                                             BusSrc.MEMB0: memb_rd0.data}, acc_rd_op, word,
+                          "bus_value")
+        store_value = _pick(m, s1["x_kind"], {XferKind.MEMA: mema_rd.data,
+                                              XferKind.MEMB: memb_rd0.data}, x_acc_op, word,
+                            "store_value")
+        store_row = s1["x_store"] & ~s1["x_col_bus"]
+        store_col = s1["x_store"] & s1["x_col_bus"]
+        row_reg = Signal(word, reset_less=True)
+        col_reg = Signal(word, reset_less=True)
+        row_on, col_on = Signal(), Signal()
+        m.d.sync += [
+            row_on.eq(s1["drive_row"] | store_row), col_on.eq(s1["drive_col"] | store_col),
+            row_reg.eq(Mux(store_row, store_value, bus_value)),
+            col_reg.eq(Mux(store_col, store_value, bus_value)),
+        ]
+        m.d.comb += [self.row_drive.eq(row_on), self.col_drive.eq(col_on),
+                     self.row_out.eq(row_reg), self.col_out.eq(col_reg)]
+
+        neg_zero_op = op_fmt.sign_mask
+        one_op = op_fmt.bias << op_fmt.man_bits
+        a_local = _pick(m, s1["a"], {
+            ASrc.MEMA: mema_rd.data, ASrc.MEMB0: memb_rd0.data, ASrc.MEMB1: memb_rd1.data,
+            ASrc.ACC: acc_rd_op, ASrc.SCALAR: s1["scalar"]}, neg_zero_op, word, "a_local")
+        b_local = _pick(m, s1["b"], {
+            BSrc.MEMA: mema_rd.data, BSrc.MEMB0: memb_rd0.data, BSrc.MEMB1: memb_rd1.data,
+            BSrc.ACC: acc_rd_op, BSrc.SCALAR: s1["scalar"]}, one_op, word, "b_local")
+        c_issue = _pick(m, s1["c"], {
+            CSrc.MEMA: mema_rd.data, CSrc.MEMB0: memb_rd0.data, CSrc.MEMB1: memb_rd1.data,
+            CSrc.SCALAR: s1["scalar"]}, neg_zero_op, word, "c_issue")
+
+        # -- cycle t + 2: operands enter the multiplier ------------------------------------
+        s2 = {k: _delay(m, v, 1, f"s2_{k}") for k, v in {
+            "a": s1["a"], "b": s1["b"], "c": s1["c"], "a_local": a_local, "b_local": b_local,
+            "c_issue": c_issue}.items()}
+        a_op = Mux(s2["a"] == ASrc.ROWBUS, self.row_bus,
+                   Mux(s2["a"] == ASrc.COLBUS, self.col_bus, s2["a_local"]))
+        b_op = Mux(s2["b"] == BSrc.ROWBUS, self.row_bus,
+                   Mux(s2["b"] == BSrc.COLBUS, self.col_bus, s2["b_local"]))
+        ctl2 = {k: _delay(m, v, 2, f"ctl2_{k}") for k, v in {
+            "active": active, "k_ok": k_ok, "fu": u.fu, "dst": dst, "mema": u.mema,
+            "memb_wr": memb_wr, "acc_rd": u.acc_rd, "acc_wr": u.acc_wr}.items()}
+        # Outside the reduction bound the product becomes (-0) * (+0) = -0: c passes unchanged.
+        a_k = Mux(ctl2["k_ok"], a_op, neg_zero_op)
+        b_k = Mux(ctl2["k_ok"], b_op, 0)
+        m.submodules.mul = mul = FPMultiplier(op_fmt, acc_fmt, latency=lm)
+        m.d.comb += [mul.operands.valid.eq(ctl2["active"]),
+                     mul.operands.payload.a.eq(a_k), mul.operands.payload.b.eq(b_k)]
+
+        # -- cycle t + 2 + Lm: adder entry, addend, side unit ---------------------------------
+        ctl3 = {k: _delay(m, v, lm, f"ctl3_{k}") for k, v in ctl2.items()}
+        c_src3 = _delay(m, s2["c"], lm, "c_src3")
+        c_issue3 = _delay(m, convert(s2["c_issue"], op_fmt, acc_fmt, "widen_c"), lm, "c_iss3")
+        a_side = _delay(m, convert(a_k, op_fmt, acc_fmt, "widen_a"), lm, "a_side")
+        b_side = _delay(m, convert(b_k, op_fmt, acc_fmt, "widen_b"), lm, "b_side")
+        addend = _pick(m, c_src3, {CSrc.ACC: slots[ctl3["acc_rd"]], CSrc.LINK_W: self.link_w,
+                                   CSrc.LINK_N: self.link_n}, c_issue3, acc_width, "addend")
+        m.submodules.add = add = FPAdder(acc_fmt, latency=la)
+        m.d.comb += [add.operands.valid.eq(ctl3["active"]),
+                     add.operands.payload.a.eq(addend),
+                     add.operands.payload.b.eq(mul.result.payload)]
+
+        m.submodules.cmp = cmp = FPCompare(acc_fmt, latency=0)
+        m.submodules.scl = scl = FPScale(acc_fmt, latency=0)
+        m.d.comb += [
+            cmp.operands.valid.eq(1), cmp.operands.payload.a.eq(a_side),
+            cmp.operands.payload.b.eq(b_side),
+            scl.operands.valid.eq(1), scl.operands.payload.x.eq(a_side),
+            scl.operands.payload.n.eq(addend[:scale_shift_shape(acc_fmt).width].as_signed()),
+        ]
+        # a > 0 exactly when a has a clear sign bit and is neither zero nor NaN.
+        a_exp_ones = a_side[acc_fmt.man_bits:acc_width - 1].all()
+        a_positive = (~a_side[acc_width - 1] & a_side[:acc_width - 1].any()
+                      & ~(a_exp_ones & a_side[:acc_fmt.man_bits].any()))
+        side = _pick(m, ctl3["fu"], {
+            FuOp.MAX: cmp.result.payload.max, FuOp.MIN: cmp.result.payload.min,
+            FuOp.SCALE: scl.result.payload, FuOp.MOVE: a_side,
+            FuOp.GTSEL: Mux(a_positive, b_side, Const(0, acc_width)),
+            FuOp.RSEED: (reciprocal_seed_magic(acc_fmt) - addend)[:acc_width],
+        }, 0, acc_width, "side")
+        side_wb = _delay(m, side, la, "side")
+
+        # -- write-back: cycle t + 2 + Lm + La ------------------------------------------------
+        ctl4 = {k: _delay(m, v, la, f"ctl4_{k}") for k, v in ctl3.items()}
+        result = Signal(acc_width, name="result")
+        m.d.comb += result.eq(Mux(ctl4["fu"] == FuOp.MAC, add.result.payload, side_wb))
+        result_op = convert(result, acc_fmt, op_fmt, "narrow_result")
+        wb, wb_dst = ctl4["active"], ctl4["dst"]
+
+        link_e = Signal(acc_width, reset_less=True)
+        link_s = Signal(acc_width, reset_less=True)
+        with m.If(wb & (wb_dst == Dst.LINK_E)):
+            m.d.sync += link_e.eq(result)
+        with m.If(wb & (wb_dst == Dst.LINK_S)):
+            m.d.sync += link_s.eq(result)
+        m.d.comb += [self.link_e.eq(link_e), self.link_s.eq(link_s)]
+
+        # Transfer loads land at t + 2 as well, from the bus their SPAD lane drives.
+        x2 = {k: _delay(m, v, 2, f"x2_{k}") for k, v in {
+            "load": x_on & ~x.store, "kind": x.kind, "addr": x.addr, "col_bus": x.col_bus,
+        }.items()}
+        load_value = Mux(x2["col_bus"], self.col_bus, self.row_bus)
+        load_mema = x2["load"] & (x2["kind"] == XferKind.MEMA)
+        load_memb = x2["load"] & (x2["kind"] == XferKind.MEMB)
+        load_acc = x2["load"] & (x2["kind"] == XferKind.ACC)
+        wb_mema = wb & (wb_dst == Dst.MEMA)
+        wb_memb = wb & (wb_dst == Dst.MEMB)
+        wb_acc = wb & (wb_dst == Dst.ACC)
+        m.d.comb += [
+            mema_wr.en.eq(wb_mema | load_mema),
+            mema_wr.addr.eq(Mux(load_mema, x2["addr"], ctl4["mema"])),
+            mema_wr.data.eq(Mux(load_mema, load_value, result_op)),
+            memb_wr0.en.eq(wb_memb), memb_wr0.addr.eq(ctl4["memb_wr"]),
+            memb_wr0.data.eq(result_op),
+            memb_wr1.en.eq(load_memb), memb_wr1.addr.eq(x2["addr"]),
+            memb_wr1.data.eq(load_value),
+        ]
+        load_slot = x2["addr"][:slot_bits]
+        with m.If(wb_acc):
+            m.d.sync += slots[ctl4["acc_wr"]].eq(result)
+        with m.If(load_acc):
+            m.d.sync += slots[load_slot].eq(convert(load_value, op_fmt, acc_fmt, "widen_load"))
+
+        # -- hazards and counters -------------------------------------------------------------
+        hazard = (
+            _more_than([mema_read_c, mema_read_x, load_mema, wb_mema], 1)
+            | (memb0_read_c & memb_read_x)
+            | _more_than([memb0_read_c | memb_read_x, memb1_read_c, load_memb, wb_memb], 2)
+            | (load_acc & wb_acc & (load_slot == ctl4["acc_wr"]))
+            | (s1["drive_row"] & store_row) | (s1["drive_col"] & store_col)
+        )
+        m.d.comb += [self.hazard.eq(hazard),
+                     self.mac.eq(active & k_ok & (u.fu == FuOp.MAC) & ~in_chain)]
+        return m
