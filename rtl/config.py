@@ -142,8 +142,12 @@ class CaterpillarConfig:
 
     @property
     def acc_lanes(self) -> int:
-        """Accumulator slots an accumulation rotates over so one MAC issues every cycle."""
-        return _next_pow2(self.add_latency)
+        """Accumulator slots an accumulation rotates over so one MAC issues every cycle.
+
+        A slot written at the end of the adder's last cycle is read again at adder entry, so
+        consecutive accumulations into one slot are ``add_latency + 1`` cycles apart.
+        """
+        return _next_pow2(self.add_latency + 1)
 
     @property
     def chain_lanes(self) -> int:

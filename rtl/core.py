@@ -6,23 +6,14 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
-from caterpillar.golden.numerics import FORMATS
-
-from .host import CORE_ID, HostBus, RegisterMap
+from .host import HostBus
 from .isa import INSTR_WORDS, Counter
 from .pe_array import PEArray
+from .regmap import CORE_ID, RegisterMap
 from .sequencer import Sequencer
 from .spad import Spad
 
-__all__ = ["Core", "config_word"]
-
-_FORMAT_CODES = {name: i for i, name in enumerate(FORMATS)}
-
-
-def config_word(cfg) -> int:
-    """Return the ``CONFIG`` register value for ``cfg`` (layout in the register map)."""
-    return (cfg.nr | _FORMAT_CODES[cfg.operand_format] << 5 | _FORMAT_CODES[cfg.acc_format] << 8
-            | cfg.mul_latency << 11 | cfg.add_latency << 16)
+__all__ = ["Core"]
 
 
 class Core(wiring.Component):
@@ -74,7 +65,7 @@ class Core(wiring.Component):
         # -- CSRs ----------------------------------------------------------------------------
         start_pc = Signal(cfg.imem_addr_width)
         readable = {
-            "ID": CORE_ID, "CONFIG": config_word(cfg), "MEMA_WORDS": cfg.mema_words,
+            "ID": CORE_ID, "CONFIG": regs.config_word, "MEMA_WORDS": cfg.mema_words,
             "MEMB_WORDS": cfg.memb_words, "SPAD_WORDS": cfg.spad_words,
             "IMEM_WORDS": cfg.imem_words, "START_PC": start_pc,
             "STATUS": Cat(seq.busy, seq.done, seq.error),

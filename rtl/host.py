@@ -1,30 +1,13 @@
-"""The host interface: the address map, the CSRs and the bus they are reached through.
-
-The :class:`RegisterMap` built here is the only description of the host-visible registers: the
-core decodes the bus with it, ``docs/registers.md`` is generated from it, and simulation
-devices hand it (as a plain dict) to the driver.
-"""
+"""The host bus the core is reached through (its address map is :mod:`.regmap`)."""
 
 from __future__ import annotations
-
-from dataclasses import asdict, dataclass
 
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .isa import INSTR_WORDS, Counter
+from .regmap import HOST_ADDR_BITS
 
-__all__ = ["HostBus", "Csr", "RegisterMap", "CORE_ID", "IMEM_BASE", "SPAD_BASE",
-           "HOST_ADDR_BITS"]
-
-#: Value of the ID register.
-CORE_ID = 0xCA7E0001
-#: Word address of instruction 0, word 0, in the IMEM window (8 words per instruction).
-IMEM_BASE = 0x0010_0000
-#: Word address of SPAD word 0 in the SPAD window.
-SPAD_BASE = 0x0100_0000
-#: Width of a host word address.
-HOST_ADDR_BITS = 26
+__all__ = ["HostBus"]
 
 
 class HostBus(wiring.Signature):
@@ -38,80 +21,3 @@ class HostBus(wiring.Signature):
     def __init__(self):
         super().__init__({"addr": Out(HOST_ADDR_BITS), "wdata": Out(32), "we": Out(1),
                           "re": Out(1), "rdata": In(32)})
-
-
-@dataclass(frozen=True)
-class Csr:
-    """One control/status register: word address, access (``r``, ``w``, ``rw``), meaning."""
-
-    name: str
-    addr: int
-    access: str
-    doc: str
-
-
-class RegisterMap:
-    """The CSRs of a core for config ``cfg``, plus the memory windows.
-
-    Attributes
-    ----------
-    csrs : list of Csr
-    imem_base, spad_base : int
-        First word address of the IMEM and SPAD windows.
-    """
-
-    def __init__(self, cfg):
-        self.cfg = cfg
-        self.imem_base = IMEM_BASE
-        self.spad_base = SPAD_BASE
-        self.instr_words = INSTR_WORDS
-        csrs = [
-            Csr("ID", 0x00, "r", f"identification, {CORE_ID:#010x}"),
-            Csr("CONFIG", 0x01, "r", "nr [4:0], operand format [7:5] (0 fp32, 1 bf16, "
-                                    "2 fp16), accumulator format [10:8], mul_latency "
-                                    "[15:11], add_latency [20:16]"),
-            Csr("MEMA_WORDS", 0x02, "r", "MemA words per PE"),
-            Csr("MEMB_WORDS", 0x03, "r", "MemB words per PE"),
-            Csr("SPAD_WORDS", 0x04, "r", "SPAD words"),
-            Csr("IMEM_WORDS", 0x05, "r", "instructions IMEM holds"),
-            Csr("CTRL", 0x08, "w", "write 1 to bit 0: start at START_PC; bit 1: clear done "
-                                  "and error; bit 2: clear the counters"),
-            Csr("START_PC", 0x09, "rw", "first instruction of the next start"),
-            Csr("STATUS", 0x0A, "r", "bit 0 busy, bit 1 done, bit 2 error"),
-            Csr("ERROR_CAUSE", 0x0B, "r", "ErrorCause of the error (0 if none)"),
-            Csr("ERROR_PC", 0x0C, "r", "program counter of the failing instruction"),
-            Csr("PC", 0x0D, "r", "current program counter"),
-        ]
-        for counter in Counter:
-            base = 0x10 + 2 * counter.value
-            csrs += [Csr(f"{counter.name}_LO", base, "r", f"{counter.name.lower()} counter, "
-                                                          "bits 31..0"),
-                     Csr(f"{counter.name}_HI", base + 1, "r", f"{counter.name.lower()} "
-                                                              "counter, bits 63..32")]
-        for i in range(16):
-            csrs.append(Csr(f"S{i}", 0x30 + i, "rw", f"scalar register {i} (operand-format "
-                                                    "bit pattern)"))
-        self.csrs = csrs
-        self.by_name = {c.name: c for c in csrs}
-
-    def __getitem__(self, name: str) -> int:
-        return self.by_name[name].addr
-
-    def to_dict(self) -> dict:
-        """Return the map as plain data (for the driver and for JSON)."""
-        return {"csrs": [asdict(c) for c in self.csrs], "imem_base": self.imem_base,
-                "spad_base": self.spad_base, "instr_words": self.instr_words,
-                "config": self.cfg.to_dict()}
-
-    def markdown(self) -> str:
-        """Return the register table for ``docs/registers.md``."""
-        lines = ["# Host register map", "",
-                 "32-bit word addresses. Generated from `caterpillar.rtl.host.RegisterMap`; do "
-                 "not edit.", "",
-                 f"* IMEM window: instruction `i`, word `w` (0..{INSTR_WORDS - 1}, LSB first) at "
-                 f"`{IMEM_BASE:#010x} + {INSTR_WORDS} * i + w`.",
-                 f"* SPAD window: word `a` at `{SPAD_BASE:#010x} + a` (operand-format bit "
-                 "patterns, LSB-aligned).", "",
-                 "| address | name | access | meaning |", "|---|---|---|---|"]
-        lines += [f"| `{c.addr:#06x}` | `{c.name}` | {c.access} | {c.doc} |" for c in self.csrs]
-        return "\n".join(lines) + "\n"

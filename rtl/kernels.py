@@ -219,7 +219,7 @@ def _vop(e: Emitter):
                       scalar=e.word(-1.0), dst=Dst.ACC, acc_wr=lane)
             with m.Else():
                 e.uop(fu=FuOp.MAC, c=CSrc.NEGZERO, a=ASrc.SCALAR, scalar=alpha, b=BSrc.ACC,
-                      acc_rd=lane)
+                      acc_op=lane)
 
 
 #: Generator of each opcode that issues micro-ops.

@@ -16,7 +16,7 @@ from .isa import (
 )
 from .isa_geometry import kernel_plan
 from .kernels import KERNELS, Emitter
-from .microop import NO_LIMIT, compute_layout, transfer_layout
+from .microop import NO_LIMIT, ASrc, BSrc, CSrc, compute_layout, transfer_layout
 
 __all__ = ["Sequencer", "FieldView", "INSTRUCTION_OVERHEAD"]
 
@@ -160,8 +160,10 @@ class Sequencer(wiring.Component):
                                     m.d.comb += bounds[name].eq(getattr(segment, name))
         last = {name: loops[name] == bounds[name] - 1 for name in loops}
 
-        uop_next = Signal(compute_layout(cfg), init={"row_lim": NO_LIMIT, "col_lim": NO_LIMIT,
-                                                      "k_lim": NO_LIMIT})
+        # Unset operands read nothing: a = -0, b = 1, c = -0 claim no memory port.
+        uop_next = Signal(compute_layout(cfg), init={
+            "row_lim": NO_LIMIT, "col_lim": NO_LIMIT, "k_lim": NO_LIMIT,
+            "a": ASrc.NEGZERO, "b": BSrc.ONE, "c": CSrc.NEGZERO})
         xfer_next = Signal(transfer_layout(cfg))
         uop_reg = Signal.like(uop_next)
         xfer_reg = Signal.like(xfer_next)

@@ -38,8 +38,9 @@ def test_rtl_never_imports_software_or_sim(path):
             f"{path.name} imports {name}"
 
 
-def test_rtl_config_is_pure_python():
-    assert not {n for n in imports_of(ROOT / "rtl" / "config.py") if n.startswith("amaranth")}
+@pytest.mark.parametrize("name", ["config.py", "regmap.py", "isa_geometry.py"])
+def test_interface_definitions_need_no_amaranth(name):
+    assert not {n for n in imports_of(ROOT / "rtl" / name) if n.startswith("amaranth")}
 
 
 @pytest.mark.parametrize("path", [p for p in module_files("software") if p.name != "cli.py"],
@@ -47,6 +48,7 @@ def test_rtl_config_is_pure_python():
 def test_software_uses_only_config_and_isa_from_rtl(path):
     for name in imports_of(path):
         if name.startswith("caterpillar.rtl"):
-            assert name in ("caterpillar.rtl.config", "caterpillar.rtl.isa"), \
+            assert name in ("caterpillar.rtl.config", "caterpillar.rtl.isa",
+                            "caterpillar.rtl.isa_geometry", "caterpillar.rtl.regmap"), \
                 f"{path.name} imports {name}"
         assert not name.startswith(("caterpillar.sim", "amaranth")), f"{path.name} imports {name}"

@@ -1,0 +1,176 @@
+"""Golden kernels: every value the core's kernels compute, in the hardware's order of operations.
+
+NumPy only. Arrays hold bit patterns (unsigned integers). ``fmt`` is the operand format (what
+the memories store), ``acc`` the accumulator format. Values move between them exactly as the PE
+moves them (docs/architecture.md): operands are widened exactly into the accumulator format for
+the adder and the compare/scale unit, results are rounded back into the operand format when
+they are written to MemA, MemB or a bus; when the two formats are the same no conversion
+happens at all (NaN payloads then pass a move unchanged).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import numerics as n
+from .numerics import FloatFormat
+
+__all__ = [
+    "widen", "narrow", "mac", "gemv_partials", "chain_order", "chain_sum", "gemv", "gemvt",
+    "ger", "vop", "VOP_FUNCTIONS",
+]
+
+
+def widen(x, fmt: FloatFormat, acc: FloatFormat) -> np.ndarray:
+    """Return operand-format bits ``x`` in the accumulator format (exact)."""
+    x = np.asarray(x, dtype=np.uint64)
+    return x if fmt == acc else n.convert(x, fmt, acc).astype(np.uint64)
+
+
+def narrow(x, fmt: FloatFormat, acc: FloatFormat) -> np.ndarray:
+    """Return accumulator-format bits ``x`` rounded to the operand format."""
+    x = np.asarray(x, dtype=np.uint64)
+    return x if fmt == acc else n.convert(x, acc, fmt).astype(np.uint64)
+
+
+def mac(a, b, c, fmt: FloatFormat, acc: FloatFormat) -> np.ndarray:
+    """Return the PE's MAC: ``c + round_acc(a * b)``, ``a``, ``b`` operand format, ``c`` acc."""
+    return n.mac(a, b, c, fmt, acc).astype(np.uint64)
+
+
+def _neg_zero(fmt: FloatFormat, shape) -> np.ndarray:
+    return np.full(shape, fmt.sign_mask, dtype=np.uint64)
+
+
+def gemv_partials(w, x, nr: int, fmt: FloatFormat, acc: FloatFormat) -> np.ndarray:
+    """Return the partial sums ``P[i, c]`` of ``y = W x`` (accumulator format).
+
+    ``P[i, c]`` starts from ``-0`` and adds ``round_acc(W[i, j] * x[j])`` for
+    ``j = c, c + nr, ...`` (``j < cols``) in increasing order: what ``PE(i mod nr, c)``
+    accumulates. ``w`` is ``rows x cols``, ``x`` has ``cols`` elements.
+    """
+    w = np.asarray(w, dtype=np.uint64)
+    x = np.asarray(x, dtype=np.uint64)
+    rows, cols = w.shape
+    k_loc = -(-cols // nr)
+    partial = _neg_zero(acc, (rows, nr))
+    for jj in range(k_loc):
+        j = jj * nr + np.arange(nr)
+        valid = j < cols
+        jc = np.minimum(j, cols - 1)
+        products = mac(w[:, jc], np.broadcast_to(x[jc], (rows, nr)), partial, fmt, acc)
+        partial = np.where(valid[None, :], products, partial)
+    return partial
+
+
+def chain_order(i, nr: int) -> np.ndarray:
+    """Return, for each output index ``i``, the PE coordinates its chain visits in order.
+
+    The chain of output ``i`` runs over ``q = 0..nr-1`` at coordinate ``(i mod nr + 1 + q) mod
+    nr``, ending on the diagonal coordinate ``i mod nr``. Shape ``(len(i), nr)``.
+    """
+    i = np.asarray(i)
+    return (i[:, None] % nr + 1 + np.arange(nr)[None, :]) % nr
+
+
+def chain_sum(stored_partials, nr: int, fmt: FloatFormat, acc: FloatFormat) -> np.ndarray:
+    """Return the chain reduction of partials stored in MemB (operand format).
+
+    Position 0 computes ``-0 + round_acc(p * 1)``; each later position adds its partial the same
+    way to the value arriving on its link (accumulator format). Returns accumulator-format sums.
+    """
+    p = np.asarray(stored_partials, dtype=np.uint64)
+    count = p.shape[0]
+    order = chain_order(np.arange(count), nr)
+    one = np.full(count, int(n.from_float(1.0, fmt)), dtype=np.uint64)
+    total = _neg_zero(acc, count)
+    for q in range(nr):
+        total = mac(p[np.arange(count), order[:, q]], one, total, fmt, acc)
+    return total
+
+
+def gemv(w, x, nr: int, fmt: FloatFormat, acc: FloatFormat):
+    """Return ``(y, stored_partials)`` of the ``gemv`` instruction (operand format).
+
+    ``stored_partials[i, c]`` is what ``PE(i mod nr, c)`` leaves in its ``psum`` scratch at
+    ``i div nr``; ``y[i]`` what the diagonal writes.
+    """
+    stored = narrow(gemv_partials(w, x, nr, fmt, acc), fmt, acc)
+    return narrow(chain_sum(stored, nr, fmt, acc), fmt, acc), stored
+
+
+def gemvt(w, d, nr: int, fmt: FloatFormat, acc: FloatFormat):
+    """Return ``(z, stored_partials)`` of ``gemvt``: ``z = W^T d`` by the same kernel on ``W^T``.
+
+    ``stored_partials[j, r]`` is what ``PE(r, j mod nr)`` leaves at ``j div nr``.
+    """
+    return gemv(np.asarray(w, dtype=np.uint64).T, d, nr, fmt, acc)
+
+
+def ger(w, u, v, alpha: int, fmt: FloatFormat, acc: FloatFormat, *, wd=None, mom=None,
+        mu=None):
+    """Return ``(w', mom')`` of the rank-1 update (``mom'`` is None without momentum).
+
+    Per weight: ``g = round_acc(u_i v_j)``; with ``wd``: ``g = g + round_acc(wd * W)``; with
+    momentum: ``m = g + round_acc(mu * mom)``, ``mom' = narrow(m)``, and ``g = m``;
+    ``W' = narrow(widen(W) + round_acc(alpha * narrow(g)))``.
+    """
+    w = np.asarray(w, dtype=np.uint64)
+    rows, cols = w.shape
+    uu = np.broadcast_to(np.asarray(u, dtype=np.uint64)[:, None], (rows, cols))
+    vv = np.broadcast_to(np.asarray(v, dtype=np.uint64)[None, :], (rows, cols))
+    g = mac(uu, vv, _neg_zero(acc, (rows, cols)), fmt, acc)
+    w_acc = widen(w, fmt, acc)
+    if wd is not None:
+        g = mac(np.full(w.shape, wd, np.uint64), narrow(w_acc, fmt, acc), g, fmt, acc)
+    new_mom = None
+    if mom is not None:
+        g = mac(np.full(w.shape, mu, np.uint64), np.asarray(mom, dtype=np.uint64), g, fmt, acc)
+        new_mom = narrow(widen(narrow(g, fmt, acc), fmt, acc), fmt, acc)
+    step = narrow(g, fmt, acc)
+    new_w = narrow(mac(np.full(w.shape, alpha, np.uint64), step, w_acc, fmt, acc), fmt, acc)
+    return new_w, new_mom
+
+
+def _gt_zero(x, fmt: FloatFormat) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return n.to_float64(x, fmt) > 0
+
+
+def vop(fn: str, x, y, alpha: int, fmt: FloatFormat, acc: FloatFormat) -> np.ndarray:
+    """Return ``z`` of ``vop fn`` on operand-format vectors ``x``, ``y`` (scalar ``alpha``)."""
+    x = np.asarray(x, dtype=np.uint64)
+    y = np.asarray(y, dtype=np.uint64)
+    a = np.full(x.shape, alpha, np.uint64)
+    one = np.full(x.shape, int(n.from_float(1.0, fmt)), np.uint64)
+    minus = np.full(x.shape, int(n.from_float(-1.0, fmt)), np.uint64)
+    zero = _neg_zero(acc, x.shape)
+    wx, wy = widen(x, fmt, acc), widen(y, fmt, acc)
+    if fn == "copy":
+        r = wx
+    elif fn == "add":
+        r = mac(y, one, wx, fmt, acc)
+    elif fn == "sub":
+        r = mac(y, minus, wx, fmt, acc)
+    elif fn == "mul":
+        r = mac(x, y, zero, fmt, acc)
+    elif fn == "axpy":
+        r = mac(a, x, wy, fmt, acc)
+    elif fn == "scale":
+        r = mac(a, x, zero, fmt, acc)
+    elif fn == "max":
+        r = n.maximum(wx, wy, acc).astype(np.uint64)
+    elif fn == "maxs":
+        r = n.maximum(wx, widen(a, fmt, acc), acc).astype(np.uint64)
+    elif fn == "relud":
+        r = np.where(_gt_zero(wx, acc), wy, np.uint64(0))
+    elif fn == "mseg":
+        d = mac(y, minus, wx, fmt, acc)
+        r = mac(a, narrow(d, fmt, acc), zero, fmt, acc)
+    else:
+        raise ValueError(f"unknown vector function {fn!r}")
+    return narrow(r, fmt, acc)
+
+
+#: Names of the ``VOP`` functions, in encoding order (matches ``caterpillar.rtl.isa.VecOp``).
+VOP_FUNCTIONS = ("copy", "add", "sub", "mul", "axpy", "scale", "max", "maxs", "relud", "mseg")
