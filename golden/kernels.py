@@ -17,7 +17,7 @@ from .numerics import FloatFormat
 
 __all__ = [
     "widen", "narrow", "mac", "gemv_partials", "chain_order", "chain_sum", "gemv", "gemvt",
-    "ger", "vop", "VOP_FUNCTIONS",
+    "ger", "gemm", "vop", "VOP_FUNCTIONS",
 ]
 
 
@@ -130,6 +130,25 @@ def ger(w, u, v, alpha: int, fmt: FloatFormat, acc: FloatFormat, *, wd=None, mom
     step = narrow(g, fmt, acc)
     new_w = narrow(mac(np.full(w.shape, alpha, np.uint64), step, w_acc, fmt, acc), fmt, acc)
     return new_w, new_mom
+
+
+def gemm(a, b, c, fmt: FloatFormat, acc: FloatFormat) -> np.ndarray:
+    """Return ``C = A B`` (``c`` None) or ``C + A B``, operand format, the core's way.
+
+    Each element starts from ``widen(C[i, j])`` (or ``-0``) and adds ``round_acc(A[i, p] *
+    B[p, j])`` for ``p = 0, 1, ..., K-1`` in order; the sum is rounded once to the operand
+    format when it leaves the accumulator.
+    """
+    a = np.asarray(a, dtype=np.uint64)
+    b = np.asarray(b, dtype=np.uint64)
+    rows, inner = a.shape
+    cols = b.shape[1]
+    total = (_neg_zero(acc, (rows, cols)) if c is None
+             else widen(np.asarray(c, dtype=np.uint64), fmt, acc))
+    for p in range(inner):
+        total = mac(np.broadcast_to(a[:, p:p + 1], (rows, cols)),
+                    np.broadcast_to(b[p:p + 1, :], (rows, cols)), total, fmt, acc)
+    return narrow(total, fmt, acc)
 
 
 def _gt_zero(x, fmt: FloatFormat) -> np.ndarray:

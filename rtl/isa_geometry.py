@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .isa import Opcode, VecOp
 
 __all__ = ["vmax", "vmin", "select", "cdiv", "log2", "Segment", "Check", "kernel_plan",
-           "KernelPlan"]
+           "KernelPlan", "GemmPhase", "gemm_schedule"]
 
 
 def _is_int(*values) -> bool:
@@ -78,15 +78,21 @@ class Check:
 
 @dataclass
 class KernelPlan:
-    """Segments of an instruction's micro-op stream, its checks and named quantities."""
+    """Segments of an instruction's micro-op stream, its checks and named quantities.
+
+    ``schedule`` (ints only) replaces the segments for kernels with their own engine (GEMM).
+    """
 
     segments: list
     checks: list
     values: dict
+    schedule: object = None
 
     @property
     def stream_cycles(self):
         """Cycles of micro-ops (ints only)."""
+        if self.schedule is not None:
+            return self.schedule.cycles
         return sum(s.cycles for s in self.segments)
 
 
@@ -203,4 +209,117 @@ def kernel_plan(op: Opcode, f, cfg) -> KernelPlan:
         segments = [Segment("elements", outer=groups, middle=select(two_step, 2, 1),
                             inner=select(two_step, lchain, 1))]
         return KernelPlan(segments, checks, {"per_pe": per_pe})
+    if op == Opcode.GEMM:
+        return _gemm_plan(f, cfg)
     raise NotImplementedError(f"no kernel plan for {op.name}")
+
+
+@dataclass
+class GemmPhase:
+    """One row group of one panel of one A block: the unit of GEMM's schedule.
+
+    The phase computes the ``nr * Lacc`` rows from ``row0`` of the ``nr`` columns from ``n0``
+    (``K * Lacc`` cycles) in accumulator bank ``bank``, using the B panel in MemB buffer
+    ``buf``. Meanwhile (after the compute, in the first panel of a block, whose A values stream
+    from the SPAD) the SPAD port moves the C rows of the previous phase out, those of the next
+    phase in (``accumulate`` only) and, in a panel's first phase, the next panel's B.
+    """
+
+    index: int
+    block: int
+    panel: int
+    group: int
+    row0: int
+    n0: int
+    bank: int
+    buf: int
+    astream: bool
+    has_cout: bool
+    has_cin: bool
+    next_panel: tuple | None
+    length: int
+
+
+@dataclass
+class GemmSchedule:
+    """GEMM's prologue, phases and epilogue, and the cycles they take."""
+
+    prologue: int
+    phases: list
+    epilogue: int
+    first_panel: tuple
+
+    @property
+    def cycles(self) -> int:
+        """Micro-op stream cycles."""
+        return self.prologue + sum(p.length for p in self.phases) + self.epilogue
+
+
+def gemm_schedule(f, cfg) -> GemmSchedule:
+    """Return the exact GEMM schedule for int operand fields ``f`` (see :class:`GemmPhase`).
+
+    Prologue: the first B panel (``K`` cycles), the first phase's C rows (``accumulate``),
+    2 guard cycles. A phase in a block's first panel lasts ``max(K Lacc, W) + T + 2`` (compute,
+    then transfers ``T``); any other phase ``max(K Lacc, W + T + 2)`` (transfers after ``W``
+    idle cycles, beside the compute). ``T = nr Lacc`` per C transfer plus ``K`` for a B panel.
+    Epilogue: ``W`` idle cycles and the last phase's C rows out.
+    """
+    nr, lanes, wb = cfg.nr, cfg.acc_lanes, cfg.write_back_latency
+    group_rows = nr * lanes
+    k = f.k
+    compute = k * lanes
+    panels = cdiv(f.n, nr)
+    blocks = -(-f.m // f.mc)
+    order = []
+    for b in range(blocks):
+        rows = min(f.mc, f.m - b * f.mc)
+        for n in range(panels):
+            for g in range(-(-rows // group_rows)):
+                order.append((b, n, g))
+    phases = []
+    for index, (b, n, g) in enumerate(order):
+        if g == 0 and n + 1 < panels:
+            nxt = (b, n + 1)
+        elif g == 0 and b + 1 < blocks:
+            nxt = (b + 1, 0)
+        else:
+            nxt = None
+        has_cout = index > 0
+        has_cin = bool(f.accumulate) and index + 1 < len(order)
+        transfers = group_rows * (has_cout + has_cin) + (k if nxt else 0)
+        astream = n == 0
+        if astream:
+            length = max(compute, wb) + transfers + 2
+        else:
+            length = max(compute, wb + transfers + 2)
+        panel_index = b * panels + n
+        phases.append(GemmPhase(index, b, n, g, b * f.mc + g * group_rows, n * nr, index % 2,
+                                panel_index % 2, astream, has_cout, has_cin, nxt, length))
+    prologue = k + (group_rows if f.accumulate else 0) + 2
+    return GemmSchedule(prologue, phases, wb + group_rows, (0, 0))
+
+
+def _gemm_plan(f, cfg) -> KernelPlan:
+    nr = cfg.nr
+    group_rows = nr * cfg.acc_lanes
+    lda_local = cdiv(f.k, nr)
+    checks = [
+        _positive(f.m, "m"), _positive(f.n, "n"), _positive(f.k, "k"),
+        _positive(f.mc, "mc"),
+        Check((f.mc & (group_rows - 1)) == 0, "BAD_SHAPE", "mc must be a multiple of nr * Lacc"),
+        _aligned(f.a, nr, "a"), _aligned(f.b, nr, "b"), _aligned(f.c, nr, "c"),
+        _aligned(f.lda, nr, "lda"), _aligned(f.ldb, nr, "ldb"), _aligned(f.ldc, nr, "ldc"),
+        Check(f.lda >= f.m, "BAD_SHAPE", "lda must be >= m"),
+        Check(f.ldb >= f.n, "BAD_SHAPE", "ldb must be >= n"),
+        Check(f.ldc >= f.n, "BAD_SHAPE", "ldc must be >= n"),
+        _range(0, (f.mc >> log2(nr)) * lda_local, cfg.mema_words, "MEMA_RANGE",
+               "mc rows of A (mc / nr * ceil(k / nr) words per PE)"),
+        _range(0, 2 * f.k, cfg.memb_words, "MEMB_RANGE", "two B panels (2 k words per PE)"),
+        _range(f.a, (f.k - 1) * f.lda + cdiv(f.m, nr) * nr, cfg.spad_words, "SPAD_RANGE", "a"),
+        _range(f.b, (f.k - 1) * f.ldb + cdiv(f.n, nr) * nr, cfg.spad_words, "SPAD_RANGE", "b"),
+        _range(f.c, (f.m - 1) * f.ldc + cdiv(f.n, nr) * nr, cfg.spad_words, "SPAD_RANGE", "c"),
+    ]
+    schedule = gemm_schedule(f, cfg) if _is_int(f.m, f.n, f.k, f.mc) and f.mc and f.m \
+        and f.n and f.k else None
+    return KernelPlan([], checks, {"lda_local": lda_local, "group_rows": group_rows},
+                      schedule)

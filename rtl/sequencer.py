@@ -7,6 +7,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .gemm import GemmEngine
 from .isa import (
     INSTR_WORDS,
     Counter,
@@ -142,9 +143,12 @@ class Sequencer(wiring.Component):
 
         # Per-opcode plans over the registered instruction.
         plans = {}
-        for opcode in KERNELS:
+        for opcode in [*KERNELS, Opcode.GEMM]:
             fields = FieldView(getattr(instr.args, opcode.name.lower()))
             plans[opcode] = (fields, kernel_plan(opcode, fields, cfg))
+
+        m.submodules.gemm = gemm = GemmEngine(cfg)
+        m.d.comb += gemm.f.eq(instr.args.gemm)
 
         # Loop bounds of the current opcode and segment.
         bounds = {name: Signal(20, name=f"bound_{name}") for name in loops}
@@ -206,14 +210,22 @@ class Sequencer(wiring.Component):
                     m.d.sync += pc.eq(pc + 1)
                     m.next = "FETCH"
                 with m.Else():
-                    self._check(m, op, plans, fail)
+                    self._check(m, op, plans, fail, gemm)
                     counter_sel = instr.args.rdcnt.counter.as_value()
                     m.d.sync += counter_snapshot.eq(
                         Array(self.counters[i] for i in range(len(Counter)))[counter_sel])
             with m.State("RUN"):
-                self._advance(m, loops, bounds, last, seg, n_segments, drain)
+                with m.If(op == Opcode.GEMM):
+                    m.d.comb += [uop_next.eq(gemm.uop), xfer_next.eq(gemm.xfer)]
+                    with m.If(gemm.last):
+                        m.d.sync += drain.eq(cfg.write_back_latency - 1)
+                        m.next = "DRAIN"
+                with m.Else():
+                    self._advance(m, loops, bounds, last, seg, n_segments, drain)
                 with m.Switch(op):
                     for opcode, (fields, plan) in plans.items():
+                        if opcode not in KERNELS:
+                            continue
                         with m.Case(opcode):
                             values = dict(plan.values)
                             values.update(self._scalars(opcode, fields, sregs))
@@ -260,7 +272,7 @@ class Sequencer(wiring.Component):
             return {"alpha": sregs[fields.alpha]}
         return {}
 
-    def _check(self, m, op, plans, fail):
+    def _check(self, m, op, plans, fail, gemm):
         # The first failing check (in the plan's order) names the error.
         with m.Switch(op):
             for opcode, (_, plan) in plans.items():
@@ -274,6 +286,8 @@ class Sequencer(wiring.Component):
                     with m.If(failed):
                         fail(reason)
                     with m.Else():
+                        if opcode == Opcode.GEMM:
+                            m.d.comb += gemm.start.eq(1)
                         m.next = "RUN"
 
     def _advance(self, m, loops, bounds, last, seg, n_segments, drain):

@@ -312,6 +312,38 @@ class IsaSim:
         macs_each = {"add": 1, "sub": 1, "mul": 1, "axpy": 1, "scale": 1, "mseg": 2}
         return count * macs_each.get(fn, 0)
 
+    def _op_gemm(self, f, plan, snapshot):
+        nr, k = self.cfg.nr, f.k
+        fmt, acc = self._formats
+        rows_of = lambda base, ld, count, width: base + np.arange(count)[:, None] * ld + \
+            np.arange(width)[None, :]  # noqa: E731
+        a_idx = rows_of(f.a, f.lda, k, f.m)          # A^T: k x m
+        b_idx = rows_of(f.b, f.ldb, k, f.n)
+        c_idx = rows_of(f.c, f.ldc, f.m, f.n)
+        if np.intersect1d(c_idx, np.union1d(a_idx, b_idx)).size:
+            raise AliasingError("gemm: C overlaps A or B")
+        a = self.spad[a_idx].T
+        b = self.spad[b_idx]
+        c_in = self.spad[c_idx] if f.accumulate else None
+        self.spad[c_idx] = gk.gemm(a, b, c_in, fmt, acc)
+        # Staging left in the PEs: every A block (the last one wins) and every B panel loaded.
+        lda_local = plan.values["lda_local"]
+        p = np.arange(k)
+        for block in range(-(-f.m // f.mc)):
+            i = np.arange(block * f.mc, min(f.m, (block + 1) * f.mc))
+            local = ((i - block * f.mc) // nr)[:, None] * lda_local + (p // nr)[None, :]
+            self.mema[(i % nr)[:, None], (p % nr)[None, :], local] = a[i]
+        schedule = plan.schedule
+        panels = -(-f.n // nr)
+        loads = [schedule.first_panel] + [ph.next_panel for ph in schedule.phases
+                                          if ph.next_panel is not None]
+        for block, panel in loads:
+            buf = (block * panels + panel) % 2
+            j = np.arange(panel * nr, min(f.n, panel * nr + nr))
+            for r in range(nr):
+                self.memb[r, (j % nr)[None, :], buf * k + p[:, None]] = b[:, j]
+        return f.m * f.n * k
+
     def imem_word(self, addr: int) -> int:
         """Return the host view of IMEM word ``addr`` (instruction ``addr // 8``)."""
         instr, word = divmod(addr, INSTR_WORDS)
