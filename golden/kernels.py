@@ -17,7 +17,7 @@ from .numerics import FloatFormat
 
 __all__ = [
     "widen", "narrow", "mac", "gemv_partials", "chain_order", "chain_sum", "gemv", "gemvt",
-    "ger", "gemm", "vop", "VOP_FUNCTIONS",
+    "ger", "gemm", "vop", "VOP_FUNCTIONS", "smxce",
 ]
 
 
@@ -193,3 +193,95 @@ def vop(fn: str, x, y, alpha: int, fmt: FloatFormat, acc: FloatFormat) -> np.nda
 
 #: Names of the ``VOP`` functions, in encoding order (matches ``caterpillar.rtl.isa.VecOp``).
 VOP_FUNCTIONS = ("copy", "add", "sub", "mul", "axpy", "scale", "max", "maxs", "relud", "mseg")
+
+
+def _scale_shift(bits, acc: FloatFormat) -> np.ndarray:
+    # The exponent-adjust unit reads n from the addend's low bits, two's complement, as wide as
+    # needed to cover every exponent that does not saturate (see numerics.scale).
+    width = n.scale_exponent_range(acc).bit_length() + 1
+    low = np.asarray(bits, dtype=np.int64) & ((1 << width) - 1)
+    return np.where(low >= 1 << (width - 1), low - (1 << width), low)
+
+
+def smxce(x_local, t_local, length: int, nr: int, fmt: FloatFormat, acc: FloatFormat):
+    """Return ``z = softmax(x) - t`` as the ``smxce`` micro-program computes it, and scratch.
+
+    ``x_local[c]``/``t_local[c]`` are the elements ``c, c + nr, ...`` of the logits and targets
+    as row 0's ``PE(0, c)`` holds them. Steps (docs in ``caterpillar.rtl.kernels``): local
+    maxima, a max chain along row 0 ending in ``PE(0, 0)``, its broadcast, per element
+    ``exp(x - max)`` (clamp, magic-number split ``2**k * 2**f``, Horner polynomial, exponent
+    adjust), local sums in order, a sum chain, a reciprocal seed and three Newton steps, its
+    broadcast, and ``z = e r - t``. Returns ``(z, scratch)``; ``scratch[c]`` is what ``PE(0,
+    c)`` leaves in its ``3 ceil(len / nr) + 2`` scratch words (``None`` for words never
+    written).
+    """
+    k = n.exp_constants(fmt, acc)
+    w = lambda bits: widen(np.asarray(bits, dtype=np.uint64), fmt, acc)  # noqa: E731
+    nw = lambda bits: narrow(np.asarray(bits, dtype=np.uint64), fmt, acc)  # noqa: E731
+    full = lambda value, size: np.full(size, value, dtype=np.uint64)  # noqa: E731
+    per_pe = -(-length // nr)
+    counts = [len(range(c, length, nr)) for c in range(nr)]
+    x_local = [np.asarray(v, dtype=np.uint64)[:counts[c]] for c, v in enumerate(x_local)]
+    t_local = [np.asarray(v, dtype=np.uint64)[:counts[c]] for c, v in enumerate(t_local)]
+
+    def chain(values, op, first):
+        total = first
+        for q in range(nr):
+            total = op(values[(q + 1) % nr], total)
+        return total
+
+    one = int(n.from_float(1.0, fmt))
+    local_max = []
+    for c in range(nr):
+        m = w(k["neg_inf"])
+        for value in x_local[c]:
+            m = n.maximum(m, w(value), acc).astype(np.uint64)
+        local_max.append(m)
+    top = chain(local_max, lambda v, tot: n.maximum(tot, w(nw(v)), acc).astype(np.uint64),
+                w(k["neg_inf"]))
+    top_op = nw(top)
+
+    scratch = [[None] * (3 * per_pe + 2) for _ in range(nr)]
+    e_local = []
+    for c in range(nr):
+        x = x_local[c]
+        size = len(x)
+        d = mac(full(top_op, size), full(k["minus_one"], size), w(x), fmt, acc)
+        dscr = nw(n.maximum(w(nw(d)), full(w(k["lower"]), size), acc))
+        t = mac(dscr, full(k["log2e"], size), full(w(k["magic"]), size), fmt, acc)
+        kk = mac(full(k["neg_magic"], size), full(one, size), t, fmt, acc)
+        g = nw(mac(dscr, full(k["neg_log2e"], size), kk, fmt, acc))
+        coefficients = k["coefficients"]
+        p = mac(full(coefficients[0], size), g, full(w(coefficients[1]), size), fmt, acc)
+        for coefficient in coefficients[2:]:
+            p = mac(nw(p), g, full(w(coefficient), size), fmt, acc)
+        e = nw(n.scale(w(nw(p)), _scale_shift(t, acc), acc))
+        for q in range(size):
+            scratch[c][q], scratch[c][per_pe + q], scratch[c][2 * per_pe + q] = \
+                int(dscr[q]), int(g[q]), int(e[q])
+        e_local.append(e)
+
+    local_sum = []
+    for c in range(nr):
+        total = w(fmt.sign_mask)
+        for value in e_local[c]:
+            total = mac(np.uint64(value), np.uint64(one), total, fmt, acc)
+        local_sum.append(total)
+    total = chain(local_sum, lambda v, tot: mac(nw(v), np.uint64(one), tot, fmt, acc),
+                  np.uint64(acc.sign_mask))
+    r = np.uint64(n.reciprocal_seed(total, acc))
+    neg_s = nw(mac(nw(total), np.uint64(k["minus_one"]), np.uint64(acc.sign_mask), fmt, acc))
+    tn = None
+    for _ in range(3):
+        tn = nw(mac(nw(r), neg_s, w(k["two"]), fmt, acc))
+        r = mac(nw(r), tn, np.uint64(acc.sign_mask), fmt, acc)
+    scratch[0][3 * per_pe], scratch[0][3 * per_pe + 1] = int(neg_s), int(tn)
+    r_op = nw(r)
+
+    z = np.zeros(length, dtype=np.uint64)
+    for c in range(nr):
+        size = counts[c]
+        prod = mac(e_local[c], full(r_op, size), full(acc.sign_mask, size), fmt, acc)
+        zz = mac(t_local[c], full(k["minus_one"], size), prod, fmt, acc)
+        z[c::nr] = nw(w(nw(zz)))
+    return z, scratch

@@ -40,7 +40,7 @@ __all__ = [
     "FloatFormat", "FP32", "BF16", "FP16", "FORMATS", "format_by_name",
     "to_float64", "from_float", "round_from_float64", "is_nan", "is_inf", "canonicalize_nan",
     "add", "mul", "mac", "convert", "maximum", "minimum", "less", "equal", "scale",
-    "scale_exponent_range", "reciprocal_seed_magic", "reciprocal_seed",
+    "scale_exponent_range", "reciprocal_seed_magic", "reciprocal_seed", "exp_constants",
 ]
 
 
@@ -324,3 +324,25 @@ def reciprocal_seed(x, fmt: FloatFormat) -> np.ndarray:
     b = _bits(x, fmt)
     mask = np.uint64((1 << fmt.width) - 1)
     return ((np.uint64(reciprocal_seed_magic(fmt)) - b) & mask).astype(fmt.dtype)
+
+
+def exp_constants(fmt: FloatFormat, acc: FloatFormat) -> dict:
+    """Return the constants of the exp micro-sequence, as ``fmt`` bit patterns.
+
+    ``exp(d) = 2**k * 2**f`` with ``k = round(d log2 e)`` found by adding ``magic`` (its sum's
+    low fraction bits hold ``k``) and ``g = k - d log2 e = -f``; ``2**f = 2**-g`` is the degree-6
+    Taylor polynomial in ``g`` (``coefficients``, highest degree first, signs alternating).
+    ``lower`` clamps ``d`` where ``exp`` underflows anyway, keeping ``k`` inside the
+    exponent-adjust range.
+    """
+    import math
+
+    magic = 1.5 * 2.0 ** acc.man_bits
+    lower = -(2 * acc.bias + acc.precision + 2) * math.log(2.0)
+    coefficients = [(-math.log(2.0)) ** i / math.factorial(i) for i in range(6, -1, -1)]
+    as_bits = lambda v: int(from_float(v, fmt))  # noqa: E731
+    return {"magic": as_bits(magic), "neg_magic": as_bits(-magic),
+            "log2e": as_bits(1 / math.log(2.0)), "neg_log2e": as_bits(-1 / math.log(2.0)),
+            "lower": as_bits(lower), "minus_one": as_bits(-1.0), "two": as_bits(2.0),
+            "neg_inf": fmt.sign_mask | fmt.inf,
+            "coefficients": [as_bits(c) for c in coefficients]}

@@ -216,9 +216,10 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
         _f("alpha", 4, "sreg", "scalar register a"),
     ),
     Opcode.SMXCE: (
-        _f("z", 16, "memb", "output softmax(x) - t (in PE(0,0))"),
-        _f("x", 16, "memb", "logits (in PE(0,0))"),
-        _f("t", 16, "memb", "target distribution, e.g. one-hot (in PE(0,0))"),
+        _f("z", 16, "memb", "output softmax(x) - t (diagonal)"),
+        _f("x", 16, "memb", "logits (column-replicated; row 0's copies are used)"),
+        _f("t", 16, "memb", "target distribution, e.g. one-hot (column-replicated, row 0)"),
+        _f("scr", 16, "memb", "scratch: 3 ceil(len / nr) + 2 words in row 0's PEs"),
         _f("len", 16, "count", "number of classes"),
     ),
 }

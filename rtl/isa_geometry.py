@@ -96,6 +96,11 @@ class KernelPlan:
         return sum(s.cycles for s in self.segments)
 
 
+#: Micro-op steps of SMXCE's exp sequence per element, and of its reciprocal (one PE).
+SMX_EXP_STEPS = 12
+SMX_RECIP_STEPS = 8
+
+
 def _range(base, extent, size: int, cause: str, what: str) -> Check:
     # extent 0 never touches memory: it is always in range.
     return Check(select(extent == 0, 1, base + extent <= size), cause, what)
@@ -211,6 +216,30 @@ def kernel_plan(op: Opcode, f, cfg) -> KernelPlan:
         return KernelPlan(segments, checks, {"per_pe": per_pe})
     if op == Opcode.GEMM:
         return _gemm_plan(f, cfg)
+    if op == Opcode.SMXCE:
+        per_pe = cdiv(f.len, nr)
+        groups = cdiv(per_pe, lchain)
+        chain = (nr - 1) * delay + 1
+        checks = [
+            _positive(f.len, "len"),
+            _range(f.x, per_pe, cfg.memb_words, "MEMB_RANGE", "x"),
+            _range(f.t, per_pe, cfg.memb_words, "MEMB_RANGE", "t"),
+            _range(f.z, per_pe, cfg.memb_words, "MEMB_RANGE", "z"),
+            _range(f.scr, 3 * per_pe + 2, cfg.memb_words, "MEMB_RANGE", "scr"),
+        ]
+        segments = [
+            Segment("localmax", outer=per_pe + 1, inner=lchain),
+            Segment("maxchain", inner=chain + wb),
+            Segment("maxbcast", inner=1 + wb),
+            Segment("exp", outer=groups, middle=SMX_EXP_STEPS, inner=lchain),
+            Segment("gap", inner=wb),
+            Segment("localsum", outer=per_pe + 1, inner=lchain),
+            Segment("sumchain", inner=chain + wb),
+            Segment("recip", outer=SMX_RECIP_STEPS, inner=lchain),
+            Segment("rbcast", inner=1 + wb),
+            Segment("out", outer=groups, middle=3, inner=lchain),
+        ]
+        return KernelPlan(segments, checks, {"per_pe": per_pe, "chain": chain})
     raise NotImplementedError(f"no kernel plan for {op.name}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Mux
 
-from caterpillar.golden.numerics import from_float
+from caterpillar.golden.numerics import exp_constants, from_float
 
 from .isa import Layout, Opcode, VecOp
 from .isa_geometry import log2
@@ -222,6 +222,119 @@ def _vop(e: Emitter):
                       acc_op=lane)
 
 
+def _smxce(e: Emitter):
+    f, m, cfg = e.f, e.m, e.cfg
+    lanes = cfg.chain_lanes
+    k = exp_constants(cfg.operand, cfg.acc)
+    mx, sm = 2 * max(cfg.acc_lanes, lanes), 2 * max(cfg.acc_lanes, lanes) + 1
+    per_pe = e.v["per_pe"]
+    chain_steps = e.v["chain"]
+    seg, outer, middle, inner = e.seg, e.i["outer"], e.i["middle"], e.i["inner"]
+    lane = inner
+    q = (outer << log2(lanes)) | lane
+    row0 = dict(select=Select.ROW, sel_row=0)
+    element = dict(col_base=q << e.shift, col_lim=f.len)
+    dscr, fscr, escr = f.scr + q, f.scr + per_pe + q, f.scr + 2 * per_pe + q
+    neg_s, tn = f.scr + 3 * per_pe, f.scr + 3 * per_pe + 1
+    with m.Switch(seg):
+        with m.Case(0):  # local max over this PE's logits, one step every `lanes` cycles
+            with m.If(inner == 0):
+                with m.If(outer == 0):
+                    e.uop(fu=FuOp.MOVE, a=ASrc.SCALAR, scalar=k["neg_inf"], dst=Dst.ACC,
+                          acc_wr=mx, **row0)
+                with m.Else():
+                    e.uop(fu=FuOp.MAXC, c=CSrc.ACC, acc_rd=mx, a=ASrc.MEMB0,
+                          memb_rd=f.x + outer - 1, dst=Dst.ACC, acc_wr=mx, **row0,
+                          col_base=(outer - 1) << e.shift, col_lim=f.len)
+        with m.Case(1):  # max chain along row 0 into PE(0, 0)
+            with m.If(inner < chain_steps):
+                e.uop(fu=FuOp.MAXC, c=CSrc.SCALAR, scalar=k["neg_inf"], a=ASrc.ACC, acc_op=mx,
+                      dst=Dst.ACC, acc_wr=mx, chain=Chain.ROW, chain_idx=inner, chain_len=1,
+                      **row0)
+        with m.Case(2, 8):  # PE(0, 0) broadcasts the max (or 1 / sum) on row bus 0
+            with m.If(inner == 0):
+                e.uop(fu=FuOp.MOVE, a=ASrc.ROWBUS, row_drive=Drive.SEL, drive_sel=0,
+                      bus_src=BusSrc.ACC, acc_op=Mux(seg == 2, mx, 0), dst=Dst.ACC,
+                      acc_wr=Mux(seg == 2, mx, sm), **row0)
+        with m.Case(3):  # exp(x - max), one element per lane
+            e.uop(**row0, **element)
+            t_slot = lanes + lane
+            coefficients = k["coefficients"]
+            with m.Switch(middle):
+                with m.Case(0):
+                    e.uop(fu=FuOp.MAC, c=CSrc.MEMB0, memb_rd=f.x + q, a=ASrc.ACC, acc_op=mx,
+                          b=BSrc.SCALAR, scalar=k["minus_one"], dst=Dst.ACC, acc_wr=lane)
+                with m.Case(1):
+                    e.uop(fu=FuOp.MAX, a=ASrc.ACC, acc_op=lane, b=BSrc.SCALAR,
+                          scalar=k["lower"], dst=Dst.MEMB, memb_wr=dscr)
+                with m.Case(2):  # t = magic + round(d log2e): k in t's low bits
+                    e.uop(fu=FuOp.MAC, c=CSrc.SCALAR2, scalar2=k["magic"], a=ASrc.MEMB0,
+                          memb_rd=dscr, b=BSrc.SCALAR, scalar=k["log2e"], dst=Dst.ACC,
+                          acc_wr=t_slot)
+                with m.Case(3):  # k = t - magic, exactly
+                    e.uop(fu=FuOp.MAC, c=CSrc.ACC, acc_rd=t_slot, a=ASrc.SCALAR,
+                          scalar=k["neg_magic"], b=BSrc.ONE, dst=Dst.ACC, acc_wr=lane)
+                with m.Case(4):  # g = k - d log2e = -f, |g| <= 1/2
+                    e.uop(fu=FuOp.MAC, c=CSrc.ACC, acc_rd=lane, a=ASrc.MEMB0, memb_rd=dscr,
+                          b=BSrc.SCALAR, scalar=k["neg_log2e"], dst=Dst.MEMB, memb_wr=fscr)
+                with m.Case(5):  # Horner: p = c6 g + c5 ...
+                    e.uop(fu=FuOp.MAC, c=CSrc.SCALAR2, scalar2=coefficients[1], a=ASrc.SCALAR,
+                          scalar=coefficients[0], b=BSrc.MEMB1, memb_rd2=fscr, dst=Dst.ACC,
+                          acc_wr=lane)
+                for step in range(6, 11):
+                    with m.Case(step):
+                        e.uop(fu=FuOp.MAC, c=CSrc.SCALAR2, scalar2=coefficients[step - 4],
+                              a=ASrc.ACC, acc_op=lane, b=BSrc.MEMB1, memb_rd2=fscr,
+                              dst=Dst.ACC, acc_wr=lane)
+                with m.Case(11):
+                    e.uop(fu=FuOp.SCALE, a=ASrc.ACC, acc_op=lane, c=CSrc.ACC, acc_rd=t_slot,
+                          dst=Dst.MEMB, memb_wr=escr)
+        with m.Case(5):  # local sum of exp values
+            with m.If(inner == 0):
+                with m.If(outer == 0):
+                    e.uop(fu=FuOp.MOVE, a=ASrc.NEGZERO, dst=Dst.ACC, acc_wr=sm, **row0)
+                with m.Else():
+                    e.uop(fu=FuOp.MAC, c=CSrc.ACC, acc_rd=sm, a=ASrc.MEMB0,
+                          memb_rd=f.scr + 2 * per_pe + outer - 1, b=BSrc.ONE, dst=Dst.ACC,
+                          acc_wr=sm, **row0, col_base=(outer - 1) << e.shift, col_lim=f.len)
+        with m.Case(6):  # sum chain along row 0 into PE(0, 0)
+            with m.If(inner < chain_steps):
+                e.uop(fu=FuOp.MAC, c=CSrc.NEGZERO, a=ASrc.ACC, acc_op=sm, b=BSrc.ONE,
+                      dst=Dst.ACC, acc_wr=sm, chain=Chain.ROW, chain_idx=inner, chain_len=1,
+                      **row0)
+        with m.Case(7):  # 1 / sum in PE(0, 0): seed, then three Newton steps r = r (2 - s r)
+            pe00 = dict(select=Select.ONE, sel_row=0, sel_col=0)
+            with m.If(inner == 0):
+                with m.Switch(outer):
+                    with m.Case(0):
+                        e.uop(fu=FuOp.RSEED, c=CSrc.ACC, acc_rd=sm, dst=Dst.ACC, acc_wr=0,
+                              **pe00)
+                    with m.Case(1):
+                        e.uop(fu=FuOp.MAC, a=ASrc.ACC, acc_op=sm, b=BSrc.SCALAR,
+                              scalar=k["minus_one"], dst=Dst.MEMB, memb_wr=neg_s, **pe00)
+                    for it in range(3):
+                        with m.Case(2 + 2 * it):
+                            e.uop(fu=FuOp.MAC, c=CSrc.SCALAR, scalar=k["two"], a=ASrc.ACC,
+                                  acc_op=0, b=BSrc.MEMB1, memb_rd2=neg_s, dst=Dst.MEMB,
+                                  memb_wr=tn, **pe00)
+                        with m.Case(3 + 2 * it):
+                            e.uop(fu=FuOp.MAC, a=ASrc.ACC, acc_op=0, b=BSrc.MEMB1,
+                                  memb_rd2=tn, dst=Dst.ACC, acc_wr=0, **pe00)
+        with m.Case(9):  # z = e / sum - t, moved down column c to the diagonal
+            with m.Switch(middle):
+                with m.Case(0):
+                    e.uop(fu=FuOp.MAC, a=ASrc.MEMB0, memb_rd=escr, b=BSrc.ACC, acc_op=sm,
+                          dst=Dst.ACC, acc_wr=lane, **row0, **element)
+                with m.Case(1):
+                    e.uop(fu=FuOp.MAC, c=CSrc.ACC, acc_rd=lane, a=ASrc.MEMB1,
+                          memb_rd2=f.t + q, b=BSrc.SCALAR, scalar=k["minus_one"],
+                          dst=Dst.ACC, acc_wr=lane, **row0, **element)
+                with m.Case(2):
+                    e.uop(fu=FuOp.MOVE, a=ASrc.COLBUS, col_drive=Drive.SEL, drive_sel=0,
+                          bus_src=BusSrc.ACC, acc_op=lane, dst=Dst.MEMB, memb_wr=f.z + q,
+                          select=Select.DIAG, **element)
+
+
 #: Generator of each opcode that issues micro-ops.
 KERNELS = {
     Opcode.RDCNT: _rdcnt,
@@ -234,4 +347,5 @@ KERNELS = {
     Opcode.GEMVT: lambda e: _gemv(e, transposed=True),
     Opcode.GER: _ger,
     Opcode.VOP: _vop,
+    Opcode.SMXCE: _smxce,
 }

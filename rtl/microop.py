@@ -27,7 +27,8 @@ class FuOp(enum.Enum, shape=3):
     SCALE = 3   # a * 2**n, n = the signed low bits of c's bit pattern
     MOVE = 4    # a, unchanged
     GTSEL = 5   # b if a > 0 else +0
-    RSEED = 6   # bit pattern RSEED_MAGIC - bits(c): a reciprocal estimate of c
+    RSEED = 6   # bit pattern K - bits(c): a reciprocal estimate of c (golden.numerics)
+    MAXC = 7    # maximum(c, a)
 
 
 class ASrc(enum.Enum, shape=3):
@@ -68,6 +69,7 @@ class CSrc(enum.Enum, shape=4):
     MEMB0 = 5
     MEMB1 = 6
     SCALAR = 7
+    SCALAR2 = 8  # the second immediate, ``scalar2``
 
 
 class Dst(enum.Enum, shape=3):
@@ -109,7 +111,11 @@ class Drive(enum.Enum, shape=2):
 
 
 class Chain(enum.Enum, shape=2):
-    """Skewed reduction chains: the PE at chain position ``q`` works on ``chain_idx - q * D``."""
+    """Skewed reduction chains: the PE at chain position ``q`` works on ``chain_idx - q * D``.
+
+    Position 0 takes its addend from the micro-op's ``c``; later positions from the link of
+    the previous position; the last (diagonal) position writes ``dst``, the others their link.
+    """
 
     NONE = 0
     ROW = 1      # east links; positions q = (col - row - 1) mod nr, the diagonal last
@@ -152,7 +158,7 @@ def compute_layout(cfg) -> data.StructLayout:
         "mema": cfg.mema_addr_width, "memb_rd": cfg.memb_addr_width,
         "memb_rd2": cfg.memb_addr_width, "memb_wr": cfg.memb_addr_width,
         "acc_op": slot, "acc_rd": slot, "acc_wr": slot,
-        "scalar": cfg.word_width,
+        "scalar": cfg.word_width, "scalar2": cfg.word_width,
         "select": Select, "sel_row": coord, "sel_col": coord,
         "row_base": 16, "row_lim": 16, "col_base": 16, "col_lim": 16,
         "kdim": KDim, "k_base": 16, "k_lim": 16,

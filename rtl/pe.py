@@ -171,7 +171,7 @@ class PE(wiring.Component):
         memb_rd = Signal(cfg.memb_addr_width, name="memb_rd")
         memb_wr = Signal(cfg.memb_addr_width, name="memb_wr")
         m.d.comb += [
-            c_src.eq(Mux(in_chain, Mux(chain_first, CSrc.NEGZERO, link_src), u.c)),
+            c_src.eq(Mux(in_chain & ~chain_first, link_src, u.c)),
             dst.eq(Mux(in_chain, Mux(chain_last, u.dst, link_dst), u.dst)),
             memb_rd.eq(Mux(in_chain, u.memb_rd + eff, u.memb_rd)),
             memb_wr.eq(Mux(in_chain, u.memb_wr + eff, u.memb_wr)),
@@ -221,7 +221,8 @@ class PE(wiring.Component):
 
         # -- cycle t + 1: read data; bus write registers ---------------------------------------
         s1 = {k: _delay(m, v, 1, f"s1_{k}") for k, v in {
-            "a": u.a, "b": u.b, "c": c_src, "scalar": u.scalar, "acc_op": u.acc_op,
+            "a": u.a, "b": u.b, "c": c_src, "scalar": u.scalar, "scalar2": u.scalar2,
+            "acc_op": u.acc_op,
             "bus_src": u.bus_src, "drive_row": drive_row, "drive_col": drive_col,
             "x_store": x_store, "x_kind": x.kind, "x_addr": x.addr, "x_col_bus": x.col_bus,
         }.items()}
@@ -256,7 +257,8 @@ class PE(wiring.Component):
             BSrc.ACC: acc_rd_op, BSrc.SCALAR: s1["scalar"]}, one_op, word, "b_local")
         c_issue = _pick(m, s1["c"], {
             CSrc.MEMA: mema_rd.data, CSrc.MEMB0: memb_rd0.data, CSrc.MEMB1: memb_rd1.data,
-            CSrc.SCALAR: s1["scalar"]}, neg_zero_op, word, "c_issue")
+            CSrc.SCALAR: s1["scalar"], CSrc.SCALAR2: s1["scalar2"]}, neg_zero_op, word,
+            "c_issue")
 
         # -- cycle t + 2: operands enter the multiplier ------------------------------------
         s2 = {k: _delay(m, v, 1, f"s2_{k}") for k, v in {
@@ -293,7 +295,7 @@ class PE(wiring.Component):
         m.submodules.scl = scl = FPScale(acc_fmt, latency=0)
         m.d.comb += [
             cmp.operands.valid.eq(1), cmp.operands.payload.a.eq(a_side),
-            cmp.operands.payload.b.eq(b_side),
+            cmp.operands.payload.b.eq(Mux(ctl3["fu"] == FuOp.MAXC, addend, b_side)),
             scl.operands.valid.eq(1), scl.operands.payload.x.eq(a_side),
             scl.operands.payload.n.eq(addend[:scale_shift_shape(acc_fmt).width].as_signed()),
         ]
@@ -303,6 +305,7 @@ class PE(wiring.Component):
                       & ~(a_exp_ones & a_side[:acc_fmt.man_bits].any()))
         side = _pick(m, ctl3["fu"], {
             FuOp.MAX: cmp.result.payload.max, FuOp.MIN: cmp.result.payload.min,
+            FuOp.MAXC: cmp.result.payload.max,
             FuOp.SCALE: scl.result.payload, FuOp.MOVE: a_side,
             FuOp.GTSEL: Mux(a_positive, b_side, Const(0, acc_width)),
             FuOp.RSEED: (reciprocal_seed_magic(acc_fmt) - addend)[:acc_width],

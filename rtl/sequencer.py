@@ -130,7 +130,7 @@ class Sequencer(wiring.Component):
         cause = Signal(ErrorCause)
         error_pc = Signal(aw + 1)
         drain = Signal(range(cfg.write_back_latency + 1))
-        seg = Signal(2)
+        seg = Signal(4)
         loops = {name: Signal(20, name=f"i_{name}") for name in ("top", "outer", "middle",
                                                                    "inner")}
         counter_snapshot = Signal(_COUNTER_BITS)
@@ -152,7 +152,7 @@ class Sequencer(wiring.Component):
 
         # Loop bounds of the current opcode and segment.
         bounds = {name: Signal(20, name=f"bound_{name}") for name in loops}
-        n_segments = Signal(2)
+        n_segments = Signal(4)
         with m.Switch(op):
             for opcode, (_, plan) in plans.items():
                 with m.Case(opcode):

@@ -344,6 +344,22 @@ class IsaSim:
                 self.memb[r, (j % nr)[None, :], buf * k + p[:, None]] = b[:, j]
         return f.m * f.n * k
 
+    def _op_smxce(self, f, plan, snapshot):
+        nr = self.cfg.nr
+        fmt, acc = self._formats
+        per_pe = plan.values["per_pe"]
+        x_local = [self.memb[0, c, f.x + np.arange(per_pe)] for c in range(nr)]
+        t_local = [self.memb[0, c, f.t + np.arange(per_pe)] for c in range(nr)]
+        z, scratch = gk.smxce(x_local, t_local, f.len, nr, fmt, acc)
+        for c in range(nr):
+            for offset, value in enumerate(scratch[c]):
+                if value is not None:
+                    self.memb[0, c, f.scr + offset] = value
+        e = np.arange(f.len)
+        self.memb[e % nr, e % nr, f.z + e // nr] = z
+        # MACs per element: 10 in exp, 1 in the local sum, 2 in the output; 7 in the reciprocal.
+        return 13 * f.len + 7
+
     def imem_word(self, addr: int) -> int:
         """Return the host view of IMEM word ``addr`` (instruction ``addr // 8``)."""
         instr, word = divmod(addr, INSTR_WORDS)
