@@ -125,6 +125,65 @@ def _add_synth(sub):
     p.set_defaults(func=_cmd_synth)
 
 
+def _cmd_asm(args) -> int:
+    from caterpillar.rtl.config import preset
+
+    from .asm import assemble, to_bytes
+
+    source = Path(args.file)
+    try:
+        text = source.read_text()
+    except OSError as e:
+        raise ValueError(f"cannot read {args.file!r}: {e.strerror}") from None
+    words = assemble(text, preset(args.config))
+    output = Path(args.output or source.with_suffix(".bin"))
+    output.write_bytes(to_bytes(words))
+    print(f"wrote {output} ({len(words)} instructions)")
+    return 0
+
+
+def _cmd_disasm(args) -> int:
+    from .asm import disassemble, from_bytes
+
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as e:
+        raise ValueError(f"cannot read {args.file!r}: {e.strerror}") from None
+    sys.stdout.write(disassemble(from_bytes(data)))
+    return 0
+
+
+def _add_asm(sub):
+    p = sub.add_parser("asm", help="assemble a program (.s) into a binary image (.bin)")
+    p.add_argument("file")
+    p.add_argument("-o", "--output", help="output file (default: FILE with .bin)")
+    p.add_argument("--config", default="small", help="preset whose operand format encodes "
+                                                     "real-number immediates")
+    p.set_defaults(func=_cmd_asm)
+    p = sub.add_parser("disasm", help="print the assembly of a binary image")
+    p.add_argument("file")
+    p.set_defaults(func=_cmd_disasm)
+
+
+def _cmd_docs(args) -> int:
+    from caterpillar.rtl.config import preset
+    from caterpillar.rtl.isa import isa_markdown
+    from caterpillar.rtl.regmap import RegisterMap
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "isa.md").write_text(isa_markdown())
+    (out / "registers.md").write_text(RegisterMap(preset("small")).markdown())
+    print(f"wrote {out / 'isa.md'} and {out / 'registers.md'}")
+    return 0
+
+
+def _add_docs(sub):
+    p = sub.add_parser("docs", help="regenerate docs/isa.md and docs/registers.md")
+    p.add_argument("-o", "--output", default="docs")
+    p.set_defaults(func=_cmd_docs)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -141,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="caterpillar",
         description="CATERPILLAR DNN-training accelerator: RTL, golden model and tools.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_fpu, _add_fpu_selfcheck, _add_verilog, _add_synth):
+    for add in (_add_fpu, _add_fpu_selfcheck, _add_verilog, _add_synth, _add_asm, _add_docs):
         add(sub)
     return parser
 

@@ -1,0 +1,18 @@
+"""Generated documentation is up to date with the definitions it is generated from."""
+
+from pathlib import Path
+
+from caterpillar.rtl.config import preset
+from caterpillar.rtl.isa import isa_markdown
+from caterpillar.rtl.regmap import RegisterMap
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def test_isa_table_is_generated_from_rtl_isa():
+    assert (DOCS / "isa.md").read_text() == isa_markdown(), "run: caterpillar docs"
+
+
+def test_register_table_is_generated_from_the_register_map():
+    assert (DOCS / "registers.md").read_text() == RegisterMap(preset("small")).markdown(), \
+        "run: caterpillar docs"
