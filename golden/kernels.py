@@ -159,7 +159,9 @@ def _gt_zero(x, fmt: FloatFormat) -> np.ndarray:
 def vop(fn: str, x, y, alpha: int, fmt: FloatFormat, acc: FloatFormat) -> np.ndarray:
     """Return ``z`` of ``vop fn`` on operand-format vectors ``x``, ``y`` (scalar ``alpha``)."""
     x = np.asarray(x, dtype=np.uint64)
-    y = np.asarray(y, dtype=np.uint64)
+    # Two-input functions pass y through an accumulator slot first (widened, and narrowed
+    # again where it is a multiplier operand): identical values, NaN made canonical.
+    y = narrow(widen(np.asarray(y, dtype=np.uint64), fmt, acc), fmt, acc)
     a = np.full(x.shape, alpha, np.uint64)
     one = np.full(x.shape, int(n.from_float(1.0, fmt)), np.uint64)
     minus = np.full(x.shape, int(n.from_float(-1.0, fmt)), np.uint64)

@@ -60,12 +60,12 @@ class ErrorCause(enum.Enum, shape=4):
 
 
 class Layout(enum.Enum, shape=2):
-    """Where the elements of a vector live (see docs/architecture.md section 3)."""
+    """Where the elements of a vector live (see docs/architecture.md section 3); the value 3 is
+    illegal (the core stops with ``ILLEGAL_FIELD``)."""
 
     DIAG = 0
     COLREP = 1
     ROWREP = 2
-    PE00 = 3
 
 
 class VecOp(enum.Enum, shape=4):
@@ -153,7 +153,8 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
         _f("spad", 24, "spad", "first element in the SPAD (multiple of nr)"),
         _f("memb", 16, "memb", "MemB base"),
         _f("len", 16, "count", "vector length"),
-        _f("layout", 2, "Layout", "source layout (DIAG or PE00)"),
+        _f("layout", 2, "Layout", "source layout (DIAG: the diagonal, COLREP: row 0, ROWREP: "
+                                  "column 0)"),
     ),
     Opcode.BCAST: (
         _f("dst", 16, "memb", "MemB base of the replicated copy"),
@@ -276,11 +277,12 @@ class Instruction:
         return " ".join(parts)
 
 
-def encode(op: Opcode, **args) -> int:
+def encode(op: Opcode, *, strict: bool = True, **args) -> int:
     """Return the 256-bit instruction word of ``op`` with the given operands.
 
     Missing operands are 0 (enum fields: their 0 member). Raises :class:`IsaError` naming the
-    field when a value is unknown, not an integer, negative or too wide.
+    field when a value is unknown, not an integer, negative or too wide. ``strict=False``
+    accepts any integer that fits an enum field (to build illegal instructions for tests).
     """
     op = Opcode(op)
     fields = {f.name: f for f in OPERANDS[op]}
@@ -293,7 +295,7 @@ def encode(op: Opcode, **args) -> int:
     for name, f in fields.items():
         value = args.get(name, 0)
         shape = _field_shape(f)
-        if isinstance(shape, type):
+        if isinstance(shape, type) and (strict or not isinstance(value, int)):
             try:
                 value = shape(value).value
             except ValueError:

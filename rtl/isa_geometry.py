@@ -201,7 +201,12 @@ def kernel_plan(op: Opcode, f, cfg) -> KernelPlan:
         return KernelPlan(segments, checks, {"m_loc": m_loc, "k_loc": k_loc, "steps": steps})
     if op == Opcode.VOP:
         per_pe = cdiv(f.len, nr)
-        two_step = f.fn == VecOp.MSEG.value
+        # One-input functions stream one element per cycle. Two-input ones first move y into
+        # an accumulator slot (MemB's two ports cannot serve two reads and a write-back in one
+        # cycle), in a barrel over `lchain` elements; mseg then scales in a third step.
+        single = (f.fn == VecOp.COPY.value) | (f.fn == VecOp.SCALE.value) \
+            | (f.fn == VecOp.MAXS.value)
+        steps = select(single, 1, select(f.fn == VecOp.MSEG.value, 3, 2))
         checks = [
             Check(f.fn <= VecOp.MSEG.value, "ILLEGAL_FIELD", "fn is not a VecOp"),
             _positive(f.len, "len"),
@@ -210,9 +215,8 @@ def kernel_plan(op: Opcode, f, cfg) -> KernelPlan:
             _range(f.x, per_pe, cfg.memb_words, "MEMB_RANGE", "x"),
             _range(f.y, per_pe, cfg.memb_words, "MEMB_RANGE", "y"),
         ]
-        groups = select(two_step, cdiv(per_pe, lchain), per_pe)
-        segments = [Segment("elements", outer=groups, middle=select(two_step, 2, 1),
-                            inner=select(two_step, lchain, 1))]
+        segments = [Segment("elements", outer=select(single, per_pe, cdiv(per_pe, lchain)),
+                            middle=steps, inner=select(single, 1, lchain))]
         return KernelPlan(segments, checks, {"per_pe": per_pe})
     if op == Opcode.GEMM:
         return _gemm_plan(f, cfg)

@@ -179,10 +179,11 @@ def _ger(e: Emitter):
 
 def _vop(e: Emitter):
     f, m, cfg = e.f, e.m, e.cfg
-    two = f.fn == VecOp.MSEG
     lanes = cfg.chain_lanes
+    single = (f.fn == VecOp.COPY) | (f.fn == VecOp.SCALE) | (f.fn == VecOp.MAXS)
     lane = e.i["inner"]
-    q = Mux(two, (e.i["outer"] << log2(lanes)) | lane, e.i["outer"])
+    step = e.i["middle"]
+    q = Mux(single, e.i["outer"], (e.i["outer"] << log2(lanes)) | lane)
     base = q << e.shift
     with m.Switch(f.layout):
         with m.Case(Layout.DIAG):
@@ -191,35 +192,37 @@ def _vop(e: Emitter):
             e.uop(select=Select.ALL, col_base=base, col_lim=f.len)
         with m.Case(Layout.ROWREP):
             e.uop(select=Select.ALL, row_base=base, row_lim=f.len)
-    e.uop(memb_rd=f.x + q, memb_rd2=f.y + q, memb_wr=f.z + q, dst=Dst.MEMB)
+    e.uop(memb_rd=f.x + q, memb_rd2=f.y + q, memb_wr=f.z + q, dst=Dst.MEMB, acc_op=lane,
+          acc_rd=lane, acc_wr=lane)
     alpha = e.v["alpha"]
-    with m.Switch(f.fn):
-        with m.Case(VecOp.COPY):
-            e.uop(fu=FuOp.MOVE, a=ASrc.MEMB0)
-        with m.Case(VecOp.ADD):
-            e.uop(fu=FuOp.MAC, c=CSrc.MEMB0, a=ASrc.MEMB1, b=BSrc.ONE)
-        with m.Case(VecOp.SUB):
-            e.uop(fu=FuOp.MAC, c=CSrc.MEMB0, a=ASrc.MEMB1, b=BSrc.SCALAR,
-                  scalar=e.word(-1.0))
-        with m.Case(VecOp.MUL):
-            e.uop(fu=FuOp.MAC, c=CSrc.NEGZERO, a=ASrc.MEMB0, b=BSrc.MEMB1)
-        with m.Case(VecOp.AXPY):
-            e.uop(fu=FuOp.MAC, c=CSrc.MEMB1, a=ASrc.SCALAR, scalar=alpha, b=BSrc.MEMB0)
-        with m.Case(VecOp.SCALE):
-            e.uop(fu=FuOp.MAC, c=CSrc.NEGZERO, a=ASrc.SCALAR, scalar=alpha, b=BSrc.MEMB0)
-        with m.Case(VecOp.MAX):
-            e.uop(fu=FuOp.MAX, a=ASrc.MEMB0, b=BSrc.MEMB1)
-        with m.Case(VecOp.MAXS):
-            e.uop(fu=FuOp.MAX, a=ASrc.MEMB0, b=BSrc.SCALAR, scalar=alpha)
-        with m.Case(VecOp.RELUD):
-            e.uop(fu=FuOp.GTSEL, a=ASrc.MEMB0, b=BSrc.MEMB1)
-        with m.Case(VecOp.MSEG):
-            with m.If(e.i["middle"] == 0):
-                e.uop(fu=FuOp.MAC, c=CSrc.MEMB0, a=ASrc.MEMB1, b=BSrc.SCALAR,
-                      scalar=e.word(-1.0), dst=Dst.ACC, acc_wr=lane)
-            with m.Else():
-                e.uop(fu=FuOp.MAC, c=CSrc.NEGZERO, a=ASrc.SCALAR, scalar=alpha, b=BSrc.ACC,
-                      acc_op=lane)
+    with m.If(~single & (step == 0)):
+        # Two-input functions: y into the lane's slot first (one MemB read).
+        e.uop(fu=FuOp.MOVE, a=ASrc.MEMB1, dst=Dst.ACC)
+    with m.Elif(single | (step == 1)):
+        with m.Switch(f.fn):
+            with m.Case(VecOp.COPY):
+                e.uop(fu=FuOp.MOVE, a=ASrc.MEMB0)
+            with m.Case(VecOp.SCALE):
+                e.uop(fu=FuOp.MAC, c=CSrc.NEGZERO, a=ASrc.SCALAR, scalar=alpha, b=BSrc.MEMB0)
+            with m.Case(VecOp.MAXS):
+                e.uop(fu=FuOp.MAX, a=ASrc.MEMB0, b=BSrc.SCALAR, scalar=alpha)
+            with m.Case(VecOp.ADD):
+                e.uop(fu=FuOp.MAC, c=CSrc.MEMB0, a=ASrc.ACC, b=BSrc.ONE)
+            with m.Case(VecOp.SUB, VecOp.MSEG):
+                e.uop(fu=FuOp.MAC, c=CSrc.MEMB0, a=ASrc.ACC, b=BSrc.SCALAR,
+                      scalar=e.word(-1.0))
+                with m.If(f.fn == VecOp.MSEG):
+                    e.uop(dst=Dst.ACC)
+            with m.Case(VecOp.MUL):
+                e.uop(fu=FuOp.MAC, c=CSrc.NEGZERO, a=ASrc.MEMB0, b=BSrc.ACC)
+            with m.Case(VecOp.AXPY):
+                e.uop(fu=FuOp.MAC, c=CSrc.ACC, a=ASrc.SCALAR, scalar=alpha, b=BSrc.MEMB0)
+            with m.Case(VecOp.MAX):
+                e.uop(fu=FuOp.MAX, a=ASrc.MEMB0, b=BSrc.ACC)
+            with m.Case(VecOp.RELUD):
+                e.uop(fu=FuOp.GTSEL, a=ASrc.MEMB0, b=BSrc.ACC)
+    with m.Else():  # mseg: z = alpha (x - y)
+        e.uop(fu=FuOp.MAC, c=CSrc.NEGZERO, a=ASrc.SCALAR, scalar=alpha, b=BSrc.ACC)
 
 
 def _smxce(e: Emitter):

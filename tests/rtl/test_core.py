@@ -1,0 +1,103 @@
+"""The core's RTL in the Amaranth simulator: every kernel equals the instruction-level simulator
+and the golden kernels bit for bit, and takes exactly the predicted cycles."""
+
+# amaranth: UnusedElaboratable=no
+
+import numpy as np
+import pytest
+
+from caterpillar.rtl.config import preset
+from caterpillar.rtl.isa import ErrorCause, Layout, Opcode, VecOp, encode
+from caterpillar.sim import kernel_cases as kc
+from caterpillar.sim.amaranth_device import AmaranthDevice
+from caterpillar.software.driver import CoreError, Driver
+from caterpillar.software.isasim import IsaDevice
+
+TINY = preset("tiny")
+TINY_BF16 = TINY.replace(name="tiny-bf16", operand_format="bf16")
+
+
+def check(cfg, case):
+    rtl_out, rtl = kc.run_case(AmaranthDevice(cfg), case)
+    isa_out, isa = kc.run_case(IsaDevice(cfg), case)
+    for got, ref, want in zip(rtl_out, isa_out, case.expected):
+        np.testing.assert_array_equal(ref, want, err_msg=f"isa vs golden: {case.name}")
+        np.testing.assert_array_equal(got, ref, err_msg=f"rtl vs isa: {case.name}")
+    assert (rtl.busy, rtl.macs, rtl.instret, rtl.stalls) == \
+        (isa.busy, isa.macs, isa.instret, isa.stalls), case.name
+    return rtl
+
+
+CASES = {
+    "gemv": lambda cfg, rng: kc.gemv_case(cfg, 7, 9, rng, specials=0.05),
+    "gemvt": lambda cfg, rng: kc.gemvt_case(cfg, 9, 7, rng, specials=0.05),
+    "ger": lambda cfg, rng: kc.ger_case(cfg, 5, 7, rng),
+    "ger-wd-mom": lambda cfg, rng: kc.ger_case(cfg, 3, 5, rng, use_wd=True, use_mom=True),
+    "gemm": lambda cfg, rng: kc.gemm_case(cfg, 11, 5, 7, rng, mc=8),
+    "gemm-acc": lambda cfg, rng: kc.gemm_case(cfg, 9, 3, 2, rng, accumulate=True,
+                                              specials=0.05),
+    "smxce": lambda cfg, rng: kc.smxce_case(cfg, 7, rng),
+    "lda-trans": lambda cfg, rng: kc.transfer_case(cfg, 3, 5, rng, trans=True),
+    "vectors": lambda cfg, rng: kc.vector_transfer_case(cfg, 7, rng),
+}
+
+
+@pytest.mark.parametrize("kernel", list(CASES))
+def test_kernel_tiny_fp32(kernel, rng):
+    check(TINY, CASES[kernel](TINY, rng))
+
+
+@pytest.mark.parametrize("kernel", ["gemv", "ger-wd-mom", "gemm-acc", "smxce"])
+def test_kernel_tiny_bf16_operands_fp32_accumulator(kernel, rng):
+    check(TINY_BF16, CASES[kernel](TINY_BF16, rng))
+
+
+@pytest.mark.parametrize("fn", list(VecOp), ids=lambda f: f.name.lower())
+def test_vector_functions(fn, rng):
+    check(TINY, kc.vop_case(TINY, fn, list(Layout)[fn.value % 3], 5, rng, specials=0.1))
+
+
+def test_gemm_utilization_counter(rng):
+    stats = check(TINY, kc.gemm_case(TINY, 16, 8, 16, rng))
+    assert stats.macs == 16 * 8 * 16
+    assert stats.utilization(4) > 0.75
+
+
+@pytest.mark.parametrize("word,cause", [
+    (0x7F, ErrorCause.ILLEGAL_OPCODE),
+    (encode(Opcode.LDV, spad=3, memb=0, len=4, layout=Layout.DIAG), ErrorCause.BAD_SHAPE),
+    (encode(Opcode.LDV, spad=0, memb=0, len=4, layout=3, strict=False),
+     ErrorCause.ILLEGAL_FIELD),
+    (encode(Opcode.GEMV, y=0, x=8, w=250, psum=16, rows=4, cols=8, ldw=4),
+     ErrorCause.MEMA_RANGE),
+    (encode(Opcode.STA, spad=4090, mema=0, rows=4, cols=8, lds=8, ldm=4),
+     ErrorCause.SPAD_RANGE),
+])
+def test_errors_match_the_instruction_level_simulator(word, cause):
+    program = [encode(Opcode.NOP), word, encode(Opcode.HALT)]
+    results = []
+    for device in (AmaranthDevice(TINY), IsaDevice(TINY)):
+        driver = Driver(device)
+        driver.load_program(program)
+        with pytest.raises(CoreError) as error:
+            driver.run(timeout_cycles=10_000)
+        busy = device.read(driver.regs["BUSY_LO"])[0]
+        results.append((error.value.cause, error.value.pc, busy))
+        driver.load_program([encode(Opcode.HALT)])
+        assert driver.run().instret == 1  # cleared: the core runs again
+    assert results[0] == results[1] == (cause, 1, results[1][2])
+
+
+def test_status_and_registers_read_back():
+    device = AmaranthDevice(TINY)
+    driver = Driver(device)
+    assert device.read(driver.regs["ID"])[0] == 0xCA7E0001
+    assert device.read(driver.regs["MEMA_WORDS"])[0] == TINY.mema_words
+    driver.set_scalar(5, 0x1234)
+    assert device.read(driver.regs["S5"])[0] == 0x1234
+    words = [encode(Opcode.SETS, reg=3, value=77), encode(Opcode.HALT)]
+    driver.load_program(words, base=10)
+    assert driver.read_program(2, base=10) == words
+    stats = driver.run(start_pc=10)
+    assert stats.instret == 2 and device.read(driver.regs["S3"])[0] == 77
+    assert device.read(driver.regs["STATUS"])[0] == 0b010
