@@ -5,7 +5,15 @@ import random
 import pytest
 
 from caterpillar.rtl.isa import (
-    INSTR_BITS, OPERANDS, IsaError, Layout, Opcode, VecOp, decode, encode, instruction_layout,
+    INSTR_BITS,
+    OPERANDS,
+    IsaError,
+    Layout,
+    Opcode,
+    VecOp,
+    decode,
+    encode,
+    instruction_layout,
     operand_layout,
 )
 

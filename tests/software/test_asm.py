@@ -6,7 +6,11 @@ from caterpillar.golden.numerics import from_float
 from caterpillar.rtl.config import preset
 from caterpillar.rtl.isa import Layout, Opcode, VecOp, decode, encode
 from caterpillar.software.asm import (
-    AssemblyError, assemble, disassemble, from_bytes, to_bytes,
+    AssemblyError,
+    assemble,
+    disassemble,
+    from_bytes,
+    to_bytes,
 )
 from caterpillar.software.cli import main
 
