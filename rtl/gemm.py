@@ -87,8 +87,13 @@ class GemmEngine(wiring.Component):
         s, s_lanes = log2(nr), log2(lanes)
         group_rows = nr * lanes
         u, x = self.uop, self.xfer
-        m.d.comb += [u.row_lim.eq(NO_LIMIT), u.col_lim.eq(NO_LIMIT), u.k_lim.eq(NO_LIMIT),
-                     u.a.eq(ASrc.NEGZERO), u.b.eq(BSrc.ONE), u.c.eq(CSrc.NEGZERO)]
+        # Every bit of both outputs is driven (undriven output bits are X in Verilog).
+        m.d.comb += [
+            u.eq(compute_layout(cfg).const({
+                "row_lim": NO_LIMIT, "col_lim": NO_LIMIT, "k_lim": NO_LIMIT,
+                "a": ASrc.NEGZERO, "b": BSrc.ONE, "c": CSrc.NEGZERO})),
+            x.eq(transfer_layout(cfg).const({})),
+        ]
 
         k, rows, cols, mc = f.k, f.m, f.n, f.mc
         panels = cdiv(cols, nr)

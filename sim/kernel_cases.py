@@ -60,9 +60,15 @@ def _padded(matrix, ld):
 
 
 def run_case(device, case: KernelCase, timeout_cycles: int = 50_000_000):
-    """Load ``case`` into ``device``, run it, return ``(outputs, stats)``."""
+    """Load ``case`` into ``device``, run it, return ``(outputs, stats)``.
+
+    The output regions are zeroed first, so a case gives the same answer on a device that ran
+    other cases before (words a program leaves unwritten, e.g. padding, read as zero).
+    """
     driver = Driver(device)
     driver.load_program(case.program)
+    for addr, shape in case.outputs:
+        driver.write_spad(addr, np.zeros(int(np.prod(shape)), dtype=np.uint64))
     for addr, values in case.spad.items():
         driver.write_spad(addr, values)
     for index, bits in case.sregs.items():

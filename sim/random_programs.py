@@ -55,8 +55,15 @@ def random_program(cfg, rng, length: int = 12) -> KernelCase:
     def real(value):
         return int(gn.from_float(value, fmt))
 
-    program = [encode(Opcode.SETS, reg=r, value=real(v))
-               for r, v in ((1, -0.25), (2, 0.01), (3, 0.5), (4, 1.5))]
+    # Every PE memory starts from SPAD data, so nothing depends on what ran before.
+    dump_rows, dump_ldm = nr * (cfg.mema_words // (2 * nr * nr)), 2 * nr
+    program = [
+        encode(Opcode.LDA, spad=0, mema=0, rows=2 * dump_rows, cols=dump_ldm * nr,
+               lds=dump_ldm * nr, ldm=dump_ldm),
+        encode(Opcode.LDV, spad=0, memb=0, len=cfg.memb_words * nr, layout=Layout.COLREP),
+    ]
+    program += [encode(Opcode.SETS, reg=r, value=real(v))
+                for r, v in ((1, -0.25), (2, 0.01), (3, 0.5), (4, 1.5))]
     kinds = ["lda", "sta", "ldv", "stv", "bcast", "gemv", "gemvt", "ger", "vop", "smxce",
              "gemm", "sets", "rdcnt", "nop"]
     weights = np.array([3, 2, 3, 2, 2, 3, 3, 3, 3, 1, 1, 1, 1, 1], dtype=float)
@@ -137,9 +144,9 @@ def random_program(cfg, rng, length: int = 12) -> KernelCase:
 
     # Dump the PE memories: MemA through one tile covering every PE's pool, MemB in the three
     # layouts (the diagonal, row 0 and column 0 between them cover every PE when nr = 2).
-    rows, ldm = nr * (cfg.mema_words // (2 * nr * nr)), 2 * nr
-    program.append(encode(Opcode.STA, spad=spad_out(rows * ldm * nr), mema=0, rows=rows,
-                          cols=ldm * nr, lds=ldm * nr, ldm=ldm))
+    program.append(encode(Opcode.STA, spad=spad_out(dump_rows * dump_ldm * nr), mema=0,
+                          rows=dump_rows, cols=dump_ldm * nr, lds=dump_ldm * nr,
+                          ldm=dump_ldm))
     for layout in Layout:
         program.append(encode(Opcode.STV, spad=spad_out(cfg.memb_words * nr), memb=0,
                               len=cfg.memb_words * nr, layout=layout))

@@ -4,11 +4,28 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from pathlib import Path
 
 from .toolchain import build_root, prepare_environment
 
-__all__ = ["design_digest", "convert", "cached_verilog"]
+__all__ = ["design_digest", "convert", "cached_verilog", "fix_constant_always"]
+
+# `always @*` around one assignment of a constant: a block with an empty sensitivity list.
+_CONSTANT_ALWAYS = re.compile(
+    r"^(\s*)always @\*\n\s+([^\s=]+(?:\s*\[[^\]]*\])?)\s*=\s*(\d+'[hbdo][0-9a-fA-F_]+);$",
+    re.MULTILINE)
+
+
+def fix_constant_always(text: str) -> str:
+    """Return Verilog where ``always @*`` blocks that assign only a constant become ``initial``.
+
+    Yosys writes bits that are only ever given a constant as such a block. Its sensitivity list
+    is empty, so event-driven simulators (Icarus) never run it and the bits stay X; Verilator
+    warns ALWNEVER. An ``initial`` assignment gives the same never-changing value everywhere
+    (synthesis reads it as the register's constant initial value).
+    """
+    return _CONSTANT_ALWAYS.sub(r"\1initial \2 = \3;", text)
 
 
 @functools.lru_cache(maxsize=None)
@@ -49,7 +66,8 @@ def convert(component, name: str) -> str:
         if isinstance(value, Value) and not isinstance(value, Const):
             direction = PortDirection.Input if member.flow == wiring.In else PortDirection.Output
             ports["__".join(map(str, path))] = (value, direction)
-    return verilog.convert(component, name=name, ports=ports, emit_src=False)
+    return fix_constant_always(verilog.convert(component, name=name, ports=ports,
+                                               emit_src=False))
 
 
 def cached_verilog(key: str, make_component, name: str) -> Path:
