@@ -141,29 +141,35 @@ def ger_case(cfg, rows, cols, rng, *, use_wd=False, use_mom=False, specials=0.0)
     spad_v = spad_u + _ceil(rows, nr)
     spad_out = spad_v + _ceil(cols, nr)
     alpha, wd, mu = (int(gn.from_float(v, fmt)) for v in (-0.0625, 0.01, 0.9))
+    load_mom = [encode(Opcode.LDA, spad=spad_m, mema=tile, rows=rows, cols=cols, lds=lds,
+                       ldm=ldw)] if use_mom else []
+    store_mom = [encode(Opcode.STA, spad=spad_out + rows * lds, mema=tile, rows=rows,
+                        cols=cols, lds=lds, ldm=ldw)] if use_mom else []
     program = [
         encode(Opcode.LDA, spad=0, mema=0, rows=rows, cols=cols, lds=lds, ldm=ldw),
-        encode(Opcode.LDA, spad=spad_m, mema=tile, rows=rows, cols=cols, lds=lds, ldm=ldw),
+        *load_mom,
         encode(Opcode.LDV, spad=spad_u, memb=u_diag, len=rows, layout=Layout.DIAG),
         encode(Opcode.LDV, spad=spad_v, memb=v_diag, len=cols, layout=Layout.DIAG),
         encode(Opcode.BCAST, dst=u_rep, src=u_diag, len=rows, layout=Layout.ROWREP),
         encode(Opcode.BCAST, dst=v_rep, src=v_diag, len=cols, layout=Layout.COLREP),
-        encode(Opcode.GER, w=0, u=u_rep, v=v_rep, mom=tile, rows=rows, cols=cols, ldw=ldw,
-               alpha=1, wd=2, mu=3, use_wd=int(use_wd), use_mom=int(use_mom)),
+        encode(Opcode.GER, w=0, u=u_rep, v=v_rep, mom=tile if use_mom else 0, rows=rows,
+               cols=cols, ldw=ldw, alpha=1, wd=2, mu=3, use_wd=int(use_wd),
+               use_mom=int(use_mom)),
         encode(Opcode.STA, spad=spad_out, mema=0, rows=rows, cols=cols, lds=lds, ldm=ldw),
-        encode(Opcode.STA, spad=spad_out + rows * lds, mema=tile, rows=rows, cols=cols,
-               lds=lds, ldm=ldw),
+        *store_mom,
         encode(Opcode.HALT),
     ]
     new_w, new_mom = gk.ger(w, u, v, alpha, fmt, acc, wd=wd if use_wd else None,
                             mom=mom if use_mom else None, mu=mu)
-    new_mom = mom if new_mom is None else new_mom
-    outputs = [(spad_out, (rows, lds)), (spad_out + rows * lds, (rows, lds))]
-    return KernelCase(f"ger {rows}x{cols} wd={use_wd} mom={use_mom}", program,
-                      {0: _padded(w, lds), spad_m: _padded(mom, lds), spad_u: u, spad_v: v},
-                      {1: alpha, 2: wd, 3: mu}, outputs,
-                      [_padded(new_w, lds).reshape(rows, lds),
-                       _padded(new_mom, lds).reshape(rows, lds)],
+    outputs = [(spad_out, (rows, lds))]
+    expected = [_padded(new_w, lds).reshape(rows, lds)]
+    spad = {0: _padded(w, lds), spad_u: u, spad_v: v}
+    if use_mom:
+        outputs.append((spad_out + rows * lds, (rows, lds)))
+        expected.append(_padded(new_mom, lds).reshape(rows, lds))
+        spad[spad_m] = _padded(mom, lds)
+    return KernelCase(f"ger {rows}x{cols} wd={use_wd} mom={use_mom}", program, spad,
+                      {1: alpha, 2: wd, 3: mu}, outputs, expected,
                       macs=rows * cols * (2 + use_wd + use_mom))
 
 

@@ -9,12 +9,40 @@ from pathlib import Path
 
 from .toolchain import build_root, prepare_environment
 
-__all__ = ["design_digest", "convert", "cached_verilog", "fix_constant_always"]
+__all__ = ["design_digest", "convert", "cached_verilog", "fix_constant_always",
+           "collapse_zero_memory_init"]
 
 # `always @*` around one assignment of a constant: a block with an empty sensitivity list.
 _CONSTANT_ALWAYS = re.compile(
     r"^(\s*)always @\*\n\s+([^\s=]+(?:\s*\[[^\]]*\])?)\s*=\s*(\d+'[hbdo][0-9a-fA-F_]+);$",
     re.MULTILINE)
+
+
+# A memory's initial block: one "name[index] = <width>'d0;" line per word.
+_ZERO_INIT = re.compile(
+    r"^(\s*)initial begin\n(?:\s+(\\?[^\s\[]+)\s*\[\d+\] = \d+'[hd]0+;\n)+\s+end\n",
+    re.MULTILINE)
+_INIT_WORD = re.compile(r"\[(\d+)\] = \d+'[hd]0+;")
+
+
+def collapse_zero_memory_init(text: str) -> str:
+    """Return Verilog where all-zero memory initial blocks are a loop instead of one line per
+    word.
+
+    Amaranth initialises every memory word explicitly; for the benchmark configs' large
+    memories that is most of the file and most of the compile time. The loop means the same.
+    """
+    def loop(match):
+        indent, name = match.group(1), match.group(2)
+        words = [int(i) for i in _INIT_WORD.findall(match.group(0))]
+        if words != list(range(len(words))):
+            return match.group(0)
+        label = re.sub(r"\W", "_", name.lstrip("\\")) + "_zero"
+        return (f"{indent}initial begin : {label}\n{indent}  integer i;\n"
+                f"{indent}  for (i = 0; i < {len(words)}; i = i + 1) {name} [i] = 0;\n"
+                f"{indent}end\n")
+
+    return _ZERO_INIT.sub(loop, text)
 
 
 def fix_constant_always(text: str) -> str:
@@ -66,8 +94,8 @@ def convert(component, name: str) -> str:
         if isinstance(value, Value) and not isinstance(value, Const):
             direction = PortDirection.Input if member.flow == wiring.In else PortDirection.Output
             ports["__".join(map(str, path))] = (value, direction)
-    return fix_constant_always(verilog.convert(component, name=name, ports=ports,
-                                               emit_src=False))
+    text = verilog.convert(component, name=name, ports=ports, emit_src=False)
+    return collapse_zero_memory_init(fix_constant_always(text))
 
 
 def cached_verilog(key: str, make_component, name: str) -> Path:

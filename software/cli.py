@@ -184,6 +184,22 @@ def _add_docs(sub):
     p.set_defaults(func=_cmd_docs)
 
 
+def _cmd_bench(args) -> int:
+    from caterpillar.sim import bench_kernels
+
+    return bench_kernels.run(args)
+
+
+def _add_bench(sub):
+    from caterpillar.sim import bench_kernels
+
+    p = sub.add_parser("bench", help="benchmarks (cycles, utilization, simulation speed)")
+    what = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    kernels = what.add_parser("kernels", help="every kernel and shape on the RTL, nr = 2, 4, 8")
+    bench_kernels.add_arguments(kernels)
+    kernels.set_defaults(func=_cmd_bench)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -200,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="caterpillar",
         description="CATERPILLAR DNN-training accelerator: RTL, golden model and tools.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_fpu, _add_fpu_selfcheck, _add_verilog, _add_synth, _add_asm, _add_docs):
+    for add in (_add_fpu, _add_fpu_selfcheck, _add_verilog, _add_synth, _add_asm, _add_docs,
+                _add_bench):
         add(sub)
     return parser
 
