@@ -323,7 +323,8 @@ def reciprocal_seed(x, fmt: FloatFormat) -> np.ndarray:
     """Return ``(K - bits(x)) mod 2**width``: the RSEED micro-op (no rounding, no checks)."""
     b = _bits(x, fmt)
     mask = np.uint64((1 << fmt.width) - 1)
-    return ((np.uint64(reciprocal_seed_magic(fmt)) - b) & mask).astype(fmt.dtype)
+    with np.errstate(over="ignore"):  # the wrap-around is the definition
+        return ((np.uint64(reciprocal_seed_magic(fmt)) - b) & mask).astype(fmt.dtype)
 
 
 def exp_constants(fmt: FloatFormat, acc: FloatFormat) -> dict:
