@@ -10,7 +10,8 @@ JOBS   ?= 2
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup setup-fpga test test-fast sim demo verilog synth-estimate bench-fpga lint clean
+.PHONY: setup setup-fpga test test-fast sim demo verilog synth-estimate bench-fpga bench-kernels \
+	docs lint clean
 
 setup: $(STAMP)  ## apt iverilog/ccache if missing, the venv, pinned requirements (idempotent)
 
@@ -46,6 +47,12 @@ synth-estimate: setup-fpga  ## yosys synth_ecp5 cell counts of the fp32 and bf16
 
 bench-fpga: setup-fpga  ## place and route a 16-MAC fp32 array on the ULX3S-85F: Fmax and resources
 	$(BIN)/python bench/fpga_mac_array.py
+
+bench-kernels: setup  ## every kernel and shape on the Verilated core (nr = 2, 4, 8): utilization
+	$(BIN)/caterpillar bench kernels --json build/bench-kernels.json
+
+docs: setup  ## regenerate docs/isa.md and docs/registers.md from the hardware definitions
+	$(BIN)/caterpillar docs
 
 lint: setup  ## ruff: pyflakes, pycodestyle, import order, 100-column lines
 	$(BIN)/ruff check .

@@ -33,7 +33,8 @@ CASES = {
     "gemvt": lambda cfg, rng: kc.gemvt_case(cfg, 9, 7, rng, specials=0.05),
     "ger": lambda cfg, rng: kc.ger_case(cfg, 5, 7, rng),
     "ger-wd-mom": lambda cfg, rng: kc.ger_case(cfg, 3, 5, rng, use_wd=True, use_mom=True),
-    "gemm": lambda cfg, rng: kc.gemm_case(cfg, 11, 5, 7, rng, mc=8),
+    "gemm": lambda cfg, rng: kc.gemm_case(cfg, 11 * cfg.nr // 2, 5, 7, rng,
+                                          mc=cfg.nr * cfg.acc_lanes),
     "gemm-acc": lambda cfg, rng: kc.gemm_case(cfg, 9, 3, 2, rng, accumulate=True,
                                               specials=0.05),
     "smxce": lambda cfg, rng: kc.smxce_case(cfg, 7, rng),
@@ -101,3 +102,19 @@ def test_status_and_registers_read_back():
     stats = driver.run(start_pc=10)
     assert stats.instret == 2 and device.read(driver.regs["S3"])[0] == 77
     assert device.read(driver.regs["STATUS"])[0] == 0b010
+
+
+SMALL = preset("small")
+NR8 = preset("small").replace(name="nr8", nr=8, mema_words=512, memb_words=128,
+                              spad_words=8192)
+
+
+@pytest.mark.parametrize("kernel", ["gemv", "gemvt", "gemm", "smxce"])
+def test_kernel_nr4(kernel, rng):
+    check(SMALL, CASES[kernel](SMALL, rng))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kernel", ["gemv", "gemm-acc"])
+def test_kernel_nr8(kernel, rng):
+    check(NR8, CASES[kernel](NR8, rng))
