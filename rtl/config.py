@@ -61,7 +61,7 @@ class CaterpillarConfig:
     memb_words : int
         MemB (two ports) words per PE, 16..65536.
     regfile_words : int
-        PE register-file entries, 2..16.
+        PE register-file entries (after the accumulator banks in the accumulator file), 2..16.
     spad_words : int
         Scratchpad words per core, 64..2**22; a multiple of ``nr`` (the SPAD port is nr words).
     imem_words : int
@@ -156,9 +156,15 @@ class CaterpillarConfig:
 
     @property
     def acc_slots(self) -> int:
-        """Accumulator registers per PE: two banks of ``acc_lanes`` or of ``chain_lanes``,
-        plus two spare slots for values a kernel keeps across lanes."""
-        return 2 * max(self.acc_lanes, self.chain_lanes) + 2
+        """Accumulator-file registers per PE: two banks of ``max(acc_lanes, chain_lanes)``
+        (interleaved accumulations; GEMM alternates the banks), then the ``regfile_words``
+        registers of the PE's register file (values a kernel keeps across lanes)."""
+        return 2 * max(self.acc_lanes, self.chain_lanes) + self.regfile_words
+
+    @property
+    def regfile_base(self) -> int:
+        """Accumulator-file slot of register-file entry 0."""
+        return 2 * max(self.acc_lanes, self.chain_lanes)
 
     @property
     def spad_rows(self) -> int:

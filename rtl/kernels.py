@@ -229,7 +229,7 @@ def _smxce(e: Emitter):
     f, m, cfg = e.f, e.m, e.cfg
     lanes = cfg.chain_lanes
     k = exp_constants(cfg.operand, cfg.acc)
-    mx, sm = 2 * max(cfg.acc_lanes, lanes), 2 * max(cfg.acc_lanes, lanes) + 1
+    mx, sm = cfg.regfile_base, cfg.regfile_base + 1  # register-file entries 0 and 1
     per_pe = e.v["per_pe"]
     chain_steps = e.v["chain"]
     seg, outer, middle, inner = e.seg, e.i["outer"], e.i["middle"], e.i["inner"]

@@ -1,0 +1,204 @@
+"""One PE driven by hand-written micro-ops: timing of every path, operations and hazards."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from caterpillar.golden import numerics as gn
+from caterpillar.rtl.config import preset
+from caterpillar.rtl.microop import (
+    NO_LIMIT,
+    ASrc,
+    BSrc,
+    BusSrc,
+    CSrc,
+    Drive,
+    Dst,
+    FuOp,
+    KDim,
+    Select,
+    XferKind,
+    compute_layout,
+    transfer_layout,
+)
+from caterpillar.rtl.pe import PE
+
+CFG = preset("tiny")
+F = gn.FP32
+WB = CFG.write_back_latency
+
+
+def bits(value):
+    return int(gn.from_float(value, F))
+
+
+def uop(**fields):
+    base = {"valid": 1, "row_lim": NO_LIMIT, "col_lim": NO_LIMIT, "k_lim": NO_LIMIT,
+            "a": ASrc.NEGZERO, "b": BSrc.ONE, "c": CSrc.NEGZERO}
+    base.update(fields)
+    return compute_layout(CFG).const(base)
+
+
+def xfer(**fields):
+    return transfer_layout(CFG).const({"valid": 1, "lanes": 0b11, **fields})
+
+
+IDLE_U = compute_layout(CFG).const({"row_lim": NO_LIMIT, "col_lim": NO_LIMIT})
+IDLE_X = transfer_layout(CFG).const({})
+
+
+def run(program, *, row=0, col=1, bus=None, cycles=None):
+    """Run ``program`` (per cycle: (uop or None, xfer or None)); return per-cycle samples."""
+    pe = PE(CFG, row, col)
+    bus = bus or {}
+    samples = []
+
+    async def testbench(ctx):
+        total = cycles or len(program) + 2 * WB
+        for t in range(total):
+            u, x = program[t] if t < len(program) else (None, None)
+            ctx.set(pe.uop, u if u is not None else IDLE_U)
+            ctx.set(pe.xfer, x if x is not None else IDLE_X)
+            ctx.set(pe.col_bus, bus.get(t, 0))
+            ctx.set(pe.row_bus, bus.get(t, 0))
+            samples.append({"col_drive": ctx.get(pe.col_drive), "col_out": ctx.get(pe.col_out),
+                            "row_drive": ctx.get(pe.row_drive), "hazard": ctx.get(pe.hazard),
+                            "link_e": ctx.get(pe.link_e), "mac": ctx.get(pe.mac)})
+            await ctx.tick()
+
+    sim = Simulator(pe)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return samples
+
+
+def load_b(addr):
+    return xfer(col_bus=1, target=Select.ALL, kind=XferKind.MEMB, addr=addr)
+
+
+def store(kind, addr):
+    return xfer(store=1, col_bus=1, target=Select.ALL, kind=kind, addr=addr)
+
+
+def stored(samples):
+    return [(t, s["col_out"]) for t, s in enumerate(samples) if s["col_drive"]]
+
+
+def test_load_mac_store_latencies():
+    # Loads land 2 cycles after issue; a MAC's result is visible WB cycles after issue; a store
+    # drives the bus 2 cycles after issue.
+    program = [(None, load_b(5)), (None, None), (None, None),
+               (uop(fu=FuOp.MAC, a=ASrc.MEMB0, memb_rd=5, b=BSrc.SCALAR, scalar=bits(2.0),
+                    dst=Dst.ACC, acc_wr=1), None)]
+    program += [(None, None)] * (WB - 2)
+    program += [(None, store(XferKind.ACC, 1))]
+    samples = run(program, bus={2: bits(3.0)})
+    assert stored(samples) == [(3 + WB - 1 + 2, bits(6.0))]
+    assert samples[3]["mac"] == 1
+
+
+def test_a_result_is_visible_exactly_wb_cycles_after_issue():
+    # A store reads its slot one cycle after issue: issued WB - 1 cycles after the MAC it sees
+    # the result, issued WB - 2 cycles after it sees the old value.
+    for gap, want in ((WB - 1, bits(6.0)), (WB - 2, 0)):
+        program = [(None, load_b(5)), (None, None), (None, None),
+                   (uop(fu=FuOp.MAC, a=ASrc.MEMB0, memb_rd=5, b=BSrc.SCALAR,
+                        scalar=bits(2.0), dst=Dst.ACC, acc_wr=1), None)]
+        program += [(None, None)] * (gap - 1) + [(None, store(XferKind.ACC, 1))]
+        samples = run(program, bus={2: bits(3.0)})
+        assert stored(samples) == [(3 + gap + 2, want)]
+
+
+def test_accumulation_interleaves_over_acc_lanes():
+    # acc[l] += a*b every cycle, rotating over Lacc slots: the rate the kernels rely on.
+    lanes, steps = CFG.acc_lanes, 3
+    program = []
+    for step in range(steps):
+        for lane in range(lanes):
+            program.append((uop(fu=FuOp.MAC, a=ASrc.SCALAR, scalar=bits(float(lane + 1)),
+                                b=BSrc.ONE, c=CSrc.NEGZERO if step == 0 else CSrc.ACC,
+                                acc_rd=lane, dst=Dst.ACC, acc_wr=lane), None))
+    program += [(None, None)] * WB
+    program += [(None, store(XferKind.ACC, lane)) for lane in range(lanes)]
+    samples = run(program)
+    assert [v for _, v in stored(samples)] == [bits(steps * (lane + 1.0))
+                                                for lane in range(lanes)]
+
+
+def test_reduction_bound_passes_the_addend_through():
+    # Outside the k bound the product is -0: c + (-0) = c, and the MAC counter does not count.
+    program = [(uop(fu=FuOp.MAC, a=ASrc.SCALAR, scalar=bits(5.0), b=BSrc.ONE,
+                    c=CSrc.SCALAR2, scalar2=bits(1.5), kdim=KDim.COL, k_base=0, k_lim=1,
+                    dst=Dst.ACC, acc_wr=0), None)]
+    program += [(None, None)] * WB + [(None, store(XferKind.ACC, 0))]
+    samples = run(program, col=1)  # k coordinate = col = 1, not < 1
+    assert stored(samples)[0][1] == bits(1.5)
+    assert samples[0]["mac"] == 0
+
+
+@pytest.mark.parametrize("fu,a,b,c,want", [
+    (FuOp.MAX, -2.0, 3.0, 0.0, 3.0),
+    (FuOp.MIN, -2.0, 3.0, 0.0, -2.0),
+    (FuOp.MAXC, -2.0, 0.0, -7.0, -2.0),
+    (FuOp.GTSEL, 0.5, 4.0, 0.0, 4.0),
+    (FuOp.GTSEL, -0.5, 4.0, 0.0, 0.0),
+    (FuOp.MOVE, -9.25, 0.0, 0.0, -9.25),
+])
+def test_side_unit_operations(fu, a, b, c, want):
+    program = [(uop(fu=fu, a=ASrc.SCALAR, scalar=bits(a), b=BSrc.MEMB1, memb_rd2=3,
+                    c=CSrc.SCALAR2, scalar2=bits(c), dst=Dst.ACC, acc_wr=0), None)]
+    program = [(None, load_b(3)), (None, None), (None, None)] + program
+    program += [(None, None)] * WB + [(None, store(XferKind.ACC, 0))]
+    samples = run(program, bus={2: bits(b)})
+    assert stored(samples)[0][1] == bits(want)
+
+
+def test_scale_takes_the_exponent_from_the_addend_and_rseed_estimates_a_reciprocal():
+    n = 5
+    program = [(uop(fu=FuOp.SCALE, a=ASrc.SCALAR, scalar=bits(1.25), c=CSrc.SCALAR2,
+                    scalar2=n, dst=Dst.ACC, acc_wr=0), None),
+               (uop(fu=FuOp.RSEED, c=CSrc.SCALAR2, scalar2=bits(3.0), dst=Dst.ACC, acc_wr=1),
+                None)]
+    program += [(None, None)] * WB + [(None, store(XferKind.ACC, 0)),
+                                      (None, store(XferKind.ACC, 1))]
+    values = [v for _, v in stored(run(program))]
+    assert values[0] == bits(1.25 * 2 ** n)
+    assert values[1] == int(gn.reciprocal_seed(np.uint64(bits(3.0)), F))
+    assert abs(gn.to_float64(np.uint64(values[1]), F) * 3.0 - 1) < 0.07
+
+
+def test_bus_drive_timing():
+    # The driving PE reads at t, loads its bus register at t + 1: the bus carries it at t + 2.
+    program = [(None, load_b(2)), (None, None), (None, None),
+               (uop(fu=FuOp.MOVE, a=ASrc.NEGZERO, col_drive=Drive.SEL, drive_sel=0,
+                    bus_src=BusSrc.MEMB0, memb_rd=2, select=Select.NONE), None)]
+    samples = run(program, row=0, bus={2: bits(7.0)})
+    assert stored(samples) == [(5, bits(7.0))]
+
+
+@pytest.mark.parametrize("name,program", [
+    ("MemA read and a transfer write", [
+        (None, xfer(col_bus=1, target=Select.ALL, kind=XferKind.MEMA, addr=3)),
+        (None, None),
+        (uop(fu=FuOp.MOVE, a=ASrc.MEMA, mema=2, dst=Dst.ACC), None)]),
+    ("three MemB accesses", [
+        (uop(fu=FuOp.MAC, a=ASrc.MEMB0, b=BSrc.MEMB1, dst=Dst.MEMB, memb_wr=9), None)]
+        * (WB + 1)),
+    ("a bus driven twice", [
+        (uop(fu=FuOp.MOVE, col_drive=Drive.SEL, drive_sel=0, bus_src=BusSrc.MEMB0,
+             select=Select.NONE), store(XferKind.MEMB, 0))]),
+    ("one accumulator slot written twice", [
+        (uop(fu=FuOp.MOVE, dst=Dst.ACC, acc_wr=3), None)] + [(None, None)] * (WB - 4)
+        + [(None, xfer(col_bus=1, target=Select.ALL, kind=XferKind.ACC, addr=3))]),
+])
+def test_structural_hazards_are_flagged(name, program):
+    samples = run(program)
+    assert any(s["hazard"] for s in samples), name
+
+
+def test_no_hazard_in_a_legal_stream():
+    program = [(uop(fu=FuOp.MAC, a=ASrc.MEMA, mema=t, b=BSrc.MEMB0, memb_rd=t,
+                    c=CSrc.ACC if t else CSrc.NEGZERO, acc_rd=t % 4, dst=Dst.ACC,
+                    acc_wr=t % 4), load_b(100 + t)) for t in range(20)]
+    assert not any(s["hazard"] for s in run(program))
