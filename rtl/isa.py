@@ -112,6 +112,17 @@ def _f(name, width, kind, doc):
     return Field(name, width, kind, doc)
 
 
+#: Operands of LDA and STA (a matrix between the SPAD and MemA).
+_TILE = (
+    _f("spad", 24, "spad", "first element of the row-major matrix in the SPAD"),
+    _f("mema", 16, "mema", "MemA base of the 2D round-robin tile"),
+    _f("rows", 16, "count", "matrix rows"),
+    _f("cols", 16, "count", "matrix columns"),
+    _f("lds", 16, "ld", "SPAD leading dimension in words (multiple of nr)"),
+    _f("ldm", 16, "ld", "MemA leading dimension (>= ceil(cols / nr))"),
+    _f("trans", 1, "flag", "the SPAD holds the transpose (cols x rows, leading dim lds)"),
+)
+
 #: Operand fields of every opcode, in encoding order.
 OPERANDS: dict[Opcode, tuple[Field, ...]] = {
     Opcode.NOP: (),
@@ -125,24 +136,8 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
         _f("counter", 4, "Counter", "performance counter to read"),
         _f("spad", 24, "spad", "first SPAD word receiving the 64-bit value, low word first"),
     ),
-    Opcode.LDA: (
-        _f("spad", 24, "spad", "first element of the row-major matrix in the SPAD"),
-        _f("mema", 16, "mema", "MemA base of the 2D round-robin tile"),
-        _f("rows", 16, "count", "matrix rows"),
-        _f("cols", 16, "count", "matrix columns"),
-        _f("lds", 16, "ld", "SPAD leading dimension in words (multiple of nr)"),
-        _f("ldm", 16, "ld", "MemA leading dimension (>= ceil(cols / nr))"),
-        _f("trans", 1, "flag", "the SPAD holds the transpose (cols x rows, leading dim lds)"),
-    ),
-    Opcode.STA: (
-        _f("spad", 24, "spad", "first element of the row-major matrix in the SPAD"),
-        _f("mema", 16, "mema", "MemA base of the 2D round-robin tile"),
-        _f("rows", 16, "count", "matrix rows"),
-        _f("cols", 16, "count", "matrix columns"),
-        _f("lds", 16, "ld", "SPAD leading dimension in words (multiple of nr)"),
-        _f("ldm", 16, "ld", "MemA leading dimension (>= ceil(cols / nr))"),
-        _f("trans", 1, "flag", "the SPAD holds the transpose (cols x rows, leading dim lds)"),
-    ),
+    Opcode.LDA: _TILE,
+    Opcode.STA: _TILE,
     Opcode.LDV: (
         _f("spad", 24, "spad", "first element in the SPAD (multiple of nr)"),
         _f("memb", 16, "memb", "MemB base"),

@@ -79,50 +79,46 @@ def run_case(device, case: KernelCase, timeout_cycles: int = 50_000_000):
     return outputs, stats
 
 
-def gemv_case(cfg, rows, cols, rng, *, specials=0.0) -> KernelCase:
-    """``y = W x`` with W loaded by ``lda`` and x broadcast from the diagonal."""
+def _gemv_case(cfg, rows, cols, rng, specials, transposed) -> KernelCase:
     nr, fmt, acc = cfg.nr, cfg.operand, cfg.acc
     w = random_values((rows, cols), fmt, rng, specials=specials)
-    x = random_values(cols, fmt, rng, specials=specials)
+    n_in, n_out = (rows, cols) if transposed else (cols, rows)
+    vec = random_values(n_in, fmt, rng, specials=specials)
     lds, ldw = _ceil(cols, nr), -(-cols // nr)
-    k_loc, m_loc = -(-cols // nr), -(-rows // nr)
-    x_diag, x_rep, psum, y = 0, k_loc, 2 * k_loc, 2 * k_loc + m_loc
-    spad_x = _ceil(rows * lds, nr)
-    spad_y = spad_x + _ceil(cols, nr)
+    in_loc, out_loc = -(-n_in // nr), -(-n_out // nr)
+    v_diag, v_rep, psum, out = 0, in_loc, 2 * in_loc, 2 * in_loc + out_loc
+    spad_v = _ceil(rows * lds, nr)
+    spad_out = spad_v + _ceil(n_in, nr)
+    if transposed:
+        kernel = encode(Opcode.GEMVT, z=out, d=v_rep, w=0, psum=psum, rows=rows, cols=cols,
+                        ldw=ldw)
+        expected, _ = gk.gemvt(w, vec, nr, fmt, acc)
+    else:
+        kernel = encode(Opcode.GEMV, y=out, x=v_rep, w=0, psum=psum, rows=rows, cols=cols,
+                        ldw=ldw)
+        expected, _ = gk.gemv(w, vec, nr, fmt, acc)
     program = [
         encode(Opcode.LDA, spad=0, mema=0, rows=rows, cols=cols, lds=lds, ldm=ldw),
-        encode(Opcode.LDV, spad=spad_x, memb=x_diag, len=cols, layout=Layout.DIAG),
-        encode(Opcode.BCAST, dst=x_rep, src=x_diag, len=cols, layout=Layout.COLREP),
-        encode(Opcode.GEMV, y=y, x=x_rep, w=0, psum=psum, rows=rows, cols=cols, ldw=ldw),
-        encode(Opcode.STV, spad=spad_y, memb=y, len=rows, layout=Layout.DIAG),
+        encode(Opcode.LDV, spad=spad_v, memb=v_diag, len=n_in, layout=Layout.DIAG),
+        encode(Opcode.BCAST, dst=v_rep, src=v_diag, len=n_in,
+               layout=Layout.ROWREP if transposed else Layout.COLREP),
+        kernel,
+        encode(Opcode.STV, spad=spad_out, memb=out, len=n_out, layout=Layout.DIAG),
         encode(Opcode.HALT),
     ]
-    expected, _ = gk.gemv(w, x, nr, fmt, acc)
-    return KernelCase(f"gemv {rows}x{cols}", program, {0: _padded(w, lds), spad_x: x},
-                      outputs=[(spad_y, (rows,))], expected=[expected], macs=rows * cols)
+    name = f"{'gemvt' if transposed else 'gemv'} {rows}x{cols}"
+    return KernelCase(name, program, {0: _padded(w, lds), spad_v: vec},
+                      outputs=[(spad_out, (n_out,))], expected=[expected], macs=rows * cols)
+
+
+def gemv_case(cfg, rows, cols, rng, *, specials=0.0) -> KernelCase:
+    """``y = W x`` with W loaded by ``lda`` and x broadcast from the diagonal."""
+    return _gemv_case(cfg, rows, cols, rng, specials, transposed=False)
 
 
 def gemvt_case(cfg, rows, cols, rng, *, specials=0.0) -> KernelCase:
     """``z = W^T d`` with the weights in place and d broadcast along the rows."""
-    nr, fmt, acc = cfg.nr, cfg.operand, cfg.acc
-    w = random_values((rows, cols), fmt, rng, specials=specials)
-    d = random_values(rows, fmt, rng, specials=specials)
-    lds, ldw = _ceil(cols, nr), -(-cols // nr)
-    k_loc, m_loc = -(-cols // nr), -(-rows // nr)
-    d_diag, d_rep, psum, z = 0, m_loc, 2 * m_loc, 2 * m_loc + k_loc
-    spad_d = _ceil(rows * lds, nr)
-    spad_z = spad_d + _ceil(rows, nr)
-    program = [
-        encode(Opcode.LDA, spad=0, mema=0, rows=rows, cols=cols, lds=lds, ldm=ldw),
-        encode(Opcode.LDV, spad=spad_d, memb=d_diag, len=rows, layout=Layout.DIAG),
-        encode(Opcode.BCAST, dst=d_rep, src=d_diag, len=rows, layout=Layout.ROWREP),
-        encode(Opcode.GEMVT, z=z, d=d_rep, w=0, psum=psum, rows=rows, cols=cols, ldw=ldw),
-        encode(Opcode.STV, spad=spad_z, memb=z, len=cols, layout=Layout.DIAG),
-        encode(Opcode.HALT),
-    ]
-    expected, _ = gk.gemvt(w, d, nr, fmt, acc)
-    return KernelCase(f"gemvt {rows}x{cols}", program, {0: _padded(w, lds), spad_d: d},
-                      outputs=[(spad_z, (cols,))], expected=[expected], macs=rows * cols)
+    return _gemv_case(cfg, rows, cols, rng, specials, transposed=True)
 
 
 def ger_case(cfg, rows, cols, rng, *, use_wd=False, use_mom=False, specials=0.0):
