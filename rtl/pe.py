@@ -274,7 +274,7 @@ class PE(wiring.Component):
         # Outside the reduction bound the product becomes (-0) * (+0) = -0: c passes unchanged.
         a_k = Mux(ctl2["k_ok"], a_op, neg_zero_op)
         b_k = Mux(ctl2["k_ok"], b_op, 0)
-        m.submodules.mul = mul = FPMultiplier(op_fmt, acc_fmt, latency=lm, registered_output=True)
+        m.submodules.mul = mul = FPMultiplier(op_fmt, acc_fmt, latency=lm)
         m.d.comb += [mul.operands.valid.eq(ctl2["active"]),
                      mul.operands.payload.a.eq(a_k), mul.operands.payload.b.eq(b_k)]
 

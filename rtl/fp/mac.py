@@ -60,10 +60,7 @@ class FPMac(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        # The product feeds the adder directly: registering it keeps the two units' edge steps
-        # out of one cycle (the critical path otherwise).
-        m.submodules.mul = mul = FPMultiplier(self.fmt, self.acc_fmt, latency=self.mul_latency,
-                                              registered_output=True)
+        m.submodules.mul = mul = FPMultiplier(self.fmt, self.acc_fmt, latency=self.mul_latency)
         m.submodules.add = add = FPAdder(self.acc_fmt, latency=self.add_latency)
 
         m.d.comb += [

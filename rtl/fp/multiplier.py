@@ -30,8 +30,6 @@ class FPMultiplier(wiring.Component):
         the product exact unless it leaves the result's exponent range.
     latency : int
         Register stages.
-    registered_output : bool
-        Put one of the stages on the output (for a multiplier feeding an adder directly).
 
     Members
     -------
@@ -44,12 +42,10 @@ class FPMultiplier(wiring.Component):
     # unpack, significand product, leading-zero count, normalise shift, round and pack.
     STEP_WEIGHTS = (1, 4, 2, 3, 3)
 
-    def __init__(self, fmt: FloatFormat, out_fmt: FloatFormat = None, *, latency: int = 2,
-                 registered_output: bool = False):
+    def __init__(self, fmt: FloatFormat, out_fmt: FloatFormat = None, *, latency: int = 2):
         self.fmt = fmt
         self.out_fmt = fmt if out_fmt is None else out_fmt
         self.latency = latency
-        self.registered_output = registered_output
         operands = data.StructLayout({"a": fmt.width, "b": fmt.width})
         super().__init__({
             "operands": In(stream.Signature(operands, always_ready=True)),
@@ -59,8 +55,7 @@ class FPMultiplier(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         fmt, out = self.fmt, self.out_fmt
-        pipe = Pipeline(m, self.STEP_WEIGHTS, self.latency, self.operands.valid, name="mul",
-                        registered_output=self.registered_output)
+        pipe = Pipeline(m, self.STEP_WEIGHTS, self.latency, self.operands.valid, name="mul")
 
         v = pipe.begin({"a": self.operands.payload.a, "b": self.operands.payload.b})
 

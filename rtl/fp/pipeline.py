@@ -11,25 +11,18 @@ __all__ = ["plan_registers", "Pipeline", "keep", "named"]
 
 
 @functools.lru_cache(maxsize=None)
-def plan_registers(weights: tuple[int, ...], latency: int,
-                   registered_output: bool = False) -> tuple[int, ...]:
+def plan_registers(weights: tuple[int, ...], latency: int) -> tuple[int, ...]:
     """Return how many register stages to place at each cut of a chain of steps.
 
     A chain of ``K`` combinational steps with estimated logic depths ``weights`` has ``K + 1``
     cuts: cut 0 is on the inputs, cut ``i`` is after step ``i``. The ``latency`` registers are
     spread so that the deepest register-to-register segment (the inputs and outputs count as
     segment ends, because the unit sits between other logic) is as shallow as possible; ties
-    are broken towards an even spread, then towards later cuts. With ``registered_output`` (and
-    ``latency >= 1``) the last cut always holds a register, for a unit whose output feeds more
-    logic directly (the multiplier inside a MAC). Returns ``K + 1`` counts that sum to
-    ``latency``.
+    are broken towards an even spread, then towards later cuts. Returns ``K + 1`` counts that
+    sum to ``latency``.
     """
     if latency < 0:
         raise ValueError(f"latency must be a non-negative integer, not {latency!r}")
-    if registered_output and latency:
-        counts = list(plan_registers(weights, latency - 1))
-        counts[-1] += 1
-        return tuple(counts)
     k = len(weights)
     best, best_key = None, None
     for cuts in itertools.combinations_with_replacement(range(k + 1), latency):
@@ -65,13 +58,11 @@ class Pipeline:
         Input valid bit.
     name : str
         Prefix for register names (visible in waveforms).
-    registered_output : bool
-        Always register the last step's values (see :func:`plan_registers`).
     """
 
-    def __init__(self, m, weights, latency, valid, *, name, registered_output=False):
+    def __init__(self, m, weights, latency, valid, *, name):
         self._m = m
-        self._plan = plan_registers(tuple(weights), latency, registered_output)
+        self._plan = plan_registers(tuple(weights), latency)
         self._cut = 0
         self._stage = 0
         self._name = name

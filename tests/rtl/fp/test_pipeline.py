@@ -56,9 +56,3 @@ def test_pipeline_delays_values_and_valid_by_latency(latency):
     sim.run()
     assert seen == [(c + latency, (c + 1) * 2) for c in (2, 3, 7)]
 
-
-@pytest.mark.parametrize("latency", range(1, 6))
-def test_registered_output_keeps_a_register_on_the_last_cut(latency):
-    plan = plan_registers((1, 4, 2, 3, 3), latency, registered_output=True)
-    assert plan[-1] >= 1 and sum(plan) == latency
-    assert plan_registers((1, 4, 2, 3, 3), 0, registered_output=True) == (0,) * 6
