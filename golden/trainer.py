@@ -1,0 +1,230 @@
+"""Golden trainer: MLP training with exactly the hardware's arithmetic, in NumPy.
+
+Every tensor is a NumPy array of bit patterns in the operand format; every arithmetic step is a
+golden kernel (:mod:`caterpillar.golden.kernels`) applied in the order the compiled program
+applies the core's instructions, so the trainer predicts every bit the hardware computes. It
+is independent of the compiler, the instruction-level simulator and the RTL: it works on
+whole logical matrices, never on PE-local memories or instruction streams.
+
+Network: linear layers ``h = W a + b`` (``W`` is ``out x in``), ReLU after every hidden layer,
+then the loss gradient. Scalars (:func:`scalars`) are rounded once to the operand format.
+
+``sgd`` (batch 1), per sample ``x`` with target ``t``:
+
+1. forward, per layer: ``h = gemv(W, a) (+) b`` (VOP ``add``: ``h + round(b * 1)``), hidden
+   layers ``a = max(h, +0)`` (VOP ``maxs``);
+2. output gradient ``d``: ``softmax_ce``: ``smxce(h, onehot(t))``; ``mse``:
+   ``round(s * (h - t))`` with ``s = 2 / outputs`` (VOP ``mseg``);
+3. backward, from the last layer: ``e = gemvt(W, d)`` with the weights before their update,
+   ``d_prev = relud(h_prev, e)``; then ``W`` by ``ger(W, d, a_prev, -lr, wd, mu, mom)``, and the
+   bias by VOPs in the same order as ``ger``: ``g = round(wd * b) + d`` (with weight decay),
+   ``m = round(mu * m) + g`` (with momentum), ``b = round(-lr * m) + b``.
+
+``mbgd`` (batch ``B``): every layer keeps ``[W | b]`` (``out x (in + 1)``) and the activations
+get a row of ones, so the bias is the last term of each sum. GEMMs over more than ``k_chunk``
+terms run in chunks of ``k_chunk`` (``C = A1 B1``, then ``C += A2 B2``, ...; each chunk's sum is
+rounded to the operand format):
+
+1. forward: ``H = [W | b] [A_prev; 1]`` for all samples, hidden ``A = max(H, +0)``;
+2. output gradient per sample as for ``sgd`` (``D``, ``B x outputs``);
+3. backward from the last layer: ``E = W^T D^T`` (pre-update ``W``), ``D_prev = relud(H_prev,
+   E)``; then the update. Without momentum and weight decay:
+   ``[W | b] += S^T [A_prev^T | 1]`` with ``S = round(-lr / B * D)`` (one GEMM with
+   accumulate). Otherwise ``G = S'^T [A_prev^T | 1]`` with ``S' = round(1 / B * D)``, then
+   elementwise ``g = round(wd * P) + G``, ``m = round(mu * m) + g``, ``P = round(-lr * m) + P``
+   (weight decay and momentum only where enabled).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels as gk
+from . import numerics as n
+
+__all__ = ["scalars", "GoldenTrainer", "gemm_chunked", "to_bits", "to_float"]
+
+
+def to_bits(x, fmt) -> np.ndarray:
+    """Round real values to operand-format bit patterns (uint64)."""
+    return n.from_float(np.asarray(x, dtype=np.float64), fmt).astype(np.uint64)
+
+
+def to_float(bits, fmt) -> np.ndarray:
+    """Return the float64 values of bit patterns."""
+    return n.to_float64(np.asarray(bits, dtype=np.uint64), fmt)
+
+
+def scalars(fmt, *, lr: float, batch: int, momentum: float, weight_decay: float,
+            outputs: int) -> dict:
+    """Return the scalar operands of a training step as operand-format bit patterns.
+
+    ``zero`` (+0, the ReLU bound), ``step`` (``-lr / batch``: ``-lr`` for ``sgd``),
+    ``inv_batch`` (``1 / batch``), ``neg_lr`` (``-lr``), ``wd``, ``mu``, ``mse`` (``2 /
+    outputs``). Each is rounded once from the float64 value.
+    """
+    def b(v):
+        return int(to_bits(v, fmt))
+
+    return {"zero": 0, "step": b(-lr / batch), "inv_batch": b(1.0 / batch), "neg_lr": b(-lr),
+            "wd": b(weight_decay), "mu": b(momentum), "mse": b(2.0 / outputs)}
+
+
+def gemm_chunked(a, b, fmt, acc, k_chunk: int, c=None) -> np.ndarray:
+    """``C (+)= A B`` the core's way, in GEMM instructions of at most ``k_chunk`` terms each."""
+    a = np.asarray(a, dtype=np.uint64)
+    b = np.asarray(b, dtype=np.uint64)
+    k = a.shape[1]
+    total = c
+    for k0 in range(0, k, k_chunk):
+        total = gk.gemm(a[:, k0:k0 + k_chunk], b[k0:k0 + k_chunk], total, fmt, acc)
+    return total
+
+
+class GoldenTrainer:
+    """Train an MLP with the hardware's arithmetic (see the module docstring).
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer widths, input first.
+    loss : str
+        ``softmax_ce`` or ``mse``.
+    nr : int
+        PE array side (fixes the GEMV summation order and the softmax's chains).
+    fmt, acc : FloatFormat
+        Operand and accumulator formats.
+    weights : list of (W, b)
+        Initial parameters as bit patterns (``W``: ``out x in``, ``b``: ``out``).
+    k_chunk : int, optional
+        Longest GEMM of the ``mbgd`` path (required for :meth:`mbgd_step`).
+    momentum, weight_decay : bool
+        Whether the optimiser uses them (the scalars come with every step).
+    """
+
+    def __init__(self, sizes, loss, nr, fmt, acc, weights, *, k_chunk=None, momentum=False,
+                 weight_decay=False):
+        self.sizes = tuple(sizes)
+        self.loss = loss
+        self.nr, self.fmt, self.acc = nr, fmt, acc
+        self.k_chunk = k_chunk
+        self.use_mom, self.use_wd = bool(momentum), bool(weight_decay)
+        self.weights = [(np.array(w, dtype=np.uint64), np.array(b, dtype=np.uint64))
+                        for w, b in weights]
+        self.moments = [(np.zeros_like(w), np.zeros_like(b)) for w, b in self.weights]
+        self.one = int(n.from_float(1.0, fmt))
+
+    # -- shared pieces ----------------------------------------------------------------------
+
+    def _vop(self, fn, x, y, alpha):
+        return gk.vop(fn, x, y, alpha, self.fmt, self.acc)
+
+    def output_gradient(self, h, target, s) -> np.ndarray:
+        """Gradient of the loss for one sample's output ``h`` (bits); ``target``: a label for
+        ``softmax_ce``, a bit-pattern vector for ``mse``."""
+        nr = self.nr
+        if self.loss == "softmax_ce":
+            t = np.zeros(len(h), dtype=np.uint64)
+            t[int(target)] = self.one
+            d, _ = gk.smxce([h[c::nr] for c in range(nr)], [t[c::nr] for c in range(nr)],
+                            len(h), nr, self.fmt, self.acc)
+            return d
+        return self._vop("mseg", h, np.asarray(target, dtype=np.uint64), s["mse"])
+
+    # -- SGD (batch 1, GEMV kernels) ---------------------------------------------------------
+
+    def forward(self, x) -> list:
+        """Return ``[(h, a), ...]`` per layer for one input ``x`` (bits); ``a`` is ``None``
+        for the last layer."""
+        a = np.asarray(x, dtype=np.uint64)
+        out = []
+        for index, (w, b) in enumerate(self.weights):
+            h, _ = gk.gemv(w, a, self.nr, self.fmt, self.acc)
+            h = self._vop("add", h, b, 0)
+            a = self._vop("maxs", h, h, 0) if index + 1 < len(self.weights) else None
+            out.append((h, a))
+        return out
+
+    def sgd_step(self, x, target, s) -> np.ndarray:
+        """Train on one sample with scalars ``s`` (:func:`scalars`); return the logits."""
+        x = np.asarray(x, dtype=np.uint64)
+        acts = self.forward(x)
+        d = self.output_gradient(acts[-1][0], target, s)
+        for index in reversed(range(len(self.weights))):
+            w, b = self.weights[index]
+            a_prev = x if index == 0 else acts[index - 1][1]
+            d_prev = None
+            if index > 0:
+                e, _ = gk.gemvt(w, d, self.nr, self.fmt, self.acc)
+                d_prev = self._vop("relud", acts[index - 1][0], e, 0)
+            mw, mb = self.moments[index]
+            w, new_mw = gk.ger(w, d, a_prev, s["neg_lr"], self.fmt, self.acc,
+                               wd=s["wd"] if self.use_wd else None,
+                               mom=mw if self.use_mom else None, mu=s["mu"])
+            g = self._vop("axpy", b, d, s["wd"]) if self.use_wd else d
+            if self.use_mom:
+                mb = self._vop("axpy", mb, g, s["mu"])
+                g = mb
+            b = self._vop("axpy", g, b, s["neg_lr"])
+            self.weights[index] = (w, b)
+            self.moments[index] = (new_mw if self.use_mom else mw, mb)
+            d = d_prev
+        return acts[-1][0]
+
+    # -- MBGD (GEMM kernels) -----------------------------------------------------------------
+
+    def _augmented(self, index):
+        w, b = self.weights[index]
+        return np.concatenate([w, b[:, None]], axis=1)
+
+    def mbgd_step(self, x, targets, s) -> np.ndarray:
+        """Train on a batch ``x`` (``B x in`` bits) with scalars ``s``; return the logits
+        (``B x outputs``)."""
+        if self.k_chunk is None:
+            raise ValueError("mbgd_step needs k_chunk")
+        fmt, acc, kc = self.fmt, self.acc, self.k_chunk
+        x = np.asarray(x, dtype=np.uint64)
+        batch = x.shape[0]
+        ones = np.full((1, batch), self.one, dtype=np.uint64)
+        a_t = [np.concatenate([x.T, ones])]               # [A_prev; 1], features x batch
+        h_t = []
+        for index in range(len(self.weights)):
+            h = gemm_chunked(self._augmented(index), a_t[-1], fmt, acc, kc)
+            h_t.append(h)
+            if index + 1 < len(self.weights):
+                a_t.append(np.concatenate([self._vop("maxs", h, h, 0), ones]))
+        logits = h_t[-1].T
+        t = [targets[i] for i in range(batch)]
+        d = np.stack([self.output_gradient(logits[i], t[i], s) for i in range(batch)])
+        plain = not (self.use_mom or self.use_wd)
+        for index in reversed(range(len(self.weights))):
+            p = self._augmented(index)
+            d_prev = None
+            if index > 0:
+                inputs = self.sizes[index]
+                e = gemm_chunked(p[:, :inputs].T, d.T, fmt, acc, kc)
+                d_prev = self._vop("relud", h_t[index - 1], e, 0).T
+            if plain:
+                scaled = self._vop("scale", d, d, s["step"])
+                p = gemm_chunked(scaled.T, a_t[index].T, fmt, acc, kc, c=p)
+            else:
+                scaled = self._vop("scale", d, d, s["inv_batch"])
+                g = gemm_chunked(scaled.T, a_t[index].T, fmt, acc, kc)
+                if self.use_wd:
+                    g = self._vop("axpy", p, g, s["wd"])
+                if self.use_mom:
+                    mw, mb = self.moments[index]
+                    m = self._vop("axpy", np.concatenate([mw, mb[:, None]], axis=1), g,
+                                  s["mu"])
+                    self.moments[index] = (m[:, :-1], m[:, -1])
+                    g = m
+                p = self._vop("axpy", g, p, s["neg_lr"])
+            self.weights[index] = (p[:, :-1].copy(), p[:, -1].copy())
+            d = d_prev
+        return logits
+
+    # -- inference ---------------------------------------------------------------------------
+
+    def predict(self, x) -> np.ndarray:
+        """Logits (bits) for inputs ``x`` (``n x in`` bits), the ``sgd`` forward per sample."""
+        return np.stack([self.forward(row)[-1][0] for row in np.asarray(x, dtype=np.uint64)])

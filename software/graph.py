@@ -1,0 +1,175 @@
+"""Training graphs: an MLP, its loss, its optimiser and its training algorithm.
+
+A :class:`TrainingGraph` is what the user describes and what the compiler lowers. The network is
+a chain of fully connected layers ``h = W a + b`` (``W`` is ``out x in``), each hidden layer
+followed by ReLU; the last layer's output feeds the loss. Semantics (the golden trainer, the
+compiler and the PyTorch reference all follow them):
+
+* **Loss.** ``softmax_ce``: cross-entropy of ``softmax(h)`` against a one-hot target, averaged
+  over the batch (PyTorch ``CrossEntropyLoss``); the output gradient per sample is
+  ``softmax(h) - t``. ``mse``: ``mean((h - t)**2)`` over the batch and the outputs (PyTorch
+  ``MSELoss``); the gradient per sample is ``(2 / outputs) (h - t)``.
+* **Optimiser.** SGD on the batch-mean gradient, PyTorch's way: ``g = grad + weight_decay * p``;
+  with momentum ``buf = momentum * buf + g`` (``buf`` starts at zero, so the first step gives
+  ``buf = g``) and ``p -= lr * buf``; without momentum ``p -= lr * g``. Biases are parameters
+  like the weights (decayed and with momentum).
+* **Schedule.** ``constant``: ``lr`` every epoch. ``step``: ``lr * gamma ** (epoch // step)``.
+* **Algorithm.** ``sgd``: batch 1, GEMV kernels, the weights stay in MemA. ``mbgd``: minibatch
+  gradient descent with ``batch`` samples per step, GEMM kernels on the SPAD.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+__all__ = ["GraphError", "Optimizer", "TrainingGraph", "LOSSES", "ALGORITHMS", "SCHEDULES",
+           "parse_model"]
+
+LOSSES = ("softmax_ce", "mse")
+ALGORITHMS = ("sgd", "mbgd")
+SCHEDULES = ("constant", "step")
+
+
+class GraphError(ValueError):
+    """A training graph is invalid; the message names the value and how to fix it."""
+
+
+def _number(name, value, lo, hi, *, integer=False):
+    kind = "an integer" if integer else "a number"
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type:
+        raise GraphError(f"{name} must be {kind}, not {value!r}")
+    if not lo <= value <= hi:
+        raise GraphError(f"{name} must be in [{lo}, {hi}], not {value!r}")
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """SGD with momentum, weight decay and a learning-rate schedule (see the module docstring)."""
+
+    lr: float = 0.05
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    step: int = 10
+    gamma: float = 0.5
+
+    def __post_init__(self):
+        _number("lr", self.lr, 0.0, 1e3)
+        if self.lr <= 0:
+            raise GraphError(f"lr must be positive, not {self.lr!r}")
+        _number("momentum", self.momentum, 0.0, 0.999)
+        _number("weight_decay", self.weight_decay, 0.0, 1.0)
+        if self.schedule not in SCHEDULES:
+            raise GraphError(f"schedule must be one of {', '.join(SCHEDULES)}, "
+                             f"not {self.schedule!r}")
+        _number("step", self.step, 1, 1 << 20, integer=True)
+        _number("gamma", self.gamma, 0.0, 1.0)
+        if self.gamma <= 0:
+            raise GraphError(f"gamma must be positive, not {self.gamma!r}")
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of ``epoch`` (0-based)."""
+        if self.schedule == "step":
+            return self.lr * self.gamma ** (epoch // self.step)
+        return self.lr
+
+
+@dataclass(frozen=True)
+class TrainingGraph:
+    """An MLP and how to train it.
+
+    Parameters
+    ----------
+    sizes : tuple of int
+        Layer widths from the input to the output, e.g. ``(64, 32, 10)``: two linear layers.
+    loss : str
+        ``softmax_ce`` or ``mse``.
+    optimizer : Optimizer
+    algorithm : str
+        ``sgd`` (batch 1) or ``mbgd``.
+    batch : int
+        Samples per step (``mbgd``; ``sgd`` requires 1).
+    """
+
+    sizes: tuple
+    loss: str = "softmax_ce"
+    optimizer: Optimizer = field(default_factory=Optimizer)
+    algorithm: str = "sgd"
+    batch: int = 1
+
+    def __post_init__(self):
+        sizes = self.sizes
+        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+            raise GraphError(f"sizes must be a list of layer widths, not {sizes!r}")
+        if len(sizes) < 2:
+            raise GraphError(f"a network needs an input and at least one layer: sizes "
+                             f"{list(sizes)} has {len(sizes)} entr{'y' if len(sizes) == 1 else 'ies'}")
+        for i, s in enumerate(sizes):
+            _number(f"sizes[{i}]", s, 1, 65535, integer=True)
+        object.__setattr__(self, "sizes", tuple(sizes))
+        if self.loss not in LOSSES:
+            raise GraphError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
+        if self.loss == "softmax_ce" and sizes[-1] < 2:
+            raise GraphError("softmax_ce needs at least 2 outputs; use mse for one output")
+        if not isinstance(self.optimizer, Optimizer):
+            raise GraphError(f"optimizer must be an Optimizer, not {self.optimizer!r}")
+        if self.algorithm not in ALGORITHMS:
+            raise GraphError(f"algorithm must be one of {', '.join(ALGORITHMS)}, "
+                             f"not {self.algorithm!r}")
+        _number("batch", self.batch, 1, 4096, integer=True)
+        if self.algorithm == "sgd" and self.batch != 1:
+            raise GraphError(f"algorithm sgd trains on one sample per step (batch 1), not "
+                             f"batch {self.batch}; use --algorithm mbgd for batches")
+
+    @property
+    def layers(self) -> list[tuple[int, int]]:
+        """``(out, in)`` of every linear layer."""
+        return [(o, i) for i, o in zip(self.sizes[:-1], self.sizes[1:])]
+
+    def replace(self, **changes) -> TrainingGraph:
+        """Return a copy with ``changes`` (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """Plain-data form (the JSON/YAML file format)."""
+        d = dataclasses.asdict(self)
+        d["sizes"] = list(self.sizes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d) -> TrainingGraph:
+        """Build from :meth:`to_dict`'s form, naming unknown keys."""
+        if not isinstance(d, dict):
+            raise GraphError(f"a training graph must be a mapping, not {type(d).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise GraphError(f"unknown graph key(s) {', '.join(map(repr, unknown))}; known "
+                             f"keys are {', '.join(sorted(known))}")
+        d = dict(d)
+        if "sizes" not in d:
+            raise GraphError("a training graph needs 'sizes', e.g. [64, 32, 10]")
+        opt = d.get("optimizer", {})
+        if isinstance(opt, dict):
+            known_opt = {f.name for f in dataclasses.fields(Optimizer)}
+            bad = sorted(set(opt) - known_opt)
+            if bad:
+                raise GraphError(f"unknown optimizer key(s) {', '.join(map(repr, bad))}; known "
+                                 f"keys are {', '.join(sorted(known_opt))}")
+            d["optimizer"] = Optimizer(**opt)
+        return cls(**d)
+
+
+def parse_model(text: str) -> tuple[int, ...]:
+    """Parse a model string such as ``64-32-10`` into layer widths."""
+    parts = str(text).replace("x", "-").split("-")
+    try:
+        sizes = tuple(int(p) for p in parts)
+    except ValueError:
+        raise GraphError(f"--model must be layer widths joined by '-', e.g. 64-32-10, not "
+                         f"{text!r}") from None
+    if len(sizes) < 2:
+        raise GraphError(f"--model needs at least two widths (input and output), not {text!r}")
+    return sizes

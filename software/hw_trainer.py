@@ -1,0 +1,194 @@
+"""Runs a compiled training program on a device through the driver.
+
+The step program stays in IMEM from instruction 0. Parameters move through the SPAD: for
+``sgd`` each tensor is staged in the SPAD and moved into MemA/MemB (or back) by a one-instruction
+transfer program written just after the step program; for ``mbgd`` the parameters live in the
+SPAD already. A step writes the sample(s) and target(s) into the SPAD, runs the step program
+and reads the logits back: a handful of bulk host transfers per step, never a call per cycle.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from caterpillar.golden import numerics as gn
+from caterpillar.rtl.isa import Layout, Opcode, encode
+
+from .compiler import Compiled
+from .driver import Driver, RunStats
+
+__all__ = ["HardwareTrainer", "StepMismatch"]
+
+
+class StepMismatch(AssertionError):
+    """The device's cycles differ from the compiler's prediction."""
+
+
+def _cdiv(a, b):
+    return -(-a // b)
+
+
+def _ceil(a, b):
+    return _cdiv(a, b) * b
+
+
+class HardwareTrainer:
+    """Train through ``device`` with the program ``compiled``.
+
+    Parameters
+    ----------
+    compiled : Compiled
+    device : Device
+        Any backend; its config must equal the compiled one.
+    """
+
+    def __init__(self, compiled: Compiled, device):
+        self.compiled = compiled
+        self.cfg = cfg = compiled.config
+        self.graph = compiled.graph
+        self.driver = Driver(device)
+        if self.driver.config.get("nr") not in (None, cfg.nr):
+            raise ValueError(f"the device has nr={self.driver.config['nr']}, the program was "
+                             f"compiled for nr={cfg.nr}")
+        self.driver.load_program(compiled.program)
+        self.transfer_pc = len(compiled.program)
+        self.one = int(gn.from_float(1.0, cfg.operand))
+        self._lr = None
+        for addr, rows, cols, ld, what in compiled.constants:
+            value = self.one if what == "one" else int(what)
+            block = np.zeros((rows, ld), dtype=np.uint64)
+            block[:, :cols] = value
+            self.driver.write_spad(addr, block.ravel())
+
+    # -- parameters ------------------------------------------------------------------------
+
+    def _transfer(self, word):
+        self.driver.load_program([word, encode(Opcode.HALT)], base=self.transfer_pc)
+        self.driver.run(start_pc=self.transfer_pc)
+
+    def _put(self, tensor, bits):
+        nr = self.cfg.nr
+        bits = np.asarray(bits, dtype=np.uint64)
+        if tensor.kind == "spad":
+            block = np.zeros((tensor.rows, tensor.ld), dtype=np.uint64)
+            block[:, :tensor.cols] = bits.reshape(tensor.rows, tensor.cols)
+            self.driver.write_spad(tensor.addr, block.ravel())
+        elif tensor.kind == "mema":
+            lds = _ceil(tensor.cols, nr)
+            block = np.zeros((tensor.rows, lds), dtype=np.uint64)
+            block[:, :tensor.cols] = bits.reshape(tensor.rows, tensor.cols)
+            self.driver.write_spad(self.compiled.staging, block.ravel())
+            self._transfer(encode(Opcode.LDA, spad=self.compiled.staging, mema=tensor.addr,
+                                  rows=tensor.rows, cols=tensor.cols, lds=lds, ldm=tensor.ld))
+        else:
+            self.driver.write_spad(self.compiled.staging, bits.ravel())
+            self._transfer(encode(Opcode.LDV, spad=self.compiled.staging, memb=tensor.addr,
+                                  len=tensor.cols, layout=Layout.DIAG))
+
+    def _get(self, tensor) -> np.ndarray:
+        nr = self.cfg.nr
+        if tensor.kind == "spad":
+            flat = self.driver.read_spad(tensor.addr, tensor.rows * tensor.ld)
+            return flat.reshape(tensor.rows, tensor.ld)[:, :tensor.cols].copy()
+        if tensor.kind == "mema":
+            lds = _ceil(tensor.cols, nr)
+            self._transfer(encode(Opcode.STA, spad=self.compiled.staging, mema=tensor.addr,
+                                  rows=tensor.rows, cols=tensor.cols, lds=lds, ldm=tensor.ld))
+            flat = self.driver.read_spad(self.compiled.staging, tensor.rows * lds)
+            return flat.reshape(tensor.rows, lds)[:, :tensor.cols].copy()
+        self._transfer(encode(Opcode.STV, spad=self.compiled.staging, memb=tensor.addr,
+                              len=tensor.cols, layout=Layout.DIAG))
+        return self.driver.read_spad(self.compiled.staging, tensor.cols)
+
+    def load_parameters(self, weights, moments=None) -> None:
+        """Write ``[(W, b), ...]`` and optionally the momentum ``[(mW, mb), ...]`` (bits)."""
+        by_name = {t.name: t for t in self.compiled.tensors}
+        moments = moments or [(np.zeros_like(np.asarray(w, dtype=np.uint64)),
+                               np.zeros_like(np.asarray(b, dtype=np.uint64)))
+                              for w, b in weights]
+        for index, ((w, b), (mw, mb)) in enumerate(zip(weights, moments)):
+            w, b = np.asarray(w, dtype=np.uint64), np.asarray(b, dtype=np.uint64)
+            if f"P{index}" in by_name:
+                self._put(by_name[f"P{index}"], np.concatenate([w, b[:, None]], axis=1))
+                if f"M{index}" in by_name:
+                    self._put(by_name[f"M{index}"],
+                              np.concatenate([np.asarray(mw, np.uint64),
+                                              np.asarray(mb, np.uint64)[:, None]], axis=1))
+                continue
+            self._put(by_name[f"W{index}"], w)
+            self._put(by_name[f"b{index}"], b)
+            if f"mW{index}" in by_name:
+                self._put(by_name[f"mW{index}"], mw)
+                self._put(by_name[f"mb{index}"], mb)
+
+    def read_parameters(self):
+        """Return ``(weights, moments)`` as bit patterns (moments are zeros without momentum)."""
+        by_name = {t.name: t for t in self.compiled.tensors}
+        weights, moments = [], []
+        for index, (o, i) in enumerate(self.graph.layers):
+            if f"P{index}" in by_name:
+                p = self._get(by_name[f"P{index}"])
+                weights.append((p[:, :-1].copy(), p[:, -1].copy()))
+                if f"M{index}" in by_name:
+                    m = self._get(by_name[f"M{index}"])
+                    moments.append((m[:, :-1].copy(), m[:, -1].copy()))
+                else:
+                    moments.append((np.zeros((o, i), np.uint64), np.zeros(o, np.uint64)))
+                continue
+            weights.append((self._get(by_name[f"W{index}"]), self._get(by_name[f"b{index}"])))
+            if f"mW{index}" in by_name:
+                moments.append((self._get(by_name[f"mW{index}"]),
+                                self._get(by_name[f"mb{index}"])))
+            else:
+                moments.append((np.zeros((o, i), np.uint64), np.zeros(o, np.uint64)))
+        return weights, moments
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def set_lr(self, lr: float) -> None:
+        """Write the scalar registers for learning rate ``lr`` (skipped if unchanged)."""
+        if lr == self._lr:
+            return
+        for reg, bits in self.compiled.scalar_values(lr).items():
+            self.driver.set_scalar(reg, bits)
+        self._lr = lr
+
+    def _targets(self, targets) -> np.ndarray:
+        classes = self.graph.sizes[-1]
+        if self.graph.loss == "softmax_ce":
+            labels = np.asarray(targets).reshape(-1)
+            t = np.zeros((len(labels), classes), dtype=np.uint64)
+            t[np.arange(len(labels)), labels.astype(np.int64)] = self.one
+            return t
+        return np.asarray(targets, dtype=np.uint64).reshape(-1, classes)
+
+    def step(self, x, targets) -> tuple[np.ndarray, RunStats]:
+        """Run one step on inputs ``x`` (bits, ``batch x in``) and targets (labels for
+        ``softmax_ce``, bit patterns ``batch x outputs`` for ``mse``); return the logits (bits,
+        ``batch x outputs``) and the run's counters."""
+        io = self.compiled.io
+        x = np.asarray(x, dtype=np.uint64).reshape(self.graph.batch, -1)
+        t = self._targets(targets)
+        classes = self.graph.sizes[-1]
+        if self.graph.algorithm == "sgd":
+            self.driver.write_spad(io["inputs"], x[0])
+            self.driver.write_spad(io["targets"], t[0])
+        else:
+            ldb, ldc = io["ld_batch"], io["ld_classes"]
+            xt = np.zeros((x.shape[1], ldb), dtype=np.uint64)
+            xt[:, :x.shape[0]] = x.T
+            self.driver.write_spad(io["inputs_t"], xt.ravel())
+            tt = np.zeros((t.shape[0], ldc), dtype=np.uint64)
+            tt[:, :classes] = t
+            self.driver.write_spad(io["targets"], tt.ravel())
+        stats = self.driver.run(timeout_cycles=4 * self.compiled.step_cycles + 10_000)
+        if self.graph.algorithm == "sgd":
+            logits = self.driver.read_spad(io["logits"], classes)[None, :]
+        else:
+            ldc = io["ld_classes"]
+            flat = self.driver.read_spad(io["logits"], self.graph.batch * ldc)
+            logits = flat.reshape(self.graph.batch, ldc)[:, :classes]
+        if stats.busy != self.compiled.step_cycles:
+            raise StepMismatch(f"the step took {stats.busy} cycles; the compiler predicted "
+                               f"{self.compiled.step_cycles}")
+        return logits, stats
