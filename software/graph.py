@@ -104,8 +104,8 @@ class TrainingGraph:
         if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
             raise GraphError(f"sizes must be a list of layer widths, not {sizes!r}")
         if len(sizes) < 2:
-            raise GraphError(f"a network needs an input and at least one layer: sizes "
-                             f"{list(sizes)} has {len(sizes)} entr{'y' if len(sizes) == 1 else 'ies'}")
+            raise GraphError(f"a network needs an input width and at least one layer width: "
+                             f"sizes {list(sizes)} has {len(sizes)}")
         for i, s in enumerate(sizes):
             _number(f"sizes[{i}]", s, 1, 65535, integer=True)
         object.__setattr__(self, "sizes", tuple(sizes))
