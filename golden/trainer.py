@@ -226,5 +226,30 @@ class GoldenTrainer:
     # -- inference ---------------------------------------------------------------------------
 
     def predict(self, x) -> np.ndarray:
-        """Logits (bits) for inputs ``x`` (``n x in`` bits), the ``sgd`` forward per sample."""
-        return np.stack([self.forward(row)[-1][0] for row in np.asarray(x, dtype=np.uint64)])
+        """Logits (bits) for inputs ``x`` (``n x in`` bits): :meth:`forward` for every sample,
+        vectorised over the samples (bit-identical to calling it per sample)."""
+        fmt, acc, nr = self.fmt, self.acc, self.nr
+        a = np.asarray(x, dtype=np.uint64)
+        samples = a.shape[0]
+        one = np.uint64(self.one)
+        for index, (w, b) in enumerate(self.weights):
+            rows, cols = w.shape
+            partial = np.full((samples, rows, nr), acc.sign_mask, dtype=np.uint64)
+            for jj in range(-(-cols // nr)):
+                j = jj * nr + np.arange(nr)
+                valid = j < cols
+                jc = np.minimum(j, cols - 1)
+                products = gk.mac(np.broadcast_to(w[:, jc], partial.shape),
+                                  np.broadcast_to(a[:, None, jc], partial.shape), partial,
+                                  fmt, acc)
+                partial = np.where(valid, products, partial)
+            stored = gk.narrow(partial, fmt, acc)
+            order = gk.chain_order(np.arange(rows), nr)          # rows x nr
+            total = np.full((samples, rows), acc.sign_mask, dtype=np.uint64)
+            for q in range(nr):
+                pick = np.take_along_axis(stored, order[None, :, q:q + 1], axis=2)[..., 0]
+                total = gk.mac(pick, np.full(pick.shape, one), total, fmt, acc)
+            h = gk.narrow(total, fmt, acc)
+            h = self._vop("add", h, np.broadcast_to(b, h.shape), 0)
+            a = self._vop("maxs", h, h, 0) if index + 1 < len(self.weights) else h
+        return a

@@ -200,6 +200,22 @@ def _add_bench(sub):
     kernels.set_defaults(func=_cmd_bench)
 
 
+def _cmd_train(args) -> int:
+    from . import train_cli
+
+    return train_cli.run(args)
+
+
+def _add_train(sub):
+    from . import train_cli
+
+    p = sub.add_parser("train", help="train an MLP on the simulated core (digits/MNIST), "
+                                     "checked against the golden trainer on request",
+                       description=train_cli.__doc__)
+    train_cli.add_arguments(p)
+    p.set_defaults(func=_cmd_train)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -217,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="CATERPILLAR DNN-training accelerator: RTL, golden model and tools.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_fpu, _add_fpu_selfcheck, _add_verilog, _add_synth, _add_asm, _add_docs,
-                _add_bench):
+                _add_bench, _add_train):
         add(sub)
     return parser
 

