@@ -34,8 +34,24 @@ def narrow(x, fmt: FloatFormat, acc: FloatFormat) -> np.ndarray:
 
 
 def mac(a, b, c, fmt: FloatFormat, acc: FloatFormat) -> np.ndarray:
-    """Return the PE's MAC: ``c + round_acc(a * b)``, ``a``, ``b`` operand format, ``c`` acc."""
+    """Return the PE's MAC: ``c + round_acc(a * b)``, ``a``, ``b`` operand format, ``c`` acc.
+
+    Same bits as :func:`caterpillar.golden.numerics.mac` (the specification); with fp32
+    operands and accumulator it takes a shortcut through IEEE float32 arithmetic, which rounds
+    the product and the sum exactly as specified (tests compare the two on corner cases).
+    """
+    if fmt.name == acc.name == "fp32":
+        return _mac_fp32(a, b, c)
     return n.mac(a, b, c, fmt, acc).astype(np.uint64)
+
+
+def _mac_fp32(a, b, c) -> np.ndarray:
+    f = [np.asarray(v, dtype=np.uint64).astype(np.uint32).view(np.float32)
+         for v in (a, b, c)]
+    with np.errstate(all="ignore"):
+        r = (f[0] * f[1]) + f[2]
+    bits = r.view(np.uint32).astype(np.uint64)
+    return np.where(np.isnan(r), np.uint64(n.FP32.canonical_nan), bits)
 
 
 def _neg_zero(fmt: FloatFormat, shape) -> np.ndarray:
