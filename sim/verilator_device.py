@@ -100,3 +100,9 @@ class VerilatorDevice(Device):
             except BrokenPipeError:
                 pass
             self._proc.wait(timeout=10)
+        for stream in (self._proc.stdin, self._proc.stdout):
+            if not stream.closed:
+                try:
+                    stream.close()
+                except BrokenPipeError:
+                    pass

@@ -160,7 +160,11 @@ def _epoch_line(r) -> str:
             f"{r['utilization'] * 100:.1f}% ({util}) wall {r['wall_seconds']:.1f}s")
 
 
-def run_session(device, opts: dict, *, out=print) -> dict:
+def _say(text) -> None:
+    print(text, flush=True)
+
+
+def run_session(device, opts: dict, *, out=_say) -> dict:
     """Train as ``opts`` says on ``device``; return the report (a JSON-able dict)."""
     from .compiler import compile_training
     from .datasets import load_dataset
