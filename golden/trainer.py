@@ -27,12 +27,14 @@ rounded to the operand format):
 
 1. forward: ``H = [W | b] [A_prev; 1]`` for all samples, hidden ``A = max(H, +0)``;
 2. output gradient per sample as for ``sgd`` (``D``, ``B x outputs``);
-3. backward from the last layer: ``E = W^T D^T`` (pre-update ``W``), ``D_prev = relud(H_prev,
-   E)``; then the update. Without momentum and weight decay:
-   ``[W | b] += S^T [A_prev^T | 1]`` with ``S = round(-lr / B * D)`` (one GEMM with
-   accumulate). Otherwise ``G = S'^T [A_prev^T | 1]`` with ``S' = round(1 / B * D)``, then
-   elementwise ``g = round(wd * P) + G``, ``m = round(mu * m) + g``, ``P = round(-lr * m) + P``
-   (weight decay and momentum only where enabled).
+3. the output gradient is scaled once: ``D = round(-lr / B * D)`` without momentum and weight
+   decay, else ``D = round(1 / B * D)``; every later delta and gradient inherits the scale;
+4. backward from the last layer: ``E = W^T D^T`` (pre-update ``W``), ``D_prev = relud(H_prev,
+   E)``; then the update. Without momentum and weight decay: ``[W | b] += D^T [A_prev^T | 1]``
+   (one GEMM with accumulate; for the first layer the core updates the transpose, whose
+   elements are the same sums of the same products in the same order). Otherwise ``G = D^T
+   [A_prev^T | 1]``, then elementwise ``g = round(wd * P) + G``, ``m = round(mu * m) + g``,
+   ``P = round(-lr * m) + P`` (weight decay and momentum only where enabled).
 """
 
 from __future__ import annotations
@@ -197,6 +199,7 @@ class GoldenTrainer:
         t = [targets[i] for i in range(batch)]
         d = np.stack([self.output_gradient(logits[i], t[i], s) for i in range(batch)])
         plain = not (self.use_mom or self.use_wd)
+        d = self._vop("scale", d, d, s["step"] if plain else s["inv_batch"])
         for index in reversed(range(len(self.weights))):
             p = self._augmented(index)
             d_prev = None
@@ -205,11 +208,9 @@ class GoldenTrainer:
                 e = gemm_chunked(p[:, :inputs].T, d.T, fmt, acc, kc)
                 d_prev = self._vop("relud", h_t[index - 1], e, 0).T
             if plain:
-                scaled = self._vop("scale", d, d, s["step"])
-                p = gemm_chunked(scaled.T, a_t[index].T, fmt, acc, kc, c=p)
+                p = gemm_chunked(d.T, a_t[index].T, fmt, acc, kc, c=p)
             else:
-                scaled = self._vop("scale", d, d, s["inv_batch"])
-                g = gemm_chunked(scaled.T, a_t[index].T, fmt, acc, kc)
+                g = gemm_chunked(d.T, a_t[index].T, fmt, acc, kc)
                 if self.use_wd:
                     g = self._vop("axpy", p, g, s["wd"])
                 if self.use_mom:

@@ -198,6 +198,12 @@ def _add_bench(sub):
     kernels = what.add_parser("kernels", help="every kernel and shape on the RTL, nr = 2, 4, 8")
     bench_kernels.add_arguments(kernels)
     kernels.set_defaults(func=_cmd_bench)
+    from caterpillar.sim import bench_training
+
+    training = what.add_parser("training", help="utilization per phase of whole training "
+                                                "steps (784-256-256-10), digits epoch times")
+    bench_training.add_arguments(training)
+    training.set_defaults(func=lambda args: bench_training.run(args))
 
 
 def _cmd_train(args) -> int:

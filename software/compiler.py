@@ -96,7 +96,8 @@ class Tensor:
 
     ``kind`` is ``mema`` (2D round-robin tile, loaded with ``lda``), ``diag`` (a diagonal
     vector in MemB, loaded with ``ldv``) or ``spad`` (a row-major matrix in the SPAD, leading
-    dimension ``ld``). ``rows x cols`` is the logical shape (vectors: ``rows`` = 1).
+    dimension ``ld``; ``transposed``: the SPAD holds its ``cols x rows`` transpose). ``rows x
+    cols`` is the logical shape (vectors: ``rows`` = 1).
     """
 
     name: str
@@ -105,6 +106,7 @@ class Tensor:
     cols: int
     addr: int
     ld: int = 0
+    transposed: bool = False
 
 
 @dataclass
@@ -381,35 +383,44 @@ def _compile_mbgd(graph: TrainingGraph, cfg) -> Compiled:
     batch, classes = graph.batch, graph.sizes[-1]
     ldb = _ceil(batch, nr)
     spad = _Region("the SPAD", cfg.spad_words, align=nr)
-    if 3 * nr > cfg.memb_words or cfg.memb_words // 2 < 1:
-        raise CompileError("MemB is too small for the mbgd kernels")
+    if 3 * nr > cfg.memb_words:
+        raise CompileError(f"MemB has {cfg.memb_words} words per PE; the mbgd kernels need "
+                           f"at least {3 * nr}")
 
+    # Layer 0 keeps [W | b] transposed (its forward operand; its update writes it directly and
+    # no backward pass needs W0), the other layers row-major (the backward operand) plus a
+    # transposed copy refreshed every step for the forward pass.
     tensors, p_addr, pt_addr, mom_addr = [], [], [], []
-    xt_addr, x_addr, ht_addr, d_addr, dt_addr, s_addr = [], [], [], [], [], []
+    xt_addr, x_addr, ht_addr, d_addr, dt_addr = [], [], [], [], []
     constants = []
     for index, (o, i) in enumerate(layers):
-        ldp = _ceil(i + 1, nr)
-        p_addr.append(spad.alloc(f"[W{index} | b{index}]", o * ldp))
-        tensors.append(Tensor(f"P{index}", "spad", o, i + 1, p_addr[-1], ldp))
-        pt_addr.append(spad.alloc(f"[W{index} | b{index}]^T", (i + 1) * _ceil(o, nr)))
+        ldp, ldo = _ceil(i + 1, nr), _ceil(o, nr)
+        first = index == 0
+        shape = ((i + 1) * ldo) if first else o * ldp
+        p_addr.append(spad.alloc(f"[W{index} | b{index}]{'^T' if first else ''}", shape))
+        tensors.append(Tensor(f"P{index}", "spad", o, i + 1, p_addr[-1], ldo if first else ldp,
+                              transposed=first))
+        pt_addr.append(p_addr[-1] if first else
+                       spad.alloc(f"[W{index} | b{index}]^T", (i + 1) * ldo))
         if use_mom:
-            mom_addr.append(spad.alloc(f"momentum {index}", o * ldp))
-            tensors.append(Tensor(f"M{index}", "spad", o, i + 1, mom_addr[-1], ldp))
+            mom_addr.append(spad.alloc(f"momentum {index}", shape))
+            tensors.append(Tensor(f"M{index}", "spad", o, i + 1, mom_addr[-1],
+                                  ldo if first else ldp, transposed=first))
         xt_addr.append(spad.alloc(f"[a{index - 1}; 1] (features x batch)", (i + 1) * ldb))
         constants.append((xt_addr[-1] + i * ldb, 1, batch, ldb, "one"))
         x_addr.append(spad.alloc(f"[a{index - 1} | 1] (batch x features)", batch * ldp))
         last = index == len(layers) - 1
-        ht_addr.append(spad.alloc(f"h{index}", (batch * _ceil(o, nr)) if last else o * ldb))
-        d_addr.append(spad.alloc(f"d{index} (batch x features)", batch * _ceil(o, nr)))
+        ht_addr.append(spad.alloc(f"h{index}", (batch * ldo) if last else o * ldb))
+        d_addr.append(spad.alloc(f"d{index} (batch x features)", batch * ldo))
         dt_addr.append(spad.alloc(f"d{index} (features x batch)", o * ldb))
-        s_addr.append(spad.alloc(f"scaled d{index}", batch * _ceil(o, nr)))
     widest = max(graph.sizes)
     e_addr = spad.alloc("W^T d", widest * ldb)
-    g_addr = None if plain else spad.alloc("gradient", max(o * _ceil(i + 1, nr)
-                                                              for o, i in layers))
+    g_addr = None if plain else spad.alloc("gradient", max(
+        (i + 1) * _ceil(o, nr) if index == 0 else o * _ceil(i + 1, nr)
+        for index, (o, i) in enumerate(layers)))
     t_spad = spad.alloc("targets", batch * _ceil(classes, nr))
     spad.check("use a config with more spad_words or a smaller batch or model")
-    memb_need = 2 * nr + 3 * _cdiv(classes, nr) + 2
+    memb_need = 3 * _cdiv(classes, nr) + 2 + 2 * _cdiv(classes, nr)
     if memb_need > cfg.memb_words:
         raise CompileError(f"the softmax needs {memb_need} MemB words per PE; the config has "
                            f"{cfg.memb_words}")
@@ -420,8 +431,8 @@ def _compile_mbgd(graph: TrainingGraph, cfg) -> Compiled:
     last = len(layers) - 1
     for index, (o, i) in enumerate(layers):
         ldp, ldo = _ceil(i + 1, nr), _ceil(o, nr)
-        # The forward operand P^T (K x M) is the transpose of the master copy [W | b].
-        b.transpose(p_addr[index], o, i + 1, ldp, pt_addr[index], ldo)
+        if index > 0:
+            b.transpose(p_addr[index], o, i + 1, ldp, pt_addr[index], ldo)
         if index < last:
             b.gemm("forward", c=ht_addr[index], a=pt_addr[index], b=xt_addr[index], m=o,
                    n=batch, k=i + 1, lda=ldo, ldb=ldb, ldc=ldb)
@@ -432,8 +443,8 @@ def _compile_mbgd(graph: TrainingGraph, cfg) -> Compiled:
             b.gemm("forward", c=ht_addr[index], a=xt_addr[index], b=pt_addr[index], m=batch,
                    n=o, k=i + 1, lda=ldb, ldb=ldo, ldc=ldo)
     ldc_ = _ceil(classes, nr)
-    d_vec, t_vec, x_rep, scr = 0, _cdiv(classes, nr), 2 * _cdiv(classes, nr), \
-        3 * _cdiv(classes, nr)
+    per_pe = _cdiv(classes, nr)
+    d_vec, t_vec, x_rep, scr = 0, per_pe, 2 * per_pe, 3 * per_pe
     for sample in range(batch):
         row = ht_addr[last] + sample * ldc_
         if graph.loss == "softmax_ce":
@@ -446,6 +457,10 @@ def _compile_mbgd(graph: TrainingGraph, cfg) -> Compiled:
     if graph.loss == "mse":
         b.elementwise("loss", VecOp.MSEG, d_addr[last], ht_addr[last], t_spad,
                       count=batch * ldc_, alpha=r["mse"])
+    # The batch mean (and, without optimiser state, the step -lr) scales the output gradient
+    # once; every delta and weight gradient below inherits it.
+    b.elementwise("loss", VecOp.SCALE, d_addr[last], d_addr[last], count=batch * ldc_,
+                  alpha=r["step"] if plain else r["inv_batch"])
     for index in reversed(range(len(layers))):
         o, i = layers[index]
         ldp, ldo = _ceil(i + 1, nr), _ceil(o, nr)
@@ -456,21 +471,20 @@ def _compile_mbgd(graph: TrainingGraph, cfg) -> Compiled:
             # d_prev (features x batch), then batch-major for its own layer.
             b.elementwise("delta", VecOp.RELUD, dt_addr[index - 1], ht_addr[index - 1],
                           e_addr, count=i * ldb)
-            b.transpose(dt_addr[index - 1], i, batch, ldb, d_addr[index - 1],
-                        _ceil(i, nr))
-        b.transpose(xt_addr[index], i + 1, batch, ldb, x_addr[index], ldp)
-        count = batch * ldo
+            b.transpose(dt_addr[index - 1], i, batch, ldb, d_addr[index - 1], _ceil(i, nr))
+            b.transpose(xt_addr[index], i + 1, batch, ldb, x_addr[index], ldp)
+        target = p_addr[index] if plain else g_addr
+        if index == 0:
+            # [W0 | b0]^T (+)= [a | 1]^T d: the same products, summed in the same order.
+            b.gemm("update", c=target, a=x_addr[0], b=d_addr[0], m=i + 1, n=o, k=batch,
+                   lda=ldp, ldb=ldo, ldc=ldo, accumulate=plain)
+            words = (i + 1) * ldo
+        else:
+            b.gemm("update", c=target, a=d_addr[index], b=x_addr[index], m=o, n=i + 1,
+                   k=batch, lda=ldo, ldb=ldp, ldc=ldp, accumulate=plain)
+            words = o * ldp
         if plain:
-            b.elementwise("update", VecOp.SCALE, s_addr[index], d_addr[index], count=count,
-                          alpha=r["step"])
-            b.gemm("update", c=p_addr[index], a=s_addr[index], b=x_addr[index], m=o, n=i + 1,
-                   k=batch, lda=ldo, ldb=ldp, ldc=ldp, accumulate=True)
             continue
-        b.elementwise("update", VecOp.SCALE, s_addr[index], d_addr[index], count=count,
-                      alpha=r["inv_batch"])
-        b.gemm("update", c=g_addr, a=s_addr[index], b=x_addr[index], m=o, n=i + 1, k=batch,
-               lda=ldo, ldb=ldp, ldc=ldp)
-        words = o * ldp
         if use_wd:
             b.elementwise("update", VecOp.AXPY, g_addr, p_addr[index], g_addr, count=words,
                           alpha=r["wd"])
@@ -488,3 +502,4 @@ def _compile_mbgd(graph: TrainingGraph, cfg) -> Compiled:
           "ld_classes": ldc_}
     return Compiled(graph, cfg, e.words, e.phases, e.macs, tensors, io, constants,
                     k_chunk=b.k_chunk)
+

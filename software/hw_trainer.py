@@ -70,8 +70,10 @@ class HardwareTrainer:
         nr = self.cfg.nr
         bits = np.asarray(bits, dtype=np.uint64)
         if tensor.kind == "spad":
-            block = np.zeros((tensor.rows, tensor.ld), dtype=np.uint64)
-            block[:, :tensor.cols] = bits.reshape(tensor.rows, tensor.cols)
+            matrix = bits.reshape(tensor.rows, tensor.cols)
+            matrix = matrix.T if tensor.transposed else matrix
+            block = np.zeros((matrix.shape[0], tensor.ld), dtype=np.uint64)
+            block[:, :matrix.shape[1]] = matrix
             self.driver.write_spad(tensor.addr, block.ravel())
         elif tensor.kind == "mema":
             lds = _ceil(tensor.cols, nr)
@@ -88,8 +90,11 @@ class HardwareTrainer:
     def _get(self, tensor) -> np.ndarray:
         nr = self.cfg.nr
         if tensor.kind == "spad":
-            flat = self.driver.read_spad(tensor.addr, tensor.rows * tensor.ld)
-            return flat.reshape(tensor.rows, tensor.ld)[:, :tensor.cols].copy()
+            rows, cols = (tensor.cols, tensor.rows) if tensor.transposed else \
+                (tensor.rows, tensor.cols)
+            flat = self.driver.read_spad(tensor.addr, rows * tensor.ld)
+            matrix = flat.reshape(rows, tensor.ld)[:, :cols]
+            return (matrix.T if tensor.transposed else matrix).copy()
         if tensor.kind == "mema":
             lds = _ceil(tensor.cols, nr)
             self._transfer(encode(Opcode.STA, spad=self.compiled.staging, mema=tensor.addr,
@@ -178,6 +183,11 @@ class HardwareTrainer:
             xt = np.zeros((x.shape[1], ldb), dtype=np.uint64)
             xt[:, :x.shape[0]] = x.T
             self.driver.write_spad(io["inputs_t"], xt.ravel())
+            # The batch-major copy [x | 1] too: inputs are data, so the host lays them out.
+            xb = np.zeros((x.shape[0], io["ld_inputs"]), dtype=np.uint64)
+            xb[:, :x.shape[1]] = x
+            xb[:, x.shape[1]] = self.one
+            self.driver.write_spad(io["inputs"], xb.ravel())
             tt = np.zeros((t.shape[0], ldc), dtype=np.uint64)
             tt[:, :classes] = t
             self.driver.write_spad(io["targets"], tt.ravel())
