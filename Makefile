@@ -10,7 +10,7 @@ JOBS   ?= 2
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup setup-fpga test test-fast sim demo verilog synth-estimate bench-fpga bench-kernels \
+.PHONY: setup setup-fpga test test-fast sim demo verilog synth-estimate bench-fpga bench-kernels bench-training \
 	docs lint clean
 
 setup: $(STAMP)  ## apt iverilog/ccache if missing, the venv, pinned requirements (idempotent)
@@ -37,8 +37,8 @@ test-fast: setup  ## the Amaranth-simulator and golden tests only (no external s
 sim: setup  ## cocotb simulations on SIM (verilator|icarus); WAVES=1 writes build/waves/*
 	SIM=$(SIM) WAVES=$(WAVES) $(BIN)/pytest -q -m cocotb tests/cocotb
 
-demo: setup  ## the FP-unit self-check on Verilator, with its summary
-	$(BIN)/caterpillar fpu-selfcheck
+demo: setup  ## train 64-32-10 on digits on the Verilated core, every bit checked against golden
+	$(BIN)/caterpillar train --check-golden --json build/demo.json --plot build/demo.png
 
 verilog: setup  ## the MAC unit and a 16-MAC array to build/verilog/
 	$(BIN)/caterpillar verilog --config $(CONFIG) -o build/verilog
@@ -48,6 +48,9 @@ synth-estimate: setup-fpga  ## yosys synth_ecp5 cell counts of the fp32 and bf16
 
 bench-fpga: setup-fpga  ## place and route a 16-MAC fp32 array on the ULX3S-85F: Fmax and resources
 	$(BIN)/python bench/fpga_mac_array.py
+
+bench-training: setup  ## whole training steps (784-256-256-10): utilization per phase; epoch times
+	$(BIN)/caterpillar bench training --json build/bench-training.json
 
 bench-kernels: setup  ## every kernel and shape on the Verilated core (nr = 2, 4, 8): utilization
 	$(BIN)/caterpillar bench kernels --json build/bench-kernels.json

@@ -14,8 +14,7 @@ from caterpillar.software.compiler import CompileError, compile_training, load_c
 from caterpillar.software.graph import GraphError, Optimizer, TrainingGraph
 from caterpillar.software.isasim import IsaDevice
 from caterpillar.software.torch_reference import TorchTrainer
-from caterpillar.software.training import (Session, default_weights, load_checkpoint,
-                                           save_checkpoint)
+from caterpillar.software.training import Session, default_weights, load_checkpoint, save_checkpoint
 from tests.software.training_cases import synthetic
 
 VARIANTS = [  # algorithm, loss, momentum, weight decay
