@@ -229,6 +229,9 @@ def run_session(device, opts: dict, *, out=_say) -> dict:
 
 
 def _write_outputs(opts, result):
+    for key in ("json", "plot"):
+        if opts.get(key):
+            Path(opts[key]).parent.mkdir(parents=True, exist_ok=True)
     if opts.get("json"):
         Path(opts["json"]).write_text(json.dumps(result, indent=2))
     if opts.get("plot"):

@@ -199,3 +199,30 @@ def test_train_command_end_to_end(tmp_path, capsys):
     assert [e["epoch"] for e in report["epochs"]] == [0, 1]
     assert report["epochs"][1]["phases"]["forward"]["cycles"] > 0
     assert (tmp_path / "r.png").stat().st_size > 10_000
+
+
+def test_pytorch_module_in_trained_state_dict_out(rng):
+    """A torch nn.Sequential's weights train on the core; the result loads back into torch."""
+    import torch
+
+    from caterpillar.software.graph_io import (
+        graph_from_torch,
+        state_dict_from_weights,
+        torch_module,
+    )
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(11, 7), torch.nn.ReLU(),
+                                 torch.nn.Linear(7, 5))
+    g, weights = graph_from_torch(module)
+    data = synthetic(11, 5, rng)
+    cfg = preset("small")
+    session = Session(compile_training(g, cfg), data, IsaDevice(cfg), weights=weights,
+                      check_golden=True, limit=20)
+    session.train_epoch()
+    trained = session.float_weights()
+    assert not np.array_equal(trained[0][0], weights[0][0])
+    back = torch_module(g)
+    back.load_state_dict(state_dict_from_weights(g, trained))
+    np.testing.assert_array_equal(back[0].weight.detach().numpy(), trained[0][0])
+    np.testing.assert_array_equal(back[2].bias.detach().numpy(), trained[1][1])
