@@ -155,20 +155,6 @@ class IsaSim:
     def _formats(self):
         return self.cfg.operand, self.cfg.acc
 
-    def _pe_coords(self, layout: int, count: int):
-        """Yield ``(element, row, col)`` for every PE copy of a vector in ``layout``."""
-        nr = self.cfg.nr
-        for e in range(count):
-            k = e % nr
-            if layout == Layout.DIAG.value:
-                yield e, k, k
-            elif layout == Layout.COLREP.value:
-                for r in range(nr):
-                    yield e, r, k
-            else:
-                for c in range(nr):
-                    yield e, k, c
-
     # -- instructions -----------------------------------------------------------------------
 
     def _op_rdcnt(self, f, plan, snapshot):
@@ -178,18 +164,29 @@ class IsaSim:
             self.spad[f.spad + w] = (value >> (w * width)) & ((1 << width) - 1)
         return 0
 
-    def _op_ldv(self, f, plan, snapshot):
+    def _layout_coords(self, layout: int, count: int):
+        """``(element, row, col)`` index arrays of every PE copy of a vector in ``layout``."""
         nr = self.cfg.nr
-        for e, r, c in self._pe_coords(f.layout, f.len):
-            self.memb[r, c, f.memb + e // nr] = self.spad[f.spad + e]
+        e = np.arange(count)
+        k = e % nr
+        if layout == Layout.DIAG.value:
+            return e, k, k
+        other = np.repeat(np.arange(nr)[None, :], count, axis=0).ravel()
+        e, k = np.repeat(e, nr), np.repeat(k, nr)
+        return (e, other, k) if layout == Layout.COLREP.value else (e, k, other)
+
+    def _op_ldv(self, f, plan, snapshot):
+        e, r, c = self._layout_coords(f.layout, f.len)
+        self.memb[r, c, f.memb + e // self.cfg.nr] = self.spad[f.spad + e]
         return 0
 
     def _op_stv(self, f, plan, snapshot):
         nr = self.cfg.nr
-        for e in range(f.len):
-            k = e % nr
-            r, c = {Layout.DIAG: (k, k), Layout.COLREP: (0, k)}.get(Layout(f.layout), (k, 0))
-            self.spad[f.spad + e] = self.memb[r, c, f.memb + e // nr]
+        e = np.arange(f.len)
+        k = e % nr
+        zero = np.zeros_like(k)
+        r, c = {Layout.DIAG: (k, k), Layout.COLREP: (zero, k)}.get(Layout(f.layout), (k, zero))
+        self.spad[f.spad + e] = self.memb[r, c, f.memb + e // nr]
         return 0
 
     def _tile_indices(self, f):
@@ -214,12 +211,12 @@ class IsaSim:
         fmt, acc = self._formats
         if f.dst != f.src and abs(int(f.dst) - int(f.src)) < plan.values["rows"]:
             raise AliasingError("bcast: dst must equal src or not overlap it")
-        for e in range(f.len):
-            k, q = e % nr, e // nr
-            value = gk.narrow(gk.widen(self.memb[k, k, f.src + q], fmt, acc), fmt, acc)
-            for other in range(nr):
-                r, c = (other, k) if f.layout == Layout.COLREP.value else (k, other)
-                self.memb[r, c, f.dst + q] = value
+        e = np.arange(f.len)
+        k, q = e % nr, e // nr
+        value = gk.narrow(gk.widen(self.memb[k, k, f.src + q], fmt, acc), fmt, acc)
+        layout = Layout.COLREP.value if f.layout == Layout.COLREP.value else Layout.ROWREP.value
+        ee, r, c = self._layout_coords(layout, f.len)
+        self.memb[r, c, f.dst + ee // nr] = value[ee]
         return 0
 
     def _check_disjoint(self, name, a, a_len, b, b_len):
