@@ -10,6 +10,8 @@ happens at all (NaN payloads then pass a move unchanged).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import numerics as n
@@ -52,6 +54,16 @@ def _mac_fp32(a, b, c) -> np.ndarray:
         r = (f[0] * f[1]) + f[2]
     bits = r.view(np.uint32).astype(np.uint64)
     return np.where(np.isnan(r), np.uint64(n.FP32.canonical_nan), bits)
+
+
+@functools.lru_cache(maxsize=None)
+def _constant(value: float, fmt: FloatFormat) -> int:
+    return int(n.from_float(value, fmt))
+
+
+@functools.lru_cache(maxsize=None)
+def _exp_constants(fmt: FloatFormat, acc: FloatFormat) -> dict:
+    return n.exp_constants(fmt, acc)
 
 
 def _neg_zero(fmt: FloatFormat, shape) -> np.ndarray:
@@ -98,7 +110,7 @@ def chain_sum(stored_partials, nr: int, fmt: FloatFormat, acc: FloatFormat) -> n
     p = np.asarray(stored_partials, dtype=np.uint64)
     count = p.shape[0]
     order = chain_order(np.arange(count), nr)
-    one = np.full(count, int(n.from_float(1.0, fmt)), dtype=np.uint64)
+    one = np.full(count, _constant(1.0, fmt), dtype=np.uint64)
     total = _neg_zero(acc, count)
     for q in range(nr):
         total = mac(p[np.arange(count), order[:, q]], one, total, fmt, acc)
@@ -179,8 +191,8 @@ def vop(fn: str, x, y, alpha: int, fmt: FloatFormat, acc: FloatFormat) -> np.nda
     # again where it is a multiplier operand): identical values, NaN made canonical.
     y = narrow(widen(np.asarray(y, dtype=np.uint64), fmt, acc), fmt, acc)
     a = np.full(x.shape, alpha, np.uint64)
-    one = np.full(x.shape, int(n.from_float(1.0, fmt)), np.uint64)
-    minus = np.full(x.shape, int(n.from_float(-1.0, fmt)), np.uint64)
+    one = np.full(x.shape, _constant(1.0, fmt), np.uint64)
+    minus = np.full(x.shape, _constant(-1.0, fmt), np.uint64)
     zero = _neg_zero(acc, x.shape)
     wx, wy = widen(x, fmt, acc), widen(y, fmt, acc)
     if fn == "copy":
@@ -233,7 +245,7 @@ def smxce(x_local, t_local, length: int, nr: int, fmt: FloatFormat, acc: FloatFo
     c)`` leaves in its ``3 ceil(len / nr) + 2`` scratch words (``None`` for words never
     written).
     """
-    k = n.exp_constants(fmt, acc)
+    k = _exp_constants(fmt, acc)
     w = lambda bits: widen(np.asarray(bits, dtype=np.uint64), fmt, acc)  # noqa: E731
     nw = lambda bits: narrow(np.asarray(bits, dtype=np.uint64), fmt, acc)  # noqa: E731
     full = lambda value, size: np.full(size, value, dtype=np.uint64)  # noqa: E731
@@ -248,7 +260,7 @@ def smxce(x_local, t_local, length: int, nr: int, fmt: FloatFormat, acc: FloatFo
             total = op(values[(q + 1) % nr], total)
         return total
 
-    one = int(n.from_float(1.0, fmt))
+    one = _constant(1.0, fmt)
     local_max = []
     for c in range(nr):
         m = w(k["neg_inf"])

@@ -127,8 +127,12 @@ class Compiled:
     # -- analysis ------------------------------------------------------------------------
 
     def cycles(self) -> list[int]:
-        """Predicted cycles of every instruction."""
-        return [instruction_cycles(w, self.config) for w in self.program]
+        """Predicted cycles of every instruction (computed once)."""
+        key = (tuple(self.program), self.config)
+        if getattr(self, "_cycles_key", None) != key:
+            self._cycles = [instruction_cycles(w, self.config) for w in self.program]
+            self._cycles_key = key
+        return list(self._cycles)
 
     def phase_report(self) -> dict:
         """Per phase: predicted cycles and model MACs of one step."""

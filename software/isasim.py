@@ -383,10 +383,21 @@ class IsaDevice(Device):
         return self._map.to_dict()
 
     def write(self, addr: int, words) -> None:
+        m = self._map
+        if addr >= m.spad_base:                       # bulk SPAD data
+            values = np.asarray([int(w) for w in words], dtype=np.uint64)
+            start = addr - m.spad_base
+            if start + len(values) <= self.cfg.spad_words:
+                mask = np.uint64((1 << self.cfg.word_width) - 1)
+                self.sim.spad[start:start + len(values)] = values & mask
+                return
         for offset, value in enumerate(words):
             self._write_word(addr + offset, int(value))
 
     def read(self, addr: int, count: int = 1) -> list[int]:
+        start = addr - self._map.spad_base
+        if start >= 0 and start + count <= self.cfg.spad_words:
+            return self.sim.spad[start:start + count].tolist()
         return [self._read_word(addr + offset) for offset in range(count)]
 
     def poll(self, addr: int, mask: int, timeout_cycles: int) -> tuple[int, int]:
