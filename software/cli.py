@@ -222,6 +222,15 @@ def _add_train(sub):
     p.set_defaults(func=_cmd_train)
 
 
+def _add_compile(sub):
+    from . import train_cli
+
+    p = sub.add_parser("compile", help="compile a training graph: instructions, cycles and "
+                                       "utilization per phase, optionally saved")
+    train_cli.add_compile_arguments(p)
+    p.set_defaults(func=lambda args: train_cli.run_compile(args))
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -239,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="CATERPILLAR DNN-training accelerator: RTL, golden model and tools.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_fpu, _add_fpu_selfcheck, _add_verilog, _add_synth, _add_asm, _add_docs,
-                _add_bench, _add_train):
+                _add_bench, _add_train, _add_compile):
         add(sub)
     return parser
 

@@ -65,6 +65,9 @@ def add_arguments(p) -> None:
                    help="check every bit against the golden trainer after every step")
     p.add_argument("--save-program", default=None, metavar="FILE.npz",
                    help="also write the compiled step program")
+    p.add_argument("--program", default=None, metavar="FILE.npz",
+                   help="run a program saved by `caterpillar compile` / --save-program (its "
+                        "graph and config replace the options)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -192,9 +195,20 @@ def run_session(device, opts: dict, *, out=_say) -> dict:
         if resume[0]["dataset"] != dataset.name:
             raise UsageError(f"{opts['resume']} was trained on {resume[0]['dataset']}; pass "
                              f"--dataset {resume[0]['dataset']}")
+    elif opts.get("program"):
+        graph = None
     else:
         graph = _graph(opts, dataset)
-    compiled = compile_training(graph, cfg)
+    if opts.get("program"):
+        from .compiler import load_compiled
+
+        compiled = load_compiled(opts["program"])
+        if graph is not None and compiled.graph != graph:
+            raise UsageError(f"{opts['program']} was compiled for another graph than "
+                             f"{opts['resume']}")
+        graph, cfg = compiled.graph, compiled.config
+    else:
+        compiled = compile_training(graph, cfg)
     if opts.get("save_program"):
         compiled.save(opts["save_program"])
     weights = load_weights(opts["init"], graph.sizes) if opts.get("init") else None
@@ -240,6 +254,52 @@ def _write_outputs(opts, result):
         training_figure(result, opts["plot"])
 
 
+def add_compile_arguments(p) -> None:
+    """Options of ``caterpillar compile``."""
+    for flag in ("--dataset", "--model", "--graph", "--loss", "--algorithm", "--batch",
+                 "--lr", "--momentum", "--weight-decay", "--schedule", "--lr-step",
+                 "--lr-gamma", "--config", "--set"):
+        for action in _TRAIN_PARSER._actions:
+            if flag in action.option_strings:
+                p._add_action(action)
+    p.add_argument("-o", "--output", default=None, metavar="FILE.npz",
+                   help="write the compiled program (rerun it with train --program)")
+    p.add_argument("--asm", action="store_true", help="print the step program's assembly")
+
+
+def run_compile(args) -> int:
+    """Entry point of ``caterpillar compile``: compile, print the plan, optionally save."""
+    from .compiler import compile_training
+    from .datasets import load_dataset
+
+    opts = options_from_args(args)
+    cfg = _config(opts["config"], opts.get("set", []))
+    graph = _graph(opts, load_dataset(opts["dataset"]))
+    compiled = compile_training(graph, cfg)
+    if opts.get("asm"):
+        print(compiled.disassemble())
+    pes = cfg.nr * cfg.nr
+    print(f"{'-'.join(map(str, graph.sizes))} {graph.algorithm} batch {graph.batch} on "
+          f"{cfg.name} (nr={cfg.nr}): {len(compiled.program)} instructions, "
+          f"{compiled.step_cycles:,} cycles per step")
+    for phase, v in compiled.phase_report().items():
+        util = v["macs"] / (pes * v["cycles"]) if v["cycles"] else 0.0
+        print(f"  {phase:<9s} {v['cycles']:>12,} cycles  {v['macs']:>14,} MACs  "
+              f"utilization {100 * util:5.1f}%")
+    if opts.get("output"):
+        compiled.save(opts["output"])
+        print(f"wrote {opts['output']}")
+    return 0
+
+
+def _train_parser():
+    import argparse
+
+    p = argparse.ArgumentParser(add_help=False)
+    add_arguments(p)
+    return p
+
+
 def run(args) -> int:
     """Entry point of ``caterpillar train`` (user mistakes raise ``ValueError`` subclasses,
     which the command line prints as one line)."""
@@ -265,3 +325,6 @@ def run(args) -> int:
         return 1
     _write_outputs(opts, result)
     return 0
+
+
+_TRAIN_PARSER = _train_parser()

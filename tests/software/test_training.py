@@ -226,3 +226,17 @@ def test_pytorch_module_in_trained_state_dict_out(rng):
     back.load_state_dict(state_dict_from_weights(g, trained))
     np.testing.assert_array_equal(back[0].weight.detach().numpy(), trained[0][0])
     np.testing.assert_array_equal(back[2].bias.detach().numpy(), trained[1][1])
+
+
+def test_compile_command_saves_a_program_that_train_reruns(tmp_path, capsys):
+    prog = tmp_path / "p.npz"
+    assert main(["compile", "--model", "64-12-10", "--algorithm", "mbgd", "--batch", "4",
+                 "--asm", "-o", str(prog)]) == 0
+    out = capsys.readouterr().out
+    assert "gemm " in out and "instructions" in out and f"wrote {prog}" in out
+    assert main(["train", "--backend", "isa", "--program", str(prog), "--epochs", "1",
+                 "--limit", "12", "--check-golden", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "64-12-10 (softmax_ce, mbgd, batch 4" in out and "golden check: 3 steps" in out
+    code, err = cli(capsys, "train", "--backend", "isa", "--program", str(tmp_path / "x.npz"))
+    assert code == 2 and "no such file" in err
