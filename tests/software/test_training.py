@@ -240,3 +240,41 @@ def test_compile_command_saves_a_program_that_train_reruns(tmp_path, capsys):
     assert "64-12-10 (softmax_ce, mbgd, batch 4" in out and "golden check: 3 steps" in out
     code, err = cli(capsys, "train", "--backend", "isa", "--program", str(tmp_path / "x.npz"))
     assert code == 2 and "no such file" in err
+
+
+def test_init_file_sets_the_starting_weights(tmp_path, capsys):
+    sizes = (64, 12, 10)
+    weights = default_weights(sizes, 99)
+    np.savez(tmp_path / "init.npz", **{f"{k}{i}": v for i, (w, b) in enumerate(weights)
+                                       for k, v in (("W", w), ("b", b))})
+    json_path = tmp_path / "r.json"
+    assert main(["train", "--backend", "isa", "--quiet", "--model", "64-12-10", "--init",
+                 str(tmp_path / "init.npz"), "--epochs", "1", "--limit", "1", "--lr", "1e-30",
+                 "--momentum", "0", "--json", str(json_path), "--no-shuffle"]) == 0
+    # A negligible step leaves the loaded weights: the first logits are those of the file's.
+    from caterpillar.software.datasets import load_dataset
+
+    data = load_dataset("digits")
+    fmt = preset("small").operand
+    gold = GoldenTrainer(sizes, "softmax_ce", 4, fmt, fmt,
+                         [(to_bits(w, fmt), to_bits(b, fmt)) for w, b in weights])
+    logits = to_float(gold.predict(to_bits(data.x_train[:1], fmt)), fmt)
+    z = logits[0] - logits[0].max()
+    expected = float(np.log(np.exp(z).sum()) - z[data.y_train[0]])
+    report = json.loads(json_path.read_text())
+    assert report["epochs"][0]["loss"] == pytest.approx(expected, rel=1e-6)
+    np.savez(tmp_path / "bad.npz", W0=np.zeros((3, 3)), b0=np.zeros(3), W1=np.zeros(1),
+             b1=np.zeros(1))
+    code, err = cli(capsys, "train", "--backend", "isa", "--model", "64-12-10", "--init",
+                    str(tmp_path / "bad.npz"))
+    assert code == 2 and "the model needs (12, 64)" in err
+
+
+def test_epoch_order_is_seeded_and_optional():
+    from caterpillar.software.training import epoch_order
+
+    a, b = epoch_order(50, 3, 1), epoch_order(50, 3, 1)
+    np.testing.assert_array_equal(a, b)
+    assert sorted(a) == list(range(50)) and not np.array_equal(a, np.arange(50))
+    assert not np.array_equal(a, epoch_order(50, 3, 2))
+    np.testing.assert_array_equal(epoch_order(50, 3, 1, shuffle=False), np.arange(50))
