@@ -27,7 +27,7 @@ def bench_config():
     """``small`` with the memories the 784-256-256-10 benchmark needs."""
     from caterpillar.rtl.config import preset
 
-    return preset("small").replace(name="bench-784", spad_words=1 << 20, mema_words=32768,
+    return preset("small").replace(name="bench-784", spad_words=1 << 19, mema_words=32768,
                                    memb_words=4096, imem_words=4096)
 
 
@@ -58,10 +58,33 @@ def _print_case(name, row):
     for p, v in row["phases"].items():
         print(f"    {p:<9s} {v['cycles']:>10,} cycles ({100 * v['share']:5.1f}%)  "
               f"utilization {100 * v['utilization']:5.1f}%")
+    i = row["isa"]
+    print(f"    instruction-level simulator: one step in {i['seconds']:.2f} s = "
+          f"{i['cycles_per_second']:,.0f} simulated cycles/s")
     if "rtl" in row:
         r = row["rtl"]
         print(f"    RTL: {r['steps']} step(s), {r['cycles']:,} cycles (= prediction), "
               f"{r['cycles_per_second']:,.0f} cycles/s on Verilator")
+
+
+def _isa_step(compiled, rng):
+    """One step on the instruction-level simulator: its speed in simulated cycles/s."""
+    from caterpillar.golden.trainer import to_bits
+    from caterpillar.software.hw_trainer import HardwareTrainer
+    from caterpillar.software.isasim import IsaDevice
+    from caterpillar.software.training import default_weights
+
+    cfg, graph = compiled.config, compiled.graph
+    fmt = cfg.operand
+    hw = HardwareTrainer(compiled, IsaDevice(cfg))
+    hw.load_parameters([(to_bits(w, fmt), to_bits(b, fmt))
+                        for w, b in default_weights(graph.sizes, 0)])
+    hw.set_lr(graph.optimizer.lr)
+    x = to_bits(rng.random((graph.batch, graph.sizes[0])), fmt)
+    started = time.monotonic()
+    _, stats = hw.step(x, rng.integers(0, graph.sizes[-1], graph.batch))
+    seconds = time.monotonic() - started
+    return {"cycles": stats.busy, "seconds": seconds, "cycles_per_second": stats.busy / seconds}
 
 
 def _rtl_steps(compiled, steps, rng):
@@ -124,6 +147,7 @@ def run(args) -> int:
                               optimizer=Optimizer(lr=0.01))
         compiled = compile_training(graph, cfg)
         row = _phase_table(compiled)
+        row["isa"] = _isa_step(compiled, rng)
         if args.rtl_steps:
             row["rtl"] = _rtl_steps(compiled, args.rtl_steps, rng)
         results["cases"][name] = row
