@@ -118,8 +118,9 @@ def _digits_epoch(backend):
     from caterpillar.software.compiler import compile_training
     from caterpillar.software.datasets import load_dataset
     from caterpillar.software.graph import TrainingGraph
-    from caterpillar.software.train_cli import open_device
     from caterpillar.software.training import Session
+
+    from .devices import open_device
 
     cfg = preset("small")
     data = load_dataset("digits")

@@ -207,9 +207,11 @@ def _add_bench(sub):
 
 
 def _cmd_train(args) -> int:
+    from caterpillar.sim.devices import run_training_on
+
     from . import train_cli
 
-    return train_cli.run(args)
+    return train_cli.run(args, run_training_on)
 
 
 def _add_train(sub):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 __all__ = ["add_arguments", "run", "run_session", "options_from_args", "BACKENDS"]
 
+#: Backend names (the devices are built by :mod:`caterpillar.sim.devices`).
 BACKENDS = ("isa", "amaranth", "verilator", "icarus")
 
 #: The optimiser when neither a graph file nor options say otherwise.
@@ -124,23 +125,6 @@ def _graph(opts, dataset):
                                   (1 if algorithm == "sgd" else 32))
     loss = opts.get("loss") or (base.loss if base else "softmax_ce")
     return TrainingGraph(sizes, loss=loss, optimizer=opt, algorithm=algorithm, batch=batch)
-
-
-def open_device(backend: str, cfg):
-    """A device of ``backend`` for ``cfg`` (not ``icarus``: that one runs inside cocotb)."""
-    if backend == "isa":
-        from .isasim import IsaDevice
-
-        return IsaDevice(cfg)
-    if backend == "amaranth":
-        from caterpillar.sim.amaranth_device import AmaranthDevice
-
-        return AmaranthDevice(cfg)
-    if backend == "verilator":
-        from caterpillar.sim.verilator_device import VerilatorDevice
-
-        return VerilatorDevice(cfg)
-    raise UsageError(f"backend {backend!r} has no standalone device")
 
 
 def _progress_bar(quiet):
@@ -300,9 +284,11 @@ def _train_parser():
     return p
 
 
-def run(args) -> int:
-    """Entry point of ``caterpillar train`` (user mistakes raise ``ValueError`` subclasses,
-    which the command line prints as one line)."""
+def run(args, run_on) -> int:
+    """Entry point of ``caterpillar train``. ``run_on(backend, cfg, opts)`` runs the session
+    on a backend and returns its report (the command line passes
+    :func:`caterpillar.sim.devices.run_training_on`). User mistakes raise ``ValueError``
+    subclasses, which the command line prints as one line."""
     from .training import GoldenMismatch
 
     opts = options_from_args(args)
@@ -312,19 +298,11 @@ def run(args) -> int:
         raise UsageError(f"--limit must be at least 1, not {opts['limit']}")
     cfg = _config(opts["config"], opts.get("set", []))
     try:
-        if opts["backend"] == "icarus":
-            from caterpillar.sim.cocotb_session import run_in_cocotb
-
-            result = run_in_cocotb("icarus", cfg, "caterpillar.software.train_cli:run_session",
-                                   opts)
-        else:
-            with open_device(opts["backend"], cfg) as device:
-                result = run_session(device, opts)
+        result = run_on(opts["backend"], cfg, opts)
     except GoldenMismatch as e:
         print(f"caterpillar: golden check failed: {e}", file=sys.stderr)
         return 1
     _write_outputs(opts, result)
     return 0
-
 
 _TRAIN_PARSER = _train_parser()
