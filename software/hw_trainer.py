@@ -87,23 +87,53 @@ class HardwareTrainer:
             self._transfer(encode(Opcode.LDV, spad=self.compiled.staging, memb=tensor.addr,
                                   len=tensor.cols, layout=Layout.DIAG))
 
-    def _get(self, tensor) -> np.ndarray:
-        nr = self.cfg.nr
+    def _dump_plan(self):
+        """SPAD offsets for storing every PE-resident tensor with one program, or None.
+
+        The staging area is the last SPAD region, so the words after it are free; the dump
+        program goes after the step program in IMEM."""
+        if hasattr(self, "_dump"):
+            return self._dump
+        nr, words, plan = self.cfg.nr, [], {}
+        addr = self.compiled.staging
+        for t in self.compiled.tensors:
+            if t.kind == "spad":
+                continue
+            size = t.rows * _ceil(t.cols, nr) if t.kind == "mema" else _ceil(t.cols, nr)
+            plan[t.name] = addr
+            words.append(self._store_word(t, addr))
+            addr += size
+        fits = addr <= self.cfg.spad_words and \
+            self.transfer_pc + len(words) + 1 <= self.cfg.imem_words
+        self._dump = (plan, words + [encode(Opcode.HALT)]) if plan and fits else None
+        return self._dump
+
+    def _store_word(self, tensor, addr) -> int:
+        if tensor.kind == "mema":
+            return encode(Opcode.STA, spad=addr, mema=tensor.addr, rows=tensor.rows,
+                          cols=tensor.cols, lds=_ceil(tensor.cols, self.cfg.nr),
+                          ldm=tensor.ld)
+        return encode(Opcode.STV, spad=addr, memb=tensor.addr, len=tensor.cols,
+                      layout=Layout.DIAG)
+
+    def _read_staged(self, tensor, addr) -> np.ndarray:
+        if tensor.kind == "mema":
+            lds = _ceil(tensor.cols, self.cfg.nr)
+            flat = self.driver.read_spad(addr, tensor.rows * lds)
+            return flat.reshape(tensor.rows, lds)[:, :tensor.cols].copy()
+        return self.driver.read_spad(addr, tensor.cols)
+
+    def _get(self, tensor, staged=None) -> np.ndarray:
+        if staged is not None and tensor.name in staged:
+            return self._read_staged(tensor, staged[tensor.name])
         if tensor.kind == "spad":
             rows, cols = (tensor.cols, tensor.rows) if tensor.transposed else \
                 (tensor.rows, tensor.cols)
             flat = self.driver.read_spad(tensor.addr, rows * tensor.ld)
             matrix = flat.reshape(rows, tensor.ld)[:, :cols]
             return (matrix.T if tensor.transposed else matrix).copy()
-        if tensor.kind == "mema":
-            lds = _ceil(tensor.cols, nr)
-            self._transfer(encode(Opcode.STA, spad=self.compiled.staging, mema=tensor.addr,
-                                  rows=tensor.rows, cols=tensor.cols, lds=lds, ldm=tensor.ld))
-            flat = self.driver.read_spad(self.compiled.staging, tensor.rows * lds)
-            return flat.reshape(tensor.rows, lds)[:, :tensor.cols].copy()
-        self._transfer(encode(Opcode.STV, spad=self.compiled.staging, memb=tensor.addr,
-                              len=tensor.cols, layout=Layout.DIAG))
-        return self.driver.read_spad(self.compiled.staging, tensor.cols)
+        self._transfer(self._store_word(tensor, self.compiled.staging))
+        return self._read_staged(tensor, self.compiled.staging)
 
     def load_parameters(self, weights, moments=None) -> None:
         """Write ``[(W, b), ...]`` and optionally the momentum ``[(mW, mb), ...]`` (bits)."""
@@ -130,6 +160,13 @@ class HardwareTrainer:
         """Return ``(weights, moments)`` as bit patterns (moments are zeros without momentum)."""
         by_name = {t.name: t for t in self.compiled.tensors}
         weights, moments = [], []
+        dump = self._dump_plan()
+        staged = None
+        if dump is not None:
+            staged, words = dump
+            self.driver.load_program(words, base=self.transfer_pc)
+            self.driver.run(start_pc=self.transfer_pc)
+        get = lambda name: self._get(by_name[name], staged)  # noqa: E731
         for index, (o, i) in enumerate(self.graph.layers):
             if f"P{index}" in by_name:
                 p = self._get(by_name[f"P{index}"])
@@ -140,10 +177,9 @@ class HardwareTrainer:
                 else:
                     moments.append((np.zeros((o, i), np.uint64), np.zeros(o, np.uint64)))
                 continue
-            weights.append((self._get(by_name[f"W{index}"]), self._get(by_name[f"b{index}"])))
+            weights.append((get(f"W{index}"), get(f"b{index}")))
             if f"mW{index}" in by_name:
-                moments.append((self._get(by_name[f"mW{index}"]),
-                                self._get(by_name[f"mb{index}"])))
+                moments.append((get(f"mW{index}"), get(f"mb{index}")))
             else:
                 moments.append((np.zeros((o, i), np.uint64), np.zeros(o, np.uint64)))
         return weights, moments
