@@ -22,6 +22,8 @@ def training_figure(report: dict, path) -> None:
     middle.plot(x, [100 * e["test_accuracy"] for e in epochs], marker="s", label="test")
     middle.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     middle.legend()
+    for axis in (left, middle):
+        axis.set_xticks(x)
     phases = [p for p, v in epochs[-1]["phases"].items() if v["cycles"]]
     util = [100 * epochs[-1]["phases"][p]["utilization"] for p in phases]
     share = [100 * epochs[-1]["phases"][p]["cycles"] / max(epochs[-1]["cycles"], 1)
@@ -31,7 +33,7 @@ def training_figure(report: dict, path) -> None:
     right.bar([p + 0.2 for p in pos], share, width=0.4, label="share of cycles")
     right.set_xticks(list(pos), phases)
     right.set(ylabel="%", title=f"per phase (total {100 * epochs[-1]['utilization']:.1f}%)")
-    right.legend()
+    right.legend(loc="best")
     g = report["graph"]
     fig.suptitle(f"{'-'.join(map(str, g['sizes']))} {g['algorithm']} on {report['dataset']}, "
                  f"config {report['config']['name']}, backend {report['backend']}")
