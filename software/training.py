@@ -218,6 +218,9 @@ class Session:
         if self.limit is not None:
             order = order[:self.limit]
         steps = len(order) // batch
+        if steps == 0:
+            raise ValueError(f"an epoch of {len(order)} samples holds no full batch of {batch}; "
+                             f"use a smaller --batch or a larger --limit")
         losses, correct, cycles = [], 0, 0
         started = time.monotonic()
         for step in range(steps):

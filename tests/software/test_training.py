@@ -278,3 +278,9 @@ def test_epoch_order_is_seeded_and_optional():
     assert sorted(a) == list(range(50)) and not np.array_equal(a, np.arange(50))
     assert not np.array_equal(a, epoch_order(50, 3, 2))
     np.testing.assert_array_equal(epoch_order(50, 3, 1, shuffle=False), np.arange(50))
+
+
+def test_batch_larger_than_the_epoch_is_rejected(capsys):
+    code, err = cli(capsys, "train", "--backend", "isa", "--quiet", "--algorithm", "mbgd",
+                    "--batch", "16", "--limit", "10")
+    assert code == 2 and "holds no full batch of 16" in err
