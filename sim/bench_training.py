@@ -67,20 +67,28 @@ def _print_case(name, row):
               f"{r['cycles_per_second']:,.0f} cycles/s on Verilator")
 
 
-def _isa_step(compiled, rng):
-    """One step on the instruction-level simulator: its speed in simulated cycles/s."""
+def _trainer(compiled, device):
+    """A hardware trainer on ``device`` with PyTorch-default weights and the graph's lr."""
     from caterpillar.golden.trainer import to_bits
     from caterpillar.software.hw_trainer import HardwareTrainer
-    from caterpillar.software.isasim import IsaDevice
     from caterpillar.software.training import default_weights
 
-    cfg, graph = compiled.config, compiled.graph
-    fmt = cfg.operand
-    hw = HardwareTrainer(compiled, IsaDevice(cfg))
+    fmt, graph = compiled.config.operand, compiled.graph
+    hw = HardwareTrainer(compiled, device)
     hw.load_parameters([(to_bits(w, fmt), to_bits(b, fmt))
                         for w, b in default_weights(graph.sizes, 0)])
     hw.set_lr(graph.optimizer.lr)
-    x = to_bits(rng.random((graph.batch, graph.sizes[0])), fmt)
+    return hw
+
+
+def _isa_step(compiled, rng):
+    """One step on the instruction-level simulator: its speed in simulated cycles/s."""
+    from caterpillar.golden.trainer import to_bits
+    from caterpillar.software.isasim import IsaDevice
+
+    graph = compiled.graph
+    hw = _trainer(compiled, IsaDevice(compiled.config))
+    x = to_bits(rng.random((graph.batch, graph.sizes[0])), compiled.config.operand)
     started = time.monotonic()
     _, stats = hw.step(x, rng.integers(0, graph.sizes[-1], graph.batch))
     seconds = time.monotonic() - started
@@ -90,23 +98,17 @@ def _isa_step(compiled, rng):
 def _rtl_steps(compiled, steps, rng):
     from caterpillar.golden.trainer import to_bits
     from caterpillar.software.datasets import load_dataset
-    from caterpillar.software.hw_trainer import HardwareTrainer
-    from caterpillar.software.training import default_weights
 
     from .verilator_device import VerilatorDevice
 
     cfg, graph = compiled.config, compiled.graph
     data = load_dataset("mnist")
-    fmt = cfg.operand
-    init = [(to_bits(w, fmt), to_bits(b, fmt)) for w, b in default_weights(graph.sizes, 0)]
     with VerilatorDevice(cfg) as device:
-        hw = HardwareTrainer(compiled, device)
-        hw.load_parameters(init)
-        hw.set_lr(graph.optimizer.lr)
+        hw = _trainer(compiled, device)
         cycles, started = 0, time.monotonic()
         for _ in range(steps):
             idx = rng.choice(len(data.x_train), graph.batch, replace=False)
-            _, stats = hw.step(to_bits(data.x_train[idx], fmt), data.y_train[idx])
+            _, stats = hw.step(to_bits(data.x_train[idx], cfg.operand), data.y_train[idx])
             cycles += stats.busy
         seconds = time.monotonic() - started
     return {"steps": steps, "cycles": cycles, "seconds": seconds,

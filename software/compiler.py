@@ -26,10 +26,9 @@ import numpy as np
 
 from caterpillar.golden.trainer import scalars
 from caterpillar.rtl.isa import Layout, Opcode, VecOp, decode, encode
-from caterpillar.rtl.isa_geometry import kernel_plan
 
 from .graph import TrainingGraph
-from .isasim import INSTRUCTION_OVERHEAD, decode_raw
+from .isasim import instruction_cycles
 
 __all__ = ["CompileError", "Compiled", "Tensor", "compile_training", "instruction_cycles",
            "PHASES", "SCALAR_REGS", "load_compiled"]
@@ -51,22 +50,6 @@ def _cdiv(a, b):
 
 def _ceil(a, b):
     return _cdiv(a, b) * b
-
-
-def instruction_cycles(word: int, cfg) -> int:
-    """Cycles the core spends on one instruction (the sequencer's rule, as the ISA simulator)."""
-    code, values = decode_raw(word)
-    op = Opcode(code)
-    if op in (Opcode.NOP, Opcode.HALT, Opcode.SYNC, Opcode.SETS):
-        return INSTRUCTION_OVERHEAD
-
-    class F:
-        pass
-
-    f = F()
-    f.__dict__.update(values)
-    plan = kernel_plan(op, f, cfg)
-    return INSTRUCTION_OVERHEAD + plan.stream_cycles + cfg.write_back_latency
 
 
 class _Region:
@@ -500,7 +483,7 @@ def _compile_mbgd(graph: TrainingGraph, cfg) -> Compiled:
         b.elementwise("update", VecOp.AXPY, p_addr[index], grad, p_addr[index], count=words,
                       alpha=r["neg_lr"])
     e("transfer", Opcode.HALT)
-    o0, i0 = layers[0]
+    i0 = layers[0][1]
     io = {"inputs_t": xt_addr[0], "inputs": x_addr[0], "targets": t_spad,
           "logits": ht_addr[last], "ld_batch": ldb, "ld_inputs": _ceil(i0 + 1, nr),
           "ld_classes": ldc_}

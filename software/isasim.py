@@ -21,7 +21,8 @@ from caterpillar.rtl.regmap import CORE_ID, RegisterMap
 
 from .device import Device
 
-__all__ = ["IsaSim", "IsaDevice", "RunResult", "AliasingError", "INSTRUCTION_OVERHEAD"]
+__all__ = ["IsaSim", "IsaDevice", "RunResult", "AliasingError", "INSTRUCTION_OVERHEAD",
+           "instruction_cycles"]
 
 #: Fetch, decode and check cycles per instruction (the sequencer's).
 INSTRUCTION_OVERHEAD = 3
@@ -52,6 +53,20 @@ class RunResult:
 class _Fields:
     def __init__(self, values: dict):
         self.__dict__.update(values)
+
+
+def _busy_cycles(plan, cfg) -> int:
+    """Cycles after fetch and decode of an instruction that issues micro-ops."""
+    return plan.stream_cycles + cfg.write_back_latency
+
+
+def instruction_cycles(word: int, cfg) -> int:
+    """Cycles the core spends on one legal instruction (the sequencer's rule)."""
+    code, values = decode_raw(word)
+    op = Opcode(code)
+    if op in (Opcode.NOP, Opcode.HALT, Opcode.SYNC, Opcode.SETS):
+        return INSTRUCTION_OVERHEAD
+    return INSTRUCTION_OVERHEAD + _busy_cycles(kernel_plan(op, _Fields(values), cfg), cfg)
 
 
 def decode_raw(word: int):
@@ -130,7 +145,7 @@ class IsaSim:
                 if not check.ok:
                     return self._result(ErrorCause[check.cause], pc, per_op)
             macs = getattr(self, f"_op_{op.name.lower()}")(f, plan, snapshot)
-            cycles = plan.stream_cycles + self.cfg.write_back_latency
+            cycles = _busy_cycles(plan, self.cfg)
             self._spend(cycles)
             self.counters[Counter.STALLS] += self.cfg.write_back_latency
             self.counters[Counter.MACS] += macs

