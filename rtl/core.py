@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In
+from amaranth.lib.wiring import In, Out
 
 from .host import HostBus
 from .isa import INSTR_WORDS, Counter
 from .pe_array import PEArray
 from .regmap import CORE_ID, RegisterMap
+from .ring_engine import RingEngine
+from .ring_link import ring_link
 from .sequencer import Sequencer
 from .spad import Spad
 
@@ -24,15 +26,23 @@ class Core(wiring.Component):
     Every host request completes in one cycle (reads return data the next cycle). See
     docs/architecture.md and :class:`~caterpillar.rtl.host.RegisterMap`.
 
+    ``RING`` instructions move data over ``link_out`` to the next core and from ``link_in``
+    (docs/multicore.md); a lone core's links are idle unless a program uses them.
+
     Members
     -------
     bus : In(HostBus())
+    link_out : Out(ring_link(cfg))
+    link_in : In(ring_link(cfg))
+    status : Out(3)
+        ``STATUS`` (busy, done, error) for a multicore top.
     """
 
     def __init__(self, cfg):
         self.cfg = cfg
         self.register_map = RegisterMap(cfg)
-        super().__init__({"bus": In(HostBus())})
+        super().__init__({"bus": In(HostBus()), "link_out": Out(ring_link(cfg)),
+                          "link_in": In(ring_link(cfg)), "status": Out(3)})
 
     def elaborate(self, platform):
         m = Module()
@@ -41,6 +51,19 @@ class Core(wiring.Component):
         m.submodules.array = array = PEArray(cfg)
         m.submodules.spad = spad = Spad(cfg)
 
+        m.submodules.ring = ring = RingEngine(cfg)
+        wiring.connect(m, ring.link_out, wiring.flipped(self.link_out))
+        wiring.connect(m, wiring.flipped(self.link_in), ring.link_in)
+        m.d.comb += [
+            ring.start.eq(seq.ring_start), ring.fields.eq(seq.ring_fields),
+            seq.ring_finished.eq(ring.finished), spad.ring_active.eq(ring.active),
+            spad.ring_rd_addr.eq(ring.rd_addr), spad.ring_rd_en.eq(ring.rd_en),
+            ring.rd_data.eq(spad.ring_rd_data),
+            spad.ring_op_addr.eq(ring.op_addr), spad.ring_op_en.eq(ring.op_en),
+            ring.op_data.eq(spad.ring_op_data),
+            spad.ring_wr_addr.eq(ring.wr_addr), spad.ring_wr_data.eq(ring.wr_data),
+            spad.ring_wr_lanes.eq(ring.wr_lanes),
+        ]
         m.d.comb += [
             array.uop.eq(seq.uop), array.xfer.eq(seq.xfer), spad.xfer.eq(seq.xfer),
             array.spad_drive.eq(spad.drive), array.spad_col.eq(spad.drive_col),
@@ -74,6 +97,7 @@ class Core(wiring.Component):
         for counter in Counter:
             readable[f"{counter.name}_LO"] = seq.counters[counter.value][:32]
             readable[f"{counter.name}_HI"] = seq.counters[counter.value][32:]
+        m.d.comb += self.status.eq(readable["STATUS"])
         csr_write = bus.we & ~in_spad & ~in_imem
         sreg_base = regs["S0"]
         in_sregs = (bus.addr >= sreg_base) & (bus.addr < sreg_base + 16)

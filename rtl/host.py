@@ -15,9 +15,9 @@ class HostBus(wiring.Signature):
 
     A request is one cycle with ``we`` (write ``wdata`` to ``addr``) or ``re`` (read ``addr``);
     read data is on ``rdata`` in the next cycle. Every request completes: there is no wait
-    state. Addresses are 32-bit word addresses.
+    state. Addresses are word addresses of ``addr_bits`` bits (a core decodes 26, the ring 32).
     """
 
-    def __init__(self):
-        super().__init__({"addr": Out(HOST_ADDR_BITS), "wdata": Out(32), "we": Out(1),
+    def __init__(self, addr_bits: int = HOST_ADDR_BITS):
+        super().__init__({"addr": Out(addr_bits), "wdata": Out(32), "we": Out(1),
                           "re": Out(1), "rdata": In(32)})

@@ -43,6 +43,7 @@ class Opcode(enum.Enum, shape=8):
     GEMM = 0x23
     VOP = 0x30
     SMXCE = 0x31
+    RING = 0x40
 
 
 class ErrorCause(enum.Enum, shape=4):
@@ -91,6 +92,7 @@ class Counter(enum.Enum, shape=4):
     INSTRET = 2
     MACS = 3
     STALLS = 4
+    RING = 5
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,15 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
         _f("t", 16, "memb", "target distribution, e.g. one-hot (column-replicated, row 0)"),
         _f("scr", 16, "memb", "scratch: 3 ceil(len / nr) + 2 words in row 0's PEs"),
         _f("len", 16, "count", "number of classes"),
+    ),
+    Opcode.RING: (
+        _f("src", 24, "spad", "first SPAD word sent to the next core (multiple of nr)"),
+        _f("slen", 24, "count", "words sent (0: send nothing; must be 0 with fwd)"),
+        _f("dst", 24, "spad", "first SPAD word of the received vector (multiple of nr)"),
+        _f("rlen", 24, "count", "words received from the previous core (0: receive nothing)"),
+        _f("keep", 1, "flag", "write the received words (or sums) to dst"),
+        _f("add", 1, "flag", "the received words are added to the words at dst"),
+        _f("fwd", 1, "flag", "send every received word (or sum) on to the next core"),
     ),
 }
 

@@ -127,6 +127,16 @@ def kernel_plan(op: Opcode, f, cfg) -> KernelPlan:
     wb = cfg.write_back_latency
     if op in (Opcode.NOP, Opcode.HALT, Opcode.SYNC, Opcode.SETS):
         return KernelPlan([], [], {})
+    if op == Opcode.RING:
+        send_rows, recv_rows = cdiv(f.slen, nr), cdiv(f.rlen, nr)
+        checks = [
+            Check(select(f.fwd, f.slen == 0, 1), "ILLEGAL_FIELD", "slen must be 0 with fwd"),
+            _aligned(f.src, nr, "src"), _aligned(f.dst, nr, "dst"),
+            _range(f.src, send_rows * nr, cfg.spad_words, "SPAD_RANGE", "src"),
+            _range(f.dst, recv_rows * nr, cfg.spad_words, "SPAD_RANGE", "dst"),
+        ]
+        # The ring engine times itself (docs/multicore.md): no micro-op segments.
+        return KernelPlan([], checks, {"send_rows": send_rows, "recv_rows": recv_rows})
     if op == Opcode.RDCNT:
         words = cdiv(64, cfg.word_width)
         return KernelPlan([Segment("store", inner=words)],

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass
 
 from .isa import INSTR_WORDS, Counter
 
-__all__ = ["Csr", "RegisterMap", "CORE_ID", "IMEM_BASE", "SPAD_BASE", "HOST_ADDR_BITS"]
+__all__ = ["Csr", "RegisterMap", "RingRegisterMap", "CORE_ID", "RING_ID", "IMEM_BASE",
+           "SPAD_BASE", "HOST_ADDR_BITS", "RING_ADDR_BITS", "RING_SLOT", "core_address"]
 
 #: Value of the ID register.
 CORE_ID = 0xCA7E0001
@@ -21,6 +22,17 @@ IMEM_BASE = 0x0010_0000
 SPAD_BASE = 0x0100_0000
 #: Width of a host word address.
 HOST_ADDR_BITS = 26
+#: Value of the ring's ID register.
+RING_ID = 0xCA7E0100
+#: Width of a ring host address: a 6-bit slot above a core's 26-bit address.
+RING_ADDR_BITS = 32
+#: The slot of the ring's own registers; slots 0..cores-1 are the cores.
+RING_SLOT = 63
+
+
+def core_address(core: int, addr: int) -> int:
+    """Return the ring host address of ``addr`` in core ``core``'s map."""
+    return core << HOST_ADDR_BITS | addr
 
 
 @dataclass(frozen=True)
@@ -105,4 +117,56 @@ class RegisterMap:
                  "patterns, LSB-aligned).", "",
                  "| address | name | access | meaning |", "|---|---|---|---|"]
         lines += [f"| `{c.addr:#06x}` | `{c.name}` | {c.access} | {c.doc} |" for c in self.csrs]
+        return "\n".join(lines) + "\n"
+
+
+class RingRegisterMap:
+    """The ring's own CSRs (slot :data:`RING_SLOT`) for config ``cfg``.
+
+    Core ``k``'s map (:class:`RegisterMap`) is at ``core_address(k, addr)``.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.base = core_address(RING_SLOT, 0)
+        csrs = [
+            Csr("RING_ID", 0x00, "r", f"identification, {RING_ID:#010x}"),
+            Csr("CORES", 0x01, "r", "number of cores"),
+            Csr("CTRL", 0x08, "w", "written to every core's CTRL in the same cycle (bit 0 "
+                                  "starts all cores together)"),
+            Csr("STATUS", 0x0A, "r", "bit 0 every core done, bit 1 some core in error, bit 2 "
+                                    "some core busy"),
+            Csr("DONE_MASK", 0x0B, "r", "bit k: core k done"),
+            Csr("ERROR_MASK", 0x0C, "r", "bit k: core k in error"),
+            Csr("STALL", 0x0D, "rw", "link stall injection: bits 7..0 stall probability x 256 "
+                                    "per link and cycle (0 off), bits 23..8 LFSR seed (loaded "
+                                    "on write)"),
+        ]
+        for k in range(cfg.cores):
+            csrs.append(Csr(f"SRC{k}", 0x40 + k, "rw", f"the core whose link feeds core {k} "
+                                                      f"(reset {(k - 1) % cfg.cores})"))
+        self.csrs = csrs
+        self.by_name = {c.name: c for c in csrs}
+
+    def __getitem__(self, name: str) -> int:
+        return self.by_name[name].addr
+
+    def address(self, name: str) -> int:
+        """Return the host address of CSR ``name``."""
+        return self.base + self[name]
+
+    def to_dict(self) -> dict:
+        """Return the map as plain data (for the driver and for JSON)."""
+        return {"csrs": [asdict(c) for c in self.csrs], "base": self.base,
+                "core_stride": 1 << HOST_ADDR_BITS, "config": self.cfg.to_dict()}
+
+    def markdown(self) -> str:
+        """Return the register table for ``docs/registers.md``."""
+        lines = ["## Ring registers", "",
+                 f"Ring host addresses are {RING_ADDR_BITS} bits: core `k`'s map above is at "
+                 f"`k << {HOST_ADDR_BITS}`, the ring's own registers at slot {RING_SLOT} "
+                 f"(`{self.base:#010x}`). Shown for {self.cfg.cores} cores.", "",
+                 "| address | name | access | meaning |", "|---|---|---|---|"]
+        lines += [f"| `{self.base + c.addr:#010x}` | `{c.name}` | {c.access} | {c.doc} |"
+                  for c in self.csrs]
         return "\n".join(lines) + "\n"

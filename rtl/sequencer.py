@@ -14,6 +14,7 @@ from .isa import (
     ErrorCause,
     Opcode,
     instruction_layout,
+    operand_layout,
 )
 from .isa_geometry import kernel_plan
 from .kernels import KERNELS, Emitter
@@ -76,6 +77,11 @@ class Sequencer(wiring.Component):
     counter_clear : In(1)
     uop : Out(compute_layout(cfg))
     xfer : Out(transfer_layout(cfg))
+    ring_start : Out(1)
+    ring_fields : Out(operand_layout(Opcode.RING))
+    ring_finished : In(1)
+        A ``RING`` instruction starts the ring engine from its CHECK cycle and retires in the
+        cycle the engine reports ``ring_finished`` (no drain).
     """
 
     def __init__(self, cfg):
@@ -93,6 +99,8 @@ class Sequencer(wiring.Component):
             "counters": Out(data.ArrayLayout(_COUNTER_BITS, len(Counter))),
             "counter_clear": In(1),
             "uop": Out(compute_layout(cfg)), "xfer": Out(transfer_layout(cfg)),
+            "ring_start": Out(1), "ring_fields": Out(operand_layout(Opcode.RING)),
+            "ring_finished": In(1),
         })
 
     def elaborate(self, platform):
@@ -143,12 +151,12 @@ class Sequencer(wiring.Component):
 
         # Per-opcode plans over the registered instruction.
         plans = {}
-        for opcode in [*KERNELS, Opcode.GEMM]:
+        for opcode in [*KERNELS, Opcode.GEMM, Opcode.RING]:
             fields = FieldView(getattr(instr.args, opcode.name.lower()))
             plans[opcode] = (fields, kernel_plan(opcode, fields, cfg))
 
         m.submodules.gemm = gemm = GemmEngine(cfg)
-        m.d.comb += gemm.f.eq(instr.args.gemm)
+        m.d.comb += [gemm.f.eq(instr.args.gemm), self.ring_fields.eq(instr.args.ring)]
 
         # Loop bounds of the current opcode and segment.
         bounds = {name: Signal(20, name=f"bound_{name}") for name in loops}
@@ -235,6 +243,11 @@ class Sequencer(wiring.Component):
                 # A structural hazard aborts the program (a later m.next wins).
                 with m.If(self.hazard):
                     fail(ErrorCause.HAZARD)
+            with m.State("RING"):
+                with m.If(self.ring_finished):
+                    m.d.comb += retire.eq(1)
+                    m.d.sync += pc.eq(pc + 1)
+                    m.next = "FETCH"
             with m.State("DRAIN"):
                 with m.If(drain == 0):
                     m.d.comb += retire.eq(1)
@@ -256,6 +269,7 @@ class Sequencer(wiring.Component):
         increments = {
             Counter.CYCLES: 1, Counter.BUSY: busy, Counter.INSTRET: retire,
             Counter.MACS: self.macs, Counter.STALLS: fsm.ongoing("DRAIN"),
+            Counter.RING: fsm.ongoing("RING"),
         }
         for counter, increment in increments.items():
             value = self.counters[counter.value]
@@ -288,7 +302,11 @@ class Sequencer(wiring.Component):
                     with m.Else():
                         if opcode == Opcode.GEMM:
                             m.d.comb += gemm.start.eq(1)
-                        m.next = "RUN"
+                        if opcode == Opcode.RING:
+                            m.d.comb += self.ring_start.eq(1)
+                            m.next = "RING"
+                        else:
+                            m.next = "RUN"
 
     def _advance(self, m, loops, bounds, last, seg, n_segments, drain):
         order = ["inner", "middle", "outer", "top"]

@@ -32,6 +32,11 @@ class Spad(wiring.Component):
     host_we, host_re : In(1)
     host_wdata : In(word)
     host_rdata : Out(word)
+    ring_active : In(1)
+        While high, the ring engine owns the array port and the host read port: ``ring_rd_*``
+        and ``ring_op_*`` read rows (data one cycle after ``en``), ``ring_wr_*`` writes the
+        lanes in ``ring_wr_lanes`` at the end of the cycle. The host must not access the SPAD
+        then (the core runs a ``RING`` instruction).
     """
 
     def __init__(self, cfg):
@@ -43,6 +48,13 @@ class Spad(wiring.Component):
             "drive": Out(1), "drive_col": Out(1), "data": Out(lanes),
             "host_addr": In(cfg.spad_addr_width), "host_we": In(1), "host_re": In(1),
             "host_wdata": In(cfg.word_width), "host_rdata": Out(cfg.word_width),
+            "ring_active": In(1),
+            "ring_rd_addr": In(range(cfg.spad_rows)), "ring_rd_en": In(1),
+            "ring_rd_data": Out(lanes),
+            "ring_op_addr": In(range(cfg.spad_rows)), "ring_op_en": In(1),
+            "ring_op_data": Out(lanes),
+            "ring_wr_addr": In(range(cfg.spad_rows)), "ring_wr_data": In(lanes),
+            "ring_wr_lanes": In(cfg.nr),
         })
 
     def elaborate(self, platform):
@@ -58,7 +70,10 @@ class Spad(wiring.Component):
         host_wr = mem.write_port(granularity=1)
 
         load = x.valid & ~x.store
-        m.d.comb += [array_rd.addr.eq(x.spad_row), array_rd.en.eq(load)]
+        ring = self.ring_active
+        m.d.comb += [array_rd.addr.eq(Mux(ring, self.ring_rd_addr, x.spad_row)),
+                     array_rd.en.eq(Mux(ring, self.ring_rd_en, load)),
+                     self.ring_rd_data.eq(array_rd.data), self.ring_op_data.eq(host_rd.data)]
         drive, drive_col = Signal(), Signal()
         load_d1, col_d1 = Signal(), Signal()
         row_data = Signal.like(self.data)
@@ -78,10 +93,12 @@ class Spad(wiring.Component):
         m.d.sync += [middle[k].eq(store[k]) for k in store]
         m.d.sync += [delayed[k].eq(middle[k]) for k in store]
         bus = Mux(delayed["col"], self.col_bus.as_value(), self.row_bus.as_value())
+        array_data = Mux(delayed["seq"], delayed["data"].replicate(nr), bus)
         m.d.comb += [
-            array_wr.addr.eq(delayed["row"]),
-            array_wr.data.eq(Mux(delayed["seq"], delayed["data"].replicate(nr), bus)),
-            array_wr.en.eq(Mux(delayed["en"], delayed["lanes"], 0)),
+            array_wr.addr.eq(Mux(ring, self.ring_wr_addr, delayed["row"])),
+            array_wr.data.eq(Mux(ring, self.ring_wr_data.as_value(), array_data)),
+            array_wr.en.eq(Mux(ring, self.ring_wr_lanes,
+                               Mux(delayed["en"], delayed["lanes"], 0))),
         ]
 
         row_of = self.host_addr >> lane_bits if lane_bits else self.host_addr
@@ -89,7 +106,8 @@ class Spad(wiring.Component):
         lane_d = Signal(max(1, lane_bits))
         m.d.sync += lane_d.eq(lane_of)
         m.d.comb += [
-            host_rd.addr.eq(row_of), host_rd.en.eq(self.host_re),
+            host_rd.addr.eq(Mux(ring, self.ring_op_addr, row_of)),
+            host_rd.en.eq(Mux(ring, self.ring_op_en, self.host_re)),
             host_wr.addr.eq(row_of), host_wr.data.eq(self.host_wdata.replicate(nr)),
             host_wr.en.eq(Mux(self.host_we, (Const(1, nr) << lane_of)[:nr], 0)),
             self.host_rdata.eq(host_rd.data.as_value().word_select(lane_d, word)),

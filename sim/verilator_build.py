@@ -30,11 +30,11 @@ def _locked(path: Path):
 
 
 def build_executable(verilog: Path, top: str, harness: Path, exe: str, *,
-                     opt: str = "-O2") -> Path:
+                     opt: str = "-O2", defines: tuple[str, ...] = ()) -> Path:
     """Compile ``verilog`` (module ``top``) with the C++ ``harness`` into an executable.
 
     The build directory is named after a digest of both sources, so an unchanged design is
-    never rebuilt; concurrent callers (pytest-xdist workers) wait on a file lock instead of
+    never rebuilt (``defines`` are C preprocessor symbols for the harness); concurrent callers (pytest-xdist workers) wait on a file lock instead of
     building twice. Returns the executable's path.
     """
     if not verilator_available():
@@ -42,7 +42,7 @@ def build_executable(verilog: Path, top: str, harness: Path, exe: str, *,
                                   "'make setup' (pip install -r requirements.txt)")
     prepare_environment()
     digest = hashlib.sha256(verilog.read_bytes() + harness.read_bytes()
-                            + opt.encode()).hexdigest()[:16]
+                            + opt.encode() + " ".join(defines).encode()).hexdigest()[:16]
     directory = build_root() / "verilator" / f"{top}-{digest}"
     binary = directory / exe
     with _locked(directory.with_suffix(".lock")):
@@ -55,6 +55,7 @@ def build_executable(verilog: Path, top: str, harness: Path, exe: str, *,
             "-Wno-fatal", "-Wno-lint", "-Wno-style",
             "--top-module", top, "-Mdir", str(directory / "obj"),
             "--MAKEFLAGS", f"OPT_FAST={opt} OPT_SLOW=-O1 OPT_GLOBAL={opt}",
+            *[arg for d in defines for arg in ("-CFLAGS", f"-D{d}")],
             "-o", str(binary), str(verilog), str(harness),
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -21,7 +21,7 @@ from caterpillar.software.device import Device, DeviceTimeout
 from .verilator_build import build_executable
 from .verilog import cached_verilog
 
-__all__ = ["VerilatorDevice", "core_executable"]
+__all__ = ["VerilatorDevice", "core_executable", "ring_executable"]
 
 _WRITE, _READ, _POLL, _CYCLES, _QUIT = 1, 2, 3, 4, 5
 
@@ -34,18 +34,38 @@ def core_executable(cfg) -> Path:
         return build_executable(verilog, "core", Path(path), "core_host")
 
 
+def ring_executable(cfg) -> Path:
+    """Return the free-running host executable for ``cfg``'s ring of cores (built once)."""
+    from caterpillar.rtl.ring import Ring
+
+    verilog = cached_verilog(f"Ring|{cfg.to_json()}", lambda: Ring(cfg), "ring")
+    harness = resources.files("caterpillar.sim") / "cpp" / "core_host.cpp"
+    with resources.as_file(harness) as path:
+        return build_executable(verilog, "ring", Path(path), "ring_host",
+                                defines=("CATERPILLAR_RING",))
+
+
 class VerilatorDevice(Device):
     """The Verilated core behind its host bus, in a child process.
 
     Parameters
     ----------
     cfg : CaterpillarConfig
+    ring : bool
+        The multicore top (:class:`~caterpillar.rtl.ring.Ring`, ``cfg.cores`` cores, ring
+        address map) instead of one core.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, ring: bool = False):
         self.cfg = cfg
-        self._map = RegisterMap(cfg)
-        binary = core_executable(cfg)
+        if ring:
+            from caterpillar.rtl.regmap import RingRegisterMap
+
+            self._map = RingRegisterMap(cfg)
+            binary = ring_executable(cfg)
+        else:
+            self._map = RegisterMap(cfg)
+            binary = core_executable(cfg)
         self._proc = subprocess.Popen([str(binary)], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE)
         self.sim_seconds = 0.0

@@ -21,7 +21,7 @@ from caterpillar.rtl.regmap import CORE_ID, RegisterMap
 
 from .device import Device
 
-__all__ = ["IsaSim", "IsaDevice", "RunResult", "AliasingError", "INSTRUCTION_OVERHEAD",
+__all__ = ["IsaSim", "IsaDevice", "RunResult", "Step", "AliasingError", "INSTRUCTION_OVERHEAD",
            "instruction_cycles"]
 
 #: Fetch, decode and check cycles per instruction (the sequencer's).
@@ -48,6 +48,17 @@ class RunResult:
     def ok(self) -> bool:
         """True when the program halted without an error."""
         return self.error == ErrorCause.NONE
+
+
+@dataclass
+class Step:
+    """What :meth:`IsaSim.execute` did with one instruction."""
+
+    kind: str
+    pc: int = 0
+    cycles: int = 0
+    result: RunResult | None = None
+    fields: object = None
 
 
 class _Fields:
@@ -99,7 +110,7 @@ class IsaSim:
         self.memb = np.zeros((nr, nr, cfg.memb_words), dtype=np.uint64)
         self.sregs = [0] * 16
         self.imem = [0] * cfg.imem_words
-        self.counters = {c: 0 for c in Counter}
+        self.reset_counters()
 
     # -- programs ---------------------------------------------------------------------------
 
@@ -111,48 +122,76 @@ class IsaSim:
     def run(self, start_pc: int = 0, max_instructions: int = 1_000_000) -> RunResult:
         """Run from ``start_pc`` until HALT or an error; return the counts the core reports.
 
-        The counters start from zero, as when the host clears them with the start.
+        The counters start from zero, as when the host clears them with the start. A ``RING``
+        instruction needs neighbours: run multicore programs on
+        :class:`~caterpillar.software.ring_sim.RingSim`.
         """
-        self.counters = {c: 0 for c in Counter}
-        per_op = {}
+        self.reset_counters()
         pc = start_pc
         for _ in range(max_instructions):
-            if pc >= self.cfg.imem_words:
-                self.counters[Counter.BUSY] += 1
-                return self._result(ErrorCause.IMEM_RANGE, pc, per_op)
-            code, values = decode_raw(self.imem[pc])
-            snapshot = {c: v + (2 if c in (Counter.CYCLES, Counter.BUSY) else 0)
-                        for c, v in self.counters.items()}
-            self._spend(INSTRUCTION_OVERHEAD)
-            if code not in Opcode._value2member_map_:
-                return self._result(ErrorCause.ILLEGAL_OPCODE, pc, per_op)
-            op = Opcode(code)
-            f = _Fields(values)
-            if op == Opcode.HALT:
-                self.counters[Counter.INSTRET] += 1
-                return self._result(ErrorCause.NONE, 0, per_op)
-            if op in (Opcode.NOP, Opcode.SYNC):
-                self.counters[Counter.INSTRET] += 1
-                pc += 1
-                continue
+            step = self.execute(pc)
+            if step.kind == "ring":
+                raise RuntimeError(f"ring instruction at pc {pc}: a lone IsaSim has no ring; "
+                                   "use caterpillar.software.ring_sim.RingSim")
+            if step.kind != "next":
+                return step.result
+            pc = step.pc
+        raise RuntimeError(f"no HALT within {max_instructions} instructions")
+
+    def reset_counters(self):
+        """Zero the counters and the per-opcode cycle tally (a start with counter clear)."""
+        self.counters = {c: 0 for c in Counter}
+        self.per_op = {}
+
+    def execute(self, pc: int) -> Step:
+        """Execute the instruction at ``pc`` and account its cycles.
+
+        Returns a :class:`Step`: ``next`` (``pc`` of the next instruction, ``cycles`` spent),
+        ``done`` (``result`` holds the :class:`RunResult` of HALT or an error), or ``ring``
+        (a legal ``RING`` instruction, ``fields`` its operands; nothing executed or counted
+        beyond its fetch, decode and check).
+        """
+        per_op = self.per_op
+        if pc >= self.cfg.imem_words:
+            self.counters[Counter.BUSY] += 1
+            return Step("done", result=self._result(ErrorCause.IMEM_RANGE, pc, per_op))
+        code, values = decode_raw(self.imem[pc])
+        snapshot = {c: v + (2 if c in (Counter.CYCLES, Counter.BUSY) else 0)
+                    for c, v in self.counters.items()}
+        self._spend(INSTRUCTION_OVERHEAD)
+        if code not in Opcode._value2member_map_:
+            return Step("done", result=self._result(ErrorCause.ILLEGAL_OPCODE, pc, per_op))
+        op = Opcode(code)
+        f = _Fields(values)
+        if op == Opcode.HALT:
+            self.counters[Counter.INSTRET] += 1
+            return Step("done", result=self._result(ErrorCause.NONE, 0, per_op))
+        if op in (Opcode.NOP, Opcode.SYNC, Opcode.SETS):
             if op == Opcode.SETS:
                 self.sregs[f.reg] = f.value & ((1 << self.cfg.word_width) - 1)
-                self.counters[Counter.INSTRET] += 1
-                pc += 1
-                continue
-            plan = kernel_plan(op, f, self.cfg)
-            for check in plan.checks:
-                if not check.ok:
-                    return self._result(ErrorCause[check.cause], pc, per_op)
-            macs = getattr(self, f"_op_{op.name.lower()}")(f, plan, snapshot)
-            cycles = _busy_cycles(plan, self.cfg)
-            self._spend(cycles)
-            self.counters[Counter.STALLS] += self.cfg.write_back_latency
-            self.counters[Counter.MACS] += macs
             self.counters[Counter.INSTRET] += 1
-            per_op[op.name] = per_op.get(op.name, 0) + cycles + INSTRUCTION_OVERHEAD
-            pc += 1
-        raise RuntimeError(f"no HALT within {max_instructions} instructions")
+            return Step("next", pc=pc + 1, cycles=INSTRUCTION_OVERHEAD)
+        plan = kernel_plan(op, f, self.cfg)
+        for check in plan.checks:
+            if not check.ok:
+                return Step("done", result=self._result(ErrorCause[check.cause], pc, per_op))
+        if op == Opcode.RING:
+            return Step("ring", pc=pc, fields=f)
+        macs = getattr(self, f"_op_{op.name.lower()}")(f, plan, snapshot)
+        cycles = _busy_cycles(plan, self.cfg)
+        self._spend(cycles)
+        self.counters[Counter.STALLS] += self.cfg.write_back_latency
+        self.counters[Counter.MACS] += macs
+        self.counters[Counter.INSTRET] += 1
+        per_op[op.name] = per_op.get(op.name, 0) + cycles + INSTRUCTION_OVERHEAD
+        return Step("next", pc=pc + 1, cycles=cycles + INSTRUCTION_OVERHEAD)
+
+    def retire_ring(self, cycles: int):
+        """Account a ``RING`` instruction that spent ``cycles`` after its check."""
+        self._spend(cycles)
+        self.counters[Counter.RING] += cycles
+        self.counters[Counter.INSTRET] += 1
+        self.per_op["RING"] = self.per_op.get("RING", 0) + cycles + INSTRUCTION_OVERHEAD
 
     def _spend(self, cycles: int):
         self.counters[Counter.CYCLES] += cycles

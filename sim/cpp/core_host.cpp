@@ -15,10 +15,17 @@
 #include <memory>
 #include <vector>
 
+// Built with -DCATERPILLAR_RING for the multicore top (module "ring", 32-bit addresses).
+#ifdef CATERPILLAR_RING
+#include "Vring.h"
+using Top = Vring;
+#else
 #include "Vcore.h"
+using Top = Vcore;
+#endif
 #include "verilated.h"
 
-static std::unique_ptr<Vcore> top;
+static std::unique_ptr<Top> top;
 static uint64_t cycles = 0;
 
 static void tick() {
@@ -50,7 +57,7 @@ static uint32_t bus_read(uint32_t addr) {
 int main(int argc, char** argv) {
     auto context = std::make_unique<VerilatedContext>();
     context->commandArgs(argc, argv);
-    top = std::make_unique<Vcore>(context.get());
+    top = std::make_unique<Top>(context.get());
     top->bus___05Fwe = 0;
     top->bus___05Fre = 0;
     top->rst = 1;

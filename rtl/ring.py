@@ -1,0 +1,117 @@
+"""The multicore top: ``cfg.cores`` cores on a unidirectional ring behind one host bus."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In
+
+from .config import ConfigError
+from .core import Core
+from .host import HostBus
+from .regmap import HOST_ADDR_BITS, RING_ADDR_BITS, RING_ID, RING_SLOT, RingRegisterMap
+from .ring_link import LinkStall
+
+__all__ = ["Ring"]
+
+
+class Ring(wiring.Component):
+    """``cfg.cores`` :class:`~caterpillar.rtl.core.Core` s joined by ring links.
+
+    Contract (docs/multicore.md): core ``k``'s ``link_in`` is fed by core ``SRC{k}``'s
+    ``link_out`` (reset: core ``k - 1`` mod C, the full ring); writing ``SRC`` registers cuts the
+    ring into sub-rings or chains (segments). A source should feed one core. Each link takes one
+    cycle per hop and carries ``nr`` words per beat; an optional stall injector
+    (:class:`~caterpillar.rtl.ring_link.LinkStall`, ``STALL`` register) sits on every link.
+    Host requests to slot ``k`` go to core ``k``, those to slot :data:`RING_SLOT` to the ring's
+    registers (:class:`~caterpillar.rtl.regmap.RingRegisterMap`); a write to the ring's
+    ``CTRL`` reaches every core's ``CTRL`` in the same cycle. Reads return data the next cycle.
+
+    Members
+    -------
+    bus : In(HostBus(RING_ADDR_BITS))
+    """
+
+    def __init__(self, cfg):
+        if cfg.cores >= RING_SLOT:
+            raise ConfigError(f"the ring top supports at most {RING_SLOT - 1} cores, not "
+                              f"{cfg.cores}")
+        if cfg.ring_link_words != cfg.nr:
+            raise ConfigError(f"the ring links carry nr = {cfg.nr} words per beat; "
+                              f"link_words = {cfg.ring_link_words} is not supported")
+        self.cfg = cfg
+        self.register_map = RingRegisterMap(cfg)
+        super().__init__({"bus": In(HostBus(RING_ADDR_BITS))})
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, regs, bus = self.cfg, self.register_map, self.bus
+        n = cfg.cores
+        cores = [Core(cfg) for _ in range(n)]
+        for k, core in enumerate(cores):
+            m.submodules[f"core_{k}"] = core
+
+        # -- host bus --------------------------------------------------------------------------
+        slot = bus.addr[HOST_ADDR_BITS:]
+        local = bus.addr[:HOST_ADDR_BITS]
+        to_ring = slot == RING_SLOT
+        ring_write = bus.we & to_ring
+        ctrl_write = ring_write & (local == regs["CTRL"])
+        core_ctrl = cores[0].register_map["CTRL"]
+        for k, core in enumerate(cores):
+            mine = slot == k
+            m.d.comb += [
+                core.bus.addr.eq(Mux(ctrl_write, core_ctrl, local)),
+                core.bus.wdata.eq(bus.wdata),
+                core.bus.we.eq((bus.we & mine) | ctrl_write), core.bus.re.eq(bus.re & mine),
+            ]
+
+        # -- links and segments ------------------------------------------------------------------
+        src = [Signal(range(n), name=f"src_{k}", init=(k - 1) % n) for k in range(n)]
+        stall_threshold = Signal(8)
+        stall_seed = Signal(16)
+        stall_load = Signal()
+        stalls = []
+        for k, core in enumerate(cores):
+            m.submodules[f"stall_{k}"] = stall = LinkStall(cfg)
+            stalls.append(stall)
+            outs = Array(c.link_out for c in cores)
+            source = outs[src[k]]
+            m.d.comb += [
+                stall.upstream.valid.eq(source.valid), stall.upstream.payload.eq(source.payload),
+                stall.threshold.eq(stall_threshold),
+                stall.seed.eq(stall_seed ^ ((0x9E37 * (k + 1)) & 0xFFFF)),
+                stall.load.eq(stall_load),
+            ]
+            wiring.connect(m, stall.downstream, core.link_in)
+        for j, core in enumerate(cores):
+            feeds = [(src[k] == j) & stalls[k].upstream.ready for k in range(n)]
+            m.d.comb += core.link_out.ready.eq(Cat(*feeds).any())
+
+        # -- ring registers --------------------------------------------------------------------
+        busy, done, error = (Cat(*[c.status[bit] for c in cores]) for bit in range(3))
+        readable = {
+            "RING_ID": RING_ID, "CORES": n,
+            "STATUS": Cat(done.all(), error.any(), busy.any()),
+            "DONE_MASK": done, "ERROR_MASK": error,
+            "STALL": Cat(stall_threshold, stall_seed),
+        }
+        readable.update({f"SRC{k}": src[k] for k in range(n)})
+        m.d.comb += stall_load.eq(ring_write & (local == regs["STALL"]))
+        with m.If(stall_load):
+            m.d.sync += [stall_threshold.eq(bus.wdata[:8]), stall_seed.eq(bus.wdata[8:24])]
+        for k in range(n):
+            with m.If(ring_write & (local == regs[f"SRC{k}"])):
+                m.d.sync += src[k].eq(bus.wdata)
+        csr_value = Signal(32)
+        with m.Switch(local):
+            for name, value in readable.items():
+                with m.Case(regs[name]):
+                    m.d.comb += csr_value.eq(value)
+
+        csr_rdata = Signal(32)
+        slot_d = Signal.like(slot)
+        m.d.sync += [csr_rdata.eq(csr_value), slot_d.eq(slot)]
+        rdata = Array([*[c.bus.rdata for c in cores], *[0] * (RING_SLOT - n), csr_rdata])
+        m.d.comb += bus.rdata.eq(Mux(slot_d <= RING_SLOT, rdata[slot_d], 0))
+        return m

@@ -1,0 +1,168 @@
+"""The ring engine: runs one ``RING`` instruction, SPAD to link and link to SPAD."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Const, Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .fp.adder import FPAdder
+from .isa import Opcode, operand_layout
+from .isa_geometry import cdiv
+from .ring_link import ring_link
+
+__all__ = ["RingEngine", "out_queue_depth"]
+
+
+def out_queue_depth(cfg) -> int:
+    """Entries of the outgoing queue: enough for one beat per cycle through the add pipeline."""
+    return cfg.add_latency + 4
+
+
+class RingEngine(wiring.Component):
+    """Sends a SPAD vector to the next core while receiving one from the previous core.
+
+    Contract (docs/multicore.md). ``start`` (one cycle, while idle) latches ``fields``; the
+    engine is active from the next cycle until the cycle ``finished`` is high, and then idle.
+
+    * Send: row ``src / nr + i`` is read in the cycle its read is issued and pushed into the
+      outgoing queue (depth :func:`out_queue_depth`) the next cycle; a read is issued while
+      ``level + read_in_flight < depth``. The queue's head drives ``link_out`` (``valid`` is
+      ``level > 0``), so a word pushed in cycle ``t`` can leave in ``t + 1``: one cycle per hop.
+    * Receive: ``link_in.ready`` is high while beats remain and, with ``fwd``, while
+      ``level + pending < depth`` (``pending``: beats inside the add pipeline). A beat accepted
+      in cycle ``t`` is, without ``add``, written (``keep``) and queued (``fwd``) in ``t``;
+      with ``add``, the local row is read in ``t``, added lane by lane (``local + received``,
+      ``cfg.add_latency`` stages) from ``t + 1``, and the sum written and queued in
+      ``t + 1 + add_latency``. The last beat writes only the lanes below ``rlen``.
+    * ``finished``: both directions are done, the queue is empty and nothing is in flight.
+
+    Throughput is one beat (``nr`` words) per cycle in each direction. ``ready`` and ``valid``
+    depend only on registers. No reset is needed beyond the global one.
+
+    Members
+    -------
+    start : In(1)
+    fields : In(operand_layout(Opcode.RING))
+    active, finished : Out(1)
+    link_out : Out(ring_link(cfg))
+    link_in : In(ring_link(cfg))
+    rd_addr, op_addr : Out(spad row address)
+    rd_en, op_en : Out(1)
+    rd_data, op_data : In(ArrayLayout(word, nr))
+        Two SPAD read ports (data one cycle after ``en``): sent rows, and the local addends.
+    wr_addr : Out(spad row address)
+    wr_data : Out(ArrayLayout(word, nr))
+    wr_lanes : Out(nr)
+    beats : Out(1)
+        A beat was received this cycle (for the performance counters).
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        rows = cfg.spad_rows
+        lanes = data.ArrayLayout(cfg.word_width, cfg.nr)
+        super().__init__({
+            "start": In(1), "fields": In(operand_layout(Opcode.RING)),
+            "active": Out(1), "finished": Out(1),
+            "link_out": Out(ring_link(cfg)), "link_in": In(ring_link(cfg)),
+            "rd_addr": Out(range(rows)), "rd_en": Out(1), "rd_data": In(lanes),
+            "op_addr": Out(range(rows)), "op_en": Out(1), "op_data": In(lanes),
+            "wr_addr": Out(range(rows)), "wr_data": Out(lanes), "wr_lanes": Out(cfg.nr),
+            "beats": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        nr, depth, lat = cfg.nr, out_queue_depth(cfg), cfg.add_latency
+        shift = (nr - 1).bit_length()
+        lanes = data.ArrayLayout(cfg.word_width, nr)
+        f = self.fields
+
+        active = Signal()
+        keep, add, fwd = Signal(), Signal(), Signal()
+        send_row, recv_row = Signal(range(cfg.spad_rows)), Signal(range(cfg.spad_rows))
+        send_left = Signal(24 - shift + 1)
+        recv_left = Signal(24 - shift + 1)
+        last_lanes = Signal(nr)
+
+        # -- outgoing queue -------------------------------------------------------------
+        entries = Array(Signal(lanes, name=f"queue_{i}") for i in range(depth))
+        head, tail = Signal(range(depth)), Signal(range(depth))
+        level = Signal(range(depth + 1))
+        push, pop = Signal(), Signal()
+        push_data = Signal(lanes)
+        m.d.comb += [self.link_out.valid.eq(level != 0), self.link_out.payload.eq(entries[head]),
+                     pop.eq(self.link_out.valid & self.link_out.ready)]
+        with m.If(push):
+            m.d.sync += [entries[tail].eq(push_data),
+                         tail.eq(Mux(tail == depth - 1, 0, tail + 1))]
+        with m.If(pop):
+            m.d.sync += head.eq(Mux(head == depth - 1, 0, head + 1))
+        m.d.sync += level.eq(level + push - pop)
+
+        # -- send: read rows into the queue ----------------------------------------------
+        read_in_flight = Signal()
+        issue = active & (send_left != 0) & (level + read_in_flight < depth)
+        m.d.comb += [self.rd_en.eq(issue), self.rd_addr.eq(send_row)]
+        m.d.sync += read_in_flight.eq(issue)
+        with m.If(issue):
+            m.d.sync += [send_row.eq(send_row + 1), send_left.eq(send_left - 1)]
+
+        # -- receive ---------------------------------------------------------------------
+        # Beats inside the add pipeline: accepted (waiting for the local row), then `lat`
+        # adder stages; `tags` carries each one's row and lanes alongside the adder.
+        tag_layout = data.StructLayout({"valid": 1, "row": range(cfg.spad_rows), "lanes": nr})
+        tags = [Signal(tag_layout, name=f"tag_{i}") for i in range(lat + 1)]
+        received = Signal(lanes)
+        pending = Signal(range(lat + 2))
+        m.d.comb += pending.eq(sum(t.valid for t in tags))
+        room = Mux(fwd, level + pending < depth, 1)
+        m.d.comb += self.link_in.ready.eq(active & (recv_left != 0) & room)
+        accept = self.link_in.valid & self.link_in.ready
+        beat_lanes = Mux(recv_left == 1, last_lanes, (1 << nr) - 1)
+        m.d.comb += [self.beats.eq(accept), self.op_addr.eq(recv_row),
+                     self.op_en.eq(accept & add)]
+        with m.If(accept):
+            m.d.sync += [recv_row.eq(recv_row + 1), recv_left.eq(recv_left - 1)]
+        m.d.sync += [tags[0].valid.eq(accept & add), tags[0].row.eq(recv_row),
+                     tags[0].lanes.eq(beat_lanes), received.eq(self.link_in.payload)]
+        for i in range(1, lat + 1):
+            m.d.sync += tags[i].eq(tags[i - 1])
+
+        for lane in range(nr):
+            adder = FPAdder(cfg.operand, latency=lat)
+            m.submodules[f"add_{lane}"] = adder
+            m.d.comb += [adder.operands.valid.eq(tags[0].valid),
+                         adder.operands.payload.a.eq(self.op_data[lane]),
+                         adder.operands.payload.b.eq(received[lane])]
+            with m.If(add):
+                m.d.comb += self.wr_data[lane].eq(adder.result.payload)
+            with m.Else():
+                m.d.comb += self.wr_data[lane].eq(self.link_in.payload[lane])
+        done_tag = tags[lat]
+        write = Mux(add, done_tag.valid, accept)
+        m.d.comb += [
+            self.wr_addr.eq(Mux(add, done_tag.row, recv_row)),
+            self.wr_lanes.eq(Mux(write & keep, Mux(add, done_tag.lanes, beat_lanes), 0)),
+            push.eq(read_in_flight | (write & fwd)),
+            push_data.eq(Mux(read_in_flight, self.rd_data, self.wr_data)),
+        ]
+
+        # -- start and finish ----------------------------------------------------------------
+        finished = (active & (send_left == 0) & (level == 0) & ~read_in_flight
+                    & (recv_left == 0) & (pending == 0))
+        m.d.comb += [self.active.eq(active), self.finished.eq(finished)]
+        with m.If(finished):
+            m.d.sync += active.eq(0)
+        rlen = f.rlen
+        with m.If(self.start):
+            m.d.sync += [
+                active.eq(1), keep.eq(f.keep), add.eq(f.add), fwd.eq(f.fwd),
+                send_row.eq(f.src >> shift), recv_row.eq(f.dst >> shift),
+                send_left.eq(cdiv(f.slen, nr)), recv_left.eq(cdiv(rlen, nr)),
+                last_lanes.eq(Mux(rlen[:shift] == 0, (1 << nr) - 1,
+                                  (Const(1, nr + 1) << rlen[:shift]) - 1) if shift else 1),
+            ]
+        return m

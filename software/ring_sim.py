@@ -1,0 +1,297 @@
+"""Instruction-level simulator of the ring: one :class:`IsaSim` per core, exact ring timing.
+
+Local instructions run through each core's :class:`~caterpillar.software.isasim.IsaSim` with
+their fixed durations. ``RING`` instructions run through :class:`EngineModel`, a cycle model
+of :class:`~caterpillar.rtl.ring_engine.RingEngine` (same registers, same rules), stepped in
+lock-step for every core whose engine is active; when no engine can move, time jumps to the
+next engine start. So the data are bit-exact and every core's cycle count equals the RTL's
+(link stalls, an RTL verification aid, are not modelled).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from caterpillar.golden import numerics
+from caterpillar.rtl.regmap import HOST_ADDR_BITS, RING_ID, RING_SLOT, RingRegisterMap
+
+from .device import Device, DeviceTimeout
+from .isasim import INSTRUCTION_OVERHEAD, IsaDevice, RunResult
+
+__all__ = ["EngineModel", "RingSim", "RingIsaDevice", "RingDeadlock", "out_queue_depth"]
+
+
+def out_queue_depth(cfg) -> int:
+    """Entries of an engine's outgoing queue (:func:`caterpillar.rtl.ring_engine.out_queue_depth`
+    without importing Amaranth)."""
+    return cfg.add_latency + 4
+
+
+class RingDeadlock(RuntimeError):
+    """Every active ring engine waits and no core can start one: the RTL would hang."""
+
+
+class EngineModel:
+    """The registers of one core's ring engine and its per-cycle rules."""
+
+    def __init__(self, cfg, spad: np.ndarray):
+        self.cfg, self.spad = cfg, spad
+        self.nr, self.depth, self.lat = cfg.nr, out_queue_depth(cfg), cfg.add_latency
+        self.active = False
+        self.queue = deque()
+        self.read_in_flight = None
+        self.tags = [None] * (self.lat + 1)
+        self.beats = 0
+
+    def start(self, f):
+        nr = self.nr
+        self.active = True
+        self.keep, self.add, self.fwd = bool(f.keep), bool(f.add), bool(f.fwd)
+        self.send_row, self.send_left = f.src // nr, -(-f.slen // nr)
+        self.recv_row, self.recv_left = f.dst // nr, -(-f.rlen // nr)
+        tail = f.rlen % nr
+        self.last_lanes = tail if tail else nr
+
+    # -- combinational outputs (registers only) ---------------------------------------------
+
+    def valid(self) -> bool:
+        return bool(self.queue)
+
+    def pending(self) -> int:
+        return sum(t is not None for t in self.tags)
+
+    def ready(self) -> bool:
+        if not self.active or self.recv_left == 0:
+            return False
+        return not self.fwd or len(self.queue) + self.pending() < self.depth
+
+    def finished(self) -> bool:
+        return (self.active and self.send_left == 0 and not self.queue
+                and self.read_in_flight is None and self.recv_left == 0
+                and self.pending() == 0)
+
+    def _row(self, row: int) -> np.ndarray:
+        return self.spad[row * self.nr:(row + 1) * self.nr].copy()
+
+    # -- one clock edge ----------------------------------------------------------------------
+
+    def tick(self, pop: bool, beat) -> bool:
+        """Advance one cycle: ``pop`` (the head left), ``beat`` (a received row or None).
+
+        Returns whether any register changed.
+        """
+        nr = self.nr
+        changed = pop or beat is not None
+        issue = (self.active and self.send_left > 0
+                 and len(self.queue) + (self.read_in_flight is not None) < self.depth)
+        issued = self._row(self.send_row) if issue else None
+        write = None
+        if self.add:
+            done = self.tags[-1]
+            if done is not None:
+                write = done
+            new_tag = None
+            if beat is not None:
+                lanes = self.last_lanes if self.recv_left == 1 else nr
+                local = self._row(self.recv_row)
+                total = numerics.add(local, beat, self.cfg.operand)
+                new_tag = (self.recv_row, lanes, total)
+            changed |= any(t is not None for t in self.tags)
+            self.tags = [new_tag, *self.tags[:-1]]
+        elif beat is not None:
+            lanes = self.last_lanes if self.recv_left == 1 else nr
+            write = (self.recv_row, lanes, beat)
+        if beat is not None:
+            self.recv_row += 1
+            self.recv_left -= 1
+            self.beats += 1
+        # Queue: pop the head, push the read data of the last cycle or the forwarded row.
+        if pop:
+            self.queue.popleft()
+        if self.read_in_flight is not None:
+            self.queue.append(self.read_in_flight)
+        elif write is not None and self.fwd:
+            self.queue.append(write[2])
+        if write is not None and self.keep:
+            row, lanes, values = write
+            self.spad[row * nr:row * nr + lanes] = values[:lanes]
+        self.read_in_flight = issued
+        if issue:
+            self.send_row += 1
+            self.send_left -= 1
+            changed = True
+        return changed
+
+
+class RingSim:
+    """``cfg.cores`` instruction-level cores on the ring, run together from one start.
+
+    Parameters
+    ----------
+    cfg : CaterpillarConfig
+    """
+
+    def __init__(self, cfg):
+        from .isasim import IsaSim
+
+        self.cfg = cfg
+        self.cores = [IsaSim(cfg) for _ in range(cfg.cores)]
+        self.src = [(k - 1) % cfg.cores for k in range(cfg.cores)]
+        self.engines = [EngineModel(cfg, core.spad) for core in self.cores]
+
+    def run(self, start_pcs, max_cycles: int = 10**10) -> list[RunResult]:
+        """Start every core together at its pc in ``start_pcs``; return each core's result.
+
+        Raises :class:`RingDeadlock` when the cores wait on each other for ever.
+        """
+        n = len(self.cores)
+        for core in self.cores:
+            core.reset_counters()
+        pcs = list(start_pcs)
+        fetch_time = [0] * n      # cycle of the next FETCH (cores not in RING)
+        ring_from = [None] * n    # first cycle of the running RING instruction
+        results = [None] * n
+        for k in range(n):
+            self.engines[k] = EngineModel(self.cfg, self.cores[k].spad)
+
+        def run_local(k):
+            while True:
+                step = self.cores[k].execute(pcs[k])
+                if step.kind == "done":
+                    results[k] = step.result
+                    return
+                if step.kind == "ring":
+                    ring_from[k] = fetch_time[k] + INSTRUCTION_OVERHEAD
+                    self.engines[k].start(step.fields)
+                    return
+                fetch_time[k] += step.cycles
+                pcs[k] = step.pc
+
+        for k in range(n):
+            run_local(k)
+        now = 0
+        while any(r is None for r in results):
+            live = [k for k in range(n) if results[k] is None]
+            active = [k for k in live if ring_from[k] <= now]
+            if not active:
+                now = min(ring_from[k] for k in live)
+                continue
+            engines = self.engines
+            finished = [k for k in active if engines[k].finished()]
+            valid = {k: engines[k].valid() for k in active}
+            ready = {k: engines[k].ready() for k in active}
+            pops, beats = set(), {}
+            for k in active:
+                s = self.src[k]
+                if ready[k] and valid.get(s, False):
+                    pops.add(s)
+                    beats[k] = engines[s].queue[0]
+            changed = bool(finished)
+            for k in active:
+                if k in finished:
+                    engines[k].active = False
+                    continue
+                changed |= engines[k].tick(k in pops, beats.get(k))
+            for k in finished:
+                self.cores[k].retire_ring(now + 1 - ring_from[k])
+                fetch_time[k] = now + 1
+                pcs[k] += 1
+                ring_from[k] = None
+                run_local(k)
+            if not changed:
+                waiting = [ring_from[k] for k in live if results[k] is None
+                           and ring_from[k] is not None and ring_from[k] > now]
+                if not waiting:
+                    raise RingDeadlock("every core waits on the ring: pcs "
+                                       + ", ".join(f"core {k}: {pcs[k]}" for k in active))
+                now = min(waiting)
+                continue
+            now += 1
+            if now > max_cycles:
+                raise RuntimeError(f"ring run longer than {max_cycles} cycles")
+        return results
+
+
+class RingIsaDevice(Device):
+    """:class:`Device` of the whole ring, backed by :class:`RingSim` (ring address map)."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.sim = RingSim(cfg)
+        self._map = RingRegisterMap(cfg)
+        self._cores = []
+        for core in self.sim.cores:
+            device = IsaDevice(cfg)
+            device.sim = core
+            self._cores.append(device)
+        self._results = None
+        self._stall = 0
+
+    def register_map(self) -> dict:
+        return self._map.to_dict()
+
+    def _split(self, addr: int):
+        return addr >> HOST_ADDR_BITS, addr & ((1 << HOST_ADDR_BITS) - 1)
+
+    def write(self, addr: int, words) -> None:
+        slot, local = self._split(addr)
+        if slot != RING_SLOT:
+            self._cores[slot].write(local, words)
+            return
+        for offset, value in enumerate(words):
+            self._ring_write(local + offset, int(value))
+
+    def _ring_write(self, local: int, value: int):
+        regs = self._map
+        if local == regs["CTRL"]:
+            ctrl = self._cores[0]._map["CTRL"]
+            if value & 0b001:
+                starts = [core._start_pc for core in self._cores]
+                self._results = self.sim.run(starts)
+                for core, result in zip(self._cores, self._results):
+                    core._result = result
+                    core._status = 0b010 if result.ok else 0b100
+                value &= ~0b001
+            for core in self._cores:
+                core._write_word(ctrl, value)
+        elif local == regs["STALL"]:
+            self._stall = value & 0xFFFFFF
+        else:
+            for k in range(self.cfg.cores):
+                if local == regs[f"SRC{k}"]:
+                    self.sim.src[k] = value % self.cfg.cores
+
+    def read(self, addr: int, count: int = 1) -> list[int]:
+        slot, local = self._split(addr)
+        if slot != RING_SLOT:
+            return self._cores[slot].read(local, count)
+        return [self._ring_read(local + i) for i in range(count)]
+
+    def _ring_read(self, local: int) -> int:
+        regs = self._map
+        statuses = [core._status for core in self._cores]
+        done = sum(1 << k for k, s in enumerate(statuses) if s & 0b010)
+        error = sum(1 << k for k, s in enumerate(statuses) if s & 0b100)
+        values = {"RING_ID": RING_ID, "CORES": self.cfg.cores,
+                  "STATUS": int(done == (1 << self.cfg.cores) - 1) | (error != 0) << 1,
+                  "DONE_MASK": done, "ERROR_MASK": error, "STALL": self._stall}
+        values.update({f"SRC{k}": s for k, s in enumerate(self.sim.src)})
+        for name, value in values.items():
+            if local == regs[name]:
+                return value
+        return 0
+
+    def poll(self, addr: int, mask: int, timeout_cycles: int) -> tuple[int, int]:
+        slot, local = self._split(addr)
+        if slot != RING_SLOT:
+            return self._cores[slot].poll(local, mask, timeout_cycles)
+        value = self._ring_read(local)
+        if not value & mask:
+            raise DeviceTimeout(f"ring register {local:#x} never matched {mask:#x}")
+        busy = max((r.busy_cycles for r in self._results or []), default=0)
+        if busy > timeout_cycles:
+            raise DeviceTimeout(f"programs need {busy} cycles, more than {timeout_cycles}")
+        return value, busy
+
