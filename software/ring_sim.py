@@ -83,7 +83,7 @@ class EngineModel:
         Returns whether any register changed.
         """
         nr = self.nr
-        changed = pop or beat is not None
+        changed = pop or beat is not None or self.read_in_flight is not None
         issue = (self.active and self.send_left > 0
                  and len(self.queue) + (self.read_in_flight is not None) < self.depth)
         issued = self._row(self.send_row) if issue else None
