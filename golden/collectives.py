@@ -2,7 +2,7 @@
 
 Cores are given in segment order (data move from position ``i`` to ``i + 1``, and from the last
 to the first on a sub-ring). Vectors are bit patterns of ``fmt``. A vector of ``n`` words is
-split into one block per core on whole rows of ``nr`` words (:func:`ring_blocks`); sums are
+split into one block per core on whole units of ``unit`` words (:func:`ring_blocks`); sums are
 formed along the ring, each core adding its own value to the running sum it receives
 (``own + received``), which is the order the ring engine uses.
 """
@@ -17,15 +17,16 @@ __all__ = ["ring_blocks", "broadcast", "chain_reduce", "reduce_scatter", "all_ga
            "all_reduce"]
 
 
-def ring_blocks(n: int, parts: int, nr: int) -> list[tuple[int, int]]:
-    """Return ``parts`` word ranges ``(start, stop)`` covering ``0..n``, split on rows of ``nr``.
+def ring_blocks(n: int, parts: int, unit: int) -> list[tuple[int, int]]:
+    """Return ``parts`` word ranges ``(start, stop)`` covering ``0..n``, split on units.
 
-    Block ``j`` holds rows ``floor(j R / parts) .. floor((j + 1) R / parts)`` of the
-    ``R = ceil(n / nr)`` rows; blocks may be empty when ``R < parts``.
+    A unit is ``unit`` words (``nr`` for a vector, the leading dimension for the rows of a
+    matrix). Block ``j`` holds units ``floor(j R / parts) .. floor((j + 1) R / parts)`` of the
+    ``R = ceil(n / unit)`` units; blocks may be empty when ``R < parts``.
     """
-    rows = -(-n // nr)
+    rows = -(-n // unit)
     cuts = [j * rows // parts for j in range(parts + 1)]
-    return [(min(cuts[j] * nr, n), min(cuts[j + 1] * nr, n)) for j in range(parts)]
+    return [(min(cuts[j] * unit, n), min(cuts[j + 1] * unit, n)) for j in range(parts)]
 
 
 def _sum_along(values: list[np.ndarray], first: int, fmt: FloatFormat) -> np.ndarray:
@@ -47,21 +48,21 @@ def chain_reduce(vectors: list[np.ndarray], fmt: FloatFormat, root: int = 0) -> 
     return _sum_along(vectors, root + 1, fmt)
 
 
-def reduce_scatter(vectors: list[np.ndarray], nr: int, fmt: FloatFormat) -> list[np.ndarray]:
+def reduce_scatter(vectors: list[np.ndarray], unit: int, fmt: FloatFormat) -> list[np.ndarray]:
     """Block ``i`` of the sum, for each core ``i`` (its sum starts at core ``i + 1``)."""
-    blocks = ring_blocks(len(vectors[0]), len(vectors), nr)
+    blocks = ring_blocks(len(vectors[0]), len(vectors), unit)
     out = []
     for i, (a, b) in enumerate(blocks):
         out.append(_sum_along([v[a:b] for v in vectors], i + 1, fmt))
     return out
 
 
-def all_gather(vectors: list[np.ndarray], nr: int) -> np.ndarray:
+def all_gather(vectors: list[np.ndarray], unit: int) -> np.ndarray:
     """The vector every core holds: block ``i`` from core ``i``."""
-    blocks = ring_blocks(len(vectors[0]), len(vectors), nr)
+    blocks = ring_blocks(len(vectors[0]), len(vectors), unit)
     return np.concatenate([vectors[i][a:b] for i, (a, b) in enumerate(blocks)])
 
 
-def all_reduce(vectors: list[np.ndarray], nr: int, fmt: FloatFormat) -> np.ndarray:
+def all_reduce(vectors: list[np.ndarray], unit: int, fmt: FloatFormat) -> np.ndarray:
     """The sum every core holds: reduce-scatter, then all-gather."""
-    return np.concatenate(reduce_scatter(vectors, nr, fmt))
+    return np.concatenate(reduce_scatter(vectors, unit, fmt))

@@ -4,8 +4,10 @@ A segment is a tuple of cores in ring order: position ``i`` sends to ``i + 1`` a
 sub-ring, the last position to the first (:func:`link_sources` gives the ``SRC`` registers
 that wire it). Every function returns ``{core: [instruction words]}``; the cores must run their
 lists in the same collective order (the links pair each send with the matching receive). Each
-core's vector sits at SPAD word ``buf`` (a multiple of nr) and has ``n`` words; block
-boundaries come from :func:`caterpillar.golden.collectives.ring_blocks`, and the results equal
+core's vector sits at SPAD word ``buf`` (a multiple of nr) and has ``n`` words. Bucket
+collectives split it into blocks of whole units of ``unit`` words (a multiple of nr: nr for a
+vector, the leading dimension to keep a matrix's rows whole), as
+:func:`caterpillar.golden.collectives.ring_blocks` says; the results equal
 :mod:`caterpillar.golden.collectives` bit for bit. Costs (docs/multicore.md): a chain
 collective of ``n`` words takes about ``ceil(n / nr)`` beats plus one cycle per hop; a bucket
 collective ``c - 1`` steps of one block each.
@@ -81,10 +83,10 @@ def chain_reduce(segment, buf: int, n: int, root: int = 0) -> dict:
     return out
 
 
-def _bucket(segment, buf: int, n: int, nr: int, *, reduce: bool) -> dict:
+def _bucket(segment, buf: int, n: int, unit: int, *, reduce: bool) -> dict:
     out = _empty(segment)
     c = len(segment)
-    blocks = ring_blocks(n, c, nr)
+    blocks = ring_blocks(n, c, unit)
     for step in range(1, c):
         for i, core in enumerate(segment):
             # All-gather: pass on the block received in the last step. Reduce-scatter: pass
@@ -97,21 +99,21 @@ def _bucket(segment, buf: int, n: int, nr: int, *, reduce: bool) -> dict:
     return out
 
 
-def all_gather(segment, buf: int, n: int, nr: int) -> dict:
+def all_gather(segment, buf: int, n: int, unit: int) -> dict:
     """Bucket all-gather: position ``i`` starts with block ``i``; every core ends with all."""
-    return _bucket(segment, buf, n, nr, reduce=False)
+    return _bucket(segment, buf, n, unit, reduce=False)
 
 
-def reduce_scatter(segment, buf: int, n: int, nr: int) -> dict:
+def reduce_scatter(segment, buf: int, n: int, unit: int) -> dict:
     """Bucket reduce-scatter: position ``i`` ends with the summed block ``i`` (other blocks
     hold partial sums)."""
-    return _bucket(segment, buf, n, nr, reduce=True)
+    return _bucket(segment, buf, n, unit, reduce=True)
 
 
-def all_reduce(segment, buf: int, n: int, nr: int) -> dict:
+def all_reduce(segment, buf: int, n: int, unit: int) -> dict:
     """Reduce-scatter, then all-gather: every core ends with the whole sum."""
-    first = reduce_scatter(segment, buf, n, nr)
-    second = all_gather(segment, buf, n, nr)
+    first = reduce_scatter(segment, buf, n, unit)
+    second = all_gather(segment, buf, n, unit)
     return {core: first[core] + second[core] for core in segment}
 
 
