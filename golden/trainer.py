@@ -35,6 +35,16 @@ rounded to the operand format):
    elements are the same sums of the same products in the same order). Otherwise ``G = D^T
    [A_prev^T | 1]``, then elementwise ``g = round(wd * P) + G``, ``m = round(mu * m) + g``,
    ``P = round(-lr * m) + P`` (weight decay and momentum only where enabled).
+
+On ``cores = C > 1`` cores of a ring (:mod:`caterpillar.golden.collectives`) two sums change
+order; everything else is computed by one core for its share and is bit-identical:
+
+* ``sgd``: core ``k`` holds the input columns ``I_k`` of every ``W`` (``ring_blocks(in, C,
+  nr)``), so the forward ``gemv(W, a)`` is ``gemv(W[:, I_k], a[I_k])`` per core, summed round
+  the ring (reduce-scatter: output block ``j``'s sum starts at core ``j + 1``).
+* ``mbgd``: core ``k`` holds the output rows ``R_k`` of every ``[W | b]`` (``ring_blocks(out,
+  C, 1)``), so ``E = W^T D^T`` is ``W[R_k]^T D[:, R_k]^T`` per core, summed round the ring per
+  input feature block in the same way.
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ import numpy as np
 
 from . import kernels as gk
 from . import numerics as n
+from .collectives import reduce_scatter, ring_blocks
 
 __all__ = ["scalars", "GoldenTrainer", "gemm_chunked", "to_bits", "to_float"]
 
@@ -102,10 +113,13 @@ class GoldenTrainer:
         Longest GEMM of the ``mbgd`` path (required for :meth:`mbgd_step`).
     momentum, weight_decay : bool
         Whether the optimiser uses them (the scalars come with every step).
+    cores : int
+        Cores of the ring the model is spread over (the module docstring says how).
     """
 
     def __init__(self, sizes, loss, nr, fmt, acc, weights, *, k_chunk=None, momentum=False,
-                 weight_decay=False):
+                 weight_decay=False, cores=1):
+        self.cores = cores
         self.sizes = tuple(sizes)
         self.loss = loss
         self.nr, self.fmt, self.acc = nr, fmt, acc
@@ -141,11 +155,18 @@ class GoldenTrainer:
         a = np.asarray(x, dtype=np.uint64)
         out = []
         for index, (w, b) in enumerate(self.weights):
-            h, _ = gk.gemv(w, a, self.nr, self.fmt, self.acc)
+            h = self._gemv(w, a)
             h = self._vop("add", h, b, 0)
             a = self._vop("maxs", h, h, 0) if index + 1 < len(self.weights) else None
             out.append((h, a))
         return out
+
+    def _gemv(self, w, a) -> np.ndarray:
+        if self.cores == 1:
+            return gk.gemv(w, a, self.nr, self.fmt, self.acc)[0]
+        partials = [gk.gemv(w[:, lo:hi], a[lo:hi], self.nr, self.fmt, self.acc)[0]
+                    for lo, hi in ring_blocks(w.shape[1], self.cores, self.nr)]
+        return np.concatenate(reduce_scatter(partials, self.nr, self.fmt))
 
     def sgd_step(self, x, target, s) -> np.ndarray:
         """Train on one sample with scalars ``s`` (:func:`scalars`); return the logits."""
@@ -204,8 +225,7 @@ class GoldenTrainer:
             p = self._augmented(index)
             d_prev = None
             if index > 0:
-                inputs = self.sizes[index]
-                e = gemm_chunked(p[:, :inputs].T, d.T, fmt, acc, kc)
+                e = self._weights_t_delta(p[:, :self.sizes[index]], d)
                 d_prev = self._vop("relud", h_t[index - 1], e, 0).T
             if plain:
                 p = gemm_chunked(d.T, a_t[index].T, fmt, acc, kc, c=p)
@@ -223,6 +243,16 @@ class GoldenTrainer:
             self.weights[index] = (p[:, :-1].copy(), p[:, -1].copy())
             d = d_prev
         return logits
+
+    def _weights_t_delta(self, w, d) -> np.ndarray:
+        """``E = W^T D^T`` (``in x B``), summed round the ring on several cores."""
+        fmt, acc, kc = self.fmt, self.acc, self.k_chunk
+        if self.cores == 1:
+            return gemm_chunked(w.T, d.T, fmt, acc, kc)
+        partials = [gemm_chunked(w[lo:hi].T, d[:, lo:hi].T, fmt, acc, kc).ravel()
+                    for lo, hi in ring_blocks(w.shape[0], self.cores, 1)]
+        return np.concatenate(reduce_scatter(partials, d.shape[0], fmt)).reshape(
+            w.shape[1], d.shape[0])
 
     # -- inference ---------------------------------------------------------------------------
 

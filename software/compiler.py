@@ -34,7 +34,7 @@ __all__ = ["CompileError", "Compiled", "Tensor", "compile_training", "instructio
            "PHASES", "SCALAR_REGS", "load_compiled"]
 
 #: Phases a step's cycles are reported in.
-PHASES = ("forward", "loss", "delta", "update", "transfer")
+PHASES = ("forward", "loss", "delta", "update", "transfer", "ring")
 
 #: Scalar register of each scalar operand (:func:`caterpillar.golden.trainer.scalars`).
 SCALAR_REGS = {"zero": 0, "step": 1, "inv_batch": 2, "neg_lr": 3, "wd": 4, "mu": 5, "mse": 6}

@@ -203,10 +203,9 @@ class HardwareTrainer:
             return t
         return np.asarray(targets, dtype=np.uint64).reshape(-1, classes)
 
-    def step(self, x, targets) -> tuple[np.ndarray, RunStats]:
-        """Run one step on inputs ``x`` (bits, ``batch x in``) and targets (labels for
-        ``softmax_ce``, bit patterns ``batch x outputs`` for ``mse``); return the logits (bits,
-        ``batch x outputs``) and the run's counters."""
+    def stage(self, x, targets) -> None:
+        """Write inputs ``x`` (bits, ``batch x in``) and targets (labels for ``softmax_ce``,
+        bit patterns ``batch x outputs`` for ``mse``) where the step program reads them."""
         io = self.compiled.io
         x = np.asarray(x, dtype=np.uint64).reshape(self.graph.batch, -1)
         t = self._targets(targets)
@@ -227,13 +226,22 @@ class HardwareTrainer:
             tt = np.zeros((t.shape[0], ldc), dtype=np.uint64)
             tt[:, :classes] = t
             self.driver.write_spad(io["targets"], tt.ravel())
-        stats = self.driver.run(timeout_cycles=4 * self.compiled.step_cycles + 10_000)
+
+    def logits(self) -> np.ndarray:
+        """Read the step's logits (bits, ``batch x outputs``)."""
+        io, classes = self.compiled.io, self.graph.sizes[-1]
         if self.graph.algorithm == "sgd":
-            logits = self.driver.read_spad(io["logits"], classes)[None, :]
-        else:
-            ldc = io["ld_classes"]
-            flat = self.driver.read_spad(io["logits"], self.graph.batch * ldc)
-            logits = flat.reshape(self.graph.batch, ldc)[:, :classes]
+            return self.driver.read_spad(io["logits"], classes)[None, :]
+        ldc = io["ld_classes"]
+        flat = self.driver.read_spad(io["logits"], self.graph.batch * ldc)
+        return flat.reshape(self.graph.batch, ldc)[:, :classes]
+
+    def step(self, x, targets) -> tuple[np.ndarray, RunStats]:
+        """Run one step on inputs ``x`` and ``targets`` (as :meth:`stage` takes them); return
+        the logits (bits, ``batch x outputs``) and the run's counters."""
+        self.stage(x, targets)
+        stats = self.driver.run(timeout_cycles=4 * self.compiled.step_cycles + 10_000)
+        logits = self.logits()
         if stats.busy != self.compiled.step_cycles:
             raise StepMismatch(f"the step took {stats.busy} cycles; the compiler predicted "
                                f"{self.compiled.step_cycles}")

@@ -15,12 +15,22 @@ from collections import deque
 import numpy as np
 
 from caterpillar.golden import numerics
+from caterpillar.rtl.isa import Opcode
 from caterpillar.rtl.regmap import HOST_ADDR_BITS, RING_ID, RING_SLOT, RingRegisterMap
 
 from .device import Device, DeviceTimeout
-from .isasim import INSTRUCTION_OVERHEAD, IsaDevice, RunResult
+from .isasim import (
+    INSTRUCTION_OVERHEAD,
+    IsaDevice,
+    RunResult,
+    Step,
+    _Fields,
+    decode_raw,
+    instruction_cycles,
+)
 
-__all__ = ["EngineModel", "RingSim", "RingIsaDevice", "RingDeadlock", "out_queue_depth"]
+__all__ = ["EngineModel", "RingSim", "RingIsaDevice", "RingDeadlock", "out_queue_depth",
+           "predict_ring_cycles"]
 
 
 def out_queue_depth(cfg) -> int:
@@ -72,7 +82,9 @@ class EngineModel:
                 and self.read_in_flight is None and self.recv_left == 0
                 and self.pending() == 0)
 
-    def _row(self, row: int) -> np.ndarray:
+    def _row(self, row: int):
+        if self.spad is None:                   # timing only
+            return True
         return self.spad[row * self.nr:(row + 1) * self.nr].copy()
 
     # -- one clock edge ----------------------------------------------------------------------
@@ -96,7 +108,8 @@ class EngineModel:
             if beat is not None:
                 lanes = self.last_lanes if self.recv_left == 1 else nr
                 local = self._row(self.recv_row)
-                total = numerics.add(local, beat, self.cfg.operand)
+                total = (True if self.spad is None
+                         else numerics.add(local, beat, self.cfg.operand))
                 new_tag = (self.recv_row, lanes, total)
             changed |= any(t is not None for t in self.tags)
             self.tags = [new_tag, *self.tags[:-1]]
@@ -114,7 +127,7 @@ class EngineModel:
             self.queue.append(self.read_in_flight)
         elif write is not None and self.fwd:
             self.queue.append(write[2])
-        if write is not None and self.keep:
+        if write is not None and self.keep and self.spad is not None:
             row, lanes, values = write
             self.spad[row * nr:row * nr + lanes] = values[:lanes]
         self.read_in_flight = issued
@@ -125,19 +138,62 @@ class EngineModel:
         return changed
 
 
+class _TimingCore:
+    """A core that only counts cycles: local instructions take their fixed durations."""
+
+    def __init__(self, cfg, program):
+        self.cfg, self.program = cfg, program
+        self.spad = None
+        self.reset_counters()
+
+    def reset_counters(self):
+        self.busy = self.ring = 0
+
+    def execute(self, pc: int) -> Step:
+        word = self.program[pc]
+        code, values = decode_raw(word)
+        self.busy += INSTRUCTION_OVERHEAD
+        if code == Opcode.HALT.value:
+            return Step("done", result=RunResult(self.busy, 0, 0, 0))
+        if code == Opcode.RING.value:
+            return Step("ring", pc=pc, fields=_Fields(values))
+        cycles = instruction_cycles(word, self.cfg)
+        self.busy += cycles - INSTRUCTION_OVERHEAD
+        return Step("next", pc=pc + 1, cycles=cycles)
+
+    def retire_ring(self, cycles: int):
+        self.busy += cycles
+        self.ring += cycles
+
+
+def predict_ring_cycles(programs, cfg, sources=None) -> list[int]:
+    """Return each core's busy cycles for ``programs`` (one per core, started together at
+    instruction 0), without computing any data: the timing of the RTL and of
+    :class:`RingSim`."""
+    sim = RingSim(cfg, timing=[list(p) for p in programs])
+    if sources is not None:
+        sim.src = list(sources)
+    return [r.busy_cycles for r in sim.run([0] * cfg.cores)]
+
+
 class RingSim:
     """``cfg.cores`` instruction-level cores on the ring, run together from one start.
 
     Parameters
     ----------
     cfg : CaterpillarConfig
+    timing : list of programs, optional
+        Count cycles only (no data): each core runs its program from this list.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, timing=None):
         from .isasim import IsaSim
 
         self.cfg = cfg
-        self.cores = [IsaSim(cfg) for _ in range(cfg.cores)]
+        if timing is None:
+            self.cores = [IsaSim(cfg) for _ in range(cfg.cores)]
+        else:
+            self.cores = [_TimingCore(cfg, p) for p in timing]
         self.src = [(k - 1) % cfg.cores for k in range(cfg.cores)]
         self.engines = [EngineModel(cfg, core.spad) for core in self.cores]
 
