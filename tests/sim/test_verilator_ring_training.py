@@ -1,0 +1,31 @@
+"""Training on the Verilated 4-core ring (free-running): after every step the logits, weights,
+biases and momenta are bit-identical to the golden trainer for 4 cores, and every core's cycle
+count equals the ring timing model's prediction."""
+
+# amaranth: UnusedElaboratable=no
+
+import pytest
+
+from caterpillar.rtl.config import preset
+from tests.helpers import requires_verilator
+from tests.software.test_ring_training import CASES, train_and_compare
+
+CFG = preset("tiny").replace(cores=4)
+STEPS = 24
+
+
+@pytest.fixture(scope="module")
+def device():
+    from caterpillar.sim.verilator_device import VerilatorDevice
+
+    with VerilatorDevice(CFG, ring=True) as dev:
+        yield dev
+
+
+@requires_verilator
+@pytest.mark.parametrize("algorithm", ["sgd", "mbgd"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c[0])))
+def test_four_core_training_steps_are_bit_exact(device, case, algorithm, rng):
+    train_and_compare(CFG, *case[:1], algorithm, *case[1:], steps=STEPS, device=device,
+                      rng=rng)
+    print(f"{STEPS} {algorithm} steps of {case[0]} on 4 cores: RTL == golden, cycles == model")

@@ -1,0 +1,94 @@
+"""Training over a ring of cores on the ring simulator: both algorithms, bit-identical to the
+golden trainer for C cores after every step, cycles equal to the ring timing model; the
+partition; compile errors."""
+
+import numpy as np
+import pytest
+
+from caterpillar.golden.trainer import GoldenTrainer, scalars, to_bits
+from caterpillar.rtl.config import preset
+from caterpillar.software.compiler import CompileError
+from caterpillar.software.graph import Optimizer, TrainingGraph
+from caterpillar.software.ring_compiler import compile_ring, partition
+from caterpillar.software.ring_sim import RingIsaDevice
+from caterpillar.software.ring_trainer import RingTrainer
+from caterpillar.software.training import default_weights
+
+CASES = [  # sizes, batch (mbgd), loss, momentum, weight decay
+    ((9, 7, 5), 3, "softmax_ce", 0.0, 0.0),
+    ((10, 9, 8, 6), 5, "mse", 0.9, 0.01),
+]
+
+
+def train_and_compare(cfg, sizes, algorithm, batch, loss, momentum, wd, steps, device, rng):
+    """Run ``steps`` steps on ``device`` and on the golden trainer; compare every bit."""
+    batch = 1 if algorithm == "sgd" else batch
+    graph = TrainingGraph(sizes, loss=loss, algorithm=algorithm, batch=batch,
+                          optimizer=Optimizer(lr=0.2, momentum=momentum, weight_decay=wd))
+    compiled = compile_ring(graph, cfg)
+    fmt = cfg.operand
+    init = [(to_bits(w, fmt), to_bits(b, fmt))
+            for w, b in default_weights(sizes, int(rng.integers(1000)))]
+    hw = RingTrainer(compiled, device)
+    hw.load_parameters(init)
+    hw.set_lr(0.2)
+    gold = GoldenTrainer(sizes, loss, cfg.nr, fmt, cfg.acc, init,
+                         k_chunk=compiled.cores[0].k_chunk, momentum=momentum > 0,
+                         weight_decay=wd > 0, cores=cfg.cores)
+    s = scalars(fmt, lr=0.2, batch=batch, momentum=momentum, weight_decay=wd,
+                outputs=sizes[-1])
+    for step in range(steps):
+        x = to_bits(rng.random((batch, sizes[0])), fmt)
+        if loss == "softmax_ce":
+            t = rng.integers(0, sizes[-1], batch)
+        else:
+            t = to_bits(np.eye(sizes[-1])[rng.integers(0, sizes[-1], batch)], fmt)
+        logits, run = hw.step(x, t)             # raises if cycles != the prediction
+        want = gold.sgd_step(x[0], t[0], s)[None] if algorithm == "sgd" else \
+            gold.mbgd_step(x, t, s)
+        np.testing.assert_array_equal(logits, want, err_msg=f"step {step}: logits")
+        assert run.cycles == hw.predicted and min(run.ring_cycles) > 0
+        weights, moments = hw.read_parameters()
+        for index, ((w, b), (gw, gb)) in enumerate(zip(weights, gold.weights)):
+            np.testing.assert_array_equal(w, gw, err_msg=f"step {step}: W{index}")
+            np.testing.assert_array_equal(b, gb, err_msg=f"step {step}: b{index}")
+        if momentum:
+            for index, ((m, mb), (gm, gmb)) in enumerate(zip(moments, gold.moments)):
+                np.testing.assert_array_equal(m, gm, err_msg=f"step {step}: mW{index}")
+                np.testing.assert_array_equal(mb, gmb, err_msg=f"step {step}: mb{index}")
+    return hw
+
+
+@pytest.mark.parametrize("cores", [2, 3])
+@pytest.mark.parametrize("algorithm", ["sgd", "mbgd"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c[0])))
+def test_ring_training_matches_golden(case, algorithm, cores, rng):
+    cfg = preset("tiny").replace(cores=cores)
+    train_and_compare(cfg, *case[:1], algorithm, *case[1:], steps=4,
+                      device=RingIsaDevice(cfg), rng=rng)
+
+
+def test_more_cores_shorten_the_mbgd_step():
+    graph = TrainingGraph((32, 24, 16), algorithm="mbgd", batch=8)
+    cycles = [max(RingTrainer(compile_ring(graph, cfg), RingIsaDevice(cfg)).predicted)
+              for cfg in (preset("tiny").replace(cores=c, spad_words=16384)
+                          for c in (1, 2, 4))]
+    assert cycles[0] > cycles[1] > cycles[2], cycles
+
+
+def test_partition_splits_rows_or_columns():
+    cfg = preset("tiny").replace(cores=3)
+    mbgd = TrainingGraph((9, 7, 5), algorithm="mbgd", batch=2)
+    assert partition(mbgd, cfg, 3) == [[(0, 2), (2, 4), (4, 7)], [(0, 1), (1, 3), (3, 5)]]
+    sgd = TrainingGraph((9, 7, 5), algorithm="sgd")
+    assert partition(sgd, cfg, 3) == [[(0, 2), (2, 6), (6, 9)], [(0, 2), (2, 4), (4, 7)]]
+
+
+def test_too_many_cores_is_a_clear_error():
+    cfg = preset("tiny").replace(cores=4)
+    with pytest.raises(CompileError, match="layer 1 has 3 outputs, too few to give each of 4"):
+        compile_ring(TrainingGraph((6, 5, 3), algorithm="mbgd", batch=2), cfg)
+    with pytest.raises(CompileError, match="layer 1 has 5 inputs, too few to give each of 4"):
+        compile_ring(TrainingGraph((9, 5, 3), algorithm="sgd"), cfg)
+    with pytest.raises(CompileError, match="names cores"):
+        compile_ring(TrainingGraph((9, 8, 3), algorithm="sgd"), cfg, segment=(0, 4))
