@@ -13,7 +13,19 @@ __all__ = ["BACKENDS", "open_device", "run_training_on"]
 
 
 def open_device(backend: str, cfg):
-    """A device of ``backend`` for ``cfg`` (``isa``, ``amaranth`` or ``verilator``)."""
+    """A device of ``backend`` for ``cfg`` (``isa``, ``amaranth`` or ``verilator``); a
+    config with several cores gets the ring (``isa`` or ``verilator``)."""
+    if cfg.cores > 1:
+        if backend == "isa":
+            from caterpillar.software.ring_sim import RingIsaDevice
+
+            return RingIsaDevice(cfg)
+        if backend == "verilator":
+            from .verilator_device import VerilatorDevice
+
+            return VerilatorDevice(cfg, ring=True)
+        raise ValueError(f"backend {backend!r} simulates one core; a ring of {cfg.cores} "
+                         "cores runs on isa or verilator")
     if backend == "isa":
         from caterpillar.software.isasim import IsaDevice
 

@@ -204,6 +204,12 @@ def _add_bench(sub):
                                                 "steps (784-256-256-10), digits epoch times")
     bench_training.add_arguments(training)
     training.set_defaults(func=lambda args: bench_training.run(args))
+    from caterpillar.sim import bench_scaling
+
+    scaling = what.add_parser("scaling", help="the ring: training on 1, 2, 4, 8 cores "
+                                              "(784-512-512-10), collective bandwidth")
+    bench_scaling.add_arguments(scaling)
+    scaling.set_defaults(func=lambda args: bench_scaling.run(args))
 
 
 def _cmd_train(args) -> int:

@@ -58,6 +58,11 @@ class RingRun:
         """Cycles until the last core halted."""
         return max(self.cycles)
 
+    @property
+    def busy(self) -> int:
+        """The step's cycles (:attr:`makespan`), as a one-core run reports them."""
+        return self.makespan
+
 
 class RingDriver:
     """Load, configure, start and read back every core of a ring device.

@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from caterpillar.golden.collectives import ring_blocks
-from caterpillar.rtl.isa import Layout, Opcode, VecOp
+from caterpillar.rtl.isa import Layout, Opcode, VecOp, encode
 
 from . import collectives as coll
 from .compiler import (
@@ -50,6 +50,7 @@ from .compiler import (
     _Region,
 )
 from .graph import TrainingGraph
+from .ring_sim import predict_ring_cycles
 
 __all__ = ["RingCompiled", "compile_ring", "partition"]
 
@@ -69,6 +70,48 @@ class RingCompiled:
     def split(self) -> str:
         """``rows`` (mbgd: output rows per core) or ``columns`` (sgd: input columns)."""
         return "columns" if self.graph.algorithm == "sgd" else "rows"
+
+    @property
+    def k_chunk(self):
+        """Longest GEMM (the same on every core)."""
+        return self.cores[0].k_chunk
+
+    @property
+    def instructions(self) -> int:
+        """Length of the longest core program."""
+        return max(len(c.program) for c in self.cores)
+
+    def programs(self) -> list:
+        """Every core's program (a lone HALT on cores outside the segment)."""
+        programs = [[encode(Opcode.HALT)] for _ in range(self.config.cores)]
+        for k, c in zip(self.segment, self.cores):
+            programs[k] = c.program
+        return programs
+
+    def predicted_cycles(self) -> list[int]:
+        """Every core's cycles per step, from the ring timing model (computed once)."""
+        if getattr(self, "_predicted", None) is None:
+            self._predicted = predict_ring_cycles(self.programs(), self.config, self.sources)
+        return list(self._predicted)
+
+    @property
+    def step_cycles(self) -> int:
+        """Predicted cycles of one step (until the last core halts)."""
+        return max(self.predicted_cycles())
+
+    def phase_report(self) -> dict:
+        """Per phase: cycles on the slowest core and model MACs summed over the cores.
+
+        A core's local instructions take their fixed cycles; its ``ring`` phase is the rest
+        of its step (collectives, including waiting for its neighbours)."""
+        predicted = self.predicted_cycles()
+        slowest = max(range(len(self.segment)), key=lambda p: predicted[self.segment[p]])
+        report = self.cores[slowest].phase_report()
+        local = sum(v["cycles"] for p, v in report.items() if p != "ring")
+        report["ring"]["cycles"] = predicted[self.segment[slowest]] - local
+        for phase in report:
+            report[phase]["macs"] = sum(c.phase_report()[phase]["macs"] for c in self.cores)
+        return report
 
 
 def partition(graph: TrainingGraph, cfg, cores: int) -> list:
@@ -277,12 +320,12 @@ def _sgd_core(graph, cfg, segment, position, blocks) -> Compiled:
     tensors, w_addr, m_addr, b_addr, bm_addr = [], [], [], [], []
     for index, (o, i) in enumerate(layers):
         ldw = loc(width[index])
-        w_addr.append(mema.alloc(f"W{index} columns", o * ldw))
+        w_addr.append(mema.alloc(f"W{index} columns", loc(o) * ldw))
         tensors.append(Tensor(f"W{index}", "mema", o, width[index], w_addr[-1], ldw))
         b_addr.append(memb.alloc(f"b{index} block", loc(owned[index])))
         tensors.append(Tensor(f"b{index}", "diag", 1, owned[index], b_addr[-1]))
         if use_mom:
-            m_addr.append(mema.alloc(f"mW{index} columns", o * ldw))
+            m_addr.append(mema.alloc(f"mW{index} columns", loc(o) * ldw))
             tensors.append(Tensor(f"mW{index}", "mema", o, width[index], m_addr[-1], ldw))
             bm_addr.append(memb.alloc(f"mb{index} block", loc(owned[index])))
             tensors.append(Tensor(f"mb{index}", "diag", 1, owned[index], bm_addr[-1]))

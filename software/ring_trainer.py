@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from caterpillar.rtl.isa import Opcode, encode
-
 from .hw_trainer import HardwareTrainer, StepMismatch
 from .multicore import CoreWindow, RingDriver, RingRun
 from .ring_compiler import RingCompiled
-from .ring_sim import predict_ring_cycles
 
 __all__ = ["RingTrainer"]
 
@@ -39,13 +36,10 @@ class RingTrainer:
         self.ring.set_sources(compiled.sources)
         self.trainers = [HardwareTrainer(c, CoreWindow(device, k))
                          for k, c in zip(compiled.segment, compiled.cores)]
-        programs = [[encode(Opcode.HALT)] for _ in range(cfg.cores)]
-        for k, c in zip(compiled.segment, compiled.cores):
-            programs[k] = c.program
-        for k in range(cfg.cores):
+        for k, program in enumerate(compiled.programs()):
             if k not in compiled.segment:
-                self.ring.cores[k].load_program(programs[k])
-        self.predicted = predict_ring_cycles(programs, cfg, compiled.sources)
+                self.ring.cores[k].load_program(program)
+        self.predicted = compiled.predicted_cycles()
         self.start_pcs = [0] * cfg.cores
 
     @property

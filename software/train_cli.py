@@ -20,6 +20,8 @@ __all__ = ["add_arguments", "run", "run_session", "options_from_args", "BACKENDS
 
 #: Backend names (the devices are built by :mod:`caterpillar.sim.devices`).
 BACKENDS = ("isa", "amaranth", "verilator", "icarus")
+#: Backends that simulate a ring of cores.
+RING_BACKENDS = ("isa", "verilator")
 
 #: The optimiser when neither a graph file nor options say otherwise.
 DEFAULT_OPTIMIZER = {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.0, "schedule": "step",
@@ -45,6 +47,11 @@ def add_graph_arguments(p) -> None:
                    "step)")
     p.add_argument("--lr-gamma", type=float, default=None, help="lr factor per step")
     p.add_argument("--config", default="small", help="config preset or JSON file")
+    p.add_argument("--cores", type=int, default=None, help="cores on the ring (default: the "
+                   "config's); more than one spreads the model over them (docs/multicore.md)")
+    p.add_argument("--segments", default=None, metavar="CORES",
+                   help="the segment the layers are placed on, cores in ring order, e.g. "
+                   "0-3 or 0,1,6,7 (closed into a sub-ring; default: every core)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a config field, e.g. --set mema_words=8192")
 
@@ -81,7 +88,24 @@ class UsageError(ValueError):
     """A user mistake in the options; printed as one line."""
 
 
-def _config(name: str, overrides):
+def parse_segment(text: str, cores: int) -> tuple:
+    """Parse ``--segments`` (``0-3``, ``0,1,6,7``, ``2-3,0``) into cores in ring order."""
+    out = []
+    for part in text.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        try:
+            first, last = int(lo), int(hi) if sep else int(lo)
+        except ValueError:
+            raise UsageError(f"--segments {text!r}: use core numbers and ranges such as "
+                             "0-3 or 0,1,6,7") from None
+        out += range(first, last + 1)
+    if len(set(out)) != len(out) or not out or min(out) < 0 or max(out) >= cores:
+        raise UsageError(f"--segments {text!r}: name distinct cores 0..{cores - 1} (the "
+                         f"config has {cores}; use --cores to change it)")
+    return tuple(out)
+
+
+def _config(name: str, overrides, cores=None):
     from caterpillar.rtl.config import CaterpillarConfig, ConfigError, preset
 
     path = Path(name)
@@ -100,10 +124,28 @@ def _config(name: str, overrides):
             changes[field] = json.loads(value)
         except json.JSONDecodeError:
             changes[field] = value
+    if cores is not None:
+        changes["cores"] = cores
     try:
         return cfg.replace(**changes) if changes else cfg
     except TypeError as e:
         raise ConfigError(f"--set: {e}") from None
+
+
+def config_from_options(opts: dict):
+    """The config a run uses: the preset or file, ``--set`` changes and ``--cores``."""
+    return _config(opts["config"], opts.get("set", []), opts.get("cores"))
+
+
+def compile_for(graph, cfg, opts: dict):
+    """Compile for one core, or over the ring when the config has several cores."""
+    from .compiler import compile_training
+    from .ring_compiler import compile_ring
+
+    if cfg.cores == 1 and not opts.get("segments"):
+        return compile_training(graph, cfg)
+    segment = parse_segment(opts["segments"], cfg.cores) if opts.get("segments") else None
+    return compile_ring(graph, cfg, segment)
 
 
 def options_from_args(args) -> dict:
@@ -165,11 +207,10 @@ def _say(text) -> None:
 
 def run_session(device, opts: dict, *, out=_say) -> dict:
     """Train as ``opts`` says on ``device``; return the report (a JSON-able dict)."""
-    from .compiler import compile_training
     from .datasets import load_dataset
     from .training import Session, load_checkpoint, load_weights, save_checkpoint
 
-    cfg = _config(opts["config"], opts.get("set", []))
+    cfg = config_from_options(opts)
     dataset = load_dataset(opts["dataset"])
     resume = None
     if opts.get("resume"):
@@ -188,6 +229,9 @@ def run_session(device, opts: dict, *, out=_say) -> dict:
         graph = None
     else:
         graph = _graph(opts, dataset)
+    if (opts.get("program") or opts.get("save_program")) and cfg.cores > 1:
+        raise UsageError("--program and --save-program are for one core; a ring run compiles "
+                         "its programs each time")
     if opts.get("program"):
         from .compiler import load_compiled
 
@@ -197,7 +241,7 @@ def run_session(device, opts: dict, *, out=_say) -> dict:
                              f"{opts['resume']}")
         graph, cfg = compiled.graph, compiled.config
     else:
-        compiled = compile_training(graph, cfg)
+        compiled = compile_for(graph, cfg, opts)
     if opts.get("save_program"):
         compiled.save(opts["save_program"])
     weights = load_weights(opts["init"], graph.sizes) if opts.get("init") else None
@@ -212,8 +256,8 @@ def run_session(device, opts: dict, *, out=_say) -> dict:
         f"{graph.batch}, lr {graph.optimizer.lr}, momentum {graph.optimizer.momentum}, weight "
         f"decay {graph.optimizer.weight_decay}) on {dataset.name} ({len(dataset.x_train)} "
         f"train / {len(dataset.x_test)} test), config {cfg.name} (nr={cfg.nr}, "
-        f"{cfg.operand_format}), backend {opts['backend']}: {len(compiled.program)} "
-        f"instructions, {compiled.step_cycles:,} cycles per step")
+        f"{cfg.operand_format}{_ring_text(compiled)}), backend {opts['backend']}: "
+        f"{_instructions(compiled)} instructions, {compiled.step_cycles:,} cycles per step")
     started = time.monotonic()
     while session.epoch < opts["epochs"]:
         report = session.train_epoch()
@@ -222,13 +266,25 @@ def run_session(device, opts: dict, *, out=_say) -> dict:
             save_checkpoint(opts["save"], session)
     result = {"graph": graph.to_dict(), "config": cfg.to_dict(), "dataset": dataset.name,
               "backend": opts["backend"], "seed": seed, "shuffle": shuffle,
-              "instructions": len(compiled.program), "step_cycles": compiled.step_cycles,
+              "instructions": _instructions(compiled), "step_cycles": compiled.step_cycles,
+              "cores": list(getattr(compiled, "segment", (0,))),
               "epochs": session.history, "wall_seconds": time.monotonic() - started,
               "golden_checked_steps": session.steps if session.check_golden else 0}
     if session.check_golden:
         out(f"golden check: {session.steps} steps, every weight, bias, momentum and logit "
             f"bit-identical")
     return result
+
+
+def _instructions(compiled) -> int:
+    return getattr(compiled, "instructions", None) or len(compiled.program)
+
+
+def _ring_text(compiled) -> str:
+    segment = getattr(compiled, "segment", None)
+    if segment is None:
+        return ""
+    return f", {len(segment)} cores {','.join(map(str, segment))} ({compiled.split} split)"
 
 
 def _write_outputs(opts, result):
@@ -253,19 +309,21 @@ def add_compile_arguments(p) -> None:
 
 def run_compile(args) -> int:
     """Entry point of ``caterpillar compile``: compile, print the plan, optionally save."""
-    from .compiler import compile_training
     from .datasets import load_dataset
 
     opts = options_from_args(args)
-    cfg = _config(opts["config"], opts.get("set", []))
+    cfg = config_from_options(opts)
     graph = _graph(opts, load_dataset(opts["dataset"]))
-    compiled = compile_training(graph, cfg)
+    compiled = compile_for(graph, cfg, opts)
+    ring = getattr(compiled, "segment", None)
+    if ring is not None and (opts.get("output") or opts.get("asm")):
+        raise UsageError("-o and --asm are for one core's program")
     if opts.get("asm"):
         print(compiled.disassemble())
-    pes = cfg.nr * cfg.nr
+    pes = cfg.nr * cfg.nr * (len(ring) if ring else 1)
     print(f"{'-'.join(map(str, graph.sizes))} {graph.algorithm} batch {graph.batch} on "
-          f"{cfg.name} (nr={cfg.nr}): {len(compiled.program)} instructions, "
-          f"{compiled.step_cycles:,} cycles per step")
+          f"{cfg.name} (nr={cfg.nr}{_ring_text(compiled)}): {_instructions(compiled)} "
+          f"instructions, {compiled.step_cycles:,} cycles per step")
     for phase, v in compiled.phase_report().items():
         util = v["macs"] / (pes * v["cycles"]) if v["cycles"] else 0.0
         print(f"  {phase:<9s} {v['cycles']:>12,} cycles  {v['macs']:>14,} MACs  "
@@ -288,7 +346,10 @@ def run(args, run_on) -> int:
         raise UsageError(f"--epochs must be at least 1, not {opts['epochs']}")
     if opts.get("limit") is not None and opts["limit"] < 1:
         raise UsageError(f"--limit must be at least 1, not {opts['limit']}")
-    cfg = _config(opts["config"], opts.get("set", []))
+    cfg = config_from_options(opts)
+    if cfg.cores > 1 and opts["backend"] not in RING_BACKENDS:
+        raise UsageError(f"--backend {opts['backend']} simulates one core; a ring of "
+                         f"{cfg.cores} cores runs on {' or '.join(RING_BACKENDS)}")
     try:
         result = run_on(opts["backend"], cfg, opts)
     except GoldenMismatch as e:

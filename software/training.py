@@ -28,6 +28,8 @@ from caterpillar.golden.trainer import GoldenTrainer, scalars, to_bits, to_float
 from .checkpoint import CheckpointError, atomic_savez, load_npz
 from .compiler import PHASES, Compiled
 from .hw_trainer import HardwareTrainer
+from .ring_compiler import RingCompiled
+from .ring_trainer import RingTrainer
 
 __all__ = ["Session", "GoldenMismatch", "default_weights", "load_weights", "save_checkpoint",
            "load_checkpoint", "epoch_order"]
@@ -104,7 +106,10 @@ class Session:
 
     Parameters
     ----------
-    compiled : Compiled
+    compiled : Compiled or RingCompiled
+        One core's program, or every core's (:func:`~caterpillar.software.ring_compiler.
+        compile_ring`; then ``device`` is a ring device and the golden trainer models the
+        ring's summation order).
     dataset : Dataset
     device : Device
     seed : int
@@ -148,7 +153,12 @@ class Session:
             self.t_train = self.dataset.y_train
         init = self.weights or default_weights(graph.sizes, self.seed)
         self.initial = [(to_bits(w, fmt), to_bits(b, fmt)) for w, b in init]
-        self.hw = HardwareTrainer(self.compiled, self.device)
+        if isinstance(self.compiled, RingCompiled):
+            self.hw = RingTrainer(self.compiled, self.device)
+            self.cores = len(self.compiled.segment)
+        else:
+            self.hw = HardwareTrainer(self.compiled, self.device)
+            self.cores = 1
         self.hw.load_parameters(self.initial)
         self.epoch, self.steps = 0, 0
         self.golden = self._golden(self.initial, None) if self.check_golden else None
@@ -158,7 +168,7 @@ class Session:
         g = GoldenTrainer(graph.sizes, graph.loss, cfg.nr, cfg.operand, cfg.acc, weights,
                           k_chunk=self.compiled.k_chunk,
                           momentum=graph.optimizer.momentum > 0,
-                          weight_decay=graph.optimizer.weight_decay > 0)
+                          weight_decay=graph.optimizer.weight_decay > 0, cores=self.cores)
         if moments is not None:
             g.moments = [(np.array(a), np.array(b)) for a, b in moments]
         return g
@@ -250,7 +260,7 @@ class Session:
     def _epoch_report(self, lr, steps, losses, correct, cycles, seconds) -> dict:
         cfg = self.compiled.config
         phases = self.compiled.phase_report()
-        pes = cfg.nr * cfg.nr
+        pes = cfg.nr * cfg.nr * self.cores
         samples = steps * self.compiled.graph.batch
         per_phase = {p: {"cycles": v["cycles"] * steps, "macs": v["macs"] * steps,
                          "utilization": v["macs"] / (pes * v["cycles"]) if v["cycles"] else 0.0}
