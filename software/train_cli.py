@@ -142,7 +142,7 @@ def compile_for(graph, cfg, opts: dict):
     from .compiler import compile_training
     from .ring_compiler import compile_ring
 
-    if cfg.cores == 1 and not opts.get("segments"):
+    if cfg.cores == 1:
         return compile_training(graph, cfg)
     segment = parse_segment(opts["segments"], cfg.cores) if opts.get("segments") else None
     return compile_ring(graph, cfg, segment)
@@ -347,6 +347,8 @@ def run(args, run_on) -> int:
     if opts.get("limit") is not None and opts["limit"] < 1:
         raise UsageError(f"--limit must be at least 1, not {opts['limit']}")
     cfg = config_from_options(opts)
+    if opts.get("segments"):
+        parse_segment(opts["segments"], cfg.cores)
     if cfg.cores > 1 and opts["backend"] not in RING_BACKENDS:
         raise UsageError(f"--backend {opts['backend']} simulates one core; a ring of "
                          f"{cfg.cores} cores runs on {' or '.join(RING_BACKENDS)}")

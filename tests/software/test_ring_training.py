@@ -2,6 +2,8 @@
 golden trainer for C cores after every step, cycles equal to the ring timing model; the
 partition; compile errors."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -92,3 +94,36 @@ def test_too_many_cores_is_a_clear_error():
         compile_ring(TrainingGraph((9, 5, 3), algorithm="sgd"), cfg)
     with pytest.raises(CompileError, match="names cores"):
         compile_ring(TrainingGraph((9, 8, 3), algorithm="sgd"), cfg, segment=(0, 4))
+
+
+def test_train_command_on_a_segment_of_the_ring(tmp_path, capsys):
+    """--cores and --segments through the command line: golden check, report, resume."""
+    from caterpillar.software.cli import main
+
+    base = ["train", "--backend", "isa", "--quiet", "--limit", "24", "--model", "64-12-10",
+            "--cores", "4", "--segments", "2,0,1", "--algorithm", "mbgd", "--batch", "4",
+            "--check-golden", "--save", str(tmp_path / "ck.npz")]
+    assert main(base + ["--epochs", "1"]) == 0
+    assert main(base + ["--epochs", "2", "--resume", str(tmp_path / "ck.npz"), "--json",
+                        str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "3 cores 2,0,1 (rows split)" in out and "golden check: 12 steps" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["cores"] == [2, 0, 1] and report["epochs"][1]["phases"]["ring"]["cycles"] > 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--cores", "2", "--backend", "amaranth"], "runs on isa or verilator"),
+    (["--segments", "0-1"], "name distinct cores 0..0"),
+    (["--cores", "2", "--segments", "0-2"], "name distinct cores 0..1"),
+    (["--cores", "2", "--segments", "a"], "use core numbers"),
+    (["--cores", "2", "--save-program", "p.npz"], "--program and --save-program are for one"),
+    (["--cores", "8", "--model", "64-6-10"], "too few to give each of 8"),
+])
+def test_ring_options_are_checked(capsys, argv, message):
+    from caterpillar.software.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--backend", "isa", "--quiet", "--epochs", "1", *argv])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err and "Traceback" not in err
