@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 from .isa import INSTR_WORDS, Counter
 
-__all__ = ["Csr", "RegisterMap", "RingRegisterMap", "CORE_ID", "RING_ID", "IMEM_BASE",
+__all__ = ["Csr", "RegisterMap", "RingRegisterMap", "registers_markdown", "CORE_ID", "RING_ID", "IMEM_BASE",
            "SPAD_BASE", "HOST_ADDR_BITS", "RING_ADDR_BITS", "RING_SLOT", "core_address"]
 
 #: Value of the ID register.
@@ -170,3 +170,8 @@ class RingRegisterMap:
         lines += [f"| `{self.base + c.addr:#010x}` | `{c.name}` | {c.access} | {c.doc} |"
                   for c in self.csrs]
         return "\n".join(lines) + "\n"
+
+
+def registers_markdown(cfg) -> str:
+    """Return ``docs/registers.md``: a core's map for ``cfg``, then a 4-core ring's."""
+    return RegisterMap(cfg).markdown() + "\n" + RingRegisterMap(cfg.replace(cores=4)).markdown()

@@ -12,7 +12,17 @@ from .host import HostBus
 from .regmap import HOST_ADDR_BITS, RING_ADDR_BITS, RING_ID, RING_SLOT, RingRegisterMap
 from .ring_link import LinkStall
 
-__all__ = ["Ring"]
+__all__ = ["Ring", "check_ring_config"]
+
+
+def check_ring_config(cfg) -> None:
+    """Raise :class:`ConfigError` if the ring top cannot be built for ``cfg``."""
+    if cfg.cores >= RING_SLOT:
+        raise ConfigError(f"the ring top supports at most {RING_SLOT - 1} cores, not "
+                          f"{cfg.cores}")
+    if cfg.ring_link_words != cfg.nr:
+        raise ConfigError(f"the ring links carry nr = {cfg.nr} words per beat; "
+                          f"link_words = {cfg.ring_link_words} is not supported")
 
 
 class Ring(wiring.Component):
@@ -33,12 +43,7 @@ class Ring(wiring.Component):
     """
 
     def __init__(self, cfg):
-        if cfg.cores >= RING_SLOT:
-            raise ConfigError(f"the ring top supports at most {RING_SLOT - 1} cores, not "
-                              f"{cfg.cores}")
-        if cfg.ring_link_words != cfg.nr:
-            raise ConfigError(f"the ring links carry nr = {cfg.nr} words per beat; "
-                              f"link_words = {cfg.ring_link_words} is not supported")
+        check_ring_config(cfg)
         self.cfg = cfg
         self.register_map = RingRegisterMap(cfg)
         super().__init__({"bus": In(HostBus(RING_ADDR_BITS))})

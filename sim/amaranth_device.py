@@ -24,11 +24,19 @@ class AmaranthDevice(Device):
     cfg : CaterpillarConfig
     vcd_path : str, optional
         Write a waveform of the whole session (closed by :meth:`close`).
+    ring : bool
+        Simulate the ring of ``cfg.cores`` cores (:class:`~caterpillar.rtl.ring.Ring`, ring
+        address map) instead of one core.
     """
 
-    def __init__(self, cfg, vcd_path=None):
+    def __init__(self, cfg, vcd_path=None, ring=False):
         self.cfg = cfg
-        self.core = Core(cfg)
+        if ring:
+            from caterpillar.rtl.ring import Ring
+
+            self.core = Ring(cfg)
+        else:
+            self.core = Core(cfg)
         self._queue = deque()
         self.sim = Simulator(self.core)
         self.sim.add_clock(1e-8)

@@ -168,12 +168,12 @@ def _add_asm(sub):
 def _cmd_docs(args) -> int:
     from caterpillar.rtl.config import preset
     from caterpillar.rtl.isa import isa_markdown
-    from caterpillar.rtl.regmap import RegisterMap
+    from caterpillar.rtl.regmap import registers_markdown
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / "isa.md").write_text(isa_markdown())
-    (out / "registers.md").write_text(RegisterMap(preset("small")).markdown())
+    (out / "registers.md").write_text(registers_markdown(preset("small")))
     print(f"wrote {out / 'isa.md'} and {out / 'registers.md'}")
     return 0
 
