@@ -10,7 +10,7 @@ JOBS   ?= 2
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup setup-fpga test test-fast sim demo verilog synth-estimate bench-fpga bench-kernels bench-training \
+.PHONY: setup setup-fpga test test-fast sim demo verilog synth-estimate bench-fpga bench-kernels bench-training bench-scaling \
 	docs lint clean
 
 setup: $(STAMP)  ## apt iverilog/ccache if missing, the venv, pinned requirements (idempotent)
@@ -51,6 +51,9 @@ bench-fpga: setup-fpga  ## place and route a 16-MAC fp32 array on the ULX3S-85F:
 
 bench-training: setup  ## whole training steps (784-256-256-10): utilization per phase; epoch times
 	$(BIN)/caterpillar bench training --json build/bench-training.json
+
+bench-scaling: setup  ## the ring: training on 1, 2, 4, 8 cores (784-512-512-10), collective bandwidth
+	$(BIN)/caterpillar bench scaling --json build/bench-scaling.json
 
 bench-kernels: setup  ## every kernel and shape on the Verilated core (nr = 2, 4, 8): utilization
 	$(BIN)/caterpillar bench kernels --json build/bench-kernels.json
