@@ -36,13 +36,17 @@ class Core(wiring.Component):
     link_in : In(ring_link(cfg))
     status : Out(3)
         ``STATUS`` (busy, done, error) for a multicore top.
+    link_chain : Out(1)
+        The running ``RING`` instruction uses the chain links (see
+        :class:`~caterpillar.rtl.ring.Ring`).
     """
 
     def __init__(self, cfg):
         self.cfg = cfg
         self.register_map = RegisterMap(cfg)
         super().__init__({"bus": In(HostBus()), "link_out": Out(ring_link(cfg)),
-                          "link_in": In(ring_link(cfg)), "status": Out(3)})
+                          "link_in": In(ring_link(cfg)), "status": Out(3),
+                          "link_chain": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -56,6 +60,7 @@ class Core(wiring.Component):
         wiring.connect(m, wiring.flipped(self.link_in), ring.link_in)
         m.d.comb += [
             ring.start.eq(seq.ring_start), ring.fields.eq(seq.ring_fields),
+            self.link_chain.eq(ring.chain),
             seq.ring_finished.eq(ring.finished), spad.ring_active.eq(ring.active),
             spad.ring_rd_addr.eq(ring.rd_addr), spad.ring_rd_en.eq(ring.rd_en),
             ring.rd_data.eq(spad.ring_rd_data),

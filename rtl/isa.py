@@ -228,6 +228,8 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
         _f("keep", 1, "flag", "write the received words (or sums) to dst"),
         _f("add", 1, "flag", "the received words are added to the words at dst"),
         _f("fwd", 1, "flag", "send every received word (or sum) on to the next core"),
+        _f("chain", 1, "flag", "use the chain links (core k-1 to k, the whole ring) instead of "
+                               "the segment links (SRC registers), both ways"),
     ),
 }
 

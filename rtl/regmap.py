@@ -11,8 +11,9 @@ from dataclasses import asdict, dataclass
 
 from .isa import INSTR_WORDS, Counter
 
-__all__ = ["Csr", "RegisterMap", "RingRegisterMap", "registers_markdown", "CORE_ID", "RING_ID", "IMEM_BASE",
-           "SPAD_BASE", "HOST_ADDR_BITS", "RING_ADDR_BITS", "RING_SLOT", "core_address"]
+__all__ = ["Csr", "RegisterMap", "RingRegisterMap", "registers_markdown", "CORE_ID",
+           "RING_ID", "IMEM_BASE", "SPAD_BASE", "HOST_ADDR_BITS", "RING_ADDR_BITS", "RING_SLOT",
+           "core_address"]
 
 #: Value of the ID register.
 CORE_ID = 0xCA7E0001

@@ -29,8 +29,11 @@ class Ring(wiring.Component):
     """``cfg.cores`` :class:`~caterpillar.rtl.core.Core` s joined by ring links.
 
     Contract (docs/multicore.md): core ``k``'s ``link_in`` is fed by core ``SRC{k}``'s
-    ``link_out`` (reset: core ``k - 1`` mod C, the full ring); writing ``SRC`` registers cuts the
-    ring into sub-rings or chains (segments). A source should feed one core. Each link takes one
+    ``link_out`` (reset: core ``k - 1`` mod C, the full ring) on the segment links, and by core
+    ``k - 1`` on the chain links (``RING`` with ``chain``); a beat moves only when producer
+    and consumer use the same kind of link. Writing ``SRC`` registers cuts the ring into
+    sub-rings or chains (segments) while the chain links still join every core to the next.
+    A source should feed one core per kind of link. Each link takes one
     cycle per hop and carries ``nr`` words per beat; an optional stall injector
     (:class:`~caterpillar.rtl.ring_link.LinkStall`, ``STALL`` register) sits on every link.
     Host requests to slot ``k`` go to core ``k``, those to slot :data:`RING_SLOT` to the ring's
@@ -72,25 +75,35 @@ class Ring(wiring.Component):
             ]
 
         # -- links and segments ------------------------------------------------------------------
+        # Two channels share each core's one output: segment traffic for the core that names
+        # it in SRC, chain traffic for the next core. A beat moves only when both ends run a
+        # RING instruction on the same channel.
         src = [Signal(range(n), name=f"src_{k}", init=(k - 1) % n) for k in range(n)]
         stall_threshold = Signal(8)
         stall_seed = Signal(16)
         stall_load = Signal()
-        stalls = []
+        stalls, picks = [], []
+        outs = Array(c.link_out for c in cores)
+        chains = Array(c.link_chain for c in cores)
         for k, core in enumerate(cores):
             m.submodules[f"stall_{k}"] = stall = LinkStall(cfg)
             stalls.append(stall)
-            outs = Array(c.link_out for c in cores)
-            source = outs[src[k]]
+            pick = Signal(range(n), name=f"pick_{k}")
+            picks.append(pick)
+            m.d.comb += pick.eq(Mux(core.link_chain, (k - 1) % n, src[k]))
+            source = outs[pick]
+            match = chains[pick] == core.link_chain
             m.d.comb += [
-                stall.upstream.valid.eq(source.valid), stall.upstream.payload.eq(source.payload),
+                stall.upstream.valid.eq(source.valid & match),
+                stall.upstream.payload.eq(source.payload),
                 stall.threshold.eq(stall_threshold),
                 stall.seed.eq(stall_seed ^ ((0x9E37 * (k + 1)) & 0xFFFF)),
                 stall.load.eq(stall_load),
             ]
             wiring.connect(m, stall.downstream, core.link_in)
         for j, core in enumerate(cores):
-            feeds = [(src[k] == j) & stalls[k].upstream.ready for k in range(n)]
+            feeds = [(picks[k] == j) & (core.link_chain == cores[k].link_chain)
+                     & stalls[k].upstream.ready for k in range(n)]
             m.d.comb += core.link_out.ready.eq(Cat(*feeds).any())
 
         # -- ring registers --------------------------------------------------------------------

@@ -45,6 +45,9 @@ class RingEngine(wiring.Component):
     start : In(1)
     fields : In(operand_layout(Opcode.RING))
     active, finished : Out(1)
+    chain : Out(1)
+        The instruction's ``chain`` flag (a register): which link ``link_in`` should come
+        from, and which consumer ``link_out`` is meant for.
     link_out : Out(ring_link(cfg))
     link_in : In(ring_link(cfg))
     rd_addr, op_addr : Out(spad row address)
@@ -64,7 +67,7 @@ class RingEngine(wiring.Component):
         lanes = data.ArrayLayout(cfg.word_width, cfg.nr)
         super().__init__({
             "start": In(1), "fields": In(operand_layout(Opcode.RING)),
-            "active": Out(1), "finished": Out(1),
+            "active": Out(1), "finished": Out(1), "chain": Out(1),
             "link_out": Out(ring_link(cfg)), "link_in": In(ring_link(cfg)),
             "rd_addr": Out(range(rows)), "rd_en": Out(1), "rd_data": In(lanes),
             "op_addr": Out(range(rows)), "op_en": Out(1), "op_data": In(lanes),
@@ -81,7 +84,7 @@ class RingEngine(wiring.Component):
         f = self.fields
 
         active = Signal()
-        keep, add, fwd = Signal(), Signal(), Signal()
+        keep, add, fwd, chain = Signal(), Signal(), Signal(), Signal()
         send_row, recv_row = Signal(range(cfg.spad_rows)), Signal(range(cfg.spad_rows))
         send_left = Signal(24 - shift + 1)
         recv_left = Signal(24 - shift + 1)
@@ -153,13 +156,13 @@ class RingEngine(wiring.Component):
         # -- start and finish ----------------------------------------------------------------
         finished = (active & (send_left == 0) & (level == 0) & ~read_in_flight
                     & (recv_left == 0) & (pending == 0))
-        m.d.comb += [self.active.eq(active), self.finished.eq(finished)]
+        m.d.comb += [self.active.eq(active), self.finished.eq(finished), self.chain.eq(chain)]
         with m.If(finished):
             m.d.sync += active.eq(0)
         rlen = f.rlen
         with m.If(self.start):
             m.d.sync += [
-                active.eq(1), keep.eq(f.keep), add.eq(f.add), fwd.eq(f.fwd),
+                active.eq(1), keep.eq(f.keep), add.eq(f.add), fwd.eq(f.fwd), chain.eq(f.chain),
                 send_row.eq(f.src >> shift), recv_row.eq(f.dst >> shift),
                 send_left.eq(cdiv(f.slen, nr)), recv_left.eq(cdiv(rlen, nr)),
                 last_lanes.eq(Mux(rlen[:shift] == 0, (1 << nr) - 1,

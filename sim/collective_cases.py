@@ -21,12 +21,15 @@ from .kernel_cases import random_values
 __all__ = ["CollectiveCase", "KINDS", "run_collective", "expected_outputs", "random_case"]
 
 #: Collectives with a defined result per core.
-KINDS = ("broadcast", "chain_reduce", "all_gather", "reduce_scatter", "all_reduce", "barrier")
+KINDS = ("broadcast", "chain_reduce", "all_gather", "reduce_scatter", "all_reduce", "barrier",
+         "relay")
 
 
 @dataclass(frozen=True)
 class CollectiveCase:
-    """One collective on one segment: ``n`` words at SPAD word ``buf`` of every member."""
+    """One collective on one segment: ``n`` words at SPAD word ``buf`` of every member.
+
+    ``relay``: the segment's first core sends over the chain links to the others."""
 
     kind: str
     segment: tuple
@@ -35,7 +38,7 @@ class CollectiveCase:
     buf: int = 64
     seed: int = 0
 
-    def programs(self, nr: int) -> dict:
+    def programs(self, nr: int, cores: int) -> dict:
         """Return ``{core: instruction words}`` (the collective, then HALT)."""
         s, buf, n = self.segment, self.buf, self.n
         calls = {
@@ -45,9 +48,11 @@ class CollectiveCase:
             "reduce_scatter": lambda: sc.reduce_scatter(s, buf, n, nr),
             "all_reduce": lambda: sc.all_reduce(s, buf, n, nr),
             "barrier": lambda: sc.barrier(s, buf),
+            "relay": lambda: sc.relay(s[0], s[1:], buf, n, cores),
         }
         body = calls[self.kind]()
-        return {core: [*body[core], encode(Opcode.HALT)] for core in s}
+        return {core: [*body.get(core, []), encode(Opcode.HALT)]
+                for core in sorted(set(s) | set(body))}
 
     def inputs(self, cfg) -> list[np.ndarray]:
         """Random vectors, one per segment position (normal values and a few corner values)."""
@@ -73,7 +78,7 @@ def run_collective(device, case: CollectiveCase, *, stall: int = 0):
     driver = RingDriver(device)
     cfg = driver.cfg
     inputs = case.inputs(cfg)
-    programs = case.programs(cfg.nr)
+    programs = case.programs(cfg.nr, cfg.cores)
     driver.set_sources(sc.link_sources([case.segment], cfg.cores))
     driver.set_stalls(stall, seed=case.seed + 1)
     for core, d in enumerate(driver.cores):
@@ -92,6 +97,8 @@ def expected_outputs(case: CollectiveCase, inputs, cfg) -> list:
     whole = (0, n)
     if case.kind == "broadcast":
         return [(*whole, v) for v in gc.broadcast(inputs, case.root)]
+    if case.kind == "relay":
+        return [(*whole, v) for v in gc.broadcast(inputs, 0)]
     if case.kind == "chain_reduce":
         total = gc.chain_reduce(inputs, fmt, case.root)
         return [(*whole, total if i == case.root else inputs[i]) for i in range(c)]
@@ -105,3 +112,35 @@ def expected_outputs(case: CollectiveCase, inputs, cfg) -> list:
     if case.kind == "barrier":
         return [(*whole, v) for v in inputs]     # tokens are dropped: nothing changes
     raise ValueError(f"unknown collective {case.kind!r}")
+
+
+def run_crossing_traffic(device, n: int = 37, seed: int = 5):
+    """Two sub-rings {0, 1} and {2, 3} (of 4+ cores) and chain traffic 1 -> 2 between them, in
+    flight while core 0 already waits on core 1's segment link: every core must get only the
+    data meant for it. Returns ``(inputs, outputs, RingRun)``: core 0 and 1 hold the
+    all-gather of their two vectors, core 2 holds core 1's original vector."""
+    driver = RingDriver(device)
+    cfg = driver.cfg
+    rng = np.random.default_rng(seed)
+    inputs = [random_values(n, cfg.operand, rng) for _ in range(3)]
+    buf, other = 64, 64 + 4 * n
+    driver.set_sources(sc.link_sources([(0, 1), (2, 3)], cfg.cores))
+    driver.set_stalls(0)
+    gather = sc.all_gather((0, 1), buf, n, cfg.nr)
+    programs = {0: gather[0], 1: [*sc.relay(1, (2,), other, n, cfg.cores)[1], *gather[1]],
+                2: sc.relay(1, (2,), other, n, cfg.cores)[2]}
+    for core, d in enumerate(driver.cores):
+        d.load_program([*programs.get(core, []), encode(Opcode.HALT)])
+    for core in range(3):
+        driver.cores[core].write_spad(buf, inputs[core])
+    driver.cores[1].write_spad(other, inputs[1])
+    run = driver.run()
+    outputs = [driver.cores[0].read_spad(buf, n), driver.cores[1].read_spad(buf, n),
+               driver.cores[2].read_spad(other, n)]
+    return inputs, outputs, run
+
+
+def crossing_traffic_expected(inputs, nr):
+    """What :func:`run_crossing_traffic` must leave in cores 0, 1 and 2."""
+    gathered = gc.all_gather(inputs[:2], nr)
+    return [gathered, gathered, inputs[1]]

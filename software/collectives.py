@@ -19,13 +19,14 @@ from caterpillar.golden.collectives import ring_blocks
 from caterpillar.rtl.isa import Opcode, encode
 
 __all__ = ["ring", "link_sources", "broadcast", "chain_reduce", "all_gather",
-           "reduce_scatter", "all_reduce", "barrier"]
+           "reduce_scatter", "all_reduce", "barrier", "relay", "relay_source"]
 
 
-def ring(*, src=0, slen=0, dst=0, rlen=0, keep=False, add=False, fwd=False) -> int:
+def ring(*, src=0, slen=0, dst=0, rlen=0, keep=False, add=False, fwd=False,
+         chain=False) -> int:
     """Return one ``RING`` instruction word."""
     return encode(Opcode.RING, src=src, slen=slen, dst=dst, rlen=rlen, keep=int(keep),
-                  add=int(add), fwd=int(fwd))
+                  add=int(add), fwd=int(fwd), chain=int(chain))
 
 
 def link_sources(segments, cores: int) -> list[int]:
@@ -124,4 +125,29 @@ def barrier(segment, scratch: int) -> dict:
     for _ in range(len(segment) - 1):
         for core in segment:
             out[core].append(ring(src=scratch, slen=1, rlen=1))
+    return out
+
+
+def relay_source(holders, targets, cores: int) -> int:
+    """The core of ``holders`` from which the chain links reach every core of ``targets``
+    in the fewest hops (the first such core in ``holders`` order)."""
+    def reach(source):
+        return max(((t - source) % cores for t in targets if t != source), default=0)
+    return min(holders, key=reach)
+
+
+def relay(source: int, targets, buf: int, n: int, cores: int) -> dict:
+    """Broadcast ``source``'s vector over the chain links (core k to k + 1, round the whole
+    ring, whatever the segments) to every core of ``targets``; the cores between relay it.
+
+    Returns ``{core: [words]}`` for the source and every core on the path. Pipelined: about
+    ``ceil(n / nr)`` cycles plus one per hop.
+    """
+    reach = max(((t - source) % cores for t in targets if t != source), default=0)
+    if reach == 0 or n == 0:
+        return {}
+    out = {source: [ring(src=buf, slen=n, chain=True)]}
+    for hop in range(1, reach + 1):
+        core = (source + hop) % cores
+        out[core] = [ring(dst=buf, rlen=n, keep=core in targets, fwd=hop < reach, chain=True)]
     return out

@@ -50,6 +50,7 @@ class EngineModel:
         self.cfg, self.spad = cfg, spad
         self.nr, self.depth, self.lat = cfg.nr, out_queue_depth(cfg), cfg.add_latency
         self.active = False
+        self.chain = False
         self.queue = deque()
         self.read_in_flight = None
         self.tags = [None] * (self.lat + 1)
@@ -59,6 +60,7 @@ class EngineModel:
         nr = self.nr
         self.active = True
         self.keep, self.add, self.fwd = bool(f.keep), bool(f.add), bool(f.fwd)
+        self.chain = bool(f.chain)
         self.send_row, self.send_left = f.src // nr, -(-f.slen // nr)
         self.recv_row, self.recv_left = f.dst // nr, -(-f.rlen // nr)
         tail = f.rlen % nr
@@ -240,8 +242,9 @@ class RingSim:
             ready = {k: engines[k].ready() for k in active}
             pops, beats = set(), {}
             for k in active:
-                s = self.src[k]
-                if ready[k] and valid.get(s, False):
+                chain = engines[k].chain
+                s = (k - 1) % n if chain else self.src[k]
+                if ready[k] and valid.get(s, False) and engines[s].chain == chain:
                     pops.add(s)
                     beats[k] = engines[s].queue[0]
             changed = bool(finished)

@@ -11,9 +11,11 @@ from caterpillar.rtl.config import preset
 from caterpillar.sim.collective_cases import (
     KINDS,
     CollectiveCase,
+    crossing_traffic_expected,
     expected_outputs,
     random_case,
     run_collective,
+    run_crossing_traffic,
 )
 from caterpillar.software.ring_sim import RingIsaDevice
 from tests.helpers import requires_verilator
@@ -64,4 +66,10 @@ def test_collectives_match_simulator_and_golden(cores, seed):
             if len(case.segment) > 1:
                 stalled.append(run.makespan - cycles[case])
         assert min(stalled) >= 0 and sum(stalled) > 0, stalled
+        if cores >= 4:
+            inputs, outputs, rtl = run_crossing_traffic(device)
+            _, _, sim = run_crossing_traffic(RingIsaDevice(cfg))
+            for got, want in zip(outputs, crossing_traffic_expected(inputs, cfg.nr)):
+                np.testing.assert_array_equal(got, want)
+            assert rtl.cycles == sim.cycles
     print(f"{checked} collectives on {cores} cores: RTL == ring simulator == golden")

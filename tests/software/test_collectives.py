@@ -64,3 +64,19 @@ def test_unmatched_receive_is_a_deadlock():
     driver.cores[1].load_program([encode(Opcode.HALT)])
     with pytest.raises(RingDeadlock, match="core 0: 0"):
         driver.run()
+
+
+def test_chain_and_segment_traffic_do_not_mix():
+    from caterpillar.sim.collective_cases import crossing_traffic_expected, run_crossing_traffic
+
+    cfg = preset("tiny").replace(cores=4)
+    inputs, outputs, run = run_crossing_traffic(RingIsaDevice(cfg))
+    for got, want in zip(outputs, crossing_traffic_expected(inputs, cfg.nr)):
+        np.testing.assert_array_equal(got, want)
+    assert run.ring_cycles[0] > run.ring_cycles[1]      # core 0 waited for the relay to pass
+
+
+def test_relay_reaches_targets_round_the_ring():
+    assert sc.relay_source((0, 1), (2, 3), 8) == 1
+    program = sc.relay(6, (0, 1), 64, 5, 8)
+    assert sorted(program) == [0, 1, 6, 7]           # 7 relays without keeping
