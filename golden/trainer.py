@@ -44,7 +44,8 @@ order; everything else is computed by one core for its share and is bit-identica
   the ring (reduce-scatter: output block ``j``'s sum starts at core ``j + 1``).
 * ``mbgd``: core ``k`` holds the output rows ``R_k`` of every ``[W | b]`` (``ring_blocks(out,
   C, 1)``), so ``E = W^T D^T`` is ``W[R_k]^T D[:, R_k]^T`` per core, summed round the ring per
-  input feature block in the same way.
+  input feature block in the same way. With a segment per layer, ``C`` is the layer's
+  segment's size.
 """
 
 from __future__ import annotations
@@ -113,13 +114,15 @@ class GoldenTrainer:
         Longest GEMM of the ``mbgd`` path (required for :meth:`mbgd_step`).
     momentum, weight_decay : bool
         Whether the optimiser uses them (the scalars come with every step).
-    cores : int
-        Cores of the ring the model is spread over (the module docstring says how).
+    cores : int or list of int
+        Cores of the ring the model is spread over (the module docstring says how), or, per
+        layer, the cores of the layer's segment.
     """
 
     def __init__(self, sizes, loss, nr, fmt, acc, weights, *, k_chunk=None, momentum=False,
                  weight_decay=False, cores=1):
-        self.cores = cores
+        layers = len(sizes) - 1
+        self.cores = [cores] * layers if isinstance(cores, int) else list(cores)
         self.sizes = tuple(sizes)
         self.loss = loss
         self.nr, self.fmt, self.acc = nr, fmt, acc
@@ -155,17 +158,17 @@ class GoldenTrainer:
         a = np.asarray(x, dtype=np.uint64)
         out = []
         for index, (w, b) in enumerate(self.weights):
-            h = self._gemv(w, a)
+            h = self._gemv(w, a, self.cores[index])
             h = self._vop("add", h, b, 0)
             a = self._vop("maxs", h, h, 0) if index + 1 < len(self.weights) else None
             out.append((h, a))
         return out
 
-    def _gemv(self, w, a) -> np.ndarray:
-        if self.cores == 1:
+    def _gemv(self, w, a, cores) -> np.ndarray:
+        if cores == 1:
             return gk.gemv(w, a, self.nr, self.fmt, self.acc)[0]
         partials = [gk.gemv(w[:, lo:hi], a[lo:hi], self.nr, self.fmt, self.acc)[0]
-                    for lo, hi in ring_blocks(w.shape[1], self.cores, self.nr)]
+                    for lo, hi in ring_blocks(w.shape[1], cores, self.nr)]
         return np.concatenate(reduce_scatter(partials, self.nr, self.fmt))
 
     def sgd_step(self, x, target, s) -> np.ndarray:
@@ -225,7 +228,7 @@ class GoldenTrainer:
             p = self._augmented(index)
             d_prev = None
             if index > 0:
-                e = self._weights_t_delta(p[:, :self.sizes[index]], d)
+                e = self._weights_t_delta(p[:, :self.sizes[index]], d, self.cores[index])
                 d_prev = self._vop("relud", h_t[index - 1], e, 0).T
             if plain:
                 p = gemm_chunked(d.T, a_t[index].T, fmt, acc, kc, c=p)
@@ -244,13 +247,13 @@ class GoldenTrainer:
             d = d_prev
         return logits
 
-    def _weights_t_delta(self, w, d) -> np.ndarray:
+    def _weights_t_delta(self, w, d, cores) -> np.ndarray:
         """``E = W^T D^T`` (``in x B``), summed round the ring on several cores."""
         fmt, acc, kc = self.fmt, self.acc, self.k_chunk
-        if self.cores == 1:
+        if cores == 1:
             return gemm_chunked(w.T, d.T, fmt, acc, kc)
         partials = [gemm_chunked(w[lo:hi].T, d[:, lo:hi].T, fmt, acc, kc).ravel()
-                    for lo, hi in ring_blocks(w.shape[0], self.cores, 1)]
+                    for lo, hi in ring_blocks(w.shape[0], cores, 1)]
         return np.concatenate(reduce_scatter(partials, d.shape[0], fmt)).reshape(
             w.shape[1], d.shape[0])
 

@@ -136,12 +136,16 @@ class HardwareTrainer:
         return self._read_staged(tensor, self.compiled.staging)
 
     def load_parameters(self, weights, moments=None) -> None:
-        """Write ``[(W, b), ...]`` and optionally the momentum ``[(mW, mb), ...]`` (bits)."""
+        """Write ``[(W, b), ...]`` and optionally the momentum ``[(mW, mb), ...]`` (bits);
+        ``(None, None)`` skips a layer this core does not hold."""
         by_name = {t.name: t for t in self.compiled.tensors}
-        moments = moments or [(np.zeros_like(np.asarray(w, dtype=np.uint64)),
+        moments = moments or [(None, None) if w is None else
+                              (np.zeros_like(np.asarray(w, dtype=np.uint64)),
                                np.zeros_like(np.asarray(b, dtype=np.uint64)))
                               for w, b in weights]
         for index, ((w, b), (mw, mb)) in enumerate(zip(weights, moments)):
+            if w is None:                   # a layer another core holds (a ring's share)
+                continue
             w, b = np.asarray(w, dtype=np.uint64), np.asarray(b, dtype=np.uint64)
             if f"P{index}" in by_name:
                 self._put(by_name[f"P{index}"], np.concatenate([w, b[:, None]], axis=1))
@@ -168,6 +172,10 @@ class HardwareTrainer:
             self.driver.run(start_pc=self.transfer_pc)
         get = lambda name: self._get(by_name[name], staged)  # noqa: E731
         for index, (o, i) in enumerate(self.graph.layers):
+            if f"P{index}" not in by_name and f"W{index}" not in by_name:
+                weights.append((None, None))        # held by other cores of a ring
+                moments.append((None, None))
+                continue
             if f"P{index}" in by_name:
                 p = self._get(by_name[f"P{index}"])
                 weights.append((p[:, :-1].copy(), p[:, -1].copy()))

@@ -57,14 +57,14 @@ __all__ = ["RingCompiled", "compile_ring", "partition"]
 
 @dataclass
 class RingCompiled:
-    """A training graph compiled for the cores of a segment."""
+    """A training graph compiled for a ring: every core's program and share."""
 
     graph: TrainingGraph
     config: object
-    segment: tuple                    # cores in ring order
-    cores: list                       # Compiled, one per segment position
+    segments: list                    # per layer: its cores in ring order
+    compiled: dict                    # core -> Compiled (cores that run more than HALT)
     sources: list                     # SRC{k} of every core of the ring
-    blocks: list                      # per layer: [(lo, hi)] per position (rows or columns)
+    blocks: list                      # per layer: [(lo, hi)] per position in its segment
 
     @property
     def split(self) -> str:
@@ -72,21 +72,24 @@ class RingCompiled:
         return "columns" if self.graph.algorithm == "sgd" else "rows"
 
     @property
+    def segment(self) -> tuple:
+        """Every core that holds a share of the model, in order of first appearance."""
+        return tuple(dict.fromkeys(k for seg in self.segments for k in seg))
+
+    @property
     def k_chunk(self):
         """Longest GEMM (the same on every core)."""
-        return self.cores[0].k_chunk
+        return next(iter(self.compiled.values())).k_chunk
 
     @property
     def instructions(self) -> int:
         """Length of the longest core program."""
-        return max(len(c.program) for c in self.cores)
+        return max(len(c.program) for c in self.compiled.values())
 
     def programs(self) -> list:
-        """Every core's program (a lone HALT on cores outside the segment)."""
-        programs = [[encode(Opcode.HALT)] for _ in range(self.config.cores)]
-        for k, c in zip(self.segment, self.cores):
-            programs[k] = c.program
-        return programs
+        """Every core's program (a lone HALT on idle cores)."""
+        return [self.compiled[k].program if k in self.compiled else [encode(Opcode.HALT)]
+                for k in range(self.config.cores)]
 
     def predicted_cycles(self) -> list[int]:
         """Every core's cycles per step, from the ring timing model (computed once)."""
@@ -105,51 +108,89 @@ class RingCompiled:
         A core's local instructions take their fixed cycles; its ``ring`` phase is the rest
         of its step (collectives, including waiting for its neighbours)."""
         predicted = self.predicted_cycles()
-        slowest = max(range(len(self.segment)), key=lambda p: predicted[self.segment[p]])
-        report = self.cores[slowest].phase_report()
+        slowest = max(self.compiled, key=lambda k: predicted[k])
+        report = self.compiled[slowest].phase_report()
         local = sum(v["cycles"] for p, v in report.items() if p != "ring")
-        report["ring"]["cycles"] = predicted[self.segment[slowest]] - local
+        report["ring"]["cycles"] = predicted[slowest] - local
         for phase in report:
-            report[phase]["macs"] = sum(c.phase_report()[phase]["macs"] for c in self.cores)
+            report[phase]["macs"] = sum(c.phase_report()[phase]["macs"]
+                                        for c in self.compiled.values())
         return report
 
 
-def partition(graph: TrainingGraph, cfg, cores: int) -> list:
-    """Return each layer's split over ``cores`` positions (see the module docstring)."""
+def partition(graph: TrainingGraph, cfg, cores) -> list:
+    """Return each layer's split over its cores (see the module docstring); ``cores`` is a
+    count for every layer or a list of counts, one per layer."""
+    counts = [cores] * len(graph.layers) if isinstance(cores, int) else list(cores)
     if graph.algorithm == "sgd":
-        return [ring_blocks(i, cores, cfg.nr) for o, i in graph.layers]
-    return [ring_blocks(o, cores, 1) for o, i in graph.layers]
+        return [ring_blocks(i, c, cfg.nr) for (o, i), c in zip(graph.layers, counts)]
+    return [ring_blocks(o, c, 1) for (o, i), c in zip(graph.layers, counts)]
 
 
-def compile_ring(graph: TrainingGraph, cfg, segment=None) -> RingCompiled:
-    """Compile ``graph`` over the cores of ``segment`` (default: every core of ``cfg``)."""
-    segment = tuple(range(cfg.cores)) if segment is None else tuple(segment)
-    c = len(segment)
-    if not c or max(segment) >= cfg.cores:
-        raise CompileError(f"segment {segment} names cores the config ({cfg.cores} cores) "
-                           "does not have")
-    blocks = partition(graph, cfg, c)
+def _layer_segments(graph, cfg, segments) -> list:
+    layers = len(graph.layers)
+    if segments is None:
+        segments = [tuple(range(cfg.cores))]
+    elif segments and isinstance(segments[0], int):
+        segments = [tuple(segments)]
+    segments = [tuple(seg) for seg in segments]
+    if len(segments) == 1:
+        segments = segments * layers
+    if len(segments) != layers:
+        raise CompileError(f"{len(segments)} segments for {layers} layers; give one segment "
+                           "for every layer, or one for all")
+    for seg in segments:
+        if not seg or len(set(seg)) != len(seg) or min(seg) < 0 or max(seg) >= cfg.cores:
+            raise CompileError(f"segment {seg} must name distinct cores of the config's "
+                               f"{cfg.cores}")
+    distinct = list(dict.fromkeys(segments))
+    for a in range(len(distinct)):
+        for b in range(a):
+            shared = set(distinct[a]) & set(distinct[b])
+            if shared:
+                raise CompileError(f"segments {distinct[b]} and {distinct[a]} share core "
+                                   f"{min(shared)}; segments are sub-rings cut by the SRC "
+                                   "registers, so they must be equal or disjoint")
+    if graph.algorithm == "sgd" and len(distinct) > 1:
+        raise CompileError("sgd spreads every layer over one segment; per-layer segments "
+                           "need --algorithm mbgd")
+    return segments
+
+
+def compile_ring(graph: TrainingGraph, cfg, segments=None) -> RingCompiled:
+    """Compile ``graph`` for the ring of ``cfg``.
+
+    ``segments``: ``None`` (every layer on every core), one segment (cores in ring order) for
+    every layer, or one segment per layer (``mbgd``; segments equal or disjoint). Each
+    distinct segment is closed into a sub-ring; data pass between segments over the chain
+    links.
+    """
+    segments = _layer_segments(graph, cfg, segments)
+    blocks = partition(graph, cfg, [len(seg) for seg in segments])
     for index, parts in enumerate(blocks):
-        empty = [k for k, (lo, hi) in enumerate(parts) if hi == lo]
-        if empty:
+        if any(hi == lo for lo, hi in parts):
             what = "inputs" if graph.algorithm == "sgd" else "outputs"
             unit = f"{cfg.nr} " if graph.algorithm == "sgd" else ""
-            raise CompileError(f"layer {index} has {len(parts) and parts[-1][1]} {what}, too "
-                               f"few to give each of {c} cores {unit}one; use fewer cores "
-                               "or wider layers")
-    build = _sgd_core if graph.algorithm == "sgd" else _mbgd_core
-    compiled = [build(graph, cfg, segment, position, blocks) for position in range(c)]
-    for k, one in zip(segment, compiled):
+            raise CompileError(f"layer {index} has {parts[-1][1]} {what}, too few to give "
+                               f"each of {len(parts)} cores {unit}one; use fewer cores or "
+                               "wider layers")
+    if graph.algorithm == "sgd":
+        compiled = {k: _sgd_core(graph, cfg, segments[0], p, blocks)
+                    for p, k in enumerate(segments[0])}
+    else:
+        compiled = {k: _mbgd_core(graph, cfg, k, segments, blocks) for k in range(cfg.cores)}
+        compiled = {k: c for k, c in compiled.items() if len(c.program) > 1}
+    for k, one in compiled.items():
         if len(one.program) > cfg.imem_words:
             raise CompileError(f"core {k}'s step program needs {len(one.program)} "
                                f"instructions but IMEM holds {cfg.imem_words}; use a config "
                                f"with imem_words >= {len(one.program)}")
-    sources = coll.link_sources([segment], cfg.cores)
-    return RingCompiled(graph, cfg, segment, compiled, sources, blocks)
+    sources = coll.link_sources(list(dict.fromkeys(segments)), cfg.cores)
+    return RingCompiled(graph, cfg, segments, compiled, sources, blocks)
 
 
-def _ring_emit(e, segment, position, words_by_core):
-    for word in words_by_core[segment[position]]:
+def _ring_emit(e, core, words_by_core):
+    for word in words_by_core.get(core, ()):
         e.words.append(word)
         e.phases.append("ring")
         e.macs.append(0)
@@ -157,7 +198,7 @@ def _ring_emit(e, segment, position, words_by_core):
 
 # -- MBGD: row panels, bucket all-gather forward, reduce-scatter backward ---------------------
 
-def _mbgd_core(graph, cfg, segment, position, blocks) -> Compiled:
+def _mbgd_core(graph, cfg, core, segments, blocks) -> Compiled:
     nr = cfg.nr
     opt = graph.optimizer
     use_mom, use_wd = opt.momentum > 0, opt.weight_decay > 0
@@ -169,7 +210,10 @@ def _mbgd_core(graph, cfg, segment, position, blocks) -> Compiled:
     if 3 * nr > cfg.memb_words:
         raise CompileError(f"MemB has {cfg.memb_words} words per PE; the mbgd kernels need "
                            f"at least {3 * nr}")
-    own = [parts[position] for parts in blocks]             # (lo, hi) output rows per layer
+    member = [core in seg for seg in segments]
+    # The core's (lo, hi) output rows of each layer it works on.
+    own = [parts[seg.index(core)] if core in seg else (0, 0)
+           for parts, seg in zip(blocks, segments)]
     rows = [hi - lo for lo, hi in own]
     widest_rows = [max(hi - lo for lo, hi in parts) for parts in blocks]
 
@@ -182,14 +226,16 @@ def _mbgd_core(graph, cfg, segment, position, blocks) -> Compiled:
         first = index == 0
         shape = (i + 1) * ldo if first else widest_rows[index] * ldp
         p_addr.append(spad.alloc(f"[W{index} | b{index}] panel{'^T' if first else ''}", shape))
-        tensors.append(Tensor(f"P{index}", "spad", rows[index], i + 1, p_addr[-1],
-                              ldo if first else ldp, transposed=first))
+        if member[index]:
+            tensors.append(Tensor(f"P{index}", "spad", rows[index], i + 1, p_addr[-1],
+                                  ldo if first else ldp, transposed=first))
         pt_addr.append(p_addr[-1] if first else
                        spad.alloc(f"[W{index} | b{index}] panel^T", (i + 1) * ldo))
         if use_mom:
             mom_addr.append(spad.alloc(f"momentum {index}", shape))
-            tensors.append(Tensor(f"M{index}", "spad", rows[index], i + 1, mom_addr[-1],
-                                  ldo if first else ldp, transposed=first))
+            if member[index]:
+                tensors.append(Tensor(f"M{index}", "spad", rows[index], i + 1, mom_addr[-1],
+                                      ldo if first else ldp, transposed=first))
         xt_addr.append(spad.alloc(f"[a{index - 1}; 1] (features x batch)", (i + 1) * ldb))
         constants.append((xt_addr[-1] + i * ldb, 1, batch, ldb, "one"))
         x_addr.append(spad.alloc(f"[a{index - 1} | 1] (batch x features)", batch * ldp))
@@ -218,56 +264,78 @@ def _mbgd_core(graph, cfg, segment, position, blocks) -> Compiled:
     b = _MbgdBuilder(cfg, e)
     r = SCALAR_REGS
     last = len(layers) - 1
+    cores = cfg.cores
+
+    def relay(holders, targets, addr, words):
+        if holders != targets:
+            source = coll.relay_source(holders, targets, cores)
+            _ring_emit(e, core, coll.relay(source, targets, addr, words, cores))
+
     for index, (o, i) in enumerate(layers):
+        seg = segments[index]
         ldp, ldo = _ceil(i + 1, nr), _ceil(widest_rows[index], nr)
         lo, m = own[index][0], rows[index]
-        if index > 0:
-            b.transpose(p_addr[index], m, i + 1, ldp, pt_addr[index], ldo)
+        if member[index]:
+            if index > 0:
+                b.transpose(p_addr[index], m, i + 1, ldp, pt_addr[index], ldo)
+            if index < last:
+                b.gemm("forward", c=h_addr[index], a=pt_addr[index], b=xt_addr[index], m=m,
+                       n=batch, k=i + 1, lda=ldo, ldb=ldb, ldc=ldb)
+                b.elementwise("forward", VecOp.MAXS, xt_addr[index + 1] + lo * ldb,
+                              h_addr[index], count=m * ldb, alpha=r["zero"])
+                _ring_emit(e, core, coll.all_gather(seg, xt_addr[index + 1], o * ldb, ldb))
+            else:
+                b.gemm("forward", c=h_addr[index] + lo * ldb, a=pt_addr[index],
+                       b=xt_addr[index], m=m, n=batch, k=i + 1, lda=ldo, ldb=ldb, ldc=ldb)
+                _ring_emit(e, core, coll.all_gather(seg, h_addr[index], o * ldb, ldb))
         if index < last:
-            b.gemm("forward", c=h_addr[index], a=pt_addr[index], b=xt_addr[index], m=m,
-                   n=batch, k=i + 1, lda=ldo, ldb=ldb, ldc=ldb)
-            b.elementwise("forward", VecOp.MAXS, xt_addr[index + 1] + lo * ldb, h_addr[index],
-                          count=m * ldb, alpha=r["zero"])
-            gathered = coll.all_gather(segment, xt_addr[index + 1], o * ldb, ldb)
+            relay(seg, segments[index + 1], xt_addr[index + 1], o * ldb)
+    if member[last]:
+        # Every core of the last segment forms the whole output gradient from the logits.
+        b.transpose(h_addr[last], classes, batch, ldb, logits_addr, ldc)
+        per_pe = _cdiv(classes, nr)
+        d_vec, t_vec, x_rep, scr = 0, per_pe, 2 * per_pe, 3 * per_pe
+        if graph.loss == "softmax_ce":
+            for sample in range(batch):
+                e("transfer", Opcode.LDV, spad=logits_addr + sample * ldc, memb=x_rep,
+                  len=classes, layout=Layout.COLREP)
+                e("transfer", Opcode.LDV, spad=t_spad + sample * ldc, memb=t_vec, len=classes,
+                  layout=Layout.COLREP)
+                e("loss", Opcode.SMXCE, z=d_vec, x=x_rep, t=t_vec, scr=scr, len=classes)
+                e("transfer", Opcode.STV, spad=dfull_addr + sample * ldc, memb=d_vec,
+                  len=classes, layout=Layout.DIAG)
         else:
-            b.gemm("forward", c=h_addr[index] + lo * ldb, a=pt_addr[index], b=xt_addr[index],
-                   m=m, n=batch, k=i + 1, lda=ldo, ldb=ldb, ldc=ldb)
-            gathered = coll.all_gather(segment, h_addr[index], o * ldb, ldb)
-        _ring_emit(e, segment, position, gathered)
-    # Every core forms the whole output gradient from the gathered logits.
-    b.transpose(h_addr[last], classes, batch, ldb, logits_addr, ldc)
-    per_pe = _cdiv(classes, nr)
-    d_vec, t_vec, x_rep, scr = 0, per_pe, 2 * per_pe, 3 * per_pe
-    if graph.loss == "softmax_ce":
-        for sample in range(batch):
-            e("transfer", Opcode.LDV, spad=logits_addr + sample * ldc, memb=x_rep, len=classes,
-              layout=Layout.COLREP)
-            e("transfer", Opcode.LDV, spad=t_spad + sample * ldc, memb=t_vec, len=classes,
-              layout=Layout.COLREP)
-            e("loss", Opcode.SMXCE, z=d_vec, x=x_rep, t=t_vec, scr=scr, len=classes)
-            e("transfer", Opcode.STV, spad=dfull_addr + sample * ldc, memb=d_vec, len=classes,
-              layout=Layout.DIAG)
-    else:
-        b.elementwise("loss", VecOp.MSEG, dfull_addr, logits_addr, t_spad, count=batch * ldc,
-                      alpha=r["mse"])
-    b.elementwise("loss", VecOp.SCALE, dfull_addr, dfull_addr, count=batch * ldc,
-                  alpha=r["step"] if plain else r["inv_batch"])
-    b.transpose(dfull_addr, batch, classes, ldc, dfull_t_addr, ldb)
+            b.elementwise("loss", VecOp.MSEG, dfull_addr, logits_addr, t_spad,
+                          count=batch * ldc, alpha=r["mse"])
+        b.elementwise("loss", VecOp.SCALE, dfull_addr, dfull_addr, count=batch * ldc,
+                      alpha=r["step"] if plain else r["inv_batch"])
+        b.transpose(dfull_addr, batch, classes, ldc, dfull_t_addr, ldb)
     for index in reversed(range(len(layers))):
         o, i = layers[index]
+        seg = segments[index]
         ldp, ldo = _ceil(i + 1, nr), _ceil(widest_rows[index], nr)
         lo, m = own[index][0], rows[index]
         dt_own = dfull_t_addr + lo * ldb if index == last else dt_addr[index]
-        b.transpose(dt_own, m, batch, ldb, d_addr[index], ldo)
+        if member[index]:
+            b.transpose(dt_own, m, batch, ldb, d_addr[index], ldo)
+            if index > 0:
+                b.gemm("delta", c=e_addr, a=p_addr[index], b=dt_own, m=i, n=batch, k=m,
+                       lda=ldp, ldb=ldb, ldc=ldb)
         if index > 0:
-            b.gemm("delta", c=e_addr, a=p_addr[index], b=dt_own, m=i, n=batch, k=m,
-                   lda=ldp, ldb=ldb, ldc=ldb)
-            _ring_emit(e, segment, position,
-                       coll.reduce_scatter(segment, e_addr, i * ldb, ldb))
-            below_lo, below_rows = own[index - 1][0], rows[index - 1]
-            b.elementwise("delta", VecOp.RELUD, dt_addr[index - 1], h_addr[index - 1],
-                          e_addr + below_lo * ldb, count=below_rows * ldb)
-            b.transpose(xt_addr[index], i + 1, batch, ldb, x_addr[index], ldp)
+            below = segments[index - 1]
+            if member[index]:
+                # The layer below's own rows of E; the whole E when it lives elsewhere.
+                summed = coll.reduce_scatter if below == seg else coll.all_reduce
+                _ring_emit(e, core, summed(seg, e_addr, i * ldb, ldb))
+            relay(seg, below, e_addr, i * ldb)
+            if member[index - 1]:
+                below_lo, below_rows = own[index - 1][0], rows[index - 1]
+                b.elementwise("delta", VecOp.RELUD, dt_addr[index - 1], h_addr[index - 1],
+                              e_addr + below_lo * ldb, count=below_rows * ldb)
+            if member[index]:
+                b.transpose(xt_addr[index], i + 1, batch, ldb, x_addr[index], ldp)
+        if not member[index]:
+            continue
         target = p_addr[index] if plain else g_addr
         if index == 0:
             b.gemm("update", c=target, a=x_addr[0], b=d_addr[0], m=i + 1, n=m, k=batch,
@@ -358,7 +426,7 @@ def _sgd_core(graph, cfg, segment, position, blocks) -> Compiled:
 
     e = _Emitter()
     r = SCALAR_REGS
-    ring = lambda words: _ring_emit(e, segment, position, words)  # noqa: E731
+    ring = lambda words: _ring_emit(e, segment[position], words)  # noqa: E731
     e("transfer", Opcode.LDV, spad=x_spad, memb=x_diag, len=width[0], layout=Layout.DIAG)
     e("forward", Opcode.BCAST, dst=x_rep[0], src=x_diag, len=width[0], layout=Layout.COLREP)
     for index, (o, i) in enumerate(layers):

@@ -34,10 +34,10 @@ class RingTrainer:
         self.ring = RingDriver(device)
         cfg = compiled.config
         self.ring.set_sources(compiled.sources)
-        self.trainers = [HardwareTrainer(c, CoreWindow(device, k))
-                         for k, c in zip(compiled.segment, compiled.cores)]
+        self.trainers = {k: HardwareTrainer(c, CoreWindow(device, k))
+                         for k, c in compiled.compiled.items()}
         for k, program in enumerate(compiled.programs()):
-            if k not in compiled.segment:
+            if k not in compiled.compiled:
                 self.ring.cores[k].load_program(program)
         self.predicted = compiled.predicted_cycles()
         self.start_pcs = [0] * cfg.cores
@@ -49,34 +49,41 @@ class RingTrainer:
 
     # -- parameters ----------------------------------------------------------------------
 
-    def _shares(self, pairs, position):
-        blocks = [parts[position] for parts in self.compiled.blocks]
-        last = len(blocks) - 1
+    def _shares(self, pairs, core):
+        """Core ``core``'s share of ``[(W, b), ...]``; ``(None, None)`` for other layers."""
+        c = self.compiled
+        last = len(c.blocks) - 1
         out = []
         for index, (w, b) in enumerate(pairs):
+            seg = c.segments[index]
+            if core not in seg:
+                out.append((None, None))
+                continue
+            position = seg.index(core)
             w, b = np.asarray(w, dtype=np.uint64), np.asarray(b, dtype=np.uint64)
-            lo, hi = blocks[index]
-            if self.compiled.split == "rows":
+            lo, hi = c.blocks[index][position]
+            if c.split == "rows":
                 out.append((w[lo:hi], b[lo:hi]))
             else:
-                blo, bhi = blocks[index + 1] if index < last else (0, len(b))
+                blo, bhi = c.blocks[index + 1][position] if index < last else (0, len(b))
                 out.append((w[:, lo:hi], b[blo:bhi]))
         return out
 
     def load_parameters(self, weights, moments=None) -> None:
         """Write ``[(W, b), ...]`` (and the momentum) as each core's share (bits)."""
-        for position, trainer in enumerate(self.trainers):
-            trainer.load_parameters(self._shares(weights, position),
-                                    None if moments is None else
-                                    self._shares(moments, position))
+        for core, trainer in self.trainers.items():
+            trainer.load_parameters(self._shares(weights, core),
+                                    None if moments is None else self._shares(moments, core))
 
-    def _assemble(self, shares):
+    def _assemble(self, parts):
+        """Whole tensors from ``{core: [(W, b) share per layer]}``."""
+        c = self.compiled
         last = len(self.graph.layers) - 1
         out = []
-        for index in range(len(self.graph.layers)):
-            ws = [s[index][0] for s in shares]
-            bs = [s[index][1] for s in shares]
-            if self.compiled.split == "rows":
+        for index, seg in enumerate(c.segments):
+            ws = [parts[k][index][0] for k in seg]
+            bs = [parts[k][index][1] for k in seg]
+            if c.split == "rows":
                 out.append((np.vstack(ws), np.concatenate(bs)))
                 continue
             if index == last:
@@ -91,10 +98,10 @@ class RingTrainer:
 
     def read_parameters(self):
         """Return ``(weights, moments)`` gathered from every core (bit patterns)."""
-        parts = [t.read_parameters() for t in self.trainers]
-        weights = self._assemble([p[0] for p in parts])
+        parts = {k: t.read_parameters() for k, t in self.trainers.items()}
+        weights = self._assemble({k: p[0] for k, p in parts.items()})
         if self.graph.optimizer.momentum > 0:
-            moments = self._assemble([p[1] for p in parts])
+            moments = self._assemble({k: p[1] for k, p in parts.items()})
         else:
             moments = [(np.zeros_like(w), np.zeros_like(b)) for w, b in weights]
         return weights, moments
@@ -103,20 +110,24 @@ class RingTrainer:
 
     def set_lr(self, lr: float) -> None:
         """Write every core's scalar registers for learning rate ``lr``."""
-        for trainer in self.trainers:
+        for trainer in self.trainers.values():
             trainer.set_lr(lr)
 
     def step(self, x, targets) -> tuple[np.ndarray, RingRun]:
         """Run one step on every core; return the logits and the ring's counters."""
+        c = self.compiled
         x = np.asarray(x, dtype=np.uint64).reshape(self.graph.batch, -1)
-        for position, trainer in enumerate(self.trainers):
-            if self.compiled.split == "columns":
-                lo, hi = self.compiled.blocks[0][position]
+        first, last = c.segments[0], c.segments[-1]
+        for core, trainer in self.trainers.items():
+            if core not in first and core not in last:
+                continue
+            if c.split == "columns":
+                lo, hi = c.blocks[0][first.index(core)]
                 trainer.stage(x[:, lo:hi], targets)
             else:
                 trainer.stage(x, targets)
         run = self.ring.run(self.start_pcs, timeout_cycles=4 * self.step_cycles + 10_000)
-        logits = self.trainers[0].logits()
+        logits = self.trainers[last[0]].logits()
         if run.cycles != self.predicted:
             raise StepMismatch(f"the cores took {run.cycles} cycles; the ring model predicted "
                                f"{self.predicted}")

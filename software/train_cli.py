@@ -49,9 +49,10 @@ def add_graph_arguments(p) -> None:
     p.add_argument("--config", default="small", help="config preset or JSON file")
     p.add_argument("--cores", type=int, default=None, help="cores on the ring (default: the "
                    "config's); more than one spreads the model over them (docs/multicore.md)")
-    p.add_argument("--segments", default=None, metavar="CORES",
-                   help="the segment the layers are placed on, cores in ring order, e.g. "
-                   "0-3 or 0,1,6,7 (closed into a sub-ring; default: every core)")
+    p.add_argument("--segments", default=None, metavar="CORES[/CORES...]",
+                   help="where the layers go: one segment for all (cores in ring order, "
+                   "e.g. 0-3 or 0,1,6,7) or one per layer separated by / (e.g. 0-1/2-3/2-3, "
+                   "mbgd); each segment is closed into a sub-ring (default: every core)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a config field, e.g. --set mema_words=8192")
 
@@ -88,10 +89,15 @@ class UsageError(ValueError):
     """A user mistake in the options; printed as one line."""
 
 
-def parse_segment(text: str, cores: int) -> tuple:
-    """Parse ``--segments`` (``0-3``, ``0,1,6,7``, ``2-3,0``) into cores in ring order."""
+def parse_segments(text: str, cores: int) -> list:
+    """Parse ``--segments``: segments (``0-3``, ``0,1,6,7``, ``2-3,0``: cores in ring order)
+    separated by ``/``, one for all layers or one per layer."""
+    return [_parse_segment(part, text, cores) for part in text.split("/")]
+
+
+def _parse_segment(part_text: str, text: str, cores: int) -> tuple:
     out = []
-    for part in text.split(","):
+    for part in part_text.split(","):
         lo, sep, hi = part.strip().partition("-")
         try:
             first, last = int(lo), int(hi) if sep else int(lo)
@@ -144,8 +150,8 @@ def compile_for(graph, cfg, opts: dict):
 
     if cfg.cores == 1:
         return compile_training(graph, cfg)
-    segment = parse_segment(opts["segments"], cfg.cores) if opts.get("segments") else None
-    return compile_ring(graph, cfg, segment)
+    segments = parse_segments(opts["segments"], cfg.cores) if opts.get("segments") else None
+    return compile_ring(graph, cfg, segments)
 
 
 def options_from_args(args) -> dict:
@@ -268,6 +274,7 @@ def run_session(device, opts: dict, *, out=_say) -> dict:
               "backend": opts["backend"], "seed": seed, "shuffle": shuffle,
               "instructions": _instructions(compiled), "step_cycles": compiled.step_cycles,
               "cores": list(getattr(compiled, "segment", (0,))),
+              "segments": [list(s) for s in getattr(compiled, "segments", [(0,)])],
               "epochs": session.history, "wall_seconds": time.monotonic() - started,
               "golden_checked_steps": session.steps if session.check_golden else 0}
     if session.check_golden:
@@ -281,10 +288,11 @@ def _instructions(compiled) -> int:
 
 
 def _ring_text(compiled) -> str:
-    segment = getattr(compiled, "segment", None)
-    if segment is None:
+    segments = getattr(compiled, "segments", None)
+    if segments is None:
         return ""
-    return f", {len(segment)} cores {','.join(map(str, segment))} ({compiled.split} split)"
+    where = "/".join(",".join(map(str, s)) for s in dict.fromkeys(segments))
+    return f", {len(compiled.segment)} cores {where} ({compiled.split} split)"
 
 
 def _write_outputs(opts, result):
@@ -348,7 +356,7 @@ def run(args, run_on) -> int:
         raise UsageError(f"--limit must be at least 1, not {opts['limit']}")
     cfg = config_from_options(opts)
     if opts.get("segments"):
-        parse_segment(opts["segments"], cfg.cores)
+        parse_segments(opts["segments"], cfg.cores)
     if cfg.cores > 1 and opts["backend"] not in RING_BACKENDS:
         raise UsageError(f"--backend {opts['backend']} simulates one core; a ring of "
                          f"{cfg.cores} cores runs on {' or '.join(RING_BACKENDS)}")

@@ -156,9 +156,11 @@ class Session:
         if isinstance(self.compiled, RingCompiled):
             self.hw = RingTrainer(self.compiled, self.device)
             self.cores = len(self.compiled.segment)
+            self.layer_cores = [len(s) for s in self.compiled.segments]
         else:
             self.hw = HardwareTrainer(self.compiled, self.device)
             self.cores = 1
+            self.layer_cores = 1
         self.hw.load_parameters(self.initial)
         self.epoch, self.steps = 0, 0
         self.golden = self._golden(self.initial, None) if self.check_golden else None
@@ -168,7 +170,8 @@ class Session:
         g = GoldenTrainer(graph.sizes, graph.loss, cfg.nr, cfg.operand, cfg.acc, weights,
                           k_chunk=self.compiled.k_chunk,
                           momentum=graph.optimizer.momentum > 0,
-                          weight_decay=graph.optimizer.weight_decay > 0, cores=self.cores)
+                          weight_decay=graph.optimizer.weight_decay > 0,
+                          cores=self.layer_cores)
         if moments is not None:
             g.moments = [(np.array(a), np.array(b)) for a, b in moments]
         return g

@@ -29,3 +29,9 @@ def test_four_core_training_steps_are_bit_exact(device, case, algorithm, rng):
     train_and_compare(CFG, *case[:1], algorithm, *case[1:], steps=STEPS, device=device,
                       rng=rng)
     print(f"{STEPS} {algorithm} steps of {case[0]} on 4 cores: RTL == golden, cycles == model")
+
+
+@requires_verilator
+def test_layers_on_their_own_segments_on_the_rtl(device, rng):
+    train_and_compare(CFG, (10, 9, 8, 6), "mbgd", 3, "mse", 0.9, 0.01, steps=12,
+                      device=device, rng=rng, segments=[(3,), (0, 1, 2), (3,)])

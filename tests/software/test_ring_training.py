@@ -22,12 +22,13 @@ CASES = [  # sizes, batch (mbgd), loss, momentum, weight decay
 ]
 
 
-def train_and_compare(cfg, sizes, algorithm, batch, loss, momentum, wd, steps, device, rng):
+def train_and_compare(cfg, sizes, algorithm, batch, loss, momentum, wd, steps, device, rng,
+                      segments=None):
     """Run ``steps`` steps on ``device`` and on the golden trainer; compare every bit."""
     batch = 1 if algorithm == "sgd" else batch
     graph = TrainingGraph(sizes, loss=loss, algorithm=algorithm, batch=batch,
                           optimizer=Optimizer(lr=0.2, momentum=momentum, weight_decay=wd))
-    compiled = compile_ring(graph, cfg)
+    compiled = compile_ring(graph, cfg, segments)
     fmt = cfg.operand
     init = [(to_bits(w, fmt), to_bits(b, fmt))
             for w, b in default_weights(sizes, int(rng.integers(1000)))]
@@ -35,8 +36,8 @@ def train_and_compare(cfg, sizes, algorithm, batch, loss, momentum, wd, steps, d
     hw.load_parameters(init)
     hw.set_lr(0.2)
     gold = GoldenTrainer(sizes, loss, cfg.nr, fmt, cfg.acc, init,
-                         k_chunk=compiled.cores[0].k_chunk, momentum=momentum > 0,
-                         weight_decay=wd > 0, cores=cfg.cores)
+                         k_chunk=compiled.k_chunk, momentum=momentum > 0,
+                         weight_decay=wd > 0, cores=[len(s) for s in compiled.segments])
     s = scalars(fmt, lr=0.2, batch=batch, momentum=momentum, weight_decay=wd,
                 outputs=sizes[-1])
     for step in range(steps):
@@ -92,8 +93,27 @@ def test_too_many_cores_is_a_clear_error():
         compile_ring(TrainingGraph((6, 5, 3), algorithm="mbgd", batch=2), cfg)
     with pytest.raises(CompileError, match="layer 1 has 5 inputs, too few to give each of 4"):
         compile_ring(TrainingGraph((9, 5, 3), algorithm="sgd"), cfg)
-    with pytest.raises(CompileError, match="names cores"):
-        compile_ring(TrainingGraph((9, 8, 3), algorithm="sgd"), cfg, segment=(0, 4))
+    with pytest.raises(CompileError, match="must name distinct cores"):
+        compile_ring(TrainingGraph((9, 8, 3), algorithm="sgd"), cfg, segments=(0, 4))
+    mbgd = TrainingGraph((9, 8, 7, 6), algorithm="mbgd", batch=2)
+    with pytest.raises(CompileError, match="share core 1"):
+        compile_ring(mbgd, cfg, segments=[(0, 1), (1, 2), (3,)])
+    with pytest.raises(CompileError, match="2 segments for 3 layers"):
+        compile_ring(mbgd, cfg, segments=[(0, 1), (2, 3)])
+    with pytest.raises(CompileError, match="need --algorithm mbgd"):
+        compile_ring(TrainingGraph((9, 8, 3), algorithm="sgd"), cfg, segments=[(0,), (1,)])
+
+
+@pytest.mark.parametrize("segments", [
+    [(0, 1), (2, 3), (2, 3)],        # the output layers on a second sub-ring
+    [(3,), (0, 1, 2), (3,)],         # hand-offs round the ring through idle cores
+    [(2, 0), (1,), (2, 0)],          # a segment in its own ring order
+], ids=["two-sub-rings", "wrap-around", "reordered"])
+def test_layers_on_their_own_segments(segments, rng):
+    cfg = preset("tiny").replace(cores=4)
+    hw = train_and_compare(cfg, (10, 9, 8, 6), "mbgd", 3, "mse", 0.9, 0.01, steps=3,
+                           device=RingIsaDevice(cfg), rng=rng, segments=segments)
+    assert hw.compiled.segments == segments
 
 
 def test_train_command_on_a_segment_of_the_ring(tmp_path, capsys):
@@ -112,11 +132,22 @@ def test_train_command_on_a_segment_of_the_ring(tmp_path, capsys):
     assert report["cores"] == [2, 0, 1] and report["epochs"][1]["phases"]["ring"]["cycles"] > 0
 
 
+def test_train_command_with_a_segment_per_layer(capsys):
+    from caterpillar.software.cli import main
+
+    assert main(["train", "--backend", "isa", "--quiet", "--limit", "16", "--epochs", "1",
+                 "--model", "64-12-10", "--cores", "4", "--segments", "3,0/1-2",
+                 "--algorithm", "mbgd", "--batch", "4", "--check-golden"]) == 0
+    out = capsys.readouterr().out
+    assert "4 cores 3,0/1,2 (rows split)" in out and "golden check: 4 steps" in out
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--cores", "2", "--backend", "amaranth"], "runs on isa or verilator"),
     (["--segments", "0-1"], "name distinct cores 0..0"),
     (["--cores", "2", "--segments", "0-2"], "name distinct cores 0..1"),
     (["--cores", "2", "--segments", "a"], "use core numbers"),
+    (["--cores", "4", "--segments", "0-1/1-2", "--algorithm", "mbgd"], "share core 1"),
     (["--cores", "2", "--save-program", "p.npz"], "--program and --save-program are for one"),
     (["--cores", "8", "--model", "64-6-10"], "too few to give each of 8"),
 ])
