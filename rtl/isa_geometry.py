@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .isa import Opcode, VecOp
 
 __all__ = ["vmax", "vmin", "select", "cdiv", "log2", "Segment", "Check", "kernel_plan",
-           "KernelPlan", "GemmPhase", "gemm_schedule"]
+           "KernelPlan", "GemmPhase", "gemm_schedule", "ring_queue_depth"]
 
 
 def _is_int(*values) -> bool:
@@ -99,6 +99,12 @@ class KernelPlan:
 #: Micro-op steps of SMXCE's exp sequence per element, and of its reciprocal (one PE).
 SMX_EXP_STEPS = 12
 SMX_RECIP_STEPS = 8
+
+
+def ring_queue_depth(cfg) -> int:
+    """Entries of a ring engine's outgoing queue: one beat per cycle through the add pipeline
+    (docs/multicore.md)."""
+    return cfg.add_latency + 4
 
 
 def _range(base, extent, size: int, cause: str, what: str) -> Check:

@@ -8,15 +8,10 @@ from amaranth.lib.wiring import In, Out
 
 from .fp.adder import FPAdder
 from .isa import Opcode, operand_layout
-from .isa_geometry import cdiv
+from .isa_geometry import cdiv, ring_queue_depth
 from .ring_link import ring_link
 
-__all__ = ["RingEngine", "out_queue_depth"]
-
-
-def out_queue_depth(cfg) -> int:
-    """Entries of the outgoing queue: enough for one beat per cycle through the add pipeline."""
-    return cfg.add_latency + 4
+__all__ = ["RingEngine"]
 
 
 class RingEngine(wiring.Component):
@@ -26,9 +21,10 @@ class RingEngine(wiring.Component):
     engine is active from the next cycle until the cycle ``finished`` is high, and then idle.
 
     * Send: row ``src / nr + i`` is read in the cycle its read is issued and pushed into the
-      outgoing queue (depth :func:`out_queue_depth`) the next cycle; a read is issued while
-      ``level + read_in_flight < depth``. The queue's head drives ``link_out`` (``valid`` is
-      ``level > 0``), so a word pushed in cycle ``t`` can leave in ``t + 1``: one cycle per hop.
+      outgoing queue (:func:`~caterpillar.rtl.isa_geometry.ring_queue_depth` entries) the
+      next cycle; a read is issued while ``level + read_in_flight < depth``. The queue's head
+      drives ``link_out`` (``valid`` is ``level > 0``), so a word pushed in cycle ``t`` can
+      leave in ``t + 1``: one cycle per hop.
     * Receive: ``link_in.ready`` is high while beats remain and, with ``fwd``, while
       ``level + pending < depth`` (``pending``: beats inside the add pipeline). A beat accepted
       in cycle ``t`` is, without ``add``, written (``keep``) and queued (``fwd``) in ``t``;
@@ -57,8 +53,6 @@ class RingEngine(wiring.Component):
     wr_addr : Out(spad row address)
     wr_data : Out(ArrayLayout(word, nr))
     wr_lanes : Out(nr)
-    beats : Out(1)
-        A beat was received this cycle (for the performance counters).
     """
 
     def __init__(self, cfg):
@@ -72,13 +66,12 @@ class RingEngine(wiring.Component):
             "rd_addr": Out(range(rows)), "rd_en": Out(1), "rd_data": In(lanes),
             "op_addr": Out(range(rows)), "op_en": Out(1), "op_data": In(lanes),
             "wr_addr": Out(range(rows)), "wr_data": Out(lanes), "wr_lanes": Out(cfg.nr),
-            "beats": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        nr, depth, lat = cfg.nr, out_queue_depth(cfg), cfg.add_latency
+        nr, depth, lat = cfg.nr, ring_queue_depth(cfg), cfg.add_latency
         shift = (nr - 1).bit_length()
         lanes = data.ArrayLayout(cfg.word_width, nr)
         f = self.fields
@@ -125,7 +118,7 @@ class RingEngine(wiring.Component):
         m.d.comb += self.link_in.ready.eq(active & (recv_left != 0) & room)
         accept = self.link_in.valid & self.link_in.ready
         beat_lanes = Mux(recv_left == 1, last_lanes, (1 << nr) - 1)
-        m.d.comb += [self.beats.eq(accept), self.op_addr.eq(recv_row),
+        m.d.comb += [self.op_addr.eq(recv_row),
                      self.op_en.eq(accept & add)]
         with m.If(accept):
             m.d.sync += [recv_row.eq(recv_row + 1), recv_left.eq(recv_left - 1)]

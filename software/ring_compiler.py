@@ -1,9 +1,10 @@
 """The training compiler for a ring of cores: one instruction stream per core.
 
-``compile_ring(graph, cfg, segment)`` spreads the model over the cores of ``segment`` (ring
-order) and returns a :class:`RingCompiled`: one :class:`~caterpillar.software.compiler.Compiled`
-per core (its program, its share of the parameters, its SPAD plan; every core has the same
-addresses), the ``SRC`` registers that close the segment into a ring, and the partition.
+``compile_ring(graph, cfg, segments)`` spreads the model over the cores of the ring (one
+segment for every layer, or one per layer) and returns a :class:`RingCompiled`: one
+:class:`~caterpillar.software.compiler.Compiled` per working core (its program, its share of
+the parameters, its SPAD plan; every core has the same addresses), the ``SRC`` registers that
+close each segment into a sub-ring, and the partition.
 
 ``mbgd`` (the bucket algorithm, model parallel). Core ``k`` owns the output rows ``R_k`` of
 every layer (``ring_blocks(out, C, 1)``): its row panel of ``[W | b]``. Per layer:

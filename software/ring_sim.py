@@ -16,6 +16,7 @@ import numpy as np
 
 from caterpillar.golden import numerics
 from caterpillar.rtl.isa import Opcode
+from caterpillar.rtl.isa_geometry import ring_queue_depth
 from caterpillar.rtl.regmap import HOST_ADDR_BITS, RING_ID, RING_SLOT, RingRegisterMap
 
 from .device import Device, DeviceTimeout
@@ -29,14 +30,7 @@ from .isasim import (
     instruction_cycles,
 )
 
-__all__ = ["EngineModel", "RingSim", "RingIsaDevice", "RingDeadlock", "out_queue_depth",
-           "predict_ring_cycles"]
-
-
-def out_queue_depth(cfg) -> int:
-    """Entries of an engine's outgoing queue (:func:`caterpillar.rtl.ring_engine.out_queue_depth`
-    without importing Amaranth)."""
-    return cfg.add_latency + 4
+__all__ = ["EngineModel", "RingSim", "RingIsaDevice", "RingDeadlock", "predict_ring_cycles"]
 
 
 class RingDeadlock(RuntimeError):
@@ -48,13 +42,12 @@ class EngineModel:
 
     def __init__(self, cfg, spad: np.ndarray):
         self.cfg, self.spad = cfg, spad
-        self.nr, self.depth, self.lat = cfg.nr, out_queue_depth(cfg), cfg.add_latency
+        self.nr, self.depth, self.lat = cfg.nr, ring_queue_depth(cfg), cfg.add_latency
         self.active = False
         self.chain = False
         self.queue = deque()
         self.read_in_flight = None
         self.tags = [None] * (self.lat + 1)
-        self.beats = 0
 
     def start(self, f):
         nr = self.nr
@@ -121,7 +114,6 @@ class EngineModel:
         if beat is not None:
             self.recv_row += 1
             self.recv_left -= 1
-            self.beats += 1
         # Queue: pop the head, push the read data of the last cycle or the forwarded row.
         if pop:
             self.queue.popleft()
