@@ -23,6 +23,7 @@ def device():
 
 
 @requires_verilator
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["sgd", "mbgd"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c[0])))
 def test_four_core_training_steps_are_bit_exact(device, case, algorithm, rng):
@@ -32,6 +33,7 @@ def test_four_core_training_steps_are_bit_exact(device, case, algorithm, rng):
 
 
 @requires_verilator
+@pytest.mark.slow
 def test_layers_on_their_own_segments_on_the_rtl(device, rng):
     train_and_compare(CFG, (10, 9, 8, 6), "mbgd", 3, "mse", 0.9, 0.01, steps=12,
                       device=device, rng=rng, segments=[(3,), (0, 1, 2), (3,)])
