@@ -269,14 +269,8 @@ def _compile_sgd(graph: TrainingGraph, cfg) -> Compiled:
             e("forward", Opcode.BCAST, dst=x_rep[index + 1], src=act[index], len=o,
               layout=Layout.COLREP)
     e("transfer", Opcode.STV, spad=logits_spad, memb=h[last], len=classes, layout=Layout.DIAG)
-    if graph.loss == "softmax_ce":
-        e("loss", Opcode.BCAST, dst=h_rep, src=h[last], len=classes, layout=Layout.COLREP)
-        e("transfer", Opcode.LDV, spad=t_spad, memb=t_buf, len=classes, layout=Layout.COLREP)
-        e("loss", Opcode.SMXCE, z=delta[last], x=h_rep, t=t_buf, scr=scr, len=classes)
-    else:
-        e("transfer", Opcode.LDV, spad=t_spad, memb=t_buf, len=classes, layout=Layout.DIAG)
-        e("loss", Opcode.VOP, fn=VecOp.MSEG, layout=Layout.DIAG, z=delta[last], x=h[last],
-          y=t_buf, len=classes, alpha=r["mse"])
+    _sgd_output_gradient(e, graph.loss, classes, logits=h[last], out=delta[last],
+                         t_spad=t_spad, t_buf=t_buf, h_rep=h_rep, scr=scr)
     for index in reversed(range(len(layers))):
         o, i = layers[index]
         e("delta", Opcode.BCAST, dst=d_rep, src=delta[index], len=o, layout=Layout.ROWREP)
@@ -288,20 +282,38 @@ def _compile_sgd(graph: TrainingGraph, cfg) -> Compiled:
         e("update", Opcode.GER, o * i, w=w_addr[index], u=d_rep, v=x_rep[index],
           mom=m_addr[index] if use_mom else 0, rows=o, cols=i, ldw=loc(i), alpha=r["neg_lr"],
           wd=r["wd"], mu=r["mu"], use_wd=int(use_wd), use_mom=int(use_mom))
-        grad = delta[index]
-        if use_wd:
-            e("update", Opcode.VOP, fn=VecOp.AXPY, layout=Layout.DIAG, z=g_buf,
-              x=b_addr[index], y=grad, len=o, alpha=r["wd"])
-            grad = g_buf
-        if use_mom:
-            e("update", Opcode.VOP, fn=VecOp.AXPY, layout=Layout.DIAG, z=bm_addr[index],
-              x=bm_addr[index], y=grad, len=o, alpha=r["mu"])
-            grad = bm_addr[index]
-        e("update", Opcode.VOP, fn=VecOp.AXPY, layout=Layout.DIAG, z=b_addr[index], x=grad,
-          y=b_addr[index], len=o, alpha=r["neg_lr"])
+        _sgd_bias_update(e, b_addr[index], delta[index], o, g_buf=g_buf,
+                         mom=bm_addr[index] if use_mom else None, use_wd=use_wd)
     e("transfer", Opcode.HALT)
     io = {"inputs": x_spad, "targets": t_spad, "logits": logits_spad}
     return Compiled(graph, cfg, e.words, e.phases, e.macs, tensors, io, staging=staging)
+
+
+def _sgd_output_gradient(e, loss, classes, *, logits, out, t_spad, t_buf, h_rep, scr):
+    """The output gradient of one sample from the logits (MemB diagonal) into ``out``."""
+    if loss == "softmax_ce":
+        e("loss", Opcode.BCAST, dst=h_rep, src=logits, len=classes, layout=Layout.COLREP)
+        e("transfer", Opcode.LDV, spad=t_spad, memb=t_buf, len=classes, layout=Layout.COLREP)
+        e("loss", Opcode.SMXCE, z=out, x=h_rep, t=t_buf, scr=scr, len=classes)
+    else:
+        e("transfer", Opcode.LDV, spad=t_spad, memb=t_buf, len=classes, layout=Layout.DIAG)
+        e("loss", Opcode.VOP, fn=VecOp.MSEG, layout=Layout.DIAG, z=out, x=logits, y=t_buf,
+          len=classes, alpha=SCALAR_REGS["mse"])
+
+
+def _sgd_bias_update(e, bias, grad, count, *, g_buf, mom, use_wd):
+    """``b -= lr (mu m + (g + wd b))`` by VOPs, in :func:`ger`'s order (momentum if ``mom``)."""
+    r = SCALAR_REGS
+    if use_wd:
+        e("update", Opcode.VOP, fn=VecOp.AXPY, layout=Layout.DIAG, z=g_buf, x=bias, y=grad,
+          len=count, alpha=r["wd"])
+        grad = g_buf
+    if mom is not None:
+        e("update", Opcode.VOP, fn=VecOp.AXPY, layout=Layout.DIAG, z=mom, x=mom, y=grad,
+          len=count, alpha=r["mu"])
+        grad = mom
+    e("update", Opcode.VOP, fn=VecOp.AXPY, layout=Layout.DIAG, z=bias, x=grad, y=bias,
+      len=count, alpha=r["neg_lr"])
 
 
 # -- MBGD: GEMM kernels on SPAD-resident matrices -------------------------------------------
@@ -347,6 +359,58 @@ class _MbgdBuilder:
             self.e(phase, Opcode.VOP, fn=fn, layout=Layout.DIAG, z=bz, x=bx,
                    y=by if y is not None else bx, len=length, alpha=alpha)
             self.e("transfer", Opcode.STV, spad=z + s0, memb=bz, len=length, layout=Layout.DIAG)
+
+    def output_gradient(self, loss, *, logits, targets, out, batch, classes, plain):
+        """The scaled output gradient of a batch: logits, targets and ``out`` batch-major
+        (leading dimension ``ceil(classes, nr)``)."""
+        nr, e, r = self.cfg.nr, self.e, SCALAR_REGS
+        ldc = _ceil(classes, nr)
+        per_pe = _cdiv(classes, nr)
+        d_vec, t_vec, x_rep, scr = 0, per_pe, 2 * per_pe, 3 * per_pe
+        if loss == "softmax_ce":
+            for sample in range(batch):
+                e("transfer", Opcode.LDV, spad=logits + sample * ldc, memb=x_rep, len=classes,
+                  layout=Layout.COLREP)
+                e("transfer", Opcode.LDV, spad=targets + sample * ldc, memb=t_vec, len=classes,
+                  layout=Layout.COLREP)
+                e("loss", Opcode.SMXCE, z=d_vec, x=x_rep, t=t_vec, scr=scr, len=classes)
+                e("transfer", Opcode.STV, spad=out + sample * ldc, memb=d_vec, len=classes,
+                  layout=Layout.DIAG)
+        else:
+            self.elementwise("loss", VecOp.MSEG, out, logits, targets, count=batch * ldc,
+                             alpha=r["mse"])
+        # The batch mean (and, without optimiser state, the step -lr) scales the output
+        # gradient once; every delta and weight gradient below inherits it.
+        self.elementwise("loss", VecOp.SCALE, out, out, count=batch * ldc,
+                         alpha=r["step"] if plain else r["inv_batch"])
+
+    def update(self, first, *, p, g, mom, x, d, rows, inputs, batch, use_wd, ldo=None):
+        """``[W | b] (+)= D^T [A | 1]`` for a panel of ``rows`` outputs (the first layer's
+        panel is transposed; ``ldo``: its leading dimension and that of ``d``, by default
+        ``ceil(rows, nr)``), then the optimiser (``g``: gradient scratch, ``None`` without
+        momentum and weight decay; ``mom``: the momentum panel or ``None``)."""
+        nr, r = self.cfg.nr, SCALAR_REGS
+        ldp, ldo = _ceil(inputs + 1, nr), ldo or _ceil(rows, nr)
+        plain = g is None
+        target = p if plain else g
+        if first:
+            # [W0 | b0]^T (+)= [a | 1]^T d: the same products, summed in the same order.
+            self.gemm("update", c=target, a=x, b=d, m=inputs + 1, n=rows, k=batch, lda=ldp,
+                      ldb=ldo, ldc=ldo, accumulate=plain)
+            words = (inputs + 1) * ldo
+        else:
+            self.gemm("update", c=target, a=d, b=x, m=rows, n=inputs + 1, k=batch, lda=ldo,
+                      ldb=ldp, ldc=ldp, accumulate=plain)
+            words = rows * ldp
+        if plain:
+            return
+        if use_wd:
+            self.elementwise("update", VecOp.AXPY, g, p, g, count=words, alpha=r["wd"])
+        grad = g
+        if mom is not None:
+            self.elementwise("update", VecOp.AXPY, mom, mom, g, count=words, alpha=r["mu"])
+            grad = mom
+        self.elementwise("update", VecOp.AXPY, p, grad, p, count=words, alpha=r["neg_lr"])
 
     def transpose(self, src, rows, cols, lds, dst, ldd):
         """Write the transpose of the ``rows x cols`` SPAD matrix at ``src`` to ``dst``."""
@@ -430,24 +494,8 @@ def _compile_mbgd(graph: TrainingGraph, cfg) -> Compiled:
             b.gemm("forward", c=ht_addr[index], a=xt_addr[index], b=pt_addr[index], m=batch,
                    n=o, k=i + 1, lda=ldb, ldb=ldo, ldc=ldo)
     ldc_ = _ceil(classes, nr)
-    per_pe = _cdiv(classes, nr)
-    d_vec, t_vec, x_rep, scr = 0, per_pe, 2 * per_pe, 3 * per_pe
-    for sample in range(batch):
-        row = ht_addr[last] + sample * ldc_
-        if graph.loss == "softmax_ce":
-            e("transfer", Opcode.LDV, spad=row, memb=x_rep, len=classes, layout=Layout.COLREP)
-            e("transfer", Opcode.LDV, spad=t_spad + sample * ldc_, memb=t_vec, len=classes,
-              layout=Layout.COLREP)
-            e("loss", Opcode.SMXCE, z=d_vec, x=x_rep, t=t_vec, scr=scr, len=classes)
-            e("transfer", Opcode.STV, spad=d_addr[last] + sample * ldc_, memb=d_vec,
-              len=classes, layout=Layout.DIAG)
-    if graph.loss == "mse":
-        b.elementwise("loss", VecOp.MSEG, d_addr[last], ht_addr[last], t_spad,
-                      count=batch * ldc_, alpha=r["mse"])
-    # The batch mean (and, without optimiser state, the step -lr) scales the output gradient
-    # once; every delta and weight gradient below inherits it.
-    b.elementwise("loss", VecOp.SCALE, d_addr[last], d_addr[last], count=batch * ldc_,
-                  alpha=r["step"] if plain else r["inv_batch"])
+    b.output_gradient(graph.loss, logits=ht_addr[last], targets=t_spad, out=d_addr[last],
+                      batch=batch, classes=classes, plain=plain)
     for index in reversed(range(len(layers))):
         o, i = layers[index]
         ldp, ldo = _ceil(i + 1, nr), _ceil(o, nr)
@@ -460,28 +508,9 @@ def _compile_mbgd(graph: TrainingGraph, cfg) -> Compiled:
                           e_addr, count=i * ldb)
             b.transpose(dt_addr[index - 1], i, batch, ldb, d_addr[index - 1], _ceil(i, nr))
             b.transpose(xt_addr[index], i + 1, batch, ldb, x_addr[index], ldp)
-        target = p_addr[index] if plain else g_addr
-        if index == 0:
-            # [W0 | b0]^T (+)= [a | 1]^T d: the same products, summed in the same order.
-            b.gemm("update", c=target, a=x_addr[0], b=d_addr[0], m=i + 1, n=o, k=batch,
-                   lda=ldp, ldb=ldo, ldc=ldo, accumulate=plain)
-            words = (i + 1) * ldo
-        else:
-            b.gemm("update", c=target, a=d_addr[index], b=x_addr[index], m=o, n=i + 1,
-                   k=batch, lda=ldo, ldb=ldp, ldc=ldp, accumulate=plain)
-            words = o * ldp
-        if plain:
-            continue
-        if use_wd:
-            b.elementwise("update", VecOp.AXPY, g_addr, p_addr[index], g_addr, count=words,
-                          alpha=r["wd"])
-        grad = g_addr
-        if use_mom:
-            b.elementwise("update", VecOp.AXPY, mom_addr[index], mom_addr[index], g_addr,
-                          count=words, alpha=r["mu"])
-            grad = mom_addr[index]
-        b.elementwise("update", VecOp.AXPY, p_addr[index], grad, p_addr[index], count=words,
-                      alpha=r["neg_lr"])
+        b.update(index == 0, p=p_addr[index], g=g_addr, x=x_addr[index], d=d_addr[index],
+                 mom=mom_addr[index] if use_mom else None, rows=o, inputs=i, batch=batch,
+                 use_wd=use_wd)
     e("transfer", Opcode.HALT)
     i0 = layers[0][1]
     io = {"inputs_t": xt_addr[0], "inputs": x_addr[0], "targets": t_spad,

@@ -49,6 +49,8 @@ from .compiler import (
     _Emitter,
     _MbgdBuilder,
     _Region,
+    _sgd_bias_update,
+    _sgd_output_gradient,
 )
 from .graph import TrainingGraph
 from .ring_sim import predict_ring_cycles
@@ -294,22 +296,8 @@ def _mbgd_core(graph, cfg, core, segments, blocks) -> Compiled:
     if member[last]:
         # Every core of the last segment forms the whole output gradient from the logits.
         b.transpose(h_addr[last], classes, batch, ldb, logits_addr, ldc)
-        per_pe = _cdiv(classes, nr)
-        d_vec, t_vec, x_rep, scr = 0, per_pe, 2 * per_pe, 3 * per_pe
-        if graph.loss == "softmax_ce":
-            for sample in range(batch):
-                e("transfer", Opcode.LDV, spad=logits_addr + sample * ldc, memb=x_rep,
-                  len=classes, layout=Layout.COLREP)
-                e("transfer", Opcode.LDV, spad=t_spad + sample * ldc, memb=t_vec, len=classes,
-                  layout=Layout.COLREP)
-                e("loss", Opcode.SMXCE, z=d_vec, x=x_rep, t=t_vec, scr=scr, len=classes)
-                e("transfer", Opcode.STV, spad=dfull_addr + sample * ldc, memb=d_vec,
-                  len=classes, layout=Layout.DIAG)
-        else:
-            b.elementwise("loss", VecOp.MSEG, dfull_addr, logits_addr, t_spad,
-                          count=batch * ldc, alpha=r["mse"])
-        b.elementwise("loss", VecOp.SCALE, dfull_addr, dfull_addr, count=batch * ldc,
-                      alpha=r["step"] if plain else r["inv_batch"])
+        b.output_gradient(graph.loss, logits=logits_addr, targets=t_spad, out=dfull_addr,
+                          batch=batch, classes=classes, plain=plain)
         b.transpose(dfull_addr, batch, classes, ldc, dfull_t_addr, ldb)
     for index in reversed(range(len(layers))):
         o, i = layers[index]
@@ -337,27 +325,9 @@ def _mbgd_core(graph, cfg, core, segments, blocks) -> Compiled:
                 b.transpose(xt_addr[index], i + 1, batch, ldb, x_addr[index], ldp)
         if not member[index]:
             continue
-        target = p_addr[index] if plain else g_addr
-        if index == 0:
-            b.gemm("update", c=target, a=x_addr[0], b=d_addr[0], m=i + 1, n=m, k=batch,
-                   lda=ldp, ldb=ldo, ldc=ldo, accumulate=plain)
-            words = (i + 1) * ldo
-        else:
-            b.gemm("update", c=target, a=d_addr[index], b=x_addr[index], m=m, n=i + 1,
-                   k=batch, lda=ldo, ldb=ldp, ldc=ldp, accumulate=plain)
-            words = m * ldp
-        if plain:
-            continue
-        if use_wd:
-            b.elementwise("update", VecOp.AXPY, g_addr, p_addr[index], g_addr, count=words,
-                          alpha=r["wd"])
-        grad = g_addr
-        if use_mom:
-            b.elementwise("update", VecOp.AXPY, mom_addr[index], mom_addr[index], g_addr,
-                          count=words, alpha=r["mu"])
-            grad = mom_addr[index]
-        b.elementwise("update", VecOp.AXPY, p_addr[index], grad, p_addr[index], count=words,
-                      alpha=r["neg_lr"])
+        b.update(index == 0, p=p_addr[index], g=g_addr, x=x_addr[index], d=d_addr[index],
+                 mom=mom_addr[index] if use_mom else None, rows=m, inputs=i, batch=batch,
+                 use_wd=use_wd, ldo=ldo)
     e("transfer", Opcode.HALT)
     i0 = layers[0][1]
     io = {"inputs_t": xt_addr[0], "inputs": x_addr[0], "targets": t_spad,
@@ -447,14 +417,8 @@ def _sgd_core(graph, cfg, segment, position, blocks) -> Compiled:
             e("forward", Opcode.BCAST, dst=x_rep[index + 1], src=act[index], len=n,
               layout=Layout.COLREP)
     e("transfer", Opcode.STV, spad=logits_spad, memb=h[last], len=classes, layout=Layout.DIAG)
-    if graph.loss == "softmax_ce":
-        e("loss", Opcode.BCAST, dst=h_rep, src=h[last], len=classes, layout=Layout.COLREP)
-        e("transfer", Opcode.LDV, spad=t_spad, memb=t_buf, len=classes, layout=Layout.COLREP)
-        e("loss", Opcode.SMXCE, z=d_full, x=h_rep, t=t_buf, scr=scr, len=classes)
-    else:
-        e("transfer", Opcode.LDV, spad=t_spad, memb=t_buf, len=classes, layout=Layout.DIAG)
-        e("loss", Opcode.VOP, fn=VecOp.MSEG, layout=Layout.DIAG, z=d_full, x=h[last],
-          y=t_buf, len=classes, alpha=r["mse"])
+    _sgd_output_gradient(e, graph.loss, classes, logits=h[last], out=d_full, t_spad=t_spad,
+                         t_buf=t_buf, h_rep=h_rep, scr=scr)
     for index in reversed(range(len(layers))):
         o, i = layers[index]
         e("delta", Opcode.BCAST, dst=d_rep, src=d_full, len=o, layout=Layout.ROWREP)
@@ -470,17 +434,8 @@ def _sgd_core(graph, cfg, segment, position, blocks) -> Compiled:
           use_wd=int(use_wd), use_mom=int(use_mom))
         # The bias block's gradient: the own block of d (the whole d for the last layer).
         grad = d_full if index == last else d_own[index]
-        n = owned[index]
-        if use_wd:
-            e("update", Opcode.VOP, fn=VecOp.AXPY, layout=Layout.DIAG, z=g_buf,
-              x=b_addr[index], y=grad, len=n, alpha=r["wd"])
-            grad = g_buf
-        if use_mom:
-            e("update", Opcode.VOP, fn=VecOp.AXPY, layout=Layout.DIAG, z=bm_addr[index],
-              x=bm_addr[index], y=grad, len=n, alpha=r["mu"])
-            grad = bm_addr[index]
-        e("update", Opcode.VOP, fn=VecOp.AXPY, layout=Layout.DIAG, z=b_addr[index], x=grad,
-          y=b_addr[index], len=n, alpha=r["neg_lr"])
+        _sgd_bias_update(e, b_addr[index], grad, owned[index], g_buf=g_buf,
+                         mom=bm_addr[index] if use_mom else None, use_wd=use_wd)
         if index > 0:
             # The next layer down needs all of its delta on every core.
             lo, n = cols[index][0], width[index]
