@@ -436,6 +436,21 @@ class IsaDevice(Device):
     def register_map(self) -> dict:
         return self._map.to_dict()
 
+    @property
+    def start_pc(self) -> int:
+        """The ``START_PC`` register."""
+        return self._start_pc
+
+    @property
+    def status(self) -> int:
+        """The ``STATUS`` register."""
+        return self._status
+
+    def finish(self, result: RunResult) -> None:
+        """Take ``result`` as the outcome of a run started elsewhere (a ring's start)."""
+        self._result = result
+        self._status = 0b010 if result.ok else 0b100
+
     def write(self, addr: int, words) -> None:
         m = self._map
         if addr >= m.spad_base:                       # bulk SPAD data
@@ -484,8 +499,7 @@ class IsaDevice(Device):
             if value & 0b010:
                 self._status &= ~0b110
             if value & 0b001 and not self._status & 0b100:
-                self._result = sim.run(self._start_pc)
-                self._status = 0b010 if self._result.ok else 0b100
+                self.finish(sim.run(self._start_pc))
 
     def _read_word(self, addr: int) -> int:
         m, sim, cfg = self._map, self.sim, self.cfg

@@ -17,7 +17,13 @@ import numpy as np
 from caterpillar.golden import numerics
 from caterpillar.rtl.isa import Opcode
 from caterpillar.rtl.isa_geometry import ring_queue_depth
-from caterpillar.rtl.regmap import HOST_ADDR_BITS, RING_ID, RING_SLOT, RingRegisterMap
+from caterpillar.rtl.regmap import (
+    HOST_ADDR_BITS,
+    RING_ID,
+    RING_SLOT,
+    RegisterMap,
+    RingRegisterMap,
+)
 
 from .device import Device, DeviceTimeout
 from .isasim import (
@@ -279,6 +285,7 @@ class RingIsaDevice(Device):
             self._cores.append(device)
         self._results = None
         self._stall = 0
+        self._core_ctrl = RegisterMap(cfg)["CTRL"]
 
     def register_map(self) -> dict:
         return self._map.to_dict()
@@ -297,16 +304,13 @@ class RingIsaDevice(Device):
     def _ring_write(self, local: int, value: int):
         regs = self._map
         if local == regs["CTRL"]:
-            ctrl = self._cores[0]._map["CTRL"]
-            if value & 0b001:
-                starts = [core._start_pc for core in self._cores]
-                self._results = self.sim.run(starts)
+            ctrl = self._core_ctrl
+            for core in self._cores:            # clears first, as one cycle does both
+                core.write(ctrl, [value & ~0b001])
+            if value & 0b001 and not any(core.status & 0b100 for core in self._cores):
+                self._results = self.sim.run([core.start_pc for core in self._cores])
                 for core, result in zip(self._cores, self._results):
-                    core._result = result
-                    core._status = 0b010 if result.ok else 0b100
-                value &= ~0b001
-            for core in self._cores:
-                core._write_word(ctrl, value)
+                    core.finish(result)
         elif local == regs["STALL"]:
             self._stall = value & 0xFFFFFF
         else:
@@ -322,7 +326,7 @@ class RingIsaDevice(Device):
 
     def _ring_read(self, local: int) -> int:
         regs = self._map
-        statuses = [core._status for core in self._cores]
+        statuses = [core.status for core in self._cores]
         done = sum(1 << k for k, s in enumerate(statuses) if s & 0b010)
         error = sum(1 << k for k, s in enumerate(statuses) if s & 0b100)
         values = {"RING_ID": RING_ID, "CORES": self.cfg.cores,

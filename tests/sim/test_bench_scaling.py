@@ -1,0 +1,23 @@
+"""The scaling benchmark's pieces on small inputs (the benchmark itself is `make bench-scaling`)."""
+
+from caterpillar.rtl.config import preset
+from caterpillar.sim import bench_scaling
+from caterpillar.software.ring_sim import RingIsaDevice
+
+
+def test_collective_bandwidth_is_near_the_link_limit():
+    table = bench_scaling._bandwidth(
+        lambda cores: RingIsaDevice(preset("tiny").replace(cores=cores)), (2, 3), 512)
+    for cores, rows in table.items():
+        assert rows["barrier"]["cycles"] == 4 * (cores - 1)
+        for kind, row in rows.items():
+            if kind != "barrier":
+                assert 0.8 < row["of_peak"] <= 1.0, (cores, kind, row)
+
+
+def test_rtl_config_runs_the_same_four_core_programs():
+    from caterpillar.software.ring_compiler import compile_ring
+
+    graph = bench_scaling._graph("sgd")
+    assert compile_ring(graph, bench_scaling.rtl_config()).predicted_cycles() == \
+        compile_ring(graph, bench_scaling.scaling_config(4)).predicted_cycles()
