@@ -11,7 +11,8 @@ every layer (``ring_blocks(out, C, 1)``): its row panel of ``[W | b]``. Per laye
 
 * forward: ``H_k = [W | b]_k [A; 1]`` (GEMM over the whole input), ReLU into rows ``R_k`` of
   the next input, then a bucket **all-gather** of the next input (units of one feature row);
-  the logits are gathered the same way and every core forms the whole output gradient;
+  the logits are gathered the same way, each core forms the output gradient of its share of
+  the samples and a bucket all-gather gives every core the whole of it;
 * backward: the partial ``E_k = W_k^T D_k`` over the whole input width, a bucket
   **reduce-scatter** leaves core ``k`` the summed rows ``R'_k`` of ``E`` (its rows of the
   layer below), the ReLU mask is local;
@@ -294,10 +295,15 @@ def _mbgd_core(graph, cfg, core, segments, blocks) -> Compiled:
         if index < last:
             relay(seg, segments[index + 1], xt_addr[index + 1], o * ldb)
     if member[last]:
-        # Every core of the last segment forms the whole output gradient from the logits.
+        # The cores of the last segment share the samples' output gradients, then gather
+        # them (whole rows of one sample each).
+        seg = segments[last]
+        s_lo, s_hi = ring_blocks(batch, len(seg), 1)[seg.index(core)]
         b.transpose(h_addr[last], classes, batch, ldb, logits_addr, ldc)
-        b.output_gradient(graph.loss, logits=logits_addr, targets=t_spad, out=dfull_addr,
-                          batch=batch, classes=classes, plain=plain)
+        b.output_gradient(graph.loss, logits=logits_addr + s_lo * ldc,
+                          targets=t_spad + s_lo * ldc, out=dfull_addr + s_lo * ldc,
+                          batch=s_hi - s_lo, classes=classes, plain=plain)
+        _ring_emit(e, core, coll.all_gather(seg, dfull_addr, batch * ldc, ldc))
         b.transpose(dfull_addr, batch, classes, ldc, dfull_t_addr, ldb)
     for index in reversed(range(len(layers))):
         o, i = layers[index]
