@@ -33,8 +33,8 @@ class Ring(wiring.Component):
     ``k - 1`` on the chain links (``RING`` with ``chain``); a beat moves only when producer
     and consumer use the same kind of link. Writing ``SRC`` registers cuts the ring into
     sub-rings or chains (segments) while the chain links still join every core to the next.
-    A source should feed one core per kind of link. Each link takes one
-    cycle per hop and carries ``nr`` words per beat; an optional stall injector
+    A source should feed one core per kind of link. Each link takes one cycle per hop and
+    carries ``nr`` words per beat; an optional stall injector
     (:class:`~caterpillar.rtl.ring_link.LinkStall`, ``STALL`` register) sits on every link.
     Host requests to slot ``k`` go to core ``k``, those to slot :data:`RING_SLOT` to the ring's
     registers (:class:`~caterpillar.rtl.regmap.RingRegisterMap`); a write to the ring's
@@ -131,5 +131,5 @@ class Ring(wiring.Component):
         slot_d = Signal.like(slot)
         m.d.sync += [csr_rdata.eq(csr_value), slot_d.eq(slot)]
         rdata = Array([*[c.bus.rdata for c in cores], *[0] * (RING_SLOT - n), csr_rdata])
-        m.d.comb += bus.rdata.eq(Mux(slot_d <= RING_SLOT, rdata[slot_d], 0))
+        m.d.comb += bus.rdata.eq(rdata[slot_d])
         return m
