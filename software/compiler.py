@@ -425,6 +425,18 @@ class _MbgdBuilder:
                    lds=ldd, ldm=ldm, trans=0)
 
 
+def _check_mbgd_memb(cfg, classes: int) -> None:
+    """MemB must hold the mbgd kernels' chunks and one sample's softmax."""
+    nr = cfg.nr
+    if 3 * nr > cfg.memb_words:
+        raise CompileError(f"MemB has {cfg.memb_words} words per PE; the mbgd kernels need "
+                           f"at least {3 * nr}")
+    memb_need = 3 * _cdiv(classes, nr) + 2 + 2 * _cdiv(classes, nr)
+    if memb_need > cfg.memb_words:
+        raise CompileError(f"the softmax needs {memb_need} MemB words per PE; the config has "
+                           f"{cfg.memb_words}")
+
+
 def _compile_mbgd(graph: TrainingGraph, cfg) -> Compiled:
     nr = cfg.nr
     opt = graph.optimizer
@@ -434,9 +446,7 @@ def _compile_mbgd(graph: TrainingGraph, cfg) -> Compiled:
     batch, classes = graph.batch, graph.sizes[-1]
     ldb = _ceil(batch, nr)
     spad = _Region("the SPAD", cfg.spad_words, align=nr)
-    if 3 * nr > cfg.memb_words:
-        raise CompileError(f"MemB has {cfg.memb_words} words per PE; the mbgd kernels need "
-                           f"at least {3 * nr}")
+    _check_mbgd_memb(cfg, classes)
 
     # Layer 0 keeps [W | b] transposed (its forward operand; its update writes it directly and
     # no backward pass needs W0), the other layers row-major (the backward operand) plus a
@@ -471,10 +481,6 @@ def _compile_mbgd(graph: TrainingGraph, cfg) -> Compiled:
         for index, (o, i) in enumerate(layers)))
     t_spad = spad.alloc("targets", batch * _ceil(classes, nr))
     spad.check("use a config with more spad_words or a smaller batch or model")
-    memb_need = 3 * _cdiv(classes, nr) + 2 + 2 * _cdiv(classes, nr)
-    if memb_need > cfg.memb_words:
-        raise CompileError(f"the softmax needs {memb_need} MemB words per PE; the config has "
-                           f"{cfg.memb_words}")
 
     e = _Emitter()
     b = _MbgdBuilder(cfg, e)

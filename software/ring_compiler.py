@@ -47,6 +47,7 @@ from .compiler import (
     Tensor,
     _cdiv,
     _ceil,
+    _check_mbgd_memb,
     _Emitter,
     _MbgdBuilder,
     _Region,
@@ -211,9 +212,7 @@ def _mbgd_core(graph, cfg, core, segments, blocks) -> Compiled:
     batch, classes = graph.batch, graph.sizes[-1]
     ldb, ldc = _ceil(batch, nr), _ceil(classes, nr)
     spad = _Region("the SPAD", cfg.spad_words, align=nr)
-    if 3 * nr > cfg.memb_words:
-        raise CompileError(f"MemB has {cfg.memb_words} words per PE; the mbgd kernels need "
-                           f"at least {3 * nr}")
+    _check_mbgd_memb(cfg, classes)
     member = [core in seg for seg in segments]
     # The core's (lo, hi) output rows of each layer it works on.
     own = [parts[seg.index(core)] if core in seg else (0, 0)
@@ -259,10 +258,6 @@ def _mbgd_core(graph, cfg, core, segments, blocks) -> Compiled:
     dfull_t_addr = spad.alloc("output gradient (classes x batch)", classes * ldb)
     t_spad = spad.alloc("targets", batch * ldc)
     spad.check("use a config with more spad_words or a smaller batch or model")
-    memb_need = 3 * _cdiv(classes, nr) + 2 + 2 * _cdiv(classes, nr)
-    if memb_need > cfg.memb_words:
-        raise CompileError(f"the softmax needs {memb_need} MemB words per PE; the config has "
-                           f"{cfg.memb_words}")
 
     e = _Emitter()
     b = _MbgdBuilder(cfg, e)

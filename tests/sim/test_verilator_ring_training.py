@@ -27,13 +27,16 @@ def device():
 @pytest.mark.parametrize("algorithm", ["sgd", "mbgd"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c[0])))
 def test_four_core_training_steps_are_bit_exact(device, case, algorithm, rng):
-    train_and_compare(CFG, *case[:1], algorithm, *case[1:], steps=STEPS, device=device,
-                      rng=rng)
+    hw, run = train_and_compare(CFG, *case[:1], algorithm, *case[1:], steps=STEPS,
+                                device=device, rng=rng)
+    assert run.cycles == hw.predicted and all(c > 0 for c in run.ring_cycles)
     print(f"{STEPS} {algorithm} steps of {case[0]} on 4 cores: RTL == golden, cycles == model")
 
 
 @requires_verilator
 @pytest.mark.slow
 def test_layers_on_their_own_segments_on_the_rtl(device, rng):
-    train_and_compare(CFG, (10, 9, 8, 6), "mbgd", 3, "mse", 0.9, 0.01, steps=12,
-                      device=device, rng=rng, segments=[(3,), (0, 1, 2), (3,)])
+    hw, run = train_and_compare(CFG, (10, 9, 8, 6), "mbgd", 3, "mse", 0.9, 0.01, steps=12,
+                                device=device, rng=rng, segments=[(3,), (0, 1, 2), (3,)])
+    # Core 3 alone holds layers 0 and 2, so it both relays and waits on the others.
+    assert run.cycles == hw.predicted and run.ring_cycles[3] > 0

@@ -24,7 +24,9 @@ CASES = [  # sizes, batch (mbgd), loss, momentum, weight decay
 
 def train_and_compare(cfg, sizes, algorithm, batch, loss, momentum, wd, steps, device, rng,
                       segments=None):
-    """Run ``steps`` steps on ``device`` and on the golden trainer; compare every bit."""
+    """Run ``steps`` steps on ``device`` and on the golden trainer; compare every bit.
+
+    Returns the trainer and the last step's ring counters."""
     batch = 1 if algorithm == "sgd" else batch
     graph = TrainingGraph(sizes, loss=loss, algorithm=algorithm, batch=batch,
                           optimizer=Optimizer(lr=0.2, momentum=momentum, weight_decay=wd))
@@ -59,7 +61,7 @@ def train_and_compare(cfg, sizes, algorithm, batch, loss, momentum, wd, steps, d
             for index, ((m, mb), (gm, gmb)) in enumerate(zip(moments, gold.moments)):
                 np.testing.assert_array_equal(m, gm, err_msg=f"step {step}: mW{index}")
                 np.testing.assert_array_equal(mb, gmb, err_msg=f"step {step}: mb{index}")
-    return hw
+    return hw, run
 
 
 @pytest.mark.parametrize("cores", [2, 3])
@@ -111,8 +113,8 @@ def test_too_many_cores_is_a_clear_error():
 ], ids=["two-sub-rings", "wrap-around", "reordered"])
 def test_layers_on_their_own_segments(segments, rng):
     cfg = preset("tiny").replace(cores=4)
-    hw = train_and_compare(cfg, (10, 9, 8, 6), "mbgd", 3, "mse", 0.9, 0.01, steps=3,
-                           device=RingIsaDevice(cfg), rng=rng, segments=segments)
+    hw, _ = train_and_compare(cfg, (10, 9, 8, 6), "mbgd", 3, "mse", 0.9, 0.01, steps=3,
+                              device=RingIsaDevice(cfg), rng=rng, segments=segments)
     assert hw.compiled.segments == segments
 
 
