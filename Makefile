@@ -31,8 +31,8 @@ setup-fpga: setup  ## the optional yowasp Yosys/nextpnr FPGA tools
 test: setup  ## everything: unit tests, cocotb on Icarus and Verilator, million-case FP checks
 	$(BIN)/pytest -q -n $(JOBS) --dist loadgroup
 
-test-fast: setup  ## the Amaranth-simulator and golden tests only (no external simulator)
-	$(BIN)/pytest -q -n $(JOBS) -m "not slow and not cocotb"
+test-fast: setup  ## block, software and golden tests (no whole core, no external simulator)
+	$(BIN)/pytest -q -n $(JOBS) -m "not slow and not cocotb and not integration"
 
 sim: setup  ## cocotb simulations on SIM (verilator|icarus); WAVES=1 writes build/waves/*
 	SIM=$(SIM) WAVES=$(WAVES) $(BIN)/pytest -q -m cocotb tests/cocotb

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .numerics import FloatFormat, add
+from caterpillar.golden.numerics import FloatFormat, add
 
 __all__ = ["ring_blocks", "broadcast", "chain_reduce", "reduce_scatter", "all_gather",
            "all_reduce"]

@@ -14,8 +14,8 @@ import functools
 
 import numpy as np
 
-from . import numerics as n
-from .numerics import FloatFormat
+from caterpillar.golden import numerics as n
+from caterpillar.golden.numerics import FloatFormat
 
 __all__ = [
     "widen", "narrow", "mac", "gemv_partials", "chain_order", "chain_sum", "gemv", "gemvt",
@@ -221,7 +221,7 @@ def vop(fn: str, x, y, alpha: int, fmt: FloatFormat, acc: FloatFormat) -> np.nda
     return narrow(r, fmt, acc)
 
 
-#: Names of the ``VOP`` functions, in encoding order (matches ``caterpillar.rtl.isa.VecOp``).
+#: Names of the ``VOP`` functions, in encoding order (matches ``caterpillar.contract.isa.VecOp``).
 VOP_FUNCTIONS = ("copy", "add", "sub", "mul", "axpy", "scale", "max", "maxs", "relud", "mseg")
 
 

@@ -32,6 +32,7 @@ is exact and the MAC is fused; with fp32 operands it is NumPy float32 ``acc + a 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -336,7 +337,6 @@ def exp_constants(fmt: FloatFormat, acc: FloatFormat) -> dict:
     ``lower`` clamps ``d`` where ``exp`` underflows anyway, keeping ``k`` inside the
     exponent-adjust range.
     """
-    import math
 
     magic = 1.5 * 2.0 ** acc.man_bits
     lower = -(2 * acc.bias + acc.precision + 2) * math.log(2.0)

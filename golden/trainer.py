@@ -52,9 +52,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import kernels as gk
-from . import numerics as n
-from .collectives import reduce_scatter, ring_blocks
+from caterpillar.golden import kernels as gk
+from caterpillar.golden import numerics as n
+from caterpillar.golden.collectives import reduce_scatter, ring_blocks
 
 __all__ = ["scalars", "GoldenTrainer", "gemm_chunked", "to_bits", "to_float"]
 

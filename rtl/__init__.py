@@ -1,4 +1,5 @@
 """Amaranth RTL of the CATERPILLAR accelerator (``caterpillar.rtl``).
 
-Import light: submodules are imported explicitly (``caterpillar.rtl.config`` needs no Amaranth).
+Submodules are imported explicitly. The interface every block shares (config, ISA, geometry,
+register map) is the hardware contract, :mod:`caterpillar.contract`, which needs no Amaranth.
 """

@@ -1,6 +1,6 @@
 """The GEMM engine: blocked rank-1 updates with C in/out and the next panel's B overlapped.
 
-It runs the schedule :func:`~caterpillar.rtl.isa_geometry.gemm_schedule` defines: a prologue,
+It runs the schedule :func:`~caterpillar.contract.geometry.gemm_schedule` defines: a prologue,
 then one phase per (A block, B panel, row group) and an epilogue. A phase runs a compute loop
 (``K`` steps of ``Lacc`` row-interleaved rank-1 updates, A broadcast on the row buses) beside a
 task list on the SPAD port: idle, C rows out (previous phase), C rows in (next phase), the next
@@ -14,9 +14,10 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .isa import Opcode, operand_layout
-from .isa_geometry import cdiv, log2
-from .microop import (
+from caterpillar.contract.geometry import cdiv, log2
+from caterpillar.contract.isa import Opcode
+from caterpillar.rtl.instruction import operand_layout
+from caterpillar.rtl.microop import (
     NO_LIMIT,
     ASrc,
     BSrc,
@@ -56,7 +57,7 @@ class _Phase:
 
 
 class GemmEngine(wiring.Component):
-    """Micro-op generator of ``gemm`` (:func:`~caterpillar.rtl.isa_geometry.gemm_schedule`).
+    """Micro-op generator of ``gemm`` (:func:`~caterpillar.contract.geometry.gemm_schedule`).
 
     Contract: a ``start`` pulse, with ``f`` holding checked operands that stay stable, begins
     the prologue in the next cycle; ``busy`` is then high for exactly the schedule's cycles, one

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Mux
 
+from caterpillar.contract.geometry import log2
+from caterpillar.contract.isa import Layout, Opcode, VecOp
 from caterpillar.golden.numerics import exp_constants, from_float
-
-from .isa import Layout, Opcode, VecOp
-from .isa_geometry import log2
-from .microop import (
+from caterpillar.rtl.microop import (
     ASrc,
     BSrc,
     BusSrc,

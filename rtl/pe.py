@@ -8,13 +8,12 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from caterpillar.golden.numerics import reciprocal_seed_magic
-
-from .fp.adder import FPAdder
-from .fp.compare import FPCompare
-from .fp.convert import FPConvert
-from .fp.multiplier import FPMultiplier
-from .fp.scale import FPScale, scale_shift_shape
-from .microop import (
+from caterpillar.rtl.fp.adder import FPAdder
+from caterpillar.rtl.fp.compare import FPCompare
+from caterpillar.rtl.fp.convert import FPConvert
+from caterpillar.rtl.fp.multiplier import FPMultiplier
+from caterpillar.rtl.fp.scale import FPScale, scale_shift_shape
+from caterpillar.rtl.microop import (
     ASrc,
     BSrc,
     BusSrc,

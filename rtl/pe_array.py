@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Signal
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .microop import compute_layout, transfer_layout
-from .pe import PE
+from caterpillar.rtl.pe import PE
+from caterpillar.rtl.ports import ArrayStatus, MicroOps, SpadEdge
 
 __all__ = ["PEArray"]
 
@@ -16,35 +16,25 @@ class PEArray(wiring.Component):
     """``nr x nr`` :class:`~caterpillar.rtl.pe.PE` on broadcast buses, with a SPAD edge port.
 
     Buses: each row (column) bus carries, in a cycle, the value of its single driver: one PE,
-    or SPAD lane ``k`` when ``spad_drive`` puts the SPAD row on the row (``spad_col=0``) or
-    column (``spad_col=1``) buses. More than one driver on a bus raises ``hazard``. Links form
+    or SPAD lane ``k`` when ``spad.drive`` puts the SPAD row on the row (``spad.col=0``) or
+    column (``spad.col=1``) buses. More than one driver on a bus raises ``hazard``. Links form
     a torus: east from ``(r, c)`` to ``(r, c+1 mod nr)``, south to ``(r+1 mod nr, c)``.
     Purely combinational around the PEs; all latencies are the PEs' (docs/architecture.md).
 
     Members
     -------
-    uop : In(compute_layout(cfg))
-    xfer : In(transfer_layout(cfg))
-    spad_drive : In(1)
-    spad_col : In(1)
-    spad_data : In(ArrayLayout(word, nr))
-        The SPAD row driven onto the buses this cycle.
-    row_bus, col_bus : Out(ArrayLayout(word, nr))
-        The bus values (what a store writes to the SPAD).
-    hazard : Out(1)
-    macs : Out(range(nr * nr + 1))
-        MACs with a real product issued this cycle.
+    issue : In(MicroOps(cfg))
+    spad : In(SpadEdge(cfg))
+        The SPAD row driven onto the buses this cycle, and the bus values (what a store
+        writes to the SPAD).
+    status : Out(ArrayStatus(cfg))
+        ``hazard``, and ``macs``: MACs with a real product issued this cycle.
     """
 
     def __init__(self, cfg):
         self.cfg = cfg
-        lanes = data.ArrayLayout(cfg.word_width, cfg.nr)
-        super().__init__({
-            "uop": In(compute_layout(cfg)), "xfer": In(transfer_layout(cfg)),
-            "spad_drive": In(1), "spad_col": In(1), "spad_data": In(lanes),
-            "row_bus": Out(lanes), "col_bus": Out(lanes),
-            "hazard": Out(1), "macs": Out(range(cfg.nr * cfg.nr + 1)),
-        })
+        super().__init__({"issue": In(MicroOps(cfg)), "spad": In(SpadEdge(cfg)),
+                          "status": Out(ArrayStatus(cfg))})
 
     def elaborate(self, platform):
         m = Module()
@@ -55,8 +45,8 @@ class PEArray(wiring.Component):
                 pe = pes[r][c]
                 m.submodules[f"pe_{r}_{c}"] = pe
                 m.d.comb += [
-                    pe.uop.eq(self.uop), pe.xfer.eq(self.xfer),
-                    pe.row_bus.eq(self.row_bus[r]), pe.col_bus.eq(self.col_bus[c]),
+                    pe.uop.eq(self.issue.uop), pe.xfer.eq(self.issue.xfer),
+                    pe.row_bus.eq(self.spad.row_bus[r]), pe.col_bus.eq(self.spad.col_bus[c]),
                     pe.link_w.eq(pes[r][(c - 1) % nr].link_e),
                     pe.link_n.eq(pes[(r - 1) % nr][c].link_s),
                 ]
@@ -68,7 +58,7 @@ class PEArray(wiring.Component):
             # an AND-OR the multiplexer; a second enable is a conflict.
             value = Signal(self.cfg.word_width, name=name)
             expr_value, seen, conflict = 0, 0, 0
-            for enable, v in [*drivers, (spad_on, self.spad_data[lane])]:
+            for enable, v in [*drivers, (spad_on, self.spad.data[lane])]:
                 conflict = conflict | (seen & enable)
                 seen = seen | enable
                 expr_value = expr_value | (enable.replicate(self.cfg.word_width) & v)
@@ -79,15 +69,16 @@ class PEArray(wiring.Component):
         for k in range(nr):
             row_value = bus(f"row_bus_{k}", k,
                             [(pes[k][c].row_drive, pes[k][c].row_out) for c in range(nr)],
-                            self.spad_drive & ~self.spad_col)
+                            self.spad.drive & ~self.spad.col)
             col_value = bus(f"col_bus_{k}", k,
                             [(pes[r][k].col_drive, pes[r][k].col_out) for r in range(nr)],
-                            self.spad_drive & self.spad_col)
-            m.d.comb += [self.row_bus[k].eq(row_value), self.col_bus[k].eq(col_value)]
+                            self.spad.drive & self.spad.col)
+            m.d.comb += [self.spad.row_bus[k].eq(row_value),
+                         self.spad.col_bus[k].eq(col_value)]
 
         hazards = [pes[r][c].hazard for r in range(nr) for c in range(nr)]
         m.d.comb += [
-            self.hazard.eq(Cat(*hazards, *conflicts).any()),
-            self.macs.eq(sum(pes[r][c].mac for r in range(nr) for c in range(nr))),
+            self.status.hazard.eq(Cat(*hazards, *conflicts).any()),
+            self.status.macs.eq(sum(pes[r][c].mac for r in range(nr) for c in range(nr))),
         ]
         return m

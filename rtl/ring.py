@@ -6,11 +6,20 @@ from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
-from .config import ConfigError
-from .core import Core
-from .host import HostBus
-from .regmap import HOST_ADDR_BITS, RING_ADDR_BITS, RING_ID, RING_SLOT, RingRegisterMap
-from .ring_link import LinkStall
+from caterpillar.contract.config import ConfigError
+from caterpillar.contract.registers import (
+    HOST_ADDR_BITS,
+    RING_ADDR_BITS,
+    RING_ID,
+    RING_SLOT,
+    RING_STATUS,
+    STALL,
+    RingRegisterMap,
+)
+from caterpillar.rtl.core import Core
+from caterpillar.rtl.host_interface import register_layout
+from caterpillar.rtl.ports import HostBus
+from caterpillar.rtl.ring_link import LinkStall
 
 __all__ = ["Ring", "check_ring_config"]
 
@@ -28,8 +37,8 @@ def check_ring_config(cfg) -> None:
 class Ring(wiring.Component):
     """``cfg.cores`` :class:`~caterpillar.rtl.core.Core` s joined by ring links.
 
-    Contract (docs/multicore.md): core ``k``'s ``link_in`` is fed by core ``SRC{k}``'s
-    ``link_out`` (reset: core ``k - 1`` mod C, the full ring) on the segment links, and by core
+    Contract (docs/multicore.md): core ``k``'s ``ring.rx`` is fed by core ``SRC{k}``'s
+    ``ring.tx`` (reset: core ``k - 1`` mod C, the full ring) on the segment links, and by core
     ``k - 1`` on the chain links (``RING`` with ``chain``); a beat moves only when producer
     and consumer use the same kind of link. Writing ``SRC`` registers cuts the ring into
     sub-rings or chains (segments) while the chain links still join every core to the next.
@@ -37,7 +46,7 @@ class Ring(wiring.Component):
     carries ``nr`` words per beat; an optional stall injector
     (:class:`~caterpillar.rtl.ring_link.LinkStall`, ``STALL`` register) sits on every link.
     Host requests to slot ``k`` go to core ``k``, those to slot :data:`RING_SLOT` to the ring's
-    registers (:class:`~caterpillar.rtl.regmap.RingRegisterMap`); a write to the ring's
+    registers (:class:`~caterpillar.contract.registers.RingRegisterMap`); a write to the ring's
     ``CTRL`` reaches every core's ``CTRL`` in the same cycle. Reads return data the next cycle.
 
     Members
@@ -83,16 +92,16 @@ class Ring(wiring.Component):
         stall_seed = Signal(16)
         stall_load = Signal()
         stalls, picks = [], []
-        outs = Array(c.link_out for c in cores)
-        chains = Array(c.link_chain for c in cores)
+        outs = Array(c.ring.tx for c in cores)
+        chains = Array(c.ring.chain for c in cores)
         for k, core in enumerate(cores):
             m.submodules[f"stall_{k}"] = stall = LinkStall(cfg)
             stalls.append(stall)
             pick = Signal(range(n), name=f"pick_{k}")
             picks.append(pick)
-            m.d.comb += pick.eq(Mux(core.link_chain, (k - 1) % n, src[k]))
+            m.d.comb += pick.eq(Mux(core.ring.chain, (k - 1) % n, src[k]))
             source = outs[pick]
-            match = chains[pick] == core.link_chain
+            match = chains[pick] == core.ring.chain
             m.d.comb += [
                 stall.upstream.valid.eq(source.valid & match),
                 stall.upstream.payload.eq(source.payload),
@@ -100,24 +109,27 @@ class Ring(wiring.Component):
                 stall.seed.eq(stall_seed ^ ((0x9E37 * (k + 1)) & 0xFFFF)),
                 stall.load.eq(stall_load),
             ]
-            wiring.connect(m, stall.downstream, core.link_in)
+            wiring.connect(m, stall.downstream, core.ring.rx)
         for j, core in enumerate(cores):
-            feeds = [(picks[k] == j) & (core.link_chain == cores[k].link_chain)
+            feeds = [(picks[k] == j) & (core.ring.chain == cores[k].ring.chain)
                      & stalls[k].upstream.ready for k in range(n)]
-            m.d.comb += core.link_out.ready.eq(Cat(*feeds).any())
+            m.d.comb += core.ring.tx.ready.eq(Cat(*feeds).any())
 
         # -- ring registers --------------------------------------------------------------------
-        busy, done, error = (Cat(*[c.status[bit] for c in cores]) for bit in range(3))
-        readable = {
-            "RING_ID": RING_ID, "CORES": n,
-            "STATUS": Cat(done.all(), error.any(), busy.any()),
-            "DONE_MASK": done, "ERROR_MASK": error,
-            "STALL": Cat(stall_threshold, stall_seed),
-        }
+        busy, done, error = (Cat(*[getattr(c.status, name) for c in cores])
+                             for name in ("busy", "done", "error"))
+        status = Signal(register_layout(RING_STATUS))
+        stall = Signal(register_layout(STALL))
+        m.d.comb += [status.busy.eq(busy.any()), status.done.eq(done.all()),
+                     status.error.eq(error.any()), stall.threshold.eq(stall_threshold),
+                     stall.seed.eq(stall_seed)]
+        readable = {"RING_ID": RING_ID, "CORES": n, "STATUS": status, "DONE_MASK": done,
+                    "ERROR_MASK": error, "STALL": stall}
         readable.update({f"SRC{k}": src[k] for k in range(n)})
         m.d.comb += stall_load.eq(ring_write & (local == regs["STALL"]))
         with m.If(stall_load):
-            m.d.sync += [stall_threshold.eq(bus.wdata[:8]), stall_seed.eq(bus.wdata[8:24])]
+            written = register_layout(STALL)(bus.wdata)
+            m.d.sync += [stall_threshold.eq(written.threshold), stall_seed.eq(written.seed)]
         for k in range(n):
             with m.If(ring_write & (local == regs[f"SRC{k}"])):
                 m.d.sync += src[k].eq(bus.wdata)

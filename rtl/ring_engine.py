@@ -6,10 +6,9 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .fp.adder import FPAdder
-from .isa import Opcode, operand_layout
-from .isa_geometry import cdiv, ring_queue_depth
-from .ring_link import ring_link
+from caterpillar.contract.geometry import cdiv, ring_queue_depth
+from caterpillar.rtl.fp.adder import FPAdder
+from caterpillar.rtl.ports import RingCommand, RingPort, RingSpadPort
 
 __all__ = ["RingEngine"]
 
@@ -17,11 +16,12 @@ __all__ = ["RingEngine"]
 class RingEngine(wiring.Component):
     """Sends a SPAD vector to the next core while receiving one from the previous core.
 
-    Contract (docs/multicore.md). ``start`` (one cycle, while idle) latches ``fields``; the
-    engine is active from the next cycle until the cycle ``finished`` is high, and then idle.
+    Contract (docs/multicore.md). ``command.start`` (one cycle, while idle) latches
+    ``command.fields``; the engine is active from the next cycle until the cycle
+    ``command.finished`` is high, and then idle.
 
     * Send: row ``src / nr + i`` is read in the cycle its read is issued and pushed into the
-      outgoing queue (:func:`~caterpillar.rtl.isa_geometry.ring_queue_depth` entries) the
+      outgoing queue (:func:`~caterpillar.contract.geometry.ring_queue_depth` entries) the
       next cycle; a read is issued while ``level + read_in_flight < depth``. The queue's head
       drives ``link_out`` (``valid`` is ``level > 0``), so a word pushed in cycle ``t`` can
       leave in ``t + 1``: one cycle per hop.
@@ -38,35 +38,22 @@ class RingEngine(wiring.Component):
 
     Members
     -------
-    start : In(1)
-    fields : In(operand_layout(Opcode.RING))
-    active, finished : Out(1)
-    chain : Out(1)
-        The instruction's ``chain`` flag (a register): which link ``link_in`` should come
-        from, and which consumer ``link_out`` is meant for.
-    link_out : Out(ring_link(cfg))
-    link_in : In(ring_link(cfg))
-    rd_addr, op_addr : Out(spad row address)
-    rd_en, op_en : Out(1)
-    rd_data, op_data : In(ArrayLayout(word, nr))
-        Two SPAD read ports (data one cycle after ``en``): sent rows, and the local addends.
-    wr_addr : Out(spad row address)
-    wr_data : Out(ArrayLayout(word, nr))
-    wr_lanes : Out(nr)
+    command : In(RingCommand())
+        ``start`` (one cycle, while idle) latches ``fields``; ``finished`` is high in the
+        engine's last active cycle.
+    spad : Out(RingSpadPort(cfg))
+        ``active``, and two SPAD read ports (data one cycle after ``en``: sent rows, and the
+        local addends) and the write port.
+    port : Out(RingPort(cfg))
+        ``tx`` to the next core, ``rx`` from the previous one, and ``chain``: the
+        instruction's chain flag (a register), which link ``rx`` should come from and which
+        consumer ``tx`` is meant for.
     """
 
     def __init__(self, cfg):
         self.cfg = cfg
-        rows = cfg.spad_rows
-        lanes = data.ArrayLayout(cfg.word_width, cfg.nr)
-        super().__init__({
-            "start": In(1), "fields": In(operand_layout(Opcode.RING)),
-            "active": Out(1), "finished": Out(1), "chain": Out(1),
-            "link_out": Out(ring_link(cfg)), "link_in": In(ring_link(cfg)),
-            "rd_addr": Out(range(rows)), "rd_en": Out(1), "rd_data": In(lanes),
-            "op_addr": Out(range(rows)), "op_en": Out(1), "op_data": In(lanes),
-            "wr_addr": Out(range(rows)), "wr_data": Out(lanes), "wr_lanes": Out(cfg.nr),
-        })
+        super().__init__({"command": In(RingCommand()), "spad": Out(RingSpadPort(cfg)),
+                          "port": Out(RingPort(cfg))})
 
     def elaborate(self, platform):
         m = Module()
@@ -74,7 +61,7 @@ class RingEngine(wiring.Component):
         nr, depth, lat = cfg.nr, ring_queue_depth(cfg), cfg.add_latency
         shift = (nr - 1).bit_length()
         lanes = data.ArrayLayout(cfg.word_width, nr)
-        f = self.fields
+        f = self.command.fields
 
         active = Signal()
         keep, add, fwd, chain = Signal(), Signal(), Signal(), Signal()
@@ -89,8 +76,8 @@ class RingEngine(wiring.Component):
         level = Signal(range(depth + 1))
         push, pop = Signal(), Signal()
         push_data = Signal(lanes)
-        m.d.comb += [self.link_out.valid.eq(level != 0), self.link_out.payload.eq(entries[head]),
-                     pop.eq(self.link_out.valid & self.link_out.ready)]
+        m.d.comb += [self.port.tx.valid.eq(level != 0), self.port.tx.payload.eq(entries[head]),
+                     pop.eq(self.port.tx.valid & self.port.tx.ready)]
         with m.If(push):
             m.d.sync += [entries[tail].eq(push_data),
                          tail.eq(Mux(tail == depth - 1, 0, tail + 1))]
@@ -101,7 +88,7 @@ class RingEngine(wiring.Component):
         # -- send: read rows into the queue ----------------------------------------------
         read_in_flight = Signal()
         issue = active & (send_left != 0) & (level + read_in_flight < depth)
-        m.d.comb += [self.rd_en.eq(issue), self.rd_addr.eq(send_row)]
+        m.d.comb += [self.spad.rd_en.eq(issue), self.spad.rd_addr.eq(send_row)]
         m.d.sync += read_in_flight.eq(issue)
         with m.If(issue):
             m.d.sync += [send_row.eq(send_row + 1), send_left.eq(send_left - 1)]
@@ -115,15 +102,15 @@ class RingEngine(wiring.Component):
         pending = Signal(range(lat + 2))
         m.d.comb += pending.eq(sum(t.valid for t in tags))
         room = Mux(fwd, level + pending < depth, 1)
-        m.d.comb += self.link_in.ready.eq(active & (recv_left != 0) & room)
-        accept = self.link_in.valid & self.link_in.ready
+        m.d.comb += self.port.rx.ready.eq(active & (recv_left != 0) & room)
+        accept = self.port.rx.valid & self.port.rx.ready
         beat_lanes = Mux(recv_left == 1, last_lanes, (1 << nr) - 1)
-        m.d.comb += [self.op_addr.eq(recv_row),
-                     self.op_en.eq(accept & add)]
+        m.d.comb += [self.spad.op_addr.eq(recv_row),
+                     self.spad.op_en.eq(accept & add)]
         with m.If(accept):
             m.d.sync += [recv_row.eq(recv_row + 1), recv_left.eq(recv_left - 1)]
         m.d.sync += [tags[0].valid.eq(accept & add), tags[0].row.eq(recv_row),
-                     tags[0].lanes.eq(beat_lanes), received.eq(self.link_in.payload)]
+                     tags[0].lanes.eq(beat_lanes), received.eq(self.port.rx.payload)]
         for i in range(1, lat + 1):
             m.d.sync += tags[i].eq(tags[i - 1])
 
@@ -131,29 +118,30 @@ class RingEngine(wiring.Component):
             adder = FPAdder(cfg.operand, latency=lat)
             m.submodules[f"add_{lane}"] = adder
             m.d.comb += [adder.operands.valid.eq(tags[0].valid),
-                         adder.operands.payload.a.eq(self.op_data[lane]),
+                         adder.operands.payload.a.eq(self.spad.op_data[lane]),
                          adder.operands.payload.b.eq(received[lane])]
             with m.If(add):
-                m.d.comb += self.wr_data[lane].eq(adder.result.payload)
+                m.d.comb += self.spad.wr_data[lane].eq(adder.result.payload)
             with m.Else():
-                m.d.comb += self.wr_data[lane].eq(self.link_in.payload[lane])
+                m.d.comb += self.spad.wr_data[lane].eq(self.port.rx.payload[lane])
         done_tag = tags[lat]
         write = Mux(add, done_tag.valid, accept)
         m.d.comb += [
-            self.wr_addr.eq(Mux(add, done_tag.row, recv_row)),
-            self.wr_lanes.eq(Mux(write & keep, Mux(add, done_tag.lanes, beat_lanes), 0)),
+            self.spad.wr_addr.eq(Mux(add, done_tag.row, recv_row)),
+            self.spad.wr_lanes.eq(Mux(write & keep, Mux(add, done_tag.lanes, beat_lanes), 0)),
             push.eq(read_in_flight | (write & fwd)),
-            push_data.eq(Mux(read_in_flight, self.rd_data, self.wr_data)),
+            push_data.eq(Mux(read_in_flight, self.spad.rd_data, self.spad.wr_data)),
         ]
 
         # -- start and finish ----------------------------------------------------------------
         finished = (active & (send_left == 0) & (level == 0) & ~read_in_flight
                     & (recv_left == 0) & (pending == 0))
-        m.d.comb += [self.active.eq(active), self.finished.eq(finished), self.chain.eq(chain)]
+        m.d.comb += [self.spad.active.eq(active), self.command.finished.eq(finished),
+                     self.port.chain.eq(chain)]
         with m.If(finished):
             m.d.sync += active.eq(0)
         rlen = f.rlen
-        with m.If(self.start):
+        with m.If(self.command.start):
             m.d.sync += [
                 active.eq(1), keep.eq(f.keep), add.eq(f.add), fwd.eq(f.fwd), chain.eq(f.chain),
                 send_row.eq(f.src >> shift), recv_row.eq(f.dst >> shift),

@@ -3,137 +3,72 @@
 from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .gemm import GemmEngine
-from .isa import (
-    INSTR_WORDS,
-    Counter,
-    ErrorCause,
-    Opcode,
-    instruction_layout,
-    operand_layout,
-)
-from .isa_geometry import kernel_plan
-from .kernels import KERNELS, Emitter
-from .microop import NO_LIMIT, ASrc, BSrc, CSrc, compute_layout, transfer_layout
+from caterpillar.contract.geometry import kernel_plan
+from caterpillar.contract.isa import INSTR_WORDS, Counter, ErrorCause, Opcode
+from caterpillar.contract.registers import COUNTER_BITS, SCALAR_REGISTERS
+from caterpillar.rtl.gemm import GemmEngine
+from caterpillar.rtl.instruction import FieldView, instruction_layout
+from caterpillar.rtl.kernels import KERNELS, Emitter
+from caterpillar.rtl.microop import NO_LIMIT, ASrc, BSrc, CSrc, compute_layout, transfer_layout
+from caterpillar.rtl.ports import ArrayStatus, HostWindow, MicroOps, RingCommand, SequencerPort
 
-__all__ = ["Sequencer", "FieldView", "INSTRUCTION_OVERHEAD"]
+__all__ = ["Sequencer"]
 
-#: Cycles of fetch, decode and check before an instruction's first micro-op.
-INSTRUCTION_OVERHEAD = 3
-
-_COUNTER_BITS = 64
-
-
-class FieldView:
-    """Attribute access to one opcode's operand fields as plain Amaranth values."""
-
-    def __init__(self, view):
-        self._view = view
-
-    def __getattr__(self, name):
-        value = getattr(self._view, name)
-        return value.as_value() if hasattr(value, "as_value") else value
+#: Instruction-memory words per instruction, as an address shift.
+_WORD_BITS = (INSTR_WORDS - 1).bit_length()
 
 
 class Sequencer(wiring.Component):
     """Runs programs from IMEM: one macro-instruction at a time, no overlap.
 
-    Contract: a ``start`` pulse while idle begins at ``start_pc``. Each instruction takes
-    :data:`INSTRUCTION_OVERHEAD` cycles (fetch, decode, check), then its kernel's micro-op
-    stream (one cycle per point of its loop nests, :func:`kernel_plan`), then, if it issued
-    micro-ops, ``cfg.write_back_latency`` cycles of drain, so that the next instruction sees
-    every result. ``halt`` sets ``done``. A failed check, an illegal opcode, running past IMEM or
-    a ``hazard`` from the array stops the core with ``error``, ``cause`` and ``error_pc`` until
-    ``clear``. Micro-ops leave through registers: ``uop``/``xfer`` are presented to the PEs one
-    cycle after the stream cycle that produced them.
+    Contract: a ``host.start`` pulse while idle begins at ``host.start_pc``. Each instruction
+    takes :data:`~caterpillar.contract.geometry.INSTRUCTION_OVERHEAD` cycles (fetch, decode,
+    check), then its kernel's micro-op stream (one cycle per point of its loop nests,
+    :func:`~caterpillar.contract.geometry.kernel_plan`), then, if it issued micro-ops,
+    ``cfg.write_back_latency`` cycles of drain, so that the next instruction sees every
+    result. ``halt`` sets ``done``. A failed check, an illegal opcode, running past IMEM, a
+    ``hazard`` from the array or a refused host write stops the core with ``error``, ``cause``
+    and ``error_pc`` until ``clear``. Micro-ops leave through registers: ``issue`` is
+    presented to the PEs one cycle after the stream cycle that produced it. A ``RING``
+    instruction starts the ring engine from its check cycle and retires in the cycle the engine
+    reports ``finished`` (no drain).
 
     Members
     -------
-    start, clear : In(1)
-    start_pc : In(imem address)
-    busy, done, error : Out(1)
-    cause : Out(ErrorCause)
-    error_pc, pc : Out(imem address + 1)
-    imem_we : In(1)
-    imem_addr : In(imem address)
-    imem_word : In(range(INSTR_WORDS))
-    imem_wdata : In(32)
-    imem_rdata : Out(32)
-        Host window into IMEM: ``imem_addr``/``imem_word`` select a 32-bit word; reads return
-        it one cycle later.
-    sreg_we : In(1)
-    sreg_idx : In(4)
-    sreg_wdata : In(word)
-    sreg_rdata : Out(word)
-        Host access to the scalar registers (reads combinational).
-    hazard : In(1)
-    macs : In(...)
-        MACs issued by the array this cycle.
-    counters : Out(ArrayLayout(64, len(Counter)))
-    counter_clear : In(1)
-    uop : Out(compute_layout(cfg))
-    xfer : Out(transfer_layout(cfg))
-    ring_start : Out(1)
-    ring_fields : Out(operand_layout(Opcode.RING))
-    ring_finished : In(1)
-        A ``RING`` instruction starts the ring engine from its CHECK cycle and retires in the
-        cycle the engine reports ``ring_finished`` (no drain).
+    host : In(SequencerPort(cfg))
+        Commands, scalar registers, state and counters, for the host interface.
+    imem : In(HostWindow(imem word address bits, 32))
+        The host's window into IMEM (reads one cycle later).
+    issue : Out(MicroOps(cfg))
+    array : In(ArrayStatus(cfg))
+    ring : Out(RingCommand())
     """
 
     def __init__(self, cfg):
         self.cfg = cfg
-        aw = cfg.imem_addr_width
+        imem_bits = (cfg.imem_words * INSTR_WORDS - 1).bit_length()
         super().__init__({
-            "start": In(1), "clear": In(1), "start_pc": In(aw),
-            "busy": Out(1), "done": Out(1), "error": Out(1), "cause": Out(ErrorCause),
-            "error_pc": Out(aw + 1), "pc": Out(aw + 1),
-            "imem_we": In(1), "imem_addr": In(aw), "imem_word": In(range(INSTR_WORDS)),
-            "imem_wdata": In(32), "imem_rdata": Out(32),
-            "sreg_we": In(1), "sreg_idx": In(4), "sreg_wdata": In(cfg.word_width),
-            "sreg_rdata": Out(cfg.word_width),
-            "hazard": In(1), "macs": In(range(cfg.nr * cfg.nr + 1)),
-            "counters": Out(data.ArrayLayout(_COUNTER_BITS, len(Counter))),
-            "counter_clear": In(1),
-            "uop": Out(compute_layout(cfg)), "xfer": Out(transfer_layout(cfg)),
-            "ring_start": Out(1), "ring_fields": Out(operand_layout(Opcode.RING)),
-            "ring_finished": In(1),
+            "host": In(SequencerPort(cfg)), "imem": In(HostWindow(imem_bits, 32)),
+            "issue": Out(MicroOps(cfg)), "array": In(ArrayStatus(cfg)),
+            "ring": Out(RingCommand()),
         })
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self.cfg
+        cfg, host = self.cfg, self.host
         layout = instruction_layout()
-
-        # -- instruction memory: 256-bit rows, written and read as 32-bit words by the host --
-        m.submodules.imem = imem = Memory(shape=layout.size, depth=cfg.imem_words, init=[])
-        fetch = imem.read_port()
-        host_wr = imem.write_port(granularity=32)
-        host_rd = imem.read_port()
-        m.d.comb += [
-            host_wr.addr.eq(self.imem_addr), host_wr.data.eq(self.imem_wdata.replicate(
-                INSTR_WORDS)),
-            host_wr.en.eq(Mux(self.imem_we, 1 << self.imem_word, 0)),
-            host_rd.addr.eq(self.imem_addr), host_rd.en.eq(1),
-        ]
-        rword = Signal.like(self.imem_word)
-        m.d.sync += rword.eq(self.imem_word)
-        m.d.comb += self.imem_rdata.eq(host_rd.data.word_select(rword, 32))
-
-        # -- scalar registers ---------------------------------------------------------------
-        sregs = Array(Signal(cfg.word_width, name=f"s{i}") for i in range(16))
-        m.d.comb += self.sreg_rdata.eq(sregs[self.sreg_idx])
-        with m.If(self.sreg_we):
-            m.d.sync += sregs[self.sreg_idx].eq(self.sreg_wdata)
+        fetch = self._instruction_memory(m, layout)
+        sregs = self._scalar_registers(m)
 
         # -- state --------------------------------------------------------------------------
         aw = cfg.imem_addr_width
         pc = Signal(aw + 1)
         instr = Signal(layout)
-        op = instr.op.as_value()
+        op = instr.op
         done, error = Signal(), Signal()
         cause = Signal(ErrorCause)
         error_pc = Signal(aw + 1)
@@ -141,36 +76,28 @@ class Sequencer(wiring.Component):
         seg = Signal(4)
         loops = {name: Signal(20, name=f"i_{name}") for name in ("top", "outer", "middle",
                                                                    "inner")}
-        counter_snapshot = Signal(_COUNTER_BITS)
-        m.d.comb += [self.done.eq(done), self.error.eq(error), self.cause.eq(cause),
-                     self.error_pc.eq(error_pc), self.pc.eq(pc)]
+        counter_snapshot = Signal(COUNTER_BITS)
+        m.d.comb += [host.done.eq(done), host.error.eq(error), host.cause.eq(cause),
+                     host.error_pc.eq(error_pc), host.pc.eq(pc)]
 
         def fail(reason):
             m.d.sync += [error.eq(1), cause.eq(reason), error_pc.eq(pc)]
             m.next = "ERROR"
 
+        def refuse_host_write():
+            # In every busy state, last: a refused host write wins over the state's m.next.
+            with m.If(host.host_write):
+                fail(ErrorCause.HOST_WRITE)
+
         # Per-opcode plans over the registered instruction.
         plans = {}
         for opcode in [*KERNELS, Opcode.GEMM, Opcode.RING]:
             fields = FieldView(getattr(instr.args, opcode.name.lower()))
-            plans[opcode] = (fields, kernel_plan(opcode, fields, cfg))
+            plans[opcode] = (fields, kernel_plan(opcode, fields, cfg, select=Mux))
 
         m.submodules.gemm = gemm = GemmEngine(cfg)
-        m.d.comb += [gemm.f.eq(instr.args.gemm), self.ring_fields.eq(instr.args.ring)]
-
-        # Loop bounds of the current opcode and segment.
-        bounds = {name: Signal(20, name=f"bound_{name}") for name in loops}
-        n_segments = Signal(4)
-        with m.Switch(op):
-            for opcode, (_, plan) in plans.items():
-                with m.Case(opcode):
-                    m.d.comb += n_segments.eq(len(plan.segments))
-                    with m.Switch(seg):
-                        for index, segment in enumerate(plan.segments):
-                            with m.Case(index):
-                                for name in loops:
-                                    m.d.comb += bounds[name].eq(getattr(segment, name))
-        last = {name: loops[name] == bounds[name] - 1 for name in loops}
+        m.d.comb += [gemm.f.eq(instr.args.gemm), self.ring.fields.eq(instr.args.ring)]
+        bounds, last, n_segments = self._loop_bounds(m, op, plans, seg, loops)
 
         # Unset operands read nothing: a = -0, b = 1, c = -0 claim no memory port.
         uop_next = Signal(compute_layout(cfg), init={
@@ -180,15 +107,15 @@ class Sequencer(wiring.Component):
         uop_reg = Signal.like(uop_next)
         xfer_reg = Signal.like(xfer_next)
         m.d.sync += [uop_reg.eq(uop_next), xfer_reg.eq(xfer_next)]
-        m.d.comb += [self.uop.eq(uop_reg), self.xfer.eq(xfer_reg)]
+        m.d.comb += [self.issue.uop.eq(uop_reg), self.issue.xfer.eq(xfer_reg)]
 
         legal = Cat(*[op == o.value for o in Opcode]).any()
         retire = Signal()
 
         with m.FSM(name="seq") as fsm:
             with m.State("IDLE"):
-                with m.If(self.start):
-                    m.d.sync += [pc.eq(self.start_pc), done.eq(0)]
+                with m.If(host.start):
+                    m.d.sync += [pc.eq(host.start_pc), done.eq(0)]
                     m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.comb += [fetch.addr.eq(pc), fetch.en.eq(1)]
@@ -196,9 +123,11 @@ class Sequencer(wiring.Component):
                     fail(ErrorCause.IMEM_RANGE)
                 with m.Else():
                     m.next = "DECODE"
+                refuse_host_write()
             with m.State("DECODE"):
                 m.d.sync += instr.eq(fetch.data)
                 m.next = "CHECK"
+                refuse_host_write()
             with m.State("CHECK"):
                 m.d.sync += [seg.eq(0), *[loop.eq(0) for loop in loops.values()]]
                 with m.If(~legal):
@@ -219,9 +148,10 @@ class Sequencer(wiring.Component):
                     m.next = "FETCH"
                 with m.Else():
                     self._check(m, op, plans, fail, gemm)
-                    counter_sel = instr.args.rdcnt.counter.as_value()
+                    counter_sel = instr.args.rdcnt.counter
                     m.d.sync += counter_snapshot.eq(
-                        Array(self.counters[i] for i in range(len(Counter)))[counter_sel])
+                        Array(host.counters[i] for i in range(len(Counter)))[counter_sel])
+                refuse_host_write()
             with m.State("RUN"):
                 with m.If(op == Opcode.GEMM):
                     m.d.comb += [uop_next.eq(gemm.uop), xfer_next.eq(gemm.xfer)]
@@ -241,13 +171,15 @@ class Sequencer(wiring.Component):
                             KERNELS[opcode](Emitter(m, cfg, uop_next, xfer_next, fields,
                                                     values, seg, loops, last))
                 # A structural hazard aborts the program (a later m.next wins).
-                with m.If(self.hazard):
+                with m.If(self.array.hazard):
                     fail(ErrorCause.HAZARD)
+                refuse_host_write()
             with m.State("RING"):
-                with m.If(self.ring_finished):
+                with m.If(self.ring.finished):
                     m.d.comb += retire.eq(1)
                     m.d.sync += pc.eq(pc + 1)
                     m.next = "FETCH"
+                refuse_host_write()
             with m.State("DRAIN"):
                 with m.If(drain == 0):
                     m.d.comb += retire.eq(1)
@@ -255,29 +187,79 @@ class Sequencer(wiring.Component):
                     m.next = "FETCH"
                 with m.Else():
                     m.d.sync += drain.eq(drain - 1)
-                with m.If(self.hazard):
+                with m.If(self.array.hazard):
                     fail(ErrorCause.HAZARD)
+                refuse_host_write()
             with m.State("ERROR"):
-                with m.If(self.clear):
+                with m.If(host.clear):
                     m.d.sync += [error.eq(0), cause.eq(ErrorCause.NONE)]
                     m.next = "IDLE"
-        with m.If(self.clear & ~error):
+        with m.If(host.clear & ~error):
             m.d.sync += done.eq(0)
 
         busy = ~fsm.ongoing("IDLE") & ~fsm.ongoing("ERROR")
-        m.d.comb += self.busy.eq(busy)
-        increments = {
+        m.d.comb += host.busy.eq(busy)
+        self._counters(m, {
             Counter.CYCLES: 1, Counter.BUSY: busy, Counter.INSTRET: retire,
-            Counter.MACS: self.macs, Counter.STALLS: fsm.ongoing("DRAIN"),
+            Counter.MACS: self.array.macs, Counter.STALLS: fsm.ongoing("DRAIN"),
             Counter.RING: fsm.ongoing("RING"),
-        }
+        })
+        return m
+
+    def _instruction_memory(self, m, layout):
+        """IMEM: 256-bit rows, written and read as 32-bit words by the host. Returns the fetch
+        port."""
+        cfg, window = self.cfg, self.imem
+        m.submodules.imem = imem = Memory(shape=layout.size, depth=cfg.imem_words, init=[])
+        fetch = imem.read_port()
+        host_wr = imem.write_port(granularity=32)
+        host_rd = imem.read_port()
+        row, word = window.addr[_WORD_BITS:], window.addr[:_WORD_BITS]
+        m.d.comb += [
+            host_wr.addr.eq(row), host_wr.data.eq(window.wdata.replicate(INSTR_WORDS)),
+            host_wr.en.eq(Mux(window.we, 1 << word, 0)),
+            host_rd.addr.eq(row), host_rd.en.eq(1),
+        ]
+        rword = Signal.like(word)
+        m.d.sync += rword.eq(word)
+        m.d.comb += window.rdata.eq(host_rd.data.word_select(rword, 32))
+        return fetch
+
+    def _scalar_registers(self, m):
+        """The scalar registers, written by the host and by ``sets``, read combinationally."""
+        host = self.host
+        sregs = Array(Signal(self.cfg.word_width, name=f"s{i}")
+                      for i in range(SCALAR_REGISTERS))
+        m.d.comb += host.sreg_rdata.eq(sregs[host.sreg_idx])
+        with m.If(host.sreg_we):
+            m.d.sync += sregs[host.sreg_idx].eq(host.sreg_wdata)
+        return sregs
+
+    def _loop_bounds(self, m, op, plans, seg, loops):
+        """Loop bounds of the current opcode and segment, the last-iteration flags and the
+        number of segments."""
+        bounds = {name: Signal(20, name=f"bound_{name}") for name in loops}
+        n_segments = Signal(4)
+        with m.Switch(op):
+            for opcode, (_, plan) in plans.items():
+                with m.Case(opcode):
+                    m.d.comb += n_segments.eq(len(plan.segments))
+                    with m.Switch(seg):
+                        for index, segment in enumerate(plan.segments):
+                            with m.Case(index):
+                                for name in loops:
+                                    m.d.comb += bounds[name].eq(getattr(segment, name))
+        last = {name: loops[name] == bounds[name] - 1 for name in loops}
+        return bounds, last, n_segments
+
+    def _counters(self, m, increments):
+        """The performance counters: each adds its increment every cycle until cleared."""
         for counter, increment in increments.items():
-            value = self.counters[counter.value]
-            with m.If(self.counter_clear):
+            value = self.host.counters[counter.value]
+            with m.If(self.host.clear_counters):
                 m.d.sync += value.eq(0)
             with m.Else():
                 m.d.sync += value.eq(value + increment)
-        return m
 
     def _scalars(self, opcode, fields, sregs):
         if opcode == Opcode.GER:
@@ -296,14 +278,15 @@ class Sequencer(wiring.Component):
                     for check in reversed(plan.checks):
                         with m.If(~check.ok):
                             m.d.comb += [failed.eq(1),
-                                         reason.eq(getattr(ErrorCause, check.cause))]
+                                         reason.eq(check.cause)]
                     with m.If(failed):
                         fail(reason)
                     with m.Else():
+                        # Nothing starts in a cycle whose refused host write stops the core.
                         if opcode == Opcode.GEMM:
-                            m.d.comb += gemm.start.eq(1)
+                            m.d.comb += gemm.start.eq(~self.host.host_write)
                         if opcode == Opcode.RING:
-                            m.d.comb += self.ring_start.eq(1)
+                            m.d.comb += self.ring.start.eq(~self.host.host_write)
                             m.next = "RING"
                         else:
                             m.next = "RUN"

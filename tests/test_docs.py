@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from caterpillar.rtl.config import preset
-from caterpillar.rtl.isa import isa_markdown
-from caterpillar.rtl.regmap import registers_markdown
+from caterpillar.contract.config import preset
+from caterpillar.contract.isa import isa_markdown
+from caterpillar.contract.registers import registers_markdown
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 

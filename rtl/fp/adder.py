@@ -5,9 +5,15 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from caterpillar.golden.numerics import FloatFormat
-
-from .arith import leading_zeros, normalize, round_pack, special_result, unpack, widen_signed
-from .pipeline import Pipeline, keep, named
+from caterpillar.rtl.fp.arith import (
+    leading_zeros,
+    normalize,
+    round_pack,
+    special_result,
+    unpack,
+    widen_signed,
+)
+from caterpillar.rtl.fp.pipeline import Pipeline, keep, named
 
 __all__ = ["FPAdder"]
 

@@ -17,8 +17,7 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Const, Mux, Value
 
 from caterpillar.golden.numerics import FloatFormat
-
-from .pipeline import named
+from caterpillar.rtl.fp.pipeline import named
 
 __all__ = ["widen_signed", "unpack", "leading_zeros", "normalize", "round_pack",
            "special_result"]

@@ -5,9 +5,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from caterpillar.golden.numerics import FloatFormat
-
-from .arith import unpack
-from .pipeline import Pipeline, named
+from caterpillar.rtl.fp.arith import unpack
+from caterpillar.rtl.fp.pipeline import Pipeline, named
 
 __all__ = ["FPCompare", "compare_layout"]
 

@@ -5,9 +5,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from caterpillar.golden.numerics import FloatFormat
-
-from .adder import FPAdder
-from .multiplier import FPMultiplier
+from caterpillar.rtl.fp.adder import FPAdder
+from caterpillar.rtl.fp.multiplier import FPMultiplier
 
 __all__ = ["FPMac"]
 

@@ -5,8 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from caterpillar.golden.numerics import FloatFormat
-
-from .mac import FPMac
+from caterpillar.rtl.fp.mac import FPMac
 
 __all__ = ["MacArray"]
 

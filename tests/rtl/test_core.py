@@ -6,12 +6,15 @@ and the golden kernels bit for bit, and takes exactly the predicted cycles."""
 import numpy as np
 import pytest
 
-from caterpillar.rtl.config import preset
-from caterpillar.rtl.isa import ErrorCause, Layout, Opcode, VecOp, encode
-from caterpillar.sim import kernel_cases as kc
-from caterpillar.sim.amaranth_device import AmaranthDevice
-from caterpillar.software.driver import CoreError, Driver
-from caterpillar.software.isasim import IsaDevice
+from caterpillar.contract.config import preset
+from caterpillar.contract.isa import ErrorCause, Layout, Opcode, VecOp, encode
+from caterpillar.sim.backends.amaranth import AmaranthDevice
+from caterpillar.sim.cases import kernels as kc
+from caterpillar.software.driver.core import CoreError, Driver
+from caterpillar.software.isasim.device import IsaDevice
+
+#: Whole cores or rings in a simulator, or Verilator builds: `make test`, not test-fast.
+pytestmark = pytest.mark.integration
 
 TINY = preset("tiny")
 TINY_BF16 = TINY.replace(name="tiny-bf16", operand_format="bf16")

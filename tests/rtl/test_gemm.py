@@ -5,9 +5,9 @@ from types import SimpleNamespace
 import pytest
 from amaranth.sim import Simulator
 
-from caterpillar.rtl.config import preset
+from caterpillar.contract.config import preset
+from caterpillar.contract.geometry import gemm_schedule
 from caterpillar.rtl.gemm import GemmEngine
-from caterpillar.rtl.isa_geometry import gemm_schedule
 
 CFG = preset("tiny")
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from caterpillar.contract.config import preset
 from caterpillar.golden import numerics as gn
-from caterpillar.rtl.config import preset
 from caterpillar.rtl.microop import (
     NO_LIMIT,
     ASrc,

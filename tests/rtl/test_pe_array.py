@@ -2,8 +2,8 @@
 
 from amaranth.sim import Simulator
 
+from caterpillar.contract.config import preset
 from caterpillar.golden import numerics as gn
-from caterpillar.rtl.config import preset
 from caterpillar.rtl.microop import (
     NO_LIMIT,
     ASrc,
@@ -45,15 +45,15 @@ def run(steps, cycles):
     async def testbench(ctx):
         for t in range(cycles):
             u, x, drive, col, data = steps.get(t, (idle_u, idle_x, 0, 0, [0] * CFG.nr))
-            ctx.set(array.uop, u)
-            ctx.set(array.xfer, x)
-            ctx.set(array.spad_drive, drive)
-            ctx.set(array.spad_col, col)
+            ctx.set(array.issue.uop, u)
+            ctx.set(array.issue.xfer, x)
+            ctx.set(array.spad.drive, drive)
+            ctx.set(array.spad.col, col)
             for k in range(CFG.nr):
-                ctx.set(array.spad_data[k], data[k])
-            samples.append({"hazard": ctx.get(array.hazard),
-                            "col": [ctx.get(array.col_bus[k]) for k in range(CFG.nr)],
-                            "row": [ctx.get(array.row_bus[k]) for k in range(CFG.nr)]})
+                ctx.set(array.spad.data[k], data[k])
+            samples.append({"hazard": ctx.get(array.status.hazard),
+                            "col": [ctx.get(array.spad.col_bus[k]) for k in range(CFG.nr)],
+                            "row": [ctx.get(array.spad.row_bus[k]) for k in range(CFG.nr)]})
             await ctx.tick()
 
     sim = Simulator(array)

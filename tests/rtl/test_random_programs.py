@@ -10,11 +10,14 @@ cycle count and the counters. Verilator runs many more in tests/sim/test_verilat
 import numpy as np
 import pytest
 
-from caterpillar.rtl.config import preset
-from caterpillar.sim import kernel_cases as kc
-from caterpillar.sim.amaranth_device import AmaranthDevice
-from caterpillar.sim.random_programs import random_program
-from caterpillar.software.isasim import IsaDevice
+from caterpillar.contract.config import preset
+from caterpillar.sim.backends.amaranth import AmaranthDevice
+from caterpillar.sim.cases import kernels as kc
+from caterpillar.sim.cases.programs import random_program
+from caterpillar.software.isasim.device import IsaDevice
+
+#: Whole cores or rings in a simulator, or Verilator builds: `make test`, not test-fast.
+pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize("index", range(4))

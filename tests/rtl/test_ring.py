@@ -7,12 +7,15 @@ the data; the ring registers."""
 import numpy as np
 import pytest
 
-from caterpillar.rtl.config import ConfigError, preset
-from caterpillar.rtl.regmap import RING_ID
-from caterpillar.sim.amaranth_device import AmaranthDevice
-from caterpillar.sim.collective_cases import CollectiveCase, expected_outputs, run_collective
-from caterpillar.software.multicore import RingDriver
-from caterpillar.software.ring_sim import RingIsaDevice
+from caterpillar.contract.config import ConfigError, preset
+from caterpillar.contract.registers import RING_ID
+from caterpillar.sim.backends.amaranth import AmaranthDevice
+from caterpillar.sim.cases.collectives import CollectiveCase, expected_outputs, run_collective
+from caterpillar.software.driver.ring import RingDriver
+from caterpillar.software.isasim.device import RingIsaDevice
+
+#: Whole cores or rings in a simulator, or Verilator builds: `make test`, not test-fast.
+pytestmark = pytest.mark.integration
 
 CFG = preset("tiny").replace(cores=2)
 

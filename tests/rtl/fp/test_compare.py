@@ -8,9 +8,9 @@ import pytest
 from caterpillar.golden import numerics
 from caterpillar.golden.numerics import BF16, FP16, FP32
 from caterpillar.rtl.fp.compare import FPCompare
-from caterpillar.sim.amaranth_stream import run_stream_unit
-from caterpillar.sim.fp_cases import random_cases, special_values
-from caterpillar.sim.fpu_bank import BankOp
+from caterpillar.sim.fpverify.bank import BankOp
+from caterpillar.sim.fpverify.cases import random_cases, special_values
+from caterpillar.sim.fpverify.stream import run_stream_unit
 
 REFERENCE = {
     "max": numerics.maximum, "min": numerics.minimum, "less": numerics.less,

@@ -5,9 +5,9 @@ import pytest
 
 from caterpillar.golden.numerics import BF16, FP16, FP32
 from caterpillar.rtl.fp.convert import FPConvert
-from caterpillar.sim.amaranth_stream import run_stream_unit
-from caterpillar.sim.fp_cases import directed_cases, random_cases, special_values
-from caterpillar.sim.fpu_bank import BankOp, golden_op
+from caterpillar.sim.fpverify.bank import BankOp, golden_op
+from caterpillar.sim.fpverify.cases import directed_cases, random_cases, special_values
+from caterpillar.sim.fpverify.stream import run_stream_unit
 
 PAIRS = [(FP32, BF16), (FP32, FP16), (BF16, FP32), (FP16, FP32), (BF16, FP16), (FP16, BF16)]
 

@@ -5,8 +5,8 @@ import numpy as np
 from caterpillar.golden import numerics
 from caterpillar.golden.numerics import BF16, FP32
 from caterpillar.rtl.fp.mac_array import MacArray
-from caterpillar.sim.fp_cases import random_cases
-from caterpillar.sim.fpu_bank import BankOp
+from caterpillar.sim.fpverify.bank import BankOp
+from caterpillar.sim.fpverify.cases import random_cases
 
 
 def test_every_lane_computes_its_own_mac(rng):

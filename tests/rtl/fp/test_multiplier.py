@@ -5,9 +5,9 @@ import pytest
 
 from caterpillar.golden.numerics import BF16, FP16, FP32
 from caterpillar.rtl.fp.multiplier import FPMultiplier
-from caterpillar.sim.amaranth_stream import run_stream_unit
-from caterpillar.sim.fp_cases import directed_cases, random_cases
-from caterpillar.sim.fpu_bank import BankOp, golden_op
+from caterpillar.sim.fpverify.bank import BankOp, golden_op
+from caterpillar.sim.fpverify.cases import directed_cases, random_cases
+from caterpillar.sim.fpverify.stream import run_stream_unit
 from tests.helpers import unit_operands
 
 

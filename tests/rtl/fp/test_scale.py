@@ -5,9 +5,9 @@ import pytest
 
 from caterpillar.golden.numerics import BF16, FP16, FP32, scale_exponent_range
 from caterpillar.rtl.fp.scale import FPScale, scale_shift_shape
-from caterpillar.sim.amaranth_stream import run_stream_unit
-from caterpillar.sim.fp_cases import random_cases, special_values
-from caterpillar.sim.fpu_bank import BankOp, golden_op
+from caterpillar.sim.fpverify.bank import BankOp, golden_op
+from caterpillar.sim.fpverify.cases import random_cases, special_values
+from caterpillar.sim.fpverify.stream import run_stream_unit
 
 
 def test_shift_operand_covers_the_saturation_range():

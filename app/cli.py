@@ -1,0 +1,262 @@
+"""The ``caterpillar`` command line.
+
+A user mistake (bad option value, bad file, unwritable output) ends with one ``caterpillar:
+error: ...`` line and exit status 2, never a traceback, and is found before any long work
+starts: every command checks its options and output paths first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from caterpillar.app import fpu
+from caterpillar.app import train as train_command
+from caterpillar.bench import kernels as bench_kernels
+from caterpillar.bench import scaling as bench_scaling
+from caterpillar.bench import training as bench_training
+from caterpillar.contract.config import preset, preset_names
+from caterpillar.contract.isa import isa_markdown
+from caterpillar.contract.registers import registers_markdown
+from caterpillar.rtl.fp.mac import FPMac
+from caterpillar.rtl.fp.mac_array import MacArray
+from caterpillar.sim.build.synthesis import estimate_mac_cells, format_cell_table
+from caterpillar.sim.build.verilog import convert
+from caterpillar.sim.fpverify.selfcheck import format_report, selfcheck
+from caterpillar.software.compiler.asm import assemble, disassemble, from_bytes, to_bytes
+from caterpillar.software.storage import (
+    OutputPathError,
+    atomic_write_bytes,
+    check_output,
+    write_json,
+)
+
+__all__ = ["main", "build_parser"]
+
+_positive_int = train_command.positive_int
+
+
+def _cmd_fpu_selfcheck(args) -> int:
+    cfg = preset(args.config)
+    out = check_output(args.json, "--json") if args.json else None
+    print(f"FP-unit self-check: {args.random} targeted random cases per (format, op) plus "
+          f"directed corner cases, on {args.backend}; multiplier/adder latency "
+          f"{cfg.mul_latency}/{cfg.add_latency} ({cfg.name}); seed {args.seed}", flush=True)
+
+    def progress(r):
+        state = "ok" if r.passed else "MISMATCH"
+        print(f"  {r.format:5} {r.op:14} {r.cases:9d} cases  {state}", flush=True)
+
+    results = selfcheck(formats=args.formats, random=args.random, softfloat=args.softfloat,
+                        seed=args.seed, backend=args.backend, progress=progress,
+                        mul_latency=cfg.mul_latency, add_latency=cfg.add_latency)
+    print()
+    print(format_report(results))
+    for r in results:
+        for example in r.examples:
+            print(f"mismatch {r.format} {r.op}: {example}")
+    if out is not None:
+        write_json(out, [r.to_dict() for r in results])
+    return 0 if all(r.passed for r in results) else 1
+
+
+def _cmd_verilog(args) -> int:
+    cfg = preset(args.config)
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise OutputPathError(f"-o {out}: is a file; give a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    lat = {"mul_latency": cfg.mul_latency, "add_latency": cfg.add_latency}
+    tag = f"{cfg.operand_format}_{cfg.acc_format}"
+    designs = {
+        f"mac_{tag}": FPMac(cfg.operand, cfg.acc, **lat),
+        f"mac_array16_{tag}": MacArray(cfg.operand, cfg.acc, count=16, **lat),
+    }
+    for name, component in designs.items():
+        path = out / f"{name}.v"
+        path.write_text(convert(component, name))
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_synth(args) -> int:
+    cfg = preset(args.config)
+    rows = estimate_mac_cells(formats=tuple(args.formats), acc=cfg.acc_format,
+                              mul_latency=cfg.mul_latency, add_latency=cfg.add_latency)
+    print(format_cell_table(rows))
+    return 0
+
+
+def _read(path: str, what: str, binary: bool = False):
+    try:
+        return Path(path).read_bytes() if binary else Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ValueError(f"cannot read {what} {path!r}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{what} {path!r} is not text (bad byte at offset {e.start}); "
+                         "assembly is UTF-8 text") from None
+
+
+def _cmd_asm(args) -> int:
+    source = Path(args.file)
+    output = Path(args.output) if args.output else source.with_suffix(".bin")
+    if output.resolve() == source.resolve():
+        raise ValueError(f"the output {output} would overwrite the source; pass -o OUT.bin")
+    check_output(output, "-o")
+    cfg = preset(args.config)
+    words = assemble(_read(args.file, "assembly file"), cfg, check=True)
+    atomic_write_bytes(output, to_bytes(words))
+    print(f"wrote {output} ({len(words)} instructions, checked against config {cfg.name})")
+    return 0
+
+
+def _cmd_disasm(args) -> int:
+    words = from_bytes(_read(args.file, "program image", binary=True))
+    sys.stdout.write(disassemble(words))
+    return 0
+
+
+def _cmd_docs(args) -> int:
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "isa.md").write_text(isa_markdown())
+    (out / "registers.md").write_text(registers_markdown(preset("small")))
+    print(f"wrote {out / 'isa.md'} and {out / 'registers.md'}")
+    return 0
+
+
+def _add_fpu(sub):
+    p = sub.add_parser("fpu", help="TestFloat-style filter: hex operand lines in, hex results "
+                                   "out, on the golden model, Amaranth simulator or Verilator",
+                       description=fpu.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    fpu.add_arguments(p)
+    p.set_defaults(func=fpu.run)
+
+
+def _add_fpu_selfcheck(sub):
+    p = sub.add_parser("fpu-selfcheck", help="check every FP unit of every format against the "
+                                             "golden model, NumPy and SoftFloat")
+    p.add_argument("--formats", nargs="+", choices=["fp32", "bf16", "fp16"],
+                   help="formats to check (default all)")
+    p.add_argument("--random", type=_positive_int, default=200_000,
+                   help="targeted random cases per (format, op) (default 200000)")
+    p.add_argument("--softfloat", type=_positive_int, default=20_000,
+                   help="cases per (format, op) also checked against SoftFloat (default 20000)")
+    p.add_argument("--backend", choices=["verilator", "amaranth", "golden"],
+                   default="verilator")
+    p.add_argument("--config", default="small", help="preset giving the latencies")
+    p.add_argument("--seed", type=train_command.nonnegative_int, default=1)
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.set_defaults(func=_cmd_fpu_selfcheck)
+
+
+def _add_verilog(sub):
+    p = sub.add_parser("verilog", help="write Verilog of the MAC unit and a 16-MAC array")
+    p.add_argument("--config", default="small", help="config preset (formats and latencies)")
+    p.add_argument("-o", "--output", default="build/verilog", help="output folder")
+    p.set_defaults(func=_cmd_verilog)
+
+
+def _add_synth(sub):
+    p = sub.add_parser("synth", help="yosys synth_ecp5 cell counts of the MAC unit")
+    p.add_argument("--estimate", action="store_true", required=True,
+                   help="synthesise only (no place and route): print cell counts")
+    p.add_argument("--formats", nargs="+", default=["fp32", "bf16"],
+                   choices=["fp32", "bf16", "fp16"], help="operand formats (default fp32 bf16)")
+    p.add_argument("--config", default="small", help="preset giving accumulator and latencies")
+    p.set_defaults(func=_cmd_synth)
+
+
+def _add_asm(sub):
+    p = sub.add_parser("asm", help="assemble a program (.s) into a binary image (.bin)")
+    p.add_argument("file")
+    p.add_argument("-o", "--output", help="output file (default: FILE with .bin)")
+    p.add_argument("--config", default="small", help="preset whose operand format encodes "
+                   "real-number immediates and whose memory sizes every address is checked "
+                   "against")
+    p.set_defaults(func=_cmd_asm)
+    p = sub.add_parser("disasm", help="print the assembly of a binary image")
+    p.add_argument("file")
+    p.set_defaults(func=_cmd_disasm)
+
+
+def _add_docs(sub):
+    p = sub.add_parser("docs", help="regenerate docs/isa.md and docs/registers.md")
+    p.add_argument("-o", "--output", default="docs")
+    p.set_defaults(func=_cmd_docs)
+
+
+def _add_bench(sub):
+    p = sub.add_parser("bench", help="benchmarks (cycles, utilization, simulation speed)")
+    what = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    kernels = what.add_parser("kernels", help="every kernel and shape on the RTL, nr = 2, 4, 8")
+    bench_kernels.add_arguments(kernels)
+    kernels.set_defaults(func=bench_kernels.run)
+    training = what.add_parser("training", help="utilization per phase of whole training "
+                                                "steps (784-256-256-10), digits epoch times")
+    bench_training.add_arguments(training)
+    training.set_defaults(func=bench_training.run)
+    scaling = what.add_parser("scaling", help="the ring: training on 1, 2, 4, 8 cores "
+                                              "(784-512-512-10), collective bandwidth")
+    bench_scaling.add_arguments(scaling)
+    scaling.set_defaults(func=bench_scaling.run)
+
+
+def _add_train(sub):
+    p = sub.add_parser("train", help="train an MLP on the simulated hardware (digits/MNIST), "
+                                     "checked against the golden trainer on request",
+                       description=train_command.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    train_command.add_arguments(p)
+    p.set_defaults(func=train_command.run)
+
+
+def _add_compile(sub):
+    p = sub.add_parser("compile", help="compile a training graph: instructions, cycles and "
+                                       "utilization per phase, optionally saved")
+    train_command.add_compile_arguments(p)
+    p.set_defaults(func=train_command.run_compile)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (no usage dump)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``caterpillar`` argument parser."""
+    parser = OneLineParser(
+        prog="caterpillar",
+        description="CATERPILLAR DNN-training accelerator: RTL, golden model and tools. "
+                    f"Config presets: {', '.join(preset_names())}.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_fpu, _add_fpu_selfcheck, _add_verilog, _add_synth, _add_asm, _add_docs,
+                _add_bench, _add_train, _add_compile):
+        add(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the command line; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as e:
+        parser.exit(2, f"caterpillar: error: {_one_line(e)}\n")
+    except KeyboardInterrupt:
+        return 130
+
+
+def _one_line(error: Exception) -> str:
+    text = str(error) or type(error).__name__
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

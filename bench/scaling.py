@@ -1,0 +1,193 @@
+"""``caterpillar bench scaling``: the ring of cores, from one to eight.
+
+* Training steps of 784-512-512-10 with minibatch GD (batch 64, the bucket algorithm) and SGD
+  (batch 1) on 1, 2, 4 and 8 nr = 4 cores: cycles per step, parallel efficiency
+  ``T(1) / (C T(C))`` against the one-core program (:func:`compile_training`), utilization
+  (model MACs over PEs x cycles) and the share of the slowest core's step spent in ring
+  instructions. Cycles come from the ring timing model, which equals the RTL (checked in the
+  tests); ``--rtl-steps`` steps also run on the Verilated 4-core ring, whose every core's cycle
+  counter must equal the prediction, and give its simulation speed.
+* Achieved link bandwidth of every collective: payload words per link per cycle of the
+  collective, against the link's ``nr`` words per cycle, on 2, 4 and 8 cores (ring
+  simulator; the Verilated ring when it is built for ``--rtl-steps``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from caterpillar.contract.config import preset
+from caterpillar.golden.trainer import to_bits
+from caterpillar.sim.backends.verilator import VerilatorDevice
+from caterpillar.sim.cases.collectives import CollectiveCase, run_collective
+from caterpillar.software.compiler.training import compile_training
+from caterpillar.software.graph.model import Optimizer, TrainingGraph
+from caterpillar.software.isasim.device import RingIsaDevice
+from caterpillar.software.storage import check_output, write_json
+from caterpillar.software.training.datasets import load_dataset
+from caterpillar.software.training.session import default_weights
+from caterpillar.software.training.trainer import Trainer
+
+__all__ = ["add_arguments", "run", "SCALING_SIZES", "scaling_config", "rtl_config"]
+
+SCALING_SIZES = (784, 512, 512, 10)
+CORE_COUNTS = (1, 2, 4, 8)
+
+
+def scaling_config(cores: int = 1):
+    """``small`` (nr = 4, fp32) with memories for 784-512-512-10 on one core."""
+    return preset("small").replace(name="bench-scaling", cores=cores, spad_words=1 << 21,
+                                   mema_words=65536, memb_words=4096, imem_words=8192)
+
+
+def rtl_config():
+    """The Verilated 4-core ring: smaller memories than :func:`scaling_config` (which one core
+    needs), the same programs and cycles for 4 cores (the benchmark checks)."""
+    return scaling_config(4).replace(name="bench-scaling-rtl", spad_words=1 << 20,
+                                     mema_words=16384)
+
+
+def add_arguments(p) -> None:
+    """Options of ``bench scaling``."""
+    p.add_argument("--json", default=None, metavar="FILE", help="write the results")
+    p.add_argument("--rtl-steps", type=int, default=1,
+                   help="steps of each algorithm on the Verilated 4-core ring (0: model only)")
+    p.add_argument("--collective-words", type=int, default=16384,
+                   help="vector length of the bandwidth runs")
+
+
+def _graph(algorithm):
+    batch = 64 if algorithm == "mbgd" else 1
+    return TrainingGraph(SCALING_SIZES, algorithm=algorithm, batch=batch,
+                         optimizer=Optimizer(lr=0.01, momentum=0.0))
+
+
+def _scaling(algorithm) -> dict:
+
+    graph = _graph(algorithm)
+    one = compile_training(graph, scaling_config(1))
+    base = one.step_cycles
+    macs = sum(v["macs"] for v in one.phase_report().values())
+    rows = {}
+    for cores in CORE_COUNTS:
+        started = time.monotonic()
+        compiled = one if cores == 1 else compile_training(graph, scaling_config(cores))
+        cycles = compiled.step_cycles
+        phases = compiled.phase_report()
+        rows[cores] = {
+            "step_cycles": cycles, "speedup": base / cycles,
+            "parallel_efficiency": base / (cores * cycles),
+            "utilization": macs / (16 * cores * cycles),
+            "ring_share": phases["ring"]["cycles"] / cycles,
+            "phases": {p: v["cycles"] for p, v in phases.items()},
+            "model_seconds": time.monotonic() - started,
+        }
+    return {"graph": graph.to_dict(), "model_macs": macs, "cores": rows}
+
+
+def _print_scaling(name, table):
+    print(f"{name}: {table['model_macs']:,} model MACs per step")
+    print("    cores   cycles/step   speedup  efficiency  utilization  ring share")
+    for cores, r in table["cores"].items():
+        print(f"    {cores:>5}  {r['step_cycles']:>12,}  {r['speedup']:>7.2f}  "
+              f"{100 * r['parallel_efficiency']:>9.1f}%  {100 * r['utilization']:>10.1f}%  "
+              f"{100 * r['ring_share']:>9.1f}%")
+
+
+def _bandwidth(device_for, cores_list, words) -> dict:
+    out = {}
+    for cores in cores_list:
+        device = device_for(cores)
+        nr = device.cfg.nr
+        segment = tuple(range(cores))
+        rows = {}
+        for kind in ("broadcast", "chain_reduce", "all_gather", "reduce_scatter",
+                     "all_reduce", "barrier"):
+            case = CollectiveCase(kind, segment, words)
+            _, _, run = run_collective(device, case)
+            cycles = max(run.ring_cycles)
+            # Payload words each link carries: a chain moves the whole vector over c - 1
+            # links; a bucket step moves one block per link, c - 1 steps.
+            per_link = {"broadcast": words, "chain_reduce": words,
+                        "all_gather": words * (cores - 1) / cores,
+                        "reduce_scatter": words * (cores - 1) / cores,
+                        "all_reduce": 2 * words * (cores - 1) / cores, "barrier": 0}[kind]
+            rows[kind] = {"cycles": cycles, "words_per_link": per_link,
+                          "words_per_cycle": per_link / cycles,
+                          "of_peak": per_link / cycles / nr}
+        out[cores] = rows
+    return out
+
+
+def _print_bandwidth(where, table, nr):
+    print(f"collective bandwidth ({where}; link peak {nr} words/cycle):")
+    for cores, rows in table.items():
+        text = ", ".join(f"{kind} {r['words_per_cycle']:.2f} w/c ({100 * r['of_peak']:.0f}%)"
+                         if r["words_per_link"] else f"{kind} {r['cycles']} cycles"
+                         for kind, r in rows.items())
+        print(f"    {cores} cores: {text}")
+
+
+def _rtl_steps(algorithm, steps, rng) -> dict:
+    """Steps of ``algorithm`` on the Verilated 4-core ring; cycles must equal the model's."""
+
+    cfg = rtl_config()
+    graph = _graph(algorithm)
+    compiled = compile_training(graph, cfg)
+    data = load_dataset("mnist")
+    fmt = cfg.operand
+    with VerilatorDevice(cfg, ring=True) as device:
+        hw = Trainer(compiled, device)
+        hw.load_parameters([(to_bits(w, fmt), to_bits(b, fmt))
+                            for w, b in default_weights(graph.sizes, 0)])
+        hw.set_lr(graph.optimizer.lr)
+        cycles, started = 0, time.monotonic()
+        for _ in range(steps):
+            idx = rng.choice(len(data.x_train), graph.batch, replace=False)
+            _, run = hw.step(to_bits(data.x_train[idx], fmt), data.y_train[idx])
+            cycles += run.makespan              # hw.step raised if any core's cycles differ
+        seconds = time.monotonic() - started
+    return {"steps": steps, "cycles": cycles, "seconds": seconds,
+            "cycles_per_second": cycles / seconds, "cores": 4}
+
+
+def run(args) -> int:
+    """Entry point of ``caterpillar bench scaling``."""
+    out = check_output(args.json, "--json") if args.json else None
+    rng = np.random.default_rng(0)
+    results = {"config": scaling_config(1).to_dict(), "training": {}}
+    for algorithm in ("mbgd", "sgd"):
+        table = _scaling(algorithm)
+        results["training"][algorithm] = table
+        batch = 64 if algorithm == "mbgd" else 1
+        _print_scaling(f"784-512-512-10 {algorithm} batch {batch} (nr=4 cores)", table)
+    nr = scaling_config().nr
+    results["bandwidth_model"] = _bandwidth(
+        lambda c: RingIsaDevice(scaling_config(c).replace(spad_words=1 << 16)), (2, 4, 8),
+        args.collective_words)
+    _print_bandwidth("ring simulator", results["bandwidth_model"], nr)
+    if args.rtl_steps:
+
+        with VerilatorDevice(rtl_config(), ring=True) as device:
+            rtl = _bandwidth(lambda c: device, (4,), args.collective_words)
+        results["bandwidth_rtl"] = rtl
+        _print_bandwidth("Verilated 4-core ring", rtl, nr)
+        for kind, r in rtl[4].items():
+            model = results["bandwidth_model"][4][kind]["cycles"]
+            if r["cycles"] != model:
+                raise AssertionError(f"{kind}: RTL {r['cycles']} cycles, model {model}")
+        for algorithm in ("mbgd", "sgd"):
+            row = _rtl_steps(algorithm, args.rtl_steps, rng)
+            results["training"][algorithm]["rtl"] = row
+            table = results["training"][algorithm]["cores"][4]["step_cycles"]
+            if row["cycles"] != table * row["steps"]:
+                raise AssertionError(f"{algorithm}: the RTL config's steps took {row['cycles']} "
+                                     f"cycles, the table's 4-core row predicts {table} each")
+            print(f"RTL {algorithm}: {row['steps']} step(s) on 4 cores, {row['cycles']:,} "
+                  f"cycles (= prediction on every core), {row['cycles_per_second']:,.0f} "
+                  f"cycles/s on Verilator ({row['seconds']:.1f} s)")
+    if out is not None:
+        write_json(out, results)
+    return 0

@@ -1,0 +1,449 @@
+"""Kernel geometry and timing: checks, loop nests, footprints and cycles of every instruction.
+
+Written once, for two kinds of numbers: the plans take the operand fields either as Python ints
+(the instruction-level simulator, the compiler and the assembler predict cycles and check ranges
+with them) or as Amaranth values (the sequencer's decoder builds the same arithmetic in
+hardware). Only ``+``, ``-``, ``*``, shifts, comparisons, ``&``, ``|`` and a two-way ``select``
+are used, which both kinds support; the caller hands in the ``select`` of its kind (plain Python
+here, ``Mux`` in the RTL), so this module imports no Amaranth. Divisors are powers of two.
+
+Each opcode has one plan function in :data:`PLANS`; :func:`instruction_cycles` is the
+sequencer's timing rule, the only one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+from caterpillar.contract.isa import ErrorCause, Opcode, VecOp, unpack
+
+__all__ = ["cdiv", "log2", "python_select", "Segment", "Check", "KernelPlan", "PLANS",
+           "kernel_plan", "INSTRUCTION_OVERHEAD", "SEQUENCER_OPCODES", "instruction_cycles",
+           "word_cycles", "execution_cycles", "GemmPhase", "GemmSchedule", "gemm_schedule",
+           "ring_queue_depth", "SMX_EXP_STEPS", "SMX_RECIP_STEPS"]
+
+#: Cycles of fetch, decode and check before an instruction's first micro-op.
+INSTRUCTION_OVERHEAD = 3
+
+#: Instructions the sequencer completes in its check cycle (no micro-ops, no engine).
+SEQUENCER_OPCODES = (Opcode.NOP, Opcode.HALT, Opcode.SYNC, Opcode.SETS)
+
+#: Micro-op steps of SMXCE's exp sequence per element, and of its reciprocal (one PE).
+SMX_EXP_STEPS = 12
+SMX_RECIP_STEPS = 8
+
+
+def python_select(cond, a, b):
+    """``a if cond else b``: the select of Python numbers."""
+    return a if cond else b
+
+
+def log2(n: int) -> int:
+    """Return ``log2(n)`` for a power of two."""
+    assert n > 0 and n & (n - 1) == 0, n
+    return n.bit_length() - 1
+
+
+def cdiv(x, n: int):
+    """Return ``ceil(x / n)`` for a power of two ``n``."""
+    return (x + (n - 1)) >> log2(n)
+
+
+def ring_queue_depth(cfg) -> int:
+    """Entries of a ring engine's outgoing queue: one beat per cycle through the add pipeline
+    (docs/multicore.md)."""
+    return cfg.add_latency + 4
+
+
+@dataclass
+class Segment:
+    """A loop nest of a kernel's micro-op stream: ``top x outer x middle x inner`` cycles."""
+
+    name: str
+    top: object = 1
+    outer: object = 1
+    middle: object = 1
+    inner: object = 1
+
+    @property
+    def cycles(self):
+        """Cycles the segment lasts."""
+        return self.top * self.outer * self.middle * self.inner
+
+
+@dataclass
+class Check:
+    """One condition an instruction must meet, and the error cause if it does not."""
+
+    ok: object
+    cause: ErrorCause
+    what: str
+
+
+@dataclass
+class KernelPlan:
+    """Segments of an instruction's micro-op stream, its checks and named quantities.
+
+    ``schedule`` (ints only) replaces the segments for kernels with their own engine (GEMM).
+    """
+
+    segments: list
+    checks: list
+    values: dict
+    schedule: object = None
+
+    @property
+    def stream_cycles(self):
+        """Cycles of micro-ops (ints only)."""
+        if self.schedule is not None:
+            return self.schedule.cycles
+        return sum(s.cycles for s in self.segments)
+
+
+class _Context:
+    """What a plan function computes with: the config, the ``select`` of the number kind and
+    the checks every kernel shares."""
+
+    def __init__(self, cfg, select):
+        self.cfg, self.select = cfg, select
+        self.nr = cfg.nr
+
+    def in_range(self, base, extent, size: int, cause: ErrorCause, what: str) -> Check:
+        # extent 0 never touches memory: it is always in range.
+        return Check(self.select(extent == 0, 1, base + extent <= size), cause, what)
+
+    def spad(self, base, extent, what: str) -> Check:
+        return self.in_range(base, extent, self.cfg.spad_words, ErrorCause.SPAD_RANGE, what)
+
+    def mema(self, base, extent, what: str) -> Check:
+        return self.in_range(base, extent, self.cfg.mema_words, ErrorCause.MEMA_RANGE, what)
+
+    def memb(self, base, extent, what: str) -> Check:
+        return self.in_range(base, extent, self.cfg.memb_words, ErrorCause.MEMB_RANGE, what)
+
+    def aligned(self, value, what: str) -> Check:
+        return Check((value & (self.nr - 1)) == 0, ErrorCause.BAD_SHAPE,
+                     f"{what} must be a multiple of nr")
+
+    @staticmethod
+    def positive(value, what: str) -> Check:
+        return Check(value != 0, ErrorCause.BAD_SHAPE, f"{what} must be positive")
+
+    @staticmethod
+    def layout_legal(layout) -> Check:
+        return Check(layout != 3, ErrorCause.ILLEGAL_FIELD,
+                     "layout must be diag, colrep or rowrep")
+
+
+def _plan_none(f, c: _Context) -> KernelPlan:
+    return KernelPlan([], [], {})
+
+
+def _plan_ring(f, c: _Context) -> KernelPlan:
+    nr = c.nr
+    send_rows, recv_rows = cdiv(f.slen, nr), cdiv(f.rlen, nr)
+    checks = [
+        Check(c.select(f.fwd, f.slen == 0, 1), ErrorCause.ILLEGAL_FIELD,
+              "slen must be 0 with fwd"),
+        c.aligned(f.src, "src"), c.aligned(f.dst, "dst"),
+        c.spad(f.src, send_rows * nr, "src"), c.spad(f.dst, recv_rows * nr, "dst"),
+    ]
+    # The ring engine times itself (docs/multicore.md): no micro-op segments.
+    return KernelPlan([], checks, {"send_rows": send_rows, "recv_rows": recv_rows})
+
+
+def _plan_rdcnt(f, c: _Context) -> KernelPlan:
+    words = cdiv(64, c.cfg.word_width)
+    return KernelPlan([Segment("store", inner=words)], [c.spad(f.spad, words, "spad")],
+                      {"words": words})
+
+
+def _plan_vector_move(f, c: _Context) -> KernelPlan:
+    """LDV and STV: a vector between the SPAD and MemB, one SPAD row per cycle."""
+    rows = cdiv(f.len, c.nr)
+    checks = [c.positive(f.len, "len"), c.aligned(f.spad, "spad"),
+              c.spad(f.spad, rows * c.nr, "spad"), c.memb(f.memb, rows, "memb"),
+              c.layout_legal(f.layout)]
+    return KernelPlan([Segment("rows", inner=rows)], checks, {"rows": rows})
+
+
+def _plan_bcast(f, c: _Context) -> KernelPlan:
+    rows = cdiv(f.len, c.nr)
+    checks = [c.positive(f.len, "len"), c.memb(f.src, rows, "src"), c.memb(f.dst, rows, "dst"),
+              Check(f.layout != 0, ErrorCause.ILLEGAL_FIELD, "layout must be colrep or rowrep"),
+              c.layout_legal(f.layout)]
+    return KernelPlan([Segment("rows", inner=rows)], checks, {"rows": rows})
+
+
+def _plan_tile_move(f, c: _Context) -> KernelPlan:
+    """LDA and STA: a matrix between the SPAD and MemA (2D round-robin), one SPAD row chunk
+    per cycle."""
+    nr, select = c.nr, c.select
+    tile_rows, tile_chunks = cdiv(f.rows, nr), cdiv(f.cols, nr)
+    # trans: the SPAD holds the transpose (cols x rows), one SPAD row per tile column.
+    spad_rows = select(f.trans, f.cols, f.rows)
+    spad_chunks = select(f.trans, cdiv(f.rows, nr), tile_chunks)
+    spad_width = select(f.trans, f.rows, f.cols)
+    checks = [
+        c.positive(f.rows, "rows"), c.positive(f.cols, "cols"),
+        c.aligned(f.spad, "spad"), c.aligned(f.lds, "lds"),
+        Check(f.lds >= spad_width, ErrorCause.BAD_SHAPE, "lds must cover a SPAD row"),
+        Check(f.ldm >= tile_chunks, ErrorCause.BAD_SHAPE, "ldm must be >= ceil(cols / nr)"),
+        c.spad(f.spad, (spad_rows - 1) * f.lds + spad_chunks * nr, "spad"),
+        c.mema(f.mema, (tile_rows - 1) * f.ldm + tile_chunks, "mema"),
+    ]
+    return KernelPlan([Segment("rows", middle=spad_rows, inner=spad_chunks)], checks,
+                      {"spad_rows": spad_rows, "spad_chunks": spad_chunks})
+
+
+def _plan_gemv(f, c: _Context, transposed: bool) -> KernelPlan:
+    cfg, nr = c.cfg, c.nr
+    m_loc, k_loc = cdiv(f.rows, nr), cdiv(f.cols, nr)
+    out_loc, red_loc = (k_loc, m_loc) if transposed else (m_loc, k_loc)
+    groups = cdiv(out_loc, cfg.acc_lanes)
+    out_field, in_field = ("z", "d") if transposed else ("y", "x")
+    checks = [
+        c.positive(f.rows, "rows"), c.positive(f.cols, "cols"),
+        Check(f.ldw >= k_loc, ErrorCause.BAD_SHAPE, "ldw must be >= ceil(cols / nr)"),
+        c.mema(f.w, (m_loc - 1) * f.ldw + k_loc, "w"),
+        c.memb(getattr(f, in_field), red_loc, in_field),
+        c.memb(f.psum, out_loc, "psum"),
+        c.memb(getattr(f, out_field), out_loc, out_field),
+    ]
+    segments = [Segment("partial", outer=groups, middle=red_loc, inner=cfg.acc_lanes),
+                Segment("gap", inner=cfg.write_back_latency),
+                Segment("chain", inner=out_loc + (nr - 1) * (cfg.add_latency + 1))]
+    return KernelPlan(segments, checks, {"m_loc": m_loc, "k_loc": k_loc,
+                                         "out_loc": out_loc, "red_loc": red_loc})
+
+
+def _plan_ger(f, c: _Context) -> KernelPlan:
+    nr, lanes = c.nr, c.cfg.chain_lanes
+    m_loc, k_loc = cdiv(f.rows, nr), cdiv(f.cols, nr)
+    # g = u v; load W; [g += wd W]; [m = g + mu m]; W += alpha g (or m); [store m].
+    steps = 3 + f.use_wd + 2 * f.use_mom
+    checks = [
+        c.positive(f.rows, "rows"), c.positive(f.cols, "cols"),
+        Check(f.ldw >= k_loc, ErrorCause.BAD_SHAPE, "ldw must be >= ceil(cols / nr)"),
+        c.mema(f.w, (m_loc - 1) * f.ldw + k_loc, "w"),
+        c.mema(f.mom, c.select(f.use_mom, (m_loc - 1) * f.ldw + k_loc, 0), "mom"),
+        c.memb(f.u, m_loc, "u"), c.memb(f.v, k_loc, "v"),
+    ]
+    segments = [Segment("update", top=m_loc, outer=cdiv(k_loc, lanes), middle=steps,
+                        inner=lanes)]
+    return KernelPlan(segments, checks, {"m_loc": m_loc, "k_loc": k_loc, "steps": steps})
+
+
+def _plan_vop(f, c: _Context) -> KernelPlan:
+    select, lanes = c.select, c.cfg.chain_lanes
+    per_pe = cdiv(f.len, c.nr)
+    # One-input functions stream one element per cycle. Two-input ones first move y into
+    # an accumulator slot (MemB's two ports cannot serve two reads and a write-back in one
+    # cycle), in a barrel over `lanes` elements; mseg then scales in a third step.
+    single = (f.fn == VecOp.COPY.value) | (f.fn == VecOp.SCALE.value) \
+        | (f.fn == VecOp.MAXS.value)
+    steps = select(single, 1, select(f.fn == VecOp.MSEG.value, 3, 2))
+    checks = [
+        Check(f.fn <= max(v.value for v in VecOp), ErrorCause.ILLEGAL_FIELD,
+              "fn is not a VecOp"),
+        c.positive(f.len, "len"), c.layout_legal(f.layout),
+        c.memb(f.z, per_pe, "z"), c.memb(f.x, per_pe, "x"), c.memb(f.y, per_pe, "y"),
+    ]
+    segments = [Segment("elements", outer=select(single, per_pe, cdiv(per_pe, lanes)),
+                        middle=steps, inner=select(single, 1, lanes))]
+    return KernelPlan(segments, checks, {"per_pe": per_pe})
+
+
+def _plan_smxce(f, c: _Context) -> KernelPlan:
+    cfg, lanes, wb = c.cfg, c.cfg.chain_lanes, c.cfg.write_back_latency
+    per_pe = cdiv(f.len, c.nr)
+    groups = cdiv(per_pe, lanes)
+    chain = (c.nr - 1) * (cfg.add_latency + 1) + 1
+    checks = [
+        c.positive(f.len, "len"),
+        c.memb(f.x, per_pe, "x"), c.memb(f.t, per_pe, "t"), c.memb(f.z, per_pe, "z"),
+        c.memb(f.scr, 3 * per_pe + 2, "scr"),
+    ]
+    segments = [
+        Segment("localmax", outer=per_pe + 1, inner=lanes),
+        Segment("maxchain", inner=chain + wb),
+        Segment("maxbcast", inner=1 + wb),
+        Segment("exp", outer=groups, middle=SMX_EXP_STEPS, inner=lanes),
+        Segment("gap", inner=wb),
+        Segment("localsum", outer=per_pe + 1, inner=lanes),
+        Segment("sumchain", inner=chain + wb),
+        Segment("recip", outer=SMX_RECIP_STEPS, inner=lanes),
+        Segment("rbcast", inner=1 + wb),
+        Segment("out", outer=groups, middle=3, inner=lanes),
+    ]
+    return KernelPlan(segments, checks, {"per_pe": per_pe, "chain": chain})
+
+
+def _plan_gemm(f, c: _Context) -> KernelPlan:
+    cfg, nr = c.cfg, c.nr
+    group_rows = nr * cfg.acc_lanes
+    lda_local = cdiv(f.k, nr)
+    checks = [
+        c.positive(f.m, "m"), c.positive(f.n, "n"), c.positive(f.k, "k"),
+        c.positive(f.mc, "mc"),
+        Check((f.mc & (group_rows - 1)) == 0, ErrorCause.BAD_SHAPE,
+              "mc must be a multiple of nr * Lacc"),
+        c.aligned(f.a, "a"), c.aligned(f.b, "b"), c.aligned(f.c, "c"),
+        c.aligned(f.lda, "lda"), c.aligned(f.ldb, "ldb"), c.aligned(f.ldc, "ldc"),
+        Check(f.lda >= f.m, ErrorCause.BAD_SHAPE, "lda must be >= m"),
+        Check(f.ldb >= f.n, ErrorCause.BAD_SHAPE, "ldb must be >= n"),
+        Check(f.ldc >= f.n, ErrorCause.BAD_SHAPE, "ldc must be >= n"),
+        c.mema(0, (f.mc >> log2(nr)) * lda_local,
+               "mc rows of A (mc / nr * ceil(k / nr) words per PE)"),
+        c.memb(0, 2 * f.k, "two B panels (2 k words per PE)"),
+        c.spad(f.a, (f.k - 1) * f.lda + cdiv(f.m, nr) * nr, "a"),
+        c.spad(f.b, (f.k - 1) * f.ldb + cdiv(f.n, nr) * nr, "b"),
+        c.spad(f.c, (f.m - 1) * f.ldc + cdiv(f.n, nr) * nr, "c"),
+    ]
+    exact = all(isinstance(v, int) for v in (f.m, f.n, f.k, f.mc))
+    schedule = gemm_schedule(f, cfg) if exact and f.mc and f.m and f.n and f.k else None
+    return KernelPlan([], checks, {"lda_local": lda_local, "group_rows": group_rows},
+                      schedule)
+
+
+#: The plan function of every opcode: ``plan(fields, context) -> KernelPlan``.
+PLANS = {
+    Opcode.NOP: _plan_none,
+    Opcode.HALT: _plan_none,
+    Opcode.SYNC: _plan_none,
+    Opcode.SETS: _plan_none,
+    Opcode.RDCNT: _plan_rdcnt,
+    Opcode.LDA: _plan_tile_move,
+    Opcode.STA: _plan_tile_move,
+    Opcode.LDV: _plan_vector_move,
+    Opcode.STV: _plan_vector_move,
+    Opcode.BCAST: _plan_bcast,
+    Opcode.GEMV: lambda f, c: _plan_gemv(f, c, transposed=False),
+    Opcode.GEMVT: lambda f, c: _plan_gemv(f, c, transposed=True),
+    Opcode.GER: _plan_ger,
+    Opcode.GEMM: _plan_gemm,
+    Opcode.VOP: _plan_vop,
+    Opcode.SMXCE: _plan_smxce,
+    Opcode.RING: _plan_ring,
+}
+
+
+def kernel_plan(op: Opcode, f, cfg, select=python_select) -> KernelPlan:
+    """Return the :class:`KernelPlan` of instruction ``op`` with operand fields ``f``.
+
+    ``f`` gives attribute access to the fields (ints, or the decoder's Amaranth view);
+    ``select(cond, a, b)`` is the two-way choice of that kind of number. The segments are, in
+    order, the loop nests the sequencer runs; docs/architecture.md describes the micro-ops of
+    each.
+    """
+    return PLANS[op](f, _Context(cfg, select))
+
+
+def execution_cycles(plan: KernelPlan, cfg) -> int:
+    """Cycles after the check of an instruction that issues micro-ops: its stream, then
+    ``write_back_latency`` cycles of drain so the next instruction sees every result."""
+    return plan.stream_cycles + cfg.write_back_latency
+
+
+def instruction_cycles(op: Opcode, f, cfg) -> int:
+    """Cycles the core spends on a legal instruction whose checks pass (the sequencer's rule):
+    :data:`INSTRUCTION_OVERHEAD`, then, unless it is one of :data:`SEQUENCER_OPCODES`, its
+    :func:`execution_cycles`. ``RING`` is timed by the ring engine, not here."""
+    if op == Opcode.RING:
+        raise ValueError("a RING instruction's cycles depend on its neighbours; use the ring "
+                         "simulator (caterpillar.software.isasim.ring)")
+    if op in SEQUENCER_OPCODES:
+        return INSTRUCTION_OVERHEAD
+    return INSTRUCTION_OVERHEAD + execution_cycles(kernel_plan(op, f, cfg), cfg)
+
+
+def word_cycles(word: int, cfg) -> int:
+    """:func:`instruction_cycles` of an instruction word (a legal one)."""
+    op, values = unpack(word)
+    return instruction_cycles(op, SimpleNamespace(**values), cfg)
+
+
+@dataclass
+class GemmPhase:
+    """One row group of one panel of one A block: the unit of GEMM's schedule.
+
+    The phase computes the ``nr * Lacc`` rows from ``row0`` of the ``nr`` columns from ``n0``
+    (``K * Lacc`` cycles) in accumulator bank ``bank``, using the B panel in MemB buffer
+    ``buf``. Meanwhile (after the compute, in the first panel of a block, whose A values stream
+    from the SPAD) the SPAD port moves the C rows of the previous phase out, those of the next
+    phase in (``accumulate`` only) and, in a panel's first phase, the next panel's B.
+    """
+
+    index: int
+    block: int
+    panel: int
+    group: int
+    row0: int
+    n0: int
+    bank: int
+    buf: int
+    astream: bool
+    has_cout: bool
+    has_cin: bool
+    next_panel: tuple | None
+    length: int
+
+
+@dataclass
+class GemmSchedule:
+    """GEMM's prologue, phases and epilogue, and the cycles they take."""
+
+    prologue: int
+    phases: list
+    epilogue: int
+    first_panel: tuple
+
+    @property
+    def cycles(self) -> int:
+        """Micro-op stream cycles."""
+        return self.prologue + sum(p.length for p in self.phases) + self.epilogue
+
+
+def gemm_schedule(f, cfg) -> GemmSchedule:
+    """Return the exact GEMM schedule for int operand fields ``f`` (see :class:`GemmPhase`).
+
+    Prologue: the first B panel (``K`` cycles), the first phase's C rows (``accumulate``),
+    2 guard cycles. A phase in a block's first panel lasts ``max(K Lacc, W) + T + 2`` (compute,
+    then transfers ``T``); any other phase ``max(K Lacc, W + T + 2)`` (transfers after ``W``
+    idle cycles, beside the compute). ``T = nr Lacc`` per C transfer plus ``K`` for a B panel.
+    Epilogue: ``W`` idle cycles and the last phase's C rows out.
+    """
+    nr, lanes, wb = cfg.nr, cfg.acc_lanes, cfg.write_back_latency
+    group_rows = nr * lanes
+    k = f.k
+    compute = k * lanes
+    panels = cdiv(f.n, nr)
+    blocks = -(-f.m // f.mc)
+    order = []
+    for b in range(blocks):
+        rows = min(f.mc, f.m - b * f.mc)
+        for n in range(panels):
+            for g in range(-(-rows // group_rows)):
+                order.append((b, n, g))
+    phases = []
+    for index, (b, n, g) in enumerate(order):
+        if g == 0 and n + 1 < panels:
+            nxt = (b, n + 1)
+        elif g == 0 and b + 1 < blocks:
+            nxt = (b + 1, 0)
+        else:
+            nxt = None
+        has_cout = index > 0
+        has_cin = bool(f.accumulate) and index + 1 < len(order)
+        transfers = group_rows * (has_cout + has_cin) + (k if nxt else 0)
+        astream = n == 0
+        if astream:
+            length = max(compute, wb) + transfers + 2
+        else:
+            length = max(compute, wb + transfers + 2)
+        panel_index = b * panels + n
+        phases.append(GemmPhase(index, b, n, g, b * f.mc + g * group_rows, n * nr, index % 2,
+                                panel_index % 2, astream, has_cout, has_cin, nxt, length))
+    prologue = k + (group_rows if f.accumulate else 0) + 2
+    return GemmSchedule(prologue, phases, wb + group_rows, (0, 0))

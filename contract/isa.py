@@ -1,0 +1,389 @@
+"""The instruction set of a CATERPILLAR core, defined once.
+
+Every instruction is 256 bits: an 8-bit :class:`Opcode` and the opcode's operand fields, packed
+from bit 8 upwards in the order :data:`OPERANDS` lists them. The RTL decoder views instruction
+words through a layout built from :data:`OPERANDS` (:mod:`caterpillar.rtl.instruction`), the
+assembler and the instruction-level simulator use :func:`encode`, :func:`decode` and
+:func:`unpack`, and ``docs/isa.md`` is generated from :data:`OPERANDS`. Nothing else states a bit
+position.
+
+Pure Python (the hardware contract imports no Amaranth): the enumerations are standard
+:class:`enum.Enum` s, whose values Amaranth accepts as constants and as signal shapes.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = [
+    "INSTR_BITS", "INSTR_WORDS", "OPCODE_BITS", "Opcode", "ErrorCause", "Layout", "VecOp",
+    "Counter", "Field", "OPERANDS", "field_enum", "encode", "decode", "unpack", "reserved_bits",
+    "Instruction", "IsaError", "isa_markdown",
+]
+
+#: Width of one instruction, and the number of 32-bit host words it occupies.
+INSTR_BITS = 256
+INSTR_WORDS = INSTR_BITS // 32
+#: Width of the opcode (bits 0-7 of an instruction).
+OPCODE_BITS = 8
+
+
+class Opcode(enum.Enum):
+    """Macro-instructions; the sequencer expands each into per-cycle micro-ops."""
+
+    NOP = 0x00
+    HALT = 0x01
+    SYNC = 0x02
+    SETS = 0x03
+    RDCNT = 0x04
+    LDA = 0x10
+    STA = 0x11
+    LDV = 0x12
+    STV = 0x13
+    BCAST = 0x14
+    GEMV = 0x20
+    GEMVT = 0x21
+    GER = 0x22
+    GEMM = 0x23
+    VOP = 0x30
+    SMXCE = 0x31
+    RING = 0x40
+
+
+class ErrorCause(enum.Enum):
+    """Why the core halted with an error (``ERROR_CAUSE``)."""
+
+    NONE = 0
+    ILLEGAL_OPCODE = 1
+    ILLEGAL_FIELD = 2
+    SPAD_RANGE = 3
+    MEMA_RANGE = 4
+    MEMB_RANGE = 5
+    IMEM_RANGE = 6
+    BAD_SHAPE = 7
+    HAZARD = 8
+    HOST_WRITE = 9   # the host wrote the SPAD or IMEM while the core was busy
+
+
+class Layout(enum.Enum):
+    """Where the elements of a vector live (see docs/architecture.md section 3); the value 3 is
+    illegal (the core stops with ``ILLEGAL_FIELD``)."""
+
+    DIAG = 0
+    COLREP = 1
+    ROWREP = 2
+
+
+class VecOp(enum.Enum):
+    """Elementwise operations of ``VOP`` (``a`` is the scalar register ``alpha``)."""
+
+    COPY = 0    # z = x
+    ADD = 1     # z = x + y
+    SUB = 2     # z = x - y
+    MUL = 3     # z = x * y
+    AXPY = 4    # z = a * x + y
+    SCALE = 5   # z = a * x
+    MAX = 6     # z = max(x, y)
+    MAXS = 7    # z = max(x, a); ReLU is MAXS with a = +0
+    RELUD = 8   # z = y if x > 0 else +0 (ReLU derivative mask applied to y)
+    MSEG = 9    # z = a * (x - y)
+
+
+class Counter(enum.Enum):
+    """Performance counters (readable as CSRs, and by ``RDCNT``)."""
+
+    CYCLES = 0
+    BUSY = 1
+    INSTRET = 2
+    MACS = 3
+    STALLS = 4
+    RING = 5
+
+
+@dataclass(frozen=True)
+class Field:
+    """One operand field: its name, width in bits, kind and meaning.
+
+    ``kind`` is one of ``spad``, ``mema``, ``memb`` (an address in that memory), ``count``,
+    ``ld`` (a leading dimension), ``sreg`` (a scalar register index), ``imm``, ``flag``, or the
+    name of an enum in this module (``Layout``, ``VecOp``, ``Counter``).
+    """
+
+    name: str
+    width: int
+    kind: str
+    doc: str
+
+
+def _f(name, width, kind, doc):
+    return Field(name, width, kind, doc)
+
+
+#: Operands of LDA and STA (a matrix between the SPAD and MemA).
+_TILE = (
+    _f("spad", 24, "spad", "first element of the row-major matrix in the SPAD"),
+    _f("mema", 16, "mema", "MemA base of the 2D round-robin tile"),
+    _f("rows", 16, "count", "matrix rows"),
+    _f("cols", 16, "count", "matrix columns"),
+    _f("lds", 16, "ld", "SPAD leading dimension in words (multiple of nr)"),
+    _f("ldm", 16, "ld", "MemA leading dimension (>= ceil(cols / nr))"),
+    _f("trans", 1, "flag", "the SPAD holds the transpose (cols x rows, leading dim lds)"),
+)
+
+#: Operand fields of every opcode, in encoding order.
+OPERANDS: dict[Opcode, tuple[Field, ...]] = {
+    Opcode.NOP: (),
+    Opcode.HALT: (),
+    Opcode.SYNC: (),
+    Opcode.SETS: (
+        _f("reg", 4, "sreg", "scalar register to write"),
+        _f("value", 32, "imm", "bit pattern (operand format, LSB-aligned)"),
+    ),
+    Opcode.RDCNT: (
+        _f("counter", 4, "Counter", "performance counter to read"),
+        _f("spad", 24, "spad", "first SPAD word receiving the 64-bit value, low word first"),
+    ),
+    Opcode.LDA: _TILE,
+    Opcode.STA: _TILE,
+    Opcode.LDV: (
+        _f("spad", 24, "spad", "first element in the SPAD (multiple of nr)"),
+        _f("memb", 16, "memb", "MemB base"),
+        _f("len", 16, "count", "vector length"),
+        _f("layout", 2, "Layout", "destination layout"),
+    ),
+    Opcode.STV: (
+        _f("spad", 24, "spad", "first element in the SPAD (multiple of nr)"),
+        _f("memb", 16, "memb", "MemB base"),
+        _f("len", 16, "count", "vector length"),
+        _f("layout", 2, "Layout", "source layout (DIAG: the diagonal, COLREP: row 0, ROWREP: "
+                                  "column 0)"),
+    ),
+    Opcode.BCAST: (
+        _f("dst", 16, "memb", "MemB base of the replicated copy"),
+        _f("src", 16, "memb", "MemB base of the diagonal vector"),
+        _f("len", 16, "count", "vector length"),
+        _f("layout", 2, "Layout", "COLREP (column buses) or ROWREP (row buses)"),
+    ),
+    Opcode.GEMV: (
+        _f("y", 16, "memb", "output y = W x (diagonal)"),
+        _f("x", 16, "memb", "input x (column-replicated)"),
+        _f("w", 16, "mema", "W (2D round-robin, rows x cols)"),
+        _f("psum", 16, "memb", "scratch for the partial sums (ceil(rows / nr) words)"),
+        _f("rows", 16, "count", "rows of W (outputs)"),
+        _f("cols", 16, "count", "columns of W (inputs)"),
+        _f("ldw", 16, "ld", "MemA leading dimension of W"),
+    ),
+    Opcode.GEMVT: (
+        _f("z", 16, "memb", "output z = W^T d (diagonal)"),
+        _f("d", 16, "memb", "input d (row-replicated)"),
+        _f("w", 16, "mema", "W (2D round-robin, rows x cols)"),
+        _f("psum", 16, "memb", "scratch for the partial sums (ceil(cols / nr) words)"),
+        _f("rows", 16, "count", "rows of W (length of d)"),
+        _f("cols", 16, "count", "columns of W (length of z)"),
+        _f("ldw", 16, "ld", "MemA leading dimension of W"),
+    ),
+    Opcode.GER: (
+        _f("w", 16, "mema", "W, updated in place (2D round-robin)"),
+        _f("u", 16, "memb", "u (row-replicated, length rows)"),
+        _f("v", 16, "memb", "v (column-replicated, length cols)"),
+        _f("mom", 16, "mema", "momentum buffer, same tiling as W (used if use_mom)"),
+        _f("rows", 16, "count", "rows of W"),
+        _f("cols", 16, "count", "columns of W"),
+        _f("ldw", 16, "ld", "MemA leading dimension of W and of the momentum buffer"),
+        _f("alpha", 4, "sreg", "scalar register: step (-learning rate, or 1 to accumulate)"),
+        _f("wd", 4, "sreg", "scalar register: weight decay (used if use_wd)"),
+        _f("mu", 4, "sreg", "scalar register: momentum (used if use_mom)"),
+        _f("use_wd", 1, "flag", "g += wd * W"),
+        _f("use_mom", 1, "flag", "m = g + mu * m; step with m"),
+    ),
+    Opcode.GEMM: (
+        _f("c", 24, "spad", "C (row-major M x N) in the SPAD"),
+        _f("a", 24, "spad", "A, transposed: A^T (row-major K x M) in the SPAD"),
+        _f("b", 24, "spad", "B (row-major K x N) in the SPAD"),
+        _f("m", 16, "count", "rows of A and C"),
+        _f("n", 16, "count", "columns of B and C"),
+        _f("k", 16, "count", "columns of A, rows of B"),
+        _f("lda", 16, "ld", "SPAD leading dimension of A^T (multiple of nr, >= M)"),
+        _f("ldb", 16, "ld", "SPAD leading dimension of B (multiple of nr, >= N)"),
+        _f("ldc", 16, "ld", "SPAD leading dimension of C (multiple of nr, >= N)"),
+        _f("mc", 16, "count", "rows of A resident in MemA per block (multiple of nr * Lacc)"),
+        _f("accumulate", 1, "flag", "C += A B (else C = A B)"),
+    ),
+    Opcode.VOP: (
+        _f("fn", 4, "VecOp", "elementwise operation"),
+        _f("layout", 2, "Layout", "DIAG, COLREP (all PEs of the replicated layout) or PE00"),
+        _f("z", 16, "memb", "output"),
+        _f("x", 16, "memb", "first input"),
+        _f("y", 16, "memb", "second input"),
+        _f("len", 16, "count", "vector length"),
+        _f("alpha", 4, "sreg", "scalar register a"),
+    ),
+    Opcode.SMXCE: (
+        _f("z", 16, "memb", "output softmax(x) - t (diagonal)"),
+        _f("x", 16, "memb", "logits (column-replicated; row 0's copies are used)"),
+        _f("t", 16, "memb", "target distribution, e.g. one-hot (column-replicated, row 0)"),
+        _f("scr", 16, "memb", "scratch: 3 ceil(len / nr) + 2 words in row 0's PEs"),
+        _f("len", 16, "count", "number of classes"),
+    ),
+    Opcode.RING: (
+        _f("src", 24, "spad", "first SPAD word sent to the next core (multiple of nr)"),
+        _f("slen", 24, "count", "words sent (0: send nothing; must be 0 with fwd)"),
+        _f("dst", 24, "spad", "first SPAD word of the received vector (multiple of nr)"),
+        _f("rlen", 24, "count", "words received from the previous core (0: receive nothing)"),
+        _f("keep", 1, "flag", "write the received words (or sums) to dst"),
+        _f("add", 1, "flag", "the received words are added to the words at dst"),
+        _f("fwd", 1, "flag", "send every received word (or sum) on to the next core"),
+        _f("chain", 1, "flag", "use the chain links (core k-1 to k, the whole ring) instead of "
+                               "the segment links (SRC registers), both ways"),
+    ),
+}
+
+
+class IsaError(ValueError):
+    """An instruction cannot be encoded or decoded; the message names the field."""
+
+
+#: Enumerations a field's ``kind`` can name.
+ENUMS = {e.__name__: e for e in (Layout, VecOp, Counter)}
+
+
+def field_enum(field: Field) -> type[enum.Enum] | None:
+    """Return the enumeration a field holds (``Layout``, ``VecOp``, ``Counter``), or None."""
+    return ENUMS.get(field.kind)
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """A decoded instruction: opcode and operand values (enum fields as enum members)."""
+
+    op: Opcode
+    args: dict
+
+    def __getattr__(self, name):
+        try:
+            return self.args[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def text(self) -> str:
+        """Return the assembly text of this instruction."""
+        parts = [self.op.name.lower()]
+        for f in OPERANDS[self.op]:
+            value = self.args[f.name]
+            if isinstance(value, enum.Enum):
+                parts.append(f"{f.name}={value.name.lower()}")
+            elif f.kind in ("spad", "mema", "memb", "imm"):
+                parts.append(f"{f.name}={value:#x}")
+            else:
+                parts.append(f"{f.name}={value}")
+        return " ".join(parts)
+
+
+def encode(op: Opcode, *, strict: bool = True, **args) -> int:
+    """Return the 256-bit instruction word of ``op`` with the given operands.
+
+    Missing operands are 0 (enum fields: their 0 member). Raises :class:`IsaError` naming the
+    field when a value is unknown, not an integer, negative or too wide. ``strict=False``
+    accepts any integer that fits an enum field (to build illegal instructions for tests).
+    """
+    op = Opcode(op)
+    fields = {f.name: f for f in OPERANDS[op]}
+    unknown = sorted(set(args) - set(fields))
+    if unknown:
+        raise IsaError(f"{op.name.lower()} has no field {unknown[0]!r}; its fields are "
+                       f"{', '.join(fields) or 'none'}")
+    word = op.value
+    offset = OPCODE_BITS
+    for name, f in fields.items():
+        value = args.get(name, 0)
+        shape = field_enum(f)
+        if shape is not None and (strict or not isinstance(value, int)):
+            try:
+                value = shape(value).value
+            except ValueError:
+                choices = ", ".join(m.name.lower() for m in shape)
+                raise IsaError(f"field {name!r} of {op.name.lower()} must be one of "
+                               f"{choices}, not {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise IsaError(f"field {name!r} of {op.name.lower()} must be an integer, "
+                           f"not {value!r}")
+        if not 0 <= value < (1 << f.width):
+            raise IsaError(f"field {name!r} of {op.name.lower()} must be in "
+                           f"0..{(1 << f.width) - 1} ({f.width} bits), not {value}")
+        word |= value << offset
+        offset += f.width
+    return word
+
+
+def unpack(word: int) -> tuple[Opcode | None, dict]:
+    """Return ``(opcode, {field: int})`` of an instruction word, checking nothing else.
+
+    The opcode is None when bits 0-7 name no :class:`Opcode` (the fields are then empty);
+    enumeration fields are returned as the integers they hold, legal or not. The hardware's
+    decoder sees an instruction this way: what is illegal is for its checks to say.
+    """
+    try:
+        op = Opcode(word & ((1 << OPCODE_BITS) - 1))
+    except ValueError:
+        return None, {}
+    values, offset = {}, OPCODE_BITS
+    for f in OPERANDS[op]:
+        values[f.name] = (word >> offset) & ((1 << f.width) - 1)
+        offset += f.width
+    return op, values
+
+
+def reserved_bits(word: int) -> int:
+    """Return the bits of an instruction word no field of its opcode covers (0 if none are
+    set; every bit above the opcode for an illegal opcode)."""
+    op, _ = unpack(word)
+    used = OPCODE_BITS + (sum(f.width for f in OPERANDS[op]) if op is not None else 0)
+    return word >> used
+
+
+def decode(word: int) -> Instruction:
+    """Decode a 256-bit instruction word; raise :class:`IsaError` for an unknown opcode, an
+    enumeration field holding no member, or nonzero bits outside every field."""
+    op, values = unpack(word)
+    if op is None:
+        raise IsaError(f"illegal opcode {word & ((1 << OPCODE_BITS) - 1):#04x}")
+    if reserved_bits(word):
+        raise IsaError(f"{op.name.lower()} has nonzero reserved bits (above bit "
+                       f"{OPCODE_BITS + sum(f.width for f in OPERANDS[op]) - 1})")
+    args = {}
+    for f in OPERANDS[op]:
+        value, shape = values[f.name], field_enum(f)
+        if shape is not None:
+            try:
+                value = shape(value)
+            except ValueError:
+                raise IsaError(f"field {f.name!r} of {op.name.lower()} holds {value}, "
+                               f"which is not a {shape.__name__}") from None
+        args[f.name] = value
+    return Instruction(op, args)
+
+
+def isa_markdown() -> str:
+    """Return the ISA reference table (Markdown) for ``docs/isa.md``."""
+    lines = ["# Instruction set", "",
+             f"Every instruction is {INSTR_BITS} bits: bits 0-7 hold the opcode, the operand "
+             "fields follow from bit 8 in the order listed. Generated from "
+             "`caterpillar.contract.isa`; do not edit.", ""]
+    for op in Opcode:
+        lines += [f"## `{op.name.lower()}` (opcode {op.value:#04x})", ""]
+        if not OPERANDS[op]:
+            lines += ["No operands.", ""]
+            continue
+        lines += ["| field | bits | kind | meaning |", "|---|---|---|---|"]
+        offset = OPCODE_BITS
+        for f in OPERANDS[op]:
+            lines.append(f"| `{f.name}` | {offset}-{offset + f.width - 1} | {f.kind} | "
+                         f"{f.doc} |")
+            offset += f.width
+        lines.append("")
+    for enum_type in (ErrorCause, Layout, VecOp, Counter):
+        lines += [f"## `{enum_type.__name__}`", "", "| value | name |", "|---|---|"]
+        lines += [f"| {m.value} | `{m.name.lower()}` |" for m in enum_type]
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,116 @@
+"""Verilog generation from Amaranth components, cached by design source."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from pathlib import Path
+
+from amaranth.back import verilog
+from amaranth.hdl import Const, Value, ValueCastable
+from amaranth.hdl._ir import PortDirection  # public only through verilog.convert
+from amaranth.lib import wiring
+
+import caterpillar.golden.numerics as numerics
+import caterpillar.rtl as rtl
+import caterpillar.sim as sim
+from caterpillar.sim.build.toolchain import build_root, prepare_environment
+
+__all__ = ["design_digest", "convert", "cached_verilog", "fix_constant_always",
+           "collapse_zero_memory_init"]
+
+# `always @*` around one assignment of a constant: a block with an empty sensitivity list.
+_CONSTANT_ALWAYS = re.compile(
+    r"^(\s*)always @\*\n\s+([^\s=]+(?:\s*\[[^\]]*\])?)\s*=\s*(\d+'[hbdo][0-9a-fA-F_]+);$",
+    re.MULTILINE)
+
+
+# A memory's initial block: one "name[index] = <width>'d0;" line per word.
+_ZERO_INIT = re.compile(
+    r"^(\s*)initial begin\n(?:\s+(\\?[^\s\[]+)\s*\[\d+\] = \d+'[hd]0+;\n)+\s+end\n",
+    re.MULTILINE)
+_INIT_WORD = re.compile(r"\[(\d+)\] = \d+'[hd]0+;")
+
+
+def collapse_zero_memory_init(text: str) -> str:
+    """Return Verilog where all-zero memory initial blocks are a loop instead of one line per
+    word.
+
+    Amaranth initialises every memory word explicitly; for the benchmark configs' large
+    memories that is most of the file and most of the compile time. The loop means the same.
+    """
+    def loop(match):
+        indent, name = match.group(1), match.group(2)
+        words = [int(i) for i in _INIT_WORD.findall(match.group(0))]
+        if words != list(range(len(words))):
+            return match.group(0)
+        label = re.sub(r"\W", "_", name.lstrip("\\")) + "_zero"
+        return (f"{indent}initial begin : {label}\n{indent}  integer i;\n"
+                f"{indent}  for (i = 0; i < {len(words)}; i = i + 1) {name} [i] = 0;\n"
+                f"{indent}end\n")
+
+    return _ZERO_INIT.sub(loop, text)
+
+
+def fix_constant_always(text: str) -> str:
+    """Return Verilog where ``always @*`` blocks that assign only a constant become ``initial``.
+
+    Yosys writes bits that are only ever given a constant as such a block. Its sensitivity list
+    is empty, so event-driven simulators (Icarus) never run it and the bits stay X; Verilator
+    warns ALWNEVER. An ``initial`` assignment gives the same never-changing value everywhere
+    (synthesis reads it as the register's constant initial value).
+    """
+    return _CONSTANT_ALWAYS.sub(r"\1initial \2 = \3;", text)
+
+
+@functools.lru_cache(maxsize=None)
+def design_digest() -> str:
+    """Return a digest of every source file the hardware depends on.
+
+    A change to any RTL or numerics file invalidates cached Verilog and simulator builds.
+    """
+
+    h = hashlib.sha256()
+    roots = [Path(rtl.__file__).parent, Path(sim.__file__).parent]
+    files = sorted(p for root in roots for p in root.rglob("*") if p.suffix in (".py", ".cpp"))
+    for path in [Path(numerics.__file__), *files]:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def convert(component, name: str) -> str:
+    """Return the Verilog of ``component`` as module ``name``, with ports from its signature.
+
+    Constant members (the ``ready`` of an always-ready stream) are not ports: Amaranth would
+    refuse them, and a constant needs no wire.
+    """
+    prepare_environment()
+
+    ports = {}
+    for path, member, value in component.signature.flatten(component):
+        if isinstance(value, ValueCastable):
+            value = value.as_value()
+        if isinstance(value, Value) and not isinstance(value, Const):
+            direction = PortDirection.Input if member.flow == wiring.In else PortDirection.Output
+            ports["__".join(map(str, path))] = (value, direction)
+    text = verilog.convert(component, name=name, ports=ports, emit_src=False)
+    return collapse_zero_memory_init(fix_constant_always(text))
+
+
+def cached_verilog(key: str, make_component, name: str) -> Path:
+    """Return the path of the Verilog for ``make_component()``, generating it on a miss.
+
+    ``key`` must describe every parameter of the design; together with :func:`design_digest`
+    it names the cache entry under ``build/verilog-cache``.
+    """
+    digest = hashlib.sha256(f"{key}|{design_digest()}".encode()).hexdigest()[:16]
+    path = build_root() / "verilog-cache" / f"{name}-{digest}.v"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = convert(make_component(), name)
+        tmp = path.with_suffix(f".tmp{id(text)}")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return path

@@ -1,0 +1,300 @@
+"""Kernel cases: a program, its input data and the golden result, for any backend.
+
+Each case builder lays out its operands in the SPAD and PE memories, writes a short program
+(load, compute, store) and computes the expected output directly with
+:mod:`caterpillar.golden.kernels` on the logical matrices, independently of the
+instruction-level simulator's per-PE bookkeeping. :func:`run_case` runs a case on a
+:class:`~caterpillar.software.driver.device.Device` through the driver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from caterpillar.contract.isa import Layout, Opcode, VecOp, encode
+from caterpillar.golden import kernels as gk
+from caterpillar.golden import numerics as gn
+from caterpillar.software.driver.core import Driver
+
+__all__ = ["KernelCase", "random_values", "run_case", "gemv_case", "gemvt_case", "ger_case",
+           "gemm_case", "vop_case", "smxce_case", "transfer_case", "vector_transfer_case",
+           "best_mc"]
+
+
+@dataclass
+class KernelCase:
+    """A program with its data: run it, read ``outputs``, compare with ``expected``."""
+
+    name: str
+    program: list
+    spad: dict = field(default_factory=dict)
+    sregs: dict = field(default_factory=dict)
+    outputs: list = field(default_factory=list)       # (spad address, shape)
+    expected: list = field(default_factory=list)      # arrays, one per output
+    macs: int = 0                                     # the problem's multiply-adds
+
+
+def random_values(shape, fmt, rng, *, specials: float = 0.0, scale: float = 1.0):
+    """Return random bit patterns: normal values, and a ``specials`` fraction of corner values
+    (zeros of both signs, subnormals, infinities, NaN)."""
+    values = gn.from_float(rng.standard_normal(shape) * scale, fmt).astype(np.uint64)
+    if specials:
+        corner = np.array([0, fmt.sign_mask, 1, fmt.man_mask, fmt.inf, fmt.inf | fmt.sign_mask,
+                           fmt.canonical_nan, fmt.max_normal], dtype=np.uint64)
+        pick = rng.random(shape) < specials
+        values = np.where(pick, corner[rng.integers(0, len(corner), shape)], values)
+    return values
+
+
+def _ceil(x, n):
+    return -(-x // n) * n
+
+
+def _padded(matrix, ld):
+    rows, cols = matrix.shape
+    out = np.zeros((rows, ld), dtype=np.uint64)
+    out[:, :cols] = matrix
+    return out.ravel()
+
+
+def run_case(device, case: KernelCase, timeout_cycles: int = 50_000_000):
+    """Load ``case`` into ``device``, run it, return ``(outputs, stats)``.
+
+    The output regions are zeroed first, so a case gives the same answer on a device that ran
+    other cases before (words a program leaves unwritten, e.g. padding, read as zero).
+    """
+    driver = Driver(device)
+    driver.load_program(case.program)
+    for addr, shape in case.outputs:
+        driver.write_spad(addr, np.zeros(int(np.prod(shape)), dtype=np.uint64))
+    for addr, values in case.spad.items():
+        driver.write_spad(addr, values)
+    for index, bits in case.sregs.items():
+        driver.set_scalar(index, bits)
+    stats = driver.run(timeout_cycles=timeout_cycles)
+    outputs = [driver.read_spad(addr, int(np.prod(shape))).reshape(shape)
+               for addr, shape in case.outputs]
+    return outputs, stats
+
+
+def _gemv_case(cfg, rows, cols, rng, specials, transposed) -> KernelCase:
+    nr, fmt, acc = cfg.nr, cfg.operand, cfg.acc
+    w = random_values((rows, cols), fmt, rng, specials=specials)
+    n_in, n_out = (rows, cols) if transposed else (cols, rows)
+    vec = random_values(n_in, fmt, rng, specials=specials)
+    lds, ldw = _ceil(cols, nr), -(-cols // nr)
+    in_loc, out_loc = -(-n_in // nr), -(-n_out // nr)
+    v_diag, v_rep, psum, out = 0, in_loc, 2 * in_loc, 2 * in_loc + out_loc
+    spad_v = _ceil(rows * lds, nr)
+    spad_out = spad_v + _ceil(n_in, nr)
+    if transposed:
+        kernel = encode(Opcode.GEMVT, z=out, d=v_rep, w=0, psum=psum, rows=rows, cols=cols,
+                        ldw=ldw)
+        expected, _ = gk.gemvt(w, vec, nr, fmt, acc)
+    else:
+        kernel = encode(Opcode.GEMV, y=out, x=v_rep, w=0, psum=psum, rows=rows, cols=cols,
+                        ldw=ldw)
+        expected, _ = gk.gemv(w, vec, nr, fmt, acc)
+    program = [
+        encode(Opcode.LDA, spad=0, mema=0, rows=rows, cols=cols, lds=lds, ldm=ldw),
+        encode(Opcode.LDV, spad=spad_v, memb=v_diag, len=n_in, layout=Layout.DIAG),
+        encode(Opcode.BCAST, dst=v_rep, src=v_diag, len=n_in,
+               layout=Layout.ROWREP if transposed else Layout.COLREP),
+        kernel,
+        encode(Opcode.STV, spad=spad_out, memb=out, len=n_out, layout=Layout.DIAG),
+        encode(Opcode.HALT),
+    ]
+    name = f"{'gemvt' if transposed else 'gemv'} {rows}x{cols}"
+    return KernelCase(name, program, {0: _padded(w, lds), spad_v: vec},
+                      outputs=[(spad_out, (n_out,))], expected=[expected], macs=rows * cols)
+
+
+def gemv_case(cfg, rows, cols, rng, *, specials=0.0) -> KernelCase:
+    """``y = W x`` with W loaded by ``lda`` and x broadcast from the diagonal."""
+    return _gemv_case(cfg, rows, cols, rng, specials, transposed=False)
+
+
+def gemvt_case(cfg, rows, cols, rng, *, specials=0.0) -> KernelCase:
+    """``z = W^T d`` with the weights in place and d broadcast along the rows."""
+    return _gemv_case(cfg, rows, cols, rng, specials, transposed=True)
+
+
+def ger_case(cfg, rows, cols, rng, *, use_wd=False, use_mom=False, specials=0.0):
+    """The rank-1 update ``W += alpha u v^T`` with optional weight decay and momentum."""
+    nr, fmt, acc = cfg.nr, cfg.operand, cfg.acc
+    w = random_values((rows, cols), fmt, rng, specials=specials)
+    mom = random_values((rows, cols), fmt, rng, specials=specials)
+    u = random_values(rows, fmt, rng, specials=specials)
+    v = random_values(cols, fmt, rng, specials=specials)
+    lds, ldw = _ceil(cols, nr), -(-cols // nr)
+    m_loc, k_loc = -(-rows // nr), -(-cols // nr)
+    tile = m_loc * ldw
+    u_diag, v_diag, u_rep, v_rep = 0, m_loc, m_loc + k_loc, 2 * m_loc + k_loc
+    spad_m = _ceil(rows * lds, nr)
+    spad_u = spad_m + _ceil(rows * lds, nr)
+    spad_v = spad_u + _ceil(rows, nr)
+    spad_out = spad_v + _ceil(cols, nr)
+    alpha, wd, mu = (int(gn.from_float(v, fmt)) for v in (-0.0625, 0.01, 0.9))
+    load_mom = [encode(Opcode.LDA, spad=spad_m, mema=tile, rows=rows, cols=cols, lds=lds,
+                       ldm=ldw)] if use_mom else []
+    store_mom = [encode(Opcode.STA, spad=spad_out + rows * lds, mema=tile, rows=rows,
+                        cols=cols, lds=lds, ldm=ldw)] if use_mom else []
+    program = [
+        encode(Opcode.LDA, spad=0, mema=0, rows=rows, cols=cols, lds=lds, ldm=ldw),
+        *load_mom,
+        encode(Opcode.LDV, spad=spad_u, memb=u_diag, len=rows, layout=Layout.DIAG),
+        encode(Opcode.LDV, spad=spad_v, memb=v_diag, len=cols, layout=Layout.DIAG),
+        encode(Opcode.BCAST, dst=u_rep, src=u_diag, len=rows, layout=Layout.ROWREP),
+        encode(Opcode.BCAST, dst=v_rep, src=v_diag, len=cols, layout=Layout.COLREP),
+        encode(Opcode.GER, w=0, u=u_rep, v=v_rep, mom=tile if use_mom else 0, rows=rows,
+               cols=cols, ldw=ldw, alpha=1, wd=2, mu=3, use_wd=int(use_wd),
+               use_mom=int(use_mom)),
+        encode(Opcode.STA, spad=spad_out, mema=0, rows=rows, cols=cols, lds=lds, ldm=ldw),
+        *store_mom,
+        encode(Opcode.HALT),
+    ]
+    new_w, new_mom = gk.ger(w, u, v, alpha, fmt, acc, wd=wd if use_wd else None,
+                            mom=mom if use_mom else None, mu=mu)
+    outputs = [(spad_out, (rows, lds))]
+    expected = [_padded(new_w, lds).reshape(rows, lds)]
+    spad = {0: _padded(w, lds), spad_u: u, spad_v: v}
+    if use_mom:
+        outputs.append((spad_out + rows * lds, (rows, lds)))
+        expected.append(_padded(new_mom, lds).reshape(rows, lds))
+        spad[spad_m] = _padded(mom, lds)
+    return KernelCase(f"ger {rows}x{cols} wd={use_wd} mom={use_mom}", program, spad,
+                      {1: alpha, 2: wd, 3: mu}, outputs, expected,
+                      macs=rows * cols * (2 + use_wd + use_mom))
+
+
+def best_mc(cfg, m, k) -> int:
+    """Return the largest legal ``mc`` for a GEMM of ``m`` rows and ``k`` inner dimension."""
+    group = cfg.nr * cfg.acc_lanes
+    per_pe_rows = cfg.mema_words // -(-k // cfg.nr)
+    mc = (per_pe_rows * cfg.nr) // group * group
+    if mc == 0:
+        raise ValueError(f"k={k} leaves no room for one row group of A in MemA")
+    return min(mc, _ceil(m, group))
+
+
+def gemm_case(cfg, m, n, k, rng, *, accumulate=False, specials=0.0, mc=None) -> KernelCase:
+    """``C = A B`` (or ``C += A B``) on SPAD-resident matrices; A is stored transposed."""
+    nr, fmt, acc = cfg.nr, cfg.operand, cfg.acc
+    a = random_values((m, k), fmt, rng, specials=specials)
+    b = random_values((k, n), fmt, rng, specials=specials)
+    c = random_values((m, n), fmt, rng, specials=specials)
+    lda, ldb, ldc = _ceil(m, nr), _ceil(n, nr), _ceil(n, nr)
+    a0, b0 = 0, k * lda
+    c0 = b0 + k * ldb
+    mc = best_mc(cfg, m, k) if mc is None else mc
+    program = [
+        encode(Opcode.GEMM, c=c0, a=a0, b=b0, m=m, n=n, k=k, lda=lda, ldb=ldb, ldc=ldc, mc=mc,
+               accumulate=int(accumulate)),
+        encode(Opcode.HALT),
+    ]
+    expected = gk.gemm(a, b, c if accumulate else None, fmt, acc)
+    return KernelCase(f"gemm {m}x{n}x{k}{' acc' if accumulate else ''}", program,
+                      {a0: _padded(a.T, lda), b0: _padded(b, ldb), c0: _padded(c, ldc)},
+                      outputs=[(c0, (m, ldc))],
+                      expected=[_padded(expected, ldc).reshape(m, ldc)], macs=m * n * k)
+
+
+_VOP_MACS = {"add": 1, "sub": 1, "mul": 1, "axpy": 1, "scale": 1, "mseg": 2}
+
+
+def vop_case(cfg, fn: VecOp, layout: Layout, length, rng, *, specials=0.0) -> KernelCase:
+    """One elementwise ``vop`` on vectors loaded in ``layout``."""
+    nr, fmt, acc = cfg.nr, cfg.operand, cfg.acc
+    x = random_values(length, fmt, rng, specials=specials)
+    y = random_values(length, fmt, rng, specials=specials)
+    alpha = int(gn.from_float(-0.75, fmt))
+    per_pe = -(-length // nr)
+    spad_y = _ceil(length, nr)
+    spad_z = 2 * spad_y
+    program = [
+        encode(Opcode.LDV, spad=0, memb=0, len=length, layout=layout),
+        encode(Opcode.LDV, spad=spad_y, memb=per_pe, len=length, layout=layout),
+        encode(Opcode.VOP, fn=fn, layout=layout, z=2 * per_pe, x=0, y=per_pe, len=length,
+               alpha=4),
+        encode(Opcode.STV, spad=spad_z, memb=2 * per_pe, len=length, layout=layout),
+        encode(Opcode.HALT),
+    ]
+    name = VecOp(fn).name.lower()
+    expected = gk.vop(name, x, y, alpha, fmt, acc)
+    copies = 1 if layout == Layout.DIAG else nr
+    return KernelCase(f"vop {name} {Layout(layout).name.lower()} {length}", program,
+                      {0: x, spad_y: y}, {4: alpha}, [(spad_z, (length,))], [expected],
+                      macs=length * copies * _VOP_MACS.get(name, 0))
+
+
+def smxce_case(cfg, length, rng, *, specials=0.0) -> KernelCase:
+    """The softmax cross-entropy gradient of random logits against a one-hot target."""
+    nr, fmt, acc = cfg.nr, cfg.operand, cfg.acc
+    x = random_values(length, fmt, rng, specials=specials, scale=3.0)
+    t = np.zeros(length, dtype=np.uint64)
+    t[rng.integers(length)] = gn.from_float(1.0, fmt)
+    per_pe = -(-length // nr)
+    spad_t = _ceil(length, nr)
+    spad_z = 2 * spad_t
+    program = [
+        encode(Opcode.LDV, spad=0, memb=0, len=length, layout=Layout.COLREP),
+        encode(Opcode.LDV, spad=spad_t, memb=per_pe, len=length, layout=Layout.COLREP),
+        encode(Opcode.SMXCE, z=2 * per_pe, x=0, t=per_pe, scr=3 * per_pe, len=length),
+        encode(Opcode.STV, spad=spad_z, memb=2 * per_pe, len=length, layout=Layout.DIAG),
+        encode(Opcode.HALT),
+    ]
+    z, _ = gk.smxce([x[c::nr] for c in range(nr)], [t[c::nr] for c in range(nr)], length, nr,
+                    fmt, acc)
+    return KernelCase(f"smxce {length}", program, {0: x, spad_t: t},
+                      outputs=[(spad_z, (length,))], expected=[z], macs=13 * length + 7)
+
+
+def transfer_case(cfg, rows, cols, rng, *, trans=False) -> KernelCase:
+    """A matrix into MemA (normal or transposed orientation) and back out both ways."""
+    nr = cfg.nr
+    tile = random_values((rows, cols), cfg.operand, rng, specials=0.2)
+    stored = tile.T if trans else tile
+    lds = _ceil(stored.shape[1], nr)
+    ldm = -(-cols // nr)
+    out = _ceil(stored.shape[0] * lds, nr)
+    out_t = out + _ceil(stored.shape[0] * lds, nr)
+    ld_t = _ceil(rows if not trans else cols, nr)
+    program = [
+        encode(Opcode.LDA, spad=0, mema=0, rows=rows, cols=cols, lds=lds, ldm=ldm,
+               trans=int(trans)),
+        encode(Opcode.STA, spad=out, mema=0, rows=rows, cols=cols, lds=lds, ldm=ldm,
+               trans=int(trans)),
+        encode(Opcode.STA, spad=out_t, mema=0, rows=rows, cols=cols, lds=ld_t, ldm=ldm,
+               trans=int(not trans)),
+        encode(Opcode.HALT),
+    ]
+    other = tile if trans else tile.T
+    return KernelCase(f"lda/sta {rows}x{cols} trans={trans}", program, {0: _padded(stored, lds)},
+                      outputs=[(out, (stored.shape[0], lds)),
+                               (out_t, (other.shape[0], ld_t))],
+                      expected=[_padded(stored, lds).reshape(stored.shape[0], lds),
+                                _padded(other, ld_t).reshape(other.shape[0], ld_t)])
+
+
+def vector_transfer_case(cfg, length, rng) -> KernelCase:
+    """A vector through every layout: loads, broadcasts from the diagonal, stores."""
+    nr = cfg.nr
+    x = random_values(length, cfg.operand, rng, specials=0.2)
+    per_pe = -(-length // nr)
+    ld = _ceil(length, nr)
+    program = [encode(Opcode.LDV, spad=0, memb=0, len=length, layout=Layout.DIAG)]
+    outputs = []
+    for index, layout in enumerate((Layout.COLREP, Layout.ROWREP)):
+        dst = per_pe * (index + 1)
+        program += [encode(Opcode.BCAST, dst=dst, src=0, len=length, layout=layout),
+                    encode(Opcode.STV, spad=ld * (index + 1), memb=dst, len=length,
+                           layout=layout)]
+        outputs.append((ld * (index + 1), (length,)))
+    program += [encode(Opcode.LDV, spad=0, memb=3 * per_pe, len=length, layout=Layout.ROWREP),
+                encode(Opcode.STV, spad=3 * ld, memb=3 * per_pe, len=length,
+                       layout=Layout.ROWREP), encode(Opcode.HALT)]
+    outputs.append((3 * ld, (length,)))
+    return KernelCase(f"vectors {length}", program, {0: x}, outputs=outputs,
+                      expected=[x, x, x])

@@ -1,0 +1,155 @@
+"""Random legal programs for comparing the RTL with the instruction-level simulator.
+
+A program mixes every instruction with random legal operands: tiles and vectors come from
+fixed pools of MemA/MemB slots (so operands never alias in timing-dependent ways), data from a
+random SPAD image with corner values, and it ends by storing every PE memory pool and the
+counters it read to the SPAD, so comparing the SPAD compares the whole state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from caterpillar.contract.isa import Counter, Layout, Opcode, VecOp, encode
+from caterpillar.golden import numerics as gn
+from caterpillar.sim.cases.kernels import KernelCase, best_mc, random_values
+
+__all__ = ["random_program"]
+
+
+def random_program(cfg, rng, length: int = 12) -> KernelCase:
+    """Return a random program of ``length`` instructions (plus the final dumps) for ``cfg``.
+
+    The SPAD's lower half holds random data, results go to its upper half; the case's single
+    output is the whole upper half (its ``expected`` is left empty: compare two backends).
+    """
+    nr, fmt = cfg.nr, cfg.operand
+    half = cfg.spad_words // 2
+    mema_slot = cfg.mema_words // 4
+    memb_slots = 8
+    memb_slot = cfg.memb_words // memb_slots
+    out = [half]
+
+    def spad_out(words):
+        base = -(-out[0] // nr) * nr
+        out[0] = base + words
+        if out[0] > cfg.spad_words:
+            out[0] = half
+            base = half
+        return base
+
+    def tile(max_words):
+        cols = int(rng.integers(1, 2 * nr + 4))
+        ldm = -(-cols // nr)
+        rows = int(rng.integers(1, nr * max(1, max_words // ldm) + 1))
+        rows = min(rows, nr * (max_words // ldm))
+        return rows, cols, ldm
+
+    def vec_len():
+        return int(rng.integers(1, nr * memb_slot + 1))
+
+    def slots(count):
+        return [int(s) * memb_slot for s in rng.choice(memb_slots, count, replace=False)]
+
+    def real(value):
+        return int(gn.from_float(value, fmt))
+
+    # Every PE memory starts from SPAD data, so nothing depends on what ran before.
+    dump_rows, dump_ldm = nr * (cfg.mema_words // (2 * nr * nr)), 2 * nr
+    program = [
+        encode(Opcode.LDA, spad=0, mema=0, rows=2 * dump_rows, cols=dump_ldm * nr,
+               lds=dump_ldm * nr, ldm=dump_ldm),
+        encode(Opcode.LDV, spad=0, memb=0, len=cfg.memb_words * nr, layout=Layout.COLREP),
+    ]
+    program += [encode(Opcode.SETS, reg=r, value=real(v))
+                for r, v in ((1, -0.25), (2, 0.01), (3, 0.5), (4, 1.5))]
+    kinds = ["lda", "sta", "ldv", "stv", "bcast", "gemv", "gemvt", "ger", "vop", "smxce",
+             "gemm", "sets", "rdcnt", "nop"]
+    weights = np.array([3, 2, 3, 2, 2, 3, 3, 3, 3, 1, 1, 1, 1, 1], dtype=float)
+    for kind in rng.choice(kinds, length, p=weights / weights.sum()):
+        if kind in ("lda", "sta"):
+            rows, cols, ldm = tile(mema_slot)
+            trans = int(rng.integers(2))
+            spad_rows, width = (cols, rows) if trans else (rows, cols)
+            lds = -(-width // nr) * nr
+            spad = (int(rng.integers(0, half // 2)) // nr * nr if kind == "lda"
+                    else spad_out(spad_rows * lds))
+            program.append(encode(Opcode[kind.upper()], spad=spad,
+                                  mema=int(rng.integers(4)) * mema_slot, rows=rows, cols=cols,
+                                  lds=lds, ldm=ldm, trans=trans))
+        elif kind in ("ldv", "stv"):
+            n = vec_len()
+            spad = (int(rng.integers(0, half // 2)) // nr * nr if kind == "ldv"
+                    else spad_out(n))
+            program.append(encode(Opcode[kind.upper()], spad=spad, memb=slots(1)[0], len=n,
+                                  layout=Layout(int(rng.integers(3)))))
+        elif kind == "bcast":
+            src, dst = slots(2)
+            if rng.integers(4) == 0:
+                dst = src
+            program.append(encode(Opcode.BCAST, dst=dst, src=src, len=vec_len(),
+                                  layout=Layout(int(rng.integers(1, 3)))))
+        elif kind in ("gemv", "gemvt"):
+            rows, cols, ldm = tile(mema_slot)
+            out_len = -(-(rows if kind == "gemv" else cols) // nr)
+            in_len = -(-(cols if kind == "gemv" else rows) // nr)
+            if max(out_len, in_len) > memb_slot:
+                continue
+            x, psum, y = slots(3)
+            if rng.integers(3) == 0:
+                y = x if rng.integers(2) else psum
+            names = ("y", "x") if kind == "gemv" else ("z", "d")
+            program.append(encode(Opcode[kind.upper()], **{names[0]: y, names[1]: x},
+                                  w=int(rng.integers(4)) * mema_slot, psum=psum, rows=rows,
+                                  cols=cols, ldw=ldm))
+        elif kind == "ger":
+            rows, cols, ldm = tile(mema_slot)
+            if max(-(-rows // nr), -(-cols // nr)) > memb_slot:
+                continue
+            w, mom = (int(s) * mema_slot for s in rng.choice(4, 2, replace=False))
+            u, v = slots(2)
+            program.append(encode(Opcode.GER, w=w, u=u, v=v, mom=mom, rows=rows, cols=cols,
+                                  ldw=ldm, alpha=1, wd=2, mu=3,
+                                  use_wd=int(rng.integers(2)), use_mom=int(rng.integers(2))))
+        elif kind == "vop":
+            z, x, y = (int(s) * memb_slot for s in rng.choice(memb_slots, 3))
+            program.append(encode(Opcode.VOP, fn=VecOp(int(rng.integers(len(VecOp)))),
+                                  layout=Layout(int(rng.integers(3))), z=z, x=x, y=y,
+                                  len=vec_len(), alpha=int(rng.integers(1, 5))))
+        elif kind == "smxce":
+            per_pe = max(1, (memb_slot - 2) // 3)
+            n = int(rng.integers(1, nr * per_pe + 1))
+            z, x, t, scr = slots(4)
+            program.append(encode(Opcode.SMXCE, z=z, x=x, t=t, scr=scr, len=n))
+        elif kind == "gemm":
+            m, n, k = (int(rng.integers(1, 3 * nr + 3)) for _ in range(3))
+            if 2 * k > cfg.memb_words:
+                continue
+            lda, ldb, ldc = (-(-v // nr) * nr for v in (m, n, n))
+            a = int(rng.integers(0, half // 4)) // nr * nr
+            b = a + k * lda
+            c = spad_out(m * ldc)
+            program.append(encode(Opcode.GEMM, c=c, a=a, b=b, m=m, n=n, k=k, lda=lda, ldb=ldb,
+                                  ldc=ldc, mc=best_mc(cfg, m, k),
+                                  accumulate=int(rng.integers(2))))
+        elif kind == "sets":
+            program.append(encode(Opcode.SETS, reg=int(rng.integers(1, 5)),
+                                  value=real(float(rng.standard_normal()))))
+        elif kind == "rdcnt":
+            program.append(encode(Opcode.RDCNT, counter=Counter(int(rng.integers(len(Counter)))),
+                                  spad=spad_out(4)))
+        else:
+            program.append(encode(Opcode.NOP))
+
+    # Dump the PE memories: MemA through one tile covering every PE's pool, MemB in the three
+    # layouts (the diagonal, row 0 and column 0 between them cover every PE when nr = 2).
+    program.append(encode(Opcode.STA, spad=spad_out(dump_rows * dump_ldm * nr), mema=0,
+                          rows=dump_rows, cols=dump_ldm * nr, lds=dump_ldm * nr,
+                          ldm=dump_ldm))
+    for layout in Layout:
+        program.append(encode(Opcode.STV, spad=spad_out(cfg.memb_words * nr), memb=0,
+                              len=cfg.memb_words * nr, layout=layout))
+    program.append(encode(Opcode.HALT))
+    data = random_values(half, fmt, rng, specials=0.05)
+    return KernelCase(f"random program ({length} instructions)", program, {0: data},
+                      outputs=[(half, (cfg.spad_words - half,))])

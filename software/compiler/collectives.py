@@ -1,0 +1,153 @@
+"""Collectives as ``RING`` instruction sequences, one list per core of a segment.
+
+A segment is a tuple of cores in ring order: position ``i`` sends to ``i + 1`` and, on a
+sub-ring, the last position to the first (:func:`link_sources` gives the ``SRC`` registers
+that wire it). Every function returns ``{core: [instruction words]}``; the cores must run their
+lists in the same collective order (the links pair each send with the matching receive). Each
+core's vector sits at SPAD word ``buf`` (a multiple of nr) and has ``n`` words. Bucket
+collectives split it into blocks of whole units of ``unit`` words (a multiple of nr: nr for a
+vector, the leading dimension to keep a matrix's rows whole), as
+:func:`caterpillar.golden.collectives.ring_blocks` says; the results equal
+:mod:`caterpillar.golden.collectives` bit for bit. Costs (docs/multicore.md): a chain
+collective of ``n`` words takes about ``ceil(n / nr)`` beats plus one cycle per hop; a bucket
+collective ``c - 1`` steps of one block each.
+"""
+
+from __future__ import annotations
+
+from caterpillar.contract.isa import Opcode, encode
+from caterpillar.golden.collectives import ring_blocks
+
+__all__ = ["ring", "link_sources", "broadcast", "chain_reduce", "all_gather",
+           "reduce_scatter", "all_reduce", "barrier", "relay", "relay_source"]
+
+
+def ring(*, src=0, slen=0, dst=0, rlen=0, keep=False, add=False, fwd=False,
+         chain=False) -> int:
+    """Return one ``RING`` instruction word."""
+    return encode(Opcode.RING, src=src, slen=slen, dst=dst, rlen=rlen, keep=int(keep),
+                  add=int(add), fwd=int(fwd), chain=int(chain))
+
+
+def link_sources(segments, cores: int) -> list[int]:
+    """Return ``SRC{k}`` for every core: each segment closed into a sub-ring.
+
+    Cores in no segment keep the full ring's default (``k - 1``).
+    """
+    sources = [(k - 1) % cores for k in range(cores)]
+    seen = set()
+    for segment in segments:
+        for i, core in enumerate(segment):
+            if core in seen or not 0 <= core < cores:
+                raise ValueError(f"core {core} is out of range or in two segments")
+            seen.add(core)
+            sources[core] = segment[i - 1]
+    return sources
+
+
+def _empty(segment):
+    return {core: [] for core in segment}
+
+
+def broadcast(segment, buf: int, n: int, root: int = 0) -> dict:
+    """Position ``root`` sends its vector down the chain root, root + 1, ... (pipelined)."""
+    out = _empty(segment)
+    c = len(segment)
+    if c == 1 or n == 0:
+        return out
+    for t in range(c):
+        core = segment[(root + t) % c]
+        if t == 0:
+            out[core].append(ring(src=buf, slen=n))
+        else:
+            out[core].append(ring(dst=buf, rlen=n, keep=True, fwd=t < c - 1))
+    return out
+
+
+def chain_reduce(segment, buf: int, n: int, root: int = 0) -> dict:
+    """Pass-and-add down the chain root + 1, ..., root; the root's ``buf`` becomes the sum.
+
+    Cores other than the root keep their vectors (the running sums are only forwarded).
+    """
+    out = _empty(segment)
+    c = len(segment)
+    if c == 1 or n == 0:
+        return out
+    for t in range(1, c + 1):
+        core = segment[(root + t) % c]
+        if t == 1:
+            out[core].append(ring(src=buf, slen=n))
+        elif t < c:
+            out[core].append(ring(dst=buf, rlen=n, add=True, fwd=True))
+        else:
+            out[core].append(ring(dst=buf, rlen=n, add=True, keep=True))
+    return out
+
+
+def _bucket(segment, buf: int, n: int, unit: int, *, reduce: bool) -> dict:
+    out = _empty(segment)
+    c = len(segment)
+    blocks = ring_blocks(n, c, unit)
+    for step in range(1, c):
+        for i, core in enumerate(segment):
+            # All-gather: pass on the block received in the last step. Reduce-scatter: pass
+            # the running sum of block i - step, add the own part of block i - step - 1.
+            send = blocks[(i - step + (0 if reduce else 1)) % c]
+            recv = blocks[(i - step - (1 if reduce else 0)) % c]
+            out[core].append(ring(src=buf + send[0], slen=send[1] - send[0],
+                                  dst=buf + recv[0], rlen=recv[1] - recv[0], keep=True,
+                                  add=reduce))
+    return out
+
+
+def all_gather(segment, buf: int, n: int, unit: int) -> dict:
+    """Bucket all-gather: position ``i`` starts with block ``i``; every core ends with all."""
+    return _bucket(segment, buf, n, unit, reduce=False)
+
+
+def reduce_scatter(segment, buf: int, n: int, unit: int) -> dict:
+    """Bucket reduce-scatter: position ``i`` ends with the summed block ``i`` (other blocks
+    hold partial sums)."""
+    return _bucket(segment, buf, n, unit, reduce=True)
+
+
+def all_reduce(segment, buf: int, n: int, unit: int) -> dict:
+    """Reduce-scatter, then all-gather: every core ends with the whole sum."""
+    first = reduce_scatter(segment, buf, n, unit)
+    second = all_gather(segment, buf, n, unit)
+    return {core: first[core] + second[core] for core in segment}
+
+
+def barrier(segment, scratch: int) -> dict:
+    """No core leaves before every core of the segment has arrived: ``c - 1`` token steps
+    (one word from ``scratch``, received and dropped)."""
+    out = _empty(segment)
+    for _ in range(len(segment) - 1):
+        for core in segment:
+            out[core].append(ring(src=scratch, slen=1, rlen=1))
+    return out
+
+
+def relay_source(holders, targets, cores: int) -> int:
+    """The core of ``holders`` from which the chain links reach every core of ``targets``
+    in the fewest hops (the first such core in ``holders`` order)."""
+    def reach(source):
+        return max(((t - source) % cores for t in targets if t != source), default=0)
+    return min(holders, key=reach)
+
+
+def relay(source: int, targets, buf: int, n: int, cores: int) -> dict:
+    """Broadcast ``source``'s vector over the chain links (core k to k + 1, round the whole
+    ring, whatever the segments) to every core of ``targets``; the cores between relay it.
+
+    Returns ``{core: [words]}`` for the source and every core on the path. Pipelined: about
+    ``ceil(n / nr)`` cycles plus one per hop.
+    """
+    reach = max(((t - source) % cores for t in targets if t != source), default=0)
+    if reach == 0 or n == 0:
+        return {}
+    out = {source: [ring(src=buf, slen=n, chain=True)]}
+    for hop in range(1, reach + 1):
+        core = (source + hop) % cores
+        out[core] = [ring(dst=buf, rlen=n, keep=core in targets, fwd=hop < reach, chain=True)]
+    return out

@@ -1,0 +1,389 @@
+"""Minibatch GD lowered to GEMM kernels on SPAD-resident matrices, on one core and a ring.
+
+One core: every matrix lives in the SPAD (``[W | b]`` and its transpose, activations in both
+orientations, gradients); GEMMs read and write the SPAD, elementwise steps stream chunks through
+MemB, and transposes pass through MemA (``lda`` with ``trans``, then ``sta``).
+
+A ring (the bucket algorithm, model parallel): core ``k`` owns the output rows ``R_k`` of
+every layer (``ring_blocks(out, C, 1)``): its row panel of ``[W | b]``. Per layer:
+
+* forward: ``H_k = [W | b]_k [A; 1]`` (GEMM over the whole input), ReLU into rows ``R_k`` of
+  the next input, then a bucket **all-gather** of the next input (units of one feature row);
+  the logits are gathered the same way, each core forms the output gradient of its share of
+  the samples and a bucket all-gather gives every core the whole of it;
+* backward: the partial ``E_k = W_k^T D_k`` over the whole input width, a bucket
+  **reduce-scatter** leaves core ``k`` the summed rows ``R'_k`` of ``E`` (its rows of the
+  layer below), the ReLU mask is local;
+* update: ``[W | b]_k (+)= D_k [A^T | 1]`` is local (the input was gathered in the forward
+  pass), and so is the optimiser.
+
+Layers may sit on their own segments; activations and deltas are then relayed between
+segments over the chain links. Both emit the arithmetic in the order
+:mod:`caterpillar.golden.trainer` documents.
+"""
+
+from __future__ import annotations
+
+from caterpillar.contract.isa import Layout, Opcode, VecOp
+from caterpillar.golden.collectives import ring_blocks
+from caterpillar.software.compiler import collectives as coll
+from caterpillar.software.compiler.program import (
+    SCALAR_REGS,
+    CompileError,
+    CoreProgram,
+    Emitter,
+    Region,
+    Tensor,
+    cdiv,
+    ceil_to,
+    ring_emit,
+)
+from caterpillar.software.graph.model import TrainingGraph
+
+__all__ = ["MbgdBuilder", "check_mbgd_memb", "mbgd_core_program", "mbgd_ring_core_program"]
+
+
+class MbgdBuilder:
+    """Emits MBGD's building blocks: chunked GEMMs, elementwise passes, transposes."""
+
+    def __init__(self, cfg, emit):
+        self.cfg, self.e = cfg, emit
+        nr = cfg.nr
+        # GEMM keeps two B panels of k words per PE in MemB.
+        self.k_chunk = cfg.memb_words // 2
+        self.group = nr * cfg.acc_lanes
+
+    def gemm(self, phase, *, c, a, b, m, n, k, lda, ldb, ldc, accumulate=False, macs=True):
+        """``C (+)= A B`` with ``A^T`` at ``a``, in chunks of ``k_chunk`` terms."""
+        nr, kc = self.cfg.nr, self.k_chunk
+        for k0 in range(0, k, kc):
+            kk = min(kc, k - k0)
+            per_pe_rows = self.cfg.mema_words // cdiv(kk, nr)
+            mc = (per_pe_rows * nr) // self.group * self.group
+            if mc == 0:
+                raise CompileError(f"a GEMM with {kk} inner terms needs at least "
+                                   f"{self.group // nr * cdiv(kk, nr)} MemA words per PE for "
+                                   f"one row group; the config has {self.cfg.mema_words}")
+            mc = min(mc, ceil_to(m, self.group))
+            self.e(phase, Opcode.GEMM, m * n * kk if macs else 0, c=c, a=a + k0 * lda,
+                   b=b + k0 * ldb, m=m, n=n, k=kk, lda=lda, ldb=ldb, ldc=ldc, mc=mc,
+                   accumulate=int(accumulate or k0 > 0))
+
+    def elementwise(self, phase, fn, z, x, y=None, *, count, alpha=0):
+        """``z = fn(x, y)`` over ``count`` contiguous SPAD words, in MemB-sized chunks."""
+        nr, memb = self.cfg.nr, self.cfg.memb_words
+        inputs = 1 if y is None else 2
+        chunk = min(memb // (inputs + 1) * nr, 65535 // nr * nr)
+        bx, by, bz = 0, chunk // nr, (inputs) * (chunk // nr)
+        for s0 in range(0, count, chunk):
+            length = min(chunk, count - s0)
+            self.e("transfer", Opcode.LDV, spad=x + s0, memb=bx, len=length, layout=Layout.DIAG)
+            if y is not None:
+                self.e("transfer", Opcode.LDV, spad=y + s0, memb=by, len=length,
+                       layout=Layout.DIAG)
+            self.e(phase, Opcode.VOP, fn=fn, layout=Layout.DIAG, z=bz, x=bx,
+                   y=by if y is not None else bx, len=length, alpha=alpha)
+            self.e("transfer", Opcode.STV, spad=z + s0, memb=bz, len=length, layout=Layout.DIAG)
+
+    def output_gradient(self, loss, *, logits, targets, out, batch, classes, plain):
+        """The scaled output gradient of a batch: logits, targets and ``out`` batch-major
+        (leading dimension ``ceil(classes, nr)``)."""
+        nr, e, r = self.cfg.nr, self.e, SCALAR_REGS
+        ldc = ceil_to(classes, nr)
+        per_pe = cdiv(classes, nr)
+        d_vec, t_vec, x_rep, scr = 0, per_pe, 2 * per_pe, 3 * per_pe
+        if loss == "softmax_ce":
+            for sample in range(batch):
+                e("transfer", Opcode.LDV, spad=logits + sample * ldc, memb=x_rep, len=classes,
+                  layout=Layout.COLREP)
+                e("transfer", Opcode.LDV, spad=targets + sample * ldc, memb=t_vec, len=classes,
+                  layout=Layout.COLREP)
+                e("loss", Opcode.SMXCE, z=d_vec, x=x_rep, t=t_vec, scr=scr, len=classes)
+                e("transfer", Opcode.STV, spad=out + sample * ldc, memb=d_vec, len=classes,
+                  layout=Layout.DIAG)
+        else:
+            self.elementwise("loss", VecOp.MSEG, out, logits, targets, count=batch * ldc,
+                             alpha=r["mse"])
+        # The batch mean (and, without optimiser state, the step -lr) scales the output
+        # gradient once; every delta and weight gradient below inherits it.
+        self.elementwise("loss", VecOp.SCALE, out, out, count=batch * ldc,
+                         alpha=r["step"] if plain else r["inv_batch"])
+
+    def update(self, first, *, p, g, mom, x, d, rows, inputs, batch, use_wd, ldo=None):
+        """``[W | b] (+)= D^T [A | 1]`` for a panel of ``rows`` outputs (the first layer's
+        panel is transposed; ``ldo``: its leading dimension and that of ``d``, by default
+        ``ceil(rows, nr)``), then the optimiser (``g``: gradient scratch, ``None`` without
+        momentum and weight decay; ``mom``: the momentum panel or ``None``)."""
+        nr, r = self.cfg.nr, SCALAR_REGS
+        ldp, ldo = ceil_to(inputs + 1, nr), ldo or ceil_to(rows, nr)
+        plain = g is None
+        target = p if plain else g
+        if first:
+            # [W0 | b0]^T (+)= [a | 1]^T d: the same products, summed in the same order.
+            self.gemm("update", c=target, a=x, b=d, m=inputs + 1, n=rows, k=batch, lda=ldp,
+                      ldb=ldo, ldc=ldo, accumulate=plain)
+            words = (inputs + 1) * ldo
+        else:
+            self.gemm("update", c=target, a=d, b=x, m=rows, n=inputs + 1, k=batch, lda=ldo,
+                      ldb=ldp, ldc=ldp, accumulate=plain)
+            words = rows * ldp
+        if plain:
+            return
+        if use_wd:
+            self.elementwise("update", VecOp.AXPY, g, p, g, count=words, alpha=r["wd"])
+        grad = g
+        if mom is not None:
+            self.elementwise("update", VecOp.AXPY, mom, mom, g, count=words, alpha=r["mu"])
+            grad = mom
+        self.elementwise("update", VecOp.AXPY, p, grad, p, count=words, alpha=r["neg_lr"])
+
+    def transpose(self, src, rows, cols, lds, dst, ldd):
+        """Write the transpose of the ``rows x cols`` SPAD matrix at ``src`` to ``dst``."""
+        nr = self.cfg.nr
+        ldm = cdiv(rows, nr)
+        per_chunk = max(self.cfg.mema_words // ldm, 1) * nr
+        for c0 in range(0, cols, per_chunk):
+            cc = min(per_chunk, cols - c0)
+            self.e("transfer", Opcode.LDA, spad=src + c0, mema=0, rows=cc, cols=rows, lds=lds,
+                   ldm=ldm, trans=1)
+            self.e("transfer", Opcode.STA, spad=dst + c0 * ldd, mema=0, rows=cc, cols=rows,
+                   lds=ldd, ldm=ldm, trans=0)
+
+
+def check_mbgd_memb(cfg, classes: int) -> None:
+    """MemB must hold the mbgd kernels' chunks and one sample's softmax."""
+    nr = cfg.nr
+    if 3 * nr > cfg.memb_words:
+        raise CompileError(f"MemB has {cfg.memb_words} words per PE; the mbgd kernels need "
+                           f"at least {3 * nr}")
+    memb_need = 3 * cdiv(classes, nr) + 2 + 2 * cdiv(classes, nr)
+    if memb_need > cfg.memb_words:
+        raise CompileError(f"the softmax needs {memb_need} MemB words per PE; the config has "
+                           f"{cfg.memb_words}")
+
+
+def mbgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
+    """The MBGD step of ``graph`` on one core (see the module docstring)."""
+    nr = cfg.nr
+    opt = graph.optimizer
+    use_mom, use_wd = opt.momentum > 0, opt.weight_decay > 0
+    plain = not (use_mom or use_wd)
+    layers = graph.layers
+    batch, classes = graph.batch, graph.sizes[-1]
+    ldb = ceil_to(batch, nr)
+    spad = Region("the SPAD", cfg.spad_words, align=nr)
+    check_mbgd_memb(cfg, classes)
+
+    # Layer 0 keeps [W | b] transposed (its forward operand; its update writes it directly and
+    # no backward pass needs W0), the other layers row-major (the backward operand) plus a
+    # transposed copy refreshed every step for the forward pass.
+    tensors, p_addr, pt_addr, mom_addr = [], [], [], []
+    xt_addr, x_addr, ht_addr, d_addr, dt_addr = [], [], [], [], []
+    constants = []
+    for index, (o, i) in enumerate(layers):
+        ldp, ldo = ceil_to(i + 1, nr), ceil_to(o, nr)
+        first = index == 0
+        shape = ((i + 1) * ldo) if first else o * ldp
+        p_addr.append(spad.alloc(f"[W{index} | b{index}]{'^T' if first else ''}", shape))
+        tensors.append(Tensor(f"P{index}", "spad", o, i + 1, p_addr[-1], ldo if first else ldp,
+                              transposed=first))
+        pt_addr.append(p_addr[-1] if first else
+                       spad.alloc(f"[W{index} | b{index}]^T", (i + 1) * ldo))
+        if use_mom:
+            mom_addr.append(spad.alloc(f"momentum {index}", shape))
+            tensors.append(Tensor(f"M{index}", "spad", o, i + 1, mom_addr[-1],
+                                  ldo if first else ldp, transposed=first))
+        xt_addr.append(spad.alloc(f"[a{index - 1}; 1] (features x batch)", (i + 1) * ldb))
+        constants.append((xt_addr[-1] + i * ldb, 1, batch, ldb, "one"))
+        x_addr.append(spad.alloc(f"[a{index - 1} | 1] (batch x features)", batch * ldp))
+        last = index == len(layers) - 1
+        ht_addr.append(spad.alloc(f"h{index}", (batch * ldo) if last else o * ldb))
+        d_addr.append(spad.alloc(f"d{index} (batch x features)", batch * ldo))
+        dt_addr.append(spad.alloc(f"d{index} (features x batch)", o * ldb))
+    widest = max(graph.sizes)
+    e_addr = spad.alloc("W^T d", widest * ldb)
+    g_addr = None if plain else spad.alloc("gradient", max(
+        (i + 1) * ceil_to(o, nr) if index == 0 else o * ceil_to(i + 1, nr)
+        for index, (o, i) in enumerate(layers)))
+    t_spad = spad.alloc("targets", batch * ceil_to(classes, nr))
+    spad.check("use a config with more spad_words or a smaller batch or model")
+
+    e = Emitter()
+    b = MbgdBuilder(cfg, e)
+    r = SCALAR_REGS
+    last = len(layers) - 1
+    for index, (o, i) in enumerate(layers):
+        ldp, ldo = ceil_to(i + 1, nr), ceil_to(o, nr)
+        if index > 0:
+            b.transpose(p_addr[index], o, i + 1, ldp, pt_addr[index], ldo)
+        if index < last:
+            b.gemm("forward", c=ht_addr[index], a=pt_addr[index], b=xt_addr[index], m=o,
+                   n=batch, k=i + 1, lda=ldo, ldb=ldb, ldc=ldb)
+            b.elementwise("forward", VecOp.MAXS, xt_addr[index + 1], ht_addr[index],
+                          count=o * ldb, alpha=r["zero"])
+        else:
+            # Logits batch-major (one sample per SPAD row), for the per-sample softmax.
+            b.gemm("forward", c=ht_addr[index], a=xt_addr[index], b=pt_addr[index], m=batch,
+                   n=o, k=i + 1, lda=ldb, ldb=ldo, ldc=ldo)
+    ldc_ = ceil_to(classes, nr)
+    b.output_gradient(graph.loss, logits=ht_addr[last], targets=t_spad, out=d_addr[last],
+                      batch=batch, classes=classes, plain=plain)
+    for index in reversed(range(len(layers))):
+        o, i = layers[index]
+        ldp, ldo = ceil_to(i + 1, nr), ceil_to(o, nr)
+        if index > 0:
+            b.transpose(d_addr[index], batch, o, ldo, dt_addr[index], ldb)
+            b.gemm("delta", c=e_addr, a=p_addr[index], b=dt_addr[index], m=i, n=batch, k=o,
+                   lda=ldp, ldb=ldb, ldc=ldb)
+            # d_prev (features x batch), then batch-major for its own layer.
+            b.elementwise("delta", VecOp.RELUD, dt_addr[index - 1], ht_addr[index - 1],
+                          e_addr, count=i * ldb)
+            b.transpose(dt_addr[index - 1], i, batch, ldb, d_addr[index - 1], ceil_to(i, nr))
+            b.transpose(xt_addr[index], i + 1, batch, ldb, x_addr[index], ldp)
+        b.update(index == 0, p=p_addr[index], g=g_addr, x=x_addr[index], d=d_addr[index],
+                 mom=mom_addr[index] if use_mom else None, rows=o, inputs=i, batch=batch,
+                 use_wd=use_wd)
+    e("transfer", Opcode.HALT)
+    i0 = layers[0][1]
+    io = {"inputs_t": xt_addr[0], "inputs": x_addr[0], "targets": t_spad,
+          "logits": ht_addr[last], "ld_batch": ldb, "ld_inputs": ceil_to(i0 + 1, nr),
+          "ld_classes": ldc_}
+    return CoreProgram(e.words, e.phases, e.macs, tensors, io, constants, k_chunk=b.k_chunk)
+
+
+
+def mbgd_ring_core_program(graph, cfg, core, segments, blocks) -> CoreProgram:
+    """Core ``core``'s MBGD step on the ring (bucket algorithm; see the module docstring)."""
+    nr = cfg.nr
+    opt = graph.optimizer
+    use_mom, use_wd = opt.momentum > 0, opt.weight_decay > 0
+    plain = not (use_mom or use_wd)
+    layers = graph.layers
+    batch, classes = graph.batch, graph.sizes[-1]
+    ldb, ldc = ceil_to(batch, nr), ceil_to(classes, nr)
+    spad = Region("the SPAD", cfg.spad_words, align=nr)
+    check_mbgd_memb(cfg, classes)
+    member = [core in seg for seg in segments]
+    # The core's (lo, hi) output rows of each layer it works on.
+    own = [parts[seg.index(core)] if core in seg else (0, 0)
+           for parts, seg in zip(blocks, segments)]
+    rows = [hi - lo for lo, hi in own]
+    widest_rows = [max(hi - lo for lo, hi in parts) for parts in blocks]
+
+    # Same addresses on every core: panels are sized for the largest share.
+    tensors, p_addr, pt_addr, mom_addr = [], [], [], []
+    xt_addr, x_addr, h_addr, d_addr, dt_addr = [], [], [], [], []
+    constants = []
+    for index, (o, i) in enumerate(layers):
+        ldp, ldo = ceil_to(i + 1, nr), ceil_to(widest_rows[index], nr)
+        first = index == 0
+        shape = (i + 1) * ldo if first else widest_rows[index] * ldp
+        p_addr.append(spad.alloc(f"[W{index} | b{index}] panel{'^T' if first else ''}", shape))
+        if member[index]:
+            tensors.append(Tensor(f"P{index}", "spad", rows[index], i + 1, p_addr[-1],
+                                  ldo if first else ldp, transposed=first))
+        pt_addr.append(p_addr[-1] if first else
+                       spad.alloc(f"[W{index} | b{index}] panel^T", (i + 1) * ldo))
+        if use_mom:
+            mom_addr.append(spad.alloc(f"momentum {index}", shape))
+            if member[index]:
+                tensors.append(Tensor(f"M{index}", "spad", rows[index], i + 1, mom_addr[-1],
+                                      ldo if first else ldp, transposed=first))
+        xt_addr.append(spad.alloc(f"[a{index - 1}; 1] (features x batch)", (i + 1) * ldb))
+        constants.append((xt_addr[-1] + i * ldb, 1, batch, ldb, "one"))
+        x_addr.append(spad.alloc(f"[a{index - 1} | 1] (batch x features)", batch * ldp))
+        last = index == len(layers) - 1
+        # The logits are gathered whole; hidden pre-activations stay the core's own rows.
+        h_addr.append(spad.alloc(f"h{index}", (o if last else widest_rows[index]) * ldb))
+        d_addr.append(spad.alloc(f"d{index} own (batch x features)", batch * ldo))
+        dt_addr.append(spad.alloc(f"d{index} own (features x batch)",
+                                  widest_rows[index] * ldb))
+    widest = max(graph.sizes)
+    e_addr = spad.alloc("W^T d partial sums", widest * ldb)
+    g_addr = None if plain else spad.alloc("gradient", max(
+        (i + 1) * ceil_to(widest_rows[index], nr) if index == 0
+        else widest_rows[index] * ceil_to(i + 1, nr) for index, (o, i) in enumerate(layers)))
+    logits_addr = spad.alloc("logits (batch x classes)", batch * ldc)
+    dfull_addr = spad.alloc("output gradient (batch x classes)", batch * ldc)
+    dfull_t_addr = spad.alloc("output gradient (classes x batch)", classes * ldb)
+    t_spad = spad.alloc("targets", batch * ldc)
+    spad.check("use a config with more spad_words or a smaller batch or model")
+
+    e = Emitter()
+    b = MbgdBuilder(cfg, e)
+    r = SCALAR_REGS
+    last = len(layers) - 1
+    cores = cfg.cores
+
+    def relay(holders, targets, addr, words):
+        if holders != targets:
+            source = coll.relay_source(holders, targets, cores)
+            ring_emit(e, core, coll.relay(source, targets, addr, words, cores))
+
+    for index, (o, i) in enumerate(layers):
+        seg = segments[index]
+        ldp, ldo = ceil_to(i + 1, nr), ceil_to(widest_rows[index], nr)
+        lo, m = own[index][0], rows[index]
+        if member[index]:
+            if index > 0:
+                b.transpose(p_addr[index], m, i + 1, ldp, pt_addr[index], ldo)
+            if index < last:
+                b.gemm("forward", c=h_addr[index], a=pt_addr[index], b=xt_addr[index], m=m,
+                       n=batch, k=i + 1, lda=ldo, ldb=ldb, ldc=ldb)
+                b.elementwise("forward", VecOp.MAXS, xt_addr[index + 1] + lo * ldb,
+                              h_addr[index], count=m * ldb, alpha=r["zero"])
+                ring_emit(e, core, coll.all_gather(seg, xt_addr[index + 1], o * ldb, ldb))
+            else:
+                b.gemm("forward", c=h_addr[index] + lo * ldb, a=pt_addr[index],
+                       b=xt_addr[index], m=m, n=batch, k=i + 1, lda=ldo, ldb=ldb, ldc=ldb)
+                ring_emit(e, core, coll.all_gather(seg, h_addr[index], o * ldb, ldb))
+        if index < last:
+            relay(seg, segments[index + 1], xt_addr[index + 1], o * ldb)
+    if member[last]:
+        # The cores of the last segment share the samples' output gradients, then gather
+        # them (whole rows of one sample each).
+        seg = segments[last]
+        s_lo, s_hi = ring_blocks(batch, len(seg), 1)[seg.index(core)]
+        b.transpose(h_addr[last], classes, batch, ldb, logits_addr, ldc)
+        b.output_gradient(graph.loss, logits=logits_addr + s_lo * ldc,
+                          targets=t_spad + s_lo * ldc, out=dfull_addr + s_lo * ldc,
+                          batch=s_hi - s_lo, classes=classes, plain=plain)
+        ring_emit(e, core, coll.all_gather(seg, dfull_addr, batch * ldc, ldc))
+        b.transpose(dfull_addr, batch, classes, ldc, dfull_t_addr, ldb)
+    for index in reversed(range(len(layers))):
+        o, i = layers[index]
+        seg = segments[index]
+        ldp, ldo = ceil_to(i + 1, nr), ceil_to(widest_rows[index], nr)
+        lo, m = own[index][0], rows[index]
+        dt_own = dfull_t_addr + lo * ldb if index == last else dt_addr[index]
+        if member[index]:
+            b.transpose(dt_own, m, batch, ldb, d_addr[index], ldo)
+            if index > 0:
+                b.gemm("delta", c=e_addr, a=p_addr[index], b=dt_own, m=i, n=batch, k=m,
+                       lda=ldp, ldb=ldb, ldc=ldb)
+        if index > 0:
+            below = segments[index - 1]
+            if member[index]:
+                # The layer below's own rows of E; the whole E when it lives elsewhere.
+                summed = coll.reduce_scatter if below == seg else coll.all_reduce
+                ring_emit(e, core, summed(seg, e_addr, i * ldb, ldb))
+            relay(seg, below, e_addr, i * ldb)
+            if member[index - 1]:
+                below_lo, below_rows = own[index - 1][0], rows[index - 1]
+                b.elementwise("delta", VecOp.RELUD, dt_addr[index - 1], h_addr[index - 1],
+                              e_addr + below_lo * ldb, count=below_rows * ldb)
+            if member[index]:
+                b.transpose(xt_addr[index], i + 1, batch, ldb, x_addr[index], ldp)
+        if not member[index]:
+            continue
+        b.update(index == 0, p=p_addr[index], g=g_addr, x=x_addr[index], d=d_addr[index],
+                 mom=mom_addr[index] if use_mom else None, rows=m, inputs=i, batch=batch,
+                 use_wd=use_wd, ldo=ldo)
+    e("transfer", Opcode.HALT)
+    i0 = layers[0][1]
+    io = {"inputs_t": xt_addr[0], "inputs": x_addr[0], "targets": t_spad,
+          "logits": logits_addr, "ld_batch": ldb, "ld_inputs": ceil_to(i0 + 1, nr),
+          "ld_classes": ldc}
+    return CoreProgram(e.words, e.phases, e.macs, tensors, io, constants, k_chunk=b.k_chunk)
+
+

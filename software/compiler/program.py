@@ -1,0 +1,308 @@
+"""What the training compiler produces: the step programs of every core and how to run them.
+
+A :class:`Compiled` is the one program type: a single core is a ring of one. It holds, for every
+core that works, a :class:`CoreProgram` (its instruction stream, the phase and model MACs of
+every instruction, where its share of the parameters lives, where the host puts inputs and
+finds logits), the layer-to-segment placement, the ``SRC`` registers that close each segment
+into a sub-ring, and the partition of every layer over its segment. Cycles come from the ring
+timing model (:func:`~caterpillar.software.isasim.ring.predict_ring_cycles`), which for one core
+is the sum of the instructions' fixed durations, so they are known without a cycle-level
+simulator. :meth:`Compiled.save` and :func:`load_compiled` write and read it (``.npz``, no
+pickle), checking everything a hand-made file could get wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from caterpillar.contract.config import CaterpillarConfig, ConfigError
+from caterpillar.contract.geometry import word_cycles
+from caterpillar.contract.isa import INSTR_BITS, IsaError, Opcode, decode, encode
+from caterpillar.golden.trainer import scalars
+from caterpillar.software.graph.model import GraphError, TrainingGraph
+from caterpillar.software.isasim.ring import predict_ring_cycles
+from caterpillar.software.storage import CheckpointError, atomic_savez, load_npz
+
+__all__ = ["CompileError", "Compiled", "CoreProgram", "Tensor", "Emitter", "Region", "PHASES",
+           "SCALAR_REGS", "load_compiled", "cdiv", "ceil_to", "ring_emit"]
+
+#: Phases a step's cycles are reported in.
+PHASES = ("forward", "loss", "delta", "update", "transfer", "ring")
+
+#: Scalar register of each scalar operand (:func:`caterpillar.golden.trainer.scalars`).
+SCALAR_REGS = {"zero": 0, "step": 1, "inv_batch": 2, "neg_lr": 3, "wd": 4, "mu": 5, "mse": 6}
+
+#: Words of 64 bits per stored instruction.
+_QWORDS = INSTR_BITS // 64
+#: Most bytes the JSON ``meta`` member of a saved step may take.
+_META_LIMIT = 1 << 24
+
+
+class CompileError(ValueError):
+    """The graph cannot be compiled for the config; the message says what to change."""
+
+
+def cdiv(a: int, b: int) -> int:
+    """``ceil(a / b)``."""
+    return -(-a // b)
+
+
+def ceil_to(a: int, b: int) -> int:
+    """``a`` rounded up to a multiple of ``b``."""
+    return cdiv(a, b) * b
+
+
+class Region:
+    """A bump allocator over one memory, with the names of what it holds (for errors)."""
+
+    def __init__(self, name, size, align=1):
+        self.name, self.size, self.align, self.top = name, size, align, 0
+        self.items = []
+
+    def alloc(self, what, words):
+        """Return the base of ``words`` more words (aligned) named ``what``."""
+        base = ceil_to(self.top, self.align)
+        self.top = base + max(int(words), 1)
+        self.items.append((what, base, words))
+        return base
+
+    def check(self, fix):
+        """Raise :class:`CompileError` (with ``fix``, what to change) if the memory is full."""
+        if self.top > self.size:
+            biggest = sorted(self.items, key=lambda t: -t[2])[:3]
+            listing = ", ".join(f"{w} {n}" for w, _, n in biggest)
+            raise CompileError(f"{self.name} needs {self.top} words but the config has "
+                               f"{self.size} (largest: {listing}); {fix}")
+
+
+class Emitter:
+    """Collects a core's instructions with the phase and model MACs of each."""
+
+    def __init__(self):
+        self.words, self.phases, self.macs = [], [], []
+
+    def __call__(self, phase, op, macs=0, **fields):
+        self.words.append(encode(op, **fields))
+        self.phases.append(phase)
+        self.macs.append(macs)
+
+
+def ring_emit(e: Emitter, core: int, words_by_core: dict) -> None:
+    """Append core ``core``'s share of a collective (``RING`` words) to ``e``."""
+    for word in words_by_core.get(core, ()):
+        e.words.append(word)
+        e.phases.append("ring")
+        e.macs.append(0)
+
+
+@dataclass
+class Tensor:
+    """A parameter or optimiser-state tensor and where it lives.
+
+    ``kind`` is ``mema`` (2D round-robin tile, loaded with ``lda``), ``diag`` (a diagonal
+    vector in MemB, loaded with ``ldv``) or ``spad`` (a row-major matrix in the SPAD, leading
+    dimension ``ld``; ``transposed``: the SPAD holds its ``cols x rows`` transpose). ``rows x
+    cols`` is the logical shape (vectors: ``rows`` = 1).
+    """
+
+    name: str
+    kind: str
+    rows: int
+    cols: int
+    addr: int
+    ld: int = 0
+    transposed: bool = False
+
+
+@dataclass
+class CoreProgram:
+    """One core's share of a compiled step: its program and the host's view of it."""
+
+    program: list                     # instruction words of one step, ending in HALT
+    phases: list                      # phase of each instruction
+    macs: list                        # model MACs of each instruction
+    tensors: list                     # parameters and optimiser state (Tensor)
+    io: dict                          # SPAD addresses: inputs, targets, logits, ...
+    constants: list = field(default_factory=list)   # (spad addr, rows, cols, ld, value bits)
+    staging: int = 0                  # SPAD base for parameter transfers (sgd)
+    k_chunk: int | None = None
+
+    def local_phase_report(self, cfg) -> dict:
+        """Per phase: cycles (``RING`` instructions excluded: their time depends on the
+        neighbours) and model MACs of one step."""
+        out = {p: {"cycles": 0, "macs": 0} for p in PHASES}
+        for word, phase, macs in zip(self.program, self.phases, self.macs):
+            if phase != "ring":
+                out[phase]["cycles"] += word_cycles(word, cfg)
+            out[phase]["macs"] += macs
+        return out
+
+    def to_meta(self) -> dict:
+        """The JSON-able part (everything but the program words)."""
+        meta = asdict(self)
+        del meta["program"]
+        return meta
+
+
+@dataclass
+class Compiled:
+    """A training graph compiled for the ring of ``config`` (one core is a ring of one)."""
+
+    graph: TrainingGraph
+    config: CaterpillarConfig
+    segments: list                    # per layer: its cores in ring order
+    cores: dict                       # core -> CoreProgram (cores that run more than HALT)
+    sources: list                     # SRC{k} of every core of the ring
+    blocks: list                      # per layer: [(lo, hi)] per position in its segment
+
+    @property
+    def split(self) -> str:
+        """How a layer is divided over its segment: ``columns`` (sgd: input columns per
+        core) or ``rows`` (mbgd: output rows per core)."""
+        return "columns" if self.graph.algorithm == "sgd" else "rows"
+
+    @property
+    def working_cores(self) -> tuple:
+        """Every core that holds a share of the model, in order of first appearance."""
+        return tuple(dict.fromkeys(k for seg in self.segments for k in seg))
+
+    @property
+    def k_chunk(self):
+        """Longest GEMM (the same on every core)."""
+        return next(iter(self.cores.values())).k_chunk
+
+    @property
+    def instructions(self) -> int:
+        """Length of the longest core program."""
+        return max(len(c.program) for c in self.cores.values())
+
+    def programs(self) -> list:
+        """Every core's program (a lone HALT on idle cores)."""
+        return [self.cores[k].program if k in self.cores else [encode(Opcode.HALT)]
+                for k in range(self.config.cores)]
+
+    def predicted_cycles(self) -> list[int]:
+        """Every core's cycles per step, from the ring timing model (computed once)."""
+        if getattr(self, "_predicted", None) is None:
+            self._predicted = predict_ring_cycles(self.programs(), self.config, self.sources)
+        return list(self._predicted)
+
+    @property
+    def step_cycles(self) -> int:
+        """Predicted cycles of one step (until the last core halts)."""
+        return max(self.predicted_cycles())
+
+    def phase_report(self) -> dict:
+        """Per phase: cycles on the slowest core and model MACs summed over the cores.
+
+        A core's local instructions take their fixed cycles; its ``ring`` phase is the rest
+        of its step (collectives, including waiting for its neighbours)."""
+        predicted = self.predicted_cycles()
+        slowest = max(self.cores, key=lambda k: predicted[k])
+        reports = {k: c.local_phase_report(self.config) for k, c in self.cores.items()}
+        report = reports[slowest]
+        local = sum(v["cycles"] for p, v in report.items() if p != "ring")
+        report["ring"]["cycles"] = predicted[slowest] - local
+        for phase in report:
+            report[phase]["macs"] = sum(r[phase]["macs"] for r in reports.values())
+        return report
+
+    def scalar_values(self, lr: float) -> dict:
+        """Scalar-register bit patterns for a step at learning rate ``lr``."""
+        opt = self.graph.optimizer
+        s = scalars(self.config.operand, lr=lr, batch=self.graph.batch,
+                    momentum=opt.momentum, weight_decay=opt.weight_decay,
+                    outputs=self.graph.sizes[-1])
+        return {SCALAR_REGS[k]: v for k, v in s.items()}
+
+    def disassemble(self) -> str:
+        """Assembly text of every working core's step program, one instruction per line with
+        its phase (a header line per core when there are several)."""
+        lines = []
+        for k, core in sorted(self.cores.items()):
+            if len(self.cores) > 1:
+                lines.append(f"; core {k}")
+            lines += [f"{decode(w).text():<100s} ; {p}"
+                      for w, p in zip(core.program, core.phases)]
+        return "\n".join(lines)
+
+    # -- files -----------------------------------------------------------------------------
+
+    def save(self, path) -> None:
+        """Write the compiled step to a ``.npz`` (no pickle), atomically."""
+        meta = {"graph": self.graph.to_dict(), "config": self.config.to_dict(),
+                "segments": [list(s) for s in self.segments], "sources": list(self.sources),
+                "blocks": [[list(b) for b in parts] for parts in self.blocks],
+                "cores": {str(k): c.to_meta() for k, c in self.cores.items()}}
+        arrays = {f"program{k}": np.array([[(w >> (64 * q)) & ((1 << 64) - 1)
+                                            for q in range(_QWORDS)] for w in c.program],
+                                          dtype=np.uint64).reshape(-1, _QWORDS)
+                  for k, c in self.cores.items()}
+        atomic_savez(path, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def load_compiled(path) -> Compiled:
+    """Read a step written by :meth:`Compiled.save`; raise :class:`CheckpointError` naming the
+    file and what is wrong with it."""
+    meta_array = load_npz(path, ("meta",), limits={"meta": _META_LIMIT})["meta"]
+
+    def bad(what):
+        return CheckpointError(f"{path} is not a compiled caterpillar program: {what}")
+
+    if meta_array.dtype.kind != "U" or meta_array.shape != ():
+        raise bad("its meta is not a JSON text")
+    try:
+        meta = json.loads(str(meta_array))
+        graph = TrainingGraph.from_dict(meta["graph"])
+        cfg = CaterpillarConfig.from_dict(meta["config"])
+        segments = [tuple(int(k) for k in s) for s in meta["segments"]]
+        sources = [int(s) for s in meta["sources"]]
+        blocks = [[tuple(int(v) for v in b) for b in parts] for parts in meta["blocks"]]
+        cores = {}
+        for key, core_meta in meta["cores"].items():
+            k = int(key)
+            if not 0 <= k < cfg.cores:
+                raise bad(f"core {k} is outside the config's {cfg.cores} cores")
+            name = f"program{k}"
+            # No program longer than IMEM is read at all.
+            words = load_npz(path, (name,), limits={name: cfg.imem_words * INSTR_BITS // 8})[name]
+            if words.dtype != np.uint64 or words.ndim != 2 or words.shape[1] != _QWORDS:
+                raise bad(f"program{k} must be a uint64 array of shape (n, {_QWORDS})")
+            program = [sum(int(v) << (64 * q) for q, v in enumerate(row)) for row in words]
+            tensors = [Tensor(**t) for t in core_meta.pop("tensors")]
+            core_meta["constants"] = [tuple(c) for c in core_meta["constants"]]
+            core = CoreProgram(program, tensors=tensors, **core_meta)
+            _check_program(core, cfg, k, bad)
+            cores[k] = core
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, GraphError, ConfigError) as e:
+        raise bad(f"{type(e).__name__}: {e}") from None
+    if not cores:
+        raise bad("it holds no core's program")
+    if len(segments) != len(graph.layers) or len(sources) != cfg.cores:
+        raise bad("its placement does not match its graph and config")
+    return Compiled(graph, cfg, segments, cores, sources, blocks)
+
+
+def _check_program(core: CoreProgram, cfg, k: int, bad) -> None:
+    n = len(core.program)
+    if n == 0:
+        raise bad(f"the program of core {k} is empty")
+    if n > cfg.imem_words:
+        raise bad(f"the program of core {k} has {n} instructions; IMEM holds {cfg.imem_words}")
+    if len(core.phases) != n or len(core.macs) != n:
+        raise bad(f"core {k} has {n} instructions but {len(core.phases)} phases and "
+                  f"{len(core.macs)} MAC counts")
+    if any(p not in PHASES for p in core.phases):
+        raise bad(f"core {k} names a phase outside {', '.join(PHASES)}")
+    for pc, word in enumerate(core.program):
+        try:
+            decode(word)
+        except IsaError as e:
+            raise bad(f"core {k}, instruction {pc}: {e}") from None
+    if decode(core.program[-1]).op != Opcode.HALT:
+        raise bad(f"the program of core {k} does not end with halt")

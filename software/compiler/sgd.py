@@ -1,0 +1,261 @@
+"""SGD (batch 1) lowered to GEMV kernels, on one core and over a ring.
+
+One core: weights and momentum stay in MemA (2D round-robin), biases and vectors in MemB; the
+sample and its target enter through the SPAD, the logits leave through it.
+
+A ring (per-core reduction, then pass-and-add): core ``k`` owns the input columns ``I_k`` of
+every ``W`` (``ring_blocks(in, C, nr)``) in MemA and the bias entries of its output block. The
+forward partial ``W[:, I_k] a[I_k]`` is reduced inside the core by the GEMV, then summed round
+the ring by a **reduce-scatter** that leaves core ``k`` exactly its input block of the next
+layer. The logits are all-gathered, every core forms the output gradient, and the backward
+``W[:, I_k]^T d`` and the rank-1 update of its columns are local; each delta below the top is
+**all-gathered** for the next layer down. Vectors move between MemB and the SPAD around each
+collective.
+
+Both emit the arithmetic in the order :mod:`caterpillar.golden.trainer` documents.
+"""
+
+from __future__ import annotations
+
+from caterpillar.contract.isa import Layout, Opcode, VecOp
+from caterpillar.software.compiler import collectives as coll
+from caterpillar.software.compiler.program import (
+    SCALAR_REGS,
+    CoreProgram,
+    Emitter,
+    Region,
+    Tensor,
+    cdiv,
+    ceil_to,
+    ring_emit,
+)
+from caterpillar.software.graph.model import TrainingGraph
+
+__all__ = ["sgd_core_program", "sgd_ring_core_program", "sgd_output_gradient",
+           "sgd_bias_update"]
+
+
+def sgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
+    """The SGD step of ``graph`` on one core (see the module docstring)."""
+    nr = cfg.nr
+    opt = graph.optimizer
+    use_mom, use_wd = opt.momentum > 0, opt.weight_decay > 0
+    layers = graph.layers
+    classes = graph.sizes[-1]
+    mema = Region("MemA", cfg.mema_words)
+    memb = Region("MemB", cfg.memb_words)
+    spad = Region("the SPAD", cfg.spad_words, align=nr)
+    loc = lambda count: cdiv(count, nr)  # noqa: E731  (words per PE of a vector)
+
+    tensors, w_addr, m_addr, b_addr, bm_addr = [], [], [], [], []
+    for index, (o, i) in enumerate(layers):
+        ldw = loc(i)
+        w_addr.append(mema.alloc(f"W{index}", loc(o) * ldw))
+        tensors.append(Tensor(f"W{index}", "mema", o, i, w_addr[-1], ldw))
+        b_addr.append(memb.alloc(f"b{index}", loc(o)))
+        tensors.append(Tensor(f"b{index}", "diag", 1, o, b_addr[-1]))
+        if use_mom:
+            m_addr.append(mema.alloc(f"mW{index}", loc(o) * ldw))
+            tensors.append(Tensor(f"mW{index}", "mema", o, i, m_addr[-1], ldw))
+            bm_addr.append(memb.alloc(f"mb{index}", loc(o)))
+            tensors.append(Tensor(f"mb{index}", "diag", 1, o, bm_addr[-1]))
+    mema.check("use a config with more mema_words, a smaller model, or --algorithm mbgd")
+
+    x_diag = memb.alloc("x", loc(graph.sizes[0]))
+    x_rep = [memb.alloc(f"a{index - 1} (replicated)", loc(i))
+             for index, (o, i) in enumerate(layers)]
+    h_raw = [memb.alloc(f"Wa{index}", loc(o)) for index, (o, i) in enumerate(layers)]
+    h = [memb.alloc(f"h{index}", loc(o)) for index, (o, i) in enumerate(layers)]
+    act = [memb.alloc(f"a{index}", loc(o)) for index, (o, i) in enumerate(layers[:-1])]
+    delta = [memb.alloc(f"d{index}", loc(o)) for index, (o, i) in enumerate(layers)]
+    widest = max(graph.sizes)
+    d_rep = memb.alloc("d (replicated)", loc(widest))
+    e_buf = memb.alloc("W^T d", loc(widest))
+    g_buf = memb.alloc("bias gradient", loc(widest))
+    psum = memb.alloc("partial sums", loc(widest))
+    h_rep = memb.alloc("logits (replicated)", loc(classes))
+    t_buf = memb.alloc("target", loc(classes))
+    scr = memb.alloc("softmax scratch", 3 * loc(classes) + 2)
+    memb.check("use a config with more memb_words or a smaller model")
+
+    x_spad = spad.alloc("input", ceil_to(graph.sizes[0], nr))
+    t_spad = spad.alloc("target", ceil_to(classes, nr))
+    logits_spad = spad.alloc("logits", ceil_to(classes, nr))
+    staging = spad.alloc("parameter staging",
+                         max(o * ceil_to(i, nr) for o, i in layers))
+    spad.check("use a config with more spad_words")
+
+    e = Emitter()
+    r = SCALAR_REGS
+    n_in = graph.sizes[0]
+    e("transfer", Opcode.LDV, spad=x_spad, memb=x_diag, len=n_in, layout=Layout.DIAG)
+    e("forward", Opcode.BCAST, dst=x_rep[0], src=x_diag, len=n_in, layout=Layout.COLREP)
+    last = len(layers) - 1
+    for index, (o, i) in enumerate(layers):
+        e("forward", Opcode.GEMV, o * i, y=h_raw[index], x=x_rep[index], w=w_addr[index],
+          psum=psum, rows=o, cols=i, ldw=loc(i))
+        e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=h[index], x=h_raw[index],
+          y=b_addr[index], len=o, alpha=0)
+        if index < last:
+            e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=Layout.DIAG, z=act[index],
+              x=h[index], y=h[index], len=o, alpha=r["zero"])
+            e("forward", Opcode.BCAST, dst=x_rep[index + 1], src=act[index], len=o,
+              layout=Layout.COLREP)
+    e("transfer", Opcode.STV, spad=logits_spad, memb=h[last], len=classes, layout=Layout.DIAG)
+    sgd_output_gradient(e, graph.loss, classes, logits=h[last], out=delta[last],
+                         t_spad=t_spad, t_buf=t_buf, h_rep=h_rep, scr=scr)
+    for index in reversed(range(len(layers))):
+        o, i = layers[index]
+        e("delta", Opcode.BCAST, dst=d_rep, src=delta[index], len=o, layout=Layout.ROWREP)
+        if index > 0:
+            e("delta", Opcode.GEMVT, o * i, z=e_buf, d=d_rep, w=w_addr[index], psum=psum,
+              rows=o, cols=i, ldw=loc(i))
+            e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=delta[index - 1],
+              x=h[index - 1], y=e_buf, len=i, alpha=0)
+        e("update", Opcode.GER, o * i, w=w_addr[index], u=d_rep, v=x_rep[index],
+          mom=m_addr[index] if use_mom else 0, rows=o, cols=i, ldw=loc(i), alpha=r["neg_lr"],
+          wd=r["wd"], mu=r["mu"], use_wd=int(use_wd), use_mom=int(use_mom))
+        sgd_bias_update(e, b_addr[index], delta[index], o, g_buf=g_buf,
+                         mom=bm_addr[index] if use_mom else None, use_wd=use_wd)
+    e("transfer", Opcode.HALT)
+    io = {"inputs": x_spad, "targets": t_spad, "logits": logits_spad}
+    return CoreProgram(e.words, e.phases, e.macs, tensors, io, staging=staging)
+
+
+def sgd_output_gradient(e, loss, classes, *, logits, out, t_spad, t_buf, h_rep, scr):
+    """The output gradient of one sample from the logits (MemB diagonal) into ``out``."""
+    if loss == "softmax_ce":
+        e("loss", Opcode.BCAST, dst=h_rep, src=logits, len=classes, layout=Layout.COLREP)
+        e("transfer", Opcode.LDV, spad=t_spad, memb=t_buf, len=classes, layout=Layout.COLREP)
+        e("loss", Opcode.SMXCE, z=out, x=h_rep, t=t_buf, scr=scr, len=classes)
+    else:
+        e("transfer", Opcode.LDV, spad=t_spad, memb=t_buf, len=classes, layout=Layout.DIAG)
+        e("loss", Opcode.VOP, fn=VecOp.MSEG, layout=Layout.DIAG, z=out, x=logits, y=t_buf,
+          len=classes, alpha=SCALAR_REGS["mse"])
+
+
+def sgd_bias_update(e, bias, grad, count, *, g_buf, mom, use_wd):
+    """``b -= lr (mu m + (g + wd b))`` by VOPs, in :func:`ger`'s order (momentum if ``mom``)."""
+    r = SCALAR_REGS
+    if use_wd:
+        e("update", Opcode.VOP, fn=VecOp.AXPY, layout=Layout.DIAG, z=g_buf, x=bias, y=grad,
+          len=count, alpha=r["wd"])
+        grad = g_buf
+    if mom is not None:
+        e("update", Opcode.VOP, fn=VecOp.AXPY, layout=Layout.DIAG, z=mom, x=mom, y=grad,
+          len=count, alpha=r["mu"])
+        grad = mom
+    e("update", Opcode.VOP, fn=VecOp.AXPY, layout=Layout.DIAG, z=bias, x=grad, y=bias,
+      len=count, alpha=r["neg_lr"])
+
+
+
+
+def sgd_ring_core_program(graph, cfg, segment, position, blocks) -> CoreProgram:
+    """Core ``segment[position]``'s SGD step on the ring (see the module docstring)."""
+    nr = cfg.nr
+    opt = graph.optimizer
+    use_mom, use_wd = opt.momentum > 0, opt.weight_decay > 0
+    layers = graph.layers
+    classes = graph.sizes[-1]
+    last = len(layers) - 1
+    mema = Region("MemA", cfg.mema_words)
+    memb = Region("MemB", cfg.memb_words)
+    spad = Region("the SPAD", cfg.spad_words, align=nr)
+    loc = lambda count: cdiv(count, nr)  # noqa: E731  (words per PE of a vector)
+    cols = [parts[position] for parts in blocks]           # input columns I_k per layer
+    # The bias entries a core owns: its input block of the next layer (all of the last one).
+    outs = [cols[index + 1] if index < last else (0, classes) for index in range(len(layers))]
+    width = [hi - lo for lo, hi in cols]
+    owned = [hi - lo for lo, hi in outs]
+
+    tensors, w_addr, m_addr, b_addr, bm_addr = [], [], [], [], []
+    for index, (o, i) in enumerate(layers):
+        ldw = loc(width[index])
+        w_addr.append(mema.alloc(f"W{index} columns", loc(o) * ldw))
+        tensors.append(Tensor(f"W{index}", "mema", o, width[index], w_addr[-1], ldw))
+        b_addr.append(memb.alloc(f"b{index} block", loc(owned[index])))
+        tensors.append(Tensor(f"b{index}", "diag", 1, owned[index], b_addr[-1]))
+        if use_mom:
+            m_addr.append(mema.alloc(f"mW{index} columns", loc(o) * ldw))
+            tensors.append(Tensor(f"mW{index}", "mema", o, width[index], m_addr[-1], ldw))
+            bm_addr.append(memb.alloc(f"mb{index} block", loc(owned[index])))
+            tensors.append(Tensor(f"mb{index}", "diag", 1, owned[index], bm_addr[-1]))
+    mema.check("use a config with more mema_words, more cores, or --algorithm mbgd")
+    widest = max(graph.sizes)
+    x_diag = memb.alloc("x block", loc(width[0]))
+    x_rep = [memb.alloc(f"a{index - 1} block (replicated)", loc(width[index]))
+             for index in range(len(layers))]
+    partial = memb.alloc("W x partial", loc(widest))
+    h_raw = [memb.alloc(f"Wa{index}", loc(owned[index])) for index in range(len(layers))]
+    h = [memb.alloc(f"h{index}", loc(owned[index])) for index in range(len(layers))]
+    act = [memb.alloc(f"a{index}", loc(owned[index])) for index in range(last)]
+    d_own = [memb.alloc(f"d{index} block", loc(owned[index])) for index in range(last)]
+    d_full = memb.alloc("d", loc(widest))
+    d_rep = memb.alloc("d (replicated)", loc(widest))
+    z_buf = memb.alloc("W^T d block", loc(widest))
+    g_buf = memb.alloc("bias gradient", loc(widest))
+    psum = memb.alloc("partial sums", loc(widest))
+    h_rep = memb.alloc("logits (replicated)", loc(classes))
+    t_buf = memb.alloc("target", loc(classes))
+    scr = memb.alloc("softmax scratch", 3 * loc(classes) + 2)
+    memb.check("use a config with more memb_words or a smaller model")
+    x_spad = spad.alloc("input block", ceil_to(width[0], nr))
+    t_spad = spad.alloc("target", ceil_to(classes, nr))
+    logits_spad = spad.alloc("logits", ceil_to(classes, nr))
+    vbuf = spad.alloc("ring vector", ceil_to(widest, nr))
+    staging = spad.alloc("parameter staging",
+                         max(o * ceil_to(width[index], nr) for index, (o, i) in enumerate(layers)))
+    spad.check("use a config with more spad_words")
+
+    e = Emitter()
+    r = SCALAR_REGS
+    ring = lambda words: ring_emit(e, segment[position], words)  # noqa: E731
+    e("transfer", Opcode.LDV, spad=x_spad, memb=x_diag, len=width[0], layout=Layout.DIAG)
+    e("forward", Opcode.BCAST, dst=x_rep[0], src=x_diag, len=width[0], layout=Layout.COLREP)
+    for index, (o, i) in enumerate(layers):
+        e("forward", Opcode.GEMV, o * width[index], y=partial, x=x_rep[index],
+          w=w_addr[index], psum=psum, rows=o, cols=width[index], ldw=loc(width[index]))
+        e("transfer", Opcode.STV, spad=vbuf, memb=partial, len=o, layout=Layout.DIAG)
+        ring(coll.reduce_scatter(segment, vbuf, o, nr))
+        if index == last:
+            ring(coll.all_gather(segment, vbuf, o, nr))
+        lo, n = outs[index][0], owned[index]
+        e("transfer", Opcode.LDV, spad=vbuf + lo, memb=h_raw[index], len=n, layout=Layout.DIAG)
+        e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=h[index], x=h_raw[index],
+          y=b_addr[index], len=n, alpha=0)
+        if index < last:
+            e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=Layout.DIAG, z=act[index],
+              x=h[index], y=h[index], len=n, alpha=r["zero"])
+            e("forward", Opcode.BCAST, dst=x_rep[index + 1], src=act[index], len=n,
+              layout=Layout.COLREP)
+    e("transfer", Opcode.STV, spad=logits_spad, memb=h[last], len=classes, layout=Layout.DIAG)
+    sgd_output_gradient(e, graph.loss, classes, logits=h[last], out=d_full, t_spad=t_spad,
+                         t_buf=t_buf, h_rep=h_rep, scr=scr)
+    for index in reversed(range(len(layers))):
+        o, i = layers[index]
+        e("delta", Opcode.BCAST, dst=d_rep, src=d_full, len=o, layout=Layout.ROWREP)
+        if index > 0:
+            lo, n = cols[index][0], width[index]
+            e("delta", Opcode.GEMVT, o * n, z=z_buf, d=d_rep, w=w_addr[index], psum=psum,
+              rows=o, cols=n, ldw=loc(n))
+            e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=d_own[index - 1],
+              x=h[index - 1], y=z_buf, len=n, alpha=0)
+        e("update", Opcode.GER, o * width[index], w=w_addr[index], u=d_rep, v=x_rep[index],
+          mom=m_addr[index] if use_mom else 0, rows=o, cols=width[index],
+          ldw=loc(width[index]), alpha=r["neg_lr"], wd=r["wd"], mu=r["mu"],
+          use_wd=int(use_wd), use_mom=int(use_mom))
+        # The bias block's gradient: the own block of d (the whole d for the last layer).
+        grad = d_full if index == last else d_own[index]
+        sgd_bias_update(e, b_addr[index], grad, owned[index], g_buf=g_buf,
+                         mom=bm_addr[index] if use_mom else None, use_wd=use_wd)
+        if index > 0:
+            # The next layer down needs all of its delta on every core.
+            lo, n = cols[index][0], width[index]
+            e("transfer", Opcode.STV, spad=vbuf + lo, memb=d_own[index - 1], len=n,
+              layout=Layout.DIAG)
+            ring(coll.all_gather(segment, vbuf, i, nr))
+            e("transfer", Opcode.LDV, spad=vbuf, memb=d_full, len=i, layout=Layout.DIAG)
+    e("transfer", Opcode.HALT)
+    io = {"inputs": x_spad, "targets": t_spad, "logits": logits_spad}
+    return CoreProgram(e.words, e.phases, e.macs, tensors, io, staging=staging)

@@ -1,0 +1,105 @@
+"""The training compiler's entry point: a graph and a config in, a :class:`Compiled` step out.
+
+:func:`compile_training` places the layers on the cores of the ring (one segment for every
+layer, or one per layer; a single core is a ring of one), partitions every layer over its
+segment (:func:`partition`) and asks :mod:`.sgd` or :mod:`.mbgd` for each working core's
+program. Every tensor (weights, optimiser state, activations, partial sums, scratch) is placed
+in MemA, MemB or the SPAD; anything that does not fit raises :class:`CompileError` saying what
+was needed, what exists and what to change. Every instruction carries its phase and model MACs,
+and the cycles of every core are predicted exactly by the ring timing model, which uses the
+kernel geometry the sequencer uses. The golden trainer with the same placement
+(:mod:`caterpillar.golden.trainer`) computes the same sums in the same order.
+"""
+
+from __future__ import annotations
+
+from caterpillar.golden.collectives import ring_blocks
+from caterpillar.software.compiler import collectives as coll
+from caterpillar.software.compiler.mbgd import mbgd_core_program, mbgd_ring_core_program
+from caterpillar.software.compiler.program import Compiled, CompileError
+from caterpillar.software.compiler.sgd import sgd_core_program, sgd_ring_core_program
+from caterpillar.software.graph.model import TrainingGraph
+
+__all__ = ["compile_training", "partition", "layer_segments"]
+
+
+def partition(graph: TrainingGraph, cfg, cores) -> list:
+    """Return each layer's split over its cores: input columns (``sgd``, units of ``nr``) or
+    output rows (``mbgd``); ``cores`` is a count for every layer or a list of counts, one per
+    layer."""
+    counts = [cores] * len(graph.layers) if isinstance(cores, int) else list(cores)
+    if graph.algorithm == "sgd":
+        return [ring_blocks(i, c, cfg.nr) for (o, i), c in zip(graph.layers, counts)]
+    return [ring_blocks(o, c, 1) for (o, i), c in zip(graph.layers, counts)]
+
+
+def layer_segments(graph, cfg, segments) -> list:
+    """Every layer's segment (its cores in ring order), checked: ``segments`` as
+    :func:`compile_training` takes it."""
+    layers = len(graph.layers)
+    if segments is None:
+        segments = [tuple(range(cfg.cores))]
+    elif segments and isinstance(segments[0], int):
+        segments = [tuple(segments)]
+    segments = [tuple(seg) for seg in segments]
+    if len(segments) == 1:
+        segments = segments * layers
+    if len(segments) != layers:
+        raise CompileError(f"{len(segments)} segments for {layers} layers; give one segment "
+                           "for every layer, or one for all")
+    for seg in segments:
+        if not seg or len(set(seg)) != len(seg) or min(seg) < 0 or max(seg) >= cfg.cores:
+            raise CompileError(f"segment {seg} must name distinct cores of the config's "
+                               f"{cfg.cores}")
+    distinct = list(dict.fromkeys(segments))
+    for a in range(len(distinct)):
+        for b in range(a):
+            shared = set(distinct[a]) & set(distinct[b])
+            if shared:
+                raise CompileError(f"segments {distinct[b]} and {distinct[a]} share core "
+                                   f"{min(shared)}; segments are sub-rings cut by the SRC "
+                                   "registers, so they must be equal or disjoint")
+    if graph.algorithm == "sgd" and len(distinct) > 1:
+        raise CompileError("sgd spreads every layer over one segment; per-layer segments "
+                           "need --algorithm mbgd")
+    return segments
+
+
+def compile_training(graph: TrainingGraph, cfg, segments=None) -> Compiled:
+    """Compile ``graph`` for the ring of ``cfg``.
+
+    ``segments``: ``None`` (every layer on every core), one segment (cores in ring order) for
+    every layer, or one segment per layer (``mbgd``; segments equal or disjoint). Each
+    distinct segment is closed into a sub-ring; data pass between segments over the chain
+    links.
+    """
+    segments = layer_segments(graph, cfg, segments)
+    blocks = partition(graph, cfg, [len(seg) for seg in segments])
+    for index, parts in enumerate(blocks):
+        if any(hi == lo for lo, hi in parts):
+            what = "inputs" if graph.algorithm == "sgd" else "outputs"
+            unit = f"{cfg.nr} " if graph.algorithm == "sgd" else ""
+            raise CompileError(f"layer {index} has {parts[-1][1]} {what}, too few to give "
+                               f"each of {len(parts)} cores {unit}one; use fewer cores or "
+                               "wider layers")
+    if cfg.cores == 1:
+        # A lone core needs no collectives: its own programs, with no ring traffic at all.
+        one = sgd_core_program if graph.algorithm == "sgd" else mbgd_core_program
+        cores = {0: one(graph, cfg)}
+    elif graph.algorithm == "sgd":
+        cores = {k: sgd_ring_core_program(graph, cfg, segments[0], p, blocks)
+                 for p, k in enumerate(segments[0])}
+    else:
+        cores = {k: mbgd_ring_core_program(graph, cfg, k, segments, blocks)
+                 for k in range(cfg.cores)}
+        cores = {k: c for k, c in cores.items() if len(c.program) > 1}
+    for k, core in cores.items():
+        if len(core.program) > cfg.imem_words:
+            raise CompileError(f"core {k}'s step program needs {len(core.program)} "
+                               f"instructions but IMEM holds {cfg.imem_words}; use a config "
+                               f"with imem_words >= {len(core.program)}, a smaller batch or "
+                               "fewer layers")
+    sources = coll.link_sources(list(dict.fromkeys(segments)), cfg.cores)
+    return Compiled(graph, cfg, segments, cores, sources, blocks)
+
+

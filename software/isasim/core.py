@@ -1,0 +1,404 @@
+"""Instruction-level simulator of one core: NumPy state, golden kernels, exact cycle counts.
+
+The state mirrors the hardware: the SPAD, MemA and MemB of every PE (bit patterns), the scalar
+registers, IMEM and the counters. Each instruction is read with the ISA's own
+:func:`~caterpillar.contract.isa.unpack`, checked with the rules the decoder applies
+(:func:`~caterpillar.contract.geometry.kernel_plan`), executed by its entry in :data:`EXECUTE`
+(which calls :mod:`caterpillar.golden.kernels`), and timed by the sequencer's rule
+(:func:`~caterpillar.contract.geometry.instruction_cycles`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+
+from caterpillar.contract.geometry import (
+    INSTRUCTION_OVERHEAD,
+    SEQUENCER_OPCODES,
+    execution_cycles,
+    kernel_plan,
+)
+from caterpillar.contract.isa import INSTR_WORDS, Counter, ErrorCause, Layout, Opcode, VecOp, unpack
+from caterpillar.contract.registers import SCALAR_REGISTERS
+from caterpillar.golden import kernels as gk
+
+__all__ = ["IsaSim", "RunResult", "Step", "AliasingError", "EXECUTE"]
+
+
+class AliasingError(ValueError):
+    """An instruction's operands overlap in a way whose result depends on timing."""
+
+
+@dataclass
+class RunResult:
+    """Outcome of running a program until HALT or an error."""
+
+    busy_cycles: int
+    instret: int
+    macs: int
+    stalls: int
+    error: ErrorCause = ErrorCause.NONE
+    error_pc: int = 0
+    per_opcode_cycles: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when the program halted without an error."""
+        return self.error == ErrorCause.NONE
+
+
+@dataclass
+class Step:
+    """What :meth:`IsaSim.execute` did with one instruction."""
+
+    kind: str
+    pc: int = 0
+    cycles: int = 0
+    result: RunResult | None = None
+    fields: object = None
+
+
+class IsaSim:
+    """One core's architectural state and an interpreter for its programs.
+
+    Parameters
+    ----------
+    cfg : CaterpillarConfig
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        nr = cfg.nr
+        self.spad = np.zeros(cfg.spad_words, dtype=np.uint64)
+        self.mema = np.zeros((nr, nr, cfg.mema_words), dtype=np.uint64)
+        self.memb = np.zeros((nr, nr, cfg.memb_words), dtype=np.uint64)
+        self.sregs = [0] * SCALAR_REGISTERS
+        self.imem = [0] * cfg.imem_words
+        self.reset_counters()
+
+    # -- programs ---------------------------------------------------------------------------
+
+    def load_program(self, words, base: int = 0):
+        """Write instruction words into IMEM from ``base``."""
+        for i, w in enumerate(words):
+            self.imem[base + i] = int(w)
+
+    def run(self, start_pc: int = 0, max_instructions: int = 1_000_000) -> RunResult:
+        """Run from ``start_pc`` until HALT or an error; return the counts the core reports.
+
+        The counters start from zero, as when the host clears them with the start. A ``RING``
+        instruction needs neighbours: run multicore programs on
+        :class:`~caterpillar.software.isasim.ring.RingSim`.
+        """
+        self.reset_counters()
+        pc = start_pc
+        for _ in range(max_instructions):
+            step = self.execute(pc)
+            if step.kind == "ring":
+                raise RuntimeError(f"ring instruction at pc {pc}: a lone IsaSim has no ring; "
+                                   "use caterpillar.software.isasim.ring.RingSim")
+            if step.kind != "next":
+                return step.result
+            pc = step.pc
+        raise RuntimeError(f"no HALT within {max_instructions} instructions")
+
+    def reset_counters(self):
+        """Zero the counters and the per-opcode cycle tally (a start with counter clear)."""
+        self.counters = {c: 0 for c in Counter}
+        self.per_op = {}
+
+    def execute(self, pc: int) -> Step:
+        """Execute the instruction at ``pc`` and account its cycles.
+
+        Returns a :class:`Step`: ``next`` (``pc`` of the next instruction, ``cycles`` spent),
+        ``done`` (``result`` holds the :class:`RunResult` of HALT or an error), or ``ring``
+        (a legal ``RING`` instruction, ``fields`` its operands; nothing executed or counted
+        beyond its fetch, decode and check).
+        """
+        per_op = self.per_op
+        if pc >= self.cfg.imem_words:
+            self.counters[Counter.BUSY] += 1
+            return Step("done", result=self._result(ErrorCause.IMEM_RANGE, pc, per_op))
+        op, values = unpack(self.imem[pc])
+        # RDCNT reads the counters in its check cycle, two cycles after its fetch.
+        snapshot = {c: v + (2 if c in (Counter.CYCLES, Counter.BUSY) else 0)
+                    for c, v in self.counters.items()}
+        self._spend(INSTRUCTION_OVERHEAD)
+        if op is None:
+            return Step("done", result=self._result(ErrorCause.ILLEGAL_OPCODE, pc, per_op))
+        f = SimpleNamespace(**values)
+        if op == Opcode.HALT:
+            self.counters[Counter.INSTRET] += 1
+            return Step("done", result=self._result(ErrorCause.NONE, 0, per_op))
+        if op in SEQUENCER_OPCODES:
+            if op == Opcode.SETS:
+                self.sregs[f.reg] = f.value & ((1 << self.cfg.word_width) - 1)
+            self.counters[Counter.INSTRET] += 1
+            return Step("next", pc=pc + 1, cycles=INSTRUCTION_OVERHEAD)
+        plan = kernel_plan(op, f, self.cfg)
+        for check in plan.checks:
+            if not check.ok:
+                return Step("done", result=self._result(check.cause, pc, per_op))
+        if op == Opcode.RING:
+            return Step("ring", pc=pc, fields=f)
+        macs = EXECUTE[op](self, f, plan, snapshot)
+        cycles = execution_cycles(plan, self.cfg)
+        self._spend(cycles)
+        self.counters[Counter.STALLS] += self.cfg.write_back_latency
+        self.counters[Counter.MACS] += macs
+        self.counters[Counter.INSTRET] += 1
+        per_op[op.name] = per_op.get(op.name, 0) + cycles + INSTRUCTION_OVERHEAD
+        return Step("next", pc=pc + 1, cycles=cycles + INSTRUCTION_OVERHEAD)
+
+    def retire_ring(self, cycles: int):
+        """Account a ``RING`` instruction that spent ``cycles`` after its check."""
+        self._spend(cycles)
+        self.counters[Counter.RING] += cycles
+        self.counters[Counter.INSTRET] += 1
+        self.per_op["RING"] = self.per_op.get("RING", 0) + cycles + INSTRUCTION_OVERHEAD
+
+    def _spend(self, cycles: int):
+        self.counters[Counter.CYCLES] += cycles
+        self.counters[Counter.BUSY] += cycles
+
+    def _result(self, cause, pc, per_op) -> RunResult:
+        c = self.counters
+        return RunResult(c[Counter.BUSY], c[Counter.INSTRET], c[Counter.MACS],
+                         c[Counter.STALLS], cause, pc if cause != ErrorCause.NONE else 0,
+                         per_op)
+
+    def imem_word(self, addr: int) -> int:
+        """Return the host view of IMEM word ``addr`` (instruction ``addr // 8``)."""
+        instr, word = divmod(addr, INSTR_WORDS)
+        return (self.imem[instr] >> (32 * word)) & 0xFFFFFFFF
+
+
+# -- instructions ---------------------------------------------------------------------------
+
+
+def _rdcnt(sim, f, plan, snapshot):
+    value = snapshot[Counter(f.counter)] if f.counter < len(Counter) else 0
+    width = sim.cfg.word_width
+    for w in range(plan.values["words"]):
+        sim.spad[f.spad + w] = (value >> (w * width)) & ((1 << width) - 1)
+    return 0
+
+
+def _layout_coords(sim, layout: int, count: int):
+    """``(element, row, col)`` index arrays of every PE copy of a vector in ``layout``."""
+    nr = sim.cfg.nr
+    e = np.arange(count)
+    k = e % nr
+    if layout == Layout.DIAG.value:
+        return e, k, k
+    other = np.repeat(np.arange(nr)[None, :], count, axis=0).ravel()
+    e, k = np.repeat(e, nr), np.repeat(k, nr)
+    return (e, other, k) if layout == Layout.COLREP.value else (e, k, other)
+
+
+def _ldv(sim, f, plan, snapshot):
+    e, r, c = _layout_coords(sim, f.layout, f.len)
+    sim.memb[r, c, f.memb + e // sim.cfg.nr] = sim.spad[f.spad + e]
+    return 0
+
+
+def _stv(sim, f, plan, snapshot):
+    nr = sim.cfg.nr
+    e = np.arange(f.len)
+    k = e % nr
+    zero = np.zeros_like(k)
+    r, c = {Layout.DIAG: (k, k), Layout.COLREP: (zero, k)}.get(Layout(f.layout), (k, zero))
+    sim.spad[f.spad + e] = sim.memb[r, c, f.memb + e // nr]
+    return 0
+
+
+def _tile_indices(sim, f):
+    nr = sim.cfg.nr
+    i, j = np.meshgrid(np.arange(f.rows), np.arange(f.cols), indexing="ij")
+    spad = f.spad + (j * f.lds + i if f.trans else i * f.lds + j)
+    local = f.mema + (i // nr) * f.ldm + j // nr
+    return i % nr, j % nr, local, spad
+
+
+def _lda(sim, f, plan, snapshot):
+    r, c, local, spad = _tile_indices(sim, f)
+    sim.mema[r, c, local] = sim.spad[spad]
+    return 0
+
+
+def _sta(sim, f, plan, snapshot):
+    r, c, local, spad = _tile_indices(sim, f)
+    sim.spad[spad] = sim.mema[r, c, local]
+    return 0
+
+
+def _bcast(sim, f, plan, snapshot):
+    nr = sim.cfg.nr
+    fmt, acc = sim.cfg.operand, sim.cfg.acc
+    if f.dst != f.src and abs(int(f.dst) - int(f.src)) < plan.values["rows"]:
+        raise AliasingError("bcast: dst must equal src or not overlap it")
+    e = np.arange(f.len)
+    k, q = e % nr, e // nr
+    value = gk.narrow(gk.widen(sim.memb[k, k, f.src + q], fmt, acc), fmt, acc)
+    layout = Layout.COLREP.value if f.layout == Layout.COLREP.value else Layout.ROWREP.value
+    ee, r, c = _layout_coords(sim, layout, f.len)
+    sim.memb[r, c, f.dst + ee // nr] = value[ee]
+    return 0
+
+
+def _check_disjoint(name, a, a_len, b, b_len):
+    if a < b + b_len and b < a + a_len:
+        raise AliasingError(f"{name} overlaps its input; results would depend on timing")
+
+
+def _gemv(sim, f, plan, transposed: bool):
+    nr = sim.cfg.nr
+    fmt, acc = sim.cfg.operand, sim.cfg.acc
+    rows, cols = f.rows, f.cols
+    i, j = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    w = sim.mema[i % nr, j % nr, f.w + (i // nr) * f.ldw + j // nr]
+    vec, out = (f.d, f.z) if transposed else (f.x, f.y)
+    _check_disjoint("psum", f.psum, plan.values["out_loc"], vec, plan.values["red_loc"])
+    matrix = w.T if transposed else w
+    outputs, inputs = matrix.shape
+    stored = np.zeros((outputs, nr), dtype=np.uint64)
+    e = np.arange(inputs)
+    # Outputs of class `own` are computed by the PEs of that row (column for gemvt), each
+    # with its own copy of the replicated input vector.
+    for own in range(nr):
+        sel = np.arange(outputs) % nr == own
+        if not sel.any():
+            continue
+        if transposed:
+            copy = sim.memb[e % nr, own, vec + e // nr]
+        else:
+            copy = sim.memb[own, e % nr, vec + e // nr]
+        stored[sel] = gk.narrow(gk.gemv_partials(matrix[sel], copy, nr, fmt, acc), fmt, acc)
+    o = np.arange(outputs)
+    for other in range(nr):
+        r, c = (np.full(outputs, other), o % nr) if transposed else \
+            (o % nr, np.full(outputs, other))
+        sim.memb[r, c, f.psum + o // nr] = stored[:, other]
+    result = gk.narrow(gk.chain_sum(stored, nr, fmt, acc), fmt, acc)
+    sim.memb[o % nr, o % nr, out + o // nr] = result
+    return rows * cols
+
+
+def _ger(sim, f, plan, snapshot):
+    nr = sim.cfg.nr
+    fmt, acc = sim.cfg.operand, sim.cfg.acc
+    if f.use_mom:
+        span = (plan.values["m_loc"] - 1) * f.ldw + plan.values["k_loc"]
+        _check_disjoint("mom", f.mom, span, f.w, span)
+    for r in range(nr):
+        for c in range(nr):
+            ii = np.arange(len(range(r, f.rows, nr)))
+            jj = np.arange(len(range(c, f.cols, nr)))
+            if not len(ii) or not len(jj):
+                continue
+            addr = f.w + ii[:, None] * f.ldw + jj[None, :]
+            mom_addr = f.mom + ii[:, None] * f.ldw + jj[None, :]
+            w = sim.mema[r, c, addr]
+            u = sim.memb[r, c, f.u + ii]
+            v = sim.memb[r, c, f.v + jj]
+            new_w, new_mom = gk.ger(
+                w, u, v, sim.sregs[f.alpha], fmt, acc,
+                wd=sim.sregs[f.wd] if f.use_wd else None,
+                mom=sim.mema[r, c, mom_addr] if f.use_mom else None,
+                mu=sim.sregs[f.mu])
+            sim.mema[r, c, addr] = new_w
+            if f.use_mom:
+                sim.mema[r, c, mom_addr] = new_mom
+    return f.rows * f.cols * (2 + f.use_wd + f.use_mom)
+
+
+def _vop(sim, f, plan, snapshot):
+    nr = sim.cfg.nr
+    fmt, acc = sim.cfg.operand, sim.cfg.acc
+    fn = VecOp(f.fn).name.lower()
+    count = 0
+    for r in range(nr):
+        for c in range(nr):
+            if f.layout == Layout.DIAG.value and r != c:
+                continue
+            coord = c if f.layout == Layout.COLREP.value else r
+            q = np.arange(len(range(coord, f.len, nr)))
+            if not len(q):
+                continue
+            z = gk.vop(fn, sim.memb[r, c, f.x + q], sim.memb[r, c, f.y + q],
+                       sim.sregs[f.alpha], fmt, acc)
+            sim.memb[r, c, f.z + q] = z
+            count += len(q)
+    macs_each = {"add": 1, "sub": 1, "mul": 1, "axpy": 1, "scale": 1, "mseg": 2}
+    return count * macs_each.get(fn, 0)
+
+
+def _gemm(sim, f, plan, snapshot):
+    nr, k = sim.cfg.nr, f.k
+    fmt, acc = sim.cfg.operand, sim.cfg.acc
+    rows_of = lambda base, ld, count, width: base + np.arange(count)[:, None] * ld + \
+        np.arange(width)[None, :]  # noqa: E731
+    a_idx = rows_of(f.a, f.lda, k, f.m)          # A^T: k x m
+    b_idx = rows_of(f.b, f.ldb, k, f.n)
+    c_idx = rows_of(f.c, f.ldc, f.m, f.n)
+    if np.intersect1d(c_idx, np.union1d(a_idx, b_idx)).size:
+        raise AliasingError("gemm: C overlaps A or B")
+    a = sim.spad[a_idx].T
+    b = sim.spad[b_idx]
+    c_in = sim.spad[c_idx] if f.accumulate else None
+    sim.spad[c_idx] = gk.gemm(a, b, c_in, fmt, acc)
+    # Staging left in the PEs: every A block (the last one wins) and every B panel loaded.
+    lda_local = plan.values["lda_local"]
+    p = np.arange(k)
+    for block in range(-(-f.m // f.mc)):
+        i = np.arange(block * f.mc, min(f.m, (block + 1) * f.mc))
+        local = ((i - block * f.mc) // nr)[:, None] * lda_local + (p // nr)[None, :]
+        sim.mema[(i % nr)[:, None], (p % nr)[None, :], local] = a[i]
+    schedule = plan.schedule
+    panels = -(-f.n // nr)
+    loads = [schedule.first_panel] + [ph.next_panel for ph in schedule.phases
+                                      if ph.next_panel is not None]
+    for block, panel in loads:
+        buf = (block * panels + panel) % 2
+        j = np.arange(panel * nr, min(f.n, panel * nr + nr))
+        for r in range(nr):
+            sim.memb[r, (j % nr)[None, :], buf * k + p[:, None]] = b[:, j]
+    return f.m * f.n * k
+
+
+def _smxce(sim, f, plan, snapshot):
+    nr = sim.cfg.nr
+    fmt, acc = sim.cfg.operand, sim.cfg.acc
+    per_pe = plan.values["per_pe"]
+    x_local = [sim.memb[0, c, f.x + np.arange(per_pe)] for c in range(nr)]
+    t_local = [sim.memb[0, c, f.t + np.arange(per_pe)] for c in range(nr)]
+    z, scratch = gk.smxce(x_local, t_local, f.len, nr, fmt, acc)
+    for c in range(nr):
+        for offset, value in enumerate(scratch[c]):
+            if value is not None:
+                sim.memb[0, c, f.scr + offset] = value
+    e = np.arange(f.len)
+    sim.memb[e % nr, e % nr, f.z + e // nr] = z
+    # MACs per element: 10 in exp, 1 in the local sum, 2 in the output; 7 in the reciprocal.
+    return 13 * f.len + 7
+
+
+#: What each opcode that issues micro-ops does to the state: ``execute(sim, fields, plan,
+#: counters at its check) -> model MACs``.
+EXECUTE = {
+    Opcode.RDCNT: _rdcnt,
+    Opcode.LDA: _lda,
+    Opcode.STA: _sta,
+    Opcode.LDV: _ldv,
+    Opcode.STV: _stv,
+    Opcode.BCAST: _bcast,
+    Opcode.GEMV: lambda sim, f, plan, snapshot: _gemv(sim, f, plan, transposed=False),
+    Opcode.GEMVT: lambda sim, f, plan, snapshot: _gemv(sim, f, plan, transposed=True),
+    Opcode.GER: _ger,
+    Opcode.GEMM: _gemm,
+    Opcode.VOP: _vop,
+    Opcode.SMXCE: _smxce,
+}

@@ -1,0 +1,255 @@
+"""Instruction-level simulator of the ring: one :class:`IsaSim` per core, exact ring timing.
+
+Local instructions run through each core's :class:`~caterpillar.software.isasim.core.IsaSim` with
+their fixed durations. ``RING`` instructions run through :class:`EngineModel`, a cycle model
+of :class:`~caterpillar.rtl.ring_engine.RingEngine` (same registers, same rules), stepped in
+lock-step for every core whose engine is active; when no engine can move, time jumps to the
+next engine start. So the data are bit-exact and every core's cycle count equals the RTL's
+(link stalls, an RTL verification aid, are not modelled).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from types import SimpleNamespace
+
+import numpy as np
+
+from caterpillar.contract.geometry import INSTRUCTION_OVERHEAD, instruction_cycles, ring_queue_depth
+from caterpillar.contract.isa import Opcode, unpack
+from caterpillar.golden import numerics
+from caterpillar.software.isasim.core import IsaSim, RunResult, Step
+
+__all__ = ["EngineModel", "RingSim", "RingDeadlock", "predict_ring_cycles"]
+
+
+class RingDeadlock(RuntimeError):
+    """Every active ring engine waits and no core can start one: the RTL would hang."""
+
+
+class EngineModel:
+    """The registers of one core's ring engine and its per-cycle rules."""
+
+    def __init__(self, cfg, spad: np.ndarray):
+        self.cfg, self.spad = cfg, spad
+        self.nr, self.depth, self.lat = cfg.nr, ring_queue_depth(cfg), cfg.add_latency
+        self.active = False
+        self.chain = False
+        self.queue = deque()
+        self.read_in_flight = None
+        self.tags = [None] * (self.lat + 1)
+
+    def start(self, f):
+        nr = self.nr
+        self.active = True
+        self.keep, self.add, self.fwd = bool(f.keep), bool(f.add), bool(f.fwd)
+        self.chain = bool(f.chain)
+        self.send_row, self.send_left = f.src // nr, -(-f.slen // nr)
+        self.recv_row, self.recv_left = f.dst // nr, -(-f.rlen // nr)
+        tail = f.rlen % nr
+        self.last_lanes = tail if tail else nr
+
+    # -- combinational outputs (registers only) ---------------------------------------------
+
+    def valid(self) -> bool:
+        return bool(self.queue)
+
+    def pending(self) -> int:
+        return sum(t is not None for t in self.tags)
+
+    def ready(self) -> bool:
+        if not self.active or self.recv_left == 0:
+            return False
+        return not self.fwd or len(self.queue) + self.pending() < self.depth
+
+    def finished(self) -> bool:
+        return (self.active and self.send_left == 0 and not self.queue
+                and self.read_in_flight is None and self.recv_left == 0
+                and self.pending() == 0)
+
+    def _row(self, row: int):
+        if self.spad is None:                   # timing only
+            return True
+        return self.spad[row * self.nr:(row + 1) * self.nr].copy()
+
+    # -- one clock edge ----------------------------------------------------------------------
+
+    def tick(self, pop: bool, beat) -> bool:
+        """Advance one cycle: ``pop`` (the head left), ``beat`` (a received row or None).
+
+        Returns whether any register changed.
+        """
+        nr = self.nr
+        changed = pop or beat is not None or self.read_in_flight is not None
+        issue = (self.active and self.send_left > 0
+                 and len(self.queue) + (self.read_in_flight is not None) < self.depth)
+        issued = self._row(self.send_row) if issue else None
+        write = None
+        if self.add:
+            done = self.tags[-1]
+            if done is not None:
+                write = done
+            new_tag = None
+            if beat is not None:
+                lanes = self.last_lanes if self.recv_left == 1 else nr
+                local = self._row(self.recv_row)
+                total = (True if self.spad is None
+                         else numerics.add(local, beat, self.cfg.operand))
+                new_tag = (self.recv_row, lanes, total)
+            changed |= any(t is not None for t in self.tags)
+            self.tags = [new_tag, *self.tags[:-1]]
+        elif beat is not None:
+            lanes = self.last_lanes if self.recv_left == 1 else nr
+            write = (self.recv_row, lanes, beat)
+        if beat is not None:
+            self.recv_row += 1
+            self.recv_left -= 1
+        # Queue: pop the head, push the read data of the last cycle or the forwarded row.
+        if pop:
+            self.queue.popleft()
+        if self.read_in_flight is not None:
+            self.queue.append(self.read_in_flight)
+        elif write is not None and self.fwd:
+            self.queue.append(write[2])
+        if write is not None and self.keep and self.spad is not None:
+            row, lanes, values = write
+            self.spad[row * nr:row * nr + lanes] = values[:lanes]
+        self.read_in_flight = issued
+        if issue:
+            self.send_row += 1
+            self.send_left -= 1
+            changed = True
+        return changed
+
+
+class _TimingCore:
+    """A core that only counts cycles: local instructions take their fixed durations."""
+
+    def __init__(self, cfg, program):
+        self.cfg, self.program = cfg, program
+        self.spad = None
+        self.reset_counters()
+
+    def reset_counters(self):
+        self.busy = self.ring = 0
+
+    def execute(self, pc: int) -> Step:
+        op, values = unpack(self.program[pc])
+        fields = SimpleNamespace(**values)
+        self.busy += INSTRUCTION_OVERHEAD
+        if op == Opcode.HALT:
+            return Step("done", result=RunResult(self.busy, 0, 0, 0))
+        if op == Opcode.RING:
+            return Step("ring", pc=pc, fields=fields)
+        cycles = instruction_cycles(op, fields, self.cfg)
+        self.busy += cycles - INSTRUCTION_OVERHEAD
+        return Step("next", pc=pc + 1, cycles=cycles)
+
+    def retire_ring(self, cycles: int):
+        self.busy += cycles
+        self.ring += cycles
+
+
+def predict_ring_cycles(programs, cfg, sources=None) -> list[int]:
+    """Return each core's busy cycles for ``programs`` (one per core, started together at
+    instruction 0), without computing any data: the timing of the RTL and of
+    :class:`RingSim`."""
+    sim = RingSim(cfg, timing=[list(p) for p in programs])
+    if sources is not None:
+        sim.src = list(sources)
+    return [r.busy_cycles for r in sim.run([0] * cfg.cores)]
+
+
+class RingSim:
+    """``cfg.cores`` instruction-level cores on the ring, run together from one start.
+
+    Parameters
+    ----------
+    cfg : CaterpillarConfig
+    timing : list of programs, optional
+        Count cycles only (no data): each core runs its program from this list.
+    """
+
+    def __init__(self, cfg, timing=None):
+
+
+        self.cfg = cfg
+        if timing is None:
+            self.cores = [IsaSim(cfg) for _ in range(cfg.cores)]
+        else:
+            self.cores = [_TimingCore(cfg, p) for p in timing]
+        self.src = [(k - 1) % cfg.cores for k in range(cfg.cores)]
+        self.engines = [EngineModel(cfg, core.spad) for core in self.cores]
+
+    def run(self, start_pcs, max_cycles: int = 10**10) -> list[RunResult]:
+        """Start every core together at its pc in ``start_pcs``; return each core's result.
+
+        Raises :class:`RingDeadlock` when the cores wait on each other for ever.
+        """
+        n = len(self.cores)
+        for core in self.cores:
+            core.reset_counters()
+        pcs = list(start_pcs)
+        fetch_time = [0] * n      # cycle of the next FETCH (cores not in RING)
+        ring_from = [None] * n    # first cycle of the running RING instruction
+        results = [None] * n
+        for k in range(n):
+            self.engines[k] = EngineModel(self.cfg, self.cores[k].spad)
+
+        def run_local(k):
+            while True:
+                step = self.cores[k].execute(pcs[k])
+                if step.kind == "done":
+                    results[k] = step.result
+                    return
+                if step.kind == "ring":
+                    ring_from[k] = fetch_time[k] + INSTRUCTION_OVERHEAD
+                    self.engines[k].start(step.fields)
+                    return
+                fetch_time[k] += step.cycles
+                pcs[k] = step.pc
+
+        for k in range(n):
+            run_local(k)
+        now = 0
+        while any(r is None for r in results):
+            live = [k for k in range(n) if results[k] is None]
+            active = [k for k in live if ring_from[k] <= now]
+            if not active:
+                now = min(ring_from[k] for k in live)
+                continue
+            engines = self.engines
+            finished = [k for k in active if engines[k].finished()]
+            valid = {k: engines[k].valid() for k in active}
+            ready = {k: engines[k].ready() for k in active}
+            pops, beats = set(), {}
+            for k in active:
+                chain = engines[k].chain
+                s = (k - 1) % n if chain else self.src[k]
+                if ready[k] and valid.get(s, False) and engines[s].chain == chain:
+                    pops.add(s)
+                    beats[k] = engines[s].queue[0]
+            changed = bool(finished)
+            for k in active:
+                if k in finished:
+                    engines[k].active = False
+                    continue
+                changed |= engines[k].tick(k in pops, beats.get(k))
+            for k in finished:
+                self.cores[k].retire_ring(now + 1 - ring_from[k])
+                fetch_time[k] = now + 1
+                pcs[k] += 1
+                ring_from[k] = None
+                run_local(k)
+            if not changed:
+                waiting = [ring_from[k] for k in live if results[k] is None
+                           and ring_from[k] is not None and ring_from[k] > now]
+                if not waiting:
+                    raise RingDeadlock("every core waits on the ring: pcs "
+                                       + ", ".join(f"core {k}: {pcs[k]}" for k in active))
+                now = min(waiting)
+                continue
+            now += 1
+            if now > max_cycles:
+                raise RuntimeError(f"ring run longer than {max_cycles} cycles")
+        return results

@@ -1,0 +1,252 @@
+"""Training sessions: data order, epochs, reports, golden checking and checkpoints.
+
+A :class:`Session` trains a compiled graph on a dataset through any device. Data order: epoch
+``e`` visits the training set in the permutation drawn by ``numpy.random.default_rng([seed,
+e])`` (identity with ``shuffle=False``), in consecutive steps of ``batch`` samples; a last
+incomplete batch is dropped. The learning rate of epoch ``e`` is the optimiser's schedule at
+``e``. Initial weights (unless given): PyTorch's ``Linear`` default, ``U(-1/sqrt(in),
+1/sqrt(in))`` for ``W`` and ``b``, drawn from ``default_rng(seed)`` layer by layer, rounded to
+the operand format.
+
+Per epoch the report holds the mean training loss and the training accuracy (both from the
+logits the device produced during the epoch, in float64 on the host), the test accuracy (the
+golden forward pass, in the hardware's arithmetic, on the weights read back from the device),
+the device cycles, and per phase the cycles and model MACs (the compiler's exact per-instruction
+prediction, which every step checks against the device's cycle counter).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from caterpillar.golden.trainer import GoldenTrainer, scalars, to_bits, to_float
+from caterpillar.software.compiler.program import PHASES, Compiled
+from caterpillar.software.training.trainer import Trainer
+
+__all__ = ["Session", "GoldenMismatch", "check_fits", "default_weights", "epoch_order"]
+
+
+class GoldenMismatch(AssertionError):
+    """The device and the golden trainer disagree; the message names step, layer and tensor."""
+
+
+def check_fits(graph, dataset) -> None:
+    """Raise ``ValueError`` unless ``graph``'s input and output widths fit ``dataset``: the
+    features in, and one output per class (``softmax_ce``, and ``mse`` on one-hot targets)."""
+    if dataset.features != graph.sizes[0]:
+        raise ValueError(f"the {dataset.name} dataset has {dataset.features} features but the "
+                         f"model's input width is {graph.sizes[0]}; use --model "
+                         f"{dataset.features}-...")
+    if graph.sizes[-1] != dataset.classes:
+        target = "one-hot targets of its" if graph.loss == "mse" else "its"
+        raise ValueError(f"--loss {graph.loss} trains on {target} {dataset.classes} classes, "
+                         f"so the output layer needs {dataset.classes} outputs, not "
+                         f"{graph.sizes[-1]}; use --model ...-{dataset.classes}")
+
+
+def default_weights(sizes, seed: int):
+    """PyTorch-default initial weights (float32 arrays ``[(W, b), ...]``), from ``seed``."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, o in zip(sizes[:-1], sizes[1:]):
+        bound = 1.0 / np.sqrt(i)
+        w = rng.uniform(-bound, bound, (o, i)).astype(np.float32)
+        b = rng.uniform(-bound, bound, o).astype(np.float32)
+        out.append((w, b))
+    return out
+
+
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
+    """Sample order of ``epoch`` (see the module docstring)."""
+    if not shuffle:
+        return np.arange(n)
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+@dataclass
+class Session:
+    """Train ``compiled`` on ``dataset`` through ``device``.
+
+    Parameters
+    ----------
+    compiled : Compiled
+        The step of every working core (:func:`~caterpillar.software.compiler.training.
+        compile_training`); ``device`` is a ring device for several cores, and the golden
+        trainer models the placement's summation order.
+    dataset : Dataset
+    device : Device
+    seed : int
+    shuffle : bool
+    weights : list of (W, b) float arrays, optional
+        Initial parameters (default: :func:`default_weights`).
+    check_golden : bool
+        Step a :class:`GoldenTrainer` alongside and compare every bit after every step.
+    limit : int, optional
+        Train on only the first ``limit`` samples of each epoch's order (tests, benchmarks).
+    """
+
+    compiled: Compiled
+    dataset: object
+    device: object
+    seed: int = 0
+    shuffle: bool = True
+    weights: list | None = None
+    check_golden: bool = False
+    limit: int | None = None
+    progress: object = None
+    history: list = field(default_factory=list)
+
+    def __post_init__(self):
+        graph, cfg = self.compiled.graph, self.compiled.config
+        fmt = cfg.operand
+        check_fits(graph, self.dataset)
+        self.x_train = to_bits(self.dataset.x_train, fmt)
+        self.x_test = to_bits(self.dataset.x_test, fmt)
+        if graph.loss == "mse":
+            eye = np.eye(graph.sizes[-1])
+            self.t_train = to_bits(eye[self.dataset.y_train], fmt)
+        else:
+            self.t_train = self.dataset.y_train
+        init = self.weights or default_weights(graph.sizes, self.seed)
+        self.initial = [(to_bits(w, fmt), to_bits(b, fmt)) for w, b in init]
+        self.hw = Trainer(self.compiled, self.device)
+        self.cores = len(self.compiled.working_cores)
+        self.layer_cores = [len(s) for s in self.compiled.segments]
+        self.hw.load_parameters(self.initial)
+        self.epoch, self.steps = 0, 0
+        self.golden = self._golden(self.initial, None) if self.check_golden else None
+
+    def _golden(self, weights, moments):
+        graph, cfg = self.compiled.graph, self.compiled.config
+        g = GoldenTrainer(graph.sizes, graph.loss, cfg.nr, cfg.operand, cfg.acc, weights,
+                          k_chunk=self.compiled.k_chunk,
+                          momentum=graph.optimizer.momentum > 0,
+                          weight_decay=graph.optimizer.weight_decay > 0,
+                          cores=self.layer_cores)
+        if moments is not None:
+            g.moments = [(np.array(a), np.array(b)) for a, b in moments]
+        return g
+
+    def restore(self, checkpoint) -> None:
+        """Continue from a checkpoint's parameters, optimiser state and progress
+        (:class:`~caterpillar.software.training.checkpoint.Checkpoint`)."""
+        self.hw.load_parameters(checkpoint.weights, checkpoint.moments)
+        self.epoch, self.steps = checkpoint.meta["epoch"], checkpoint.meta["steps"]
+        self.history = list(checkpoint.meta["history"])
+        if self.check_golden:
+            self.golden = self._golden(checkpoint.weights, checkpoint.moments)
+
+    # -- training -----------------------------------------------------------------------------
+
+    def _loss(self, logits, targets) -> np.ndarray:
+        z = to_float(logits, self.compiled.config.operand)
+        if self.compiled.graph.loss == "softmax_ce":
+            top = z.max(axis=1, keepdims=True)
+            lse = top[:, 0] + np.log(np.exp(z - top).sum(axis=1))
+            return lse - z[np.arange(len(z)), targets]
+        t = to_float(targets, self.compiled.config.operand)
+        return ((z - t) ** 2).mean(axis=1)
+
+    def _compare(self, logits, golden_logits):
+        where = f"step {self.steps} (epoch {self.epoch})"
+        if not np.array_equal(logits, golden_logits):
+            bad = np.argwhere(logits != golden_logits)[0]
+            raise GoldenMismatch(f"{where}: logits {tuple(bad)} differ: device "
+                                 f"{int(logits[tuple(bad)]):#x}, golden "
+                                 f"{int(golden_logits[tuple(bad)]):#x}")
+        weights, moments = self.hw.read_parameters()
+        gw, gm = self.golden.weights, self.golden.moments
+        graph = self.compiled.graph
+        for index in range(len(weights)):
+            pairs = [("W", weights[index][0], gw[index][0]), ("b", weights[index][1],
+                                                               gw[index][1])]
+            if graph.optimizer.momentum > 0:
+                pairs += [("momentum of W", moments[index][0], gm[index][0]),
+                          ("momentum of b", moments[index][1], gm[index][1])]
+            for name, got, want in pairs:
+                if not np.array_equal(got, want):
+                    bad = tuple(np.argwhere(got != want)[0])
+                    raise GoldenMismatch(
+                        f"{where}: layer {index} tensor {name} element {bad} differs: device "
+                        f"{int(got[bad]):#x}, golden {int(want[bad]):#x}")
+
+    def train_epoch(self) -> dict:
+        """Train one epoch; return its report (also appended to ``history``)."""
+        graph, cfg = self.compiled.graph, self.compiled.config
+        batch = graph.batch
+        lr = graph.optimizer.lr_at(self.epoch)
+        self.hw.set_lr(lr)
+        s = scalars(cfg.operand, lr=lr, batch=batch, momentum=graph.optimizer.momentum,
+                    weight_decay=graph.optimizer.weight_decay, outputs=graph.sizes[-1])
+        order = epoch_order(len(self.x_train), self.seed, self.epoch, self.shuffle)
+        if self.limit is not None:
+            order = order[:self.limit]
+        steps = len(order) // batch
+        if steps == 0:
+            raise ValueError(f"an epoch of {len(order)} samples holds no full batch of {batch}; "
+                             f"use a smaller --batch or a larger --limit")
+        losses, correct, cycles = [], 0, 0
+        started = time.monotonic()
+        for step in range(steps):
+            idx = order[step * batch:(step + 1) * batch]
+            x, t = self.x_train[idx], self.t_train[idx]
+            logits, stats = self.hw.step(x, t)
+            cycles += stats.busy
+            labels = self.dataset.y_train[idx]
+            losses.append(self._loss(logits, t if graph.loss == "mse" else labels))
+            correct += int((to_float(logits, cfg.operand).argmax(axis=1) == labels).sum())
+            if self.golden is not None:
+                if graph.algorithm == "sgd":
+                    g_logits = self.golden.sgd_step(x[0], t[0], s)[None]
+                else:
+                    g_logits = self.golden.mbgd_step(x, t, s)
+                self.steps += 1
+                self._compare(logits, g_logits)
+            else:
+                self.steps += 1
+            if self.progress is not None:
+                self.progress(self.epoch, step + 1, steps)
+        seconds = time.monotonic() - started
+        report = self._epoch_report(lr, steps, losses, correct, cycles, seconds)
+        self.history.append(report)
+        self.epoch += 1
+        return report
+
+    def _epoch_report(self, lr, steps, losses, correct, cycles, seconds) -> dict:
+        cfg = self.compiled.config
+        phases = self.compiled.phase_report()
+        pes = cfg.nr * cfg.nr * self.cores
+        samples = steps * self.compiled.graph.batch
+        per_phase = {p: {"cycles": v["cycles"] * steps, "macs": v["macs"] * steps,
+                         "utilization": v["macs"] / (pes * v["cycles"]) if v["cycles"] else 0.0}
+                     for p, v in phases.items()}
+        macs = sum(v["macs"] for v in per_phase.values())
+        return {
+            "epoch": self.epoch, "lr": lr, "steps": steps, "samples": samples,
+            "loss": float(np.concatenate(losses).mean()) if losses else float("nan"),
+            "train_accuracy": correct / samples if samples else float("nan"),
+            "test_accuracy": self.test_accuracy(), "cycles": cycles,
+            "utilization": macs / (pes * cycles) if cycles else 0.0,
+            "phases": {p: per_phase[p] for p in PHASES}, "wall_seconds": seconds,
+            "golden_checked_steps": self.steps if self.golden is not None else 0,
+        }
+
+    def test_accuracy(self) -> float:
+        """Accuracy on the test split (golden forward on the device's weights)."""
+        cfg = self.compiled.config
+        weights, _ = self.hw.read_parameters()
+        g = GoldenTrainer(self.compiled.graph.sizes, self.compiled.graph.loss, cfg.nr,
+                          cfg.operand, cfg.acc, weights)
+        logits = to_float(g.predict(self.x_test), cfg.operand)
+        return float((logits.argmax(axis=1) == self.dataset.y_test).mean())
+
+    def float_weights(self):
+        """The device's current parameters as float32 arrays ``[(W, b), ...]``."""
+        fmt = self.compiled.config.operand
+        weights, _ = self.hw.read_parameters()
+        return [(to_float(w, fmt).astype(np.float32), to_float(b, fmt).astype(np.float32))
+                for w, b in weights]
+

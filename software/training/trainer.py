@@ -1,0 +1,362 @@
+"""Runs a compiled training step on a device: every working core's share, one start.
+
+A :class:`Trainer` drives the :class:`~caterpillar.software.compiler.program.Compiled` step
+through a :class:`~caterpillar.software.driver.ring.RingDriver`, so one core (a ring of one) and
+a ring run the same code. Each working core is served by a :class:`CoreTrainer` through its
+window of the host bus: its program stays in IMEM from instruction 0; parameters move through
+its SPAD (for ``sgd`` each tensor is staged in the SPAD and moved into MemA/MemB, or back, by a
+one-instruction transfer program written just after the step program; for ``mbgd`` the
+parameters live in the SPAD already). A step writes the sample(s) and target(s) into the SPAD,
+starts every core together, and reads the logits back: a handful of bulk host transfers per
+step, never a call per cycle. Every core's cycle count must equal the compiler's prediction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from caterpillar.contract.isa import Layout, Opcode, encode
+from caterpillar.golden import numerics as gn
+from caterpillar.software.compiler.program import Compiled, CoreProgram, ceil_to
+from caterpillar.software.driver.core import Driver
+from caterpillar.software.driver.ring import RingDriver, RingRun
+
+__all__ = ["Trainer", "CoreTrainer", "StepMismatch"]
+
+
+class StepMismatch(AssertionError):
+    """The device's cycles (or data) differ from what the compiler predicted."""
+
+
+class CoreTrainer:
+    """One core's share of a compiled step, through ``driver``.
+
+    Parameters
+    ----------
+    core : CoreProgram
+    compiled : Compiled
+        The whole step (graph, config, scalar values).
+    driver : Driver
+        The core's driver (a window of a ring device, or a one-core device).
+    """
+
+    def __init__(self, core: CoreProgram, compiled: Compiled, driver: Driver):
+        self.core, self.compiled = core, compiled
+        self.cfg = cfg = compiled.config
+        self.graph = compiled.graph
+        self.driver = driver
+        if driver.config.get("nr") != cfg.nr:
+            raise ValueError(f"the device has nr={driver.config.get('nr')}, the program was "
+                             f"compiled for nr={cfg.nr}")
+        self.driver.load_program(core.program)
+        self.transfer_pc = len(core.program)
+        self.one = int(gn.from_float(1.0, cfg.operand))
+        self._lr = None
+        for addr, rows, cols, ld, what in core.constants:
+            value = self.one if what == "one" else int(what)
+            block = np.zeros((rows, ld), dtype=np.uint64)
+            block[:, :cols] = value
+            self.driver.write_spad(addr, block.ravel())
+
+    # -- parameters ------------------------------------------------------------------------
+
+    def _transfer(self, word):
+        self.driver.load_program([word, encode(Opcode.HALT)], base=self.transfer_pc)
+        self.driver.run(start_pc=self.transfer_pc)
+
+    def _put(self, tensor, bits):
+        nr = self.cfg.nr
+        bits = np.asarray(bits, dtype=np.uint64)
+        if tensor.kind == "spad":
+            matrix = bits.reshape(tensor.rows, tensor.cols)
+            matrix = matrix.T if tensor.transposed else matrix
+            block = np.zeros((matrix.shape[0], tensor.ld), dtype=np.uint64)
+            block[:, :matrix.shape[1]] = matrix
+            self.driver.write_spad(tensor.addr, block.ravel())
+        elif tensor.kind == "mema":
+            lds = ceil_to(tensor.cols, nr)
+            block = np.zeros((tensor.rows, lds), dtype=np.uint64)
+            block[:, :tensor.cols] = bits.reshape(tensor.rows, tensor.cols)
+            self.driver.write_spad(self.core.staging, block.ravel())
+            self._transfer(encode(Opcode.LDA, spad=self.core.staging, mema=tensor.addr,
+                                  rows=tensor.rows, cols=tensor.cols, lds=lds, ldm=tensor.ld))
+        else:
+            self.driver.write_spad(self.core.staging, bits.ravel())
+            self._transfer(encode(Opcode.LDV, spad=self.core.staging, memb=tensor.addr,
+                                  len=tensor.cols, layout=Layout.DIAG))
+
+    def _dump_plan(self):
+        """SPAD offsets for storing every PE-resident tensor with one program, or None.
+
+        The staging area is the last SPAD region, so the words after it are free; the dump
+        program goes after the step program in IMEM."""
+        if hasattr(self, "_dump"):
+            return self._dump
+        nr, words, plan = self.cfg.nr, [], {}
+        addr = self.core.staging
+        for t in self.core.tensors:
+            if t.kind == "spad":
+                continue
+            size = t.rows * ceil_to(t.cols, nr) if t.kind == "mema" else ceil_to(t.cols, nr)
+            plan[t.name] = addr
+            words.append(self._store_word(t, addr))
+            addr += size
+        fits = addr <= self.cfg.spad_words and \
+            self.transfer_pc + len(words) + 1 <= self.cfg.imem_words
+        self._dump = (plan, words + [encode(Opcode.HALT)]) if plan and fits else None
+        return self._dump
+
+    def _store_word(self, tensor, addr) -> int:
+        if tensor.kind == "mema":
+            return encode(Opcode.STA, spad=addr, mema=tensor.addr, rows=tensor.rows,
+                          cols=tensor.cols, lds=ceil_to(tensor.cols, self.cfg.nr),
+                          ldm=tensor.ld)
+        return encode(Opcode.STV, spad=addr, memb=tensor.addr, len=tensor.cols,
+                      layout=Layout.DIAG)
+
+    def _read_staged(self, tensor, addr) -> np.ndarray:
+        if tensor.kind == "mema":
+            lds = ceil_to(tensor.cols, self.cfg.nr)
+            flat = self.driver.read_spad(addr, tensor.rows * lds)
+            return flat.reshape(tensor.rows, lds)[:, :tensor.cols].copy()
+        return self.driver.read_spad(addr, tensor.cols)
+
+    def _get(self, tensor, staged=None) -> np.ndarray:
+        if staged is not None and tensor.name in staged:
+            return self._read_staged(tensor, staged[tensor.name])
+        if tensor.kind == "spad":
+            rows, cols = (tensor.cols, tensor.rows) if tensor.transposed else \
+                (tensor.rows, tensor.cols)
+            flat = self.driver.read_spad(tensor.addr, rows * tensor.ld)
+            matrix = flat.reshape(rows, tensor.ld)[:, :cols]
+            return (matrix.T if tensor.transposed else matrix).copy()
+        self._transfer(self._store_word(tensor, self.core.staging))
+        return self._read_staged(tensor, self.core.staging)
+
+    def load_parameters(self, weights, moments=None) -> None:
+        """Write ``[(W, b), ...]`` and optionally the momentum ``[(mW, mb), ...]`` (bits);
+        ``(None, None)`` skips a layer this core does not hold."""
+        by_name = {t.name: t for t in self.core.tensors}
+        moments = moments or [(None, None) if w is None else
+                              (np.zeros_like(np.asarray(w, dtype=np.uint64)),
+                               np.zeros_like(np.asarray(b, dtype=np.uint64)))
+                              for w, b in weights]
+        for index, ((w, b), (mw, mb)) in enumerate(zip(weights, moments)):
+            if w is None:                   # a layer another core holds (a ring's share)
+                continue
+            w, b = np.asarray(w, dtype=np.uint64), np.asarray(b, dtype=np.uint64)
+            if f"P{index}" in by_name:
+                self._put(by_name[f"P{index}"], np.concatenate([w, b[:, None]], axis=1))
+                if f"M{index}" in by_name:
+                    self._put(by_name[f"M{index}"],
+                              np.concatenate([np.asarray(mw, np.uint64),
+                                              np.asarray(mb, np.uint64)[:, None]], axis=1))
+                continue
+            self._put(by_name[f"W{index}"], w)
+            self._put(by_name[f"b{index}"], b)
+            if f"mW{index}" in by_name:
+                self._put(by_name[f"mW{index}"], mw)
+                self._put(by_name[f"mb{index}"], mb)
+
+    def read_parameters(self):
+        """Return ``(weights, moments)`` as bit patterns (moments are zeros without momentum)."""
+        by_name = {t.name: t for t in self.core.tensors}
+        weights, moments = [], []
+        dump = self._dump_plan()
+        staged = None
+        if dump is not None:
+            staged, words = dump
+            self.driver.load_program(words, base=self.transfer_pc)
+            self.driver.run(start_pc=self.transfer_pc)
+        get = lambda name: self._get(by_name[name], staged)  # noqa: E731
+        for index, (o, i) in enumerate(self.graph.layers):
+            if f"P{index}" not in by_name and f"W{index}" not in by_name:
+                weights.append((None, None))        # held by other cores of a ring
+                moments.append((None, None))
+                continue
+            if f"P{index}" in by_name:
+                p = self._get(by_name[f"P{index}"])
+                weights.append((p[:, :-1].copy(), p[:, -1].copy()))
+                if f"M{index}" in by_name:
+                    m = self._get(by_name[f"M{index}"])
+                    moments.append((m[:, :-1].copy(), m[:, -1].copy()))
+                else:
+                    moments.append((np.zeros((o, i), np.uint64), np.zeros(o, np.uint64)))
+                continue
+            weights.append((get(f"W{index}"), get(f"b{index}")))
+            if f"mW{index}" in by_name:
+                moments.append((get(f"mW{index}"), get(f"mb{index}")))
+            else:
+                moments.append((np.zeros((o, i), np.uint64), np.zeros(o, np.uint64)))
+        return weights, moments
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def set_lr(self, lr: float) -> None:
+        """Write the scalar registers for learning rate ``lr`` (skipped if unchanged)."""
+        if lr == self._lr:
+            return
+        for reg, bits in self.compiled.scalar_values(lr).items():
+            self.driver.set_scalar(reg, bits)
+        self._lr = lr
+
+    def _targets(self, targets) -> np.ndarray:
+        classes = self.graph.sizes[-1]
+        if self.graph.loss == "softmax_ce":
+            labels = np.asarray(targets).reshape(-1)
+            t = np.zeros((len(labels), classes), dtype=np.uint64)
+            t[np.arange(len(labels)), labels.astype(np.int64)] = self.one
+            return t
+        return np.asarray(targets, dtype=np.uint64).reshape(-1, classes)
+
+    def stage(self, x, targets) -> None:
+        """Write inputs ``x`` (bits, ``batch x in``) and targets (labels for ``softmax_ce``,
+        bit patterns ``batch x outputs`` for ``mse``) where the step program reads them."""
+        io = self.core.io
+        x = np.asarray(x, dtype=np.uint64).reshape(self.graph.batch, -1)
+        t = self._targets(targets)
+        classes = self.graph.sizes[-1]
+        if self.graph.algorithm == "sgd":
+            self.driver.write_spad(io["inputs"], x[0])
+            self.driver.write_spad(io["targets"], t[0])
+        else:
+            ldb, ldc = io["ld_batch"], io["ld_classes"]
+            xt = np.zeros((x.shape[1], ldb), dtype=np.uint64)
+            xt[:, :x.shape[0]] = x.T
+            self.driver.write_spad(io["inputs_t"], xt.ravel())
+            # The batch-major copy [x | 1] too: inputs are data, so the host lays them out.
+            xb = np.zeros((x.shape[0], io["ld_inputs"]), dtype=np.uint64)
+            xb[:, :x.shape[1]] = x
+            xb[:, x.shape[1]] = self.one
+            self.driver.write_spad(io["inputs"], xb.ravel())
+            tt = np.zeros((t.shape[0], ldc), dtype=np.uint64)
+            tt[:, :classes] = t
+            self.driver.write_spad(io["targets"], tt.ravel())
+
+    def logits(self) -> np.ndarray:
+        """Read the step's logits (bits, ``batch x outputs``)."""
+        io, classes = self.core.io, self.graph.sizes[-1]
+        if self.graph.algorithm == "sgd":
+            return self.driver.read_spad(io["logits"], classes)[None, :]
+        ldc = io["ld_classes"]
+        flat = self.driver.read_spad(io["logits"], self.graph.batch * ldc)
+        return flat.reshape(self.graph.batch, ldc)[:, :classes]
+
+
+class Trainer:
+    """Train through ``device`` with ``compiled`` (any number of cores).
+
+    Parameters
+    ----------
+    compiled : Compiled
+    device : Device
+        A ring device whose config equals the compiled one, or a one-core device for a
+        one-core step.
+    """
+
+    def __init__(self, compiled: Compiled, device):
+        self.compiled = compiled
+        self.graph = compiled.graph
+        self.ring = RingDriver(device)
+        if len(self.ring.cores) != compiled.config.cores:
+            raise ValueError(f"the device has {len(self.ring.cores)} core(s); the step was "
+                             f"compiled for {compiled.config.cores}")
+        self.ring.set_sources(compiled.sources)
+        self.trainers = {k: CoreTrainer(c, compiled, self.ring.cores[k])
+                         for k, c in compiled.cores.items()}
+        for k, program in enumerate(compiled.programs()):
+            if k not in compiled.cores:
+                self.ring.cores[k].load_program(program)
+        self.predicted = compiled.predicted_cycles()
+        self.start_pcs = [0] * compiled.config.cores
+
+    @property
+    def step_cycles(self) -> int:
+        """Predicted cycles of one step (the last core's)."""
+        return max(self.predicted)
+
+    # -- parameters ----------------------------------------------------------------------
+
+    def _shares(self, pairs, core):
+        """Core ``core``'s share of ``[(W, b), ...]``; ``(None, None)`` for other layers."""
+        c = self.compiled
+        last = len(c.blocks) - 1
+        out = []
+        for index, (w, b) in enumerate(pairs):
+            seg = c.segments[index]
+            if core not in seg:
+                out.append((None, None))
+                continue
+            position = seg.index(core)
+            w, b = np.asarray(w, dtype=np.uint64), np.asarray(b, dtype=np.uint64)
+            lo, hi = c.blocks[index][position]
+            if c.split == "rows":
+                out.append((w[lo:hi], b[lo:hi]))
+            else:
+                blo, bhi = c.blocks[index + 1][position] if index < last else (0, len(b))
+                out.append((w[:, lo:hi], b[blo:bhi]))
+        return out
+
+    def load_parameters(self, weights, moments=None) -> None:
+        """Write ``[(W, b), ...]`` (and the momentum) as each core's share (bits)."""
+        for core, trainer in self.trainers.items():
+            trainer.load_parameters(self._shares(weights, core),
+                                    None if moments is None else self._shares(moments, core))
+
+    def _assemble(self, parts):
+        """Whole tensors from ``{core: [(W, b) share per layer]}``."""
+        c = self.compiled
+        last = len(self.graph.layers) - 1
+        out = []
+        for index, seg in enumerate(c.segments):
+            ws = [parts[k][index][0] for k in seg]
+            bs = [parts[k][index][1] for k in seg]
+            if c.split == "rows":
+                out.append((np.vstack(ws), np.concatenate(bs)))
+                continue
+            if index == last:
+                for other in bs[1:]:        # every core updates the whole last bias
+                    if not np.array_equal(other, bs[0]):
+                        raise StepMismatch("the cores' copies of the last bias differ")
+                bias = bs[0]
+            else:
+                bias = np.concatenate(bs)
+            out.append((np.hstack(ws), bias))
+        return out
+
+    def read_parameters(self):
+        """Return ``(weights, moments)`` gathered from every core (bit patterns)."""
+        parts = {k: t.read_parameters() for k, t in self.trainers.items()}
+        weights = self._assemble({k: p[0] for k, p in parts.items()})
+        if self.graph.optimizer.momentum > 0:
+            moments = self._assemble({k: p[1] for k, p in parts.items()})
+        else:
+            moments = [(np.zeros_like(w), np.zeros_like(b)) for w, b in weights]
+        return weights, moments
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def set_lr(self, lr: float) -> None:
+        """Write every core's scalar registers for learning rate ``lr``."""
+        for trainer in self.trainers.values():
+            trainer.set_lr(lr)
+
+    def step(self, x, targets) -> tuple[np.ndarray, RingRun]:
+        """Run one step on every core; return the logits and the cores' counters."""
+        c = self.compiled
+        x = np.asarray(x, dtype=np.uint64).reshape(self.graph.batch, -1)
+        first, last = c.segments[0], c.segments[-1]
+        for core, trainer in self.trainers.items():
+            if core not in first and core not in last:
+                continue
+            if c.split == "columns":
+                lo, hi = c.blocks[0][first.index(core)]
+                trainer.stage(x[:, lo:hi], targets)
+            else:
+                trainer.stage(x, targets)
+        run = self.ring.run(self.start_pcs, timeout_cycles=4 * self.step_cycles + 10_000)
+        logits = self.trainers[last[0]].logits()
+        if run.cycles != self.predicted:
+            raise StepMismatch(f"the cores took {run.cycles} cycles; the compiler predicted "
+                               f"{self.predicted}")
+        return logits, run

@@ -1,0 +1,100 @@
+"""The ``caterpillar`` command line: fpu filter, self-check, Verilog, errors without tracebacks."""
+
+import subprocess
+import sys
+
+import pytest
+
+from caterpillar.app.cli import main
+from tests.helpers import requires_verilator
+
+CASES = "3f800000 3f800000\n# a comment\n\n7f800000 ff800000\n3f80 1\nzz 1\n1 2 3\n"
+WANT = ["40000000", "7fc00000", "00003f81"]
+
+
+@pytest.mark.parametrize("backend", ["golden", "amaranth",
+                                     pytest.param("verilator", marks=requires_verilator)])
+def test_fpu_filter_prints_one_result_per_good_line(backend, tmp_path, capsys):
+    cases = tmp_path / "cases.txt"
+    cases.write_text(CASES)
+    status = main(["fpu", "--op", "add", "--format", "fp32", "--backend", backend,
+                   "--input", str(cases)])
+    out, err = capsys.readouterr()
+    assert out.split() == WANT
+    assert status == 1
+    assert err.splitlines() == [
+        "caterpillar fpu: line 6: operand 1 ('zz') is not a hexadecimal bit pattern",
+        "caterpillar fpu: line 7: expected 2 hexadecimal operands (a b) for add, got 3: "
+        "'1 2 3'",
+    ]
+
+
+def test_fpu_reads_stdin_and_formats_16_bit_results(monkeypatch, capsys):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("3c00 3c00 3f800000\n0000 8000 80000000\n"))
+    assert main(["fpu", "--op", "mac", "--format", "fp16", "--backend", "golden"]) == 0
+    assert capsys.readouterr().out.split() == ["40000000", "80000000"]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("3f800001\n"))
+    assert main(["fpu", "--op", "convert", "--format", "fp32", "--to", "bf16",
+                 "--backend", "golden"]) == 0
+    assert capsys.readouterr().out.split() == ["3f80"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--op", "convert", "--format", "fp32"],
+     "--to is required with --op convert and only allowed there"),
+    (["--op", "add", "--format", "fp32", "--to", "fp16"],
+     "--to is required with --op convert and only allowed there"),
+    (["--op", "add", "--format", "fp32", "--acc-format", "fp16"],
+     "--acc-format applies to --op mac only, not add"),
+    (["--op", "add", "--format", "fp32", "--input", "/nonexistent/cases"],
+     "cannot read --input '/nonexistent/cases': No such file or directory"),
+    (["--op", "add", "--format", "fp32", "--config", "huge"],
+     "unknown config preset 'huge'; choose one of tiny, small, paper-n1, paper-n3"),
+])
+def test_fpu_user_errors_are_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fpu", "--backend", "golden", *argv])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"caterpillar: error: {message}\n"
+
+
+def test_bad_choice_is_rejected_by_argparse(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fpu", "--op", "div", "--format", "fp32"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'div'" in capsys.readouterr().err
+
+
+def test_console_script_runs_without_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "caterpillar.app.cli", "fpu", "--op",
+                           "mul", "--format", "bf16", "--backend", "golden"],
+                          input="4000 4040\n", capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout == "40c0\n" and proc.stderr == ""
+
+
+@requires_verilator
+def test_fpu_selfcheck_reports_and_writes_json(tmp_path, capsys):
+    import json
+
+    report = tmp_path / "check.json"
+    status = main(["fpu-selfcheck", "--formats", "fp16", "--random", "2000", "--softfloat",
+                   "500", "--json", str(report)])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "all match" in out and "results/s" in out
+    rows = json.loads(report.read_text())
+    assert {r["op"] for r in rows} == {"add", "mul", "mac.fp32", "mac.fp16", "convert.fp32",
+                                       "convert.bf16", "max", "scale"}
+    assert all(r["golden_mismatches"] == 0 and r["softfloat_cases"] == 500 for r in rows)
+
+
+def test_verilog_writes_mac_and_16_mac_array(tmp_path, capsys):
+    assert main(["verilog", "--config", "tiny", "-o", str(tmp_path)]) == 0
+    mac = (tmp_path / "mac_fp32_fp32.v").read_text()
+    array = (tmp_path / "mac_array16_fp32_fp32.v").read_text()
+    assert "module mac_fp32_fp32(" in mac
+    assert "module mac_array16_fp32_fp32(" in array
+    assert array.count("module ") > mac.count("module ")
+    assert "[1535:0] operands__payload" in array  # 16 lanes of a, b, acc (3 x 32 bits)

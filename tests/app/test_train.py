@@ -1,0 +1,144 @@
+"""``caterpillar train`` and ``caterpillar compile`` through the command line: end to end on the
+instruction-level simulator, and every bad option refused with one line before any work."""
+
+import json
+
+import numpy as np
+import pytest
+
+from caterpillar.app.cli import main
+from caterpillar.contract.config import preset
+from caterpillar.golden.trainer import GoldenTrainer, to_bits, to_float
+from caterpillar.software.training.datasets import load_dataset
+from caterpillar.software.training.session import default_weights
+
+
+def cli(capsys, *argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    return exit_info.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "64-x"], "--model must be"),
+    (["--model", "10-5-10"], "has 64 features"),
+    (["--model", "64-5-3"], "needs 10 outputs, not 3"),
+    (["--dataset", "cifar"], "invalid choice: 'cifar'"),
+    (["--epochs", "0"], "expected a positive integer, not '0'"),
+    (["--config", "huge"], "unknown config preset"),
+    (["--set", "nr=3"], "nr must be one of"),
+    (["--set", "colour=1"], "unknown config field(s) 'colour'; the fields are name, nr,"),
+    (["--set", "nr=4.0"], "nr must be one of 2, 4, 8, 16, not 4.0"),
+    (["--set", "spad_words=true"], "spad_words must be an integer"),
+    (["--init", "nothing.npz"], "no such file"),
+    (["--resume", "nothing.npz"], "no such file"),
+    (["--algorithm", "sgd", "--batch", "8"], "batch 1"),
+])
+def test_train_command_rejects_bad_options(capsys, argv, message):
+    code, err = cli(capsys, "train", "--backend", "isa", "--quiet", *argv)
+    assert code == 2
+    assert err.startswith("caterpillar") and ": error: " in err and message in err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_train_command_end_to_end(tmp_path, capsys):
+    """check-golden, JSON report, figure, checkpoint and resume through the command line."""
+    base = ["train", "--backend", "isa", "--quiet", "--limit", "40", "--model", "64-12-10",
+            "--check-golden", "--save", str(tmp_path / "ck.npz")]
+    assert main(base + ["--epochs", "1"]) == 0
+    resume = ["train", "--backend", "isa", "--quiet", "--limit", "40", "--check-golden",
+              "--save", str(tmp_path / "ck.npz"), "--resume", str(tmp_path / "ck.npz")]
+    assert main(resume + ["--epochs", "2", "--json", str(tmp_path / "r.json"), "--plot",
+                          str(tmp_path / "r.png")]) == 0
+    out = capsys.readouterr().out
+    assert "golden check: 80 steps" in out and "epoch 1:" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [e["epoch"] for e in report["epochs"]] == [0, 1]
+    assert report["epochs"][1]["phases"]["forward"]["cycles"] > 0
+    assert (tmp_path / "r.png").stat().st_size > 10_000
+
+
+def test_compile_command_saves_a_program_that_train_reruns(tmp_path, capsys):
+    prog = tmp_path / "p.npz"
+    assert main(["compile", "--model", "64-12-10", "--algorithm", "mbgd", "--batch", "4",
+                 "--asm", "-o", str(prog)]) == 0
+    out = capsys.readouterr().out
+    assert "gemm " in out and "instructions" in out and f"wrote {prog}" in out
+    assert main(["train", "--backend", "isa", "--program", str(prog), "--epochs", "1",
+                 "--limit", "12", "--check-golden", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "64-12-10 (softmax_ce, mbgd, batch 4" in out and "golden check: 3 steps" in out
+    code, err = cli(capsys, "train", "--backend", "isa", "--program", str(tmp_path / "x.npz"))
+    assert code == 2 and "no such file" in err
+
+
+def test_init_file_sets_the_starting_weights(tmp_path, capsys):
+    sizes = (64, 12, 10)
+    weights = default_weights(sizes, 99)
+    np.savez(tmp_path / "init.npz", **{f"{k}{i}": v for i, (w, b) in enumerate(weights)
+                                       for k, v in (("W", w), ("b", b))})
+    json_path = tmp_path / "r.json"
+    assert main(["train", "--backend", "isa", "--quiet", "--model", "64-12-10", "--init",
+                 str(tmp_path / "init.npz"), "--epochs", "1", "--limit", "1", "--lr", "1e-30",
+                 "--momentum", "0", "--json", str(json_path), "--no-shuffle"]) == 0
+    # A negligible step leaves the loaded weights: the first logits are those of the file's.
+    data = load_dataset("digits")
+    fmt = preset("small").operand
+    gold = GoldenTrainer(sizes, "softmax_ce", 4, fmt, fmt,
+                         [(to_bits(w, fmt), to_bits(b, fmt)) for w, b in weights])
+    logits = to_float(gold.predict(to_bits(data.x_train[:1], fmt)), fmt)
+    z = logits[0] - logits[0].max()
+    expected = float(np.log(np.exp(z).sum()) - z[data.y_train[0]])
+    report = json.loads(json_path.read_text())
+    assert report["epochs"][0]["loss"] == pytest.approx(expected, rel=1e-6)
+    np.savez(tmp_path / "bad.npz", W0=np.zeros((3, 3)), b0=np.zeros(3), W1=np.zeros(1),
+             b1=np.zeros(1))
+    code, err = cli(capsys, "train", "--backend", "isa", "--model", "64-12-10", "--init",
+                    str(tmp_path / "bad.npz"))
+    assert code == 2 and "W0 has shape (3, 3); the model 64-12-10 needs (12, 64)" in err
+
+
+def test_batch_larger_than_the_epoch_is_rejected(capsys):
+    code, err = cli(capsys, "train", "--backend", "isa", "--quiet", "--algorithm", "mbgd",
+                    "--batch", "16", "--limit", "10")
+    assert code == 2 and "holds no full batch of 16" in err
+
+
+def test_train_command_on_a_segment_of_the_ring(tmp_path, capsys):
+    """--cores and --segments through the command line: golden check, report, resume."""
+    base = ["train", "--backend", "isa", "--quiet", "--limit", "24", "--model", "64-12-10",
+            "--cores", "4", "--segments", "2,0,1", "--algorithm", "mbgd", "--batch", "4",
+            "--check-golden", "--save", str(tmp_path / "ck.npz")]
+    assert main(base + ["--epochs", "1"]) == 0
+    resume = ["train", "--backend", "isa", "--quiet", "--limit", "24", "--check-golden",
+              "--resume", str(tmp_path / "ck.npz")]
+    assert main(resume + ["--epochs", "2", "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "3 cores 2,0,1 (rows split)" in out and "golden check: 12 steps" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["cores"] == [2, 0, 1] and report["epochs"][1]["phases"]["ring"]["cycles"] > 0
+
+
+def test_train_command_with_a_segment_per_layer(capsys):
+    assert main(["train", "--backend", "isa", "--quiet", "--limit", "16", "--epochs", "1",
+                 "--model", "64-12-10", "--cores", "4", "--segments", "3,0/1-2",
+                 "--algorithm", "mbgd", "--batch", "4", "--check-golden"]) == 0
+    out = capsys.readouterr().out
+    assert "4 cores 3,0/1,2 (rows split)" in out and "golden check: 4 steps" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--cores", "2", "--backend", "icarus"], "runs on isa, amaranth, verilator"),
+    (["--segments", "0-1"], "is not a range of cores 0..0"),
+    (["--cores", "2", "--segments", "0-2"], "is not a range of cores 0..1"),
+    (["--cores", "2", "--segments", "0-999999999999"], "is not a range of cores 0..1"),
+    (["--cores", "2", "--segments", "1,1"], "names a core twice"),
+    (["--cores", "2", "--segments", "a"], "use core numbers"),
+    (["--cores", "4", "--segments", "0-1/1-2", "--algorithm", "mbgd"], "share core 1"),
+    (["--cores", "8", "--model", "64-6-10"], "too few to give each of 8"),
+])
+def test_ring_options_are_checked(capsys, argv, message):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--backend", "isa", "--quiet", "--epochs", "1", *argv])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err and "Traceback" not in err

@@ -1,0 +1,22 @@
+"""The scaling benchmark's pieces on small inputs (the benchmark itself is `make bench-scaling`)."""
+
+from caterpillar.bench import scaling as bench_scaling
+from caterpillar.contract.config import preset
+from caterpillar.software.compiler.training import compile_training
+from caterpillar.software.isasim.device import RingIsaDevice
+
+
+def test_collective_bandwidth_is_near_the_link_limit():
+    table = bench_scaling._bandwidth(
+        lambda cores: RingIsaDevice(preset("tiny").replace(cores=cores)), (2, 3), 512)
+    for cores, rows in table.items():
+        assert rows["barrier"]["cycles"] == 4 * (cores - 1)
+        for kind, row in rows.items():
+            if kind != "barrier":
+                assert 0.8 < row["of_peak"] <= 1.0, (cores, kind, row)
+
+
+def test_rtl_config_runs_the_same_four_core_programs():
+    graph = bench_scaling._graph("sgd")
+    assert compile_training(graph, bench_scaling.rtl_config()).predicted_cycles() == \
+        compile_training(graph, bench_scaling.scaling_config(4)).predicted_cycles()

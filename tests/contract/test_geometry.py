@@ -1,0 +1,121 @@
+"""Kernel geometry and timing: one plan per opcode, the checks the decoder applies, the
+sequencer's cycle rule and the GEMM schedule."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from caterpillar.contract.config import preset
+from caterpillar.contract.geometry import (
+    INSTRUCTION_OVERHEAD,
+    PLANS,
+    SEQUENCER_OPCODES,
+    cdiv,
+    execution_cycles,
+    gemm_schedule,
+    instruction_cycles,
+    kernel_plan,
+    log2,
+    python_select,
+    ring_queue_depth,
+    word_cycles,
+)
+from caterpillar.contract.isa import OPERANDS, ErrorCause, Opcode, encode
+
+CFG = preset("small")
+
+
+def fields(op, **values):
+    return SimpleNamespace(**{**{f.name: 0 for f in OPERANDS[op]}, **values})
+
+
+def test_every_opcode_has_a_plan():
+    assert set(PLANS) == set(Opcode)
+
+
+def test_arithmetic_helpers():
+    assert [cdiv(x, 4) for x in (0, 1, 4, 5, 8)] == [0, 1, 1, 2, 2]
+    assert log2(16) == 4
+    assert python_select(True, 1, 2) == 1 and python_select(0, 1, 2) == 2
+    assert ring_queue_depth(CFG) == CFG.add_latency + 4
+
+
+@pytest.mark.parametrize("op", SEQUENCER_OPCODES, ids=lambda o: o.name.lower())
+def test_sequencer_instructions_take_the_overhead_only(op):
+    assert kernel_plan(op, fields(op), CFG).checks == []
+    assert instruction_cycles(op, fields(op), CFG) == INSTRUCTION_OVERHEAD
+    assert word_cycles(encode(op), CFG) == INSTRUCTION_OVERHEAD
+
+
+def test_micro_op_instructions_take_overhead_stream_and_drain():
+    f = fields(Opcode.LDV, spad=0, memb=0, len=10, layout=0)
+    plan = kernel_plan(Opcode.LDV, f, CFG)
+    assert plan.stream_cycles == cdiv(10, CFG.nr)
+    assert execution_cycles(plan, CFG) == plan.stream_cycles + CFG.write_back_latency
+    assert instruction_cycles(Opcode.LDV, f, CFG) == INSTRUCTION_OVERHEAD + \
+        plan.stream_cycles + CFG.write_back_latency
+    assert word_cycles(encode(Opcode.LDV, len=10), CFG) == \
+        instruction_cycles(Opcode.LDV, f, CFG)
+
+
+def test_ring_instructions_are_timed_by_the_engine():
+    with pytest.raises(ValueError, match="ring simulator"):
+        instruction_cycles(Opcode.RING, fields(Opcode.RING), CFG)
+    plan = kernel_plan(Opcode.RING, fields(Opcode.RING, slen=9, rlen=4), CFG)
+    assert plan.segments == [] and plan.values == {"send_rows": 3, "recv_rows": 1}
+
+
+def failing(op, **values):
+    """The error causes of the checks ``op`` fails, in the plan's order."""
+    return [c.cause for c in kernel_plan(op, fields(op, **values), CFG).checks if not c.ok]
+
+
+def test_checks_name_the_error_cause_in_order():
+    assert failing(Opcode.LDV, spad=0, memb=0, len=4) == []
+    assert failing(Opcode.LDV, spad=2, memb=0, len=4) == [ErrorCause.BAD_SHAPE]
+    assert failing(Opcode.LDV, spad=CFG.spad_words - 4, memb=0, len=8) == \
+        [ErrorCause.SPAD_RANGE]
+    assert failing(Opcode.LDV, spad=0, memb=CFG.memb_words, len=4) == [ErrorCause.MEMB_RANGE]
+    assert failing(Opcode.LDV, len=4, layout=3) == [ErrorCause.ILLEGAL_FIELD]
+    assert failing(Opcode.BCAST, len=4, layout=0) == [ErrorCause.ILLEGAL_FIELD]
+    assert failing(Opcode.GEMV, rows=4, cols=8, ldw=1) == [ErrorCause.BAD_SHAPE]
+    assert failing(Opcode.GEMV, w=CFG.mema_words - 1, rows=8, cols=8, ldw=2) == \
+        [ErrorCause.MEMA_RANGE]
+    assert failing(Opcode.VOP, fn=12, len=4) == [ErrorCause.ILLEGAL_FIELD]
+    assert failing(Opcode.RING, fwd=1, slen=4) == [ErrorCause.ILLEGAL_FIELD]
+    assert failing(Opcode.GEMM, m=4, n=4, k=4, lda=4, ldb=4, ldc=4, mc=3) == \
+        [ErrorCause.BAD_SHAPE]
+    # A zero extent never touches memory, so it is in range at any base.
+    assert failing(Opcode.GER, w=0, rows=4, cols=4, ldw=1, mom=CFG.mema_words + 7) == []
+
+
+def test_the_select_is_the_callers():
+    seen = []
+
+    def recording_select(cond, a, b):
+        seen.append(cond)
+        return python_select(cond, a, b)
+
+    kernel_plan(Opcode.LDA, fields(Opcode.LDA, rows=4, cols=8, lds=8, ldm=2, trans=1), CFG,
+                select=recording_select)
+    assert seen, "plans choose through the select they are given"
+
+
+@pytest.mark.parametrize("m, n, k, mc, accumulate", [
+    (32, 32, 32, 32, 0), (37, 9, 11, 16, 1), (64, 16, 8, 32, 0)])
+def test_gemm_schedule_covers_every_block_panel_and_group(m, n, k, mc, accumulate):
+    f = SimpleNamespace(m=m, n=n, k=k, mc=mc, accumulate=accumulate)
+    schedule = gemm_schedule(f, CFG)
+    group = CFG.nr * CFG.acc_lanes
+    blocks = cdiv(m, mc)
+    expected = sum(cdiv(min(mc, m - b * mc), group) for b in range(blocks)) * cdiv(n, CFG.nr)
+    assert len(schedule.phases) == expected
+    assert schedule.cycles == schedule.prologue + sum(p.length for p in schedule.phases) + \
+        schedule.epilogue
+    # Every phase computes K Lacc cycles at least; banks alternate.
+    assert all(p.length >= k * CFG.acc_lanes for p in schedule.phases)
+    assert [p.bank for p in schedule.phases] == [i % 2 for i in range(len(schedule.phases))]
+    plan = kernel_plan(Opcode.GEMM, fields(Opcode.GEMM, m=m, n=n, k=k, mc=mc,
+                                           accumulate=accumulate, lda=64, ldb=32, ldc=32),
+                       CFG)
+    assert plan.stream_cycles == schedule.cycles

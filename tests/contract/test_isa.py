@@ -1,0 +1,105 @@
+"""The ISA definition: one encoding, used by encode, decode, unpack and the docs alike."""
+
+import random
+
+import pytest
+
+from caterpillar.contract.isa import (
+    INSTR_BITS,
+    OPCODE_BITS,
+    OPERANDS,
+    ErrorCause,
+    IsaError,
+    Layout,
+    Opcode,
+    VecOp,
+    decode,
+    encode,
+    field_enum,
+    isa_markdown,
+    reserved_bits,
+    unpack,
+)
+from caterpillar.golden import kernels as gk
+
+
+def random_fields(op, rng):
+    values = {}
+    for f in OPERANDS[op]:
+        kind = field_enum(f)
+        values[f.name] = rng.choice(list(kind)) if kind else rng.randrange(1 << f.width)
+    return values
+
+
+@pytest.mark.parametrize("op", list(Opcode), ids=lambda o: o.name.lower())
+def test_encode_decode_and_unpack_agree(op):
+    rng = random.Random(op.value)
+    for _ in range(20):
+        fields = random_fields(op, rng)
+        word = encode(op, **fields)
+        assert word < 1 << INSTR_BITS and reserved_bits(word) == 0
+        decoded = decode(word)
+        assert decoded.op is op and decoded.args == fields
+        assert decode(encode(op, **decoded.args)) == decoded
+        raw_op, raw = unpack(word)
+        assert raw_op is op
+        assert raw == {k: v.value if hasattr(v, "value") else v for k, v in fields.items()}
+
+
+def test_fields_are_packed_from_bit_8_in_table_order():
+    # The one statement of bit positions: a field's offset is the sum of the widths before it.
+    word = encode(Opcode.GEMV, y=1, x=2, w=3)
+    assert word & ((1 << OPCODE_BITS) - 1) == Opcode.GEMV.value
+    assert (word >> OPCODE_BITS) & 0xFFFF == 1
+    assert (word >> (OPCODE_BITS + 16)) & 0xFFFF == 2
+    assert (word >> (OPCODE_BITS + 32)) & 0xFFFF == 3
+    assert all(OPCODE_BITS + sum(f.width for f in fields) <= INSTR_BITS
+               for fields in OPERANDS.values())
+
+
+def test_field_errors_name_the_field():
+    with pytest.raises(IsaError, match=r"^field 'rows' of gemv must be in 0\.\.65535 "
+                                       r"\(16 bits\), not 70000$"):
+        encode(Opcode.GEMV, rows=70000)
+    with pytest.raises(IsaError, match=r"^gemv has no field 'q'; its fields are y, x, w, psum, "
+                                       r"rows, cols, ldw$"):
+        encode(Opcode.GEMV, q=1)
+    with pytest.raises(IsaError, match=r"^field 'layout' of ldv must be one of diag, colrep, "
+                                       r"rowrep, not 9$"):
+        encode(Opcode.LDV, layout=9)
+    with pytest.raises(IsaError, match=r"^illegal opcode 0x7f$"):
+        decode(0x7F)
+    with pytest.raises(IsaError, match=r"^field 'fn' of vop holds 15, which is not a VecOp$"):
+        decode(Opcode.VOP.value | 15 << 8)
+
+
+def test_nonzero_reserved_bits_are_refused_by_decode_but_seen_by_unpack():
+    word = encode(Opcode.HALT) | 1 << 200
+    assert reserved_bits(word) == 1 << (200 - OPCODE_BITS)
+    with pytest.raises(IsaError, match=r"^halt has nonzero reserved bits"):
+        decode(word)
+    assert unpack(word) == (Opcode.HALT, {})
+    gemv = encode(Opcode.GEMV, rows=3)
+    used = OPCODE_BITS + sum(f.width for f in OPERANDS[Opcode.GEMV])
+    assert reserved_bits(gemv | 1 << used) == 1
+    assert unpack(0x7F) == (None, {})
+
+
+def test_text_form():
+    word = encode(Opcode.VOP, fn=VecOp.AXPY, layout=Layout.DIAG, z=5, x=1, y=2, len=10, alpha=3)
+    assert decode(word).text() == "vop fn=axpy layout=diag z=0x5 x=0x1 y=0x2 len=10 alpha=3"
+
+
+def test_golden_vector_functions_are_the_isa_vecops():
+    # The simulator asks golden.kernels.vop for VecOp(fn).name.lower(): both lists are one.
+    assert set(gk.VOP_FUNCTIONS) == {op.name.lower() for op in VecOp}
+
+
+def test_markdown_lists_every_opcode_field_and_enum():
+    text = isa_markdown()
+    for op in Opcode:
+        assert f"## `{op.name.lower()}` (opcode {op.value:#04x})" in text
+        for f in OPERANDS[op]:
+            assert f"| `{f.name}` |" in text
+    for cause in ErrorCause:
+        assert f"| {cause.value} | `{cause.name.lower()}` |" in text

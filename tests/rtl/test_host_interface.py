@@ -1,0 +1,79 @@
+"""The host interface: CSRs decoded from the register map's fields, and host writes into IMEM
+or the SPAD refused while the core runs (a sticky ``HOST_WRITE`` error, memory unchanged)."""
+
+import pytest
+from amaranth.sim import Simulator
+
+from caterpillar.contract.config import preset
+from caterpillar.contract.isa import ErrorCause, Layout, Opcode, encode
+from caterpillar.contract.registers import CONFIG, CTRL, STATUS, RegisterMap
+from caterpillar.rtl.host_interface import HostInterface, register_layout
+from caterpillar.sim.backends.amaranth import AmaranthDevice
+from caterpillar.software.driver.core import Driver
+
+TINY = preset("tiny")
+REGS = RegisterMap(TINY)
+
+
+def test_register_layout_places_every_field():
+    layout = register_layout(STATUS)
+    assert layout.size == 32
+    for f in STATUS.fields:
+        assert layout.members[f.name] == f.width
+    offsets = {name: field.offset for name, field in layout}
+    assert offsets["busy"] == 0 and offsets["done"] == 1 and offsets["error"] == 2
+    assert {name: field.offset for name, field in register_layout(CONFIG)}["add_latency"] == 16
+
+
+def test_ctrl_bits_become_pulses_and_windows_route_by_address():
+    host = HostInterface(TINY)
+    seen = {}
+
+    async def bench(ctx):
+        ctx.set(host.bus.addr, REGS["CTRL"])
+        ctx.set(host.bus.wdata, CTRL.pack(start=1, clear_counters=1))
+        ctx.set(host.bus.we, 1)
+        seen["ctrl"] = (ctx.get(host.seq.start), ctx.get(host.seq.clear),
+                        ctx.get(host.seq.clear_counters))
+        ctx.set(host.bus.addr, REGS.spad_base + 9)
+        seen["spad"] = (ctx.get(host.spad.we), ctx.get(host.spad.addr), ctx.get(host.imem.we))
+        ctx.set(host.bus.addr, REGS.imem_base + 17)
+        seen["imem"] = (ctx.get(host.imem.we), ctx.get(host.imem.addr), ctx.get(host.spad.we))
+        ctx.set(host.seq.busy, 1)
+        seen["refused"] = (ctx.get(host.imem.we), ctx.get(host.seq.host_write))
+        ctx.set(host.bus.we, 0)
+        ctx.set(host.bus.re, 1)
+        ctx.set(host.bus.addr, REGS["CONFIG"])
+        await ctx.tick()
+        seen["config"] = ctx.get(host.bus.rdata)
+
+    sim = Simulator(host)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen["ctrl"] == (1, 0, 1)
+    assert seen["spad"] == (1, 9, 0) and seen["imem"] == (1, 17, 0)
+    assert seen["refused"] == (0, 1)
+    assert seen["config"] == REGS.config_word
+
+
+@pytest.mark.integration
+def test_a_host_write_while_busy_stops_the_core_and_changes_nothing():
+    device = AmaranthDevice(TINY)
+    driver = Driver(device)
+    # A long program: many vector loads, then HALT.
+    program = [encode(Opcode.LDV, spad=0, memb=0, len=64, layout=Layout.DIAG)] * 40
+    driver.load_program(program + [encode(Opcode.HALT)])
+    driver.write_spad(8, [0x11, 0x22])
+    for window, value in ((REGS.spad_base + 8, 0x99), (REGS.imem_base, 0xFFFFFFFF)):
+        device.write(REGS["START_PC"], [0])
+        device.write(REGS["CTRL"], [CTRL.pack(start=1, clear_counters=1)])
+        device.write(window, [value])                    # refused: the core is busy
+        status = STATUS.unpack(device.read(REGS["STATUS"])[0])
+        assert status == {"busy": 0, "done": 0, "error": 1}
+        assert device.read(REGS["ERROR_CAUSE"]) == [ErrorCause.HOST_WRITE.value]
+        assert driver.read_spad(8, 2).tolist() == [0x11, 0x22]
+        assert driver.read_program(1) == program[:1]
+        device.write(REGS["CTRL"], [CTRL.pack(clear=1)])
+    # Cleared, the core runs the unchanged program to the end.
+    assert driver.run().instret == len(program) + 1

@@ -1,0 +1,69 @@
+"""Free-running Verilator runs of the core: many random programs and kernel shapes, compared
+bit for bit and cycle for cycle with the instruction-level simulator."""
+
+# amaranth: UnusedElaboratable=no
+
+import numpy as np
+import pytest
+
+from caterpillar.contract.config import preset
+from caterpillar.contract.isa import Layout, VecOp
+from caterpillar.sim.cases import kernels as kc
+from caterpillar.sim.cases.programs import random_program
+from caterpillar.software.isasim.device import IsaDevice
+from tests.helpers import requires_verilator
+
+#: Whole cores or rings in a simulator, or Verilator builds: `make test`, not test-fast.
+pytestmark = pytest.mark.integration
+
+CFG = preset("tiny")
+RANDOM_PROGRAMS = 500
+
+
+@pytest.fixture(scope="module")
+def device():
+    from caterpillar.sim.backends.verilator import VerilatorDevice
+
+    with VerilatorDevice(CFG) as dev:
+        yield dev
+
+
+def compare(device, case):
+    rtl_out, rtl = kc.run_case(device, case)
+    isa_out, isa = kc.run_case(IsaDevice(CFG), case)
+    for got, ref in zip(rtl_out, isa_out):
+        np.testing.assert_array_equal(got, ref, err_msg=case.name)
+    for got, want in zip(isa_out, case.expected):
+        np.testing.assert_array_equal(got, want, err_msg=case.name)
+    assert (rtl.busy, rtl.macs, rtl.instret, rtl.stalls) == \
+        (isa.busy, isa.macs, isa.instret, isa.stalls), case.name
+
+
+@requires_verilator
+@pytest.mark.slow
+def test_random_programs(device, seed):
+    rng = np.random.default_rng(seed)
+    for index in range(RANDOM_PROGRAMS):
+        compare(device, random_program(CFG, rng, int(rng.integers(5, 25))))
+    print(f"{RANDOM_PROGRAMS} random programs: RTL == instruction-level simulator")
+
+
+@requires_verilator
+@pytest.mark.slow
+def test_kernels_on_random_shapes(device, rng):
+    count = 0
+    for _ in range(8):
+        rows, cols = (int(v) for v in rng.integers(1, 24, 2))
+        compare(device, kc.gemv_case(CFG, rows, cols, rng, specials=0.02))
+        compare(device, kc.gemvt_case(CFG, rows, cols, rng, specials=0.02))
+        compare(device, kc.ger_case(CFG, min(rows, 16), min(cols, 16), rng,
+                                    use_wd=bool(rng.integers(2)), use_mom=bool(rng.integers(2))))
+        m, n, k = (int(v) for v in rng.integers(1, 30, 3))
+        compare(device, kc.gemm_case(CFG, m, n, k, rng, accumulate=bool(rng.integers(2)),
+                                     specials=0.02))
+        compare(device, kc.smxce_case(CFG, int(rng.integers(1, 20)), rng))
+        fn = VecOp(int(rng.integers(len(VecOp))))
+        compare(device, kc.vop_case(CFG, fn, Layout(int(rng.integers(3))),
+                                    int(rng.integers(1, 60)), rng, specials=0.05))
+        count += 6
+    print(f"{count} kernel cases on random shapes: RTL == simulator == golden")

@@ -1,0 +1,45 @@
+"""Training on the Verilated 4-core ring (free-running): after every step the logits, weights,
+biases and momenta are bit-identical to the golden trainer for 4 cores, and every core's cycle
+count equals the ring timing model's prediction."""
+
+# amaranth: UnusedElaboratable=no
+
+import pytest
+
+from caterpillar.contract.config import preset
+from tests.helpers import requires_verilator
+from tests.software.training.test_trainer import CASES, train_and_compare
+
+#: Whole cores or rings in a simulator, or Verilator builds: `make test`, not test-fast.
+pytestmark = pytest.mark.integration
+
+CFG = preset("tiny").replace(cores=4)
+STEPS = 24
+
+
+@pytest.fixture(scope="module")
+def device():
+    from caterpillar.sim.backends.verilator import VerilatorDevice
+
+    with VerilatorDevice(CFG, ring=True) as dev:
+        yield dev
+
+
+@requires_verilator
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ["sgd", "mbgd"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c[0])))
+def test_four_core_training_steps_are_bit_exact(device, case, algorithm, rng):
+    hw, run = train_and_compare(CFG, *case[:1], algorithm, *case[1:], steps=STEPS,
+                                device=device, rng=rng)
+    assert run.cycles == hw.predicted and all(c > 0 for c in run.ring_cycles)
+    print(f"{STEPS} {algorithm} steps of {case[0]} on 4 cores: RTL == golden, cycles == model")
+
+
+@requires_verilator
+@pytest.mark.slow
+def test_layers_on_their_own_segments_on_the_rtl(device, rng):
+    hw, run = train_and_compare(CFG, (10, 9, 8, 6), "mbgd", 3, "mse", 0.9, 0.01, steps=12,
+                                device=device, rng=rng, segments=[(3,), (0, 1, 2), (3,)])
+    # Core 3 alone holds layers 0 and 2, so it both relays and waits on the others.
+    assert run.cycles == hw.predicted and run.ring_cycles[3] > 0

@@ -1,0 +1,84 @@
+"""Training on the Verilated RTL (free-running): after every step the weights, biases, momenta
+and logits are bit-identical to the golden trainer and to the instruction-level simulator, and
+every step takes exactly the predicted cycles."""
+
+# amaranth: UnusedElaboratable=no
+
+import numpy as np
+import pytest
+
+from caterpillar.contract.config import preset
+from caterpillar.golden.trainer import GoldenTrainer, scalars, to_bits
+from caterpillar.software.compiler.training import compile_training
+from caterpillar.software.graph.model import Optimizer, TrainingGraph
+from caterpillar.software.isasim.device import IsaDevice
+from caterpillar.software.training.session import default_weights
+from caterpillar.software.training.trainer import Trainer
+from tests.helpers import requires_verilator
+
+#: Whole cores or rings in a simulator, or Verilator builds: `make test`, not test-fast.
+pytestmark = pytest.mark.integration
+
+CFG = preset("tiny")
+STEPS = 20
+CASES = [  # sizes (not multiples of nr = 2), algorithm, batch, loss, momentum, weight decay
+    ((9, 7, 5), "sgd", 1, "softmax_ce", 0.0, 0.0),
+    ((6, 5, 4, 3), "sgd", 1, "mse", 0.9, 0.01),
+    ((9, 7, 5), "mbgd", 3, "softmax_ce", 0.0, 0.0),
+    ((6, 5, 4, 3), "mbgd", 5, "mse", 0.9, 0.01),
+]
+
+
+@pytest.fixture(scope="module")
+def device():
+    from caterpillar.sim.backends.verilator import VerilatorDevice
+
+    with VerilatorDevice(CFG) as dev:
+        yield dev
+
+
+@requires_verilator
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{'-'.join(map(str, c[0]))}-{c[1]}")
+def test_rtl_training_steps_are_bit_exact(device, case, rng, seed):
+    sizes, algorithm, batch, loss, momentum, wd = case
+    g = TrainingGraph(sizes, loss=loss, algorithm=algorithm, batch=batch,
+                      optimizer=Optimizer(lr=0.2, momentum=momentum, weight_decay=wd))
+    compiled = compile_training(g, CFG)
+    fmt = CFG.operand
+    init = [(to_bits(w, fmt), to_bits(b, fmt)) for w, b in default_weights(sizes, seed % 1000)]
+    rtl, isa = Trainer(compiled, device), Trainer(compiled, IsaDevice(CFG))
+    gold = GoldenTrainer(sizes, loss, CFG.nr, fmt, CFG.acc, init, k_chunk=compiled.k_chunk,
+                         momentum=momentum > 0, weight_decay=wd > 0)
+    for hw in (rtl, isa):
+        hw.load_parameters(init)
+        hw.set_lr(0.2)
+    s = scalars(fmt, lr=0.2, batch=batch, momentum=momentum, weight_decay=wd,
+                outputs=sizes[-1])
+    for step in range(STEPS):
+        x = to_bits(rng.random((batch, sizes[0])), fmt)
+        if loss == "softmax_ce":
+            t = rng.integers(0, sizes[-1], batch)
+        else:
+            t = to_bits(np.eye(sizes[-1])[rng.integers(0, sizes[-1], batch)], fmt)
+        logits, stats = rtl.step(x, t)          # raises if cycles != the prediction
+        isa_logits, _ = isa.step(x, t)
+        want = gold.sgd_step(x[0], t[0], s)[None] if algorithm == "sgd" else \
+            gold.mbgd_step(x, t, s)
+        where = f"step {step} (seed {seed})"
+        np.testing.assert_array_equal(logits, want, err_msg=f"{where}: logits")
+        np.testing.assert_array_equal(isa_logits, want, err_msg=f"{where}: isa logits")
+        assert stats.busy == compiled.step_cycles
+        params, moments = rtl.read_parameters()
+        isa_params, isa_moments = isa.read_parameters()
+        for index in range(len(sizes) - 1):
+            tensors = [("W", params[index][0], isa_params[index][0], gold.weights[index][0]),
+                       ("b", params[index][1], isa_params[index][1], gold.weights[index][1])]
+            if momentum:
+                tensors += [("mW", moments[index][0], isa_moments[index][0],
+                             gold.moments[index][0]),
+                            ("mb", moments[index][1], isa_moments[index][1],
+                             gold.moments[index][1])]
+            for name, got, via_isa, golden in tensors:
+                np.testing.assert_array_equal(got, golden, err_msg=f"{where}: {name}{index}")
+                np.testing.assert_array_equal(via_isa, golden,
+                                              err_msg=f"{where}: isa {name}{index}")

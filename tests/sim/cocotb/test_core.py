@@ -1,0 +1,24 @@
+"""pytest entry for the cocotb core tests on Icarus and Verilator (``make sim``)."""
+
+# amaranth: UnusedElaboratable=no
+
+import pytest
+
+from caterpillar.contract.config import preset
+from caterpillar.rtl.core import Core
+from caterpillar.sim.build.cocotb import run_cocotb
+from caterpillar.sim.build.verilog import cached_verilog
+from tests.helpers import simulators
+
+CFG = preset("tiny")
+
+
+@pytest.mark.cocotb
+@pytest.mark.slow
+@pytest.mark.parametrize("sim", simulators())
+def test_core(sim, seed):
+    verilog = cached_verilog(f"Core|{CFG.to_json()}", lambda: Core(CFG), "core")
+    results = run_cocotb(sim, verilog, "core", "tests.sim.cocotb.core_cocotb", name="core_tiny",
+                         extra_env={"CORE_CFG": CFG.to_json(), "CORE_SEED": str(seed % 997)},
+                         seed=seed)
+    assert results.exists()

@@ -1,0 +1,83 @@
+"""Collectives on the ring simulator: every kind, random segments and lengths, against the
+golden collectives; segment wiring; errors and deadlocks."""
+
+import numpy as np
+import pytest
+
+from caterpillar.contract.config import preset
+from caterpillar.contract.isa import ErrorCause, Opcode, encode
+from caterpillar.sim.cases.collectives import (
+    KINDS,
+    CollectiveCase,
+    expected_outputs,
+    random_case,
+    run_collective,
+)
+from caterpillar.software.compiler import collectives as sc
+from caterpillar.software.driver.ring import RingCoreError, RingDriver
+from caterpillar.software.isasim.device import RingIsaDevice
+from caterpillar.software.isasim.ring import RingDeadlock
+
+
+@pytest.mark.parametrize("cores", [1, 2, 3, 5, 8])
+@pytest.mark.parametrize("kind", KINDS)
+def test_collective_matches_golden(kind, cores, rng, seed):
+    cfg = preset("tiny").replace(cores=cores)
+    for i in range(6):
+        case = random_case(rng, kind, cores, cfg.nr, seed + i)
+        inputs, outputs, run = run_collective(RingIsaDevice(cfg), case)
+        for position, ((a, b, want), got) in enumerate(
+                zip(expected_outputs(case, inputs, cfg), outputs)):
+            np.testing.assert_array_equal(got[a:b], want, err_msg=f"{case} position {position}")
+        assert all(c > 0 for c in run.cycles)
+
+
+def test_link_sources_close_each_segment():
+    assert sc.link_sources([(0, 1), (2, 3, 4)], 6) == [1, 0, 4, 2, 3, 4]
+    with pytest.raises(ValueError, match="two segments"):
+        sc.link_sources([(0, 1), (1, 2)], 4)
+
+
+def test_bucket_all_gather_moves_each_block_once_per_hop():
+    cfg = preset("tiny").replace(cores=4)
+    n = 4 * 64 * cfg.nr
+    _, _, run = run_collective(RingIsaDevice(cfg), CollectiveCase("all_gather", (0, 1, 2, 3), n))
+    beats = 3 * (n // 4) // cfg.nr                     # (c - 1) blocks of n / c words
+    assert beats <= min(run.ring_cycles) <= beats + 3 * 12  # a few cycles of latency per step
+
+
+def test_ring_field_errors_stop_the_core():
+    cfg = preset("tiny").replace(cores=2)
+    driver = RingDriver(RingIsaDevice(cfg))
+    driver.cores[0].load_program([sc.ring(src=1, slen=4), encode(Opcode.HALT)])
+    driver.cores[1].load_program([sc.ring(dst=0, rlen=4, fwd=True, slen=2, src=0),
+                                  encode(Opcode.HALT)])
+    with pytest.raises(RingCoreError) as info:
+        driver.run()
+    assert info.value.errors[0].cause == ErrorCause.BAD_SHAPE      # src not row-aligned
+    assert info.value.errors[1].cause == ErrorCause.ILLEGAL_FIELD  # fwd with a send
+
+
+def test_unmatched_receive_is_a_deadlock():
+    cfg = preset("tiny").replace(cores=2)
+    driver = RingDriver(RingIsaDevice(cfg))
+    driver.cores[0].load_program([sc.ring(dst=0, rlen=4, keep=True), encode(Opcode.HALT)])
+    driver.cores[1].load_program([encode(Opcode.HALT)])
+    with pytest.raises(RingDeadlock, match="core 0: 0"):
+        driver.run()
+
+
+def test_chain_and_segment_traffic_do_not_mix():
+    from caterpillar.sim.cases.collectives import crossing_traffic_expected, run_crossing_traffic
+
+    cfg = preset("tiny").replace(cores=4)
+    inputs, outputs, run = run_crossing_traffic(RingIsaDevice(cfg))
+    for got, want in zip(outputs, crossing_traffic_expected(inputs, cfg.nr)):
+        np.testing.assert_array_equal(got, want)
+    assert run.ring_cycles[0] > run.ring_cycles[1]      # core 0 waited for the relay to pass
+
+
+def test_relay_reaches_targets_round_the_ring():
+    assert sc.relay_source((0, 1), (2, 3), 8) == 1
+    program = sc.relay(6, (0, 1), 64, 5, 8)
+    assert sorted(program) == [0, 1, 6, 7]           # 7 relays without keeping

@@ -1,0 +1,140 @@
+"""The compiled step: its reports, its disassembly, and its file (saved, reloaded, and every kind
+of damaged or foreign file refused with one line naming the file)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from caterpillar.contract.config import preset
+from caterpillar.contract.isa import Opcode, encode
+from caterpillar.software.compiler.program import (
+    PHASES,
+    CompileError,
+    Emitter,
+    Region,
+    load_compiled,
+)
+from caterpillar.software.compiler.training import compile_training
+from caterpillar.software.graph.model import Optimizer, TrainingGraph
+from caterpillar.software.storage import CheckpointError
+
+RING = preset("tiny").replace(cores=3)
+
+
+def mbgd(sizes=(10, 6, 4), batch=5):
+    return TrainingGraph(sizes, algorithm="mbgd", batch=batch,
+                         optimizer=Optimizer(lr=0.1, momentum=0.9))
+
+
+@pytest.mark.parametrize("cfg", [preset("small"), RING], ids=["one-core", "ring"])
+def test_saved_step_reloads_equal(cfg, tmp_path):
+    compiled = compile_training(mbgd(), cfg)
+    compiled.save(tmp_path / "p.npz")
+    again = load_compiled(tmp_path / "p.npz")
+    assert again.graph == compiled.graph and again.config == cfg
+    assert again.segments == compiled.segments and again.sources == compiled.sources
+    assert again.blocks == compiled.blocks and list(again.cores) == list(compiled.cores)
+    for k, core in compiled.cores.items():
+        assert again.cores[k] == core
+    assert again.predicted_cycles() == compiled.predicted_cycles()
+
+
+def test_disassembly_has_every_core_and_phase():
+    one = compile_training(mbgd(), preset("small"))
+    text = one.disassemble().splitlines()
+    assert len(text) == len(one.cores[0].program) and text[-1].startswith("halt")
+    assert any(line.startswith("gemm ") for line in text)
+    ring = compile_training(mbgd(), RING).disassemble()
+    assert "; core 0" in ring and "; core 2" in ring and "ring src=" in ring
+
+
+def test_phase_report_sums_the_macs_of_every_core():
+    compiled = compile_training(mbgd(), RING)
+    report = compiled.phase_report()
+    assert set(report) == set(PHASES)
+    total = sum(m for core in compiled.cores.values() for m in core.macs)
+    assert sum(v["macs"] for v in report.values()) == total
+    assert sum(v["cycles"] for v in report.values()) == compiled.step_cycles
+
+
+def test_region_and_emitter():
+    region = Region("MemB", 10, align=4)
+    assert region.alloc("a", 3) == 0 and region.alloc("b", 3) == 4
+    region.check("fine")
+    region.alloc("c", 9)
+    with pytest.raises(CompileError, match=r"MemB needs 17 words but the config has 10 "
+                                           r"\(largest: c 9, .*\); grow it"):
+        region.check("grow it")
+    e = Emitter()
+    e("forward", Opcode.NOP)
+    e("transfer", Opcode.HALT, macs=0)
+    assert e.words == [encode(Opcode.NOP), encode(Opcode.HALT)]
+    assert e.phases == ["forward", "transfer"] and e.macs == [0, 0]
+
+
+def saved(tmp_path, **changes):
+    """A saved step with ``changes`` applied to its arrays or its meta (a callable)."""
+    compiled = compile_training(mbgd(), preset("small"))
+    path = tmp_path / "p.npz"
+    compiled.save(path)
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(str(arrays["meta"]))
+    if "meta" in changes:
+        changes.pop("meta")(meta)
+    arrays["meta"] = np.array(json.dumps(meta))
+    arrays.update(changes)
+    np.savez(path, **arrays)
+    return path
+
+
+def drop_halt(meta):
+    meta["cores"]["0"]["phases"] = meta["cores"]["0"]["phases"][:-1]
+    meta["cores"]["0"]["macs"] = meta["cores"]["0"]["macs"][:-1]
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(program0=np.zeros((0, 4), np.uint64)), "the program of core 0 is empty"),
+    (dict(program0=np.zeros((3, 2), np.uint64)), r"shape \(n, 4\)"),
+    (dict(program0=np.zeros((3, 4), np.float64)), "uint64"),
+    (dict(program0=np.full((3, 4), 0, np.uint64)), "has 3 instructions but"),
+    (dict(program0=np.zeros((5000, 4), np.uint64)), r"member program0 holds 160128 bytes; "
+                                                     r"at most 32768"),
+    (dict(meta=lambda m: m.pop("graph")), "KeyError: 'graph'"),
+    (dict(meta=lambda m: m["config"].update(nr=3)), "nr must be one of"),
+    (dict(meta=lambda m: m["cores"].update({"7": m["cores"]["0"]})), "core 7 is outside"),
+    (dict(meta=lambda m: m["cores"]["0"].update(
+        phases=["warp"] * len(m["cores"]["0"]["phases"]))), "names a phase"),
+    (dict(meta=drop_halt), "has .* instructions but"),
+])
+def test_damaged_programs_are_refused(tmp_path, change, message):
+    path = saved(tmp_path, **change)
+    with pytest.raises(CheckpointError, match=message):
+        load_compiled(path)
+
+
+def test_a_program_must_end_in_halt_and_decode(tmp_path):
+    compiled = compile_training(mbgd(), preset("small"))
+    program = compiled.cores[0].program
+    words = np.array([[(w >> (64 * q)) & ((1 << 64) - 1) for q in range(4)]
+                      for w in program], dtype=np.uint64)
+    no_halt = words.copy()
+    no_halt[-1] = [Opcode.NOP.value, 0, 0, 0]
+    with pytest.raises(CheckpointError, match="does not end with halt"):
+        load_compiled(saved(tmp_path, program0=no_halt))
+    illegal = words.copy()
+    illegal[0, 0] = 0x7F
+    with pytest.raises(CheckpointError, match=r"core 0, instruction 0: illegal opcode 0x7f"):
+        load_compiled(saved(tmp_path, program0=illegal))
+
+
+def test_foreign_files_are_refused(tmp_path):
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(CheckpointError, match="not a valid .npz"):
+        load_compiled(tmp_path / "text.npz")
+    np.savez(tmp_path / "other.npz", x=np.zeros(2))
+    with pytest.raises(CheckpointError, match="lacks meta"):
+        load_compiled(tmp_path / "other.npz")
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_compiled(tmp_path / "missing.npz")

@@ -1,0 +1,58 @@
+"""Training graphs: validation of every field, the optimiser's schedule, --model parsing."""
+
+import pytest
+
+from caterpillar.software.graph.model import GraphError, Optimizer, TrainingGraph, parse_model
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(sizes=(5,)), "at least one layer"),
+    (dict(sizes=(5, 0)), r"sizes\[1\] must be in"),
+    (dict(sizes=(5, 3.0)), r"sizes\[1\] must be an integer"),
+    (dict(sizes="5-3"), "sizes must be a list"),
+    (dict(sizes=(5, 3), loss="hinge"), "loss must be one of"),
+    (dict(sizes=(5, 3), algorithm="sgd", batch=4), "batch 1"),
+    (dict(sizes=(5, 3), algorithm="mbgd", batch=0), "batch must be in"),
+    (dict(sizes=(5, 3), algorithm="mbgd", batch=True), "batch must be an integer"),
+    (dict(sizes=(5, 1)), "at least 2 outputs"),
+    (dict(sizes=(5, 3), optimizer="fast"), "optimizer must be an Optimizer"),
+])
+def test_bad_graphs(bad, message):
+    with pytest.raises(GraphError, match=message):
+        TrainingGraph(**bad)
+
+
+def test_bad_optimizer_values():
+    with pytest.raises(GraphError, match="momentum must be in"):
+        Optimizer(momentum=1.5)
+    with pytest.raises(GraphError, match="lr must be positive"):
+        Optimizer(lr=0.0)
+    with pytest.raises(GraphError, match="lr must be a number"):
+        Optimizer(lr="0.1")
+    with pytest.raises(GraphError, match="schedule must be one of"):
+        Optimizer(schedule="cosine")
+
+
+def test_step_schedule_and_round_trip():
+    opt = Optimizer(lr=0.4, schedule="step", step=2, gamma=0.5)
+    assert [opt.lr_at(e) for e in range(5)] == [0.4, 0.4, 0.2, 0.2, 0.1]
+    g = TrainingGraph((8, 4, 3), loss="mse", optimizer=opt, algorithm="mbgd", batch=6)
+    assert TrainingGraph.from_dict(g.to_dict()) == g
+    assert g.layers == [(4, 8), (3, 4)]
+
+
+def test_from_dict_names_unknown_keys():
+    with pytest.raises(GraphError, match="unknown graph key.*'size'"):
+        TrainingGraph.from_dict({"size": [3, 2]})
+    with pytest.raises(GraphError, match="unknown optimizer key.*'rate'"):
+        TrainingGraph.from_dict({"sizes": [3, 2], "optimizer": {"rate": 1}})
+    with pytest.raises(GraphError, match="needs 'sizes'"):
+        TrainingGraph.from_dict({})
+
+
+def test_parse_model():
+    assert parse_model("64-32-10") == (64, 32, 10)
+    with pytest.raises(GraphError, match="--model must be layer widths"):
+        parse_model("64-x")
+    with pytest.raises(GraphError, match="at least two widths"):
+        parse_model("64")

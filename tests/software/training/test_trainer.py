@@ -1,0 +1,111 @@
+"""The trainer: one compiled step run on a device, one core or a ring of them, bit-identical to
+the golden trainer for the placement after every step, cycles equal to the timing model."""
+
+import numpy as np
+import pytest
+
+from caterpillar.contract.config import preset
+from caterpillar.golden.trainer import GoldenTrainer, scalars, to_bits
+from caterpillar.software.compiler.training import compile_training
+from caterpillar.software.graph.model import Optimizer, TrainingGraph
+from caterpillar.software.isasim.device import IsaDevice, RingIsaDevice
+from caterpillar.software.training.session import default_weights
+from caterpillar.software.training.trainer import Trainer
+
+CASES = [  # sizes, batch (mbgd), loss, momentum, weight decay
+    ((9, 7, 5), 3, "softmax_ce", 0.0, 0.0),
+    ((10, 9, 8, 6), 5, "mse", 0.9, 0.01),
+]
+
+
+def train_and_compare(cfg, sizes, algorithm, batch, loss, momentum, wd, steps, device, rng,
+                      segments=None):
+    """Run ``steps`` steps on ``device`` and on the golden trainer; compare every bit.
+
+    Returns the trainer and the last step's ring counters."""
+    batch = 1 if algorithm == "sgd" else batch
+    graph = TrainingGraph(sizes, loss=loss, algorithm=algorithm, batch=batch,
+                          optimizer=Optimizer(lr=0.2, momentum=momentum, weight_decay=wd))
+    compiled = compile_training(graph, cfg, segments)
+    fmt = cfg.operand
+    init = [(to_bits(w, fmt), to_bits(b, fmt))
+            for w, b in default_weights(sizes, int(rng.integers(1000)))]
+    hw = Trainer(compiled, device)
+    hw.load_parameters(init)
+    hw.set_lr(0.2)
+    gold = GoldenTrainer(sizes, loss, cfg.nr, fmt, cfg.acc, init,
+                         k_chunk=compiled.k_chunk, momentum=momentum > 0,
+                         weight_decay=wd > 0, cores=[len(s) for s in compiled.segments])
+    s = scalars(fmt, lr=0.2, batch=batch, momentum=momentum, weight_decay=wd,
+                outputs=sizes[-1])
+    for step in range(steps):
+        x = to_bits(rng.random((batch, sizes[0])), fmt)
+        if loss == "softmax_ce":
+            t = rng.integers(0, sizes[-1], batch)
+        else:
+            t = to_bits(np.eye(sizes[-1])[rng.integers(0, sizes[-1], batch)], fmt)
+        logits, run = hw.step(x, t)             # raises if cycles != the prediction
+        want = gold.sgd_step(x[0], t[0], s)[None] if algorithm == "sgd" else \
+            gold.mbgd_step(x, t, s)
+        np.testing.assert_array_equal(logits, want, err_msg=f"step {step}: logits")
+        assert run.cycles == hw.predicted
+        assert min(run.ring_cycles) > 0 or cfg.cores == 1
+        weights, moments = hw.read_parameters()
+        for index, ((w, b), (gw, gb)) in enumerate(zip(weights, gold.weights)):
+            np.testing.assert_array_equal(w, gw, err_msg=f"step {step}: W{index}")
+            np.testing.assert_array_equal(b, gb, err_msg=f"step {step}: b{index}")
+        if momentum:
+            for index, ((m, mb), (gm, gmb)) in enumerate(zip(moments, gold.moments)):
+                np.testing.assert_array_equal(m, gm, err_msg=f"step {step}: mW{index}")
+                np.testing.assert_array_equal(mb, gmb, err_msg=f"step {step}: mb{index}")
+    return hw, run
+
+
+@pytest.mark.parametrize("cores", [2, 3])
+@pytest.mark.parametrize("algorithm", ["sgd", "mbgd"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c[0])))
+def test_ring_training_matches_golden(case, algorithm, cores, rng):
+    cfg = preset("tiny").replace(cores=cores)
+    train_and_compare(cfg, *case[:1], algorithm, *case[1:], steps=4,
+                      device=RingIsaDevice(cfg), rng=rng)
+
+
+@pytest.mark.parametrize("algorithm", ["sgd", "mbgd"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c[0])))
+def test_one_core_is_a_ring_of_one(case, algorithm, rng):
+    # The one-core device (a core's register map) runs the same Trainer.
+    cfg = preset("tiny")
+    hw, run = train_and_compare(cfg, *case[:1], algorithm, *case[1:], steps=3,
+                                device=IsaDevice(cfg), rng=rng)
+    assert list(hw.compiled.cores) == [0] and run.ring_cycles == [0]
+    assert hw.compiled.segments == [(0,)] * (len(case[0]) - 1)
+
+
+def test_the_device_must_have_the_compiled_cores():
+    graph = TrainingGraph((9, 7, 5), algorithm="mbgd", batch=2)
+    cfg = preset("tiny").replace(cores=2)
+    with pytest.raises(ValueError, match=r"the device has 1 core\(s\); the step was compiled "
+                                         r"for 2"):
+        Trainer(compile_training(graph, cfg), IsaDevice(preset("tiny")))
+
+
+def test_more_cores_shorten_the_mbgd_step():
+    graph = TrainingGraph((32, 24, 16), algorithm="mbgd", batch=8)
+    cycles = [max(Trainer(compile_training(graph, cfg), RingIsaDevice(cfg)).predicted)
+              for cfg in (preset("tiny").replace(cores=c, spad_words=16384)
+                          for c in (1, 2, 4))]
+    assert cycles[0] > cycles[1] > cycles[2], cycles
+
+
+@pytest.mark.parametrize("segments", [
+    [(0, 1), (2, 3), (2, 3)],        # the output layers on a second sub-ring
+    [(3,), (0, 1, 2), (3,)],         # hand-offs round the ring through idle cores
+    [(2, 0), (1,), (2, 0)],          # a segment in its own ring order
+], ids=["two-sub-rings", "wrap-around", "reordered"])
+def test_layers_on_their_own_segments(segments, rng):
+    cfg = preset("tiny").replace(cores=4)
+    hw, _ = train_and_compare(cfg, (10, 9, 8, 6), "mbgd", 3, "mse", 0.9, 0.01, steps=3,
+                              device=RingIsaDevice(cfg), rng=rng, segments=segments)
+    assert hw.compiled.segments == segments
+
+
