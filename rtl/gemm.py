@@ -10,8 +10,10 @@ row buses (and into MemA) during the compute, so the task list follows it.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
 from caterpillar.contract.geometry import cdiv, log2
@@ -34,10 +36,30 @@ from caterpillar.rtl.microop import (
 
 __all__ = ["GemmEngine"]
 
-# The task list of a phase, in order (absent tasks are skipped); _START is "not chosen yet".
-_IDLE, _COUT, _CIN, _BNEXT, _GUARD, _NONE = range(6)
-_START = 7
-_PROLOGUE, _PHASE, _EPILOGUE = range(3)
+
+
+class Task(enum.Enum, shape=3):
+    """The SPAD-port tasks of a phase, in the order they run (absent ones are skipped)."""
+
+    IDLE = 0     # wait until the compute's first results can be read
+    COUT = 1     # C rows of the previous phase out to the SPAD
+    CIN = 2      # C rows of the next phase in from the SPAD (accumulate)
+    BNEXT = 3    # the next B panel into MemB
+    GUARD = 4    # two cycles between the port's users
+    NONE = 5     # no task left
+    START = 7    # the list has just begun: the first present task is still to be chosen
+
+
+#: The tasks that can be present, in order; bit ``i`` of ``present`` is ``_ORDER[i]``.
+_ORDER = (Task.IDLE, Task.COUT, Task.CIN, Task.BNEXT, Task.GUARD)
+
+
+class Context(enum.Enum, shape=2):
+    """Which part of the schedule runs."""
+
+    PROLOGUE = 0
+    PHASE = 1
+    EPILOGUE = 2
 
 
 class _Phase:
@@ -83,11 +105,7 @@ class GemmEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg, f = self.cfg, self.f
-        nr, lanes, wb = cfg.nr, cfg.acc_lanes, cfg.write_back_latency
-        s, s_lanes = log2(nr), log2(lanes)
-        group_rows = nr * lanes
-        u, x = self.uop, self.xfer
+        cfg, u, x = self.cfg, self.uop, self.xfer
         # Every bit of both outputs is driven (undriven output bits are X in Verilog).
         m.d.comb += [
             u.eq(compute_layout(cfg).const({
@@ -95,177 +113,211 @@ class GemmEngine(wiring.Component):
                 "a": ASrc.NEGZERO, "b": BSrc.ONE, "c": CSrc.NEGZERO})),
             x.eq(transfer_layout(cfg).const({})),
         ]
+        g = self._phases()
+        self._task_runner(m, g)
+        self._compute_loop(g)
+        self._micro_ops(m, g)
+        self._sequencing(m, g)
+        return m
 
-        k, rows, cols, mc = f.k, f.m, f.n, f.mc
-        panels = cdiv(cols, nr)
-        lda_local = cdiv(k, nr)
-        compute_cycles = k << s_lanes
-
-        def following(src) -> dict:
-            """Return the phase after ``src`` (``valid`` 0 when there is none)."""
-            remaining = rows - src.block * mc
-            groups = Mux(remaining >= mc, mc >> log2(group_rows), cdiv(remaining, group_rows))
-            last_group = src.group == groups - 1
-            last_panel = src.panel == panels - 1
-            more_rows = (src.block + 1) * mc < rows
-            return {
-                "valid": src.valid & ~(last_group & last_panel & ~more_rows),
-                "group": Mux(last_group, 0, src.group + 1),
-                "panel": Mux(last_group, Mux(last_panel, 0, src.panel + 1), src.panel),
-                "block": Mux(last_group & last_panel, src.block + 1, src.block),
-                "row0": Mux(last_group, Mux(last_panel, (src.block + 1) * mc, src.block * mc),
-                            src.row0 + group_rows),
-                "n0": Mux(last_group, Mux(last_panel, 0, src.n0 + nr), src.n0),
-                "bank": ~src.bank,
-                "buf": Mux(last_group, ~src.buf, src.buf),
-            }
-
-        prev, cur, nxt = _Phase("prev"), _Phase("cur"), _Phase("next")
-        context = Signal(2)
-        astream = cur.panel == 0
-
+    def _phases(self) -> SimpleNamespace:
+        """The shape's quantities and the registers of the previous, current and next phase."""
+        cfg, f = self.cfg, self.f
+        nr, lanes = cfg.nr, cfg.acc_lanes
+        g = SimpleNamespace(nr=nr, lanes=lanes, s=log2(nr), s_lanes=log2(lanes),
+                            group_rows=nr * lanes, k=f.k, rows=f.m, cols=f.n, mc=f.mc,
+                            panels=cdiv(f.n, nr), lda_local=cdiv(f.k, nr),
+                            compute_cycles=f.k << log2(lanes))
+        g.prev, g.cur, g.nxt = _Phase("prev"), _Phase("cur"), _Phase("next")
+        g.context = context = Signal(Context)
+        cur = g.cur
+        g.astream = cur.panel == 0
         # The B panel a phase loads: the next panel of cur (or cur's own, in the prologue).
-        last_panel = cur.panel == panels - 1
-        has_bnext = (cur.group == 0) & (~last_panel | ((cur.block + 1) * mc < rows))
-        b_n0 = Mux(context == _PROLOGUE, cur.n0, Mux(last_panel, 0, cur.n0 + nr))
-        b_buf = Mux(context == _PROLOGUE, cur.buf, ~cur.buf)
-        cin = {n: Mux(context == _PROLOGUE, getattr(cur, n), getattr(nxt, n))
-               for n in ("row0", "n0", "bank")}
+        last_panel = cur.panel == g.panels - 1
+        g.has_bnext = (cur.group == 0) & (~last_panel | ((cur.block + 1) * g.mc < g.rows))
+        g.b_n0 = Mux(context == Context.PROLOGUE, cur.n0, Mux(last_panel, 0, cur.n0 + nr))
+        g.b_buf = Mux(context == Context.PROLOGUE, cur.buf, ~cur.buf)
+        g.cin = {n: Mux(context == Context.PROLOGUE, getattr(cur, n), getattr(g.nxt, n))
+                 for n in ("row0", "n0", "bank")}
+        return g
 
-        # -- task runner -------------------------------------------------------------------
-        idle_cycles = Mux(context == _EPILOGUE, wb,
-                          Mux(context == _PROLOGUE, 0,
-                              Mux(astream, Mux(compute_cycles < wb, wb - compute_cycles, 0),
-                                  wb)))
+    @staticmethod
+    def _following(g, src) -> dict:
+        """Return the phase after ``src`` (``valid`` 0 when there is none)."""
+        rows, mc, group_rows = g.rows, g.mc, g.group_rows
+        remaining = rows - src.block * mc
+        groups = Mux(remaining >= mc, mc >> log2(group_rows), cdiv(remaining, group_rows))
+        last_group = src.group == groups - 1
+        last_panel = src.panel == g.panels - 1
+        more_rows = (src.block + 1) * mc < rows
+        return {
+            "valid": src.valid & ~(last_group & last_panel & ~more_rows),
+            "group": Mux(last_group, 0, src.group + 1),
+            "panel": Mux(last_group, Mux(last_panel, 0, src.panel + 1), src.panel),
+            "block": Mux(last_group & last_panel, src.block + 1, src.block),
+            "row0": Mux(last_group, Mux(last_panel, (src.block + 1) * mc, src.block * mc),
+                        src.row0 + group_rows),
+            "n0": Mux(last_group, Mux(last_panel, 0, src.n0 + g.nr), src.n0),
+            "bank": ~src.bank,
+            "buf": Mux(last_group, ~src.buf, src.buf),
+        }
+
+    def _task_runner(self, m, g) -> None:
+        """The SPAD port's task list: which tasks a phase has, the running one, its end."""
+        wb, context = self.cfg.write_back_latency, g.context
+        idle_cycles = Mux(context == Context.EPILOGUE, wb,
+                          Mux(context == Context.PROLOGUE, 0,
+                              Mux(g.astream,
+                                  Mux(g.compute_cycles < wb, wb - g.compute_cycles, 0), wb)))
         present = Signal(5)
         m.d.comb += present.eq(Cat(
             idle_cycles != 0,
-            (context != _PROLOGUE) & prev.valid,
-            f.accumulate & Mux(context == _PROLOGUE, 1, (context == _PHASE) & nxt.valid),
-            Mux(context == _PROLOGUE, 1, (context == _PHASE) & has_bnext),
-            context != _EPILOGUE,
+            (context != Context.PROLOGUE) & g.prev.valid,
+            self.f.accumulate & Mux(context == Context.PROLOGUE, 1,
+                                    (context == Context.PHASE) & g.nxt.valid),
+            Mux(context == Context.PROLOGUE, 1, (context == Context.PHASE) & g.has_bnext),
+            context != Context.EPILOGUE,
         ))
 
-        def first_present_after(t):
-            result = _NONE
-            for index in reversed(range(5)):
-                result = Mux((t < index) & present[index], index, result)
+        def first_present_after(after):
+            """The first present task after ``after`` (a task signal; None: the first)."""
+            result = Task.NONE
+            for index in reversed(range(len(_ORDER))):
+                if after is None:
+                    later = present[index]
+                elif index == 0:
+                    continue                    # no task comes before the first
+                else:
+                    later = (after.as_value() < index) & present[index]
+                result = Mux(later, _ORDER[index], result)
             return result
 
-        task_reg = Signal(range(_START + 1))
-        task = Signal(range(_START + 1))
-        m.d.comb += task.eq(Mux(task_reg == _START, first_present_after(-1), task_reg))
-        count = Signal(17)
-        running = Signal()
-        tasks_over = Signal()
-        task_len = Mux(task == _IDLE, idle_cycles,
-                       Mux(task == _BNEXT, k, Mux(task == _GUARD, 2, group_rows)))
-        task_end = running & (count == task_len - 1)
-        task_last = task_end & (first_present_after(task) == _NONE)
+        g.first_present_after = first_present_after
+        g.task_reg = task_reg = Signal(Task)
+        g.task = task = Signal(Task)
+        m.d.comb += task.eq(Mux(task_reg == Task.START, first_present_after(None), task_reg))
+        g.count = Signal(17)
+        g.running = Signal()
+        g.tasks_over = Signal()
+        task_len = Mux(task == Task.IDLE, idle_cycles,
+                       Mux(task == Task.BNEXT, g.k, Mux(task == Task.GUARD, 2, g.group_rows)))
+        g.task_end = g.running & (g.count == task_len - 1)
+        g.task_last = g.task_end & (first_present_after(task) == Task.NONE)
 
-        # -- compute loop ------------------------------------------------------------------
-        p = Signal(16)
-        lane = Signal(s_lanes)
-        computing = Signal()
-        compute_over = Signal()
-        compute_last = computing & (p == k - 1) & (lane == lanes - 1)
+    @staticmethod
+    def _compute_loop(g) -> None:
+        """The rank-1 updates of a phase: step ``p`` of ``K``, lane of ``Lacc``."""
+        g.p = Signal(16)
+        g.lane = Signal(g.s_lanes)
+        g.computing = Signal()
+        g.compute_over = Signal()
+        g.compute_last = g.computing & (g.p == g.k - 1) & (g.lane == g.lanes - 1)
 
-        # -- micro-ops -----------------------------------------------------------------------
-        with m.If(computing):
-            addr = ((cur.group << s_lanes) + lane) * lda_local + (p >> s)
-            row = cur.row0 + (lane << s)
-            slot = Cat(lane, cur.bank)
+    def _micro_ops(self, m, g) -> None:
+        """The compute micro-op of each compute cycle; the transfer of each task cycle."""
+        f, u, x = self.f, self.uop, self.xfer
+        s, s_lanes, nr, cur, p = g.s, g.s_lanes, g.nr, g.cur, g.p
+        with m.If(g.computing):
+            addr = ((cur.group << s_lanes) + g.lane) * g.lda_local + (p >> s)
+            row = cur.row0 + (g.lane << s)
+            slot = Cat(g.lane, cur.bank)
             step_col = p[:s]
             m.d.comb += [
                 u.valid.eq(1), u.fu.eq(FuOp.MAC), u.a.eq(ASrc.ROWBUS),
-                u.row_drive.eq(Mux(astream, Drive.NONE, Drive.SEL)), u.drive_sel.eq(step_col),
-                u.bus_src.eq(BusSrc.MEMA), u.mema.eq(addr),
-                u.b.eq(BSrc.MEMB0), u.memb_rd.eq(Mux(cur.buf, k, 0) + p),
+                u.row_drive.eq(Mux(g.astream, Drive.NONE, Drive.SEL)),
+                u.drive_sel.eq(step_col), u.bus_src.eq(BusSrc.MEMA), u.mema.eq(addr),
+                u.b.eq(BSrc.MEMB0), u.memb_rd.eq(Mux(cur.buf, g.k, 0) + p),
                 u.c.eq(Mux((p == 0) & ~f.accumulate, CSrc.NEGZERO, CSrc.ACC)),
                 u.acc_rd.eq(slot), u.acc_wr.eq(slot), u.dst.eq(Dst.ACC),
-                u.select.eq(Select.ALL), u.row_base.eq(row), u.row_lim.eq(rows),
-                u.col_base.eq(cur.n0), u.col_lim.eq(cols),
+                u.select.eq(Select.ALL), u.row_base.eq(row), u.row_lim.eq(g.rows),
+                u.col_base.eq(cur.n0), u.col_lim.eq(g.cols),
             ]
-            with m.If(astream):
+            with m.If(g.astream):
                 m.d.comb += [
                     x.valid.eq(1), x.col_bus.eq(0),
                     x.spad_row.eq((f.a + p * f.lda + row) >> s),
-                    x.lanes.eq(Cat(*[(row + i) < rows for i in range(nr)])),
+                    x.lanes.eq(Cat(*[(row + i) < g.rows for i in range(nr)])),
                     x.target.eq(Select.COL), x.sel.eq(step_col),
                     x.kind.eq(XferKind.MEMA), x.addr.eq(addr),
                 ]
-        with m.If(running):
-            out = task == _COUT
+        with m.If(g.running):
+            task, count, prev, cin = g.task, g.count, g.prev, g.cin
+            out = task == Task.COUT
             c_row = Mux(out, prev.row0, cin["row0"]) + count
             c_n0 = Mux(out, prev.n0, cin["n0"])
             c_bank = Mux(out, prev.bank, cin["bank"])
             with m.Switch(task):
-                with m.Case(_COUT, _CIN):
+                with m.Case(Task.COUT, Task.CIN):
                     m.d.comb += [
                         x.valid.eq(1), x.store.eq(out), x.col_bus.eq(1),
                         x.spad_row.eq((f.c + c_row * f.ldc + c_n0) >> s),
-                        x.lanes.eq(Cat(*[((c_n0 + i) < cols) & (c_row < rows)
+                        x.lanes.eq(Cat(*[((c_n0 + i) < g.cols) & (c_row < g.rows)
                                          for i in range(nr)])),
                         x.target.eq(Select.ROW), x.sel.eq(count[:s]),
                         x.kind.eq(XferKind.ACC), x.addr.eq(Cat(count[s:s + s_lanes], c_bank)),
                     ]
-                with m.Case(_BNEXT):
+                with m.Case(Task.BNEXT):
                     m.d.comb += [
                         x.valid.eq(1), x.col_bus.eq(1),
-                        x.spad_row.eq((f.b + count * f.ldb + b_n0) >> s),
-                        x.lanes.eq(Cat(*[(b_n0 + i) < cols for i in range(nr)])),
+                        x.spad_row.eq((f.b + count * f.ldb + g.b_n0) >> s),
+                        x.lanes.eq(Cat(*[(g.b_n0 + i) < g.cols for i in range(nr)])),
                         x.target.eq(Select.ALL), x.kind.eq(XferKind.MEMB),
-                        x.addr.eq(Mux(b_buf, k, 0) + count),
+                        x.addr.eq(Mux(g.b_buf, g.k, 0) + count),
                     ]
 
-        # -- sequencing ----------------------------------------------------------------------
-        begin_tasks = [task_reg.eq(_START), count.eq(0), running.eq(1), tasks_over.eq(0)]
+    def _sequencing(self, m, g) -> None:
+        """The registers' updates: tasks, compute steps, and the phase-to-phase FSM."""
+        task, count, running, tasks_over = g.task, g.count, g.running, g.tasks_over
+        p, lane, computing, compute_over = g.p, g.lane, g.computing, g.compute_over
+        context, prev, cur, nxt = g.context, g.prev, g.cur, g.nxt
+        begin_tasks = [g.task_reg.eq(Task.START), count.eq(0), running.eq(1),
+                       tasks_over.eq(0)]
         hold_tasks = [running.eq(0), tasks_over.eq(0)]
         begin_compute = [p.eq(0), lane.eq(0), computing.eq(1), compute_over.eq(0)]
 
         with m.If(running):
-            with m.If(task_end):
-                after = first_present_after(task)
-                m.d.sync += [task_reg.eq(after), count.eq(0)]
-                with m.If(after == _NONE):
+            with m.If(g.task_end):
+                after = g.first_present_after(task)
+                m.d.sync += [g.task_reg.eq(after), count.eq(0)]
+                with m.If(after == Task.NONE):
                     m.d.sync += [running.eq(0), tasks_over.eq(1)]
             with m.Else():
-                m.d.sync += [task_reg.eq(task), count.eq(count + 1)]
+                m.d.sync += [g.task_reg.eq(task), count.eq(count + 1)]
         with m.If(computing):
             m.d.sync += lane.eq(lane + 1)
-            with m.If(lane == lanes - 1):
+            with m.If(lane == g.lanes - 1):
                 m.d.sync += p.eq(p + 1)
-            with m.If(compute_last):
+            with m.If(g.compute_last):
                 m.d.sync += [computing.eq(0), compute_over.eq(1)]
-                with m.If(astream):
+                with m.If(g.astream):
                     m.d.sync += begin_tasks
 
-        phase_done = (compute_over | compute_last) & (tasks_over | task_last)
+        phase_done = (compute_over | g.compute_last) & (tasks_over | g.task_last)
         with m.FSM(name="gemm"):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [*cur.eq({"valid": 1, "block": 0, "panel": 0, "group": 0,
                                           "row0": 0, "n0": 0, "bank": 0, "buf": 0}),
-                                 prev.valid.eq(0), context.eq(_PROLOGUE), computing.eq(0),
-                                 compute_over.eq(0), *begin_tasks]
+                                 prev.valid.eq(0), context.eq(Context.PROLOGUE),
+                                 computing.eq(0), compute_over.eq(0), *begin_tasks]
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
-                with m.If((context == _PROLOGUE) & task_last):
+                with m.If((context == Context.PROLOGUE) & g.task_last):
                     # Phase 0 (a first panel: its tasks follow its compute).
-                    m.d.sync += [context.eq(_PHASE), *nxt.eq(following(cur)), *begin_compute,
-                                 *hold_tasks]
-                with m.Elif((context == _PHASE) & phase_done):
+                    m.d.sync += [context.eq(Context.PHASE), *nxt.eq(self._following(g, cur)),
+                                 *begin_compute, *hold_tasks]
+                with m.Elif((context == Context.PHASE) & phase_done):
                     m.d.sync += prev.eq(cur)
                     with m.If(nxt.valid):
-                        m.d.sync += [*cur.eq(nxt), *nxt.eq(following(nxt)), *begin_compute]
+                        m.d.sync += [*cur.eq(nxt), *nxt.eq(self._following(g, nxt)),
+                                     *begin_compute]
                         with m.If(nxt.panel == 0):
                             m.d.sync += hold_tasks
                         with m.Else():
                             m.d.sync += begin_tasks
                     with m.Else():
-                        m.d.sync += [context.eq(_EPILOGUE), *begin_tasks]
-                with m.Elif((context == _EPILOGUE) & task_last):
+                        m.d.sync += [context.eq(Context.EPILOGUE), *begin_tasks]
+                with m.Elif((context == Context.EPILOGUE) & g.task_last):
                     m.d.comb += self.last.eq(1)
                     m.next = "IDLE"
-        return m

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -128,22 +130,27 @@ class PE(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg, r, c = self.cfg, self.row, self.col
-        op_fmt, acc_fmt = cfg.operand, cfg.acc
-        lm, la = cfg.mul_latency, cfg.add_latency
-        word, acc_width = cfg.word_width, cfg.acc_width
-        u, x = self.uop, self.xfer
+        issue = self._issue(m)
+        mem = self._memories(m, issue)
+        read = self._read(m, issue, mem)
+        result = self._execute(m, issue, mem, read)
+        written = self._write_back(m, issue, mem, result)
+        self._hazards(m, issue, read, written)
+        return m
 
-        def convert(value, src, dst, name):
-            # Format conversions exist only where the formats differ.
-            if src == dst:
-                return value
-            cvt = FPConvert(src, dst, latency=0)
-            m.submodules[name] = cvt
-            m.d.comb += [cvt.operands.payload.eq(value), cvt.operands.valid.eq(1)]
-            return cvt.result.payload
+    def _convert(self, m, value, src, dst, name):
+        """``value`` converted from format ``src`` to ``dst`` (a unit only where they differ)."""
+        if src == dst:
+            return value
+        cvt = FPConvert(src, dst, latency=0)
+        m.submodules[name] = cvt
+        m.d.comb += [cvt.operands.payload.eq(value), cvt.operands.valid.eq(1)]
+        return cvt.result.payload
 
-        # -- issue (cycle t): decode against (row, col) ------------------------------------
+    def _issue(self, m) -> SimpleNamespace:
+        """Cycle ``t``: decode both micro-ops against ``(row, col)``: whether this PE acts,
+        its chain position, which memory ports and buses it uses."""
+        cfg, r, c, u, x = self.cfg, self.row, self.col, self.uop, self.xfer
         shift_nr = (cfg.nr - 1).bit_length()
         in_chain = u.chain != Chain.NONE
         chain_q = Mux(u.chain == Chain.ROW, chain_position(Chain.ROW, cfg.nr, r, c),
@@ -187,51 +194,62 @@ class PE(wiring.Component):
         def uses(a_src, b_src, c_srcs):
             return (u.a == a_src) | (u.b == b_src) | Cat(*[c_src == s for s in c_srcs]).any()
 
-        mema_read_c = (active & uses(ASrc.MEMA, BSrc.MEMA, [CSrc.MEMA])
-                       | drive_any & (u.bus_src == BusSrc.MEMA))
-        memb0_read_c = (active & uses(ASrc.MEMB0, BSrc.MEMB0, [CSrc.MEMB0])
-                        | drive_any & (u.bus_src == BusSrc.MEMB0))
-        memb1_read_c = active & uses(ASrc.MEMB1, BSrc.MEMB1, [CSrc.MEMB1])
-
         x_target = x.valid & ~x.sequencer & selected(x.target, x.sel, x.sel, r, c)
         x_on = Signal(name="x_on")
         m.d.comb += x_on.eq(x_target & Mux(x.col_bus, x.lanes[c], x.lanes[r]))
         x_store = x_on & x.store
-        mema_read_x = x_store & (x.kind == XferKind.MEMA)
-        memb_read_x = x_store & (x.kind == XferKind.MEMB)
+        return SimpleNamespace(
+            active=active, k_ok=k_ok, in_chain=in_chain, c_src=c_src, dst=dst,
+            memb_rd=memb_rd, memb_wr=memb_wr, drive_row=drive_row, drive_col=drive_col,
+            mema_read_c=(active & uses(ASrc.MEMA, BSrc.MEMA, [CSrc.MEMA])
+                         | drive_any & (u.bus_src == BusSrc.MEMA)),
+            memb0_read_c=(active & uses(ASrc.MEMB0, BSrc.MEMB0, [CSrc.MEMB0])
+                          | drive_any & (u.bus_src == BusSrc.MEMB0)),
+            memb1_read_c=active & uses(ASrc.MEMB1, BSrc.MEMB1, [CSrc.MEMB1]),
+            x_on=x_on, x_store=x_store,
+            mema_read_x=x_store & (x.kind == XferKind.MEMA),
+            memb_read_x=x_store & (x.kind == XferKind.MEMB))
 
-        # -- memories and accumulators ----------------------------------------------------------
-        m.submodules.mema = mema = Memory(shape=word, depth=cfg.mema_words, init=[])
-        m.submodules.memb = memb = Memory(shape=word, depth=cfg.memb_words, init=[])
+    def _memories(self, m, s) -> SimpleNamespace:
+        """MemA, MemB (read addresses at issue) and the accumulator file."""
+        cfg, u, x = self.cfg, self.uop, self.xfer
+        m.submodules.mema = mema = Memory(shape=cfg.word_width, depth=cfg.mema_words, init=[])
+        m.submodules.memb = memb = Memory(shape=cfg.word_width, depth=cfg.memb_words, init=[])
         mema_rd, mema_wr = mema.read_port(), mema.write_port()
         memb_rd0, memb_rd1 = memb.read_port(), memb.read_port()
         memb_wr0, memb_wr1 = memb.write_port(), memb.write_port()
         m.d.comb += [
-            mema_rd.addr.eq(Mux(mema_read_x, x.addr, u.mema)),
-            mema_rd.en.eq(mema_read_c | mema_read_x),
-            memb_rd0.addr.eq(Mux(memb_read_x, x.addr, memb_rd)),
-            memb_rd0.en.eq(memb0_read_c | memb_read_x),
+            mema_rd.addr.eq(Mux(s.mema_read_x, x.addr, u.mema)),
+            mema_rd.en.eq(s.mema_read_c | s.mema_read_x),
+            memb_rd0.addr.eq(Mux(s.memb_read_x, x.addr, s.memb_rd)),
+            memb_rd0.en.eq(s.memb0_read_c | s.memb_read_x),
             memb_rd1.addr.eq(u.memb_rd2),
-            memb_rd1.en.eq(memb1_read_c),
+            memb_rd1.en.eq(s.memb1_read_c),
         ]
-        slots = Array(Signal(acc_width, name=f"acc{i}", reset_less=True)
+        slots = Array(Signal(cfg.acc_width, name=f"acc{i}", reset_less=True)
                       for i in range(cfg.acc_slots))
-        slot_bits = len(u.acc_rd)
+        return SimpleNamespace(mema_rd=mema_rd, mema_wr=mema_wr, memb_rd0=memb_rd0,
+                               memb_rd1=memb_rd1, memb_wr0=memb_wr0, memb_wr1=memb_wr1,
+                               slots=slots, slot_bits=len(u.acc_rd))
 
-        # -- cycle t + 1: read data; bus write registers ---------------------------------------
+    def _read(self, m, s, mem) -> SimpleNamespace:
+        """Cycle ``t + 1``: read data; the bus write registers; each operand's local source."""
+        cfg, u, x = self.cfg, self.uop, self.xfer
+        op_fmt, acc_fmt, word = cfg.operand, cfg.acc, cfg.word_width
         s1 = {k: _delay(m, v, 1, f"s1_{k}") for k, v in {
-            "a": u.a, "b": u.b, "c": c_src, "scalar": u.scalar, "scalar2": u.scalar2,
+            "a": u.a, "b": u.b, "c": s.c_src, "scalar": u.scalar, "scalar2": u.scalar2,
             "acc_op": u.acc_op,
-            "bus_src": u.bus_src, "drive_row": drive_row, "drive_col": drive_col,
-            "x_store": x_store, "x_kind": x.kind, "x_addr": x.addr, "x_col_bus": x.col_bus,
+            "bus_src": u.bus_src, "drive_row": s.drive_row, "drive_col": s.drive_col,
+            "x_store": s.x_store, "x_kind": x.kind, "x_addr": x.addr, "x_col_bus": x.col_bus,
         }.items()}
-        acc_rd_op = convert(slots[s1["acc_op"]], acc_fmt, op_fmt, "narrow_acc_op")
-        x_acc_op = convert(slots[s1["x_addr"][:slot_bits]], acc_fmt, op_fmt, "narrow_x_acc")
-        bus_value = _pick(m, s1["bus_src"], {BusSrc.MEMA: mema_rd.data,
-                                             BusSrc.MEMB0: memb_rd0.data}, acc_rd_op, word,
+        acc_rd_op = self._convert(m, mem.slots[s1["acc_op"]], acc_fmt, op_fmt, "narrow_acc_op")
+        x_acc_op = self._convert(m, mem.slots[s1["x_addr"][:mem.slot_bits]], acc_fmt, op_fmt,
+                                 "narrow_x_acc")
+        bus_value = _pick(m, s1["bus_src"], {BusSrc.MEMA: mem.mema_rd.data,
+                                             BusSrc.MEMB0: mem.memb_rd0.data}, acc_rd_op, word,
                           "bus_value")
-        store_value = _pick(m, s1["x_kind"], {XferKind.MEMA: mema_rd.data,
-                                              XferKind.MEMB: memb_rd0.data}, x_acc_op, word,
+        store_value = _pick(m, s1["x_kind"], {XferKind.MEMA: mem.mema_rd.data,
+                                              XferKind.MEMB: mem.memb_rd0.data}, x_acc_op, word,
                             "store_value")
         store_row = s1["x_store"] & ~s1["x_col_bus"]
         store_col = s1["x_store"] & s1["x_col_bus"]
@@ -249,27 +267,37 @@ class PE(wiring.Component):
         neg_zero_op = op_fmt.sign_mask
         one_op = op_fmt.bias << op_fmt.man_bits
         a_local = _pick(m, s1["a"], {
-            ASrc.MEMA: mema_rd.data, ASrc.MEMB0: memb_rd0.data, ASrc.MEMB1: memb_rd1.data,
-            ASrc.ACC: acc_rd_op, ASrc.SCALAR: s1["scalar"]}, neg_zero_op, word, "a_local")
+            ASrc.MEMA: mem.mema_rd.data, ASrc.MEMB0: mem.memb_rd0.data,
+            ASrc.MEMB1: mem.memb_rd1.data, ASrc.ACC: acc_rd_op, ASrc.SCALAR: s1["scalar"]},
+            neg_zero_op, word, "a_local")
         b_local = _pick(m, s1["b"], {
-            BSrc.MEMA: mema_rd.data, BSrc.MEMB0: memb_rd0.data, BSrc.MEMB1: memb_rd1.data,
-            BSrc.ACC: acc_rd_op, BSrc.SCALAR: s1["scalar"]}, one_op, word, "b_local")
+            BSrc.MEMA: mem.mema_rd.data, BSrc.MEMB0: mem.memb_rd0.data,
+            BSrc.MEMB1: mem.memb_rd1.data, BSrc.ACC: acc_rd_op, BSrc.SCALAR: s1["scalar"]},
+            one_op, word, "b_local")
         c_issue = _pick(m, s1["c"], {
-            CSrc.MEMA: mema_rd.data, CSrc.MEMB0: memb_rd0.data, CSrc.MEMB1: memb_rd1.data,
-            CSrc.SCALAR: s1["scalar"], CSrc.SCALAR2: s1["scalar2"]}, neg_zero_op, word,
-            "c_issue")
+            CSrc.MEMA: mem.mema_rd.data, CSrc.MEMB0: mem.memb_rd0.data,
+            CSrc.MEMB1: mem.memb_rd1.data, CSrc.SCALAR: s1["scalar"],
+            CSrc.SCALAR2: s1["scalar2"]}, neg_zero_op, word, "c_issue")
+        return SimpleNamespace(s1=s1, store_row=store_row, store_col=store_col,
+                               a_local=a_local, b_local=b_local, c_issue=c_issue)
 
-        # -- cycle t + 2: operands enter the multiplier ------------------------------------
+    def _execute(self, m, s, mem, read) -> SimpleNamespace:
+        """Cycle ``t + 2``: operands into the multiplier; ``t + 2 + Lm``: the addend and the
+        side unit (compare, scale, move); the result at ``t + 2 + Lm + La``."""
+        cfg, u = self.cfg, self.uop
+        op_fmt, acc_fmt, acc_width = cfg.operand, cfg.acc, cfg.acc_width
+        lm, la = cfg.mul_latency, cfg.add_latency
+        neg_zero_op = op_fmt.sign_mask
         s2 = {k: _delay(m, v, 1, f"s2_{k}") for k, v in {
-            "a": s1["a"], "b": s1["b"], "c": s1["c"], "a_local": a_local, "b_local": b_local,
-            "c_issue": c_issue}.items()}
+            "a": read.s1["a"], "b": read.s1["b"], "c": read.s1["c"], "a_local": read.a_local,
+            "b_local": read.b_local, "c_issue": read.c_issue}.items()}
         a_op = Mux(s2["a"] == ASrc.ROWBUS, self.row_bus,
                    Mux(s2["a"] == ASrc.COLBUS, self.col_bus, s2["a_local"]))
         b_op = Mux(s2["b"] == BSrc.ROWBUS, self.row_bus,
                    Mux(s2["b"] == BSrc.COLBUS, self.col_bus, s2["b_local"]))
         ctl2 = {k: _delay(m, v, 2, f"ctl2_{k}") for k, v in {
-            "active": active, "k_ok": k_ok, "fu": u.fu, "dst": dst, "mema": u.mema,
-            "memb_wr": memb_wr, "acc_rd": u.acc_rd, "acc_wr": u.acc_wr}.items()}
+            "active": s.active, "k_ok": s.k_ok, "fu": u.fu, "dst": s.dst, "mema": u.mema,
+            "memb_wr": s.memb_wr, "acc_rd": u.acc_rd, "acc_wr": u.acc_wr}.items()}
         # Outside the reduction bound the product becomes (-0) * (+0) = -0: c passes unchanged.
         a_k = Mux(ctl2["k_ok"], a_op, neg_zero_op)
         b_k = Mux(ctl2["k_ok"], b_op, 0)
@@ -277,14 +305,15 @@ class PE(wiring.Component):
         m.d.comb += [mul.operands.valid.eq(ctl2["active"]),
                      mul.operands.payload.a.eq(a_k), mul.operands.payload.b.eq(b_k)]
 
-        # -- cycle t + 2 + Lm: adder entry, addend, side unit ---------------------------------
         ctl3 = {k: _delay(m, v, lm, f"ctl3_{k}") for k, v in ctl2.items()}
         c_src3 = _delay(m, s2["c"], lm, "c_src3")
-        c_issue3 = _delay(m, convert(s2["c_issue"], op_fmt, acc_fmt, "widen_c"), lm, "c_iss3")
-        a_side = _delay(m, convert(a_k, op_fmt, acc_fmt, "widen_a"), lm, "a_side")
-        b_side = _delay(m, convert(b_k, op_fmt, acc_fmt, "widen_b"), lm, "b_side")
-        addend = _pick(m, c_src3, {CSrc.ACC: slots[ctl3["acc_rd"]], CSrc.LINK_W: self.link_w,
-                                   CSrc.LINK_N: self.link_n}, c_issue3, acc_width, "addend")
+        c_issue3 = _delay(m, self._convert(m, s2["c_issue"], op_fmt, acc_fmt, "widen_c"), lm,
+                          "c_iss3")
+        a_side = _delay(m, self._convert(m, a_k, op_fmt, acc_fmt, "widen_a"), lm, "a_side")
+        b_side = _delay(m, self._convert(m, b_k, op_fmt, acc_fmt, "widen_b"), lm, "b_side")
+        addend = _pick(m, c_src3, {CSrc.ACC: mem.slots[ctl3["acc_rd"]],
+                                   CSrc.LINK_W: self.link_w, CSrc.LINK_N: self.link_n},
+                       c_issue3, acc_width, "addend")
         m.submodules.add = add = FPAdder(acc_fmt, latency=la)
         m.d.comb += [add.operands.valid.eq(ctl3["active"]),
                      add.operands.payload.a.eq(addend),
@@ -311,55 +340,65 @@ class PE(wiring.Component):
         }, 0, acc_width, "side")
         side_wb = _delay(m, side, la, "side")
 
-        # -- write-back: cycle t + 2 + Lm + La ------------------------------------------------
         ctl4 = {k: _delay(m, v, la, f"ctl4_{k}") for k, v in ctl3.items()}
         result = Signal(acc_width, name="result")
         m.d.comb += result.eq(Mux(ctl4["fu"] == FuOp.MAC, add.result.payload, side_wb))
-        result_op = convert(result, acc_fmt, op_fmt, "narrow_result")
-        wb, wb_dst = ctl4["active"], ctl4["dst"]
+        return SimpleNamespace(ctl4=ctl4, value=result,
+                               narrowed=self._convert(m, result, acc_fmt, op_fmt,
+                                                      "narrow_result"))
 
-        link_e = Signal(acc_width, reset_less=True)
-        link_s = Signal(acc_width, reset_less=True)
+    def _write_back(self, m, s, mem, result) -> SimpleNamespace:
+        """The end of ``t + 2 + Lm + La``: the result to its destination; the end of ``t + 2``:
+        a transfer load from the bus its SPAD lane drives."""
+        cfg, x = self.cfg, self.xfer
+        ctl4 = result.ctl4
+        wb, wb_dst = ctl4["active"], ctl4["dst"]
+        link_e = Signal(cfg.acc_width, reset_less=True)
+        link_s = Signal(cfg.acc_width, reset_less=True)
         with m.If(wb & (wb_dst == Dst.LINK_E)):
-            m.d.sync += link_e.eq(result)
+            m.d.sync += link_e.eq(result.value)
         with m.If(wb & (wb_dst == Dst.LINK_S)):
-            m.d.sync += link_s.eq(result)
+            m.d.sync += link_s.eq(result.value)
         m.d.comb += [self.link_e.eq(link_e), self.link_s.eq(link_s)]
 
-        # Transfer loads land at t + 2 as well, from the bus their SPAD lane drives.
         x2 = {k: _delay(m, v, 2, f"x2_{k}") for k, v in {
-            "load": x_on & ~x.store, "kind": x.kind, "addr": x.addr, "col_bus": x.col_bus,
+            "load": s.x_on & ~x.store, "kind": x.kind, "addr": x.addr, "col_bus": x.col_bus,
         }.items()}
         load_value = Mux(x2["col_bus"], self.col_bus, self.row_bus)
-        load_mema = x2["load"] & (x2["kind"] == XferKind.MEMA)
-        load_memb = x2["load"] & (x2["kind"] == XferKind.MEMB)
-        load_acc = x2["load"] & (x2["kind"] == XferKind.ACC)
-        wb_mema = wb & (wb_dst == Dst.MEMA)
-        wb_memb = wb & (wb_dst == Dst.MEMB)
-        wb_acc = wb & (wb_dst == Dst.ACC)
+        w = SimpleNamespace(
+            load_mema=x2["load"] & (x2["kind"] == XferKind.MEMA),
+            load_memb=x2["load"] & (x2["kind"] == XferKind.MEMB),
+            load_acc=x2["load"] & (x2["kind"] == XferKind.ACC),
+            wb_mema=wb & (wb_dst == Dst.MEMA), wb_memb=wb & (wb_dst == Dst.MEMB),
+            wb_acc=wb & (wb_dst == Dst.ACC), load_slot=x2["addr"][:mem.slot_bits],
+            acc_wr=ctl4["acc_wr"])
         m.d.comb += [
-            mema_wr.en.eq(wb_mema | load_mema),
-            mema_wr.addr.eq(Mux(load_mema, x2["addr"], ctl4["mema"])),
-            mema_wr.data.eq(Mux(load_mema, load_value, result_op)),
-            memb_wr0.en.eq(wb_memb), memb_wr0.addr.eq(ctl4["memb_wr"]),
-            memb_wr0.data.eq(result_op),
-            memb_wr1.en.eq(load_memb), memb_wr1.addr.eq(x2["addr"]),
-            memb_wr1.data.eq(load_value),
+            mem.mema_wr.en.eq(w.wb_mema | w.load_mema),
+            mem.mema_wr.addr.eq(Mux(w.load_mema, x2["addr"], ctl4["mema"])),
+            mem.mema_wr.data.eq(Mux(w.load_mema, load_value, result.narrowed)),
+            mem.memb_wr0.en.eq(w.wb_memb), mem.memb_wr0.addr.eq(ctl4["memb_wr"]),
+            mem.memb_wr0.data.eq(result.narrowed),
+            mem.memb_wr1.en.eq(w.load_memb), mem.memb_wr1.addr.eq(x2["addr"]),
+            mem.memb_wr1.data.eq(load_value),
         ]
-        load_slot = x2["addr"][:slot_bits]
-        with m.If(wb_acc):
-            m.d.sync += slots[ctl4["acc_wr"]].eq(result)
-        with m.If(load_acc):
-            m.d.sync += slots[load_slot].eq(convert(load_value, op_fmt, acc_fmt, "widen_load"))
+        with m.If(w.wb_acc):
+            m.d.sync += mem.slots[ctl4["acc_wr"]].eq(result.value)
+        with m.If(w.load_acc):
+            m.d.sync += mem.slots[w.load_slot].eq(
+                self._convert(m, load_value, cfg.operand, cfg.acc, "widen_load"))
+        return w
 
-        # -- hazards and counters -------------------------------------------------------------
+    def _hazards(self, m, s, read, w) -> None:
+        """``hazard`` (a port, bus or slot claimed twice in a cycle) and the MAC count."""
+        u = self.uop
         hazard = (
-            _more_than([mema_read_c, mema_read_x, load_mema, wb_mema], 1)
-            | (memb0_read_c & memb_read_x)
-            | _more_than([memb0_read_c | memb_read_x, memb1_read_c, load_memb, wb_memb], 2)
-            | (load_acc & wb_acc & (load_slot == ctl4["acc_wr"]))
-            | (s1["drive_row"] & store_row) | (s1["drive_col"] & store_col)
+            _more_than([s.mema_read_c, s.mema_read_x, w.load_mema, w.wb_mema], 1)
+            | (s.memb0_read_c & s.memb_read_x)
+            | _more_than([s.memb0_read_c | s.memb_read_x, s.memb1_read_c, w.load_memb,
+                          w.wb_memb], 2)
+            | (w.load_acc & w.wb_acc & (w.load_slot == w.acc_wr))
+            | (read.s1["drive_row"] & read.store_row)
+            | (read.s1["drive_col"] & read.store_col)
         )
         m.d.comb += [self.hazard.eq(hazard),
-                     self.mac.eq(active & k_ok & (u.fu == FuOp.MAC) & ~in_chain)]
-        return m
+                     self.mac.eq(s.active & s.k_ok & (u.fu == FuOp.MAC) & ~s.in_chain)]
