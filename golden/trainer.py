@@ -264,6 +264,9 @@ class GoldenTrainer:
         vectorised over the samples (bit-identical to calling it per sample)."""
         fmt, acc, nr = self.fmt, self.acc, self.nr
         a = np.asarray(x, dtype=np.uint64)
+        if any(cores > 1 for cores in self.cores):
+            # The ring's order of summation: sample by sample (vectorised for one core only).
+            return np.stack([self.forward(sample)[-1][0] for sample in a])
         samples = a.shape[0]
         one = np.uint64(self.one)
         for index, (w, b) in enumerate(self.weights):

@@ -36,6 +36,7 @@ from caterpillar.software.compiler.program import (
     Tensor,
     cdiv,
     ceil_to,
+    input_name,
     ring_emit,
 )
 from caterpillar.software.graph.model import TrainingGraph
@@ -141,7 +142,11 @@ class MbgdBuilder:
         """Write the transpose of the ``rows x cols`` SPAD matrix at ``src`` to ``dst``."""
         nr = self.cfg.nr
         ldm = cdiv(rows, nr)
-        per_chunk = max(self.cfg.mema_words // ldm, 1) * nr
+        if ldm > self.cfg.mema_words:
+            raise CompileError(f"a transpose of a {rows}-row matrix passes {ldm} words per PE "
+                               f"through MemA; the config has {self.cfg.mema_words}: use a "
+                               f"config with mema_words >= {ldm} or a smaller batch or layer")
+        per_chunk = self.cfg.mema_words // ldm * nr
         for c0 in range(0, cols, per_chunk):
             cc = min(per_chunk, cols - c0)
             self.e("transfer", Opcode.LDA, spad=src + c0, mema=0, rows=cc, cols=rows, lds=lds,
@@ -156,7 +161,8 @@ def check_mbgd_memb(cfg, classes: int) -> None:
     if 3 * nr > cfg.memb_words:
         raise CompileError(f"MemB has {cfg.memb_words} words per PE; the mbgd kernels need "
                            f"at least {3 * nr}")
-    memb_need = 3 * cdiv(classes, nr) + 2 + 2 * cdiv(classes, nr)
+    # output_gradient: the gradient, target and logits vectors, then SMXCE's scratch.
+    memb_need = 3 * cdiv(classes, nr) + 3 * cdiv(classes, nr) + 2
     if memb_need > cfg.memb_words:
         raise CompileError(f"the softmax needs {memb_need} MemB words per PE; the config has "
                            f"{cfg.memb_words}")
@@ -193,9 +199,9 @@ def mbgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
             mom_addr.append(spad.alloc(f"momentum {index}", shape))
             tensors.append(Tensor(f"M{index}", "spad", o, i + 1, mom_addr[-1],
                                   ldo if first else ldp, transposed=first))
-        xt_addr.append(spad.alloc(f"[a{index - 1}; 1] (features x batch)", (i + 1) * ldb))
+        xt_addr.append(spad.alloc(f"[{input_name(index)}; 1] (features x batch)", (i + 1) * ldb))
         constants.append((xt_addr[-1] + i * ldb, 1, batch, ldb, "one"))
-        x_addr.append(spad.alloc(f"[a{index - 1} | 1] (batch x features)", batch * ldp))
+        x_addr.append(spad.alloc(f"[{input_name(index)} | 1] (batch x features)", batch * ldp))
         last = index == len(layers) - 1
         ht_addr.append(spad.alloc(f"h{index}", (batch * ldo) if last else o * ldb))
         d_addr.append(spad.alloc(f"d{index} (batch x features)", batch * ldo))
@@ -289,9 +295,9 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks) -> CoreProgram:
             if member[index]:
                 tensors.append(Tensor(f"M{index}", "spad", rows[index], i + 1, mom_addr[-1],
                                       ldo if first else ldp, transposed=first))
-        xt_addr.append(spad.alloc(f"[a{index - 1}; 1] (features x batch)", (i + 1) * ldb))
+        xt_addr.append(spad.alloc(f"[{input_name(index)}; 1] (features x batch)", (i + 1) * ldb))
         constants.append((xt_addr[-1] + i * ldb, 1, batch, ldb, "one"))
-        x_addr.append(spad.alloc(f"[a{index - 1} | 1] (batch x features)", batch * ldp))
+        x_addr.append(spad.alloc(f"[{input_name(index)} | 1] (batch x features)", batch * ldp))
         last = index == len(layers) - 1
         # The logits are gathered whole; hidden pre-activations stay the core's own rows.
         h_addr.append(spad.alloc(f"h{index}", (o if last else widest_rows[index]) * ldb))

@@ -27,7 +27,7 @@ from caterpillar.software.isasim.ring import predict_ring_cycles
 from caterpillar.software.storage import CheckpointError, atomic_savez, load_npz
 
 __all__ = ["CompileError", "Compiled", "CoreProgram", "Tensor", "Emitter", "Region", "PHASES",
-           "SCALAR_REGS", "load_compiled", "cdiv", "ceil_to", "ring_emit"]
+           "SCALAR_REGS", "load_compiled", "cdiv", "ceil_to", "input_name", "ring_emit"]
 
 #: Phases a step's cycles are reported in.
 PHASES = ("forward", "loss", "delta", "update", "transfer", "ring")
@@ -88,6 +88,12 @@ class Emitter:
         self.words.append(encode(op, **fields))
         self.phases.append(phase)
         self.macs.append(macs)
+
+
+def input_name(layer: int) -> str:
+    """What a layer's input is called in messages: ``x`` for the first, ``a{i}`` (the ReLU of
+    layer ``i``) for the others."""
+    return "x" if layer == 0 else f"a{layer - 1}"
 
 
 def ring_emit(e: Emitter, core: int, words_by_core: dict) -> None:
@@ -168,6 +174,13 @@ class Compiled:
     def working_cores(self) -> tuple:
         """Every core that holds a share of the model, in order of first appearance."""
         return tuple(dict.fromkeys(k for seg in self.segments for k in seg))
+
+    def placement_text(self) -> str:
+        """``, C cores 0,1/2,3 (rows split)`` on a ring, nothing on one core: for messages."""
+        if self.config.cores == 1:
+            return ""
+        where = "/".join(",".join(map(str, s)) for s in dict.fromkeys(self.segments))
+        return f", {len(self.working_cores)} cores {where} ({self.split} split)"
 
     @property
     def k_chunk(self):

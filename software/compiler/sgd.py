@@ -27,6 +27,7 @@ from caterpillar.software.compiler.program import (
     Tensor,
     cdiv,
     ceil_to,
+    input_name,
     ring_emit,
 )
 from caterpillar.software.graph.model import TrainingGraph
@@ -62,7 +63,7 @@ def sgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
     mema.check("use a config with more mema_words, a smaller model, or --algorithm mbgd")
 
     x_diag = memb.alloc("x", loc(graph.sizes[0]))
-    x_rep = [memb.alloc(f"a{index - 1} (replicated)", loc(i))
+    x_rep = [memb.alloc(f"{input_name(index)} (replicated)", loc(i))
              for index, (o, i) in enumerate(layers)]
     h_raw = [memb.alloc(f"Wa{index}", loc(o)) for index, (o, i) in enumerate(layers)]
     h = [memb.alloc(f"h{index}", loc(o)) for index, (o, i) in enumerate(layers)]
@@ -184,7 +185,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks) -> CoreProgram:
     mema.check("use a config with more mema_words, more cores, or --algorithm mbgd")
     widest = max(graph.sizes)
     x_diag = memb.alloc("x block", loc(width[0]))
-    x_rep = [memb.alloc(f"a{index - 1} block (replicated)", loc(width[index]))
+    x_rep = [memb.alloc(f"{input_name(index)} block (replicated)", loc(width[index]))
              for index in range(len(layers))]
     partial = memb.alloc("W x partial", loc(widest))
     h_raw = [memb.alloc(f"Wa{index}", loc(owned[index])) for index in range(len(layers))]

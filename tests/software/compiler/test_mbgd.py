@@ -1,0 +1,396 @@
+"""Minibatch GD lowered to GEMM kernels (:mod:`caterpillar.software.compiler.mbgd`): the
+builder's chunked GEMMs, MemB-sized elementwise passes and transposes through MemA (each run on
+the instruction-level simulator against the golden kernels), the MemB check, one core's step
+(instruction mix, SPAD layout, model MACs, errors) and the ring's (collectives, one SPAD layout
+on every core, training bit-identical to the golden trainer)."""
+
+from collections import Counter
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from caterpillar.contract.config import preset
+from caterpillar.contract.geometry import kernel_plan
+from caterpillar.contract.isa import Opcode, VecOp, decode, encode, unpack
+from caterpillar.golden import kernels as gk
+from caterpillar.golden.trainer import gemm_chunked, to_bits
+from caterpillar.software.compiler.mbgd import (
+    MbgdBuilder,
+    check_mbgd_memb,
+    mbgd_core_program,
+    mbgd_ring_core_program,
+)
+from caterpillar.software.compiler.program import (
+    SCALAR_REGS,
+    CompileError,
+    Emitter,
+    cdiv,
+    ceil_to,
+)
+from caterpillar.software.compiler.training import compile_training
+from caterpillar.software.graph.model import Optimizer, TrainingGraph
+from caterpillar.software.isasim.core import IsaSim
+from caterpillar.software.isasim.device import RingIsaDevice
+from tests.software.training.test_trainer import train_and_compare
+
+TINY = preset("tiny")
+ROOMY = TINY.replace(spad_words=8192)
+SIZES = (9, 8, 6, 5)
+OPTIMIZERS = {
+    "plain": Optimizer(lr=0.1),
+    "both": Optimizer(lr=0.1, momentum=0.9, weight_decay=0.01),
+}
+
+
+def emitted(cfg, build):
+    """The instructions ``build(builder)`` emits, decoded, with their phases and MACs."""
+    e = Emitter()
+    builder = MbgdBuilder(cfg, e)
+    build(builder)
+    return builder, [decode(w) for w in e.words], e.phases, e.macs, e.words
+
+
+def failed_checks(words, cfg):
+    """The decoder's checks the instruction words fail on ``cfg`` (none expected)."""
+    bad = []
+    for pc, word in enumerate(words):
+        op, values = unpack(word)
+        for check in kernel_plan(op, SimpleNamespace(**values), cfg).checks:
+            if not check.ok:
+                bad.append((pc, op.name, check.what))
+    return bad
+
+
+def run(cfg, words, spad, sregs=None):
+    """Run ``words`` (then HALT) on a fresh simulator whose SPAD starts as ``spad``."""
+    sim = IsaSim(cfg)
+    sim.spad[:len(spad)] = spad
+    for reg, bits in (sregs or {}).items():
+        sim.sregs[reg] = bits
+    sim.load_program(list(words) + [encode(Opcode.HALT)])
+    assert sim.run().ok
+    return sim.spad
+
+
+def random_bits(rng, shape, fmt):
+    return to_bits(rng.uniform(-1.0, 1.0, shape), fmt)
+
+
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_gemm_splits_k_into_chunks_accumulating_after_the_first(accumulate, rng):
+    cfg, fmt = ROOMY, ROOMY.operand
+    m, n, k, lda, ldb, ldc = 20, 6, 150, 20, 6, 6
+    a_at, b_at, c_at = 0, k * lda, k * lda + k * ldb
+    builder, ins, phases, macs, words = emitted(cfg, lambda b: b.gemm(
+        "forward", c=c_at, a=a_at, b=b_at, m=m, n=n, k=k, lda=lda, ldb=ldb, ldc=ldc,
+        accumulate=accumulate))
+    kc = builder.k_chunk
+    assert kc == cfg.memb_words // 2                  # two B panels of k words fit MemB
+    assert [i.k for i in ins] == [kc, kc, k - 2 * kc]
+    assert [i.a for i in ins] == [a_at + k0 * lda for k0 in (0, kc, 2 * kc)]
+    assert [i.b for i in ins] == [b_at + k0 * ldb for k0 in (0, kc, 2 * kc)]
+    assert {i.c for i in ins} == {c_at}
+    assert [i.accumulate for i in ins] == [int(accumulate), 1, 1]
+    assert macs == [m * n * i.k for i in ins] and set(phases) == {"forward"}
+    group = cfg.nr * cfg.acc_lanes
+    for i in ins:
+        assert i.mc % group == 0 and 0 < i.mc <= ceil_to(m, group)
+        assert i.mc // cfg.nr * cdiv(i.k, cfg.nr) <= cfg.mema_words
+    assert failed_checks(words, cfg) == []
+    # On the simulator: the golden GEMM in chunks of k_chunk terms, bit for bit.
+    a = random_bits(rng, (m, k), fmt)
+    b = random_bits(rng, (k, n), fmt)
+    c0 = random_bits(rng, (m, n), fmt)
+    spad = np.zeros(cfg.spad_words, dtype=np.uint64)
+    spad[a_at:a_at + k * lda] = a.T.ravel()
+    spad[b_at:b_at + k * ldb] = b.ravel()
+    spad[c_at:c_at + m * ldc] = c0.ravel()
+    out = run(cfg, words, spad)[c_at:c_at + m * ldc].reshape(m, n)
+    want = gemm_chunked(a, b, fmt, cfg.acc, kc, c=c0 if accumulate else None)
+    np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize("mema_words", [128, 300, 1000])
+@pytest.mark.parametrize("m, k", [(3, 1), (20, 7), (100, 64), (37, 150)])
+def test_gemm_row_blocks_are_row_groups_that_fit_mema(mema_words, m, k):
+    cfg = TINY.replace(mema_words=mema_words)
+    group = cfg.nr * cfg.acc_lanes
+    _, ins, _, _, _ = emitted(cfg, lambda b: b.gemm(
+        "delta", c=0, a=0, b=0, m=m, n=4, k=k, lda=ceil_to(m, 2), ldb=4, ldc=4))
+    assert sum(i.k for i in ins) == k
+    for i in ins:
+        assert i.mc > 0 and i.mc % group == 0, i.text()
+        assert i.mc // cfg.nr * cdiv(i.k, cfg.nr) <= mema_words, i.text()
+        # As many rows as fit, but no more than m needs.
+        assert i.mc == ceil_to(m, group) or \
+            (i.mc + group) // cfg.nr * cdiv(i.k, cfg.nr) > mema_words, i.text()
+
+
+def test_a_gemm_row_group_larger_than_mema_is_a_compile_error():
+    # k_chunk = 64 terms: a row group of nr * Lacc = 8 rows takes 8 / 2 * 32 = 128 words per PE.
+    cfg = TINY.replace(mema_words=16)
+    with pytest.raises(CompileError, match=r"^a GEMM with 64 inner terms needs at least 128 "
+                                           r"MemA words per PE for one row group; the config "
+                                           r"has 16$"):
+        emitted(cfg, lambda b: b.gemm("forward", c=0, a=0, b=0, m=4, n=4, k=100, lda=4, ldb=4,
+                                      ldc=4))
+
+
+@pytest.mark.parametrize("fn, two_inputs, in_place", [
+    (VecOp.AXPY, True, False), (VecOp.SCALE, False, True), (VecOp.RELUD, True, False)])
+def test_elementwise_streams_memb_sized_chunks(fn, two_inputs, in_place, rng):
+    cfg, fmt = TINY, TINY.operand
+    count, x_at, y_at = 301, 400, 800
+    z_at = x_at if in_place else 1200
+    y = y_at if two_inputs else None
+    alpha = 3
+    _, ins, phases, _, words = emitted(cfg, lambda b: b.elementwise(
+        "update", fn, z_at, x_at, y, count=count, alpha=alpha))
+    per_chunk = 4 if two_inputs else 3                   # LDV x, [LDV y], VOP, STV z
+    assert len(ins) % per_chunk == 0
+    chunks = [ins[s:s + per_chunk] for s in range(0, len(ins), per_chunk)]
+    assert len(chunks) == cdiv(count, cfg.memb_words // (2 + two_inputs) * cfg.nr)
+    offset = 0
+    for chunk in chunks:
+        *loads, vop, store = chunk
+        length = vop.len
+        assert [i.op for i in loads] == [Opcode.LDV] * (1 + two_inputs)
+        assert (vop.op, vop.fn, vop.alpha, store.op) == (Opcode.VOP, fn, alpha, Opcode.STV)
+        assert [i.spad for i in loads] == [x_at + offset, y_at + offset][:len(loads)]
+        assert store.spad == z_at + offset
+        assert {i.len for i in chunk} == {length}
+        # Inputs and output in disjoint MemB buffers, all inside MemB.
+        buffers = sorted({(i.memb, cdiv(length, cfg.nr)) for i in loads + [store]})
+        assert len(buffers) == 1 + two_inputs + 1
+        assert all(a + n <= b for (a, n), (b, _) in zip(buffers, buffers[1:]))
+        assert buffers[-1][0] + buffers[-1][1] <= cfg.memb_words
+        assert (vop.x, vop.z) == (loads[0].memb, store.memb)
+        offset += length
+    assert offset == count
+    assert set(phases[i] for i in range(len(ins)) if ins[i].op == Opcode.VOP) == {"update"}
+    assert failed_checks(words, cfg) == []
+    # On the simulator: the golden VOP over the whole vector.
+    x_bits = random_bits(rng, count, fmt)
+    y_bits = random_bits(rng, count, fmt)
+    a_bits = int(to_bits(-0.375, fmt))
+    spad = np.zeros(cfg.spad_words, dtype=np.uint64)
+    spad[x_at:x_at + count] = x_bits
+    spad[y_at:y_at + count] = y_bits
+    out = run(cfg, words, spad, {alpha: a_bits})[z_at:z_at + count]
+    want = gk.vop(fn.name.lower(), x_bits, y_bits if two_inputs else x_bits, a_bits, fmt,
+                  cfg.acc)
+    np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize("mema_words, chunks", [(16, 3), (256, 1)])
+def test_transpose_is_lda_trans_then_sta_pairs_through_mema(mema_words, chunks, rng):
+    cfg = TINY.replace(mema_words=mema_words)
+    rows, cols, lds, src, dst, ldd = 6, 25, 26, 0, 1000, 6
+    _, ins, phases, _, words = emitted(cfg, lambda b: b.transpose(src, rows, cols, lds, dst,
+                                                                  ldd))
+    assert len(ins) == 2 * chunks and set(phases) == {"transfer"}
+    done = 0
+    for lda, sta in zip(ins[::2], ins[1::2]):
+        assert (lda.op, lda.trans, sta.op, sta.trans) == (Opcode.LDA, 1, Opcode.STA, 0)
+        assert (lda.rows, lda.cols, lda.ldm) == (sta.rows, sta.cols, sta.ldm)
+        assert (lda.cols, lda.lds, sta.lds) == (rows, lds, ldd)
+        assert (lda.spad, sta.spad) == (src + done, dst + done * ldd)
+        assert cdiv(lda.rows, cfg.nr) * lda.ldm <= mema_words      # the chunk fits MemA
+        done += lda.rows
+    assert done == cols
+    assert failed_checks(words, cfg) == []
+    matrix = rng.integers(1, 1 << 30, (rows, lds), dtype=np.uint64)
+    spad = np.zeros(cfg.spad_words, dtype=np.uint64)
+    spad[src:src + rows * lds] = matrix.ravel()
+    out = run(cfg, words, spad)[dst:dst + cols * ldd].reshape(cols, ldd)
+    np.testing.assert_array_equal(out[:, :rows], matrix[:, :cols].T)
+
+
+def test_check_mbgd_memb_names_what_memb_lacks():
+    check_mbgd_memb(TINY, 10)                   # 6 x 5 + 2 = 32 words of 128: fine
+    with pytest.raises(CompileError, match=r"^MemB has 47 words per PE; the mbgd kernels need "
+                                           r"at least 48$"):
+        check_mbgd_memb(TINY.replace(nr=16, memb_words=47), 10)
+    # 100 classes on nr = 2: 50 words per PE; the gradient, target and logits vectors and
+    # SMXCE's 3 x 50 + 2 words of scratch need 6 x 50 + 2.
+    with pytest.raises(CompileError, match=r"^the softmax needs 302 MemB words per PE; the "
+                                           r"config has 128$"):
+        check_mbgd_memb(TINY, 100)
+    with pytest.raises(CompileError, match="the softmax needs 302"):
+        mbgd_core_program(TrainingGraph((4, 100), algorithm="mbgd", batch=2), TINY)
+    # 44 classes need 6 x 22 + 2 = 134 words: refused at compile time, where a core would
+    # have stopped with memb_range (the check once counted 5 x 22 + 2 = 112).
+    with pytest.raises(CompileError, match="the softmax needs 134 MemB words"):
+        mbgd_core_program(TrainingGraph((4, 44), algorithm="mbgd", batch=1), TINY)
+
+
+def test_a_transpose_that_cannot_pass_through_mema_is_a_compile_error():
+    cfg = TINY.replace(memb_words=16, spad_words=1 << 20, imem_words=65536)
+    with pytest.raises(CompileError, match=r"a transpose of a 1000-row matrix passes 500 "
+                                           r"words per PE through MemA; the config has 256"):
+        mbgd_core_program(TrainingGraph((4, 4, 1000, 4), algorithm="mbgd", batch=2,
+                                        loss="mse"), cfg)
+
+
+def graph_of(loss="softmax_ce", opt="plain", sizes=SIZES, batch=3):
+    return TrainingGraph(sizes, loss=loss, algorithm="mbgd", batch=batch,
+                         optimizer=OPTIMIZERS[opt])
+
+
+@pytest.mark.parametrize("opt", list(OPTIMIZERS))
+@pytest.mark.parametrize("loss", ["softmax_ce", "mse"])
+def test_one_core_step_instruction_mix(loss, opt):
+    graph = graph_of(loss, opt)
+    core = mbgd_core_program(graph, TINY)
+    ins = [decode(w) for w in core.program]
+    n, batch, classes = len(graph.layers), graph.batch, graph.sizes[-1]
+    plain = opt == "plain"
+    gemms = Counter(p for i, p in zip(ins, core.phases) if i.op == Opcode.GEMM)
+    assert gemms == {"forward": n, "delta": n - 1, "update": n}   # every k <= k_chunk here
+    for i, phase in zip(ins, core.phases):
+        if i.op == Opcode.GEMM:
+            assert i.accumulate == int(phase == "update" and plain), (phase, i.text())
+    vops = Counter((i.fn, i.alpha) for i in ins if i.op == Opcode.VOP)
+    if loss == "softmax_ce":
+        assert [i.len for i in ins if i.op == Opcode.SMXCE] == [classes] * batch
+        assert vops[(VecOp.MSEG, SCALAR_REGS["mse"])] == 0
+    else:
+        assert not any(i.op == Opcode.SMXCE for i in ins)
+        assert vops[(VecOp.MSEG, SCALAR_REGS["mse"])] >= 1
+    # The output gradient is scaled once: by -lr / B without optimiser state, else by 1 / B.
+    scale = SCALAR_REGS["step"] if plain else SCALAR_REGS["inv_batch"]
+    assert [key for key in vops if key[0] == VecOp.SCALE] == [(VecOp.SCALE, scale)]
+    axpy = {alpha: c for (fn, alpha), c in vops.items() if fn == VecOp.AXPY}
+    if plain:
+        assert axpy == {}
+    else:       # wd, mu and -lr passes over every layer's [W | b], chunk for chunk
+        assert set(axpy) == {SCALAR_REGS[r] for r in ("wd", "mu", "neg_lr")}
+        assert len(set(axpy.values())) == 1 and min(axpy.values()) >= n
+    assert vops[(VecOp.MAXS, SCALAR_REGS["zero"])] >= n - 1
+    assert vops[(VecOp.RELUD, 0)] >= n - 1
+    moves = [i for i in ins if i.op in (Opcode.LDA, Opcode.STA)]
+    assert moves and all((a.op, a.trans, b.op, b.trans) == (Opcode.LDA, 1, Opcode.STA, 0)
+                         for a, b in zip(moves[::2], moves[1::2]))
+    assert not any(i.op in (Opcode.RING, Opcode.GEMV, Opcode.GER) for i in ins)
+    assert ins[-1].op == Opcode.HALT and core.k_chunk == TINY.memb_words // 2
+
+
+def test_one_core_model_macs_per_phase():
+    graph = graph_of(opt="both")
+    report = mbgd_core_program(graph, TINY).local_phase_report(TINY)
+    batch = graph.batch
+    assert report["forward"]["macs"] == batch * sum(o * (i + 1) for o, i in graph.layers)
+    assert report["delta"]["macs"] == batch * sum(o * i for o, i in graph.layers[1:])
+    assert report["update"]["macs"] == batch * sum(o * (i + 1) for o, i in graph.layers)
+    assert report["loss"]["macs"] == report["transfer"]["macs"] == 0
+    assert report["ring"] == {"cycles": 0, "macs": 0}
+
+
+def spad_regions(core, graph, cfg):
+    """Parameter tensors and host buffers as ``(name, first word, words)`` in the SPAD."""
+    io, batch = core.io, graph.batch
+    out = []
+    for t in core.tensors:
+        assert t.kind == "spad" and t.ld % cfg.nr == 0 and t.addr % cfg.nr == 0, t
+        stored_rows = t.cols if t.transposed else t.rows
+        assert t.ld >= (t.rows if t.transposed else t.cols), t
+        out.append((t.name, t.addr, stored_rows * t.ld))
+    i0 = graph.sizes[0]
+    out += [("inputs_t", io["inputs_t"], (i0 + 1) * io["ld_batch"]),
+            ("inputs", io["inputs"], batch * io["ld_inputs"]),
+            ("targets", io["targets"], batch * io["ld_classes"]),
+            ("logits", io["logits"], batch * io["ld_classes"])]
+    return out
+
+
+@pytest.mark.parametrize("opt", list(OPTIMIZERS))
+@pytest.mark.parametrize("cfg", [TINY, preset("small")], ids=["tiny", "small"])
+def test_one_core_tensors_and_io_fit_the_spad(cfg, opt):
+    graph = graph_of(opt=opt, batch=5)
+    core = mbgd_core_program(graph, cfg)
+    nr, batch = cfg.nr, graph.batch
+    names = {f"P{k}" for k in range(len(graph.layers))}
+    if opt == "both":
+        names |= {f"M{k}" for k in range(len(graph.layers))}
+    assert {t.name for t in core.tensors} == names
+    for t in core.tensors:
+        o, i = graph.layers[int(t.name[1:])]
+        assert (t.rows, t.cols) == (o, i + 1) and t.transposed == (t.name[1:] == "0"), t
+    io = core.io
+    assert (io["ld_batch"], io["ld_inputs"], io["ld_classes"]) == \
+        (ceil_to(batch, nr), ceil_to(graph.sizes[0] + 1, nr), ceil_to(graph.sizes[-1], nr))
+    placed = spad_regions(core, graph, cfg)
+    for name, base, words in placed:
+        assert base % nr == 0 and base + words <= cfg.spad_words, name
+    ordered = sorted(placed, key=lambda r: r[1])
+    for (a, base, words), (b, nxt, _) in zip(ordered, ordered[1:]):
+        assert base + words <= nxt, (a, b)
+    # A row of ones under every [a; 1]: the first one is the row below the inputs.
+    ldb = io["ld_batch"]
+    assert len(core.constants) == len(graph.layers)
+    assert core.constants[0] == (io["inputs_t"] + graph.sizes[0] * ldb, 1, batch, ldb, "one")
+    for addr, rows, cols, ld, value in core.constants:
+        assert (rows, cols, ld, value) == (1, batch, ldb, "one")
+        assert addr + ld <= cfg.spad_words
+    assert failed_checks(core.program, cfg) == []
+
+
+def test_a_spad_too_small_names_the_words_and_the_fix():
+    # (9, 7, 5), batch 8 on nr = 2 (ld 8 for the batch, 10 and 8 for [W | b] rows):
+    # layer 0: [W0|b0]^T 80, [x; 1] 80, [x | 1] 80, h0 56, d0 64 + 56;
+    # layer 1: [W1|b1] 40 and ^T 48, [a0; 1] 64, [a0 | 1] 64, logits 48, d1 48 + 40;
+    # W^T d 72, targets 48: 888 words.
+    graph = TrainingGraph((9, 7, 5), algorithm="mbgd", batch=8)
+    with pytest.raises(CompileError, match=r"^the SPAD needs 888 words but the config has 256 "
+                                           r"\(largest: .*\); use a config with more "
+                                           r"spad_words or a smaller batch or model$"):
+        mbgd_core_program(graph, TINY.replace(spad_words=256))
+    mbgd_core_program(graph, TINY.replace(spad_words=888))
+
+
+@pytest.mark.parametrize("cores", [2, 3])
+def test_ring_cores_share_one_spad_layout_and_run_collectives(cores):
+    graph = graph_of("mse", "both", sizes=(10, 9, 7, 5), batch=4)
+    cfg = TINY.replace(cores=cores)
+    compiled = compile_training(graph, cfg)
+    assert sorted(compiled.cores) == list(range(cores))
+    one = mbgd_core_program(graph, TINY).local_phase_report(TINY)
+    layout = None
+    for k, core in compiled.cores.items():
+        assert core == mbgd_ring_core_program(graph, cfg, k, compiled.segments, compiled.blocks)
+        rings = [decode(w) for w in core.program if decode(w).op == Opcode.RING]
+        assert rings and any(r.slen for r in rings) and any(r.rlen for r in rings)
+        assert failed_checks(core.program, cfg) == []
+        mine = (core.io, core.constants, {t.name: (t.addr, t.ld) for t in core.tensors})
+        assert layout is None or mine == layout, f"core {k}"
+        layout = mine
+    # Each core holds its block of output rows; the blocks partition every layer's outputs.
+    for index, (o, i) in enumerate(graph.layers):
+        parts = compiled.blocks[index]
+        assert parts[0][0] == 0 and parts[-1][1] == o
+        assert all(a < b == c for (a, b), (c, _) in zip(parts, parts[1:]))
+        for k, core in compiled.cores.items():
+            p = next(t for t in core.tensors if t.name == f"P{index}")
+            lo, hi = parts[compiled.segments[index].index(k)]
+            assert (p.rows, p.cols) == (hi - lo, i + 1)
+    reports = [core.local_phase_report(cfg) for core in compiled.cores.values()]
+    for phase in ("forward", "delta", "update"):
+        assert sum(r[phase]["macs"] for r in reports) == one[phase]["macs"], phase
+
+
+@pytest.mark.parametrize("cores, sizes, batch, loss, momentum, wd", [
+    (2, (8, 6, 4), 4, "softmax_ce", 0.0, 0.01),
+    (3, (10, 7, 5), 2, "mse", 0.9, 0.0),
+], ids=["2-cores-decay", "3-cores-momentum"])
+def test_ring_training_is_bit_identical_to_golden(cores, sizes, batch, loss, momentum, wd,
+                                                  rng):
+    cfg = TINY.replace(cores=cores)
+    hw, run_ = train_and_compare(cfg, sizes, "mbgd", batch, loss, momentum, wd, steps=2,
+                                 device=RingIsaDevice(cfg), rng=rng)
+    assert hw.compiled.split == "rows" and min(run_.ring_cycles) > 0
+
+
+def test_one_core_compiles_to_the_one_core_program():
+    graph = graph_of("mse", "both")
+    assert compile_training(graph, TINY).cores == {0: mbgd_core_program(graph, TINY)}

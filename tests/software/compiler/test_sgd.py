@@ -1,0 +1,253 @@
+"""SGD lowered to GEMV kernels (:mod:`caterpillar.software.compiler.sgd`): the instruction mix of
+one core's step, where its tensors and host buffers live, its model MACs per phase, the errors
+when MemA, MemB or the SPAD is too small, and the ring programs (collectives on every core, the
+input columns partitioned, training bit-identical to the golden trainer with the same cores)."""
+
+from collections import Counter
+from types import SimpleNamespace
+
+import pytest
+
+from caterpillar.contract.config import preset
+from caterpillar.contract.geometry import kernel_plan
+from caterpillar.contract.isa import Opcode, VecOp, decode, unpack
+from caterpillar.software.compiler.program import SCALAR_REGS, CompileError, cdiv, ceil_to
+from caterpillar.software.compiler.sgd import sgd_core_program, sgd_ring_core_program
+from caterpillar.software.compiler.training import compile_training, partition
+from caterpillar.software.graph.model import Optimizer, TrainingGraph
+from caterpillar.software.isasim.device import RingIsaDevice
+from tests.software.training.test_trainer import train_and_compare
+
+TINY = preset("tiny")
+SIZES = (9, 8, 6, 5)            # three layers: the first one needs no GEMVT
+OPTIMIZERS = {
+    "plain": Optimizer(lr=0.1),
+    "momentum": Optimizer(lr=0.1, momentum=0.9),
+    "decay": Optimizer(lr=0.1, weight_decay=0.01),
+    "both": Optimizer(lr=0.1, momentum=0.9, weight_decay=0.01),
+}
+
+
+def instructions(core):
+    return [decode(word) for word in core.program]
+
+
+def failed_checks(core, cfg):
+    """The decoder's checks every instruction of ``core`` fails on ``cfg`` (none expected)."""
+    bad = []
+    for pc, word in enumerate(core.program):
+        op, values = unpack(word)
+        for check in kernel_plan(op, SimpleNamespace(**values), cfg).checks:
+            if not check.ok:
+                bad.append((pc, op.name, check.what))
+    return bad
+
+
+@pytest.mark.parametrize("opt", list(OPTIMIZERS))
+@pytest.mark.parametrize("loss", ["softmax_ce", "mse"])
+def test_one_gemv_and_one_ger_per_layer_and_gemvt_below_the_top(loss, opt):
+    graph = TrainingGraph(SIZES, loss=loss, optimizer=OPTIMIZERS[opt])
+    ins = instructions(sgd_core_program(graph, TINY))
+    layers = graph.layers
+    by_op = lambda op: [i for i in ins if i.op == op]  # noqa: E731
+    # Forward in layer order, backward and update from the top.
+    assert [(i.rows, i.cols) for i in by_op(Opcode.GEMV)] == layers
+    assert [(i.rows, i.cols) for i in by_op(Opcode.GER)] == layers[::-1]
+    assert [(i.rows, i.cols) for i in by_op(Opcode.GEMVT)] == layers[:0:-1]
+    use_mom, use_wd = graph.optimizer.momentum > 0, graph.optimizer.weight_decay > 0
+    for ger in by_op(Opcode.GER):
+        assert (ger.use_mom, ger.use_wd) == (int(use_mom), int(use_wd))
+        assert ger.alpha == SCALAR_REGS["neg_lr"]
+    vops = Counter((i.fn, i.alpha) for i in by_op(Opcode.VOP))
+    classes = graph.sizes[-1]
+    if loss == "softmax_ce":
+        assert [i.len for i in by_op(Opcode.SMXCE)] == [classes]
+        assert vops[(VecOp.MSEG, SCALAR_REGS["mse"])] == 0
+    else:
+        assert not by_op(Opcode.SMXCE)
+        assert vops[(VecOp.MSEG, SCALAR_REGS["mse"])] == 1
+    # The bias update: one AXPY by -lr per layer, plus one by wd and one by mu where enabled.
+    n = len(layers)
+    assert vops[(VecOp.AXPY, SCALAR_REGS["neg_lr"])] == n
+    assert vops[(VecOp.AXPY, SCALAR_REGS["wd"])] == n * use_wd
+    assert vops[(VecOp.AXPY, SCALAR_REGS["mu"])] == n * use_mom
+    assert sum(c for (fn, _), c in vops.items() if fn == VecOp.AXPY) == n * (1 + use_wd + use_mom)
+    assert vops[(VecOp.ADD, 0)] == n and vops[(VecOp.MAXS, SCALAR_REGS["zero"])] == n - 1
+    assert vops[(VecOp.RELUD, 0)] == n - 1
+    assert ins[-1].op == Opcode.HALT and sum(i.op == Opcode.HALT for i in ins) == 1
+    assert not by_op(Opcode.RING)
+
+
+@pytest.mark.parametrize("cfg", [TINY, preset("small")], ids=["tiny", "small"])
+def test_model_macs_per_phase_are_the_layer_products(cfg):
+    graph = TrainingGraph(SIZES, optimizer=OPTIMIZERS["both"])
+    core = sgd_core_program(graph, cfg)
+    products = [o * i for o, i in graph.layers]
+    report = core.local_phase_report(cfg)
+    assert report["forward"]["macs"] == sum(products)
+    assert report["delta"]["macs"] == sum(products[1:])      # no GEMVT for the first layer
+    assert report["update"]["macs"] == sum(products)
+    assert report["loss"]["macs"] == report["transfer"]["macs"] == report["ring"]["macs"] == 0
+    assert report["ring"]["cycles"] == 0
+    assert all(report[p]["cycles"] > 0 for p in ("forward", "loss", "delta", "update",
+                                                 "transfer"))
+    # Every instruction's MACs: rows x cols for the three matrix kernels, nothing else.
+    phase_of = {Opcode.GEMV: "forward", Opcode.GEMVT: "delta", Opcode.GER: "update",
+                Opcode.SMXCE: "loss", Opcode.LDV: "transfer", Opcode.STV: "transfer"}
+    for ins, phase, macs in zip(instructions(core), core.phases, core.macs):
+        matrix = ins.op in (Opcode.GEMV, Opcode.GEMVT, Opcode.GER)
+        assert macs == (ins.rows * ins.cols if matrix else 0), ins.text()
+        assert phase == phase_of.get(ins.op, phase), ins.text()
+
+
+def regions(core, cfg):
+    """Every tensor and host buffer as ``(memory, name, first word, words)``."""
+    nr = cfg.nr
+    out = []
+    for t in core.tensors:
+        if t.kind == "mema":
+            assert t.ld == cdiv(t.cols, nr), t
+            out.append(("mema", t.name, t.addr, cdiv(t.rows, nr) * t.ld))
+        else:
+            assert t.kind == "diag" and t.rows == 1, t
+            out.append(("memb", t.name, t.addr, cdiv(t.cols, nr)))
+    return out
+
+
+@pytest.mark.parametrize("opt", ["plain", "both"])
+@pytest.mark.parametrize("cfg", [TINY, preset("small")], ids=["tiny", "small"])
+def test_tensors_and_host_buffers_fit_the_memories(cfg, opt):
+    graph = TrainingGraph(SIZES, optimizer=OPTIMIZERS[opt])
+    core = sgd_core_program(graph, cfg)
+    nr, classes = cfg.nr, graph.sizes[-1]
+    names = [f"{p}{index}" for index in range(len(graph.layers))
+             for p in (("W", "b", "mW", "mb") if opt == "both" else ("W", "b"))]
+    assert sorted(t.name for t in core.tensors) == sorted(names)
+    for t in core.tensors:
+        o, i = graph.layers[int(t.name.lstrip("mWb"))]
+        assert (t.rows, t.cols) == ((o, i) if "W" in t.name else (1, o)), t
+    size = {"mema": cfg.mema_words, "memb": cfg.memb_words}
+    placed = regions(core, cfg)
+    for memory, name, base, words in placed:
+        assert 0 <= base and base + words <= size[memory], name
+    for a in placed:
+        for b in placed:
+            if a is not b and a[0] == b[0]:
+                assert a[2] + a[3] <= b[2] or b[2] + b[3] <= a[2], (a, b)
+    # Host buffers in the SPAD: row-aligned, disjoint, the staging area last and big enough
+    # for the widest W.
+    io = core.io
+    spad = [(io["inputs"], ceil_to(graph.sizes[0], nr)), (io["targets"], ceil_to(classes, nr)),
+            (io["logits"], ceil_to(classes, nr)),
+            (core.staging, max(o * ceil_to(i, nr) for o, i in graph.layers))]
+    for base, words in spad:
+        assert base % nr == 0 and base + words <= cfg.spad_words
+    ends = sorted(spad)
+    assert all(a + n <= b for (a, n), (b, _) in zip(ends, ends[1:]))
+    assert core.staging == max(base for base, _ in spad)
+    # The program reads the sample and the target and writes the logits where io says.
+    ins = instructions(core)
+    assert (ins[0].op, ins[0].spad, ins[0].len) == (Opcode.LDV, io["inputs"], graph.sizes[0])
+    assert [(i.spad, i.len) for i in ins if i.op == Opcode.LDV][1:] == [(io["targets"], classes)]
+    assert [(i.spad, i.len) for i in ins if i.op == Opcode.STV] == [(io["logits"], classes)]
+    # And the decoder accepts every instruction on this config (all ranges inside).
+    assert failed_checks(core, cfg) == []
+
+
+# Sizes for (9, 7, 5) on nr = 2, words per PE (cdiv(n, 2) of every vector):
+# MemA: W0 4 x 5 + W1 3 x 4 = 32 (twice that with momentum).
+# MemB: b0 4, b1 3, x 5, a-1 and a0 replicated 5 + 4, Wa 4 + 3, h 4 + 3, a0 4, d 4 + 3,
+#       four vectors of the widest layer 4 x 5, logits and target 3 + 3, softmax scratch
+#       3 x 3 + 2 = 83.
+# SPAD (rows of 2 words): input 10, target 6, logits 6, staging of W0 7 x 10 = 92.
+@pytest.mark.parametrize("memory, need, momentum, message", [
+    ("mema_words", 32, 0.0, r"^MemA needs 32 words but the config has 31 \(largest: W0 20, "
+                            r"W1 12\); use a config with more mema_words, a smaller model, or "
+                            r"--algorithm mbgd$"),
+    ("mema_words", 64, 0.9, r"^MemA needs 64 words but the config has 63 .*more mema_words"),
+    ("memb_words", 83, 0.0, r"^MemB needs 83 words but the config has 82 .*; use a config "
+                            r"with more memb_words or a smaller model$"),
+    ("spad_words", 92, 0.0, r"^the SPAD needs 92 words but the config has 90 \(largest: "
+                            r"parameter staging 70, .*\); use a config with more spad_words$"),
+])
+def test_a_memory_too_small_names_it_the_words_and_the_fix(memory, need, momentum, message):
+    graph = TrainingGraph((9, 7, 5), optimizer=Optimizer(momentum=momentum))
+    short = need - (TINY.nr if memory == "spad_words" else 1)   # the SPAD grows by rows
+    with pytest.raises(CompileError, match=message):
+        sgd_core_program(graph, TINY.replace(**{memory: short}))
+    # Exactly the words it asked for are enough.
+    sgd_core_program(graph, TINY.replace(**{memory: need}))
+
+
+def ring_programs(graph, cfg):
+    blocks = partition(graph, cfg, cfg.cores)
+    segment = tuple(range(cfg.cores))
+    return blocks, [sgd_ring_core_program(graph, cfg, segment, p, blocks)
+                    for p in range(cfg.cores)]
+
+
+@pytest.mark.parametrize("cores", [2, 3])
+def test_ring_programs_run_collectives_on_column_blocks(cores):
+    graph = TrainingGraph((10, 9, 8, 6), loss="mse", optimizer=OPTIMIZERS["both"])
+    cfg = TINY.replace(cores=cores)
+    blocks, programs = ring_programs(graph, cfg)
+    rings = [[i for i in instructions(core) if i.op == Opcode.RING] for core in programs]
+    assert all(rings)
+    # The cores pair every send with a receive, so they run as many RING instructions.
+    assert len({len(r) for r in rings}) == 1
+    for core_rings in rings:
+        assert any(i.slen for i in core_rings) and any(i.rlen for i in core_rings)
+    for index, (o, i) in enumerate(graph.layers):
+        parts = blocks[index]
+        # The column blocks partition the inputs on row boundaries, one per core.
+        assert parts[0][0] == 0 and parts[-1][1] == i
+        assert all(a < b == c and a % cfg.nr == 0 for (a, b), (c, _) in zip(parts, parts[1:]))
+        for p, core in enumerate(programs):
+            lo, hi = parts[p]
+            w = next(t for t in core.tensors if t.name == f"W{index}")
+            assert (w.rows, w.cols) == (o, hi - lo)
+            ger = [x for x in instructions(core) if x.op == Opcode.GER][::-1][index]
+            gemv = [x for x in instructions(core) if x.op == Opcode.GEMV][index]
+            assert (ger.rows, ger.cols) == (gemv.rows, gemv.cols) == (o, hi - lo)
+    for p, core in enumerate(programs):
+        first = instructions(core)[0]
+        lo, hi = blocks[0][p]
+        assert (first.op, first.spad, first.len) == (Opcode.LDV, core.io["inputs"], hi - lo)
+        assert failed_checks(core, cfg) == []
+    # The cores' MACs add up to the one-core step's.
+    one = sgd_core_program(graph, TINY).local_phase_report(TINY)
+    reports = [core.local_phase_report(cfg) for core in programs]
+    for phase in ("forward", "delta", "update"):
+        assert sum(r[phase]["macs"] for r in reports) == one[phase]["macs"]
+
+
+def test_a_ring_core_too_small_for_its_share_asks_for_more_cores():
+    graph = TrainingGraph((9, 7, 5))
+    # Two cores: core 1 holds W0[:, 4:9] (4 x 3 words) and W1[:, 4:7] (3 x 2): 18 > 16.
+    with pytest.raises(CompileError, match=r"^MemA needs 18 words but the config has 16 .*"
+                                           r"more mema_words, more cores, or --algorithm mbgd$"):
+        ring_programs(graph, TINY.replace(cores=2, mema_words=16))
+    _, programs = ring_programs(graph, TINY.replace(cores=3, mema_words=16))
+    assert len(programs) == 3
+
+
+@pytest.mark.parametrize("cores, sizes, loss, momentum, wd", [
+    (2, (12, 8, 4), "mse", 0.5, 0.0),
+    (3, (9, 7, 6, 5), "softmax_ce", 0.0, 0.01),
+], ids=["2-cores-momentum", "3-cores-decay"])
+def test_ring_training_is_bit_identical_to_golden(cores, sizes, loss, momentum, wd, rng):
+    cfg = TINY.replace(cores=cores)
+    hw, run = train_and_compare(cfg, sizes, "sgd", 1, loss, momentum, wd, steps=3,
+                                device=RingIsaDevice(cfg), rng=rng)
+    # The device ran exactly the programs sgd_ring_core_program emits.
+    graph = hw.compiled.graph
+    _, programs = ring_programs(graph, cfg)
+    assert sorted(hw.compiled.cores) == list(range(cores))
+    for k, core in enumerate(programs):
+        assert hw.compiled.cores[k] == core
+    assert hw.compiled.split == "columns" and min(run.ring_cycles) > 0
+
+
+def test_one_core_compiles_to_the_one_core_program():
+    graph = TrainingGraph(SIZES, optimizer=OPTIMIZERS["momentum"])
+    assert compile_training(graph, TINY).cores == {0: sgd_core_program(graph, TINY)}
