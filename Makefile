@@ -11,7 +11,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP   = $(VENV)/.installed
 
 .PHONY: setup setup-fpga test test-fast sim demo verilog synth-estimate bench-fpga bench-kernels bench-training bench-scaling \
-	docs lint clean
+	docs lint lint-verilog clean
 
 setup: $(STAMP)  ## apt iverilog/ccache if missing, the venv, pinned requirements (idempotent)
 
@@ -28,8 +28,8 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 setup-fpga: setup  ## the optional yowasp Yosys/nextpnr FPGA tools
 	$(BIN)/pip install -q -r requirements-fpga.txt
 
-test: setup  ## everything: unit tests, cocotb on Icarus and Verilator, million-case FP checks
-	$(BIN)/pytest -q -n $(JOBS) --dist loadgroup
+test: setup  ## everything but the heavy runs: unit, integration, cocotb, million-case FP checks
+	$(BIN)/pytest -q -n $(JOBS) --dist loadgroup -m "not heavy"
 
 test-fast: setup  ## block, software and golden tests (no whole core, no external simulator)
 	$(BIN)/pytest -q -n $(JOBS) -m "not slow and not cocotb and not integration"
@@ -47,7 +47,7 @@ synth-estimate: setup-fpga  ## yosys synth_ecp5 cell counts of the fp32 and bf16
 	$(BIN)/caterpillar synth --estimate
 
 bench-fpga: setup-fpga  ## place and route a 16-MAC fp32 array on the ULX3S-85F: Fmax and resources
-	$(BIN)/python bench/fpga_mac_array.py
+	$(BIN)/python -m caterpillar.bench.fpga
 
 bench-training: setup  ## whole training steps (784-256-256-10): utilization per phase; epoch times
 	$(BIN)/caterpillar bench training --json build/bench-training.json
@@ -63,6 +63,9 @@ docs: setup  ## regenerate docs/isa.md and docs/registers.md from the hardware d
 
 lint: setup  ## ruff: pyflakes, pycodestyle, import order, 100-column lines
 	$(BIN)/ruff check .
+
+lint-verilog: setup  ## Verilator -Wall (named waivers) on the core of every preset and a ring
+	$(BIN)/pytest -q tests/sim/build/test_lint.py
 
 clean:
 	rm -rf build sim_build .pytest_cache

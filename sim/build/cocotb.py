@@ -6,14 +6,21 @@ import os
 import shutil
 from pathlib import Path
 
+from caterpillar.sim.build.lint import waiver_flags
 from caterpillar.sim.build.toolchain import build_root, prepare_environment
 
 __all__ = ["run_cocotb", "waves_requested"]
 
 
 def waves_requested() -> bool:
-    """Return whether ``WAVES=1`` asks for waveforms."""
-    return os.environ.get("WAVES", "0") not in ("", "0", "false", "no")
+    """Return whether ``WAVES`` asks for waveforms (``1``, ``yes``, ``true``, ``on``; ``0``,
+    ``no``, ``false``, ``off`` or unset do not, in any case)."""
+    value = os.environ.get("WAVES", "0").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"WAVES={os.environ['WAVES']!r}: use WAVES=1 (waveforms) or WAVES=0")
 
 
 def run_cocotb(sim: str, verilog: Path, toplevel: str, test_module: str, *, name: str,
@@ -32,8 +39,8 @@ def run_cocotb(sim: str, verilog: Path, toplevel: str, test_module: str, *, name
     suffix = "-waves" if waves else ""
     build_dir = build_root() / "cocotb" / f"{name}-{sim}-{verilog.stem}{suffix}"
     runner = get_runner(sim)
-    # Amaranth's Verilog trips Verilator's lint (unused bits, widths): not errors here.
-    build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3"] if sim == "verilator" else []
+    # The named lint waivers of every Verilator build (caterpillar.sim.build.lint).
+    build_args = [*waiver_flags(), "-Wno-fatal", "-O3"] if sim == "verilator" else []
     runner.build(sources=[verilog], hdl_toplevel=toplevel, build_dir=build_dir,
                  build_args=build_args, timescale=("1ns", "1ps"), waves=waves, always=False)
     results = runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=build_dir,

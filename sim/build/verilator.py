@@ -9,6 +9,7 @@ import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
+from caterpillar.sim.build.lint import waiver_flags
 from caterpillar.sim.build.toolchain import build_root, prepare_environment, verilator_available
 
 __all__ = ["VerilatorBuildError", "build_executable"]
@@ -53,7 +54,7 @@ def build_executable(verilog: Path, top: str, harness: Path, exe: str, *,
         cmd = [
             "verilator", "--cc", "--exe", "--build", "-j", str(os.cpu_count() or 2),
             "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert",
-            "-Wno-fatal", "-Wno-lint", "-Wno-style",
+            *waiver_flags(), "-Wno-fatal",
             "--top-module", top, "-Mdir", str(directory / "obj"),
             "--MAKEFLAGS", f"OPT_FAST={opt} OPT_SLOW=-O1 OPT_GLOBAL={opt}",
             *[arg for d in defines for arg in ("-CFLAGS", f"-D{d}")],

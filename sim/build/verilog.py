@@ -12,9 +12,9 @@ from amaranth.hdl import Const, Value, ValueCastable
 from amaranth.hdl._ir import PortDirection  # public only through verilog.convert
 from amaranth.lib import wiring
 
+import caterpillar.contract as contract
 import caterpillar.golden.numerics as numerics
 import caterpillar.rtl as rtl
-import caterpillar.sim as sim
 from caterpillar.sim.build.toolchain import build_root, prepare_environment
 
 __all__ = ["design_digest", "convert", "cached_verilog", "fix_constant_always",
@@ -66,16 +66,17 @@ def fix_constant_always(text: str) -> str:
 
 @functools.lru_cache(maxsize=None)
 def design_digest() -> str:
-    """Return a digest of every source file the hardware depends on.
+    """Return a digest of every source file the generated Verilog depends on.
 
-    A change to any RTL or numerics file invalidates cached Verilog and simulator builds.
+    The RTL, the hardware contract it is built from, the number formats (golden numerics) and
+    this converter: a change to any of them invalidates cached Verilog (and so the simulator
+    builds made from it); a change elsewhere (the simulators, the drivers) does not.
     """
-
     h = hashlib.sha256()
-    roots = [Path(rtl.__file__).parent, Path(sim.__file__).parent]
-    files = sorted(p for root in roots for p in root.rglob("*") if p.suffix in (".py", ".cpp"))
-    for path in [Path(numerics.__file__), *files]:
-        h.update(path.name.encode())
+    roots = [Path(rtl.__file__).parent, Path(contract.__file__).parent]
+    files = sorted(p for root in roots for p in root.rglob("*.py"))
+    for path in [Path(numerics.__file__), Path(__file__), *files]:
+        h.update(str(path.relative_to(path.parents[1])).encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
