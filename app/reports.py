@@ -3,6 +3,7 @@ and figures, to paths checked before the work that fills them."""
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,9 @@ def check_outputs(*, json=None, plot=None, npz=None, npz_flag="--save") -> Outpu
     if plot is not None and Path(plot).suffix.lower() not in FIGURE_SUFFIXES:
         raise OutputPathError(f"--plot {plot}: a figure is written as one of "
                               f"{', '.join(FIGURE_SUFFIXES)}")
+    if plot is not None and importlib.util.find_spec("matplotlib") is None:
+        raise OutputPathError(f"--plot {plot} needs matplotlib, which is not installed: "
+                              "make setup (pip install -r requirements.txt)")
     if npz is not None:
         check_output(npz, npz_flag, suffix=".npz")
     return Outputs(json=check_output(json, "--json") if json is not None else None,

@@ -33,26 +33,22 @@ __all__ = ["add_arguments", "add_compile_arguments", "run", "run_compile", "opti
            "positive_int", "nonnegative_int"]
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
-    return value
+def _int_at_least(minimum: int, what: str):
+    """An argparse type: an integer >= ``minimum`` (``what`` names it in the message)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}")
+        return value
+    return parse
 
 
-def nonnegative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, not {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, not {text!r}")
-    return value
+#: argparse types: an integer >= 1, and an integer >= 0.
+positive_int = _int_at_least(1, "a positive integer")
+nonnegative_int = _int_at_least(0, "an integer >= 0")
 
 
 def add_graph_arguments(p) -> None:
@@ -196,13 +192,9 @@ def run_compile(args) -> int:
         print(compiled.disassemble())
     cfg, graph = plan.config, plan.graph
     report = compile_report(compiled)
-    ring = ""
-    if cfg.cores > 1:
-        where = "/".join(",".join(map(str, s)) for s in dict.fromkeys(compiled.segments))
-        ring = f", {len(compiled.working_cores)} cores {where} ({compiled.split} split)"
     print(f"{'-'.join(map(str, graph.sizes))} {graph.algorithm} batch {graph.batch} on "
-          f"{cfg.name} (nr={cfg.nr}{ring}): {compiled.instructions} instructions, "
-          f"{compiled.step_cycles:,} cycles per step, utilization "
+          f"{cfg.name} (nr={cfg.nr}{compiled.placement_text()}): {compiled.instructions} "
+          f"instructions, {compiled.step_cycles:,} cycles per step, utilization "
           f"{100 * report['utilization']:.1f}%")
     for phase, v in report["phases"].items():
         print(f"  {phase:<9s} {v['cycles']:>12,} cycles  {v['macs']:>14,} MACs  "

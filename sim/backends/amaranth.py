@@ -18,8 +18,8 @@ class AmaranthDevice(Device):
     """The core's RTL in the Amaranth simulator, driven through its host bus.
 
     One background testbench serves the device calls in order; each call advances the
-    simulation until its bus transactions are done (one cycle per write, two per read), so the
-    state persists between calls. Slow (pure Python): meant for small configs and programs.
+    simulation until its bus transactions are done (one cycle per word written or read), so
+    the state persists between calls. Slow (pure Python): meant for small configs and programs.
 
     Parameters
     ----------
@@ -106,7 +106,7 @@ class AmaranthDevice(Device):
     def poll(self, addr: int, mask: int, timeout_cycles: int) -> tuple[int, int]:
         async def job(ctx):
             start = self.cycles
-            while self.cycles - start <= timeout_cycles:
+            while self.cycles - start < timeout_cycles:
                 value = await self._read_one(ctx, addr)
                 if value & mask:
                     return value, self.cycles - start

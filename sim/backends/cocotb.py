@@ -63,7 +63,7 @@ class CocotbDevice(Device):
 
     async def _poll(self, addr, mask, timeout_cycles):
         start = self.cycles
-        while self.cycles - start <= timeout_cycles:
+        while self.cycles - start < timeout_cycles:
             value = await self._read_one(addr)
             if value & mask:
                 return value, self.cycles - start

@@ -1,8 +1,8 @@
 """ECP5 resource estimates with the optional yowasp Yosys (``make setup-fpga``).
 
 This is the quick path: logic synthesis with ``synth_ecp5`` only, no place and route. The cell
-counts are what Yosys maps the design to before packing; ``bench/fpga_mac_array.py`` places and
-routes a full MAC array for Fmax and packed utilisation.
+counts are what Yosys maps the design to before packing; ``python -m caterpillar.bench.fpga``
+(``make bench-fpga``) places and routes a full MAC array for Fmax and packed utilisation.
 
 A memory that ``memory_libmap`` can map neither to block RAM (DP16KD) nor to LUT RAM
 (TRELLIS_DPR16X4) is built from flip-flops and multiplexers: for the scratchpad of a core that is

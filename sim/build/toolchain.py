@@ -30,7 +30,7 @@ def prepare_environment() -> None:
     """
     vbin = _verilator_bin()
     if vbin is not None:
-        parts = os.environ.get("PATH", "").split(os.pathsep)
+        parts = [part for part in os.environ.get("PATH", "").split(os.pathsep) if part]
         if str(vbin) not in parts:
             os.environ["PATH"] = os.pathsep.join([str(vbin), *parts])
     if shutil.which("ccache"):

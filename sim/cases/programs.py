@@ -64,8 +64,8 @@ def random_program(cfg, rng, length: int = 12) -> KernelCase:
     program += [encode(Opcode.SETS, reg=r, value=real(v))
                 for r, v in ((1, -0.25), (2, 0.01), (3, 0.5), (4, 1.5))]
     kinds = ["lda", "sta", "ldv", "stv", "bcast", "gemv", "gemvt", "ger", "vop", "smxce",
-             "gemm", "sets", "rdcnt", "nop"]
-    weights = np.array([3, 2, 3, 2, 2, 3, 3, 3, 3, 1, 1, 1, 1, 1], dtype=float)
+             "gemm", "sets", "rdcnt", "nop", "sync"]
+    weights = np.array([3, 2, 3, 2, 2, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1], dtype=float)
     for kind in rng.choice(kinds, length, p=weights / weights.sum()):
         if kind in ("lda", "sta"):
             rows, cols, ldm = tile(mema_slot)
@@ -138,6 +138,8 @@ def random_program(cfg, rng, length: int = 12) -> KernelCase:
         elif kind == "rdcnt":
             program.append(encode(Opcode.RDCNT, counter=Counter(int(rng.integers(len(Counter)))),
                                   spad=spad_out(4)))
+        elif kind == "sync":
+            program.append(encode(Opcode.SYNC))
         else:
             program.append(encode(Opcode.NOP))
 

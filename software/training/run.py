@@ -262,10 +262,7 @@ def _say(text) -> None:
 def describe(plan: RunPlan, backend: str) -> str:
     """One line: what is trained where, and what a step costs."""
     graph, cfg, compiled, dataset = plan.graph, plan.config, plan.compiled, plan.dataset
-    ring = ""
-    if cfg.cores > 1:
-        where = "/".join(",".join(map(str, s)) for s in dict.fromkeys(compiled.segments))
-        ring = f", {len(compiled.working_cores)} cores {where} ({compiled.split} split)"
+    ring = compiled.placement_text()
     return (f"training {'-'.join(map(str, graph.sizes))} ({graph.loss}, {graph.algorithm}, "
             f"batch {graph.batch}, lr {graph.optimizer.lr}, momentum "
             f"{graph.optimizer.momentum}, weight decay {graph.optimizer.weight_decay}) on "

@@ -1,7 +1,6 @@
+# amaranth: UnusedElaboratable=no
 """The core's RTL in the Amaranth simulator: every kernel equals the instruction-level simulator
 and the golden kernels bit for bit, and takes exactly the predicted cycles."""
-
-# amaranth: UnusedElaboratable=no
 
 import numpy as np
 import pytest

@@ -1,11 +1,10 @@
+# amaranth: UnusedElaboratable=no
 """Random legal programs: the RTL (Amaranth simulator) against the instruction-level simulator.
 
 Each program mixes every instruction with random operands and random data (with corner values)
 and ends by storing every PE memory to the SPAD, so the comparison covers the whole state, the
 cycle count and the counters. Verilator runs many more in tests/sim/test_verilator_core.py.
 """
-
-# amaranth: UnusedElaboratable=no
 
 import numpy as np
 import pytest

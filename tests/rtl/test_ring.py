@@ -1,8 +1,7 @@
+# amaranth: UnusedElaboratable=no
 """The ring top, its engines and links in Amaranth's simulator: collectives on two cores equal
 the golden collectives and the ring simulator's cycles; link stalls delay but do not change
 the data; the ring registers."""
-
-# amaranth: UnusedElaboratable=no
 
 import numpy as np
 import pytest

@@ -1,6 +1,5 @@
-"""The sequencer: the host's IMEM window and scalar registers."""
-
 # amaranth: UnusedElaboratable=no
+"""The sequencer: the host's IMEM window and scalar registers."""
 
 from amaranth.sim import Simulator
 

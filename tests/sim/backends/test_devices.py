@@ -1,7 +1,6 @@
+# amaranth: UnusedElaboratable=no
 """``caterpillar train`` on the simulator backends: the Amaranth simulator and Icarus (cocotb)
 check every bit against the golden trainer after every step."""
-
-# amaranth: UnusedElaboratable=no
 
 import json
 

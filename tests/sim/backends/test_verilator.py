@@ -1,7 +1,6 @@
+# amaranth: UnusedElaboratable=no
 """Free-running Verilator runs of the core: many random programs and kernel shapes, compared
 bit for bit and cycle for cycle with the instruction-level simulator."""
-
-# amaranth: UnusedElaboratable=no
 
 import numpy as np
 import pytest

@@ -1,8 +1,7 @@
+# amaranth: UnusedElaboratable=no
 """The Verilated ring of cores: every collective on random segments and lengths, compared bit
 for bit and cycle for cycle with the ring simulator and the golden collectives, and under
 random link stalls."""
-
-# amaranth: UnusedElaboratable=no
 
 import numpy as np
 import pytest

@@ -1,8 +1,7 @@
+# amaranth: UnusedElaboratable=no
 """Training on the Verilated 4-core ring (free-running): after every step the logits, weights,
 biases and momenta are bit-identical to the golden trainer for 4 cores, and every core's cycle
 count equals the ring timing model's prediction."""
-
-# amaranth: UnusedElaboratable=no
 
 import pytest
 

@@ -1,8 +1,7 @@
+# amaranth: UnusedElaboratable=no
 """Training on the Verilated RTL (free-running): after every step the weights, biases, momenta
 and logits are bit-identical to the golden trainer and to the instruction-level simulator, and
 every step takes exactly the predicted cycles."""
-
-# amaranth: UnusedElaboratable=no
 
 import numpy as np
 import pytest

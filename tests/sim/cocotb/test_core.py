@@ -1,6 +1,5 @@
-"""pytest entry for the cocotb core tests on Icarus and Verilator (``make sim``)."""
-
 # amaranth: UnusedElaboratable=no
+"""pytest entry for the cocotb core tests on Icarus and Verilator (``make sim``)."""
 
 import pytest
 
