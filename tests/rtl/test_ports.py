@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The signatures between a core's blocks: every block's port connects to its partner's, and a
 miswire is refused when the design is built, not found in simulation."""
 

