@@ -233,8 +233,9 @@ def plan_run(opts: dict) -> RunPlan:
         compiled = load_compiled(path)
         _refuse(opts, (*GRAPH_OPTIONS, *CONFIG_OPTIONS),
                 f"--program runs {path} with its own graph, config and placement")
-        if checkpoint is not None and (compiled.graph != graph or compiled.config != cfg):
-            raise UsageError(f"{path} was compiled for another graph or config than "
+        if checkpoint is not None and (compiled.graph != graph or compiled.config != cfg
+                                       or list(compiled.segments) != list(segments)):
+            raise UsageError(f"{path} was compiled for another graph, config or placement than "
                              f"{opts['resume']} was trained with")
         graph, cfg = compiled.graph, compiled.config
     else:
