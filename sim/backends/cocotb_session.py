@@ -28,7 +28,8 @@ def run_in_cocotb(sim: str, cfg, options: dict) -> dict:
     """Run the training session ``options`` on the core of ``cfg`` simulated by ``sim``;
     return its report. Exceptions in the session come back as :class:`RuntimeError` (or
     :class:`ValueError` for user mistakes) carrying the original message."""
-    verilog = cached_verilog(f"Core|{cfg.to_json()}", lambda: Core(cfg), "core")
+    verilog = cached_verilog(f"Core|{cfg.to_json()}", lambda: Core(cfg), "core",
+                             label=f"the {cfg.name} core")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         session = {"config": cfg.to_json(), "options": options, "result": str(out)}

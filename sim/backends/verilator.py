@@ -29,19 +29,20 @@ _WRITE, _READ, _POLL, _CYCLES, _QUIT = 1, 2, 3, 4, 5
 
 def core_executable(cfg) -> Path:
     """Return the free-running host executable for ``cfg``'s core (built once)."""
-    verilog = cached_verilog(f"Core|{cfg.to_json()}", lambda: Core(cfg), "core")
+    label = f"the {cfg.name} core"
+    verilog = cached_verilog(f"Core|{cfg.to_json()}", lambda: Core(cfg), "core", label=label)
     harness = resources.files("caterpillar.sim") / "cpp" / "core_host.cpp"
     with resources.as_file(harness) as path:
-        return build_executable(verilog, "core", Path(path), "core_host")
+        return build_executable(verilog, "core", Path(path), "core_host", label=label)
 
 
 def ring_executable(cfg) -> Path:
     """Return the free-running host executable for ``cfg``'s ring of cores (built once)."""
-
-    verilog = cached_verilog(f"Ring|{cfg.to_json()}", lambda: Ring(cfg), "ring")
+    label = f"the {cfg.cores}-core {cfg.name} ring"
+    verilog = cached_verilog(f"Ring|{cfg.to_json()}", lambda: Ring(cfg), "ring", label=label)
     harness = resources.files("caterpillar.sim") / "cpp" / "core_host.cpp"
     with resources.as_file(harness) as path:
-        return build_executable(verilog, "ring", Path(path), "ring_host",
+        return build_executable(verilog, "ring", Path(path), "ring_host", label=label,
                                 defines=("CATERPILLAR_RING",))
 
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["prepare_environment", "build_root", "verilator_available", "icarus_available"]
+__all__ = ["prepare_environment", "build_root", "verilator_available", "icarus_available",
+           "announced"]
 
 
 def _verilator_bin() -> Path | None:
@@ -57,3 +62,31 @@ def verilator_available() -> bool:
 def icarus_available() -> bool:
     """Return whether Icarus Verilog is on PATH."""
     return shutil.which("iverilog") is not None
+
+
+@contextmanager
+def announced(what: str, cache: Path, *, every: float = 30.0):
+    """Tell the user on stderr that a one-time build of ``what`` starts, that its result is
+    cached in ``cache`` (so it happens once), every ``every`` seconds that it still runs (on a
+    terminal), and how long it took."""
+    start = time.monotonic()
+    print(f"caterpillar: {what}, once: the result is cached in {cache} ...", file=sys.stderr,
+          flush=True)
+    stop = threading.Event()
+
+    def heartbeat():
+        while not stop.wait(every):
+            print(f"caterpillar: {what}: {time.monotonic() - start:.0f} s so far ...",
+                  file=sys.stderr, flush=True)
+
+    ticker = threading.Thread(target=heartbeat, daemon=True) if sys.stderr.isatty() else None
+    if ticker is not None:
+        ticker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        if ticker is not None:
+            ticker.join()
+    print(f"caterpillar: {what}: done in {time.monotonic() - start:.0f} s", file=sys.stderr,
+          flush=True)

