@@ -14,9 +14,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from caterpillar.rtl.core import Core
 from caterpillar.sim.build.cocotb import run_cocotb
-from caterpillar.sim.build.verilog import cached_verilog
+from caterpillar.sim.build.tops import core_top
 
 __all__ = ["run_in_cocotb", "SESSION_ENV"]
 
@@ -28,8 +27,7 @@ def run_in_cocotb(sim: str, cfg, options: dict) -> dict:
     """Run the training session ``options`` on the core of ``cfg`` simulated by ``sim``;
     return its report. Exceptions in the session come back as :class:`RuntimeError` (or
     :class:`ValueError` for user mistakes) carrying the original message."""
-    verilog = cached_verilog(f"Core|{cfg.to_json()}", lambda: Core(cfg), "core",
-                             label=f"the {cfg.name} core")
+    verilog = core_top(cfg).verilog()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         session = {"config": cfg.to_json(), "options": options, "result": str(out)}

@@ -16,10 +16,8 @@ from importlib import resources
 from pathlib import Path
 
 from caterpillar.contract.registers import RegisterMap, RingRegisterMap
-from caterpillar.rtl.core import Core
-from caterpillar.rtl.ring import Ring
+from caterpillar.sim.build.tops import core_top, ring_top
 from caterpillar.sim.build.verilator import build_executable
-from caterpillar.sim.build.verilog import cached_verilog
 from caterpillar.software.driver.device import Device, DeviceTimeout
 
 __all__ = ["VerilatorDevice", "core_executable", "ring_executable"]
@@ -29,8 +27,9 @@ _WRITE, _READ, _POLL, _CYCLES, _QUIT = 1, 2, 3, 4, 5
 
 def core_executable(cfg) -> Path:
     """Return the free-running host executable for ``cfg``'s core (built once)."""
-    label = f"the {cfg.name} core"
-    verilog = cached_verilog(f"Core|{cfg.to_json()}", lambda: Core(cfg), "core", label=label)
+    top = core_top(cfg)
+    label = top.label
+    verilog = top.verilog()
     harness = resources.files("caterpillar.sim") / "cpp" / "core_host.cpp"
     with resources.as_file(harness) as path:
         return build_executable(verilog, "core", Path(path), "core_host", label=label)
@@ -38,8 +37,9 @@ def core_executable(cfg) -> Path:
 
 def ring_executable(cfg) -> Path:
     """Return the free-running host executable for ``cfg``'s ring of cores (built once)."""
-    label = f"the {cfg.cores}-core {cfg.name} ring"
-    verilog = cached_verilog(f"Ring|{cfg.to_json()}", lambda: Ring(cfg), "ring", label=label)
+    top = ring_top(cfg)
+    label = top.label
+    verilog = top.verilog()
     harness = resources.files("caterpillar.sim") / "cpp" / "core_host.cpp"
     with resources.as_file(harness) as path:
         return build_executable(verilog, "ring", Path(path), "ring_host", label=label,

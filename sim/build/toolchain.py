@@ -65,13 +65,16 @@ def icarus_available() -> bool:
 
 
 @contextmanager
-def announced(what: str, cache: Path, *, every: float = 30.0):
-    """Tell the user on stderr that a one-time build of ``what`` starts, that its result is
-    cached in ``cache`` (so it happens once), every ``every`` seconds that it still runs (on a
-    terminal), and how long it took."""
+def announced(what: str, cache: Path | None, *, every: float = 30.0):
+    """Tell the user on stderr that ``what`` starts, every ``every`` seconds that it still runs
+    (on a terminal), and how long it took.
+
+    With ``cache``, ``what`` is a one-time build whose result is cached there (so it happens
+    once) and the first line says so; without, it is long work done on each request (a
+    synthesis, a place and route)."""
     start = time.monotonic()
-    print(f"caterpillar: {what}, once: the result is cached in {cache} ...", file=sys.stderr,
-          flush=True)
+    where = f", once: the result is cached in {cache}" if cache is not None else ""
+    print(f"caterpillar: {what}{where} ...", file=sys.stderr, flush=True)
     stop = threading.Event()
 
     def heartbeat():

@@ -1,13 +1,12 @@
-"""Verilator lint (``-Wall``) of the generated Verilog: the core of every preset and a ring are
-clean except for the warnings :data:`~caterpillar.sim.build.lint.WAIVERS` names with a reason."""
+"""Verilator lint (``-Wall``) of the generated Verilog: the core of every preset, a ring and the
+MAC tops (every top ``caterpillar verilog`` writes) are clean except for the warnings
+:data:`~caterpillar.sim.build.lint.WAIVERS` names with a reason."""
 
 import pytest
 
 from caterpillar.contract.config import PRESETS, preset
-from caterpillar.rtl.core import Core
-from caterpillar.rtl.ring import Ring
 from caterpillar.sim.build.lint import WAIVERS, lint, waiver_flags
-from caterpillar.sim.build.verilog import cached_verilog
+from caterpillar.sim.build.tops import core_top, mac_array_top, mac_top, ring_top
 from tests.helpers import requires_verilator
 
 #: Verilog conversions and lint runs: `make test`, not test-fast.
@@ -22,23 +21,24 @@ def test_every_waiver_has_a_reason():
 
 @pytest.mark.parametrize("name", [n for n in PRESETS if n != "paper-n3"])
 def test_the_core_of_every_preset_is_lint_clean(name):
-    cfg = preset(name)
-    verilog = cached_verilog(f"Core|{cfg.to_json()}", lambda: Core(cfg), "core")
-    assert lint(verilog, "core") == []
+    assert lint(core_top(preset(name)).verilog(), "core") == []
 
 
 @pytest.mark.heavy
 def test_the_paper_n3_core_is_lint_clean():
     """256 PEs: about 7 minutes of Verilog conversion and 2 of lint (make lint-verilog)."""
-    cfg = preset("paper-n3")
-    verilog = cached_verilog(f"Core|{cfg.to_json()}", lambda: Core(cfg), "core")
-    assert lint(verilog, "core", timeout=3600) == []
+    assert lint(core_top(preset("paper-n3")).verilog(), "core", timeout=3600) == []
 
 
 def test_a_ring_is_lint_clean():
-    cfg = preset("tiny").replace(cores=2)
-    verilog = cached_verilog(f"Ring|{cfg.to_json()}", lambda: Ring(cfg), "ring")
-    assert lint(verilog, "ring") == []
+    assert lint(ring_top(preset("tiny").replace(cores=2)).verilog(), "ring") == []
+
+
+@pytest.mark.parametrize("name", ["tiny", "paper-n1"])          # fp32 and fp16 formats
+@pytest.mark.parametrize("make_top", [mac_top, mac_array_top])
+def test_the_mac_tops_are_lint_clean(make_top, name):
+    top = make_top(preset(name))
+    assert lint(top.verilog(), top.name) == []
 
 
 def test_lint_reports_a_real_fault(tmp_path):

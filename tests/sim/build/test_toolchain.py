@@ -128,3 +128,11 @@ def test_a_one_time_build_is_announced_with_its_cache_and_duration(capsys, tmp_p
     assert err[0] == (f"caterpillar: compiling the tiny core, once: the result is cached in "
                       f"{tmp_path} ...")
     assert err[-1].startswith("caterpillar: compiling the tiny core: done in ")
+
+
+def test_long_work_without_a_cache_is_announced_with_its_duration(capsys):
+    with toolchain.announced("placing and routing core_tiny", None):
+        pass
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "caterpillar: placing and routing core_tiny ..."
+    assert err[-1].startswith("caterpillar: placing and routing core_tiny: done in ")

@@ -4,9 +4,8 @@
 import pytest
 
 from caterpillar.contract.config import preset
-from caterpillar.rtl.core import Core
 from caterpillar.sim.build.cocotb import run_cocotb
-from caterpillar.sim.build.verilog import cached_verilog
+from caterpillar.sim.build.tops import core_top
 from tests.helpers import simulators
 
 CFG = preset("tiny")
@@ -16,7 +15,7 @@ CFG = preset("tiny")
 @pytest.mark.slow
 @pytest.mark.parametrize("sim", simulators())
 def test_core(sim, seed):
-    verilog = cached_verilog(f"Core|{CFG.to_json()}", lambda: Core(CFG), "core")
+    verilog = core_top(CFG).verilog()
     results = run_cocotb(sim, verilog, "core", "tests.sim.cocotb.core_cocotb", name="core_tiny",
                          extra_env={"CORE_CFG": CFG.to_json(), "CORE_SEED": str(seed % 997)},
                          seed=seed)
