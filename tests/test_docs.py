@@ -5,6 +5,7 @@ from pathlib import Path
 from caterpillar.contract.config import preset
 from caterpillar.contract.isa import isa_markdown
 from caterpillar.contract.registers import registers_markdown
+from caterpillar.sim.build.tops import ports_markdown
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -15,4 +16,9 @@ def test_isa_table_is_generated_from_rtl_isa():
 
 def test_register_table_is_generated_from_the_register_map():
     assert (DOCS / "registers.md").read_text() == registers_markdown(preset("small")), \
+        "run: caterpillar docs"
+
+
+def test_port_table_is_generated_from_the_tops_signatures():
+    assert (DOCS / "verilog.md").read_text() == ports_markdown(preset("small")), \
         "run: caterpillar docs"

@@ -1,4 +1,5 @@
-"""The ``caterpillar`` command line: fpu filter, self-check, Verilog, errors without tracebacks."""
+"""The ``caterpillar`` command line: fpu filter, self-check, errors without tracebacks (the
+Verilog, synthesis and FPGA commands: tests/app/test_fpga.py)."""
 
 import subprocess
 import sys
@@ -88,13 +89,3 @@ def test_fpu_selfcheck_reports_and_writes_json(tmp_path, capsys):
     assert {r["op"] for r in rows} == {"add", "mul", "mac.fp32", "mac.fp16", "convert.fp32",
                                        "convert.bf16", "max", "scale"}
     assert all(r["golden_mismatches"] == 0 and r["softfloat_cases"] == 500 for r in rows)
-
-
-def test_verilog_writes_mac_and_16_mac_array(tmp_path, capsys):
-    assert main(["verilog", "--config", "tiny", "-o", str(tmp_path)]) == 0
-    mac = (tmp_path / "mac_fp32_fp32.v").read_text()
-    array = (tmp_path / "mac_array16_fp32_fp32.v").read_text()
-    assert "module mac_fp32_fp32(" in mac
-    assert "module mac_array16_fp32_fp32(" in array
-    assert array.count("module ") > mac.count("module ")
-    assert "[1535:0] operands__payload" in array  # 16 lanes of a, b, acc (3 x 32 bits)

