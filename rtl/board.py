@@ -22,8 +22,9 @@ from caterpillar.contract.host_link import (
     clocks_per_bit,
     interbyte_timeout_cycles,
 )
+from caterpillar.contract.registers import RingRegisterMap
 from caterpillar.rtl.host_bridge import HostBridge
-from caterpillar.rtl.ring import Ring
+from caterpillar.rtl.ring import Ring, check_ring_config
 
 __all__ = ["Board", "LEDS", "pll_parameters", "OSCILLATOR_HZ", "RESET_BUTTON",
            "board_markdown"]
@@ -119,15 +120,18 @@ class Board(wiring.Component):
         self.clocks_per_bit = clocks_per_bit(clock_hz, baud)
         self.timeout_cycles = interbyte_timeout_cycles(clock_hz)
         self.pll_parameters = pll_parameters(OSCILLATOR_HZ, clock_hz) if pll else None
-        self.ring = Ring(cfg)
-        self.register_map = self.ring.register_map
+        check_ring_config(cfg)
+        self.register_map = RingRegisterMap(cfg)
         ports = {} if pll else {"uart_rx": In(1, init=1), "uart_tx": Out(1, init=1),
                                 "leds": Out(LED_COUNT), "link_idle": Out(1)}
         super().__init__(ports)
 
     def elaborate(self, platform):
+        if self.pll and platform is None:
+            raise ValueError("Board(cfg) with its PLL is built for amaranth-boards' "
+                             "ULX3S_85F_Platform; pass pll=False to simulate it")
         m = Module()
-        m.submodules.ring = ring = self.ring
+        m.submodules.ring = ring = Ring(self.cfg)
         m.submodules.bridge = bridge = HostBridge(
             clocks_per_bit=self.clocks_per_bit, timeout_cycles=self.timeout_cycles,
             clock_hz=self.clock_hz)
@@ -152,9 +156,6 @@ class Board(wiring.Component):
                          self.leds.eq(leds), self.link_idle.eq(bridge.idle)]
             return m
 
-        if platform is None:
-            raise ValueError("Board(cfg) with its PLL is built for amaranth-boards' "
-                             "ULX3S_85F_Platform; pass pll=False to simulate it")
         m.domains.sync = sync = ClockDomain("sync")
         m.submodules.clk25 = clk25 = io.Buffer("i", platform.request("clk25", 0, dir="-"))
         locked = Signal()
@@ -176,7 +177,7 @@ class Board(wiring.Component):
                                                                        dir="-"))
         m.submodules.reset = ResetSynchronizer(~locked | button.i, domain="sync")
 
-        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
         m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
         m.d.comb += [bridge.rx.eq(rx.i), tx.o.eq(bridge.tx)]

@@ -23,14 +23,12 @@ from caterpillar.contract.registers import RING_ADDR_BITS
 from caterpillar.rtl.ports import HostBus
 from caterpillar.rtl.uart import UartRx, UartTx
 
-__all__ = ["HostBridge"]
+__all__ = ["HostBridge", "LINK_CRC"]
 
-
-def _crc_processor():
-    algorithm = crc.Algorithm(crc_width=CRC_WIDTH, polynomial=CRC_POLYNOMIAL,
-                              initial_crc=CRC_INITIAL, reflect_input=False,
-                              reflect_output=False, xor_output=0)
-    return algorithm(data_width=8).create()
+#: The link's CRC (:mod:`caterpillar.contract.host_link`) as Amaranth's CRC algorithm.
+LINK_CRC = crc.Algorithm(crc_width=CRC_WIDTH, polynomial=CRC_POLYNOMIAL,
+                         initial_crc=CRC_INITIAL, reflect_input=False, reflect_output=False,
+                         xor_output=0)
 
 
 class HostBridge(wiring.Component):
@@ -103,7 +101,7 @@ class HostBridge(wiring.Component):
         m = Module()
         m.submodules.rx = rx = UartRx(clocks_per_bit=self.clocks_per_bit)
         m.submodules.tx = tx = UartTx(clocks_per_bit=self.clocks_per_bit)
-        m.submodules.crc = check = _crc_processor()
+        m.submodules.crc = check = LINK_CRC(data_width=8).create()
         m.submodules.buffer = buffer = Memory(shape=32, depth=MAX_BURST, init=[])
         write = buffer.write_port()
         read = buffer.read_port()

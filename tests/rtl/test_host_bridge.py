@@ -21,6 +21,7 @@ from caterpillar.contract.host_link import (
     LinkInfo,
     PollResult,
     Status,
+    crc16,
     decode_reply,
     encode_info,
     encode_poll,
@@ -29,7 +30,7 @@ from caterpillar.contract.host_link import (
     encode_write,
 )
 from caterpillar.contract.registers import RING_ADDR_BITS
-from caterpillar.rtl.host_bridge import HostBridge
+from caterpillar.rtl.host_bridge import LINK_CRC, HostBridge
 from caterpillar.rtl.ports import HostBus
 
 CPB = 4
@@ -288,6 +289,12 @@ def test_a_length_or_count_out_of_range_is_refused(frame):
 def test_a_length_field_above_the_buffer_is_refused_after_the_line_is_silent():
     frame = encode_request(Command.WRITE, [2] * (MAX_REQUEST_WORDS + 1))
     _refused(frame[:40], Status.BAD_LENGTH, Command.WRITE.value)
+
+
+def test_the_rtl_crc_is_the_contracts(rng):
+    for size in (0, 1, 9, 300):
+        data = bytes(rng.integers(0, 256, size).tolist())
+        assert LINK_CRC(data_width=8).compute(data) == crc16(data)
 
 
 def test_the_timeout_is_checked():
