@@ -58,7 +58,7 @@ bench-scaling: setup  ## the ring: training on 1, 2, 4, 8 cores (784-512-512-10)
 bench-kernels: setup  ## every kernel and shape on the Verilated core (nr = 2, 4, 8): utilization
 	$(BIN)/caterpillar bench kernels --json build/bench-kernels.json
 
-docs: setup  ## regenerate docs/isa.md and docs/registers.md from the hardware definitions
+docs: setup  ## regenerate docs/isa.md, docs/registers.md and docs/host-link.md from the definitions
 	$(BIN)/caterpillar docs
 
 lint: setup  ## ruff: pyflakes, pycodestyle, import order, 100-column lines

@@ -19,6 +19,7 @@ from caterpillar.bench import training as bench_training
 from caterpillar.contract.config import preset, preset_names
 from caterpillar.contract.isa import isa_markdown
 from caterpillar.contract.registers import registers_markdown
+from caterpillar.rtl.board import host_link_document
 from caterpillar.rtl.fp.mac import FPMac
 from caterpillar.rtl.fp.mac_array import MacArray
 from caterpillar.sim.build.synthesis import estimate_mac_cells, format_cell_table
@@ -122,7 +123,8 @@ def _cmd_docs(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "isa.md").write_text(isa_markdown())
     (out / "registers.md").write_text(registers_markdown(preset("small")))
-    print(f"wrote {out / 'isa.md'} and {out / 'registers.md'}")
+    (out / "host-link.md").write_text(host_link_document())
+    print(f"wrote {out / 'isa.md'}, {out / 'registers.md'} and {out / 'host-link.md'}")
     return 0
 
 
@@ -183,7 +185,8 @@ def _add_asm(sub):
 
 
 def _add_docs(sub):
-    p = sub.add_parser("docs", help="regenerate docs/isa.md and docs/registers.md")
+    p = sub.add_parser("docs", help="regenerate docs/isa.md, docs/registers.md and "
+                                    "docs/host-link.md")
     p.add_argument("-o", "--output", default="docs")
     p.set_defaults(func=_cmd_docs)
 

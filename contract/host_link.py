@@ -326,18 +326,37 @@ class PollResult:
 
 
 def host_link_markdown() -> str:
-    """Return the generated tables of ``docs/host-link.md``."""
-    lines = ["| field | bytes | value |", "|---|---|---|",
-             f"| start | 1 | request `{REQUEST_START:#04x}`, reply `{REPLY_START:#04x}` |",
-             "| command | 1 | a command below (a reply echoes the request's) |",
-             "| status | 1 | replies only: a status below |",
-             "| length | 2 | payload words, little-endian |",
-             "| payload | 4 x length | 32-bit words, little-endian |",
-             f"| CRC | {CRC_BYTES} | CRC-16/IBM-3740 (poly `{CRC_POLYNOMIAL:#06x}`, init "
-             f"`{CRC_INITIAL:#06x}`, check `{CRC_CHECK:#06x}`) of every byte after the start "
-             "byte, most significant byte first |", "",
-             "| command | code | request payload | reply payload (status OK) |",
-             "|---|---|---|---|"]
+    """Return the protocol part of ``docs/host-link.md`` (``caterpillar docs``)."""
+    lines = [
+        "# Host link: the host bus over a UART", "",
+        "Generated from `caterpillar.contract.host_link` and `caterpillar.rtl.board` by "
+        "`caterpillar docs`; do not edit.", "",
+        "A board (or the simulated board, `--backend uart-sim`) is reached through one UART. "
+        "The host sends a request frame; the board's host bridge (`rtl/host_bridge.py`) checks "
+        "the whole frame, executes it on the ring's host bus (`docs/registers.md`, 32-bit word "
+        "addresses) and sends exactly one reply. The host sends the next request only after "
+        "the reply: bytes that arrive while the bridge executes or replies are ignored, and so "
+        "are bytes outside a frame that are not the start byte.", "",
+        "## Frames", "",
+        "| field | bytes | value |", "|---|---|---|",
+        f"| start | 1 | request `{REQUEST_START:#04x}`, reply `{REPLY_START:#04x}` |",
+        "| command | 1 | a command below (a reply echoes the request's; 0 if none came) |",
+        "| status | 1 | replies only: a status below |",
+        "| length | 2 | payload words, little-endian |",
+        "| payload | 4 x length | 32-bit words, little-endian |",
+        f"| CRC | {CRC_BYTES} | CRC-16/IBM-3740 (poly `{CRC_POLYNOMIAL:#06x}`, init "
+        f"`{CRC_INITIAL:#06x}`, no reflection, no final XOR, check `{CRC_CHECK:#06x}`) of every "
+        "byte after the start byte, most significant byte first (so the CRC of a whole frame "
+        "with its CRC is 0) |", "",
+        "Why CRC-16: a request can be "
+        f"{HEADER_BYTES + 4 * MAX_REQUEST_WORDS + CRC_BYTES:,} bytes. A sum misses reordered "
+        "bytes and compensating errors; an 8-bit CRC keeps Hamming distance 4 only over a few "
+        "dozen bytes. This CRC detects every 1-, 2- and 3-bit error and every odd number of "
+        "bit errors (its polynomial has the factor x + 1) and every burst up to 16 bits, in "
+        "frames up to 4 KB; the initial value 0xFFFF catches lost or added leading zeros.", "",
+        "## Commands", "",
+        "| command | code | request payload | reply payload (status OK) |",
+        "|---|---|---|---|"]
     shapes = {Command.WRITE: (f"`addr, d0 .. dN-1` (1 <= N <= {MAX_BURST})", "none"),
               Command.READ: (f"`addr, N` (1 <= N <= {MAX_BURST})", "`d0 .. dN-1`"),
               Command.POLL: ("`addr, mask, budget_lo, budget_hi`",
@@ -347,18 +366,52 @@ def host_link_markdown() -> str:
     for c in Command:
         request, reply = shapes[c]
         lines.append(f"| `{c.name}` | `{c.value:#04x}` | {request} | {reply} |")
-    lines += ["", "| status | code | meaning |", "|---|---|---|"]
+    lines += [
+        "",
+        "* `WRITE`: after the whole frame and its CRC are checked, one bus write per cycle to "
+        "`addr`, `addr + 1`, ... The words wait in a block-RAM buffer of `MAX_BURST` words "
+        "(one ECP5 DP16KD), so a bad frame writes nothing.",
+        "* `READ`: one bus read per cycle into the buffer, then the reply.",
+        "* `POLL`: a read of `addr` every cycle, at most `budget` reads (64 bits). The reply "
+        "gives the first value with a bit of `mask` set and `waited` = its read's number (1 "
+        "for the first), or after `budget` reads the last value, `waited = budget` and "
+        "`timed_out = 1` (`budget = 0`: no read, value 0). The cycles are counted by the "
+        "hardware, so `Device.poll` means on a board what it means in every simulator. One "
+        "read beyond the matching one may be issued; host-bus reads have no side effects.",
+        "* `INFO`: what the far end is; the driver checks `version` and uses `max_burst`, "
+        "`clock_hz` and `clocks_per_bit` for its timeouts.", "",
+        "## Status", "",
+        "| status | code | meaning |", "|---|---|---|"]
     for s in Status:
         lines.append(f"| `{s.name}` | `{s.value:#04x}` | {s.doc()} |")
-    lines += ["", "| constant | value |", "|---|---|",
-              f"| largest burst (`MAX_BURST`) | {MAX_BURST} words |",
-              f"| INFO `version` | `{LINK_VERSION:#010x}` |",
-              f"| POLL budget | {BUDGET_BITS} bits |",
-              f"| baud rate | {BAUD:,} |",
-              f"| board clock | {BOARD_CLOCK_HZ:,} Hz ({clocks_per_bit()} clocks per bit) |",
-              f"| inter-byte timeout | {INTERBYTE_TIMEOUT_S * 1e3:g} ms "
-              f"({interbyte_timeout_cycles():,} cycles at the board clock) |"]
-    return "\n".join(lines) + "\n"
+    lines += [
+        "",
+        "An error reply has no payload and is sent when the bridge is ready for the next frame "
+        "(for a length above the limit, once the rest of that frame has stopped arriving), so "
+        "a host that waits for every reply stays in step.", "",
+        "## Constants", "",
+        "| constant | value |", "|---|---|",
+        f"| largest burst (`MAX_BURST`) | {MAX_BURST} words |",
+        f"| largest request payload | {MAX_REQUEST_WORDS} words |",
+        f"| INFO `version` | `{LINK_VERSION:#010x}` |",
+        f"| POLL budget | {BUDGET_BITS} bits |",
+        f"| baud rate | {BAUD:,} (8N1) |",
+        f"| board clock | {BOARD_CLOCK_HZ:,} Hz ({clocks_per_bit()} clocks per bit) |",
+        f"| inter-byte timeout | {INTERBYTE_TIMEOUT_S * 1e3:g} ms "
+        f"({interbyte_timeout_cycles():,} cycles at the board clock) |", "",
+        "## Driver and backends", "",
+        "`software/driver/uart.py` (`UartDevice`) is the `Device` over any byte transport: "
+        "`--backend uart --port /dev/ttyUSB0` opens the port with pyserial (any pyserial URL "
+        "works, e.g. `socket://host:port`), `--backend uart-sim` runs the board top without its "
+        "PLL, Verilated with `sim/cpp/uart_host.cpp`, which bit-bangs the bytes from its stdin "
+        "into `uart_rx` and decodes `uart_tx` to its stdout (free-running; the clock stops "
+        "only while the link is idle and no byte is due). Both use the same protocol code. "
+        "Bursts longer than `max_burst` are split. On opening, the device waits out any frame "
+        "left half sent, sends INFO, and checks the ring's ID, its core count and every core's "
+        "`CONFIG` and memory sizes against the config asked for: a board built for another "
+        "config, a silent port or a port that cannot be opened is one line, before any work.",
+        ""]
+    return "\n".join(lines)
 
 
 _STATUS_DOCS = {

@@ -20,6 +20,7 @@ from caterpillar.contract.host_link import (
     BAUD,
     BOARD_CLOCK_HZ,
     clocks_per_bit,
+    host_link_markdown,
     interbyte_timeout_cycles,
 )
 from caterpillar.contract.registers import RingRegisterMap
@@ -27,7 +28,7 @@ from caterpillar.rtl.host_bridge import HostBridge
 from caterpillar.rtl.ring import Ring, check_ring_config
 
 __all__ = ["Board", "LEDS", "pll_parameters", "OSCILLATOR_HZ", "RESET_BUTTON",
-           "board_markdown"]
+           "board_markdown", "host_link_document"]
 
 #: The ULX3S's oscillator.
 OSCILLATOR_HZ = 25_000_000
@@ -188,7 +189,56 @@ class Board(wiring.Component):
 
 
 def board_markdown() -> str:
-    """Return the LED table of ``docs/host-link.md``."""
-    lines = ["| LED | shows | meaning |", "|---|---|---|"]
+    """Return the board part of ``docs/host-link.md`` (``caterpillar docs``)."""
+    pll = pll_parameters(OSCILLATOR_HZ, BOARD_CLOCK_HZ)
+    vco = BOARD_CLOCK_HZ * pll["CLKOP_DIV"]
+    lines = [
+        "## Board top (`rtl/board.py`)", "",
+        "`Board(cfg)` is `Ring(cfg)` (any number of cores) behind the host bridge. On the "
+        "ULX3S-85F (amaranth-boards' `ULX3S_85F_Platform`) it requests the 25 MHz oscillator, "
+        "the FTDI FT231X's UART pins (FPGA rx `M1`, tx `L4`), the eight LEDs and the `PWR` "
+        "button. `Board(cfg, pll=False)` is the same logic with plain ports on the `sync` "
+        "domain: what `uart-sim` Verilates and `tests/sim/build/test_lint.py` lints.", "",
+        "| port (`pll=False`) | direction | meaning |", "|---|---|---|",
+        "| `clk`, `rst` | in | the `sync` domain |",
+        "| `uart_rx` | in | from the host, idle high |",
+        "| `uart_tx` | out | to the host, idle high |",
+        f"| `leds` | out | {LED_COUNT} LEDs, below |",
+        "| `link_idle` | out | the bridge waits for a request and sends nothing (the "
+        "simulation harness stops the clock only then) |", "",
+        "| LED | shows | meaning |", "|---|---|---|"]
     lines += [f"| {k} | {name} | {doc} |" for k, (name, doc) in LEDS.items()]
-    return "\n".join(lines) + "\n"
+    lines += [
+        "",
+        f"**Clock and baud rate.** The FT231X runs at up to {BAUD:,} baud (its 48 MHz "
+        "reference divided by 16), so the link runs at that rate, and the system clock is a "
+        f"whole multiple of it: {BOARD_CLOCK_HZ / 1e6:g} MHz, {clocks_per_bit()} clocks per "
+        "bit, exact. 48 MHz (16 clocks per bit) cannot be made exactly from 25 MHz: it needs "
+        "a 1 MHz phase-detector frequency, below the ECP5 PLL's 3.125 MHz minimum, and the "
+        "nearest setting, 46.875 MHz, is 2.3 % off the baud rate, most of a UART link's error "
+        "budget. The "
+        f"EHXPLLL makes {BOARD_CLOCK_HZ / 1e6:g} MHz as 25 MHz x {pll['CLKFB_DIV']} / "
+        f"{pll['CLKI_DIV']} (`CLKI_DIV` {pll['CLKI_DIV']}, `CLKFB_DIV` {pll['CLKFB_DIV']}, "
+        f"`CLKOP_DIV` {pll['CLKOP_DIV']}, VCO {vco / 1e6:g} MHz; the values Project Trellis' "
+        "`ecppll` picks), with a timing constraint on its output. The ring's own Fmax on the "
+        "ECP5 has not been measured here; a slower clock that is a multiple of 3 MHz (30 MHz: "
+        "10 clocks per bit) is a parameter away (`Board(cfg, clock_hz=...)`).", "",
+        "**Reset.** The `sync` domain is held in reset while the PLL is not locked or the "
+        f"`PWR` button (`{RESET_BUTTON}`) is pressed, and released synchronously "
+        "(`ResetSynchronizer`).", "",
+        "**Building a bitstream** (with `make setup-fpga`; the yowasp tools are found through "
+        "the `YOSYS`, `NEXTPNR_ECP5` and `ECPPACK` variables, see `bench/fpga.py`):", "",
+        "```python",
+        "from amaranth_boards.ulx3s import ULX3S_85F_Platform",
+        "from caterpillar.contract.config import preset",
+        "from caterpillar.rtl.board import Board",
+        "ULX3S_85F_Platform().build(Board(preset(\"tiny\")), name=\"board\", "
+        "do_program=False)",
+        "```", "",
+        "then `caterpillar train --backend uart --port /dev/ttyUSB0 --config tiny ...`.", ""]
+    return "\n".join(lines)
+
+
+def host_link_document() -> str:
+    """Return ``docs/host-link.md``: the protocol, then the board top."""
+    return host_link_markdown() + "\n" + board_markdown()

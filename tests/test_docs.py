@@ -5,6 +5,7 @@ from pathlib import Path
 from caterpillar.contract.config import preset
 from caterpillar.contract.isa import isa_markdown
 from caterpillar.contract.registers import registers_markdown
+from caterpillar.rtl.board import host_link_document
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -16,3 +17,7 @@ def test_isa_table_is_generated_from_rtl_isa():
 def test_register_table_is_generated_from_the_register_map():
     assert (DOCS / "registers.md").read_text() == registers_markdown(preset("small")), \
         "run: caterpillar docs"
+
+
+def test_host_link_document_is_generated_from_the_protocol_and_the_board():
+    assert (DOCS / "host-link.md").read_text() == host_link_document(), "run: caterpillar docs"

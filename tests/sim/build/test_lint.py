@@ -1,11 +1,13 @@
-"""Verilator lint (``-Wall``) of the generated Verilog: the core of every preset and a ring are
-clean except for the warnings :data:`~caterpillar.sim.build.lint.WAIVERS` names with a reason."""
+"""Verilator lint (``-Wall``) of the generated Verilog: the core of every preset, a ring and the
+simulation board top are clean except for the warnings :data:`~caterpillar.sim.build.lint.
+WAIVERS` names with a reason."""
 
 import pytest
 
 from caterpillar.contract.config import PRESETS, preset
 from caterpillar.rtl.core import Core
 from caterpillar.rtl.ring import Ring
+from caterpillar.sim.backends.uart_sim import board_verilog
 from caterpillar.sim.build.lint import WAIVERS, lint, waiver_flags
 from caterpillar.sim.build.verilog import cached_verilog
 from tests.helpers import requires_verilator
@@ -39,6 +41,12 @@ def test_a_ring_is_lint_clean():
     cfg = preset("tiny").replace(cores=2)
     verilog = cached_verilog(f"Ring|{cfg.to_json()}", lambda: Ring(cfg), "ring")
     assert lint(verilog, "ring") == []
+
+
+def test_the_simulation_board_top_is_lint_clean():
+    """The board top without its PLL (UART bridge, LEDs, a one-core ring): what uart-sim
+    Verilates."""
+    assert lint(board_verilog(preset("tiny")), "board") == []
 
 
 def test_lint_reports_a_real_fault(tmp_path):
