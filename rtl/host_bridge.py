@@ -106,7 +106,7 @@ class HostBridge(wiring.Component):
         write = buffer.write_port()
         read = buffer.read_port()
         bus = self.bus
-        m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx), bus.addr.eq(0)]
+        m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
 
         byte, got = rx.data.payload, rx.data.valid
         command = Signal(8)

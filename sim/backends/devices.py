@@ -37,14 +37,16 @@ def check_backend(backend: str, cfg) -> None:
                          f"cores runs on {', '.join(RING_BACKENDS)}")
 
 
-def check_port(backend: str, port: str | None) -> None:
+def check_port(backend: str, port: str | None, *, probe: bool = True) -> None:
     """Raise ``ValueError`` unless ``port`` goes with ``backend`` (``uart`` needs one, no
-    other takes one), and ``OSError`` if the ``uart`` backend's port cannot be opened."""
+    other takes one); with ``probe``, ``OSError`` if the ``uart`` backend's port cannot be
+    opened."""
     if backend == "uart":
         if not port:
             raise ValueError("--backend uart needs --port DEVICE, the board's serial port "
                              "(e.g. /dev/ttyUSB0)")
-        open_serial(port).close()
+        if probe:
+            open_serial(port).close()
     elif port:
         raise ValueError(f"--port is for --backend uart (a board); --backend {backend} has no "
                          "port: drop --port")
@@ -55,7 +57,7 @@ def open_device(backend: str, cfg, *, port: str | None = None):
     ``uart`` on ``port``) for ``cfg``: the ring when the config has several cores (always for
     the board top of ``uart`` and ``uart-sim``)."""
     check_backend(backend, cfg)
-    check_port(backend, port)
+    check_port(backend, port, probe=False)
     ring = cfg.cores > 1
     if backend == "isa":
         return RingIsaDevice(cfg) if ring else IsaDevice(cfg)
