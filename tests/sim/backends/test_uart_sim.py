@@ -28,11 +28,16 @@ CFG = preset("tiny")
 STEPS = 4
 
 
-def test_training_over_the_simulated_uart_is_bit_exact(tmp_path, capsys):
+@pytest.mark.parametrize("extra, samples", [
+    ([], STEPS),                                                   # one core, SGD
+    (["--cores", "2", "--algorithm", "mbgd", "--batch", "4"], 4 * STEPS),  # a 2-core ring
+], ids=["one-core-sgd", "two-core-mbgd"])
+def test_training_over_the_simulated_uart_is_bit_exact(extra, samples, tmp_path, capsys):
     report = tmp_path / "r.json"
     assert main(["train", "--backend", "uart-sim", "--config", "tiny", "--set",
                  "memb_words=512", "--model", "64-6-10", "--epochs", "1", "--limit",
-                 str(STEPS), "--check-golden", "--quiet", "--json", str(report)]) == 0
+                 str(samples), "--check-golden", "--quiet", "--json", str(report),
+                 *extra]) == 0
     assert f"golden check: {STEPS} steps" in capsys.readouterr().out
     result = json.loads(report.read_text())
     assert result["backend"] == "uart-sim" and result["golden_checked_steps"] == STEPS
