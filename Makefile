@@ -64,7 +64,7 @@ docs: setup  ## regenerate docs/isa.md, docs/registers.md and docs/host-link.md 
 lint: setup  ## ruff: pyflakes, pycodestyle, import order, 100-column lines
 	$(BIN)/ruff check .
 
-lint-verilog: setup  ## Verilator -Wall (named waivers) on the core of every preset and a ring
+lint-verilog: setup  ## Verilator -Wall (named waivers) on the core of every preset, a ring, the board top
 	$(BIN)/pytest -q tests/sim/build/test_lint.py
 
 clean:

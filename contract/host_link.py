@@ -410,7 +410,11 @@ def host_link_markdown() -> str:
         "left half sent, sends INFO, and checks the ring's ID, its core count and every core's "
         "`CONFIG` and memory sizes against the config asked for: a board built for another "
         "config, a silent port or a port that cannot be opened is one line, before any work.",
-        ""]
+        "",
+        "Every request waits for its reply, so a board's speed is bounded by round trips. The "
+        "FT231X passes a short reply to the host only when its latency timer expires (16 ms "
+        "by default on Linux); set it to 1 ms for the board's port, e.g. `echo 1 > "
+        "/sys/bus/usb-serial/devices/ttyUSB0/latency_timer` (as root).", ""]
     return "\n".join(lines)
 
 
