@@ -11,12 +11,15 @@ from caterpillar.contract.host_link import (
     CRC_INITIAL,
     CRC_POLYNOMIAL,
     CRC_WIDTH,
+    INFO_WORDS,
     LINK_VERSION,
     MAX_BURST,
     MAX_REQUEST_WORDS,
+    POLL_REPLY_WORDS,
     REPLY_START,
     REQUEST_START,
     Command,
+    LinkInfo,
     Status,
 )
 from caterpillar.contract.registers import RING_ADDR_BITS
@@ -24,6 +27,9 @@ from caterpillar.rtl.ports import HostBus
 from caterpillar.rtl.uart import UartRx, UartTx
 
 __all__ = ["HostBridge", "LINK_CRC"]
+
+# Where a reply's payload words come from.
+_FROM_BUFFER, _FROM_POLL, _FROM_INFO = range(3)
 
 #: The link's CRC (:mod:`caterpillar.contract.host_link`) as Amaranth's CRC algorithm.
 LINK_CRC = crc.Algorithm(crc_width=CRC_WIDTH, polynomial=CRC_POLYNOMIAL,
@@ -131,7 +137,7 @@ class HostBridge(wiring.Component):
 
         # -- reply state ---------------------------------------------------------------------
         reply_words = Signal(range(MAX_BURST + 1))
-        source = Signal(2)                          # 0 buffer, 1 POLL result, 2 INFO
+        source = Signal(2)                          # where the reply's words come from
         position = Signal(range(8))                 # byte within the header or the CRC
         settle = Signal()                           # one cycle for the buffer and the CRC
         out_byte = Signal(8)
@@ -144,7 +150,7 @@ class HostBridge(wiring.Component):
 
         refused = Signal()
 
-        def reply(code, words=0, src=0):
+        def reply(code, words=0, src=_FROM_BUFFER):
             if code is not Status.OK:
                 m.d.comb += refused.eq(1)
             m.d.sync += [status.eq(code.value), reply_words.eq(words), source.eq(src),
@@ -240,7 +246,7 @@ class HostBridge(wiring.Component):
                         reply(Status.BAD_LENGTH)
                 with m.Elif(command == Command.INFO.value):
                     with m.If(length == 0):
-                        reply(Status.OK, 5, 2)
+                        reply(Status.OK, INFO_WORDS, _FROM_INFO)
                     with m.Else():
                         reply(Status.BAD_LENGTH)
                 with m.Else():
@@ -266,7 +272,7 @@ class HostBridge(wiring.Component):
                 m.d.comb += [write.en.eq(pending), write.addr.eq(cursor - 1),
                              write.data.eq(bus.rdata)]
                 with m.If(cursor == count):
-                    reply(Status.OK, count, 0)
+                    reply(Status.OK, count, _FROM_BUFFER)
 
             with m.State("POLL"):
                 issue = issued != budget
@@ -275,14 +281,14 @@ class HostBridge(wiring.Component):
                 seen = waited + 1
                 with m.If(budget == 0):
                     m.d.sync += timed_out.eq(1)
-                    reply(Status.OK, 4, 1)
+                    reply(Status.OK, POLL_REPLY_WORDS, _FROM_POLL)
                 with m.Elif(pending):
                     m.d.sync += [value.eq(bus.rdata), waited.eq(seen)]
                     with m.If((bus.rdata & mask) != 0):
-                        reply(Status.OK, 4, 1)
+                        reply(Status.OK, POLL_REPLY_WORDS, _FROM_POLL)
                     with m.Elif(seen == budget):
                         m.d.sync += timed_out.eq(1)
-                        reply(Status.OK, 4, 1)
+                        reply(Status.OK, POLL_REPLY_WORDS, _FROM_POLL)
 
             with m.State("REPLY_HEADER"):
                 header = [REPLY_START, command, status, reply_words[:8], reply_words[8:]]
@@ -302,20 +308,20 @@ class HostBridge(wiring.Component):
                             m.next = "REPLY_CRC"
 
             with m.State("REPLY_PAYLOAD"):
-                poll_words = [value, waited[:32], waited[32:], timed_out]
-                info_words = [LINK_VERSION, MAX_BURST, self.clock_hz, self.clocks_per_bit,
-                              self.timeout_cycles]
+                poll_words = [value, waited[:32], waited[32:], timed_out]   # as PollResult
+                info_words = LinkInfo(LINK_VERSION, MAX_BURST, self.clock_hz,
+                                      self.clocks_per_bit, self.timeout_cycles).words()
                 current = Signal(32)
                 m.d.comb += read.addr.eq(cursor)
                 with m.Switch(source):
-                    with m.Case(0):
+                    with m.Case(_FROM_BUFFER):
                         m.d.comb += current.eq(read.data)
-                    with m.Case(1):
+                    with m.Case(_FROM_POLL):
                         with m.Switch(cursor):
                             for k, w in enumerate(poll_words):
                                 with m.Case(k):
                                     m.d.comb += current.eq(w)
-                    with m.Case(2):
+                    with m.Case(_FROM_INFO):
                         with m.Switch(cursor):
                             for k, w in enumerate(info_words):
                                 with m.Case(k):
