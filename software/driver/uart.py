@@ -18,6 +18,7 @@ from caterpillar.contract.host_link import (
     BAUD,
     BOARD_CLOCK_HZ,
     CRC_BYTES,
+    INFO_WORDS,
     INTERBYTE_TIMEOUT_S,
     LINK_VERSION,
     POLL_REPLY_WORDS,
@@ -183,11 +184,12 @@ class UartDevice(Device):
 
     def _hello(self) -> LinkInfo:
         # A frame a crashed host left half sent ends with the bridge's inter-byte timeout:
-        # wait it out and drop that reply, then ask who is there.
-        time.sleep(2 * INTERBYTE_TIMEOUT_S)
+        # wait it out and for its error reply to cross USB (an FT231X holds a short reply
+        # for its latency timer, 16 ms by default), drop that reply, then ask who is there.
+        time.sleep(2 * INTERBYTE_TIMEOUT_S + 0.032)
         self.transport.discard()
         try:
-            words = self._request(encode_info(), 5)
+            words = self._request(encode_info(), INFO_WORDS)
         except LinkError as e:
             raise OSError(f"no CATERPILLAR host bridge answered on {self.transport.name} at "
                           f"{BAUD} baud (is the board's bitstream loaded?): {e}") from None
