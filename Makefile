@@ -1,14 +1,14 @@
 # Thin wrappers: every target calls a Python entry point (the `caterpillar` CLI or pytest).
 # Override: SIM=verilator|icarus  WAVES=1  CONFIG=small  JOBS=2  PY=python3
-#           FPGA_TOP=core|mac-array  FPGA_CONFIG=tiny  (make bitstream)
+#           FPGA_TOP=board|core|mac-array  FPGA_CONFIG=ulx3s  (make bitstream)
 PY     ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 SIM    ?= verilator
 WAVES  ?= 0
 CONFIG ?= small
-FPGA_TOP    ?= core
-FPGA_CONFIG ?= tiny
+FPGA_TOP    ?= board
+FPGA_CONFIG ?= ulx3s
 JOBS   ?= 2
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP   = $(VENV)/.installed
@@ -69,13 +69,13 @@ bench-scaling: setup  ## the ring: training on 1, 2, 4, 8 cores (784-512-512-10)
 bench-kernels: setup  ## every kernel and shape on the Verilated core (nr = 2, 4, 8): utilization
 	$(BIN)/caterpillar bench kernels --json build/bench-kernels.json
 
-docs: setup  ## regenerate docs/isa.md, docs/registers.md and docs/verilog.md from the definitions
+docs: setup  ## regenerate docs/isa.md, registers.md, verilog.md, host-link.md from the code
 	$(BIN)/caterpillar docs
 
 lint: setup  ## ruff: pyflakes, pycodestyle, import order, 100-column lines
 	$(BIN)/ruff check .
 
-lint-verilog: setup  ## Verilator -Wall (named waivers) on the core of every preset and a ring
+lint-verilog: setup  ## Verilator -Wall (named waivers) on the core of every preset, a ring, the board top
 	$(BIN)/pytest -q tests/sim/build/test_lint.py
 
 clean:

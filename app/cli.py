@@ -19,6 +19,7 @@ from caterpillar.bench import training as bench_training
 from caterpillar.contract.config import preset, preset_names
 from caterpillar.contract.isa import isa_markdown
 from caterpillar.contract.registers import registers_markdown
+from caterpillar.rtl.board import host_link_document
 from caterpillar.sim.build.synthesis import ToolError
 from caterpillar.sim.build.tops import ports_markdown
 from caterpillar.sim.fpverify.selfcheck import format_report, selfcheck
@@ -93,7 +94,9 @@ def _cmd_docs(args) -> int:
     (out / "isa.md").write_text(isa_markdown())
     (out / "registers.md").write_text(registers_markdown(preset("small")))
     (out / "verilog.md").write_text(ports_markdown(preset("small")))
-    print(f"wrote {out / 'isa.md'}, {out / 'registers.md'} and {out / 'verilog.md'}")
+    (out / "host-link.md").write_text(host_link_document())
+    print(f"wrote {out / 'isa.md'}, {out / 'registers.md'}, {out / 'verilog.md'} and "
+          f"{out / 'host-link.md'}")
     return 0
 
 
@@ -166,7 +169,7 @@ def _add_asm(sub):
 
 def _add_docs(sub):
     p = sub.add_parser("docs", help="regenerate docs/isa.md, docs/registers.md and "
-                                    "docs/verilog.md")
+                                    "docs/verilog.md, docs/host-link.md")
     p.add_argument("-o", "--output", default="docs")
     p.set_defaults(func=_cmd_docs)
 

@@ -2,8 +2,10 @@
 as Verilog, as ECP5 cells, and as a bitstream.
 
 * ``verilog`` writes one self-contained Verilog file per top to ``-o DIR``: the core of the
-  config (``core.v``), the ring of ``--cores C`` cores (``ring.v``) or the MAC and a 16-MAC
-  array (``--mac``). Their ports are in ``docs/verilog.md``.
+  config (``core.v``), the ring of ``--cores C`` cores (``ring.v``), the board top
+  (``--board ulx3s``: the ring behind the UART host bridge, ``board.v``, without the PLL and
+  pins the board build adds) or the MAC and a 16-MAC array (``--mac``). Their ports are in
+  ``docs/verilog.md``.
 * ``synth`` synthesises the whole core (default) or one PE (``--pe``) of the config with Yosys'
   ``synth_ecp5`` and prints the cells by type and where each memory went (block RAM, LUT RAM
   or flip-flops), or (``--estimate``) the MAC units alone. A memory that would become
@@ -37,7 +39,7 @@ from caterpillar.sim.build.synthesis import (
     yowasp_tool,
 )
 from caterpillar.sim.build.toolchain import build_root
-from caterpillar.sim.build.tops import core_top, mac_array_top, mac_top, ring_top
+from caterpillar.sim.build.tops import board_top, core_top, mac_array_top, mac_top, ring_top
 from caterpillar.software.storage import (
     OutputPathError,
     atomic_write_text,
@@ -90,6 +92,9 @@ def add_verilog_arguments(p) -> None:
                        help="write the ring of C cores (ring.v) instead of the core")
     which.add_argument("--mac", action="store_true",
                        help="write the MAC unit and a 16-MAC array instead of the core")
+    p.add_argument("--board", choices=list(BOARDS), default=None,
+                   help="write the board top (the ring of --cores cores, default 1, behind the "
+                        "UART host bridge; board.v, without the PLL and pins) instead")
     p.add_argument("-o", "--output", default="build/verilog", help="output folder "
                    "(default build/verilog)")
 
@@ -97,15 +102,21 @@ def add_verilog_arguments(p) -> None:
 def run_verilog(args) -> int:
     """Entry point of ``caterpillar verilog``."""
     cfg = _config(args)
-    if args.mac:
-        tops = [mac_top(cfg), mac_array_top(cfg)]
-    elif args.cores is not None:
-        try:
-            tops = [ring_top(cfg.replace(cores=args.cores))]
-        except ConfigError as e:
-            raise ConfigError(f"--cores {args.cores}: {e}") from None
-    else:
-        tops = [core_top(cfg)]
+    if args.mac and args.board:
+        raise ValueError("--mac and --board: choose one (the MAC units or the board top)")
+    try:
+        if args.cores is not None:
+            cfg = cfg.replace(cores=args.cores)
+        if args.mac:
+            tops = [mac_top(cfg), mac_array_top(cfg)]
+        elif args.board:
+            tops = [board_top(cfg)]
+        elif args.cores is not None:
+            tops = [ring_top(cfg)]
+        else:
+            tops = [core_top(cfg)]
+    except ConfigError as e:
+        raise ConfigError(f"--cores {args.cores}: {e}" if args.cores else str(e)) from None
     folder = _output_folder(args.output, "-o")
     paths = [check_output(folder / f"{top.name}.v", "-o") for top in tops]
     for top, path in zip(tops, paths):
@@ -173,11 +184,11 @@ def run_synth(args) -> int:
 def add_fpga_arguments(p) -> None:
     """Options of ``caterpillar fpga build``."""
     p.add_argument("--board", required=True, choices=list(BOARDS), help="the board")
-    _add_config_arguments(p, "tiny")
-    p.add_argument("--top", default="core", choices=list(FPGA_TOPS),
+    _add_config_arguments(p, "ulx3s")
+    p.add_argument("--top", default="board", choices=list(FPGA_TOPS),
                    help="what to build: " + "; ".join(f"{name}: {top.description}"
                                                       for name, top in FPGA_TOPS.items())
-                   + " (default core)")
+                   + " (default board)")
     p.add_argument("--freq", type=positive_float, default=None, metavar="MHZ",
                    help="clock constraint nextpnr optimises for and checks (default: the "
                         "board clock, 25 MHz on the ULX3S); the board still clocks the design "

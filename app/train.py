@@ -21,7 +21,12 @@ import time
 
 from caterpillar.app.reports import check_outputs
 from caterpillar.contract.config import preset_names
-from caterpillar.sim.backends.devices import BACKENDS, check_backend, run_training_on
+from caterpillar.sim.backends.devices import (
+    BACKENDS,
+    check_backend,
+    check_port,
+    run_training_on,
+)
 from caterpillar.software.compiler.program import Compiled
 from caterpillar.software.graph.model import ALGORITHMS, LOSSES, SCHEDULES
 from caterpillar.software.storage import write_json
@@ -87,7 +92,12 @@ def add_arguments(p) -> None:
     add_graph_arguments(p)
     p.add_argument("--epochs", type=positive_int, default=None, help="train until this many "
                    "epochs are done (default 5; a resumed run counts its earlier epochs)")
-    p.add_argument("--backend", choices=BACKENDS, default="verilator")
+    p.add_argument("--backend", choices=BACKENDS, default="verilator",
+                   help="where to train (default verilator): a simulator, uart-sim (the "
+                   "Verilated board top over its UART pins) or uart (a board on --port)")
+    p.add_argument("--port", default=None, metavar="DEVICE",
+                   help="the board's serial port for --backend uart, e.g. /dev/ttyUSB0 "
+                        "(docs/host-link.md)")
     p.add_argument("--seed", type=nonnegative_int, default=None, help="weights and data order "
                    "(default 0)")
     p.add_argument("--init", default=None, metavar="FILE.npz",
@@ -143,6 +153,7 @@ def run(args) -> int:
     which the command line prints as one line, before any simulation starts."""
     outputs = check_outputs(json=args.json, plot=args.plot)
     opts = options_from_args(args)
+    check_port(opts["backend"], opts.get("port"))
     plan: RunPlan = plan_run(opts)
     check_backend(opts["backend"], plan.config)
     try:

@@ -35,7 +35,9 @@ from pathlib import Path
 from amaranth.hdl import Cat, Elaboratable, Module, Signal, Value
 from amaranth.lib import io
 
+from caterpillar.contract.host_link import BOARD_CLOCK_HZ
 from caterpillar.golden.numerics import FORMATS, FloatFormat
+from caterpillar.rtl.board import Board
 from caterpillar.rtl.fp.mac_array import MacArray
 from caterpillar.rtl.ring import Ring, check_ring_config
 from caterpillar.sim.build.bitstream import build_bitstream, worst_clock
@@ -165,9 +167,11 @@ def _exercised_ring(cfg) -> HostBusExerciser:
     return HostBusExerciser(Ring(cfg))
 
 
-#: The tops of ``caterpillar fpga build``, by ``--top`` name. The board top (``rtl/board.py``:
-#: UART host bridge and the ring) plugs in as one more line: ``"board": FpgaTop("...", Board)``.
+#: The tops of ``caterpillar fpga build``, by ``--top`` name.
 FPGA_TOPS = {
+    "board": FpgaTop(f"the config's ring behind the UART host bridge on the FTDI pins, the PLL "
+                     f"making {BOARD_CLOCK_HZ / 1e6:g} MHz, reset button and status LEDs: what "
+                     f"runs caterpillar train --backend uart", Board),
     "core": FpgaTop("the config's ring of cfg.cores cores (one for the presets but paper-*), "
                     "its host bus driven by an LFSR, read data folded onto the 8 LEDs",
                     _exercised_ring),

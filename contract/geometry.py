@@ -21,7 +21,8 @@ from caterpillar.contract.isa import ErrorCause, Opcode, VecOp, unpack
 __all__ = ["cdiv", "log2", "python_select", "Segment", "Check", "KernelPlan", "PLANS",
            "kernel_plan", "INSTRUCTION_OVERHEAD", "SEQUENCER_OPCODES", "instruction_cycles",
            "word_cycles", "execution_cycles", "GemmPhase", "GemmSchedule", "gemm_schedule",
-           "ring_queue_depth", "SMX_EXP_STEPS", "SMX_RECIP_STEPS"]
+           "ring_queue_depth", "spad_bank_bit", "spad_bank", "spad_bank_index",
+           "spad_bank_rows", "SMX_EXP_STEPS", "SMX_RECIP_STEPS"]
 
 #: Cycles of fetch, decode and check before an instruction's first micro-op.
 INSTRUCTION_OVERHEAD = 3
@@ -48,6 +49,37 @@ def log2(n: int) -> int:
 def cdiv(x, n: int):
     """Return ``ceil(x / n)`` for a power of two ``n``."""
     return (x + (n - 1)) >> log2(n)
+
+
+def spad_bank_bit(cfg) -> int:
+    """The row-address bit that picks a SPAD row's bank (docs/architecture.md section 1).
+
+    The SPAD is two true dual-port banks. A ring engine adding received rows reads a row and
+    writes the row it read ``La + 1`` cycles earlier; while beats arrive every cycle those
+    rows are ``La + 1`` apart, and two rows ``d`` apart always differ in bit
+    ``trailing_zeros(d)``, so with that bit as the bank bit the add's read and write sit in
+    different banks and leave a port free for the row being sent.
+    """
+    distance = cfg.add_latency + 1
+    return (distance & -distance).bit_length() - 1
+
+
+def spad_bank(cfg, row: int) -> int:
+    """The bank (0 or 1) that holds SPAD row ``row``."""
+    return (row >> spad_bank_bit(cfg)) & 1
+
+
+def spad_bank_index(cfg, row: int) -> int:
+    """The row of its bank that holds SPAD row ``row`` (the bank bit removed)."""
+    k = spad_bank_bit(cfg)
+    return ((row >> (k + 1)) << k) | (row & ((1 << k) - 1))
+
+
+def spad_bank_rows(cfg) -> int:
+    """Rows of one SPAD bank: every row ``r`` of the SPAD is row ``spad_bank_index(r)`` of
+    bank ``spad_bank(r)``."""
+    step = 1 << (spad_bank_bit(cfg) + 1)
+    return cdiv(cfg.spad_rows, step) * (step >> 1)
 
 
 def ring_queue_depth(cfg) -> int:

@@ -63,7 +63,7 @@ class ErrorCause(enum.Enum):
     IMEM_RANGE = 6
     BAD_SHAPE = 7
     HAZARD = 8
-    HOST_WRITE = 9   # the host wrote the SPAD or IMEM while the core was busy
+    HOST_ACCESS = 9  # the host wrote IMEM or the SPAD, or read the SPAD, while the core was busy
 
 
 class Layout(enum.Enum):

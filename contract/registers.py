@@ -253,10 +253,11 @@ class RegisterMap(_Map):
                  "not edit.", "",
                  f"* IMEM window: instruction `i`, word `w` (0..{INSTR_WORDS - 1}, LSB first) at "
                  f"`{IMEM_BASE:#010x} + {INSTR_WORDS} * i + w`. Writing it while the core is "
-                 "busy is refused and stops the core (`host_write`).",
+                 "busy is refused and stops the core (`host_access`).",
                  f"* SPAD window: word `a` at `{SPAD_BASE:#010x} + a` (operand-format bit "
-                 "patterns, LSB-aligned). Writing it while the core is busy is refused and "
-                 "stops the core (`host_write`).", "",
+                 "patterns, LSB-aligned). Reading or writing it while the core is busy is "
+                 "refused (a read returns 0; the SPAD's ports belong to the array and the ring "
+                 "engine then) and stops the core (`host_access`).", "",
                  "| address | name | access | meaning |", "|---|---|---|---|"]
         lines += [f"| `{c.addr:#06x}` | `{c.name}` | {c.access} | {c.doc} |" for c in self.csrs]
         return "\n".join(lines) + "\n" + _fields_markdown(self.csrs, "") + "\n"

@@ -23,7 +23,8 @@ class Core(wiring.Component):
     Contract: the host loads IMEM and the SPAD through their windows, writes scalar registers
     and ``START_PC``, writes ``CTRL.start`` and polls ``STATUS`` until ``done`` or ``error``.
     Every host request completes in one cycle (reads return data the next cycle). Writes into
-    IMEM or the SPAD while the core is busy are refused and stop it with ``HOST_WRITE``. See
+    IMEM or the SPAD, and SPAD reads, while the core is busy are refused and stop it with
+    ``HOST_ACCESS``. See
     docs/architecture.md and :class:`~caterpillar.contract.registers.RegisterMap`.
 
     ``RING`` instructions move data over ``ring.tx`` to the next core and from ``ring.rx``

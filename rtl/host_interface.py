@@ -40,8 +40,10 @@ class HostInterface(wiring.Component):
 
     Contract: every request completes in its cycle; read data (a CSR, an IMEM word or a SPAD
     word) is on ``bus.rdata`` the next cycle. Writes to ``CTRL`` become one-cycle pulses on
-    ``seq``. A write into IMEM or the SPAD while the sequencer is busy is refused (memory
-    unchanged) and reported on ``seq.host_write``, which stops the core with ``HOST_WRITE``.
+    ``seq``. A write into IMEM or the SPAD, or a read of the SPAD, while the sequencer is busy
+    is refused (memory unchanged, the read returns 0: the SPAD's ports belong to the array and
+    the ring engine then) and reported on ``seq.host_refused``, which stops the core with
+    ``HOST_ACCESS``.
     ``START_PC`` resets to 0.
 
     Members
@@ -70,12 +72,12 @@ class HostInterface(wiring.Component):
         in_spad = bus.addr >= regs.spad_base
         in_imem = ~in_spad & (bus.addr >= regs.imem_base)
         in_csrs = ~in_spad & ~in_imem
-        refused = bus.we & (in_spad | in_imem) & seq.busy
-        for window, inside, base in ((self.imem, in_imem, regs.imem_base),
-                                     (self.spad, in_spad, regs.spad_base)):
+        refused = (bus.we & (in_spad | in_imem) | bus.re & in_spad) & seq.busy
+        for window, inside, base, guarded_read in ((self.imem, in_imem, regs.imem_base, 0),
+                                                   (self.spad, in_spad, regs.spad_base, 1)):
             m.d.comb += [window.addr.eq(bus.addr - base), window.wdata.eq(bus.wdata),
                          window.we.eq(bus.we & inside & ~seq.busy),
-                         window.re.eq(bus.re & inside)]
+                         window.re.eq(bus.re & inside & ~(seq.busy & guarded_read))]
 
         csr_write = bus.we & in_csrs
         ctrl = Signal(register_layout(CTRL))
@@ -86,7 +88,7 @@ class HostInterface(wiring.Component):
         m.d.comb += [
             seq.start.eq(ctrl.start), seq.clear.eq(ctrl.clear),
             seq.clear_counters.eq(ctrl.clear_counters), seq.start_pc.eq(start_pc),
-            seq.host_write.eq(refused),
+            seq.host_refused.eq(refused),
             seq.sreg_idx.eq(bus.addr - sreg_base), seq.sreg_we.eq(csr_write & in_sregs),
             seq.sreg_wdata.eq(bus.wdata),
         ]
@@ -114,7 +116,9 @@ class HostInterface(wiring.Component):
         # Read data one cycle after the request, from the region it addressed.
         csr_rdata = Signal(32)
         region = Signal(2)
-        m.d.sync += [csr_rdata.eq(csr_value), region.eq(Cat(in_spad, in_imem))]
-        m.d.comb += bus.rdata.eq(Mux(region[0], self.spad.rdata,
+        spad_read = Signal()
+        m.d.sync += [csr_rdata.eq(csr_value), region.eq(Cat(in_spad, in_imem)),
+                     spad_read.eq(self.spad.re)]
+        m.d.comb += bus.rdata.eq(Mux(region[0], Mux(spad_read, self.spad.rdata, 0),
                                      Mux(region[1], self.imem.rdata, csr_rdata)))
         return m

@@ -135,7 +135,8 @@ class PE(wiring.Component):
         read = self._read(m, issue, mem)
         result = self._execute(m, issue, mem, read)
         written = self._write_back(m, issue, mem, result)
-        self._hazards(m, issue, read, written)
+        ports = self._memory_ports(m, issue, mem, written)
+        self._hazards(m, issue, read, written, ports)
         return m
 
     def _convert(self, m, value, src, dst, name):
@@ -211,26 +212,27 @@ class PE(wiring.Component):
             memb_read_x=x_store & (x.kind == XferKind.MEMB))
 
     def _memories(self, m, s) -> SimpleNamespace:
-        """MemA, MemB (read addresses at issue) and the accumulator file."""
-        cfg, u, x = self.cfg, self.uop, self.xfer
+        """MemA (one port), MemB (two ports) and the accumulator file.
+
+        Each physical port is a read port and a write port of one ``lib.memory.Memory`` that
+        share the address, so Yosys maps a port to one port of a block RAM; which user a port
+        serves in a cycle is chosen in :meth:`_memory_ports`. MemB carries ``no_rw_check``:
+        the PE never reads a word on one port while the other writes it (a hazard otherwise),
+        so the block RAM's undefined cross-port collision is never observed.
+        """
+        cfg, u = self.cfg, self.uop
         m.submodules.mema = mema = Memory(shape=cfg.word_width, depth=cfg.mema_words, init=[])
-        m.submodules.memb = memb = Memory(shape=cfg.word_width, depth=cfg.memb_words, init=[])
-        mema_rd, mema_wr = mema.read_port(), mema.write_port()
-        memb_rd0, memb_rd1 = memb.read_port(), memb.read_port()
-        memb_wr0, memb_wr1 = memb.write_port(), memb.write_port()
-        m.d.comb += [
-            mema_rd.addr.eq(Mux(s.mema_read_x, x.addr, u.mema)),
-            mema_rd.en.eq(s.mema_read_c | s.mema_read_x),
-            memb_rd0.addr.eq(Mux(s.memb_read_x, x.addr, s.memb_rd)),
-            memb_rd0.en.eq(s.memb0_read_c | s.memb_read_x),
-            memb_rd1.addr.eq(u.memb_rd2),
-            memb_rd1.en.eq(s.memb1_read_c),
-        ]
+        m.submodules.memb = memb = Memory(shape=cfg.word_width, depth=cfg.memb_words, init=[],
+                                          attrs={"no_rw_check": 1})
         slots = Array(Signal(cfg.acc_width, name=f"acc{i}", reset_less=True)
                       for i in range(cfg.acc_slots))
-        return SimpleNamespace(mema_rd=mema_rd, mema_wr=mema_wr, memb_rd0=memb_rd0,
-                               memb_rd1=memb_rd1, memb_wr0=memb_wr0, memb_wr1=memb_wr1,
-                               slots=slots, slot_bits=len(u.acc_rd))
+        return SimpleNamespace(
+            mema=(mema.read_port(), mema.write_port()),
+            memb=[(memb.read_port(), memb.write_port()) for _ in range(2)],
+            mema_data=Signal(cfg.word_width, name="mema_data"),
+            memb0_data=Signal(cfg.word_width, name="memb0_data"),
+            memb1_data=Signal(cfg.word_width, name="memb1_data"),
+            slots=slots, slot_bits=len(u.acc_rd))
 
     def _read(self, m, s, mem) -> SimpleNamespace:
         """Cycle ``t + 1``: read data; the bus write registers; each operand's local source."""
@@ -245,11 +247,11 @@ class PE(wiring.Component):
         acc_rd_op = self._convert(m, mem.slots[s1["acc_op"]], acc_fmt, op_fmt, "narrow_acc_op")
         x_acc_op = self._convert(m, mem.slots[s1["x_addr"][:mem.slot_bits]], acc_fmt, op_fmt,
                                  "narrow_x_acc")
-        bus_value = _pick(m, s1["bus_src"], {BusSrc.MEMA: mem.mema_rd.data,
-                                             BusSrc.MEMB0: mem.memb_rd0.data}, acc_rd_op, word,
+        bus_value = _pick(m, s1["bus_src"], {BusSrc.MEMA: mem.mema_data,
+                                             BusSrc.MEMB0: mem.memb0_data}, acc_rd_op, word,
                           "bus_value")
-        store_value = _pick(m, s1["x_kind"], {XferKind.MEMA: mem.mema_rd.data,
-                                              XferKind.MEMB: mem.memb_rd0.data}, x_acc_op, word,
+        store_value = _pick(m, s1["x_kind"], {XferKind.MEMA: mem.mema_data,
+                                              XferKind.MEMB: mem.memb0_data}, x_acc_op, word,
                             "store_value")
         store_row = s1["x_store"] & ~s1["x_col_bus"]
         store_col = s1["x_store"] & s1["x_col_bus"]
@@ -267,16 +269,16 @@ class PE(wiring.Component):
         neg_zero_op = op_fmt.sign_mask
         one_op = op_fmt.bias << op_fmt.man_bits
         a_local = _pick(m, s1["a"], {
-            ASrc.MEMA: mem.mema_rd.data, ASrc.MEMB0: mem.memb_rd0.data,
-            ASrc.MEMB1: mem.memb_rd1.data, ASrc.ACC: acc_rd_op, ASrc.SCALAR: s1["scalar"]},
+            ASrc.MEMA: mem.mema_data, ASrc.MEMB0: mem.memb0_data,
+            ASrc.MEMB1: mem.memb1_data, ASrc.ACC: acc_rd_op, ASrc.SCALAR: s1["scalar"]},
             neg_zero_op, word, "a_local")
         b_local = _pick(m, s1["b"], {
-            BSrc.MEMA: mem.mema_rd.data, BSrc.MEMB0: mem.memb_rd0.data,
-            BSrc.MEMB1: mem.memb_rd1.data, BSrc.ACC: acc_rd_op, BSrc.SCALAR: s1["scalar"]},
+            BSrc.MEMA: mem.mema_data, BSrc.MEMB0: mem.memb0_data,
+            BSrc.MEMB1: mem.memb1_data, BSrc.ACC: acc_rd_op, BSrc.SCALAR: s1["scalar"]},
             one_op, word, "b_local")
         c_issue = _pick(m, s1["c"], {
-            CSrc.MEMA: mem.mema_rd.data, CSrc.MEMB0: mem.memb_rd0.data,
-            CSrc.MEMB1: mem.memb_rd1.data, CSrc.SCALAR: s1["scalar"],
+            CSrc.MEMA: mem.mema_data, CSrc.MEMB0: mem.memb0_data,
+            CSrc.MEMB1: mem.memb1_data, CSrc.SCALAR: s1["scalar"],
             CSrc.SCALAR2: s1["scalar2"]}, neg_zero_op, word, "c_issue")
         return SimpleNamespace(s1=s1, store_row=store_row, store_col=store_col,
                                a_local=a_local, b_local=b_local, c_issue=c_issue)
@@ -371,16 +373,8 @@ class PE(wiring.Component):
             load_acc=x2["load"] & (x2["kind"] == XferKind.ACC),
             wb_mema=wb & (wb_dst == Dst.MEMA), wb_memb=wb & (wb_dst == Dst.MEMB),
             wb_acc=wb & (wb_dst == Dst.ACC), load_slot=x2["addr"][:mem.slot_bits],
-            acc_wr=ctl4["acc_wr"])
-        m.d.comb += [
-            mem.mema_wr.en.eq(w.wb_mema | w.load_mema),
-            mem.mema_wr.addr.eq(Mux(w.load_mema, x2["addr"], ctl4["mema"])),
-            mem.mema_wr.data.eq(Mux(w.load_mema, load_value, result.narrowed)),
-            mem.memb_wr0.en.eq(w.wb_memb), mem.memb_wr0.addr.eq(ctl4["memb_wr"]),
-            mem.memb_wr0.data.eq(result.narrowed),
-            mem.memb_wr1.en.eq(w.load_memb), mem.memb_wr1.addr.eq(x2["addr"]),
-            mem.memb_wr1.data.eq(load_value),
-        ]
+            acc_wr=ctl4["acc_wr"], wb_mema_addr=ctl4["mema"], wb_memb_addr=ctl4["memb_wr"],
+            wb_data=result.narrowed, load_addr=x2["addr"], load_value=load_value)
         with m.If(w.wb_acc):
             m.d.sync += mem.slots[ctl4["acc_wr"]].eq(result.value)
         with m.If(w.load_acc):
@@ -388,14 +382,74 @@ class PE(wiring.Component):
                 self._convert(m, load_value, cfg.operand, cfg.acc, "widen_load"))
         return w
 
-    def _hazards(self, m, s, read, w) -> None:
-        """``hazard`` (a port, bus or slot claimed twice in a cycle) and the MAC count."""
+    def _memory_ports(self, m, s, mem, w) -> SimpleNamespace:
+        """Give each memory user of this cycle a physical port (docs/architecture.md section 2).
+
+        MemA's one port serves its single user. MemB's users, in priority order, are the read
+        of operand port 0 (``R0``: an operand, the bus or a transfer store), the read of
+        operand port 1 (``R1``), the write-back (``WB``) and the transfer load (``WL``); port 0
+        serves the first present and port 1 the second, so ``R0`` is always on port 0 and
+        ``R1``'s data comes from port 1 only when ``R0`` was read too. A third user is a hazard.
+        """
+        u, x = self.uop, self.xfer
+        mema_rd, mema_wr = mem.mema
+        mema_read = s.mema_read_c | s.mema_read_x
+        mema_addr = Signal.like(mema_rd.addr, name="mema_addr")
+        m.d.comb += [
+            mema_addr.eq(Mux(w.load_mema, w.load_addr,
+                         Mux(w.wb_mema, w.wb_mema_addr,
+                         Mux(s.mema_read_x, x.addr, u.mema)))),
+            mema_rd.addr.eq(mema_addr), mema_rd.en.eq(mema_read),
+            mema_wr.addr.eq(mema_addr), mema_wr.en.eq(w.wb_mema | w.load_mema),
+            mema_wr.data.eq(Mux(w.load_mema, w.load_value, w.wb_data)),
+            mem.mema_data.eq(mema_rd.data),
+        ]
+
+        r0 = s.memb0_read_c | s.memb_read_x
+        r1 = s.memb1_read_c
+        users = [  # (present, address, write data or None), in priority order
+            (r0, Mux(s.memb_read_x, x.addr, s.memb_rd), None),
+            (r1, u.memb_rd2, None),
+            (w.wb_memb, w.wb_memb_addr, w.wb_data),
+            (w.load_memb, w.load_addr, w.load_value),
+        ]
+        ports = []
+        for index, (rd, wr) in enumerate(mem.memb):
+            addr = Signal.like(rd.addr, name=f"memb{index}_addr")
+            data = Signal.like(wr.data, name=f"memb{index}_wdata")
+            reads, writes = Signal(name=f"memb{index}_re"), Signal(name=f"memb{index}_we")
+            # Port `index` serves the user with exactly `index` present users before it.
+            for k in reversed(range(len(users))):
+                present, user_addr, user_data = users[k]
+                earlier = sum(Value.cast(p).as_unsigned() for p, _, _ in users[:k])
+                with m.If(present & (earlier == index)):
+                    m.d.comb += addr.eq(user_addr)
+                    if user_data is None:
+                        m.d.comb += reads.eq(1)
+                    else:
+                        m.d.comb += [writes.eq(1), data.eq(user_data)]
+            m.d.comb += [rd.addr.eq(addr), rd.en.eq(reads), wr.addr.eq(addr),
+                         wr.en.eq(writes), wr.data.eq(data)]
+            ports.append(SimpleNamespace(addr=addr, reads=reads, writes=writes))
+        r0_before = Signal(name="memb_r0_before")
+        m.d.sync += r0_before.eq(r0)
+        m.d.comb += [mem.memb0_data.eq(mem.memb[0][0].data),
+                     mem.memb1_data.eq(Mux(r0_before, mem.memb[1][0].data,
+                                           mem.memb[0][0].data))]
+        p0, p1 = ports
+        collision = p1.writes & (p0.reads | p0.writes) & (p0.addr == p1.addr)
+        return SimpleNamespace(memb_collision=collision)
+
+    def _hazards(self, m, s, read, w, ports) -> None:
+        """``hazard`` (a port, bus or slot claimed twice in a cycle, or one MemB word read and
+        written, or written twice, in one cycle) and the MAC count."""
         u = self.uop
         hazard = (
             _more_than([s.mema_read_c, s.mema_read_x, w.load_mema, w.wb_mema], 1)
             | (s.memb0_read_c & s.memb_read_x)
             | _more_than([s.memb0_read_c | s.memb_read_x, s.memb1_read_c, w.load_memb,
                           w.wb_memb], 2)
+            | ports.memb_collision
             | (w.load_acc & w.wb_acc & (w.load_slot == w.acc_wr))
             | (read.s1["drive_row"] & read.store_row)
             | (read.s1["drive_col"] & read.store_col)

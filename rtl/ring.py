@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In
+from amaranth.lib.wiring import In, Out
 
 from caterpillar.contract.config import ConfigError
 from caterpillar.contract.registers import (
@@ -52,13 +52,17 @@ class Ring(wiring.Component):
     Members
     -------
     bus : In(HostBus(RING_ADDR_BITS))
+    status : Out(register_layout(RING_STATUS))
+        The ring's ``STATUS`` (some core busy, every core done, some core in error), for a
+        board's LEDs.
     """
 
     def __init__(self, cfg):
         check_ring_config(cfg)
         self.cfg = cfg
         self.register_map = RingRegisterMap(cfg)
-        super().__init__({"bus": In(HostBus(RING_ADDR_BITS))})
+        super().__init__({"bus": In(HostBus(RING_ADDR_BITS)),
+                          "status": Out(register_layout(RING_STATUS))})
 
     def elaborate(self, platform):
         m = Module()
@@ -87,7 +91,10 @@ class Ring(wiring.Component):
         # Two channels share each core's one output: segment traffic for the core that names
         # it in SRC, chain traffic for the next core. A beat moves only when both ends run a
         # RING instruction on the same channel.
-        src = [Signal(range(n), name=f"src_{k}", init=(k - 1) % n) for k in range(n)]
+        # A lone core can only feed itself: its index is the constant 0 (Verilog has no
+        # zero-width wire for a range(1) signal).
+        src = [Signal(range(n), name=f"src_{k}", init=(k - 1) % n) for k in range(n)] \
+            if n > 1 else [Const(0)]
         stall_threshold = Signal(8)
         stall_seed = Signal(16)
         stall_load = Signal()
@@ -97,9 +104,10 @@ class Ring(wiring.Component):
         for k, core in enumerate(cores):
             m.submodules[f"stall_{k}"] = stall = LinkStall(cfg)
             stalls.append(stall)
-            pick = Signal(range(n), name=f"pick_{k}")
+            pick = Signal(range(n), name=f"pick_{k}") if n > 1 else Const(0)
             picks.append(pick)
-            m.d.comb += pick.eq(Mux(core.ring.chain, (k - 1) % n, src[k]))
+            if n > 1:
+                m.d.comb += pick.eq(Mux(core.ring.chain, (k - 1) % n, src[k]))
             source = outs[pick]
             match = chains[pick] == core.ring.chain
             m.d.comb += [
@@ -122,7 +130,7 @@ class Ring(wiring.Component):
         stall = Signal(register_layout(STALL))
         m.d.comb += [status.busy.eq(busy.any()), status.done.eq(done.all()),
                      status.error.eq(error.any()), stall.threshold.eq(stall_threshold),
-                     stall.seed.eq(stall_seed)]
+                     stall.seed.eq(stall_seed), self.status.eq(status)]
         readable = {"RING_ID": RING_ID, "CORES": n, "STATUS": status, "DONE_MASK": done,
                     "ERROR_MASK": error, "STALL": stall}
         readable.update({f"SRC{k}": src[k] for k in range(n)})
@@ -130,7 +138,7 @@ class Ring(wiring.Component):
         with m.If(stall_load):
             written = register_layout(STALL)(bus.wdata)
             m.d.sync += [stall_threshold.eq(written.threshold), stall_seed.eq(written.seed)]
-        for k in range(n):
+        for k in range(n if n > 1 else 0):
             with m.If(ring_write & (local == regs[f"SRC{k}"])):
                 m.d.sync += src[k].eq(bus.wdata)
         csr_value = Signal(32)

@@ -6,7 +6,7 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from caterpillar.contract.geometry import cdiv, ring_queue_depth
+from caterpillar.contract.geometry import cdiv, ring_queue_depth, spad_bank_bit
 from caterpillar.rtl.fp.adder import FPAdder
 from caterpillar.rtl.ports import RingCommand, RingPort, RingSpadPort
 
@@ -22,7 +22,10 @@ class RingEngine(wiring.Component):
 
     * Send: row ``src / nr + i`` is read in the cycle its read is issued and pushed into the
       outgoing queue (:func:`~caterpillar.contract.geometry.ring_queue_depth` entries) the
-      next cycle; a read is issued while ``level + read_in_flight < depth``. The queue's head
+      next cycle; a read is issued while ``level + read_in_flight < depth``, except in a cycle
+      where, with ``add`` and ``keep``, a beat is accepted and a sum written and both rows sit
+      in the send row's SPAD bank (:func:`~caterpillar.contract.geometry.spad_bank`): the bank
+      has two ports. The queue's head
       drives ``link_out`` (``valid`` is ``level > 0``), so a word pushed in cycle ``t`` can
       leave in ``t + 1``: one cycle per hop.
     * Receive: ``link_in.ready`` is high while beats remain and, with ``fwd``, while
@@ -33,8 +36,9 @@ class RingEngine(wiring.Component):
       ``t + 1 + add_latency``. The last beat writes only the lanes below ``rlen``.
     * ``finished``: both directions are done, the queue is empty and nothing is in flight.
 
-    Throughput is one beat (``nr`` words) per cycle in each direction. ``ready`` and ``valid``
-    depend only on registers. No reset is needed beyond the global one.
+    Throughput is one beat (``nr`` words) per cycle in each direction (an add's read and write
+    fall in different banks while beats arrive every cycle, so a send read rarely waits).
+    ``ready`` and ``valid`` depend only on registers. No reset is needed beyond the global one.
 
     Members
     -------
@@ -85,14 +89,6 @@ class RingEngine(wiring.Component):
             m.d.sync += head.eq(Mux(head == depth - 1, 0, head + 1))
         m.d.sync += level.eq(level + push - pop)
 
-        # -- send: read rows into the queue ----------------------------------------------
-        read_in_flight = Signal()
-        issue = active & (send_left != 0) & (level + read_in_flight < depth)
-        m.d.comb += [self.spad.rd_en.eq(issue), self.spad.rd_addr.eq(send_row)]
-        m.d.sync += read_in_flight.eq(issue)
-        with m.If(issue):
-            m.d.sync += [send_row.eq(send_row + 1), send_left.eq(send_left - 1)]
-
         # -- receive ---------------------------------------------------------------------
         # Beats inside the add pipeline: accepted (waiting for the local row), then `lat`
         # adder stages; `tags` carries each one's row and lanes alongside the adder.
@@ -104,6 +100,20 @@ class RingEngine(wiring.Component):
         room = Mux(fwd, level + pending < depth, 1)
         m.d.comb += self.port.rx.ready.eq(active & (recv_left != 0) & room)
         accept = self.port.rx.valid & self.port.rx.ready
+
+        # -- send: read rows into the queue ----------------------------------------------
+        # A send read waits while an add reads and writes rows of the bank it would read: a
+        # SPAD bank has two ports (Spad; the bank bit keeps this rare).
+        bit = spad_bank_bit(cfg)
+        done_tag = tags[lat]
+        bank_full = (add & keep & accept & done_tag.valid & (send_row[bit] == recv_row[bit])
+                     & (recv_row[bit] == done_tag.row[bit]))
+        read_in_flight = Signal()
+        issue = active & (send_left != 0) & (level + read_in_flight < depth) & ~bank_full
+        m.d.comb += [self.spad.rd_en.eq(issue), self.spad.rd_addr.eq(send_row)]
+        m.d.sync += read_in_flight.eq(issue)
+        with m.If(issue):
+            m.d.sync += [send_row.eq(send_row + 1), send_left.eq(send_left - 1)]
         beat_lanes = Mux(recv_left == 1, last_lanes, (1 << nr) - 1)
         m.d.comb += [self.spad.op_addr.eq(recv_row),
                      self.spad.op_en.eq(accept & add)]
@@ -124,7 +134,6 @@ class RingEngine(wiring.Component):
                 m.d.comb += self.spad.wr_data[lane].eq(adder.result.payload)
             with m.Else():
                 m.d.comb += self.spad.wr_data[lane].eq(self.port.rx.payload[lane])
-        done_tag = tags[lat]
         write = Mux(add, done_tag.valid, accept)
         m.d.comb += [
             self.spad.wr_addr.eq(Mux(add, done_tag.row, recv_row)),

@@ -31,7 +31,7 @@ class Sequencer(wiring.Component):
     :func:`~caterpillar.contract.geometry.kernel_plan`), then, if it issued micro-ops,
     ``cfg.write_back_latency`` cycles of drain, so that the next instruction sees every
     result. ``halt`` sets ``done``. A failed check, an illegal opcode, running past IMEM, a
-    ``hazard`` from the array or a refused host write stops the core with ``error``, ``cause``
+    ``hazard`` from the array or a refused host access stops the core with ``error``, ``cause``
     and ``error_pc`` until ``clear``. Micro-ops leave through registers: ``issue`` is
     presented to the PEs one cycle after the stream cycle that produced it. A ``RING``
     instruction starts the ring engine from its check cycle and retires in the cycle the engine
@@ -84,10 +84,10 @@ class Sequencer(wiring.Component):
             m.d.sync += [error.eq(1), cause.eq(reason), error_pc.eq(pc)]
             m.next = "ERROR"
 
-        def refuse_host_write():
-            # In every busy state, last: a refused host write wins over the state's m.next.
-            with m.If(host.host_write):
-                fail(ErrorCause.HOST_WRITE)
+        def refuse_host_access():
+            # In every busy state, last: a refused host access wins over the state's m.next.
+            with m.If(host.host_refused):
+                fail(ErrorCause.HOST_ACCESS)
 
         # Per-opcode plans over the registered instruction.
         plans = {}
@@ -123,11 +123,11 @@ class Sequencer(wiring.Component):
                     fail(ErrorCause.IMEM_RANGE)
                 with m.Else():
                     m.next = "DECODE"
-                refuse_host_write()
+                refuse_host_access()
             with m.State("DECODE"):
                 m.d.sync += instr.eq(fetch.data)
                 m.next = "CHECK"
-                refuse_host_write()
+                refuse_host_access()
             with m.State("CHECK"):
                 m.d.sync += [seg.eq(0), *[loop.eq(0) for loop in loops.values()]]
                 with m.If(~legal):
@@ -151,7 +151,7 @@ class Sequencer(wiring.Component):
                     counter_sel = instr.args.rdcnt.counter
                     m.d.sync += counter_snapshot.eq(
                         Array(host.counters[i] for i in range(len(Counter)))[counter_sel])
-                refuse_host_write()
+                refuse_host_access()
             with m.State("RUN"):
                 with m.If(op == Opcode.GEMM):
                     m.d.comb += [uop_next.eq(gemm.uop), xfer_next.eq(gemm.xfer)]
@@ -173,13 +173,13 @@ class Sequencer(wiring.Component):
                 # A structural hazard aborts the program (a later m.next wins).
                 with m.If(self.array.hazard):
                     fail(ErrorCause.HAZARD)
-                refuse_host_write()
+                refuse_host_access()
             with m.State("RING"):
                 with m.If(self.ring.finished):
                     m.d.comb += retire.eq(1)
                     m.d.sync += pc.eq(pc + 1)
                     m.next = "FETCH"
-                refuse_host_write()
+                refuse_host_access()
             with m.State("DRAIN"):
                 with m.If(drain == 0):
                     m.d.comb += retire.eq(1)
@@ -189,7 +189,7 @@ class Sequencer(wiring.Component):
                     m.d.sync += drain.eq(drain - 1)
                 with m.If(self.array.hazard):
                     fail(ErrorCause.HAZARD)
-                refuse_host_write()
+                refuse_host_access()
             with m.State("ERROR"):
                 with m.If(host.clear):
                     m.d.sync += [error.eq(0), cause.eq(ErrorCause.NONE)]
@@ -282,11 +282,11 @@ class Sequencer(wiring.Component):
                     with m.If(failed):
                         fail(reason)
                     with m.Else():
-                        # Nothing starts in a cycle whose refused host write stops the core.
+                        # Nothing starts in a cycle whose refused host access stops the core.
                         if opcode == Opcode.GEMM:
-                            m.d.comb += gemm.start.eq(~self.host.host_write)
+                            m.d.comb += gemm.start.eq(~self.host.host_refused)
                         if opcode == Opcode.RING:
-                            m.d.comb += self.ring.start.eq(~self.host.host_write)
+                            m.d.comb += self.ring.start.eq(~self.host.host_refused)
                             m.next = "RING"
                         else:
                             m.next = "RUN"

@@ -2,26 +2,42 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal
+from types import SimpleNamespace
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from caterpillar.contract.geometry import spad_bank_bit, spad_bank_rows
 from caterpillar.rtl.ports import HostWindow, MicroOps, RingSpadPort, SpadEdge
 
 __all__ = ["Spad"]
 
 
 class Spad(wiring.Component):
-    """``spad_words`` words as rows of ``nr``, with an array port and a host port.
+    """``spad_words`` words as rows of ``nr``: two true dual-port banks shared by the array,
+    the ring engine and the host.
 
-    Contract (docs/architecture.md section 2): a transfer load issued at ``t`` reads row
+    Contract (docs/architecture.md sections 1 and 2): a transfer load issued at ``t`` reads row
     ``spad_row`` at ``t`` and drives it on the buses during ``t + 2`` (``edge``); a transfer
     store issued at ``t`` writes, at the end of ``t + 2``, the lanes in ``lanes`` of row
     ``spad_row`` from the bus values (or, for a sequencer store, ``data`` in every lane). The
-    host port reads or writes one word; read data comes one cycle after ``host.re``. While
-    ``ring.active`` the ring engine owns the array port and the host read port (the core is
-    busy then, so the host interface refuses writes and the driver reads nothing).
+    host port reads or writes one word; read data comes one cycle after ``host.re``. The host
+    interface lets the host in only while the core is idle, and while ``ring.active`` the ring
+    engine is the only user.
+
+    Ports. Row ``r`` lives in bank :func:`~caterpillar.contract.geometry.spad_bank`, each bank
+    a memory with two ports, each port reading or writing one row a cycle (a block RAM's true
+    dual port). A cycle has at most three users: a read (array load, ring send or host), the
+    ring engine's read of the row it adds to, and a write (array store, ring engine or host).
+    In each bank the read takes port 0, the ring's add read the next free port and the write
+    the remaining one; a write to the row a read of the same bank reads shares that read's
+    port and the read returns the old row (a block RAM's read-before-write), as if the two
+    had separate ports. Three users in one bank cannot be served: the ring engine never issues
+    a send read then (:class:`~caterpillar.rtl.ring_engine.RingEngine`), and outside ``RING``
+    only the array (one read, one write) or the host uses the SPAD. No port reads a row another
+    port writes in the same cycle, so the banks carry ``no_rw_check`` for Yosys.
 
     Members
     -------
@@ -30,6 +46,9 @@ class Spad(wiring.Component):
     edge : Out(SpadEdge(cfg))
     host : In(HostWindow(spad word address bits, word))
     ring : In(RingSpadPort(cfg))
+    collision : Out(1)
+        A cycle the banks cannot serve as specified: two ports of a bank on one row with a
+        write, or three users in one bank. Never high for legal users (a verification aid).
     """
 
     def __init__(self, cfg):
@@ -37,7 +56,7 @@ class Spad(wiring.Component):
         super().__init__({
             "issue": In(MicroOps(cfg)), "edge": Out(SpadEdge(cfg)),
             "host": In(HostWindow(cfg.spad_addr_width, cfg.word_width)),
-            "ring": In(RingSpadPort(cfg)),
+            "ring": In(RingSpadPort(cfg)), "collision": Out(1),
         })
 
     def elaborate(self, platform):
@@ -45,52 +64,105 @@ class Spad(wiring.Component):
         cfg, x, edge, host, ring = self.cfg, self.issue.xfer, self.edge, self.host, self.ring
         word, nr = cfg.word_width, cfg.nr
         lane_bits = (nr - 1).bit_length()
-        m.submodules.mem = mem = Memory(shape=data.ArrayLayout(word, nr), depth=cfg.spad_rows,
-                                        init=[])
-        array_rd = mem.read_port()
-        array_wr = mem.write_port(granularity=1)  # one lane (word)
-        host_rd = mem.read_port()
-        host_wr = mem.write_port(granularity=1)
+        row_layout = data.ArrayLayout(word, nr)
 
+        # -- the three users of this cycle -------------------------------------------------
+        host_row = host.addr >> lane_bits if lane_bits else host.addr
+        host_lane = host.addr[:lane_bits] if lane_bits else 0
         load = x.valid & ~x.store
-        m.d.comb += [array_rd.addr.eq(Mux(ring.active, ring.rd_addr, x.spad_row)),
-                     array_rd.en.eq(Mux(ring.active, ring.rd_en, load)),
-                     ring.rd_data.eq(array_rd.data), ring.op_data.eq(host_rd.data)]
+        read = SimpleNamespace(row=Signal(range(cfg.spad_rows), name="read_row"),
+                               en=Signal(name="read_en"))
+        add_read = SimpleNamespace(row=ring.op_addr, en=Signal(name="add_read_en"))
+        write = SimpleNamespace(row=Signal(range(cfg.spad_rows), name="write_row"),
+                                data=Signal(row_layout, name="write_data"),
+                                lanes=Signal(nr, name="write_lanes"))
+        m.d.comb += [
+            read.row.eq(Mux(ring.active, ring.rd_addr, Mux(load, x.spad_row, host_row))),
+            read.en.eq(Mux(ring.active, ring.rd_en, load | host.re)),
+            add_read.en.eq(ring.active & ring.op_en),
+        ]
+        store = self._delayed_store(m)
+        bus = Mux(store.col, edge.col_bus.as_value(), edge.row_bus.as_value())
+        array_data = Mux(store.seq, store.data.replicate(nr), bus)
+        with m.If(ring.active):
+            m.d.comb += [write.row.eq(ring.wr_addr), write.data.eq(ring.wr_data),
+                         write.lanes.eq(ring.wr_lanes)]
+        with m.Elif(store.en):
+            m.d.comb += [write.row.eq(store.row), write.data.eq(array_data),
+                         write.lanes.eq(store.lanes)]
+        with m.Else():
+            m.d.comb += [write.row.eq(host_row), write.data.eq(host.wdata.replicate(nr)),
+                         write.lanes.eq(Mux(host.we, (Const(1, nr) << host_lane)[:nr], 0))]
+
+        # -- two banks of two ports ------------------------------------------------------------
+        bit = spad_bank_bit(cfg)
+
+        def bank_of(row):
+            return row[bit]
+
+        def index_of(row):
+            return Cat(row[:bit], row[bit + 1:])
+
+        read_data, add_data, collisions = [], [], []
+        for b in range(2):
+            mem = Memory(shape=row_layout, depth=spad_bank_rows(cfg), init=[],
+                         attrs={"no_rw_check": 1})
+            m.submodules[f"bank{b}"] = mem
+            (rd0, wr0), (rd1, wr1) = [(mem.read_port(), mem.write_port(granularity=1))
+                                      for _ in range(2)]
+            r_in = read.en & (bank_of(read.row) == b)
+            a_in = add_read.en & (bank_of(add_read.row) == b)
+            w_in = write.lanes.any() & (bank_of(write.row) == b)
+            w_at = index_of(write.row)
+            write_on_0 = Signal(name=f"bank{b}_write_on_0")
+            m.d.comb += write_on_0.eq(w_in & Mux(r_in, w_at == index_of(read.row),
+                                                 ~a_in | (w_at == index_of(add_read.row))))
+            addr0 = Mux(r_in, index_of(read.row), Mux(a_in, index_of(add_read.row), w_at))
+            addr1 = Mux(r_in & a_in, index_of(add_read.row), w_at)
+            ports = ((rd0, wr0, addr0, r_in | a_in, write_on_0),
+                     (rd1, wr1, addr1, r_in & a_in, w_in & ~write_on_0))
+            for rd, wr, addr, reads, writes in ports:
+                m.d.comb += [rd.addr.eq(addr), rd.en.eq(reads), wr.addr.eq(addr),
+                             wr.data.eq(write.data), wr.en.eq(Mux(writes, write.lanes, 0))]
+            (_, _, addr0, reads0, writes0), (_, _, addr1, reads1, writes1) = ports
+            collisions.append((addr0 == addr1) & (writes0 & (reads1 | writes1)
+                                                  | writes1 & reads0)
+                              | (r_in & a_in & w_in & ~write_on_0
+                                 & (w_at != index_of(add_read.row))))
+            read_data.append(rd0.data)
+            add_second = Signal(name=f"bank{b}_add_on_1")
+            m.d.sync += add_second.eq(r_in & a_in)
+            add_data.append(Mux(add_second, rd1.data, rd0.data))
+
+        m.d.comb += self.collision.eq(Cat(*collisions).any())
+        read_bank, add_bank = Signal(), Signal()
+        m.d.sync += [read_bank.eq(bank_of(read.row)), add_bank.eq(bank_of(add_read.row))]
+        row_read = Signal(row_layout, name="row_read")
+        m.d.comb += [row_read.eq(Mux(read_bank, read_data[1], read_data[0])),
+                     ring.rd_data.eq(row_read),
+                     ring.op_data.eq(Mux(add_bank, add_data[1], add_data[0]))]
+
+        # -- the array's edge and the host's word --------------------------------------------
         drive, drive_col = Signal(), Signal()
         load_d1, col_d1 = Signal(), Signal()
         row_data = Signal.like(edge.data)
         m.d.sync += [load_d1.eq(load), col_d1.eq(x.col_bus),
-                     drive.eq(load_d1), drive_col.eq(col_d1), row_data.eq(array_rd.data)]
+                     drive.eq(load_d1), drive_col.eq(col_d1), row_data.eq(row_read)]
         m.d.comb += [edge.drive.eq(drive), edge.col.eq(drive_col), edge.data.eq(row_data)]
-
-        store = {k: Signal.like(v, name=f"store_{k}") for k, v in {
-            "en": x.valid & x.store, "row": x.spad_row, "lanes": x.lanes,
-            "col": x.col_bus, "seq": x.sequencer, "data": x.data}.items()}
-        delayed = {k: Signal.like(v, name=f"store_{k}_d2") for k, v in store.items()}
-        m.d.comb += [store["en"].eq(x.valid & x.store), store["row"].eq(x.spad_row),
-                     store["lanes"].eq(x.lanes), store["col"].eq(x.col_bus),
-                     store["seq"].eq(x.sequencer), store["data"].eq(x.data)]
-        middle = {k: Signal.like(v, name=f"store_{k}_d1") for k, v in store.items()}
-        m.d.sync += [middle[k].eq(store[k]) for k in store]
-        m.d.sync += [delayed[k].eq(middle[k]) for k in store]
-        bus = Mux(delayed["col"], edge.col_bus.as_value(), edge.row_bus.as_value())
-        array_data = Mux(delayed["seq"], delayed["data"].replicate(nr), bus)
-        m.d.comb += [
-            array_wr.addr.eq(Mux(ring.active, ring.wr_addr, delayed["row"])),
-            array_wr.data.eq(Mux(ring.active, ring.wr_data.as_value(), array_data)),
-            array_wr.en.eq(Mux(ring.active, ring.wr_lanes,
-                               Mux(delayed["en"], delayed["lanes"], 0))),
-        ]
-
-        row_of = host.addr >> lane_bits if lane_bits else host.addr
-        lane_of = host.addr[:lane_bits] if lane_bits else 0
         lane_d = Signal(max(1, lane_bits))
-        m.d.sync += lane_d.eq(lane_of)
-        m.d.comb += [
-            host_rd.addr.eq(Mux(ring.active, ring.op_addr, row_of)),
-            host_rd.en.eq(Mux(ring.active, ring.op_en, host.re)),
-            host_wr.addr.eq(row_of), host_wr.data.eq(host.wdata.replicate(nr)),
-            host_wr.en.eq(Mux(host.we, (Const(1, nr) << lane_of)[:nr], 0)),
-            host.rdata.eq(host_rd.data.as_value().word_select(lane_d, word)),
-        ]
+        m.d.sync += lane_d.eq(host_lane)
+        m.d.comb += host.rdata.eq(row_read.as_value().word_select(lane_d, word))
         return m
+
+    def _delayed_store(self, m) -> SimpleNamespace:
+        """The transfer store issued two cycles ago (it writes at the end of this cycle)."""
+        x = self.issue.xfer
+        store = {"en": x.valid & x.store, "row": x.spad_row, "lanes": x.lanes,
+                 "col": x.col_bus, "seq": x.sequencer, "data": x.data}
+        for stage in ("d1", "d2"):
+            delayed = {k: Signal.like(v, name=f"store_{k}_{stage}") if isinstance(v, Signal)
+                       else Signal(v.shape(), name=f"store_{k}_{stage}")
+                       for k, v in store.items()}
+            m.d.sync += [delayed[k].eq(store[k]) for k in store]
+            store = delayed
+        return SimpleNamespace(**store)

@@ -33,7 +33,7 @@ THIRD_PARTY = {
     "golden": {"numpy"},
     "contract": set(),
     "rtl": {"amaranth"},
-    "software": {"numpy", "yaml", "torch", "sklearn"},
+    "software": {"numpy", "yaml", "torch", "sklearn", "serial"},
 }
 #: Third-party imports allowed inside a function, and why: optional or slow to import, and
 #: needed by one feature only.

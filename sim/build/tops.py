@@ -21,13 +21,16 @@ from pathlib import Path
 from amaranth.hdl import Shape
 from amaranth.lib import data, wiring
 
+from caterpillar.contract.host_link import BAUD, BOARD_CLOCK_HZ
+from caterpillar.rtl.board import Board
 from caterpillar.rtl.core import Core
 from caterpillar.rtl.fp.mac import FPMac
 from caterpillar.rtl.fp.mac_array import MacArray
 from caterpillar.rtl.ring import Ring, check_ring_config
 from caterpillar.sim.build.verilog import cached_rtlil, cached_verilog, signature_ports
 
-__all__ = ["VerilogTop", "core_top", "ring_top", "mac_top", "mac_array_top", "port_rows",
+__all__ = ["VerilogTop", "core_top", "ring_top", "board_top", "mac_top", "mac_array_top",
+           "port_rows",
            "documented_tops", "ports_markdown", "CLOCK_PORTS"]
 
 #: The ports :func:`~caterpillar.sim.build.verilog.convert` adds for the ``sync`` domain.
@@ -77,6 +80,16 @@ def ring_top(cfg) -> VerilogTop:
     check_ring_config(cfg)
     return VerilogTop("ring", f"Ring|{cfg.to_json()}", lambda: Ring(cfg),
                       f"the {cfg.cores}-core {cfg.name} ring")
+
+
+def board_top(cfg) -> VerilogTop:
+    """The :class:`~caterpillar.rtl.board.Board` of ``cfg`` without its PLL and pins (UART,
+    LEDs and ``link_idle`` as ports on the ``sync`` clock): what ``uart-sim`` Verilates and
+    what another board wraps in its own clocking. ``caterpillar fpga build`` adds the ULX3S's
+    PLL, reset button and pins."""
+    check_ring_config(cfg)
+    return VerilogTop("board", f"Board|{cfg.to_json()}|{BOARD_CLOCK_HZ}|{BAUD}",
+                      lambda: Board(cfg, pll=False), f"the {cfg.name} board top")
 
 
 def _formats(cfg) -> tuple[str, dict]:
@@ -194,6 +207,7 @@ def documented_tops(cfg) -> list[tuple[VerilogTop, str]]:
     ring_cfg = cfg.replace(cores=DOCUMENTED_RING_CORES)
     return [(core_top(cfg), command),
             (ring_top(ring_cfg), f"{command} --cores {DOCUMENTED_RING_CORES}"),
+            (board_top(cfg), f"{command} --board ulx3s"),
             (mac_top(cfg), f"{command} --mac"),
             (mac_array_top(cfg), f"{command} --mac")]
 

@@ -5,7 +5,8 @@
 //   2 READ  addr count               -> data[count]     one bus read per cycle
 //   3 POLL  addr mask budget_lo budget_hi
 //                                    -> value cycles_lo cycles_hi timeout(0/1)
-//        reads addr every cycle until (value & mask) != 0 or the cycle budget is spent
+//        reads addr every cycle until (value & mask) != 0 or `budget` reads were made (the
+//        host link's POLL and the Amaranth device count the same way)
 //   4 CYCLES                         -> cycles_lo cycles_hi (since the process started)
 //   5 QUIT
 // Python runs only between commands; the simulation loop is all C++. (Verilator escapes the
@@ -93,7 +94,7 @@ int main(int argc, char** argv) {
             const uint64_t budget = args[2] | (uint64_t(args[3]) << 32);
             const uint64_t start = cycles;
             uint32_t value = 0, timeout = 1;
-            while (cycles - start <= budget) {
+            while (cycles - start < budget) {
                 value = bus_read(args[0]);
                 if (value & args[1]) {
                     timeout = 0;

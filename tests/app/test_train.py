@@ -33,6 +33,10 @@ def cli(capsys, *argv):
     (["--init", "nothing.npz"], "no such file"),
     (["--resume", "nothing.npz"], "no such file"),
     (["--algorithm", "sgd", "--batch", "8"], "batch 1"),
+    (["--backend", "uart"], "--backend uart needs --port DEVICE"),
+    (["--port", "/dev/ttyUSB0"], "--port is for --backend uart (a board); --backend isa"),
+    (["--backend", "uart", "--port", "/dev/caterpillar-no-such-port"],
+     "cannot open --port /dev/caterpillar-no-such-port"),
 ])
 def test_train_command_rejects_bad_options(capsys, argv, message):
     code, err = cli(capsys, "train", "--backend", "isa", "--quiet", *argv)

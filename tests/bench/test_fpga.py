@@ -17,6 +17,7 @@ from amaranth.sim import Simulator
 
 from caterpillar.bench import fpga
 from caterpillar.contract.config import preset
+from caterpillar.contract.host_link import BOARD_CLOCK_HZ
 from caterpillar.golden import numerics
 from caterpillar.golden.numerics import BF16, FP16, FP32
 from caterpillar.rtl.ports import HostBus
@@ -276,14 +277,18 @@ def test_host_bus_exerciser_refuses_a_bus_wider_than_its_lfsr():
 @pytest.mark.parametrize("name", list(fpga.FPGA_TOPS))
 def test_every_fpga_top_elaborates_on_the_board(name):
     """What `caterpillar fpga build --top NAME` hands the platform: the design, the clock, the
-    LEDs as its only pins."""
+    LEDs as its only pins; the board top also the UART, the reset button and its PLL's
+    clock constraint."""
     top = fpga.FPGA_TOPS[name]
     assert len(top.description) > 40
     plan = make_platform().build(top.make(preset("tiny")), name="t", do_build=False)
     lpf = plan.files["t.lpf"]
     pins = re.findall(r'LOCATE COMP "(\w+)"', lpf)
-    assert sorted(pins) == sorted(["clk25_0__io", *(f"led_{k}__io" for k in range(8))])
+    board = ["button_pwr_0__io", "uart_0__rx__io", "uart_0__tx__io"] if name == "board" else []
+    assert sorted(pins) == sorted(["clk25_0__io", *(f"led_{k}__io" for k in range(8)), *board])
     assert 'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ;' in lpf
+    pll_constraint = f'FREQUENCY NET "reset.clk" {float(BOARD_CLOCK_HZ)} HZ;'
+    assert (pll_constraint in lpf) == (name == "board")
 
 
 def test_the_core_top_is_the_configs_ring():

@@ -74,5 +74,5 @@ def test_json_errors_are_clear():
     with pytest.raises(ConfigError, match=r"^a config must be a JSON object, not list$"):
         CaterpillarConfig.from_json("[4]")
     with pytest.raises(ConfigError, match=r"^unknown config preset 'huge'; choose one of tiny, "
-                                          r"small, paper-n1, paper-n3$"):
+                                          r"small, ulx3s, paper-n1, paper-n3$"):
         preset("huge")

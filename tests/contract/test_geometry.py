@@ -18,6 +18,9 @@ from caterpillar.contract.geometry import (
     log2,
     python_select,
     ring_queue_depth,
+    spad_bank,
+    spad_bank_index,
+    spad_bank_rows,
     word_cycles,
 )
 from caterpillar.contract.isa import OPERANDS, ErrorCause, Opcode, encode
@@ -119,3 +122,14 @@ def test_gemm_schedule_covers_every_block_panel_and_group(m, n, k, mc, accumulat
                                            accumulate=accumulate, lda=64, ldb=32, ldc=32),
                        CFG)
     assert plan.stream_cycles == schedule.cycles
+
+
+@pytest.mark.parametrize("add_latency", [1, 2, 3, 4, 5, 7])
+def test_spad_banks_hold_every_row_once_and_split_the_add_distance(add_latency):
+    cfg = preset("tiny").replace(add_latency=add_latency, spad_words=2 * 100)
+    places = {(spad_bank(cfg, r), spad_bank_index(cfg, r)) for r in range(cfg.spad_rows)}
+    assert len(places) == cfg.spad_rows
+    assert all(i < spad_bank_rows(cfg) for _, i in places)
+    # An add's read and its write La + 1 rows behind never share a bank.
+    d = add_latency + 1
+    assert all(spad_bank(cfg, r) != spad_bank(cfg, r - d) for r in range(d, cfg.spad_rows))

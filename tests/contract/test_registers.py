@@ -53,7 +53,7 @@ def test_core_and_ring_share_the_command_and_status_bits():
 def test_pack_and_unpack():
     assert CTRL.pack(start=1, clear_counters=1) == 0b101
     assert STATUS.unpack(0b110) == {"busy": 0, "done": 1, "error": 1}
-    assert ERROR_CAUSE.pack(cause=ErrorCause.HOST_WRITE.value) == ErrorCause.HOST_WRITE.value
+    assert ERROR_CAUSE.pack(cause=ErrorCause.HOST_ACCESS.value) == ErrorCause.HOST_ACCESS.value
     with pytest.raises(ValueError, match="STATUS.done is 1 bits wide"):
         STATUS.pack(done=2)
     with pytest.raises(KeyError, match="CTRL has no field 'go'"):

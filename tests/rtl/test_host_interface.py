@@ -1,5 +1,6 @@
 """The host interface: CSRs decoded from the register map's fields, and host writes into IMEM
-or the SPAD refused while the core runs (a sticky ``HOST_WRITE`` error, memory unchanged)."""
+or the SPAD, and SPAD reads, refused while the core runs (a sticky ``HOST_ACCESS`` error, memory
+unchanged, the read 0)."""
 
 import pytest
 from amaranth.sim import Simulator
@@ -40,8 +41,13 @@ def test_ctrl_bits_become_pulses_and_windows_route_by_address():
         ctx.set(host.bus.addr, REGS.imem_base + 17)
         seen["imem"] = (ctx.get(host.imem.we), ctx.get(host.imem.addr), ctx.get(host.spad.we))
         ctx.set(host.seq.busy, 1)
-        seen["refused"] = (ctx.get(host.imem.we), ctx.get(host.seq.host_write))
+        seen["refused"] = (ctx.get(host.imem.we), ctx.get(host.seq.host_refused))
         ctx.set(host.bus.we, 0)
+        ctx.set(host.bus.re, 1)
+        ctx.set(host.bus.addr, REGS.spad_base + 9)
+        seen["spad read refused"] = (ctx.get(host.spad.re), ctx.get(host.seq.host_refused))
+        ctx.set(host.bus.addr, REGS.imem_base + 17)
+        seen["imem read"] = (ctx.get(host.imem.re), ctx.get(host.seq.host_refused))
         ctx.set(host.bus.re, 1)
         ctx.set(host.bus.addr, REGS["CONFIG"])
         await ctx.tick()
@@ -54,24 +60,29 @@ def test_ctrl_bits_become_pulses_and_windows_route_by_address():
     assert seen["ctrl"] == (1, 0, 1)
     assert seen["spad"] == (1, 9, 0) and seen["imem"] == (1, 17, 0)
     assert seen["refused"] == (0, 1)
+    assert seen["spad read refused"] == (0, 1) and seen["imem read"] == (1, 0)
     assert seen["config"] == REGS.config_word
 
 
 @pytest.mark.integration
-def test_a_host_write_while_busy_stops_the_core_and_changes_nothing():
+def test_a_host_access_while_busy_stops_the_core_and_changes_nothing():
     device = AmaranthDevice(TINY)
     driver = Driver(device)
     # A long program: many vector loads, then HALT.
     program = [encode(Opcode.LDV, spad=0, memb=0, len=64, layout=Layout.DIAG)] * 40
     driver.load_program(program + [encode(Opcode.HALT)])
     driver.write_spad(8, [0x11, 0x22])
-    for window, value in ((REGS.spad_base + 8, 0x99), (REGS.imem_base, 0xFFFFFFFF)):
+    for window, value in ((REGS.spad_base + 8, 0x99), (REGS.imem_base, 0xFFFFFFFF),
+                          (REGS.spad_base + 8, None)):
         device.write(REGS["START_PC"], [0])
         device.write(REGS["CTRL"], [CTRL.pack(start=1, clear_counters=1)])
-        device.write(window, [value])                    # refused: the core is busy
+        if value is None:                                # refused: the core is busy
+            assert device.read(window) == [0]
+        else:
+            device.write(window, [value])
         status = STATUS.unpack(device.read(REGS["STATUS"])[0])
         assert status == {"busy": 0, "done": 0, "error": 1}
-        assert device.read(REGS["ERROR_CAUSE"]) == [ErrorCause.HOST_WRITE.value]
+        assert device.read(REGS["ERROR_CAUSE"]) == [ErrorCause.HOST_ACCESS.value]
         assert driver.read_spad(8, 2).tolist() == [0x11, 0x22]
         assert driver.read_program(1) == program[:1]
         device.write(REGS["CTRL"], [CTRL.pack(clear=1)])

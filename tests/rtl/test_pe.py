@@ -202,3 +202,67 @@ def test_no_hazard_in_a_legal_stream():
                     c=CSrc.ACC if t else CSrc.NEGZERO, acc_rd=t % 4, dst=Dst.ACC,
                     acc_wr=t % 4), load_b(100 + t)) for t in range(20)]
     assert not any(s["hazard"] for s in run(program))
+
+
+# MemB users that meet in cycle T: each entry is (cycle offset from T, uop or xfer, what it
+# leaves behind: ("acc", slot, value) or ("memb", addr, value) or ("bus", value)).
+V1, V2, VWB, VWL = 3.0, -5.0, 0.75, 6.5
+T = 20
+MEMB_USERS = {
+    "R0": (0, uop(fu=FuOp.MOVE, a=ASrc.MEMB0, memb_rd=1, dst=Dst.ACC, acc_wr=0),
+           ("acc", 0, V1)),
+    "R1": (0, uop(fu=FuOp.MOVE, a=ASrc.MEMB1, memb_rd2=2, dst=Dst.ACC, acc_wr=1),
+           ("acc", 1, V2)),
+    "R0R1": (0, uop(fu=FuOp.MAC, a=ASrc.MEMB0, memb_rd=1, b=BSrc.MEMB1, memb_rd2=2,
+                    dst=Dst.ACC, acc_wr=2), ("acc", 2, V1 * V2)),
+    "store": (0, store(XferKind.MEMB, 1), ("bus", V1)),
+    "WB": (1 - WB, uop(fu=FuOp.MOVE, a=ASrc.SCALAR, scalar=bits(VWB), dst=Dst.MEMB,
+                       memb_wr=8), ("memb", 8, VWB)),
+    "WL": (-2, load_b(9), ("memb", 9, VWL)),
+}
+
+
+@pytest.mark.parametrize("pair", [("R0", "WB"), ("R1", "WB"), ("R0", "WL"), ("R1", "WL"),
+                                  ("WB", "WL"), ("R0R1",), ("store", "R1"), ("store", "WB"),
+                                  ("store", "WL"), ("R1",), ("WB",), ("WL",)])
+def test_any_two_memb_users_share_the_two_ports(pair):
+    # MemB has two physical ports; any two of its users in one cycle get one each and every
+    # value read or written is the right one.
+    program = [(None, None)] * (T + 3 * WB)
+    bus = {2: bits(V1), 5: bits(V2), T: bits(VWL)}
+    program[0] = (None, load_b(1))
+    program[3] = (None, load_b(2))
+    for name in pair:
+        offset, op, _ = MEMB_USERS[name]
+        u, x = program[T + offset]
+        program[T + offset] = (op, x) if name not in ("store", "WL") else (u, op)
+    checks = []
+    tail = T + 2 * WB
+    for name in pair:
+        kind, *where = MEMB_USERS[name][2]
+        if kind == "bus":
+            checks.append((T + 2, where[0]))
+        else:
+            program[tail] = (None, store(XferKind.ACC if kind == "acc" else XferKind.MEMB,
+                                         where[0]))
+            checks.append((tail + 2, where[1]))
+            tail += 1
+    samples = run(program, bus=bus)
+    assert not any(s["hazard"] for s in samples), pair
+    drives = dict(stored(samples))
+    for cycle, value in checks:
+        assert drives.get(cycle) == bits(value), (pair, cycle)
+
+
+@pytest.mark.parametrize("name,program", [
+    ("a word read on one port while the other writes it", [
+        (None, load_b(4)), (None, None),
+        (uop(fu=FuOp.MOVE, a=ASrc.MEMB0, memb_rd=4, dst=Dst.ACC), None)]),
+    ("a word written by both ports", [
+        (uop(fu=FuOp.MOVE, dst=Dst.MEMB, memb_wr=4), None)] + [(None, None)] * (WB - 4)
+        + [(None, load_b(4))]),
+])
+def test_memb_collisions_are_flagged(name, program):
+    # A block RAM's result is undefined when its ports collide on one word: never allowed.
+    samples = run(program)
+    assert any(s["hazard"] for s in samples), name

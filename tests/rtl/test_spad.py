@@ -1,8 +1,11 @@
-"""The SPAD: host port and the array port's transfer timing."""
+"""The SPAD: host port, the array port's transfer timing, and its two banks of two ports."""
 
+import numpy as np
+import pytest
 from amaranth.sim import Simulator
 
 from caterpillar.contract.config import preset
+from caterpillar.contract.geometry import spad_bank
 from caterpillar.rtl.microop import transfer_layout
 from caterpillar.rtl.spad import Spad
 
@@ -51,3 +54,96 @@ def test_host_words_and_array_rows():
     sim.run()
     assert log["load"] == (1, 1, [102, 103])
     assert log["stored"] == [106, 8]  # lane 0 kept, lane 1 written from column bus 1
+
+
+ROWS = 24           # rows the random tests use (both banks)
+
+
+def _random_spad_run(rng, cycles, ring_mode):
+    """Drive the SPAD with random legal users for ``cycles`` cycles and check every read
+    against a reference that applies each cycle's write after its reads (read-before-write).
+
+    ``ring_mode``: the ring engine's send read, add read and write (never three in one bank),
+    else the array's loads and stores (stores land two cycles after issue)."""
+    spad = Spad(CFG)
+    nr, ring = CFG.nr, spad.ring
+    reference = rng.integers(0, 1 << 32, size=(ROWS, nr), dtype=np.uint64)
+    problems = []
+
+    async def testbench(ctx):
+        for row in range(ROWS):        # the host fills the SPAD while idle
+            for lane in range(nr):
+                ctx.set(spad.host.addr, row * nr + lane)
+                ctx.set(spad.host.wdata, int(reference[row, lane]))
+                ctx.set(spad.host.we, 1)
+                await ctx.tick()
+        ctx.set(spad.host.we, 0)
+        ctx.set(ring.active, ring_mode)
+        expect = {}                      # cycle -> [(what, row values)]
+        stores = {}                      # cycle the store lands -> (row, lanes, values)
+        for t in range(cycles):
+            ctx.set(spad.issue.xfer, transfer_layout(CFG).const({}))
+            for name in ("rd_en", "op_en"):
+                ctx.set(getattr(ring, name), 0)
+            ctx.set(ring.wr_lanes, 0)
+            write = None
+            if ring_mode:
+                rd, op, wr = (int(rng.integers(ROWS)) if rng.random() < 0.7 else None
+                              for _ in range(3))
+                used = [spad_bank(CFG, r) for r in (rd, op, wr) if r is not None]
+                if len(used) == 3 and len(set(used)) == 1:
+                    rd = None                 # the engine's rule: the send read waits
+                for name, row in (("rd", rd), ("op", op)):
+                    if row is not None:
+                        ctx.set(getattr(ring, f"{name}_addr"), row)
+                        ctx.set(getattr(ring, f"{name}_en"), 1)
+                        expect.setdefault(t + 1, []).append((name, reference[row].copy()))
+                if wr is not None:
+                    lanes = int(rng.integers(1, 1 << nr))
+                    values = rng.integers(0, 1 << 32, size=nr, dtype=np.uint64)
+                    ctx.set(ring.wr_addr, wr)
+                    ctx.set(ring.wr_lanes, lanes)
+                    for lane in range(nr):
+                        ctx.set(ring.wr_data[lane], int(values[lane]))
+                    write = (wr, lanes, values)
+            else:
+                if rng.random() < 0.5:
+                    row = int(rng.integers(ROWS))
+                    ctx.set(spad.issue.xfer, transfer_layout(CFG).const(
+                        {"valid": 1, "spad_row": row, "col_bus": 1, "lanes": (1 << nr) - 1}))
+                    expect.setdefault(t + 2, []).append(("edge", reference[row].copy()))
+                elif rng.random() < 0.8:
+                    row, lanes = int(rng.integers(ROWS)), int(rng.integers(1, 1 << nr))
+                    values = rng.integers(0, 1 << 32, size=nr, dtype=np.uint64)
+                    ctx.set(spad.issue.xfer, transfer_layout(CFG).const(
+                        {"valid": 1, "store": 1, "spad_row": row, "col_bus": 1,
+                         "lanes": lanes}))
+                    stores[t + 2] = (row, lanes, values)
+                write = stores.pop(t, None)
+                if write is not None:
+                    for lane in range(nr):
+                        ctx.set(spad.edge.col_bus[lane], int(write[2][lane]))
+            if ctx.get(spad.collision):
+                problems.append((t, "collision"))
+            for what, values in expect.pop(t, []):
+                port = {"rd": ring.rd_data, "op": ring.op_data, "edge": spad.edge.data}[what]
+                got = [ctx.get(port[lane]) for lane in range(nr)]
+                if got != [int(v) for v in values]:
+                    problems.append((t, what, got, values.tolist()))
+            if write is not None:
+                row, lanes, values = write
+                for lane in range(nr):
+                    if lanes >> lane & 1:
+                        reference[row, lane] = values[lane]
+            await ctx.tick()
+
+    sim = Simulator(spad)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert not problems, problems[:3]
+
+
+@pytest.mark.parametrize("ring_mode", [False, True], ids=["array", "ring"])
+def test_two_banks_of_two_ports_serve_every_legal_cycle(rng, ring_mode):
+    _random_spad_run(rng, 400, ring_mode)

@@ -7,8 +7,10 @@ import pytest
 
 from caterpillar.contract.config import preset
 from caterpillar.contract.isa import Layout, VecOp
+from caterpillar.contract.registers import CORE_ID, STATUS, RegisterMap
 from caterpillar.sim.cases import kernels as kc
 from caterpillar.sim.cases.programs import random_program
+from caterpillar.software.driver.device import DeviceTimeout
 from caterpillar.software.isasim.device import IsaDevice
 from tests.helpers import requires_verilator
 
@@ -66,3 +68,17 @@ def test_kernels_on_random_shapes(device, rng):
                                     int(rng.integers(1, 60)), rng, specials=0.05))
         count += 6
     print(f"{count} kernel cases on random shapes: RTL == simulator == golden")
+
+
+@requires_verilator
+def test_poll_makes_at_most_budget_reads(device):
+    """The same count as the host link's POLL and the Amaranth device: a match on the first
+    read waits 1 cycle; an idle core's ``done`` never comes within the budget."""
+    regs = RegisterMap(CFG)
+    assert device.poll(regs["ID"], 0xFFFF_FFFF, 5) == (CORE_ID, 1)
+    with pytest.raises(DeviceTimeout, match="within 20 cycles"):
+        device.poll(regs["STATUS"], STATUS.pack(done=1), 20)
+    before = device.cycles()
+    with pytest.raises(DeviceTimeout):
+        device.poll(regs["STATUS"], STATUS.pack(done=1), 20)
+    assert device.cycles() - before == 20

@@ -1,12 +1,12 @@
 """Verilator lint (``-Wall``) of the generated Verilog: the core of every preset, a ring and the
-MAC tops (every top ``caterpillar verilog`` writes) are clean except for the warnings
-:data:`~caterpillar.sim.build.lint.WAIVERS` names with a reason."""
+MAC tops and the simulation board top (every top ``caterpillar verilog`` writes) are clean except
+for the warnings :data:`~caterpillar.sim.build.lint.WAIVERS` names with a reason."""
 
 import pytest
 
 from caterpillar.contract.config import PRESETS, preset
 from caterpillar.sim.build.lint import WAIVERS, lint, waiver_flags
-from caterpillar.sim.build.tops import core_top, mac_array_top, mac_top, ring_top
+from caterpillar.sim.build.tops import board_top, core_top, mac_array_top, mac_top, ring_top
 from tests.helpers import requires_verilator
 
 #: Verilog conversions and lint runs: `make test`, not test-fast.
@@ -39,6 +39,12 @@ def test_a_ring_is_lint_clean():
 def test_the_mac_tops_are_lint_clean(make_top, name):
     top = make_top(preset(name))
     assert lint(top.verilog(), top.name) == []
+
+
+def test_the_simulation_board_top_is_lint_clean():
+    """The board top without its PLL (UART bridge, LEDs, a one-core ring): what uart-sim
+    Verilates."""
+    assert lint(board_top(preset("tiny")).verilog(), "board") == []
 
 
 def test_lint_reports_a_real_fault(tmp_path):
