@@ -36,7 +36,8 @@ from caterpillar.sim.build.verilog import convert
 
 __all__ = ["ToolError", "FlipFlopMemoryError", "yowasp_tool", "yosys_tool", "tool_version",
            "run_tool", "memory_libraries", "synthesis_script", "synthesize_ecp5",
-           "parse_cell_stats", "parse_memory_mapping", "memory_kind", "summarise_cells",
+           "parse_cell_stats", "parse_memory_mapping", "honour_no_rw_check", "memory_kind",
+           "summarise_cells",
            "pe_top", "SYNTH_DESIGNS", "synthesize", "estimate_mac_cells", "format_cell_table",
            "format_memory_table", "SUMMARY_CELLS", "DSP_CELLS"]
 
@@ -267,6 +268,49 @@ def parse_memory_mapping(text: str) -> dict[str, str]:
     return dict(sorted(mapping.items()))
 
 
+_MODULE = re.compile(r"^module ", re.MULTILINE)
+_NO_RW_CHECK_MEMORY = re.compile(r"^\s*attribute \\no_rw_check 1\n(?:\s*attribute .*\n)*"
+                                 r"\s*memory .*\\(\S+)\s*$", re.MULTILINE)
+_READ_PORT = re.compile(r"(cell \$memrd_v2 .*?\n\s*end\n)", re.DOTALL)
+_MASK = re.compile(r"parameter \\(TRANSPARENCY_MASK|COLLISION_X_MASK) (\d+)'([01]+)")
+
+
+def honour_no_rw_check(rtlil: str) -> str:
+    """Return ``rtlil`` (Amaranth's RTLIL) with every read port of a memory that has the
+    attribute ``no_rw_check`` marked as not caring what it reads when another port writes the
+    same word in the same cycle (``COLLISION_X_MASK`` set for every write port the read is
+    not transparent to).
+
+    That is what the attribute means, and what Yosys' Verilog frontend makes of it; its RTLIL
+    frontend keeps the attribute but not the meaning, and ``memory_libmap`` then puts a same-
+    clock memory with two write ports (MemB, the SPAD banks) into flip-flops. The hardware
+    never lets two ports meet on a word (the PE's and the SPAD's collision checks), so the
+    netlist is the same design.
+    """
+    modules = _MODULE.split(rtlil)
+    for index, module in enumerate(modules):
+        names = set(_NO_RW_CHECK_MEMORY.findall(module))
+        if not names:
+            continue
+
+        def port(match):
+            cell = match[1]
+            memid = re.search(r'parameter \\MEMID "\\\\(\S+)"', cell)
+            if memid is None or memid[1] not in names:
+                return cell
+            masks = {kind: bits for kind, _, bits in _MASK.findall(cell)}
+            transparent = masks.get("TRANSPARENCY_MASK")
+            old = masks.get("COLLISION_X_MASK")
+            if transparent is None or old is None:
+                return cell
+            new = "".join("0" if bit == "1" else "1" for bit in transparent)
+            return cell.replace(f"COLLISION_X_MASK {len(old)}'{old}",
+                                f"COLLISION_X_MASK {len(new)}'{new}")
+
+        modules[index] = _READ_PORT.sub(port, module)
+    return "module ".join(modules)
+
+
 def memory_kind(cell: str) -> str:
     """``"block RAM"``, ``"LUT RAM"`` or ``"flip-flops"`` for a cell of
     :func:`parse_memory_mapping` (the cell name itself if it is none of these)."""
@@ -331,6 +375,8 @@ def synthesize_ecp5(design_path, top: str, *, yosys: str | None = None,
     """
     design_path = Path(design_path).resolve()
     yosys = yosys or yosys_tool()
+    if design_path.suffix == ".il":
+        design_path.write_text(honour_no_rw_check(design_path.read_text()))
     logs = {kind: design_path.with_name(f"{design_path.stem}.{top}.{kind}")
             for kind in ("memcheck.log", "ram.log", "stat.json")}
     for stale in logs.values():

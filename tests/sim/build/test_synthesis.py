@@ -6,13 +6,14 @@ mapping is a known fact, a small design's cells and one PE of ``tiny``."""
 
 import json
 import os
+import re
 import shutil
 import stat
 import sys
 from pathlib import Path
 
 import pytest
-from amaranth.hdl import Module
+from amaranth.hdl import Cat, Module
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -24,6 +25,7 @@ from caterpillar.sim.build.synthesis import (
     ToolError,
     format_cell_table,
     format_memory_table,
+    honour_no_rw_check,
     memory_kind,
     parse_cell_stats,
     parse_memory_mapping,
@@ -35,7 +37,7 @@ from caterpillar.sim.build.synthesis import (
     yosys_tool,
     yowasp_tool,
 )
-from caterpillar.sim.build.verilog import convert
+from caterpillar.sim.build.verilog import convert, convert_rtlil
 
 # A 16-bit register and an 8x8 multiply: hard facts about synth_ecp5's mapping.
 TINY = """
@@ -286,6 +288,49 @@ def _synth(tmp_path, ram, name, **kwargs):
     return synthesize_ecp5(path, name, **kwargs)
 
 
+def _read_port_masks(rtlil):
+    """(MEMID, TRANSPARENCY_MASK, COLLISION_X_MASK) of every read port, in order."""
+    return re.findall(r'cell \$memrd_v2 .*?MEMID "\\\\(\w+)".*?TRANSPARENCY_MASK \d+\'([01]+)'
+                      r".*?COLLISION_X_MASK \d+'([01]+)", rtlil, re.DOTALL)
+
+
+class MixedRams(wiring.Component):
+    """Two two-write-port memories, one with ``no_rw_check``, and a transparent read port."""
+
+    def __init__(self):
+        super().__init__({"addr": In(6), "data": In(8), "out": Out(32)})
+
+    def elaborate(self, platform):
+        m = Module()
+        outs = []
+        for name, attrs in (("loose", {"no_rw_check": 1}), ("strict", None)):
+            m.submodules[name] = mem = Memory(shape=8, depth=64, init=[], attrs=attrs)
+            writes = [mem.write_port(), mem.write_port()]
+            reads = [mem.read_port(), mem.read_port(transparent_for=[writes[0]])]
+            for k, port in enumerate(writes):
+                m.d.comb += [port.addr.eq(self.addr + k), port.data.eq(self.data + k),
+                             port.en.eq(self.data[k])]
+            for k, port in enumerate(reads):
+                m.d.comb += port.addr.eq(self.addr ^ k)
+                outs.append(port.data)
+        m.d.comb += self.out.eq(Cat(*outs))
+        return m
+
+
+def test_no_rw_check_makes_read_write_collisions_dont_care_in_rtlil():
+    """Only the memory with the attribute changes, and a read stays transparent to the write
+    port it was transparent to."""
+    before = convert_rtlil(MixedRams(), "mixed")
+    assert sorted(_read_port_masks(before)) == [("loose", "00", "00"), ("loose", "01", "00"),
+                                                ("strict", "00", "00"), ("strict", "01", "00")]
+    after = honour_no_rw_check(before)
+    assert sorted(_read_port_masks(after)) == [("loose", "00", "11"), ("loose", "01", "10"),
+                                               ("strict", "00", "00"), ("strict", "01", "00")]
+    assert after.replace("COLLISION_X_MASK 2'11", "COLLISION_X_MASK 2'00").replace(
+        "COLLISION_X_MASK 2'10", "COLLISION_X_MASK 2'00") == before
+    assert honour_no_rw_check(after) == after
+
+
 @pytest.mark.integration
 def test_a_true_dual_port_memory_maps_to_block_ram_only_with_no_rw_check(yosys_installed,
                                                                           tmp_path):
@@ -297,6 +342,19 @@ def test_a_true_dual_port_memory_maps_to_block_ram_only_with_no_rw_check(yosys_i
     assert result["memories"] == {"tdp_nrw.mem": "DP16KD"}
     assert result["cells"] == {"DP16KD": 2}             # 512 x 32 in 18-bit-wide halves
     assert result["tool"].startswith("Yosys 0.70")
+
+
+@pytest.mark.integration
+def test_a_true_dual_port_memory_in_rtlil_maps_to_block_ram_with_no_rw_check(yosys_installed,
+                                                                             tmp_path):
+    """What the board build and caterpillar synth read: RTLIL, which keeps no_rw_check as an
+    attribute only (:func:`honour_no_rw_check` restores its meaning)."""
+    path = tmp_path / "tdp.il"
+    path.write_text(convert_rtlil(TwoPortRam(512, 32, write_ports=2, attrs={"no_rw_check": 1}),
+                                  "tdp"))
+    result = synthesize_ecp5(path, "tdp")
+    assert result["memories"] == {"tdp.mem": "DP16KD"}
+    assert result["cells"] == {"DP16KD": 2}
 
 
 @pytest.mark.integration
