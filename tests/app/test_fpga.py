@@ -51,9 +51,15 @@ def test_the_documented_commands_write_the_documented_tops(tmp_path):
         assert (out / f"{top.name}.v").read_text() == top.verilog().read_text()
     assert {p.name for p in (tmp_path / "core").iterdir()} == {"core.v"}
     assert {p.name for p in (tmp_path / "ring").iterdir()} == {"ring.v"}
+    assert {p.name for p in (tmp_path / "board").iterdir()} == {"board.v"}
 
 
 @pytest.mark.parametrize("argv,message", [
+    (["verilog", "--mac", "--board", "ulx3s"],
+     "caterpillar: error: --mac and --board: choose one (the MAC units or the board top)"),
+    (["verilog", "--board", "de10"], "caterpillar verilog: error: argument --board: invalid "
+                                     "choice: 'de10' (choose from 'ulx3s'); see caterpillar "
+                                     "verilog --help"),
     (["verilog", "--config", "huge"],
      "caterpillar: error: unknown config preset 'huge'; choose one of tiny, small, ulx3s, "
      "paper-n1, paper-n3"),
