@@ -28,16 +28,18 @@ class Spad(wiring.Component):
     engine is the only user.
 
     Ports. Row ``r`` lives in bank :func:`~caterpillar.contract.geometry.spad_bank`, each bank
-    a memory with two ports, each port reading or writing one row a cycle (a block RAM's true
-    dual port). A cycle has at most three users: a read (array load, ring send or host), the
-    ring engine's read of the row it adds to, and a write (array store, ring engine or host).
-    In each bank the read takes port 0, the ring's add read the next free port and the write
-    the remaining one; a write to the row a read of the same bank reads shares that read's
-    port and the read returns the old row (a block RAM's read-before-write), as if the two
-    had separate ports. Three users in one bank cannot be served: the ring engine never issues
-    a send read then (:class:`~caterpillar.rtl.ring_engine.RingEngine`), and outside ``RING``
-    only the array (one read, one write) or the host uses the SPAD. No port reads a row another
-    port writes in the same cycle, so the banks carry ``no_rw_check`` for Yosys.
+    a memory with two ports (a block RAM's true dual port): port 0 reads and writes, port 1
+    reads. A cycle has at most three users: a read (array load, ring send or host), the ring
+    engine's read of the row it adds to, and a write (array store, ring engine or host). In
+    each bank port 0 takes the row of the write, else of the read, else of the add read; a
+    read of that row is served by port 0 (of a row being written, the old row: a block RAM's
+    read-before-write), any other read by port 1. Two reads of two rows besides the written
+    one in the same bank cannot be served: the ring engine never issues a send read when all
+    three are in one bank (:class:`~caterpillar.rtl.ring_engine.RingEngine`), and outside
+    ``RING`` only the array (one read, one write) or the host uses the SPAD. Port 1 never
+    reads the row port 0 writes, so the banks carry ``no_rw_check`` for Yosys; one write port
+    per bank (not one per port) keeps Yosys from merging two exclusive write ports into one
+    with its own address, which would need a third port and a second copy of the bank.
 
     Members
     -------
@@ -47,8 +49,8 @@ class Spad(wiring.Component):
     host : In(HostWindow(spad word address bits, word))
     ring : In(RingSpadPort(cfg))
     collision : Out(1)
-        A cycle the banks cannot serve as specified: two ports of a bank on one row with a
-        write, or three users in one bank. Never high for legal users (a verification aid).
+        A cycle the banks cannot serve: two reads in one bank of two different rows, neither
+        the row written there. Never high for legal users (a verification aid).
     """
 
     def __init__(self, cfg):
@@ -108,30 +110,25 @@ class Spad(wiring.Component):
             mem = Memory(shape=row_layout, depth=spad_bank_rows(cfg), init=[],
                          attrs={"no_rw_check": 1})
             m.submodules[f"bank{b}"] = mem
-            (rd0, wr0), (rd1, wr1) = [(mem.read_port(), mem.write_port(granularity=1))
-                                      for _ in range(2)]
+            rd0, rd1 = mem.read_port(), mem.read_port()
+            wr0 = mem.write_port(granularity=1)
             r_in = read.en & (bank_of(read.row) == b)
             a_in = add_read.en & (bank_of(add_read.row) == b)
             w_in = write.lanes.any() & (bank_of(write.row) == b)
-            w_at = index_of(write.row)
-            write_on_0 = Signal(name=f"bank{b}_write_on_0")
-            m.d.comb += write_on_0.eq(w_in & Mux(r_in, w_at == index_of(read.row),
-                                                 ~a_in | (w_at == index_of(add_read.row))))
-            addr0 = Mux(r_in, index_of(read.row), Mux(a_in, index_of(add_read.row), w_at))
-            addr1 = Mux(r_in & a_in, index_of(add_read.row), w_at)
-            ports = ((rd0, wr0, addr0, r_in | a_in, write_on_0),
-                     (rd1, wr1, addr1, r_in & a_in, w_in & ~write_on_0))
-            for rd, wr, addr, reads, writes in ports:
-                m.d.comb += [rd.addr.eq(addr), rd.en.eq(reads), wr.addr.eq(addr),
-                             wr.data.eq(write.data), wr.en.eq(Mux(writes, write.lanes, 0))]
-            (_, _, addr0, reads0, writes0), (_, _, addr1, reads1, writes1) = ports
-            collisions.append((addr0 == addr1) & (writes0 & (reads1 | writes1)
-                                                  | writes1 & reads0)
-                              | (r_in & a_in & w_in & ~write_on_0
-                                 & (w_at != index_of(add_read.row))))
-            read_data.append(rd0.data)
-            add_second = Signal(name=f"bank{b}_add_on_1")
-            m.d.sync += add_second.eq(r_in & a_in)
+            r_at, a_at, w_at = index_of(read.row), index_of(add_read.row), index_of(write.row)
+            addr0 = Mux(w_in, w_at, Mux(r_in, r_at, a_at))
+            r_on_1 = Signal(name=f"bank{b}_read_on_1")
+            a_on_1 = Signal(name=f"bank{b}_add_on_1")
+            m.d.comb += [r_on_1.eq(r_in & (r_at != addr0)), a_on_1.eq(a_in & (a_at != addr0))]
+            addr1 = Mux(r_on_1, r_at, a_at)
+            m.d.comb += [rd0.addr.eq(addr0), rd0.en.eq((r_in & ~r_on_1) | (a_in & ~a_on_1)),
+                         wr0.addr.eq(addr0), wr0.data.eq(write.data),
+                         wr0.en.eq(Mux(w_in, write.lanes, 0)),
+                         rd1.addr.eq(addr1), rd1.en.eq(r_on_1 | a_on_1)]
+            collisions.append(r_on_1 & a_on_1 & (r_at != a_at))
+            read_second, add_second = Signal(), Signal()
+            m.d.sync += [read_second.eq(r_on_1), add_second.eq(a_on_1)]
+            read_data.append(Mux(read_second, rd1.data, rd0.data))
             add_data.append(Mux(add_second, rd1.data, rd0.data))
 
         m.d.comb += self.collision.eq(Cat(*collisions).any())

@@ -147,3 +147,38 @@ def _random_spad_run(rng, cycles, ring_mode):
 @pytest.mark.parametrize("ring_mode", [False, True], ids=["array", "ring"])
 def test_two_banks_of_two_ports_serve_every_legal_cycle(rng, ring_mode):
     _random_spad_run(rng, 400, ring_mode)
+
+
+def test_only_two_reads_of_other_rows_than_the_write_in_one_bank_collide():
+    """Three users in one bank are served when a read is of the written row (port 0 reads the
+    old row, port 1 the other); two reads of two other rows are the one cycle no port can
+    take."""
+    spad = Spad(CFG)
+    ring = spad.ring
+    rows = [r for r in range(ROWS) if spad_bank(CFG, r) == 0][:3]
+    cases = {"read shares the write's row": (rows[0], rows[1], rows[0], 0),
+             "add read shares the write's row": (rows[1], rows[0], rows[0], 0),
+             "both reads of one other row": (rows[1], rows[1], rows[0], 0),
+             "three rows": (rows[1], rows[2], rows[0], 1)}
+    seen = {}
+
+    async def testbench(ctx):
+        ctx.set(ring.active, 1)
+        for name, (rd, op, wr, _) in cases.items():
+            ctx.set(ring.rd_addr, rd)
+            ctx.set(ring.op_addr, op)
+            ctx.set(ring.wr_addr, wr)
+            ctx.set(ring.rd_en, 1)
+            ctx.set(ring.op_en, 1)
+            ctx.set(ring.wr_lanes, 1)
+            seen[name] = ctx.get(spad.collision)
+            ctx.set(ring.wr_lanes, 0)
+            seen[name + ", no write"] = ctx.get(spad.collision)
+            await ctx.tick()
+
+    sim = Simulator(spad)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert seen == {**{name: c[3] for name, c in cases.items()},
+                    **{name + ", no write": 0 for name in cases}}
