@@ -159,6 +159,10 @@ class Board(wiring.Component):
 
         m.domains.sync = sync = ClockDomain("sync")
         m.submodules.clk25 = clk25 = io.Buffer("i", platform.request("clk25", 0, dir="-"))
+        # A kept net of its own: the timing constraint names it, and Yosys would otherwise
+        # keep only some submodule's alias of the clock.
+        pll_clk = Signal(name="pll_clk", attrs={"keep": 1})
+        m.d.comb += sync.clk.eq(pll_clk)
         locked = Signal()
         params = {f"p_{k}": v for k, v in self.pll_parameters.items()}
         m.submodules.pll = Instance(
@@ -170,10 +174,10 @@ class Board(wiring.Component):
             p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
             p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_CLKOP_ENABLE="ENABLED",
             p_CLKOP_FPHASE=0, p_FEEDBK_PATH="CLKOP", **params,
-            i_RST=0, i_STDBY=0, i_CLKI=clk25.i, o_CLKOP=sync.clk, i_CLKFB=sync.clk,
+            i_RST=0, i_STDBY=0, i_CLKI=clk25.i, o_CLKOP=pll_clk, i_CLKFB=pll_clk,
             i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1,
             i_PLLWAKESYNC=0, i_ENCLKOP=0, o_LOCK=locked)
-        platform.add_clock_constraint(sync.clk, self.clock_hz)
+        platform.add_clock_constraint(pll_clk, self.clock_hz)
         m.submodules.button = button = io.Buffer("i", platform.request(RESET_BUTTON, 0,
                                                                        dir="-"))
         m.submodules.reset = ResetSynchronizer(~locked | button.i, domain="sync")

@@ -271,43 +271,57 @@ def parse_memory_mapping(text: str) -> dict[str, str]:
 _MODULE = re.compile(r"^module ", re.MULTILINE)
 _NO_RW_CHECK_MEMORY = re.compile(r"^\s*attribute \\no_rw_check 1\n(?:\s*attribute .*\n)*"
                                  r"\s*memory .*\\(\S+)\s*$", re.MULTILINE)
-_READ_PORT = re.compile(r"(cell \$memrd_v2 .*?\n\s*end\n)", re.DOTALL)
+_PORT_CELL = re.compile(r"cell \$mem(rd|wr)_v2 .*?\n\s*end\n", re.DOTALL)
+_MEMID = re.compile(r'parameter \\MEMID "\\\\(\S+)"')
+_PORTID = re.compile(r"parameter \\PORTID (\d+)")
+_ADDR = re.compile(r"connect \\ADDR (.*)")
 _MASK = re.compile(r"parameter \\(TRANSPARENCY_MASK|COLLISION_X_MASK) (\d+)'([01]+)")
 
 
 def honour_no_rw_check(rtlil: str) -> str:
-    """Return ``rtlil`` (Amaranth's RTLIL) with every read port of a memory that has the
-    attribute ``no_rw_check`` marked as not caring what it reads when another port writes the
-    same word in the same cycle (``COLLISION_X_MASK`` set for every write port the read is
-    not transparent to).
+    """Return ``rtlil`` (Amaranth's RTLIL) with the meaning of ``no_rw_check`` spelled out
+    for Yosys: a read port of such a memory does not care what it reads when another port
+    writes the same word in the same cycle (``COLLISION_X_MASK`` set for that write port).
 
-    That is what the attribute means, and what Yosys' Verilog frontend makes of it; its RTLIL
-    frontend keeps the attribute but not the meaning, and ``memory_libmap`` then puts a same-
-    clock memory with two write ports (MemB, the SPAD banks) into flip-flops. The hardware
-    never lets two ports meet on a word (the PE's and the SPAD's collision checks), so the
-    netlist is the same design.
+    Read from Verilog the attribute lets ``memory_libmap`` put a same-clock memory with two
+    write ports in a true dual-port block RAM; read from RTLIL (what ``caterpillar synth`` and
+    the board build use: Yosys reads it in seconds) it does not, and MemB becomes flip-flops.
+    A write port whose address is the read's own address signal is the same block-RAM port:
+    there the design's semantics (the old word: read-before-write, or transparency) are kept,
+    since the SPAD relies on them. Across ports the hardware never lets a read and a write
+    meet on a word (the PE's hazard check, the SPAD's collision check), so the netlist
+    computes the same values.
     """
     modules = _MODULE.split(rtlil)
     for index, module in enumerate(modules):
         names = set(_NO_RW_CHECK_MEMORY.findall(module))
         if not names:
             continue
+        write_addr = {}                        # (memory, write PORTID) -> address signal
+        for cell in _PORT_CELL.finditer(module):
+            memid, portid = _MEMID.search(cell[0]), _PORTID.search(cell[0])
+            if cell[1] == "wr" and memid and portid and memid[1] in names:
+                write_addr[memid[1], int(portid[1])] = _ADDR.search(cell[0])[1].strip()
 
         def port(match):
-            cell = match[1]
-            memid = re.search(r'parameter \\MEMID "\\\\(\S+)"', cell)
-            if memid is None or memid[1] not in names:
+            cell = match[0]
+            memid = _MEMID.search(cell)
+            if match[1] != "rd" or memid is None or memid[1] not in names:
                 return cell
             masks = {kind: bits for kind, _, bits in _MASK.findall(cell)}
-            transparent = masks.get("TRANSPARENCY_MASK")
-            old = masks.get("COLLISION_X_MASK")
+            transparent, old = masks.get("TRANSPARENCY_MASK"), masks.get("COLLISION_X_MASK")
             if transparent is None or old is None:
                 return cell
-            new = "".join("0" if bit == "1" else "1" for bit in transparent)
-            return cell.replace(f"COLLISION_X_MASK {len(old)}'{old}",
-                                f"COLLISION_X_MASK {len(new)}'{new}")
+            addr = _ADDR.search(cell)[1].strip()
+            width = len(old)
+            new = "".join(
+                "0" if transparent[width - 1 - bit] == "1"
+                or write_addr.get((memid[1], bit)) == addr else "1"
+                for bit in reversed(range(width)))
+            return cell.replace(f"COLLISION_X_MASK {width}'{old}",
+                                f"COLLISION_X_MASK {width}'{new}")
 
-        modules[index] = _READ_PORT.sub(port, module)
+        modules[index] = _PORT_CELL.sub(port, module)
     return "module ".join(modules)
 
 

@@ -287,7 +287,7 @@ def test_every_fpga_top_elaborates_on_the_board(name):
     board = ["button_pwr_0__io", "uart_0__rx__io", "uart_0__tx__io"] if name == "board" else []
     assert sorted(pins) == sorted(["clk25_0__io", *(f"led_{k}__io" for k in range(8)), *board])
     assert 'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ;' in lpf
-    pll_constraint = f'FREQUENCY NET "reset.clk" {float(BOARD_CLOCK_HZ)} HZ;'
+    pll_constraint = f'FREQUENCY NET "pll_clk" {float(BOARD_CLOCK_HZ)} HZ;'
     assert (pll_constraint in lpf) == (name == "board")
 
 
