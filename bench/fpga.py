@@ -167,11 +167,16 @@ def _exercised_ring(cfg) -> HostBusExerciser:
     return HostBusExerciser(Ring(cfg))
 
 
+def _board(cfg) -> Board:
+    check_ring_config(cfg)                 # before the component exists, as above
+    return Board(cfg)
+
+
 #: The tops of ``caterpillar fpga build``, by ``--top`` name.
 FPGA_TOPS = {
     "board": FpgaTop(f"the config's ring behind the UART host bridge on the FTDI pins, the PLL "
                      f"making {BOARD_CLOCK_HZ / 1e6:g} MHz, reset button and status LEDs: what "
-                     f"runs caterpillar train --backend uart", Board),
+                     f"runs caterpillar train --backend uart", _board),
     "core": FpgaTop("the config's ring of cfg.cores cores (one for the presets but paper-*), "
                     "its host bus driven by an LFSR, read data folded onto the 8 LEDs",
                     _exercised_ring),
