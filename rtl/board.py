@@ -42,7 +42,9 @@ LEDS = {
     2: ("error", "some core stopped with an error (ring `STATUS.error`)"),
     3: ("link", "a byte is being received or sent (stretched to 20 ms)"),
     4: ("link fault", "a framing error or an error reply (stretched to 20 ms)"),
-    7: ("heartbeat", "toggles about every 0.75 s at 45 MHz: the PLL runs"),
+    7: ("heartbeat", f"toggles every "
+                     f"{2 ** (BOARD_CLOCK_HZ.bit_length() - 1) / BOARD_CLOCK_HZ:.2f} s at "
+                     f"{BOARD_CLOCK_HZ / 1e6:g} MHz: the PLL runs"),
 }
 LED_COUNT = 8
 
@@ -214,19 +216,17 @@ def board_markdown() -> str:
     lines += [f"| {k} | {name} | {doc} |" for k, (name, doc) in LEDS.items()]
     lines += [
         "",
-        f"**Clock and baud rate.** The FT231X runs at up to {BAUD:,} baud (its 48 MHz "
-        "reference divided by 16), so the link runs at that rate, and the system clock is a "
-        f"whole multiple of it: {BOARD_CLOCK_HZ / 1e6:g} MHz, {clocks_per_bit()} clocks per "
-        "bit, exact. 48 MHz (16 clocks per bit) cannot be made exactly from 25 MHz: it needs "
-        "a 1 MHz phase-detector frequency, below the ECP5 PLL's 3.125 MHz minimum, and the "
-        "nearest setting, 46.875 MHz, is 2.3 % off the baud rate, most of a UART link's error "
-        "budget. The "
+        f"**Clock and baud rate.** The FT231X runs at 3,000,000 / n baud (n = 1, 1.5, 2, "
+        f"...); the link runs at {BAUD:,} baud and the system clock is a whole multiple of "
+        f"it: {BOARD_CLOCK_HZ / 1e6:g} MHz, {clocks_per_bit()} clocks per bit, exact. The "
+        "clock is what the `ulx3s` board top meets after place and route (`docs/fpga.md`); "
+        "3 Mbaud would need a multiple of 3 MHz made exactly from 25 MHz, and below 30 MHz "
+        "that is only 15 MHz, too close to the design's Fmax. The "
         f"EHXPLLL makes {BOARD_CLOCK_HZ / 1e6:g} MHz as 25 MHz x {pll['CLKFB_DIV']} / "
         f"{pll['CLKI_DIV']} (`CLKI_DIV` {pll['CLKI_DIV']}, `CLKFB_DIV` {pll['CLKFB_DIV']}, "
         f"`CLKOP_DIV` {pll['CLKOP_DIV']}, VCO {vco / 1e6:g} MHz; the values Project Trellis' "
-        "`ecppll` picks), with a timing constraint on its output. The ring's own Fmax on the "
-        "ECP5 has not been measured here; a slower clock that is a multiple of 3 MHz (30 MHz: "
-        "10 clocks per bit) is a parameter away (`Board(cfg, clock_hz=...)`).", "",
+        "`ecppll` picks), with a timing constraint on its output. Another clock that is a "
+        "multiple of the baud rate is a parameter away (`Board(cfg, clock_hz=...)`).", "",
         "**Reset.** The `sync` domain is held in reset while the PLL is not locked or the "
         f"`PWR` button (`{RESET_BUTTON}`) is pressed, and released synchronously "
         "(`ResetSynchronizer`).", "",

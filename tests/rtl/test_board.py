@@ -2,7 +2,7 @@
 """The board top: the PLL dividers are Project Trellis' ``ecppll`` choices and exact, the link
 runs at a whole number of clocks per bit, the simulation top has plain ports and answers on
 its UART pins with the status LEDs following the ring and the link, and the PLL top builds for
-the ULX3S-85F with the FTDI pins, the button and the 45 MHz constraint."""
+the ULX3S-85F with the FTDI pins, the button and the PLL clock's constraint."""
 
 import pytest
 from amaranth.sim import Simulator
@@ -10,6 +10,7 @@ from amaranth.sim import Simulator
 from caterpillar.contract.config import preset
 from caterpillar.contract.host_link import (
     BAUD,
+    BOARD_CLOCK_HZ,
     LinkInfo,
     Status,
     decode_reply,
@@ -39,19 +40,19 @@ def test_48_mhz_is_not_reachable_exactly():
         pll_parameters(OSCILLATOR_HZ, 48_000_000)
 
 
-def test_the_board_runs_the_link_at_15_clocks_per_bit():
+def test_the_board_runs_the_link_at_5_clocks_per_bit():
     board = Board(CFG)
-    assert (board.clock_hz, board.baud, board.clocks_per_bit) == (45_000_000, BAUD, 15)
-    assert board.timeout_cycles == 225_000
+    assert (board.clock_hz, board.baud, board.clocks_per_bit) == (10_000_000, 2_000_000, 5)
+    assert board.timeout_cycles == 50_000                      # 5 ms
     assert dict(board.signature.members) == {}                # the platform gives the pins
     with pytest.raises(ValueError, match="pass pll=False to simulate"):
         board.elaborate(None)
     with pytest.raises(ValueError, match="no whole number"):
-        Board(CFG, pll=False, clock_hz=50_000_000)
+        Board(CFG, pll=False, clock_hz=45_000_000)
 
 
 def test_the_simulation_top_answers_and_its_leds_follow():
-    board = Board(CFG, pll=False, clock_hz=12_000_000, baud=BAUD)     # 4 clocks per bit
+    board = Board(CFG, pll=False, clock_hz=8_000_000, baud=BAUD)      # 4 clocks per bit
     assert set(board.signature.members) == {"uart_rx", "uart_tx", "leds", "link_idle"}
     cpb = board.clocks_per_bit
     replies, leds_seen, marks = [], [], {}
@@ -140,10 +141,10 @@ def test_the_pll_top_builds_for_the_ulx3s(tmp_path):
     rtlil = files["board.il"]
     rtlil = rtlil if isinstance(rtlil, str) else rtlil.decode()
     assert "EHXPLLL" in rtlil
-    for param, value in pll_parameters(OSCILLATOR_HZ, 45_000_000).items():
+    for param, value in pll_parameters(OSCILLATOR_HZ, BOARD_CLOCK_HZ).items():
         assert f"parameter \\{param} {value}" in rtlil, param
     lpf = files["board.lpf"]
     lpf = lpf if isinstance(lpf, str) else lpf.decode()
     for site in ("M1", "L4", "D6", "G2", "B2", "H3"):          # UART rx/tx, PWR, clock, LEDs
         assert f'SITE "{site}"' in lpf, site
-    assert "45000000.0 HZ" in lpf                              # the PLL clock's constraint
+    assert f'FREQUENCY NET "pll_clk" {float(BOARD_CLOCK_HZ)} HZ' in lpf    # the PLL's output
