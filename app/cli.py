@@ -100,13 +100,26 @@ def _cmd_docs(args) -> int:
     return 0
 
 
-def _add_fpu(sub):
-    p = sub.add_parser("fpu", help="TestFloat-style filter: hex operand lines in, hex results "
-                                   "out, on the golden model, Amaranth simulator or Verilator",
-                       description=fpu.__doc__,
+def _add_module_command(sub, name: str, help: str, module) -> None:
+    """A command whose options and entry point live in ``module`` (``add_arguments``/``run``
+    or the ``name``-specific pair) and whose ``--help`` shows the module's docstring."""
+    p = sub.add_parser(name, help=help, description=module.__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    fpu.add_arguments(p)
-    p.set_defaults(func=fpu.run)
+    add, run = _MODULE_COMMANDS.get(name, ("add_arguments", "run"))
+    getattr(module, add)(p)
+    p.set_defaults(func=getattr(module, run))
+
+
+#: Entry points of the commands that share a module: command -> (options, run).
+_MODULE_COMMANDS = {"verilog": ("add_verilog_arguments", "run_verilog"),
+                    "synth": ("add_synth_arguments", "run_synth"),
+                    "build": ("add_fpga_arguments", "run_fpga_build")}
+
+
+def _add_fpu(sub):
+    _add_module_command(sub, "fpu", "TestFloat-style filter: hex operand lines in, hex results "
+                                    "out, on the golden model, Amaranth simulator or Verilator",
+                        fpu)
 
 
 def _add_fpu_selfcheck(sub):
@@ -127,31 +140,19 @@ def _add_fpu_selfcheck(sub):
 
 
 def _add_verilog(sub):
-    p = sub.add_parser("verilog", help="write Verilog of the core, a ring or the MAC units, "
-                                       "one file per top",
-                       description=fpga.__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    fpga.add_verilog_arguments(p)
-    p.set_defaults(func=fpga.run_verilog)
+    _add_module_command(sub, "verilog", "write Verilog of the core, a ring, the board top or "
+                                        "the MAC units, one file per top", fpga)
 
 
 def _add_synth(sub):
-    p = sub.add_parser("synth", help="yosys synth_ecp5 of the core, one PE or the MAC units: "
-                                     "cells, memory mapping, time",
-                       description=fpga.__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    fpga.add_synth_arguments(p)
-    p.set_defaults(func=fpga.run_synth)
+    _add_module_command(sub, "synth", "yosys synth_ecp5 of the core, one PE or the MAC units: "
+                                      "cells, memory mapping, time", fpga)
 
 
 def _add_fpga(sub):
     p = sub.add_parser("fpga", help="FPGA bitstreams, built offline")
     what = p.add_subparsers(dest="what", required=True, metavar="WHAT")
-    build = what.add_parser("build", help="a bitstream for a board: Fmax, resources, size",
-                            description=fpga.__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    fpga.add_fpga_arguments(build)
-    build.set_defaults(func=fpga.run_fpga_build)
+    _add_module_command(what, "build", "a bitstream for a board: Fmax, resources, size", fpga)
 
 
 def _add_asm(sub):
