@@ -263,16 +263,14 @@ class CaterpillarConfig:
 #: (fp16 operands and accumulator, 16 KB per PE split 12 KB MemA / 4 KB MemB, 512 KB SPAD).
 #: ``ulx3s`` fits the ULX3S-85F (LFE5U-85F: 83,640 LUT4, 208 DP16KD, 156 MULT18X18D): a PE is
 #: about 6k LUT4, so 4 PEs (nr = 2) and not 16; fp32 keeps it bit-identical to ``small``'s
-#: numerics; ``small``'s PE memories and IMEM; a 64 KB SPAD (32 DP16KD) rather than 256 KB (128:
-#: 182 of the 208 in all, and nextpnr could not route the wide read multiplexers around them);
+#: numerics; ``small``'s memories fit (182 of the 208 DP16KD, 128 of them the 256 KB SPAD);
 #: latencies 3 + 4 are the MAC pipeline that came nearest 50 MHz on this part
 #: (``docs/fpga.md``).
 PRESETS = {
     "tiny": CaterpillarConfig(name="tiny", nr=2, mul_latency=1, add_latency=2,
                               mema_words=256, memb_words=128, spad_words=4096, imem_words=256),
     "small": CaterpillarConfig(),
-    "ulx3s": CaterpillarConfig(name="ulx3s", nr=2, mul_latency=3, add_latency=4,
-                               spad_words=16384),
+    "ulx3s": CaterpillarConfig(name="ulx3s", nr=2, mul_latency=3, add_latency=4),
     "paper-n1": CaterpillarConfig(name="paper-n1", nr=4, cores=32, operand_format="fp16",
                                   acc_format="fp16", mul_latency=2, add_latency=2,
                                   mema_words=6144, memb_words=2048, spad_words=262144,
