@@ -3,7 +3,7 @@
 
 :class:`UartDevice` speaks the protocol of :mod:`caterpillar.contract.host_link` over a
 :class:`Transport`: :class:`SerialTransport` (pyserial) for a real port, or the simulation's
-pipes (``caterpillar.sim.backends.uart_sim``), which run the same code. Opening checks that a
+pipes (the ``uart-sim`` backend), which run the same code. Opening checks that a
 CATERPILLAR board answers and that its ring is the config asked for, before any long work.
 """
 

@@ -16,7 +16,8 @@ pytestmark = [pytest.mark.integration, requires_verilator]
 def test_every_waiver_has_a_reason():
     assert all(len(reason) > 40 for reason in WAIVERS.values())
     assert waiver_flags()[0] == "-Wall"
-    assert "-Wno-lint" not in waiver_flags() and "-Wno-style" not in waiver_flags()
+    # Every switched-off warning is a named waiver: no category is switched off wholesale.
+    assert all(flag.removeprefix("-Wno-") in WAIVERS for flag in waiver_flags()[1:])
 
 
 @pytest.mark.parametrize("name", [n for n in PRESETS if n != "paper-n3"])
