@@ -76,7 +76,7 @@ lint: setup  ## ruff: pyflakes, pycodestyle, import order, 100-column lines
 	$(BIN)/ruff check .
 
 lint-verilog: setup  ## Verilator -Wall (named waivers) on the core of every preset, a ring, the board top
-	$(BIN)/pytest -q tests/sim/build/test_lint.py
+	$(BIN)/pytest -q tests/sim/flow/test_lint.py
 
 clean:
 	rm -rf build sim_build .pytest_cache

@@ -20,8 +20,8 @@ from caterpillar.contract.config import preset, preset_names
 from caterpillar.contract.isa import isa_markdown
 from caterpillar.contract.registers import registers_markdown
 from caterpillar.rtl.board import host_link_document
-from caterpillar.sim.build.synthesis import ToolError
-from caterpillar.sim.build.tops import ports_markdown
+from caterpillar.sim.flow.synthesis import ToolError
+from caterpillar.sim.flow.tops import ports_markdown
 from caterpillar.sim.fpverify.selfcheck import format_report, selfcheck
 from caterpillar.software.compiler.asm import assemble, disassemble, from_bytes, to_bytes
 from caterpillar.software.storage import (

@@ -28,8 +28,8 @@ from pathlib import Path
 from caterpillar.app.train import nonnegative_int, positive_int
 from caterpillar.bench.fpga import FPGA_TOPS
 from caterpillar.contract.config import ConfigError, preset_names
-from caterpillar.sim.build.bitstream import BOARDS, build_bitstream, format_report
-from caterpillar.sim.build.synthesis import (
+from caterpillar.sim.flow.bitstream import BOARDS, build_bitstream, format_report
+from caterpillar.sim.flow.synthesis import (
     estimate_mac_cells,
     format_cell_table,
     format_memory_table,
@@ -38,8 +38,8 @@ from caterpillar.sim.build.synthesis import (
     yosys_tool,
     yowasp_tool,
 )
-from caterpillar.sim.build.toolchain import build_root
-from caterpillar.sim.build.tops import board_top, core_top, mac_array_top, mac_top, ring_top
+from caterpillar.sim.flow.toolchain import build_root
+from caterpillar.sim.flow.tops import board_top, core_top, mac_array_top, mac_top, ring_top
 from caterpillar.software.storage import (
     OutputPathError,
     atomic_write_text,

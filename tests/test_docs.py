@@ -6,7 +6,7 @@ from caterpillar.contract.config import preset
 from caterpillar.contract.isa import isa_markdown
 from caterpillar.contract.registers import registers_markdown
 from caterpillar.rtl.board import host_link_document
-from caterpillar.sim.build.tops import ports_markdown
+from caterpillar.sim.flow.tops import ports_markdown
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 

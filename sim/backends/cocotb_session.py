@@ -14,8 +14,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from caterpillar.sim.build.cocotb import run_cocotb
-from caterpillar.sim.build.tops import core_top
+from caterpillar.sim.flow.cocotb import run_cocotb
+from caterpillar.sim.flow.tops import core_top
 
 __all__ = ["run_in_cocotb", "SESSION_ENV"]
 

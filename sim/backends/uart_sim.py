@@ -18,8 +18,8 @@ from importlib import resources
 from pathlib import Path
 
 from caterpillar.contract.host_link import BAUD, BOARD_CLOCK_HZ, clocks_per_bit
-from caterpillar.sim.build.tops import board_top
-from caterpillar.sim.build.verilator import build_executable
+from caterpillar.sim.flow.tops import board_top
+from caterpillar.sim.flow.verilator import build_executable
 from caterpillar.software.driver.uart import LinkError, Transport, UartDevice
 
 __all__ = ["board_executable", "SimulatorLink", "open_uart_sim"]

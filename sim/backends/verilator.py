@@ -16,8 +16,8 @@ from importlib import resources
 from pathlib import Path
 
 from caterpillar.contract.registers import RegisterMap, RingRegisterMap
-from caterpillar.sim.build.tops import core_top, ring_top
-from caterpillar.sim.build.verilator import build_executable
+from caterpillar.sim.flow.tops import core_top, ring_top
+from caterpillar.sim.flow.verilator import build_executable
 from caterpillar.software.driver.device import Device, DeviceTimeout
 
 __all__ = ["VerilatorDevice", "core_executable", "ring_executable"]

@@ -20,8 +20,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from caterpillar.golden.numerics import FloatFormat
-from caterpillar.sim.build.verilator import build_executable
-from caterpillar.sim.build.verilog import cached_verilog
+from caterpillar.sim.flow.verilator import build_executable
+from caterpillar.sim.flow.verilog import cached_verilog
 from caterpillar.sim.fpverify.bank import FPUBank, bank_ops, golden_op
 from caterpillar.sim.fpverify.stream import run_stream_unit
 

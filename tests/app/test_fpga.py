@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """``caterpillar verilog``, ``synth`` and ``fpga build``: the files written, every option
 checked before work with one line, and the commands' flow with synthesis and the bitstream
-build replaced (the real runs: tests/sim/build/test_synthesis.py and test_bitstream.py)."""
+build replaced (the real runs: tests/sim/flow/test_synthesis.py and test_bitstream.py)."""
 
 import json
 
@@ -11,8 +11,8 @@ from caterpillar.app import fpga
 from caterpillar.app.cli import main
 from caterpillar.bench.fpga import FPGA_TOPS, FpgaTop
 from caterpillar.contract.config import preset
-from caterpillar.sim.build.synthesis import FlipFlopMemoryError, ToolError
-from caterpillar.sim.build.tops import documented_tops
+from caterpillar.sim.flow.synthesis import FlipFlopMemoryError, ToolError
+from caterpillar.sim.flow.tops import documented_tops
 
 
 def _error(argv, capsys, status=2) -> str:

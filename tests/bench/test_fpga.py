@@ -2,7 +2,7 @@
 """The FPGA harnesses and the MAC-array benchmark without the optional yowasp tools: options,
 the table, the build plan Amaranth writes for the harness, the harnesses in the Amaranth
 simulator against Python models, the tops of `caterpillar fpga build`, and the command's flow
-with the bitstream build replaced. Real place and route: tests/sim/build/test_bitstream.py and
+with the bitstream build replaced. Real place and route: tests/sim/flow/test_bitstream.py and
 `make bench-fpga`."""
 
 import json
@@ -22,8 +22,8 @@ from caterpillar.golden import numerics
 from caterpillar.golden.numerics import BF16, FP16, FP32
 from caterpillar.rtl.ports import HostBus
 from caterpillar.rtl.ring import Ring
-from caterpillar.sim.build.bitstream import make_platform
-from caterpillar.sim.build.synthesis import ToolError
+from caterpillar.sim.flow.bitstream import make_platform
+from caterpillar.sim.flow.synthesis import ToolError
 
 
 def _row(mul, add, **over):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from caterpillar.app.cli import main
-from caterpillar.sim.build.toolchain import icarus_available
+from caterpillar.sim.flow.toolchain import icarus_available
 
 #: Whole cores or rings in a simulator, or Verilator builds: `make test`, not test-fast.
 pytestmark = pytest.mark.integration

@@ -4,8 +4,8 @@
 import pytest
 
 from caterpillar.contract.config import preset
-from caterpillar.sim.build.cocotb import run_cocotb
-from caterpillar.sim.build.tops import core_top
+from caterpillar.sim.flow.cocotb import run_cocotb
+from caterpillar.sim.flow.tops import core_top
 from tests.helpers import simulators
 
 CFG = preset("tiny")

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from caterpillar.golden.numerics import FORMATS
-from caterpillar.sim.build.cocotb import run_cocotb
-from caterpillar.sim.build.verilog import cached_verilog
+from caterpillar.sim.flow.cocotb import run_cocotb
+from caterpillar.sim.flow.verilog import cached_verilog
 from caterpillar.sim.fpverify.bank import FPUBank
 from tests.helpers import simulators
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from caterpillar.sim.build import toolchain
+from caterpillar.sim.flow import toolchain
 
 PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
 ENV_VARS = ("PATH", "OBJCACHE", "MAKEFLAGS", "AMARANTH_USE_YOSYS", "CATERPILLAR_BUILD_DIR")

@@ -15,7 +15,7 @@ from amaranth.lib import wiring
 import caterpillar.contract as contract
 import caterpillar.golden.numerics as numerics
 import caterpillar.rtl as rtl
-from caterpillar.sim.build.toolchain import announced, build_root, prepare_environment
+from caterpillar.sim.flow.toolchain import announced, build_root, prepare_environment
 
 __all__ = ["design_digest", "signature_ports", "convert", "convert_rtlil", "cached_verilog",
            "cached_rtlil", "fix_constant_always", "collapse_zero_memory_init"]

@@ -6,8 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
-from caterpillar.sim.build.lint import waiver_flags
-from caterpillar.sim.build.toolchain import build_root, prepare_environment
+from caterpillar.sim.flow.lint import waiver_flags
+from caterpillar.sim.flow.toolchain import build_root, prepare_environment
 
 __all__ = ["run_cocotb", "waves_requested"]
 
@@ -39,7 +39,7 @@ def run_cocotb(sim: str, verilog: Path, toplevel: str, test_module: str, *, name
     suffix = "-waves" if waves else ""
     build_dir = build_root() / "cocotb" / f"{name}-{sim}-{verilog.stem}{suffix}"
     runner = get_runner(sim)
-    # The named lint waivers of every Verilator build (caterpillar.sim.build.lint).
+    # The named lint waivers of every Verilator build (caterpillar.sim.flow.lint).
     build_args = [*waiver_flags(), "-Wno-fatal", "-O3"] if sim == "verilator" else []
     runner.build(sources=[verilog], hdl_toplevel=toplevel, build_dir=build_dir,
                  build_args=build_args, timescale=("1ns", "1ps"), waves=waves, always=False)

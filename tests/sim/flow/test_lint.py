@@ -1,12 +1,12 @@
 """Verilator lint (``-Wall``) of the generated Verilog: the core of every preset, a ring and the
 MAC tops and the simulation board top (every top ``caterpillar verilog`` writes) are clean except
-for the warnings :data:`~caterpillar.sim.build.lint.WAIVERS` names with a reason."""
+for the warnings :data:`~caterpillar.sim.flow.lint.WAIVERS` names with a reason."""
 
 import pytest
 
 from caterpillar.contract.config import PRESETS, preset
-from caterpillar.sim.build.lint import WAIVERS, lint, waiver_flags
-from caterpillar.sim.build.tops import board_top, core_top, mac_array_top, mac_top, ring_top
+from caterpillar.sim.flow.lint import WAIVERS, lint, waiver_flags
+from caterpillar.sim.flow.tops import board_top, core_top, mac_array_top, mac_top, ring_top
 from tests.helpers import requires_verilator
 
 #: Verilog conversions and lint runs: `make test`, not test-fast.

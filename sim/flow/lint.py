@@ -2,7 +2,7 @@
 
 Every Verilator build of the project (free-running executables, cocotb models) passes the
 same :func:`waiver_flags`, and :func:`lint` reports whatever ``-Wall`` still finds, so a new
-kind of warning is seen the day it appears (``tests/sim/build/test_lint.py`` lints the core of
+kind of warning is seen the day it appears (``tests/sim/flow/test_lint.py`` lints the core of
 every preset and a ring).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from caterpillar.sim.build.toolchain import prepare_environment, verilator_available
+from caterpillar.sim.flow.toolchain import prepare_environment, verilator_available
 
 __all__ = ["WAIVERS", "waiver_flags", "lint", "LintError"]
 

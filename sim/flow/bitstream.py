@@ -6,7 +6,7 @@ in a build directory, with the yowasp tools (``make setup-fpga``) or a native Yo
 
 1. Amaranth's platform ``prepare``: the design as RTLIL (``<name>.il``) and the pin and clock
    constraints (``<name>.lpf``);
-2. ``yosys``: :func:`~caterpillar.sim.build.synthesis.synthesis_script` (the project's one
+2. ``yosys``: :func:`~caterpillar.sim.flow.synthesis.synthesis_script` (the project's one
    synthesis script, with its refusal of flip-flop memories) writing ``<name>.json``;
 3. ``nextpnr-ecp5 --85k --package CABGA381 --speed 6 --lpf <name>.lpf`` (device options as
    Amaranth's own build script has them) with ``--timing-allow-fail``, so a missed clock
@@ -29,14 +29,14 @@ from pathlib import Path
 from amaranth.build import Clock, Resource
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
-from caterpillar.sim.build.synthesis import (
+from caterpillar.sim.flow.synthesis import (
     memory_kind,
     run_tool,
     synthesize_ecp5,
     yosys_tool,
     yowasp_tool,
 )
-from caterpillar.sim.build.toolchain import announced, prepare_environment
+from caterpillar.sim.flow.toolchain import announced, prepare_environment
 
 __all__ = ["Board", "BOARDS", "make_platform", "nextpnr_arguments", "parse_nextpnr_log",
            "worst_clock", "build_bitstream", "format_report", "REPORT_CELLS"]

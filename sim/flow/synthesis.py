@@ -3,7 +3,7 @@
 The default Yosys is the optional yowasp one (``make setup-fpga``); a native Yosys can be named
 instead (``--yosys PATH``). :func:`synthesize_ecp5` is the one synthesis script of the project:
 ``caterpillar synth`` (a whole core, one PE, the MAC units) and the bitstream flow
-(:mod:`caterpillar.sim.build.bitstream`) both run it.
+(:mod:`caterpillar.sim.flow.bitstream`) both run it.
 
 A memory that ``memory_libmap`` can map neither to block RAM (DP16KD) nor to LUT RAM
 (TRELLIS_DPR16X4) is built from flip-flops and multiplexers: for the scratchpad of a core that is
@@ -30,9 +30,9 @@ from pathlib import Path
 from caterpillar.golden.numerics import FloatFormat, format_by_name
 from caterpillar.rtl.fp.mac import FPMac
 from caterpillar.rtl.pe import PE
-from caterpillar.sim.build.toolchain import announced, build_root
-from caterpillar.sim.build.tops import VerilogTop, core_top
-from caterpillar.sim.build.verilog import convert
+from caterpillar.sim.flow.toolchain import announced, build_root
+from caterpillar.sim.flow.tops import VerilogTop, core_top
+from caterpillar.sim.flow.verilog import convert
 
 __all__ = ["ToolError", "FlipFlopMemoryError", "yowasp_tool", "yosys_tool", "tool_version",
            "run_tool", "memory_libraries", "synthesis_script", "synthesize_ecp5",

@@ -9,8 +9,8 @@ import pytest
 from amaranth.lib import data
 
 from caterpillar.contract.config import ConfigError, preset
-from caterpillar.sim.build import tops
-from caterpillar.sim.build.tops import (
+from caterpillar.sim.flow import tops
+from caterpillar.sim.flow.tops import (
     CLOCK_PORTS,
     board_top,
     core_top,

@@ -9,8 +9,8 @@ import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
-from caterpillar.sim.build.lint import waiver_flags
-from caterpillar.sim.build.toolchain import (
+from caterpillar.sim.flow.lint import waiver_flags
+from caterpillar.sim.flow.toolchain import (
     announced,
     build_root,
     prepare_environment,

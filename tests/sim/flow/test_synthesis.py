@@ -19,8 +19,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from caterpillar.contract.config import preset
-from caterpillar.sim.build import synthesis
-from caterpillar.sim.build.synthesis import (
+from caterpillar.sim.flow import synthesis
+from caterpillar.sim.flow.synthesis import (
     FlipFlopMemoryError,
     ToolError,
     format_cell_table,
@@ -37,7 +37,7 @@ from caterpillar.sim.build.synthesis import (
     yosys_tool,
     yowasp_tool,
 )
-from caterpillar.sim.build.verilog import convert, convert_rtlil
+from caterpillar.sim.flow.verilog import convert, convert_rtlil
 
 # A 16-bit register and an 8x8 multiply: hard facts about synth_ecp5's mapping.
 TINY = """

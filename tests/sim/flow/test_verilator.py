@@ -2,7 +2,7 @@
 
 import pytest
 
-from caterpillar.sim.build.verilator import VerilatorBuildError, build_executable
+from caterpillar.sim.flow.verilator import VerilatorBuildError, build_executable
 from tests.helpers import requires_verilator
 
 #: Whole cores or rings in a simulator, or Verilator builds: `make test`, not test-fast.

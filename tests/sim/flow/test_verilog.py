@@ -4,7 +4,7 @@ import re
 
 from caterpillar.golden.numerics import FP16
 from caterpillar.rtl.fp.convert import FPConvert
-from caterpillar.sim.build import verilog
+from caterpillar.sim.flow import verilog
 
 
 def test_ports_come_from_the_signature_without_constant_ready():

@@ -4,7 +4,7 @@ waveform copy, with a stand-in runner (no simulator runs here)."""
 import cocotb_tools.runner
 import pytest
 
-from caterpillar.sim.build import cocotb as cocotb_build
+from caterpillar.sim.flow import cocotb as cocotb_build
 
 
 @pytest.mark.parametrize("value", ["", "0", "false", "no", "False", "NO", "off", " Off "])
