@@ -65,7 +65,7 @@ class Context(enum.Enum, shape=2):
 class _Phase:
     """Registers naming one phase."""
 
-    NAMES = ("valid", "block", "panel", "group", "row0", "n0", "bank", "buf")
+    NAMES = ("valid", "block_row", "panel", "group", "row0", "n0", "bank", "buf")
 
     def __init__(self, prefix):
         for name in self.NAMES:
@@ -134,7 +134,7 @@ class GemmEngine(wiring.Component):
         g.astream = cur.panel == 0
         # The B panel a phase loads: the next panel of cur (or cur's own, in the prologue).
         last_panel = cur.panel == g.panels - 1
-        g.has_bnext = (cur.group == 0) & (~last_panel | ((cur.block + 1) * g.mc < g.rows))
+        g.has_bnext = (cur.group == 0) & (~last_panel | (cur.block_row + g.mc < g.rows))
         g.b_n0 = Mux(context == Context.PROLOGUE, cur.n0, Mux(last_panel, 0, cur.n0 + nr))
         g.b_buf = Mux(context == Context.PROLOGUE, cur.buf, ~cur.buf)
         g.cin = {n: Mux(context == Context.PROLOGUE, getattr(cur, n), getattr(g.nxt, n))
@@ -143,19 +143,24 @@ class GemmEngine(wiring.Component):
 
     @staticmethod
     def _following(g, src) -> dict:
-        """Return the phase after ``src`` (``valid`` 0 when there is none)."""
+        """Return the phase after ``src`` (``valid`` 0 when there is none).
+
+        A phase holds its block's first row (``block_row``, a running sum of ``mc``) rather than
+        the block's index, so that no multiplier lies on the phase-to-phase path.
+        """
         rows, mc, group_rows = g.rows, g.mc, g.group_rows
-        remaining = rows - src.block * mc
+        next_block_row = src.block_row + mc
+        remaining = rows - src.block_row
         groups = Mux(remaining >= mc, mc >> log2(group_rows), cdiv(remaining, group_rows))
         last_group = src.group == groups - 1
         last_panel = src.panel == g.panels - 1
-        more_rows = (src.block + 1) * mc < rows
+        more_rows = next_block_row < rows
         return {
             "valid": src.valid & ~(last_group & last_panel & ~more_rows),
             "group": Mux(last_group, 0, src.group + 1),
             "panel": Mux(last_group, Mux(last_panel, 0, src.panel + 1), src.panel),
-            "block": Mux(last_group & last_panel, src.block + 1, src.block),
-            "row0": Mux(last_group, Mux(last_panel, (src.block + 1) * mc, src.block * mc),
+            "block_row": Mux(last_group & last_panel, next_block_row, src.block_row),
+            "row0": Mux(last_group, Mux(last_panel, next_block_row, src.block_row),
                         src.row0 + group_rows),
             "n0": Mux(last_group, Mux(last_panel, 0, src.n0 + g.nr), src.n0),
             "bank": ~src.bank,
@@ -296,7 +301,7 @@ class GemmEngine(wiring.Component):
         with m.FSM(name="gemm"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [*cur.eq({"valid": 1, "block": 0, "panel": 0, "group": 0,
+                    m.d.sync += [*cur.eq({"valid": 1, "block_row": 0, "panel": 0, "group": 0,
                                           "row0": 0, "n0": 0, "bank": 0, "buf": 0}),
                                  prev.valid.eq(0), context.eq(Context.PROLOGUE),
                                  computing.eq(0), compute_over.eq(0), *begin_tasks]
