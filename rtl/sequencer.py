@@ -94,6 +94,7 @@ class Sequencer(wiring.Component):
         for opcode in [*KERNELS, Opcode.GEMM, Opcode.RING]:
             fields = FieldView(getattr(instr.args, opcode.name.lower()))
             plans[opcode] = (fields, kernel_plan(opcode, fields, cfg, select=Mux))
+        checks_ok, register_checks = self._registered_checks(layout, fetch)
 
         m.submodules.gemm = gemm = GemmEngine(cfg)
         m.d.comb += [gemm.f.eq(instr.args.gemm), self.ring.fields.eq(instr.args.ring)]
@@ -125,7 +126,7 @@ class Sequencer(wiring.Component):
                     m.next = "DECODE"
                 refuse_host_access()
             with m.State("DECODE"):
-                m.d.sync += instr.eq(fetch.data)
+                m.d.sync += [instr.eq(fetch.data), *register_checks]
                 m.next = "CHECK"
                 refuse_host_access()
             with m.State("CHECK"):
@@ -147,7 +148,7 @@ class Sequencer(wiring.Component):
                     m.d.sync += pc.eq(pc + 1)
                     m.next = "FETCH"
                 with m.Else():
-                    self._check(m, op, plans, fail, gemm)
+                    self._check(m, op, plans, checks_ok, fail, gemm)
                     counter_sel = instr.args.rdcnt.counter
                     m.d.sync += counter_snapshot.eq(
                         Array(host.counters[i] for i in range(len(Counter)))[counter_sel])
@@ -268,15 +269,35 @@ class Sequencer(wiring.Component):
             return {"alpha": sregs[fields.alpha]}
         return {}
 
-    def _check(self, m, op, plans, fail, gemm):
+    def _registered_checks(self, layout, fetch):
+        """Every opcode's checks evaluated on the fetched instruction in ``DECODE`` and
+        registered with it: ``{opcode: [ok flip-flop per check]}`` and their updates.
+
+        The checks' products and sums (``base + (rows - 1) * ld + ...``, one multiplier each)
+        then end at flip-flops instead of running on into the ``CHECK`` decision, which starts
+        the engines and moves every state machine of the core; the decision costs no cycle.
+        """
+        fetched = layout(fetch.data)
+        checks_ok, updates = {}, []
+        for opcode in [*KERNELS, Opcode.GEMM, Opcode.RING]:
+            fields = FieldView(getattr(fetched.args, opcode.name.lower()))
+            plan = kernel_plan(opcode, fields, self.cfg, select=Mux)
+            name = opcode.name.lower()
+            checks_ok[opcode] = [Signal(name=f"ok_{name}_{i}") for i in range(len(plan.checks))]
+            updates += [ok.eq(check.ok) for ok, check in zip(checks_ok[opcode], plan.checks,
+                                                             strict=True)]
+        return checks_ok, updates
+
+    def _check(self, m, op, plans, checks_ok, fail, gemm):
         # The first failing check (in the plan's order) names the error.
         with m.Switch(op):
             for opcode, (_, plan) in plans.items():
                 with m.Case(opcode):
                     failed = Signal(name=f"failed_{opcode.name.lower()}")
                     reason = Signal(ErrorCause, name=f"reason_{opcode.name.lower()}")
-                    for check in reversed(plan.checks):
-                        with m.If(~check.ok):
+                    for check, ok in zip(reversed(plan.checks), reversed(checks_ok[opcode]),
+                                         strict=True):
+                        with m.If(~ok):
                             m.d.comb += [failed.eq(1),
                                          reason.eq(check.cause)]
                     with m.If(failed):

@@ -25,11 +25,13 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from caterpillar.golden.numerics import FloatFormat, format_by_name
 from caterpillar.rtl.fp.mac import FPMac
 from caterpillar.rtl.pe import PE
+from caterpillar.sim.flow.logic_depth import longest_paths
 from caterpillar.sim.flow.toolchain import announced, build_root
 from caterpillar.sim.flow.tops import VerilogTop, core_top
 from caterpillar.sim.flow.verilog import convert
@@ -435,7 +437,7 @@ SYNTH_DESIGNS = {"core": core_top, "pe": pe_top}
 
 
 def synthesize(design: str, cfg, *, yosys: str | None = None, allow_ff_memories: bool = False,
-               timeout: float | None = None, directory=None) -> dict:
+               timeout: float | None = None, directory=None, paths: int = 0) -> dict:
     """Synthesise one of :data:`SYNTH_DESIGNS` (``"core"``: a whole core, ``cfg.cores`` not
     used; ``"pe"``: one PE) of ``cfg`` for ECP5 and return the report.
 
@@ -452,7 +454,9 @@ def synthesize(design: str, cfg, *, yosys: str | None = None, allow_ff_memories:
         line), ``yosys`` (its path), ``cells`` (every type and count), ``summary``
         (:func:`summarise_cells`), ``luts`` (LUT4 slots), ``ffs``, ``dsps``, ``brams``,
         ``memories`` (name to RAM cell), ``seconds`` (``convert``: to RTLIL, ``synthesis``,
-        ``total`` wall time) and ``directory``.
+        ``total`` wall time) and ``directory``; with ``paths`` > 0 also ``paths``: the
+        deepest register-to-register paths (:func:`~caterpillar.sim.flow.logic_depth.
+        longest_paths` of the netlist, written beside the logs as ``<top>.json``).
 
     Raises
     ------
@@ -473,9 +477,14 @@ def synthesize(design: str, cfg, *, yosys: str | None = None, allow_ff_memories:
     label = f"{top.label} (nr={cfg.nr}, {cfg.operand_format})"
     with announced(f"synthesising {label} with {Path(yosys).name}", None):
         result = synthesize_ecp5(netlist, top.name, yosys=yosys, timeout=timeout, label=label,
-                                 allow_ff_memories=allow_ff_memories)
+                                 allow_ff_memories=allow_ff_memories,
+                                 netlist=f"{top.name}.json" if paths else None)
     cells = result["cells"]
     summary = summarise_cells(cells)
+    extra = {}
+    if paths:
+        mapped = json.loads((directory / f"{top.name}.json").read_text())
+        extra["paths"] = [asdict(path) for path in longest_paths(mapped, top.name, paths)]
     return {
         "design": design, "label": label, "top": top.name, "config": cfg.to_dict(),
         "tool": result["tool"], "yosys": yosys, "cells": cells, "summary": summary,
@@ -484,7 +493,7 @@ def synthesize(design: str, cfg, *, yosys: str | None = None, allow_ff_memories:
         "memories": result["memories"],
         "seconds": {"convert": round(converted, 1), "synthesis": result["seconds"],
                     "total": round(time.monotonic() - start, 1)},
-        "directory": str(directory),
+        "directory": str(directory), **extra,
     }
 
 
