@@ -113,27 +113,38 @@ class GemmEngine(wiring.Component):
                 "a": ASrc.NEGZERO, "b": BSrc.ONE, "c": CSrc.NEGZERO})),
             x.eq(transfer_layout(cfg).const({})),
         ]
-        g = self._phases()
+        g = self._phases(m)
         self._task_runner(m, g)
         self._compute_loop(g)
         self._micro_ops(m, g)
         self._sequencing(m, g)
         return m
 
-    def _phases(self) -> SimpleNamespace:
-        """The shape's quantities and the registers of the previous, current and next phase."""
+    def _phases(self, m) -> SimpleNamespace:
+        """The shape's quantities and the registers of the previous, current and next phase.
+
+        The quantities the control compares against (the last panel, the last ``k`` step, the
+        idle cycles of an A-streaming phase) are registered from ``f``: it is stable from
+        ``start`` on, so they hold from the first busy cycle, and their arithmetic is not on
+        the paths through the task list.
+        """
         cfg, f = self.cfg, self.f
-        nr, lanes = cfg.nr, cfg.acc_lanes
+        nr, lanes, wb = cfg.nr, cfg.acc_lanes, cfg.write_back_latency
         g = SimpleNamespace(nr=nr, lanes=lanes, s=log2(nr), s_lanes=log2(lanes),
                             group_rows=nr * lanes, k=f.k, rows=f.m, cols=f.n, mc=f.mc,
-                            panels=cdiv(f.n, nr), lda_local=cdiv(f.k, nr),
-                            compute_cycles=f.k << log2(lanes))
+                            lda_local=cdiv(f.k, nr))
+        compute_cycles = f.k << log2(lanes)
+        g.last_panel_index = Signal(16)
+        g.last_k = Signal(16)
+        g.astream_idle = Signal(range(wb + 1))
+        m.d.sync += [g.last_panel_index.eq(cdiv(f.n, nr) - 1), g.last_k.eq(f.k - 1),
+                     g.astream_idle.eq(Mux(compute_cycles < wb, wb - compute_cycles, 0))]
         g.prev, g.cur, g.nxt = _Phase("prev"), _Phase("cur"), _Phase("next")
         g.context = context = Signal(Context)
         cur = g.cur
         g.astream = cur.panel == 0
         # The B panel a phase loads: the next panel of cur (or cur's own, in the prologue).
-        last_panel = cur.panel == g.panels - 1
+        last_panel = cur.panel == g.last_panel_index
         g.has_bnext = (cur.group == 0) & (~last_panel | (cur.block_row + g.mc < g.rows))
         g.b_n0 = Mux(context == Context.PROLOGUE, cur.n0, Mux(last_panel, 0, cur.n0 + nr))
         g.b_buf = Mux(context == Context.PROLOGUE, cur.buf, ~cur.buf)
@@ -153,7 +164,7 @@ class GemmEngine(wiring.Component):
         remaining = rows - src.block_row
         groups = Mux(remaining >= mc, mc >> log2(group_rows), cdiv(remaining, group_rows))
         last_group = src.group == groups - 1
-        last_panel = src.panel == g.panels - 1
+        last_panel = src.panel == g.last_panel_index
         more_rows = next_block_row < rows
         return {
             "valid": src.valid & ~(last_group & last_panel & ~more_rows),
@@ -171,9 +182,7 @@ class GemmEngine(wiring.Component):
         """The SPAD port's task list: which tasks a phase has, the running one, its end."""
         wb, context = self.cfg.write_back_latency, g.context
         idle_cycles = Mux(context == Context.EPILOGUE, wb,
-                          Mux(context == Context.PROLOGUE, 0,
-                              Mux(g.astream,
-                                  Mux(g.compute_cycles < wb, wb - g.compute_cycles, 0), wb)))
+                          Mux(context == Context.PROLOGUE, 0, Mux(g.astream, g.astream_idle, wb)))
         present = Signal(5)
         m.d.comb += present.eq(Cat(
             idle_cycles != 0,
@@ -204,9 +213,10 @@ class GemmEngine(wiring.Component):
         g.count = Signal(17)
         g.running = Signal()
         g.tasks_over = Signal()
-        task_len = Mux(task == Task.IDLE, idle_cycles,
-                       Mux(task == Task.BNEXT, g.k, Mux(task == Task.GUARD, 2, g.group_rows)))
-        g.task_end = g.running & (g.count == task_len - 1)
+        last_count = Mux(task == Task.IDLE, idle_cycles - 1,
+                         Mux(task == Task.BNEXT, g.last_k,
+                             Mux(task == Task.GUARD, 1, g.group_rows - 1)))
+        g.task_end = g.running & (g.count == last_count)
         g.task_last = g.task_end & (first_present_after(task) == Task.NONE)
 
     @staticmethod
@@ -216,7 +226,7 @@ class GemmEngine(wiring.Component):
         g.lane = Signal(g.s_lanes)
         g.computing = Signal()
         g.compute_over = Signal()
-        g.compute_last = g.computing & (g.p == g.k - 1) & (g.lane == g.lanes - 1)
+        g.compute_last = g.computing & (g.p == g.last_k) & (g.lane == g.lanes - 1)
 
     def _micro_ops(self, m, g) -> None:
         """The compute micro-op of each compute cycle; the transfer of each task cycle."""

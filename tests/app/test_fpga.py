@@ -80,6 +80,8 @@ def test_the_documented_commands_write_the_documented_tops(tmp_path):
                                      "(the MAC units) only"),
     (["synth", "--estimate", "--allow-ff-memories"], "caterpillar: error: --allow-ff-memories "
      "applies to the core and --pe; the MAC units of --estimate have no memory"),
+    (["synth", "--estimate", "--paths", "3"], "caterpillar: error: --paths applies to the core "
+                                              "and --pe, not to --estimate"),
     (["synth", "--pe", "--estimate"], "caterpillar synth: error: argument --estimate: not "
                                       "allowed with argument --pe; see caterpillar synth --help"),
     (["synth", "--timeout", "0"], "caterpillar synth: error: argument --timeout: expected a "
@@ -154,7 +156,7 @@ def test_synth_prints_cells_memories_and_time_and_writes_json(tmp_path, capsys, 
                  "--allow-ff-memories", "--yosys", "/opt/yosys", "--timeout", "60",
                  "--json", str(out)]) == 0
     assert calls == [("pe", "tiny", 1024, {"yosys": "/opt/yosys", "allow_ff_memories": True,
-                                           "timeout": 60.0})]
+                                           "timeout": 60.0, "paths": 0})]
     text = capsys.readouterr().out
     assert text.startswith("Yosys: /opt/yosys (Yosys 0.70 (git sha1 abc))\n")
     lines = {line.split("  ")[0].strip(): line.split()[-1] for line in text.splitlines()
@@ -169,6 +171,22 @@ def test_synth_prints_cells_memories_and_time_and_writes_json(tmp_path, capsys, 
     assert main(["synth"]) == 0
     assert calls[0][:2] == ("core", "small")
     assert calls[0][3]["allow_ff_memories"] is False
+
+
+def test_synth_paths_lists_the_deepest_paths(capsys, monkeypatch, fake_yosys):
+    path = {"delay_ns": 25.8, "start": "seq.instr[3]", "end": "seq.xfer_reg",
+            "cells": {"LUT4": 10, "MULT18X18D": 1}, "through": ["seq.gemm.task_reg"]}
+
+    def synthesize(design, cfg, **kwargs):
+        assert kwargs["paths"] == 4
+        return {**_synth_report(design, cfg), "paths": [path]}
+
+    monkeypatch.setattr(fpga, "synthesize", synthesize)
+    assert main(["synth", "--config", "tiny", "--paths", "4"]) == 0
+    text = capsys.readouterr().out
+    assert "deepest paths (estimate:" in text
+    assert "  25.8 ns  seq.instr[3] -> seq.xfer_reg  (10 LUT4, 1 MULT18X18D)\n" in text
+    assert "through seq.gemm.task_reg" in text
 
 
 def test_synth_estimate_synthesises_the_mac_units(capsys, monkeypatch, fake_yosys):
