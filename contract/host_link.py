@@ -103,14 +103,13 @@ POLL_REPLY_WORDS = 4
 BUDGET_BITS = 64
 
 #: The FTDI FT231X on the ULX3S runs at 3 MHz / n baud (n = 1, 1.5, 2, ...: its 48 MHz
-#: reference divided by 16 and by n); 2 Mbaud is n = 1.5.
-BAUD = 2_000_000
-#: The board's system clock: 25 MHz * 2 / 5 from the ECP5 PLL, exactly 5 clocks per bit at
-#: :data:`BAUD`. It is what the ``ulx3s`` board top meets after place and route
-#: (``docs/fpga.md``: nextpnr's estimate of its Fmax after placement is 16.5 MHz), not what
-#: the link would like: 3 Mbaud needs a clock that is a multiple of 3 MHz and exact from
-#: 25 MHz, and the one below 30 MHz is 15 MHz, too close to that estimate.
-BOARD_CLOCK_HZ = 10_000_000
+#: reference divided by 16 and by n); 3 Mbaud is its fastest, n = 1.
+BAUD = 3_000_000
+#: The board's system clock: 25 MHz * 3 / 5 from the ECP5 PLL, exactly 5 clocks per bit at
+#: :data:`BAUD`. It is below what the ``ulx3s`` board top meets (``docs/fpga.md``: nextpnr's
+#: Fmax estimate after placement is 22.4 MHz): a clock for 3 Mbaud must be a multiple of
+#: 3 MHz made exactly from 25 MHz, and the next one above 15 MHz is 30 MHz.
+BOARD_CLOCK_HZ = 15_000_000
 #: A frame whose next byte does not come within this time is refused with ``TIMEOUT``. Long
 #: against a host's scheduling and USB gaps inside one write (well under a millisecond), short
 #: enough that a host waiting for the error reply is not kept long.
