@@ -89,26 +89,19 @@ def make_platform(board: str = "ulx3s", target_mhz: float | None = None):
     return Platform()
 
 
-#: nextpnr's HeAP placer spreads cells to at most this density, leaving the router room.
-PLACEMENT_DENSITY = 0.7
-
-
 def nextpnr_arguments(platform, name: str, *, seed: int | None = None) -> list[str]:
     """Return the nextpnr-ecp5 options that place and route ``<name>.json`` for ``platform``.
 
     The device, package and speed options are the ones Amaranth's own build script uses (its
     tables, read from the platform); ``--timing-allow-fail`` keeps a missed constraint a
     result. ``router2``: on the ``ulx3s`` board top nextpnr's default ``router1`` still had
-    177k of 220k arcs to route after 35 minutes. ``--placer-heap-beta`` (the placer's largest
-    cell density, default 0.9) :data:`PLACEMENT_DENSITY`: at the default, ``router2`` met
-    87k overused wires on the board top and was still at 26k after six iterations (the PEs'
-    operand multiplexers, 7-9k LUT4 each, packed tight).
+    177k of 220k arcs to route after 35 minutes, congested around the block RAMs.
     """
     args = ["--log", f"{name}.tim", platform._nextpnr_device_options[platform.device],
             "--package", platform._nextpnr_package_options[platform.package].upper(),
             "--speed", str(platform.speed), "--json", f"{name}.json", "--lpf", f"{name}.lpf",
             "--textcfg", f"{name}.config", "--timing-allow-fail", "--router", "router2",
-            "--placer-heap-beta", str(PLACEMENT_DENSITY), "--quiet"]
+            "--quiet"]
     if seed is not None:
         args += ["--seed", str(seed)]
     return args

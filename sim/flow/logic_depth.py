@@ -5,9 +5,8 @@ board top; this reads the JSON netlist Yosys writes after ``synth_ecp5`` and ran
 by a rough delay model (:data:`CELL_DELAY_NS`, routing folded into each cell), so that a
 change to the RTL can be judged before the long run. The numbers are estimates: they rank
 paths and show what lies on them; nextpnr's report after routing is the measurement. On the
-``ulx3s`` board top the estimate of the worst path was 10 % to 26 % below nextpnr's after
-placement: 53.7 ns against 59.6 ns (16.8 MHz), and, after the changes it pointed to, 33.1 ns
-against 44.7 ns (22.4 MHz); it ranks paths, it does not predict Fmax.
+``ulx3s`` board top the estimate of the worst path (53.7 ns) was 11 % below nextpnr's
+post-placement estimate (60.6 ns).
 
 A path starts at a flip-flop's or block RAM's output (after its clock-to-output time) and ends
 at any input of a flip-flop, block RAM or I/O cell. ``MULT18X18D`` cells are combinational as
