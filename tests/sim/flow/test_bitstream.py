@@ -125,6 +125,7 @@ def test_nextpnr_gets_the_device_options_of_amaranths_own_script():
     assert set(amaranth_line) <= set(ours)              # Amaranth's options, all of them
     assert " ".join(ours[2:7]) == "--85k --package CABGA381 --speed 6"
     assert ours[-2:] == ["--seed", "7"] and "--timing-allow-fail" in ours
+    assert " --placer static --router router2 " in " ".join(ours)
 
 
 def _report(**over):
