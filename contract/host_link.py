@@ -106,9 +106,9 @@ BUDGET_BITS = 64
 #: reference divided by 16 and by n); 3 Mbaud is its fastest, n = 1.
 BAUD = 3_000_000
 #: The board's system clock: 25 MHz * 3 / 5 from the ECP5 PLL, exactly 5 clocks per bit at
-#: :data:`BAUD`. It is below what the ``ulx3s`` board top meets (``docs/fpga.md``: nextpnr's
-#: Fmax estimate after placement is 22.4 MHz): a clock for 3 Mbaud must be a multiple of
-#: 3 MHz made exactly from 25 MHz, and the next one above 15 MHz is 30 MHz.
+#: :data:`BAUD`. It is below what the ``ulx3s`` board top meets (``docs/fpga.md``: 20.6 MHz
+#: after place and route): a clock for 3 Mbaud must be a multiple of 3 MHz made exactly from
+#: 25 MHz, and the next one above 15 MHz is 30 MHz.
 BOARD_CLOCK_HZ = 15_000_000
 #: A frame whose next byte does not come within this time is refused with ``TIMEOUT``. Long
 #: against a host's scheduling and USB gaps inside one write (well under a millisecond), short
