@@ -29,7 +29,7 @@ from caterpillar.app.train import nonnegative_int, positive_int
 from caterpillar.bench.fpga import FPGA_TOPS
 from caterpillar.contract.config import ConfigError, preset_names
 from caterpillar.sim.flow.bitstream import BOARDS, build_bitstream, format_report
-from caterpillar.sim.flow.logic_depth import LogicPath, format_paths
+from caterpillar.sim.flow.logic_depth import LogicPath, delay_model, format_paths
 from caterpillar.sim.flow.synthesis import (
     estimate_mac_cells,
     format_cell_table,
@@ -179,8 +179,7 @@ def run_synth(args) -> int:
         print(format_memory_table(report["memories"]))
         if args.paths:
             print()
-            print("deepest paths (estimate: LUT4 1 ns, MULT18X18D 5 ns, carry 0.1 ns a bit, "
-                  "routing folded in):")
+            print(f"deepest paths (estimate: {delay_model()}):")
             print(format_paths([LogicPath(**path) for path in report["paths"]]))
         print()
         print(f"wall time: {s['total']:.1f} s (conversion {s['convert']:.1f} s, synthesis "

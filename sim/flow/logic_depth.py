@@ -18,7 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["CELL_DELAY_NS", "CLOCK_TO_OUT_NS", "LogicPath", "longest_paths", "format_paths"]
+__all__ = ["CELL_DELAY_NS", "CLOCK_TO_OUT_NS", "LogicPath", "longest_paths", "format_paths",
+           "delay_model"]
 
 #: Delay of a combinational cell from any input to any output, nanoseconds, routing to the next
 #: cell included (ECP5 speed grade 6, rounded). ``CCU2C``: see :func:`_cell_delay`.
@@ -183,6 +184,13 @@ def longest_paths(netlist: dict, top: str, count: int = 10) -> list[LogicPath]:
         if len(paths) == count:
             break
     return paths
+
+
+def delay_model() -> str:
+    """The delay model in a line: ``LUT4 1 ns, ..., carry 0.1 ns a bit, routing folded in``."""
+    cells = ", ".join(f"{kind} {ns:g} ns" for kind, ns in CELL_DELAY_NS.items())
+    along = _cell_delay("CCU2C", "CIN", "COUT")
+    return f"{cells} ({along:g} ns a bit along a carry chain), routing folded in"
 
 
 def format_paths(paths: list[LogicPath], *, through: int = 6) -> str:

@@ -6,6 +6,7 @@ import pytest
 from caterpillar.sim.flow.logic_depth import (
     CELL_DELAY_NS,
     CLOCK_TO_OUT_NS,
+    delay_model,
     format_paths,
     longest_paths,
 )
@@ -135,3 +136,9 @@ def test_paths_deeper_than_the_recursion_limit():
 def test_an_unknown_module_is_named():
     with pytest.raises(ValueError, match="'core' is not in the netlist"):
         longest_paths({"modules": {}}, "core")
+
+
+def test_the_delay_model_line_names_every_cell_delay():
+    text = delay_model()
+    assert all(f"{kind} {ns:g} ns" in text for kind, ns in CELL_DELAY_NS.items())
+    assert "0.1 ns a bit along a carry chain" in text
