@@ -253,7 +253,8 @@ def _plan_gemv(f, c: _Context, transposed: bool) -> KernelPlan:
 def _plan_ger(f, c: _Context) -> KernelPlan:
     nr, lanes = c.nr, c.cfg.chain_lanes
     m_loc, k_loc = cdiv(f.rows, nr), cdiv(f.cols, nr)
-    # g = u v; load W; [g += wd W]; [m = g + mu m]; W += alpha g (or m); [store m].
+    # g = u v; load W; [g += wd W]; [m = g + mu m]; W += alpha g (or m); [store m]. Without
+    # weight decay and momentum: load W; W += u v; an idle step (MemA's one port).
     steps = 3 + f.use_wd + 2 * f.use_mom
     checks = [
         c.positive(f.rows, "rows"), c.positive(f.cols, "cols"),

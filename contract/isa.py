@@ -191,7 +191,8 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
         _f("rows", 16, "count", "rows of W"),
         _f("cols", 16, "count", "columns of W"),
         _f("ldw", 16, "ld", "MemA leading dimension of W and of the momentum buffer"),
-        _f("alpha", 4, "sreg", "scalar register: step (-learning rate, or 1 to accumulate)"),
+        _f("alpha", 4, "sreg", "scalar register: step (-learning rate); without use_wd and "
+           "use_mom unused: W += u v, u carries the step"),
         _f("wd", 4, "sreg", "scalar register: weight decay (used if use_wd)"),
         _f("mu", 4, "sreg", "scalar register: momentum (used if use_mom)"),
         _f("use_wd", 1, "flag", "g += wd * W"),

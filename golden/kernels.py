@@ -19,7 +19,7 @@ from caterpillar.golden.numerics import FloatFormat
 
 __all__ = [
     "widen", "narrow", "mac", "gemv_partials", "chain_order", "chain_sum", "gemv", "gemvt",
-    "ger", "gemm", "vop", "VOP_FUNCTIONS", "smxce",
+    "ger", "ger_accumulate", "ger_batch", "gemm", "vop", "VOP_FUNCTIONS", "smxce",
 ]
 
 
@@ -141,13 +141,40 @@ def ger(w, u, v, alpha: int, fmt: FloatFormat, acc: FloatFormat, *, wd=None, mom
 
     Per weight: ``g = round_acc(u_i v_j)``; with ``wd``: ``g = g + round_acc(wd * W)``; with
     momentum: ``m = g + round_acc(mu * mom)``, ``mom' = narrow(m)``, and ``g = m``;
-    ``W' = narrow(widen(W) + round_acc(alpha * narrow(g)))``.
+    ``W' = narrow(widen(W) + round_acc(alpha * narrow(g)))``. The one-sample case of
+    :func:`ger_batch`. The instruction without ``use_wd`` and ``use_mom`` computes
+    :func:`ger_accumulate` instead.
+    """
+    u = np.asarray(u, dtype=np.uint64)[None]
+    v = np.asarray(v, dtype=np.uint64)[None]
+    return ger_batch(w, u, v, alpha, fmt, acc, wd=wd, mom=mom, mu=mu)
+
+
+def ger_accumulate(w, u, v, fmt: FloatFormat, acc: FloatFormat) -> np.ndarray:
+    """Return ``W'`` of ``ger`` without weight decay and momentum: one MAC per weight into the
+    loaded weight, ``W' = narrow(widen(W) + round_acc(u_i v_j))`` (``u`` carries the step)."""
+    u = np.asarray(u, dtype=np.uint64)
+    v = np.asarray(v, dtype=np.uint64)
+    return gemm(u[:, None], v[None, :], w, fmt, acc)
+
+
+def ger_batch(w, u, v, alpha: int, fmt: FloatFormat, acc: FloatFormat, *, wd=None, mom=None,
+              mu=None):
+    """Return ``(w', mom')`` of a rank-``B`` update from ``B`` sample pairs ``u[s]``, ``v[s]``.
+
+    Per weight the gradient is summed in the accumulator over the samples in order, ``g =
+    (((-0 + round_acc(u_0i v_0j)) + round_acc(u_1i v_1j)) + ...)``, and never rounded to the
+    operand format in between; the rest is :func:`ger`'s: weight decay, momentum, then ``W' =
+    narrow(widen(W) + round_acc(alpha * narrow(g)))``. With ``B = 1`` this is :func:`ger`.
     """
     w = np.asarray(w, dtype=np.uint64)
+    u = np.asarray(u, dtype=np.uint64)
+    v = np.asarray(v, dtype=np.uint64)
     rows, cols = w.shape
-    uu = np.broadcast_to(np.asarray(u, dtype=np.uint64)[:, None], (rows, cols))
-    vv = np.broadcast_to(np.asarray(v, dtype=np.uint64)[None, :], (rows, cols))
-    g = mac(uu, vv, _neg_zero(acc, (rows, cols)), fmt, acc)
+    g = _neg_zero(acc, (rows, cols))
+    for sample in range(u.shape[0]):
+        g = mac(np.broadcast_to(u[sample][:, None], (rows, cols)),
+                np.broadcast_to(v[sample][None, :], (rows, cols)), g, fmt, acc)
     w_acc = widen(w, fmt, acc)
     if wd is not None:
         g = mac(np.full(w.shape, wd, np.uint64), narrow(w_acc, fmt, acc), g, fmt, acc)

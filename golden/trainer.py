@@ -14,11 +14,16 @@ then the loss gradient. Scalars (:func:`scalars`) are rounded once to the operan
 1. forward, per layer: ``h = gemv(W, a) (+) b`` (VOP ``add``: ``h + round(b * 1)``), hidden
    layers ``a = max(h, +0)`` (VOP ``maxs``);
 2. output gradient ``d``: ``softmax_ce``: ``smxce(h, onehot(t))``; ``mse``:
-   ``round(s * (h - t))`` with ``s = 2 / outputs`` (VOP ``mseg``);
+   ``round(s * (h - t))`` with ``s = 2 / outputs`` (VOP ``mseg``); without momentum and
+   weight decay it is scaled once, ``d = round(-lr * d)`` (VOP ``scale``), and every delta
+   below inherits the step;
 3. backward, from the last layer: ``e = gemvt(W, d)`` with the weights before their update,
-   ``d_prev = relud(h_prev, e)``; then ``W`` by ``ger(W, d, a_prev, -lr, wd, mu, mom)``, and the
-   bias by VOPs in the same order as ``ger``: ``g = round(wd * b) + d`` (with weight decay),
-   ``m = round(mu * m) + g`` (with momentum), ``b = round(-lr * m) + b``.
+   ``d_prev = relud(h_prev, e)``; then the update. Without momentum and weight decay one MAC
+   per weight, ``W = narrow(widen(W) + round_acc(d_i a_prev_j))`` (``ger`` without ``alpha``),
+   and the bias ``b = b + d`` (VOP ``add``). Otherwise ``W`` by ``ger(W, d, a_prev, -lr, wd,
+   mu, mom)``, and the bias by VOPs in the same order as ``ger``: ``g = round(wd * b) + d``
+   (with weight decay), ``m = round(mu * m) + g`` (with momentum), ``b = round(-lr * m) +
+   b``. (:meth:`GoldenTrainer.update_layer` is the update for one or more samples.)
 
 ``mbgd`` (batch ``B``): every layer keeps ``[W | b]`` (``out x (in + 1)``) and the activations
 get a row of ones, so the bias is the last term of each sum. GEMMs over more than ``k_chunk``
@@ -35,6 +40,13 @@ rounded to the operand format):
    elements are the same sums of the same products in the same order). Otherwise ``G = D^T
    [A_prev^T | 1]``, then elementwise ``g = round(wd * P) + G``, ``m = round(mu * m) + g``,
    ``P = round(-lr * m) + P`` (weight decay and momentum only where enabled).
+
+``dfa`` (direct feedback alignment; batch 1 with the ``sgd`` kernels, a batch with the ``mbgd``
+ones): each hidden layer ``l`` has a fixed feedback matrix ``F_l`` (``outputs x width_l``, bit
+patterns, never updated). Its delta comes from the output gradient ``d`` directly instead of the
+layer above: ``e_l = gemvt(F_l, d)`` (batch: ``E_l = F_l^T D^T``, ``D`` scaled as in step 3,
+summed like ``E`` above), ``d_l = relud(h_l, e_l)``; everything else (forward, output gradient,
+updates) is the step of ``sgd`` or ``mbgd``. No update depends on another layer's weights.
 
 On ``cores = C > 1`` cores of a ring (:mod:`caterpillar.golden.collectives`) two sums change
 order; everything else is computed by one core for its share and is bit-identical:
@@ -117,10 +129,13 @@ class GoldenTrainer:
     cores : int or list of int
         Cores of the ring the model is spread over (the module docstring says how), or, per
         layer, the cores of the layer's segment.
+    feedback : list of array_like, optional
+        ``dfa``'s feedback matrix ``F_l`` (``outputs x width_l`` bits) of every hidden layer;
+        without it the steps backpropagate.
     """
 
     def __init__(self, sizes, loss, nr, fmt, acc, weights, *, k_chunk=None, momentum=False,
-                 weight_decay=False, cores=1):
+                 weight_decay=False, cores=1, feedback=None):
         layers = len(sizes) - 1
         self.cores = [cores] * layers if isinstance(cores, int) else list(cores)
         self.sizes = tuple(sizes)
@@ -132,6 +147,13 @@ class GoldenTrainer:
                         for w, b in weights]
         self.moments = [(np.zeros_like(w), np.zeros_like(b)) for w, b in self.weights]
         self.one = int(n.from_float(1.0, fmt))
+        self.feedback = None
+        if feedback is not None:
+            self.feedback = [np.array(f, dtype=np.uint64) for f in feedback]
+            want = [(sizes[-1], width) for width in sizes[1:-1]]
+            got = [f.shape for f in self.feedback]
+            if got != want:
+                raise ValueError(f"feedback matrices must have shapes {want}, not {got}")
 
     # -- shared pieces ----------------------------------------------------------------------
 
@@ -175,27 +197,61 @@ class GoldenTrainer:
         """Train on one sample with scalars ``s`` (:func:`scalars`); return the logits."""
         x = np.asarray(x, dtype=np.uint64)
         acts = self.forward(x)
-        d = self.output_gradient(acts[-1][0], target, s)
+        d = d_out = self.scale_output_gradient(
+            self.output_gradient(acts[-1][0], target, s)[None], s)[0]
         for index in reversed(range(len(self.weights))):
             w, b = self.weights[index]
             a_prev = x if index == 0 else acts[index - 1][1]
             d_prev = None
             if index > 0:
-                e, _ = gk.gemvt(w, d, self.nr, self.fmt, self.acc)
+                if self.feedback is None:
+                    e, _ = gk.gemvt(w, d, self.nr, self.fmt, self.acc)
+                else:
+                    e, _ = gk.gemvt(self.feedback[index - 1], d_out, self.nr, self.fmt,
+                                    self.acc)
                 d_prev = self._vop("relud", acts[index - 1][0], e, 0)
-            mw, mb = self.moments[index]
-            w, new_mw = gk.ger(w, d, a_prev, s["neg_lr"], self.fmt, self.acc,
-                               wd=s["wd"] if self.use_wd else None,
-                               mom=mw if self.use_mom else None, mu=s["mu"])
-            g = self._vop("axpy", b, d, s["wd"]) if self.use_wd else d
-            if self.use_mom:
-                mb = self._vop("axpy", mb, g, s["mu"])
-                g = mb
-            b = self._vop("axpy", g, b, s["neg_lr"])
-            self.weights[index] = (w, b)
-            self.moments[index] = (new_mw if self.use_mom else mw, mb)
+            self.weights[index], self.moments[index] = self.update_layer(
+                index, d[None], a_prev[None], s)
             d = d_prev
         return acts[-1][0]
+
+    def scale_output_gradient(self, d, s) -> np.ndarray:
+        """The output gradient ``d`` (``B x outputs``) as the backward pass carries it: scaled
+        once by ``step`` (``-lr / B``) without momentum and weight decay, else by ``1 / B`` for
+        ``B > 1`` (unscaled for one sample); every delta below inherits the scale."""
+        if not (self.use_mom or self.use_wd):
+            return self._vop("scale", d, d, s["step"])
+        return d if d.shape[0] == 1 else self._vop("scale", d, d, s["inv_batch"])
+
+    def update_layer(self, index, d, a, s):
+        """Return layer ``index``'s ``((W', b'), (mW', mb'))`` from ``B`` samples' deltas ``d``
+        (``B x out``, scaled by :meth:`scale_output_gradient`) and inputs ``a`` (``B x in``).
+
+        Without momentum and weight decay the deltas carry the step and every weight takes one
+        MAC per sample: ``W' = narrow(widen(W) + round_acc(d_0i a_0j) + round_acc(d_1i a_1j) +
+        ...)`` (:func:`~caterpillar.golden.kernels.gemm` accumulating into ``W``), the bias the
+        same with ``a = 1``. Otherwise :func:`~caterpillar.golden.kernels.ger_batch` with
+        ``alpha = -lr``, and the bias by ``ger``'s steps on ``narrow(-0 + d_0 + d_1 + ...)``.
+        """
+        w, b = self.weights[index]
+        mw, mb = self.moments[index]
+        fmt, acc = self.fmt, self.acc
+        ones = np.full((d.shape[0], 1), self.one, dtype=np.uint64)
+        if not (self.use_mom or self.use_wd):
+            w = gk.gemm(d.T, a, w, fmt, acc)
+            b = gk.gemm(d.T, ones, b[:, None], fmt, acc)[:, 0]
+            return (w, b), (mw, mb)
+        w, new_mw = gk.ger_batch(w, d, a, s["neg_lr"], fmt, acc,
+                                 wd=s["wd"] if self.use_wd else None,
+                                 mom=mw if self.use_mom else None, mu=s["mu"])
+        grad = gk.gemm(d.T, ones, None, fmt, acc)[:, 0]
+        if self.use_wd:
+            grad = self._vop("axpy", b, grad, s["wd"])
+        if self.use_mom:
+            mb = self._vop("axpy", mb, grad, s["mu"])
+            grad = mb
+        b = self._vop("axpy", grad, b, s["neg_lr"])
+        return (w, b), (new_mw if self.use_mom else mw, mb)
 
     # -- MBGD (GEMM kernels) -----------------------------------------------------------------
 
@@ -223,12 +279,16 @@ class GoldenTrainer:
         t = [targets[i] for i in range(batch)]
         d = np.stack([self.output_gradient(logits[i], t[i], s) for i in range(batch)])
         plain = not (self.use_mom or self.use_wd)
-        d = self._vop("scale", d, d, s["step"] if plain else s["inv_batch"])
+        d = d_out = self._vop("scale", d, d, s["step"] if plain else s["inv_batch"])
         for index in reversed(range(len(self.weights))):
             p = self._augmented(index)
             d_prev = None
             if index > 0:
-                e = self._weights_t_delta(p[:, :self.sizes[index]], d, self.cores[index])
+                if self.feedback is None:
+                    e = self._weights_t_delta(p[:, :self.sizes[index]], d, self.cores[index])
+                else:
+                    e = self._weights_t_delta(self.feedback[index - 1], d_out,
+                                              self.cores[index])
                 d_prev = self._vop("relud", h_t[index - 1], e, 0).T
             if plain:
                 p = gemm_chunked(d.T, a_t[index].T, fmt, acc, kc, c=p)

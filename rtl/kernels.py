@@ -139,8 +139,10 @@ def _gemv(e: Emitter, transposed: bool):
             e.uop(row_lim=f.rows)
 
 
-# Steps of the rank-1 update, in order; absent steps are skipped (see isa_geometry).
-_G, _LW, _WD, _MOM, _UPD, _MST = range(6)
+# Steps of the rank-1 update, in order; absent steps are skipped (see isa_geometry). Without
+# weight decay and momentum the update is one MAC into the loaded weight (_LW, _ACC, _IDLE:
+# the idle step keeps MemA's write-backs out of the next group's loads).
+_G, _LW, _WD, _MOM, _UPD, _MST, _ACC, _IDLE = range(8)
 
 
 def _ger(e: Emitter):
@@ -149,31 +151,37 @@ def _ger(e: Emitter):
     ii, jg, step, lane = e.i["top"], e.i["outer"], e.i["middle"], e.i["inner"]
     jj = (jg << log2(lanes)) | lane
     # Map the step counter onto the step kinds present for this instruction's flags.
-    kind = Mux(step < 2, step,
-               Mux(f.use_wd & (step == 2), _WD,
-                   Mux(~f.use_mom, _UPD, step - f.use_wd + 1)))
+    plain = ~f.use_wd & ~f.use_mom
+    kind = Mux(plain, Mux(step == 0, _LW, Mux(step == 1, _ACC, _IDLE)),
+               Mux(step < 2, step,
+                   Mux(f.use_wd & (step == 2), _WD,
+                       Mux(~f.use_mom, _UPD, step - f.use_wd + 1))))
     w_addr = f.w + ii * f.ldw + jj
     mom_addr = f.mom + ii * f.ldw + jj
     w_slot = lanes + lane
-    e.uop(select=Select.ALL, row_base=ii << e.shift, row_lim=f.rows,
-          col_base=jj << e.shift, col_lim=f.cols)
+    where = dict(select=Select.ALL, row_base=ii << e.shift, row_lim=f.rows,
+                 col_base=jj << e.shift, col_lim=f.cols)
     with m.Switch(kind):
         with m.Case(_G):
-            e.uop(fu=FuOp.MAC, c=CSrc.NEGZERO, a=ASrc.MEMB0, b=BSrc.MEMB1, memb_rd=f.u + ii,
-                  memb_rd2=f.v + jj, dst=Dst.ACC, acc_wr=lane)
+            e.uop(**where, fu=FuOp.MAC, c=CSrc.NEGZERO, a=ASrc.MEMB0, b=BSrc.MEMB1,
+                  memb_rd=f.u + ii, memb_rd2=f.v + jj, dst=Dst.ACC, acc_wr=lane)
         with m.Case(_LW):
-            e.uop(fu=FuOp.MOVE, a=ASrc.MEMA, mema=w_addr, dst=Dst.ACC, acc_wr=w_slot)
+            e.uop(**where, fu=FuOp.MOVE, a=ASrc.MEMA, mema=w_addr, dst=Dst.ACC, acc_wr=w_slot)
         with m.Case(_WD):
-            e.uop(fu=FuOp.MAC, c=CSrc.ACC, acc_rd=lane, a=ASrc.SCALAR, scalar=e.v["wd"],
-                  b=BSrc.ACC, acc_op=w_slot, dst=Dst.ACC, acc_wr=lane)
+            e.uop(**where, fu=FuOp.MAC, c=CSrc.ACC, acc_rd=lane, a=ASrc.SCALAR,
+                  scalar=e.v["wd"], b=BSrc.ACC, acc_op=w_slot, dst=Dst.ACC, acc_wr=lane)
         with m.Case(_MOM):
-            e.uop(fu=FuOp.MAC, c=CSrc.ACC, acc_rd=lane, a=ASrc.SCALAR, scalar=e.v["mu"],
-                  b=BSrc.MEMA, mema=mom_addr, dst=Dst.ACC, acc_wr=lane)
+            e.uop(**where, fu=FuOp.MAC, c=CSrc.ACC, acc_rd=lane, a=ASrc.SCALAR,
+                  scalar=e.v["mu"], b=BSrc.MEMA, mema=mom_addr, dst=Dst.ACC, acc_wr=lane)
         with m.Case(_UPD):
-            e.uop(fu=FuOp.MAC, c=CSrc.ACC, acc_rd=w_slot, a=ASrc.SCALAR, scalar=e.v["alpha"],
-                  b=BSrc.ACC, acc_op=lane, dst=Dst.MEMA, mema=w_addr)
+            e.uop(**where, fu=FuOp.MAC, c=CSrc.ACC, acc_rd=w_slot, a=ASrc.SCALAR,
+                  scalar=e.v["alpha"], b=BSrc.ACC, acc_op=lane, dst=Dst.MEMA, mema=w_addr)
         with m.Case(_MST):
-            e.uop(fu=FuOp.MOVE, a=ASrc.ACC, acc_op=lane, dst=Dst.MEMA, mema=mom_addr)
+            e.uop(**where, fu=FuOp.MOVE, a=ASrc.ACC, acc_op=lane, dst=Dst.MEMA,
+                  mema=mom_addr)
+        with m.Case(_ACC):
+            e.uop(**where, fu=FuOp.MAC, c=CSrc.ACC, acc_rd=w_slot, a=ASrc.MEMB0, b=BSrc.MEMB1,
+                  memb_rd=f.u + ii, memb_rd2=f.v + jj, dst=Dst.MEMA, mema=w_addr)
 
 
 def _vop(e: Emitter):

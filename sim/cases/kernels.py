@@ -122,7 +122,8 @@ def gemvt_case(cfg, rows, cols, rng, *, specials=0.0) -> KernelCase:
 
 
 def ger_case(cfg, rows, cols, rng, *, use_wd=False, use_mom=False, specials=0.0):
-    """The rank-1 update ``W += alpha u v^T`` with optional weight decay and momentum."""
+    """The rank-1 update: ``W += u v^T`` (one MAC per weight), or with weight decay and/or
+    momentum ``W += alpha g`` (:func:`~caterpillar.golden.kernels.ger`)."""
     nr, fmt, acc = cfg.nr, cfg.operand, cfg.acc
     w = random_values((rows, cols), fmt, rng, specials=specials)
     mom = random_values((rows, cols), fmt, rng, specials=specials)
@@ -155,8 +156,12 @@ def ger_case(cfg, rows, cols, rng, *, use_wd=False, use_mom=False, specials=0.0)
         *store_mom,
         encode(Opcode.HALT),
     ]
-    new_w, new_mom = gk.ger(w, u, v, alpha, fmt, acc, wd=wd if use_wd else None,
-                            mom=mom if use_mom else None, mu=mu)
+    plain = not (use_wd or use_mom)
+    if plain:
+        new_w, new_mom = gk.ger_accumulate(w, u, v, fmt, acc), None
+    else:
+        new_w, new_mom = gk.ger(w, u, v, alpha, fmt, acc, wd=wd if use_wd else None,
+                                mom=mom if use_mom else None, mu=mu)
     outputs = [(spad_out, (rows, lds))]
     expected = [_padded(new_w, lds).reshape(rows, lds)]
     spad = {0: _padded(w, lds), spad_u: u, spad_v: v}
@@ -166,7 +171,7 @@ def ger_case(cfg, rows, cols, rng, *, use_wd=False, use_mom=False, specials=0.0)
         spad[spad_m] = _padded(mom, lds)
     return KernelCase(f"ger {rows}x{cols} wd={use_wd} mom={use_mom}", program, spad,
                       {1: alpha, 2: wd, 3: mu}, outputs, expected,
-                      macs=rows * cols * (2 + use_wd + use_mom))
+                      macs=rows * cols * (1 if plain else 2 + use_wd + use_mom))
 
 
 def best_mc(cfg, m, k) -> int:

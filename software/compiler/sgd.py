@@ -12,6 +12,10 @@ layer. The logits are all-gathered, every core forms the output gradient, and th
 **all-gathered** for the next layer down. Vectors move between MemB and the SPAD around each
 collective.
 
+``dfa`` (batch 1) is the same step with each hidden layer's ``W^T d`` replaced by ``F_l^T
+d_out``: the feedback matrix in MemA (on a ring, the core's columns of it, those of the layer
+above's ``W``) and the output delta broadcast once.
+
 Both emit the arithmetic in the order :mod:`caterpillar.golden.trainer` documents.
 """
 
@@ -60,6 +64,12 @@ def sgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
             tensors.append(Tensor(f"mW{index}", "mema", o, i, m_addr[-1], ldw))
             bm_addr.append(memb.alloc(f"mb{index}", loc(o)))
             tensors.append(Tensor(f"mb{index}", "diag", 1, o, bm_addr[-1]))
+    # DFA: F_l (outputs x width_l) of every hidden layer, tiled like W_{l+1}.
+    f_addr = []
+    if graph.algorithm == "dfa":
+        for index, (o, i) in enumerate(layers[1:]):
+            f_addr.append(mema.alloc(f"F{index}", loc(classes) * loc(i)))
+            tensors.append(Tensor(f"F{index}", "mema", classes, i, f_addr[-1], loc(i)))
     mema.check("use a config with more mema_words, a smaller model, or --algorithm mbgd")
 
     x_diag = memb.alloc("x", loc(graph.sizes[0]))
@@ -71,6 +81,7 @@ def sgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
     delta = [memb.alloc(f"d{index}", loc(o)) for index, (o, i) in enumerate(layers)]
     widest = max(graph.sizes)
     d_rep = memb.alloc("d (replicated)", loc(widest))
+    dout_rep = memb.alloc("output d (replicated)", loc(classes)) if f_addr else None
     e_buf = memb.alloc("W^T d", loc(widest))
     g_buf = memb.alloc("bias gradient", loc(widest))
     psum = memb.alloc("partial sums", loc(widest))
@@ -104,16 +115,26 @@ def sgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
               layout=Layout.COLREP)
     e("transfer", Opcode.STV, spad=logits_spad, memb=h[last], len=classes, layout=Layout.DIAG)
     sgd_output_gradient(e, graph.loss, classes, logits=h[last], out=delta[last],
-                         t_spad=t_spad, t_buf=t_buf, h_rep=h_rep, scr=scr)
+                         t_spad=t_spad, t_buf=t_buf, h_rep=h_rep, scr=scr,
+                         plain=not (use_mom or use_wd))
+    if f_addr:
+        e("delta", Opcode.BCAST, dst=dout_rep, src=delta[last], len=classes,
+          layout=Layout.ROWREP)
     for index in reversed(range(len(layers))):
         o, i = layers[index]
-        e("delta", Opcode.BCAST, dst=d_rep, src=delta[index], len=o, layout=Layout.ROWREP)
+        u = dout_rep if f_addr and index == last else d_rep
+        if u == d_rep:
+            e("delta", Opcode.BCAST, dst=d_rep, src=delta[index], len=o, layout=Layout.ROWREP)
         if index > 0:
-            e("delta", Opcode.GEMVT, o * i, z=e_buf, d=d_rep, w=w_addr[index], psum=psum,
-              rows=o, cols=i, ldw=loc(i))
+            if f_addr:       # DFA: the delta below comes from the output's, through F
+                e("delta", Opcode.GEMVT, classes * i, z=e_buf, d=dout_rep,
+                  w=f_addr[index - 1], psum=psum, rows=classes, cols=i, ldw=loc(i))
+            else:
+                e("delta", Opcode.GEMVT, o * i, z=e_buf, d=d_rep, w=w_addr[index], psum=psum,
+                  rows=o, cols=i, ldw=loc(i))
             e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=delta[index - 1],
               x=h[index - 1], y=e_buf, len=i, alpha=0)
-        e("update", Opcode.GER, o * i, w=w_addr[index], u=d_rep, v=x_rep[index],
+        e("update", Opcode.GER, o * i, w=w_addr[index], u=u, v=x_rep[index],
           mom=m_addr[index] if use_mom else 0, rows=o, cols=i, ldw=loc(i), alpha=r["neg_lr"],
           wd=r["wd"], mu=r["mu"], use_wd=int(use_wd), use_mom=int(use_mom))
         sgd_bias_update(e, b_addr[index], delta[index], o, g_buf=g_buf,
@@ -123,8 +144,10 @@ def sgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
     return CoreProgram(e.words, e.phases, e.macs, tensors, io, staging=staging)
 
 
-def sgd_output_gradient(e, loss, classes, *, logits, out, t_spad, t_buf, h_rep, scr):
-    """The output gradient of one sample from the logits (MemB diagonal) into ``out``."""
+def sgd_output_gradient(e, loss, classes, *, logits, out, t_spad, t_buf, h_rep, scr, plain):
+    """The output gradient of one sample from the logits (MemB diagonal) into ``out``; with
+    ``plain`` (no momentum, no weight decay) scaled by the step ``-lr``, which every delta
+    below and every update inherits."""
     if loss == "softmax_ce":
         e("loss", Opcode.BCAST, dst=h_rep, src=logits, len=classes, layout=Layout.COLREP)
         e("transfer", Opcode.LDV, spad=t_spad, memb=t_buf, len=classes, layout=Layout.COLREP)
@@ -133,11 +156,19 @@ def sgd_output_gradient(e, loss, classes, *, logits, out, t_spad, t_buf, h_rep, 
         e("transfer", Opcode.LDV, spad=t_spad, memb=t_buf, len=classes, layout=Layout.DIAG)
         e("loss", Opcode.VOP, fn=VecOp.MSEG, layout=Layout.DIAG, z=out, x=logits, y=t_buf,
           len=classes, alpha=SCALAR_REGS["mse"])
+    if plain:
+        e("loss", Opcode.VOP, fn=VecOp.SCALE, layout=Layout.DIAG, z=out, x=out, y=out,
+          len=classes, alpha=SCALAR_REGS["step"])
 
 
 def sgd_bias_update(e, bias, grad, count, *, g_buf, mom, use_wd):
-    """``b -= lr (mu m + (g + wd b))`` by VOPs, in :func:`ger`'s order (momentum if ``mom``)."""
+    """``b -= lr (mu m + (g + wd b))`` by VOPs, in :func:`ger`'s order (momentum if ``mom``);
+    without weight decay and momentum ``b += g`` (``g`` carries the step)."""
     r = SCALAR_REGS
+    if not use_wd and mom is None:
+        e("update", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=bias, x=bias, y=grad,
+          len=count, alpha=0)
+        return
     if use_wd:
         e("update", Opcode.VOP, fn=VecOp.AXPY, layout=Layout.DIAG, z=g_buf, x=bias, y=grad,
           len=count, alpha=r["wd"])
@@ -182,6 +213,13 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks) -> CoreProgram:
             tensors.append(Tensor(f"mW{index}", "mema", o, width[index], m_addr[-1], ldw))
             bm_addr.append(memb.alloc(f"mb{index} block", loc(owned[index])))
             tensors.append(Tensor(f"mb{index}", "diag", 1, owned[index], bm_addr[-1]))
+    # DFA: the core's columns of F_l (outputs x width_l), those of W_{l+1}.
+    f_addr = []
+    if graph.algorithm == "dfa":
+        for index in range(1, len(layers)):
+            f_addr.append(mema.alloc(f"F{index - 1} columns", loc(classes) * loc(width[index])))
+            tensors.append(Tensor(f"F{index - 1}", "mema", classes, width[index], f_addr[-1],
+                                  loc(width[index])))
     mema.check("use a config with more mema_words, more cores, or --algorithm mbgd")
     widest = max(graph.sizes)
     x_diag = memb.alloc("x block", loc(width[0]))
@@ -194,6 +232,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks) -> CoreProgram:
     d_own = [memb.alloc(f"d{index} block", loc(owned[index])) for index in range(last)]
     d_full = memb.alloc("d", loc(widest))
     d_rep = memb.alloc("d (replicated)", loc(widest))
+    dout_rep = memb.alloc("output d (replicated)", loc(classes)) if f_addr else None
     z_buf = memb.alloc("W^T d block", loc(widest))
     g_buf = memb.alloc("bias gradient", loc(widest))
     psum = memb.alloc("partial sums", loc(widest))
@@ -232,17 +271,25 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks) -> CoreProgram:
               layout=Layout.COLREP)
     e("transfer", Opcode.STV, spad=logits_spad, memb=h[last], len=classes, layout=Layout.DIAG)
     sgd_output_gradient(e, graph.loss, classes, logits=h[last], out=d_full, t_spad=t_spad,
-                         t_buf=t_buf, h_rep=h_rep, scr=scr)
+                         t_buf=t_buf, h_rep=h_rep, scr=scr, plain=not (use_mom or use_wd))
+    if f_addr:
+        e("delta", Opcode.BCAST, dst=dout_rep, src=d_full, len=classes, layout=Layout.ROWREP)
     for index in reversed(range(len(layers))):
         o, i = layers[index]
-        e("delta", Opcode.BCAST, dst=d_rep, src=d_full, len=o, layout=Layout.ROWREP)
+        u = dout_rep if f_addr and index == last else d_rep
+        if u == d_rep:
+            e("delta", Opcode.BCAST, dst=d_rep, src=d_full, len=o, layout=Layout.ROWREP)
         if index > 0:
             lo, n = cols[index][0], width[index]
-            e("delta", Opcode.GEMVT, o * n, z=z_buf, d=d_rep, w=w_addr[index], psum=psum,
-              rows=o, cols=n, ldw=loc(n))
+            if f_addr:       # DFA: the delta below comes from the output's, through F
+                e("delta", Opcode.GEMVT, classes * n, z=z_buf, d=dout_rep,
+                  w=f_addr[index - 1], psum=psum, rows=classes, cols=n, ldw=loc(n))
+            else:
+                e("delta", Opcode.GEMVT, o * n, z=z_buf, d=d_rep, w=w_addr[index], psum=psum,
+                  rows=o, cols=n, ldw=loc(n))
             e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=d_own[index - 1],
               x=h[index - 1], y=z_buf, len=n, alpha=0)
-        e("update", Opcode.GER, o * width[index], w=w_addr[index], u=d_rep, v=x_rep[index],
+        e("update", Opcode.GER, o * width[index], w=w_addr[index], u=u, v=x_rep[index],
           mom=m_addr[index] if use_mom else 0, rows=o, cols=width[index],
           ldw=loc(width[index]), alpha=r["neg_lr"], wd=r["wd"], mu=r["mu"],
           use_wd=int(use_wd), use_mom=int(use_mom))

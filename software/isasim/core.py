@@ -304,15 +304,19 @@ def _ger(sim, f, plan, snapshot):
             w = sim.mema[r, c, addr]
             u = sim.memb[r, c, f.u + ii]
             v = sim.memb[r, c, f.v + jj]
-            new_w, new_mom = gk.ger(
-                w, u, v, sim.sregs[f.alpha], fmt, acc,
-                wd=sim.sregs[f.wd] if f.use_wd else None,
-                mom=sim.mema[r, c, mom_addr] if f.use_mom else None,
-                mu=sim.sregs[f.mu])
+            if not (f.use_wd or f.use_mom):
+                new_w, new_mom = gk.ger_accumulate(w, u, v, fmt, acc), None
+            else:
+                new_w, new_mom = gk.ger(
+                    w, u, v, sim.sregs[f.alpha], fmt, acc,
+                    wd=sim.sregs[f.wd] if f.use_wd else None,
+                    mom=sim.mema[r, c, mom_addr] if f.use_mom else None,
+                    mu=sim.sregs[f.mu])
             sim.mema[r, c, addr] = new_w
             if f.use_mom:
                 sim.mema[r, c, mom_addr] = new_mom
-    return f.rows * f.cols * (2 + f.use_wd + f.use_mom)
+    plain = not (f.use_wd or f.use_mom)
+    return f.rows * f.cols * (1 if plain else 2 + f.use_wd + f.use_mom)
 
 
 def _vop(sim, f, plan, snapshot):

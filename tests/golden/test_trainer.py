@@ -1,6 +1,6 @@
 """Golden trainer (:mod:`caterpillar.golden.trainer`): the scalar operands, the bit conversions,
 inference against the training forward pass, the placement over cores (which only changes the
-order of sums), and one training step against a float64 reimplementation of the semantics."""
+order of sums), and one training step against the float64 reference of the semantics."""
 
 import copy
 
@@ -12,6 +12,7 @@ from caterpillar.golden import kernels as gk
 from caterpillar.golden import numerics as n
 from caterpillar.golden.numerics import BF16, FP16, FP32
 from caterpillar.golden.trainer import GoldenTrainer, gemm_chunked, scalars, to_bits, to_float
+from caterpillar.software.training.float_reference import FloatReference
 
 NR = 2                        # the tiny preset's PE array side
 K_CHUNK = 64                  # the tiny preset's longest GEMM (memb_words / 2)
@@ -243,34 +244,6 @@ def test_two_cores_train_close_to_one(algorithm, rng):
 
 # -- against float64 --------------------------------------------------------------------------
 
-def float64_step(sizes, weights, x, t, loss, lr, momentum, wd):
-    """One step of the documented semantics in float64 (``x``: ``B x in``, ``t``: ``B x out``):
-    batch-mean gradients, PyTorch SGD (the momentum buffer starts at zero)."""
-    params = [(floats(w), floats(b)) for w, b in weights]
-    acts, pre = [floats(x).T], []
-    for w, b in params:
-        h = w @ acts[-1] + b[:, None]
-        pre.append(h)
-        acts.append(np.maximum(h, 0.0))
-    h = pre[-1]
-    if loss == "softmax_ce":
-        e = np.exp(h - h.max(axis=0))
-        d = e / e.sum(axis=0) - t.T
-    else:
-        d = 2.0 / sizes[-1] * (h - t.T)
-    d = d / x.shape[0]
-    new, moments = [None] * len(params), [None] * len(params)
-    for index in reversed(range(len(params))):
-        w, b = params[index]
-        gw, gb = d @ acts[index].T + wd * w, d.sum(axis=1) + wd * b
-        if index:
-            d = (w.T @ d) * (pre[index - 1] > 0)
-        # The first step's buffer is the gradient itself (mu times a zero buffer, plus g).
-        moments[index] = (gw, gb) if momentum else None
-        new[index] = (w - lr * gw, b - lr * gb)
-    return h.T, new, moments
-
-
 @pytest.mark.parametrize("algorithm", ["sgd", "mbgd"])
 @pytest.mark.parametrize("loss", ["softmax_ce", "mse"])
 @pytest.mark.parametrize("momentum, wd", [(0.0, 0.0), (0.9, 0.01)], ids=["plain", "both"])
@@ -287,22 +260,26 @@ def test_one_step_agrees_with_float64_within_fp32_rounding(algorithm, loss, mome
     s = scalars(FP32, lr=lr, batch=batch, momentum=momentum, weight_decay=wd,
                 outputs=sizes[-1])
     got = gold.sgd_step(x[0], t[0], s)[None] if algorithm == "sgd" else gold.mbgd_step(x, t, s)
-    logits, new, moments = float64_step(sizes, weights, x, onehot, loss, lr, momentum > 0, wd)
+    ref = FloatReference(sizes, loss, [(floats(w), floats(b)) for w, b in weights], lr=lr,
+                         momentum=momentum, weight_decay=wd)
+    logits = ref.mbgd_step(floats(x), labels if loss == "softmax_ce" else onehot)
     # fp32 keeps 24 bits (relative rounding 6e-8 per operation); a step is a few dozen
     # operations deep and the softmax's exp is accurate to a few ulp, so 1e-5 relative to
     # each tensor's scale holds with a wide margin.
-    pairs = [(got, logits)] + [(g, w) for gw, nw in zip(gold.weights, new)
+    pairs = [(got, logits)] + [(g, w) for gw, nw in zip(gold.weights, zip(ref.W, ref.b))
                                for g, w in zip(gw, nw)]
     if momentum:
-        pairs += [(g, m) for gm, nm in zip(gold.moments, moments) for g, m in zip(gm, nm)]
+        pairs += [(g, m) for gm, nm in zip(gold.moments, zip(ref.mW, ref.mb))
+                  for g, m in zip(gm, nm)]
     for bits, want in pairs:
         np.testing.assert_allclose(floats(bits), want, rtol=1e-5,
                                    atol=1e-5 * np.abs(want).max())
 
 
 def test_an_sgd_step_is_the_documented_sequence_of_kernels(rng):
-    # The last layer's update is ger(W, d, a, -lr): one kernel call on the values the step
-    # saw, so the trainer's bits can be rebuilt from the kernels alone.
+    # Without momentum and weight decay the output gradient is scaled once by -lr and the
+    # last layer takes W += d a^T (ger_accumulate) and b += d: kernel calls on the values the
+    # step saw, so the trainer's bits can be rebuilt from the kernels alone.
     sizes = (7, 4)
     weights = initial(sizes, rng)
     gold = trainer(sizes, weights, "mse")
@@ -314,7 +291,6 @@ def test_an_sgd_step_is_the_documented_sequence_of_kernels(rng):
     h = gk.vop("add", gk.gemv(w, x, NR, FP32, FP32)[0], b, 0, FP32, FP32)
     np.testing.assert_array_equal(logits, h)
     d = gk.vop("mseg", h, t, s["mse"], FP32, FP32)
-    new_w, _ = gk.ger(w, d, x, s["neg_lr"], FP32, FP32)
-    np.testing.assert_array_equal(gold.weights[0][0], new_w)
-    np.testing.assert_array_equal(gold.weights[0][1],
-                                  gk.vop("axpy", d, b, s["neg_lr"], FP32, FP32))
+    d = gk.vop("scale", d, d, s["neg_lr"], FP32, FP32)
+    np.testing.assert_array_equal(gold.weights[0][0], gk.ger_accumulate(w, d, x, FP32, FP32))
+    np.testing.assert_array_equal(gold.weights[0][1], gk.vop("add", b, d, 0, FP32, FP32))

@@ -107,14 +107,23 @@ def test_gemv_and_gemvt_expect_the_golden_kernel_of_their_data(rng):
 
 
 def test_ger_expects_the_rank_one_update(rng):
+    # Without weight decay and momentum u carries the step: W += u v^T.
     case = kc.ger_case(TINY, 5, 3, rng)
-    assert case.sregs[1] == int(gn.from_float(-0.0625, FMT))
     w = _floats(_matrix(case, 0, 5, 3))
     keys = sorted(case.spad)
     u, v = _floats(case.spad[keys[1]]), _floats(case.spad[keys[2]])
     got = _floats(case.expected[0][:, :3])
-    assert np.allclose(got, w - 0.0625 * np.outer(u, v), rtol=1e-6, atol=1e-6)
+    assert np.allclose(got, w + np.outer(u, v), rtol=1e-6, atol=1e-6)
     assert (case.expected[0][:, 3:] == 0).all()                  # row padding stays zero
+    assert case.macs == 5 * 3
+    # With weight decay the step is alpha: W -= 0.0625 (u v^T + wd W).
+    decayed = kc.ger_case(TINY, 5, 3, rng, use_wd=True)
+    assert decayed.sregs[1] == int(gn.from_float(-0.0625, FMT))
+    w = _floats(_matrix(decayed, 0, 5, 3))
+    keys = sorted(decayed.spad)
+    u, v = _floats(decayed.spad[keys[1]]), _floats(decayed.spad[keys[2]])
+    got = _floats(decayed.expected[0][:, :3])
+    assert np.allclose(got, w - 0.0625 * (np.outer(u, v) + 0.01 * w), rtol=1e-5, atol=1e-6)
     with_mom = kc.ger_case(TINY, 5, 3, rng, use_mom=True)
     assert len(with_mom.outputs) == 2 and with_mom.macs == 5 * 3 * 3
 

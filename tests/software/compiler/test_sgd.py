@@ -66,13 +66,18 @@ def test_one_gemv_and_one_ger_per_layer_and_gemvt_below_the_top(loss, opt):
     else:
         assert not by_op(Opcode.SMXCE)
         assert vops[(VecOp.MSEG, SCALAR_REGS["mse"])] == 1
-    # The bias update: one AXPY by -lr per layer, plus one by wd and one by mu where enabled.
+    # The bias update: one AXPY by -lr per layer, plus one by wd and one by mu where enabled;
+    # without both, the output gradient is scaled by the step once and each bias takes an ADD.
     n = len(layers)
-    assert vops[(VecOp.AXPY, SCALAR_REGS["neg_lr"])] == n
+    plain = not (use_mom or use_wd)
+    assert vops[(VecOp.SCALE, SCALAR_REGS["step"])] == int(plain)
+    assert vops[(VecOp.AXPY, SCALAR_REGS["neg_lr"])] == n * (not plain)
     assert vops[(VecOp.AXPY, SCALAR_REGS["wd"])] == n * use_wd
     assert vops[(VecOp.AXPY, SCALAR_REGS["mu"])] == n * use_mom
-    assert sum(c for (fn, _), c in vops.items() if fn == VecOp.AXPY) == n * (1 + use_wd + use_mom)
-    assert vops[(VecOp.ADD, 0)] == n and vops[(VecOp.MAXS, SCALAR_REGS["zero"])] == n - 1
+    axpys = 0 if plain else n * (1 + use_wd + use_mom)
+    assert sum(c for (fn, _), c in vops.items() if fn == VecOp.AXPY) == axpys
+    assert vops[(VecOp.ADD, 0)] == n * (1 + plain)
+    assert vops[(VecOp.MAXS, SCALAR_REGS["zero"])] == n - 1
     assert vops[(VecOp.RELUD, 0)] == n - 1
     assert ins[-1].op == Opcode.HALT and sum(i.op == Opcode.HALT for i in ins) == 1
     assert not by_op(Opcode.RING)
