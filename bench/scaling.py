@@ -1,12 +1,13 @@
 """``caterpillar bench scaling``: the ring of cores, from one to eight.
 
-* Training steps of 784-512-512-10 with minibatch GD (batch 64, the bucket algorithm) and SGD
-  (batch 1) on 1, 2, 4 and 8 nr = 4 cores: cycles per step, parallel efficiency
-  ``T(1) / (C T(C))`` against the one-core program (:func:`compile_training`), utilization
-  (model MACs over PEs x cycles) and the share of the slowest core's step spent in ring
-  instructions. Cycles come from the ring timing model, which equals the RTL (checked in the
-  tests); ``--rtl-steps`` steps also run on the Verilated 4-core ring, whose every core's cycle
-  counter must equal the prediction, and give its simulation speed.
+* Training steps of 784-512-512-10 with minibatch GD (batch 64, the bucket algorithm), SGD
+  (batch 1) and direct feedback alignment (batch 1 and 64) on 1, 2, 4 and 8 nr = 4 cores:
+  cycles per step, parallel efficiency ``T(1) / (C T(C))`` against the one-core program
+  (:func:`compile_training`), utilization (model MACs over PEs x cycles) and the share of the
+  slowest core's step spent in ring instructions. Cycles come from the ring timing model,
+  which equals the RTL (checked in the tests); ``--rtl-steps`` steps also run on the Verilated
+  4-core ring, whose every core's cycle counter must equal the prediction, and give its
+  simulation speed.
 * Achieved link bandwidth of every collective: payload words per link per cycle of the
   collective, against the link's ``nr`` words per cycle, on 2, 4 and 8 cores (ring
   simulator; the Verilated ring when it is built for ``--rtl-steps``).
@@ -27,10 +28,10 @@ from caterpillar.software.graph.model import Optimizer, TrainingGraph
 from caterpillar.software.isasim.device import RingIsaDevice
 from caterpillar.software.storage import check_output, write_json
 from caterpillar.software.training.datasets import load_dataset
-from caterpillar.software.training.session import default_weights
+from caterpillar.software.training.session import default_weights, feedback_matrices
 from caterpillar.software.training.trainer import Trainer
 
-__all__ = ["add_arguments", "run", "SCALING_SIZES", "scaling_config", "rtl_config"]
+__all__ = ["add_arguments", "run", "SCALING_SIZES", "CASES", "scaling_config", "rtl_config"]
 
 SCALING_SIZES = (784, 512, 512, 10)
 CORE_COUNTS = (1, 2, 4, 8)
@@ -58,15 +59,20 @@ def add_arguments(p) -> None:
                    help="vector length of the bandwidth runs")
 
 
-def _graph(algorithm):
-    batch = 64 if algorithm == "mbgd" else 1
+#: The benchmark's steps: name -> (algorithm, batch).
+CASES = {"mbgd": ("mbgd", 64), "sgd": ("sgd", 1), "dfa": ("dfa", 1),
+         "dfa-batch64": ("dfa", 64)}
+
+
+def _graph(name):
+    algorithm, batch = CASES[name]
     return TrainingGraph(SCALING_SIZES, algorithm=algorithm, batch=batch,
                          optimizer=Optimizer(lr=0.01, momentum=0.0))
 
 
-def _scaling(algorithm) -> dict:
+def _scaling(name) -> dict:
 
-    graph = _graph(algorithm)
+    graph = _graph(name)
     one = compile_training(graph, scaling_config(1))
     base = one.step_cycles
     macs = sum(v["macs"] for v in one.phase_report().values())
@@ -142,6 +148,8 @@ def _rtl_steps(algorithm, steps, rng) -> dict:
         hw = Trainer(compiled, device)
         hw.load_parameters([(to_bits(w, fmt), to_bits(b, fmt))
                             for w, b in default_weights(graph.sizes, 0)])
+        if graph.algorithm == "dfa":
+            hw.load_feedback([to_bits(f, fmt) for f in feedback_matrices(graph.sizes, 0)])
         hw.set_lr(graph.optimizer.lr)
         cycles, started = 0, time.monotonic()
         for _ in range(steps):
@@ -158,10 +166,9 @@ def run(args) -> int:
     out = check_output(args.json, "--json") if args.json else None
     rng = np.random.default_rng(0)
     results = {"config": scaling_config(1).to_dict(), "training": {}}
-    for algorithm in ("mbgd", "sgd"):
-        table = _scaling(algorithm)
-        results["training"][algorithm] = table
-        batch = 64 if algorithm == "mbgd" else 1
+    for name, (algorithm, batch) in CASES.items():
+        table = _scaling(name)
+        results["training"][name] = table
         _print_scaling(f"784-512-512-10 {algorithm} batch {batch} (nr=4 cores)", table)
     nr = scaling_config().nr
     results["bandwidth_model"] = _bandwidth(
@@ -178,7 +185,7 @@ def run(args) -> int:
             model = results["bandwidth_model"][4][kind]["cycles"]
             if r["cycles"] != model:
                 raise AssertionError(f"{kind}: RTL {r['cycles']} cycles, model {model}")
-        for algorithm in ("mbgd", "sgd"):
+        for algorithm in CASES:
             row = _rtl_steps(algorithm, args.rtl_steps, rng)
             results["training"][algorithm]["rtl"] = row
             table = results["training"][algorithm]["cores"][4]["step_cycles"]

@@ -1,6 +1,7 @@
 """``caterpillar bench training``: utilization of whole training steps, per phase, and speeds.
 
-* 784-256-256-10 on one nr = 4 core: minibatch GD with batch 32 and SGD with batch 1. The
+* 784-256-256-10 on one nr = 4 core: minibatch GD with batch 32, SGD with batch 1, and direct
+  feedback alignment with batch 1 (GEMV kernels) and 8 (GEMM kernels). The
   phase table is the compiler's per-instruction cycle prediction; ``--rtl-steps`` steps (MNIST
   samples) also run on the Verilated core, whose cycle counter must equal the prediction. The
   config is ``small`` with memories large enough for the network (``BENCH_CONFIG``).
@@ -26,12 +27,15 @@ from caterpillar.software.graph.model import Optimizer, TrainingGraph
 from caterpillar.software.isasim.device import IsaDevice
 from caterpillar.software.storage import check_output, write_json
 from caterpillar.software.training.datasets import load_dataset
-from caterpillar.software.training.session import Session, default_weights
+from caterpillar.software.training.session import Session, default_weights, feedback_matrices
 from caterpillar.software.training.trainer import Trainer
 
-__all__ = ["add_arguments", "run", "BENCH_SIZES"]
+__all__ = ["add_arguments", "run", "BENCH_SIZES", "CASES"]
 
 BENCH_SIZES = (784, 256, 256, 10)
+#: The benchmark's steps: name, algorithm, batch.
+CASES = (("mbgd-batch32", "mbgd", 32), ("sgd-batch1", "sgd", 1), ("dfa-batch1", "dfa", 1),
+         ("dfa-batch8", "dfa", 8))
 
 
 def bench_config():
@@ -82,6 +86,8 @@ def _trainer(compiled, device):
     hw = Trainer(compiled, device)
     hw.load_parameters([(to_bits(w, fmt), to_bits(b, fmt))
                         for w, b in default_weights(graph.sizes, 0)])
+    if graph.algorithm == "dfa":
+        hw.load_feedback([to_bits(f, fmt) for f in feedback_matrices(graph.sizes, 0)])
     hw.set_lr(graph.optimizer.lr)
     return hw
 
@@ -135,7 +141,7 @@ def run(args) -> int:
     cfg = bench_config()
     rng = np.random.default_rng(0)
     results = {"config": cfg.to_dict(), "cases": {}}
-    for name, algorithm, batch in (("mbgd-batch32", "mbgd", 32), ("sgd-batch1", "sgd", 1)):
+    for name, algorithm, batch in CASES:
         graph = TrainingGraph(BENCH_SIZES, algorithm=algorithm, batch=batch,
                               optimizer=Optimizer(lr=0.01))
         compiled = compile_training(graph, cfg)

@@ -18,8 +18,10 @@ every layer (``ring_blocks(out, C, 1)``): its row panel of ``[W | b]``. Per laye
   pass), and so is the optimiser.
 
 Layers may sit on their own segments; activations and deltas are then relayed between
-segments over the chain links. Both emit the arithmetic in the order
-:mod:`caterpillar.golden.trainer` documents.
+segments over the chain links. ``dfa`` (one segment) computes each hidden layer's ``E`` from
+the output delta through the fixed ``F_l`` instead of the layer above's ``W``: on one core
+``F_l`` whole, on a ring the core's rows of it (its output rows of the last layer). Both
+emit the arithmetic in the order :mod:`caterpillar.golden.trainer` documents.
 """
 
 from __future__ import annotations
@@ -206,6 +208,12 @@ def mbgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
         ht_addr.append(spad.alloc(f"h{index}", (batch * ldo) if last else o * ldb))
         d_addr.append(spad.alloc(f"d{index} (batch x features)", batch * ldo))
         dt_addr.append(spad.alloc(f"d{index} (features x batch)", o * ldb))
+    # DFA: F_l (outputs x width_l) of every hidden layer.
+    f_addr = []
+    if graph.algorithm == "dfa":
+        for index, (o, i) in enumerate(layers[1:]):
+            f_addr.append(spad.alloc(f"F{index}", classes * ceil_to(i, nr)))
+            tensors.append(Tensor(f"F{index}", "spad", classes, i, f_addr[-1], ceil_to(i, nr)))
     widest = max(graph.sizes)
     e_addr = spad.alloc("W^T d", widest * ldb)
     g_addr = None if plain else spad.alloc("gradient", max(
@@ -238,9 +246,14 @@ def mbgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
         o, i = layers[index]
         ldp, ldo = ceil_to(i + 1, nr), ceil_to(o, nr)
         if index > 0:
-            b.transpose(d_addr[index], batch, o, ldo, dt_addr[index], ldb)
-            b.gemm("delta", c=e_addr, a=p_addr[index], b=dt_addr[index], m=i, n=batch, k=o,
-                   lda=ldp, ldb=ldb, ldc=ldb)
+            if index == last or not f_addr:
+                b.transpose(d_addr[index], batch, o, ldo, dt_addr[index], ldb)
+            if f_addr:       # DFA: E = F^T D_out^T, from the output's delta
+                b.gemm("delta", c=e_addr, a=f_addr[index - 1], b=dt_addr[last], m=i,
+                       n=batch, k=classes, lda=ceil_to(i, nr), ldb=ldb, ldc=ldb)
+            else:
+                b.gemm("delta", c=e_addr, a=p_addr[index], b=dt_addr[index], m=i, n=batch,
+                       k=o, lda=ldp, ldb=ldb, ldc=ldb)
             # d_prev (features x batch), then batch-major for its own layer.
             b.elementwise("delta", VecOp.RELUD, dt_addr[index - 1], ht_addr[index - 1],
                           e_addr, count=i * ldb)
@@ -304,6 +317,14 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks) -> CoreProgram:
         d_addr.append(spad.alloc(f"d{index} own (batch x features)", batch * ldo))
         dt_addr.append(spad.alloc(f"d{index} own (features x batch)",
                                   widest_rows[index] * ldb))
+    # DFA: the core's rows of F_l (its output rows of the last layer), every hidden layer.
+    f_addr = []
+    if graph.algorithm == "dfa":
+        for index, (o, i) in enumerate(layers[1:]):
+            f_addr.append(spad.alloc(f"F{index} rows", widest_rows[-1] * ceil_to(i, nr)))
+            if member[-1]:
+                tensors.append(Tensor(f"F{index}", "spad", rows[-1], i, f_addr[-1],
+                                      ceil_to(i, nr)))
     widest = max(graph.sizes)
     e_addr = spad.alloc("W^T d partial sums", widest * ldb)
     g_addr = None if plain else spad.alloc("gradient", max(
@@ -364,7 +385,13 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks) -> CoreProgram:
         dt_own = dfull_t_addr + lo * ldb if index == last else dt_addr[index]
         if member[index]:
             b.transpose(dt_own, m, batch, ldb, d_addr[index], ldo)
-            if index > 0:
+            if index > 0 and f_addr:
+                # DFA (one segment): E = F^T D_out^T over the core's output rows.
+                lo_out, m_out = own[last][0], rows[last]
+                b.gemm("delta", c=e_addr, a=f_addr[index - 1],
+                       b=dfull_t_addr + lo_out * ldb, m=i, n=batch, k=m_out,
+                       lda=ceil_to(i, nr), ldb=ldb, ldc=ldb)
+            elif index > 0:
                 b.gemm("delta", c=e_addr, a=p_addr[index], b=dt_own, m=i, n=batch, k=m,
                        lda=ldp, ldb=ldb, ldc=ldb)
         if index > 0:

@@ -168,7 +168,7 @@ class Compiled:
     def split(self) -> str:
         """How a layer is divided over its segment: ``columns`` (sgd: input columns per
         core) or ``rows`` (mbgd: output rows per core)."""
-        return "columns" if self.graph.algorithm == "sgd" else "rows"
+        return "columns" if self.graph.gemv else "rows"
 
     @property
     def working_cores(self) -> tuple:

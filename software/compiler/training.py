@@ -24,11 +24,11 @@ __all__ = ["compile_training", "partition", "layer_segments"]
 
 
 def partition(graph: TrainingGraph, cfg, cores) -> list:
-    """Return each layer's split over its cores: input columns (``sgd``, units of ``nr``) or
-    output rows (``mbgd``); ``cores`` is a count for every layer or a list of counts, one per
+    """Return each layer's split over its cores: input columns (GEMV kernels, units of ``nr``)
+    or output rows (GEMM kernels); ``cores`` is a count for every layer or a list of counts, one per
     layer."""
     counts = [cores] * len(graph.layers) if isinstance(cores, int) else list(cores)
-    if graph.algorithm == "sgd":
+    if graph.gemv:
         return [ring_blocks(i, c, cfg.nr) for (o, i), c in zip(graph.layers, counts)]
     return [ring_blocks(o, c, 1) for (o, i), c in zip(graph.layers, counts)]
 
@@ -59,9 +59,9 @@ def layer_segments(graph, cfg, segments) -> list:
                 raise CompileError(f"segments {distinct[b]} and {distinct[a]} share core "
                                    f"{min(shared)}; segments are sub-rings cut by the SRC "
                                    "registers, so they must be equal or disjoint")
-    if graph.algorithm == "sgd" and len(distinct) > 1:
-        raise CompileError("sgd spreads every layer over one segment; per-layer segments "
-                           "need --algorithm mbgd")
+    if graph.algorithm in ("sgd", "dfa") and len(distinct) > 1:
+        raise CompileError(f"{graph.algorithm} spreads every layer over one segment; "
+                           "per-layer segments need --algorithm mbgd")
     return segments
 
 
@@ -77,16 +77,16 @@ def compile_training(graph: TrainingGraph, cfg, segments=None) -> Compiled:
     blocks = partition(graph, cfg, [len(seg) for seg in segments])
     for index, parts in enumerate(blocks):
         if any(hi == lo for lo, hi in parts):
-            what = "inputs" if graph.algorithm == "sgd" else "outputs"
-            unit = f"{cfg.nr} " if graph.algorithm == "sgd" else ""
+            what = "inputs" if graph.gemv else "outputs"
+            unit = f"{cfg.nr} " if graph.gemv else ""
             raise CompileError(f"layer {index} has {parts[-1][1]} {what}, too few to give "
                                f"each of {len(parts)} cores {unit}one; use fewer cores or "
                                "wider layers")
     if cfg.cores == 1:
         # A lone core needs no collectives: its own programs, with no ring traffic at all.
-        one = sgd_core_program if graph.algorithm == "sgd" else mbgd_core_program
+        one = sgd_core_program if graph.gemv else mbgd_core_program
         cores = {0: one(graph, cfg)}
-    elif graph.algorithm == "sgd":
+    elif graph.gemv:
         cores = {k: sgd_ring_core_program(graph, cfg, segments[0], p, blocks)
                  for p, k in enumerate(segments[0])}
     else:

@@ -15,7 +15,9 @@ compiler and the PyTorch reference all follow them):
   like the weights (decayed and with momentum).
 * **Schedule.** ``constant``: ``lr`` every epoch. ``step``: ``lr * gamma ** (epoch // step)``.
 * **Algorithm.** ``sgd``: batch 1, GEMV kernels, the weights stay in MemA. ``mbgd``: minibatch
-  gradient descent with ``batch`` samples per step, GEMM kernels on the SPAD.
+  gradient descent with ``batch`` samples per step, GEMM kernels on the SPAD. ``dfa``: direct
+  feedback alignment (every hidden layer's delta from the output error through a fixed random
+  matrix), with ``sgd``'s kernels for batch 1 and ``mbgd``'s for a batch.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ __all__ = ["GraphError", "Optimizer", "TrainingGraph", "LOSSES", "ALGORITHMS", "
            "parse_model"]
 
 LOSSES = ("softmax_ce", "mse")
-ALGORITHMS = ("sgd", "mbgd")
+ALGORITHMS = ("sgd", "mbgd", "dfa")
 SCHEDULES = ("constant", "step")
 
 
@@ -88,9 +90,9 @@ class TrainingGraph:
         ``softmax_ce`` or ``mse``.
     optimizer : Optimizer
     algorithm : str
-        ``sgd`` (batch 1) or ``mbgd``.
+        ``sgd`` (batch 1), ``mbgd`` or ``dfa``.
     batch : int
-        Samples per step (``mbgd``; ``sgd`` requires 1).
+        Samples per step (``mbgd``, ``dfa``; ``sgd`` requires 1).
     """
 
     sizes: tuple
@@ -122,6 +124,12 @@ class TrainingGraph:
         if self.algorithm == "sgd" and self.batch != 1:
             raise GraphError(f"algorithm sgd trains on one sample per step (batch 1), not "
                              f"batch {self.batch}; use --algorithm mbgd for batches")
+
+    @property
+    def gemv(self) -> bool:
+        """Whether a step runs on the GEMV kernels with the weights in MemA (one sample:
+        ``sgd``, ``dfa`` with batch 1) rather than the GEMM kernels on the SPAD."""
+        return self.batch == 1 and self.algorithm in ("sgd", "dfa")
 
     @property
     def layers(self) -> list[tuple[int, int]]:

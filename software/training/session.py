@@ -6,7 +6,8 @@ e])`` (identity with ``shuffle=False``), in consecutive steps of ``batch`` sampl
 incomplete batch is dropped. The learning rate of epoch ``e`` is the optimiser's schedule at
 ``e``. Initial weights (unless given): PyTorch's ``Linear`` default, ``U(-1/sqrt(in),
 1/sqrt(in))`` for ``W`` and ``b``, drawn from ``default_rng(seed)`` layer by layer, rounded to
-the operand format.
+the operand format. ``dfa``'s feedback matrices: :func:`feedback_matrices` from the seed, written
+to the device once and never changed.
 
 Per epoch the report holds the mean training loss and the training accuracy (both from the
 logits the device produced during the epoch, in float64 on the host), the test accuracy (the
@@ -26,7 +27,8 @@ from caterpillar.golden.trainer import GoldenTrainer, scalars, to_bits, to_float
 from caterpillar.software.compiler.program import PHASES, Compiled
 from caterpillar.software.training.trainer import Trainer
 
-__all__ = ["Session", "GoldenMismatch", "check_fits", "default_weights", "epoch_order"]
+__all__ = ["Session", "GoldenMismatch", "check_fits", "default_weights", "epoch_order",
+           "feedback_matrices", "FEEDBACK_STREAM"]
 
 
 class GoldenMismatch(AssertionError):
@@ -56,6 +58,22 @@ def default_weights(sizes, seed: int):
         w = rng.uniform(-bound, bound, (o, i)).astype(np.float32)
         b = rng.uniform(-bound, bound, o).astype(np.float32)
         out.append((w, b))
+    return out
+
+
+#: Second word of the seed of ``dfa``'s feedback matrices (independent of the weights').
+FEEDBACK_STREAM = 0xDFA
+
+
+def feedback_matrices(sizes, seed: int):
+    """``dfa``'s fixed feedback matrices (float32 ``[F_0, ...]``, ``F_l``: ``outputs x
+    sizes[l + 1]``), ``U(-1/sqrt(width_l), 1/sqrt(width_l))`` (PyTorch's default for a layer from
+    hidden layer ``l`` to the outputs) from ``default_rng([seed, FEEDBACK_STREAM])``."""
+    rng = np.random.default_rng([seed, FEEDBACK_STREAM])
+    out = []
+    for width in sizes[1:-1]:
+        bound = 1.0 / np.sqrt(width)
+        out.append(rng.uniform(-bound, bound, (sizes[-1], width)).astype(np.float32))
     return out
 
 
@@ -116,6 +134,10 @@ class Session:
         self.cores = len(self.compiled.working_cores)
         self.layer_cores = [len(s) for s in self.compiled.segments]
         self.hw.load_parameters(self.initial)
+        self.feedback = None
+        if graph.algorithm == "dfa":
+            self.feedback = [to_bits(f, fmt) for f in feedback_matrices(graph.sizes, self.seed)]
+            self.hw.load_feedback(self.feedback)
         self.epoch, self.steps = 0, 0
         self.golden = self._golden(self.initial, None) if self.check_golden else None
 
@@ -125,7 +147,7 @@ class Session:
                           k_chunk=self.compiled.k_chunk,
                           momentum=graph.optimizer.momentum > 0,
                           weight_decay=graph.optimizer.weight_decay > 0,
-                          cores=self.layer_cores)
+                          cores=self.layer_cores, feedback=self.feedback)
         if moments is not None:
             g.moments = [(np.array(a), np.array(b)) for a, b in moments]
         return g
@@ -199,7 +221,7 @@ class Session:
             losses.append(self._loss(logits, t if graph.loss == "mse" else labels))
             correct += int((to_float(logits, cfg.operand).argmax(axis=1) == labels).sum())
             if self.golden is not None:
-                if graph.algorithm == "sgd":
+                if graph.gemv:
                     g_logits = self.golden.sgd_step(x[0], t[0], s)[None]
                 else:
                     g_logits = self.golden.mbgd_step(x, t, s)

@@ -95,7 +95,7 @@ class CoreTrainer:
         nr, words, plan = self.cfg.nr, [], {}
         addr = self.core.staging
         for t in self.core.tensors:
-            if t.kind == "spad":
+            if t.kind == "spad" or t.name.startswith("F"):      # feedback never changes
                 continue
             size = t.rows * ceil_to(t.cols, nr) if t.kind == "mema" else ceil_to(t.cols, nr)
             plan[t.name] = addr
@@ -158,6 +158,14 @@ class CoreTrainer:
                 self._put(by_name[f"mW{index}"], mw)
                 self._put(by_name[f"mb{index}"], mb)
 
+    def load_feedback(self, feedback) -> None:
+        """Write ``dfa``'s feedback matrices ``[F_0, ...]`` (bits; ``None`` skips one this core
+        does not hold)."""
+        by_name = {t.name: t for t in self.core.tensors}
+        for index, f in enumerate(feedback):
+            if f is not None and f"F{index}" in by_name:
+                self._put(by_name[f"F{index}"], np.asarray(f, dtype=np.uint64))
+
     def read_parameters(self):
         """Return ``(weights, moments)`` as bit patterns (moments are zeros without momentum)."""
         by_name = {t.name: t for t in self.core.tensors}
@@ -216,7 +224,7 @@ class CoreTrainer:
         x = np.asarray(x, dtype=np.uint64).reshape(self.graph.batch, -1)
         t = self._targets(targets)
         classes = self.graph.sizes[-1]
-        if self.graph.algorithm == "sgd":
+        if self.graph.gemv:
             self.driver.write_spad(io["inputs"], x[0])
             self.driver.write_spad(io["targets"], t[0])
         else:
@@ -236,7 +244,7 @@ class CoreTrainer:
     def logits(self) -> np.ndarray:
         """Read the step's logits (bits, ``batch x outputs``)."""
         io, classes = self.core.io, self.graph.sizes[-1]
-        if self.graph.algorithm == "sgd":
+        if self.graph.gemv:
             return self.driver.read_spad(io["logits"], classes)[None, :]
         ldc = io["ld_classes"]
         flat = self.driver.read_spad(io["logits"], self.graph.batch * ldc)
@@ -302,6 +310,27 @@ class Trainer:
         for core, trainer in self.trainers.items():
             trainer.load_parameters(self._shares(weights, core),
                                     None if moments is None else self._shares(moments, core))
+
+    def load_feedback(self, feedback) -> None:
+        """Write ``dfa``'s feedback matrices ``[F_0, ...]`` (``F_l``: ``outputs x width_l``
+        bits) as each core's share: the columns of the layer above's ``W`` (GEMV kernels) or
+        the core's output rows of the last layer (GEMM kernels)."""
+        c = self.compiled
+        last = len(c.blocks) - 1
+        for core, trainer in self.trainers.items():
+            shares = []
+            for index, f in enumerate(feedback):
+                f = np.asarray(f, dtype=np.uint64)
+                seg = c.segments[index + 1]
+                if core not in seg:
+                    shares.append(None)
+                elif c.split == "columns":
+                    lo, hi = c.blocks[index + 1][seg.index(core)]
+                    shares.append(f[:, lo:hi])
+                else:
+                    lo, hi = c.blocks[last][c.segments[last].index(core)]
+                    shares.append(f[lo:hi])
+            trainer.load_feedback(shares)
 
     def _assemble(self, parts):
         """Whole tensors from ``{core: [(W, b) share per layer]}``."""

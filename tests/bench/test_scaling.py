@@ -17,6 +17,7 @@ def test_collective_bandwidth_is_near_the_link_limit():
 
 
 def test_rtl_config_runs_the_same_four_core_programs():
-    graph = bench_scaling._graph("sgd")
-    assert compile_training(graph, bench_scaling.rtl_config()).predicted_cycles() == \
-        compile_training(graph, bench_scaling.scaling_config(4)).predicted_cycles()
+    for name in bench_scaling.CASES:
+        graph = bench_scaling._graph(name)
+        assert compile_training(graph, bench_scaling.rtl_config()).predicted_cycles() == \
+            compile_training(graph, bench_scaling.scaling_config(4)).predicted_cycles(), name

@@ -98,13 +98,18 @@ def test_prediction_only_run_writes_both_cases(tmp_path, capsys):
     assert "RTL:" not in out and "digits epoch" not in out
     report = json.loads(path.read_text())
     assert report["config"] == bench_training.bench_config().to_dict()
-    assert list(report["cases"]) == ["mbgd-batch32", "sgd-batch1"]
+    assert list(report["cases"]) == ["mbgd-batch32", "sgd-batch1", "dfa-batch1", "dfa-batch8"]
     for name, row in report["cases"].items():
         assert "rtl" not in row
         assert row["isa"]["cycles"] == row["step_cycles"], name     # simulator = prediction
         assert 0 < row["utilization"] <= 1
     mbgd, sgd = report["cases"]["mbgd-batch32"], report["cases"]["sgd-batch1"]
     assert mbgd["utilization"] > sgd["utilization"]           # batching keeps the PEs busy
+    # DFA's backward is outputs x width per hidden layer, not the layer above's size.
+    dfa = report["cases"]["dfa-batch1"]
+    assert dfa["phases"]["delta"]["macs"] == 10 * (256 + 256)
+    assert sgd["phases"]["delta"]["macs"] == 256 * 256 + 10 * 256
+    assert dfa["step_cycles"] < sgd["step_cycles"]
 
 
 def test_a_bad_json_path_is_refused_before_any_work(tmp_path, monkeypatch):

@@ -26,7 +26,7 @@ def device():
 
 @requires_verilator
 @pytest.mark.slow
-@pytest.mark.parametrize("algorithm", ["sgd", "mbgd"])
+@pytest.mark.parametrize("algorithm", ["sgd", "mbgd", "dfa1", "dfa"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c[0])))
 def test_four_core_training_steps_are_bit_exact(device, case, algorithm, rng):
     hw, run = train_and_compare(CFG, *case[:1], algorithm, *case[1:], steps=STEPS,

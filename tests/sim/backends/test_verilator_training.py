@@ -11,7 +11,7 @@ from caterpillar.golden.trainer import GoldenTrainer, scalars, to_bits
 from caterpillar.software.compiler.training import compile_training
 from caterpillar.software.graph.model import Optimizer, TrainingGraph
 from caterpillar.software.isasim.device import IsaDevice
-from caterpillar.software.training.session import default_weights
+from caterpillar.software.training.session import default_weights, feedback_matrices
 from caterpillar.software.training.trainer import Trainer
 from tests.helpers import requires_verilator
 
@@ -25,6 +25,8 @@ CASES = [  # sizes (not multiples of nr = 2), algorithm, batch, loss, momentum, 
     ((6, 5, 4, 3), "sgd", 1, "mse", 0.9, 0.01),
     ((9, 7, 5), "mbgd", 3, "softmax_ce", 0.0, 0.0),
     ((6, 5, 4, 3), "mbgd", 5, "mse", 0.9, 0.01),
+    ((6, 5, 4, 3), "dfa", 1, "softmax_ce", 0.9, 0.01),
+    ((9, 7, 6, 5), "dfa", 3, "mse", 0.0, 0.0),
 ]
 
 
@@ -46,10 +48,15 @@ def test_rtl_training_steps_are_bit_exact(device, case, rng, seed):
     fmt = CFG.operand
     init = [(to_bits(w, fmt), to_bits(b, fmt)) for w, b in default_weights(sizes, seed % 1000)]
     rtl, isa = Trainer(compiled, device), Trainer(compiled, IsaDevice(CFG))
+    feedback = None
+    if algorithm == "dfa":
+        feedback = [to_bits(f, fmt) for f in feedback_matrices(sizes, seed % 1000)]
     gold = GoldenTrainer(sizes, loss, CFG.nr, fmt, CFG.acc, init, k_chunk=compiled.k_chunk,
-                         momentum=momentum > 0, weight_decay=wd > 0)
+                         momentum=momentum > 0, weight_decay=wd > 0, feedback=feedback)
     for hw in (rtl, isa):
         hw.load_parameters(init)
+        if feedback is not None:
+            hw.load_feedback(feedback)
         hw.set_lr(0.2)
     s = scalars(fmt, lr=0.2, batch=batch, momentum=momentum, weight_decay=wd,
                 outputs=sizes[-1])
@@ -61,8 +68,7 @@ def test_rtl_training_steps_are_bit_exact(device, case, rng, seed):
             t = to_bits(np.eye(sizes[-1])[rng.integers(0, sizes[-1], batch)], fmt)
         logits, stats = rtl.step(x, t)          # raises if cycles != the prediction
         isa_logits, _ = isa.step(x, t)
-        want = gold.sgd_step(x[0], t[0], s)[None] if algorithm == "sgd" else \
-            gold.mbgd_step(x, t, s)
+        want = gold.sgd_step(x[0], t[0], s)[None] if g.gemv else gold.mbgd_step(x, t, s)
         where = f"step {step} (seed {seed})"
         np.testing.assert_array_equal(logits, want, err_msg=f"{where}: logits")
         np.testing.assert_array_equal(isa_logits, want, err_msg=f"{where}: isa logits")

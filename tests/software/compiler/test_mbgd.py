@@ -394,3 +394,27 @@ def test_ring_training_is_bit_identical_to_golden(cores, sizes, batch, loss, mom
 def test_one_core_compiles_to_the_one_core_program():
     graph = graph_of("mse", "both")
     assert compile_training(graph, TINY).cores == {0: mbgd_core_program(graph, TINY)}
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_dfa_batches_read_the_feedback_rows_instead_of_the_weights_above(cores):
+    # Each hidden layer's E is one GEMM of its F panel (the core's output rows of the last
+    # layer x the layer's width) with the output delta, never a panel of W.
+    sizes, batch = (9, 8, 6, 5), 3
+    graph = TrainingGraph(sizes, algorithm="dfa", batch=batch)
+    cfg = TINY.replace(cores=cores)
+    compiled = compile_training(graph, cfg)
+    hidden = sizes[1:-1]
+    for k, core in compiled.cores.items():
+        by_name = {t.name: t for t in core.tensors}
+        f = [by_name[f"F{index}"] for index in range(len(hidden))]
+        lo, hi = compiled.blocks[-1][k]
+        assert all((t.rows, t.cols, t.kind) == (hi - lo, w, "spad") for t, w in zip(f, hidden))
+        ins = [decode(w) for w in core.program]
+        deltas = [i for i, p in zip(ins, core.phases) if i.op == Opcode.GEMM and p == "delta"]
+        assert [(i.a, i.m, i.n, i.k) for i in deltas] == [
+            (t.addr, w, batch, hi - lo) for t, w in zip(f[::-1], hidden[::-1])]
+        weights = {t.addr for t in core.tensors if t.name.startswith("P")}
+        assert not any(i.a in weights for i in deltas)
+        assert core.local_phase_report(cfg)["delta"]["macs"] == \
+            (hi - lo) * sum(hidden) * batch

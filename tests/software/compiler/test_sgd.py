@@ -256,3 +256,39 @@ def test_ring_training_is_bit_identical_to_golden(cores, sizes, loss, momentum, 
 def test_one_core_compiles_to_the_one_core_program():
     graph = TrainingGraph(SIZES, optimizer=OPTIMIZERS["momentum"])
     assert compile_training(graph, TINY).cores == {0: sgd_core_program(graph, TINY)}
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_dfa_reads_the_feedback_instead_of_the_weights_above(cores):
+    # Every hidden layer's delta is one GEMVT of its F (outputs x width) on the output delta,
+    # broadcast once: the backward costs outputs x width MACs, not the layer above's size.
+    graph = TrainingGraph(SIZES, algorithm="dfa", optimizer=OPTIMIZERS["plain"])
+    cfg = TINY.replace(cores=cores, mema_words=512)
+    compiled = compile_training(graph, cfg)
+    classes, hidden = SIZES[-1], SIZES[1:-1]
+    for k, core in compiled.cores.items():
+        by_name = {t.name: t for t in core.tensors}
+        f = [by_name[f"F{index}"] for index in range(len(hidden))]
+        ins = instructions(core)
+        gemvt = [i for i in ins if i.op == Opcode.GEMVT]
+        assert [(i.w, i.rows) for i in gemvt] == [(t.addr, classes) for t in f[::-1]]
+        assert [i.cols for i in gemvt] == [t.cols for t in f[::-1]]
+        widths = [hi - lo for lo, hi in (parts[k] for parts in compiled.blocks[1:])]
+        assert [t.cols for t in f] == widths and all(t.rows == classes for t in f)
+        # The output delta is broadcast along the rows once, and serves the top update too.
+        rowreps = [i for i in ins if i.op == Opcode.BCAST and i.len == classes
+                   and i.dst == gemvt[0].d]
+        assert len(rowreps) == 1
+        assert [i.u for i in ins if i.op == Opcode.GER][0] == gemvt[0].d
+        assert not failed_checks(core, cfg)
+        report = core.local_phase_report(cfg)
+        assert report["delta"]["macs"] == classes * sum(widths)
+
+
+def test_sgd_and_dfa_refuse_per_layer_segments():
+    for algorithm in ("sgd", "dfa"):
+        graph = TrainingGraph(SIZES, algorithm=algorithm)
+        with pytest.raises(CompileError, match=f"^{algorithm} spreads every layer over one "
+                                               "segment; per-layer segments need "
+                                               "--algorithm mbgd$"):
+            compile_training(graph, TINY.replace(cores=4), [(0, 1), (2,), (3,)])

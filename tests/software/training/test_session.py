@@ -28,12 +28,14 @@ VARIANTS = [  # algorithm, loss, momentum, weight decay
     ("sgd", "softmax_ce", 0.0, 0.0), ("sgd", "mse", 0.9, 0.01),
     ("mbgd", "softmax_ce", 0.0, 0.0), ("mbgd", "mse", 0.9, 0.01),
     ("mbgd", "softmax_ce", 0.5, 0.0),
+    ("dfa1", "softmax_ce", 0.0, 0.0), ("dfa", "mse", 0.9, 0.01),
 ]
 
 
 def graph(sizes, algorithm, loss, momentum, wd, batch=5, lr=0.1):
-    return TrainingGraph(sizes, loss=loss, algorithm=algorithm,
-                         batch=1 if algorithm == "sgd" else batch,
+    """``algorithm``: a graph's, or ``dfa1`` for DFA on one sample."""
+    return TrainingGraph(sizes, loss=loss, algorithm="dfa" if algorithm == "dfa1" else algorithm,
+                         batch=1 if algorithm in ("sgd", "dfa1") else batch,
                          optimizer=Optimizer(lr=lr, momentum=momentum, weight_decay=wd))
 
 
@@ -42,7 +44,7 @@ def graph(sizes, algorithm, loss, momentum, wd, batch=5, lr=0.1):
 def test_isa_training_is_bit_exact_with_the_golden_trainer(config, variant, rng):
     algorithm, loss, momentum, wd = variant
     cfg = preset(config)
-    g = graph((11, 7, 5), algorithm, loss, momentum, wd)
+    g = graph((11, 7, 6, 5), algorithm, loss, momentum, wd)
     data = synthetic(11, 5, rng)
     session = Session(compile_training(g, cfg), data, IsaDevice(cfg), seed=3,
                       check_golden=True, limit=30)
@@ -86,10 +88,10 @@ def test_golden_trainer_tracks_pytorch_float32(algorithm, loss, rng):
             np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * scale)
 
 
-@pytest.mark.parametrize("algorithm", ["sgd", "mbgd"])
+@pytest.mark.parametrize("algorithm", ["sgd", "mbgd", "dfa1", "dfa"])
 def test_resume_continues_bit_exactly(algorithm, tmp_path, rng):
     cfg = preset("tiny")
-    g = graph((6, 5, 3), algorithm, "softmax_ce", 0.9, 0.01, batch=4)
+    g = graph((6, 5, 4, 3), algorithm, "softmax_ce", 0.9, 0.01, batch=4)
     data = synthetic(6, 3, rng, train=24)
     compiled = compile_training(g, cfg)
     straight = Session(compiled, data, IsaDevice(cfg), seed=7)

@@ -9,7 +9,7 @@ from caterpillar.golden.trainer import GoldenTrainer, scalars, to_bits
 from caterpillar.software.compiler.training import compile_training
 from caterpillar.software.graph.model import Optimizer, TrainingGraph
 from caterpillar.software.isasim.device import IsaDevice, RingIsaDevice
-from caterpillar.software.training.session import default_weights
+from caterpillar.software.training.session import default_weights, feedback_matrices
 from caterpillar.software.training.trainer import Trainer
 
 CASES = [  # sizes, batch (mbgd), loss, momentum, weight decay
@@ -22,20 +22,27 @@ def train_and_compare(cfg, sizes, algorithm, batch, loss, momentum, wd, steps, d
                       segments=None):
     """Run ``steps`` steps on ``device`` and on the golden trainer; compare every bit.
 
+    ``algorithm``: ``sgd``, ``mbgd``, ``dfa`` (a batch) or ``dfa1`` (DFA on one sample).
     Returns the trainer and the last step's ring counters."""
-    batch = 1 if algorithm == "sgd" else batch
+    batch = 1 if algorithm in ("sgd", "dfa1") else batch
+    algorithm = "dfa" if algorithm == "dfa1" else algorithm
     graph = TrainingGraph(sizes, loss=loss, algorithm=algorithm, batch=batch,
                           optimizer=Optimizer(lr=0.2, momentum=momentum, weight_decay=wd))
     compiled = compile_training(graph, cfg, segments)
     fmt = cfg.operand
-    init = [(to_bits(w, fmt), to_bits(b, fmt))
-            for w, b in default_weights(sizes, int(rng.integers(1000)))]
+    seed = int(rng.integers(1000))
+    init = [(to_bits(w, fmt), to_bits(b, fmt)) for w, b in default_weights(sizes, seed)]
+    feedback = None
     hw = Trainer(compiled, device)
     hw.load_parameters(init)
+    if algorithm == "dfa":
+        feedback = [to_bits(f, fmt) for f in feedback_matrices(sizes, seed)]
+        hw.load_feedback(feedback)
     hw.set_lr(0.2)
     gold = GoldenTrainer(sizes, loss, cfg.nr, fmt, cfg.acc, init,
                          k_chunk=compiled.k_chunk, momentum=momentum > 0,
-                         weight_decay=wd > 0, cores=[len(s) for s in compiled.segments])
+                         weight_decay=wd > 0, cores=[len(s) for s in compiled.segments],
+                         feedback=feedback)
     s = scalars(fmt, lr=0.2, batch=batch, momentum=momentum, weight_decay=wd,
                 outputs=sizes[-1])
     for step in range(steps):
@@ -45,7 +52,7 @@ def train_and_compare(cfg, sizes, algorithm, batch, loss, momentum, wd, steps, d
         else:
             t = to_bits(np.eye(sizes[-1])[rng.integers(0, sizes[-1], batch)], fmt)
         logits, run = hw.step(x, t)             # raises if cycles != the prediction
-        want = gold.sgd_step(x[0], t[0], s)[None] if algorithm == "sgd" else \
+        want = gold.sgd_step(x[0], t[0], s)[None] if graph.gemv else \
             gold.mbgd_step(x, t, s)
         np.testing.assert_array_equal(logits, want, err_msg=f"step {step}: logits")
         assert run.cycles == hw.predicted
@@ -62,7 +69,7 @@ def train_and_compare(cfg, sizes, algorithm, batch, loss, momentum, wd, steps, d
 
 
 @pytest.mark.parametrize("cores", [2, 3])
-@pytest.mark.parametrize("algorithm", ["sgd", "mbgd"])
+@pytest.mark.parametrize("algorithm", ["sgd", "mbgd", "dfa1", "dfa"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c[0])))
 def test_ring_training_matches_golden(case, algorithm, cores, rng):
     cfg = preset("tiny").replace(cores=cores)
@@ -70,7 +77,7 @@ def test_ring_training_matches_golden(case, algorithm, cores, rng):
                       device=RingIsaDevice(cfg), rng=rng)
 
 
-@pytest.mark.parametrize("algorithm", ["sgd", "mbgd"])
+@pytest.mark.parametrize("algorithm", ["sgd", "mbgd", "dfa1", "dfa"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c[0])))
 def test_one_core_is_a_ring_of_one(case, algorithm, rng):
     # The one-core device (a core's register map) runs the same Trainer.
