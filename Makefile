@@ -14,7 +14,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP   = $(VENV)/.installed
 
 .PHONY: setup setup-fpga test test-fast sim demo verilog synth synth-estimate bitstream bench-fpga bench-kernels \
-	bench-training bench-scaling \
+	bench-training bench-scaling bench-convergence \
 	docs lint lint-verilog clean
 
 setup: $(STAMP)  ## apt iverilog/ccache if missing, the venv, pinned requirements (idempotent)
@@ -65,6 +65,9 @@ bench-training: setup  ## whole training steps (784-256-256-10): utilization per
 
 bench-scaling: setup  ## the ring: training on 1, 2, 4, 8 cores (784-512-512-10), collective bandwidth
 	$(BIN)/caterpillar bench scaling --json build/bench-scaling.json
+
+bench-convergence: setup  ## test accuracy per epoch of SGD, MBGD, CP, MBCP, DFA on digits (Fig. 5)
+	$(BIN)/caterpillar bench convergence --json build/convergence.json --plot build/convergence.png
 
 bench-kernels: setup  ## every kernel and shape on the Verilated core (nr = 2, 4, 8): utilization
 	$(BIN)/caterpillar bench kernels --json build/bench-kernels.json

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from caterpillar.app import fpga, fpu
 from caterpillar.app import train as train_command
+from caterpillar.bench import convergence as bench_convergence
 from caterpillar.bench import kernels as bench_kernels
 from caterpillar.bench import scaling as bench_scaling
 from caterpillar.bench import training as bench_training
@@ -189,6 +190,10 @@ def _add_bench(sub):
                                               "(784-512-512-10), collective bandwidth")
     bench_scaling.add_arguments(scaling)
     scaling.set_defaults(func=bench_scaling.run)
+    convergence = what.add_parser("convergence", help="test accuracy per epoch of SGD, MBGD, "
+                                                      "CP, MBCP and DFA (the paper's Fig. 5)")
+    bench_convergence.add_arguments(convergence)
+    convergence.set_defaults(func=bench_convergence.run)
 
 
 def _add_train(sub):

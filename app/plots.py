@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["training_figure", "FIGURE_SUFFIXES"]
+from caterpillar.software.storage import FIGURE_SUFFIXES
 
-#: File types a figure can be written as.
-FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
+__all__ = ["training_figure", "FIGURE_SUFFIXES"]
 
 
 def training_figure(report: dict, path) -> None:

@@ -3,12 +3,11 @@ and figures, to paths checked before the work that fills them."""
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from caterpillar.app.plots import FIGURE_SUFFIXES, training_figure
-from caterpillar.software.storage import OutputPathError, check_output, write_json
+from caterpillar.app.plots import training_figure
+from caterpillar.software.storage import check_figure_kind, check_output, write_json
 
 __all__ = ["check_outputs", "Outputs"]
 
@@ -31,12 +30,8 @@ class Outputs:
 def check_outputs(*, json=None, plot=None, npz=None, npz_flag="--save") -> Outputs:
     """Check the output paths a command was given (before any work; missing folders are
     created) and return them."""
-    if plot is not None and Path(plot).suffix.lower() not in FIGURE_SUFFIXES:
-        raise OutputPathError(f"--plot {plot}: a figure is written as one of "
-                              f"{', '.join(FIGURE_SUFFIXES)}")
-    if plot is not None and importlib.util.find_spec("matplotlib") is None:
-        raise OutputPathError(f"--plot {plot} needs matplotlib, which is not installed: "
-                              "make setup (pip install -r requirements.txt)")
+    if plot is not None:
+        check_figure_kind(plot)
     if npz is not None:
         check_output(npz, npz_flag, suffix=".npz")
     return Outputs(json=check_output(json, "--json") if json is not None else None,

@@ -13,6 +13,7 @@ that names the file and the member.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import math
@@ -25,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CheckpointError", "OutputPathError", "check_output", "atomic_write_bytes",
+__all__ = ["CheckpointError", "OutputPathError", "check_output", "check_figure",
+           "check_figure_kind", "FIGURE_SUFFIXES", "atomic_write_bytes",
            "atomic_write_text", "atomic_savez", "load_npz", "strict_json", "write_json",
            "DEFAULT_MEMBER_LIMIT"]
 
@@ -42,6 +44,27 @@ class CheckpointError(ValueError):
 
 class OutputPathError(ValueError):
     """An output path cannot be written; the message names the option and the path."""
+
+
+#: File types a figure can be written as.
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def check_figure_kind(path, what: str = "--plot") -> None:
+    """Refuse a figure path whose suffix matplotlib does not write, or any figure when
+    matplotlib is not installed (no folder is made)."""
+    if Path(path).suffix.lower() not in FIGURE_SUFFIXES:
+        raise OutputPathError(f"{what} {path}: a figure is written as one of "
+                              f"{', '.join(FIGURE_SUFFIXES)}")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise OutputPathError(f"{what} {path} needs matplotlib, which is not installed: "
+                              "make setup (pip install -r requirements.txt)")
+
+
+def check_figure(path, what: str = "--plot") -> Path:
+    """:func:`check_figure_kind`, then :func:`check_output`."""
+    check_figure_kind(path, what)
+    return check_output(path, what)
 
 
 def check_output(path, what: str, *, suffix: str | None = None) -> Path:

@@ -56,3 +56,15 @@ def test_parse_model():
         parse_model("64-x")
     with pytest.raises(GraphError, match="at least two widths"):
         parse_model("64")
+
+
+def test_the_kernel_family_follows_the_algorithm_and_batch():
+    # GEMV kernels (weights in MemA) for one sample, GEMM kernels on the SPAD for a batch.
+    assert TrainingGraph((5, 3)).gemv
+    assert TrainingGraph((5, 3), algorithm="dfa").gemv
+    assert not TrainingGraph((5, 3), algorithm="dfa", batch=8).gemv
+    assert not TrainingGraph((5, 3), algorithm="mbgd", batch=1).gemv
+    g = TrainingGraph((8, 4, 3), algorithm="dfa", batch=8)
+    assert TrainingGraph.from_dict(g.to_dict()) == g
+    with pytest.raises(GraphError, match="algorithm must be one of sgd, mbgd, dfa, not 'cp'"):
+        TrainingGraph((5, 3), algorithm="cp")

@@ -1,0 +1,56 @@
+"""The convergence benchmark (the paper's Fig. 5) on a few samples: its curves, files and
+errors (the benchmark itself is `caterpillar bench convergence`)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from caterpillar.app.cli import main
+from caterpillar.bench import convergence
+from caterpillar.contract.config import preset
+from caterpillar.software.training.datasets import load_dataset
+
+
+def test_a_short_run_writes_the_curves_and_the_figure(tmp_path, capsys):
+    out, fig = tmp_path / "new" / "curves.json", tmp_path / "curves.png"
+    assert main(["bench", "convergence", "--epochs", "2", "--limit", "300", "--lr", "0.1",
+                 "--model", "64-32-10", "--cases", "sgd", "cp", "mbcp-4", "dfa-8",
+                 "--json", str(out), "--plot", str(fig)]) == 0
+    report = json.loads(out.read_text())
+    assert list(report["cases"]) == ["sgd", "cp", "mbcp-4", "dfa-8"]
+    assert report["model"] == "64-32-10" and report["format"] == "fp32"
+    for name, case in report["cases"].items():
+        assert len(case["test_accuracy"]) == 2 and all(0 <= a <= 1 for a in case["test_accuracy"])
+        assert case["lr"] == pytest.approx(0.1 * np.sqrt(case["batch"]))
+    # 600 samples lift the test accuracy far above chance (10 %) for every algorithm.
+    assert all(case["test_accuracy"][-1] > 0.4 for case in report["cases"].values()), report
+    assert fig.stat().st_size > 10_000
+    text = capsys.readouterr().out
+    assert "cp       batch   1 lr 0.1000:" in text and f"wrote {fig}" in text
+
+
+def test_cp_on_one_layer_has_sgds_curve():
+    data = load_dataset("digits")
+    kw = dict(epochs=2, lr=0.05, seed=3, limit=30)
+    sgd = convergence.train_case("sgd", (64, 10), data, preset("small"), **kw)
+    cp = convergence.train_case("cp", (64, 10), data, preset("small"), **kw)
+    assert cp["test_accuracy"] == sgd["test_accuracy"]
+    deep = convergence.train_case("cp", (64, 16, 10), data, preset("small"), **kw)
+    assert deep["test_accuracy"] != convergence.train_case(
+        "sgd", (64, 16, 10), data, preset("small"), **kw)["test_accuracy"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "64-32-9"], "the digits dataset needs a model 64-...-10, not 64-32-9"),
+    (["--epochs", "0"], "--epochs and --limit must be positive and --lr > 0"),
+    (["--plot", "curves.txt"], "--plot curves.txt: a figure is written as one of .png, .pdf, "
+                               ".svg"),
+])
+def test_bad_options_end_in_one_line(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "convergence", *argv])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"caterpillar: error: {message}\n"
