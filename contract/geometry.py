@@ -250,11 +250,27 @@ def _plan_gemv(f, c: _Context, transposed: bool) -> KernelPlan:
                                          "out_loc": out_loc, "red_loc": red_loc})
 
 
+def ger_issue_run(cfg) -> int:
+    """Weights the plain rank-1 update issues back to back before as many idle cycles.
+
+    Its one micro-op per weight reads ``W`` from MemA at issue (the addend) and writes ``W'``
+    ``write_back_latency - 1`` cycles later. With runs of ``q`` issues and ``q`` idle cycles,
+    ``q`` the largest power of two dividing ``write_back_latency - 1`` (an odd multiple of
+    ``q``), every write lands in an idle cycle: MemA's one port is busy every cycle, two
+    cycles per weight.
+    """
+    gap = cfg.write_back_latency - 1
+    return gap & -gap
+
+
 def _plan_ger(f, c: _Context) -> KernelPlan:
-    nr, lanes = c.nr, c.cfg.chain_lanes
+    nr, lanes, select = c.nr, c.cfg.chain_lanes, c.select
     m_loc, k_loc = cdiv(f.rows, nr), cdiv(f.cols, nr)
     # g = u v; load W; [g += wd W]; [m = g + mu m]; W += alpha g (or m); [store m]. Without
-    # weight decay and momentum: load W; W += u v; an idle step (MemA's one port).
+    # weight decay and momentum one micro-op per weight, W += u v with W read at issue, in
+    # runs of ger_issue_run issues and idle cycles.
+    plain = (f.use_wd == 0) & (f.use_mom == 0)
+    run = ger_issue_run(c.cfg)
     steps = 3 + f.use_wd + 2 * f.use_mom
     checks = [
         c.positive(f.rows, "rows"), c.positive(f.cols, "cols"),
@@ -263,8 +279,9 @@ def _plan_ger(f, c: _Context) -> KernelPlan:
         c.mema(f.mom, c.select(f.use_mom, (m_loc - 1) * f.ldw + k_loc, 0), "mom"),
         c.memb(f.u, m_loc, "u"), c.memb(f.v, k_loc, "v"),
     ]
-    segments = [Segment("update", top=m_loc, outer=cdiv(k_loc, lanes), middle=steps,
-                        inner=lanes)]
+    segments = [Segment("update", top=m_loc,
+                        outer=select(plain, cdiv(k_loc, run), cdiv(k_loc, lanes)),
+                        middle=select(plain, 2, steps), inner=select(plain, run, lanes))]
     return KernelPlan(segments, checks, {"m_loc": m_loc, "k_loc": k_loc, "steps": steps})
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Mux
 
-from caterpillar.contract.geometry import log2
+from caterpillar.contract.geometry import ger_issue_run, log2
 from caterpillar.contract.isa import Layout, Opcode, VecOp
 from caterpillar.golden.numerics import exp_constants, from_float
 from caterpillar.rtl.microop import (
@@ -140,19 +140,19 @@ def _gemv(e: Emitter, transposed: bool):
 
 
 # Steps of the rank-1 update, in order; absent steps are skipped (see isa_geometry). Without
-# weight decay and momentum the update is one MAC into the loaded weight (_LW, _ACC, _IDLE:
-# the idle step keeps MemA's write-backs out of the next group's loads).
+# weight decay and momentum the update is one MAC per weight with W read at issue (_ACC), in
+# runs of issues and idle cycles (_IDLE: MemA's one port takes the write-backs).
 _G, _LW, _WD, _MOM, _UPD, _MST, _ACC, _IDLE = range(8)
 
 
 def _ger(e: Emitter):
     f, m, cfg = e.f, e.m, e.cfg
-    lanes = cfg.chain_lanes
+    lanes, run = cfg.chain_lanes, ger_issue_run(cfg)
     ii, jg, step, lane = e.i["top"], e.i["outer"], e.i["middle"], e.i["inner"]
-    jj = (jg << log2(lanes)) | lane
-    # Map the step counter onto the step kinds present for this instruction's flags.
     plain = ~f.use_wd & ~f.use_mom
-    kind = Mux(plain, Mux(step == 0, _LW, Mux(step == 1, _ACC, _IDLE)),
+    jj = Mux(plain, (jg << log2(run)) | lane, (jg << log2(lanes)) | lane)
+    # Map the step counter onto the step kinds present for this instruction's flags.
+    kind = Mux(plain, Mux(step == 0, _ACC, _IDLE),
                Mux(step < 2, step,
                    Mux(f.use_wd & (step == 2), _WD,
                        Mux(~f.use_mom, _UPD, step - f.use_wd + 1))))
@@ -180,7 +180,7 @@ def _ger(e: Emitter):
             e.uop(**where, fu=FuOp.MOVE, a=ASrc.ACC, acc_op=lane, dst=Dst.MEMA,
                   mema=mom_addr)
         with m.Case(_ACC):
-            e.uop(**where, fu=FuOp.MAC, c=CSrc.ACC, acc_rd=w_slot, a=ASrc.MEMB0, b=BSrc.MEMB1,
+            e.uop(**where, fu=FuOp.MAC, c=CSrc.MEMA, a=ASrc.MEMB0, b=BSrc.MEMB1,
                   memb_rd=f.u + ii, memb_rd2=f.v + jj, dst=Dst.MEMA, mema=w_addr)
 
 
