@@ -129,8 +129,7 @@ class PipelinedTrainer:
         if d is None:
             return
         a = self.inputs[layer].pop(group)
-        w, b = g.weights[layer]
-        w_read = self.stashed[layer].pop(group, w)
+        w_read = self.stashed[layer].pop(group, g.weights[layer][0])
         if layer > 0:
             h_prev = self.pre[layer - 1].pop(group)
             e = np.stack([gk.gemvt(w_read, d[k], g.nr, g.fmt, g.acc)[0]
