@@ -37,7 +37,7 @@ from caterpillar.software.compiler.program import (
 from caterpillar.software.graph.model import TrainingGraph
 
 __all__ = ["sgd_core_program", "sgd_ring_core_program", "sgd_output_gradient",
-           "sgd_bias_update"]
+           "sgd_back_product", "sgd_bias_update"]
 
 
 def sgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
@@ -126,12 +126,9 @@ def sgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
         if u == d_rep:
             e("delta", Opcode.BCAST, dst=d_rep, src=delta[index], len=o, layout=Layout.ROWREP)
         if index > 0:
-            if f_addr:       # DFA: the delta below comes from the output's, through F
-                e("delta", Opcode.GEMVT, classes * i, z=e_buf, d=dout_rep,
-                  w=f_addr[index - 1], psum=psum, rows=classes, cols=i, ldw=loc(i))
-            else:
-                e("delta", Opcode.GEMVT, o * i, z=e_buf, d=d_rep, w=w_addr[index], psum=psum,
-                  rows=o, cols=i, ldw=loc(i))
+            sgd_back_product(e, z=e_buf, psum=psum, cols=i, ldw=loc(i),
+                             operands=(f_addr[index - 1], dout_rep, classes) if f_addr else
+                             (w_addr[index], d_rep, o))
             e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=delta[index - 1],
               x=h[index - 1], y=e_buf, len=i, alpha=0)
         e("update", Opcode.GER, o * i, w=w_addr[index], u=u, v=x_rep[index],
@@ -159,6 +156,14 @@ def sgd_output_gradient(e, loss, classes, *, logits, out, t_spad, t_buf, h_rep, 
     if plain:
         e("loss", Opcode.VOP, fn=VecOp.SCALE, layout=Layout.DIAG, z=out, x=out, y=out,
           len=classes, alpha=SCALAR_REGS["step"])
+
+
+def sgd_back_product(e, *, z, psum, cols, ldw, operands):
+    """``z = M^T v`` for the layer below's delta; ``operands = (M, v, rows)``: the layer's ``W`` and
+    its replicated delta (backpropagation), or ``dfa``'s ``F`` and the output delta."""
+    matrix, vector, rows = operands
+    e("delta", Opcode.GEMVT, rows * cols, z=z, d=vector, w=matrix, psum=psum, rows=rows,
+      cols=cols, ldw=ldw)
 
 
 def sgd_bias_update(e, bias, grad, count, *, g_buf, mom, use_wd):
@@ -281,12 +286,9 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks) -> CoreProgram:
             e("delta", Opcode.BCAST, dst=d_rep, src=d_full, len=o, layout=Layout.ROWREP)
         if index > 0:
             lo, n = cols[index][0], width[index]
-            if f_addr:       # DFA: the delta below comes from the output's, through F
-                e("delta", Opcode.GEMVT, classes * n, z=z_buf, d=dout_rep,
-                  w=f_addr[index - 1], psum=psum, rows=classes, cols=n, ldw=loc(n))
-            else:
-                e("delta", Opcode.GEMVT, o * n, z=z_buf, d=d_rep, w=w_addr[index], psum=psum,
-                  rows=o, cols=n, ldw=loc(n))
+            sgd_back_product(e, z=z_buf, psum=psum, cols=n, ldw=loc(n),
+                             operands=(f_addr[index - 1], dout_rep, classes) if f_addr else
+                             (w_addr[index], d_rep, o))
             e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=d_own[index - 1],
               x=h[index - 1], y=z_buf, len=n, alpha=0)
         e("update", Opcode.GER, o * width[index], w=w_addr[index], u=u, v=x_rep[index],
