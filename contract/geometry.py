@@ -19,7 +19,8 @@ from types import SimpleNamespace
 from caterpillar.contract.isa import ErrorCause, Opcode, VecOp, unpack
 
 __all__ = ["cdiv", "log2", "python_select", "Segment", "Check", "KernelPlan", "PLANS",
-           "kernel_plan", "INSTRUCTION_OVERHEAD", "SEQUENCER_OPCODES", "instruction_cycles",
+           "kernel_plan", "cpass_fits", "INSTRUCTION_OVERHEAD", "SEQUENCER_OPCODES",
+           "instruction_cycles",
            "word_cycles", "execution_cycles", "GemmPhase", "GemmSchedule", "gemm_schedule",
            "ring_queue_depth", "spad_bank_bit", "spad_bank", "spad_bank_index",
            "spad_bank_rows", "SMX_EXP_STEPS", "SMX_RECIP_STEPS"]
@@ -285,6 +286,50 @@ def _plan_ger(f, c: _Context) -> KernelPlan:
     return KernelPlan(segments, checks, {"m_loc": m_loc, "k_loc": k_loc, "steps": steps})
 
 
+def cpass_fits(cfg) -> bool:
+    """Whether config ``cfg`` can run ``cpass``: its slots (``acc_lanes`` deltas and forward
+    sums, ``chain_lanes`` weights) fit the two accumulator banks, and the next group's deltas
+    fill before the forward's partial sums come back (``acc_lanes < write_back_latency``)."""
+    lacc, lanes = cfg.acc_lanes, cfg.chain_lanes
+    return (2 * lacc + lanes <= 2 * max(lacc, lanes) and lacc < cfg.write_back_latency
+            and lanes % lacc == 0)
+
+
+def _plan_cpass(f, c: _Context) -> KernelPlan:
+    """The fused pass of continuous propagation (docs/architecture.md section 4): per window
+    of ``chain_lanes`` weights (``acc_lanes`` rows x ``chain_lanes / acc_lanes`` columns) the
+    backward step of every weight, then its update, then its forward step."""
+    cfg, nr, select = c.cfg, c.nr, c.select
+    lacc, lanes, wb = cfg.acc_lanes, cfg.chain_lanes, cfg.write_back_latency
+    m_loc, k_loc = cdiv(f.rows, nr), cdiv(f.cols, nr)
+    groups, windows = cdiv(m_loc, lacc), cdiv(k_loc, lanes // lacc)
+    chain = (nr - 1) * (cfg.add_latency + 1)
+    checks = [
+        Check(cpass_fits(cfg), ErrorCause.ILLEGAL_OPCODE,
+              "this config's accumulator file cannot hold cpass's slots"),
+        c.positive(f.rows, "rows"), c.positive(f.cols, "cols"),
+        Check(f.ldw >= k_loc, ErrorCause.BAD_SHAPE, "ldw must be >= ceil(cols / nr)"),
+        c.mema(f.w, (m_loc - 1) * f.ldw + k_loc, "w"),
+        c.memb(f.d, groups * lacc, "d"), c.memb(f.a, k_loc, "a"),
+        c.memb(f.x, select(f.fwd, k_loc, 0), "x"), c.memb(f.y, select(f.fwd, m_loc, 0), "y"),
+        c.memb(f.fpsum, select(f.fwd, m_loc, 0), "fpsum"),
+        c.memb(f.z, select(f.prop, k_loc, 0), "z"),
+        c.memb(f.q, select(f.prop, k_loc * lacc, 0), "q"),
+        c.memb(f.bpsum, select(f.prop, k_loc, 0), "bpsum"),
+    ]
+    segments = [
+        Segment("deltas", inner=lacc),
+        Segment("windows", top=groups, outer=windows, middle=3, inner=lanes),
+        Segment("combine", outer=select(f.prop, cdiv(k_loc, lacc), 1),
+                middle=select(f.prop, lacc, 1), inner=select(f.prop, lacc, 1)),
+        Segment("gap", inner=wb),
+        Segment("fchain", inner=select(f.fwd, m_loc + chain, 1)),
+        Segment("bchain", inner=select(f.prop, k_loc + chain, 1)),
+    ]
+    return KernelPlan(segments, checks, {"m_loc": m_loc, "k_loc": k_loc, "groups": groups,
+                                         "windows": windows})
+
+
 def _plan_vop(f, c: _Context) -> KernelPlan:
     select, lanes = c.select, c.cfg.chain_lanes
     per_pe = cdiv(f.len, c.nr)
@@ -373,6 +418,7 @@ PLANS = {
     Opcode.GEMVT: lambda f, c: _plan_gemv(f, c, transposed=True),
     Opcode.GER: _plan_ger,
     Opcode.GEMM: _plan_gemm,
+    Opcode.CPASS: _plan_cpass,
     Opcode.VOP: _plan_vop,
     Opcode.SMXCE: _plan_smxce,
     Opcode.RING: _plan_ring,

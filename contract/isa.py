@@ -46,6 +46,7 @@ class Opcode(enum.Enum):
     GEMVT = 0x21
     GER = 0x22
     GEMM = 0x23
+    CPASS = 0x24
     VOP = 0x30
     SMXCE = 0x31
     RING = 0x40
@@ -197,6 +198,23 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
         _f("mu", 4, "sreg", "scalar register: momentum (used if use_mom)"),
         _f("use_wd", 1, "flag", "g += wd * W"),
         _f("use_mom", 1, "flag", "m = g + mu * m; step with m"),
+    ),
+    Opcode.CPASS: (
+        _f("w", 16, "mema", "W (2D round-robin, rows x cols), updated in place"),
+        _f("d", 16, "memb", "delta of the backward's sample (row-replicated; its extent is "
+           "ceil(rows / nr) rounded up to a multiple of acc_lanes words, the tail read, unused)"),
+        _f("a", 16, "memb", "input of the backward's sample (column-replicated, length cols)"),
+        _f("x", 16, "memb", "input of the forward's sample (column-replicated, length cols)"),
+        _f("y", 16, "memb", "forward output y = W' x (diagonal; if fwd)"),
+        _f("z", 16, "memb", "backward output z = W^T d (diagonal; if prop)"),
+        _f("q", 16, "memb", "scratch: acc_lanes ceil(cols / nr) partial sums of z (if prop)"),
+        _f("fpsum", 16, "memb", "scratch for y's partial sums (ceil(rows / nr) words)"),
+        _f("bpsum", 16, "memb", "scratch for z's partial sums (ceil(cols / nr) words)"),
+        _f("rows", 16, "count", "rows of W"),
+        _f("cols", 16, "count", "columns of W"),
+        _f("ldw", 16, "ld", "MemA leading dimension of W"),
+        _f("prop", 1, "flag", "compute z = W^T d with W before the update"),
+        _f("fwd", 1, "flag", "compute y = W' x with W' after the update"),
     ),
     Opcode.GEMM: (
         _f("c", 24, "spad", "C (row-major M x N) in the SPAD"),

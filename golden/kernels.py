@@ -19,7 +19,8 @@ from caterpillar.golden.numerics import FloatFormat
 
 __all__ = [
     "widen", "narrow", "mac", "gemv_partials", "chain_order", "chain_sum", "gemv", "gemvt",
-    "ger", "ger_accumulate", "ger_batch", "gemm", "vop", "VOP_FUNCTIONS", "smxce",
+    "cpass_backward_partials", "cpass_backward", "ger", "ger_accumulate", "ger_batch",
+    "gemm", "vop", "VOP_FUNCTIONS", "smxce",
 ]
 
 
@@ -133,6 +134,45 @@ def gemvt(w, d, nr: int, fmt: FloatFormat, acc: FloatFormat):
     ``stored_partials[j, r]`` is what ``PE(r, j mod nr)`` leaves at ``j div nr``.
     """
     return gemv(np.asarray(w, dtype=np.uint64).T, d, nr, fmt, acc)
+
+
+def cpass_backward_partials(w, d, nr: int, lanes: int, fmt: FloatFormat, acc: FloatFormat):
+    """Return ``(stored, q)``: the partial sums of ``z = W^T d`` the way ``cpass`` forms them.
+
+    ``PE(r, c)`` splits the rows ``i = ii nr + r`` it holds into ``lanes`` row lanes (``ii mod
+    lanes``). For each of its columns ``j`` and each lane ``rho`` it keeps ``q[rho, r, j]`` in
+    MemB (operand format): ``-0``, then for ``ii = rho, rho + lanes, ...`` (``i < rows``)
+    ``narrow(widen(q) + round_acc(W[i, j] d[i]))``. Then ``(((-0 + q[0]) + q[1]) + ...)`` in the
+    accumulator, rounded once: ``stored[j, r]``, what ``PE(r, j mod nr)`` leaves in ``bpsum``.
+    """
+    w = np.asarray(w, dtype=np.uint64)
+    d = np.asarray(d, dtype=np.uint64)
+    rows, cols = w.shape
+    groups = -(-(-(-rows // nr)) // lanes)
+    q = _neg_zero(fmt, (lanes, nr, cols))
+    for g in range(groups):
+        for rho in range(lanes):
+            i = (g * lanes + rho) * nr + np.arange(nr)
+            valid = i < rows
+            if not valid.any():
+                continue
+            ic = np.minimum(i, rows - 1)
+            new = narrow(mac(w[ic], np.broadcast_to(d[ic][:, None], (nr, cols)),
+                             widen(q[rho], fmt, acc), fmt, acc), fmt, acc)
+            q[rho] = np.where(valid[:, None], new, q[rho])
+    total = _neg_zero(acc, (nr, cols))
+    one = np.full((nr, cols), _constant(1.0, fmt), dtype=np.uint64)
+    for rho in range(lanes):
+        total = mac(q[rho], one, total, fmt, acc)
+    return narrow(total, fmt, acc).T, q
+
+
+def cpass_backward(w, d, nr: int, lanes: int, fmt: FloatFormat, acc: FloatFormat):
+    """Return ``(z, stored)`` of ``cpass``'s backward, ``z = W^T d`` (operand format): the
+    partials of :func:`cpass_backward_partials` (``lanes``: the config's ``acc_lanes``) summed
+    down each column by the chain, as in :func:`gemvt`."""
+    stored, _ = cpass_backward_partials(w, d, nr, lanes, fmt, acc)
+    return narrow(chain_sum(stored, nr, fmt, acc), fmt, acc), stored
 
 
 def ger(w, u, v, alpha: int, fmt: FloatFormat, acc: FloatFormat, *, wd=None, mom=None,

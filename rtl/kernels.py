@@ -16,6 +16,7 @@ from caterpillar.rtl.microop import (
     CSrc,
     Drive,
     Dst,
+    Fill,
     FuOp,
     KDim,
     Select,
@@ -182,6 +183,78 @@ def _ger(e: Emitter):
         with m.Case(_ACC):
             e.uop(**where, fu=FuOp.MAC, c=CSrc.MEMA, a=ASrc.MEMB0, b=BSrc.MEMB1,
                   memb_rd=f.u + ii, memb_rd2=f.v + jj, dst=Dst.MEMA, mema=w_addr)
+
+
+def _cpass(e: Emitter):
+    f, v, m, cfg = e.f, e.v, e.m, e.cfg
+    lacc, lanes = cfg.acc_lanes, cfg.chain_lanes
+    sh_lacc = log2(lacc)
+    # Slots: deltas d(rho), forward sums p(rho), weights w(k); the combine reuses w's.
+    d_slot, p_slot, w_slot = 0, lacc, 2 * lacc
+    seg, i, last = e.seg, e.i, e.last
+    with m.Switch(seg):
+        with m.Case(0):  # the first group's deltas, beside the MAC path
+            k = i["inner"]
+            e.uop(select=Select.NONE, fill=Fill.MEMB1, memb_rd2=f.d + k, fill_slot=d_slot + k)
+        with m.Case(1):
+            g, wi, op, k = i["top"], i["outer"], i["middle"], i["inner"]
+            rho, cs = k[:sh_lacc], k >> sh_lacc
+            ii = (g << sh_lacc) | rho
+            jj = (wi << log2(lanes // lacc)) | cs
+            w_addr = f.w + ii * f.ldw + jj
+            q_addr = f.q + (jj << sh_lacc) + rho
+            rows = dict(row_base=ii << e.shift, row_lim=f.rows)
+            cols = dict(col_base=jj << e.shift, col_lim=f.cols)
+            with m.Switch(op):
+                with m.Case(0):  # backward step (W before the update), W into its slot
+                    with m.If(f.prop):
+                        e.uop(**cols, select=Select.ALL, fu=FuOp.MAC, a=ASrc.MEMA, mema=w_addr,
+                              b=BSrc.ACC, acc_op=d_slot + rho,
+                              c=Mux(g == 0, CSrc.NEGZERO, CSrc.MEMB1), memb_rd2=q_addr,
+                              dst=Dst.MEMB, memb_wr=q_addr,
+                              kdim=KDim.ROW, k_base=ii << e.shift, k_lim=f.rows)
+                    with m.Else():
+                        e.uop(**rows, **cols, select=Select.ALL, fu=FuOp.MOVE, a=ASrc.MEMA,
+                              mema=w_addr, dst=Dst.NONE)
+                    e.uop(fill=Fill.MEMA, fill_slot=w_slot + k)
+                with m.Case(1):  # update: W' = W + d a, to MemA and to the weight's slot
+                    e.uop(**rows, **cols, select=Select.ALL, fu=FuOp.MAC, a=ASrc.ACC,
+                          acc_op=d_slot + rho, b=BSrc.MEMB0, memb_rd=f.a + jj, c=CSrc.ACC,
+                          acc_rd=w_slot + k, dst=Dst.MEMA_ACC, mema=w_addr, acc_wr=w_slot + k)
+                with m.Case(2):  # forward step with W'; the next group's deltas beside it
+                    first = (wi == 0) & (cs == 0)
+                    final = last["outer"] & (cs == (lanes // lacc) - 1)
+                    with m.If(f.fwd):
+                        e.uop(**rows, select=Select.ALL, fu=FuOp.MAC, a=ASrc.ACC,
+                              acc_op=w_slot + k, b=BSrc.MEMB0, memb_rd=f.x + jj,
+                              c=Mux(first, CSrc.NEGZERO, CSrc.ACC), acc_rd=p_slot + rho,
+                              dst=Mux(final, Dst.MEMB, Dst.ACC), acc_wr=p_slot + rho,
+                              memb_wr=f.fpsum + ii, kdim=KDim.COL, k_base=jj << e.shift,
+                              k_lim=f.cols)
+                    with m.If(last["outer"] & ~last["top"] & (k < lacc)):
+                        e.uop(fill=Fill.MEMB1, memb_rd2=f.d + ((g + 1) << sh_lacc) + k,
+                              fill_slot=d_slot + k)
+                        with m.If(~f.fwd):
+                            e.uop(select=Select.NONE)
+        with m.Case(2):  # z's partial sums: the acc_lanes row lanes of each column, in order
+            with m.If(f.prop):
+                jg, rho, lane = i["outer"], i["middle"], i["inner"]
+                jj = (jg << sh_lacc) | lane
+                e.uop(select=Select.ALL, col_base=jj << e.shift, col_lim=f.cols,
+                      fu=FuOp.MAC, a=ASrc.MEMB0, memb_rd=f.q + (jj << sh_lacc) + rho,
+                      b=BSrc.ONE, c=Mux(rho == 0, CSrc.NEGZERO, CSrc.ACC),
+                      acc_rd=w_slot + lane, acc_wr=w_slot + lane,
+                      dst=Mux(last["middle"], Dst.MEMB, Dst.ACC), memb_wr=f.bpsum + jj)
+        with m.Case(4):
+            with m.If(f.fwd):
+                e.uop(fu=FuOp.MAC, a=ASrc.MEMB0, b=BSrc.ONE, memb_rd=f.fpsum, memb_wr=f.y,
+                      dst=Dst.MEMB, select=Select.ALL, chain=Chain.ROW, chain_idx=i["inner"],
+                      chain_len=v["m_loc"], row_lim=f.rows)
+        with m.Case(5):
+            with m.If(f.prop):
+                e.uop(fu=FuOp.MAC, a=ASrc.MEMB0, b=BSrc.ONE, memb_rd=f.bpsum, memb_wr=f.z,
+                      dst=Dst.MEMB, select=Select.ALL, chain=Chain.COL, chain_idx=i["inner"],
+                      chain_len=v["k_loc"], col_lim=f.cols)
 
 
 def _vop(e: Emitter):
@@ -356,6 +429,7 @@ KERNELS = {
     Opcode.GEMV: lambda e: _gemv(e, transposed=False),
     Opcode.GEMVT: lambda e: _gemv(e, transposed=True),
     Opcode.GER: _ger,
+    Opcode.CPASS: _cpass,
     Opcode.VOP: _vop,
     Opcode.SMXCE: _smxce,
 }

@@ -10,8 +10,8 @@ from __future__ import annotations
 from amaranth.lib import data, enum
 
 __all__ = [
-    "FuOp", "ASrc", "BSrc", "CSrc", "Dst", "BusSrc", "Select", "Drive", "Chain", "KDim",
-    "XferKind", "compute_layout", "transfer_layout", "NO_LIMIT",
+    "FuOp", "ASrc", "BSrc", "CSrc", "Dst", "Fill", "BusSrc", "Select", "Drive", "Chain",
+    "KDim", "XferKind", "compute_layout", "transfer_layout", "NO_LIMIT",
 ]
 
 #: A bound that every index satisfies.
@@ -81,6 +81,21 @@ class Dst(enum.Enum, shape=3):
     MEMB = 3     # MemB (write port 0) at ``memb_wr`` (rounded to the operand format)
     LINK_E = 4
     LINK_S = 5
+    MEMA_ACC = 6  # both MemA at ``mema`` (rounded) and accumulator slot ``acc_wr`` (unrounded)
+
+
+class Fill(enum.Enum, shape=2):
+    """A word a micro-op reads at issue that also goes, widened, into accumulator slot
+    ``fill_slot`` one cycle later, beside the MAC path (no FPU cycle).
+
+    ``MEMA``: the MemA word at ``mema`` (the same read as ``a = MEMA``), where the micro-op is
+    active and inside its reduction bound; ``MEMB1``: the MemB word at ``memb_rd2`` (read port
+    1), in every PE whenever the micro-op is valid, whether or not it is active.
+    """
+
+    NONE = 0
+    MEMA = 1
+    MEMB1 = 2
 
 
 class BusSrc(enum.Enum, shape=2):
@@ -145,7 +160,7 @@ def compute_layout(cfg) -> data.StructLayout:
     issue and, for ``dst=MEMA``, written at write-back), ``memb_rd`` and ``memb_rd2`` (MemB read
     ports 0 and 1), ``memb_wr``; accumulator
     slots ``acc_op`` (operand and bus source, read at issue), ``acc_rd`` (addend, read at adder
-    entry) and ``acc_wr``; ``scalar`` (an operand
+    entry) and ``acc_wr``; a side fill of slot ``fill_slot`` (:class:`Fill`); ``scalar`` (an operand
     format bit pattern); the write predicate ``select`` with ``sel_row``/``sel_col`` and the
     bounds ``row_base + row < row_lim``, ``col_base + col < col_lim``; the reduction bound
     ``k_base + coordinate < k_lim`` (when false the product is replaced by ``-0``, so ``c``
@@ -157,7 +172,7 @@ def compute_layout(cfg) -> data.StructLayout:
         "valid": 1, "fu": FuOp, "a": ASrc, "b": BSrc, "c": CSrc, "dst": Dst,
         "mema": cfg.mema_addr_width, "memb_rd": cfg.memb_addr_width,
         "memb_rd2": cfg.memb_addr_width, "memb_wr": cfg.memb_addr_width,
-        "acc_op": slot, "acc_rd": slot, "acc_wr": slot,
+        "acc_op": slot, "acc_rd": slot, "acc_wr": slot, "fill": Fill, "fill_slot": slot,
         "scalar": cfg.word_width, "scalar2": cfg.word_width,
         "select": Select, "sel_row": coord, "sel_col": coord,
         "row_base": 16, "row_lim": 16, "col_base": 16, "col_lim": 16,

@@ -23,6 +23,7 @@ from caterpillar.rtl.microop import (
     CSrc,
     Drive,
     Dst,
+    Fill,
     FuOp,
     KDim,
     Select,
@@ -193,7 +194,12 @@ class PE(wiring.Component):
         drive_any = drive_row | drive_col
 
         def uses(a_src, b_src, c_srcs):
-            return (u.a == a_src) | (u.b == b_src) | Cat(*[c_src == s for s in c_srcs]).any()
+            # Outside the reduction bound a and b are constants: their memories are not read.
+            return (k_ok & ((u.a == a_src) | (u.b == b_src))
+                    | Cat(*[c_src == s for s in c_srcs]).any())
+
+        fill_mema = active & k_ok & (u.fill == Fill.MEMA)
+        fill_memb = u.valid & (u.fill == Fill.MEMB1)
 
         x_target = x.valid & ~x.sequencer & selected(x.target, x.sel, x.sel, r, c)
         x_on = Signal(name="x_on")
@@ -202,11 +208,12 @@ class PE(wiring.Component):
         return SimpleNamespace(
             active=active, k_ok=k_ok, in_chain=in_chain, c_src=c_src, dst=dst,
             memb_rd=memb_rd, memb_wr=memb_wr, drive_row=drive_row, drive_col=drive_col,
-            mema_read_c=(active & uses(ASrc.MEMA, BSrc.MEMA, [CSrc.MEMA])
+            fill_mema=fill_mema, fill_memb=fill_memb,
+            mema_read_c=(active & uses(ASrc.MEMA, BSrc.MEMA, [CSrc.MEMA]) | fill_mema
                          | drive_any & (u.bus_src == BusSrc.MEMA)),
             memb0_read_c=(active & uses(ASrc.MEMB0, BSrc.MEMB0, [CSrc.MEMB0])
                           | drive_any & (u.bus_src == BusSrc.MEMB0)),
-            memb1_read_c=active & uses(ASrc.MEMB1, BSrc.MEMB1, [CSrc.MEMB1]),
+            memb1_read_c=active & uses(ASrc.MEMB1, BSrc.MEMB1, [CSrc.MEMB1]) | fill_memb,
             x_on=x_on, x_store=x_store,
             mema_read_x=x_store & (x.kind == XferKind.MEMA),
             memb_read_x=x_store & (x.kind == XferKind.MEMB))
@@ -240,7 +247,8 @@ class PE(wiring.Component):
         op_fmt, acc_fmt, word = cfg.operand, cfg.acc, cfg.word_width
         s1 = {k: _delay(m, v, 1, f"s1_{k}") for k, v in {
             "a": u.a, "b": u.b, "c": s.c_src, "scalar": u.scalar, "scalar2": u.scalar2,
-            "acc_op": u.acc_op,
+            "acc_op": u.acc_op, "fill_mema": s.fill_mema, "fill_memb": s.fill_memb,
+            "fill_slot": u.fill_slot,
             "bus_src": u.bus_src, "drive_row": s.drive_row, "drive_col": s.drive_col,
             "x_store": s.x_store, "x_kind": x.kind, "x_addr": x.addr, "x_col_bus": x.col_bus,
         }.items()}
@@ -266,6 +274,12 @@ class PE(wiring.Component):
         m.d.comb += [self.row_drive.eq(row_on), self.col_drive.eq(col_on),
                      self.row_out.eq(row_reg), self.col_out.eq(col_reg)]
 
+        # The side fill: the word read at issue, widened, into its slot at the end of t + 1.
+        fill_word = Mux(s1["fill_mema"], mem.mema_data, mem.memb1_data)
+        fill_value = self._convert(m, fill_word, op_fmt, acc_fmt, "widen_fill")
+        with m.If(s1["fill_mema"] | s1["fill_memb"]):
+            m.d.sync += mem.slots[s1["fill_slot"]].eq(fill_value)
+
         neg_zero_op = op_fmt.sign_mask
         one_op = op_fmt.bias << op_fmt.man_bits
         a_local = _pick(m, s1["a"], {
@@ -281,6 +295,7 @@ class PE(wiring.Component):
             CSrc.MEMB1: mem.memb1_data, CSrc.SCALAR: s1["scalar"],
             CSrc.SCALAR2: s1["scalar2"]}, neg_zero_op, word, "c_issue")
         return SimpleNamespace(s1=s1, store_row=store_row, store_col=store_col,
+                               fill_on=s1["fill_mema"] | s1["fill_memb"],
                                a_local=a_local, b_local=b_local, c_issue=c_issue)
 
     def _execute(self, m, s, mem, read) -> SimpleNamespace:
@@ -371,8 +386,10 @@ class PE(wiring.Component):
             load_mema=x2["load"] & (x2["kind"] == XferKind.MEMA),
             load_memb=x2["load"] & (x2["kind"] == XferKind.MEMB),
             load_acc=x2["load"] & (x2["kind"] == XferKind.ACC),
-            wb_mema=wb & (wb_dst == Dst.MEMA), wb_memb=wb & (wb_dst == Dst.MEMB),
-            wb_acc=wb & (wb_dst == Dst.ACC), load_slot=x2["addr"][:mem.slot_bits],
+            wb_mema=wb & ((wb_dst == Dst.MEMA) | (wb_dst == Dst.MEMA_ACC)),
+            wb_memb=wb & (wb_dst == Dst.MEMB),
+            wb_acc=wb & ((wb_dst == Dst.ACC) | (wb_dst == Dst.MEMA_ACC)),
+            load_slot=x2["addr"][:mem.slot_bits],
             acc_wr=ctl4["acc_wr"], wb_mema_addr=ctl4["mema"], wb_memb_addr=ctl4["memb_wr"],
             wb_data=result.narrowed, load_addr=x2["addr"], load_value=load_value)
         with m.If(w.wb_acc):
@@ -451,6 +468,8 @@ class PE(wiring.Component):
                           w.wb_memb], 2)
             | ports.memb_collision
             | (w.load_acc & w.wb_acc & (w.load_slot == w.acc_wr))
+            | (read.fill_on & w.wb_acc & (read.s1["fill_slot"] == w.acc_wr))
+            | (read.fill_on & w.load_acc & (read.s1["fill_slot"] == w.load_slot))
             | (read.s1["drive_row"] & read.store_row)
             | (read.s1["drive_col"] & read.store_col)
         )

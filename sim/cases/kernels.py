@@ -19,6 +19,7 @@ from caterpillar.golden import numerics as gn
 from caterpillar.software.driver.core import Driver
 
 __all__ = ["KernelCase", "random_values", "run_case", "gemv_case", "gemvt_case", "ger_case",
+           "cpass_case",
            "gemm_case", "vop_case", "smxce_case", "transfer_case", "vector_transfer_case",
            "best_mc"]
 
@@ -34,6 +35,13 @@ class KernelCase:
     outputs: list = field(default_factory=list)       # (spad address, shape)
     expected: list = field(default_factory=list)      # arrays, one per output
     macs: int = 0                                     # the problem's multiply-adds
+    counted: int | None = None                        # the MAC counter's, where it differs
+
+    @property
+    def counted_macs(self) -> int:
+        """What the MAC counter reads after the case: ``macs`` unless a kernel also counts
+        MACs that are not the problem's (``cpass`` adds its partial sums of ``z``)."""
+        return self.macs if self.counted is None else self.counted
 
 
 def random_values(shape, fmt, rng, *, specials: float = 0.0, scale: float = 1.0):
@@ -172,6 +180,64 @@ def ger_case(cfg, rows, cols, rng, *, use_wd=False, use_mom=False, specials=0.0)
     return KernelCase(f"ger {rows}x{cols} wd={use_wd} mom={use_mom}", program, spad,
                       {1: alpha, 2: wd, 3: mu}, outputs, expected,
                       macs=rows * cols * (1 if plain else 2 + use_wd + use_mom))
+
+
+def cpass_case(cfg, rows, cols, rng, *, prop=True, fwd=True, specials=0.0) -> KernelCase:
+    """Continuous propagation's fused pass: ``z = W^T d`` (``prop``), ``W += d a^T``, then
+    ``y = W x`` with the updated ``W`` (``fwd``); outputs ``W'``, then ``y`` and ``z``."""
+    nr, fmt, acc, lanes = cfg.nr, cfg.operand, cfg.acc, cfg.acc_lanes
+    w = random_values((rows, cols), fmt, rng, specials=specials)
+    d = random_values(rows, fmt, rng, specials=specials)
+    a = random_values(cols, fmt, rng, specials=specials)
+    x = random_values(cols, fmt, rng, specials=specials)
+    lds, ldw = _ceil(cols, nr), -(-cols // nr)
+    m_loc, k_loc = -(-rows // nr), -(-cols // nr)
+    d_len = _ceil(m_loc, lanes)
+    # MemB: d, a, x (replicated), the outputs and the scratch; the diagonal copies d, a and x
+    # are loaded into fpsum, bpsum and z, which cpass writes after they are broadcast.
+    layout, top = {}, 0
+    for name, size in [("d", d_len), ("a", k_loc), ("x", k_loc), ("y", m_loc), ("z", k_loc),
+                       ("q", lanes * k_loc), ("fpsum", m_loc), ("bpsum", k_loc)]:
+        layout[name], top = top, top + size
+    layout.update(d_diag=layout["fpsum"], a_diag=layout["bpsum"], x_diag=layout["z"])
+    spad_d = _ceil(rows * lds, nr)
+    spad_a = spad_d + _ceil(rows, nr)
+    spad_x = spad_a + _ceil(cols, nr)
+    spad_w = spad_x + _ceil(cols, nr)
+    spad_y = spad_w + rows * lds
+    spad_z = spad_y + _ceil(rows, nr)
+    L = layout
+    program = [
+        encode(Opcode.LDA, spad=0, mema=0, rows=rows, cols=cols, lds=lds, ldm=ldw),
+        encode(Opcode.LDV, spad=spad_d, memb=L["d_diag"], len=rows, layout=Layout.DIAG),
+        encode(Opcode.LDV, spad=spad_a, memb=L["a_diag"], len=cols, layout=Layout.DIAG),
+        encode(Opcode.LDV, spad=spad_x, memb=L["x_diag"], len=cols, layout=Layout.DIAG),
+        encode(Opcode.BCAST, dst=L["d"], src=L["d_diag"], len=rows, layout=Layout.ROWREP),
+        encode(Opcode.BCAST, dst=L["a"], src=L["a_diag"], len=cols, layout=Layout.COLREP),
+        encode(Opcode.BCAST, dst=L["x"], src=L["x_diag"], len=cols, layout=Layout.COLREP),
+        encode(Opcode.CPASS, w=0, d=L["d"], a=L["a"], x=L["x"], y=L["y"], z=L["z"], q=L["q"],
+               fpsum=L["fpsum"], bpsum=L["bpsum"], rows=rows, cols=cols, ldw=ldw,
+               prop=int(prop), fwd=int(fwd)),
+        encode(Opcode.STA, spad=spad_w, mema=0, rows=rows, cols=cols, lds=lds, ldm=ldw),
+    ]
+    new_w = gk.ger_accumulate(w, d, a, fmt, acc)
+    outputs = [(spad_w, (rows, lds))]
+    expected = [_padded(new_w, lds).reshape(rows, lds)]
+    if fwd:
+        program.append(encode(Opcode.STV, spad=spad_y, memb=L["y"], len=rows,
+                              layout=Layout.DIAG))
+        outputs.append((spad_y, (rows,)))
+        expected.append(gk.gemv(new_w, x, nr, fmt, acc)[0])
+    if prop:
+        program.append(encode(Opcode.STV, spad=spad_z, memb=L["z"], len=cols,
+                              layout=Layout.DIAG))
+        outputs.append((spad_z, (cols,)))
+        expected.append(gk.cpass_backward(w, d, nr, lanes, fmt, acc)[0])
+    program.append(encode(Opcode.HALT))
+    macs = rows * cols * (1 + prop + fwd)
+    return KernelCase(f"cpass {rows}x{cols} prop={int(prop)} fwd={int(fwd)}", program,
+                      {0: _padded(w, lds), spad_d: d, spad_a: a, spad_x: x}, {}, outputs,
+                      expected, macs=macs, counted=macs + prop * lanes * nr * cols)
 
 
 def best_mc(cfg, m, k) -> int:

@@ -64,8 +64,8 @@ def random_program(cfg, rng, length: int = 12) -> KernelCase:
     program += [encode(Opcode.SETS, reg=r, value=real(v))
                 for r, v in ((1, -0.25), (2, 0.01), (3, 0.5), (4, 1.5))]
     kinds = ["lda", "sta", "ldv", "stv", "bcast", "gemv", "gemvt", "ger", "vop", "smxce",
-             "gemm", "sets", "rdcnt", "nop", "sync"]
-    weights = np.array([3, 2, 3, 2, 2, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1], dtype=float)
+             "gemm", "cpass", "sets", "rdcnt", "nop", "sync"]
+    weights = np.array([3, 2, 3, 2, 2, 3, 3, 3, 3, 1, 1, 2, 1, 1, 1, 1], dtype=float)
     for kind in rng.choice(kinds, length, p=weights / weights.sum()):
         if kind in ("lda", "sta"):
             rows, cols, ldm = tile(mema_slot)
@@ -111,6 +111,17 @@ def random_program(cfg, rng, length: int = 12) -> KernelCase:
             program.append(encode(Opcode.GER, w=w, u=u, v=v, mom=mom, rows=rows, cols=cols,
                                   ldw=ldm, alpha=1, wd=2, mu=3,
                                   use_wd=int(rng.integers(2)), use_mom=int(rng.integers(2))))
+        elif kind == "cpass":
+            rows, cols, ldm = tile(mema_slot)
+            lanes = cfg.acc_lanes
+            d_len = -(-(-(-rows // nr)) // lanes) * lanes
+            if max(d_len, lanes * ldm) > memb_slot:
+                continue
+            d, a, x, y, z, q, fpsum, bpsum = slots(8)
+            program.append(encode(Opcode.CPASS, w=int(rng.integers(4)) * mema_slot, d=d, a=a,
+                                  x=x, y=y, z=z, q=q, fpsum=fpsum, bpsum=bpsum, rows=rows,
+                                  cols=cols, ldw=ldm, prop=int(rng.integers(2)),
+                                  fwd=int(rng.integers(2))))
         elif kind == "vop":
             z, x, y = (int(s) * memb_slot for s in rng.choice(memb_slots, 3))
             program.append(encode(Opcode.VOP, fn=VecOp(int(rng.integers(len(VecOp)))),

@@ -319,6 +319,57 @@ def _ger(sim, f, plan, snapshot):
     return f.rows * f.cols * (1 if plain else 2 + f.use_wd + f.use_mom)
 
 
+def _cpass(sim, f, plan, snapshot):
+    cfg = sim.cfg
+    nr, lanes, fmt, acc = cfg.nr, cfg.acc_lanes, cfg.operand, cfg.acc
+    m_loc, k_loc = plan.values["m_loc"], plan.values["k_loc"]
+    reads = [("d", f.d, plan.values["groups"] * lanes), ("a", f.a, k_loc)]
+    if f.fwd:
+        reads.append(("x", f.x, k_loc))
+    for name, base, length in reads:
+        if f.prop:
+            _check_disjoint(f"q (over {name})", f.q, k_loc * lanes, base, length)
+        if f.fwd:
+            _check_disjoint(f"fpsum (over {name})", f.fpsum, m_loc, base, length)
+    i, j = np.meshgrid(np.arange(f.rows), np.arange(f.cols), indexing="ij")
+    tile = (i % nr, j % nr, f.w + (i // nr) * f.ldw + j // nr)
+    if f.prop:
+        # The backward with W before the update; each PE column with its own copy of d.
+        w = sim.mema[tile]
+        e = np.arange(f.rows)
+        stored = np.zeros((f.cols, nr), dtype=np.uint64)
+        for own in range(nr):
+            sel = np.arange(f.cols) % nr == own
+            if not sel.any():
+                continue
+            copy = sim.memb[e % nr, own, f.d + e // nr]
+            stored[sel], q = gk.cpass_backward_partials(w[:, sel], copy, nr, lanes, fmt, acc)
+            jj = np.arange(f.cols)[sel] // nr
+            for rho in range(lanes):
+                sim.memb[np.arange(nr)[:, None], own, f.q + jj[None, :] * lanes + rho] = q[rho]
+        o = np.arange(f.cols)
+        for r in range(nr):
+            sim.memb[r, o % nr, f.bpsum + o // nr] = stored[:, r]
+        sim.memb[o % nr, o % nr, f.z + o // nr] = gk.narrow(gk.chain_sum(stored, nr, fmt, acc),
+                                                            fmt, acc)
+    for r in range(nr):      # the update, each PE with its own d and a
+        for c in range(nr):
+            ii = np.arange(len(range(r, f.rows, nr)))
+            jj = np.arange(len(range(c, f.cols, nr)))
+            if len(ii) and len(jj):
+                addr = f.w + ii[:, None] * f.ldw + jj[None, :]
+                sim.mema[r, c, addr] = gk.ger_accumulate(
+                    sim.mema[r, c, addr], sim.memb[r, c, f.d + ii], sim.memb[r, c, f.a + jj],
+                    fmt, acc)
+    if f.fwd:
+        forward = SimpleNamespace(y=f.y, x=f.x, w=f.w, psum=f.fpsum, rows=f.rows, cols=f.cols,
+                                  ldw=f.ldw)
+        values = {"out_loc": m_loc, "red_loc": k_loc}
+        _gemv(sim, forward, SimpleNamespace(values=values), transposed=False)
+    # The MAC counter also counts the combine's lanes x nr x cols MACs by one.
+    return f.rows * f.cols * (1 + f.prop + f.fwd) + f.prop * lanes * nr * f.cols
+
+
 def _vop(sim, f, plan, snapshot):
     nr = sim.cfg.nr
     fmt, acc = sim.cfg.operand, sim.cfg.acc
@@ -403,6 +454,7 @@ EXECUTE = {
     Opcode.GEMVT: lambda sim, f, plan, snapshot: _gemv(sim, f, plan, transposed=True),
     Opcode.GER: _ger,
     Opcode.GEMM: _gemm,
+    Opcode.CPASS: _cpass,
     Opcode.VOP: _vop,
     Opcode.SMXCE: _smxce,
 }

@@ -35,6 +35,9 @@ CASES = {
     "gemvt": lambda cfg, rng: kc.gemvt_case(cfg, 9, 7, rng, specials=0.05),
     "ger": lambda cfg, rng: kc.ger_case(cfg, 5, 7, rng),
     "ger-wd-mom": lambda cfg, rng: kc.ger_case(cfg, 3, 5, rng, use_wd=True, use_mom=True),
+    "cpass": lambda cfg, rng: kc.cpass_case(cfg, 21, 13, rng, specials=0.05),
+    "cpass-noprop": lambda cfg, rng: kc.cpass_case(cfg, 9, 7, rng, prop=False),
+    "cpass-nofwd": lambda cfg, rng: kc.cpass_case(cfg, 3, 5, rng, fwd=False),
     "gemm": lambda cfg, rng: kc.gemm_case(cfg, 11 * cfg.nr // 2, 5, 7, rng,
                                           mc=cfg.nr * cfg.acc_lanes),
     "gemm-acc": lambda cfg, rng: kc.gemm_case(cfg, 9, 3, 2, rng, accumulate=True,
@@ -50,7 +53,7 @@ def test_kernel_tiny_fp32(kernel, rng):
     check(TINY, CASES[kernel](TINY, rng))
 
 
-@pytest.mark.parametrize("kernel", ["gemv", "ger-wd-mom", "gemm-acc", "smxce"])
+@pytest.mark.parametrize("kernel", ["gemv", "ger-wd-mom", "gemm-acc", "smxce", "cpass"])
 def test_kernel_tiny_bf16_operands_fp32_accumulator(kernel, rng):
     check(TINY_BF16, CASES[kernel](TINY_BF16, rng))
 

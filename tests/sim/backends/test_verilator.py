@@ -62,11 +62,13 @@ def test_kernels_on_random_shapes(device, rng):
         m, n, k = (int(v) for v in rng.integers(1, 30, 3))
         compare(device, kc.gemm_case(CFG, m, n, k, rng, accumulate=bool(rng.integers(2)),
                                      specials=0.02))
+        compare(device, kc.cpass_case(CFG, rows, cols, rng, prop=bool(rng.integers(2)),
+                                      fwd=bool(rng.integers(2)), specials=0.02))
         compare(device, kc.smxce_case(CFG, int(rng.integers(1, 20)), rng))
         fn = VecOp(int(rng.integers(len(VecOp))))
         compare(device, kc.vop_case(CFG, fn, Layout(int(rng.integers(3))),
                                     int(rng.integers(1, 60)), rng, specials=0.05))
-        count += 6
+        count += 7
     print(f"{count} kernel cases on random shapes: RTL == simulator == golden")
 
 
