@@ -62,11 +62,12 @@ def test_isa_run_measures_every_kernel(small_shapes):
     assert [(r.nr, r.kernel, r.shape) for r in rows] == [
         (nr, kernel, shape) for nr in (2, 4)
         for kernel, shape in (("gemv", "12x12"), ("gemvt", "12x12"), ("ger", "12x12"),
-                              ("gemm", "8^3"))]
+                              ("cpass", "12x12"), ("gemm", "8^3"))]
     for r in rows:
         assert r.bit_exact, r
         assert r.cycles == r.predicted_cycles > 0
-        assert r.macs == {"gemv": 144, "gemvt": 144, "ger": 144, "gemm": 512}[r.kernel]
+        assert r.macs == {"gemv": 144, "gemvt": 144, "ger": 144, "cpass": 3 * 144,
+                          "gemm": 512}[r.kernel]
         assert r.utilization == pytest.approx(r.macs / (r.nr * r.nr * r.cycles))
         assert 0 < r.utilization <= 1
 
@@ -152,3 +153,14 @@ def test_format_table_rows_and_combined_gemv():
 def test_format_table_without_gemv_has_no_combined_section():
     text = bench_kernels.format_table([_row(4, "ger", "64x64", 5000, 8192)])
     assert "GEMV forward" not in text and len(text.splitlines()) == 3
+
+
+def test_format_table_compares_sgds_three_passes_with_cpass():
+    rows = [_row(4, "gemv", "64x64", 1000, 4096), _row(4, "gemvt", "64x64", 1000, 4096),
+            _row(4, "ger", "64x64", 2000, 4096), _row(4, "cpass", "64x64", 3000, 12288),
+            _row(4, "gemv", "128x128", 4000, 16384)]
+    lines = bench_kernels.format_table(rows).splitlines()
+    assert lines[-2:] == ["SGD's three passes (gemv + gemvt + ger) against one cpass:",
+                          f"  nr=4 {'64x64':>9}: 4000 -> 3000 cycles (1.33x)"]
+    without = bench_kernels.format_table(rows[:3])
+    assert "cpass" not in without
