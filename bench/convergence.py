@@ -81,7 +81,7 @@ def train_case(name, sizes, data, cfg, *, epochs, lr, seed, limit=None, progress
         order = epoch_order(len(x_train), seed, epoch)[:limit]
         groups = len(order) // batch
         if algorithm == "cp":
-            cp = PipelinedTrainer(g, batch=batch)
+            cp = PipelinedTrainer(g, cfg.acc_lanes, batch=batch)
         for k in range(groups):
             idx = order[k * batch:(k + 1) * batch]
             x, t = x_train[idx], data.y_train[idx]

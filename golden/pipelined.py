@@ -7,8 +7,11 @@ runs in **pipeline steps** ``t = 0, 1, 2, ...``; a new group of ``B`` samples (`
 entered at step ``s``. At step ``t`` every layer makes one pass over its weights that does
 
 * the **backward and update** of group ``s_b = t - 2L + 1 + l``, with the layer's **current**
-  weights ``W`` (the weights after the updates of every earlier group): ``e = gemvt(W, d)``
-  per sample (not for layer 0) and the layer below's deltas ``d_prev = relud(h_prev, e)``,
+  weights ``W`` (the weights after the updates of every earlier group): ``e = W^T d`` per
+  sample (not for layer 0) summed as the fused pass sums it
+  (:func:`~caterpillar.golden.kernels.cpass_backward`: per PE column, ``lanes`` row lanes
+  each in row order, then the lanes, then the chain) and the layer below's deltas ``d_prev =
+  relud(h_prev, e)``,
   used at step ``t + 1``; then ``W`` and ``b`` from the ``B`` samples' deltas ``d`` and
   inputs ``a`` (:meth:`~caterpillar.golden.trainer.GoldenTrainer.update_layer`: without
   momentum and weight decay one MAC per weight and sample, ``W += d_s a_s^T`` in sample
@@ -63,6 +66,8 @@ class PipelinedTrainer:
     ----------
     trainer : GoldenTrainer
         Holds the weights, momenta, formats, loss and per-layer cores; updated in place.
+    lanes : int
+        Row lanes of the backward's sums: the config's ``acc_lanes`` (the fused pass's order).
     batch : int
         Samples per group (``1``: CP).
     stash : bool
@@ -70,11 +75,13 @@ class PipelinedTrainer:
         current ones (the paper's CP, the default).
     """
 
-    def __init__(self, trainer: GoldenTrainer, batch: int = 1, stash: bool = False):
+    def __init__(self, trainer: GoldenTrainer, lanes: int, batch: int = 1,
+                 stash: bool = False):
         if trainer.feedback is not None:
             raise ValueError("continuous propagation backpropagates; it takes no feedback "
                              "matrices")
         self.g = trainer
+        self.lanes = int(lanes)
         self.batch = int(batch)
         self.stash = bool(stash)
         self.layers = len(trainer.weights)
@@ -132,7 +139,7 @@ class PipelinedTrainer:
         w_read = self.stashed[layer].pop(group, g.weights[layer][0])
         if layer > 0:
             h_prev = self.pre[layer - 1].pop(group)
-            e = np.stack([gk.gemvt(w_read, d[k], g.nr, g.fmt, g.acc)[0]
+            e = np.stack([gk.cpass_backward(w_read, d[k], g.nr, self.lanes, g.fmt, g.acc)[0]
                           for k in range(self.batch)])
             self.deltas[layer - 1][group] = g._vop("relud", h_prev, e, 0)
         g.weights[layer], g.moments[layer] = g.update_layer(layer, d, a, s)

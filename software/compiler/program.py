@@ -30,7 +30,7 @@ __all__ = ["CompileError", "Compiled", "CoreProgram", "Tensor", "Emitter", "Regi
            "SCALAR_REGS", "load_compiled", "cdiv", "ceil_to", "input_name", "ring_emit"]
 
 #: Phases a step's cycles are reported in.
-PHASES = ("forward", "loss", "delta", "update", "transfer", "ring")
+PHASES = ("forward", "loss", "delta", "update", "fused", "transfer", "ring")
 
 #: Scalar register of each scalar operand (:func:`caterpillar.golden.trainer.scalars`).
 SCALAR_REGS = {"zero": 0, "step": 1, "inv_batch": 2, "neg_lr": 3, "wd": 4, "mu": 5, "mse": 6}
@@ -136,14 +136,18 @@ class CoreProgram:
     staging: int = 0                  # SPAD base for parameter transfers (sgd)
     k_chunk: int | None = None
 
-    def local_phase_report(self, cfg) -> dict:
+    def local_phase_report(self, cfg, start: int = 0) -> dict:
         """Per phase: cycles (``RING`` instructions excluded: their time depends on the
-        neighbours) and model MACs of one step."""
+        neighbours) and model MACs of one step: the instructions from ``start`` to the first
+        ``halt`` (``cp``'s image holds one program per kind of pipeline step)."""
         out = {p: {"cycles": 0, "macs": 0} for p in PHASES}
-        for word, phase, macs in zip(self.program, self.phases, self.macs):
+        for word, phase, macs in zip(self.program[start:], self.phases[start:],
+                                     self.macs[start:]):
             if phase != "ring":
                 out[phase]["cycles"] += word_cycles(word, cfg)
             out[phase]["macs"] += macs
+            if word & 0xFF == Opcode.HALT.value:
+                break
         return out
 
     def to_meta(self) -> dict:

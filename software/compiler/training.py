@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from caterpillar.golden.collectives import ring_blocks
 from caterpillar.software.compiler import collectives as coll
+from caterpillar.software.compiler.cp import cp_core_program
 from caterpillar.software.compiler.mbgd import mbgd_core_program, mbgd_ring_core_program
 from caterpillar.software.compiler.program import Compiled, CompileError
 from caterpillar.software.compiler.sgd import sgd_core_program, sgd_ring_core_program
 from caterpillar.software.graph.model import TrainingGraph
 
-__all__ = ["compile_training", "partition", "layer_segments"]
+__all__ = ["compile_training", "partition", "layer_segments", "compiled_for_groups"]
 
 
 def partition(graph: TrainingGraph, cfg, cores) -> list:
@@ -65,14 +66,22 @@ def layer_segments(graph, cfg, segments) -> list:
     return segments
 
 
-def compile_training(graph: TrainingGraph, cfg, segments=None) -> Compiled:
+def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> Compiled:
     """Compile ``graph`` for the ring of ``cfg``.
 
     ``segments``: ``None`` (every layer on every core), one segment (cores in ring order) for
     every layer, or one segment per layer (``mbgd``; segments equal or disjoint). Each
     distinct segment is closed into a sub-ring; data pass between segments over the chain
-    links.
+    links. ``groups``: ``cp``'s samples per epoch (its image holds the fill and drain steps
+    of such an epoch; :meth:`Compiled.for_groups` recompiles for another count).
     """
+    if graph.algorithm == "cp":
+        if cfg.cores != 1 or (segments is not None and segments not in ([0], [(0,)], (0,))):
+            raise CompileError("cp runs on one core so far (per-layer segments on a ring are "
+                               "not built yet); use --cores 1 and no --segments")
+        return Compiled(graph, cfg, [(0,)] * len(graph.layers),
+                        {0: cp_core_program(graph, cfg, groups)}, [0],
+                        partition(graph, cfg, 1))
     segments = layer_segments(graph, cfg, segments)
     blocks = partition(graph, cfg, [len(seg) for seg in segments])
     for index, parts in enumerate(blocks):
@@ -103,3 +112,12 @@ def compile_training(graph: TrainingGraph, cfg, segments=None) -> Compiled:
     return Compiled(graph, cfg, segments, cores, sources, blocks)
 
 
+
+
+def compiled_for_groups(compiled: Compiled, groups: int) -> Compiled:
+    """``compiled``, or for ``cp`` compiled again if its image is for epochs of another number
+    of samples than ``groups`` (the fill and drain steps depend on it)."""
+    core = compiled.cores.get(0)
+    if compiled.graph.algorithm != "cp" or core.io["groups"] == groups:
+        return compiled
+    return compile_training(compiled.graph, compiled.config, groups=groups)

@@ -29,7 +29,7 @@ __all__ = ["GraphError", "Optimizer", "TrainingGraph", "LOSSES", "ALGORITHMS", "
            "parse_model"]
 
 LOSSES = ("softmax_ce", "mse")
-ALGORITHMS = ("sgd", "mbgd", "dfa")
+ALGORITHMS = ("sgd", "mbgd", "dfa", "cp")
 SCHEDULES = ("constant", "step")
 
 
@@ -90,7 +90,7 @@ class TrainingGraph:
         ``softmax_ce`` or ``mse``.
     optimizer : Optimizer
     algorithm : str
-        ``sgd`` (batch 1), ``mbgd`` or ``dfa``.
+        ``sgd`` (batch 1), ``mbgd``, ``dfa`` or ``cp`` (continuous propagation, batch 1).
     batch : int
         Samples per step (``mbgd``, ``dfa``; ``sgd`` requires 1).
     """
@@ -121,15 +121,16 @@ class TrainingGraph:
             raise GraphError(f"algorithm must be one of {', '.join(ALGORITHMS)}, "
                              f"not {self.algorithm!r}")
         _number("batch", self.batch, 1, 4096, integer=True)
-        if self.algorithm == "sgd" and self.batch != 1:
-            raise GraphError(f"algorithm sgd trains on one sample per step (batch 1), not "
-                             f"batch {self.batch}; use --algorithm mbgd for batches")
+        if self.algorithm in ("sgd", "cp") and self.batch != 1:
+            raise GraphError(f"algorithm {self.algorithm} trains on one sample per step "
+                             f"(batch 1), not batch {self.batch}; use --algorithm mbgd for "
+                             "batches")
 
     @property
     def gemv(self) -> bool:
         """Whether a step runs on the GEMV kernels with the weights in MemA (one sample:
         ``sgd``, ``dfa`` with batch 1) rather than the GEMM kernels on the SPAD."""
-        return self.batch == 1 and self.algorithm in ("sgd", "dfa")
+        return self.batch == 1 and self.algorithm in ("sgd", "dfa", "cp")
 
     @property
     def layers(self) -> list[tuple[int, int]]:

@@ -159,7 +159,7 @@ def graph_from_options(opts: dict, dataset: Dataset) -> TrainingGraph:
     elif base and base.algorithm == algorithm:
         batch = base.batch
     else:
-        batch = 1 if algorithm in ("sgd", "dfa") else 32
+        batch = 1 if algorithm in ("sgd", "dfa", "cp") else 32
     loss = opts["loss"] if _given(opts, "loss") else (base.loss if base else "softmax_ce")
     return TrainingGraph(sizes, loss=loss, optimizer=optimizer, algorithm=algorithm,
                          batch=batch)

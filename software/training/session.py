@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from caterpillar.golden.pipelined import PipelinedTrainer
 from caterpillar.golden.trainer import GoldenTrainer, scalars, to_bits, to_float
 from caterpillar.software.compiler.program import PHASES, Compiled
+from caterpillar.software.compiler.training import compiled_for_groups
 from caterpillar.software.training.trainer import Trainer
 
 __all__ = ["Session", "GoldenMismatch", "check_fits", "default_weights", "epoch_order",
@@ -128,6 +130,10 @@ class Session:
             self.t_train = to_bits(eye[self.dataset.y_train], fmt)
         else:
             self.t_train = self.dataset.y_train
+        if graph.algorithm == "cp":
+            samples = len(self.x_train) if self.limit is None else \
+                min(self.limit, len(self.x_train))
+            self.compiled = compiled_for_groups(self.compiled, samples)
         init = self.weights or default_weights(graph.sizes, self.seed)
         self.initial = [(to_bits(w, fmt), to_bits(b, fmt)) for w, b in init]
         self.hw = Trainer(self.compiled, self.device)
@@ -174,7 +180,10 @@ class Session:
 
     def _compare(self, logits, golden_logits):
         where = f"step {self.steps} (epoch {self.epoch})"
-        if not np.array_equal(logits, golden_logits):
+        if (logits is None) != (golden_logits is None):
+            who = "device" if logits is not None else "golden trainer"
+            raise GoldenMismatch(f"{where}: only the {who} produced logits")
+        if logits is not None and not np.array_equal(logits, golden_logits):
             bad = np.argwhere(logits != golden_logits)[0]
             raise GoldenMismatch(f"{where}: logits {tuple(bad)} differ: device "
                                  f"{int(logits[tuple(bad)]):#x}, golden "
@@ -210,6 +219,8 @@ class Session:
         if steps == 0:
             raise ValueError(f"an epoch of {len(order)} samples holds no full batch of {batch}; "
                              f"use a smaller --batch or a larger --limit")
+        if graph.algorithm == "cp":
+            return self._train_epoch_pipelined(lr, s, order, steps)
         losses, correct, cycles = [], 0, 0
         started = time.monotonic()
         for step in range(steps):
@@ -233,6 +244,62 @@ class Session:
                 self.progress(self.epoch, step + 1, steps)
         seconds = time.monotonic() - started
         report = self._epoch_report(lr, steps, losses, correct, cycles, seconds)
+        self.history.append(report)
+        self.epoch += 1
+        return report
+
+    def _train_epoch_pipelined(self, lr, s, order, groups) -> dict:
+        """One ``cp`` epoch: ``groups`` samples through the pipeline, filled and drained
+        (``groups + 2L - 1`` pipeline steps; golden/pipelined.py gives the schedule)."""
+        cfg, graph = self.compiled.config, self.compiled.graph
+        layers = len(graph.layers)
+        golden = None if self.golden is None else PipelinedTrainer(self.golden, cfg.acc_lanes)
+        losses, correct, cycles = [], 0, 0
+        per_phase = {p: {"cycles": 0, "macs": 0} for p in PHASES}
+        steady = 0
+        started = time.monotonic()
+        total = groups + 2 * layers - 1
+        for t in range(total):
+            x = self.x_train[order[t]] if t < groups else None
+            out = t - layers + 1
+            target = self.t_train[order[out]] if 0 <= out < groups else None
+            logits, stats = self.hw.pipeline_step(t, x, target)
+            entry = self.hw.pipeline_entry(t)
+            cycles += stats.busy
+            for p, v in entry["report"].items():
+                per_phase[p]["cycles"] += v["cycles"]
+                per_phase[p]["macs"] += v["macs"]
+            if all(entry["key"][1]) and all(entry["key"][2]):
+                steady += stats.busy
+            if logits is not None:
+                label = self.dataset.y_train[order[out]]
+                losses.append(self._loss(logits, target[None] if graph.loss == "mse"
+                                         else np.array([label])))
+                correct += int(to_float(logits, cfg.operand).argmax(axis=1)[0] == label)
+            if golden is not None:
+                g_logits = golden.step(None if x is None else x[None],
+                                       None if x is None else [self.t_train[order[t]]], s)
+                self.steps += 1
+                self._compare(logits, g_logits)
+            else:
+                self.steps += 1
+            if self.progress is not None:
+                self.progress(self.epoch, t + 1, total)
+        seconds = time.monotonic() - started
+        pes = cfg.nr * cfg.nr * self.cores
+        for v in per_phase.values():
+            v["utilization"] = v["macs"] / (pes * v["cycles"]) if v["cycles"] else 0.0
+        macs = sum(v["macs"] for v in per_phase.values())
+        report = {
+            "epoch": self.epoch, "lr": lr, "steps": total, "samples": groups,
+            "loss": float(np.concatenate(losses).mean()) if losses else float("nan"),
+            "train_accuracy": correct / groups, "test_accuracy": self.test_accuracy(),
+            "cycles": cycles, "utilization": macs / (pes * cycles) if cycles else 0.0,
+            "phases": per_phase, "wall_seconds": seconds,
+            "golden_checked_steps": self.steps if self.golden is not None else 0,
+            "pipeline": {"steady_cycles": steady, "fill_drain_cycles": cycles - steady,
+                         "fill_drain_share": (cycles - steady) / cycles if cycles else 0.0},
+        }
         self.history.append(report)
         self.epoch += 1
         return report

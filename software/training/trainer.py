@@ -17,6 +17,7 @@ import numpy as np
 
 from caterpillar.contract.isa import Layout, Opcode, encode
 from caterpillar.golden import numerics as gn
+from caterpillar.software.compiler.cp import cp_step_key
 from caterpillar.software.compiler.program import Compiled, CoreProgram, ceil_to
 from caterpillar.software.driver.core import Driver
 from caterpillar.software.driver.ring import RingDriver, RingRun
@@ -369,6 +370,43 @@ class Trainer:
         """Write every core's scalar registers for learning rate ``lr``."""
         for trainer in self.trainers.values():
             trainer.set_lr(lr)
+
+    def pipeline_entry(self, t: int) -> dict:
+        """``cp``: the program of pipeline step ``t`` of an epoch: its ``pc``, ``key``,
+        predicted ``cycles``, model ``macs`` and per-phase ``report``."""
+        core = self.compiled.cores[0]
+        layers = len(self.graph.layers)
+        key = cp_step_key(layers, core.io["groups"], t)
+        if not hasattr(self, "_entries"):
+            self._entries = {}
+            for phase, fwd, bwd, pc in core.io["entries"]:
+                masks = [tuple(bool(m >> k & 1) for k in range(layers)) for m in (fwd, bwd)]
+                report = core.local_phase_report(self.compiled.config, start=pc)
+                self._entries[(phase, *masks)] = {
+                    "pc": pc, "key": (phase, *masks), "report": report,
+                    "cycles": sum(v["cycles"] for v in report.values()),
+                    "macs": sum(v["macs"] for v in report.values())}
+        return self._entries[key]
+
+    def pipeline_step(self, t: int, x, target) -> tuple[np.ndarray | None, RingRun]:
+        """``cp``: run pipeline step ``t`` of an epoch; ``x``: the entering sample (bits) or
+        None while draining; ``target``: that of the sample whose forward leaves the output
+        layer in this step, or None. Returns that sample's logits (``1 x outputs``, or None)
+        and the core's counters."""
+        entry = self.pipeline_entry(t)
+        trainer = self.trainers[0]
+        io, driver = trainer.core.io, trainer.driver
+        if x is not None:
+            slots = len(io["inputs"])
+            driver.write_spad(io["inputs"][t % slots], np.asarray(x, dtype=np.uint64))
+        if target is not None:
+            driver.write_spad(io["targets"], trainer._targets([target])[0])
+        run = self.ring.run([entry["pc"]], timeout_cycles=4 * entry["cycles"] + 10_000)
+        if run.cycles != [entry["cycles"]]:
+            raise StepMismatch(f"pipeline step {t} took {run.cycles} cycles; the compiler "
+                               f"predicted {[entry['cycles']]}")
+        logits = trainer.logits() if entry["key"][1][-1] else None
+        return logits, run
 
     def step(self, x, targets) -> tuple[np.ndarray, RingRun]:
         """Run one step on every core; return the logits and the cores' counters."""

@@ -13,6 +13,7 @@ from caterpillar.software.training.float_reference import FloatReference
 
 NR = 2
 K_CHUNK = 64
+LANES = 4          # the backward's row lanes (the fused pass's order on tiny and small)
 
 
 def initial(sizes, rng, scale=0.5):
@@ -48,7 +49,7 @@ def data(sizes, samples, rng):
 
 def run_cp(trainer, x, labels, s, batch=1, stash=False):
     """One epoch of CP through the golden trainer; return the logits and the step count."""
-    cp = PipelinedTrainer(trainer, batch=batch, stash=stash)
+    cp = PipelinedTrainer(trainer, LANES, batch=batch, stash=stash)
     out = []
     for g in range(len(x) // batch):
         logits = cp.step(x[g * batch:(g + 1) * batch], labels[g * batch:(g + 1) * batch], s)
@@ -71,7 +72,7 @@ def test_an_epoch_of_n_groups_takes_n_plus_2l_minus_1_steps(layers, rng):
     g = golden(sizes, initial(sizes, rng))
     x, labels = data(sizes, 9, rng)
     s = scalars(FP32, lr=0.05, batch=1, momentum=0, weight_decay=0, outputs=3)
-    cp = PipelinedTrainer(g, batch=1)
+    cp = PipelinedTrainer(g, LANES, batch=1)
     produced = []
     for t in range(9):
         logits = cp.step(x[t:t + 1], labels[t:t + 1], s)
@@ -116,7 +117,7 @@ def test_mbcp_of_one_sample_is_cp_and_of_more_is_not(rng):
     s1 = scalars(FP32, lr=0.1, batch=1, momentum=0, weight_decay=0, outputs=3)
     a, b = golden(sizes, weights), golden(sizes, weights)
     got_a, _, _ = run_cp(a, x, labels, s1)
-    cp = PipelinedTrainer(b, batch=1)
+    cp = PipelinedTrainer(b, LANES, batch=1)
     out = [cp.step(x[k], labels[k:k + 1], s1) for k in range(8)]
     out = [o for o in out if o is not None] + cp.drain(s1)
     np.testing.assert_array_equal(np.concatenate(out), got_a)
@@ -135,7 +136,7 @@ def test_the_forward_sees_the_documented_weight_version(rng):
     x, labels = data(sizes, 8, rng)
     s = scalars(FP32, lr=0.1, batch=1, momentum=0, weight_decay=0, outputs=2)
     g = golden(sizes, weights)
-    cp = PipelinedTrainer(g, batch=1, stash=True)
+    cp = PipelinedTrainer(g, LANES, batch=1, stash=True)
     seen = {}
     for t in range(8):
         cp.step(x[t:t + 1], labels[t:t + 1], s)
@@ -238,7 +239,7 @@ def test_dfa_on_one_layer_is_sgd_and_feedback_shapes_are_checked(rng):
         golden((6, 5, 4), initial((6, 5, 4), rng), feedback=[np.zeros((5, 4), np.uint64)])
     with pytest.raises(ValueError, match="continuous propagation backpropagates"):
         PipelinedTrainer(golden((6, 5, 4), initial((6, 5, 4), rng),
-                                feedback=feedback((6, 5, 4), rng)))
+                                feedback=feedback((6, 5, 4), rng)), LANES)
 
 
 def test_cp_on_a_ring_segment_sums_like_sgd_on_a_ring(rng):

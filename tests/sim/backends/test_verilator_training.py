@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from caterpillar.contract.config import preset
+from caterpillar.golden.pipelined import PipelinedTrainer
 from caterpillar.golden.trainer import GoldenTrainer, scalars, to_bits
 from caterpillar.software.compiler.training import compile_training
 from caterpillar.software.graph.model import Optimizer, TrainingGraph
@@ -87,3 +88,63 @@ def test_rtl_training_steps_are_bit_exact(device, case, rng, seed):
                 np.testing.assert_array_equal(got, golden, err_msg=f"{where}: {name}{index}")
                 np.testing.assert_array_equal(via_isa, golden,
                                               err_msg=f"{where}: isa {name}{index}")
+
+
+#: Continuous propagation's image of step programs needs more IMEM than tiny's 256 words.
+CP_CFG = CFG.replace(name="tiny-cp", imem_words=2048)
+CP_CASES = [((6, 5, 4, 3), "softmax_ce"), ((7, 6, 5, 4, 3), "mse")]   # 3 and 4 layers
+
+
+@pytest.fixture(scope="module")
+def cp_device():
+    from caterpillar.sim.backends.verilator import VerilatorDevice
+
+    with VerilatorDevice(CP_CFG) as dev:
+        yield dev
+
+
+@requires_verilator
+@pytest.mark.parametrize("case", CP_CASES, ids=lambda c: "-".join(map(str, c[0])))
+def test_rtl_cp_epochs_are_bit_exact(cp_device, case, rng, seed):
+    """Two epochs of 9 samples through the pipeline (fill, steady state, drain): after every
+    pipeline step the logits, weights and biases equal the golden CP trainer's and the
+    instruction-level simulator's, and every step takes its predicted cycles."""
+    sizes, loss = case
+    cfg, groups, lr = CP_CFG, 9, 0.2
+    g = TrainingGraph(sizes, loss=loss, algorithm="cp", optimizer=Optimizer(lr=lr, momentum=0))
+    compiled = compile_training(g, cfg, groups=groups)
+    fmt, layers = cfg.operand, len(sizes) - 1
+    init = [(to_bits(w, fmt), to_bits(b, fmt)) for w, b in default_weights(sizes, seed % 1000)]
+    rtl, isa = Trainer(compiled, cp_device), Trainer(compiled, IsaDevice(cfg))
+    for hw in (rtl, isa):
+        hw.load_parameters(init)
+        hw.set_lr(lr)
+    gold = GoldenTrainer(sizes, loss, cfg.nr, fmt, cfg.acc, init)
+    s = scalars(fmt, lr=lr, batch=1, momentum=0, weight_decay=0, outputs=sizes[-1])
+    steps = 0
+    for epoch in range(2):
+        pipe = PipelinedTrainer(gold, cfg.acc_lanes)
+        xs = to_bits(rng.random((groups, sizes[0])), fmt)
+        labels = rng.integers(0, sizes[-1], groups)
+        ts = labels if loss == "softmax_ce" else to_bits(np.eye(sizes[-1])[labels], fmt)
+        for t in range(groups + 2 * layers - 1):
+            x = xs[t] if t < groups else None
+            out = t - layers + 1
+            target = ts[out] if 0 <= out < groups else None
+            logits, _ = rtl.pipeline_step(t, x, target)     # raises if cycles differ
+            isa_logits, _ = isa.pipeline_step(t, x, target)
+            want = pipe.step(None if x is None else x[None],
+                             None if x is None else ts[t:t + 1], s)
+            where = f"epoch {epoch} step {t} (seed {seed})"
+            assert (logits is None) == (want is None) == (isa_logits is None), where
+            if want is not None:
+                np.testing.assert_array_equal(logits, want, err_msg=f"{where}: logits")
+                np.testing.assert_array_equal(isa_logits, want, err_msg=f"{where}: isa")
+            params, _ = rtl.read_parameters()
+            for index, (w, b) in enumerate(gold.weights):
+                np.testing.assert_array_equal(params[index][0], w, err_msg=f"{where}: W{index}")
+                np.testing.assert_array_equal(params[index][1], b, err_msg=f"{where}: b{index}")
+            steps += 1
+        assert pipe.in_flight == 0
+    assert steps == 2 * (groups + 2 * layers - 1)
+    print(f"{'-'.join(map(str, sizes))}: {steps} cp steps on the Verilated core == golden")

@@ -1,0 +1,230 @@
+"""Continuous propagation (``cp``) on one core: pipeline steps of fused passes.
+
+The schedule is :mod:`caterpillar.golden.pipelined`'s. In pipeline step ``t`` of an epoch of
+``N`` groups, layer ``l`` of ``L`` runs the backward and update of group ``t - 2L + 1 + l`` and
+the forward of group ``t - l`` in one ``cpass`` over its weights in MemA (``gemv`` alone while
+the pipeline fills, ``cpass`` without its forward while it drains). The layers of a step are
+independent, so one core runs them one after the other.
+
+What a group leaves between steps lives in slots indexed by the group, ``g mod 2L`` (the
+pre-activations ``h_l`` in the SPAD, which the layer above needs for its forward one step later
+and for its backward ``2(L - l) - 2`` steps later; the inputs ``x``, written by the host) or
+``g mod 2`` (the deltas in MemB, made by one layer's backward for the next step's backward of
+the layer below). So a step's program depends on ``t mod 2L`` and on which layers run their
+forward and backward: :func:`cp_schedule` gives that key for every step, and the image the core
+holds is one program per distinct key of an epoch, each ending in ``halt``, the host starting
+every step at its key's entry. The first program of the image is a steady-state step (so the
+compiled step's cycles and utilization are the pipeline's).
+
+Only the plain update (no momentum, no weight decay: the fused pass updates by one MAC per
+weight) runs as ``cp``; MemB holds the working vectors, the SPAD every slot.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from caterpillar.contract.geometry import cpass_fits
+from caterpillar.contract.isa import Layout, Opcode, VecOp
+from caterpillar.software.compiler.program import (
+    SCALAR_REGS,
+    CompileError,
+    CoreProgram,
+    Emitter,
+    Region,
+    Tensor,
+    cdiv,
+    ceil_to,
+)
+from caterpillar.software.compiler.sgd import sgd_bias_update, sgd_output_gradient
+
+__all__ = ["cp_schedule", "cp_core_program", "cp_step_key", "cp_weight_accesses"]
+
+
+def cp_schedule(layers: int, groups: int) -> list:
+    """Every pipeline step of an epoch of ``groups`` groups through ``layers`` layers, as
+    ``(t mod 2L, forward mask, backward mask)`` (a mask: which layers run that half)."""
+    return [cp_step_key(layers, groups, t) for t in range(groups + 2 * layers - 1)]
+
+
+def cp_step_key(layers: int, groups: int, t: int) -> tuple:
+    """The key of pipeline step ``t`` (:func:`cp_schedule`)."""
+    forward = tuple(0 <= t - layer < groups for layer in range(layers))
+    backward = tuple(0 <= t - 2 * layers + 1 + layer < groups for layer in range(layers))
+    return t % (2 * layers), forward, backward
+
+
+def cp_weight_accesses(graph, algorithm: str) -> int:
+    """MemA accesses to the weights in one steady-state step (one sample): ``sgd`` reads every
+    weight in the forward, the backward and the update and writes it once (4 per weight,
+    3 for the first layer, which has no backward); ``cp``'s fused pass reads it once and writes
+    it once (2 per weight)."""
+    total = 0
+    for index, (o, i) in enumerate(graph.layers):
+        per_weight = 2 if algorithm == "cp" else (3 if index == 0 else 4)
+        total += per_weight * o * i
+    return total
+
+
+def _layout(graph, cfg):
+    """Every buffer of the pipeline (the same for every step's program)."""
+    nr, lanes = cfg.nr, cfg.acc_lanes
+    layers = graph.layers
+    last = len(layers) - 1
+    slots = 2 * len(layers)
+    classes = graph.sizes[-1]
+    loc = lambda count: cdiv(count, nr)  # noqa: E731
+    mema = Region("MemA", cfg.mema_words)
+    memb = Region("MemB", cfg.memb_words)
+    spad = Region("the SPAD", cfg.spad_words, align=nr)
+    lay = SimpleNamespace(tensors=[], w=[], b=[], d=[], h=[], x=[])
+    for index, (o, i) in enumerate(layers):
+        lay.w.append(mema.alloc(f"W{index}", loc(o) * loc(i)))
+        lay.tensors.append(Tensor(f"W{index}", "mema", o, i, lay.w[-1], loc(i)))
+        lay.b.append(memb.alloc(f"b{index}", loc(o)))
+        lay.tensors.append(Tensor(f"b{index}", "diag", 1, o, lay.b[-1]))
+    mema.check("use a config with more mema_words or a smaller model")
+    widest_in = max(i for o, i in layers)
+    widest_out = max(o for o, i in layers)
+    back_in = max([i for o, i in layers[1:]], default=1)
+    for index, (o, i) in enumerate(layers):
+        lay.d.append([memb.alloc(f"d{index} slot {k}", loc(o)) for k in range(2)])
+    lay.x_rep = memb.alloc("forward input (replicated)", loc(widest_in))
+    lay.a_rep = memb.alloc("backward input (replicated)", loc(widest_in))
+    lay.d_rep = memb.alloc("delta (replicated)", ceil_to(loc(widest_out), lanes))
+    lay.vec = memb.alloc("vector", loc(max(graph.sizes)))
+    lay.h_prev = memb.alloc("pre-activation below", loc(widest_in))
+    lay.y = memb.alloc("W' x", loc(widest_out))
+    lay.z = memb.alloc("W^T d", loc(back_in))
+    lay.q = memb.alloc("W^T d lane sums", lanes * loc(back_in))
+    lay.fpsum = memb.alloc("forward partial sums", loc(widest_out))
+    lay.bpsum = memb.alloc("backward partial sums", loc(back_in))
+    lay.h_rep = memb.alloc("logits (replicated)", loc(classes))
+    lay.t_buf = memb.alloc("target", loc(classes))
+    lay.scr = memb.alloc("softmax scratch", 3 * loc(classes) + 2)
+    memb.check("use a config with more memb_words or a smaller model")
+    lay.x = [spad.alloc(f"input slot {k}", ceil_to(graph.sizes[0], nr)) for k in range(slots)]
+    for index in range(last):
+        o = layers[index][0]
+        lay.h.append([spad.alloc(f"h{index} slot {k}", ceil_to(o, nr)) for k in range(slots)])
+    lay.t_spad = spad.alloc("target", ceil_to(classes, nr))
+    lay.logits = spad.alloc("logits", ceil_to(classes, nr))
+    lay.staging = spad.alloc("parameter staging", max(o * ceil_to(i, nr) for o, i in layers))
+    spad.check("use a config with more spad_words")
+    return lay
+
+
+def _input(e, lay, graph, index, group, slots, dst):
+    """Layer ``index``'s input of ``group`` replicated along the columns into ``dst``: ``x``
+    from its SPAD slot, or ``relu(h)`` of the layer below from its slot."""
+    width = graph.layers[index][1]
+    if index == 0:
+        e("transfer", Opcode.LDV, spad=lay.x[group % slots], memb=lay.vec, len=width,
+          layout=Layout.DIAG)
+    else:
+        e("transfer", Opcode.LDV, spad=lay.h[index - 1][group % slots], memb=lay.h_prev,
+          len=width, layout=Layout.DIAG)
+        e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=Layout.DIAG, z=lay.vec, x=lay.h_prev,
+          y=lay.h_prev, len=width, alpha=SCALAR_REGS["zero"])
+    e("forward", Opcode.BCAST, dst=dst, src=lay.vec, len=width, layout=Layout.COLREP)
+
+
+def _step(e, lay, graph, cfg, key):
+    """One pipeline step with ``key`` (:func:`cp_step_key`), every layer from the top."""
+    phase, forward, backward = key
+    layers = graph.layers
+    L, slots = len(layers), 2 * len(layers)
+    last = L - 1
+    loc = lambda count: cdiv(count, cfg.nr)  # noqa: E731
+    for index in reversed(range(L)):
+        o, i = layers[index]
+        g_f, g_b = phase - index, phase - 2 * L + 1 + index   # groups, modulo 2L
+        fwd, bwd = forward[index], backward[index]
+        if not (fwd or bwd):
+            continue
+        if bwd:
+            # Its input again (the h of the layer below stays in h_prev for relud).
+            _input(e, lay, graph, index, g_b, slots, lay.a_rep)
+            e("delta", Opcode.BCAST, dst=lay.d_rep, src=lay.d[index][g_b % 2], len=o,
+              layout=Layout.ROWREP)
+        if fwd:
+            if bwd and index > 0:
+                # The forward's input goes through vec; h_prev must survive for relud.
+                e("transfer", Opcode.LDV, spad=lay.h[index - 1][g_f % slots], memb=lay.vec,
+                  len=i, layout=Layout.DIAG)
+                e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=Layout.DIAG, z=lay.vec,
+                  x=lay.vec, y=lay.vec, len=i, alpha=SCALAR_REGS["zero"])
+                e("forward", Opcode.BCAST, dst=lay.x_rep, src=lay.vec, len=i,
+                  layout=Layout.COLREP)
+            else:
+                _input(e, lay, graph, index, g_f, slots, lay.x_rep)
+        if bwd:
+            prop = int(index > 0)
+            e("fused", Opcode.CPASS, o * i * (1 + prop + fwd), w=lay.w[index], d=lay.d_rep,
+              a=lay.a_rep, x=lay.x_rep, y=lay.y, z=lay.z, q=lay.q, fpsum=lay.fpsum,
+              bpsum=lay.bpsum, rows=o, cols=i, ldw=loc(i), prop=prop, fwd=int(fwd))
+            sgd_bias_update(e, lay.b[index], lay.d[index][g_b % 2], o, g_buf=None, mom=None,
+                            use_wd=False)
+            if prop:
+                e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG,
+                  z=lay.d[index - 1][g_b % 2], x=lay.h_prev, y=lay.z, len=i, alpha=0)
+        else:
+            e("forward", Opcode.GEMV, o * i, y=lay.y, x=lay.x_rep, w=lay.w[index],
+              psum=lay.fpsum, rows=o, cols=i, ldw=loc(i))
+        if not fwd:
+            continue
+        e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=lay.vec, x=lay.y,
+          y=lay.b[index], len=o, alpha=0)
+        if index < last:
+            e("transfer", Opcode.STV, spad=lay.h[index][g_f % slots], memb=lay.vec, len=o,
+              layout=Layout.DIAG)
+            continue
+        e("transfer", Opcode.STV, spad=lay.logits, memb=lay.vec, len=o, layout=Layout.DIAG)
+        sgd_output_gradient(e, graph.loss, o, logits=lay.vec, out=lay.d[index][g_f % 2],
+                            t_spad=lay.t_spad, t_buf=lay.t_buf, h_rep=lay.h_rep, scr=lay.scr,
+                            plain=True)
+
+
+def cp_core_program(graph, cfg, groups: int | None = None) -> CoreProgram:
+    """The image of ``cp`` pipeline steps for epochs of ``groups`` groups (default: long
+    enough that every phase of the steady state appears), one program per distinct key.
+
+    ``io["entries"]`` lists ``[t mod 2L, forward mask, backward mask, pc]`` of each program
+    (masks as bit fields, layer ``l`` in bit ``l``); ``io["groups"]`` is ``groups``.
+    """
+    opt = graph.optimizer
+    if opt.momentum > 0 or opt.weight_decay > 0:
+        raise CompileError("cp updates every weight by one MAC in its fused pass, so it takes "
+                           "plain SGD: use --momentum 0 --weight-decay 0, or --algorithm sgd")
+    if graph.batch != 1:
+        raise CompileError(f"cp trains one sample per pipeline step, not a batch of "
+                           f"{graph.batch}; use --batch 1")
+    if not cpass_fits(cfg):
+        raise CompileError(f"config {cfg.name}'s accumulator file cannot hold the fused "
+                           f"pass's slots (2 x {cfg.acc_lanes} + {cfg.chain_lanes}); use a "
+                           "preset")
+    L = len(graph.layers)
+    if groups is None:
+        groups = 4 * L - 1
+    lay = _layout(graph, cfg)
+    schedule = cp_schedule(L, groups)
+    keys = list(dict.fromkeys(schedule))
+    steady = [k for k in keys if all(k[1]) and all(k[2])]
+    keys = steady[:1] + [k for k in keys if k not in steady[:1]]
+    e = Emitter()
+    entries = []
+    for key in keys:
+        entries.append([key[0], _bits(key[1]), _bits(key[2]), len(e.words)])
+        _step(e, lay, graph, cfg, key)
+        e("transfer", Opcode.HALT)
+    if len(e.words) > cfg.imem_words:
+        raise CompileError(f"cp's {len(keys)} step programs need {len(e.words)} instructions "
+                           f"but IMEM holds {cfg.imem_words}; use a config with more "
+                           "imem_words or fewer layers")
+    io = {"inputs": lay.x, "targets": lay.t_spad, "logits": lay.logits, "entries": entries,
+          "groups": groups}
+    return CoreProgram(e.words, e.phases, e.macs, lay.tensors, io, staging=lay.staging)
+
+
+def _bits(mask) -> int:
+    return sum(1 << k for k, on in enumerate(mask) if on)
