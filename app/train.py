@@ -27,6 +27,7 @@ from caterpillar.sim.backends.devices import (
     check_port,
     run_training_on,
 )
+from caterpillar.software.compiler.cp import cp_pipeline_report
 from caterpillar.software.compiler.program import Compiled
 from caterpillar.software.graph.model import ALGORITHMS, LOSSES, SCHEDULES
 from caterpillar.software.storage import write_json
@@ -185,12 +186,31 @@ def compile_report(compiled: Compiled) -> dict:
         phases[phase] = {**v, "utilization": v["macs"] / (pes * v["cycles"]) if v["cycles"]
                          else 0.0}
     macs = sum(v["macs"] for v in phases.values())
-    return {"graph": graph.to_dict(), "config": cfg.to_dict(),
-            "segments": [list(s) for s in compiled.segments],
-            "cores": list(compiled.working_cores), "instructions": compiled.instructions,
-            "step_cycles": compiled.step_cycles,
-            "cycles_per_core": compiled.predicted_cycles(), "macs": macs,
-            "utilization": macs / (pes * compiled.step_cycles), "phases": phases}
+    report = {"graph": graph.to_dict(), "config": cfg.to_dict(),
+              "segments": [list(s) for s in compiled.segments],
+              "cores": list(compiled.working_cores), "instructions": compiled.instructions,
+              "step_cycles": compiled.step_cycles,
+              "cycles_per_core": compiled.predicted_cycles(), "macs": macs,
+              "utilization": macs / (pes * compiled.step_cycles), "phases": phases}
+    if graph.algorithm == "cp":
+        report["pipeline"] = cp_pipeline_report(compiled)
+    return report
+
+
+def _print_pipeline(p: dict) -> None:
+    """``caterpillar compile``'s account of a ``cp`` pipeline."""
+    print(f"  pipeline: every layer on core 0; an epoch of {p['groups_per_epoch']} samples takes "
+          f"{p['steps_per_epoch']} steps, {p['epoch_cycles']:,} cycles, "
+          f"{100 * p['fill_drain_share']:.1f}% of them filling and draining")
+    access = p["weight_accesses"]
+    print(f"  MemA weight accesses per steady-state step: {access['cp']:,} (sgd: "
+          f"{access['sgd']:,})")
+    print("  programs (t mod 2L, layers running their forward / backward, entry, cycles):")
+    for prog in p["programs"]:
+        fwd = ",".join(map(str, prog["forward_layers"])) or "-"
+        bwd = ",".join(map(str, prog["backward_layers"])) or "-"
+        print(f"    {prog['t_mod_2L']:>3}  fwd {fwd:<12s} bwd {bwd:<12s} pc {prog['pc']:>5}  "
+              f"{prog['cycles']:>10,} cycles")
 
 
 def run_compile(args) -> int:
@@ -210,6 +230,8 @@ def run_compile(args) -> int:
     for phase, v in report["phases"].items():
         print(f"  {phase:<9s} {v['cycles']:>12,} cycles  {v['macs']:>14,} MACs  "
               f"utilization {100 * v['utilization']:5.1f}%")
+    if "pipeline" in report:
+        _print_pipeline(report["pipeline"])
     if args.output:
         compiled.save(args.output)
         print(f"wrote {args.output}")

@@ -1,10 +1,11 @@
 """``caterpillar bench training``: utilization of whole training steps, per phase, and speeds.
 
-* 784-256-256-10 on one nr = 4 core: minibatch GD with batch 32, SGD with batch 1, and direct
-  feedback alignment with batch 1 (GEMV kernels) and 8 (GEMM kernels). The
-  phase table is the compiler's per-instruction cycle prediction; ``--rtl-steps`` steps (MNIST
-  samples) also run on the Verilated core, whose cycle counter must equal the prediction. The
-  config is ``small`` with memories large enough for the network (``BENCH_CONFIG``).
+* 784-256-256-10 on one nr = 4 core: minibatch GD with batch 32, SGD with batch 1, direct
+  feedback alignment with batch 1 (GEMV kernels) and 8 (GEMM kernels), and continuous
+  propagation (a steady-state pipeline step: one fused pass per layer). The phase table is
+  the compiler's per-instruction cycle prediction; ``--rtl-steps`` steps (MNIST samples) also
+  run on the Verilated core, whose cycle counter must equal the prediction. The config is
+  ``small`` with memories large enough for the network (``BENCH_CONFIG``).
 * Wall time of one digits epoch (64-32-10, SGD, ``small``) on Verilator, and on the
   instruction-level simulator, whose speed is reported in simulated cycles per second.
 
@@ -22,6 +23,7 @@ from caterpillar.contract.config import preset
 from caterpillar.golden.trainer import to_bits
 from caterpillar.sim.backends.devices import open_device
 from caterpillar.sim.backends.verilator import VerilatorDevice
+from caterpillar.software.compiler.cp import cp_weight_accesses
 from caterpillar.software.compiler.training import compile_training
 from caterpillar.software.graph.model import Optimizer, TrainingGraph
 from caterpillar.software.isasim.device import IsaDevice
@@ -35,7 +37,7 @@ __all__ = ["add_arguments", "run", "BENCH_SIZES", "CASES"]
 BENCH_SIZES = (784, 256, 256, 10)
 #: The benchmark's steps: name, algorithm, batch.
 CASES = (("mbgd-batch32", "mbgd", 32), ("sgd-batch1", "sgd", 1), ("dfa-batch1", "dfa", 1),
-         ("dfa-batch8", "dfa", 8))
+         ("dfa-batch8", "dfa", 8), ("cp-batch1", "cp", 1))
 
 
 def bench_config():
@@ -58,8 +60,12 @@ def _phase_table(compiled) -> dict:
     pes = cfg.nr * cfg.nr
     rep = compiled.phase_report()
     macs = sum(v["macs"] for v in rep.values())
+    graph = compiled.graph
+    accesses = cp_weight_accesses(graph, graph.algorithm) \
+        if graph.algorithm in ("sgd", "cp") else None
     return {"instructions": compiled.instructions, "step_cycles": compiled.step_cycles,
             "model_macs": macs, "utilization": macs / (pes * compiled.step_cycles),
+            "weight_accesses": accesses,
             "phases": {p: {**v, "share": v["cycles"] / compiled.step_cycles,
                            "utilization": v["macs"] / (pes * v["cycles"]) if v["cycles"]
                            else 0.0} for p, v in rep.items()}}
@@ -68,6 +74,8 @@ def _phase_table(compiled) -> dict:
 def _print_case(name, row):
     print(f"{name}: {row['instructions']} instructions, {row['step_cycles']:,} cycles/step, "
           f"utilization {100 * row['utilization']:.1f}%")
+    if row["weight_accesses"] is not None:
+        print(f"    MemA weight accesses per step: {row['weight_accesses']:,}")
     for p, v in row["phases"].items():
         print(f"    {p:<9s} {v['cycles']:>10,} cycles ({100 * v['share']:5.1f}%)  "
               f"utilization {100 * v['utilization']:5.1f}%")
@@ -92,6 +100,13 @@ def _trainer(compiled, device):
     return hw
 
 
+def _step(hw, x, labels):
+    """One step of ``hw``: for ``cp`` a steady-state pipeline step (the first one)."""
+    if hw.graph.algorithm == "cp":
+        return hw.pipeline_step(2 * len(hw.graph.layers) - 1, x[0], labels[0])
+    return hw.step(x, labels)
+
+
 def _isa_step(compiled, rng):
     """One step on the instruction-level simulator: its speed in simulated cycles/s."""
 
@@ -99,7 +114,7 @@ def _isa_step(compiled, rng):
     hw = _trainer(compiled, IsaDevice(compiled.config))
     x = to_bits(rng.random((graph.batch, graph.sizes[0])), compiled.config.operand)
     started = time.monotonic()
-    _, stats = hw.step(x, rng.integers(0, graph.sizes[-1], graph.batch))
+    _, stats = _step(hw, x, rng.integers(0, graph.sizes[-1], graph.batch))
     seconds = time.monotonic() - started
     return {"cycles": stats.busy, "seconds": seconds, "cycles_per_second": stats.busy / seconds}
 
@@ -112,7 +127,7 @@ def _rtl_steps(compiled, steps, rng):
         cycles, started = 0, time.monotonic()
         for _ in range(steps):
             idx = rng.choice(len(data.x_train), graph.batch, replace=False)
-            _, stats = hw.step(to_bits(data.x_train[idx], cfg.operand), data.y_train[idx])
+            _, stats = _step(hw, to_bits(data.x_train[idx], cfg.operand), data.y_train[idx])
             cycles += stats.busy
         seconds = time.monotonic() - started
     return {"steps": steps, "cycles": cycles, "seconds": seconds,

@@ -288,22 +288,28 @@ def _plan_ger(f, c: _Context) -> KernelPlan:
 
 def cpass_fits(cfg) -> bool:
     """Whether config ``cfg`` can run ``cpass``: its slots (``acc_lanes`` deltas and forward
-    sums, ``chain_lanes`` weights) fit the two accumulator banks, and the next group's deltas
-    fill before the forward's partial sums come back (``acc_lanes < write_back_latency``)."""
-    lacc, lanes = cfg.acc_lanes, cfg.chain_lanes
-    return (2 * lacc + lanes <= 2 * max(lacc, lanes) and lacc < cfg.write_back_latency
-            and lanes % lacc == 0)
+    sums, ``chain_lanes`` weights) fit the two accumulator banks, the next group's deltas
+    fill before the forward's partial sums come back (``acc_lanes < write_back_latency``),
+    and without ``prop`` a weight's forward step reads its slot before the next window's
+    update overwrites it (``ger_issue_run < write_back_latency - 1``)."""
+    lacc, lanes, wb = cfg.acc_lanes, cfg.chain_lanes, cfg.write_back_latency
+    return (2 * lacc + lanes <= 2 * max(lacc, lanes) and lacc < wb and lanes % lacc == 0
+            and ger_issue_run(cfg) < wb - 1 and lanes % ger_issue_run(cfg) == 0)
 
 
 def _plan_cpass(f, c: _Context) -> KernelPlan:
     """The fused pass of continuous propagation (docs/architecture.md section 4): per window
     of ``chain_lanes`` weights (``acc_lanes`` rows x ``chain_lanes / acc_lanes`` columns) the
-    backward step of every weight, then its update, then its forward step."""
+    backward step of every weight, then its update, then its forward step (``3 L`` cycles).
+    Without ``prop`` a window is ``2 L`` cycles, runs of ``ger_issue_run`` updates of its
+    weights alternating with as many forward steps of the previous window's, and each row
+    group takes one window more (the last forward steps, and the next group's deltas)."""
     cfg, nr, select = c.cfg, c.nr, c.select
     lacc, lanes, wb = cfg.acc_lanes, cfg.chain_lanes, cfg.write_back_latency
     m_loc, k_loc = cdiv(f.rows, nr), cdiv(f.cols, nr)
     groups, windows = cdiv(m_loc, lacc), cdiv(k_loc, lanes // lacc)
     chain = (nr - 1) * (cfg.add_latency + 1)
+    run = ger_issue_run(cfg)
     checks = [
         Check(cpass_fits(cfg), ErrorCause.ILLEGAL_OPCODE,
               "this config's accumulator file cannot hold cpass's slots"),
@@ -319,7 +325,8 @@ def _plan_cpass(f, c: _Context) -> KernelPlan:
     ]
     segments = [
         Segment("deltas", inner=lacc),
-        Segment("windows", top=groups, outer=windows, middle=3, inner=lanes),
+        Segment("windows", top=groups, outer=select(f.prop, windows, windows + 1),
+                middle=select(f.prop, 3, lanes // run), inner=select(f.prop, lanes, 2 * run)),
         Segment("combine", outer=select(f.prop, cdiv(k_loc, lacc), 1),
                 middle=select(f.prop, lacc, 1), inner=select(f.prop, lacc, 1)),
         Segment("gap", inner=wb),

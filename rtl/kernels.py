@@ -197,45 +197,78 @@ def _cpass(e: Emitter):
             k = i["inner"]
             e.uop(select=Select.NONE, fill=Fill.MEMB1, memb_rd2=f.d + k, fill_slot=d_slot + k)
         with m.Case(1):
-            g, wi, op, k = i["top"], i["outer"], i["middle"], i["inner"]
-            rho, cs = k[:sh_lacc], k >> sh_lacc
-            ii = (g << sh_lacc) | rho
-            jj = (wi << log2(lanes // lacc)) | cs
-            w_addr = f.w + ii * f.ldw + jj
-            q_addr = f.q + (jj << sh_lacc) + rho
-            rows = dict(row_base=ii << e.shift, row_lim=f.rows)
-            cols = dict(col_base=jj << e.shift, col_lim=f.cols)
-            with m.Switch(op):
-                with m.Case(0):  # backward step (W before the update), W into its slot
-                    with m.If(f.prop):
-                        e.uop(**cols, select=Select.ALL, fu=FuOp.MAC, a=ASrc.MEMA, mema=w_addr,
-                              b=BSrc.ACC, acc_op=d_slot + rho,
-                              c=Mux(g == 0, CSrc.NEGZERO, CSrc.MEMB1), memb_rd2=q_addr,
-                              dst=Dst.MEMB, memb_wr=q_addr,
-                              kdim=KDim.ROW, k_base=ii << e.shift, k_lim=f.rows)
+            g, wi = i["top"], i["outer"]
+            sh_cols = log2(lanes // lacc)
+
+            def weight(window, k):
+                """Row lane, column in the window, local row, local column, MemA address."""
+                rho, cs = k[:sh_lacc], k >> sh_lacc
+                ii = (g << sh_lacc) | rho
+                jj = (window << sh_cols) | cs
+                return rho, cs, ii, jj, f.w + ii * f.ldw + jj
+
+            def update(k, rho, ii, jj, w_addr, c_src):
+                # W' = W + d a, to MemA and to the weight's slot.
+                e.uop(row_base=ii << e.shift, row_lim=f.rows, col_base=jj << e.shift,
+                      col_lim=f.cols, select=Select.ALL, fu=FuOp.MAC, a=ASrc.ACC,
+                      acc_op=d_slot + rho, b=BSrc.MEMB0, memb_rd=f.a + jj, c=c_src,
+                      acc_rd=w_slot + k, dst=Dst.MEMA_ACC, mema=w_addr, acc_wr=w_slot + k)
+
+            def forward(window, k, rho, cs, ii, jj, final):
+                # The forward step with W' from the weight's slot, in gemv's order.
+                with m.If(f.fwd):
+                    e.uop(row_base=ii << e.shift, row_lim=f.rows, select=Select.ALL,
+                          fu=FuOp.MAC, a=ASrc.ACC, acc_op=w_slot + k, b=BSrc.MEMB0,
+                          memb_rd=f.x + jj,
+                          c=Mux((window == 0) & (cs == 0), CSrc.NEGZERO, CSrc.ACC),
+                          acc_rd=p_slot + rho, dst=Mux(final, Dst.MEMB, Dst.ACC),
+                          acc_wr=p_slot + rho, memb_wr=f.fpsum + ii, kdim=KDim.COL,
+                          k_base=jj << e.shift, k_lim=f.cols)
+
+            def next_deltas(k):
+                # The next row group's deltas, beside the MAC path.
+                with m.If(~last["top"] & (k < lacc)):
+                    e.uop(fill=Fill.MEMB1, memb_rd2=f.d + ((g + 1) << sh_lacc) + k,
+                          fill_slot=d_slot + k)
+
+            with m.If(f.prop):
+                op, k = i["middle"], i["inner"]
+                rho, cs, ii, jj, w_addr = weight(wi, k)
+                q_addr = f.q + (jj << sh_lacc) + rho
+                with m.Switch(op):
+                    with m.Case(0):  # backward step (W before the update), W into its slot
+                        e.uop(col_base=jj << e.shift, col_lim=f.cols, select=Select.ALL,
+                              fu=FuOp.MAC, a=ASrc.MEMA, mema=w_addr, b=BSrc.ACC,
+                              acc_op=d_slot + rho, c=Mux(g == 0, CSrc.NEGZERO, CSrc.MEMB1),
+                              memb_rd2=q_addr, dst=Dst.MEMB, memb_wr=q_addr, kdim=KDim.ROW,
+                              k_base=ii << e.shift, k_lim=f.rows,
+                              fill=Fill.MEMA, fill_slot=w_slot + k)
+                    with m.Case(1):
+                        update(k, rho, ii, jj, w_addr, CSrc.ACC)
+                    with m.Case(2):  # the next group's deltas beside the last window's
+                        forward(wi, k, rho, cs, ii, jj,
+                                last["outer"] & (cs == (lanes // lacc) - 1))
+                        with m.If(last["outer"]):
+                            next_deltas(k)
+                            with m.If(~f.fwd):
+                                e.uop(select=Select.NONE)
+            with m.Else():
+                # Runs of `run` updates (W read at issue, written into the next run) and as
+                # many forward steps of the previous window; one window more per row group.
+                run = ger_issue_run(cfg)
+                pair, c = i["middle"], i["inner"]
+                k = (pair << log2(run)) | c[:log2(run)] if run > 1 else pair
+                with m.If(c < run):
+                    with m.If(~last["outer"]):
+                        rho, cs, ii, jj, w_addr = weight(wi, k)
+                        update(k, rho, ii, jj, w_addr, CSrc.MEMA)
                     with m.Else():
-                        e.uop(**rows, **cols, select=Select.ALL, fu=FuOp.MOVE, a=ASrc.MEMA,
-                              mema=w_addr, dst=Dst.NONE)
-                    e.uop(fill=Fill.MEMA, fill_slot=w_slot + k)
-                with m.Case(1):  # update: W' = W + d a, to MemA and to the weight's slot
-                    e.uop(**rows, **cols, select=Select.ALL, fu=FuOp.MAC, a=ASrc.ACC,
-                          acc_op=d_slot + rho, b=BSrc.MEMB0, memb_rd=f.a + jj, c=CSrc.ACC,
-                          acc_rd=w_slot + k, dst=Dst.MEMA_ACC, mema=w_addr, acc_wr=w_slot + k)
-                with m.Case(2):  # forward step with W'; the next group's deltas beside it
-                    first = (wi == 0) & (cs == 0)
-                    final = last["outer"] & (cs == (lanes // lacc) - 1)
-                    with m.If(f.fwd):
-                        e.uop(**rows, select=Select.ALL, fu=FuOp.MAC, a=ASrc.ACC,
-                              acc_op=w_slot + k, b=BSrc.MEMB0, memb_rd=f.x + jj,
-                              c=Mux(first, CSrc.NEGZERO, CSrc.ACC), acc_rd=p_slot + rho,
-                              dst=Mux(final, Dst.MEMB, Dst.ACC), acc_wr=p_slot + rho,
-                              memb_wr=f.fpsum + ii, kdim=KDim.COL, k_base=jj << e.shift,
-                              k_lim=f.cols)
-                    with m.If(last["outer"] & ~last["top"] & (k < lacc)):
-                        e.uop(fill=Fill.MEMB1, memb_rd2=f.d + ((g + 1) << sh_lacc) + k,
-                              fill_slot=d_slot + k)
-                        with m.If(~f.fwd):
-                            e.uop(select=Select.NONE)
+                        next_deltas(k)
+                        e.uop(select=Select.NONE)
+                with m.Elif(wi > 0):
+                    rho, cs, ii, jj, _ = weight(wi - 1, k)
+                    forward(wi - 1, k, rho, cs, ii, jj,
+                            last["outer"] & (cs == (lanes // lacc) - 1))
         with m.Case(2):  # z's partial sums: the acc_lanes row lanes of each column, in order
             with m.If(f.prop):
                 jg, rho, lane = i["outer"], i["middle"], i["inner"]

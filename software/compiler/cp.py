@@ -38,7 +38,8 @@ from caterpillar.software.compiler.program import (
 )
 from caterpillar.software.compiler.sgd import sgd_bias_update, sgd_output_gradient
 
-__all__ = ["cp_schedule", "cp_core_program", "cp_step_key", "cp_weight_accesses"]
+__all__ = ["cp_schedule", "cp_core_program", "cp_step_key", "cp_weight_accesses",
+           "cp_pipeline_report"]
 
 
 def cp_schedule(layers: int, groups: int) -> list:
@@ -228,3 +229,35 @@ def cp_core_program(graph, cfg, groups: int | None = None) -> CoreProgram:
 
 def _bits(mask) -> int:
     return sum(1 << k for k, on in enumerate(mask) if on)
+
+
+def cp_pipeline_report(compiled) -> dict:
+    """The pipeline of a compiled ``cp`` step: its placement, every program of the image (key,
+    entry, predicted cycles, model MACs), an epoch's steps and cycles, the fill and drain share
+    of them, and the MemA weight accesses of a steady-state step against ``sgd``'s."""
+    graph, cfg = compiled.graph, compiled.config
+    core = compiled.cores[0]
+    layers, groups = len(graph.layers), core.io["groups"]
+    programs = {}
+    for phase, fwd, bwd, pc in core.io["entries"]:
+        report = core.local_phase_report(cfg, start=pc)
+        programs[(phase, fwd, bwd)] = {
+            "t_mod_2L": phase, "forward_layers": _layers(fwd, layers),
+            "backward_layers": _layers(bwd, layers), "pc": pc,
+            "cycles": sum(v["cycles"] for v in report.values()),
+            "macs": sum(v["macs"] for v in report.values())}
+    steps = [programs[(p, _bits(f), _bits(b))] for p, f, b in cp_schedule(layers, groups)]
+    epoch = sum(s["cycles"] for s in steps)
+    steady = sum(s["cycles"] for s in steps
+                 if len(s["forward_layers"]) == len(s["backward_layers"]) == layers)
+    return {"placement": {f"layer {k}": "core 0" for k in range(layers)},
+            "groups_per_epoch": groups, "steps_per_epoch": len(steps),
+            "programs": list(programs.values()), "epoch_cycles": epoch,
+            "fill_drain_cycles": epoch - steady,
+            "fill_drain_share": (epoch - steady) / epoch if epoch else 0.0,
+            "weight_accesses": {"cp": cp_weight_accesses(graph, "cp"),
+                                "sgd": cp_weight_accesses(graph, "sgd")}}
+
+
+def _layers(mask: int, layers: int) -> list:
+    return [k for k in range(layers) if mask >> k & 1]

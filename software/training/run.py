@@ -45,6 +45,8 @@ __all__ = ["UsageError", "RunPlan", "plan_run", "run_session", "parse_segments",
 #: The optimiser when neither a graph file nor options say otherwise.
 DEFAULT_OPTIMIZER = {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.0, "schedule": "step",
                      "step": 2, "gamma": 0.5}
+#: ``cp``'s default learning rate (its default optimiser has no momentum).
+CP_LR = 0.05
 #: Values of options that are not given.
 DEFAULTS = {"dataset": "digits", "config": "small", "seed": 0, "epochs": 5}
 #: Options that describe the graph (what a checkpoint or a saved program fixes).
@@ -146,14 +148,17 @@ def graph_from_options(opts: dict, dataset: Dataset) -> TrainingGraph:
     base = load_graph(opts["graph"]) if _given(opts, "graph") else None
     sizes = parse_model(opts["model"]) if _given(opts, "model") else (
         base.sizes if base else (dataset.features, 32, dataset.classes))
+    algorithm = opts["algorithm"] if _given(opts, "algorithm") else (
+        base.algorithm if base else "sgd")
     opt = base.optimizer.__dict__ if base else DEFAULT_OPTIMIZER
+    if algorithm == "cp" and not base:
+        # cp's fused pass updates with plain SGD (and stale weights mix badly with momentum).
+        opt = {**opt, "momentum": 0.0, "lr": CP_LR}
     changes = {k: opts[o] for k, o in (("lr", "lr"), ("momentum", "momentum"),
                                        ("weight_decay", "weight_decay"),
                                        ("schedule", "schedule"), ("step", "lr_step"),
                                        ("gamma", "lr_gamma")) if _given(opts, o)}
     optimizer = Optimizer(**{**opt, **changes})
-    algorithm = opts["algorithm"] if _given(opts, "algorithm") else (
-        base.algorithm if base else "sgd")
     if _given(opts, "batch"):
         batch = opts["batch"]
     elif base and base.algorithm == algorithm:
@@ -244,10 +249,13 @@ def plan_run(opts: dict) -> RunPlan:
             graph = graph_from_options(opts, dataset)
             segments = parse_segments(opts["segments"], cfg.cores) \
                 if _given(opts, "segments") else None
-        compiled = compile_training(graph, cfg, segments)
-    check_fits(graph, dataset)
     samples = len(dataset.x_train) if opts.get("limit") is None else \
         min(opts["limit"], len(dataset.x_train))
+    if not _given(opts, "program"):
+        # cp's image holds the fill and drain steps of an epoch of this many samples.
+        compiled = compile_training(graph, cfg, segments,
+                                    groups=samples if graph.algorithm == "cp" else None)
+    check_fits(graph, dataset)
     if samples < graph.batch:
         raise UsageError(f"an epoch of {samples} samples holds no full batch of {graph.batch}; "
                          "use a smaller --batch or a larger --limit")

@@ -8,7 +8,7 @@ from matplotlib import image
 
 from caterpillar.app.plots import FIGURE_SUFFIXES, training_figure
 
-PHASES = ("forward", "loss", "delta", "update", "transfer", "ring")
+PHASES = ("forward", "loss", "delta", "update", "fused", "transfer", "ring")
 
 
 def small_report(epochs=2):

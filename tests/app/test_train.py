@@ -146,3 +146,25 @@ def test_ring_options_are_checked(capsys, argv, message):
         main(["train", "--backend", "isa", "--quiet", "--epochs", "1", *argv])
     err = capsys.readouterr().err
     assert info.value.code == 2 and message in err and "Traceback" not in err
+
+
+def test_cp_through_the_command_line(tmp_path, capsys):
+    """``--algorithm cp`` defaults to plain SGD and compiles its pipeline for the epoch; a
+    saved image trains golden-checked on a shorter epoch (recompiled for it); momentum is
+    refused with one line."""
+    assert main(["compile", "--model", "64-12-12-10", "--algorithm", "cp",
+                 "--json", str(tmp_path / "plan.json"), "-o", str(tmp_path / "cp.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "64-12-12-10 cp batch 1" in out and "fused" in out
+    assert "an epoch of 1438 samples takes 1443 steps" in out       # digits' training set
+    assert "MemA weight accesses per steady-state step: 2,064 (sgd: 3,360)" in out
+    plan = json.loads((tmp_path / "plan.json").read_text())["pipeline"]
+    assert plan["steps_per_epoch"] == 1443 and len(plan["programs"]) == 6 * 3 - 2
+    assert main(["train", "--backend", "isa", "--program", str(tmp_path / "cp.npz"), "--limit",
+                 "20", "--epochs", "2", "--check-golden", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "(softmax_ce, cp, batch 1, lr 0.05, momentum 0.0" in out
+    assert "golden check: 50 steps" in out
+    code, err = cli(capsys, "train", "--backend", "isa", "--algorithm", "cp", "--momentum",
+                    "0.9")
+    assert code == 2 and "takes plain SGD: use --momentum 0" in err and err.count("\n") == 1

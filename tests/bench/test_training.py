@@ -14,7 +14,7 @@ from caterpillar.software.compiler.training import compile_training
 from caterpillar.software.graph.model import Optimizer, TrainingGraph
 from caterpillar.software.storage import OutputPathError
 
-PHASES = ("forward", "loss", "delta", "update", "transfer", "ring")
+PHASES = ("forward", "loss", "delta", "update", "fused", "transfer", "ring")
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +81,7 @@ def test_print_case_lists_every_phase(tiny_compiled, capsys):
     assert lines[0] == (f"tiny: {row['instructions']} instructions, "
                         f"{row['step_cycles']:,} cycles/step, "
                         f"utilization {100 * row['utilization']:.1f}%")
+    assert row["weight_accesses"] is None                      # mbgd: weights in the SPAD
     assert [line.split()[0] for line in lines[1:1 + len(PHASES)]] == list(PHASES)
     assert lines[-1].endswith("one step in 0.50 s = 20 simulated cycles/s")
     row["rtl"] = {"steps": 2, "cycles": 1234, "seconds": 1.0, "cycles_per_second": 1234.0}
@@ -98,7 +99,10 @@ def test_prediction_only_run_writes_both_cases(tmp_path, capsys):
     assert "RTL:" not in out and "digits epoch" not in out
     report = json.loads(path.read_text())
     assert report["config"] == bench_training.bench_config().to_dict()
-    assert list(report["cases"]) == ["mbgd-batch32", "sgd-batch1", "dfa-batch1", "dfa-batch8"]
+    assert list(report["cases"]) == ["mbgd-batch32", "sgd-batch1", "dfa-batch1", "dfa-batch8",
+                                     "cp-batch1"]
+    assert report["cases"]["cp-batch1"]["weight_accesses"] * 1.6 < \
+        report["cases"]["sgd-batch1"]["weight_accesses"]
     for name, row in report["cases"].items():
         assert "rtl" not in row
         assert row["isa"]["cycles"] == row["step_cycles"], name     # simulator = prediction
@@ -120,3 +124,13 @@ def test_a_bad_json_path_is_refused_before_any_work(tmp_path, monkeypatch):
     args = _parser().parse_args(["--rtl-steps", "0", "--no-digits", "--json", str(tmp_path)])
     with pytest.raises(OutputPathError, match="is a folder"):
         bench_training.run(args)
+
+
+def test_print_case_gives_the_weight_accesses_of_gemv_steps(capsys):
+    graph = TrainingGraph((8, 6, 4), algorithm="cp", optimizer=Optimizer(lr=0.05))
+    row = bench_training._phase_table(compile_training(graph, preset("small")))
+    row["isa"] = {"cycles": 10, "seconds": 0.5, "cycles_per_second": 20.0}
+    bench_training._print_case("cp", row)
+    lines = capsys.readouterr().out.splitlines()
+    assert row["weight_accesses"] == 2 * (8 * 6 + 6 * 4)
+    assert lines[1] == "    MemA weight accesses per step: 144"

@@ -66,5 +66,6 @@ def test_the_kernel_family_follows_the_algorithm_and_batch():
     assert not TrainingGraph((5, 3), algorithm="mbgd", batch=1).gemv
     g = TrainingGraph((8, 4, 3), algorithm="dfa", batch=8)
     assert TrainingGraph.from_dict(g.to_dict()) == g
-    with pytest.raises(GraphError, match="algorithm must be one of sgd, mbgd, dfa, not 'cp'"):
-        TrainingGraph((5, 3), algorithm="cp")
+    assert TrainingGraph((5, 3), algorithm="cp").gemv
+    with pytest.raises(GraphError, match="algorithm must be one of sgd, mbgd, dfa, cp, not 'mbcp'"):
+        TrainingGraph((5, 3), algorithm="mbcp")
