@@ -58,6 +58,15 @@ def test_kernel_tiny_bf16_operands_fp32_accumulator(kernel, rng):
     check(TINY_BF16, CASES[kernel](TINY_BF16, rng))
 
 
+@pytest.mark.parametrize("name,prop,fwd", [("small", 1, 1), ("paper-n1", 0, 1),
+                                           ("paper-n1", 1, 0)])
+def test_cpass_on_other_latencies_and_formats(name, prop, fwd, rng):
+    """The fused pass's schedule depends on the latencies (paper-n1: runs of two updates
+    without prop) and its arithmetic on the formats (fp16)."""
+    cfg = preset(name).replace(cores=1, spad_words=8192)
+    check(cfg, kc.cpass_case(cfg, 13, 21, rng, prop=bool(prop), fwd=bool(fwd), specials=0.05))
+
+
 @pytest.mark.parametrize("fn", list(VecOp), ids=lambda f: f.name.lower())
 def test_vector_functions(fn, rng):
     check(TINY, kc.vop_case(TINY, fn, list(Layout)[fn.value % 3], 5, rng, specials=0.1))
