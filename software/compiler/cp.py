@@ -93,8 +93,8 @@ def _layout(graph, cfg):
     lay.x_rep = memb.alloc("forward input (replicated)", loc(widest_in))
     lay.a_rep = memb.alloc("backward input (replicated)", loc(widest_in))
     lay.d_rep = memb.alloc("delta (replicated)", ceil_to(loc(widest_out), lanes))
-    lay.vec = memb.alloc("vector", loc(max(graph.sizes)))
-    lay.h_prev = memb.alloc("pre-activation below", loc(widest_in))
+    lay.vec = memb.alloc("vector", loc(max(graph.sizes[1:])))
+    lay.h_prev = memb.alloc("pre-activation below", loc(back_in))
     lay.y = memb.alloc("W' x", loc(widest_out))
     lay.z = memb.alloc("W^T d", loc(back_in))
     lay.q = memb.alloc("W^T d lane sums", lanes * loc(back_in))
@@ -117,16 +117,16 @@ def _layout(graph, cfg):
 
 def _input(e, lay, graph, index, group, slots, dst):
     """Layer ``index``'s input of ``group`` replicated along the columns into ``dst``: ``x``
-    from its SPAD slot, or ``relu(h)`` of the layer below from its slot."""
+    straight from its SPAD slot, or ``relu(h)`` of the layer below from its slot."""
     width = graph.layers[index][1]
     if index == 0:
-        e("transfer", Opcode.LDV, spad=lay.x[group % slots], memb=lay.vec, len=width,
-          layout=Layout.DIAG)
-    else:
-        e("transfer", Opcode.LDV, spad=lay.h[index - 1][group % slots], memb=lay.h_prev,
-          len=width, layout=Layout.DIAG)
-        e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=Layout.DIAG, z=lay.vec, x=lay.h_prev,
-          y=lay.h_prev, len=width, alpha=SCALAR_REGS["zero"])
+        e("transfer", Opcode.LDV, spad=lay.x[group % slots], memb=dst, len=width,
+          layout=Layout.COLREP)
+        return
+    e("transfer", Opcode.LDV, spad=lay.h[index - 1][group % slots], memb=lay.h_prev,
+      len=width, layout=Layout.DIAG)
+    e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=Layout.DIAG, z=lay.vec, x=lay.h_prev,
+      y=lay.h_prev, len=width, alpha=SCALAR_REGS["zero"])
     e("forward", Opcode.BCAST, dst=dst, src=lay.vec, len=width, layout=Layout.COLREP)
 
 
