@@ -76,10 +76,10 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
     of such an epoch; :meth:`Compiled.for_groups` recompiles for another count).
     """
     if graph.algorithm == "cp":
-        if cfg.cores != 1 or (segments is not None and segments not in ([0], [(0,)], (0,))):
+        if cfg.cores != 1:
             raise CompileError("cp runs on one core so far (per-layer segments on a ring are "
                                "not built yet); use --cores 1 and no --segments")
-        return Compiled(graph, cfg, [(0,)] * len(graph.layers),
+        return Compiled(graph, cfg, layer_segments(graph, cfg, segments),
                         {0: cp_core_program(graph, cfg, groups)}, [0],
                         partition(graph, cfg, 1))
     segments = layer_segments(graph, cfg, segments)

@@ -160,11 +160,15 @@ def test_cp_through_the_command_line(tmp_path, capsys):
     assert "MemA weight accesses per steady-state step: 2,064 (sgd: 3,360)" in out
     plan = json.loads((tmp_path / "plan.json").read_text())["pipeline"]
     assert plan["steps_per_epoch"] == 1443 and len(plan["programs"]) == 6 * 3 - 2
+    ck = str(tmp_path / "ck.npz")
     assert main(["train", "--backend", "isa", "--program", str(tmp_path / "cp.npz"), "--limit",
-                 "20", "--epochs", "2", "--check-golden", "--quiet"]) == 0
+                 "20", "--epochs", "1", "--check-golden", "--quiet", "--save", ck]) == 0
     out = capsys.readouterr().out
     assert "(softmax_ce, cp, batch 1, lr 0.05, momentum 0.0" in out
-    assert "golden check: 50 steps" in out
+    assert "golden check: 25 steps" in out
+    assert main(["train", "--backend", "isa", "--resume", ck, "--limit", "20", "--epochs", "2",
+                 "--check-golden", "--quiet"]) == 0
+    assert "golden check: 50 steps" in capsys.readouterr().out
     code, err = cli(capsys, "train", "--backend", "isa", "--algorithm", "cp", "--momentum",
                     "0.9")
     assert code == 2 and "takes plain SGD: use --momentum 0" in err and err.count("\n") == 1
