@@ -202,6 +202,10 @@ def _print_pipeline(p: dict) -> None:
     print(f"  pipeline: every layer on core 0; an epoch of {p['groups_per_epoch']} samples takes "
           f"{p['steps_per_epoch']} steps, {p['epoch_cycles']:,} cycles, "
           f"{100 * p['fill_drain_share']:.1f}% of them filling and draining")
+    for layer in p["layers"]:
+        print(f"  layer {layer['layer']} ({layer['rows']} x {layer['cols']}): "
+              f"{layer['cycles']:,} cycles of a steady-state step, utilization "
+              f"{100 * layer['utilization']:.1f}%")
     access = p["weight_accesses"]
     print(f"  MemA weight accesses per steady-state step: {access['cp']:,} (sgd: "
           f"{access['sgd']:,})")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from caterpillar.contract.geometry import cpass_fits
+from caterpillar.contract.geometry import cpass_fits, word_cycles
 from caterpillar.contract.isa import Layout, Opcode, VecOp
 from caterpillar.software.compiler.program import (
     SCALAR_REGS,
@@ -132,58 +132,63 @@ def _input(e, lay, graph, index, group, slots, dst):
 
 def _step(e, lay, graph, cfg, key):
     """One pipeline step with ``key`` (:func:`cp_step_key`), every layer from the top."""
+    for index in reversed(range(len(graph.layers))):
+        _layer_step(e, lay, graph, cfg, key, index)
+
+
+def _layer_step(e, lay, graph, cfg, key, index):
+    """Layer ``index``'s share of the pipeline step with ``key``."""
     phase, forward, backward = key
     layers = graph.layers
     L, slots = len(layers), 2 * len(layers)
     last = L - 1
     loc = lambda count: cdiv(count, cfg.nr)  # noqa: E731
-    for index in reversed(range(L)):
-        o, i = layers[index]
-        g_f, g_b = phase - index, phase - 2 * L + 1 + index   # groups, modulo 2L
-        fwd, bwd = forward[index], backward[index]
-        if not (fwd or bwd):
-            continue
-        if bwd:
-            # Its input again (the h of the layer below stays in h_prev for relud).
-            _input(e, lay, graph, index, g_b, slots, lay.a_rep)
-            e("delta", Opcode.BCAST, dst=lay.d_rep, src=lay.d[index][g_b % 2], len=o,
-              layout=Layout.ROWREP)
-        if fwd:
-            if bwd and index > 0:
-                # The forward's input goes through vec; h_prev must survive for relud.
-                e("transfer", Opcode.LDV, spad=lay.h[index - 1][g_f % slots], memb=lay.vec,
-                  len=i, layout=Layout.DIAG)
-                e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=Layout.DIAG, z=lay.vec,
-                  x=lay.vec, y=lay.vec, len=i, alpha=SCALAR_REGS["zero"])
-                e("forward", Opcode.BCAST, dst=lay.x_rep, src=lay.vec, len=i,
-                  layout=Layout.COLREP)
-            else:
-                _input(e, lay, graph, index, g_f, slots, lay.x_rep)
-        if bwd:
-            prop = int(index > 0)
-            e("fused", Opcode.CPASS, o * i * (1 + prop + fwd), w=lay.w[index], d=lay.d_rep,
-              a=lay.a_rep, x=lay.x_rep, y=lay.y, z=lay.z, q=lay.q, fpsum=lay.fpsum,
-              bpsum=lay.bpsum, rows=o, cols=i, ldw=loc(i), prop=prop, fwd=int(fwd))
-            sgd_bias_update(e, lay.b[index], lay.d[index][g_b % 2], o, g_buf=None, mom=None,
-                            use_wd=False)
-            if prop:
-                e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG,
-                  z=lay.d[index - 1][g_b % 2], x=lay.h_prev, y=lay.z, len=i, alpha=0)
+    o, i = layers[index]
+    g_f, g_b = phase - index, phase - 2 * L + 1 + index   # groups, modulo 2L
+    fwd, bwd = forward[index], backward[index]
+    if not (fwd or bwd):
+        return
+    if bwd:
+        # Its input again (the h of the layer below stays in h_prev for relud).
+        _input(e, lay, graph, index, g_b, slots, lay.a_rep)
+        e("delta", Opcode.BCAST, dst=lay.d_rep, src=lay.d[index][g_b % 2], len=o,
+          layout=Layout.ROWREP)
+    if fwd:
+        if bwd and index > 0:
+            # The forward's input goes through vec; h_prev must survive for relud.
+            e("transfer", Opcode.LDV, spad=lay.h[index - 1][g_f % slots], memb=lay.vec,
+              len=i, layout=Layout.DIAG)
+            e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=Layout.DIAG, z=lay.vec,
+              x=lay.vec, y=lay.vec, len=i, alpha=SCALAR_REGS["zero"])
+            e("forward", Opcode.BCAST, dst=lay.x_rep, src=lay.vec, len=i,
+              layout=Layout.COLREP)
         else:
-            e("forward", Opcode.GEMV, o * i, y=lay.y, x=lay.x_rep, w=lay.w[index],
-              psum=lay.fpsum, rows=o, cols=i, ldw=loc(i))
-        if not fwd:
-            continue
-        e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=lay.vec, x=lay.y,
-          y=lay.b[index], len=o, alpha=0)
-        if index < last:
-            e("transfer", Opcode.STV, spad=lay.h[index][g_f % slots], memb=lay.vec, len=o,
-              layout=Layout.DIAG)
-            continue
-        e("transfer", Opcode.STV, spad=lay.logits, memb=lay.vec, len=o, layout=Layout.DIAG)
-        sgd_output_gradient(e, graph.loss, o, logits=lay.vec, out=lay.d[index][g_f % 2],
-                            t_spad=lay.t_spad, t_buf=lay.t_buf, h_rep=lay.h_rep, scr=lay.scr,
-                            plain=True)
+            _input(e, lay, graph, index, g_f, slots, lay.x_rep)
+    if bwd:
+        prop = int(index > 0)
+        e("fused", Opcode.CPASS, o * i * (1 + prop + fwd), w=lay.w[index], d=lay.d_rep,
+          a=lay.a_rep, x=lay.x_rep, y=lay.y, z=lay.z, q=lay.q, fpsum=lay.fpsum,
+          bpsum=lay.bpsum, rows=o, cols=i, ldw=loc(i), prop=prop, fwd=int(fwd))
+        sgd_bias_update(e, lay.b[index], lay.d[index][g_b % 2], o, g_buf=None, mom=None,
+                        use_wd=False)
+        if prop:
+            e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG,
+              z=lay.d[index - 1][g_b % 2], x=lay.h_prev, y=lay.z, len=i, alpha=0)
+    else:
+        e("forward", Opcode.GEMV, o * i, y=lay.y, x=lay.x_rep, w=lay.w[index],
+          psum=lay.fpsum, rows=o, cols=i, ldw=loc(i))
+    if not fwd:
+        return
+    e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=lay.vec, x=lay.y,
+      y=lay.b[index], len=o, alpha=0)
+    if index < last:
+        e("transfer", Opcode.STV, spad=lay.h[index][g_f % slots], memb=lay.vec, len=o,
+          layout=Layout.DIAG)
+        return
+    e("transfer", Opcode.STV, spad=lay.logits, memb=lay.vec, len=o, layout=Layout.DIAG)
+    sgd_output_gradient(e, graph.loss, o, logits=lay.vec, out=lay.d[index][g_f % 2],
+                        t_spad=lay.t_spad, t_buf=lay.t_buf, h_rep=lay.h_rep, scr=lay.scr,
+                        plain=True)
 
 
 def cp_core_program(graph, cfg, groups: int | None = None) -> CoreProgram:
@@ -247,10 +252,20 @@ def cp_pipeline_report(compiled) -> dict:
             "cycles": sum(v["cycles"] for v in report.values()),
             "macs": sum(v["macs"] for v in report.values())}
     steps = [programs[(p, _bits(f), _bits(b))] for p, f, b in cp_schedule(layers, groups)]
+    # Each layer's share of a steady-state step (the layers run one after the other).
+    lay, pes = _layout(graph, cfg), cfg.nr * cfg.nr
+    per_layer = []
+    for index, (o, i) in enumerate(graph.layers):
+        e = Emitter()
+        _layer_step(e, lay, graph, cfg, (0, (True,) * layers, (True,) * layers), index)
+        cycles = sum(word_cycles(w, cfg) for w in e.words)
+        per_layer.append({"layer": index, "rows": o, "cols": i, "cycles": cycles,
+                          "macs": sum(e.macs), "utilization": sum(e.macs) / (pes * cycles)})
     epoch = sum(s["cycles"] for s in steps)
     steady = sum(s["cycles"] for s in steps
                  if len(s["forward_layers"]) == len(s["backward_layers"]) == layers)
     return {"placement": {f"layer {k}": "core 0" for k in range(layers)},
+            "layers": per_layer,
             "groups_per_epoch": groups, "steps_per_epoch": len(steps),
             "programs": list(programs.values()), "epoch_cycles": epoch,
             "fill_drain_cycles": epoch - steady,

@@ -105,6 +105,11 @@ def test_pipeline_report_accounts_an_epoch():
     steady = sum(1 for _, f, b in cp_schedule(3, 40) if all(f) and all(b))
     assert report["epoch_cycles"] - report["fill_drain_cycles"] == steady * compiled.step_cycles
     assert 0 < report["fill_drain_share"] < 0.2
+    layers = report["layers"]
+    assert [(x["rows"], x["cols"]) for x in layers] == [(24, 64), (16, 24), (10, 16)]
+    step = compiled.cores[0].local_phase_report(SMALL)
+    assert sum(x["cycles"] for x in layers) + 3 == sum(v["cycles"] for v in step.values())
+    assert sum(x["macs"] for x in layers) == sum(v["macs"] for v in step.values())
 
 
 def test_compiled_for_groups_recompiles_only_cp():
