@@ -91,8 +91,8 @@ class PE(wiring.Component):
     bus values two cycles later, write-back ``cfg.write_back_latency - 1`` cycles after issue.
     It never stalls. ``hazard`` is high in a cycle where two users claim MemA's port, more than
     two claim MemB's two ports (or two claim one of them), the PE is asked to drive a bus twice,
-    or the write-back and a transfer load write one accumulator slot. Reset clears nothing but
-    the pipelines; memories and accumulators keep their contents.
+    or two of the write-back, a transfer load and a side fill write one accumulator slot.
+    Reset clears nothing but the pipelines; memories and accumulators keep their contents.
 
     Parameters
     ----------

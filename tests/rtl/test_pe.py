@@ -14,6 +14,7 @@ from caterpillar.rtl.microop import (
     CSrc,
     Drive,
     Dst,
+    Fill,
     FuOp,
     KDim,
     Select,
@@ -177,7 +178,51 @@ def test_bus_drive_timing():
     assert stored(samples) == [(5, bits(7.0))]
 
 
+def load_a(addr):
+    return xfer(col_bus=1, target=Select.ALL, kind=XferKind.MEMA, addr=addr)
+
+
+def test_side_fill_copies_the_word_read_at_issue_into_a_slot():
+    # Fill.MEMA: the MemA word the MAC reads as a goes to slot 5 one cycle after issue, and the
+    # MAC still computes with it; Fill.MEMB1: the MemB word on port 1, with nothing selected.
+    program = [(None, load_a(4)), (None, load_b(7)), (None, None), (None, None),
+               (uop(fu=FuOp.MAC, a=ASrc.MEMA, mema=4, b=BSrc.SCALAR, scalar=bits(2.0),
+                    dst=Dst.ACC, acc_wr=1, fill=Fill.MEMA, fill_slot=5), None),
+               (uop(select=Select.NONE, fill=Fill.MEMB1, memb_rd2=7, fill_slot=6), None),
+               (None, store(XferKind.ACC, 5)), (None, None), (None, store(XferKind.ACC, 6))]
+    program += [(None, None)] * WB + [(None, store(XferKind.ACC, 1))]
+    samples = run(program, bus={2: bits(1.5), 3: bits(-4.0)})
+    assert [v for _, v in stored(samples)] == [bits(1.5), bits(-4.0), bits(3.0)]
+    assert not any(s["hazard"] for s in samples)
+
+
+def test_fill_outside_the_reduction_bound_reads_nothing():
+    # Outside the k bound a is a constant: MemA is not read (no port, no fill), so a transfer
+    # load may write MemA in that cycle.
+    program = [(None, load_a(4)), (None, store(XferKind.ACC, 5)), (None, load_a(6)),
+               (None, None),
+               (uop(fu=FuOp.MAC, a=ASrc.MEMA, mema=4, kdim=KDim.COL, k_base=0, k_lim=1,
+                    dst=Dst.ACC, acc_wr=1, fill=Fill.MEMA, fill_slot=5), None),
+               (None, None), (None, store(XferKind.ACC, 5))]
+    samples = run(program, bus={2: bits(1.5), 4: bits(2.5)})          # col 1: k 1 >= 1
+    first, second = [v for _, v in stored(samples)]
+    assert first == second and not any(s["hazard"] for s in samples)
+
+
+def test_dual_write_back_goes_to_mema_rounded_and_to_the_slot():
+    program = [(None, load_a(4)), (None, None), (None, None),
+               (uop(fu=FuOp.MAC, a=ASrc.SCALAR, scalar=bits(3.0), b=BSrc.SCALAR,
+                    c=CSrc.MEMA, mema=4, dst=Dst.MEMA_ACC, acc_wr=2), None)]
+    program += [(None, None)] * WB + [(None, store(XferKind.MEMA, 4)), (None, None),
+                                      (None, store(XferKind.ACC, 2))]
+    samples = run(program, bus={2: bits(0.5)})
+    assert [v for _, v in stored(samples)] == [bits(0.5 + 3.0 * 3.0)] * 2
+
+
 @pytest.mark.parametrize("name,program", [
+    ("a fill and a write-back into one slot", [
+        (uop(fu=FuOp.MOVE, dst=Dst.ACC, acc_wr=3), None)] + [(None, None)] * (WB - 3)
+        + [(uop(select=Select.NONE, fill=Fill.MEMB1, memb_rd2=0, fill_slot=3), None)]),
     ("MemA read and a transfer write", [
         (None, xfer(col_bus=1, target=Select.ALL, kind=XferKind.MEMA, addr=3)),
         (None, None),
