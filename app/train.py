@@ -199,11 +199,13 @@ def compile_report(compiled: Compiled) -> dict:
 
 def _print_pipeline(p: dict) -> None:
     """``caterpillar compile``'s account of a ``cp`` pipeline."""
-    print(f"  pipeline: every layer on core 0; an epoch of {p['groups_per_epoch']} samples takes "
+    print(f"  pipeline: an epoch of {p['groups_per_epoch']} samples takes "
           f"{p['steps_per_epoch']} steps, {p['epoch_cycles']:,} cycles, "
           f"{100 * p['fill_drain_share']:.1f}% of them filling and draining")
     for layer in p["layers"]:
-        print(f"  layer {layer['layer']} ({layer['rows']} x {layer['cols']}): "
+        cores = p["placement"][f"layer {layer['layer']}"]
+        where = f"core {cores[0]}" if len(cores) == 1 else f"cores {cores[0]}-{cores[-1]}"
+        print(f"  layer {layer['layer']} ({layer['rows']} x {layer['cols']}) on {where}: "
               f"{layer['cycles']:,} cycles of a steady-state step, utilization "
               f"{100 * layer['utilization']:.1f}%")
     access = p["weight_accesses"]

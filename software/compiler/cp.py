@@ -37,9 +37,10 @@ from caterpillar.software.compiler.program import (
     ceil_to,
 )
 from caterpillar.software.compiler.sgd import sgd_bias_update, sgd_output_gradient
+from caterpillar.software.isasim.ring import predict_ring_cycles
 
 __all__ = ["cp_schedule", "cp_core_program", "cp_step_key", "cp_weight_accesses",
-           "cp_pipeline_report"]
+           "cp_pipeline_report", "check_cp", "cp_image"]
 
 
 def cp_schedule(layers: int, groups: int) -> list:
@@ -198,6 +199,17 @@ def cp_core_program(graph, cfg, groups: int | None = None) -> CoreProgram:
     ``io["entries"]`` lists ``[t mod 2L, forward mask, backward mask, pc]`` of each program
     (masks as bit fields, layer ``l`` in bit ``l``); ``io["groups"]`` is ``groups``.
     """
+    check_cp(graph, cfg)
+    lay = _layout(graph, cfg)
+    e, entries, groups = cp_image(graph, cfg, groups,
+                                  lambda e, key: _step(e, lay, graph, cfg, key))
+    io = {"inputs": lay.x, "targets": lay.t_spad, "logits": lay.logits, "entries": entries,
+          "groups": groups}
+    return CoreProgram(e.words, e.phases, e.macs, lay.tensors, io, staging=lay.staging)
+
+
+def check_cp(graph, cfg) -> None:
+    """Raise :class:`CompileError` unless ``cp`` can train ``graph`` on ``cfg``."""
     opt = graph.optimizer
     if opt.momentum > 0 or opt.weight_decay > 0:
         raise CompileError("cp updates every weight by one MAC in its fused pass, so it takes "
@@ -209,27 +221,29 @@ def cp_core_program(graph, cfg, groups: int | None = None) -> CoreProgram:
         raise CompileError(f"config {cfg.name}'s accumulator file cannot hold the fused "
                            f"pass's slots (2 x {cfg.acc_lanes} + {cfg.chain_lanes}); use a "
                            "preset")
+
+
+def cp_image(graph, cfg, groups, emit_step):
+    """One program per distinct key of an epoch of ``groups`` groups, a steady-state step
+    first, each ending in ``halt``: ``(emitter, entries, groups)``; ``emit_step(e, key)``
+    emits a step."""
     L = len(graph.layers)
     if groups is None:
         groups = 4 * L - 1
-    lay = _layout(graph, cfg)
-    schedule = cp_schedule(L, groups)
-    keys = list(dict.fromkeys(schedule))
+    keys = list(dict.fromkeys(cp_schedule(L, groups)))
     steady = [k for k in keys if all(k[1]) and all(k[2])]
     keys = steady[:1] + [k for k in keys if k not in steady[:1]]
     e = Emitter()
     entries = []
     for key in keys:
         entries.append([key[0], _bits(key[1]), _bits(key[2]), len(e.words)])
-        _step(e, lay, graph, cfg, key)
+        emit_step(e, key)
         e("transfer", Opcode.HALT)
     if len(e.words) > cfg.imem_words:
         raise CompileError(f"cp's {len(keys)} step programs need {len(e.words)} instructions "
                            f"but IMEM holds {cfg.imem_words}; use a config with more "
                            "imem_words or fewer layers")
-    io = {"inputs": lay.x, "targets": lay.t_spad, "logits": lay.logits, "entries": entries,
-          "groups": groups}
-    return CoreProgram(e.words, e.phases, e.macs, lay.tensors, io, staging=lay.staging)
+    return e, entries, groups
 
 
 def _bits(mask) -> int:
@@ -237,41 +251,60 @@ def _bits(mask) -> int:
 
 
 def cp_pipeline_report(compiled) -> dict:
-    """The pipeline of a compiled ``cp`` step: its placement, every program of the image (key,
-    entry, predicted cycles, model MACs), an epoch's steps and cycles, the fill and drain share
-    of them, and the MemA weight accesses of a steady-state step against ``sgd``'s."""
+    """The pipeline of a compiled ``cp`` step: its placement, every layer's share of a
+    steady-state step, every program of the image (key, predicted cycles of the slowest
+    core, model MACs of all), an epoch's steps and cycles, the fill and drain share of them,
+    and the MemA weight accesses of a steady-state step against ``sgd``'s."""
     graph, cfg = compiled.graph, compiled.config
-    core = compiled.cores[0]
-    layers, groups = len(graph.layers), core.io["groups"]
+    layers, groups = len(graph.layers), compiled.cores[0].io["groups"]
+    pcs = {}
+    for k, core in compiled.cores.items():
+        for phase, fwd, bwd, pc in core.io["entries"]:
+            pcs.setdefault((phase, fwd, bwd), {})[k] = pc
     programs = {}
-    for phase, fwd, bwd, pc in core.io["entries"]:
-        report = core.local_phase_report(cfg, start=pc)
-        programs[(phase, fwd, bwd)] = {
-            "t_mod_2L": phase, "forward_layers": _layers(fwd, layers),
-            "backward_layers": _layers(bwd, layers), "pc": pc,
-            "cycles": sum(v["cycles"] for v in report.values()),
-            "macs": sum(v["macs"] for v in report.values())}
+    for key, where in pcs.items():
+        start = [where.get(k, 0) for k in range(cfg.cores)]
+        cycles = predict_ring_cycles(compiled.programs(), cfg, compiled.sources, start)
+        macs = sum(sum(v["macs"] for v in core.local_phase_report(cfg, where[k]).values())
+                   for k, core in compiled.cores.items())
+        programs[key] = {"t_mod_2L": key[0], "forward_layers": _layers(key[1], layers),
+                         "backward_layers": _layers(key[2], layers), "pc": where[0],
+                         "cycles": max(cycles), "macs": macs}
     steps = [programs[(p, _bits(f), _bits(b))] for p, f, b in cp_schedule(layers, groups)]
-    # Each layer's share of a steady-state step (the layers run one after the other).
-    lay, pes = _layout(graph, cfg), cfg.nr * cfg.nr
-    per_layer = []
-    for index, (o, i) in enumerate(graph.layers):
-        e = Emitter()
-        _layer_step(e, lay, graph, cfg, (0, (True,) * layers, (True,) * layers), index)
-        cycles = sum(word_cycles(w, cfg) for w in e.words)
-        per_layer.append({"layer": index, "rows": o, "cols": i, "cycles": cycles,
-                          "macs": sum(e.macs), "utilization": sum(e.macs) / (pes * cycles)})
     epoch = sum(s["cycles"] for s in steps)
     steady = sum(s["cycles"] for s in steps
                  if len(s["forward_layers"]) == len(s["backward_layers"]) == layers)
-    return {"placement": {f"layer {k}": "core 0" for k in range(layers)},
-            "layers": per_layer,
+    return {"placement": {f"layer {k}": list(seg) for k, seg in enumerate(compiled.segments)},
+            "layers": _per_layer(compiled),
             "groups_per_epoch": groups, "steps_per_epoch": len(steps),
             "programs": list(programs.values()), "epoch_cycles": epoch,
             "fill_drain_cycles": epoch - steady,
             "fill_drain_share": (epoch - steady) / epoch if epoch else 0.0,
             "weight_accesses": {"cp": cp_weight_accesses(graph, "cp"),
                                 "sgd": cp_weight_accesses(graph, "sgd")}}
+
+
+def _per_layer(compiled) -> list:
+    """Each layer's share of a steady-state step: on one core its instructions (the layers
+    run one after the other), on a ring its segment's slowest core without the ring time."""
+    graph, cfg = compiled.graph, compiled.config
+    layers, pes = len(graph.layers), cfg.nr * cfg.nr
+    out = []
+    for index, (o, i) in enumerate(graph.layers):
+        seg = compiled.segments[index]
+        if cfg.cores == 1:
+            e = Emitter()
+            _layer_step(e, _layout(graph, cfg), graph, cfg,
+                        (0, (True,) * layers, (True,) * layers), index)
+            cycles, macs = sum(word_cycles(w, cfg) for w in e.words), sum(e.macs)
+        else:
+            reports = [compiled.cores[k].local_phase_report(cfg) for k in seg]
+            cycles = max(sum(v["cycles"] for p, v in r.items() if p != "ring")
+                         for r in reports)
+            macs = sum(v["macs"] for r in reports for v in r.values())
+        out.append({"layer": index, "rows": o, "cols": i, "cores": len(seg), "cycles": cycles,
+                    "macs": macs, "utilization": macs / (len(seg) * pes * cycles)})
+    return out
 
 
 def _layers(mask: int, layers: int) -> list:

@@ -16,6 +16,11 @@ from __future__ import annotations
 from caterpillar.golden.collectives import ring_blocks
 from caterpillar.software.compiler import collectives as coll
 from caterpillar.software.compiler.cp import cp_core_program
+from caterpillar.software.compiler.cp_ring import (
+    cp_bias_blocks,
+    cp_placement,
+    cp_ring_core_program,
+)
 from caterpillar.software.compiler.mbgd import mbgd_core_program, mbgd_ring_core_program
 from caterpillar.software.compiler.program import Compiled, CompileError
 from caterpillar.software.compiler.sgd import sgd_core_program, sgd_ring_core_program
@@ -76,12 +81,7 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
     of such an epoch; :meth:`Compiled.for_groups` recompiles for another count).
     """
     if graph.algorithm == "cp":
-        if cfg.cores != 1:
-            raise CompileError("cp runs on one core so far (per-layer segments on a ring are "
-                               "not built yet); use --cores 1 and no --segments")
-        return Compiled(graph, cfg, layer_segments(graph, cfg, segments),
-                        {0: cp_core_program(graph, cfg, groups)}, [0],
-                        partition(graph, cfg, 1))
+        return _compile_cp(graph, cfg, segments, groups)
     segments = layer_segments(graph, cfg, segments)
     blocks = partition(graph, cfg, [len(seg) for seg in segments])
     for index, parts in enumerate(blocks):
@@ -114,10 +114,37 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
 
 
 
+def _compile_cp(graph, cfg, segments, groups) -> Compiled:
+    """``cp``: every layer on core 0 of a one-core config, else on its own segment
+    (``segments``, default :func:`~.cp_ring.cp_placement`)."""
+    if cfg.cores == 1:
+        return Compiled(graph, cfg, layer_segments(graph, cfg, segments),
+                        {0: cp_core_program(graph, cfg, groups)}, [0],
+                        partition(graph, cfg, 1))
+    segments = layer_segments(graph, cfg, segments if segments is not None
+                              else cp_placement(graph, cfg))
+    distinct = list(dict.fromkeys(segments))
+    if len(distinct) != len(segments):
+        raise CompileError("cp on a ring puts every layer on its own segment; give one "
+                           "segment per layer, e.g. --segments 0-1/2/3")
+    blocks = partition(graph, cfg, [len(seg) for seg in segments])
+    outs = cp_bias_blocks(graph, cfg, segments)
+    for index, (parts, owned) in enumerate(zip(blocks, outs)):
+        for what, split in (("inputs", parts), ("outputs", owned)):
+            if any(hi == lo for lo, hi in split):
+                raise CompileError(f"layer {index} has {split[-1][1]} {what}, too few to give "
+                                   f"each of {len(split)} cores {cfg.nr}; use fewer cores for "
+                                   "it")
+    cores = {k: cp_ring_core_program(graph, cfg, k, segments, blocks, groups)
+             for k in range(cfg.cores)}
+    sources = coll.link_sources(distinct, cfg.cores)
+    return Compiled(graph, cfg, segments, cores, sources, blocks)
+
+
 def compiled_for_groups(compiled: Compiled, groups: int) -> Compiled:
     """``compiled``, or for ``cp`` compiled again if its image is for epochs of another number
     of samples than ``groups`` (the fill and drain steps depend on it)."""
     core = compiled.cores.get(0)
     if compiled.graph.algorithm != "cp" or core.io["groups"] == groups:
         return compiled
-    return compile_training(compiled.graph, compiled.config, groups=groups)
+    return compile_training(compiled.graph, compiled.config, compiled.segments, groups=groups)

@@ -167,14 +167,14 @@ class _TimingCore:
         self.ring += cycles
 
 
-def predict_ring_cycles(programs, cfg, sources=None) -> list[int]:
+def predict_ring_cycles(programs, cfg, sources=None, start_pcs=None) -> list[int]:
     """Return each core's busy cycles for ``programs`` (one per core, started together at
-    instruction 0), without computing any data: the timing of the RTL and of
-    :class:`RingSim`."""
+    ``start_pcs``, instruction 0 by default), without computing any data: the timing of the
+    RTL and of :class:`RingSim`."""
     sim = RingSim(cfg, timing=[list(p) for p in programs])
     if sources is not None:
         sim.src = list(sources)
-    return [r.busy_cycles for r in sim.run([0] * cfg.cores)]
+    return [r.busy_cycles for r in sim.run(list(start_pcs or [0] * cfg.cores))]
 
 
 class RingSim:

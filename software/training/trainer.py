@@ -18,9 +18,11 @@ import numpy as np
 from caterpillar.contract.isa import Layout, Opcode, encode
 from caterpillar.golden import numerics as gn
 from caterpillar.software.compiler.cp import cp_step_key
+from caterpillar.software.compiler.cp_ring import cp_bias_blocks
 from caterpillar.software.compiler.program import Compiled, CoreProgram, ceil_to
 from caterpillar.software.driver.core import Driver
 from caterpillar.software.driver.ring import RingDriver, RingRun
+from caterpillar.software.isasim.ring import predict_ring_cycles
 
 __all__ = ["Trainer", "CoreTrainer", "StepMismatch"]
 
@@ -278,6 +280,10 @@ class Trainer:
                 self.ring.cores[k].load_program(program)
         self.predicted = compiled.predicted_cycles()
         self.start_pcs = [0] * compiled.config.cores
+        # cp on a ring: each position of a layer's segment holds a block of its bias.
+        self.bias_blocks = None
+        if self.graph.algorithm == "cp" and compiled.config.cores > 1:
+            self.bias_blocks = cp_bias_blocks(self.graph, compiled.config, compiled.segments)
 
     @property
     def step_cycles(self) -> int:
@@ -301,6 +307,9 @@ class Trainer:
             lo, hi = c.blocks[index][position]
             if c.split == "rows":
                 out.append((w[lo:hi], b[lo:hi]))
+            elif self.bias_blocks is not None:
+                blo, bhi = self.bias_blocks[index][position]
+                out.append((w[:, lo:hi], b[blo:bhi]))
             else:
                 blo, bhi = c.blocks[index + 1][position] if index < last else (0, len(b))
                 out.append((w[:, lo:hi], b[blo:bhi]))
@@ -344,7 +353,7 @@ class Trainer:
             if c.split == "rows":
                 out.append((np.vstack(ws), np.concatenate(bs)))
                 continue
-            if index == last:
+            if index == last and self.bias_blocks is None:
                 for other in bs[1:]:        # every core updates the whole last bias
                     if not np.array_equal(other, bs[0]):
                         raise StepMismatch("the cores' copies of the last bias differ")
@@ -372,40 +381,62 @@ class Trainer:
             trainer.set_lr(lr)
 
     def pipeline_entry(self, t: int) -> dict:
-        """``cp``: the program of pipeline step ``t`` of an epoch: its ``pc``, ``key``,
-        predicted ``cycles``, model ``macs`` and per-phase ``report``."""
-        core = self.compiled.cores[0]
+        """``cp``: the programs of pipeline step ``t`` of an epoch: the ``key``, every core's
+        ``pcs``, predicted ``cycles`` (per core; ``step_cycles`` the slowest), model ``macs``
+        and the per-phase ``report`` of the slowest core (MACs summed over the cores)."""
+        c = self.compiled
         layers = len(self.graph.layers)
-        key = cp_step_key(layers, core.io["groups"], t)
+        key = cp_step_key(layers, c.cores[0].io["groups"], t)
         if not hasattr(self, "_entries"):
             self._entries = {}
-            for phase, fwd, bwd, pc in core.io["entries"]:
-                masks = [tuple(bool(m >> k & 1) for k in range(layers)) for m in (fwd, bwd)]
-                report = core.local_phase_report(self.compiled.config, start=pc)
-                self._entries[(phase, *masks)] = {
-                    "pc": pc, "key": (phase, *masks), "report": report,
-                    "cycles": sum(v["cycles"] for v in report.values()),
+            by_key = {}
+            for k, core in c.cores.items():
+                for phase, fwd, bwd, pc in core.io["entries"]:
+                    masks = [tuple(bool(m >> b & 1) for b in range(layers)) for m in (fwd, bwd)]
+                    by_key.setdefault((phase, *masks), {})[k] = pc
+            for entry_key, pcs in by_key.items():
+                start = [pcs.get(k, 0) for k in range(c.config.cores)]
+                cycles = predict_ring_cycles(c.programs(), c.config, c.sources, start)
+                slowest = max(c.cores, key=lambda k: cycles[k])
+                reports = {k: core.local_phase_report(c.config, start=pcs[k])
+                           for k, core in c.cores.items()}
+                report = reports[slowest]
+                local = sum(v["cycles"] for p, v in report.items() if p != "ring")
+                report["ring"]["cycles"] = cycles[slowest] - local
+                for phase in report:
+                    report[phase]["macs"] = sum(r[phase]["macs"] for r in reports.values())
+                self._entries[entry_key] = {
+                    "key": entry_key, "pcs": start, "cycles": cycles,
+                    "step_cycles": max(cycles), "report": report,
                     "macs": sum(v["macs"] for v in report.values())}
         return self._entries[key]
 
-    def pipeline_step(self, t: int, x, target) -> tuple[np.ndarray | None, RingRun]:
-        """``cp``: run pipeline step ``t`` of an epoch; ``x``: the entering sample (bits) or
-        None while draining; ``target``: that of the sample whose forward leaves the output
-        layer in this step, or None. Returns that sample's logits (``1 x outputs``, or None)
-        and the core's counters."""
+    def pipeline_step(self, t: int, x, target, check_cycles: bool = True
+                      ) -> tuple[np.ndarray | None, RingRun]:
+        """``cp``: run pipeline step ``t`` of an epoch on every core; ``x``: the entering sample
+        (bits) or None while draining; ``target``: that of the sample whose forward leaves the
+        output layer in this step, or None. Returns that sample's logits (``1 x outputs``, or
+        None) and the cores' counters, which must equal the prediction (``check_cycles``: off
+        only while the links stall on purpose)."""
+        c = self.compiled
         entry = self.pipeline_entry(t)
-        trainer = self.trainers[0]
-        io, driver = trainer.core.io, trainer.driver
+        first, last = c.segments[0], c.segments[-1]
         if x is not None:
-            slots = len(io["inputs"])
-            driver.write_spad(io["inputs"][t % slots], np.asarray(x, dtype=np.uint64))
+            x = np.asarray(x, dtype=np.uint64)
+            for position, core in enumerate(first):
+                io, driver = self.trainers[core].core.io, self.trainers[core].driver
+                lo, hi = c.blocks[0][position]
+                driver.write_spad(io["inputs"][t % len(io["inputs"])], x[lo:hi])
         if target is not None:
-            driver.write_spad(io["targets"], trainer._targets([target])[0])
-        run = self.ring.run([entry["pc"]], timeout_cycles=4 * entry["cycles"] + 10_000)
-        if run.cycles != [entry["cycles"]]:
+            for core in last:
+                trainer = self.trainers[core]
+                trainer.driver.write_spad(trainer.core.io["targets"],
+                                          trainer._targets([target])[0])
+        run = self.ring.run(entry["pcs"], timeout_cycles=4 * entry["step_cycles"] + 10_000)
+        if check_cycles and run.cycles != entry["cycles"]:
             raise StepMismatch(f"pipeline step {t} took {run.cycles} cycles; the compiler "
-                               f"predicted {[entry['cycles']]}")
-        logits = trainer.logits() if entry["key"][1][-1] else None
+                               f"predicted {entry['cycles']}")
+        logits = self.trainers[last[0]].logits() if entry["key"][1][-1] else None
         return logits, run
 
     def step(self, x, targets) -> tuple[np.ndarray, RingRun]:

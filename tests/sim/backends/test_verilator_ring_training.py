@@ -6,6 +6,7 @@ count equals the ring timing model's prediction."""
 import pytest
 
 from caterpillar.contract.config import preset
+from caterpillar.software.driver.ring import RingDriver
 from tests.helpers import requires_verilator
 from tests.software.training.test_trainer import CASES, train_and_compare
 
@@ -42,3 +43,36 @@ def test_layers_on_their_own_segments_on_the_rtl(device, rng):
                                 device=device, rng=rng, segments=[(3,), (0, 1, 2), (3,)])
     # Core 3 alone holds layers 0 and 2, so it both relays and waits on the others.
     assert run.cycles == hw.predicted and run.ring_cycles[3] > 0
+
+
+#: cp's images of step programs need more IMEM than tiny's 256 words.
+CP_CFG = CFG.replace(name="tiny-cp", imem_words=2048)
+
+
+@pytest.fixture(scope="module")
+def cp_device():
+    from caterpillar.sim.backends.verilator import VerilatorDevice
+
+    with VerilatorDevice(CP_CFG, ring=True) as dev:
+        yield dev
+
+
+@requires_verilator
+@pytest.mark.parametrize("sizes,segments,stalls", [
+    ((9, 7, 6, 5), [(0, 1), (2,), (3,)], False),      # 3 segments, one of two cores
+    ((6, 5, 4, 4, 3), [(0,), (1,), (2,), (3,)], True),  # 4 segments, links stalling
+])
+def test_cp_on_segments_is_bit_exact(cp_device, sizes, segments, stalls, rng, seed):
+    """Two epochs of 9 samples through a pipeline of layers on their own segments: after
+    every pipeline step the logits, weights and biases equal the golden CP trainer's with
+    each layer's core count, and every core's cycles equal the ring model's."""
+    from tests.sim.backends.test_verilator_training import run_cp_epochs
+
+    driver = RingDriver(cp_device)
+    driver.set_stalls(96 if stalls else 0, seed=seed)
+    try:
+        steps = run_cp_epochs(CP_CFG, cp_device, sizes, "softmax_ce", rng, seed,
+                              segments=segments, check_cycles=not stalls)
+    finally:
+        driver.set_stalls(0, seed=seed)
+    print(f"{'-'.join(map(str, sizes))} on {segments}: {steps} cp steps, RTL == golden")

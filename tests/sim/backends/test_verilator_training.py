@@ -106,23 +106,34 @@ def cp_device():
 @requires_verilator
 @pytest.mark.parametrize("case", CP_CASES, ids=lambda c: "-".join(map(str, c[0])))
 def test_rtl_cp_epochs_are_bit_exact(cp_device, case, rng, seed):
-    """Two epochs of 9 samples through the pipeline (fill, steady state, drain): after every
-    pipeline step the logits, weights and biases equal the golden CP trainer's and the
-    instruction-level simulator's, and every step takes its predicted cycles."""
+    """Two epochs of 9 samples through the pipeline (fill, steady state, drain) on one core."""
     sizes, loss = case
-    cfg, groups, lr = CP_CFG, 9, 0.2
+    steps = run_cp_epochs(CP_CFG, cp_device, sizes, loss, rng, seed)
+    print(f"{'-'.join(map(str, sizes))}: {steps} cp steps on the Verilated core == golden")
+
+
+def run_cp_epochs(cfg, device, sizes, loss, rng, seed, *, segments=None, check_cycles=True,
+                  groups=9, epochs=2, lr=0.2):
+    """Train ``epochs`` epochs of ``groups`` random samples with ``cp`` on ``device`` and on the
+    instruction-level simulator; after every pipeline step the logits, weights and biases
+    equal the golden CP trainer's (with each layer's core count) and every core takes its
+    predicted cycles (unless ``check_cycles`` is off: links stalling). Returns the steps."""
+    from caterpillar.software.isasim.device import RingIsaDevice
+
     g = TrainingGraph(sizes, loss=loss, algorithm="cp", optimizer=Optimizer(lr=lr, momentum=0))
-    compiled = compile_training(g, cfg, groups=groups)
+    compiled = compile_training(g, cfg, segments, groups=groups)
     fmt, layers = cfg.operand, len(sizes) - 1
     init = [(to_bits(w, fmt), to_bits(b, fmt)) for w, b in default_weights(sizes, seed % 1000)]
-    rtl, isa = Trainer(compiled, cp_device), Trainer(compiled, IsaDevice(cfg))
+    sim = RingIsaDevice(cfg) if cfg.cores > 1 else IsaDevice(cfg)
+    rtl, isa = Trainer(compiled, device), Trainer(compiled, sim)
     for hw in (rtl, isa):
         hw.load_parameters(init)
         hw.set_lr(lr)
-    gold = GoldenTrainer(sizes, loss, cfg.nr, fmt, cfg.acc, init)
+    gold = GoldenTrainer(sizes, loss, cfg.nr, fmt, cfg.acc, init,
+                         cores=[len(seg) for seg in compiled.segments])
     s = scalars(fmt, lr=lr, batch=1, momentum=0, weight_decay=0, outputs=sizes[-1])
     steps = 0
-    for epoch in range(2):
+    for epoch in range(epochs):
         pipe = PipelinedTrainer(gold, cfg.acc_lanes)
         xs = to_bits(rng.random((groups, sizes[0])), fmt)
         labels = rng.integers(0, sizes[-1], groups)
@@ -131,7 +142,7 @@ def test_rtl_cp_epochs_are_bit_exact(cp_device, case, rng, seed):
             x = xs[t] if t < groups else None
             out = t - layers + 1
             target = ts[out] if 0 <= out < groups else None
-            logits, _ = rtl.pipeline_step(t, x, target)     # raises if cycles differ
+            logits, _ = rtl.pipeline_step(t, x, target, check_cycles=check_cycles)
             isa_logits, _ = isa.pipeline_step(t, x, target)
             want = pipe.step(None if x is None else x[None],
                              None if x is None else ts[t:t + 1], s)
@@ -146,5 +157,5 @@ def test_rtl_cp_epochs_are_bit_exact(cp_device, case, rng, seed):
                 np.testing.assert_array_equal(params[index][1], b, err_msg=f"{where}: b{index}")
             steps += 1
         assert pipe.in_flight == 0
-    assert steps == 2 * (groups + 2 * layers - 1)
-    print(f"{'-'.join(map(str, sizes))}: {steps} cp steps on the Verilated core == golden")
+    assert steps == epochs * (groups + 2 * layers - 1)
+    return steps

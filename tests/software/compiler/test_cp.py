@@ -77,7 +77,7 @@ def test_refusals_say_what_to_change():
     with pytest.raises(CompileError, match="plain SGD: use --momentum 0"):
         cp_core_program(TrainingGraph(SIZES, algorithm="cp",
                                       optimizer=Optimizer(momentum=0.9)), SMALL)
-    with pytest.raises(CompileError, match="one core so far"):
+    with pytest.raises(CompileError, match="3 layers need at least 3 cores, not 2"):
         compile_training(graph(), SMALL.replace(cores=2))
     with pytest.raises(GraphError, match="cp trains on one sample per step"):
         graph(batch=4)

@@ -1,0 +1,246 @@
+"""Continuous propagation on the ring: every layer on its own segment, one fused pass per core.
+
+The schedule and the slots are :mod:`.cp`'s. Layer ``l`` lives on segment ``S_l`` (disjoint
+segments, cores in ring order); position ``p`` of ``S_l`` holds the input columns ``I_p =
+ring_blocks(in, C, nr)[p]`` of ``W_l`` (as ``sgd`` splits a layer over a ring) and the bias
+entries ``R_p = ring_blocks(out, C, nr)[p]``. In a pipeline step every core of ``S_l``
+
+* runs ``cpass`` (``gemv`` while filling) over ``W_l[:, I_p]``: the backward's ``z`` for its
+  columns, the update, and the forward's partial sum over its columns (every output);
+* forward: the partial sums are reduce-scattered round ``S_l`` (core ``p`` gets the sums of
+  ``R_p``, in the order of :func:`~caterpillar.golden.collectives.reduce_scatter`), biased,
+  and all-gathered, so every core of ``S_l`` holds ``h_l``; the output layer's cores each form
+  the whole output gradient from it;
+* backward: ``relud`` of its block of ``z`` with its block of ``h_{l-1}`` gives its block of
+  ``d_{l-1}``, all-gathered round ``S_l``;
+* then the relays over the chain links, the same list on every core: ``h_l`` from ``S_l`` to
+  the cores of ``S_{l+1}`` (into their slot of that group), ``d_{l-1}`` from ``S_l`` to those of
+  ``S_{l-1}`` (round the whole ring).
+
+So a layer's cores keep the pre-activations of the layer below (slots ``g mod 2L`` in the SPAD,
+the same addresses on every core) and receive the deltas for their next backward. The golden
+CP trainer with each layer's core count computes the same bits
+(:class:`~caterpillar.golden.pipelined.PipelinedTrainer` over a
+:class:`~caterpillar.golden.trainer.GoldenTrainer` with ``cores``).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from caterpillar.contract.isa import Layout, Opcode, VecOp
+from caterpillar.golden.collectives import ring_blocks
+from caterpillar.software.compiler import collectives as coll
+from caterpillar.software.compiler.cp import check_cp, cp_image
+from caterpillar.software.compiler.program import (
+    SCALAR_REGS,
+    CompileError,
+    CoreProgram,
+    Region,
+    Tensor,
+    cdiv,
+    ceil_to,
+    ring_emit,
+)
+from caterpillar.software.compiler.sgd import sgd_bias_update, sgd_output_gradient
+
+__all__ = ["cp_ring_core_program", "cp_placement", "cp_bias_blocks"]
+
+
+def cp_placement(graph, cfg) -> list:
+    """The default segments of ``cp`` on ``cfg.cores`` cores: consecutive cores in ring order,
+    layer 0 first, each layer a share of the cores proportional to its weights (at least one;
+    largest remainders first)."""
+    layers, cores = graph.layers, cfg.cores
+    if cores < len(layers):
+        raise CompileError(f"cp puts every layer on its own cores: {len(layers)} layers need "
+                           f"at least {len(layers)} cores, not {cores}; use --cores "
+                           f"{len(layers)} or more, or --cores 1")
+    weights = [o * i for o, i in layers]
+    spare = cores - len(layers)
+    exact = [spare * w / sum(weights) for w in weights]
+    counts = [1 + int(x) for x in exact]
+    by_remainder = sorted(range(len(layers)), key=lambda k: int(exact[k]) - exact[k])
+    for k in by_remainder[:cores - sum(counts)]:
+        counts[k] += 1
+    segments, first = [], 0
+    for count in counts:
+        segments.append(tuple(range(first, first + count)))
+        first += count
+    return segments
+
+
+def cp_bias_blocks(graph, cfg, segments) -> list:
+    """Per layer, the bias entries each position of its segment holds (``R_p``)."""
+    return [ring_blocks(o, len(seg), cfg.nr) for (o, i), seg in zip(graph.layers, segments)]
+
+
+def _layout(graph, cfg, core, segments, blocks):
+    """The core's buffers; SPAD slots and relay buffers at the same address on every core."""
+    nr, lanes = cfg.nr, cfg.acc_lanes
+    layers = graph.layers
+    L, slots = len(layers), 2 * len(layers)
+    loc = lambda count: cdiv(count, nr)  # noqa: E731
+    index = next(k for k, seg in enumerate(segments) if core in seg)
+    position = segments[index].index(core)
+    o, i = layers[index]
+    lo, hi = blocks[index][position]
+    r_lo, r_hi = cp_bias_blocks(graph, cfg, segments)[index][position]
+    width, owned = hi - lo, r_hi - r_lo
+    lay = SimpleNamespace(index=index, position=position, lo=lo, width=width, r_lo=r_lo,
+                          owned=owned, tensors=[])
+    mema = Region("MemA", cfg.mema_words)
+    memb = Region("MemB", cfg.memb_words)
+    spad = Region("the SPAD", cfg.spad_words, align=nr)
+    lay.w = mema.alloc(f"W{index} columns", loc(o) * loc(width))
+    lay.tensors.append(Tensor(f"W{index}", "mema", o, width, lay.w, loc(width)))
+    mema.check("use a config with more mema_words, more cores, or a smaller model")
+    lay.b = memb.alloc(f"b{index} block", loc(owned))
+    lay.tensors.append(Tensor(f"b{index}", "diag", 1, owned, lay.b))
+    lay.d = [memb.alloc(f"d{index} slot {k}", loc(o)) for k in range(2)]
+    lay.x_rep = memb.alloc("forward input block (replicated)", loc(width))
+    lay.a_rep = memb.alloc("backward input block (replicated)", loc(width))
+    lay.d_rep = memb.alloc("delta (replicated)", ceil_to(loc(o), lanes))
+    lay.vec = memb.alloc("vector", loc(max(o, width)))
+    lay.h_prev = memb.alloc("pre-activation block below", loc(width))
+    lay.y = memb.alloc("W' x partial", loc(o))
+    lay.z = memb.alloc("W^T d block", loc(width))
+    lay.q = memb.alloc("W^T d lane sums", lanes * loc(width))
+    lay.fpsum = memb.alloc("forward partial sums", loc(o))
+    lay.bpsum = memb.alloc("backward partial sums", loc(width))
+    classes = graph.sizes[-1]
+    lay.h_rep = memb.alloc("logits (replicated)", loc(classes))
+    lay.t_buf = memb.alloc("target", loc(classes))
+    lay.scr = memb.alloc("softmax scratch", 3 * loc(classes) + 2)
+    memb.check("use a config with more memb_words, more cores, or a smaller model")
+    widest_x = max(b - a for a, b in blocks[0])
+    lay.x = [spad.alloc(f"input block slot {k}", ceil_to(widest_x, nr)) for k in range(slots)]
+    lay.h = [[spad.alloc(f"h{k} slot {s}", ceil_to(layers[k][0], nr)) for s in range(slots)]
+             for k in range(L - 1)]
+    lay.dbuf = [spad.alloc(f"d{k} (relayed)", ceil_to(layers[k][0], nr)) for k in range(L - 1)]
+    lay.logits = spad.alloc("logits", ceil_to(classes, nr))
+    lay.t_spad = spad.alloc("target", ceil_to(classes, nr))
+    widest = max(o * ceil_to(b - a, nr) for (o, _), parts in zip(layers, blocks)
+                 for a, b in parts)
+    lay.staging = spad.alloc("parameter staging", widest)
+    spad.check("use a config with more spad_words")
+    return lay
+
+
+def _input_block(e, lay, graph, group, slots, dst, keep_h):
+    """The core's column block of its layer's input of ``group``, replicated into ``dst``:
+    ``x`` from its SPAD slot, or ``relu`` of the layer below's ``h`` from its slot (left in
+    ``h_prev`` when ``keep_h``)."""
+    index, width = lay.index, lay.width
+    if index == 0:
+        e("transfer", Opcode.LDV, spad=lay.x[group % slots], memb=dst, len=width,
+          layout=Layout.COLREP)
+        return
+    h = lay.h_prev if keep_h else lay.vec
+    e("transfer", Opcode.LDV, spad=lay.h[index - 1][group % slots] + lay.lo, memb=h,
+      len=width, layout=Layout.DIAG)
+    e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=Layout.DIAG, z=lay.vec, x=h, y=h,
+      len=width, alpha=SCALAR_REGS["zero"])
+    e("forward", Opcode.BCAST, dst=dst, src=lay.vec, len=width, layout=Layout.COLREP)
+
+
+def _step(e, lay, graph, cfg, core, segments, key):
+    phase, forward, backward = key
+    layers, nr = graph.layers, cfg.nr
+    L, slots = len(layers), 2 * len(layers)
+    index, seg = lay.index, segments[lay.index]
+    o, i = layers[index]
+    g_f, g_b = phase - index, phase - 2 * L + 1 + index
+    fwd, bwd = forward[index], backward[index]
+    ring = lambda words: ring_emit(e, core, words)  # noqa: E731
+    if bwd:
+        d_full = lay.d[g_b % 2]
+        if index < L - 1:        # relayed by the layer above at the end of the last step
+            e("transfer", Opcode.LDV, spad=lay.dbuf[index], memb=d_full, len=o,
+              layout=Layout.DIAG)
+        _input_block(e, lay, graph, g_b, slots, lay.a_rep, keep_h=True)
+        e("delta", Opcode.BCAST, dst=lay.d_rep, src=d_full, len=o, layout=Layout.ROWREP)
+    if fwd:
+        _input_block(e, lay, graph, g_f, slots, lay.x_rep, keep_h=not bwd)
+    ldw = cdiv(lay.width, nr)
+    if bwd:
+        prop = int(index > 0)
+        e("fused", Opcode.CPASS, o * lay.width * (1 + prop + fwd), w=lay.w, d=lay.d_rep,
+          a=lay.a_rep, x=lay.x_rep, y=lay.y, z=lay.z, q=lay.q, fpsum=lay.fpsum,
+          bpsum=lay.bpsum, rows=o, cols=lay.width, ldw=ldw, prop=prop, fwd=int(fwd))
+        sgd_bias_update(e, lay.b, d_full + lay.r_lo // nr, lay.owned, g_buf=None, mom=None,
+                        use_wd=False)
+        if prop:
+            below = lay.dbuf[index - 1]
+            e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=lay.vec,
+              x=lay.h_prev, y=lay.z, len=lay.width, alpha=0)
+            e("transfer", Opcode.STV, spad=below + lay.lo, memb=lay.vec, len=lay.width,
+              layout=Layout.DIAG)
+            ring(coll.all_gather(seg, below, i, nr))
+    elif fwd:
+        e("forward", Opcode.GEMV, o * lay.width, y=lay.y, x=lay.x_rep, w=lay.w,
+          psum=lay.fpsum, rows=o, cols=lay.width, ldw=ldw)
+    if fwd:
+        out = lay.h[index][g_f % slots] if index < L - 1 else lay.logits
+        e("transfer", Opcode.STV, spad=out, memb=lay.y, len=o, layout=Layout.DIAG)
+        ring(coll.reduce_scatter(seg, out, o, nr))
+        e("transfer", Opcode.LDV, spad=out + lay.r_lo, memb=lay.vec, len=lay.owned,
+          layout=Layout.DIAG)
+        e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=lay.vec, x=lay.vec,
+          y=lay.b, len=lay.owned, alpha=0)
+        e("transfer", Opcode.STV, spad=out + lay.r_lo, memb=lay.vec, len=lay.owned,
+          layout=Layout.DIAG)
+        ring(coll.all_gather(seg, out, o, nr))
+        if index == L - 1:
+            e("transfer", Opcode.LDV, spad=out, memb=lay.vec, len=o, layout=Layout.DIAG)
+            sgd_output_gradient(e, graph.loss, o, logits=lay.vec, out=lay.d[g_f % 2],
+                                t_spad=lay.t_spad, t_buf=lay.t_buf, h_rep=lay.h_rep,
+                                scr=lay.scr, plain=True)
+    # The relays, in one order on every core: pre-activations up, deltas down.
+    for k in range(L - 1):
+        if forward[k]:
+            ring(_relay(cfg, segments[k], segments[k + 1], lay.h[k][(phase - k) % slots],
+                        layers[k][0]))
+    for k in reversed(range(1, L)):
+        if backward[k]:
+            ring(_relay(cfg, segments[k], segments[k - 1], lay.dbuf[k - 1], layers[k][1]))
+
+
+def _relay(cfg, holders, targets, buf, words) -> dict:
+    source = coll.relay_source(holders, targets, cfg.cores)
+    return coll.relay(source, targets, buf, words, cfg.cores)
+
+
+def cp_ring_core_program(graph, cfg, core, segments, blocks, groups=None) -> CoreProgram:
+    """Core ``core``'s image of ``cp`` pipeline steps on the ring (the module docstring); a
+    core in no segment still takes part in the relays."""
+    check_cp(graph, cfg)
+    if any(core in seg for seg in segments):
+        lay = _layout(graph, cfg, core, segments, blocks)
+    else:
+        lay = None
+
+    def emit(e, key):
+        if lay is not None:
+            _step(e, lay, graph, cfg, core, segments, key)
+            return
+        phase, forward, backward = key
+        L = len(graph.layers)
+        probe = _layout(graph, cfg, segments[0][0], segments, blocks)
+        for k in range(L - 1):
+            if forward[k]:
+                ring_emit(e, core, _relay(cfg, segments[k], segments[k + 1],
+                                          probe.h[k][(phase - k) % (2 * L)],
+                                          graph.layers[k][0]))
+        for k in reversed(range(1, L)):
+            if backward[k]:
+                ring_emit(e, core, _relay(cfg, segments[k], segments[k - 1],
+                                          probe.dbuf[k - 1], graph.layers[k][1]))
+
+    e, entries, groups = cp_image(graph, cfg, groups, emit)
+    if lay is None:
+        io = {"entries": entries, "groups": groups}
+        return CoreProgram(e.words, e.phases, e.macs, [], io)
+    io = {"inputs": lay.x, "targets": lay.t_spad, "logits": lay.logits, "entries": entries,
+          "groups": groups}
+    return CoreProgram(e.words, e.phases, e.macs, lay.tensors, io, staging=lay.staging)

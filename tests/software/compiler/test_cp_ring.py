@@ -1,0 +1,76 @@
+"""Continuous propagation on the ring (:mod:`caterpillar.software.compiler.cp_ring`): the default
+placement, the refusals, and random networks, segment layouts and core counts on the ring
+simulator, bit-identical to the golden CP trainer after every pipeline step."""
+
+import numpy as np
+import pytest
+
+from caterpillar.contract.config import preset
+from caterpillar.software.compiler.cp import cp_schedule
+from caterpillar.software.compiler.cp_ring import cp_bias_blocks, cp_placement
+from caterpillar.software.compiler.program import CompileError
+from caterpillar.software.compiler.training import compile_training
+from caterpillar.software.graph.model import Optimizer, TrainingGraph
+from caterpillar.software.isasim.device import IsaDevice, RingIsaDevice
+from tests.sim.backends.test_verilator_training import run_cp_epochs
+
+TINY = preset("tiny").replace(imem_words=4096, spad_words=8192)
+
+
+def graph(sizes):
+    return TrainingGraph(sizes, algorithm="cp", optimizer=Optimizer(lr=0.1))
+
+
+def test_placement_gives_larger_layers_more_cores():
+    g = graph((784, 500, 500, 500, 10))
+    segments = cp_placement(g, preset("paper-n1"))
+    assert [len(s) for s in segments] == [13, 9, 9, 1]
+    assert [c for s in segments for c in s] == list(range(32))
+    assert cp_placement(graph((8, 6, 4)), TINY.replace(cores=2)) == [(0,), (1,)]
+    with pytest.raises(CompileError, match="3 layers need at least 3 cores, not 2"):
+        cp_placement(graph((8, 6, 4, 3)), TINY.replace(cores=2))
+
+
+def test_refusals_on_a_ring():
+    cfg = TINY.replace(cores=4)
+    with pytest.raises(CompileError, match="every layer on its own segment"):
+        compile_training(graph((8, 6, 4)), cfg, [(0, 1), (0, 1)])
+    with pytest.raises(CompileError, match="layer 1 has 4 inputs, too few"):
+        compile_training(graph((8, 4, 7)), cfg, [(0,), (1, 2, 3)])
+    with pytest.raises(CompileError, match="layer 1 has 2 outputs, too few"):
+        compile_training(graph((8, 6, 2)), cfg, [(0,), (1, 2)])
+
+
+def test_bias_blocks_follow_the_reduce_scatter():
+    g = graph((9, 7, 5))
+    blocks = cp_bias_blocks(g, TINY, [(0, 1), (2,)])
+    assert blocks == [[(0, 4), (4, 7)], [(0, 5)]]
+
+
+@pytest.mark.parametrize("index", range(8))
+def test_random_networks_and_placements_on_the_ring_simulator(index, seed):
+    """Random depth, widths, core count (1 to 8) and segments (some cores idle, relaying)."""
+    rng = np.random.default_rng([seed, index])
+    layers = int(rng.integers(1, 5))
+    cores = int(rng.integers(max(2, layers), 9)) if index else 1
+    # Consecutive segments in a random rotation of the ring, each wide enough for its cores.
+    counts = np.ones(layers, dtype=int)
+    for _ in range(int(rng.integers(0, cores - layers + 1)) if cores > 1 else 0):
+        counts[rng.integers(layers)] += 1
+    sizes = [int(2 * counts[0] + rng.integers(0, 6))]
+    for k in range(layers):
+        following = counts[k + 1] if k + 1 < layers else 0
+        sizes.append(int(max(2, 2 * following, 2 * counts[k]) + rng.integers(0, 6)))
+    cfg = TINY.replace(cores=cores)
+    segments = None
+    if cores > 1:
+        offset, segments, first = int(rng.integers(cores)), [], 0
+        for count in counts:
+            segments.append(tuple(int(offset + first + j) % cores for j in range(count)))
+            first += count
+    device = RingIsaDevice(cfg) if cores > 1 else IsaDevice(cfg)
+    steps = run_cp_epochs(cfg, device, tuple(sizes), "softmax_ce", rng, seed,
+                          segments=segments, groups=int(rng.integers(1, 7)), epochs=1)
+    print(f"{sizes} on {cores} cores {segments}: {steps} cp steps == golden")
+    assert steps == len(cp_schedule(layers, steps - 2 * layers + 1)), \
+        f"sizes {sizes}, {cores} cores, segments {segments} (seed {seed})"
