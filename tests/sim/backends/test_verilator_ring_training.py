@@ -71,8 +71,9 @@ def test_cp_on_segments_is_bit_exact(cp_device, sizes, segments, stalls, rng, se
     driver = RingDriver(cp_device)
     driver.set_stalls(96 if stalls else 0, seed=seed)
     try:
-        steps = run_cp_epochs(CP_CFG, cp_device, sizes, "softmax_ce", rng, seed,
-                              segments=segments, check_cycles=not stalls)
+        steps, slower = run_cp_epochs(CP_CFG, cp_device, sizes, "softmax_ce", rng, seed,
+                                      segments=segments, check_cycles=not stalls)
     finally:
         driver.set_stalls(0, seed=seed)
+    assert (slower > 0) == stalls           # the stalls did slow the links down
     print(f"{'-'.join(map(str, sizes))} on {segments}: {steps} cp steps, RTL == golden")

@@ -108,7 +108,7 @@ def cp_device():
 def test_rtl_cp_epochs_are_bit_exact(cp_device, case, rng, seed):
     """Two epochs of 9 samples through the pipeline (fill, steady state, drain) on one core."""
     sizes, loss = case
-    steps = run_cp_epochs(CP_CFG, cp_device, sizes, loss, rng, seed)
+    steps, _ = run_cp_epochs(CP_CFG, cp_device, sizes, loss, rng, seed)
     print(f"{'-'.join(map(str, sizes))}: {steps} cp steps on the Verilated core == golden")
 
 
@@ -117,7 +117,8 @@ def run_cp_epochs(cfg, device, sizes, loss, rng, seed, *, segments=None, check_c
     """Train ``epochs`` epochs of ``groups`` random samples with ``cp`` on ``device`` and on the
     instruction-level simulator; after every pipeline step the logits, weights and biases
     equal the golden CP trainer's (with each layer's core count) and every core takes its
-    predicted cycles (unless ``check_cycles`` is off: links stalling). Returns the steps."""
+    predicted cycles (unless ``check_cycles`` is off: links stalling). Returns the steps and
+    how many of them took longer than predicted."""
     from caterpillar.software.isasim.device import RingIsaDevice
 
     g = TrainingGraph(sizes, loss=loss, algorithm="cp", optimizer=Optimizer(lr=lr, momentum=0))
@@ -132,7 +133,7 @@ def run_cp_epochs(cfg, device, sizes, loss, rng, seed, *, segments=None, check_c
     gold = GoldenTrainer(sizes, loss, cfg.nr, fmt, cfg.acc, init,
                          cores=[len(seg) for seg in compiled.segments])
     s = scalars(fmt, lr=lr, batch=1, momentum=0, weight_decay=0, outputs=sizes[-1])
-    steps = 0
+    steps = slower = 0
     for epoch in range(epochs):
         pipe = PipelinedTrainer(gold, cfg.acc_lanes)
         xs = to_bits(rng.random((groups, sizes[0])), fmt)
@@ -142,7 +143,8 @@ def run_cp_epochs(cfg, device, sizes, loss, rng, seed, *, segments=None, check_c
             x = xs[t] if t < groups else None
             out = t - layers + 1
             target = ts[out] if 0 <= out < groups else None
-            logits, _ = rtl.pipeline_step(t, x, target, check_cycles=check_cycles)
+            logits, run = rtl.pipeline_step(t, x, target, check_cycles=check_cycles)
+            slower += max(run.cycles) > rtl.pipeline_entry(t)["step_cycles"]
             isa_logits, _ = isa.pipeline_step(t, x, target)
             want = pipe.step(None if x is None else x[None],
                              None if x is None else ts[t:t + 1], s)
@@ -158,4 +160,4 @@ def run_cp_epochs(cfg, device, sizes, loss, rng, seed, *, segments=None, check_c
             steps += 1
         assert pipe.in_flight == 0
     assert steps == epochs * (groups + 2 * layers - 1)
-    return steps
+    return steps, slower

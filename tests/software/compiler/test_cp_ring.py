@@ -69,8 +69,8 @@ def test_random_networks_and_placements_on_the_ring_simulator(index, seed):
             segments.append(tuple(int(offset + first + j) % cores for j in range(count)))
             first += count
     device = RingIsaDevice(cfg) if cores > 1 else IsaDevice(cfg)
-    steps = run_cp_epochs(cfg, device, tuple(sizes), "softmax_ce", rng, seed,
-                          segments=segments, groups=int(rng.integers(1, 7)), epochs=1)
+    steps, _ = run_cp_epochs(cfg, device, tuple(sizes), "softmax_ce", rng, seed,
+                             segments=segments, groups=int(rng.integers(1, 7)), epochs=1)
     print(f"{sizes} on {cores} cores {segments}: {steps} cp steps == golden")
     assert steps == len(cp_schedule(layers, steps - 2 * layers + 1)), \
         f"sizes {sizes}, {cores} cores, segments {segments} (seed {seed})"
