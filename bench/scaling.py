@@ -1,7 +1,9 @@
 """``caterpillar bench scaling``: the ring of cores, from one to eight.
 
 * Training steps of 784-512-512-10 with minibatch GD (batch 64, the bucket algorithm), SGD
-  (batch 1) and direct feedback alignment (batch 1 and 64) on 1, 2, 4 and 8 nr = 4 cores:
+  (batch 1), direct feedback alignment (batch 1 and 64) and continuous propagation (a
+  steady-state pipeline step; on a ring every layer on its own cores, so not on 2) on 1, 2, 4
+  and 8 nr = 4 cores:
   cycles per step, parallel efficiency ``T(1) / (C T(C))`` against the one-core program
   (:func:`compile_training`), utilization (model MACs over PEs x cycles) and the share of the
   slowest core's step spent in ring instructions. Cycles come from the ring timing model,
@@ -61,7 +63,7 @@ def add_arguments(p) -> None:
 
 #: The benchmark's steps: name -> (algorithm, batch).
 CASES = {"mbgd": ("mbgd", 64), "sgd": ("sgd", 1), "dfa": ("dfa", 1),
-         "dfa-batch64": ("dfa", 64)}
+         "dfa-batch64": ("dfa", 64), "cp": ("cp", 1)}
 
 
 def _graph(name):
@@ -79,6 +81,9 @@ def _scaling(name) -> dict:
     rows = {}
     for cores in CORE_COUNTS:
         started = time.monotonic()
+        if graph.algorithm == "cp" and 1 < cores < len(graph.layers):
+            rows[cores] = None          # cp on a ring gives every layer cores of its own
+            continue
         compiled = one if cores == 1 else compile_training(graph, scaling_config(cores))
         cycles = compiled.step_cycles
         phases = compiled.phase_report()
@@ -97,6 +102,9 @@ def _print_scaling(name, table):
     print(f"{name}: {table['model_macs']:,} model MACs per step")
     print("    cores   cycles/step   speedup  efficiency  utilization  ring share")
     for cores, r in table["cores"].items():
+        if r is None:
+            print(f"    {cores:>5}  (fewer cores than layers)")
+            continue
         print(f"    {cores:>5}  {r['step_cycles']:>12,}  {r['speedup']:>7.2f}  "
               f"{100 * r['parallel_efficiency']:>9.1f}%  {100 * r['utilization']:>10.1f}%  "
               f"{100 * r['ring_share']:>9.1f}%")
@@ -154,8 +162,12 @@ def _rtl_steps(algorithm, steps, rng) -> dict:
         cycles, started = 0, time.monotonic()
         for _ in range(steps):
             idx = rng.choice(len(data.x_train), graph.batch, replace=False)
-            _, run = hw.step(to_bits(data.x_train[idx], fmt), data.y_train[idx])
-            cycles += run.makespan              # hw.step raised if any core's cycles differ
+            x = to_bits(data.x_train[idx], fmt)
+            if graph.algorithm == "cp":         # a steady-state pipeline step
+                _, run = hw.pipeline_step(2 * len(graph.layers) - 1, x[0], data.y_train[idx[0]])
+            else:
+                _, run = hw.step(x, data.y_train[idx])
+            cycles += run.makespan              # the step raised if any core's cycles differ
         seconds = time.monotonic() - started
     return {"steps": steps, "cycles": cycles, "seconds": seconds,
             "cycles_per_second": cycles / seconds, "cores": 4}

@@ -50,19 +50,26 @@ __all__ = ["cp_ring_core_program", "cp_placement", "cp_bias_blocks"]
 def cp_placement(graph, cfg) -> list:
     """The default segments of ``cp`` on ``cfg.cores`` cores: consecutive cores in ring order,
     layer 0 first, each layer a share of the cores proportional to its weights (at least one;
-    largest remainders first)."""
-    layers, cores = graph.layers, cfg.cores
+    largest remainders first; never more than give every core ``nr`` of its inputs and of its
+    outputs; cores left over stay idle and relay)."""
+    layers, cores, nr = graph.layers, cfg.cores, cfg.nr
     if cores < len(layers):
         raise CompileError(f"cp puts every layer on its own cores: {len(layers)} layers need "
                            f"at least {len(layers)} cores, not {cores}; use --cores "
                            f"{len(layers)} or more, or --cores 1")
     weights = [o * i for o, i in layers]
+    caps = [min(cdiv(o, nr), cdiv(i, nr)) for o, i in layers]
     spare = cores - len(layers)
     exact = [spare * w / sum(weights) for w in weights]
-    counts = [1 + int(x) for x in exact]
-    by_remainder = sorted(range(len(layers)), key=lambda k: int(exact[k]) - exact[k])
-    for k in by_remainder[:cores - sum(counts)]:
-        counts[k] += 1
+    counts = [min(cap, 1 + int(x)) for cap, x in zip(caps, exact)]
+    by_remainder = sorted(range(len(layers)), key=lambda k: (int(exact[k]) - exact[k],
+                                                             -weights[k]))
+    while sum(counts) < cores:
+        room = [k for k in by_remainder if counts[k] < caps[k]]
+        if not room:
+            break
+        counts[room[0]] += 1
+        by_remainder = by_remainder[1:] + by_remainder[:1]
     segments, first = [], 0
     for count in counts:
         segments.append(tuple(range(first, first + count)))

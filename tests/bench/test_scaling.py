@@ -21,3 +21,16 @@ def test_rtl_config_runs_the_same_four_core_programs():
         graph = bench_scaling._graph(name)
         assert compile_training(graph, bench_scaling.rtl_config()).predicted_cycles() == \
             compile_training(graph, bench_scaling.scaling_config(4)).predicted_cycles(), name
+
+
+def test_cp_rows_skip_rings_with_fewer_cores_than_layers(monkeypatch, capsys):
+    monkeypatch.setattr(bench_scaling, "SCALING_SIZES", (32, 16, 8, 4))
+    table = bench_scaling._scaling("cp")
+    assert table["cores"][2] is None
+    assert table["cores"][1]["parallel_efficiency"] == 1.0
+    for cores in (4, 8):
+        row = table["cores"][cores]
+        assert row["step_cycles"] > 0 and 0 < row["ring_share"] < 1
+    bench_scaling._print_scaling("cp", table)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[3] == "        2  (fewer cores than layers)"
