@@ -172,3 +172,14 @@ def test_cp_through_the_command_line(tmp_path, capsys):
     code, err = cli(capsys, "train", "--backend", "isa", "--algorithm", "cp", "--momentum",
                     "0.9")
     assert code == 2 and "takes plain SGD: use --momentum 0" in err and err.count("\n") == 1
+
+
+def test_cp_on_a_ring_through_the_command_line(capsys):
+    assert main(["train", "--backend", "isa", "--algorithm", "cp", "--cores", "4", "--model",
+                 "64-32-24-10", "--segments", "0/1-2/3", "--limit", "12", "--epochs", "1",
+                 "--check-golden", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "4 cores 0/1,2/3 (columns split)" in out and "golden check: 17 steps" in out
+    code, err = cli(capsys, "train", "--backend", "isa", "--algorithm", "cp", "--cores", "2",
+                    "--model", "64-32-24-10")
+    assert code == 2 and "3 layers need at least 3 cores, not 2" in err
