@@ -37,7 +37,6 @@ from caterpillar.software.compiler.program import (
     ceil_to,
 )
 from caterpillar.software.compiler.sgd import sgd_bias_update, sgd_output_gradient
-from caterpillar.software.isasim.ring import predict_ring_cycles
 
 __all__ = ["cp_schedule", "cp_core_program", "cp_step_key", "cp_weight_accesses",
            "cp_pipeline_report", "check_cp", "cp_image"]
@@ -263,13 +262,11 @@ def cp_pipeline_report(compiled) -> dict:
             pcs.setdefault((phase, fwd, bwd), {})[k] = pc
     programs = {}
     for key, where in pcs.items():
-        start = [where.get(k, 0) for k in range(cfg.cores)]
-        cycles = predict_ring_cycles(compiled.programs(), cfg, compiled.sources, start)
-        macs = sum(sum(v["macs"] for v in core.local_phase_report(cfg, where[k]).values())
-                   for k, core in compiled.cores.items())
+        cycles, report = compiled.step_report([where.get(k, 0) for k in range(cfg.cores)])
         programs[key] = {"t_mod_2L": key[0], "forward_layers": _layers(key[1], layers),
                          "backward_layers": _layers(key[2], layers), "pc": where[0],
-                         "cycles": max(cycles), "macs": macs}
+                         "cycles": max(cycles),
+                         "macs": sum(v["macs"] for v in report.values())}
     steps = [programs[(p, _bits(f), _bits(b))] for p, f, b in cp_schedule(layers, groups)]
     epoch = sum(s["cycles"] for s in steps)
     steady = sum(s["cycles"] for s in steps

@@ -203,49 +203,44 @@ def _step(e, lay, graph, cfg, core, segments, key):
             sgd_output_gradient(e, graph.loss, o, logits=lay.vec, out=lay.d[g_f % 2],
                                 t_spad=lay.t_spad, t_buf=lay.t_buf, h_rep=lay.h_rep,
                                 scr=lay.scr, plain=True)
-    # The relays, in one order on every core: pre-activations up, deltas down.
+    _relays(e, lay, graph, cfg, core, segments, key)
+
+
+def _relays(e, lay, graph, cfg, core, segments, key):
+    """Core ``core``'s part of a step's relays, in one order on every core: pre-activations
+    up, deltas down (``lay``: any core's layout; the slots have one address everywhere)."""
+    phase, forward, backward = key
+    layers = graph.layers
+    L = len(layers)
+
+    def relay(holders, targets, buf, words):
+        source = coll.relay_source(holders, targets, cfg.cores)
+        ring_emit(e, core, coll.relay(source, targets, buf, words, cfg.cores))
+
     for k in range(L - 1):
         if forward[k]:
-            ring(_relay(cfg, segments[k], segments[k + 1], lay.h[k][(phase - k) % slots],
-                        layers[k][0]))
+            relay(segments[k], segments[k + 1], lay.h[k][(phase - k) % (2 * L)], layers[k][0])
     for k in reversed(range(1, L)):
         if backward[k]:
-            ring(_relay(cfg, segments[k], segments[k - 1], lay.dbuf[k - 1], layers[k][1]))
-
-
-def _relay(cfg, holders, targets, buf, words) -> dict:
-    source = coll.relay_source(holders, targets, cfg.cores)
-    return coll.relay(source, targets, buf, words, cfg.cores)
+            relay(segments[k], segments[k - 1], lay.dbuf[k - 1], layers[k][1])
 
 
 def cp_ring_core_program(graph, cfg, core, segments, blocks, groups=None) -> CoreProgram:
     """Core ``core``'s image of ``cp`` pipeline steps on the ring (the module docstring); a
     core in no segment still takes part in the relays."""
     check_cp(graph, cfg)
-    if any(core in seg for seg in segments):
-        lay = _layout(graph, cfg, core, segments, blocks)
-    else:
-        lay = None
+    member = any(core in seg for seg in segments)
+    # An idle core only relays: any working core's layout gives the relays' addresses.
+    lay = _layout(graph, cfg, core if member else segments[0][0], segments, blocks)
 
     def emit(e, key):
-        if lay is not None:
+        if member:
             _step(e, lay, graph, cfg, core, segments, key)
-            return
-        phase, forward, backward = key
-        L = len(graph.layers)
-        probe = _layout(graph, cfg, segments[0][0], segments, blocks)
-        for k in range(L - 1):
-            if forward[k]:
-                ring_emit(e, core, _relay(cfg, segments[k], segments[k + 1],
-                                          probe.h[k][(phase - k) % (2 * L)],
-                                          graph.layers[k][0]))
-        for k in reversed(range(1, L)):
-            if backward[k]:
-                ring_emit(e, core, _relay(cfg, segments[k], segments[k - 1],
-                                          probe.dbuf[k - 1], graph.layers[k][1]))
+        else:
+            _relays(e, lay, graph, cfg, core, segments, key)
 
     e, entries, groups = cp_image(graph, cfg, groups, emit)
-    if lay is None:
+    if not member:
         io = {"entries": entries, "groups": groups}
         return CoreProgram(e.words, e.phases, e.macs, [], io)
     io = {"inputs": lay.x, "targets": lay.t_spad, "logits": lay.logits, "entries": entries,

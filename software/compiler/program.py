@@ -217,15 +217,26 @@ class Compiled:
 
         A core's local instructions take their fixed cycles; its ``ring`` phase is the rest
         of its step (collectives, including waiting for its neighbours)."""
-        predicted = self.predicted_cycles()
+        return self.step_report()[1]
+
+    def step_report(self, start_pcs=None) -> tuple[list, dict]:
+        """Every core's predicted cycles of the step that starts at ``start_pcs`` (instruction
+        0 by default; ``cp``'s images hold one step program per kind of pipeline step) and its
+        :meth:`phase_report`."""
+        if start_pcs is None:
+            start_pcs, predicted = [0] * self.config.cores, self.predicted_cycles()
+        else:
+            predicted = predict_ring_cycles(self.programs(), self.config, self.sources,
+                                            start_pcs)
         slowest = max(self.cores, key=lambda k: predicted[k])
-        reports = {k: c.local_phase_report(self.config) for k, c in self.cores.items()}
+        reports = {k: c.local_phase_report(self.config, start_pcs[k])
+                   for k, c in self.cores.items()}
         report = reports[slowest]
         local = sum(v["cycles"] for p, v in report.items() if p != "ring")
         report["ring"]["cycles"] = predicted[slowest] - local
         for phase in report:
             report[phase]["macs"] = sum(r[phase]["macs"] for r in reports.values())
-        return report
+        return predicted, report
 
     def scalar_values(self, lr: float) -> dict:
         """Scalar-register bit patterns for a step at learning rate ``lr``."""

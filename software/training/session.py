@@ -243,7 +243,10 @@ class Session:
             if self.progress is not None:
                 self.progress(self.epoch, step + 1, steps)
         seconds = time.monotonic() - started
-        report = self._epoch_report(lr, steps, losses, correct, cycles, seconds)
+        per_phase = {p: {"cycles": v["cycles"] * steps, "macs": v["macs"] * steps}
+                     for p, v in self.compiled.phase_report().items()}
+        report = self._epoch_report(lr, steps, steps * graph.batch, losses, correct, cycles,
+                                    seconds, per_phase)
         self.history.append(report)
         self.epoch += 1
         return report
@@ -286,32 +289,21 @@ class Session:
             if self.progress is not None:
                 self.progress(self.epoch, t + 1, total)
         seconds = time.monotonic() - started
-        pes = cfg.nr * cfg.nr * self.cores
-        for v in per_phase.values():
-            v["utilization"] = v["macs"] / (pes * v["cycles"]) if v["cycles"] else 0.0
-        macs = sum(v["macs"] for v in per_phase.values())
-        report = {
-            "epoch": self.epoch, "lr": lr, "steps": total, "samples": groups,
-            "loss": float(np.concatenate(losses).mean()) if losses else float("nan"),
-            "train_accuracy": correct / groups, "test_accuracy": self.test_accuracy(),
-            "cycles": cycles, "utilization": macs / (pes * cycles) if cycles else 0.0,
-            "phases": per_phase, "wall_seconds": seconds,
-            "golden_checked_steps": self.steps if self.golden is not None else 0,
-            "pipeline": {"steady_cycles": steady, "fill_drain_cycles": cycles - steady,
-                         "fill_drain_share": (cycles - steady) / cycles if cycles else 0.0},
-        }
+        report = self._epoch_report(lr, total, groups, losses, correct, cycles, seconds,
+                                    per_phase)
+        report["pipeline"] = {"steady_cycles": steady, "fill_drain_cycles": cycles - steady,
+                              "fill_drain_share": (cycles - steady) / cycles if cycles else 0.0}
         self.history.append(report)
         self.epoch += 1
         return report
 
-    def _epoch_report(self, lr, steps, losses, correct, cycles, seconds) -> dict:
+    def _epoch_report(self, lr, steps, samples, losses, correct, cycles, seconds,
+                      per_phase) -> dict:
+        """The epoch's report; ``per_phase``: the epoch's predicted cycles and model MACs."""
         cfg = self.compiled.config
-        phases = self.compiled.phase_report()
         pes = cfg.nr * cfg.nr * self.cores
-        samples = steps * self.compiled.graph.batch
-        per_phase = {p: {"cycles": v["cycles"] * steps, "macs": v["macs"] * steps,
-                         "utilization": v["macs"] / (pes * v["cycles"]) if v["cycles"] else 0.0}
-                     for p, v in phases.items()}
+        per_phase = {p: {**v, "utilization": v["macs"] / (pes * v["cycles"]) if v["cycles"]
+                         else 0.0} for p, v in per_phase.items()}
         macs = sum(v["macs"] for v in per_phase.values())
         return {
             "epoch": self.epoch, "lr": lr, "steps": steps, "samples": samples,

@@ -22,7 +22,6 @@ from caterpillar.software.compiler.cp_ring import cp_bias_blocks
 from caterpillar.software.compiler.program import Compiled, CoreProgram, ceil_to
 from caterpillar.software.driver.core import Driver
 from caterpillar.software.driver.ring import RingDriver, RingRun
-from caterpillar.software.isasim.ring import predict_ring_cycles
 
 __all__ = ["Trainer", "CoreTrainer", "StepMismatch"]
 
@@ -396,15 +395,7 @@ class Trainer:
                     by_key.setdefault((phase, *masks), {})[k] = pc
             for entry_key, pcs in by_key.items():
                 start = [pcs.get(k, 0) for k in range(c.config.cores)]
-                cycles = predict_ring_cycles(c.programs(), c.config, c.sources, start)
-                slowest = max(c.cores, key=lambda k: cycles[k])
-                reports = {k: core.local_phase_report(c.config, start=pcs[k])
-                           for k, core in c.cores.items()}
-                report = reports[slowest]
-                local = sum(v["cycles"] for p, v in report.items() if p != "ring")
-                report["ring"]["cycles"] = cycles[slowest] - local
-                for phase in report:
-                    report[phase]["macs"] = sum(r[phase]["macs"] for r in reports.values())
+                cycles, report = c.step_report(start)
                 self._entries[entry_key] = {
                     "key": entry_key, "pcs": start, "cycles": cycles,
                     "step_cycles": max(cycles), "report": report,
