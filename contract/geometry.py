@@ -22,8 +22,8 @@ __all__ = ["cdiv", "log2", "python_select", "Segment", "Check", "KernelPlan", "P
            "kernel_plan", "cpass_fits", "INSTRUCTION_OVERHEAD", "SEQUENCER_OPCODES",
            "instruction_cycles",
            "word_cycles", "execution_cycles", "GemmPhase", "GemmSchedule", "gemm_schedule",
-           "ring_queue_depth", "spad_bank_bit", "spad_bank", "spad_bank_index",
-           "spad_bank_rows", "SMX_EXP_STEPS", "SMX_RECIP_STEPS"]
+           "ring_queue_depth", "mema_bank_bit", "mema_bank_words", "spad_bank_bit", "spad_bank",
+           "spad_bank_index", "spad_bank_rows", "SMX_EXP_STEPS", "SMX_RECIP_STEPS"]
 
 #: Cycles of fetch, decode and check before an instruction's first micro-op.
 INSTRUCTION_OVERHEAD = 3
@@ -63,6 +63,26 @@ def spad_bank_bit(cfg) -> int:
     """
     distance = cfg.add_latency + 1
     return (distance & -distance).bit_length() - 1
+
+
+def mema_bank_bit(cfg) -> int:
+    """The address bit that picks a MemA word's bank (docs/architecture.md section 1).
+
+    MemA is two single-port banks. The plain rank-1 update reads ``W`` at issue and writes
+    ``W'`` ``write_back_latency - 1`` cycles later, one weight per cycle at consecutive
+    addresses; words that far apart always differ in bit ``trailing_zeros(write_back_latency
+    - 1)``, so with that bit as the bank bit every cycle's read and write sit in different
+    banks (the SPAD's rule, :func:`spad_bank_bit`, for the same reason).
+    """
+    distance = cfg.write_back_latency - 1
+    return (distance & -distance).bit_length() - 1
+
+
+def mema_bank_words(cfg) -> int:
+    """Words of one MemA bank: every word ``a`` of MemA is word ``a`` with bit
+    :func:`mema_bank_bit` removed of bank ``(a >> mema_bank_bit) & 1``."""
+    step = 1 << (mema_bank_bit(cfg) + 1)
+    return cdiv(cfg.mema_words, step) * (step >> 1)
 
 
 def spad_bank(cfg, row: int) -> int:
@@ -268,11 +288,15 @@ def _plan_ger(f, c: _Context) -> KernelPlan:
     nr, lanes, select = c.nr, c.cfg.chain_lanes, c.select
     m_loc, k_loc = cdiv(f.rows, nr), cdiv(f.cols, nr)
     # g = u v; load W; [g += wd W]; [m = g + mu m]; W += alpha g (or m); [store m]. Without
-    # weight decay and momentum one micro-op per weight, W += u v with W read at issue, in
-    # runs of ger_issue_run issues and idle cycles.
+    # weight decay and momentum one micro-op per weight, W += u v with W read at issue: one
+    # per cycle while the rows follow each other in MemA's banks (every read and the write
+    # of the weight issued write_back_latency - 1 cycles earlier in different banks, also
+    # across rows: ldw - k_loc a multiple of twice the bank bit's weight), else in runs of
+    # ger_issue_run issues and idle cycles.
     plain = (f.use_wd == 0) & (f.use_mom == 0)
     run = ger_issue_run(c.cfg)
     steps = 3 + f.use_wd + 2 * f.use_mom
+    streams = plain & (((f.ldw - k_loc) & ((2 << mema_bank_bit(c.cfg)) - 1)) == 0)
     checks = [
         c.positive(f.rows, "rows"), c.positive(f.cols, "cols"),
         Check(f.ldw >= k_loc, ErrorCause.BAD_SHAPE, "ldw must be >= ceil(cols / nr)"),
@@ -281,9 +305,12 @@ def _plan_ger(f, c: _Context) -> KernelPlan:
         c.memb(f.u, m_loc, "u"), c.memb(f.v, k_loc, "v"),
     ]
     segments = [Segment("update", top=m_loc,
-                        outer=select(plain, cdiv(k_loc, run), cdiv(k_loc, lanes)),
-                        middle=select(plain, 2, steps), inner=select(plain, run, lanes))]
-    return KernelPlan(segments, checks, {"m_loc": m_loc, "k_loc": k_loc, "steps": steps})
+                        outer=select(streams, k_loc,
+                                     select(plain, cdiv(k_loc, run), cdiv(k_loc, lanes))),
+                        middle=select(streams, 1, select(plain, 2, steps)),
+                        inner=select(streams, 1, select(plain, run, lanes)))]
+    return KernelPlan(segments, checks, {"m_loc": m_loc, "k_loc": k_loc, "steps": steps,
+                                         "streams": streams})
 
 
 def cpass_fits(cfg) -> bool:

@@ -151,7 +151,7 @@ def _ger(e: Emitter):
     lanes, run = cfg.chain_lanes, ger_issue_run(cfg)
     ii, jg, step, lane = e.i["top"], e.i["outer"], e.i["middle"], e.i["inner"]
     plain = ~f.use_wd & ~f.use_mom
-    jj = Mux(plain, (jg << log2(run)) | lane, (jg << log2(lanes)) | lane)
+    jj = Mux(e.v["streams"], jg, Mux(plain, (jg << log2(run)) | lane, (jg << log2(lanes)) | lane))
     # Map the step counter onto the step kinds present for this instruction's flags.
     kind = Mux(plain, Mux(step == 0, _ACC, _IDLE),
                Mux(step < 2, step,

@@ -9,6 +9,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from caterpillar.contract.geometry import mema_bank_bit, mema_bank_words
 from caterpillar.golden.numerics import reciprocal_seed_magic
 from caterpillar.rtl.fp.adder import FPAdder
 from caterpillar.rtl.fp.compare import FPCompare
@@ -89,9 +90,10 @@ class PE(wiring.Component):
     Contract: every cycle it accepts one compute and one transfer micro-op (broadcast to all
     PEs) and acts on them as docs/architecture.md section 2 specifies: memory reads at issue,
     bus values two cycles later, write-back ``cfg.write_back_latency - 1`` cycles after issue.
-    It never stalls. ``hazard`` is high in a cycle where two users claim MemA's port, more than
-    two claim MemB's two ports (or two claim one of them), the PE is asked to drive a bus twice,
-    or two of the write-back, a transfer load and a side fill write one accumulator slot.
+    It never stalls. ``hazard`` is high in a cycle where two users claim one of MemA's two
+    banks (or two reads or two writes claim MemA), more than two claim MemB's two ports (or two
+    claim one of them), the PE is asked to drive a bus twice, or two of the write-back, a
+    transfer load and a side fill write one accumulator slot.
     Reset clears nothing but the pipelines; memories and accumulators keep their contents.
 
     Parameters
@@ -219,22 +221,29 @@ class PE(wiring.Component):
             memb_read_x=x_store & (x.kind == XferKind.MEMB))
 
     def _memories(self, m, s) -> SimpleNamespace:
-        """MemA (one port), MemB (two ports) and the accumulator file.
+        """MemA (two banks of one port, split by address bit
+        :func:`~caterpillar.contract.geometry.mema_bank_bit`), MemB (two ports) and the
+        accumulator file.
 
         Each physical port is a read port and a write port of one ``lib.memory.Memory`` that
         share the address, so Yosys maps a port to one port of a block RAM; which user a port
-        serves in a cycle is chosen in :meth:`_memory_ports`. MemB carries ``no_rw_check``:
+        serves in a cycle is chosen in :meth:`_memory_ports`. MemA's banks let a read and a
+        write of words in different banks share a cycle (the rank-1 update's one weight per
+        cycle, docs/architecture.md section 1). MemB carries ``no_rw_check``:
         the PE never reads a word on one port while the other writes it (a hazard otherwise),
         so the block RAM's undefined cross-port collision is never observed.
         """
         cfg, u = self.cfg, self.uop
-        m.submodules.mema = mema = Memory(shape=cfg.word_width, depth=cfg.mema_words, init=[])
+        banks = []
+        for bank in range(2):
+            banks.append(Memory(shape=cfg.word_width, depth=mema_bank_words(cfg), init=[]))
+            m.submodules[f"mema{bank}"] = banks[-1]
         m.submodules.memb = memb = Memory(shape=cfg.word_width, depth=cfg.memb_words, init=[],
                                           attrs={"no_rw_check": 1})
         slots = Array(Signal(cfg.acc_width, name=f"acc{i}", reset_less=True)
                       for i in range(cfg.acc_slots))
         return SimpleNamespace(
-            mema=(mema.read_port(), mema.write_port()),
+            mema=[(bank.read_port(), bank.write_port()) for bank in banks],
             memb=[(memb.read_port(), memb.write_port()) for _ in range(2)],
             mema_data=Signal(cfg.word_width, name="mema_data"),
             memb0_data=Signal(cfg.word_width, name="memb0_data"),
@@ -402,25 +411,41 @@ class PE(wiring.Component):
     def _memory_ports(self, m, s, mem, w) -> SimpleNamespace:
         """Give each memory user of this cycle a physical port (docs/architecture.md section 2).
 
-        MemA's one port serves its single user. MemB's users, in priority order, are the read
+        Each MemA bank's one port serves the write if it falls in that bank, else the read.
+        MemB's users, in priority order, are the read
         of operand port 0 (``R0``: an operand, the bus or a transfer store), the read of
         operand port 1 (``R1``), the write-back (``WB``) and the transfer load (``WL``); port 0
         serves the first present and port 1 the second, so ``R0`` is always on port 0 and
         ``R1``'s data comes from port 1 only when ``R0`` was read too. A third user is a hazard.
         """
         u, x = self.uop, self.xfer
-        mema_rd, mema_wr = mem.mema
         mema_read = s.mema_read_c | s.mema_read_x
-        mema_addr = Signal.like(mema_rd.addr, name="mema_addr")
-        m.d.comb += [
-            mema_addr.eq(Mux(w.load_mema, w.load_addr,
-                         Mux(w.wb_mema, w.wb_mema_addr,
-                         Mux(s.mema_read_x, x.addr, u.mema)))),
-            mema_rd.addr.eq(mema_addr), mema_rd.en.eq(mema_read),
-            mema_wr.addr.eq(mema_addr), mema_wr.en.eq(w.wb_mema | w.load_mema),
-            mema_wr.data.eq(Mux(w.load_mema, w.load_value, w.wb_data)),
-            mem.mema_data.eq(mema_rd.data),
-        ]
+        mema_write = w.wb_mema | w.load_mema
+        read_addr = Signal.like(u.mema, name="mema_read_addr")
+        write_addr = Signal.like(u.mema, name="mema_write_addr")
+        m.d.comb += [read_addr.eq(Mux(s.mema_read_x, x.addr, u.mema)),
+                     write_addr.eq(Mux(w.load_mema, w.load_addr, w.wb_mema_addr))]
+        k = mema_bank_bit(self.cfg)
+
+        def bank_of(addr):
+            return addr[k]
+
+        def within_bank(addr):
+            return Cat(addr[:k], addr[k + 1:])
+
+        for bank, (rd, wr) in enumerate(mem.mema):
+            # One port per bank: the write, if it falls in this bank, else the read.
+            writes = mema_write & (bank_of(write_addr) == bank)
+            m.d.comb += [
+                rd.addr.eq(within_bank(Mux(writes, write_addr, read_addr))),
+                rd.en.eq(mema_read & (bank_of(read_addr) == bank)),
+                wr.addr.eq(rd.addr), wr.en.eq(writes),
+                wr.data.eq(Mux(w.load_mema, w.load_value, w.wb_data)),
+            ]
+        read_bank = Signal(name="mema_read_bank")
+        m.d.sync += read_bank.eq(bank_of(read_addr))
+        m.d.comb += mem.mema_data.eq(Mux(read_bank, mem.mema[1][0].data, mem.mema[0][0].data))
+        mema_clash = mema_read & mema_write & (bank_of(read_addr) == bank_of(write_addr))
 
         r0 = s.memb0_read_c | s.memb_read_x
         r1 = s.memb1_read_c
@@ -455,14 +480,16 @@ class PE(wiring.Component):
                                            mem.memb[0][0].data))]
         p0, p1 = ports
         collision = p1.writes & (p0.reads | p0.writes) & (p0.addr == p1.addr)
-        return SimpleNamespace(memb_collision=collision)
+        return SimpleNamespace(memb_collision=collision, mema_clash=mema_clash)
 
     def _hazards(self, m, s, read, w, ports) -> None:
         """``hazard`` (a port, bus or slot claimed twice in a cycle, or one MemB word read and
         written, or written twice, in one cycle) and the MAC count."""
         u = self.uop
         hazard = (
-            _more_than([s.mema_read_c, s.mema_read_x, w.load_mema, w.wb_mema], 1)
+            _more_than([s.mema_read_c, s.mema_read_x], 1)
+            | _more_than([w.load_mema, w.wb_mema], 1)
+            | ports.mema_clash
             | (s.memb0_read_c & s.memb_read_x)
             | _more_than([s.memb0_read_c | s.memb_read_x, s.memb1_read_c, w.load_memb,
                           w.wb_memb], 2)

@@ -129,15 +129,16 @@ def gemvt_case(cfg, rows, cols, rng, *, specials=0.0) -> KernelCase:
     return _gemv_case(cfg, rows, cols, rng, specials, transposed=True)
 
 
-def ger_case(cfg, rows, cols, rng, *, use_wd=False, use_mom=False, specials=0.0):
+def ger_case(cfg, rows, cols, rng, *, use_wd=False, use_mom=False, specials=0.0, ldw_pad=0):
     """The rank-1 update: ``W += u v^T`` (one MAC per weight), or with weight decay and/or
-    momentum ``W += alpha g`` (:func:`~caterpillar.golden.kernels.ger`)."""
+    momentum ``W += alpha g`` (:func:`~caterpillar.golden.kernels.ger`); ``W``'s rows
+    ``ceil(cols / nr) + ldw_pad`` words apart in MemA."""
     nr, fmt, acc = cfg.nr, cfg.operand, cfg.acc
     w = random_values((rows, cols), fmt, rng, specials=specials)
     mom = random_values((rows, cols), fmt, rng, specials=specials)
     u = random_values(rows, fmt, rng, specials=specials)
     v = random_values(cols, fmt, rng, specials=specials)
-    lds, ldw = _ceil(cols, nr), -(-cols // nr)
+    lds, ldw = _ceil(cols, nr), -(-cols // nr) + ldw_pad
     m_loc, k_loc = -(-rows // nr), -(-cols // nr)
     tile = m_loc * ldw
     u_diag, v_diag, u_rep, v_rep = 0, m_loc, m_loc + k_loc, 2 * m_loc + k_loc

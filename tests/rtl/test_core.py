@@ -2,11 +2,14 @@
 """The core's RTL in the Amaranth simulator: every kernel equals the instruction-level simulator
 and the golden kernels bit for bit, and takes exactly the predicted cycles."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from caterpillar.contract.config import preset
-from caterpillar.contract.isa import ErrorCause, Layout, Opcode, VecOp, encode
+from caterpillar.contract.geometry import kernel_plan
+from caterpillar.contract.isa import ErrorCause, Layout, Opcode, VecOp, encode, unpack
 from caterpillar.sim.backends.amaranth import AmaranthDevice
 from caterpillar.sim.cases import kernels as kc
 from caterpillar.software.driver.core import CoreError, Driver
@@ -65,6 +68,24 @@ def test_cpass_on_other_latencies_and_formats(name, prop, fwd, rng):
     without prop) and its arithmetic on the formats (fp16)."""
     cfg = preset(name).replace(cores=1, spad_words=8192)
     check(cfg, kc.cpass_case(cfg, 13, 21, rng, prop=bool(prop), fwd=bool(fwd), specials=0.05))
+
+
+@pytest.mark.parametrize("name,ldw_pad,streams", [
+    ("tiny", 0, True), ("tiny", 1, False), ("paper-n1", 0, True), ("paper-n1", 2, False),
+    ("paper-n1", 4, True)])
+def test_plain_ger_updates_a_weight_per_cycle_where_memas_banks_allow(name, ldw_pad, streams,
+                                                                      rng):
+    """MemA's banks (address bit 0 on tiny, bit 1 on paper-n1) let the plain update read one
+    weight and write another in every cycle; rows a stride apart that breaks the pattern
+    between rows take runs of ``ger_issue_run``. Either way bit-exact, and no hazard."""
+    cfg = preset(name).replace(cores=1, spad_words=8192)
+    case = kc.ger_case(cfg, 9, 13, rng, ldw_pad=ldw_pad)
+    check(cfg, case)
+    word = next(w for w in case.program if unpack(w)[0] == Opcode.GER)
+    plan = kernel_plan(Opcode.GER, SimpleNamespace(**unpack(word)[1]), cfg)
+    m_loc, k_loc = plan.values["m_loc"], plan.values["k_loc"]
+    assert bool(plan.values["streams"]) == streams
+    assert (plan.stream_cycles == m_loc * k_loc) == streams
 
 
 @pytest.mark.parametrize("fn", list(VecOp), ids=lambda f: f.name.lower())

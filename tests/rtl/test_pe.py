@@ -223,10 +223,11 @@ def test_dual_write_back_goes_to_mema_rounded_and_to_the_slot():
     ("a fill and a write-back into one slot", [
         (uop(fu=FuOp.MOVE, dst=Dst.ACC, acc_wr=3), None)] + [(None, None)] * (WB - 3)
         + [(uop(select=Select.NONE, fill=Fill.MEMB1, memb_rd2=0, fill_slot=3), None)]),
-    ("MemA read and a transfer write", [
+    # A read and a write of opposite parity share a cycle (MemA's two banks); of one, not.
+    ("MemA read and a transfer write to one bank", [
         (None, xfer(col_bus=1, target=Select.ALL, kind=XferKind.MEMA, addr=3)),
         (None, None),
-        (uop(fu=FuOp.MOVE, a=ASrc.MEMA, mema=2, dst=Dst.ACC), None)]),
+        (uop(fu=FuOp.MOVE, a=ASrc.MEMA, mema=5, dst=Dst.ACC), None)]),
     ("three MemB accesses", [
         (uop(fu=FuOp.MAC, a=ASrc.MEMB0, b=BSrc.MEMB1, dst=Dst.MEMB, memb_wr=9), None)]
         * (WB + 1)),

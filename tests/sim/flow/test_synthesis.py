@@ -395,7 +395,7 @@ def test_synthesis_error_is_reported(yosys_installed, tmp_path):
 @pytest.mark.integration
 def test_one_pe_of_tiny(yosys_installed, tmp_path, monkeypatch):
     """A whole PE (about 45 s with MemB in flip-flops): its MAC's multiplier in DSP cells,
-    MemA in block RAM, every memory accounted for, and its deepest paths."""
+    MemA's two banks in block RAM, every memory accounted for, and its deepest paths."""
     monkeypatch.setenv("CATERPILLAR_BUILD_DIR", str(tmp_path))
     report = synthesize("pe", preset("tiny"), allow_ff_memories=True, paths=3)
     assert report["label"] == "one PE of tiny (nr=2, fp32)"
@@ -404,7 +404,8 @@ def test_one_pe_of_tiny(yosys_installed, tmp_path, monkeypatch):
     assert len({path["end"] for path in report["paths"]}) == 3
     assert Path(report["directory"], "pe.json").exists()
     assert report["cells"]["MULT18X18D"] == 4          # 24 x 24 mantissas: four 18 x 18
-    assert memory_kind(report["memories"]["pe.mema"]) == "block RAM"
+    assert [memory_kind(report["memories"][f"pe.mema{bank}"]) for bank in (0, 1)] == \
+        ["block RAM"] * 2
     assert "pe.memb" in report["memories"]
     assert report["summary"]["LUT4"] > 1000 and report["luts"] == report["summary"]["LUT4 slots"]
     assert report["brams"] == report["cells"]["DP16KD"] >= 1
