@@ -287,16 +287,22 @@ def ger_issue_run(cfg) -> int:
 def _plan_ger(f, c: _Context) -> KernelPlan:
     nr, lanes, select = c.nr, c.cfg.chain_lanes, c.select
     m_loc, k_loc = cdiv(f.rows, nr), cdiv(f.cols, nr)
-    # g = u v; load W; [g += wd W]; [m = g + mu m]; W += alpha g (or m); [store m]. Without
-    # weight decay and momentum one micro-op per weight, W += u v with W read at issue: one
+    # Without weight decay and momentum one micro-op per weight, W += u v with W read at issue: one
     # per cycle while the rows follow each other in MemA's banks (every read and the write
     # of the weight issued write_back_latency - 1 cycles earlier in different banks, also
     # across rows: ldw - k_loc a multiple of twice the bank bit's weight), else in runs of
     # ger_issue_run issues and idle cycles.
+    # With flags: g = u v, [g += wd W], [m = g + mu m, to MemA too], W += alpha g (or m), W and
+    # m read at issue, lanes weights per step: the write-backs of a step land in the next
+    # step's reads of the other array, or in the next group's first step, in different banks
+    # while the momentum buffer sits in W's bank pattern (mom - w a multiple of twice the bank
+    # bit's weight); otherwise W goes through a slot and m is stored by a move (two more steps).
     plain = (f.use_wd == 0) & (f.use_mom == 0)
     run = ger_issue_run(c.cfg)
-    steps = 3 + f.use_wd + 2 * f.use_mom
-    streams = plain & (((f.ldw - k_loc) & ((2 << mema_bank_bit(c.cfg)) - 1)) == 0)
+    bank_period = (2 << mema_bank_bit(c.cfg)) - 1
+    banked = (f.use_mom == 0) | (((f.mom - f.w) & bank_period) == 0)
+    steps = select(banked, 2 + f.use_wd + f.use_mom, 3 + f.use_wd + 2 * f.use_mom)
+    streams = plain & (((f.ldw - k_loc) & bank_period) == 0)
     checks = [
         c.positive(f.rows, "rows"), c.positive(f.cols, "cols"),
         Check(f.ldw >= k_loc, ErrorCause.BAD_SHAPE, "ldw must be >= ceil(cols / nr)"),
@@ -310,7 +316,7 @@ def _plan_ger(f, c: _Context) -> KernelPlan:
                         middle=select(streams, 1, select(plain, 2, steps)),
                         inner=select(streams, 1, select(plain, run, lanes)))]
     return KernelPlan(segments, checks, {"m_loc": m_loc, "k_loc": k_loc, "steps": steps,
-                                         "streams": streams})
+                                         "streams": streams, "banked": banked})
 
 
 def cpass_fits(cfg) -> bool:

@@ -140,10 +140,12 @@ def _gemv(e: Emitter, transposed: bool):
             e.uop(row_lim=f.rows)
 
 
-# Steps of the rank-1 update, in order; absent steps are skipped (see isa_geometry). Without
-# weight decay and momentum the update is one MAC per weight with W read at issue (_ACC), in
-# runs of issues and idle cycles (_IDLE: MemA's one port takes the write-backs).
-_G, _LW, _WD, _MOM, _UPD, _MST, _ACC, _IDLE = range(8)
+# Steps of the rank-1 update, in order; absent steps are skipped (contract/geometry.py). Without
+# weight decay and momentum the update is one MAC per weight with W read at issue (_ACC), one
+# per cycle or in runs of issues and idle cycles (_IDLE). With them, where MemA's banks allow,
+# W and m are read at issue and m written beside its slot (_WDM, _MOMW, _UPDM); else W is
+# loaded into a slot (_LW) and m stored by a move (_MST).
+_G, _LW, _WD, _MOM, _UPD, _MST, _ACC, _IDLE, _WDM, _MOMW, _UPDM = range(11)
 
 
 def _ger(e: Emitter):
@@ -153,10 +155,12 @@ def _ger(e: Emitter):
     plain = ~f.use_wd & ~f.use_mom
     jj = Mux(e.v["streams"], jg, Mux(plain, (jg << log2(run)) | lane, (jg << log2(lanes)) | lane))
     # Map the step counter onto the step kinds present for this instruction's flags.
-    kind = Mux(plain, Mux(step == 0, _ACC, _IDLE),
-               Mux(step < 2, step,
-                   Mux(f.use_wd & (step == 2), _WD,
-                       Mux(~f.use_mom, _UPD, step - f.use_wd + 1))))
+    banked = Mux(step == 0, _G,
+                 Mux(step == 1, Mux(f.use_wd, _WDM, Mux(f.use_mom, _MOMW, _UPDM)),
+                     Mux((step == 2) & f.use_wd & f.use_mom, _MOMW, _UPDM)))
+    slotted = Mux(step < 2, step,
+                  Mux(f.use_wd & (step == 2), _WD, Mux(~f.use_mom, _UPD, step - f.use_wd + 1)))
+    kind = Mux(plain, Mux(step == 0, _ACC, _IDLE), Mux(e.v["banked"], banked, slotted))
     w_addr = f.w + ii * f.ldw + jj
     mom_addr = f.mom + ii * f.ldw + jj
     w_slot = lanes + lane
@@ -183,6 +187,16 @@ def _ger(e: Emitter):
         with m.Case(_ACC):
             e.uop(**where, fu=FuOp.MAC, c=CSrc.MEMA, a=ASrc.MEMB0, b=BSrc.MEMB1,
                   memb_rd=f.u + ii, memb_rd2=f.v + jj, dst=Dst.MEMA, mema=w_addr)
+        with m.Case(_WDM):
+            e.uop(**where, fu=FuOp.MAC, c=CSrc.ACC, acc_rd=lane, a=ASrc.SCALAR,
+                  scalar=e.v["wd"], b=BSrc.MEMA, mema=w_addr, dst=Dst.ACC, acc_wr=lane)
+        with m.Case(_MOMW):
+            e.uop(**where, fu=FuOp.MAC, c=CSrc.ACC, acc_rd=lane, a=ASrc.SCALAR,
+                  scalar=e.v["mu"], b=BSrc.MEMA, mema=mom_addr, dst=Dst.MEMA_ACC,
+                  acc_wr=lane)
+        with m.Case(_UPDM):
+            e.uop(**where, fu=FuOp.MAC, c=CSrc.MEMA, a=ASrc.SCALAR, scalar=e.v["alpha"],
+                  b=BSrc.ACC, acc_op=lane, dst=Dst.MEMA, mema=w_addr)
 
 
 def _cpass(e: Emitter):

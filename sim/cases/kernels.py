@@ -129,10 +129,12 @@ def gemvt_case(cfg, rows, cols, rng, *, specials=0.0) -> KernelCase:
     return _gemv_case(cfg, rows, cols, rng, specials, transposed=True)
 
 
-def ger_case(cfg, rows, cols, rng, *, use_wd=False, use_mom=False, specials=0.0, ldw_pad=0):
+def ger_case(cfg, rows, cols, rng, *, use_wd=False, use_mom=False, specials=0.0, ldw_pad=0,
+             mom_pad=0):
     """The rank-1 update: ``W += u v^T`` (one MAC per weight), or with weight decay and/or
     momentum ``W += alpha g`` (:func:`~caterpillar.golden.kernels.ger`); ``W``'s rows
-    ``ceil(cols / nr) + ldw_pad`` words apart in MemA."""
+    ``ceil(cols / nr) + ldw_pad`` words apart in MemA, the momentum ``mom_pad`` words after
+    ``W``'s tile."""
     nr, fmt, acc = cfg.nr, cfg.operand, cfg.acc
     w = random_values((rows, cols), fmt, rng, specials=specials)
     mom = random_values((rows, cols), fmt, rng, specials=specials)
@@ -140,7 +142,7 @@ def ger_case(cfg, rows, cols, rng, *, use_wd=False, use_mom=False, specials=0.0,
     v = random_values(cols, fmt, rng, specials=specials)
     lds, ldw = _ceil(cols, nr), -(-cols // nr) + ldw_pad
     m_loc, k_loc = -(-rows // nr), -(-cols // nr)
-    tile = m_loc * ldw
+    tile = m_loc * ldw + mom_pad
     u_diag, v_diag, u_rep, v_rep = 0, m_loc, m_loc + k_loc, 2 * m_loc + k_loc
     spad_m = _ceil(rows * lds, nr)
     spad_u = spad_m + _ceil(rows * lds, nr)

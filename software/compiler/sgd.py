@@ -21,6 +21,7 @@ Both emit the arithmetic in the order :mod:`caterpillar.golden.trainer` document
 
 from __future__ import annotations
 
+from caterpillar.contract.geometry import mema_bank_bit
 from caterpillar.contract.isa import Layout, Opcode, VecOp
 from caterpillar.software.compiler import collectives as coll
 from caterpillar.software.compiler.program import (
@@ -47,7 +48,9 @@ def sgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
     use_mom, use_wd = opt.momentum > 0, opt.weight_decay > 0
     layers = graph.layers
     classes = graph.sizes[-1]
-    mema = Region("MemA", cfg.mema_words)
+    # Every MemA tensor starts a bank period apart, so each momentum buffer keeps its W's bank
+    # pattern (ger's banked steps, contract/geometry.py).
+    mema = Region("MemA", cfg.mema_words, align=2 << mema_bank_bit(cfg))
     memb = Region("MemB", cfg.memb_words)
     spad = Region("the SPAD", cfg.spad_words, align=nr)
     loc = lambda count: cdiv(count, nr)  # noqa: E731  (words per PE of a vector)
@@ -196,7 +199,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks) -> CoreProgram:
     layers = graph.layers
     classes = graph.sizes[-1]
     last = len(layers) - 1
-    mema = Region("MemA", cfg.mema_words)
+    mema = Region("MemA", cfg.mema_words, align=2 << mema_bank_bit(cfg))
     memb = Region("MemB", cfg.memb_words)
     spad = Region("the SPAD", cfg.spad_words, align=nr)
     loc = lambda count: cdiv(count, nr)  # noqa: E731  (words per PE of a vector)

@@ -88,6 +88,24 @@ def test_plain_ger_updates_a_weight_per_cycle_where_memas_banks_allow(name, ldw_
     assert (plan.stream_cycles == m_loc * k_loc) == streams
 
 
+@pytest.mark.parametrize("name,flags,mom_pad,steps", [
+    ("tiny", "mom", 0, 3), ("tiny", "wd", 0, 3), ("tiny", "wd-mom", 0, 4),
+    ("tiny", "mom", 1, 5), ("paper-n1", "wd-mom", 4, 4), ("paper-n1", "mom", 2, 5)])
+def test_ger_with_flags_reads_w_and_m_at_issue_where_memas_banks_allow(name, flags, mom_pad,
+                                                                       steps, rng):
+    """With weight decay and momentum: a step per operation (g = u v, g += wd W, m = g + mu m
+    written to MemA beside its slot, W += alpha m) when the momentum buffer keeps W's bank
+    pattern (its offset a multiple of twice the bank bit's weight: 2 on tiny, 4 on
+    paper-n1); otherwise W through a slot and m stored by a move, two steps more."""
+    cfg = preset(name).replace(cores=1, spad_words=8192)
+    case = kc.ger_case(cfg, 11, 13, rng, use_wd="wd" in flags, use_mom="mom" in flags,
+                       mom_pad=mom_pad, specials=0.02)
+    check(cfg, case)
+    word = next(w for w in case.program if unpack(w)[0] == Opcode.GER)
+    plan = kernel_plan(Opcode.GER, SimpleNamespace(**unpack(word)[1]), cfg)
+    assert plan.values["steps"] == steps
+
+
 @pytest.mark.parametrize("fn", list(VecOp), ids=lambda f: f.name.lower())
 def test_vector_functions(fn, rng):
     check(TINY, kc.vop_case(TINY, fn, list(Layout)[fn.value % 3], 5, rng, specials=0.1))
