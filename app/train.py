@@ -29,6 +29,7 @@ from caterpillar.sim.backends.devices import (
 )
 from caterpillar.software.compiler.cp import cp_pipeline_report
 from caterpillar.software.compiler.program import Compiled
+from caterpillar.software.energy.technology import Technology, load_technology, machine_area
 from caterpillar.software.graph.model import ALGORITHMS, LOSSES, SCHEDULES
 from caterpillar.software.storage import write_json
 from caterpillar.software.training.datasets import DATASETS
@@ -175,10 +176,13 @@ def add_compile_arguments(p) -> None:
     p.add_argument("--asm", action="store_true", help="print every core's step program")
     p.add_argument("--json", default=None, metavar="FILE",
                    help="write the plan: per phase cycles, MACs and utilization")
+    p.add_argument("--technology", default=None, metavar="FILE.yaml",
+                   help="technology file for the area (default: the paper's Table 1, 45 nm)")
 
 
-def compile_report(compiled: Compiled) -> dict:
-    """The plan of a compiled step: cycles, MACs and utilization per phase and in all."""
+def compile_report(compiled: Compiled, tech: Technology | None = None) -> dict:
+    """The plan of a compiled step: cycles, MACs and utilization per phase and in all; with
+    ``tech`` the machine's area and the step's GFLOPS per mm^2 at ``tech``'s clock."""
     cfg, graph = compiled.config, compiled.graph
     pes = cfg.nr * cfg.nr * len(compiled.working_cores)
     phases = {}
@@ -194,7 +198,22 @@ def compile_report(compiled: Compiled) -> dict:
               "utilization": macs / (pes * compiled.step_cycles), "phases": phases}
     if graph.algorithm == "cp":
         report["pipeline"] = cp_pipeline_report(compiled)
+    if tech is not None:
+        area = machine_area(cfg, tech)
+        gflops = 2 * macs * tech.clock_ghz / compiled.step_cycles
+        report["area"] = {**area, "step_gflops": gflops,
+                          "step_gflops_per_mm2": gflops / area["total_mm2"]}
     return report
+
+
+def _print_area(a: dict) -> None:
+    """``caterpillar compile``'s account of the machine's area."""
+    print(f"  area ({a['technology']}): {a['total_mm2']:.2f} mm^2: {a['pes']} PEs (FPU "
+          f"{a['fpu_mm2']:.2f}, local SRAM {a['local_sram_mm2']:.2f}, overhead "
+          f"{a['pe_overhead_mm2']:.2f}), {a['cores']} SPADs {a['spad_mm2']:.2f}")
+    print(f"  throughput: peak {a['peak_gflops']:,.0f} GFLOPS ({a['peak_gflops_per_mm2']:.2f} "
+          f"GFLOPS/mm^2); this step {a['step_gflops']:,.1f} GFLOPS "
+          f"({a['step_gflops_per_mm2']:.2f} GFLOPS/mm^2)")
 
 
 def _print_pipeline(p: dict) -> None:
@@ -222,13 +241,15 @@ def _print_pipeline(p: dict) -> None:
 def run_compile(args) -> int:
     """Entry point of ``caterpillar compile``: compile, print the plan, optionally save."""
     outputs = check_outputs(json=args.json, npz=args.output, npz_flag="-o")
+    tech = load_technology(args.technology)
     opts = options_from_args(args)
+    opts.pop("technology")
     plan = plan_run({**opts, "output": None, "asm": None})
     compiled = plan.compiled
     if args.asm:
         print(compiled.disassemble())
     cfg, graph = plan.config, plan.graph
-    report = compile_report(compiled)
+    report = compile_report(compiled, tech)
     print(f"{'-'.join(map(str, graph.sizes))} {graph.algorithm} batch {graph.batch} on "
           f"{cfg.name} (nr={cfg.nr}{compiled.placement_text()}): {compiled.instructions} "
           f"instructions, {compiled.step_cycles:,} cycles per step, utilization "
@@ -238,6 +259,7 @@ def run_compile(args) -> int:
               f"utilization {100 * v['utilization']:5.1f}%")
     if "pipeline" in report:
         _print_pipeline(report["pipeline"])
+    _print_area(report["area"])
     if args.output:
         compiled.save(args.output)
         print(f"wrote {args.output}")

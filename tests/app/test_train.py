@@ -183,3 +183,17 @@ def test_cp_on_a_ring_through_the_command_line(capsys):
     code, err = cli(capsys, "train", "--backend", "isa", "--algorithm", "cp", "--cores", "2",
                     "--model", "64-32-24-10")
     assert code == 2 and "3 layers need at least 3 cores, not 2" in err
+
+
+def test_compile_prices_the_machine_with_a_technology_file(tmp_path, capsys):
+    path = tmp_path / "plan.json"
+    assert main(["compile", "--config", "paper-n1", "--set", "cores=1", "--model", "64-12-10",
+                 "--momentum", "0", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "area (paper-45nm): 3.22 mm^2: 16 PEs" in out and "GFLOPS/mm^2" in out
+    area = json.loads(path.read_text())["area"]
+    assert area["pes"] == 16 and area["peak_gflops"] == 32
+    assert area["step_gflops"] == pytest.approx(
+        2 * json.loads(path.read_text())["utilization"] * 16, rel=1e-9)
+    code, err = cli(capsys, "compile", "--technology", str(tmp_path / "none.yaml"))
+    assert code == 2 and err.count("\n") == 1 and "cannot read technology file" in err
