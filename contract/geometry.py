@@ -287,11 +287,11 @@ def ger_issue_run(cfg) -> int:
 def _plan_ger(f, c: _Context) -> KernelPlan:
     nr, lanes, select = c.nr, c.cfg.chain_lanes, c.select
     m_loc, k_loc = cdiv(f.rows, nr), cdiv(f.cols, nr)
-    # Without weight decay and momentum one micro-op per weight, W += u v with W read at issue: one
-    # per cycle while the rows follow each other in MemA's banks (every read and the write
-    # of the weight issued write_back_latency - 1 cycles earlier in different banks, also
-    # across rows: ldw - k_loc a multiple of twice the bank bit's weight), else in runs of
-    # ger_issue_run issues and idle cycles.
+    # Without weight decay and momentum one micro-op per weight, W += u v with W read at
+    # issue: one per cycle while the rows follow each other in MemA's banks (every read and
+    # the write of the weight issued write_back_latency - 1 cycles earlier in different banks,
+    # also across rows: ldw - k_loc a multiple of twice the bank bit's weight), else in runs
+    # of ger_issue_run issues and idle cycles.
     # With flags: g = u v, [g += wd W], [m = g + mu m, to MemA too], W += alpha g (or m), W and
     # m read at issue, lanes weights per step: the write-backs of a step land in the next
     # step's reads of the other array, or in the next group's first step, in different banks

@@ -412,11 +412,11 @@ class PE(wiring.Component):
         """Give each memory user of this cycle a physical port (docs/architecture.md section 2).
 
         Each MemA bank's one port serves the write if it falls in that bank, else the read.
-        MemB's users, in priority order, are the read
-        of operand port 0 (``R0``: an operand, the bus or a transfer store), the read of
-        operand port 1 (``R1``), the write-back (``WB``) and the transfer load (``WL``); port 0
-        serves the first present and port 1 the second, so ``R0`` is always on port 0 and
-        ``R1``'s data comes from port 1 only when ``R0`` was read too. A third user is a hazard.
+        MemB's users, in priority order, are the read of operand port 0 (``R0``: an operand,
+        the bus or a transfer store), the read of operand port 1 (``R1``), the write-back
+        (``WB``) and the transfer load (``WL``); port 0 serves the first present and port 1 the
+        second, so ``R0`` is always on port 0 and ``R1``'s data comes from port 1 only when
+        ``R0`` was read too. A third user is a hazard.
         """
         u, x = self.uop, self.xfer
         mema_read = s.mema_read_c | s.mema_read_x
