@@ -22,7 +22,8 @@ __all__ = ["cdiv", "log2", "python_select", "Segment", "Check", "KernelPlan", "P
            "kernel_plan", "cpass_fits", "INSTRUCTION_OVERHEAD", "SEQUENCER_OPCODES",
            "instruction_cycles",
            "word_cycles", "execution_cycles", "GemmPhase", "GemmSchedule", "gemm_schedule",
-           "ring_queue_depth", "mema_bank_bit", "mema_bank_words", "spad_bank_bit", "spad_bank",
+           "ring_queue_depth", "trailing_zeros", "bank_of", "bank_index", "bank_depth",
+           "mema_bank_bit", "mema_bank_period", "mema_bank_words", "spad_bank_bit", "spad_bank",
            "spad_bank_index", "spad_bank_rows", "SMX_EXP_STEPS", "SMX_RECIP_STEPS"]
 
 #: Cycles of fetch, decode and check before an instruction's first micro-op.
@@ -52,17 +53,39 @@ def cdiv(x, n: int):
     return (x + (n - 1)) >> log2(n)
 
 
+def trailing_zeros(distance: int) -> int:
+    """The lowest set bit of ``distance > 0``: two addresses ``distance`` apart always differ
+    in that bit, which makes it the bank bit of a memory whose two users are that far apart."""
+    return (distance & -distance).bit_length() - 1
+
+
+def bank_of(address, bit: int):
+    """The bank (0 or 1) of ``address`` when bit ``bit`` picks it (Python ints or Amaranth
+    values)."""
+    return (address >> bit) & 1
+
+
+def bank_index(address, bit: int):
+    """Where ``address`` lives in its bank: ``address`` with bit ``bit`` removed."""
+    return ((address >> (bit + 1)) << bit) | (address & ((1 << bit) - 1))
+
+
+def bank_depth(size: int, bit: int) -> int:
+    """Entries of each bank of a memory of ``size`` entries split by bit ``bit``."""
+    step = 1 << (bit + 1)
+    return cdiv(size, step) * (step >> 1)
+
+
 def spad_bank_bit(cfg) -> int:
     """The row-address bit that picks a SPAD row's bank (docs/architecture.md section 1).
 
     The SPAD is two true dual-port banks. A ring engine adding received rows reads a row and
     writes the row it read ``La + 1`` cycles earlier; while beats arrive every cycle those
-    rows are ``La + 1`` apart, and two rows ``d`` apart always differ in bit
-    ``trailing_zeros(d)``, so with that bit as the bank bit the add's read and write sit in
-    different banks and leave a port free for the row being sent.
+    rows are ``La + 1`` apart, so with :func:`trailing_zeros` of that distance as the bank
+    bit the add's read and write sit in different banks and leave a port free for the row
+    being sent.
     """
-    distance = cfg.add_latency + 1
-    return (distance & -distance).bit_length() - 1
+    return trailing_zeros(cfg.add_latency + 1)
 
 
 def mema_bank_bit(cfg) -> int:
@@ -70,37 +93,38 @@ def mema_bank_bit(cfg) -> int:
 
     MemA is two single-port banks. The plain rank-1 update reads ``W`` at issue and writes
     ``W'`` ``write_back_latency - 1`` cycles later, one weight per cycle at consecutive
-    addresses; words that far apart always differ in bit ``trailing_zeros(write_back_latency
-    - 1)``, so with that bit as the bank bit every cycle's read and write sit in different
-    banks (the SPAD's rule, :func:`spad_bank_bit`, for the same reason).
+    addresses, so with :func:`trailing_zeros` of that distance as the bank bit every cycle's
+    read and write sit in different banks (the SPAD's rule, :func:`spad_bank_bit`).
     """
-    distance = cfg.write_back_latency - 1
-    return (distance & -distance).bit_length() - 1
+    return trailing_zeros(cfg.write_back_latency - 1)
+
+
+def mema_bank_period(cfg) -> int:
+    """Addresses over which MemA's bank pattern repeats: arrays whose bases differ by a
+    multiple of it (or rows whose stride does) keep the same banks word for word."""
+    return 2 << mema_bank_bit(cfg)
 
 
 def mema_bank_words(cfg) -> int:
-    """Words of one MemA bank: every word ``a`` of MemA is word ``a`` with bit
-    :func:`mema_bank_bit` removed of bank ``(a >> mema_bank_bit) & 1``."""
-    step = 1 << (mema_bank_bit(cfg) + 1)
-    return cdiv(cfg.mema_words, step) * (step >> 1)
+    """Words of one MemA bank (word ``a`` is word ``bank_index(a, mema_bank_bit)`` of bank
+    ``bank_of(a, mema_bank_bit)``)."""
+    return bank_depth(cfg.mema_words, mema_bank_bit(cfg))
 
 
 def spad_bank(cfg, row: int) -> int:
     """The bank (0 or 1) that holds SPAD row ``row``."""
-    return (row >> spad_bank_bit(cfg)) & 1
+    return bank_of(row, spad_bank_bit(cfg))
 
 
 def spad_bank_index(cfg, row: int) -> int:
     """The row of its bank that holds SPAD row ``row`` (the bank bit removed)."""
-    k = spad_bank_bit(cfg)
-    return ((row >> (k + 1)) << k) | (row & ((1 << k) - 1))
+    return bank_index(row, spad_bank_bit(cfg))
 
 
 def spad_bank_rows(cfg) -> int:
     """Rows of one SPAD bank: every row ``r`` of the SPAD is row ``spad_bank_index(r)`` of
     bank ``spad_bank(r)``."""
-    step = 1 << (spad_bank_bit(cfg) + 1)
-    return cdiv(cfg.spad_rows, step) * (step >> 1)
+    return bank_depth(cfg.spad_rows, spad_bank_bit(cfg))
 
 
 def ring_queue_depth(cfg) -> int:
@@ -299,7 +323,7 @@ def _plan_ger(f, c: _Context) -> KernelPlan:
     # bit's weight); otherwise W goes through a slot and m is stored by a move (two more steps).
     plain = (f.use_wd == 0) & (f.use_mom == 0)
     run = ger_issue_run(c.cfg)
-    bank_period = (2 << mema_bank_bit(c.cfg)) - 1
+    bank_period = mema_bank_period(c.cfg) - 1
     banked = (f.use_mom == 0) | (((f.mom - f.w) & bank_period) == 0)
     steps = select(banked, 2 + f.use_wd + f.use_mom, 3 + f.use_wd + 2 * f.use_mom)
     streams = plain & (((f.ldw - k_loc) & bank_period) == 0)

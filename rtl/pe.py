@@ -9,7 +9,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from caterpillar.contract.geometry import mema_bank_bit, mema_bank_words
+from caterpillar.contract.geometry import bank_index, bank_of, mema_bank_bit, mema_bank_words
 from caterpillar.golden.numerics import reciprocal_seed_magic
 from caterpillar.rtl.fp.adder import FPAdder
 from caterpillar.rtl.fp.compare import FPCompare
@@ -426,26 +426,19 @@ class PE(wiring.Component):
         m.d.comb += [read_addr.eq(Mux(s.mema_read_x, x.addr, u.mema)),
                      write_addr.eq(Mux(w.load_mema, w.load_addr, w.wb_mema_addr))]
         k = mema_bank_bit(self.cfg)
-
-        def bank_of(addr):
-            return addr[k]
-
-        def within_bank(addr):
-            return Cat(addr[:k], addr[k + 1:])
-
         for bank, (rd, wr) in enumerate(mem.mema):
             # One port per bank: the write, if it falls in this bank, else the read.
-            writes = mema_write & (bank_of(write_addr) == bank)
+            writes = mema_write & (bank_of(write_addr, k) == bank)
             m.d.comb += [
-                rd.addr.eq(within_bank(Mux(writes, write_addr, read_addr))),
-                rd.en.eq(mema_read & (bank_of(read_addr) == bank)),
+                rd.addr.eq(bank_index(Mux(writes, write_addr, read_addr), k)),
+                rd.en.eq(mema_read & (bank_of(read_addr, k) == bank)),
                 wr.addr.eq(rd.addr), wr.en.eq(writes),
                 wr.data.eq(Mux(w.load_mema, w.load_value, w.wb_data)),
             ]
         read_bank = Signal(name="mema_read_bank")
-        m.d.sync += read_bank.eq(bank_of(read_addr))
+        m.d.sync += read_bank.eq(bank_of(read_addr, k))
         m.d.comb += mem.mema_data.eq(Mux(read_bank, mem.mema[1][0].data, mem.mema[0][0].data))
-        mema_clash = mema_read & mema_write & (bank_of(read_addr) == bank_of(write_addr))
+        mema_clash = mema_read & mema_write & (bank_of(read_addr, k) == bank_of(write_addr, k))
 
         r0 = s.memb0_read_c | s.memb_read_x
         r1 = s.memb1_read_c

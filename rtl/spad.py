@@ -9,7 +9,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from caterpillar.contract.geometry import spad_bank_bit, spad_bank_rows
+from caterpillar.contract.geometry import bank_index, bank_of, spad_bank_bit, spad_bank_rows
 from caterpillar.rtl.ports import HostWindow, MicroOps, RingSpadPort, SpadEdge
 
 __all__ = ["Spad"]
@@ -99,12 +99,6 @@ class Spad(wiring.Component):
         # -- two banks of two ports ------------------------------------------------------------
         bit = spad_bank_bit(cfg)
 
-        def bank_of(row):
-            return row[bit]
-
-        def index_of(row):
-            return Cat(row[:bit], row[bit + 1:])
-
         read_data, add_data, collisions = [], [], []
         for b in range(2):
             mem = Memory(shape=row_layout, depth=spad_bank_rows(cfg), init=[],
@@ -112,10 +106,11 @@ class Spad(wiring.Component):
             m.submodules[f"bank{b}"] = mem
             rd0, rd1 = mem.read_port(), mem.read_port()
             wr0 = mem.write_port(granularity=1)
-            r_in = read.en & (bank_of(read.row) == b)
-            a_in = add_read.en & (bank_of(add_read.row) == b)
-            w_in = write.lanes.any() & (bank_of(write.row) == b)
-            r_at, a_at, w_at = index_of(read.row), index_of(add_read.row), index_of(write.row)
+            r_in = read.en & (bank_of(read.row, bit) == b)
+            a_in = add_read.en & (bank_of(add_read.row, bit) == b)
+            w_in = write.lanes.any() & (bank_of(write.row, bit) == b)
+            r_at, a_at, w_at = (bank_index(row, bit) for row in (read.row, add_read.row,
+                                                                  write.row))
             addr0 = Mux(w_in, w_at, Mux(r_in, r_at, a_at))
             r_on_1 = Signal(name=f"bank{b}_read_on_1")
             a_on_1 = Signal(name=f"bank{b}_add_on_1")
@@ -133,7 +128,8 @@ class Spad(wiring.Component):
 
         m.d.comb += self.collision.eq(Cat(*collisions).any())
         read_bank, add_bank = Signal(), Signal()
-        m.d.sync += [read_bank.eq(bank_of(read.row)), add_bank.eq(bank_of(add_read.row))]
+        m.d.sync += [read_bank.eq(bank_of(read.row, bit)),
+                     add_bank.eq(bank_of(add_read.row, bit))]
         row_read = Signal(row_layout, name="row_read")
         m.d.comb += [row_read.eq(Mux(read_bank, read_data[1], read_data[0])),
                      ring.rd_data.eq(row_read),

@@ -21,7 +21,7 @@ Both emit the arithmetic in the order :mod:`caterpillar.golden.trainer` document
 
 from __future__ import annotations
 
-from caterpillar.contract.geometry import mema_bank_bit
+from caterpillar.contract.geometry import mema_bank_period
 from caterpillar.contract.isa import Layout, Opcode, VecOp
 from caterpillar.software.compiler import collectives as coll
 from caterpillar.software.compiler.program import (
@@ -50,7 +50,7 @@ def sgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
     classes = graph.sizes[-1]
     # Every MemA tensor starts a bank period apart, so each momentum buffer keeps its W's bank
     # pattern (ger's banked steps, contract/geometry.py).
-    mema = Region("MemA", cfg.mema_words, align=2 << mema_bank_bit(cfg))
+    mema = Region("MemA", cfg.mema_words, align=mema_bank_period(cfg))
     memb = Region("MemB", cfg.memb_words)
     spad = Region("the SPAD", cfg.spad_words, align=nr)
     loc = lambda count: cdiv(count, nr)  # noqa: E731  (words per PE of a vector)
@@ -199,7 +199,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks) -> CoreProgram:
     layers = graph.layers
     classes = graph.sizes[-1]
     last = len(layers) - 1
-    mema = Region("MemA", cfg.mema_words, align=2 << mema_bank_bit(cfg))
+    mema = Region("MemA", cfg.mema_words, align=mema_bank_period(cfg))
     memb = Region("MemB", cfg.memb_words)
     spad = Region("the SPAD", cfg.spad_words, align=nr)
     loc = lambda count: cdiv(count, nr)  # noqa: E731  (words per PE of a vector)

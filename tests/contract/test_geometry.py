@@ -10,12 +10,17 @@ from caterpillar.contract.geometry import (
     INSTRUCTION_OVERHEAD,
     PLANS,
     SEQUENCER_OPCODES,
+    bank_index,
+    bank_of,
     cdiv,
     execution_cycles,
     gemm_schedule,
     instruction_cycles,
     kernel_plan,
     log2,
+    mema_bank_bit,
+    mema_bank_period,
+    mema_bank_words,
     python_select,
     ring_queue_depth,
     spad_bank,
@@ -133,3 +138,20 @@ def test_spad_banks_hold_every_row_once_and_split_the_add_distance(add_latency):
     # An add's read and its write La + 1 rows behind never share a bank.
     d = add_latency + 1
     assert all(spad_bank(cfg, r) != spad_bank(cfg, r - d) for r in range(d, cfg.spad_rows))
+
+
+@pytest.mark.parametrize("mul_latency,add_latency", [(1, 2), (2, 3), (2, 2), (3, 4), (1, 6)])
+def test_mema_banks_hold_every_word_once_and_split_the_update_distance(mul_latency,
+                                                                         add_latency):
+    """MemA's bank bit: every word in one place, and the plain update's read and its write
+    ``write_back_latency - 1`` words behind never in one bank; a bank period apart, the same
+    bank (the momentum buffer's alignment)."""
+    cfg = preset("tiny").replace(mul_latency=mul_latency, add_latency=add_latency,
+                                 mema_words=200)
+    bit, words = mema_bank_bit(cfg), mema_bank_words(cfg)
+    places = {(bank_of(a, bit), bank_index(a, bit)) for a in range(cfg.mema_words)}
+    assert len(places) == cfg.mema_words and all(i < words for _, i in places)
+    d = cfg.write_back_latency - 1
+    assert all(bank_of(a, bit) != bank_of(a - d, bit) for a in range(d, cfg.mema_words))
+    period = mema_bank_period(cfg)
+    assert all(bank_of(a, bit) == bank_of(a + period, bit) for a in range(100))
