@@ -29,6 +29,7 @@ from caterpillar.sim.backends.devices import (
 )
 from caterpillar.software.compiler.cp import cp_pipeline_report
 from caterpillar.software.compiler.program import Compiled
+from caterpillar.software.energy.energy import COMPONENTS, READINGS, step_energy
 from caterpillar.software.energy.technology import Technology, load_technology, machine_area
 from caterpillar.software.graph.model import ALGORITHMS, LOSSES, SCHEDULES
 from caterpillar.software.storage import write_json
@@ -122,6 +123,9 @@ def add_arguments(p) -> None:
     p.add_argument("--program", default=None, metavar="FILE.npz",
                    help="run a step saved by `caterpillar compile -o` or --save-program (with "
                         "its own graph, config and placement)")
+    p.add_argument("--technology", default=None, metavar="FILE.yaml",
+                   help="technology file for the epochs' energy (default: the paper's "
+                        "Table 1, 45 nm)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -156,6 +160,7 @@ def run(args) -> int:
     outputs = check_outputs(json=args.json, plot=args.plot)
     opts = options_from_args(args)
     check_port(opts["backend"], opts.get("port"))
+    load_technology(opts.get("technology"))  # a bad file is refused before any simulation
     plan: RunPlan = plan_run(opts)
     check_backend(opts["backend"], plan.config)
     try:
@@ -177,7 +182,8 @@ def add_compile_arguments(p) -> None:
     p.add_argument("--json", default=None, metavar="FILE",
                    help="write the plan: per phase cycles, MACs and utilization")
     p.add_argument("--technology", default=None, metavar="FILE.yaml",
-                   help="technology file for the area (default: the paper's Table 1, 45 nm)")
+                   help="technology file for the area and energy (default: the paper's Table "
+                        "1, 45 nm)")
 
 
 def compile_report(compiled: Compiled, tech: Technology | None = None) -> dict:
@@ -203,6 +209,10 @@ def compile_report(compiled: Compiled, tech: Technology | None = None) -> dict:
         gflops = 2 * macs * tech.clock_ghz / compiled.step_cycles
         report["area"] = {**area, "step_gflops": gflops,
                           "step_gflops_per_mm2": gflops / area["total_mm2"]}
+        events = compiled.predicted_events()
+        report["events"] = {name: sum(e[name] for e in events) for name in events[0]}
+        report["energy"] = {"technology": tech.name, **step_energy(
+            events, macs, compiled.step_cycles, cfg, tech)}
     return report
 
 
@@ -214,6 +224,18 @@ def _print_area(a: dict) -> None:
     print(f"  throughput: peak {a['peak_gflops']:,.0f} GFLOPS ({a['peak_gflops_per_mm2']:.2f} "
           f"GFLOPS/mm^2); this step {a['step_gflops']:,.1f} GFLOPS "
           f"({a['step_gflops_per_mm2']:.2f} GFLOPS/mm^2)")
+
+
+def print_energy(e: dict, indent: str = "  ") -> None:
+    """Print a step's energy report (:func:`~caterpillar.software.energy.energy.step_energy`)
+    in both readings of the FPU's energy per operation."""
+    for reading in READINGS:
+        r = e[reading]
+        parts = ", ".join(f"{c.replace('_', ' ')} {r['energy_pj'][c] / 1e6:,.3f}"
+                          for c in COMPONENTS)
+        print(f"{indent}energy ({e['technology']}, FPU pJ per {reading}): "
+              f"{r['energy_pj']['total'] / 1e6:,.3f} uJ per step ({parts}); "
+              f"{r['gflops_per_w']:,.1f} GFLOPS/W, {r['power_mw'] / 1e3:,.2f} W")
 
 
 def _print_pipeline(p: dict) -> None:
@@ -260,6 +282,12 @@ def run_compile(args) -> int:
     if "pipeline" in report:
         _print_pipeline(report["pipeline"])
     _print_area(report["area"])
+    ev = report["events"]
+    words = {m: ev[f"{m}_reads"] + ev[f"{m}_writes"] for m in ("mema", "memb", "spad")}
+    print(f"  events per step: {ev['ops']:,} PE operations ({ev['macs']:,} MACs), MemA "
+          f"{words['mema']:,}, MemB {words['memb']:,}, SPAD {words['spad']:,} words, "
+          f"{ev['link_words']:,} link words")
+    print_energy(report["energy"])
     if args.output:
         compiled.save(args.output)
         print(f"wrote {args.output}")

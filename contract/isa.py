@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 __all__ = [
     "INSTR_BITS", "INSTR_WORDS", "OPCODE_BITS", "Opcode", "ErrorCause", "Layout", "VecOp",
-    "Counter", "Field", "OPERANDS", "field_enum", "encode", "decode", "unpack", "reserved_bits",
-    "Instruction", "IsaError", "isa_markdown",
+    "Counter", "COUNTER_MEANING", "EVENT_COUNTERS", "Field", "OPERANDS", "field_enum",
+    "encode", "decode", "unpack", "reserved_bits", "Instruction", "IsaError", "isa_markdown",
 ]
 
 #: Width of one instruction, and the number of 32-bit host words it occupies.
@@ -92,7 +92,9 @@ class VecOp(enum.Enum):
 
 
 class Counter(enum.Enum):
-    """Performance counters (readable as CSRs, and by ``RDCNT``)."""
+    """Performance counters (readable as CSRs, and by ``RDCNT``); :data:`COUNTER_MEANING`
+    says what each counts. The event counters (``OPS`` on) feed the energy model
+    (:mod:`caterpillar.software.energy`)."""
 
     CYCLES = 0
     BUSY = 1
@@ -100,6 +102,38 @@ class Counter(enum.Enum):
     MACS = 3
     STALLS = 4
     RING = 5
+    OPS = 6
+    MEMA_READS = 7
+    MEMA_WRITES = 8
+    MEMB_READS = 9
+    MEMB_WRITES = 10
+    SPAD_READS = 11
+    SPAD_WRITES = 12
+    LINK_WORDS = 13
+    RING_ADDS = 14
+
+
+#: The counters of hardware events (the energy model's inputs), as opposed to time.
+EVENT_COUNTERS = (Counter.MACS, *(c for c in Counter if c.value >= Counter.OPS.value))
+
+#: What each counter adds up, from its last clear.
+COUNTER_MEANING = {
+    Counter.CYCLES: "clock cycles",
+    Counter.BUSY: "cycles a program ran",
+    Counter.INSTRET: "instructions retired",
+    Counter.MACS: "multiply-adds with a real product (not a chain's reduction adds)",
+    Counter.STALLS: "cycles spent draining the PE pipeline after a kernel",
+    Counter.RING: "cycles spent in RING instructions",
+    Counter.OPS: "PE operations: micro-ops a PE executes, each one slot of its FPU",
+    Counter.MEMA_READS: "MemA words read, summed over the PEs",
+    Counter.MEMA_WRITES: "MemA words written, summed over the PEs",
+    Counter.MEMB_READS: "MemB words read, summed over the PEs",
+    Counter.MEMB_WRITES: "MemB words written, summed over the PEs",
+    Counter.SPAD_READS: "SPAD words read by the array and the ring engine (nr per row read)",
+    Counter.SPAD_WRITES: "SPAD words written by the array and the ring engine",
+    Counter.LINK_WORDS: "words sent on the core's outgoing link (nr per beat)",
+    Counter.RING_ADDS: "additions by the ring engine's adders (nr per beat added)",
+}
 
 
 @dataclass(frozen=True)
@@ -401,8 +435,11 @@ def isa_markdown() -> str:
                          f"{f.doc} |")
             offset += f.width
         lines.append("")
-    for enum_type in (ErrorCause, Layout, VecOp, Counter):
+    for enum_type in (ErrorCause, Layout, VecOp):
         lines += [f"## `{enum_type.__name__}`", "", "| value | name |", "|---|---|"]
         lines += [f"| {m.value} | `{m.name.lower()}` |" for m in enum_type]
         lines.append("")
+    lines += ["## `Counter`", "", "| value | name | counts |", "|---|---|---|"]
+    lines += [f"| {c.value} | `{c.name.lower()}` | {COUNTER_MEANING[c]} |" for c in Counter]
+    lines.append("")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from caterpillar.contract.isa import INSTR_WORDS, Counter, ErrorCause
+from caterpillar.contract.isa import COUNTER_MEANING, INSTR_WORDS, Counter, ErrorCause
 
 __all__ = [
     "BitField", "Csr", "RegisterMap", "RingRegisterMap", "RegisterView", "registers_markdown",
@@ -217,10 +217,9 @@ class RegisterMap(_Map):
         ]
         for counter in Counter:
             base = 0x10 + 2 * counter.value
-            csrs += [Csr(f"{counter.name}_LO", base, "r", f"{counter.name.lower()} counter, "
-                                                          "bits 31..0"),
-                     Csr(f"{counter.name}_HI", base + 1, "r", f"{counter.name.lower()} "
-                                                              "counter, bits 63..32")]
+            meaning = COUNTER_MEANING[counter]
+            csrs += [Csr(f"{counter.name}_LO", base, "r", f"{meaning}, bits 31..0"),
+                     Csr(f"{counter.name}_HI", base + 1, "r", f"{meaning}, bits 63..32")]
         for i in range(SCALAR_REGISTERS):
             csrs.append(Csr(f"S{i}", 0x30 + i, "rw", f"scalar register {i} (operand-format "
                                                     "bit pattern)"))

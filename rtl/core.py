@@ -63,6 +63,8 @@ class Core(wiring.Component):
         wiring.connect(m, seq.ring, ring.command)
         wiring.connect(m, ring.spad, spad.ring)
         wiring.connect(m, ring.port, wiring.flipped(self.ring))
+        wiring.connect(m, spad.events, seq.spad_events)
+        wiring.connect(m, ring.events, seq.ring_events)
         m.d.comb += [self.status.busy.eq(seq.host.busy), self.status.done.eq(seq.host.done),
                      self.status.error.eq(seq.host.error)]
         return m

@@ -32,6 +32,7 @@ from caterpillar.rtl.microop import (
     compute_layout,
     transfer_layout,
 )
+from caterpillar.rtl.ports import PEEvents
 
 __all__ = ["PE", "chain_position", "chain_delay"]
 
@@ -116,8 +117,10 @@ class PE(wiring.Component):
     link_e, link_s : Out(acc)
         This PE's east and south link registers.
     hazard : Out(1)
-    mac : Out(1)
-        A MAC with a real product was issued this cycle (for the MAC counter).
+    events : Out(PEEvents())
+        This cycle's events for the counters: a micro-op issued here (``op``), a MAC with a
+        real product among them (``mac``), and the MemA and MemB words read and written (each
+        counted in the cycle its port is enabled).
     """
 
     def __init__(self, cfg, row: int, col: int):
@@ -128,7 +131,7 @@ class PE(wiring.Component):
             "row_bus": In(word), "col_bus": In(word),
             "row_drive": Out(1), "col_drive": Out(1), "row_out": Out(word), "col_out": Out(word),
             "link_w": In(acc), "link_n": In(acc), "link_e": Out(acc), "link_s": Out(acc),
-            "hazard": Out(1), "mac": Out(1),
+            "hazard": Out(1), "events": Out(PEEvents()),
         })
 
     def elaborate(self, platform):
@@ -473,7 +476,8 @@ class PE(wiring.Component):
                                            mem.memb[0][0].data))]
         p0, p1 = ports
         collision = p1.writes & (p0.reads | p0.writes) & (p0.addr == p1.addr)
-        return SimpleNamespace(memb_collision=collision, mema_clash=mema_clash)
+        return SimpleNamespace(memb_collision=collision, mema_clash=mema_clash,
+                               memb_reads=p0.reads + p1.reads, memb_writes=p0.writes + p1.writes)
 
     def _hazards(self, m, s, read, w, ports) -> None:
         """``hazard`` (a port, bus or slot claimed twice in a cycle, or one MemB word read and
@@ -493,5 +497,11 @@ class PE(wiring.Component):
             | (read.s1["drive_row"] & read.store_row)
             | (read.s1["drive_col"] & read.store_col)
         )
-        m.d.comb += [self.hazard.eq(hazard),
-                     self.mac.eq(s.active & s.k_ok & (u.fu == FuOp.MAC) & ~s.in_chain)]
+        ev = self.events
+        m.d.comb += [
+            self.hazard.eq(hazard), ev.op.eq(s.active),
+            ev.mac.eq(s.active & s.k_ok & (u.fu == FuOp.MAC) & ~s.in_chain),
+            ev.mema_read.eq(s.mema_read_c | s.mema_read_x),
+            ev.mema_write.eq(w.load_mema | w.wb_mema),
+            ev.memb_reads.eq(ports.memb_reads), ev.memb_writes.eq(ports.memb_writes),
+        ]

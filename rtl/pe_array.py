@@ -28,7 +28,8 @@ class PEArray(wiring.Component):
         The SPAD row driven onto the buses this cycle, and the bus values (what a store
         writes to the SPAD).
     status : Out(ArrayStatus(cfg))
-        ``hazard``, and ``macs``: MACs with a real product issued this cycle.
+        ``hazard``, and this cycle's events summed over the PEs (``macs``: MACs with a real
+        product issued; ``ops``, MemA and MemB words read and written).
     """
 
     def __init__(self, cfg):
@@ -76,9 +77,18 @@ class PEArray(wiring.Component):
             m.d.comb += [self.spad.row_bus[k].eq(row_value),
                          self.spad.col_bus[k].eq(col_value)]
 
-        hazards = [pes[r][c].hazard for r in range(nr) for c in range(nr)]
-        m.d.comb += [
-            self.status.hazard.eq(Cat(*hazards, *conflicts).any()),
-            self.status.macs.eq(sum(pes[r][c].mac for r in range(nr) for c in range(nr))),
-        ]
+        every = [pes[r][c] for r in range(nr) for c in range(nr)]
+        m.d.comb += self.status.hazard.eq(Cat(*(pe.hazard for pe in every), *conflicts).any())
+        for total, event in [("macs", "mac"), ("ops", "op"), ("mema_reads", "mema_read"),
+                             ("mema_writes", "mema_write"), ("memb_reads", "memb_reads"),
+                             ("memb_writes", "memb_writes")]:
+            m.d.comb += getattr(self.status, total).eq(
+                _tree_sum([getattr(pe.events, event) for pe in every]))
         return m
+
+
+def _tree_sum(values):
+    """The sum of ``values`` as a balanced tree of adders (depth log2 of their number)."""
+    while len(values) > 1:
+        values = [a + b for a, b in zip(values[::2], values[1::2])] + values[len(values) & ~1:]
+    return values[0]

@@ -16,8 +16,8 @@ from caterpillar.rtl.instruction import operand_layout
 from caterpillar.rtl.microop import compute_layout, transfer_layout
 from caterpillar.rtl.ring_link import ring_link
 
-__all__ = ["HostBus", "HostWindow", "SequencerPort", "MicroOps", "ArrayStatus", "SpadEdge",
-           "RingCommand", "RingSpadPort", "RingPort"]
+__all__ = ["HostBus", "HostWindow", "SequencerPort", "MicroOps", "ArrayStatus", "PEEvents",
+           "SpadEvents", "RingEvents", "SpadEdge", "RingCommand", "RingSpadPort", "RingPort"]
 
 
 class HostBus(wiring.Signature):
@@ -76,10 +76,45 @@ class MicroOps(wiring.Signature):
 
 
 class ArrayStatus(wiring.Signature):
-    """What the PE array reports to the sequencer each cycle, from the array's side."""
+    """What the PE array reports to the sequencer each cycle, from the array's side: a hazard
+    and the events of the cycle summed over the PEs (for the counters, :class:`Counter`)."""
 
     def __init__(self, cfg):
-        super().__init__({"hazard": Out(1), "macs": Out(range(cfg.nr * cfg.nr + 1))})
+        pes = cfg.nr * cfg.nr
+        super().__init__({"hazard": Out(1), "macs": Out(range(pes + 1)),
+                          "ops": Out(range(pes + 1)), "mema_reads": Out(range(pes + 1)),
+                          "mema_writes": Out(range(pes + 1)),
+                          "memb_reads": Out(range(2 * pes + 1)),
+                          "memb_writes": Out(range(2 * pes + 1))})
+
+
+class PEEvents(wiring.Signature):
+    """One PE's memory and FPU events of a cycle, from the PE's side: a micro-op executed
+    (``op``), a MemA word read and written, MemB words read and written (up to two each)."""
+
+    def __init__(self):
+        super().__init__({"op": Out(1), "mac": Out(1), "mema_read": Out(1),
+                          "mema_write": Out(1), "memb_reads": Out(range(3)),
+                          "memb_writes": Out(range(3))})
+
+
+class SpadEvents(wiring.Signature):
+    """The SPAD's events of a cycle, from its side: words read by the array and the ring
+    engine (``nr`` per row: a row is one access) and words written (lanes), host accesses
+    excluded."""
+
+    def __init__(self, cfg):
+        super().__init__({"reads": Out(range(2 * cfg.nr + 1)),
+                          "writes": Out(range(cfg.nr + 1))})
+
+
+class RingEvents(wiring.Signature):
+    """The ring engine's events of a cycle, from its side: words sent on the outgoing link
+    (``nr`` per beat) and additions of its adders (``nr`` per beat added)."""
+
+    def __init__(self, cfg):
+        super().__init__({"link_words": Out(range(cfg.nr + 1)),
+                          "adds": Out(range(cfg.nr + 1))})
 
 
 class SpadEdge(wiring.Signature):

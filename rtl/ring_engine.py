@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from caterpillar.contract.geometry import cdiv, ring_queue_depth, spad_bank_bit
 from caterpillar.rtl.fp.adder import FPAdder
-from caterpillar.rtl.ports import RingCommand, RingPort, RingSpadPort
+from caterpillar.rtl.ports import RingCommand, RingEvents, RingPort, RingSpadPort
 
 __all__ = ["RingEngine"]
 
@@ -52,12 +52,14 @@ class RingEngine(wiring.Component):
         ``tx`` to the next core, ``rx`` from the previous one, and ``chain``: the
         instruction's chain flag (a register), which link ``rx`` should come from and which
         consumer ``tx`` is meant for.
+    events : Out(RingEvents(cfg))
+        Words sent on ``tx`` this cycle (a beat) and additions started.
     """
 
     def __init__(self, cfg):
         self.cfg = cfg
         super().__init__({"command": In(RingCommand()), "spad": Out(RingSpadPort(cfg)),
-                          "port": Out(RingPort(cfg))})
+                          "port": Out(RingPort(cfg)), "events": Out(RingEvents(cfg))})
 
     def elaborate(self, platform):
         m = Module()
@@ -143,6 +145,8 @@ class RingEngine(wiring.Component):
         ]
 
         # -- start and finish ----------------------------------------------------------------
+        m.d.comb += [self.events.link_words.eq(Mux(pop, nr, 0)),
+                     self.events.adds.eq(Mux(tags[0].valid, nr, 0))]
         finished = (active & (send_left == 0) & (level == 0) & ~read_in_flight
                     & (recv_left == 0) & (pending == 0))
         m.d.comb += [self.spad.active.eq(active), self.command.finished.eq(finished),

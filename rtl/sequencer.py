@@ -14,7 +14,15 @@ from caterpillar.rtl.gemm import GemmEngine
 from caterpillar.rtl.instruction import FieldView, instruction_layout
 from caterpillar.rtl.kernels import KERNELS, Emitter
 from caterpillar.rtl.microop import NO_LIMIT, ASrc, BSrc, CSrc, compute_layout, transfer_layout
-from caterpillar.rtl.ports import ArrayStatus, HostWindow, MicroOps, RingCommand, SequencerPort
+from caterpillar.rtl.ports import (
+    ArrayStatus,
+    HostWindow,
+    MicroOps,
+    RingCommand,
+    RingEvents,
+    SequencerPort,
+    SpadEvents,
+)
 
 __all__ = ["Sequencer"]
 
@@ -45,7 +53,11 @@ class Sequencer(wiring.Component):
         The host's window into IMEM (reads one cycle later).
     issue : Out(MicroOps(cfg))
     array : In(ArrayStatus(cfg))
+        The array's hazard and its events, counted with the SPAD's and the ring engine's
+        (``spad_events``, ``ring_events``) in the event counters (``OPS`` on).
     ring : Out(RingCommand())
+    spad_events : In(SpadEvents(cfg))
+    ring_events : In(RingEvents(cfg))
     """
 
     def __init__(self, cfg):
@@ -54,7 +66,8 @@ class Sequencer(wiring.Component):
         super().__init__({
             "host": In(SequencerPort(cfg)), "imem": In(HostWindow(imem_bits, 32)),
             "issue": Out(MicroOps(cfg)), "array": In(ArrayStatus(cfg)),
-            "ring": Out(RingCommand()),
+            "ring": Out(RingCommand()), "spad_events": In(SpadEvents(cfg)),
+            "ring_events": In(RingEvents(cfg)),
         })
 
     def elaborate(self, platform):
@@ -203,7 +216,13 @@ class Sequencer(wiring.Component):
         self._counters(m, {
             Counter.CYCLES: 1, Counter.BUSY: busy, Counter.INSTRET: retire,
             Counter.MACS: self.array.macs, Counter.STALLS: fsm.ongoing("DRAIN"),
-            Counter.RING: fsm.ongoing("RING"),
+            Counter.RING: fsm.ongoing("RING"), Counter.OPS: self.array.ops,
+            Counter.MEMA_READS: self.array.mema_reads, Counter.MEMA_WRITES: self.array.mema_writes,
+            Counter.MEMB_READS: self.array.memb_reads, Counter.MEMB_WRITES: self.array.memb_writes,
+            Counter.SPAD_READS: self.spad_events.reads,
+            Counter.SPAD_WRITES: self.spad_events.writes,
+            Counter.LINK_WORDS: self.ring_events.link_words,
+            Counter.RING_ADDS: self.ring_events.adds,
         })
         return m
 

@@ -10,7 +10,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from caterpillar.contract.geometry import bank_index, bank_of, spad_bank_bit, spad_bank_rows
-from caterpillar.rtl.ports import HostWindow, MicroOps, RingSpadPort, SpadEdge
+from caterpillar.rtl.ports import HostWindow, MicroOps, RingSpadPort, SpadEdge, SpadEvents
 
 __all__ = ["Spad"]
 
@@ -48,6 +48,8 @@ class Spad(wiring.Component):
     edge : Out(SpadEdge(cfg))
     host : In(HostWindow(spad word address bits, word))
     ring : In(RingSpadPort(cfg))
+    events : Out(SpadEvents(cfg))
+        Words the array and the ring engine read (a whole row each) and write this cycle.
     collision : Out(1)
         A cycle the banks cannot serve: two reads in one bank of two different rows, neither
         the row written there. Never high for legal users (a verification aid).
@@ -58,7 +60,8 @@ class Spad(wiring.Component):
         super().__init__({
             "issue": In(MicroOps(cfg)), "edge": Out(SpadEdge(cfg)),
             "host": In(HostWindow(cfg.spad_addr_width, cfg.word_width)),
-            "ring": In(RingSpadPort(cfg)), "collision": Out(1),
+            "ring": In(RingSpadPort(cfg)), "events": Out(SpadEvents(cfg)),
+            "collision": Out(1),
         })
 
     def elaborate(self, platform):
@@ -84,6 +87,10 @@ class Spad(wiring.Component):
             add_read.en.eq(ring.active & ring.op_en),
         ]
         store = self._delayed_store(m)
+        array_reads = Mux(ring.active, ring.rd_en + add_read.en, load)
+        array_lanes = Mux(ring.active, ring.wr_lanes, Mux(store.en, store.lanes, 0))
+        m.d.comb += [self.events.reads.eq(array_reads * nr),
+                     self.events.writes.eq(sum(array_lanes[i] for i in range(nr)))]
         bus = Mux(store.col, edge.col_bus.as_value(), edge.row_bus.as_value())
         array_data = Mux(store.seq, store.data.replicate(nr), bus)
         with m.If(ring.active):

@@ -5,7 +5,7 @@ core that works, a :class:`CoreProgram` (its instruction stream, the phase and m
 every instruction, where its share of the parameters lives, where the host puts inputs and
 finds logits), the layer-to-segment placement, the ``SRC`` registers that close each segment
 into a sub-ring, and the partition of every layer over its segment. Cycles come from the ring
-timing model (:func:`~caterpillar.software.isasim.ring.predict_ring_cycles`), which for one core
+timing model (:func:`~caterpillar.software.isasim.ring.predict_ring`), which for one core
 is the sum of the instructions' fixed durations, so they are known without a cycle-level
 simulator. :meth:`Compiled.save` and :func:`load_compiled` write and read it (``.npz``, no
 pickle), checking everything a hand-made file could get wrong.
@@ -23,7 +23,7 @@ from caterpillar.contract.geometry import word_cycles
 from caterpillar.contract.isa import INSTR_BITS, IsaError, Opcode, decode, encode
 from caterpillar.golden.trainer import scalars
 from caterpillar.software.graph.model import GraphError, TrainingGraph
-from caterpillar.software.isasim.ring import predict_ring_cycles
+from caterpillar.software.isasim.ring import predict_ring
 from caterpillar.software.storage import CheckpointError, atomic_savez, load_npz
 
 __all__ = ["CompileError", "Compiled", "CoreProgram", "Tensor", "Emitter", "Region", "PHASES",
@@ -201,11 +201,22 @@ class Compiled:
         return [self.cores[k].program if k in self.cores else [encode(Opcode.HALT)]
                 for k in range(self.config.cores)]
 
-    def predicted_cycles(self) -> list[int]:
-        """Every core's cycles per step, from the ring timing model (computed once)."""
-        if getattr(self, "_predicted", None) is None:
-            self._predicted = predict_ring_cycles(self.programs(), self.config, self.sources)
-        return list(self._predicted)
+    def predicted_cycles(self, start_pcs=None) -> list[int]:
+        """Every core's cycles per step, from the ring timing model (computed once per
+        ``start_pcs``, instruction 0 of every core by default)."""
+        return list(self._prediction(start_pcs)[0])
+
+    def predicted_events(self, start_pcs=None) -> list[dict]:
+        """Every core's event counters of a step (``{name: events}``, the names of
+        :data:`~caterpillar.contract.isa.EVENT_COUNTERS`), from the same model."""
+        return [dict(e) for e in self._prediction(start_pcs)[1]]
+
+    def _prediction(self, start_pcs):
+        start = tuple(start_pcs or [0] * self.config.cores)
+        cache = self.__dict__.setdefault("_predictions", {})
+        if start not in cache:
+            cache[start] = predict_ring(self.programs(), self.config, self.sources, start)
+        return cache[start]
 
     @property
     def step_cycles(self) -> int:
@@ -223,11 +234,8 @@ class Compiled:
         """Every core's predicted cycles of the step that starts at ``start_pcs`` (instruction
         0 by default; ``cp``'s images hold one step program per kind of pipeline step) and its
         :meth:`phase_report`."""
-        if start_pcs is None:
-            start_pcs, predicted = [0] * self.config.cores, self.predicted_cycles()
-        else:
-            predicted = predict_ring_cycles(self.programs(), self.config, self.sources,
-                                            start_pcs)
+        start_pcs = start_pcs or [0] * self.config.cores
+        predicted = self.predicted_cycles(start_pcs)
         slowest = max(self.cores, key=lambda k: predicted[k])
         reports = {k: c.local_phase_report(self.config, start_pcs[k])
                    for k, c in self.cores.items()}

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from caterpillar.contract.isa import INSTR_WORDS, Counter, ErrorCause
+from caterpillar.contract.isa import EVENT_COUNTERS, INSTR_WORDS, Counter, ErrorCause
 from caterpillar.contract.registers import RegisterView
 from caterpillar.golden.numerics import FORMATS
 from caterpillar.software.driver.device import Device
@@ -32,6 +32,17 @@ class RunStats:
     macs: int
     stalls: int
     wait_cycles: int
+    counters: dict = field(default_factory=dict)   # every Counter after the run
+
+    def counted(self) -> dict:
+        """Every counter but ``CYCLES`` (which also counts the host's cycles around the run),
+        by name: what a run of one program gives on every backend."""
+        return {c.name.lower(): v for c, v in self.counters.items() if c != Counter.CYCLES}
+
+    @property
+    def events(self) -> dict:
+        """The event counters (``OPS`` on: :data:`EVENT_COUNTERS`) by name, lower case."""
+        return {c.name.lower(): self.counters[c] for c in EVENT_COUNTERS}
 
     def utilization(self, pes: int) -> float:
         """MACs per PE per busy cycle."""
@@ -116,4 +127,4 @@ class Driver:
         counters = {counter: self.counter(counter) for counter in Counter}
         return RunStats(counters[Counter.CYCLES], counters[Counter.BUSY],
                         counters[Counter.INSTRET], counters[Counter.MACS],
-                        counters[Counter.STALLS], waited)
+                        counters[Counter.STALLS], waited, counters)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from caterpillar.contract.config import CaterpillarConfig
-from caterpillar.contract.isa import Counter
+from caterpillar.contract.isa import EVENT_COUNTERS, Counter
 from caterpillar.contract.registers import RegisterMap, RegisterView, core_address
 from caterpillar.software.driver.core import CoreError, Driver
 from caterpillar.software.driver.device import Device
@@ -51,6 +51,7 @@ class RingRun:
     macs: list
     ring_cycles: list
     waited: int
+    events: list = field(default_factory=list)   # each core's event counters, by name
 
     @property
     def makespan(self) -> int:
@@ -120,12 +121,13 @@ class RingDriver:
                                           timeout_cycles)
         if ctrl.unpack("STATUS", status)["error"]:
             raise RingCoreError(self._errors())
-        counters = [{c: d.counter(c) for c in (Counter.BUSY, Counter.INSTRET, Counter.MACS,
-                                               Counter.RING)} for d in self.cores]
+        wanted = (Counter.BUSY, Counter.INSTRET, Counter.RING, *EVENT_COUNTERS)
+        counters = [{c: d.counter(c) for c in wanted} for d in self.cores]
         return RingRun([c[Counter.BUSY] for c in counters],
                        [c[Counter.INSTRET] for c in counters],
                        [c[Counter.MACS] for c in counters],
-                       [c[Counter.RING] for c in counters], waited)
+                       [c[Counter.RING] for c in counters], waited,
+                       [{e.name.lower(): c[e] for e in EVENT_COUNTERS} for c in counters])
 
     def _errors(self) -> dict[int, CoreError]:
         if self.regs is None:

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from caterpillar.contract.events import instruction_events
 from caterpillar.contract.geometry import (
     INSTRUCTION_OVERHEAD,
     SEQUENCER_OPCODES,
@@ -144,11 +145,11 @@ class IsaSim:
                 return Step("done", result=self._result(check.cause, pc, per_op))
         if op == Opcode.RING:
             return Step("ring", pc=pc, fields=f)
-        macs = EXECUTE[op](self, f, plan, snapshot)
+        EXECUTE[op](self, f, plan, snapshot)
         cycles = execution_cycles(plan, self.cfg)
         self._spend(cycles)
+        self.count_events(instruction_events(op, f, plan, self.cfg))
         self.counters[Counter.STALLS] += self.cfg.write_back_latency
-        self.counters[Counter.MACS] += macs
         self.counters[Counter.INSTRET] += 1
         per_op[op.name] = per_op.get(op.name, 0) + cycles + INSTRUCTION_OVERHEAD
         return Step("next", pc=pc + 1, cycles=cycles + INSTRUCTION_OVERHEAD)
@@ -159,6 +160,11 @@ class IsaSim:
         self.counters[Counter.RING] += cycles
         self.counters[Counter.INSTRET] += 1
         self.per_op["RING"] = self.per_op.get("RING", 0) + cycles + INSTRUCTION_OVERHEAD
+
+    def count_events(self, events: dict):
+        """Add ``{counter: events}`` to the event counters."""
+        for counter, value in events.items():
+            self.counters[counter] += value
 
     def _spend(self, cycles: int):
         self.counters[Counter.CYCLES] += cycles
@@ -184,7 +190,6 @@ def _rdcnt(sim, f, plan, snapshot):
     width = sim.cfg.word_width
     for w in range(plan.values["words"]):
         sim.spad[f.spad + w] = (value >> (w * width)) & ((1 << width) - 1)
-    return 0
 
 
 def _layout_coords(sim, layout: int, count: int):
@@ -202,7 +207,6 @@ def _layout_coords(sim, layout: int, count: int):
 def _ldv(sim, f, plan, snapshot):
     e, r, c = _layout_coords(sim, f.layout, f.len)
     sim.memb[r, c, f.memb + e // sim.cfg.nr] = sim.spad[f.spad + e]
-    return 0
 
 
 def _stv(sim, f, plan, snapshot):
@@ -212,7 +216,6 @@ def _stv(sim, f, plan, snapshot):
     zero = np.zeros_like(k)
     r, c = {Layout.DIAG: (k, k), Layout.COLREP: (zero, k)}.get(Layout(f.layout), (k, zero))
     sim.spad[f.spad + e] = sim.memb[r, c, f.memb + e // nr]
-    return 0
 
 
 def _tile_indices(sim, f):
@@ -226,13 +229,11 @@ def _tile_indices(sim, f):
 def _lda(sim, f, plan, snapshot):
     r, c, local, spad = _tile_indices(sim, f)
     sim.mema[r, c, local] = sim.spad[spad]
-    return 0
 
 
 def _sta(sim, f, plan, snapshot):
     r, c, local, spad = _tile_indices(sim, f)
     sim.spad[spad] = sim.mema[r, c, local]
-    return 0
 
 
 def _bcast(sim, f, plan, snapshot):
@@ -246,7 +247,6 @@ def _bcast(sim, f, plan, snapshot):
     layout = Layout.COLREP.value if f.layout == Layout.COLREP.value else Layout.ROWREP.value
     ee, r, c = _layout_coords(sim, layout, f.len)
     sim.memb[r, c, f.dst + ee // nr] = value[ee]
-    return 0
 
 
 def _check_disjoint(name, a, a_len, b, b_len):
@@ -284,7 +284,6 @@ def _gemv(sim, f, plan, transposed: bool):
         sim.memb[r, c, f.psum + o // nr] = stored[:, other]
     result = gk.narrow(gk.chain_sum(stored, nr, fmt, acc), fmt, acc)
     sim.memb[o % nr, o % nr, out + o // nr] = result
-    return rows * cols
 
 
 def _ger(sim, f, plan, snapshot):
@@ -315,8 +314,6 @@ def _ger(sim, f, plan, snapshot):
             sim.mema[r, c, addr] = new_w
             if f.use_mom:
                 sim.mema[r, c, mom_addr] = new_mom
-    plain = not (f.use_wd or f.use_mom)
-    return f.rows * f.cols * (1 if plain else 2 + f.use_wd + f.use_mom)
 
 
 def _cpass(sim, f, plan, snapshot):
@@ -366,15 +363,12 @@ def _cpass(sim, f, plan, snapshot):
                                   ldw=f.ldw)
         values = {"out_loc": m_loc, "red_loc": k_loc}
         _gemv(sim, forward, SimpleNamespace(values=values), transposed=False)
-    # The MAC counter also counts the combine's lanes x nr x cols MACs by one.
-    return f.rows * f.cols * (1 + f.prop + f.fwd) + f.prop * lanes * nr * f.cols
 
 
 def _vop(sim, f, plan, snapshot):
     nr = sim.cfg.nr
     fmt, acc = sim.cfg.operand, sim.cfg.acc
     fn = VecOp(f.fn).name.lower()
-    count = 0
     for r in range(nr):
         for c in range(nr):
             if f.layout == Layout.DIAG.value and r != c:
@@ -386,9 +380,6 @@ def _vop(sim, f, plan, snapshot):
             z = gk.vop(fn, sim.memb[r, c, f.x + q], sim.memb[r, c, f.y + q],
                        sim.sregs[f.alpha], fmt, acc)
             sim.memb[r, c, f.z + q] = z
-            count += len(q)
-    macs_each = {"add": 1, "sub": 1, "mul": 1, "axpy": 1, "scale": 1, "mseg": 2}
-    return count * macs_each.get(fn, 0)
 
 
 def _gemm(sim, f, plan, snapshot):
@@ -421,7 +412,6 @@ def _gemm(sim, f, plan, snapshot):
         j = np.arange(panel * nr, min(f.n, panel * nr + nr))
         for r in range(nr):
             sim.memb[r, (j % nr)[None, :], buf * k + p[:, None]] = b[:, j]
-    return f.m * f.n * k
 
 
 def _smxce(sim, f, plan, snapshot):
@@ -437,12 +427,10 @@ def _smxce(sim, f, plan, snapshot):
                 sim.memb[0, c, f.scr + offset] = value
     e = np.arange(f.len)
     sim.memb[e % nr, e % nr, f.z + e // nr] = z
-    # MACs per element: 10 in exp, 1 in the local sum, 2 in the output; 7 in the reciprocal.
-    return 13 * f.len + 7
 
 
 #: What each opcode that issues micro-ops does to the state: ``execute(sim, fields, plan,
-#: counters at its check) -> model MACs``.
+#: counters at its check)``; its events (MACs too) are :func:`instruction_events`'.
 EXECUTE = {
     Opcode.RDCNT: _rdcnt,
     Opcode.LDA: _lda,

@@ -15,9 +15,12 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from caterpillar.contract.events import EVENTS_PER_INSTRUCTION, instruction_events, ring_events
 from caterpillar.contract.geometry import (
     INSTRUCTION_OVERHEAD,
+    SEQUENCER_OPCODES,
     instruction_cycles,
+    kernel_plan,
     ring_queue_depth,
     spad_bank,
 )
@@ -25,7 +28,7 @@ from caterpillar.contract.isa import Opcode, unpack
 from caterpillar.golden import numerics
 from caterpillar.software.isasim.core import IsaSim, RunResult, Step
 
-__all__ = ["EngineModel", "RingSim", "RingDeadlock", "predict_ring_cycles"]
+__all__ = ["EngineModel", "RingSim", "RingDeadlock", "predict_ring", "predict_ring_cycles"]
 
 
 class RingDeadlock(RuntimeError):
@@ -149,6 +152,7 @@ class _TimingCore:
 
     def reset_counters(self):
         self.busy = self.ring = 0
+        self.events = {c: 0 for c in EVENTS_PER_INSTRUCTION}
 
     def execute(self, pc: int) -> Step:
         op, values = unpack(self.program[pc])
@@ -159,22 +163,37 @@ class _TimingCore:
         if op == Opcode.RING:
             return Step("ring", pc=pc, fields=fields)
         cycles = instruction_cycles(op, fields, self.cfg)
+        if op not in SEQUENCER_OPCODES:
+            self.count_events(instruction_events(op, fields, kernel_plan(op, fields, self.cfg),
+                                                 self.cfg))
         self.busy += cycles - INSTRUCTION_OVERHEAD
         return Step("next", pc=pc + 1, cycles=cycles)
+
+    def count_events(self, events: dict):
+        for counter, value in events.items():
+            self.events[counter] += value
 
     def retire_ring(self, cycles: int):
         self.busy += cycles
         self.ring += cycles
 
 
-def predict_ring_cycles(programs, cfg, sources=None, start_pcs=None) -> list[int]:
-    """Return each core's busy cycles for ``programs`` (one per core, started together at
-    ``start_pcs``, instruction 0 by default), without computing any data: the timing of the
-    RTL and of :class:`RingSim`."""
+def predict_ring(programs, cfg, sources=None, start_pcs=None) -> tuple[list, list]:
+    """Return each core's busy cycles and event counters (``{name: events}``, the names of
+    :data:`~caterpillar.contract.isa.EVENT_COUNTERS`) for ``programs`` (one per
+    core, started together at ``start_pcs``, instruction 0 by default), without computing
+    any data: the timing and the events of the RTL and of :class:`RingSim`."""
     sim = RingSim(cfg, timing=[list(p) for p in programs])
     if sources is not None:
         sim.src = list(sources)
-    return [r.busy_cycles for r in sim.run(list(start_pcs or [0] * cfg.cores))]
+    results = sim.run(list(start_pcs or [0] * cfg.cores))
+    return ([r.busy_cycles for r in results],
+            [{c.name.lower(): v for c, v in core.events.items()} for core in sim.cores])
+
+
+def predict_ring_cycles(programs, cfg, sources=None, start_pcs=None) -> list[int]:
+    """Return each core's busy cycles (:func:`predict_ring`)."""
+    return predict_ring(programs, cfg, sources, start_pcs)[0]
 
 
 class RingSim:
@@ -222,6 +241,7 @@ class RingSim:
                 if step.kind == "ring":
                     ring_from[k] = fetch_time[k] + INSTRUCTION_OVERHEAD
                     self.engines[k].start(step.fields)
+                    self.cores[k].count_events(ring_events(step.fields, self.cfg))
                     return
                 fetch_time[k] += step.cycles
                 pcs[k] = step.pc

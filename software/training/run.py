@@ -26,6 +26,8 @@ from pathlib import Path
 from caterpillar.contract.config import CaterpillarConfig, ConfigError, preset
 from caterpillar.software.compiler.program import Compiled, load_compiled
 from caterpillar.software.compiler.training import compile_training, layer_segments
+from caterpillar.software.energy.energy import step_energy
+from caterpillar.software.energy.technology import load_technology
 from caterpillar.software.graph.files import load_graph
 from caterpillar.software.graph.model import Optimizer, TrainingGraph, parse_model
 from caterpillar.software.storage import check_output
@@ -281,12 +283,26 @@ def describe(plan: RunPlan, backend: str) -> str:
 
 
 def epoch_line(r: dict) -> str:
-    """One line per epoch: loss, accuracies, cycles and utilization per phase."""
+    """One line per epoch: loss, accuracies, cycles and utilization per phase, and (with
+    ``energy``) the epoch's energy and GFLOPS/W with the FPU's energy per FMA."""
     util = " ".join(f"{p} {v['utilization'] * 100:.1f}%" for p, v in r["phases"].items()
                     if v["cycles"])
+    energy = ""
+    if "energy" in r:
+        fma = r["energy"]["fma"]
+        energy = (f" energy {fma['energy_pj']['total'] / 1e9:,.3f} mJ "
+                  f"{fma['gflops_per_w']:.1f} GFLOPS/W")
     return (f"epoch {r['epoch']}: loss {r['loss']:.4f} train acc {r['train_accuracy'] * 100:.2f}%"
             f" test acc {r['test_accuracy'] * 100:.2f}% cycles {r['cycles']:,} util "
-            f"{r['utilization'] * 100:.1f}% ({util}) wall {r['wall_seconds']:.1f}s")
+            f"{r['utilization'] * 100:.1f}% ({util}){energy} wall {r['wall_seconds']:.1f}s")
+
+
+def epoch_energy(report: dict, cfg, tech) -> dict:
+    """The energy of an epoch's counted events (:func:`~caterpillar.software.energy.energy.
+    step_energy` over the epoch: its model MACs and cycles), in technology ``tech``."""
+    macs = sum(v["macs"] for v in report["phases"].values())
+    return {"technology": tech.name,
+            **step_energy([report["events"]], macs, report["cycles"], cfg, tech)}
 
 
 def run_session(device, opts: dict, *, plan: RunPlan | None = None, out=_say,
@@ -306,8 +322,10 @@ def run_session(device, opts: dict, *, plan: RunPlan | None = None, out=_say,
     backend = opts.get("backend") or "device"
     out(describe(plan, backend))
     started = time.monotonic()
+    tech = load_technology(opts.get("technology"))
     while session.epoch < plan.epochs:
         report = session.train_epoch()
+        report["energy"] = epoch_energy(report, plan.config, tech)
         out(epoch_line(report))
         if _given(opts, "save"):
             save_checkpoint(opts["save"], session)

@@ -222,12 +222,14 @@ class Session:
         if graph.algorithm == "cp":
             return self._train_epoch_pipelined(lr, s, order, steps)
         losses, correct, cycles = [], 0, 0
+        events = {}
         started = time.monotonic()
         for step in range(steps):
             idx = order[step * batch:(step + 1) * batch]
             x, t = self.x_train[idx], self.t_train[idx]
             logits, stats = self.hw.step(x, t)
             cycles += stats.busy
+            _tally(events, stats.events)
             labels = self.dataset.y_train[idx]
             losses.append(self._loss(logits, t if graph.loss == "mse" else labels))
             correct += int((to_float(logits, cfg.operand).argmax(axis=1) == labels).sum())
@@ -246,7 +248,7 @@ class Session:
         per_phase = {p: {"cycles": v["cycles"] * steps, "macs": v["macs"] * steps}
                      for p, v in self.compiled.phase_report().items()}
         report = self._epoch_report(lr, steps, steps * graph.batch, losses, correct, cycles,
-                                    seconds, per_phase)
+                                    seconds, per_phase, events)
         self.history.append(report)
         self.epoch += 1
         return report
@@ -259,7 +261,7 @@ class Session:
         golden = None if self.golden is None else PipelinedTrainer(self.golden, cfg.acc_lanes)
         losses, correct, cycles = [], 0, 0
         per_phase = {p: {"cycles": 0, "macs": 0} for p in PHASES}
-        steady = 0
+        steady, events = 0, {}
         started = time.monotonic()
         total = groups + 2 * layers - 1
         for t in range(total):
@@ -269,6 +271,7 @@ class Session:
             logits, stats = self.hw.pipeline_step(t, x, target)
             entry = self.hw.pipeline_entry(t)
             cycles += stats.busy
+            _tally(events, stats.events)
             for p, v in entry["report"].items():
                 per_phase[p]["cycles"] += v["cycles"]
                 per_phase[p]["macs"] += v["macs"]
@@ -290,7 +293,7 @@ class Session:
                 self.progress(self.epoch, t + 1, total)
         seconds = time.monotonic() - started
         report = self._epoch_report(lr, total, groups, losses, correct, cycles, seconds,
-                                    per_phase)
+                                    per_phase, events)
         report["pipeline"] = {"steady_cycles": steady, "fill_drain_cycles": cycles - steady,
                               "fill_drain_share": (cycles - steady) / cycles if cycles else 0.0}
         self.history.append(report)
@@ -298,8 +301,9 @@ class Session:
         return report
 
     def _epoch_report(self, lr, steps, samples, losses, correct, cycles, seconds,
-                      per_phase) -> dict:
-        """The epoch's report; ``per_phase``: the epoch's predicted cycles and model MACs."""
+                      per_phase, events) -> dict:
+        """The epoch's report; ``per_phase``: the epoch's predicted cycles and model MACs;
+        ``events``: the event counters the device counted, summed over steps and cores."""
         cfg = self.compiled.config
         pes = cfg.nr * cfg.nr * self.cores
         per_phase = {p: {**v, "utilization": v["macs"] / (pes * v["cycles"]) if v["cycles"]
@@ -313,6 +317,7 @@ class Session:
             "utilization": macs / (pes * cycles) if cycles else 0.0,
             "phases": {p: per_phase[p] for p in PHASES}, "wall_seconds": seconds,
             "golden_checked_steps": self.steps if self.golden is not None else 0,
+            "events": dict(events),
         }
 
     def test_accuracy(self) -> float:
@@ -331,3 +336,9 @@ class Session:
         return [(to_float(w, fmt).astype(np.float32), to_float(b, fmt).astype(np.float32))
                 for w, b in weights]
 
+
+def _tally(total: dict, per_core: list) -> None:
+    """Add a run's event counters (``[{name: events}, ...]``, one per core) to ``total``."""
+    for core in per_core:
+        for name, value in core.items():
+            total[name] = total.get(name, 0) + value

@@ -408,7 +408,7 @@ class Trainer:
         (bits) or None while draining; ``target``: that of the sample whose forward leaves the
         output layer in this step, or None. Returns that sample's logits (``1 x outputs``, or
         None) and the cores' counters, which must equal the prediction (``check_cycles``: off
-        only while the links stall on purpose)."""
+        only while the links stall on purpose; the event counters are checked even then)."""
         c = self.compiled
         entry = self.pipeline_entry(t)
         first, last = c.segments[0], c.segments[-1]
@@ -424,9 +424,8 @@ class Trainer:
                 trainer.driver.write_spad(trainer.core.io["targets"],
                                           trainer._targets([target])[0])
         run = self.ring.run(entry["pcs"], timeout_cycles=4 * entry["step_cycles"] + 10_000)
-        if check_cycles and run.cycles != entry["cycles"]:
-            raise StepMismatch(f"pipeline step {t} took {run.cycles} cycles; the compiler "
-                               f"predicted {entry['cycles']}")
+        _check_run(run, entry["cycles"] if check_cycles else None,
+                   c.predicted_events(entry["pcs"]), f"pipeline step {t}")
         logits = self.trainers[last[0]].logits() if entry["key"][1][-1] else None
         return logits, run
 
@@ -445,7 +444,18 @@ class Trainer:
                 trainer.stage(x, targets)
         run = self.ring.run(self.start_pcs, timeout_cycles=4 * self.step_cycles + 10_000)
         logits = self.trainers[last[0]].logits()
-        if run.cycles != self.predicted:
-            raise StepMismatch(f"the cores took {run.cycles} cycles; the compiler predicted "
-                               f"{self.predicted}")
+        _check_run(run, self.predicted, c.predicted_events(), "the step")
         return logits, run
+
+
+def _check_run(run: RingRun, cycles: list | None, events: list, what: str) -> None:
+    """Raise :class:`StepMismatch` unless every core's cycles (unless None: links stalled on
+    purpose) and event counters (stalls move no more data) are the compiler's prediction."""
+    if cycles is not None and run.cycles != cycles:
+        raise StepMismatch(f"{what}: the cores took {run.cycles} cycles; the compiler "
+                           f"predicted {cycles}")
+    for core, (got, want) in enumerate(zip(run.events, events, strict=True)):
+        if got != want:
+            diff = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
+            raise StepMismatch(f"{what}: core {core}'s event counters differ from the "
+                               f"prediction (counted, predicted): {diff}")

@@ -64,7 +64,7 @@ def run(program, *, row=0, col=1, bus=None, cycles=None):
             ctx.set(pe.row_bus, bus.get(t, 0))
             samples.append({"col_drive": ctx.get(pe.col_drive), "col_out": ctx.get(pe.col_out),
                             "row_drive": ctx.get(pe.row_drive), "hazard": ctx.get(pe.hazard),
-                            "link_e": ctx.get(pe.link_e), "mac": ctx.get(pe.mac)})
+                            "link_e": ctx.get(pe.link_e), "mac": ctx.get(pe.events.mac)})
             await ctx.tick()
 
     sim = Simulator(pe)

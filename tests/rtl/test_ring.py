@@ -44,6 +44,7 @@ def test_collective_on_two_cores(device, kind, n):
         np.testing.assert_array_equal(got[lo:hi], want)
         np.testing.assert_array_equal(got, model)
     assert run.cycles == sim.cycles and run.ring_cycles == sim.ring_cycles
+    assert run.events == sim.events and any(e["link_words"] for e in run.events)
 
 
 def test_stalled_links_only_delay(device):
@@ -53,6 +54,7 @@ def test_stalled_links_only_delay(device):
     for (lo, hi, want), got in zip(expected_outputs(case, inputs, CFG), outputs):
         np.testing.assert_array_equal(got[lo:hi], want)
     assert stalled.makespan > calm.makespan
+    assert stalled.events == calm.events  # stalls move no more words
 
 
 def test_unsupported_rings_are_config_errors():

@@ -56,8 +56,8 @@ def test_collectives_match_simulator_and_golden(cores, seed):
             for got, want in zip(rtl_out, sim_out):
                 np.testing.assert_array_equal(got, want, err_msg=str(case))
             check_golden(case, inputs, rtl_out, cfg)
-            assert (rtl.cycles, rtl.ring_cycles, rtl.instret) == \
-                (sim.cycles, sim.ring_cycles, sim.instret), case
+            assert (rtl.cycles, rtl.ring_cycles, rtl.instret, rtl.events) == \
+                (sim.cycles, sim.ring_cycles, sim.instret, sim.events), case
             checked += 1
             cycles[case] = rtl.makespan
         # Under random link stalls the data stay the same; only the timing changes.
@@ -73,5 +73,5 @@ def test_collectives_match_simulator_and_golden(cores, seed):
             _, _, sim = run_crossing_traffic(RingIsaDevice(cfg))
             for got, want in zip(outputs, crossing_traffic_expected(inputs, cfg.nr)):
                 np.testing.assert_array_equal(got, want)
-            assert rtl.cycles == sim.cycles
+            assert rtl.cycles == sim.cycles and rtl.events == sim.events
     print(f"{checked} collectives on {cores} cores: RTL == ring simulator == golden")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from caterpillar.contract.config import preset
+from caterpillar.contract.events import EVENTS_PER_INSTRUCTION
 from caterpillar.contract.geometry import ring_queue_depth
 from caterpillar.contract.isa import Counter, Layout, Opcode, encode
 from caterpillar.golden import numerics
@@ -20,6 +21,7 @@ from caterpillar.software.isasim.ring import (
     EngineModel,
     RingDeadlock,
     RingSim,
+    predict_ring,
     predict_ring_cycles,
 )
 
@@ -167,7 +169,8 @@ def collective_programs(segment, cores, nr, buf=64, n=21):
 
 
 def simulate(cfg, programs, rng, sources=None):
-    """Run ``programs`` on the data-carrying ring; return the results and the ring cycles."""
+    """Run ``programs`` on the data-carrying ring; return the results, the ring cycles and
+    the event counters of every core."""
     sim = RingSim(cfg)
     for core, program in zip(sim.cores, programs):
         core.load_program(program)
@@ -176,14 +179,16 @@ def simulate(cfg, programs, rng, sources=None):
         sim.src = list(sources)
     results = sim.run([0] * cfg.cores)
     assert all(r.ok for r in results)
-    return results, [core.counters[Counter.RING] for core in sim.cores]
+    events = [{c.name.lower(): core.counters[c] for c in EVENTS_PER_INSTRUCTION}
+              for core in sim.cores]
+    return results, [core.counters[Counter.RING] for core in sim.cores], events
 
 
 @pytest.mark.parametrize("cores", [2, 3, 5])
 def test_predicted_cycles_are_the_simulated_cycles(cores, rng):
     cfg = TINY.replace(cores=cores)
     programs = collective_programs(tuple(range(cores)), cores, cfg.nr)
-    results, ring = simulate(cfg, programs, rng)
+    results, ring, _ = simulate(cfg, programs, rng)
     assert predict_ring_cycles(programs, cfg) == [r.busy_cycles for r in results]
     assert all(r > 0 for r in ring)
     # The cores reached the ring at different times, so some waited longer than others.
@@ -201,8 +206,8 @@ def test_sub_rings_and_chain_relays_are_predicted_exactly(rng):
         for k, words in step.items():
             programs[k] += words + local(k)[:1]
     programs = [p + [HALT] for p in programs]
-    results, _ = simulate(cfg, programs, rng, sources)
-    assert predict_ring_cycles(programs, cfg, sources) == [r.busy_cycles for r in results]
+    results, _, events = simulate(cfg, programs, rng, sources)
+    assert predict_ring(programs, cfg, sources) == ([r.busy_cycles for r in results], events)
 
 
 def test_ring_transfers_take_one_more_cycle_per_row():
@@ -240,12 +245,14 @@ def test_a_send_nobody_takes_is_a_deadlock():
 def test_timing_only_cores_count_the_cycles_of_data_cores(cores, rng):
     cfg = TINY.replace(cores=cores)
     programs = collective_programs(tuple(range(cores)), cores, cfg.nr)
-    results, ring = simulate(cfg, programs, rng)
+    results, ring, events = simulate(cfg, programs, rng)
     timing = RingSim(cfg, timing=programs)
     timed = timing.run([0] * cores)
     assert [r.busy_cycles for r in timed] == [r.busy_cycles for r in results]
     assert [core.ring for core in timing.cores] == ring
     assert all(core.spad is None for core in timing.cores)
+    # The events too, without data: what the energy of a compiled step is computed from.
+    assert predict_ring(programs, cfg)[1] == events
 
 
 @pytest.mark.parametrize("algorithm, segments", [
@@ -257,5 +264,6 @@ def test_compiled_steps_are_predicted_exactly(algorithm, segments, rng):
                           batch=1 if algorithm == "sgd" else 3,
                           optimizer=Optimizer(lr=0.1, momentum=0.9))
     compiled = compile_training(graph, cfg, segments)
-    results, _ = simulate(cfg, compiled.programs(), rng, compiled.sources)
+    results, _, events = simulate(cfg, compiled.programs(), rng, compiled.sources)
     assert compiled.predicted_cycles() == [r.busy_cycles for r in results]
+    assert compiled.predicted_events() == events
