@@ -476,8 +476,11 @@ class PE(wiring.Component):
                                            mem.memb[0][0].data))]
         p0, p1 = ports
         collision = p1.writes & (p0.reads | p0.writes) & (p0.addr == p1.addr)
+        # The events count the users, each served by a port unless there are more than two (a
+        # hazard): the ports' enables' numbers, but not from them: Yosys writes the enables as
+        # processes, which Icarus leaves X until an input first changes.
         return SimpleNamespace(memb_collision=collision, mema_clash=mema_clash,
-                               memb_reads=p0.reads + p1.reads, memb_writes=p0.writes + p1.writes)
+                               memb_reads=r0 + r1, memb_writes=w.wb_memb + w.load_memb)
 
     def _hazards(self, m, s, read, w, ports) -> None:
         """``hazard`` (a port, bus or slot claimed twice in a cycle, or one MemB word read and
