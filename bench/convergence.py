@@ -27,6 +27,7 @@ from caterpillar.golden.trainer import GoldenTrainer, scalars, to_bits, to_float
 from caterpillar.software.graph.model import GraphError, Optimizer, parse_model
 from caterpillar.software.storage import check_figure, check_output, write_json
 from caterpillar.software.training.datasets import load_dataset
+from caterpillar.software.training.fast import FastTrainer
 from caterpillar.software.training.session import (
     default_weights,
     epoch_order,
@@ -52,25 +53,34 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None,
                    help="train on the first LIMIT samples of each epoch only")
+    p.add_argument("--fast", action="store_true",
+                   help="the fast training path: the same steps in float32 with the format's "
+                        "rounding of stored values, not bit-exact (docs/training.md)")
     p.add_argument("--json", default=None, metavar="FILE", help="write the curves")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="draw the curves")
 
 
 def _accuracy(trainer, x_test, y_test, fmt) -> float:
-    logits = to_float(trainer.predict(x_test), fmt)
+    logits = trainer.predict(x_test)
+    if not isinstance(trainer, FastTrainer):
+        logits = to_float(logits, fmt)
     return float((logits.argmax(axis=1) == y_test).mean())
 
 
-def train_case(name, sizes, data, cfg, *, epochs, lr, seed, limit=None, progress=None):
-    """Train case ``name`` of :data:`CASES`; return its test accuracy after every epoch."""
+def train_case(name, sizes, data, cfg, *, epochs, lr, seed, limit=None, progress=None,
+               fast=False):
+    """Train case ``name`` of :data:`CASES`; return its test accuracy after every epoch.
+    ``fast``: with :class:`~caterpillar.software.training.fast.FastTrainer` (the same steps
+    in float32 with the format's rounding of stored values, not bit-exact)."""
     algorithm, batch = CASES[name]
     fmt = cfg.operand
     init = [(to_bits(w, fmt), to_bits(b, fmt)) for w, b in default_weights(sizes, seed)]
     feedback = None
     if algorithm == "dfa":
         feedback = [to_bits(f, fmt) for f in feedback_matrices(sizes, seed)]
-    g = GoldenTrainer(sizes, "softmax_ce", cfg.nr, fmt, cfg.acc, init,
-                      k_chunk=cfg.memb_words // 2, feedback=feedback)
+    trainer = FastTrainer if fast else GoldenTrainer
+    g = trainer(sizes, "softmax_ce", cfg.nr, fmt, cfg.acc, init,
+                k_chunk=cfg.memb_words // 2, feedback=feedback)
     x_train, x_test = to_bits(data.x_train, fmt), to_bits(data.x_test, fmt)
     rate = lr * np.sqrt(batch)
     schedule = Optimizer(lr=rate, schedule="step", step=2, gamma=0.5)
@@ -113,7 +123,7 @@ def _figure(results, path) -> None:
     axis.set_xticks(range(1, results["epochs"] + 1))
     axis.set(xlabel="epoch", ylabel="test accuracy (%)",
              title=f"{results['model']} on {results['dataset']} ({results['format']}, "
-                   "hardware arithmetic)")
+                   f"{results['arithmetic']})")
     axis.grid(alpha=0.3)
     axis.legend()
     fig.tight_layout()
@@ -135,7 +145,8 @@ def run(args) -> int:
                          f"{data.features}-...-{data.classes}, not {'-'.join(map(str, sizes))}")
     results = {"dataset": args.dataset, "model": "-".join(map(str, sizes)),
                "format": cfg.operand.name, "epochs": args.epochs, "seed": args.seed,
-               "cases": {}}
+               "arithmetic": "fast (float32, stored values rounded)" if args.fast else
+               "the hardware's (bit-exact)", "cases": {}}
 
     def progress(name, epoch, accuracy):
         print(f"    {name}: epoch {epoch} test accuracy {100 * accuracy:.1f}%", flush=True)
@@ -143,7 +154,8 @@ def run(args) -> int:
     for name in args.cases:
         started = time.monotonic()
         case = train_case(name, sizes, data, cfg, epochs=args.epochs, lr=args.lr,
-                          seed=args.seed, limit=args.limit, progress=progress)
+                          seed=args.seed, limit=args.limit, progress=progress,
+                          fast=args.fast)
         case["seconds"] = time.monotonic() - started
         results["cases"][name] = case
         print(f"{name:8s} batch {case['batch']:>3} lr {case['lr']:.4f}: "

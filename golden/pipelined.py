@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from caterpillar.golden import kernels as gk
 from caterpillar.golden.trainer import GoldenTrainer
 
 __all__ = ["PipelinedTrainer"]
@@ -109,7 +108,7 @@ class PipelinedTrainer:
         """
         L, t = self.layers, self.t
         if x is not None:
-            x = np.asarray(x, dtype=np.uint64).reshape(self.batch, -1)
+            x = self.g._tensor(x).reshape(self.batch, -1)
             self.inputs[0][t] = x
             self._targets[t] = targets
         logits = None
@@ -139,7 +138,7 @@ class PipelinedTrainer:
         w_read = self.stashed[layer].pop(group, g.weights[layer][0])
         if layer > 0:
             h_prev = self.pre[layer - 1].pop(group)
-            e = np.stack([gk.cpass_backward(w_read, d[k], g.nr, self.lanes, g.fmt, g.acc)[0]
+            e = np.stack([g.cpass_backward(w_read, d[k], self.lanes)
                           for k in range(self.batch)])
             self.deltas[layer - 1][group] = g._vop("relud", h_prev, e, 0)
         g.weights[layer], g.moments[layer] = g.update_layer(layer, d, a, s)

@@ -157,8 +157,40 @@ class GoldenTrainer:
 
     # -- shared pieces ----------------------------------------------------------------------
 
+    # -- the arithmetic (every sum of a step goes through these; FastTrainer overrides them) --
+
+    def _tensor(self, x) -> np.ndarray:
+        """An input tensor in this trainer's representation (bit patterns)."""
+        return np.asarray(x, dtype=np.uint64)
+
+    def _ones(self, shape) -> np.ndarray:
+        return np.full(shape, self.one, dtype=np.uint64)
+
     def _vop(self, fn, x, y, alpha):
         return gk.vop(fn, x, y, alpha, self.fmt, self.acc)
+
+    def _gemvt(self, w, d) -> np.ndarray:
+        """``W^T d`` as ``gemvt`` sums it."""
+        return gk.gemvt(w, d, self.nr, self.fmt, self.acc)[0]
+
+    def _gemm(self, a, b, c=None) -> np.ndarray:
+        """``C (+)= A B`` in one GEMM."""
+        return gk.gemm(a, b, c, self.fmt, self.acc)
+
+    def _gemm_chunked(self, a, b, c=None) -> np.ndarray:
+        """``C (+)= A B`` in GEMMs of at most ``k_chunk`` terms (:func:`gemm_chunked`)."""
+        return gemm_chunked(a, b, self.fmt, self.acc, self.k_chunk, c=c)
+
+    def _ger_batch(self, w, d, a, mw, s):
+        """``(W', mW')`` of the update with momentum or weight decay (``ger``'s steps)."""
+        return gk.ger_batch(w, d, a, s["neg_lr"], self.fmt, self.acc,
+                            wd=s["wd"] if self.use_wd else None,
+                            mom=mw if self.use_mom else None, mu=s["mu"])
+
+    def cpass_backward(self, w, d, lanes: int) -> np.ndarray:
+        """``W^T d`` as the fused pass sums it with ``lanes`` row lanes (CP's backward,
+        :mod:`.pipelined`)."""
+        return gk.cpass_backward(w, d, self.nr, lanes, self.fmt, self.acc)[0]
 
     def output_gradient(self, h, target, s) -> np.ndarray:
         """Gradient of the loss for one sample's output ``h`` (bits); ``target``: a label for
@@ -177,7 +209,7 @@ class GoldenTrainer:
     def forward(self, x) -> list:
         """Return ``[(h, a), ...]`` per layer for one input ``x`` (bits); ``a`` is ``None``
         for the last layer."""
-        a = np.asarray(x, dtype=np.uint64)
+        a = self._tensor(x)
         out = []
         for index, (w, b) in enumerate(self.weights):
             h = self._gemv(w, a, self.cores[index])
@@ -195,7 +227,7 @@ class GoldenTrainer:
 
     def sgd_step(self, x, target, s) -> np.ndarray:
         """Train on one sample with scalars ``s`` (:func:`scalars`); return the logits."""
-        x = np.asarray(x, dtype=np.uint64)
+        x = self._tensor(x)
         acts = self.forward(x)
         d = d_out = self.scale_output_gradient(
             self.output_gradient(acts[-1][0], target, s)[None], s)[0]
@@ -205,10 +237,9 @@ class GoldenTrainer:
             d_prev = None
             if index > 0:
                 if self.feedback is None:
-                    e, _ = gk.gemvt(w, d, self.nr, self.fmt, self.acc)
+                    e = self._gemvt(w, d)
                 else:
-                    e, _ = gk.gemvt(self.feedback[index - 1], d_out, self.nr, self.fmt,
-                                    self.acc)
+                    e = self._gemvt(self.feedback[index - 1], d_out)
                 d_prev = self._vop("relud", acts[index - 1][0], e, 0)
             self.weights[index], self.moments[index] = self.update_layer(
                 index, d[None], a_prev[None], s)
@@ -235,16 +266,13 @@ class GoldenTrainer:
         """
         w, b = self.weights[index]
         mw, mb = self.moments[index]
-        fmt, acc = self.fmt, self.acc
-        ones = np.full((d.shape[0], 1), self.one, dtype=np.uint64)
+        ones = self._ones((d.shape[0], 1))
         if not (self.use_mom or self.use_wd):
-            w = gk.gemm(d.T, a, w, fmt, acc)
-            b = gk.gemm(d.T, ones, b[:, None], fmt, acc)[:, 0]
+            w = self._gemm(d.T, a, w)
+            b = self._gemm(d.T, ones, b[:, None])[:, 0]
             return (w, b), (mw, mb)
-        w, new_mw = gk.ger_batch(w, d, a, s["neg_lr"], fmt, acc,
-                                 wd=s["wd"] if self.use_wd else None,
-                                 mom=mw if self.use_mom else None, mu=s["mu"])
-        grad = gk.gemm(d.T, ones, None, fmt, acc)[:, 0]
+        w, new_mw = self._ger_batch(w, d, a, mw, s)
+        grad = self._gemm(d.T, ones)[:, 0]
         if self.use_wd:
             grad = self._vop("axpy", b, grad, s["wd"])
         if self.use_mom:
@@ -264,14 +292,13 @@ class GoldenTrainer:
         (``B x outputs``)."""
         if self.k_chunk is None:
             raise ValueError("mbgd_step needs k_chunk")
-        fmt, acc, kc = self.fmt, self.acc, self.k_chunk
-        x = np.asarray(x, dtype=np.uint64)
+        x = self._tensor(x)
         batch = x.shape[0]
-        ones = np.full((1, batch), self.one, dtype=np.uint64)
+        ones = self._ones((1, batch))
         a_t = [np.concatenate([x.T, ones])]               # [A_prev; 1], features x batch
         h_t = []
         for index in range(len(self.weights)):
-            h = gemm_chunked(self._augmented(index), a_t[-1], fmt, acc, kc)
+            h = self._gemm_chunked(self._augmented(index), a_t[-1])
             h_t.append(h)
             if index + 1 < len(self.weights):
                 a_t.append(np.concatenate([self._vop("maxs", h, h, 0), ones]))
@@ -291,9 +318,9 @@ class GoldenTrainer:
                                               self.cores[index])
                 d_prev = self._vop("relud", h_t[index - 1], e, 0).T
             if plain:
-                p = gemm_chunked(d.T, a_t[index].T, fmt, acc, kc, c=p)
+                p = self._gemm_chunked(d.T, a_t[index].T, c=p)
             else:
-                g = gemm_chunked(d.T, a_t[index].T, fmt, acc, kc)
+                g = self._gemm_chunked(d.T, a_t[index].T)
                 if self.use_wd:
                     g = self._vop("axpy", p, g, s["wd"])
                 if self.use_mom:

@@ -1,0 +1,134 @@
+"""The fast training path: the golden trainers' steps in vectorised float32 (docs/training.md).
+
+:class:`FastTrainer` is :class:`~caterpillar.golden.trainer.GoldenTrainer` with other
+arithmetic: every sum of a step (GEMV, GEMM, the rank-B update, the softmax) is a NumPy float32
+operation, and every value the hardware stores (weights, biases, momenta, activations,
+pre-activations, deltas, the output gradient) is rounded to the operand format, to nearest even
+with subnormals (``float16``, ``bfloat16`` or ``float32``). What it does not reproduce is the
+hardware's order of summation and its accumulator's rounding of each partial sum, so it agrees
+with the bit-exact trainer closely but not bit for bit (tests/software/training/test_fast.py
+bounds the difference over the first steps). The step logic is the golden trainer's own (SGD,
+MBGD, DFA; CP and MBCP through :class:`~caterpillar.golden.pipelined.PipelinedTrainer`), so the
+algorithms are the same; only the primitives differ. Tensors are float32 values instead of bit
+patterns: inputs, targets and scalars come in as bit patterns (as for the golden trainer) and
+``predict`` returns float logits.
+
+It exists for studies at the paper's scale (tens of epochs of N1 on MNIST-5k), which the
+bit-exact trainer cannot run in Python in reasonable time.
+"""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+
+from caterpillar.golden.trainer import GoldenTrainer, to_float
+
+__all__ = ["FastTrainer", "STORAGE"]
+
+#: The NumPy type that stores each operand format (round to nearest even, subnormals).
+STORAGE = {"fp32": np.float32, "fp16": np.float16, "bf16": ml_dtypes.bfloat16}
+
+
+class FastTrainer(GoldenTrainer):
+    """A :class:`GoldenTrainer` whose arithmetic is float32 with stored values rounded to the
+    operand format. Takes the same parameters (``weights`` as bit patterns)."""
+
+    def __init__(self, sizes, loss, nr, fmt, acc, weights, **kwargs):
+        super().__init__(sizes, loss, nr, fmt, acc, weights, **kwargs)
+        self._store = STORAGE[fmt.name]
+        self.weights = [(self._bits_in(w), self._bits_in(b)) for w, b in self.weights]
+        self.moments = [(np.zeros_like(w), np.zeros_like(b)) for w, b in self.weights]
+        if self.feedback is not None:
+            self.feedback = [self._bits_in(f) for f in self.feedback]
+        self.one = np.float32(1.0)
+
+    def _bits_in(self, bits) -> np.ndarray:
+        return to_float(bits, self.fmt).astype(np.float32)
+
+    def _round(self, x) -> np.ndarray:
+        """``x`` rounded to the operand format, as float32 values."""
+        return np.asarray(x, dtype=np.float32).astype(self._store).astype(np.float32)
+
+    def _scalar(self, bits) -> np.float32:
+        return np.float32(to_float(np.uint64(bits), self.fmt))
+
+    # -- the primitives ----------------------------------------------------------------------
+
+    def _tensor(self, x) -> np.ndarray:
+        # Bit patterns come in (uint64); values already converted pass through.
+        x = np.asarray(x)
+        return x if x.dtype == np.float32 else self._bits_in(x)
+
+    def _ones(self, shape) -> np.ndarray:
+        return np.ones(shape, dtype=np.float32)
+
+    def _vop(self, fn, x, y, alpha):
+        x = np.asarray(x, dtype=np.float32)
+        y = np.asarray(y, dtype=np.float32)
+        a = self._scalar(alpha)
+        if fn == "add":
+            r = x + y
+        elif fn == "maxs":
+            r = np.maximum(x, a)
+        elif fn == "relud":
+            r = np.where(x > 0, y, np.float32(0))
+        elif fn == "scale":
+            r = a * x
+        elif fn == "axpy":
+            r = a * x + y
+        elif fn == "mseg":
+            r = a * self._round(x - y)
+        else:
+            raise ValueError(f"the fast path has no vector function {fn!r}")
+        return self._round(r)
+
+    def _gemv(self, w, a, cores) -> np.ndarray:
+        return self._round(w @ a)
+
+    def _gemvt(self, w, d) -> np.ndarray:
+        return self._round(w.T @ d)
+
+    def _gemm(self, a, b, c=None) -> np.ndarray:
+        return self._round(a @ b if c is None else c + a @ b)
+
+    def _gemm_chunked(self, a, b, c=None) -> np.ndarray:
+        return self._gemm(a, b, c)
+
+    def _ger_batch(self, w, d, a, mw, s):
+        g = d.T @ a
+        if self.use_wd:
+            g = g + self._scalar(s["wd"]) * w
+        new_mw = None
+        if self.use_mom:
+            g = self._round(self._scalar(s["mu"]) * mw + g)
+            new_mw = g
+        return self._round(w + self._scalar(s["neg_lr"]) * self._round(g)), new_mw
+
+    def cpass_backward(self, w, d, lanes: int) -> np.ndarray:
+        return self._round(w.T @ d)
+
+    def _weights_t_delta(self, w, d, cores) -> np.ndarray:
+        return self._round(w.T @ d.T)
+
+    def output_gradient(self, h, target, s) -> np.ndarray:
+        h = np.asarray(h, dtype=np.float32)
+        if self.loss == "softmax_ce":
+            e = np.exp(h - h.max())
+            p = e / e.sum()
+            p[int(target)] -= 1
+            return self._round(p)
+        return self._vop("mseg", h, self._tensor(target), s["mse"])
+
+    def predict(self, x) -> np.ndarray:
+        """Float logits of inputs ``x`` (``n x in`` bit patterns)."""
+        a = self._tensor(x)
+        for index, (w, b) in enumerate(self.weights):
+            h = self._round(self._round(a @ w.T) + b)
+            a = np.maximum(h, 0) if index + 1 < len(self.weights) else h
+        return a
+
+    def float_weights(self) -> list:
+        """``[(W, b), ...]`` as float32 arrays (values of the operand format)."""
+        return [(w.copy(), b.copy()) for w, b in self.weights]
+
