@@ -69,6 +69,9 @@ bench-scaling: setup  ## the ring: training on 1, 2, 4, 8 cores (784-512-512-10)
 bench-convergence: setup  ## test accuracy per epoch of SGD, MBGD, CP, MBCP, DFA on digits (Fig. 5)
 	$(BIN)/caterpillar bench convergence --json build/convergence.json --plot build/convergence.png
 
+paper: setup  ## the paper's cases on a local Ray: Table 2, utilization, GFLOPS/mm^2, area (build/paper/)
+	$(BIN)/caterpillar paper --out build/paper
+
 bench-kernels: setup  ## every kernel and shape on the Verilated core (nr = 2, 4, 8): utilization
 	$(BIN)/caterpillar bench kernels --json build/bench-kernels.json
 

@@ -15,6 +15,7 @@ from caterpillar.app import fpga, fpu
 from caterpillar.app import train as train_command
 from caterpillar.bench import convergence as bench_convergence
 from caterpillar.bench import kernels as bench_kernels
+from caterpillar.bench import paper as bench_paper
 from caterpillar.bench import scaling as bench_scaling
 from caterpillar.bench import training as bench_training
 from caterpillar.contract.config import preset, preset_names
@@ -196,6 +197,14 @@ def _add_bench(sub):
     convergence.set_defaults(func=bench_convergence.run)
 
 
+def _add_paper(sub):
+    p = sub.add_parser("paper", help="the paper's cases (N1, N2, N3 x every algorithm) on Ray: "
+                                     "Table 2, utilization, GFLOPS/mm^2, area, beside the "
+                                     "paper's values")
+    bench_paper.add_arguments(p)
+    p.set_defaults(func=bench_paper.run)
+
+
 def _add_train(sub):
     p = sub.add_parser("train", help="train an MLP on the simulated hardware (digits/MNIST), "
                                      "checked against the golden trainer on request",
@@ -227,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
                     f"Config presets: {', '.join(preset_names())}.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_fpu, _add_fpu_selfcheck, _add_verilog, _add_synth, _add_fpga, _add_asm,
-                _add_docs, _add_bench, _add_train, _add_compile):
+                _add_docs, _add_bench, _add_paper, _add_train, _add_compile):
         add(sub)
     return parser
 

@@ -27,7 +27,7 @@ from caterpillar.sim.backends.devices import (
     check_port,
     run_training_on,
 )
-from caterpillar.software.compiler.cp import cp_pipeline_report
+from caterpillar.software.compiler.cp import cp_pipeline_report, cp_steady_period
 from caterpillar.software.compiler.program import Compiled
 from caterpillar.software.energy.energy import COMPONENTS, READINGS, step_energy
 from caterpillar.software.energy.technology import Technology, load_technology, machine_area
@@ -209,10 +209,18 @@ def compile_report(compiled: Compiled, tech: Technology | None = None) -> dict:
         gflops = 2 * macs * tech.clock_ghz / compiled.step_cycles
         report["area"] = {**area, "step_gflops": gflops,
                           "step_gflops_per_mm2": gflops / area["total_mm2"]}
-        events = compiled.predicted_events()
+        # cp: a steady-state period (2L pipeline steps, a sample each), not the image's first
+        # step, which fills the pipeline.
+        if graph.algorithm == "cp":
+            period = cp_steady_period(compiled)
+            events, energy_macs, cycles, samples = (period["events"], period["macs"],
+                                                    period["cycles"], period["steps"])
+        else:
+            events, energy_macs, cycles, samples = (compiled.predicted_events(), macs,
+                                                    compiled.step_cycles, graph.batch)
         report["events"] = {name: sum(e[name] for e in events) for name in events[0]}
-        report["energy"] = {"technology": tech.name, **step_energy(
-            events, macs, compiled.step_cycles, cfg, tech)}
+        report["energy"] = {"technology": tech.name, "samples": samples, "cycles": cycles,
+                            **step_energy(events, energy_macs, cycles, cfg, tech)}
     return report
 
 
@@ -227,14 +235,14 @@ def _print_area(a: dict) -> None:
 
 
 def print_energy(e: dict, indent: str = "  ") -> None:
-    """Print a step's energy report (:func:`~caterpillar.software.energy.energy.step_energy`)
-    in both readings of the FPU's energy per operation."""
+    """Print :func:`compile_report`'s energy (:func:`~caterpillar.software.energy.energy.
+    step_energy` of ``samples`` samples) in both readings of the FPU's energy per operation."""
     for reading in READINGS:
         r = e[reading]
-        parts = ", ".join(f"{c.replace('_', ' ')} {r['energy_pj'][c] / 1e6:,.3f}"
+        parts = ", ".join(f"{c.replace('_', ' ')} {r['energy_pj'][c] / 1e6 / e['samples']:,.3f}"
                           for c in COMPONENTS)
         print(f"{indent}energy ({e['technology']}, FPU pJ per {reading}): "
-              f"{r['energy_pj']['total'] / 1e6:,.3f} uJ per step ({parts}); "
+              f"{r['energy_pj']['total'] / 1e6 / e['samples']:,.3f} uJ per sample ({parts}); "
               f"{r['gflops_per_w']:,.1f} GFLOPS/W, {r['power_mw'] / 1e3:,.2f} W")
 
 
@@ -284,7 +292,9 @@ def run_compile(args) -> int:
     _print_area(report["area"])
     ev = report["events"]
     words = {m: ev[f"{m}_reads"] + ev[f"{m}_writes"] for m in ("mema", "memb", "spad")}
-    print(f"  events per step: {ev['ops']:,} PE operations ({ev['macs']:,} MACs), MemA "
+    what = "step" if report["energy"]["samples"] == graph.batch else \
+        f"steady-state period ({report['energy']['samples']} steps)"
+    print(f"  events per {what}: {ev['ops']:,} PE operations ({ev['macs']:,} MACs), MemA "
           f"{words['mema']:,}, MemB {words['memb']:,}, SPAD {words['spad']:,} words, "
           f"{ev['link_words']:,} link words")
     print_energy(report["energy"])

@@ -39,6 +39,7 @@ from caterpillar.software.compiler.program import (
 from caterpillar.software.compiler.sgd import sgd_bias_update, sgd_output_gradient
 
 __all__ = ["cp_schedule", "cp_core_program", "cp_step_key", "cp_weight_accesses",
+           "cp_steady_period",
            "cp_pipeline_report", "check_cp", "cp_image"]
 
 
@@ -279,6 +280,32 @@ def cp_pipeline_report(compiled) -> dict:
             "fill_drain_share": (epoch - steady) / epoch if epoch else 0.0,
             "weight_accesses": {"cp": cp_weight_accesses(graph, "cp"),
                                 "sgd": cp_weight_accesses(graph, "sgd")}}
+
+
+def cp_steady_period(compiled) -> dict:
+    """A period of ``cp``'s steady state on the compiled image: its ``2 L`` pipeline steps
+    (one per phase ``t mod 2L``, every layer forward and backward, one sample entering each),
+    summed: ``steps``, ``cycles`` (of the slowest core of each step), every core's ``events``
+    (the ring timing model's, :meth:`Compiled.predicted_events`) and the model ``macs``."""
+    layers = len(compiled.graph.layers)
+    full = (1 << layers) - 1
+    entries = [(k, ph, pc) for k, core in compiled.cores.items()
+               for ph, fwd, bwd, pc in core.io["entries"] if fwd == bwd == full]
+    phases = sorted({ph for _, ph, _ in entries})
+    cycles, macs, events = 0, 0, None
+    for phase in phases:
+        start = [0] * compiled.config.cores
+        for k, ph, pc in entries:
+            if ph == phase:
+                start[k] = pc
+        step_cycles, report = compiled.step_report(start)
+        cycles += max(step_cycles)
+        macs += sum(v["macs"] for v in report.values())
+        step_events = compiled.predicted_events(start)
+        events = step_events if events is None else [
+            {name: total[name] + e[name] for name in total}
+            for total, e in zip(events, step_events)]
+    return {"steps": len(phases), "cycles": cycles, "events": events, "macs": macs}
 
 
 def _per_layer(compiled) -> list:

@@ -1,0 +1,97 @@
+"""``caterpillar paper`` (:mod:`caterpillar.bench.paper`): a case's numbers are the compiler's,
+the tables put ours beside the paper's values, and the command runs its cases on a local Ray,
+caches them and writes Markdown, CSV, JSON and figures."""
+
+import json
+
+import pytest
+
+from caterpillar.app.cli import main
+from caterpillar.app.train import compile_report
+from caterpillar.bench import paper
+from caterpillar.contract.config import preset
+from caterpillar.software.compiler.training import compile_training
+from caterpillar.software.energy.technology import load_technology
+from caterpillar.software.graph.model import Optimizer, TrainingGraph
+
+
+def test_a_case_is_what_compile_reports():
+    result = paper.evaluate_case({"network": "N1", "algorithm": "sgd", "batch": 1})
+    assert result["status"] == "ok"
+    graph = TrainingGraph((784, 500, 500, 500, 10), loss="softmax_ce", algorithm="sgd",
+                          optimizer=Optimizer(lr=0.01, momentum=0.0))
+    report = compile_report(compile_training(graph, preset("paper-n1")), load_technology())
+    assert result["cycles"] == report["step_cycles"]
+    assert result["utilization"] == pytest.approx(report["utilization"])
+    assert result["events"] == report["events"]
+    assert result["energy"]["fma"]["gflops_per_w"] == \
+        pytest.approx(report["energy"]["fma"]["gflops_per_w"])
+
+
+def test_cases_that_cannot_run_say_why():
+    mbgd = paper.evaluate_case({"network": "N1", "algorithm": "mbgd", "batch": 50})
+    assert mbgd["status"] == "does not compile" and "10 outputs" in mbgd["reason"]
+    mbcp = paper.evaluate_case({"network": "N1", "algorithm": "mbcp", "batch": 4})
+    assert mbcp["status"] == "not built" and "issue 12" in mbcp["reason"]
+
+
+def test_table2_puts_ours_beside_the_papers():
+    results = [paper.evaluate_case({"network": "N1", "algorithm": "sgd", "batch": 1}),
+               paper.evaluate_case({"network": "N1", "algorithm": "mbgd", "batch": 50})]
+    tables = paper.report_tables(results)
+    rows = {(r["network"], r["algorithm"]): r for r in tables["table2"]}
+    sgd = rows[("N1", "sgd")]
+    assert sgd["paper"] == 177
+    assert sgd["ratio_fma"] == pytest.approx(sgd["ours_fma"] / 177)
+    assert sgd["ours_flop"] < sgd["ours_fma"]
+    assert rows[("N1", "mbgd")]["status"] == "does not compile"
+    assert rows[("N3", "cp")]["status"] == "not run"
+    assert {r["machine"] for r in tables["area"]} == {"paper-n1", "paper-n3"}
+    assert all(abs(r["ratio"] - 1) < 0.01 for r in tables["area"])
+
+
+def test_every_case_of_the_paper_is_listed():
+    # SGD, MBGD (2, 4, 8, 50, 100), CP, MBCP (2, 4, 8), DFA (2, 4, 8, 50, 100) on N1-N3.
+    assert len(paper.CASES) == 3 * 15 == len(set(paper.CASES))
+    assert {c.network for c in paper.CASES} == {"N1", "N2", "N3"}
+    assert {c.algorithm for c in paper.CASES} == {"sgd", "mbgd", "cp", "mbcp", "dfa"}
+    assert set(paper.QUICK_CASES) <= set(paper.CASES)
+
+
+@pytest.mark.integration
+def test_paper_quick_on_a_local_ray(tmp_path, capsys):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    argv = ["paper", "--quick", "--out", str(out), "--cache", str(cache), "--workers", "2"]
+    assert main(argv) == 0
+    first = json.loads((out / "paper.json").read_text())
+    runs = len(paper.FIG5_CASES)             # --quick: one short epoch of each on the fast path
+    assert first["facts"]["computed"] == len(paper.QUICK_CASES) + runs
+    assert first["facts"]["ray_cpus"] >= 1
+    assert {p.name for p in out.iterdir()} == {"paper.md", "paper.csv", "paper.json",
+                                               "table2.png", "fig10.png", "fig5-6.png"}
+    text = (out / "paper.md").read_text()
+    assert "| N1 | sgd |" in text and "| 177 |" in text
+    curves = {r["case"]: r for r in first["tables"]["curves"]}
+    assert len(curves) == runs and all(len(r["test_accuracy"]) == 1 for r in curves.values())
+    # The compiled cases price their training runs: energy and time per sample x samples.
+    sgd = next(r for r in first["results"] if r["name"] == "N1 sgd")
+    per_sample = sgd["energy"]["fma"]["energy_pj"]["total"] * 1e-12 / sgd["samples"]
+    assert curves["N1 sgd"]["energy_j"] == pytest.approx(per_sample * 64)
+    assert curves["N1 sgd"]["time_s"] == pytest.approx(sgd["cycles"] * 64 / 1e9)
+    assert curves["N1 mbgd-50"]["energy_j"] is None      # N1 mbgd-50 does not compile
+    assert len((out / "paper.csv").read_text().splitlines()) == len(paper.QUICK_CASES) + 1
+    # A second run takes every case from the cache, with the same results.
+    assert main(argv) == 0
+    second = json.loads((out / "paper.json").read_text())
+    assert second["facts"]["computed"] == 0
+    assert second["results"] == first["results"] and second["curves"] == first["curves"]
+
+
+def test_a_bad_technology_file_is_refused_before_any_case(tmp_path, capsys):
+    bad = tmp_path / "tech.yaml"
+    bad.write_text("name: x\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["paper", "--quick", "--technology", str(bad), "--out", str(tmp_path / "o")])
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tech.yaml" in err[0]
