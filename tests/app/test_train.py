@@ -197,3 +197,30 @@ def test_compile_prices_the_machine_with_a_technology_file(tmp_path, capsys):
         2 * json.loads(path.read_text())["utilization"] * 16, rel=1e-9)
     code, err = cli(capsys, "compile", "--technology", str(tmp_path / "none.yaml"))
     assert code == 2 and err.count("\n") == 1 and "cannot read technology file" in err
+
+
+def test_compile_reports_the_steps_events_and_energy(tmp_path, capsys):
+    """The events are the ring timing model's (the RTL's counters equal them), the energy is
+    theirs in the technology; cp's are a steady-state period of 2L pipeline steps."""
+    from caterpillar.software.energy.energy import events_energy
+    from caterpillar.software.energy.technology import load_technology
+
+    path = tmp_path / "plan.json"
+    assert main(["compile", "--config", "paper-n1", "--set", "cores=1", "--model", "64-12-10",
+                 "--momentum", "0", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "events per step:" in out and "GFLOPS/W" in out and "uJ per sample" in out
+    plan = json.loads(path.read_text())
+    events, energy = plan["events"], plan["energy"]
+    assert events["macs"] >= plan["macs"] > 0 and events["mema_reads"] > 0
+    assert energy["samples"] == 1 and energy["cycles"] == plan["step_cycles"]
+    fma = events_energy([events], preset("paper-n1"), load_technology(), "fma")
+    assert energy["fma"]["energy_pj"]["total"] == pytest.approx(fma["total"])
+    assert energy["flop"]["gflops_per_w"] < energy["fma"]["gflops_per_w"]
+    assert main(["compile", "--config", "paper-n1", "--set", "cores=1", "--model", "64-12-10",
+                 "--algorithm", "cp", "--json", str(path)]) == 0
+    assert "events per steady-state period (4 steps)" in capsys.readouterr().out
+    plan = json.loads(path.read_text())
+    assert plan["energy"]["samples"] == 4
+    energy = plan["energy"]
+    assert plan["area"]["step_gflops"] == pytest.approx(2 * energy["macs"] / energy["cycles"])

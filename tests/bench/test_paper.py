@@ -95,3 +95,17 @@ def test_a_bad_technology_file_is_refused_before_any_case(tmp_path, capsys):
     assert exit_info.value.code != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "tech.yaml" in err[0]
+
+
+def test_training_runs_are_priced_per_sample_to_the_best_and_to_90_percent():
+    sgd = paper.evaluate_case({"network": "N1", "algorithm": "sgd", "batch": 1})
+    run = {"name": "sgd", "network": "N1", "lr": 0.05, "test_accuracy": [0.5, 0.92, 0.95],
+           "samples_per_epoch": 1000, "wall_seconds": 1.0}
+    row = paper.report_tables([sgd], curves=[run])["curves"][0]
+    joules = sgd["energy"]["fma"]["energy_pj"]["total"] * 1e-12      # one sample a step
+    assert (row["best_epoch"], row["target_epoch"]) == (3, 2)
+    assert row["energy_j"] == pytest.approx(3000 * joules)
+    assert row["energy_to_target_j"] == pytest.approx(2000 * joules)
+    assert row["time_to_target_s"] == pytest.approx(2000 * sgd["cycles"] / 1e9)
+    never = paper.report_tables([sgd], curves=[{**run, "test_accuracy": [0.3, 0.5]}])
+    assert never["curves"][0]["energy_to_target_j"] is None
