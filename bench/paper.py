@@ -136,10 +136,9 @@ def evaluate_case(case: dict, tech_path: str | None = None) -> dict:
             "gflops_per_mm2": gflops / area["total_mm2"]}
 
 
-#: Fig. 5's cases (:data:`caterpillar.bench.convergence.CASES`) and the compiled case whose
-#: energy and cycles per sample price them (Figs. 6 and 9).
-FIG5_CASES = {"sgd": "sgd", "mbgd-8": "mbgd-8", "mbgd-50": "mbgd-50", "cp": "cp",
-              "mbcp-4": "mbcp-4", "dfa-8": "dfa-8"}
+#: Fig. 5's cases (:data:`caterpillar.bench.convergence.CASES`); the compiled case of the same
+#: name (:attr:`Case.label`) prices each (Figs. 6 and 9).
+FIG5_CASES = ("sgd", "mbgd-8", "mbgd-50", "cp", "mbcp-4", "dfa-8")
 
 
 def convergence_case(name: str, network: str, epochs: int, limit, lr: float,
@@ -151,8 +150,10 @@ def convergence_case(name: str, network: str, epochs: int, limit, lr: float,
     result = train_case(name, tuple(values["model"]), load_dataset("mnist"),
                         preset(values["config"]), epochs=epochs, lr=lr, seed=seed,
                         limit=limit, fast=True)
+    # An epoch's last incomplete batch is dropped.
+    samples = limit or len(load_dataset("mnist").x_train)
     return {"name": name, "network": network, **result,
-            "samples_per_epoch": limit or len(load_dataset("mnist").x_train),
+            "samples_per_epoch": samples // result["batch"] * result["batch"],
             "wall_seconds": time.monotonic() - started}
 
 
@@ -312,7 +313,7 @@ def _curves(curves: list, by_name: dict) -> list:
         acc = c["test_accuracy"]
         best = max(range(len(acc)), key=lambda e: acc[e])
         target = next((e for e, a in enumerate(acc) if a >= TARGET_ACCURACY), None)
-        priced = by_name.get(f"{c['network']} {FIG5_CASES[c['name']]}")
+        priced = by_name.get(f"{c['network']} {c['name']}")
         ok = priced is not None and priced["status"] == "ok"
 
         def cost(epoch, total, per):

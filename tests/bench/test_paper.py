@@ -8,7 +8,7 @@ import pytest
 
 from caterpillar.app.cli import main
 from caterpillar.app.train import compile_report
-from caterpillar.bench import paper
+from caterpillar.bench import convergence, paper
 from caterpillar.contract.config import preset
 from caterpillar.software.compiler.training import compile_training
 from caterpillar.software.energy.technology import load_technology
@@ -56,6 +56,9 @@ def test_every_case_of_the_paper_is_listed():
     assert {c.network for c in paper.CASES} == {"N1", "N2", "N3"}
     assert {c.algorithm for c in paper.CASES} == {"sgd", "mbgd", "cp", "mbcp", "dfa"}
     assert set(paper.QUICK_CASES) <= set(paper.CASES)
+    # Every training run is a convergence case, priced by the compiled case of its name.
+    assert set(paper.FIG5_CASES) <= set(convergence.CASES)
+    assert set(paper.FIG5_CASES) <= {c.label for c in paper.CASES if c.network == "N1"}
 
 
 @pytest.mark.integration
