@@ -12,7 +12,8 @@ format.
 
 Optimiser: plain SGD (no momentum: CP's stale weights and momentum together diverge at the
 project's default rate), learning rate ``--lr`` times ``sqrt(batch)`` for a batched case,
-halved every 2 epochs. Accuracy is the test split's, from the golden forward pass.
+halved every ``--lr-step`` epochs (default 2). Accuracy is the test split's, from the golden
+forward pass.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def add_arguments(p) -> None:
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--lr", type=float, default=0.05,
                    help="learning rate of one sample (batched cases: times sqrt(batch))")
+    p.add_argument("--lr-step", type=int, default=2, help="halve the rate every N epochs")
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     p.add_argument("--config", default="small", help="config preset (operand format, nr)")
     p.add_argument("--seed", type=int, default=0)
@@ -68,10 +70,11 @@ def _accuracy(trainer, x_test, y_test, fmt) -> float:
 
 
 def train_case(name, sizes, data, cfg, *, epochs, lr, seed, limit=None, progress=None,
-               fast=False):
+               fast=False, lr_step=2):
     """Train case ``name`` of :data:`CASES`; return its test accuracy after every epoch.
     ``fast``: with :class:`~caterpillar.software.training.fast.FastTrainer` (the same steps
-    in float32 with the format's rounding of stored values, not bit-exact)."""
+    in float32 with the format's rounding of stored values, not bit-exact); the rate halves
+    every ``lr_step`` epochs."""
     algorithm, batch = CASES[name]
     fmt = cfg.operand
     init = [(to_bits(w, fmt), to_bits(b, fmt)) for w, b in default_weights(sizes, seed)]
@@ -83,7 +86,7 @@ def train_case(name, sizes, data, cfg, *, epochs, lr, seed, limit=None, progress
                 k_chunk=cfg.memb_words // 2, feedback=feedback)
     x_train, x_test = to_bits(data.x_train, fmt), to_bits(data.x_test, fmt)
     rate = lr * np.sqrt(batch)
-    schedule = Optimizer(lr=rate, schedule="step", step=2, gamma=0.5)
+    schedule = Optimizer(lr=rate, schedule="step", step=lr_step, gamma=0.5)
     accuracies = []
     for epoch in range(epochs):
         s = scalars(fmt, lr=schedule.lr_at(epoch), batch=batch, momentum=0.0,
@@ -135,8 +138,9 @@ def run(args) -> int:
     """Entry point of ``caterpillar bench convergence``."""
     out = check_output(args.json, "--json") if args.json else None
     plot = check_figure(args.plot) if args.plot else None
-    if args.epochs < 1 or (args.limit is not None and args.limit < 1) or not args.lr > 0:
-        raise GraphError("--epochs and --limit must be positive and --lr > 0")
+    if args.epochs < 1 or (args.limit is not None and args.limit < 1) or not args.lr > 0 \
+            or args.lr_step < 1:
+        raise GraphError("--epochs, --limit and --lr-step must be positive and --lr > 0")
     cfg = preset(args.config)
     data = load_dataset(args.dataset)
     sizes = parse_model(args.model) if args.model else (data.features, 32, 32, data.classes)
@@ -155,7 +159,7 @@ def run(args) -> int:
         started = time.monotonic()
         case = train_case(name, sizes, data, cfg, epochs=args.epochs, lr=args.lr,
                           seed=args.seed, limit=args.limit, progress=progress,
-                          fast=args.fast)
+                          fast=args.fast, lr_step=args.lr_step)
         case["seconds"] = time.monotonic() - started
         results["cases"][name] = case
         print(f"{name:8s} batch {case['batch']:>3} lr {case['lr']:.4f}: "

@@ -141,15 +141,15 @@ def evaluate_case(case: dict, tech_path: str | None = None) -> dict:
 FIG5_CASES = ("sgd", "mbgd-8", "mbgd-50", "cp", "mbcp-4", "dfa-8")
 
 
-def convergence_case(name: str, network: str, epochs: int, limit, lr: float,
-                     seed: int) -> dict:
+def convergence_case(name: str, network: str, epochs: int, limit, lr: float, seed: int,
+                     lr_step: int = 2) -> dict:
     """Test accuracy per epoch of Fig. 5 case ``name`` on MNIST-5k with ``network``'s model
     and operand format, on the fast training path (a Ray job)."""
     values = paper_values()["networks"][network]
     started = time.monotonic()
     result = train_case(name, tuple(values["model"]), load_dataset("mnist"),
                         preset(values["config"]), epochs=epochs, lr=lr, seed=seed,
-                        limit=limit, fast=True)
+                        limit=limit, fast=True, lr_step=lr_step)
     # An epoch's last incomplete batch is dropped.
     samples = limit or len(load_dataset("mnist").x_train)
     return {"name": name, "network": network, **result,
@@ -469,6 +469,8 @@ def add_arguments(p) -> None:
                    help="samples per epoch of those runs (default all 4000; 64 with --quick)")
     p.add_argument("--lr", type=float, default=0.05,
                    help="their learning rate of one sample (bench convergence's convention)")
+    p.add_argument("--lr-step", type=int, default=2,
+                   help="halve their rate every N epochs (default 2)")
 
 
 def _progress(done, total, result):
@@ -487,10 +489,10 @@ def run(args) -> int:
     cases = QUICK_CASES if args.quick else CASES
     epochs = args.epochs if args.epochs is not None else (1 if args.quick else 0)
     limit = args.limit if args.limit is not None else (64 if args.quick else None)
-    if epochs < 0 or (limit is not None and limit < 1) or not args.lr > 0:
-        raise ValueError("--epochs must be >= 0, --limit >= 1 and --lr > 0")
+    if epochs < 0 or (limit is not None and limit < 1) or not args.lr > 0 or args.lr_step < 1:
+        raise ValueError("--epochs must be >= 0, --limit and --lr-step >= 1 and --lr > 0")
     convergence = {"network": "N1", "epochs": epochs, "limit": limit, "lr": args.lr,
-                   "seed": 0} if epochs else None
+                   "lr_step": args.lr_step, "seed": 0} if epochs else None
     print(f"caterpillar paper: {len(cases)} cases"
           + (f" and Fig. 5's {len(FIG5_CASES)} training runs ({epochs} epochs)"
              if convergence else "")

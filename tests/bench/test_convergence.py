@@ -43,7 +43,8 @@ def test_cp_on_one_layer_has_sgds_curve():
 
 @pytest.mark.parametrize("argv, message", [
     (["--model", "64-32-9"], "the digits dataset needs a model 64-...-10, not 64-32-9"),
-    (["--epochs", "0"], "--epochs and --limit must be positive and --lr > 0"),
+    (["--epochs", "0"], "--epochs, --limit and --lr-step must be positive and --lr > 0"),
+    (["--lr-step", "0"], "--epochs, --limit and --lr-step must be positive and --lr > 0"),
     (["--plot", "curves.txt"], "--plot curves.txt: a figure is written as one of .png, .pdf, "
                                ".svg"),
 ])
@@ -54,3 +55,18 @@ def test_bad_options_end_in_one_line(argv, message, capsys, tmp_path, monkeypatc
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err == f"caterpillar: error: {message}\n"
+
+
+def test_the_rate_halves_every_lr_step_epochs_and_fast_runs_say_so(tmp_path):
+    data = load_dataset("digits")
+    kw = dict(epochs=2, lr=0.05, seed=1, limit=200, fast=True)
+    every, rarely = (convergence.train_case("sgd", (64, 16, 10), data, preset("small"),
+                                            lr_step=step, **kw) for step in (1, 5))
+    # The same rate in the first epoch, halved in the second with lr_step 1 only.
+    assert every["test_accuracy"][0] == rarely["test_accuracy"][0]
+    assert every["test_accuracy"][1] != rarely["test_accuracy"][1]
+    out = tmp_path / "curves.json"
+    assert main(["bench", "convergence", "--epochs", "1", "--limit", "50", "--fast",
+                 "--lr-step", "3", "--model", "64-16-10", "--cases", "sgd",
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["arithmetic"].startswith("fast")
