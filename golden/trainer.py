@@ -339,7 +339,9 @@ class GoldenTrainer:
         fmt, acc, kc = self.fmt, self.acc, self.k_chunk
         if cores == 1:
             return gemm_chunked(w.T, d.T, fmt, acc, kc)
-        partials = [gemm_chunked(w[lo:hi].T, d[:, lo:hi].T, fmt, acc, kc).ravel()
+        # A core without rows adds +0 (the hardware multiplies two zero vectors).
+        partials = [gemm_chunked(w[lo:hi].T, d[:, lo:hi].T, fmt, acc, kc).ravel() if hi > lo
+                    else np.zeros(w.shape[1] * d.shape[0], dtype=np.uint64)
                     for lo, hi in ring_blocks(w.shape[0], cores, 1)]
         return np.concatenate(reduce_scatter(partials, d.shape[0], fmt)).reshape(
             w.shape[1], d.shape[0])

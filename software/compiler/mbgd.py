@@ -1,8 +1,10 @@
 """Minibatch GD lowered to GEMM kernels on SPAD-resident matrices, on one core and a ring.
 
-One core: every matrix lives in the SPAD (``[W | b]`` and its transpose, activations in both
-orientations, gradients); GEMMs read and write the SPAD, elementwise steps stream chunks through
-MemB, and transposes pass through MemA (``lda`` with ``trans``, then ``sta``).
+One core: every matrix lives in the SPAD (``[W | b]``, activations, gradients); GEMMs read
+and write the SPAD, elementwise steps stream chunks through MemB, and transposes pass through
+MemA (``lda`` with ``trans``, then ``sta``). The forward's ``[W | b]^T`` and the update's
+batch-major input of every layer above the first are built just before use in two scratch
+areas the layers share (:func:`_scratch`), so the SPAD holds one of each, not one per layer.
 
 A ring (the bucket algorithm, model parallel): core ``k`` owns the output rows ``R_k`` of
 every layer (``ring_blocks(out, C, 1)``): its row panel of ``[W | b]``. Per layer:
@@ -16,6 +18,11 @@ every layer (``ring_blocks(out, C, 1)``): its row panel of ``[W | b]``. Per laye
   layer below), the ReLU mask is local;
 * update: ``[W | b]_k (+)= D_k [A^T | 1]`` is local (the input was gathered in the forward
   pass), and so is the optimiser.
+
+A layer with fewer output rows than its segment has cores leaves some cores without rows
+(``ring_blocks`` gives them empty blocks): they skip the layer's GEMMs, transposes and
+update, take part in its collectives with zero-length transfers, and add ``+0`` as their
+partial of ``E`` (a one-term GEMM over zero constants), as the golden trainer does.
 
 Layers may sit on their own segments; activations and deltas are then relayed between
 segments over the chain links. ``dfa`` (one segment) computes each hidden layer's ``E`` from
@@ -170,6 +177,20 @@ def check_mbgd_memb(cfg, classes: int) -> None:
                            f"{cfg.memb_words}")
 
 
+def _scratch(spad, layers, nr, batch, rows):
+    """Allocate the scratch every layer above the first uses in turn: its ``[W | b]^T`` (the
+    forward operand, refreshed from ``[W | b]`` just before the forward GEMM) and its input
+    batch-major (the update's operand, transposed just before it); ``rows``: each layer's
+    output rows on the core. Returns their SPAD bases."""
+    above = list(enumerate(layers))[1:]
+    pt = spad.alloc("[W | b]^T of the layer in the forward pass",
+                    max(((i + 1) * ceil_to(rows[index], nr) for index, (o, i) in above),
+                        default=1))
+    x = spad.alloc("[a | 1] (batch x features) of the layer in the update",
+                   max((batch * ceil_to(i + 1, nr) for index, (o, i) in above), default=1))
+    return pt, x
+
+
 def mbgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
     """The MBGD step of ``graph`` on one core (see the module docstring)."""
     nr = cfg.nr
@@ -185,9 +206,10 @@ def mbgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
     # Layer 0 keeps [W | b] transposed (its forward operand; its update writes it directly and
     # no backward pass needs W0), the other layers row-major (the backward operand) plus a
     # transposed copy refreshed every step for the forward pass.
-    tensors, p_addr, pt_addr, mom_addr = [], [], [], []
-    xt_addr, x_addr, ht_addr, d_addr, dt_addr = [], [], [], [], []
+    tensors, p_addr, mom_addr = [], [], []
+    xt_addr, ht_addr, d_addr, dt_addr = [], [], [], []
     constants = []
+    pt_scratch, x_scratch = _scratch(spad, layers, nr, batch, [o for o, i in layers])
     for index, (o, i) in enumerate(layers):
         ldp, ldo = ceil_to(i + 1, nr), ceil_to(o, nr)
         first = index == 0
@@ -195,15 +217,12 @@ def mbgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
         p_addr.append(spad.alloc(f"[W{index} | b{index}]{'^T' if first else ''}", shape))
         tensors.append(Tensor(f"P{index}", "spad", o, i + 1, p_addr[-1], ldo if first else ldp,
                               transposed=first))
-        pt_addr.append(p_addr[-1] if first else
-                       spad.alloc(f"[W{index} | b{index}]^T", (i + 1) * ldo))
         if use_mom:
             mom_addr.append(spad.alloc(f"momentum {index}", shape))
             tensors.append(Tensor(f"M{index}", "spad", o, i + 1, mom_addr[-1],
                                   ldo if first else ldp, transposed=first))
         xt_addr.append(spad.alloc(f"[{input_name(index)}; 1] (features x batch)", (i + 1) * ldb))
         constants.append((xt_addr[-1] + i * ldb, 1, batch, ldb, "one"))
-        x_addr.append(spad.alloc(f"[{input_name(index)} | 1] (batch x features)", batch * ldp))
         last = index == len(layers) - 1
         ht_addr.append(spad.alloc(f"h{index}", (batch * ldo) if last else o * ldb))
         d_addr.append(spad.alloc(f"d{index} (batch x features)", batch * ldo))
@@ -214,12 +233,14 @@ def mbgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
         for index, (o, i) in enumerate(layers[1:]):
             f_addr.append(spad.alloc(f"F{index}", classes * ceil_to(i, nr)))
             tensors.append(Tensor(f"F{index}", "spad", classes, i, f_addr[-1], ceil_to(i, nr)))
-    widest = max(graph.sizes)
-    e_addr = spad.alloc("W^T d", widest * ldb)
+    x0_addr = spad.alloc("[x | 1] (batch x features)", batch * ceil_to(layers[0][1] + 1, nr))
+    e_addr = spad.alloc("W^T d", max(graph.sizes[1:-1], default=1) * ldb)
     g_addr = None if plain else spad.alloc("gradient", max(
         (i + 1) * ceil_to(o, nr) if index == 0 else o * ceil_to(i + 1, nr)
         for index, (o, i) in enumerate(layers)))
     t_spad = spad.alloc("targets", batch * ceil_to(classes, nr))
+    pt_addr = [p_addr[0]] + [pt_scratch] * (len(layers) - 1)
+    x_addr = [x0_addr] + [x_scratch] * (len(layers) - 1)
     spad.check("use a config with more spad_words or a smaller batch or model")
 
     e = Emitter()
@@ -270,7 +291,6 @@ def mbgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
     return CoreProgram(e.words, e.phases, e.macs, tensors, io, constants, k_chunk=b.k_chunk)
 
 
-
 def mbgd_ring_core_program(graph, cfg, core, segments, blocks) -> CoreProgram:
     """Core ``core``'s MBGD step on the ring (bucket algorithm; see the module docstring)."""
     nr = cfg.nr
@@ -283,16 +303,17 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks) -> CoreProgram:
     spad = Region("the SPAD", cfg.spad_words, align=nr)
     check_mbgd_memb(cfg, classes)
     member = [core in seg for seg in segments]
-    # The core's (lo, hi) output rows of each layer it works on.
+    # The core's (lo, hi) output rows of each layer it works on (possibly none).
     own = [parts[seg.index(core)] if core in seg else (0, 0)
            for parts, seg in zip(blocks, segments)]
     rows = [hi - lo for lo, hi in own]
     widest_rows = [max(hi - lo for lo, hi in parts) for parts in blocks]
 
     # Same addresses on every core: panels are sized for the largest share.
-    tensors, p_addr, pt_addr, mom_addr = [], [], [], []
-    xt_addr, x_addr, h_addr, d_addr, dt_addr = [], [], [], [], []
+    tensors, p_addr, mom_addr = [], [], []
+    xt_addr, h_addr, dt_addr = [], [], []
     constants = []
+    pt_scratch, x_scratch = _scratch(spad, layers, nr, batch, widest_rows)
     for index, (o, i) in enumerate(layers):
         ldp, ldo = ceil_to(i + 1, nr), ceil_to(widest_rows[index], nr)
         first = index == 0
@@ -301,8 +322,6 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks) -> CoreProgram:
         if member[index]:
             tensors.append(Tensor(f"P{index}", "spad", rows[index], i + 1, p_addr[-1],
                                   ldo if first else ldp, transposed=first))
-        pt_addr.append(p_addr[-1] if first else
-                       spad.alloc(f"[W{index} | b{index}] panel^T", (i + 1) * ldo))
         if use_mom:
             mom_addr.append(spad.alloc(f"momentum {index}", shape))
             if member[index]:
@@ -310,13 +329,14 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks) -> CoreProgram:
                                       ldo if first else ldp, transposed=first))
         xt_addr.append(spad.alloc(f"[{input_name(index)}; 1] (features x batch)", (i + 1) * ldb))
         constants.append((xt_addr[-1] + i * ldb, 1, batch, ldb, "one"))
-        x_addr.append(spad.alloc(f"[{input_name(index)} | 1] (batch x features)", batch * ldp))
         last = index == len(layers) - 1
         # The logits are gathered whole; hidden pre-activations stay the core's own rows.
         h_addr.append(spad.alloc(f"h{index}", (o if last else widest_rows[index]) * ldb))
-        d_addr.append(spad.alloc(f"d{index} own (batch x features)", batch * ldo))
         dt_addr.append(spad.alloc(f"d{index} own (features x batch)",
                                   widest_rows[index] * ldb))
+    x0_addr = spad.alloc("[x | 1] (batch x features)", batch * ceil_to(layers[0][1] + 1, nr))
+    d_addr = spad.alloc("d own (batch x features) of the layer in the update",
+                        batch * max(ceil_to(r, nr) for r in widest_rows))
     # DFA: the core's rows of F_l (its output rows of the last layer), every hidden layer.
     f_addr = []
     if graph.algorithm == "dfa":
@@ -325,8 +345,14 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks) -> CoreProgram:
             if member[-1]:
                 tensors.append(Tensor(f"F{index}", "spad", rows[-1], i, f_addr[-1],
                                       ceil_to(i, nr)))
-    widest = max(graph.sizes)
-    e_addr = spad.alloc("W^T d partial sums", widest * ldb)
+    e_addr = spad.alloc("W^T d partial sums", max(graph.sizes[1:-1], default=1) * ldb)
+    # A core without rows of a layer (more cores than outputs) still adds a partial of E
+    # into the ring's sums: +0, the product of two zero vectors (a GEMM of one term).
+    zero_addr = None
+    if any(hi == lo for parts in blocks for lo, hi in parts):
+        zero_words = max(ceil_to(max(graph.sizes[1:-1], default=1), nr), ldb)
+        zero_addr = spad.alloc("zeros (the partial of a core without rows)", zero_words)
+        constants.append((zero_addr, 1, zero_words, zero_words, 0))
     g_addr = None if plain else spad.alloc("gradient", max(
         (i + 1) * ceil_to(widest_rows[index], nr) if index == 0
         else widest_rows[index] * ceil_to(i + 1, nr) for index, (o, i) in enumerate(layers)))
@@ -347,22 +373,34 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks) -> CoreProgram:
             source = coll.relay_source(holders, targets, cores)
             ring_emit(e, core, coll.relay(source, targets, addr, words, cores))
 
+    def partial_e(inputs, a, b_, k, lda):
+        """The core's partial ``E`` (``inputs x batch``) over ``k`` rows; +0 for none."""
+        if k:
+            b.gemm("delta", c=e_addr, a=a, b=b_, m=inputs, n=batch, k=k, lda=lda, ldb=ldb,
+                   ldc=ldb)
+        else:
+            b.gemm("delta", c=e_addr, a=zero_addr, b=zero_addr, m=inputs, n=batch, k=1,
+                   lda=ceil_to(inputs, nr), ldb=ldb, ldc=ldb, macs=False)
+
     for index, (o, i) in enumerate(layers):
         seg = segments[index]
         ldp, ldo = ceil_to(i + 1, nr), ceil_to(widest_rows[index], nr)
         lo, m = own[index][0], rows[index]
+        forward_a = p_addr[index] if index == 0 else pt_scratch
         if member[index]:
-            if index > 0:
-                b.transpose(p_addr[index], m, i + 1, ldp, pt_addr[index], ldo)
+            if index > 0 and m:
+                b.transpose(p_addr[index], m, i + 1, ldp, pt_scratch, ldo)
             if index < last:
-                b.gemm("forward", c=h_addr[index], a=pt_addr[index], b=xt_addr[index], m=m,
-                       n=batch, k=i + 1, lda=ldo, ldb=ldb, ldc=ldb)
+                if m:
+                    b.gemm("forward", c=h_addr[index], a=forward_a, b=xt_addr[index], m=m,
+                           n=batch, k=i + 1, lda=ldo, ldb=ldb, ldc=ldb)
                 b.elementwise("forward", VecOp.MAXS, xt_addr[index + 1] + lo * ldb,
                               h_addr[index], count=m * ldb, alpha=r["zero"])
                 ring_emit(e, core, coll.all_gather(seg, xt_addr[index + 1], o * ldb, ldb))
             else:
-                b.gemm("forward", c=h_addr[index] + lo * ldb, a=pt_addr[index],
-                       b=xt_addr[index], m=m, n=batch, k=i + 1, lda=ldo, ldb=ldb, ldc=ldb)
+                if m:
+                    b.gemm("forward", c=h_addr[index] + lo * ldb, a=forward_a,
+                           b=xt_addr[index], m=m, n=batch, k=i + 1, lda=ldo, ldb=ldb, ldc=ldb)
                 ring_emit(e, core, coll.all_gather(seg, h_addr[index], o * ldb, ldb))
         if index < last:
             relay(seg, segments[index + 1], xt_addr[index + 1], o * ldb)
@@ -384,16 +422,14 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks) -> CoreProgram:
         lo, m = own[index][0], rows[index]
         dt_own = dfull_t_addr + lo * ldb if index == last else dt_addr[index]
         if member[index]:
-            b.transpose(dt_own, m, batch, ldb, d_addr[index], ldo)
+            if m:
+                b.transpose(dt_own, m, batch, ldb, d_addr, ldo)
             if index > 0 and f_addr:
                 # DFA (one segment): E = F^T D_out^T over the core's output rows.
-                lo_out, m_out = own[last][0], rows[last]
-                b.gemm("delta", c=e_addr, a=f_addr[index - 1],
-                       b=dfull_t_addr + lo_out * ldb, m=i, n=batch, k=m_out,
-                       lda=ceil_to(i, nr), ldb=ldb, ldc=ldb)
+                partial_e(i, f_addr[index - 1], dfull_t_addr + own[last][0] * ldb, rows[last],
+                          ceil_to(i, nr))
             elif index > 0:
-                b.gemm("delta", c=e_addr, a=p_addr[index], b=dt_own, m=i, n=batch, k=m,
-                       lda=ldp, ldb=ldb, ldc=ldb)
+                partial_e(i, p_addr[index], dt_own, m, ldp)
         if index > 0:
             below = segments[index - 1]
             if member[index]:
@@ -405,18 +441,16 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks) -> CoreProgram:
                 below_lo, below_rows = own[index - 1][0], rows[index - 1]
                 b.elementwise("delta", VecOp.RELUD, dt_addr[index - 1], h_addr[index - 1],
                               e_addr + below_lo * ldb, count=below_rows * ldb)
-            if member[index]:
-                b.transpose(xt_addr[index], i + 1, batch, ldb, x_addr[index], ldp)
-        if not member[index]:
+            if member[index] and m:
+                b.transpose(xt_addr[index], i + 1, batch, ldb, x_scratch, ldp)
+        if not member[index] or not m:
             continue
-        b.update(index == 0, p=p_addr[index], g=g_addr, x=x_addr[index], d=d_addr[index],
-                 mom=mom_addr[index] if use_mom else None, rows=m, inputs=i, batch=batch,
-                 use_wd=use_wd, ldo=ldo)
+        b.update(index == 0, p=p_addr[index], g=g_addr, x=x0_addr if index == 0 else x_scratch,
+                 d=d_addr, mom=mom_addr[index] if use_mom else None, rows=m, inputs=i,
+                 batch=batch, use_wd=use_wd, ldo=ldo)
     e("transfer", Opcode.HALT)
     i0 = layers[0][1]
-    io = {"inputs_t": xt_addr[0], "inputs": x_addr[0], "targets": t_spad,
+    io = {"inputs_t": xt_addr[0], "inputs": x0_addr, "targets": t_spad,
           "logits": logits_addr, "ld_batch": ldb, "ld_inputs": ceil_to(i0 + 1, nr),
           "ld_classes": ldc}
     return CoreProgram(e.words, e.phases, e.macs, tensors, io, constants, k_chunk=b.k_chunk)
-
-

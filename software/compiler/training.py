@@ -85,12 +85,12 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
     segments = layer_segments(graph, cfg, segments)
     blocks = partition(graph, cfg, [len(seg) for seg in segments])
     for index, parts in enumerate(blocks):
-        if any(hi == lo for lo, hi in parts):
-            what = "inputs" if graph.gemv else "outputs"
-            unit = f"{cfg.nr} " if graph.gemv else ""
-            raise CompileError(f"layer {index} has {parts[-1][1]} {what}, too few to give "
-                               f"each of {len(parts)} cores {unit}one; use fewer cores or "
-                               "wider layers")
+        # GEMM kernels leave a core without rows idle in that layer (mbgd's module
+        # docstring); the GEMV kernels split inputs, and every core must hold some.
+        if graph.gemv and any(hi == lo for lo, hi in parts):
+            raise CompileError(f"layer {index} has {parts[-1][1]} inputs, too few to give "
+                               f"each of {len(parts)} cores {cfg.nr}; use fewer cores, wider "
+                               "layers, or mbgd or dfa with a batch of 2 or more")
     if cfg.cores == 1:
         # A lone core needs no collectives: its own programs, with no ring traffic at all.
         one = sgd_core_program if graph.gemv else mbgd_core_program

@@ -45,6 +45,19 @@ def test_layers_on_their_own_segments_on_the_rtl(device, rng):
     assert run.cycles == hw.predicted and run.ring_cycles[3] > 0
 
 
+@requires_verilator
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm, sizes, batch", [
+    ("mbgd", (9, 7, 3), 2),     # core 0 holds no output row, cores 2 and 3 no sample
+    ("dfa", (9, 6, 2), 3),      # cores 0 and 1 hold no rows of the output or of F
+], ids=["mbgd", "dfa"])
+def test_layers_narrower_than_the_ring_on_the_rtl(device, algorithm, sizes, batch, rng):
+    hw, run = train_and_compare(CFG, sizes, algorithm, batch, "softmax_ce", 0.9, 0.0,
+                                steps=12, device=device, rng=rng)
+    assert any(hi == lo for lo, hi in hw.compiled.blocks[-1])
+    assert run.cycles == hw.predicted
+
+
 #: cp's images of step programs need more IMEM than tiny's 256 words.
 CP_CFG = CFG.replace(name="tiny-cp", imem_words=2048)
 
