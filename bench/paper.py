@@ -34,7 +34,7 @@ import caterpillar.bench
 import caterpillar.contract
 import caterpillar.golden
 import caterpillar.software
-from caterpillar.bench.convergence import train_case
+from caterpillar.bench.convergence import DFA_LR, case_lr, train_case
 from caterpillar.contract.config import preset
 from caterpillar.software.compiler.cp import cp_steady_period
 from caterpillar.software.compiler.training import compile_training
@@ -88,7 +88,7 @@ def _network_cases(network: str) -> list[Case]:
 CASES = tuple(c for n in ("N1", "N2", "N3") for c in _network_cases(n))
 #: ``--quick``: one case of each kind of result (compiles, does not, not built).
 QUICK_CASES = (Case("N1", "sgd"), Case("N1", "cp"), Case("N1", "mbgd", 50),
-               Case("N1", "mbcp", 4))
+               Case("N1", "mbgd", 100), Case("N1", "mbcp", 4))
 
 
 def paper_values() -> dict:
@@ -142,13 +142,15 @@ FIG5_CASES = ("sgd", "mbgd-8", "mbgd-50", "cp", "mbcp-4", "dfa-8")
 
 
 def convergence_case(name: str, network: str, epochs: int, limit, lr: float, seed: int,
-                     lr_step: int = 2) -> dict:
+                     lr_step: int = 2, dfa_lr: float = DFA_LR) -> dict:
     """Test accuracy per epoch of Fig. 5 case ``name`` on MNIST-5k with ``network``'s model
-    and operand format, on the fast training path (a Ray job)."""
+    and operand format, on the fast training path (a Ray job); the rates as
+    :func:`~caterpillar.bench.convergence.case_lr` chooses."""
     values = paper_values()["networks"][network]
     started = time.monotonic()
     result = train_case(name, tuple(values["model"]), load_dataset("mnist"),
-                        preset(values["config"]), epochs=epochs, lr=lr, seed=seed,
+                        preset(values["config"]), epochs=epochs,
+                        lr=case_lr(name, lr, dfa_lr), seed=seed,
                         limit=limit, fast=True, lr_step=lr_step)
     # An epoch's last incomplete batch is dropped.
     samples = limit or len(load_dataset("mnist").x_train)
@@ -469,6 +471,9 @@ def add_arguments(p) -> None:
                    help="samples per epoch of those runs (default all 4000; 64 with --quick)")
     p.add_argument("--lr", type=float, default=0.05,
                    help="their learning rate of one sample (bench convergence's convention)")
+    p.add_argument("--dfa-lr", type=float, default=DFA_LR,
+                   help=f"the DFA run's rate of one sample (default {DFA_LR}, as bench "
+                        "convergence)")
     p.add_argument("--lr-step", type=int, default=2,
                    help="halve their rate every N epochs (default 2)")
 
@@ -489,10 +494,13 @@ def run(args) -> int:
     cases = QUICK_CASES if args.quick else CASES
     epochs = args.epochs if args.epochs is not None else (1 if args.quick else 0)
     limit = args.limit if args.limit is not None else (64 if args.quick else None)
-    if epochs < 0 or (limit is not None and limit < 1) or not args.lr > 0 or args.lr_step < 1:
-        raise ValueError("--epochs must be >= 0, --limit and --lr-step >= 1 and --lr > 0")
+    if epochs < 0 or (limit is not None and limit < 1) or not args.lr > 0 \
+            or not args.dfa_lr > 0 or args.lr_step < 1:
+        raise ValueError("--epochs must be >= 0, --limit and --lr-step >= 1 and --lr and "
+                         "--dfa-lr > 0")
     convergence = {"network": "N1", "epochs": epochs, "limit": limit, "lr": args.lr,
-                   "lr_step": args.lr_step, "seed": 0} if epochs else None
+                   "dfa_lr": args.dfa_lr, "lr_step": args.lr_step, "seed": 0} \
+        if epochs else None
     print(f"caterpillar paper: {len(cases)} cases"
           + (f" and Fig. 5's {len(FIG5_CASES)} training runs ({epochs} epochs)"
              if convergence else "")

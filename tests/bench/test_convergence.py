@@ -15,14 +15,15 @@ from caterpillar.software.training.datasets import load_dataset
 def test_a_short_run_writes_the_curves_and_the_figure(tmp_path, capsys):
     out, fig = tmp_path / "new" / "curves.json", tmp_path / "curves.png"
     assert main(["bench", "convergence", "--epochs", "2", "--limit", "300", "--lr", "0.1",
-                 "--model", "64-32-10", "--cases", "sgd", "cp", "mbcp-4", "dfa-8",
+                 "--dfa-lr", "0.08", "--model", "64-32-10", "--cases", "sgd", "cp", "mbcp-4", "dfa-8",
                  "--json", str(out), "--plot", str(fig)]) == 0
     report = json.loads(out.read_text())
     assert list(report["cases"]) == ["sgd", "cp", "mbcp-4", "dfa-8"]
     assert report["model"] == "64-32-10" and report["format"] == "fp32"
     for name, case in report["cases"].items():
         assert len(case["test_accuracy"]) == 2 and all(0 <= a <= 1 for a in case["test_accuracy"])
-        assert case["lr"] == pytest.approx(0.1 * np.sqrt(case["batch"]))
+        rate = 0.08 if case["algorithm"] == "dfa" else 0.1
+        assert case["lr"] == pytest.approx(rate * np.sqrt(case["batch"]))
     # 600 samples lift the test accuracy far above chance (10 %) for every algorithm.
     assert all(case["test_accuracy"][-1] > 0.4 for case in report["cases"].values()), report
     assert fig.stat().st_size > 10_000
@@ -43,8 +44,9 @@ def test_cp_on_one_layer_has_sgds_curve():
 
 @pytest.mark.parametrize("argv, message", [
     (["--model", "64-32-9"], "the digits dataset needs a model 64-...-10, not 64-32-9"),
-    (["--epochs", "0"], "--epochs, --limit and --lr-step must be positive and --lr > 0"),
-    (["--lr-step", "0"], "--epochs, --limit and --lr-step must be positive and --lr > 0"),
+    (["--epochs", "0"], "--epochs, --limit and --lr-step must be positive and --lr and --dfa-lr > 0"),
+    (["--lr-step", "0"], "--epochs, --limit and --lr-step must be positive and --lr and --dfa-lr > 0"),
+    (["--dfa-lr", "0"], "--epochs, --limit and --lr-step must be positive and --lr and --dfa-lr > 0"),
     (["--plot", "curves.txt"], "--plot curves.txt: a figure is written as one of .png, .pdf, "
                                ".svg"),
 ])

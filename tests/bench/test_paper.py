@@ -29,8 +29,9 @@ def test_a_case_is_what_compile_reports():
 
 
 def test_cases_that_cannot_run_say_why():
-    mbgd = paper.evaluate_case({"network": "N1", "algorithm": "mbgd", "batch": 50})
-    assert mbgd["status"] == "does not compile" and "10 outputs" in mbgd["reason"]
+    mbgd = paper.evaluate_case({"network": "N1", "algorithm": "mbgd", "batch": 100})
+    assert mbgd["status"] == "does not compile"
+    assert mbgd["reason"].startswith("the SPAD needs ") and "262144" in mbgd["reason"]
     mbcp = paper.evaluate_case({"network": "N1", "algorithm": "mbcp", "batch": 4})
     assert mbcp["status"] == "not built" and "issue 12" in mbcp["reason"]
 
@@ -44,7 +45,10 @@ def test_table2_puts_ours_beside_the_papers():
     assert sgd["paper"] == 177
     assert sgd["ratio_fma"] == pytest.approx(sgd["ours_fma"] / 177)
     assert sgd["ours_flop"] < sgd["ours_fma"]
-    assert rows[("N1", "mbgd")]["status"] == "does not compile"
+    # N1's 10 outputs leave 22 of its 32 cores without rows in the last layer.
+    mbgd = rows[("N1", "mbgd")]
+    assert mbgd["status"] == "ok" and mbgd["ratio_fma"] == pytest.approx(
+        mbgd["ours_fma"] / mbgd["paper"])
     assert rows[("N3", "cp")]["status"] == "not run"
     assert {r["machine"] for r in tables["area"]} == {"paper-n1", "paper-n3"}
     assert all(abs(r["ratio"] - 1) < 0.01 for r in tables["area"])
@@ -81,7 +85,8 @@ def test_paper_quick_on_a_local_ray(tmp_path, capsys):
     per_sample = sgd["energy"]["fma"]["energy_pj"]["total"] * 1e-12 / sgd["samples"]
     assert curves["N1 sgd"]["energy_j"] == pytest.approx(per_sample * 64)
     assert curves["N1 sgd"]["time_s"] == pytest.approx(sgd["cycles"] * 64 / 1e9)
-    assert curves["N1 mbgd-50"]["energy_j"] is None      # N1 mbgd-50 does not compile
+    assert curves["N1 mbgd-50"]["energy_j"] > 0
+    assert curves["N1 dfa-8"]["energy_j"] is None        # not among the quick cases
     assert len((out / "paper.csv").read_text().splitlines()) == len(paper.QUICK_CASES) + 1
     # A second run takes every case from the cache, with the same results.
     assert main(argv) == 0

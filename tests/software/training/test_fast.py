@@ -28,12 +28,13 @@ def pair(cfg, algorithm, *, momentum=False, seed=3):
             FastTrainer(SIZES, "softmax_ce", cfg.nr, fmt, cfg.acc, init, **kwargs))
 
 
-def train(trainer, algorithm, cfg, steps, batch, *, momentum=0.0):
+def train(trainer, algorithm, cfg, steps, batch, *, momentum=0.0, start=0):
+    """``steps`` steps on the training samples from step ``start`` on, in order."""
     fmt = cfg.operand
     s = scalars(fmt, lr=0.05, batch=batch, momentum=momentum, weight_decay=0.0, outputs=10)
     x = to_bits(DIGITS.x_train, fmt)
     pipeline = PipelinedTrainer(trainer, cfg.acc_lanes) if algorithm == "cp" else None
-    for step in range(steps):
+    for step in range(start, start + steps):
         idx = np.arange(step * batch, (step + 1) * batch)
         if pipeline is not None:
             pipeline.step(x[idx], DIGITS.y_train[idx], s)
@@ -95,7 +96,9 @@ def test_every_stored_value_is_a_value_of_the_format(config):
 
 def test_the_fast_path_trains_as_the_bit_exact_trainer_does():
     """600 steps: the same test accuracy as the bit-exact trainer (53.5 % on ``small``, 54.0 %
-    on ``paper-n1``, measured once; the bit-exact fp16 run takes 40 s); an epoch: over 80 %."""
+    on ``paper-n1``, measured once; the bit-exact fp16 run takes 40 s); the whole epoch (1,438
+    samples): 81.1 % measured. The float32 sums follow the machine's BLAS, whose order differs
+    between CPUs, and SGD amplifies the difference: the bound keeps a margin."""
     cfg = preset("paper-n1")
     _, fast = pair(cfg, "sgd")
     x_test = to_bits(DIGITS.x_test, cfg.operand)
@@ -103,5 +106,5 @@ def test_the_fast_path_trains_as_the_bit_exact_trainer_does():
     train(fast, "sgd", cfg, 600, 1)
     after = (fast.predict(x_test).argmax(1) == DIGITS.y_test).mean()
     assert abs(after - 0.540) < 0.03 and before < 0.2
-    train(fast, "sgd", cfg, 800, 1)
-    assert (fast.predict(x_test).argmax(1) == DIGITS.y_test).mean() > 0.8
+    train(fast, "sgd", cfg, len(DIGITS.x_train) - 600, 1, start=600)
+    assert (fast.predict(x_test).argmax(1) == DIGITS.y_test).mean() > 0.75
