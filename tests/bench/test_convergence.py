@@ -15,7 +15,8 @@ from caterpillar.software.training.datasets import load_dataset
 def test_a_short_run_writes_the_curves_and_the_figure(tmp_path, capsys):
     out, fig = tmp_path / "new" / "curves.json", tmp_path / "curves.png"
     assert main(["bench", "convergence", "--epochs", "2", "--limit", "300", "--lr", "0.1",
-                 "--dfa-lr", "0.08", "--model", "64-32-10", "--cases", "sgd", "cp", "mbcp-4", "dfa-8",
+                 "--dfa-lr", "0.08", "--model", "64-32-10",
+                 "--cases", "sgd", "cp", "mbcp-4", "dfa-8",
                  "--json", str(out), "--plot", str(fig)]) == 0
     report = json.loads(out.read_text())
     assert list(report["cases"]) == ["sgd", "cp", "mbcp-4", "dfa-8"]
@@ -42,11 +43,14 @@ def test_cp_on_one_layer_has_sgds_curve():
         "sgd", (64, 16, 10), data, preset("small"), **kw)["test_accuracy"]
 
 
+RATES = "--epochs, --limit and --lr-step must be positive and --lr and --dfa-lr > 0"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--model", "64-32-9"], "the digits dataset needs a model 64-...-10, not 64-32-9"),
-    (["--epochs", "0"], "--epochs, --limit and --lr-step must be positive and --lr and --dfa-lr > 0"),
-    (["--lr-step", "0"], "--epochs, --limit and --lr-step must be positive and --lr and --dfa-lr > 0"),
-    (["--dfa-lr", "0"], "--epochs, --limit and --lr-step must be positive and --lr and --dfa-lr > 0"),
+    (["--epochs", "0"], RATES),
+    (["--lr-step", "0"], RATES),
+    (["--dfa-lr", "0"], RATES),
     (["--plot", "curves.txt"], "--plot curves.txt: a figure is written as one of .png, .pdf, "
                                ".svg"),
 ])
