@@ -472,8 +472,8 @@ def add_arguments(p) -> None:
     p.add_argument("--lr", type=float, default=0.05,
                    help="their learning rate of one sample (bench convergence's convention)")
     p.add_argument("--dfa-lr", type=float, default=DFA_LR,
-                   help=f"the DFA run's rate of one sample (default {DFA_LR}, as bench "
-                        "convergence)")
+                   help=f"the DFA run's rate of one sample (default {DFA_LR}: at --lr 0.05 "
+                        "DFA overflows N1's fp16)")
     p.add_argument("--lr-step", type=int, default=2,
                    help="halve their rate every N epochs (default 2)")
 

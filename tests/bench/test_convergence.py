@@ -76,3 +76,10 @@ def test_the_rate_halves_every_lr_step_epochs_and_fast_runs_say_so(tmp_path):
                  "--lr-step", "3", "--model", "64-16-10", "--cases", "sgd",
                  "--json", str(out)]) == 0
     assert json.loads(out.read_text())["arithmetic"].startswith("fast")
+
+
+def test_dfa_may_have_its_own_rate():
+    assert convergence.case_lr("dfa-8", 0.05, None) == 0.05
+    assert convergence.case_lr("dfa-8", 0.05, 0.02) == 0.02
+    assert convergence.case_lr("sgd", 0.05, 0.02) == convergence.case_lr("mbcp-4", 0.05, 0.02) \
+        == 0.05
