@@ -204,8 +204,8 @@ def mbgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
     check_mbgd_memb(cfg, classes)
 
     # Layer 0 keeps [W | b] transposed (its forward operand; its update writes it directly and
-    # no backward pass needs W0), the other layers row-major (the backward operand) plus a
-    # transposed copy refreshed every step for the forward pass.
+    # no backward pass needs W0), the other layers row-major (the backward operand); each
+    # builds its transpose for the forward pass in the shared scratch every step.
     tensors, p_addr, mom_addr = [], [], []
     xt_addr, ht_addr, d_addr, dt_addr = [], [], [], []
     constants = []
