@@ -27,7 +27,7 @@ from caterpillar.sim.backends.devices import (
     check_port,
     run_training_on,
 )
-from caterpillar.software.compiler.cp import cp_pipeline_report, cp_steady_period
+from caterpillar.software.compiler.cp import cp_pipeline_report, priced_period
 from caterpillar.software.compiler.program import Compiled
 from caterpillar.software.energy.energy import COMPONENTS, READINGS, step_energy
 from caterpillar.software.energy.technology import Technology, load_technology, machine_area
@@ -205,20 +205,14 @@ def compile_report(compiled: Compiled, tech: Technology | None = None) -> dict:
     if graph.algorithm == "cp":
         report["pipeline"] = cp_pipeline_report(compiled)
     if tech is not None:
-        # cp: a steady-state period (2L pipeline steps, a sample each), not one program of the
-        # image, which may fill or drain the pipeline.
-        if graph.algorithm == "cp":
-            period = cp_steady_period(compiled)
-            events, energy_macs, cycles, samples = (period["events"], period["macs"],
-                                                    period["cycles"], period["steps"])
-        else:
-            events, energy_macs, cycles, samples = (compiled.predicted_events(), macs,
-                                                    compiled.step_cycles, graph.batch)
+        period = priced_period(compiled)
+        events, energy_macs, cycles, samples = (period["events"], period["macs"],
+                                                period["cycles"], period["samples"])
         area = machine_area(cfg, tech)
         gflops = 2 * energy_macs * tech.clock_ghz / cycles
         report["area"] = {**area, "step_gflops": gflops,
                           "step_gflops_per_mm2": gflops / area["total_mm2"]}
-        report["events"] = {name: sum(e[name] for e in events) for name in events[0]}
+        report["events"] = period["totals"]
         report["energy"] = {"technology": tech.name, "samples": samples, "cycles": cycles,
                             "macs": energy_macs,
                             **step_energy(events, energy_macs, cycles, cfg, tech)}

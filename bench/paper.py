@@ -36,7 +36,7 @@ import caterpillar.golden
 import caterpillar.software
 from caterpillar.bench.convergence import DFA_LR, case_lr, train_case
 from caterpillar.contract.config import preset
-from caterpillar.software.compiler.cp import cp_steady_period
+from caterpillar.software.compiler.cp import priced_period
 from caterpillar.software.compiler.training import compile_training
 from caterpillar.software.energy.energy import step_energy
 from caterpillar.software.energy.technology import (
@@ -116,22 +116,16 @@ def evaluate_case(case: dict, tech_path: str | None = None) -> dict:
         compiled = compile_training(graph, cfg)
     except ValueError as e:
         return {**out, "status": "does not compile", "reason": str(e)}
-    if case.algorithm == "cp":
-        period = cp_steady_period(compiled)
-        cycles, events, macs, samples = (period["cycles"], period["events"], period["macs"],
-                                         period["steps"])
-    else:
-        _, phases = compiled.step_report()
-        cycles, events = compiled.step_cycles, compiled.predicted_events()
-        macs, samples = sum(v["macs"] for v in phases.values()), case.batch
+    period = priced_period(compiled)
+    cycles, events, macs = period["cycles"], period["events"], period["macs"]
     tech = load_technology(tech_path)
     area = machine_area(cfg, tech)
     gflops = 2 * macs * tech.clock_ghz / cycles
     energy = step_energy(events, macs, cycles, cfg, tech)
     return {**out, "status": "ok", "cycles": cycles, "macs": macs,
-            "samples": samples,
+            "samples": period["samples"],
             "cores": len(compiled.working_cores), "utilization": macs / (area["pes"] * cycles),
-            "events": {k: sum(e[k] for e in events) for k in events[0]},
+            "events": period["totals"],
             "energy": energy, "gflops": gflops, "area_mm2": area["total_mm2"],
             "gflops_per_mm2": gflops / area["total_mm2"]}
 

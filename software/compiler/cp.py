@@ -39,7 +39,7 @@ from caterpillar.software.compiler.program import (
 from caterpillar.software.compiler.sgd import sgd_bias_update, sgd_output_gradient
 
 __all__ = ["cp_schedule", "cp_core_program", "cp_step_key", "cp_weight_accesses",
-           "cp_steady_period",
+           "cp_steady_period", "priced_period",
            "cp_pipeline_report", "check_cp", "cp_image"]
 
 
@@ -306,6 +306,23 @@ def cp_steady_period(compiled) -> dict:
             {name: total[name] + e[name] for name in total}
             for total, e in zip(events, step_events)]
     return {"steps": len(phases), "cycles": cycles, "events": events, "macs": macs}
+
+
+def priced_period(compiled) -> dict:
+    """What the energy and throughput reports price: one step, or for ``cp`` a period of its
+    steady state (:func:`cp_steady_period`; one program of the image may fill or drain the
+    pipeline). Returns its ``cycles``, every core's ``events``, the model ``macs``, the
+    ``samples`` it trains and ``totals``, the events summed over the cores."""
+    if compiled.graph.algorithm == "cp":
+        period = cp_steady_period(compiled)
+        cycles, events, macs, samples = (period["cycles"], period["events"], period["macs"],
+                                         period["steps"])
+    else:
+        _, phases = compiled.step_report()
+        cycles, events = compiled.step_cycles, compiled.predicted_events()
+        macs, samples = sum(v["macs"] for v in phases.values()), compiled.graph.batch
+    return {"cycles": cycles, "events": events, "macs": macs, "samples": samples,
+            "totals": {name: sum(e[name] for e in events) for name in events[0]}}
 
 
 def _per_layer(compiled) -> list:
