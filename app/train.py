@@ -28,13 +28,14 @@ from caterpillar.sim.backends.devices import (
     run_training_on,
 )
 from caterpillar.software.compiler.cp import cp_pipeline_report, priced_period
-from caterpillar.software.compiler.program import Compiled
+from caterpillar.software.compiler.fit import capacity_survey, fit_lines, tabulate
+from caterpillar.software.compiler.program import Compiled, CompileError
 from caterpillar.software.energy.energy import COMPONENTS, READINGS, step_energy
 from caterpillar.software.energy.technology import Technology, load_technology, machine_area
 from caterpillar.software.graph.model import ALGORITHMS, LOSSES, SCHEDULES
 from caterpillar.software.storage import write_json
 from caterpillar.software.training.datasets import DATASETS
-from caterpillar.software.training.run import RunPlan, plan_run
+from caterpillar.software.training.run import RunPlan, plan_fit, plan_run
 from caterpillar.software.training.session import GoldenMismatch
 
 __all__ = ["add_arguments", "add_compile_arguments", "run", "run_compile", "options_from_args",
@@ -180,7 +181,8 @@ def add_compile_arguments(p) -> None:
                    help="write the compiled step (rerun it with train --program)")
     p.add_argument("--asm", action="store_true", help="print every core's step program")
     p.add_argument("--json", default=None, metavar="FILE",
-                   help="write the plan: per phase cycles, MACs and utilization")
+                   help="write the plan: the fit table, per phase cycles, MACs and "
+                        "utilization (also the fit table of a step that does not compile)")
     p.add_argument("--technology", default=None, metavar="FILE.yaml",
                    help="technology file for the area and energy (default: the paper's Table "
                         "1, 45 nm)")
@@ -269,12 +271,23 @@ def run_compile(args) -> int:
     tech = load_technology(args.technology)
     opts = options_from_args(args)
     opts.pop("technology")
-    plan = plan_run({**opts, "output": None, "asm": None})
+    with capacity_survey() as survey:
+        try:
+            plan = plan_run({**opts, "output": None, "asm": None})
+        except CompileError as e:
+            # Measure every memory (a compile that passes over shortages), then fail.
+            fit = plan_fit(opts)
+            print("\n".join(["does not compile:", *fit_lines(fit)]))
+            if outputs.json is not None:
+                write_json(outputs.json, {"compiles": False, "error": str(e), "fit": fit})
+                print(f"wrote {outputs.json}")
+            raise
     compiled = plan.compiled
     if args.asm:
         print(compiled.disassemble())
     cfg, graph = plan.config, plan.graph
     report = compile_report(compiled, tech)
+    report["fit"] = tabulate(survey.records, plan.graph, plan.config)
     print(f"{'-'.join(map(str, graph.sizes))} {graph.algorithm} batch {graph.batch} on "
           f"{cfg.name} (nr={cfg.nr}{compiled.placement_text()}): {compiled.instructions} "
           f"instructions, {compiled.step_cycles:,} cycles per step, utilization "
@@ -284,6 +297,7 @@ def run_compile(args) -> int:
               f"utilization {100 * v['utilization']:5.1f}%")
     if "pipeline" in report:
         _print_pipeline(report["pipeline"])
+    print("\n".join(fit_lines(report["fit"])))
     _print_area(report["area"])
     ev = report["events"]
     words = {m: ev[f"{m}_reads"] + ev[f"{m}_writes"] for m in ("mema", "memb", "spad")}

@@ -37,6 +37,7 @@ import caterpillar.software
 from caterpillar.bench.convergence import DFA_LR, case_lr, train_case
 from caterpillar.contract.config import preset
 from caterpillar.software.compiler.cp import priced_period
+from caterpillar.software.compiler.fit import capacity_survey, fit_table, tabulate
 from caterpillar.software.compiler.training import compile_training
 from caterpillar.software.energy.energy import step_energy
 from caterpillar.software.energy.technology import (
@@ -98,8 +99,10 @@ def paper_values() -> dict:
 
 def evaluate_case(case: dict, tech_path: str | None = None) -> dict:
     """One case's results (a Ray job; plain data in and out): ``status`` (``ok``, ``does not
-    compile``, ``not built``), ``reason`` when not ``ok``; else cycles, MACs, utilization,
-    events, energy and GFLOPS/mm^2 of one step."""
+    compile``, ``not built``), ``reason`` when not ``ok``; ``fit``, the fit table
+    (:func:`~caterpillar.software.compiler.fit.fit_table`) of a case compiled or tried; for
+    an ``ok`` case the cycles, MACs, utilization, events, energy and GFLOPS/mm^2 of one
+    step."""
     case = Case(**case)
     values = paper_values()
     network = values["networks"][case.network]
@@ -112,10 +115,13 @@ def evaluate_case(case: dict, tech_path: str | None = None) -> dict:
     graph = TrainingGraph(tuple(network["model"]), loss="softmax_ce",
                           algorithm=case.algorithm, batch=case.batch,
                           optimizer=Optimizer(lr=0.01, momentum=0.0))
-    try:
-        compiled = compile_training(graph, cfg)
-    except ValueError as e:
-        return {**out, "status": "does not compile", "reason": str(e)}
+    with capacity_survey() as survey:
+        try:
+            compiled = compile_training(graph, cfg)
+        except ValueError as e:
+            return {**out, "status": "does not compile", "reason": str(e),
+                    "fit": fit_table(graph, cfg)}
+    out["fit"] = tabulate(survey.records, graph, cfg)
     period = priced_period(compiled)
     cycles, events, macs = period["cycles"], period["events"], period["macs"]
     tech = load_technology(tech_path)
@@ -292,8 +298,28 @@ def report_tables(results: list[dict], tech_path=None, curves=None) -> dict:
         ours = machine_area(preset(name), tech)["total_mm2"]
         area.append({"machine": name, "ours_mm2": ours, "paper_mm2": paper,
                      "ratio": ours / paper})
-    return {"cases": cases, "table2": table2, "area": area,
+    return {"cases": cases, "table2": table2, "area": area, "fit": _fit_rows(results),
             "curves": _curves(curves or [], by_name)}
+
+
+def _fit_rows(results: list[dict]) -> list[dict]:
+    """The fit table of every case tried: the paper's verdict (the network in the PEs' local
+    SRAM, per PE) and this compile's needs of each memory (fullest core) beside the config's."""
+    rows = []
+    for r in results:
+        fit = r.get("fit")
+        if fit is None:
+            continue
+        paper = fit["paper"][0]
+        row = {"case": r["name"], "config": r["config"],
+               "paper_words_per_pe": paper["needed"], "paper_local_words": paper["available"],
+               "paper_fits": paper["fits"]}
+        for m in fit["memories"]:
+            key = m["memory"].lower()
+            row[f"{key}_needed"], row[f"{key}_available"] = m["needed"], m["available"]
+        row["fits"] = fit["fits"]
+        rows.append(row)
+    return rows
 
 
 #: The accuracy Fig. 6's text compares the algorithms at ("for the same 90 % accuracy").
@@ -380,6 +406,27 @@ def markdown(tables: dict, facts: dict) -> str:
                          f"{cost(r['energy_j'], r['time_s'])} | "
                          f"{cost(r['energy_to_target_j'], r['time_to_target_s'])} | "
                          f"{r['wall_seconds']:.0f} s |")
+    if tables["fit"]:
+        lines += ["", "## Fit table", "",
+                  "The paper's criterion: the weights and one sample's activations spread over "
+                  "every PE's local SRAM (words per PE; notes 4.2 and 6.6). Then what this "
+                  "compile needs of each memory on its fullest core, of what the config has "
+                  "(MemA and MemB: words per PE; SPAD: words per core; IMEM: instructions).",
+                  "", "| case | paper: per PE | MemA | MemB | SPAD | IMEM | compiles |",
+                  "|---|---|---|---|---|---|---|"]
+
+        def need(r, key):
+            got, have = r[f"{key}_needed"], r[f"{key}_available"]
+            if got is None:
+                return "-"
+            return f"{got:,} / {have:,}" + ("" if got <= have else " **no**")
+
+        for r in tables["fit"]:
+            verdict = "fits" if r["paper_fits"] else "does not fit"
+            lines.append(f"| {r['case']} | {r['paper_words_per_pe']:,} / "
+                         f"{r['paper_local_words']:,} ({verdict}) | {need(r, 'mema')} | "
+                         f"{need(r, 'memb')} | {need(r, 'spad')} | {need(r, 'imem')} | "
+                         f"{'yes' if r['fits'] else 'no'} |")
     lines += ["", "## Area", "", "| machine | ours | paper | ours / paper |", "|---|---|---|---|"]
     lines += [f"| {r['machine']} | {r['ours_mm2']:.2f} mm^2 | {r['paper_mm2']} mm^2 | "
               f"{r['ratio']:.4f} |" for r in tables["area"]]
@@ -483,7 +530,7 @@ def run(args) -> int:
     """Entry point of ``caterpillar paper``."""
     out_dir = Path(args.out)
     load_technology(args.technology)  # a bad file is refused before any case runs
-    for name in ("paper.md", "paper.csv", "paper.json"):
+    for name in ("paper.md", "paper.csv", "fit.csv", "paper.json"):
         check_output(out_dir / name, "--out")
     cases = QUICK_CASES if args.quick else CASES
     epochs = args.epochs if args.epochs is not None else (1 if args.quick else 0)
@@ -509,10 +556,12 @@ def run(args) -> int:
     text = markdown(tables, facts)
     (out_dir / "paper.md").write_text(text)
     (out_dir / "paper.csv").write_text(_csv(tables["cases"]))
+    if tables["fit"]:
+        (out_dir / "fit.csv").write_text(_csv(tables["fit"]))
     write_json(str(out_dir / "paper.json"), {"facts": facts, "tables": tables,
                                              "results": results, "curves": curves})
     figures = _figures(tables, out_dir)
     print(text)
-    print(f"wrote {out_dir / 'paper.md'}, paper.csv, paper.json, "
+    print(f"wrote {out_dir / 'paper.md'}, paper.csv, fit.csv, paper.json, "
           f"{', '.join(p.name for p in figures)}")
     return 0

@@ -33,8 +33,10 @@ from caterpillar.software.compiler.program import (
     Emitter,
     Region,
     Tensor,
+    alloc_staging,
     cdiv,
     ceil_to,
+    check_capacity,
 )
 from caterpillar.software.compiler.sgd import sgd_bias_update, sgd_output_gradient
 
@@ -111,7 +113,7 @@ def _layout(graph, cfg):
         lay.h.append([spad.alloc(f"h{index} slot {k}", ceil_to(o, nr)) for k in range(slots)])
     lay.t_spad = spad.alloc("target", ceil_to(classes, nr))
     lay.logits = spad.alloc("logits", ceil_to(classes, nr))
-    lay.staging = spad.alloc("parameter staging", max(o * ceil_to(i, nr) for o, i in layers))
+    lay.staging, lay.staging_words = alloc_staging(spad, lay.tensors, nr)
     spad.check("use a config with more spad_words")
     return lay
 
@@ -205,7 +207,8 @@ def cp_core_program(graph, cfg, groups: int | None = None) -> CoreProgram:
                                   lambda e, key: _step(e, lay, graph, cfg, key))
     io = {"inputs": lay.x, "targets": lay.t_spad, "logits": lay.logits, "entries": entries,
           "groups": groups}
-    return CoreProgram(e.words, e.phases, e.macs, lay.tensors, io, staging=lay.staging)
+    return CoreProgram(e.words, e.phases, e.macs, lay.tensors, io, staging=lay.staging,
+                       staging_words=lay.staging_words)
 
 
 def check_cp(graph, cfg) -> None:
@@ -239,10 +242,10 @@ def cp_image(graph, cfg, groups, emit_step):
         entries.append([key[0], _bits(key[1]), _bits(key[2]), len(e.words)])
         emit_step(e, key)
         e("transfer", Opcode.HALT)
-    if len(e.words) > cfg.imem_words:
-        raise CompileError(f"cp's {len(keys)} step programs need {len(e.words)} instructions "
+    check_capacity("IMEM", len(e.words), cfg.imem_words,
+                   lambda: f"cp's {len(keys)} step programs need {len(e.words)} instructions "
                            f"but IMEM holds {cfg.imem_words}; use a config with more "
-                           "imem_words or fewer layers")
+                           "imem_words or fewer layers", survivable=True)
     return e, entries, groups
 
 

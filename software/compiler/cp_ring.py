@@ -38,6 +38,7 @@ from caterpillar.software.compiler.program import (
     CoreProgram,
     Region,
     Tensor,
+    alloc_staging,
     cdiv,
     ceil_to,
     ring_emit,
@@ -127,9 +128,7 @@ def _layout(graph, cfg, core, segments, blocks):
     lay.dbuf = [spad.alloc(f"d{k} (relayed)", ceil_to(layers[k][0], nr)) for k in range(L - 1)]
     lay.logits = spad.alloc("logits", ceil_to(classes, nr))
     lay.t_spad = spad.alloc("target", ceil_to(classes, nr))
-    widest = max(o * ceil_to(b - a, nr) for (o, _), parts in zip(layers, blocks)
-                 for a, b in parts)
-    lay.staging = spad.alloc("parameter staging", widest)
+    lay.staging, lay.staging_words = alloc_staging(spad, lay.tensors, nr)
     spad.check("use a config with more spad_words")
     return lay
 
@@ -245,4 +244,5 @@ def cp_ring_core_program(graph, cfg, core, segments, blocks, groups=None) -> Cor
         return CoreProgram(e.words, e.phases, e.macs, [], io)
     io = {"inputs": lay.x, "targets": lay.t_spad, "logits": lay.logits, "entries": entries,
           "groups": groups}
-    return CoreProgram(e.words, e.phases, e.macs, lay.tensors, io, staging=lay.staging)
+    return CoreProgram(e.words, e.phases, e.macs, lay.tensors, io, staging=lay.staging,
+                       staging_words=lay.staging_words)

@@ -38,13 +38,13 @@ from caterpillar.golden.collectives import ring_blocks
 from caterpillar.software.compiler import collectives as coll
 from caterpillar.software.compiler.program import (
     SCALAR_REGS,
-    CompileError,
     CoreProgram,
     Emitter,
     Region,
     Tensor,
     cdiv,
     ceil_to,
+    check_capacity,
     input_name,
     ring_emit,
 )
@@ -70,10 +70,12 @@ class MbgdBuilder:
             kk = min(kc, k - k0)
             per_pe_rows = self.cfg.mema_words // cdiv(kk, nr)
             mc = (per_pe_rows * nr) // self.group * self.group
-            if mc == 0:
-                raise CompileError(f"a GEMM with {kk} inner terms needs at least "
-                                   f"{self.group // nr * cdiv(kk, nr)} MemA words per PE for "
-                                   f"one row group; the config has {self.cfg.mema_words}")
+            need = self.group // nr * cdiv(kk, nr)
+            check_capacity("MemA", need, self.cfg.mema_words,
+                           lambda: f"a GEMM with {kk} inner terms needs at least {need} MemA "
+                                   f"words per PE for one row group; the config has "
+                                   f"{self.cfg.mema_words}",
+                           largest=[(f"one row group of a GEMM over {kk} terms", need)])
             mc = min(mc, ceil_to(m, self.group))
             self.e(phase, Opcode.GEMM, m * n * kk if macs else 0, c=c, a=a + k0 * lda,
                    b=b + k0 * ldb, m=m, n=n, k=kk, lda=lda, ldb=ldb, ldc=ldc, mc=mc,
@@ -151,10 +153,11 @@ class MbgdBuilder:
         """Write the transpose of the ``rows x cols`` SPAD matrix at ``src`` to ``dst``."""
         nr = self.cfg.nr
         ldm = cdiv(rows, nr)
-        if ldm > self.cfg.mema_words:
-            raise CompileError(f"a transpose of a {rows}-row matrix passes {ldm} words per PE "
+        check_capacity("MemA", ldm, self.cfg.mema_words,
+                       lambda: f"a transpose of a {rows}-row matrix passes {ldm} words per PE "
                                f"through MemA; the config has {self.cfg.mema_words}: use a "
-                               f"config with mema_words >= {ldm} or a smaller batch or layer")
+                               f"config with mema_words >= {ldm} or a smaller batch or layer",
+                       largest=[(f"one column of a {rows}-row transpose", ldm)])
         per_chunk = self.cfg.mema_words // ldm * nr
         for c0 in range(0, cols, per_chunk):
             cc = min(per_chunk, cols - c0)
@@ -167,14 +170,14 @@ class MbgdBuilder:
 def check_mbgd_memb(cfg, classes: int) -> None:
     """MemB must hold the mbgd kernels' chunks and one sample's softmax."""
     nr = cfg.nr
-    if 3 * nr > cfg.memb_words:
-        raise CompileError(f"MemB has {cfg.memb_words} words per PE; the mbgd kernels need "
-                           f"at least {3 * nr}")
+    check_capacity("MemB", 3 * nr, cfg.memb_words,
+                   lambda: f"MemB has {cfg.memb_words} words per PE; the mbgd kernels need "
+                           f"at least {3 * nr}", largest=[("elementwise chunks", 3 * nr)])
     # output_gradient: the gradient, target and logits vectors, then SMXCE's scratch.
     memb_need = 3 * cdiv(classes, nr) + 3 * cdiv(classes, nr) + 2
-    if memb_need > cfg.memb_words:
-        raise CompileError(f"the softmax needs {memb_need} MemB words per PE; the config has "
-                           f"{cfg.memb_words}")
+    check_capacity("MemB", memb_need, cfg.memb_words,
+                   lambda: f"the softmax needs {memb_need} MemB words per PE; the config has "
+                           f"{cfg.memb_words}", largest=[("one sample's softmax", memb_need)])
 
 
 def _scratch(spad, layers, nr, batch, rows):

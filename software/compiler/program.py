@@ -14,6 +14,7 @@ pickle), checking everything a hand-made file could get wrong.
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -27,7 +28,8 @@ from caterpillar.software.isasim.ring import predict_ring
 from caterpillar.software.storage import CheckpointError, atomic_savez, load_npz
 
 __all__ = ["CompileError", "Compiled", "CoreProgram", "Tensor", "Emitter", "Region", "PHASES",
-           "SCALAR_REGS", "load_compiled", "cdiv", "ceil_to", "input_name", "ring_emit"]
+           "SCALAR_REGS", "load_compiled", "cdiv", "ceil_to", "input_name", "ring_emit",
+           "check_capacity", "CAPACITY_SURVEY", "CapacitySurvey", "alloc_staging"]
 
 #: Phases a step's cycles are reported in.
 PHASES = ("forward", "loss", "delta", "update", "fused", "transfer", "ring")
@@ -55,27 +57,80 @@ def ceil_to(a: int, b: int) -> int:
     return cdiv(a, b) * b
 
 
+@dataclass
+class CapacitySurvey:
+    """What the capacity checks of a compile found (:func:`~caterpillar.software.compiler.
+    fit.capacity_survey`): one record per check; with ``keep_going``, a ``survivable``
+    shortage is recorded and passed over, so one compile measures every memory."""
+
+    keep_going: bool = False
+    records: list = field(default_factory=list)
+
+
+#: The survey the capacity checks of the running compile report to (``None``: none).
+CAPACITY_SURVEY: ContextVar[CapacitySurvey | None] = ContextVar("capacity_survey",
+                                                                default=None)
+
+
+def check_capacity(memory, needed, available, message, *, largest=(), survivable=False) -> None:
+    """Raise :class:`CompileError` (``message()``) if ``needed`` words of ``memory`` exceed
+    ``available``, after recording the need in the running survey (:data:`CAPACITY_SURVEY`).
+    ``survivable``: a shortage leaves only addresses past the memory's end, so a survey that
+    keeps going may pass it over; ``largest``: the biggest items, ``(what, words)``."""
+    survey = CAPACITY_SURVEY.get()
+    if survey is not None:
+        survey.records.append({"memory": memory, "needed": int(needed),
+                               "available": int(available),
+                               "largest": [[str(w), int(n)] for w, n in largest]})
+        if survivable and survey.keep_going:
+            return
+    if needed > available:
+        raise CompileError(message())
+
+
 class Region:
     """A bump allocator over one memory, with the names of what it holds (for errors)."""
 
     def __init__(self, name, size, align=1):
         self.name, self.size, self.align, self.top = name, size, align, 0
         self.items = []
+        self.slack = 0          # words allocated beyond the need (a staging area's extra room)
 
-    def alloc(self, what, words):
-        """Return the base of ``words`` more words (aligned) named ``what``."""
+    def alloc(self, what, words, need=None):
+        """Return the base of ``words`` more words (aligned) named ``what``; ``need``: the
+        fewest of them it could do with (a staging area; the memory's need counts those)."""
         base = ceil_to(self.top, self.align)
         self.top = base + max(int(words), 1)
-        self.items.append((what, base, words))
+        need = words if need is None else need
+        self.slack += words - need
+        self.items.append((what, base, need))
         return base
 
     def check(self, fix):
-        """Raise :class:`CompileError` (with ``fix``, what to change) if the memory is full."""
-        if self.top > self.size:
-            biggest = sorted(self.items, key=lambda t: -t[2])[:3]
-            listing = ", ".join(f"{w} {n}" for w, _, n in biggest)
-            raise CompileError(f"{self.name} needs {self.top} words but the config has "
-                               f"{self.size} (largest: {listing}); {fix}")
+        """Raise :class:`CompileError` (with ``fix``, what to change) if the memory cannot hold
+        what it needs (a survey records the need: :func:`check_capacity`)."""
+        biggest = sorted(self.items, key=lambda t: -t[2])[:3]
+        listing = ", ".join(f"{w} {n}" for w, _, n in biggest)
+        need = self.top - self.slack
+        check_capacity(self.name, need, self.size,
+                       lambda: f"{self.name} needs {need} words but the config has "
+                               f"{self.size} (largest: {listing}); {fix}",
+                       largest=[(w, n) for w, _, n in biggest], survivable=True)
+
+
+def alloc_staging(spad: Region, tensors, nr: int) -> tuple[int, int]:
+    """Allocate the SPAD area through which the host moves parameters into MemA and MemB (and
+    back): the largest tensor whole if the SPAD has room for it, else what the SPAD has left,
+    but at least ``nr`` rows of the widest tensor, since the host moves a tensor in chunks of
+    ``nr``-row groups (:class:`~caterpillar.software.training.trainer.CoreTrainer`).
+    Allocate it last: the words after it are free. Returns ``(base, words)``."""
+    rows = [(t.rows, ceil_to(t.cols, nr)) if t.kind == "mema" else (1, ceil_to(t.cols, nr))
+            for t in tensors if t.kind in ("mema", "diag")]
+    want = max((r * ld for r, ld in rows), default=nr)
+    least = max((nr * ld for r, ld in rows), default=nr)
+    room = spad.size - ceil_to(spad.top, spad.align)
+    words = max(least, min(want, room))
+    return spad.alloc("parameter staging", words, need=least), words
 
 
 class Emitter:
@@ -134,6 +189,7 @@ class CoreProgram:
     io: dict                          # SPAD addresses: inputs, targets, logits, ...
     constants: list = field(default_factory=list)   # (spad addr, rows, cols, ld, value bits)
     staging: int = 0                  # SPAD base for parameter transfers (sgd)
+    staging_words: int = 0            # its size (0: the largest tensor fits whole)
     k_chunk: int | None = None
 
     def local_phase_report(self, cfg, start: int = 0) -> dict:
@@ -342,3 +398,6 @@ def _check_program(core: CoreProgram, cfg, k: int, bad) -> None:
             raise bad(f"core {k}, instruction {pc}: {e}") from None
     if decode(core.program[-1]).op != Opcode.HALT:
         raise bad(f"the program of core {k} does not end with halt")
+    if not 0 <= core.staging <= core.staging + core.staging_words <= cfg.spad_words:
+        raise bad(f"core {k}'s parameter staging area ({core.staging_words} words at "
+                  f"{core.staging}) is outside the SPAD's {cfg.spad_words} words")

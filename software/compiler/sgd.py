@@ -30,6 +30,7 @@ from caterpillar.software.compiler.program import (
     Emitter,
     Region,
     Tensor,
+    alloc_staging,
     cdiv,
     ceil_to,
     input_name,
@@ -96,8 +97,7 @@ def sgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
     x_spad = spad.alloc("input", ceil_to(graph.sizes[0], nr))
     t_spad = spad.alloc("target", ceil_to(classes, nr))
     logits_spad = spad.alloc("logits", ceil_to(classes, nr))
-    staging = spad.alloc("parameter staging",
-                         max(o * ceil_to(i, nr) for o, i in layers))
+    staging, staging_words = alloc_staging(spad, tensors, nr)
     spad.check("use a config with more spad_words")
 
     e = Emitter()
@@ -141,7 +141,8 @@ def sgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
                          mom=bm_addr[index] if use_mom else None, use_wd=use_wd)
     e("transfer", Opcode.HALT)
     io = {"inputs": x_spad, "targets": t_spad, "logits": logits_spad}
-    return CoreProgram(e.words, e.phases, e.macs, tensors, io, staging=staging)
+    return CoreProgram(e.words, e.phases, e.macs, tensors, io, staging=staging,
+                       staging_words=staging_words)
 
 
 def sgd_output_gradient(e, loss, classes, *, logits, out, t_spad, t_buf, h_rep, scr, plain):
@@ -252,8 +253,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks) -> CoreProgram:
     t_spad = spad.alloc("target", ceil_to(classes, nr))
     logits_spad = spad.alloc("logits", ceil_to(classes, nr))
     vbuf = spad.alloc("ring vector", ceil_to(widest, nr))
-    staging = spad.alloc("parameter staging",
-                         max(o * ceil_to(width[index], nr) for index, (o, i) in enumerate(layers)))
+    staging, staging_words = alloc_staging(spad, tensors, nr)
     spad.check("use a config with more spad_words")
 
     e = Emitter()
@@ -311,4 +311,5 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks) -> CoreProgram:
             e("transfer", Opcode.LDV, spad=vbuf, memb=d_full, len=i, layout=Layout.DIAG)
     e("transfer", Opcode.HALT)
     io = {"inputs": x_spad, "targets": t_spad, "logits": logits_spad}
-    return CoreProgram(e.words, e.phases, e.macs, tensors, io, staging=staging)
+    return CoreProgram(e.words, e.phases, e.macs, tensors, io, staging=staging,
+                       staging_words=staging_words)

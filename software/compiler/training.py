@@ -22,7 +22,7 @@ from caterpillar.software.compiler.cp_ring import (
     cp_ring_core_program,
 )
 from caterpillar.software.compiler.mbgd import mbgd_core_program, mbgd_ring_core_program
-from caterpillar.software.compiler.program import Compiled, CompileError
+from caterpillar.software.compiler.program import Compiled, CompileError, check_capacity
 from caterpillar.software.compiler.sgd import sgd_core_program, sgd_ring_core_program
 from caterpillar.software.graph.model import TrainingGraph
 
@@ -103,11 +103,11 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
                  for k in range(cfg.cores)}
         cores = {k: c for k, c in cores.items() if len(c.program) > 1}
     for k, core in cores.items():
-        if len(core.program) > cfg.imem_words:
-            raise CompileError(f"core {k}'s step program needs {len(core.program)} "
+        check_capacity("IMEM", len(core.program), cfg.imem_words,
+                       lambda: f"core {k}'s step program needs {len(core.program)} "
                                f"instructions but IMEM holds {cfg.imem_words}; use a config "
                                f"with imem_words >= {len(core.program)}, a smaller batch or "
-                               "fewer layers")
+                               "fewer layers", survivable=True)
     sources = coll.link_sources(list(dict.fromkeys(segments)), cfg.cores)
     return Compiled(graph, cfg, segments, cores, sources, blocks)
 

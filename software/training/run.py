@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from caterpillar.contract.config import CaterpillarConfig, ConfigError, preset
+from caterpillar.software.compiler.fit import fit_table
 from caterpillar.software.compiler.program import Compiled, load_compiled
 from caterpillar.software.compiler.training import compile_training, layer_segments
 from caterpillar.software.energy.energy import step_energy
@@ -193,6 +194,30 @@ class RunPlan:
     epochs: int
 
 
+def _step_from_options(opts: dict, dataset: Dataset) -> tuple:
+    """The config, graph and segments (or None) the options describe."""
+    cfg = config_from_options(opts)
+    graph = graph_from_options(opts, dataset)
+    segments = parse_segments(opts["segments"], cfg.cores) if _given(opts, "segments") \
+        else None
+    return cfg, graph, segments
+
+
+def _samples(opts: dict, dataset: Dataset) -> int:
+    """Training samples of an epoch: the data set's, or ``--limit`` of them."""
+    return len(dataset.x_train) if opts.get("limit") is None else \
+        min(opts["limit"], len(dataset.x_train))
+
+
+def plan_fit(opts: dict) -> dict:
+    """The fit table (:func:`~caterpillar.software.compiler.fit.fit_table`) of the step the
+    options describe, measured also when it does not compile (``caterpillar compile``)."""
+    dataset = load_dataset(_option(opts, "dataset"))
+    cfg, graph, segments = _step_from_options(opts, dataset)
+    return fit_table(graph, cfg, segments, groups=_samples(opts, dataset)
+                     if graph.algorithm == "cp" else None)
+
+
 def plan_run(opts: dict) -> RunPlan:
     """Check every option (and the files they name) and compile: see the module docstring."""
     for name in ("epochs", "limit"):
@@ -247,12 +272,8 @@ def plan_run(opts: dict) -> RunPlan:
         graph, cfg = compiled.graph, compiled.config
     else:
         if graph is None:
-            cfg = config_from_options(opts)
-            graph = graph_from_options(opts, dataset)
-            segments = parse_segments(opts["segments"], cfg.cores) \
-                if _given(opts, "segments") else None
-    samples = len(dataset.x_train) if opts.get("limit") is None else \
-        min(opts["limit"], len(dataset.x_train))
+            cfg, graph, segments = _step_from_options(opts, dataset)
+    samples = _samples(opts, dataset)
     if not _given(opts, "program"):
         # cp's image holds the fill and drain steps of an epoch of this many samples.
         compiled = compile_training(graph, cfg, segments,

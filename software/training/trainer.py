@@ -79,13 +79,34 @@ class CoreTrainer:
             lds = ceil_to(tensor.cols, nr)
             block = np.zeros((tensor.rows, lds), dtype=np.uint64)
             block[:, :tensor.cols] = bits.reshape(tensor.rows, tensor.cols)
-            self.driver.write_spad(self.core.staging, block.ravel())
-            self._transfer(encode(Opcode.LDA, spad=self.core.staging, mema=tensor.addr,
-                                  rows=tensor.rows, cols=tensor.cols, lds=lds, ldm=tensor.ld))
+            for r0, r1 in self._chunks(tensor):
+                self.driver.write_spad(self.core.staging, block[r0:r1].ravel())
+                self._transfer(self._move_word(Opcode.LDA, tensor, self.core.staging, r0, r1))
         else:
-            self.driver.write_spad(self.core.staging, bits.ravel())
-            self._transfer(encode(Opcode.LDV, spad=self.core.staging, memb=tensor.addr,
-                                  len=tensor.cols, layout=Layout.DIAG))
+            for r0, r1 in self._chunks(tensor):
+                self.driver.write_spad(self.core.staging, bits.ravel()[r0:r1])
+                self._transfer(self._move_word(Opcode.LDV, tensor, self.core.staging, r0, r1))
+
+    def _chunks(self, tensor) -> list[tuple[int, int]]:
+        """The ``[r0, r1)`` pieces (rows of a MemA tile, elements of a vector) in which
+        ``tensor`` passes through the staging area: whole if it fits, else groups of ``nr``
+        (the compiler's staging holds ``nr`` rows of the widest tensor at least)."""
+        nr, room = self.cfg.nr, self.core.staging_words
+        count = tensor.rows if tensor.kind == "mema" else tensor.cols
+        per = ceil_to(tensor.cols, nr) if tensor.kind == "mema" else 1
+        step = count if not room or count * per <= room else room // per // nr * nr
+        return [(r0, min(count, r0 + step)) for r0 in range(0, count, step)]
+
+    def _move_word(self, op, tensor, addr, r0, r1) -> int:
+        """The ``lda``/``sta`` (rows ``r0:r1`` of a MemA tile) or ``ldv``/``stv`` (elements
+        ``r0:r1`` of a diagonal vector; ``r0`` a multiple of ``nr``) between ``addr`` and
+        ``tensor``'s place."""
+        nr = self.cfg.nr
+        if tensor.kind == "mema":
+            return encode(op, spad=addr, mema=tensor.addr + r0 // nr * tensor.ld, rows=r1 - r0,
+                          cols=tensor.cols, lds=ceil_to(tensor.cols, nr), ldm=tensor.ld)
+        return encode(op, spad=addr, memb=tensor.addr + r0 // nr, len=r1 - r0,
+                      layout=Layout.DIAG)
 
     def _dump_plan(self):
         """SPAD offsets for storing every PE-resident tensor with one program, or None.
@@ -109,19 +130,17 @@ class CoreTrainer:
         return self._dump
 
     def _store_word(self, tensor, addr) -> int:
-        if tensor.kind == "mema":
-            return encode(Opcode.STA, spad=addr, mema=tensor.addr, rows=tensor.rows,
-                          cols=tensor.cols, lds=ceil_to(tensor.cols, self.cfg.nr),
-                          ldm=tensor.ld)
-        return encode(Opcode.STV, spad=addr, memb=tensor.addr, len=tensor.cols,
-                      layout=Layout.DIAG)
+        count = tensor.rows if tensor.kind == "mema" else tensor.cols
+        return self._move_word(Opcode.STA if tensor.kind == "mema" else Opcode.STV, tensor,
+                               addr, 0, count)
 
-    def _read_staged(self, tensor, addr) -> np.ndarray:
+    def _read_staged(self, tensor, addr, r0=0, r1=None) -> np.ndarray:
         if tensor.kind == "mema":
+            rows = (tensor.rows if r1 is None else r1) - r0
             lds = ceil_to(tensor.cols, self.cfg.nr)
-            flat = self.driver.read_spad(addr, tensor.rows * lds)
-            return flat.reshape(tensor.rows, lds)[:, :tensor.cols].copy()
-        return self.driver.read_spad(addr, tensor.cols)
+            flat = self.driver.read_spad(addr, rows * lds)
+            return flat.reshape(rows, lds)[:, :tensor.cols].copy()
+        return self.driver.read_spad(addr, (tensor.cols if r1 is None else r1) - r0)
 
     def _get(self, tensor, staged=None) -> np.ndarray:
         if staged is not None and tensor.name in staged:
@@ -132,8 +151,12 @@ class CoreTrainer:
             flat = self.driver.read_spad(tensor.addr, rows * tensor.ld)
             matrix = flat.reshape(rows, tensor.ld)[:, :cols]
             return (matrix.T if tensor.transposed else matrix).copy()
-        self._transfer(self._store_word(tensor, self.core.staging))
-        return self._read_staged(tensor, self.core.staging)
+        op = Opcode.STA if tensor.kind == "mema" else Opcode.STV
+        pieces = []
+        for r0, r1 in self._chunks(tensor):
+            self._transfer(self._move_word(op, tensor, self.core.staging, r0, r1))
+            pieces.append(self._read_staged(tensor, self.core.staging, r0, r1))
+        return np.concatenate(pieces)
 
     def load_parameters(self, weights, moments=None) -> None:
         """Write ``[(W, b), ...]`` and optionally the momentum ``[(mW, mb), ...]`` (bits);

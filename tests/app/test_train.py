@@ -224,3 +224,24 @@ def test_compile_reports_the_steps_events_and_energy(tmp_path, capsys):
     assert plan["energy"]["samples"] == 4
     energy = plan["energy"]
     assert plan["area"]["step_gflops"] == pytest.approx(2 * energy["macs"] / energy["cycles"])
+
+
+def test_compile_prints_and_writes_the_fit_table(tmp_path, capsys):
+    path = tmp_path / "plan.json"
+    assert main(["compile", "--config", "paper-n1", "--set", "cores=1", "--model", "64-12-10",
+                 "--momentum", "0", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "fit (the paper's criteria" in out and "fit (this compile, the fullest core)" in out
+    fit = json.loads(path.read_text())["fit"]
+    assert fit["fits"] and fit["paper"][0]["fits"] and fit["word_bits"] == 16
+    assert [m["memory"] for m in fit["memories"]] == ["MemA", "MemB", "SPAD", "IMEM"]
+    imem = fit["memories"][3]
+    assert imem["needed"] == json.loads(path.read_text())["instructions"]
+    # A step that does not compile: the table of every memory, then the one-line error.
+    code, err = cli(capsys, "compile", "--config", "tiny", "--model", "64-40-10", "--json",
+                    str(path))
+    assert code == 2 and err.count("\n") == 1 and "MemA needs 1480 words" in err
+    plan = json.loads(path.read_text())
+    assert plan["compiles"] is False and plan["error"].startswith("MemA needs 1480")
+    rows = {m["memory"]: m for m in plan["fit"]["memories"]}
+    assert not rows["MemA"]["fits"] and not rows["MemB"]["fits"] and rows["SPAD"]["fits"]

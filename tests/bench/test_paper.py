@@ -32,8 +32,15 @@ def test_cases_that_cannot_run_say_why():
     mbgd = paper.evaluate_case({"network": "N1", "algorithm": "mbgd", "batch": 100})
     assert mbgd["status"] == "does not compile"
     assert mbgd["reason"].startswith("the SPAD needs ") and "262144" in mbgd["reason"]
+    # Its fit table measures every memory: only the SPAD is short; the paper's criterion
+    # (the network in the PEs' local SRAM) holds.
+    fit = {m["memory"]: m for m in mbgd["fit"]["memories"]}
+    assert not fit["SPAD"]["fits"] and fit["SPAD"]["needed"] > 262144
+    assert fit["MemA"]["fits"] and fit["MemB"]["fits"] and fit["IMEM"]["fits"]
+    assert mbgd["fit"]["paper"][0]["fits"] and not mbgd["fit"]["fits"]
     mbcp = paper.evaluate_case({"network": "N1", "algorithm": "mbcp", "batch": 4})
     assert mbcp["status"] == "not built" and "issue 12" in mbcp["reason"]
+    assert "fit" not in mbcp
 
 
 def test_table2_puts_ours_beside_the_papers():
@@ -74,8 +81,9 @@ def test_paper_quick_on_a_local_ray(tmp_path, capsys):
     runs = len(paper.FIG5_CASES)             # --quick: one short epoch of each on the fast path
     assert first["facts"]["computed"] == len(paper.QUICK_CASES) + runs
     assert first["facts"]["ray_cpus"] >= 1
-    assert {p.name for p in out.iterdir()} == {"paper.md", "paper.csv", "paper.json",
-                                               "table2.png", "fig10.png", "fig5-6.png"}
+    assert {p.name for p in out.iterdir()} == {"paper.md", "paper.csv", "fit.csv",
+                                               "paper.json", "table2.png", "fig10.png",
+                                               "fig5-6.png"}
     text = (out / "paper.md").read_text()
     assert "| N1 | sgd |" in text and "| 177 |" in text
     curves = {r["case"]: r for r in first["tables"]["curves"]}
@@ -88,6 +96,13 @@ def test_paper_quick_on_a_local_ray(tmp_path, capsys):
     assert curves["N1 mbgd-50"]["energy_j"] > 0
     assert curves["N1 dfa-8"]["energy_j"] is None        # not among the quick cases
     assert len((out / "paper.csv").read_text().splitlines()) == len(paper.QUICK_CASES) + 1
+    # The fit table: every case tried (mbcp is not built), N1 fits the paper's criterion.
+    fit = {r["case"]: r for r in first["tables"]["fit"]}
+    assert set(fit) == {c.name for c in paper.QUICK_CASES if c.algorithm != "mbcp"}
+    assert all(r["paper_fits"] for r in fit.values())
+    assert fit["N1 sgd"]["fits"] and not fit["N1 mbgd-100"]["fits"]
+    assert "## Fit table" in text and "| N1 mbgd-100 | 1,785 / 8,192 (fits) |" in text
+    assert len((out / "fit.csv").read_text().splitlines()) == len(fit) + 1
     # A second run takes every case from the cache, with the same results.
     assert main(argv) == 0
     second = json.loads((out / "paper.json").read_text())

@@ -6,6 +6,7 @@ import pytest
 
 from caterpillar.contract.config import preset
 from caterpillar.golden.trainer import GoldenTrainer, scalars, to_bits
+from caterpillar.software.compiler.program import ceil_to
 from caterpillar.software.compiler.training import compile_training
 from caterpillar.software.graph.model import Optimizer, TrainingGraph
 from caterpillar.software.isasim.device import IsaDevice, RingIsaDevice
@@ -116,3 +117,19 @@ def test_layers_on_their_own_segments(segments, rng):
     assert hw.compiled.segments == segments
 
 
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+@pytest.mark.parametrize("algorithm", ["sgd", "dfa1"])
+def test_parameters_pass_a_small_staging_area_in_row_groups(algorithm, cores, rng):
+    # A SPAD with room for a few rows of W0 only: the host moves every tensor (and reads it
+    # back after every step) in groups of nr rows.
+    cfg = preset("tiny").replace(cores=cores, spad_words=64)
+    device = IsaDevice(cfg) if cores == 1 else RingIsaDevice(cfg)
+    hw, _ = train_and_compare(cfg, (16, 14, 6), algorithm, 1, "mse", 0.0, 0.01, steps=3,
+                              device=device, rng=rng)
+    nr = cfg.nr
+    for core in hw.compiled.cores.values():
+        tiles = [(t.rows, ceil_to(t.cols, nr)) for t in core.tensors if t.kind == "mema"]
+        assert max(nr * ld for _, ld in tiles) <= core.staging_words \
+            < max(rows * ld for rows, ld in tiles)
