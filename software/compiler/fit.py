@@ -7,8 +7,12 @@ Two verdicts, side by side:
   the activations and partial sums of every sample in flight,
   ``sum_i [(L - i + 1)(m_i + n_i + max(m_i, n_i)) + m_i n_i]`` words spread over every PE of
   the machine, fit each PE's local SRAM (MemA + MemB). This gives the paper's verdicts: N1 fits
-  ``paper-n1``, N2 does not, N3 fits ``paper-n3``. With a batch ``b > 1`` a second row applies
-  the paper's minibatch rule: the activations kept for the backward pass,
+  ``paper-n1``, N2 does not, N3 fits ``paper-n3``. A second row asks whether the weights fit
+  on chip at all, in the PEs' local SRAM and the SPAD together (the room the paper's "does not
+  fit" mode streams them from): N2's 373,907 words per ``paper-n1`` core of 393,216 leave
+  19,309 for everything else, so N2 can keep its weights on chip only by spreading them over
+  MemA, MemB and the SPAD. With a batch ``b > 1`` a third row applies the paper's minibatch
+  rule: the activations kept for the backward pass,
   ``sum_i (L - i + 1)(m_i + n_i) b`` words spread over the cores' SPADs, fit there, or else
   the paper recomputes them from saved ones (reverse checkpointing).
 * **This compile's**: the step is compiled with every capacity check recording its need
@@ -58,7 +62,11 @@ def paper_criteria(graph: TrainingGraph, cfg) -> list[dict]:
     pes = cfg.cores * cfg.nr * cfg.nr
     rows = [{"criterion": "weights and one sample's activations in the PEs' local SRAM",
              "per": "PE", "needed": cdiv(weights + in_flight, pes),
-             "available": cfg.mema_words + cfg.memb_words}]
+             "available": cfg.mema_words + cfg.memb_words},
+            {"criterion": "the weights anywhere on chip (every PE's local SRAM and the SPAD)",
+             "per": "core", "needed": cdiv(weights, cfg.cores),
+             "available": (cfg.mema_words + cfg.memb_words) * cfg.nr * cfg.nr
+             + cfg.spad_words}]
     if graph.batch > 1:
         acts = sum((count - i) * (m + n) for i, (m, n) in enumerate(layers)) * graph.batch
         rows.append({"criterion": f"a batch of {graph.batch}'s activations in the SPADs "

@@ -23,15 +23,21 @@ def graph(sizes, algorithm="sgd", batch=1, momentum=0.0):
     (N1, "paper-n1", True), (N2, "paper-n1", False), (N2, "paper-n3", True)],
     ids=["N1", "N2", "N3"])
 def test_the_papers_criterion_gives_the_papers_verdicts(sizes, config, fits):
-    row, = paper_criteria(graph(sizes), preset(config))
+    row, anywhere = paper_criteria(graph(sizes), preset(config))
     assert row["fits"] is fits and row["available"] == 8192 and row["per"] == "PE"
+    # Every case's weights fit on chip somewhere: N2's only with MemA, MemB and the SPAD.
+    assert anywhere["fits"] and anywhere["per"] == "core"
 
 
 def test_the_papers_criterion_by_hand():
     # N1 on 32 x 16 PEs: 897,000 weights; (L - i + 1)(m + n + max(m, n)) per layer.
     in_flight = 4 * (784 + 500 + 784) + 3 * 1500 + 2 * 1500 + 1 * (500 + 10 + 500)
-    local, batch = paper_criteria(graph(N1, "mbgd", 50), preset("paper-n1"))
+    local, anywhere, batch = paper_criteria(graph(N1, "mbgd", 50), preset("paper-n1"))
     assert local["needed"] == cdiv(897_000 + in_flight, 512) == 1785
+    # N2's 11,965,000 weights over 32 cores, against 16 x 8,192 local words and the SPAD.
+    n2 = paper_criteria(graph(N2), preset("paper-n1"))[1]
+    assert (n2["needed"], n2["available"]) == (cdiv(11_965_000, 32), 16 * 8192 + 262144)
+    assert anywhere["needed"] == cdiv(897_000, 32)
     # A batch's activations, (L - i + 1)(m + n) b, over 32 SPADs.
     acts = (4 * 1284 + 3 * 1000 + 2 * 1000 + 1 * 510) * 50
     assert batch["needed"] == cdiv(acts, 32) and batch["available"] == 262144
