@@ -21,14 +21,16 @@ __all__ = ["CollectiveCase", "KINDS", "run_collective", "expected_outputs", "ran
 
 #: Collectives with a defined result per core.
 KINDS = ("broadcast", "chain_reduce", "all_gather", "reduce_scatter", "all_reduce", "barrier",
-         "relay")
+         "relay", "gather_relay")
 
 
 @dataclass(frozen=True)
 class CollectiveCase:
     """One collective on one segment: ``n`` words at SPAD word ``buf`` of every member.
 
-    ``relay``: the segment's first core sends over the chain links to the others."""
+    ``relay``: the segment's first core sends over the chain links to the others.
+    ``gather_relay``: positions ``0..root`` hold the blocks ``ring_blocks(n, root + 1, nr)``
+    (in chain order from the first), the later positions receive the whole vector."""
 
     kind: str
     segment: tuple
@@ -48,6 +50,9 @@ class CollectiveCase:
             "all_reduce": lambda: sc.all_reduce(s, buf, n, nr),
             "barrier": lambda: sc.barrier(s, buf),
             "relay": lambda: sc.relay(s[0], s[1:], buf, n, cores),
+            "gather_relay": lambda: sc.gather_relay(
+                s[:self.root + 1], gc.ring_blocks(n, self.root + 1, nr), s[self.root + 1:],
+                buf, cores) or {},
         }
         body = calls[self.kind]()
         return {core: [*body.get(core, []), encode(Opcode.HALT)]
@@ -64,6 +69,10 @@ def random_case(rng, kind: str, cores: int, nr: int, seed: int) -> CollectiveCas
     """A random segment of the ``cores`` cores (any order) and a random length (any n)."""
     size = int(rng.integers(1, cores + 1))
     segment = tuple(int(c) for c in rng.permutation(cores)[:size])
+    if kind == "gather_relay":
+        # Holders then targets, in chain order from a random first core (gaps pass through).
+        start, later = int(rng.integers(cores)), rng.permutation(range(1, cores))[:size - 1]
+        segment = tuple((start + int(d)) % cores for d in (0, *sorted(later)))
     n = int(rng.choice([rng.integers(1, 4 * nr), rng.integers(1, 64 * nr)]))
     return CollectiveCase(kind, segment, n, root=int(rng.integers(size)), seed=seed)
 
@@ -98,6 +107,13 @@ def expected_outputs(case: CollectiveCase, inputs, cfg) -> list:
         return [(*whole, v) for v in gc.broadcast(inputs, case.root)]
     if case.kind == "relay":
         return [(*whole, v) for v in gc.broadcast(inputs, 0)]
+    if case.kind == "gather_relay":
+        holders = case.root + 1
+        if holders >= c:
+            return [(*whole, v) for v in inputs]         # no target: nothing moves
+        gathered = np.concatenate([inputs[p][a:b] for p, (a, b) in
+                                   enumerate(gc.ring_blocks(n, holders, nr))])
+        return [(*whole, inputs[p] if p < holders else gathered) for p in range(c)]
     if case.kind == "chain_reduce":
         total = gc.chain_reduce(inputs, fmt, case.root)
         return [(*whole, total if i == case.root else inputs[i]) for i in range(c)]

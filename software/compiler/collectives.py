@@ -19,7 +19,7 @@ from caterpillar.contract.isa import Opcode, encode
 from caterpillar.golden.collectives import ring_blocks
 
 __all__ = ["ring", "link_sources", "broadcast", "chain_reduce", "all_gather",
-           "reduce_scatter", "all_reduce", "barrier", "relay", "relay_source"]
+           "reduce_scatter", "all_reduce", "barrier", "relay", "relay_source", "gather_relay"]
 
 
 def ring(*, src=0, slen=0, dst=0, rlen=0, keep=False, add=False, fwd=False,
@@ -150,4 +150,51 @@ def relay(source: int, targets, buf: int, n: int, cores: int) -> dict:
     for hop in range(1, reach + 1):
         core = (source + hop) % cores
         out[core] = [ring(dst=buf, rlen=n, keep=core in targets, fwd=hop < reach, chain=True)]
+    return out
+
+
+def gather_relay(holders, blocks, targets, buf: int, cores: int) -> dict | None:
+    """Gather a vector spread over ``holders`` into every core of ``targets`` in one pass
+    over the chain links: holder ``p`` has the words ``blocks[p] = (lo, hi)`` at ``buf + lo``.
+
+    The first holder sends its block; every later holder forwards the words before its own
+    and then sends its own; the cores on the way forward, the targets keep the whole vector.
+    Pipelined: about ``ceil(n / nr)`` cycles, one per hop and two instructions per holder,
+    where an all-gather round the holders and a :func:`relay` take ``len(holders) - 1`` steps
+    and the relay. It needs the holders in chain order from the first with their blocks
+    consecutive from word 0, and every target beyond the last holder on the way round;
+    returns ``None`` otherwise (use the all-gather and the relay).
+    """
+    start = holders[0]
+
+    def dist(core):
+        return (core - start) % cores
+
+    ends = [dist(h) for h in holders]
+    n = blocks[-1][1] if blocks else 0
+    if (any(b <= a for a, b in zip(ends, ends[1:])) or blocks[0][0] != 0
+            or any(a[1] != b[0] for a, b in zip(blocks, blocks[1:]))
+            or not targets or any(dist(t) <= ends[-1] for t in targets) or n == 0):
+        return None
+    reach = max(dist(t) for t in targets)
+    position = {h: p for p, h in enumerate(holders)}
+    out = {}
+    for d in range(reach + 1):
+        core = (start + d) % cores
+        words = []
+        if core in position:
+            lo, hi = blocks[position[core]]
+            if lo:
+                words.append(ring(dst=buf, rlen=lo, fwd=True, chain=True))
+            if hi > lo:
+                words.append(ring(src=buf + lo, slen=hi - lo, chain=True))
+        elif d < ends[-1]:
+            before = max(b for h, (a, b) in zip(holders, blocks) if dist(h) < d)
+            if before:
+                words.append(ring(dst=buf, rlen=before, fwd=True, chain=True))
+        else:
+            words.append(ring(dst=buf, rlen=n, keep=core in targets, fwd=d < reach,
+                              chain=True))
+        if words:
+            out[core] = words
     return out

@@ -9,13 +9,16 @@ entries ``R_p = ring_blocks(out, C, nr)[p]``. In a pipeline step every core of `
   columns, the update, and the forward's partial sum over its columns (every output);
 * forward: the partial sums are reduce-scattered round ``S_l`` (core ``p`` gets the sums of
   ``R_p``, in the order of :func:`~caterpillar.golden.collectives.reduce_scatter`), biased,
-  and all-gathered, so every core of ``S_l`` holds ``h_l``; the output layer's cores each form
-  the whole output gradient from it;
+  and, for the output layer, all-gathered, so that each of its cores forms the whole output
+  gradient;
 * backward: ``relud`` of its block of ``z`` with its block of ``h_{l-1}`` gives its block of
-  ``d_{l-1}``, all-gathered round ``S_l``;
+  ``d_{l-1}``;
 * then the relays over the chain links, the same list on every core: ``h_l`` from ``S_l`` to
   the cores of ``S_{l+1}`` (into their slot of that group), ``d_{l-1}`` from ``S_l`` to those of
-  ``S_{l-1}`` (round the whole ring).
+  ``S_{l-1}`` (round the whole ring). Each is gathered from its segment's blocks in one pass
+  along the chain (:func:`~.collectives.gather_relay`: the first core sends its block, the next
+  forwards it and sends its own, ...), or, for a segment of two cores or one whose blocks are
+  out of chain order, all-gathered round the segment and relayed from one core.
 
 So a layer's cores keep the pre-activations of the layer below (slots ``g mod 2L`` in the SPAD,
 the same addresses on every core) and receive the deltas for their next backward. The golden
@@ -96,7 +99,8 @@ def _layout(graph, cfg, core, segments, blocks):
     r_lo, r_hi = cp_bias_blocks(graph, cfg, segments)[index][position]
     width, owned = hi - lo, r_hi - r_lo
     lay = SimpleNamespace(index=index, position=position, lo=lo, width=width, r_lo=r_lo,
-                          owned=owned, tensors=[])
+                          owned=owned, tensors=[], blocks=blocks,
+                          rblocks=cp_bias_blocks(graph, cfg, segments))
     mema = Region("MemA", cfg.mema_words)
     memb = Region("MemB", cfg.memb_words)
     spad = Region("the SPAD", cfg.spad_words, align=nr)
@@ -161,11 +165,16 @@ def _step(e, lay, graph, cfg, core, segments, key):
     ring = lambda words: ring_emit(e, core, words)  # noqa: E731
     if bwd:
         d_full = lay.d[g_b % 2]
-        if index < L - 1:        # relayed by the layer above at the end of the last step
-            e("transfer", Opcode.LDV, spad=lay.dbuf[index], memb=d_full, len=o,
-              layout=Layout.DIAG)
+        if index < L - 1:
+            # Relayed by the layer above at the end of the last step: replicated along the
+            # rows for the pass, and the own block on the diagonal for the bias.
+            e("transfer", Opcode.LDV, spad=lay.dbuf[index], memb=lay.d_rep, len=o,
+              layout=Layout.ROWREP)
+            e("transfer", Opcode.LDV, spad=lay.dbuf[index] + lay.r_lo,
+              memb=d_full + lay.r_lo // nr, len=lay.owned, layout=Layout.DIAG)
         _input_block(e, lay, graph, g_b, slots, lay.a_rep, keep_h=True)
-        e("delta", Opcode.BCAST, dst=lay.d_rep, src=d_full, len=o, layout=Layout.ROWREP)
+        if index == L - 1:       # formed here, in MemB
+            e("delta", Opcode.BCAST, dst=lay.d_rep, src=d_full, len=o, layout=Layout.ROWREP)
     if fwd:
         _input_block(e, lay, graph, g_f, slots, lay.x_rep, keep_h=not bwd)
     ldw = cdiv(lay.width, nr)
@@ -182,7 +191,8 @@ def _step(e, lay, graph, cfg, core, segments, key):
               x=lay.h_prev, y=lay.z, len=lay.width, alpha=0)
             e("transfer", Opcode.STV, spad=below + lay.lo, memb=lay.vec, len=lay.width,
               layout=Layout.DIAG)
-            ring(coll.all_gather(seg, below, i, nr))
+            if _delta_gather(lay, segments, index, cfg.cores, below) is None:
+                ring(coll.all_gather(seg, below, i, nr))
     elif fwd:
         e("forward", Opcode.GEMV, o * lay.width, y=lay.y, x=lay.x_rep, w=lay.w,
           psum=lay.fpsum, rows=o, cols=lay.width, ldw=ldw)
@@ -196,7 +206,8 @@ def _step(e, lay, graph, cfg, core, segments, key):
           y=lay.b, len=lay.owned, alpha=0)
         e("transfer", Opcode.STV, spad=out + lay.r_lo, memb=lay.vec, len=lay.owned,
           layout=Layout.DIAG)
-        ring(coll.all_gather(seg, out, o, nr))
+        if index == L - 1 or _output_gather(lay, segments, index, cfg.cores, out) is None:
+            ring(coll.all_gather(seg, out, o, nr))
         if index == L - 1:
             e("transfer", Opcode.LDV, spad=out, memb=lay.vec, len=o, layout=Layout.DIAG)
             sgd_output_gradient(e, graph.loss, o, logits=lay.vec, out=lay.d[g_f % 2],
@@ -218,10 +229,43 @@ def _relays(e, lay, graph, cfg, core, segments, key):
 
     for k in range(L - 1):
         if forward[k]:
-            relay(segments[k], segments[k + 1], lay.h[k][(phase - k) % (2 * L)], layers[k][0])
+            buf = lay.h[k][(phase - k) % (2 * L)]
+            gather = _output_gather(lay, segments, k, cfg.cores, buf)
+            if gather is not None:
+                ring_emit(e, core, gather)
+            else:
+                relay(segments[k], segments[k + 1], buf, layers[k][0])
     for k in reversed(range(1, L)):
         if backward[k]:
-            relay(segments[k], segments[k - 1], lay.dbuf[k - 1], layers[k][1])
+            gather = _delta_gather(lay, segments, k, cfg.cores, lay.dbuf[k - 1])
+            if gather is not None:
+                ring_emit(e, core, gather)
+            else:
+                relay(segments[k], segments[k - 1], lay.dbuf[k - 1], layers[k][1])
+
+
+#: Segments of this many cores all-gather and relay instead: their all-gather is one
+#: exchange step, and on ``bench scaling``'s 4-core ring (layer 0 on two cores) the gather made
+#: the steady-state step 6 cycles longer (52,983 against 52,977). One core's gather is its
+#: relay.
+ALL_GATHER_CORES = 2
+
+
+def _output_gather(lay, segments, k, cores, buf):
+    """Hidden layer ``k``'s output, its blocks ``R_p`` gathered from its segment straight
+    into the layer above's (:func:`~.collectives.gather_relay`), or ``None``: then it is
+    all-gathered round the segment and relayed."""
+    if len(segments[k]) == ALL_GATHER_CORES:
+        return None
+    return coll.gather_relay(segments[k], lay.rblocks[k], segments[k + 1], buf, cores)
+
+
+def _delta_gather(lay, segments, k, cores, buf):
+    """Layer ``k``'s ``d_{k-1}``, its blocks ``I_p`` gathered from its segment straight into
+    the layer below's, or ``None`` (all-gathered and relayed)."""
+    if len(segments[k]) == ALL_GATHER_CORES:
+        return None
+    return coll.gather_relay(segments[k], lay.blocks[k], segments[k - 1], buf, cores)
 
 
 def cp_ring_core_program(graph, cfg, core, segments, blocks, groups=None) -> CoreProgram:

@@ -285,7 +285,8 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks) -> CoreProgram:
     for index in reversed(range(len(layers))):
         o, i = layers[index]
         u = dout_rep if f_addr and index == last else d_rep
-        if u == d_rep:
+        if index == last and u == d_rep:
+            # The layers below load their gathered delta into d_rep straight from the SPAD.
             e("delta", Opcode.BCAST, dst=d_rep, src=d_full, len=o, layout=Layout.ROWREP)
         if index > 0:
             lo, n = cols[index][0], width[index]
@@ -308,7 +309,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks) -> CoreProgram:
             e("transfer", Opcode.STV, spad=vbuf + lo, memb=d_own[index - 1], len=n,
               layout=Layout.DIAG)
             ring(coll.all_gather(segment, vbuf, i, nr))
-            e("transfer", Opcode.LDV, spad=vbuf, memb=d_full, len=i, layout=Layout.DIAG)
+            e("transfer", Opcode.LDV, spad=vbuf, memb=d_rep, len=i, layout=Layout.ROWREP)
     e("transfer", Opcode.HALT)
     io = {"inputs": x_spad, "targets": t_spad, "logits": logits_spad}
     return CoreProgram(e.words, e.phases, e.macs, tensors, io, staging=staging,

@@ -74,6 +74,10 @@ def cp_device():
 @pytest.mark.parametrize("sizes,segments,stalls", [
     ((9, 7, 6, 5), [(0, 1), (2,), (3,)], False),      # 3 segments, one of two cores
     ((6, 5, 4, 4, 3), [(0,), (1,), (2,), (3,)], True),  # 4 segments, links stalling
+    # Three cores gather their blocks of h_0 (then of d_0) along the chain into the next
+    # segment in one pass (collectives.gather_relay).
+    ((12, 9, 5), [(0, 1, 2), (3,)], False),
+    ((6, 12, 5), [(0,), (1, 2, 3)], False),
 ])
 def test_cp_on_segments_is_bit_exact(cp_device, sizes, segments, stalls, rng, seed):
     """Two epochs of 9 samples through a pipeline of layers on their own segments: after

@@ -81,3 +81,33 @@ def test_relay_reaches_targets_round_the_ring():
     assert sc.relay_source((0, 1), (2, 3), 8) == 1
     program = sc.relay(6, (0, 1), 64, 5, 8)
     assert sorted(program) == [0, 1, 6, 7]           # 7 relays without keeping
+
+
+def test_gather_relay_needs_holders_in_chain_order_and_targets_beyond():
+    blocks = [(0, 6), (6, 10)]
+    program = sc.gather_relay((0, 2), blocks, (3,), 64, 4)
+    assert sorted(program) == [0, 1, 2, 3]           # core 1 passes block 0 on
+    assert len(program[2]) == 2                       # forward block 0, then send block 1
+    assert sc.gather_relay((2, 0), blocks, (1,), 64, 4) is not None   # round the ring
+    assert sc.gather_relay((0, 2), blocks, (1,), 64, 4) is None       # a target in between
+    assert sc.gather_relay((0, 1), [(0, 4), (6, 10)], (2,), 64, 4) is None  # a gap
+    assert sc.gather_relay((0, 1), blocks, (), 64, 4) is None
+
+
+def test_gather_relay_beats_an_all_gather_and_a_relay():
+    from caterpillar.golden.collectives import ring_blocks
+    from caterpillar.software.isasim.ring import predict_ring_cycles
+
+    cfg = preset("tiny").replace(cores=8)
+    holders, targets, n = (0, 1, 2, 3), (4, 5, 6, 7), 256
+
+    def cycles(body):
+        return max(predict_ring_cycles([[*body.get(k, []), encode(Opcode.HALT)]
+                                        for k in range(8)], cfg,
+                                       sc.link_sources([holders, targets], 8)))
+
+    gathered = sc.all_gather(holders, 64, n, cfg.nr)
+    relayed = sc.relay(3, targets, 64, n, 8)
+    both = {k: gathered.get(k, []) + relayed.get(k, []) for k in range(8)}
+    one_pass = sc.gather_relay(holders, ring_blocks(n, 4, cfg.nr), targets, 64, 8)
+    assert cycles(one_pass) < cycles(both) * 0.75, (cycles(one_pass), cycles(both))
