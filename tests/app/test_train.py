@@ -185,16 +185,20 @@ def test_cp_on_a_ring_through_the_command_line(capsys):
     assert code == 2 and "3 layers need at least 3 cores, not 2" in err
 
 
-def test_compile_prices_the_machine_with_a_technology_file(tmp_path, capsys):
+def compile_paper_step(tmp_path, capsys, *options):
+    """``caterpillar compile`` of 64-12-10 on one ``paper-n1`` core: its output and plan."""
     path = tmp_path / "plan.json"
     assert main(["compile", "--config", "paper-n1", "--set", "cores=1", "--model", "64-12-10",
-                 "--momentum", "0", "--json", str(path)]) == 0
-    out = capsys.readouterr().out
+                 "--momentum", "0", "--json", str(path), *options]) == 0
+    return capsys.readouterr().out, json.loads(path.read_text())
+
+
+def test_compile_prices_the_machine_with_a_technology_file(tmp_path, capsys):
+    out, plan = compile_paper_step(tmp_path, capsys)
     assert "area (paper-45nm): 3.22 mm^2: 16 PEs" in out and "GFLOPS/mm^2" in out
-    area = json.loads(path.read_text())["area"]
+    area = plan["area"]
     assert area["pes"] == 16 and area["peak_gflops"] == 32
-    assert area["step_gflops"] == pytest.approx(
-        2 * json.loads(path.read_text())["utilization"] * 16, rel=1e-9)
+    assert area["step_gflops"] == pytest.approx(2 * plan["utilization"] * 16, rel=1e-9)
     code, err = cli(capsys, "compile", "--technology", str(tmp_path / "none.yaml"))
     assert code == 2 and err.count("\n") == 1 and "cannot read technology file" in err
 
@@ -205,39 +209,30 @@ def test_compile_reports_the_steps_events_and_energy(tmp_path, capsys):
     from caterpillar.software.energy.energy import events_energy
     from caterpillar.software.energy.technology import load_technology
 
-    path = tmp_path / "plan.json"
-    assert main(["compile", "--config", "paper-n1", "--set", "cores=1", "--model", "64-12-10",
-                 "--momentum", "0", "--json", str(path)]) == 0
-    out = capsys.readouterr().out
+    out, plan = compile_paper_step(tmp_path, capsys)
     assert "events per step:" in out and "GFLOPS/W" in out and "uJ per sample" in out
-    plan = json.loads(path.read_text())
     events, energy = plan["events"], plan["energy"]
     assert events["macs"] >= plan["macs"] > 0 and events["mema_reads"] > 0
     assert energy["samples"] == 1 and energy["cycles"] == plan["step_cycles"]
     fma = events_energy([events], preset("paper-n1"), load_technology(), "fma")
     assert energy["fma"]["energy_pj"]["total"] == pytest.approx(fma["total"])
     assert energy["flop"]["gflops_per_w"] < energy["fma"]["gflops_per_w"]
-    assert main(["compile", "--config", "paper-n1", "--set", "cores=1", "--model", "64-12-10",
-                 "--algorithm", "cp", "--json", str(path)]) == 0
-    assert "events per steady-state period (4 steps)" in capsys.readouterr().out
-    plan = json.loads(path.read_text())
+    out, plan = compile_paper_step(tmp_path, capsys, "--algorithm", "cp")
+    assert "events per steady-state period (4 steps)" in out
     assert plan["energy"]["samples"] == 4
     energy = plan["energy"]
     assert plan["area"]["step_gflops"] == pytest.approx(2 * energy["macs"] / energy["cycles"])
 
 
 def test_compile_prints_and_writes_the_fit_table(tmp_path, capsys):
-    path = tmp_path / "plan.json"
-    assert main(["compile", "--config", "paper-n1", "--set", "cores=1", "--model", "64-12-10",
-                 "--momentum", "0", "--json", str(path)]) == 0
-    out = capsys.readouterr().out
+    out, plan = compile_paper_step(tmp_path, capsys)
     assert "fit (the paper's criteria" in out and "fit (this compile, the fullest core)" in out
-    fit = json.loads(path.read_text())["fit"]
+    fit = plan["fit"]
     assert fit["fits"] and fit["paper"][0]["fits"] and fit["word_bits"] == 16
     assert [m["memory"] for m in fit["memories"]] == ["MemA", "MemB", "SPAD", "IMEM"]
-    imem = fit["memories"][3]
-    assert imem["needed"] == json.loads(path.read_text())["instructions"]
+    assert fit["memories"][3]["needed"] == plan["instructions"]
     # A step that does not compile: the table of every memory, then the one-line error.
+    path = tmp_path / "failed.json"
     code, err = cli(capsys, "compile", "--config", "tiny", "--model", "64-40-10", "--json",
                     str(path))
     assert code == 2 and err.count("\n") == 1 and "MemA needs 1480 words" in err
