@@ -53,8 +53,9 @@ def _memory_key(name: str) -> str:
 
 
 def paper_criteria(graph: TrainingGraph, cfg) -> list[dict]:
-    """The paper's fit criteria for ``graph`` on ``cfg`` (see the module docstring): one row
-    (per-PE local SRAM), and a second (per-core SPAD) for a batch above 1."""
+    """The paper's fit criteria for ``graph`` on ``cfg`` (see the module docstring): the
+    network in the PEs' local SRAM (per PE), the weights anywhere on chip (per core) and, for
+    a batch above 1, the batch's activations in the SPADs (per core)."""
     layers = [(i, o) for o, i in graph.layers]           # (m_i inputs, n_i outputs), in order
     count = len(layers)
     weights = sum(m * n for m, n in layers)
