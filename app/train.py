@@ -193,10 +193,7 @@ def compile_report(compiled: Compiled, tech: Technology | None = None) -> dict:
     ``tech`` the machine's area and the step's GFLOPS per mm^2 at ``tech``'s clock."""
     cfg, graph = compiled.config, compiled.graph
     pes = cfg.nr * cfg.nr * len(compiled.working_cores)
-    phases = {}
-    for phase, v in compiled.phase_report().items():
-        phases[phase] = {**v, "utilization": v["macs"] / (pes * v["cycles"]) if v["cycles"]
-                         else 0.0}
+    phases = compiled.phase_utilization()
     macs = sum(v["macs"] for v in phases.values())
     report = {"graph": graph.to_dict(), "config": cfg.to_dict(),
               "segments": [list(s) for s in compiled.segments],

@@ -102,7 +102,9 @@ def evaluate_case(case: dict, tech_path: str | None = None) -> dict:
     compile``, ``not built``), ``reason`` when not ``ok``; ``fit``, the fit table
     (:func:`~caterpillar.software.compiler.fit.fit_table`) of a case compiled or tried; for
     an ``ok`` case the cycles, MACs, utilization, events, energy and GFLOPS/mm^2 of one
-    step."""
+    step (``cp``: a steady-state period) and ``phases``, the cycles, MACs and utilization of
+    each phase of one step (:meth:`~caterpillar.software.compiler.program.Compiled.
+    phase_utilization`)."""
     case = Case(**case)
     values = paper_values()
     network = values["networks"][case.network]
@@ -129,7 +131,8 @@ def evaluate_case(case: dict, tech_path: str | None = None) -> dict:
     gflops = 2 * macs * tech.clock_ghz / cycles
     energy = step_energy(events, macs, cycles, cfg, tech)
     return {**out, "status": "ok", "cycles": cycles, "macs": macs,
-            "samples": period["samples"],
+            "samples": period["samples"], "step_cycles": compiled.step_cycles,
+            "phases": compiled.phase_utilization(),
             "cores": len(compiled.working_cores), "utilization": macs / (area["pes"] * cycles),
             "events": period["totals"],
             "energy": energy, "gflops": gflops, "area_mm2": area["total_mm2"],
@@ -299,7 +302,22 @@ def report_tables(results: list[dict], tech_path=None, curves=None) -> dict:
         area.append({"machine": name, "ours_mm2": ours, "paper_mm2": paper,
                      "ratio": ours / paper})
     return {"cases": cases, "table2": table2, "area": area, "fit": _fit_rows(results),
-            "curves": _curves(curves or [], by_name)}
+            "phases": _phase_rows(results), "curves": _curves(curves or [], by_name)}
+
+
+def _phase_rows(results: list[dict]) -> list[dict]:
+    """Every compiled case's step, phase by phase: the share of the step's cycles and the
+    phase's utilization (its model MACs over the working PEs and its cycles)."""
+    rows = []
+    for r in results:
+        if r["status"] != "ok":
+            continue
+        row = {"case": r["name"], "step_cycles": r["step_cycles"]}
+        for phase, v in r["phases"].items():
+            row[f"{phase}_share"] = v["cycles"] / r["step_cycles"]
+            row[f"{phase}_utilization"] = v["utilization"]
+        rows.append(row)
+    return rows
 
 
 def _fit_rows(results: list[dict]) -> list[dict]:
@@ -406,6 +424,21 @@ def markdown(tables: dict, facts: dict) -> str:
                          f"{cost(r['energy_j'], r['time_s'])} | "
                          f"{cost(r['energy_to_target_j'], r['time_to_target_s'])} | "
                          f"{r['wall_seconds']:.0f} s |")
+    if tables["phases"]:
+        names = [k.removesuffix("_share") for k in tables["phases"][0] if k.endswith("_share")]
+        lines += ["", "## Utilization per phase", "",
+                  "Each phase's share of a step's cycles (the slowest core's; `ring`: its "
+                  "collectives and waiting) and, where it does MACs, its utilization. The "
+                  "paper gives utilization per case only.", "",
+                  "| case | step cycles | " + " | ".join(names) + " |",
+                  "|---|---|" + "---|" * len(names)]
+        for r in tables["phases"]:
+            cells = []
+            for name in names:
+                share, util = r[f"{name}_share"], r[f"{name}_utilization"]
+                cells.append("-" if not share else f"{100 * share:.1f} %"
+                             + (f" ({100 * util:.1f} %)" if util else ""))
+            lines.append(f"| {r['case']} | {r['step_cycles']:,} | " + " | ".join(cells) + " |")
     if tables["fit"]:
         lines += ["", "## Fit table", "",
                   "The paper's criterion: the weights and one sample's activations spread over "

@@ -286,6 +286,13 @@ class Compiled:
         of its step (collectives, including waiting for its neighbours)."""
         return self.step_report()[1]
 
+    def phase_utilization(self) -> dict:
+        """:meth:`phase_report` with each phase's utilization: its model MACs over the
+        working cores' PEs times its cycles (0 for a phase without cycles)."""
+        pes = self.config.nr * self.config.nr * len(self.working_cores)
+        return {phase: {**v, "utilization": v["macs"] / (pes * v["cycles"]) if v["cycles"]
+                        else 0.0} for phase, v in self.phase_report().items()}
+
     def step_report(self, start_pcs=None) -> tuple[list, dict]:
         """Every core's predicted cycles of the step that starts at ``start_pcs`` (instruction
         0 by default; ``cp``'s images hold one step program per kind of pipeline step) and its

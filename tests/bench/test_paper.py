@@ -21,8 +21,9 @@ def test_a_case_is_what_compile_reports():
     graph = TrainingGraph((784, 500, 500, 500, 10), loss="softmax_ce", algorithm="sgd",
                           optimizer=Optimizer(lr=0.01, momentum=0.0))
     report = compile_report(compile_training(graph, preset("paper-n1")), load_technology())
-    assert result["cycles"] == report["step_cycles"]
+    assert result["cycles"] == report["step_cycles"] == result["step_cycles"]
     assert result["utilization"] == pytest.approx(report["utilization"])
+    assert result["phases"] == report["phases"]
     assert result["events"] == report["events"]
     assert result["energy"]["fma"]["gflops_per_w"] == \
         pytest.approx(report["energy"]["fma"]["gflops_per_w"])
@@ -57,6 +58,12 @@ def test_table2_puts_ours_beside_the_papers():
     assert mbgd["status"] == "ok" and mbgd["ratio_fma"] == pytest.approx(
         mbgd["ours_fma"] / mbgd["paper"])
     assert rows[("N3", "cp")]["status"] == "not run"
+    # Phase by phase: the shares of a step's cycles add up to the step.
+    phases = {r["case"]: r for r in tables["phases"]}
+    assert set(phases) == {"N1 sgd", "N1 mbgd-50"}
+    for r in phases.values():
+        shares = [v for k, v in r.items() if k.endswith("_share")]
+        assert sum(shares) == pytest.approx(1.0) and r["forward_utilization"] > 0.5
     assert {r["machine"] for r in tables["area"]} == {"paper-n1", "paper-n3"}
     assert all(abs(r["ratio"] - 1) < 0.01 for r in tables["area"])
 
@@ -102,6 +109,7 @@ def test_paper_quick_on_a_local_ray(tmp_path, capsys):
     assert all(r["paper_fits"] for r in fit.values())
     assert fit["N1 sgd"]["fits"] and not fit["N1 mbgd-100"]["fits"]
     assert "## Fit table" in text and "| N1 mbgd-100 | 1,785 / 8,192 (fits) |" in text
+    assert "## Utilization per phase" in text and "| N1 sgd | " in text
     assert len((out / "fit.csv").read_text().splitlines()) == len(fit) + 1
     # A second run takes every case from the cache, with the same results.
     assert main(argv) == 0
