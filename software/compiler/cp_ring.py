@@ -191,7 +191,7 @@ def _step(e, lay, graph, cfg, core, segments, key):
               x=lay.h_prev, y=lay.z, len=lay.width, alpha=0)
             e("transfer", Opcode.STV, spad=below + lay.lo, memb=lay.vec, len=lay.width,
               layout=Layout.DIAG)
-            if _delta_gather(lay, segments, index, cfg.cores, below) is None:
+            if _gather(lay, segments, index, cfg.cores, below, up=False) is None:
                 ring(coll.all_gather(seg, below, i, nr))
     elif fwd:
         e("forward", Opcode.GEMV, o * lay.width, y=lay.y, x=lay.x_rep, w=lay.w,
@@ -206,7 +206,7 @@ def _step(e, lay, graph, cfg, core, segments, key):
           y=lay.b, len=lay.owned, alpha=0)
         e("transfer", Opcode.STV, spad=out + lay.r_lo, memb=lay.vec, len=lay.owned,
           layout=Layout.DIAG)
-        if index == L - 1 or _output_gather(lay, segments, index, cfg.cores, out) is None:
+        if index == L - 1 or _gather(lay, segments, index, cfg.cores, out, up=True) is None:
             ring(coll.all_gather(seg, out, o, nr))
         if index == L - 1:
             e("transfer", Opcode.LDV, spad=out, memb=lay.vec, len=o, layout=Layout.DIAG)
@@ -230,14 +230,14 @@ def _relays(e, lay, graph, cfg, core, segments, key):
     for k in range(L - 1):
         if forward[k]:
             buf = lay.h[k][(phase - k) % (2 * L)]
-            gather = _output_gather(lay, segments, k, cfg.cores, buf)
+            gather = _gather(lay, segments, k, cfg.cores, buf, up=True)
             if gather is not None:
                 ring_emit(e, core, gather)
             else:
                 relay(segments[k], segments[k + 1], buf, layers[k][0])
     for k in reversed(range(1, L)):
         if backward[k]:
-            gather = _delta_gather(lay, segments, k, cfg.cores, lay.dbuf[k - 1])
+            gather = _gather(lay, segments, k, cfg.cores, lay.dbuf[k - 1], up=False)
             if gather is not None:
                 ring_emit(e, core, gather)
             else:
@@ -251,21 +251,15 @@ def _relays(e, lay, graph, cfg, core, segments, key):
 ALL_GATHER_CORES = 2
 
 
-def _output_gather(lay, segments, k, cores, buf):
-    """Hidden layer ``k``'s output, its blocks ``R_p`` gathered from its segment straight
-    into the layer above's (:func:`~.collectives.gather_relay`), or ``None``: then it is
-    all-gathered round the segment and relayed."""
+def _gather(lay, segments, k, cores, buf, *, up):
+    """Layer ``k``'s vector gathered from its segment straight into a neighbour's
+    (:func:`~.collectives.gather_relay`), or ``None``: then it is all-gathered round the
+    segment and relayed. ``up``: a hidden layer's output, its blocks ``R_p``, to the layer
+    above; else ``d_{k-1}``, its blocks ``I_p``, to the layer below."""
     if len(segments[k]) == ALL_GATHER_CORES:
         return None
-    return coll.gather_relay(segments[k], lay.rblocks[k], segments[k + 1], buf, cores)
-
-
-def _delta_gather(lay, segments, k, cores, buf):
-    """Layer ``k``'s ``d_{k-1}``, its blocks ``I_p`` gathered from its segment straight into
-    the layer below's, or ``None`` (all-gathered and relayed)."""
-    if len(segments[k]) == ALL_GATHER_CORES:
-        return None
-    return coll.gather_relay(segments[k], lay.blocks[k], segments[k - 1], buf, cores)
+    blocks, target = (lay.rblocks[k], k + 1) if up else (lay.blocks[k], k - 1)
+    return coll.gather_relay(segments[k], blocks, segments[target], buf, cores)
 
 
 def cp_ring_core_program(graph, cfg, core, segments, blocks, groups=None) -> CoreProgram:

@@ -129,10 +129,12 @@ class CoreTrainer:
         self._dump = (plan, words + [encode(Opcode.HALT)]) if plan and fits else None
         return self._dump
 
-    def _store_word(self, tensor, addr) -> int:
-        count = tensor.rows if tensor.kind == "mema" else tensor.cols
+    def _store_word(self, tensor, addr, r0=0, r1=None) -> int:
+        """The ``sta``/``stv`` of rows (elements) ``r0:r1`` of ``tensor`` (all by default)."""
+        if r1 is None:
+            r1 = tensor.rows if tensor.kind == "mema" else tensor.cols
         return self._move_word(Opcode.STA if tensor.kind == "mema" else Opcode.STV, tensor,
-                               addr, 0, count)
+                               addr, r0, r1)
 
     def _read_staged(self, tensor, addr, r0=0, r1=None) -> np.ndarray:
         if tensor.kind == "mema":
@@ -151,10 +153,9 @@ class CoreTrainer:
             flat = self.driver.read_spad(tensor.addr, rows * tensor.ld)
             matrix = flat.reshape(rows, tensor.ld)[:, :cols]
             return (matrix.T if tensor.transposed else matrix).copy()
-        op = Opcode.STA if tensor.kind == "mema" else Opcode.STV
         pieces = []
         for r0, r1 in self._chunks(tensor):
-            self._transfer(self._move_word(op, tensor, self.core.staging, r0, r1))
+            self._transfer(self._store_word(tensor, self.core.staging, r0, r1))
             pieces.append(self._read_staged(tensor, self.core.staging, r0, r1))
         return np.concatenate(pieces)
 
