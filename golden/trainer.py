@@ -57,7 +57,12 @@ order; everything else is computed by one core for its share and is bit-identica
 * ``mbgd``: core ``k`` holds the output rows ``R_k`` of every ``[W | b]`` (``ring_blocks(out,
   C, 1)``), so ``E = W^T D^T`` is ``W[R_k]^T D[:, R_k]^T`` per core, summed round the ring per
   input feature block in the same way. With a segment per layer, ``C`` is the layer's
-  segment's size.
+  segment's size. With ``output_columns`` the output layer is split the other way: core ``k``
+  holds the columns ``R_k`` of its ``[W | b]`` that match its rows of the layer below (the
+  bias column on the segment's last core), so its ``E`` rows are local (one GEMM, the
+  one-core sums) and the logits are the per-core partials ``[A_prev; 1][R_k]^T [W |
+  b][:, R_k]^T`` (``B x outputs``) summed round the ring per sample (an all-reduce; a core
+  with no columns adds ``+0``).
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ import numpy as np
 
 from caterpillar.golden import kernels as gk
 from caterpillar.golden import numerics as n
-from caterpillar.golden.collectives import reduce_scatter, ring_blocks
+from caterpillar.golden.collectives import all_reduce, reduce_scatter, ring_blocks
 
 __all__ = ["scalars", "GoldenTrainer", "gemm_chunked", "to_bits", "to_float"]
 
@@ -132,11 +137,15 @@ class GoldenTrainer:
     feedback : list of array_like, optional
         ``dfa``'s feedback matrix ``F_l`` (``outputs x width_l`` bits) of every hidden layer;
         without it the steps backpropagate.
+    output_columns : bool
+        ``mbgd`` on a ring: the output layer is split over its cores by input columns (the
+        module docstring says how its sums change).
     """
 
     def __init__(self, sizes, loss, nr, fmt, acc, weights, *, k_chunk=None, momentum=False,
-                 weight_decay=False, cores=1, feedback=None):
+                 weight_decay=False, cores=1, feedback=None, output_columns=False):
         layers = len(sizes) - 1
+        self.output_columns = bool(output_columns)
         self.cores = [cores] * layers if isinstance(cores, int) else list(cores)
         self.sizes = tuple(sizes)
         self.loss = loss
@@ -297,8 +306,12 @@ class GoldenTrainer:
         ones = self._ones((1, batch))
         a_t = [np.concatenate([x.T, ones])]               # [A_prev; 1], features x batch
         h_t = []
+        last = len(self.weights) - 1
         for index in range(len(self.weights)):
-            h = self._gemm_chunked(self._augmented(index), a_t[-1])
+            if index == last and self.output_columns and self.cores[index] > 1:
+                h = self._columns_logits(self._augmented(index), a_t[-1], self.cores[index])
+            else:
+                h = self._gemm_chunked(self._augmented(index), a_t[-1])
             h_t.append(h)
             if index + 1 < len(self.weights):
                 a_t.append(np.concatenate([self._vop("maxs", h, h, 0), ones]))
@@ -312,7 +325,9 @@ class GoldenTrainer:
             d_prev = None
             if index > 0:
                 if self.feedback is None:
-                    e = self._weights_t_delta(p[:, :self.sizes[index]], d, self.cores[index])
+                    local = index == last and self.output_columns
+                    e = self._weights_t_delta(p[:, :self.sizes[index]], d,
+                                              1 if local else self.cores[index])
                 else:
                     e = self._weights_t_delta(self.feedback[index - 1], d_out,
                                               self.cores[index])
@@ -345,6 +360,22 @@ class GoldenTrainer:
                     for lo, hi in ring_blocks(w.shape[0], cores, 1)]
         return np.concatenate(reduce_scatter(partials, d.shape[0], fmt)).reshape(
             w.shape[1], d.shape[0])
+
+    def _columns_logits(self, p, a, cores) -> np.ndarray:
+        """``H = P A`` (``outputs x B``) with ``P`` split by input columns over ``cores``:
+        each core's partial over its columns (the bias column on the last core), all-reduced
+        per sample round the ring."""
+        outputs, batch = p.shape[0], a.shape[1]
+        blocks = ring_blocks(p.shape[1] - 1, cores, 1)
+        partials = []
+        for position, (lo, hi) in enumerate(blocks):
+            hi += position == cores - 1
+            if hi > lo:
+                part = gemm_chunked(a[lo:hi].T, p[:, lo:hi].T, self.fmt, self.acc, self.k_chunk)
+                partials.append(part.ravel())
+            else:
+                partials.append(np.zeros(batch * outputs, dtype=np.uint64))
+        return all_reduce(partials, outputs, self.fmt).reshape(batch, outputs).T
 
     # -- inference ---------------------------------------------------------------------------
 

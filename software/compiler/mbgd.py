@@ -19,6 +19,13 @@ every layer (``ring_blocks(out, C, 1)``): its row panel of ``[W | b]``. Per laye
 * update: ``[W | b]_k (+)= D_k [A^T | 1]`` is local (the input was gathered in the forward
   pass), and so is the optimiser.
 
+The output layer is split by columns instead when it shares the layer below's segment and
+has no more outputs than inputs (:func:`~.program.layer_splits`): core ``k`` holds the
+columns of its ``[W | b]`` that match its rows of the layer below (the bias column on the
+segment's last core), so that layer's output is not gathered; the logits are the all-reduced
+partials ``Z_k = [A; 1]_k^T [W | b]_k^T`` and the core's rows of ``E = W_k^T D^T`` are whole
+(no reduce-scatter). docs/multicore.md gives the reasons and the cycles.
+
 A layer with fewer output rows than its segment has cores leaves some cores without rows
 (``ring_blocks`` gives them empty blocks): they skip the layer's GEMMs, transposes and
 update, take part in its collectives with zero-length transfers, and add ``+0`` as their
@@ -121,13 +128,15 @@ class MbgdBuilder:
         self.elementwise("loss", VecOp.SCALE, out, out, count=batch * ldc,
                          alpha=r["step"] if plain else r["inv_batch"])
 
-    def update(self, first, *, p, g, mom, x, d, rows, inputs, batch, use_wd, ldo=None):
+    def update(self, first, *, p, g, mom, x, d, rows, inputs, batch, use_wd, ldo=None,
+               ldp=None):
         """``[W | b] (+)= D^T [A | 1]`` for a panel of ``rows`` outputs (the first layer's
         panel is transposed; ``ldo``: its leading dimension and that of ``d``, by default
-        ``ceil(rows, nr)``), then the optimiser (``g``: gradient scratch, ``None`` without
-        momentum and weight decay; ``mom``: the momentum panel or ``None``)."""
+        ``ceil(rows, nr)``; ``ldp``: that of the other panels and of ``x``, by default
+        ``ceil(inputs + 1, nr)``), then the optimiser (``g``: gradient scratch, ``None``
+        without momentum and weight decay; ``mom``: the momentum panel or ``None``)."""
         nr, r = self.cfg.nr, SCALAR_REGS
-        ldp, ldo = ceil_to(inputs + 1, nr), ldo or ceil_to(rows, nr)
+        ldp, ldo = ldp or ceil_to(inputs + 1, nr), ldo or ceil_to(rows, nr)
         plain = g is None
         target = p if plain else g
         if first:
@@ -294,8 +303,9 @@ def mbgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
     return CoreProgram(e.words, e.phases, e.macs, tensors, io, constants, k_chunk=b.k_chunk)
 
 
-def mbgd_ring_core_program(graph, cfg, core, segments, blocks) -> CoreProgram:
-    """Core ``core``'s MBGD step on the ring (bucket algorithm; see the module docstring)."""
+def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> CoreProgram:
+    """Core ``core``'s MBGD step on the ring (bucket algorithm; see the module docstring);
+    ``splits``: :func:`~.program.layer_splits` (the output layer may be split by columns)."""
     nr = cfg.nr
     opt = graph.optimizer
     use_mom, use_wd = opt.momentum > 0, opt.weight_decay > 0
@@ -311,30 +321,47 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks) -> CoreProgram:
            for parts, seg in zip(blocks, segments)]
     rows = [hi - lo for lo, hi in own]
     widest_rows = [max(hi - lo for lo, hi in parts) for parts in blocks]
+    last = len(layers) - 1
+    # Split by columns, the output layer's block on a core is its rows of the layer below
+    # (``own[last]``), plus the bias column on the segment's last core.
+    columns = (splits or ["rows"] * len(layers))[last] == "columns"
+    has_bias = columns and member[last] and core == segments[last][-1]
+    out_cols = rows[last] + has_bias
+    ldw = ceil_to(widest_rows[last] + 1, nr)
 
     # Same addresses on every core: panels are sized for the largest share.
     tensors, p_addr, mom_addr = [], [], []
-    xt_addr, h_addr, dt_addr = [], [], []
+    xt_addr, h_addr, dt_addr, panel_words = [], [], [], []
     constants = []
-    pt_scratch, x_scratch = _scratch(spad, layers, nr, batch, widest_rows)
+    pt_scratch, x_scratch = _scratch(spad, layers, nr, batch,
+                                     widest_rows[:last] + [0 if columns else widest_rows[last]])
     for index, (o, i) in enumerate(layers):
         ldp, ldo = ceil_to(i + 1, nr), ceil_to(widest_rows[index], nr)
         first = index == 0
-        shape = (i + 1) * ldo if first else widest_rows[index] * ldp
-        p_addr.append(spad.alloc(f"[W{index} | b{index}] panel{'^T' if first else ''}", shape))
-        if member[index]:
-            tensors.append(Tensor(f"P{index}", "spad", rows[index], i + 1, p_addr[-1],
-                                  ldo if first else ldp, transposed=first))
+        block = index == last and columns
+        if block:
+            panel_words.append(o * ldw)
+            shape, what = panel_words[-1], "column block"
+            shared = dict(rows=o, cols=out_cols, ld=ldw, bias=has_bias)
+        else:
+            panel_words.append((i + 1) * ldo if first else widest_rows[index] * ldp)
+            shape, what = panel_words[-1], f"panel{'^T' if first else ''}"
+            shared = dict(rows=rows[index], cols=i + 1, ld=ldo if first else ldp,
+                          transposed=first)
+        holds = member[index] and (out_cols > 0 if block else True)
+        p_addr.append(spad.alloc(f"[W{index} | b{index}] {what}", shape))
+        if holds:
+            tensors.append(Tensor(f"P{index}", "spad", addr=p_addr[-1], **shared))
         if use_mom:
             mom_addr.append(spad.alloc(f"momentum {index}", shape))
-            if member[index]:
-                tensors.append(Tensor(f"M{index}", "spad", rows[index], i + 1, mom_addr[-1],
-                                      ldo if first else ldp, transposed=first))
+            if holds:
+                tensors.append(Tensor(f"M{index}", "spad", addr=mom_addr[-1], **shared))
         xt_addr.append(spad.alloc(f"[{input_name(index)}; 1] (features x batch)", (i + 1) * ldb))
         constants.append((xt_addr[-1] + i * ldb, 1, batch, ldb, "one"))
-        last = index == len(layers) - 1
-        # The logits are gathered whole; hidden pre-activations stay the core's own rows.
-        h_addr.append(spad.alloc(f"h{index}", (o if last else widest_rows[index]) * ldb))
+        # The logits are gathered whole (or, split by columns, summed in place of the
+        # logits batch-major); hidden pre-activations stay the core's own rows.
+        h_addr.append(None if block else
+                      spad.alloc(f"h{index}", (o if index == last else widest_rows[index]) * ldb))
         dt_addr.append(spad.alloc(f"d{index} own (features x batch)",
                                   widest_rows[index] * ldb))
     x0_addr = spad.alloc("[x | 1] (batch x features)", batch * ceil_to(layers[0][1] + 1, nr))
@@ -353,13 +380,15 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks) -> CoreProgram:
     # into the ring's sums: +0, the product of two zero vectors (a GEMM of one term).
     zero_addr = None
     if any(hi == lo for parts in blocks for lo, hi in parts):
-        zero_words = max(ceil_to(max(graph.sizes[1:-1], default=1), nr), ldb)
+        zero_words = max(ceil_to(max(graph.sizes[1:-1], default=1), nr), ldb, ldc)
         zero_addr = spad.alloc("zeros (the partial of a core without rows)", zero_words)
         constants.append((zero_addr, 1, zero_words, zero_words, 0))
-    g_addr = None if plain else spad.alloc("gradient", max(
-        (i + 1) * ceil_to(widest_rows[index], nr) if index == 0
-        else widest_rows[index] * ceil_to(i + 1, nr) for index, (o, i) in enumerate(layers)))
+    g_addr = None if plain else spad.alloc("gradient", max(panel_words))
     logits_addr = spad.alloc("logits (batch x classes)", batch * ldc)
+    wt_scratch = None
+    if columns:
+        wt_scratch = spad.alloc(f"[W{last} | b{last}]^T column block in the forward pass",
+                                ldw * ldc)
     dfull_addr = spad.alloc("output gradient (batch x classes)", batch * ldc)
     dfull_t_addr = spad.alloc("output gradient (classes x batch)", classes * ldb)
     t_spad = spad.alloc("targets", batch * ldc)
@@ -368,7 +397,6 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks) -> CoreProgram:
     e = Emitter()
     b = MbgdBuilder(cfg, e)
     r = SCALAR_REGS
-    last = len(layers) - 1
     cores = cfg.cores
 
     def relay(holders, targets, addr, words):
@@ -390,7 +418,18 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks) -> CoreProgram:
         ldp, ldo = ceil_to(i + 1, nr), ceil_to(widest_rows[index], nr)
         lo, m = own[index][0], rows[index]
         forward_a = p_addr[index] if index == 0 else pt_scratch
-        if member[index]:
+        if member[index] and index == last and columns:
+            # The core's partial logits over its columns (+0 without any), summed round the
+            # segment into the logits of every sample on every core.
+            if out_cols:
+                b.transpose(p_addr[index], o, out_cols, ldw, wt_scratch, ldc)
+                b.gemm("forward", c=logits_addr, a=xt_addr[index] + lo * ldb, b=wt_scratch,
+                       m=batch, n=o, k=out_cols, lda=ldb, ldb=ldc, ldc=ldc)
+            else:
+                b.gemm("forward", c=logits_addr, a=zero_addr, b=zero_addr, m=batch, n=o, k=1,
+                       lda=ldb, ldb=ldc, ldc=ldc, macs=False)
+            ring_emit(e, core, coll.all_reduce(seg, logits_addr, batch * ldc, ldc))
+        elif member[index]:
             if index > 0 and m:
                 b.transpose(p_addr[index], m, i + 1, ldp, pt_scratch, ldo)
             if index < last:
@@ -399,7 +438,8 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks) -> CoreProgram:
                            n=batch, k=i + 1, lda=ldo, ldb=ldb, ldc=ldb)
                 b.elementwise("forward", VecOp.MAXS, xt_addr[index + 1] + lo * ldb,
                               h_addr[index], count=m * ldb, alpha=r["zero"])
-                ring_emit(e, core, coll.all_gather(seg, xt_addr[index + 1], o * ldb, ldb))
+                if not (columns and index + 1 == last):     # its own rows are its input
+                    ring_emit(e, core, coll.all_gather(seg, xt_addr[index + 1], o * ldb, ldb))
             else:
                 if m:
                     b.gemm("forward", c=h_addr[index] + lo * ldb, a=forward_a,
@@ -412,7 +452,8 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks) -> CoreProgram:
         # them (whole rows of one sample each).
         seg = segments[last]
         s_lo, s_hi = ring_blocks(batch, len(seg), 1)[seg.index(core)]
-        b.transpose(h_addr[last], classes, batch, ldb, logits_addr, ldc)
+        if not columns:
+            b.transpose(h_addr[last], classes, batch, ldb, logits_addr, ldc)
         b.output_gradient(graph.loss, logits=logits_addr + s_lo * ldc,
                           targets=t_spad + s_lo * ldc, out=dfull_addr + s_lo * ldc,
                           batch=s_hi - s_lo, classes=classes, plain=plain)
@@ -424,7 +465,13 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks) -> CoreProgram:
         ldp, ldo = ceil_to(i + 1, nr), ceil_to(widest_rows[index], nr)
         lo, m = own[index][0], rows[index]
         dt_own = dfull_t_addr + lo * ldb if index == last else dt_addr[index]
-        if member[index]:
+        block = index == last and columns
+        if member[index] and block:
+            # Its rows of the layer below's E, whole: W's columns times every output's delta.
+            if m:
+                b.gemm("delta", c=e_addr + lo * ldb, a=p_addr[index], b=dfull_t_addr, m=m,
+                       n=batch, k=o, lda=ldw, ldb=ldb, ldc=ldb)
+        elif member[index]:
             if m:
                 b.transpose(dt_own, m, batch, ldb, d_addr, ldo)
             if index > 0 and f_addr:
@@ -435,7 +482,7 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks) -> CoreProgram:
                 partial_e(i, p_addr[index], dt_own, m, ldp)
         if index > 0:
             below = segments[index - 1]
-            if member[index]:
+            if member[index] and not block:
                 # The layer below's own rows of E; the whole E when it lives elsewhere.
                 summed = coll.reduce_scatter if below == seg else coll.all_reduce
                 ring_emit(e, core, summed(seg, e_addr, i * ldb, ldb))
@@ -444,9 +491,16 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks) -> CoreProgram:
                 below_lo, below_rows = own[index - 1][0], rows[index - 1]
                 b.elementwise("delta", VecOp.RELUD, dt_addr[index - 1], h_addr[index - 1],
                               e_addr + below_lo * ldb, count=below_rows * ldb)
-            if member[index] and m:
+            if member[index] and block and out_cols:
+                b.transpose(xt_addr[index] + lo * ldb, out_cols, batch, ldb, x_scratch, ldw)
+            elif member[index] and m:
                 b.transpose(xt_addr[index], i + 1, batch, ldb, x_scratch, ldp)
-        if not member[index] or not m:
+        if block and member[index] and out_cols:
+            b.update(False, p=p_addr[index], g=g_addr, x=x_scratch, d=dfull_addr,
+                     mom=mom_addr[index] if use_mom else None, rows=o, inputs=out_cols - 1,
+                     batch=batch, use_wd=use_wd, ldo=ldc, ldp=ldw)
+            continue
+        if block or not member[index] or not m:
             continue
         b.update(index == 0, p=p_addr[index], g=g_addr, x=x0_addr if index == 0 else x_scratch,
                  d=d_addr, mom=mom_addr[index] if use_mom else None, rows=m, inputs=i,

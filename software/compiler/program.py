@@ -28,6 +28,7 @@ from caterpillar.software.isasim.ring import predict_ring
 from caterpillar.software.storage import CheckpointError, atomic_savez, load_npz
 
 __all__ = ["CompileError", "Compiled", "CoreProgram", "Tensor", "Emitter", "Region", "PHASES",
+           "layer_splits",
            "SCALAR_REGS", "load_compiled", "cdiv", "ceil_to", "input_name", "ring_emit",
            "check_capacity", "CAPACITY_SURVEY", "CapacitySurvey", "alloc_staging"]
 
@@ -145,6 +146,27 @@ class Emitter:
         self.macs.append(macs)
 
 
+def layer_splits(graph: TrainingGraph, segments) -> list[str]:
+    """How each layer is divided over its segment: ``columns`` (input columns per core) or
+    ``rows`` (output rows per core).
+
+    The GEMV kernels (sgd, dfa-1) split every layer by columns, the GEMM kernels by rows,
+    except mbgd's output layer when it shares the segment of the layer below, spans more than
+    one core and has no more outputs than inputs: split by the columns that match each core's
+    rows of the layer below, it needs neither that layer's gathered output nor a ring sum of
+    its ``W^T D^T``, only an all-reduce of the ``B x outputs`` logits (docs/multicore.md).
+    """
+    layers = graph.layers
+    if graph.gemv:
+        return ["columns"] * len(layers)
+    splits = ["rows"] * len(layers)
+    (o, i), seg = layers[-1], segments[-1]
+    if (graph.algorithm == "mbgd" and len(layers) > 1 and len(seg) > 1
+            and segments[-2] == seg and o <= i):
+        splits[-1] = "columns"
+    return splits
+
+
 def input_name(layer: int) -> str:
     """What a layer's input is called in messages: ``x`` for the first, ``a{i}`` (the ReLU of
     layer ``i``) for the others."""
@@ -166,7 +188,8 @@ class Tensor:
     ``kind`` is ``mema`` (2D round-robin tile, loaded with ``lda``), ``diag`` (a diagonal
     vector in MemB, loaded with ``ldv``) or ``spad`` (a row-major matrix in the SPAD, leading
     dimension ``ld``; ``transposed``: the SPAD holds its ``cols x rows`` transpose). ``rows x
-    cols`` is the logical shape (vectors: ``rows`` = 1).
+    cols`` is the logical shape (vectors: ``rows`` = 1). ``bias``: a ``[W | b]`` tensor's last
+    column is the bias (not so for a block of columns without it).
     """
 
     name: str
@@ -176,6 +199,7 @@ class Tensor:
     addr: int
     ld: int = 0
     transposed: bool = False
+    bias: bool = True
 
 
 @dataclass
@@ -226,9 +250,20 @@ class Compiled:
 
     @property
     def split(self) -> str:
-        """How a layer is divided over its segment: ``columns`` (sgd: input columns per
-        core) or ``rows`` (mbgd: output rows per core)."""
+        """How the layers are divided over their segments: ``columns`` (sgd: input columns
+        per core) or ``rows`` (mbgd: output rows per core; see :attr:`splits`)."""
         return "columns" if self.graph.gemv else "rows"
+
+    @property
+    def splits(self) -> list[str]:
+        """Each layer's split over its segment (:func:`layer_splits`)."""
+        return layer_splits(self.graph, self.segments)
+
+    def golden_options(self) -> dict:
+        """The :class:`~caterpillar.golden.trainer.GoldenTrainer` keywords that make it sum
+        as this step does: the GEMM chunk, each layer's cores, the output layer's split."""
+        return {"k_chunk": self.k_chunk, "cores": [len(s) for s in self.segments],
+                "output_columns": not self.graph.gemv and self.splits[-1] == "columns"}
 
     @property
     def working_cores(self) -> tuple:
@@ -236,11 +271,15 @@ class Compiled:
         return tuple(dict.fromkeys(k for seg in self.segments for k in seg))
 
     def placement_text(self) -> str:
-        """``, C cores 0,1/2,3 (rows split)`` on a ring, nothing on one core: for messages."""
+        """``, C cores 0,1/2,3 (rows split)`` on a ring (``rows split, the output layer by
+        columns`` where :attr:`splits` say so), nothing on one core: for messages."""
         if self.config.cores == 1:
             return ""
         where = "/".join(",".join(map(str, s)) for s in dict.fromkeys(self.segments))
-        return f", {len(self.working_cores)} cores {where} ({self.split} split)"
+        split = f"{self.split} split"
+        if self.splits[-1] != self.split:
+            split += f", the output layer by {self.splits[-1]}"
+        return f", {len(self.working_cores)} cores {where} ({split})"
 
     @property
     def k_chunk(self):

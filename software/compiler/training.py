@@ -22,21 +22,29 @@ from caterpillar.software.compiler.cp_ring import (
     cp_ring_core_program,
 )
 from caterpillar.software.compiler.mbgd import mbgd_core_program, mbgd_ring_core_program
-from caterpillar.software.compiler.program import Compiled, CompileError, check_capacity
+from caterpillar.software.compiler.program import (
+    Compiled,
+    CompileError,
+    check_capacity,
+    layer_splits,
+)
 from caterpillar.software.compiler.sgd import sgd_core_program, sgd_ring_core_program
 from caterpillar.software.graph.model import TrainingGraph
 
 __all__ = ["compile_training", "partition", "layer_segments", "compiled_for_groups"]
 
 
-def partition(graph: TrainingGraph, cfg, cores) -> list:
+def partition(graph: TrainingGraph, cfg, cores, splits=None) -> list:
     """Return each layer's split over its cores: input columns (GEMV kernels, units of ``nr``)
     or output rows (GEMM kernels); ``cores`` is a count for every layer or a list of counts, one per
-    layer."""
+    layer. ``splits`` (:func:`~.program.layer_splits`) names a GEMM layer split by columns:
+    units of one input row (the bias column goes with the last block)."""
     counts = [cores] * len(graph.layers) if isinstance(cores, int) else list(cores)
     if graph.gemv:
         return [ring_blocks(i, c, cfg.nr) for (o, i), c in zip(graph.layers, counts)]
-    return [ring_blocks(o, c, 1) for (o, i), c in zip(graph.layers, counts)]
+    splits = splits or ["rows"] * len(counts)
+    return [ring_blocks(i if split == "columns" else o, c, 1)
+            for (o, i), c, split in zip(graph.layers, counts, splits)]
 
 
 def layer_segments(graph, cfg, segments) -> list:
@@ -83,7 +91,8 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
     if graph.algorithm == "cp":
         return _compile_cp(graph, cfg, segments, groups)
     segments = layer_segments(graph, cfg, segments)
-    blocks = partition(graph, cfg, [len(seg) for seg in segments])
+    splits = layer_splits(graph, segments)
+    blocks = partition(graph, cfg, [len(seg) for seg in segments], splits)
     for index, parts in enumerate(blocks):
         # GEMM kernels leave a core without rows idle in that layer (mbgd's module
         # docstring); the GEMV kernels split inputs, and every core must hold some.
@@ -99,7 +108,7 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
         cores = {k: sgd_ring_core_program(graph, cfg, segments[0], p, blocks)
                  for p, k in enumerate(segments[0])}
     else:
-        cores = {k: mbgd_ring_core_program(graph, cfg, k, segments, blocks)
+        cores = {k: mbgd_ring_core_program(graph, cfg, k, segments, blocks, splits)
                  for k in range(cfg.cores)}
         cores = {k: c for k, c in cores.items() if len(c.program) > 1}
     for k, core in cores.items():

@@ -115,6 +115,9 @@ class FastTrainer(GoldenTrainer):
     def _weights_t_delta(self, w, d, cores) -> np.ndarray:
         return self._round(w.T @ d.T)
 
+    def _columns_logits(self, p, a, cores) -> np.ndarray:
+        return self._round(p @ a)
+
     def output_gradient(self, h, target, s) -> np.ndarray:
         h = np.asarray(h, dtype=np.float32)
         if self.loss == "softmax_ce":

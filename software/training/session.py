@@ -150,10 +150,9 @@ class Session:
     def _golden(self, weights, moments):
         graph, cfg = self.compiled.graph, self.compiled.config
         g = GoldenTrainer(graph.sizes, graph.loss, cfg.nr, cfg.operand, cfg.acc, weights,
-                          k_chunk=self.compiled.k_chunk,
                           momentum=graph.optimizer.momentum > 0,
                           weight_decay=graph.optimizer.weight_decay > 0,
-                          cores=self.layer_cores, feedback=self.feedback)
+                          feedback=self.feedback, **self.compiled.golden_options())
         if moments is not None:
             g.moments = [(np.array(a), np.array(b)) for a, b in moments]
         return g

@@ -172,11 +172,9 @@ class CoreTrainer:
                 continue
             w, b = np.asarray(w, dtype=np.uint64), np.asarray(b, dtype=np.uint64)
             if f"P{index}" in by_name:
-                self._put(by_name[f"P{index}"], np.concatenate([w, b[:, None]], axis=1))
+                self._put(by_name[f"P{index}"], _with_bias(by_name[f"P{index}"], w, b))
                 if f"M{index}" in by_name:
-                    self._put(by_name[f"M{index}"],
-                              np.concatenate([np.asarray(mw, np.uint64),
-                                              np.asarray(mb, np.uint64)[:, None]], axis=1))
+                    self._put(by_name[f"M{index}"], _with_bias(by_name[f"M{index}"], mw, mb))
                 continue
             self._put(by_name[f"W{index}"], w)
             self._put(by_name[f"b{index}"], b)
@@ -209,13 +207,12 @@ class CoreTrainer:
                 moments.append((None, None))
                 continue
             if f"P{index}" in by_name:
-                p = self._get(by_name[f"P{index}"])
-                weights.append((p[:, :-1].copy(), p[:, -1].copy()))
+                p = by_name[f"P{index}"]
+                weights.append(_split_bias(p, self._get(p)))
                 if f"M{index}" in by_name:
-                    m = self._get(by_name[f"M{index}"])
-                    moments.append((m[:, :-1].copy(), m[:, -1].copy()))
+                    moments.append(_split_bias(p, self._get(by_name[f"M{index}"])))
                 else:
-                    moments.append((np.zeros((o, i), np.uint64), np.zeros(o, np.uint64)))
+                    moments.append(tuple(np.zeros_like(v) for v in weights[-1]))
                 continue
             weights.append((get(f"W{index}"), get(f"b{index}")))
             if f"mW{index}" in by_name:
@@ -277,6 +274,21 @@ class CoreTrainer:
         return flat.reshape(self.graph.batch, ldc)[:, :classes]
 
 
+def _with_bias(tensor, w, b) -> np.ndarray:
+    """``[W | b]`` as ``tensor`` holds it (``W`` alone for a column block without the bias)."""
+    w = np.asarray(w, dtype=np.uint64)
+    if not tensor.bias:
+        return w
+    return np.concatenate([w, np.asarray(b, dtype=np.uint64)[:, None]], axis=1)
+
+
+def _split_bias(tensor, p) -> tuple:
+    """``(W, b)`` of ``tensor``'s ``[W | b]`` (an empty ``b`` for a block without the bias)."""
+    if not tensor.bias:
+        return p.copy(), np.zeros(0, dtype=np.uint64)
+    return p[:, :-1].copy(), p[:, -1].copy()
+
+
 class Trainer:
     """Train through ``device`` with ``compiled`` (any number of cores).
 
@@ -328,7 +340,11 @@ class Trainer:
             position = seg.index(core)
             w, b = np.asarray(w, dtype=np.uint64), np.asarray(b, dtype=np.uint64)
             lo, hi = c.blocks[index][position]
-            if c.split == "rows":
+            if c.splits[index] == "columns" and c.split == "rows":
+                # mbgd's output layer: a column block, the bias with the last one.
+                out.append((w[:, lo:hi], b if position == len(seg) - 1 else b[:0])
+                           if hi > lo or position == len(seg) - 1 else (None, None))
+            elif c.split == "rows":
                 out.append((w[lo:hi], b[lo:hi]))
             elif self.bias_blocks is not None:
                 blo, bhi = self.bias_blocks[index][position]
@@ -371,8 +387,11 @@ class Trainer:
         last = len(self.graph.layers) - 1
         out = []
         for index, seg in enumerate(c.segments):
-            ws = [parts[k][index][0] for k in seg]
-            bs = [parts[k][index][1] for k in seg]
+            ws = [parts[k][index][0] for k in seg if parts[k][index][0] is not None]
+            bs = [parts[k][index][1] for k in seg if parts[k][index][0] is not None]
+            if c.splits[index] == "columns" and c.split == "rows":
+                out.append((np.hstack(ws), bs[-1]))
+                continue
             if c.split == "rows":
                 out.append((np.vstack(ws), np.concatenate(bs)))
                 continue

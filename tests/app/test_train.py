@@ -118,7 +118,8 @@ def test_train_command_on_a_segment_of_the_ring(tmp_path, capsys):
               "--resume", str(tmp_path / "ck.npz")]
     assert main(resume + ["--epochs", "2", "--json", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
-    assert "3 cores 2,0,1 (rows split)" in out and "golden check: 12 steps" in out
+    assert "3 cores 2,0,1 (rows split, the output layer by columns)" in out
+    assert "golden check: 12 steps" in out
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["cores"] == [2, 0, 1] and report["epochs"][1]["phases"]["ring"]["cycles"] > 0
 

@@ -359,7 +359,8 @@ def test_ring_cores_share_one_spad_layout_and_run_collectives(cores):
     one = mbgd_core_program(graph, TINY).local_phase_report(TINY)
     layout = None
     for k, core in compiled.cores.items():
-        assert core == mbgd_ring_core_program(graph, cfg, k, compiled.segments, compiled.blocks)
+        assert core == mbgd_ring_core_program(graph, cfg, k, compiled.segments, compiled.blocks,
+                                              compiled.splits)
         rings = [decode(w) for w in core.program if decode(w).op == Opcode.RING]
         assert rings and any(r.slen for r in rings) and any(r.rlen for r in rings)
         assert failed_checks(core.program, cfg) == []
@@ -367,14 +368,19 @@ def test_ring_cores_share_one_spad_layout_and_run_collectives(cores):
         assert layout is None or mine == layout, f"core {k}"
         layout = mine
     # Each core holds its block of output rows; the blocks partition every layer's outputs.
+    # The output layer (5 outputs of 7 inputs) is split by columns: each core's block matches
+    # its rows of the layer below, the last also holds the bias column.
+    assert compiled.splits == ["rows", "rows", "columns"]
     for index, (o, i) in enumerate(graph.layers):
+        columns = compiled.splits[index] == "columns"
         parts = compiled.blocks[index]
-        assert parts[0][0] == 0 and parts[-1][1] == o
+        assert parts[0][0] == 0 and parts[-1][1] == (i if columns else o)
         assert all(a < b == c for (a, b), (c, _) in zip(parts, parts[1:]))
         for k, core in compiled.cores.items():
             p = next(t for t in core.tensors if t.name == f"P{index}")
             lo, hi = parts[compiled.segments[index].index(k)]
-            assert (p.rows, p.cols) == (hi - lo, i + 1)
+            want = (o, hi - lo + (k == cores - 1)) if columns else (hi - lo, i + 1)
+            assert (p.rows, p.cols, p.bias) == (*want, not columns or k == cores - 1)
     reports = [core.local_phase_report(cfg) for core in compiled.cores.values()]
     for phase in ("forward", "delta", "update"):
         assert sum(r[phase]["macs"] for r in reports) == one[phase]["macs"], phase
@@ -422,14 +428,16 @@ def test_dfa_batches_read_the_feedback_rows_instead_of_the_weights_above(cores):
 
 
 @pytest.mark.parametrize("algorithm, sizes, batch, loss, momentum", [
-    ("mbgd", (9, 7, 3), 2, "softmax_ce", 0.0),      # 3 outputs, 2 samples on 4 cores
+    ("mbgd", (9, 2, 3), 2, "softmax_ce", 0.0),      # 3 output rows, 2 samples on 4 cores
     ("mbgd", (8, 3, 6, 5), 3, "mse", 0.9),          # a hidden layer of 3 on 4 cores
+    ("mbgd", (8, 3, 2), 3, "mse", 0.9),             # the output's 3 + 1 columns on 4 cores
     ("dfa", (9, 6, 2), 3, "softmax_ce", 0.0),       # 2 rows of F on 4 cores
-], ids=["output", "hidden", "dfa"])
+], ids=["output", "hidden", "columns", "dfa"])
 def test_more_cores_than_rows_leaves_cores_idle_bit_exact(algorithm, sizes, batch, loss,
                                                           momentum, rng):
     # A core without rows of a layer skips its GEMMs, transposes and update, and adds +0
-    # into the ring's sum of E; golden sums the same +0 (a -0 partial would differ).
+    # into the ring's sum of E; golden sums the same +0 (a -0 partial would differ). Without
+    # columns of the output layer, it holds no block of it and adds +0 into the logits.
     cfg = TINY.replace(cores=4)
     graph = TrainingGraph(sizes, algorithm=algorithm, batch=batch)
     compiled = compile_training(graph, cfg)
@@ -442,8 +450,11 @@ def test_more_cores_than_rows_leaves_cores_idle_bit_exact(algorithm, sizes, batc
                    for w, ph in zip(core.program, core.phases))
 
     for index, k in idle:
-        p = next(t for t in compiled.cores[k].tensors if t.name == f"P{index}")
-        assert p.rows == 0
+        p = [t for t in compiled.cores[k].tensors if t.name == f"P{index}"]
+        if compiled.splits[index] == "columns":
+            assert p == [] and k < cfg.cores - 1         # the last core holds the bias
+        else:
+            assert p[0].rows == 0
         assert update_gemms(k) == len(sizes) - 1 - sum(i == k for _, i in idle)
     hw, run_ = train_and_compare(cfg, sizes, algorithm, batch, loss, momentum, 0.0, steps=3,
                                  device=RingIsaDevice(cfg), rng=rng)

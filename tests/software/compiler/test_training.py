@@ -51,6 +51,8 @@ def test_partition_splits_rows_or_columns():
     cfg = preset("tiny").replace(cores=3)
     mbgd = TrainingGraph((9, 7, 5), algorithm="mbgd", batch=2)
     assert partition(mbgd, cfg, 3) == [[(0, 2), (2, 4), (4, 7)], [(0, 1), (1, 3), (3, 5)]]
+    # mbgd's output layer split by columns: blocks of its 7 inputs, as the layer below's rows.
+    assert partition(mbgd, cfg, 3, ["rows", "columns"]) == [[(0, 2), (2, 4), (4, 7)]] * 2
     sgd = TrainingGraph((9, 7, 5), algorithm="sgd")
     assert partition(sgd, cfg, 3) == [[(0, 2), (2, 6), (6, 9)], [(0, 2), (2, 4), (4, 7)]]
 
@@ -59,7 +61,7 @@ def test_too_many_cores_is_a_clear_error():
     cfg = preset("tiny").replace(cores=4)
     # The GEMM kernels leave a core without output rows idle in that layer; the GEMV
     # kernels need nr inputs on every core.
-    narrow = compile_training(TrainingGraph((6, 5, 3), algorithm="mbgd", batch=2), cfg)
+    narrow = compile_training(TrainingGraph((6, 2, 3), algorithm="mbgd", batch=2), cfg)
     assert narrow.blocks[1] == [(0, 0), (0, 1), (1, 2), (2, 3)]
     with pytest.raises(CompileError, match="^layer 1 has 5 inputs, too few to give each of 4 "
                                            "cores 2; use fewer cores, wider layers, or mbgd "

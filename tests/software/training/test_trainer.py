@@ -40,10 +40,8 @@ def train_and_compare(cfg, sizes, algorithm, batch, loss, momentum, wd, steps, d
         feedback = [to_bits(f, fmt) for f in feedback_matrices(sizes, seed)]
         hw.load_feedback(feedback)
     hw.set_lr(0.2)
-    gold = GoldenTrainer(sizes, loss, cfg.nr, fmt, cfg.acc, init,
-                         k_chunk=compiled.k_chunk, momentum=momentum > 0,
-                         weight_decay=wd > 0, cores=[len(s) for s in compiled.segments],
-                         feedback=feedback)
+    gold = GoldenTrainer(sizes, loss, cfg.nr, fmt, cfg.acc, init, momentum=momentum > 0,
+                         weight_decay=wd > 0, feedback=feedback, **compiled.golden_options())
     s = scalars(fmt, lr=0.2, batch=batch, momentum=momentum, weight_decay=wd,
                 outputs=sizes[-1])
     for step in range(steps):
