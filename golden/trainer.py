@@ -62,7 +62,8 @@ order; everything else is computed by one core for its share and is bit-identica
   bias column on the segment's last core), so its ``E`` rows are local (one GEMM, the
   one-core sums) and the logits are the per-core partials ``[A_prev; 1][R_k]^T [W |
   b][:, R_k]^T`` (``B x outputs``) summed round the ring per sample (an all-reduce; a core
-  with no columns adds ``+0``).
+  with no columns adds ``+0``). ``dfa`` then holds the matching columns of every ``F_l``, so
+  each ``E_l`` is local as well.
 """
 
 from __future__ import annotations
@@ -330,7 +331,7 @@ class GoldenTrainer:
                                               1 if local else self.cores[index])
                 else:
                     e = self._weights_t_delta(self.feedback[index - 1], d_out,
-                                              self.cores[index])
+                                              1 if self.output_columns else self.cores[index])
                 d_prev = self._vop("relud", h_t[index - 1], e, 0).T
             if plain:
                 p = self._gemm_chunked(d.T, a_t[index].T, c=p)

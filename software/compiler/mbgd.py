@@ -367,10 +367,18 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
     x0_addr = spad.alloc("[x | 1] (batch x features)", batch * ceil_to(layers[0][1] + 1, nr))
     d_addr = spad.alloc("d own (batch x features) of the layer in the update",
                         batch * max(ceil_to(r, nr) for r in widest_rows))
-    # DFA: the core's rows of F_l (its output rows of the last layer), every hidden layer.
-    f_addr = []
+    # DFA: the core's rows of F_l (its output rows of the last layer), every hidden layer;
+    # with the output layer split by columns, the columns of F_l that match its rows of l.
+    f_addr, ldf = [], []
     if graph.algorithm == "dfa":
         for index, (o, i) in enumerate(layers[1:]):
+            if columns:
+                ldf.append(ceil_to(widest_rows[index], nr))
+                f_addr.append(spad.alloc(f"F{index} columns", classes * ldf[-1]))
+                if member[index] and rows[index]:
+                    tensors.append(Tensor(f"F{index}", "spad", classes, rows[index],
+                                          f_addr[-1], ldf[-1]))
+                continue
             f_addr.append(spad.alloc(f"F{index} rows", widest_rows[-1] * ceil_to(i, nr)))
             if member[-1]:
                 tensors.append(Tensor(f"F{index}", "spad", rows[-1], i, f_addr[-1],
@@ -466,14 +474,21 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
         lo, m = own[index][0], rows[index]
         dt_own = dfull_t_addr + lo * ldb if index == last else dt_addr[index]
         block = index == last and columns
+        # Its rows of the layer below's E are whole on the core (no ring sum): W's columns
+        # (or DFA's F_l's) times every output's delta.
+        local_e = index > 0 and columns and (block or bool(f_addr))
         if member[index] and block:
-            # Its rows of the layer below's E, whole: W's columns times every output's delta.
-            if m:
+            if m and not f_addr:
                 b.gemm("delta", c=e_addr + lo * ldb, a=p_addr[index], b=dfull_t_addr, m=m,
                        n=batch, k=o, lda=ldw, ldb=ldb, ldc=ldb)
         elif member[index]:
             if m:
                 b.transpose(dt_own, m, batch, ldb, d_addr, ldo)
+        if local_e and f_addr and member[index - 1] and rows[index - 1]:
+            b.gemm("delta", c=e_addr + own[index - 1][0] * ldb, a=f_addr[index - 1],
+                   b=dfull_t_addr, m=rows[index - 1], n=batch, k=classes, lda=ldf[index - 1],
+                   ldb=ldb, ldc=ldb)
+        if member[index] and not block and not local_e:
             if index > 0 and f_addr:
                 # DFA (one segment): E = F^T D_out^T over the core's output rows.
                 partial_e(i, f_addr[index - 1], dfull_t_addr + own[last][0] * ldb, rows[last],
@@ -482,7 +497,7 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                 partial_e(i, p_addr[index], dt_own, m, ldp)
         if index > 0:
             below = segments[index - 1]
-            if member[index] and not block:
+            if member[index] and not local_e:
                 # The layer below's own rows of E; the whole E when it lives elsewhere.
                 summed = coll.reduce_scatter if below == seg else coll.all_reduce
                 ring_emit(e, core, summed(seg, e_addr, i * ldb, ldb))

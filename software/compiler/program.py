@@ -151,17 +151,18 @@ def layer_splits(graph: TrainingGraph, segments) -> list[str]:
     ``rows`` (output rows per core).
 
     The GEMV kernels (sgd, dfa-1) split every layer by columns, the GEMM kernels by rows,
-    except mbgd's output layer when it shares the segment of the layer below, spans more than
-    one core and has no more outputs than inputs: split by the columns that match each core's
-    rows of the layer below, it needs neither that layer's gathered output nor a ring sum of
-    its ``W^T D^T``, only an all-reduce of the ``B x outputs`` logits (docs/multicore.md).
+    except the output layer of mbgd and dfa when it shares the segment of the layer below,
+    spans more than one core and has no more outputs than inputs: split by the columns that
+    match each core's rows of the layer below, it needs neither that layer's gathered output
+    nor a ring sum of its ``W^T D^T`` (dfa: of any ``F_l^T D^T``), only an all-reduce of the
+    ``B x outputs`` logits (docs/multicore.md).
     """
     layers = graph.layers
     if graph.gemv:
         return ["columns"] * len(layers)
     splits = ["rows"] * len(layers)
     (o, i), seg = layers[-1], segments[-1]
-    if (graph.algorithm == "mbgd" and len(layers) > 1 and len(seg) > 1
+    if (graph.algorithm in ("mbgd", "dfa") and len(layers) > 1 and len(seg) > 1
             and segments[-2] == seg and o <= i):
         splits[-1] = "columns"
     return splits

@@ -376,6 +376,9 @@ class Trainer:
                 elif c.split == "columns":
                     lo, hi = c.blocks[index + 1][seg.index(core)]
                     shares.append(f[:, lo:hi])
+                elif c.splits[-1] == "columns":     # the columns of its rows of layer index
+                    lo, hi = c.blocks[index][c.segments[index].index(core)]
+                    shares.append(f[:, lo:hi])
                 else:
                     lo, hi = c.blocks[last][c.segments[last].index(core)]
                     shares.append(f[lo:hi])

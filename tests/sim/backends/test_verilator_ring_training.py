@@ -52,8 +52,9 @@ def test_layers_on_their_own_segments_on_the_rtl(device, rng):
     # Core 0 holds no row of the hidden layer, so no column of the output layer: it adds +0
     # into the logits.
     ("mbgd", (9, 3, 2), 3, "columns"),
-    ("dfa", (9, 6, 2), 3, "rows"),      # cores 0 and 1 hold no rows of the output or of F
-], ids=["mbgd", "mbgd-columns", "dfa"])
+    ("dfa", (9, 2, 3), 3, "rows"),      # core 0 holds no rows of the output or of F
+    ("dfa", (9, 3, 2), 3, "columns"),   # core 0 holds no columns of the output or of F
+], ids=["mbgd", "mbgd-columns", "dfa", "dfa-columns"])
 def test_layers_narrower_than_the_ring_on_the_rtl(device, algorithm, sizes, batch, split, rng):
     hw, run = train_and_compare(CFG, sizes, algorithm, batch, "softmax_ce", 0.9, 0.0,
                                 steps=12, device=device, rng=rng)

@@ -405,34 +405,41 @@ def test_one_core_compiles_to_the_one_core_program():
 
 @pytest.mark.parametrize("cores", [1, 2])
 def test_dfa_batches_read_the_feedback_rows_instead_of_the_weights_above(cores):
-    # Each hidden layer's E is one GEMM of its F panel (the core's output rows of the last
-    # layer x the layer's width) with the output delta, never a panel of W.
+    # Each hidden layer's E is one GEMM of its F panel with the output delta, never a panel
+    # of W. One core: F_l whole; on a ring the output layer is split by columns and each core
+    # holds the columns of F_l that match its rows of layer l, so its rows of E_l are whole.
     sizes, batch = (9, 8, 6, 5), 3
     graph = TrainingGraph(sizes, algorithm="dfa", batch=batch)
     cfg = TINY.replace(cores=cores)
     compiled = compile_training(graph, cfg)
+    assert compiled.splits[-1] == ("columns" if cores > 1 else "rows")
     hidden = sizes[1:-1]
+    classes = sizes[-1]
     for k, core in compiled.cores.items():
         by_name = {t.name: t for t in core.tensors}
         f = [by_name[f"F{index}"] for index in range(len(hidden))]
-        lo, hi = compiled.blocks[-1][k]
-        assert all((t.rows, t.cols, t.kind) == (hi - lo, w, "spad") for t, w in zip(f, hidden))
+        own = [hi - lo for lo, hi in (compiled.blocks[index][k] for index in range(len(hidden)))]
+        assert [(t.rows, t.cols, t.kind) for t in f] == [(classes, r, "spad") for r in own]
         ins = [decode(w) for w in core.program]
         deltas = [i for i, p in zip(ins, core.phases) if i.op == Opcode.GEMM and p == "delta"]
         assert [(i.a, i.m, i.n, i.k) for i in deltas] == [
-            (t.addr, w, batch, hi - lo) for t, w in zip(f[::-1], hidden[::-1])]
+            (t.addr, r, batch, classes) for t, r in zip(f[::-1], own[::-1])]
         weights = {t.addr for t in core.tensors if t.name.startswith("P")}
         assert not any(i.a in weights for i in deltas)
-        assert core.local_phase_report(cfg)["delta"]["macs"] == \
-            (hi - lo) * sum(hidden) * batch
+        assert core.local_phase_report(cfg)["delta"]["macs"] == classes * sum(own) * batch
+        rings = [i for i, p in zip(ins, core.phases) if i.op == Opcode.RING]
+        # The ring carries the hidden inputs above the first (all-gathers), the logits
+        # (all-reduce) and the output gradient (all-gather): no sum of any E.
+        assert len(rings) == (len(hidden) - 1 + 3) * (cores - 1)
 
 
 @pytest.mark.parametrize("algorithm, sizes, batch, loss, momentum", [
     ("mbgd", (9, 2, 3), 2, "softmax_ce", 0.0),      # 3 output rows, 2 samples on 4 cores
     ("mbgd", (8, 3, 6, 5), 3, "mse", 0.9),          # a hidden layer of 3 on 4 cores
     ("mbgd", (8, 3, 2), 3, "mse", 0.9),             # the output's 3 + 1 columns on 4 cores
-    ("dfa", (9, 6, 2), 3, "softmax_ce", 0.0),       # 2 rows of F on 4 cores
-], ids=["output", "hidden", "columns", "dfa"])
+    ("dfa", (9, 2, 3), 3, "softmax_ce", 0.0),       # 3 rows of F on 4 cores
+    ("dfa", (9, 3, 2), 3, "softmax_ce", 0.0),       # F's 3 columns, the output's 3 + 1
+], ids=["output", "hidden", "columns", "dfa", "dfa-columns"])
 def test_more_cores_than_rows_leaves_cores_idle_bit_exact(algorithm, sizes, batch, loss,
                                                           momentum, rng):
     # A core without rows of a layer skips its GEMMs, transposes and update, and adds +0
