@@ -165,7 +165,7 @@ def _gemm(f, plan, cfg):
     cin = len(phases) if f.accumulate else 0
     spad_rows = f.k * lanes * astream + nr * lanes * cin + f.k * len(loads)
     return _events(ops=f.m * f.n * f.k, mema_r=nr * f.k * lanes * (len(phases) - astream),
-                   mema_w=f.k * f.m, memb_r=f.m * f.n * f.k,
+                   mema_w=0 if f.a_mema else f.k * f.m, memb_r=f.m * f.n * f.k,
                    memb_w=f.k * nr * sum(panel_cols), spad_r=nr * spad_rows,
                    spad_w=f.m * f.n, macs=f.m * f.n * f.k)
 

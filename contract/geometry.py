@@ -455,8 +455,10 @@ def _plan_gemm(f, c: _Context) -> KernelPlan:
         Check(f.ldc >= f.n, ErrorCause.BAD_SHAPE, "ldc must be >= n"),
         c.mema(0, (f.mc >> log2(nr)) * lda_local,
                "mc rows of A (mc / nr * ceil(k / nr) words per PE)"),
+        Check(c.select(f.a_mema, f.m <= f.mc, 1), ErrorCause.BAD_SHAPE,
+              "with a_mema, m must be <= mc (A is one block in MemA)"),
         c.memb(0, 2 * f.k, "two B panels (2 k words per PE)"),
-        c.spad(f.a, (f.k - 1) * f.lda + cdiv(f.m, nr) * nr, "a"),
+        c.spad(f.a, c.select(f.a_mema, 0, (f.k - 1) * f.lda + cdiv(f.m, nr) * nr), "a"),
         c.spad(f.b, (f.k - 1) * f.ldb + cdiv(f.n, nr) * nr, "b"),
         c.spad(f.c, (f.m - 1) * f.ldc + cdiv(f.n, nr) * nr, "c"),
     ]
@@ -569,7 +571,8 @@ def gemm_schedule(f, cfg) -> GemmSchedule:
     """Return the exact GEMM schedule for int operand fields ``f`` (see :class:`GemmPhase`).
 
     Prologue: the first B panel (``K`` cycles), the first phase's C rows (``accumulate``),
-    2 guard cycles. A phase in a block's first panel lasts ``max(K Lacc, W) + T + 2`` (compute,
+    2 guard cycles. A phase in a block's first panel (unless ``a_mema``: A is in MemA already)
+    lasts ``max(K Lacc, W) + T + 2`` (compute,
     then transfers ``T``); any other phase ``max(K Lacc, W + T + 2)`` (transfers after ``W``
     idle cycles, beside the compute). ``T = nr Lacc`` per C transfer plus ``K`` for a B panel.
     Epilogue: ``W`` idle cycles and the last phase's C rows out.
@@ -597,7 +600,7 @@ def gemm_schedule(f, cfg) -> GemmSchedule:
         has_cout = index > 0
         has_cin = bool(f.accumulate) and index + 1 < len(order)
         transfers = group_rows * (has_cout + has_cin) + (k if nxt else 0)
-        astream = n == 0
+        astream = n == 0 and not f.a_mema
         if astream:
             length = max(compute, wb) + transfers + 2
         else:

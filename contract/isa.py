@@ -252,7 +252,8 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
     ),
     Opcode.GEMM: (
         _f("c", 24, "spad", "C (row-major M x N) in the SPAD"),
-        _f("a", 24, "spad", "A, transposed: A^T (row-major K x M) in the SPAD"),
+        _f("a", 24, "spad", "A, transposed: A^T (row-major K x M) in the SPAD (unused with "
+                            "a_mema)"),
         _f("b", 24, "spad", "B (row-major K x N) in the SPAD"),
         _f("m", 16, "count", "rows of A and C"),
         _f("n", 16, "count", "columns of B and C"),
@@ -262,6 +263,9 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
         _f("ldc", 16, "ld", "SPAD leading dimension of C (multiple of nr, >= N)"),
         _f("mc", 16, "count", "rows of A resident in MemA per block (multiple of nr * Lacc)"),
         _f("accumulate", 1, "flag", "C += A B (else C = A B)"),
+        _f("a_mema", 1, "flag", "A is in MemA already (2D round-robin M x K from address 0, "
+                                "leading dimension ceil(K / nr), e.g. by lda; M <= mc): no A "
+                                "stream, every panel reads MemA"),
     ),
     Opcode.VOP: (
         _f("fn", 4, "VecOp", "elementwise operation"),

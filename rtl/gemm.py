@@ -5,7 +5,8 @@ then one phase per (A block, B panel, row group) and an epilogue. A phase runs a
 (``K`` steps of ``Lacc`` row-interleaved rank-1 updates, A broadcast on the row buses) beside a
 task list on the SPAD port: idle, C rows out (previous phase), C rows in (next phase), the next
 B panel, two guard cycles. In a block's first panel the A values stream from the SPAD onto the
-row buses (and into MemA) during the compute, so the task list follows it.
+row buses (and into MemA) during the compute, so the task list follows it; with ``a_mema`` A
+is in MemA already (one block), and every panel reads it there.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ class GemmEngine(wiring.Component):
         g.prev, g.cur, g.nxt = _Phase("prev"), _Phase("cur"), _Phase("next")
         g.context = context = Signal(Context)
         cur = g.cur
-        g.astream = cur.panel == 0
+        g.astream = (cur.panel == 0) & ~f.a_mema
         # The B panel a phase loads: the next panel of cur (or cur's own, in the prologue).
         last_panel = cur.panel == g.last_panel_index
         g.has_bnext = (cur.group == 0) & (~last_panel | (cur.block_row + g.mc < g.rows))
@@ -326,15 +327,20 @@ class GemmEngine(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
                 with m.If((context == Context.PROLOGUE) & g.task_last):
-                    # Phase 0 (a first panel: its tasks follow its compute).
+                    # Phase 0 (a first panel: its tasks follow its compute, unless A is in
+                    # MemA already).
                     m.d.sync += [context.eq(Context.PHASE), *nxt.eq(self._following(g, cur)),
-                                 *begin_compute, *hold_tasks]
+                                 *begin_compute]
+                    with m.If(self.f.a_mema):
+                        m.d.sync += begin_tasks
+                    with m.Else():
+                        m.d.sync += hold_tasks
                 with m.Elif((context == Context.PHASE) & phase_done):
                     m.d.sync += prev.eq(cur)
                     with m.If(nxt.valid):
                         m.d.sync += [*cur.eq(nxt), *nxt.eq(self._following(g, nxt)),
                                      *begin_compute]
-                        with m.If(nxt.panel == 0):
+                        with m.If((nxt.panel == 0) & ~self.f.a_mema):
                             m.d.sync += hold_tasks
                         with m.Else():
                             m.d.sync += begin_tasks

@@ -253,24 +253,30 @@ def best_mc(cfg, m, k) -> int:
     return min(mc, _ceil(m, group))
 
 
-def gemm_case(cfg, m, n, k, rng, *, accumulate=False, specials=0.0, mc=None) -> KernelCase:
-    """``C = A B`` (or ``C += A B``) on SPAD-resident matrices; A is stored transposed."""
+def gemm_case(cfg, m, n, k, rng, *, accumulate=False, specials=0.0, mc=None,
+              a_mema=False) -> KernelCase:
+    """``C = A B`` (or ``C += A B``) on SPAD-resident matrices; A is stored transposed, or
+    (``a_mema``) row-major and loaded into MemA by an ``lda`` first."""
     nr, fmt, acc = cfg.nr, cfg.operand, cfg.acc
     a = random_values((m, k), fmt, rng, specials=specials)
     b = random_values((k, n), fmt, rng, specials=specials)
     c = random_values((m, n), fmt, rng, specials=specials)
     lda, ldb, ldc = _ceil(m, nr), _ceil(n, nr), _ceil(n, nr)
-    a0, b0 = 0, k * lda
+    a_stored = _padded(a, _ceil(k, nr)) if a_mema else _padded(a.T, lda)
+    a0, b0 = 0, _ceil(a_stored.size, nr)
     c0 = b0 + k * ldb
     mc = best_mc(cfg, m, k) if mc is None else mc
     program = [
         encode(Opcode.GEMM, c=c0, a=a0, b=b0, m=m, n=n, k=k, lda=lda, ldb=ldb, ldc=ldc, mc=mc,
-               accumulate=int(accumulate)),
+               accumulate=int(accumulate), a_mema=int(a_mema)),
         encode(Opcode.HALT),
     ]
+    if a_mema:
+        program.insert(0, encode(Opcode.LDA, spad=a0, mema=0, rows=m, cols=k, lds=_ceil(k, nr),
+                                 ldm=-(-k // nr), trans=0))
     expected = gk.gemm(a, b, c if accumulate else None, fmt, acc)
-    return KernelCase(f"gemm {m}x{n}x{k}{' acc' if accumulate else ''}", program,
-                      {a0: _padded(a.T, lda), b0: _padded(b, ldb), c0: _padded(c, ldc)},
+    name = f"gemm {m}x{n}x{k}{' acc' if accumulate else ''}{' a_mema' if a_mema else ''}"
+    return KernelCase(name, program, {a0: a_stored, b0: _padded(b, ldb), c0: _padded(c, ldc)},
                       outputs=[(c0, (m, ldc))],
                       expected=[_padded(expected, ldc).reshape(m, ldc)], macs=m * n * k)
 

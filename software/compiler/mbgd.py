@@ -1,10 +1,13 @@
 """Minibatch GD lowered to GEMM kernels on SPAD-resident matrices, on one core and a ring.
 
-One core: every matrix lives in the SPAD (``[W | b]``, activations, gradients); GEMMs read
-and write the SPAD, elementwise steps stream chunks through MemB, and transposes pass through
-MemA (``lda`` with ``trans``, then ``sta``). The forward's ``[W | b]^T`` and the update's
-batch-major input of every layer above the first are built just before use in two scratch
-areas the layers share (:func:`_scratch`), so the SPAD holds one of each, not one per layer.
+One core: every matrix lives in the SPAD (``[W | b]^T``, activations, gradients); GEMMs read
+and write the SPAD, elementwise steps stream chunks through MemB, and the small transposes
+left (the deltas, batch-major) pass through MemA (``lda`` with ``trans``, then ``sta``). A
+GEMM takes its A operand either streamed as ``A^T`` (:meth:`MbgdBuilder.gemm`) or as A itself,
+loaded into MemA by an ``lda`` first (``gemm`` with ``a_mema``: :meth:`MbgdBuilder.gemm_rows`),
+so each layer keeps one copy of ``[W | b]``, transposed: the forward streams it, the backward
+loads its ``W^T`` rows, the update writes it from the features x batch input loaded the same
+way. No transposed copy of a panel and no batch-major input above the first layer is built.
 
 A ring (the bucket algorithm, model parallel): core ``k`` owns the output rows ``R_k`` of
 every layer (``ring_blocks(out, C, 1)``): its row panel of ``[W | b]``. Per layer:
@@ -70,23 +73,44 @@ class MbgdBuilder:
         self.k_chunk = cfg.memb_words // 2
         self.group = nr * cfg.acc_lanes
 
+    def _block_rows(self, kk: int) -> int:
+        """Rows of A one GEMM block holds in MemA for ``kk`` terms (checked: one row group)."""
+        nr = self.cfg.nr
+        need = self.group // nr * cdiv(kk, nr)
+        check_capacity("MemA", need, self.cfg.mema_words,
+                       lambda: f"a GEMM with {kk} inner terms needs at least {need} MemA "
+                               f"words per PE for one row group; the config has "
+                               f"{self.cfg.mema_words}",
+                       largest=[(f"one row group of a GEMM over {kk} terms", need)])
+        return max(self.cfg.mema_words // cdiv(kk, nr) * nr // self.group, 1) * self.group
+
     def gemm(self, phase, *, c, a, b, m, n, k, lda, ldb, ldc, accumulate=False, macs=True):
-        """``C (+)= A B`` with ``A^T`` at ``a``, in chunks of ``k_chunk`` terms."""
-        nr, kc = self.cfg.nr, self.k_chunk
+        """``C (+)= A B`` with ``A^T`` at ``a`` (streamed), in chunks of ``k_chunk`` terms."""
+        kc = self.k_chunk
         for k0 in range(0, k, kc):
             kk = min(kc, k - k0)
-            per_pe_rows = self.cfg.mema_words // cdiv(kk, nr)
-            mc = (per_pe_rows * nr) // self.group * self.group
-            need = self.group // nr * cdiv(kk, nr)
-            check_capacity("MemA", need, self.cfg.mema_words,
-                           lambda: f"a GEMM with {kk} inner terms needs at least {need} MemA "
-                                   f"words per PE for one row group; the config has "
-                                   f"{self.cfg.mema_words}",
-                           largest=[(f"one row group of a GEMM over {kk} terms", need)])
-            mc = min(mc, ceil_to(m, self.group))
+            mc = min(self._block_rows(kk), ceil_to(m, self.group))
             self.e(phase, Opcode.GEMM, m * n * kk if macs else 0, c=c, a=a + k0 * lda,
                    b=b + k0 * ldb, m=m, n=n, k=kk, lda=lda, ldb=ldb, ldc=ldc, mc=mc,
                    accumulate=int(accumulate or k0 > 0))
+
+    def gemm_rows(self, phase, *, c, a, b, m, n, k, lda, ldb, ldc, accumulate=False):
+        """``C (+)= A B`` with ``A`` itself (row-major, ``m x k``) at ``a``: each chunk of
+        ``k_chunk`` terms and block of rows is loaded into MemA (``lda``) and multiplied
+        there (``gemm`` with ``a_mema``), so no transpose of A is built in the SPAD. The sums
+        are those of :meth:`gemm` (chunk by chunk in ``k``)."""
+        nr, kc = self.cfg.nr, self.k_chunk
+        for k0 in range(0, k, kc):
+            kk = min(kc, k - k0)
+            mc = self._block_rows(kk)
+            for r0 in range(0, m, mc):
+                mm = min(mc, m - r0)
+                self.e("transfer", Opcode.LDA, spad=a + r0 * lda + k0, mema=0, rows=mm,
+                       cols=kk, lds=lda, ldm=cdiv(kk, nr), trans=0)
+                self.e(phase, Opcode.GEMM, mm * n * kk, c=c + r0 * ldc, a=0, b=b + k0 * ldb,
+                       m=mm, n=n, k=kk, lda=ceil_to(mm, nr), ldb=ldb, ldc=ldc,
+                       mc=ceil_to(mm, self.group), accumulate=int(accumulate or k0 > 0),
+                       a_mema=1)
 
     def elementwise(self, phase, fn, z, x, y=None, *, count, alpha=0):
         """``z = fn(x, y)`` over ``count`` contiguous SPAD words, in MemB-sized chunks."""
@@ -128,26 +152,25 @@ class MbgdBuilder:
         self.elementwise("loss", VecOp.SCALE, out, out, count=batch * ldc,
                          alpha=r["step"] if plain else r["inv_batch"])
 
-    def update(self, first, *, p, g, mom, x, d, rows, inputs, batch, use_wd, ldo=None,
-               ldp=None):
-        """``[W | b] (+)= D^T [A | 1]`` for a panel of ``rows`` outputs (the first layer's
-        panel is transposed; ``ldo``: its leading dimension and that of ``d``, by default
-        ``ceil(rows, nr)``; ``ldp``: that of the other panels and of ``x``, by default
-        ``ceil(inputs + 1, nr)``), then the optimiser (``g``: gradient scratch, ``None``
-        without momentum and weight decay; ``mom``: the momentum panel or ``None``)."""
-        nr, r = self.cfg.nr, SCALAR_REGS
-        ldp, ldo = ldp or ceil_to(inputs + 1, nr), ldo or ceil_to(rows, nr)
+    def update(self, *, p, g, mom, x, d, rows, inputs, batch, use_wd, ldo, ldx,
+               batch_major):
+        """``[W | b]^T (+)= [A; 1] D`` for a panel of ``rows`` outputs, held transposed
+        (``ldo``: its leading dimension and that of ``d``, batch-major), then the optimiser
+        (``g``: gradient scratch, ``None`` without momentum and weight decay; ``mom``: the
+        momentum panel or ``None``). The input ``x``: batch-major ``[A | 1]`` (streamed as
+        A^T) if ``batch_major``, else ``[A; 1]`` features x batch (loaded into MemA); ``ldx``:
+        its leading dimension. Either way the sums are those of ``[W | b] (+)= D^T [A^T |
+        1]``: the same products in the same order."""
+        r = SCALAR_REGS
         plain = g is None
         target = p if plain else g
-        if first:
-            # [W0 | b0]^T (+)= [a | 1]^T d: the same products, summed in the same order.
-            self.gemm("update", c=target, a=x, b=d, m=inputs + 1, n=rows, k=batch, lda=ldp,
-                      ldb=ldo, ldc=ldo, accumulate=plain)
-            words = (inputs + 1) * ldo
+        shape = dict(c=target, b=d, m=inputs + 1, n=rows, k=batch, lda=ldx, ldb=ldo, ldc=ldo,
+                     accumulate=plain)
+        if batch_major:
+            self.gemm("update", a=x, **shape)
         else:
-            self.gemm("update", c=target, a=d, b=x, m=rows, n=inputs + 1, k=batch, lda=ldo,
-                      ldb=ldp, ldc=ldp, accumulate=plain)
-            words = rows * ldp
+            self.gemm_rows("update", a=x, **shape)
+        words = (inputs + 1) * ldo
         if plain:
             return
         if use_wd:
@@ -189,20 +212,6 @@ def check_mbgd_memb(cfg, classes: int) -> None:
                            f"{cfg.memb_words}", largest=[("one sample's softmax", memb_need)])
 
 
-def _scratch(spad, layers, nr, batch, rows):
-    """Allocate the scratch every layer above the first uses in turn: its ``[W | b]^T`` (the
-    forward operand, refreshed from ``[W | b]`` just before the forward GEMM) and its input
-    batch-major (the update's operand, transposed just before it); ``rows``: each layer's
-    output rows on the core. Returns their SPAD bases."""
-    above = list(enumerate(layers))[1:]
-    pt = spad.alloc("[W | b]^T of the layer in the forward pass",
-                    max(((i + 1) * ceil_to(rows[index], nr) for index, (o, i) in above),
-                        default=1))
-    x = spad.alloc("[a | 1] (batch x features) of the layer in the update",
-                   max((batch * ceil_to(i + 1, nr) for index, (o, i) in above), default=1))
-    return pt, x
-
-
 def mbgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
     """The MBGD step of ``graph`` on one core (see the module docstring)."""
     nr = cfg.nr
@@ -215,24 +224,20 @@ def mbgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
     spad = Region("the SPAD", cfg.spad_words, align=nr)
     check_mbgd_memb(cfg, classes)
 
-    # Layer 0 keeps [W | b] transposed (its forward operand; its update writes it directly and
-    # no backward pass needs W0), the other layers row-major (the backward operand); each
-    # builds its transpose for the forward pass in the shared scratch every step.
+    # Every layer keeps [W | b] transposed: the forward streams it as A^T, the backward
+    # loads W^T into MemA as A, and the update writes it.
     tensors, p_addr, mom_addr = [], [], []
     xt_addr, ht_addr, d_addr, dt_addr = [], [], [], []
     constants = []
-    pt_scratch, x_scratch = _scratch(spad, layers, nr, batch, [o for o, i in layers])
     for index, (o, i) in enumerate(layers):
-        ldp, ldo = ceil_to(i + 1, nr), ceil_to(o, nr)
-        first = index == 0
-        shape = ((i + 1) * ldo) if first else o * ldp
-        p_addr.append(spad.alloc(f"[W{index} | b{index}]{'^T' if first else ''}", shape))
-        tensors.append(Tensor(f"P{index}", "spad", o, i + 1, p_addr[-1], ldo if first else ldp,
-                              transposed=first))
+        ldo = ceil_to(o, nr)
+        shape = (i + 1) * ldo
+        p_addr.append(spad.alloc(f"[W{index} | b{index}]^T", shape))
+        tensors.append(Tensor(f"P{index}", "spad", o, i + 1, p_addr[-1], ldo, transposed=True))
         if use_mom:
             mom_addr.append(spad.alloc(f"momentum {index}", shape))
-            tensors.append(Tensor(f"M{index}", "spad", o, i + 1, mom_addr[-1],
-                                  ldo if first else ldp, transposed=first))
+            tensors.append(Tensor(f"M{index}", "spad", o, i + 1, mom_addr[-1], ldo,
+                                  transposed=True))
         xt_addr.append(spad.alloc(f"[{input_name(index)}; 1] (features x batch)", (i + 1) * ldb))
         constants.append((xt_addr[-1] + i * ldb, 1, batch, ldb, "one"))
         last = index == len(layers) - 1
@@ -248,11 +253,8 @@ def mbgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
     x0_addr = spad.alloc("[x | 1] (batch x features)", batch * ceil_to(layers[0][1] + 1, nr))
     e_addr = spad.alloc("W^T d", max(graph.sizes[1:-1], default=1) * ldb)
     g_addr = None if plain else spad.alloc("gradient", max(
-        (i + 1) * ceil_to(o, nr) if index == 0 else o * ceil_to(i + 1, nr)
-        for index, (o, i) in enumerate(layers)))
+        (i + 1) * ceil_to(o, nr) for o, i in layers))
     t_spad = spad.alloc("targets", batch * ceil_to(classes, nr))
-    pt_addr = [p_addr[0]] + [pt_scratch] * (len(layers) - 1)
-    x_addr = [x0_addr] + [x_scratch] * (len(layers) - 1)
     spad.check("use a config with more spad_words or a smaller batch or model")
 
     e = Emitter()
@@ -260,44 +262,43 @@ def mbgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
     r = SCALAR_REGS
     last = len(layers) - 1
     for index, (o, i) in enumerate(layers):
-        ldp, ldo = ceil_to(i + 1, nr), ceil_to(o, nr)
-        if index > 0:
-            b.transpose(p_addr[index], o, i + 1, ldp, pt_addr[index], ldo)
+        ldo = ceil_to(o, nr)
         if index < last:
-            b.gemm("forward", c=ht_addr[index], a=pt_addr[index], b=xt_addr[index], m=o,
+            b.gemm("forward", c=ht_addr[index], a=p_addr[index], b=xt_addr[index], m=o,
                    n=batch, k=i + 1, lda=ldo, ldb=ldb, ldc=ldb)
             b.elementwise("forward", VecOp.MAXS, xt_addr[index + 1], ht_addr[index],
                           count=o * ldb, alpha=r["zero"])
         else:
             # Logits batch-major (one sample per SPAD row), for the per-sample softmax.
-            b.gemm("forward", c=ht_addr[index], a=xt_addr[index], b=pt_addr[index], m=batch,
+            b.gemm("forward", c=ht_addr[index], a=xt_addr[index], b=p_addr[index], m=batch,
                    n=o, k=i + 1, lda=ldb, ldb=ldo, ldc=ldo)
     ldc_ = ceil_to(classes, nr)
     b.output_gradient(graph.loss, logits=ht_addr[last], targets=t_spad, out=d_addr[last],
                       batch=batch, classes=classes, plain=plain)
     for index in reversed(range(len(layers))):
         o, i = layers[index]
-        ldp, ldo = ceil_to(i + 1, nr), ceil_to(o, nr)
+        ldo = ceil_to(o, nr)
         if index > 0:
             if index == last or not f_addr:
                 b.transpose(d_addr[index], batch, o, ldo, dt_addr[index], ldb)
             if f_addr:       # DFA: E = F^T D_out^T, from the output's delta
                 b.gemm("delta", c=e_addr, a=f_addr[index - 1], b=dt_addr[last], m=i,
                        n=batch, k=classes, lda=ceil_to(i, nr), ldb=ldb, ldc=ldb)
-            else:
-                b.gemm("delta", c=e_addr, a=p_addr[index], b=dt_addr[index], m=i, n=batch,
-                       k=o, lda=ldp, ldb=ldb, ldc=ldb)
+            else:            # E = W^T D^T, W^T (the panel's first i rows) loaded as A
+                b.gemm_rows("delta", c=e_addr, a=p_addr[index], b=dt_addr[index], m=i,
+                            n=batch, k=o, lda=ldo, ldb=ldb, ldc=ldb)
             # d_prev (features x batch), then batch-major for its own layer.
             b.elementwise("delta", VecOp.RELUD, dt_addr[index - 1], ht_addr[index - 1],
                           e_addr, count=i * ldb)
             b.transpose(dt_addr[index - 1], i, batch, ldb, d_addr[index - 1], ceil_to(i, nr))
-            b.transpose(xt_addr[index], i + 1, batch, ldb, x_addr[index], ldp)
-        b.update(index == 0, p=p_addr[index], g=g_addr, x=x_addr[index], d=d_addr[index],
-                 mom=mom_addr[index] if use_mom else None, rows=o, inputs=i, batch=batch,
-                 use_wd=use_wd)
+        first = index == 0
+        b.update(p=p_addr[index], g=g_addr, x=x0_addr if first else xt_addr[index],
+                 d=d_addr[index], mom=mom_addr[index] if use_mom else None, rows=o, inputs=i,
+                 batch=batch, use_wd=use_wd, ldo=ldo,
+                 ldx=ceil_to(i + 1, nr) if first else ldb, batch_major=first)
     e("transfer", Opcode.HALT)
     i0 = layers[0][1]
-    io = {"inputs_t": xt_addr[0], "inputs": x_addr[0], "targets": t_spad,
+    io = {"inputs_t": xt_addr[0], "inputs": x0_addr, "targets": t_spad,
           "logits": ht_addr[last], "ld_batch": ldb, "ld_inputs": ceil_to(i0 + 1, nr),
           "ld_classes": ldc_}
     return CoreProgram(e.words, e.phases, e.macs, tensors, io, constants, k_chunk=b.k_chunk)
@@ -327,27 +328,23 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
     columns = (splits or ["rows"] * len(layers))[last] == "columns"
     has_bias = columns and member[last] and core == segments[last][-1]
     out_cols = rows[last] + has_bias
-    ldw = ceil_to(widest_rows[last] + 1, nr)
 
-    # Same addresses on every core: panels are sized for the largest share.
+    # Same addresses on every core: panels are sized for the largest share. Every panel is
+    # held transposed, as on one core.
     tensors, p_addr, mom_addr = [], [], []
     xt_addr, h_addr, dt_addr, panel_words = [], [], [], []
     constants = []
-    pt_scratch, x_scratch = _scratch(spad, layers, nr, batch,
-                                     widest_rows[:last] + [0 if columns else widest_rows[last]])
     for index, (o, i) in enumerate(layers):
-        ldp, ldo = ceil_to(i + 1, nr), ceil_to(widest_rows[index], nr)
-        first = index == 0
+        ldo = ceil_to(widest_rows[index], nr)
         block = index == last and columns
         if block:
-            panel_words.append(o * ldw)
-            shape, what = panel_words[-1], "column block"
-            shared = dict(rows=o, cols=out_cols, ld=ldw, bias=has_bias)
+            panel_words.append((widest_rows[index] + 1) * ldc)
+            shape, what = panel_words[-1], "column block^T"
+            shared = dict(rows=o, cols=out_cols, ld=ldc, transposed=True, bias=has_bias)
         else:
-            panel_words.append((i + 1) * ldo if first else widest_rows[index] * ldp)
-            shape, what = panel_words[-1], f"panel{'^T' if first else ''}"
-            shared = dict(rows=rows[index], cols=i + 1, ld=ldo if first else ldp,
-                          transposed=first)
+            panel_words.append((i + 1) * ldo)
+            shape, what = panel_words[-1], "panel^T"
+            shared = dict(rows=rows[index], cols=i + 1, ld=ldo, transposed=True)
         holds = member[index] and (out_cols > 0 if block else True)
         p_addr.append(spad.alloc(f"[W{index} | b{index}] {what}", shape))
         if holds:
@@ -393,10 +390,6 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
         constants.append((zero_addr, 1, zero_words, zero_words, 0))
     g_addr = None if plain else spad.alloc("gradient", max(panel_words))
     logits_addr = spad.alloc("logits (batch x classes)", batch * ldc)
-    wt_scratch = None
-    if columns:
-        wt_scratch = spad.alloc(f"[W{last} | b{last}]^T column block in the forward pass",
-                                ldw * ldc)
     dfull_addr = spad.alloc("output gradient (batch x classes)", batch * ldc)
     dfull_t_addr = spad.alloc("output gradient (classes x batch)", classes * ldb)
     t_spad = spad.alloc("targets", batch * ldc)
@@ -412,37 +405,34 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
             source = coll.relay_source(holders, targets, cores)
             ring_emit(e, core, coll.relay(source, targets, addr, words, cores))
 
-    def partial_e(inputs, a, b_, k, lda):
-        """The core's partial ``E`` (``inputs x batch``) over ``k`` rows; +0 for none."""
+    def partial_e(inputs, a, b_, k, lda, *, loaded=False):
+        """The core's partial ``E`` (``inputs x batch``) over ``k`` rows; +0 for none.
+        ``loaded``: ``a`` holds A itself (``W^T``), loaded into MemA; else ``A^T``."""
         if k:
-            b.gemm("delta", c=e_addr, a=a, b=b_, m=inputs, n=batch, k=k, lda=lda, ldb=ldb,
-                   ldc=ldb)
+            (b.gemm_rows if loaded else b.gemm)("delta", c=e_addr, a=a, b=b_, m=inputs,
+                                                 n=batch, k=k, lda=lda, ldb=ldb, ldc=ldb)
         else:
             b.gemm("delta", c=e_addr, a=zero_addr, b=zero_addr, m=inputs, n=batch, k=1,
                    lda=ceil_to(inputs, nr), ldb=ldb, ldc=ldb, macs=False)
 
     for index, (o, i) in enumerate(layers):
         seg = segments[index]
-        ldp, ldo = ceil_to(i + 1, nr), ceil_to(widest_rows[index], nr)
+        ldo = ceil_to(widest_rows[index], nr)
         lo, m = own[index][0], rows[index]
-        forward_a = p_addr[index] if index == 0 else pt_scratch
         if member[index] and index == last and columns:
             # The core's partial logits over its columns (+0 without any), summed round the
             # segment into the logits of every sample on every core.
             if out_cols:
-                b.transpose(p_addr[index], o, out_cols, ldw, wt_scratch, ldc)
-                b.gemm("forward", c=logits_addr, a=xt_addr[index] + lo * ldb, b=wt_scratch,
+                b.gemm("forward", c=logits_addr, a=xt_addr[index] + lo * ldb, b=p_addr[index],
                        m=batch, n=o, k=out_cols, lda=ldb, ldb=ldc, ldc=ldc)
             else:
                 b.gemm("forward", c=logits_addr, a=zero_addr, b=zero_addr, m=batch, n=o, k=1,
                        lda=ldb, ldb=ldc, ldc=ldc, macs=False)
             ring_emit(e, core, coll.all_reduce(seg, logits_addr, batch * ldc, ldc))
         elif member[index]:
-            if index > 0 and m:
-                b.transpose(p_addr[index], m, i + 1, ldp, pt_scratch, ldo)
             if index < last:
                 if m:
-                    b.gemm("forward", c=h_addr[index], a=forward_a, b=xt_addr[index], m=m,
+                    b.gemm("forward", c=h_addr[index], a=p_addr[index], b=xt_addr[index], m=m,
                            n=batch, k=i + 1, lda=ldo, ldb=ldb, ldc=ldb)
                 b.elementwise("forward", VecOp.MAXS, xt_addr[index + 1] + lo * ldb,
                               h_addr[index], count=m * ldb, alpha=r["zero"])
@@ -450,7 +440,7 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                     ring_emit(e, core, coll.all_gather(seg, xt_addr[index + 1], o * ldb, ldb))
             else:
                 if m:
-                    b.gemm("forward", c=h_addr[index] + lo * ldb, a=forward_a,
+                    b.gemm("forward", c=h_addr[index] + lo * ldb, a=p_addr[index],
                            b=xt_addr[index], m=m, n=batch, k=i + 1, lda=ldo, ldb=ldb, ldc=ldb)
                 ring_emit(e, core, coll.all_gather(seg, h_addr[index], o * ldb, ldb))
         if index < last:
@@ -470,7 +460,7 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
     for index in reversed(range(len(layers))):
         o, i = layers[index]
         seg = segments[index]
-        ldp, ldo = ceil_to(i + 1, nr), ceil_to(widest_rows[index], nr)
+        ldo = ceil_to(widest_rows[index], nr)
         lo, m = own[index][0], rows[index]
         dt_own = dfull_t_addr + lo * ldb if index == last else dt_addr[index]
         block = index == last and columns
@@ -478,9 +468,9 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
         # (or DFA's F_l's) times every output's delta.
         local_e = index > 0 and columns and (block or bool(f_addr))
         if member[index] and block:
-            if m and not f_addr:
-                b.gemm("delta", c=e_addr + lo * ldb, a=p_addr[index], b=dfull_t_addr, m=m,
-                       n=batch, k=o, lda=ldw, ldb=ldb, ldc=ldb)
+            if m and not f_addr:     # W^T: the block's first m rows, loaded as A
+                b.gemm_rows("delta", c=e_addr + lo * ldb, a=p_addr[index], b=dfull_t_addr,
+                            m=m, n=batch, k=o, lda=ldc, ldb=ldb, ldc=ldb)
         elif member[index]:
             if m:
                 b.transpose(dt_own, m, batch, ldb, d_addr, ldo)
@@ -493,8 +483,8 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                 # DFA (one segment): E = F^T D_out^T over the core's output rows.
                 partial_e(i, f_addr[index - 1], dfull_t_addr + own[last][0] * ldb, rows[last],
                           ceil_to(i, nr))
-            elif index > 0:
-                partial_e(i, p_addr[index], dt_own, m, ldp)
+            elif index > 0:          # W^T: the panel's first i rows, loaded as A
+                partial_e(i, p_addr[index], dt_own, m, ldo, loaded=True)
         if index > 0:
             below = segments[index - 1]
             if member[index] and not local_e:
@@ -506,20 +496,18 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                 below_lo, below_rows = own[index - 1][0], rows[index - 1]
                 b.elementwise("delta", VecOp.RELUD, dt_addr[index - 1], h_addr[index - 1],
                               e_addr + below_lo * ldb, count=below_rows * ldb)
-            if member[index] and block and out_cols:
-                b.transpose(xt_addr[index] + lo * ldb, out_cols, batch, ldb, x_scratch, ldw)
-            elif member[index] and m:
-                b.transpose(xt_addr[index], i + 1, batch, ldb, x_scratch, ldp)
         if block and member[index] and out_cols:
-            b.update(False, p=p_addr[index], g=g_addr, x=x_scratch, d=dfull_addr,
+            b.update(p=p_addr[index], g=g_addr, x=xt_addr[index] + lo * ldb, d=dfull_addr,
                      mom=mom_addr[index] if use_mom else None, rows=o, inputs=out_cols - 1,
-                     batch=batch, use_wd=use_wd, ldo=ldc, ldp=ldw)
+                     batch=batch, use_wd=use_wd, ldo=ldc, ldx=ldb, batch_major=False)
             continue
         if block or not member[index] or not m:
             continue
-        b.update(index == 0, p=p_addr[index], g=g_addr, x=x0_addr if index == 0 else x_scratch,
-                 d=d_addr, mom=mom_addr[index] if use_mom else None, rows=m, inputs=i,
-                 batch=batch, use_wd=use_wd, ldo=ldo)
+        first = index == 0
+        b.update(p=p_addr[index], g=g_addr, x=x0_addr if first else xt_addr[index], d=d_addr,
+                 mom=mom_addr[index] if use_mom else None, rows=m, inputs=i, batch=batch,
+                 use_wd=use_wd, ldo=ldo, ldx=ceil_to(i + 1, nr) if first else ldb,
+                 batch_major=first)
     e("transfer", Opcode.HALT)
     i0 = layers[0][1]
     io = {"inputs_t": xt_addr[0], "inputs": x0_addr, "targets": t_spad,

@@ -387,19 +387,24 @@ def _gemm(sim, f, plan, snapshot):
     fmt, acc = sim.cfg.operand, sim.cfg.acc
     rows_of = lambda base, ld, count, width: base + np.arange(count)[:, None] * ld + \
         np.arange(width)[None, :]  # noqa: E731
-    a_idx = rows_of(f.a, f.lda, k, f.m)          # A^T: k x m
+    lda_local = plan.values["lda_local"]
+    p = np.arange(k)
+    a_idx = np.zeros(0, dtype=np.int64) if f.a_mema else rows_of(f.a, f.lda, k, f.m)  # A^T
     b_idx = rows_of(f.b, f.ldb, k, f.n)
     c_idx = rows_of(f.c, f.ldc, f.m, f.n)
     if np.intersect1d(c_idx, np.union1d(a_idx, b_idx)).size:
         raise AliasingError("gemm: C overlaps A or B")
-    a = sim.spad[a_idx].T
+    if f.a_mema:                                # one block, in MemA already
+        i = np.arange(f.m)
+        a = sim.mema[(i % nr)[:, None], (p % nr)[None, :],
+                     (i // nr)[:, None] * lda_local + (p // nr)[None, :]]
+    else:
+        a = sim.spad[a_idx].T
     b = sim.spad[b_idx]
     c_in = sim.spad[c_idx] if f.accumulate else None
     sim.spad[c_idx] = gk.gemm(a, b, c_in, fmt, acc)
-    # Staging left in the PEs: every A block (the last one wins) and every B panel loaded.
-    lda_local = plan.values["lda_local"]
-    p = np.arange(k)
-    for block in range(-(-f.m // f.mc)):
+    # Staging left in the PEs: every A block streamed (the last one wins) and every B panel.
+    for block in range(0 if f.a_mema else -(-f.m // f.mc)):
         i = np.arange(block * f.mc, min(f.m, (block + 1) * f.mc))
         local = ((i - block * f.mc) // nr)[:, None] * lda_local + (p // nr)[None, :]
         sim.mema[(i % nr)[:, None], (p % nr)[None, :], local] = a[i]

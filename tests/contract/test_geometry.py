@@ -109,10 +109,10 @@ def test_the_select_is_the_callers():
     assert seen, "plans choose through the select they are given"
 
 
-@pytest.mark.parametrize("m, n, k, mc, accumulate", [
-    (32, 32, 32, 32, 0), (37, 9, 11, 16, 1), (64, 16, 8, 32, 0)])
-def test_gemm_schedule_covers_every_block_panel_and_group(m, n, k, mc, accumulate):
-    f = SimpleNamespace(m=m, n=n, k=k, mc=mc, accumulate=accumulate)
+@pytest.mark.parametrize("m, n, k, mc, accumulate, a_mema", [
+    (32, 32, 32, 32, 0, 0), (37, 9, 11, 16, 1, 0), (64, 16, 8, 32, 0, 0), (32, 9, 11, 32, 1, 1)])
+def test_gemm_schedule_covers_every_block_panel_and_group(m, n, k, mc, accumulate, a_mema):
+    f = SimpleNamespace(m=m, n=n, k=k, mc=mc, accumulate=accumulate, a_mema=a_mema)
     schedule = gemm_schedule(f, CFG)
     group = CFG.nr * CFG.acc_lanes
     blocks = cdiv(m, mc)
@@ -123,9 +123,12 @@ def test_gemm_schedule_covers_every_block_panel_and_group(m, n, k, mc, accumulat
     # Every phase computes K Lacc cycles at least; banks alternate.
     assert all(p.length >= k * CFG.acc_lanes for p in schedule.phases)
     assert [p.bank for p in schedule.phases] == [i % 2 for i in range(len(schedule.phases))]
+    # A streams from the SPAD in a block's first panel, unless it is in MemA already.
+    assert [p.astream for p in schedule.phases] == [
+        p.panel == 0 and not a_mema for p in schedule.phases]
     plan = kernel_plan(Opcode.GEMM, fields(Opcode.GEMM, m=m, n=n, k=k, mc=mc,
-                                           accumulate=accumulate, lda=64, ldb=32, ldc=32),
-                       CFG)
+                                           accumulate=accumulate, lda=64, ldb=32, ldc=32,
+                                           a_mema=a_mema), CFG)
     assert plan.stream_cycles == schedule.cycles
 
 

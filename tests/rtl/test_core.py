@@ -44,6 +44,9 @@ CASES = {
                                           mc=cfg.nr * cfg.acc_lanes),
     "gemm-acc": lambda cfg, rng: kc.gemm_case(cfg, 9, 3, 2, rng, accumulate=True,
                                               specials=0.05),
+    # A row-major in the SPAD, loaded into MemA by lda: no stream, every panel reads MemA.
+    "gemm-a-mema": lambda cfg, rng: kc.gemm_case(cfg, 11, 5, 7, rng, accumulate=True,
+                                                 a_mema=True),
     "smxce": lambda cfg, rng: kc.smxce_case(cfg, 7, rng),
     "lda-trans": lambda cfg, rng: kc.transfer_case(cfg, 3, 5, rng, trans=True),
     "vectors": lambda cfg, rng: kc.vector_transfer_case(cfg, 7, rng),

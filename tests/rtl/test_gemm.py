@@ -12,18 +12,19 @@ from caterpillar.rtl.gemm import GemmEngine
 CFG = preset("tiny")
 
 
-@pytest.mark.parametrize("m,n,k,mc,acc", [
-    (8, 2, 3, 8, 0), (17, 5, 4, 8, 1), (16, 9, 1, 16, 1), (9, 4, 20, 8, 0), (40, 3, 2, 16, 1),
+@pytest.mark.parametrize("m,n,k,mc,acc,a_mema", [
+    (8, 2, 3, 8, 0, 0), (17, 5, 4, 8, 1, 0), (16, 9, 1, 16, 1, 0), (9, 4, 20, 8, 0, 0),
+    (40, 3, 2, 16, 1, 0), (8, 9, 3, 8, 1, 1), (7, 2, 20, 8, 0, 1), (16, 5, 1, 16, 0, 1),
 ])
-def test_busy_cycles_equal_the_schedule(m, n, k, mc, acc):
-    f = SimpleNamespace(m=m, n=n, k=k, mc=mc, accumulate=acc)
+def test_busy_cycles_equal_the_schedule(m, n, k, mc, acc, a_mema):
+    f = SimpleNamespace(m=m, n=n, k=k, mc=mc, accumulate=acc, a_mema=a_mema)
     want = gemm_schedule(f, CFG).cycles
     engine = GemmEngine(CFG)
     measured = {}
 
     async def testbench(ctx):
         ctx.set(engine.f, {"m": m, "n": n, "k": k, "mc": mc, "accumulate": acc,
-                           "lda": m + 8, "ldb": n + 8, "ldc": n + 8})
+                           "a_mema": a_mema, "lda": m + 8, "ldb": n + 8, "ldc": n + 8})
         ctx.set(engine.start, 1)
         await ctx.tick()
         ctx.set(engine.start, 0)

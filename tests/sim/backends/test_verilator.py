@@ -61,6 +61,8 @@ def test_kernels_on_random_shapes(device, rng):
         m, n, k = (int(v) for v in rng.integers(1, 30, 3))
         compare(device, kc.gemm_case(CFG, m, n, k, rng, accumulate=bool(rng.integers(2)),
                                      specials=0.02))
+        compare(device, kc.gemm_case(CFG, m, n, k, rng, accumulate=bool(rng.integers(2)),
+                                     a_mema=True))
         compare(device, kc.cpass_case(CFG, rows, cols, rng, prop=bool(rng.integers(2)),
                                       fwd=bool(rng.integers(2)), specials=0.02))
         compare(device, kc.smxce_case(CFG, int(rng.integers(1, 20)), rng))

@@ -111,6 +111,41 @@ def test_gemm_splits_k_into_chunks_accumulating_after_the_first(accumulate, rng)
     np.testing.assert_array_equal(out, want)
 
 
+@pytest.mark.parametrize("mema_words", [160, 1000])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_gemm_rows_loads_each_block_of_a_into_mema_and_sums_like_gemm(mema_words, accumulate,
+                                                                      rng):
+    # A row-major (m x k): every chunk of k_chunk terms and block of rows is loaded by an
+    # lda and multiplied from MemA (a_mema); the sums are gemm_chunked's, bit for bit.
+    cfg = ROOMY.replace(mema_words=mema_words)
+    fmt, nr = cfg.operand, cfg.nr
+    m, n, k, lda, ldb, ldc = 37, 6, 150, 150, 6, 6
+    a_at, b_at, c_at = 0, m * lda, m * lda + k * ldb
+    builder, ins, phases, macs, words = emitted(cfg, lambda b: b.gemm_rows(
+        "update", c=c_at, a=a_at, b=b_at, m=m, n=n, k=k, lda=lda, ldb=ldb, ldc=ldc,
+        accumulate=accumulate))
+    kc = builder.k_chunk
+    loads, gemms = ins[::2], ins[1::2]
+    assert {i.op for i in loads} == {Opcode.LDA} and {i.op for i in gemms} == {Opcode.GEMM}
+    assert all(i.trans == 0 and i.mema == 0 and i.ldm == cdiv(i.cols, nr) for i in loads)
+    assert all(g.a_mema == 1 and (g.m, g.k) == (a.rows, a.cols) and g.m <= g.mc
+               for a, g in zip(loads, gemms))
+    assert sum(g.m * g.k for g in gemms) == m * k and sum(macs) == m * n * k
+    assert len(gemms) > 3 if mema_words == 160 else len(gemms) == 3    # blocks of rows
+    assert [g.accumulate for g in gemms] == [int(accumulate or g.b > b_at) for g in gemms]
+    assert set(phases) == {"transfer", "update"} and failed_checks(words, cfg) == []
+    a = random_bits(rng, (m, k), fmt)
+    b = random_bits(rng, (k, n), fmt)
+    c0 = random_bits(rng, (m, n), fmt)
+    spad = np.zeros(cfg.spad_words, dtype=np.uint64)
+    spad[a_at:a_at + m * lda] = a.ravel()
+    spad[b_at:b_at + k * ldb] = b.ravel()
+    spad[c_at:c_at + m * ldc] = c0.ravel()
+    out = run(cfg, words, spad)[c_at:c_at + m * ldc].reshape(m, n)
+    want = gemm_chunked(a, b, fmt, cfg.acc, kc, c=c0 if accumulate else None)
+    np.testing.assert_array_equal(out, want)
+
+
 @pytest.mark.parametrize("mema_words", [128, 300, 1000])
 @pytest.mark.parametrize("m, k", [(3, 1), (20, 7), (100, 64), (37, 150)])
 def test_gemm_row_blocks_are_row_groups_that_fit_mema(mema_words, m, k):
@@ -269,9 +304,15 @@ def test_one_core_step_instruction_mix(loss, opt):
         assert len(set(axpy.values())) == 1 and min(axpy.values()) >= n
     assert vops[(VecOp.MAXS, SCALAR_REGS["zero"])] >= n - 1
     assert vops[(VecOp.RELUD, 0)] >= n - 1
-    moves = [i for i in ins if i.op in (Opcode.LDA, Opcode.STA)]
-    assert moves and all((a.op, a.trans, b.op, b.trans) == (Opcode.LDA, 1, Opcode.STA, 0)
-                         for a, b in zip(moves[::2], moves[1::2]))
+    # Transposes (the deltas, batch-major) pass through MemA: lda with trans, then sta; an
+    # lda without trans loads A for the GEMM after it (the backward's W^T, the update's input).
+    for a, b in zip(ins, ins[1:]):
+        if a.op == Opcode.LDA:
+            assert (b.op, b.trans) == (Opcode.STA, 0) if a.trans else \
+                (b.op, b.a_mema, b.k) == (Opcode.GEMM, 1, a.cols), (a.text(), b.text())
+    assert any(i.op == Opcode.STA for i in ins)
+    loaded = Counter(p for i, p in zip(ins, core.phases) if i.op == Opcode.GEMM and i.a_mema)
+    assert loaded == {"delta": n - 1, "update": n - 1}      # layer 0's input is batch-major
     assert not any(i.op in (Opcode.RING, Opcode.GEMV, Opcode.GER) for i in ins)
     assert ins[-1].op == Opcode.HALT and core.k_chunk == TINY.memb_words // 2
 
@@ -316,7 +357,7 @@ def test_one_core_tensors_and_io_fit_the_spad(cfg, opt):
     assert {t.name for t in core.tensors} == names
     for t in core.tensors:
         o, i = graph.layers[int(t.name[1:])]
-        assert (t.rows, t.cols) == (o, i + 1) and t.transposed == (t.name[1:] == "0"), t
+        assert (t.rows, t.cols) == (o, i + 1) and t.transposed, t
     io = core.io
     assert (io["ld_batch"], io["ld_inputs"], io["ld_classes"]) == \
         (ceil_to(batch, nr), ceil_to(graph.sizes[0] + 1, nr), ceil_to(graph.sizes[-1], nr))
@@ -337,17 +378,17 @@ def test_one_core_tensors_and_io_fit_the_spad(cfg, opt):
 
 
 def test_a_spad_too_small_names_the_words_and_the_fix():
-    # (9, 7, 5), batch 8 on nr = 2 (ld 8 for the batch, 10 and 8 for [W | b] rows):
+    # (9, 7, 5), batch 8 on nr = 2 (ld 8 for the batch, 8 and 6 for [W | b]^T rows):
     # layer 0: [W0|b0]^T 80, [x; 1] 80, [x | 1] 80, h0 56, d0 64 + 56;
-    # layer 1: [W1|b1] 40 and ^T 48, [a0; 1] 64, [a0 | 1] 64, logits 48, d1 48 + 40;
-    # W^T d (7 hidden) 56, targets 48: 872 words. (A deeper network shares one ^T and one
-    # batch-major scratch between its layers above the first.)
+    # layer 1: [W1|b1]^T 48, [a0; 1] 64, logits 48, d1 48 + 40;
+    # W^T d (7 hidden) 56, targets 48: 768 words. (No transposed copy of a panel and no
+    # batch-major input above the first layer: the GEMMs load those operands into MemA.)
     graph = TrainingGraph((9, 7, 5), algorithm="mbgd", batch=8)
-    with pytest.raises(CompileError, match=r"^the SPAD needs 872 words but the config has 256 "
+    with pytest.raises(CompileError, match=r"^the SPAD needs 768 words but the config has 256 "
                                            r"\(largest: .*\); use a config with more "
                                            r"spad_words or a smaller batch or model$"):
         mbgd_core_program(graph, TINY.replace(spad_words=256))
-    mbgd_core_program(graph, TINY.replace(spad_words=872))
+    mbgd_core_program(graph, TINY.replace(spad_words=768))
 
 
 @pytest.mark.parametrize("cores", [2, 3])

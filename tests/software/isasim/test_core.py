@@ -33,6 +33,7 @@ def cases_for(cfg, rng):
     yield kc.cpass_case(cfg, 10, 3, rng, prop=False)
     yield kc.gemm_case(cfg, 17, 9, 11, rng)
     yield kc.gemm_case(cfg, 8, 3, 1, rng, accumulate=True, specials=0.05)
+    yield kc.gemm_case(cfg, 13, 6, 9, rng, accumulate=True, a_mema=True)
     yield kc.smxce_case(cfg, 10, rng)
     yield kc.transfer_case(cfg, 5, 11, rng, trans=True)
     yield kc.vector_transfer_case(cfg, 11, rng)
