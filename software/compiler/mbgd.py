@@ -314,7 +314,6 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
     layers = graph.layers
     batch, classes = graph.batch, graph.sizes[-1]
     ldb, ldc = ceil_to(batch, nr), ceil_to(classes, nr)
-    spad = Region("the SPAD", cfg.spad_words, align=nr)
     check_mbgd_memb(cfg, classes)
     member = [core in seg for seg in segments]
     # The core's (lo, hi) output rows of each layer it works on (possibly none).
@@ -330,69 +329,96 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
     out_cols = rows[last] + has_bias
 
     # Same addresses on every core: panels are sized for the largest share. Every panel is
-    # held transposed, as on one core.
-    tensors, p_addr, mom_addr = [], [], []
-    xt_addr, h_addr, dt_addr, panel_words = [], [], [], []
-    constants = []
-    for index, (o, i) in enumerate(layers):
-        ldo = ceil_to(widest_rows[index], nr)
-        block = index == last and columns
-        if block:
-            panel_words.append((widest_rows[index] + 1) * ldc)
-            shape, what = panel_words[-1], "column block^T"
-            shared = dict(rows=o, cols=out_cols, ld=ldc, transposed=True, bias=has_bias)
-        else:
-            panel_words.append((i + 1) * ldo)
-            shape, what = panel_words[-1], "panel^T"
-            shared = dict(rows=rows[index], cols=i + 1, ld=ldo, transposed=True)
-        holds = member[index] and (out_cols > 0 if block else True)
-        p_addr.append(spad.alloc(f"[W{index} | b{index}] {what}", shape))
-        if holds:
-            tensors.append(Tensor(f"P{index}", "spad", addr=p_addr[-1], **shared))
-        if use_mom:
-            mom_addr.append(spad.alloc(f"momentum {index}", shape))
+    # held transposed, as on one core. The layers' gathered inputs are kept for the whole
+    # step if the SPAD has room; else (``compact``, one segment) the inputs above layer 0 take
+    # turns in two buffers, which also hold E, and each is gathered again for its update.
+    compact_ok = len(set(segments)) == 1 and len(layers) > 1
+    for compact in (False, True):
+        spad = Region("the SPAD", cfg.spad_words, align=nr)
+        tensors, p_addr, mom_addr = [], [], []
+        xt_addr, h_addr, dt_addr, panel_words = [], [], [], []
+        constants, turns = [], []
+        if compact:
+            widest_in = max(i for o, i in layers[1:])
+            for name in ("even", "odd"):
+                base = spad.alloc(f"[a; 1] and E of the {name} layers (features x batch)",
+                                  (widest_in + 1) * ldb)
+                turns.append(base + widest_in * ldb)            # the row of ones
+                constants.append((turns[-1], 1, batch, ldb, "one"))
+        for index, (o, i) in enumerate(layers):
+            ldo = ceil_to(widest_rows[index], nr)
+            block = index == last and columns
+            if block:
+                panel_words.append((widest_rows[index] + 1) * ldc)
+                shape, what = panel_words[-1], "column block^T"
+                shared = dict(rows=o, cols=out_cols, ld=ldc, transposed=True, bias=has_bias)
+            else:
+                panel_words.append((i + 1) * ldo)
+                shape, what = panel_words[-1], "panel^T"
+                shared = dict(rows=rows[index], cols=i + 1, ld=ldo, transposed=True)
+            holds = member[index] and (out_cols > 0 if block else True)
+            p_addr.append(spad.alloc(f"[W{index} | b{index}] {what}", shape))
             if holds:
-                tensors.append(Tensor(f"M{index}", "spad", addr=mom_addr[-1], **shared))
-        xt_addr.append(spad.alloc(f"[{input_name(index)}; 1] (features x batch)", (i + 1) * ldb))
-        constants.append((xt_addr[-1] + i * ldb, 1, batch, ldb, "one"))
-        # The logits are gathered whole (or, split by columns, summed in place of the
-        # logits batch-major); hidden pre-activations stay the core's own rows.
-        h_addr.append(None if block else
-                      spad.alloc(f"h{index}", (o if index == last else widest_rows[index]) * ldb))
-        dt_addr.append(spad.alloc(f"d{index} own (features x batch)",
-                                  widest_rows[index] * ldb))
-    x0_addr = spad.alloc("[x | 1] (batch x features)", batch * ceil_to(layers[0][1] + 1, nr))
-    d_addr = spad.alloc("d own (batch x features) of the layer in the update",
-                        batch * max(ceil_to(r, nr) for r in widest_rows))
-    # DFA: the core's rows of F_l (its output rows of the last layer), every hidden layer;
-    # with the output layer split by columns, the columns of F_l that match its rows of l.
-    f_addr, ldf = [], []
-    if graph.algorithm == "dfa":
-        for index, (o, i) in enumerate(layers[1:]):
-            if columns:
-                ldf.append(ceil_to(widest_rows[index], nr))
-                f_addr.append(spad.alloc(f"F{index} columns", classes * ldf[-1]))
-                if member[index] and rows[index]:
-                    tensors.append(Tensor(f"F{index}", "spad", classes, rows[index],
-                                          f_addr[-1], ldf[-1]))
-                continue
-            f_addr.append(spad.alloc(f"F{index} rows", widest_rows[-1] * ceil_to(i, nr)))
-            if member[-1]:
-                tensors.append(Tensor(f"F{index}", "spad", rows[-1], i, f_addr[-1],
-                                      ceil_to(i, nr)))
-    e_addr = spad.alloc("W^T d partial sums", max(graph.sizes[1:-1], default=1) * ldb)
-    # A core without rows of a layer (more cores than outputs) still adds a partial of E
-    # into the ring's sums: +0, the product of two zero vectors (a GEMM of one term).
-    zero_addr = None
-    if any(hi == lo for parts in blocks for lo, hi in parts):
-        zero_words = max(ceil_to(max(graph.sizes[1:-1], default=1), nr), ldb, ldc)
-        zero_addr = spad.alloc("zeros (the partial of a core without rows)", zero_words)
-        constants.append((zero_addr, 1, zero_words, zero_words, 0))
-    g_addr = None if plain else spad.alloc("gradient", max(panel_words))
-    logits_addr = spad.alloc("logits (batch x classes)", batch * ldc)
-    dfull_addr = spad.alloc("output gradient (batch x classes)", batch * ldc)
-    dfull_t_addr = spad.alloc("output gradient (classes x batch)", classes * ldb)
-    t_spad = spad.alloc("targets", batch * ldc)
+                tensors.append(Tensor(f"P{index}", "spad", addr=p_addr[-1], **shared))
+            if use_mom:
+                mom_addr.append(spad.alloc(f"momentum {index}", shape))
+                if holds:
+                    tensors.append(Tensor(f"M{index}", "spad", addr=mom_addr[-1], **shared))
+            if compact and index:
+                xt_addr.append(turns[index % 2] - i * ldb)
+            else:
+                xt_addr.append(spad.alloc(f"[{input_name(index)}; 1] (features x batch)",
+                                          (i + 1) * ldb))
+                constants.append((xt_addr[-1] + i * ldb, 1, batch, ldb, "one"))
+            # The logits are gathered whole (or, split by columns, summed in place of the
+            # logits batch-major); hidden pre-activations stay the core's own rows.
+            h_addr.append(None if block else spad.alloc(
+                f"h{index}", (o if index == last else widest_rows[index]) * ldb))
+            dt_addr.append(spad.alloc(f"d{index} own (features x batch)",
+                                      widest_rows[index] * ldb))
+        # Layer 0's update streams the batch-major input the host writes (compact: loads
+        # [x; 1] into MemA instead).
+        x0_addr = None if compact else spad.alloc(
+            "[x | 1] (batch x features)", batch * ceil_to(layers[0][1] + 1, nr))
+        d_addr = spad.alloc("d own (batch x features) of the layer in the update",
+                            batch * max(ceil_to(r, nr) for r in widest_rows))
+        # DFA: the core's rows of F_l (its output rows of the last layer), every hidden layer;
+        # with the output layer split by columns, the columns of F_l that match its rows of l.
+        f_addr, ldf = [], []
+        if graph.algorithm == "dfa":
+            for index, (o, i) in enumerate(layers[1:]):
+                if columns:
+                    ldf.append(ceil_to(widest_rows[index], nr))
+                    f_addr.append(spad.alloc(f"F{index} columns", classes * ldf[-1]))
+                    if member[index] and rows[index]:
+                        tensors.append(Tensor(f"F{index}", "spad", classes, rows[index],
+                                              f_addr[-1], ldf[-1]))
+                    continue
+                f_addr.append(spad.alloc(f"F{index} rows", widest_rows[-1] * ceil_to(i, nr)))
+                if member[-1]:
+                    tensors.append(Tensor(f"F{index}", "spad", rows[-1], i, f_addr[-1],
+                                          ceil_to(i, nr)))
+        # Where each layer puts the E it passes down: compact, in the turn buffer the layer
+        # above's input left free.
+        if compact:
+            e_at = [turns[(index + 1) % 2] - i * ldb for index, (o, i) in enumerate(layers)]
+        else:
+            e_at = [spad.alloc("W^T d partial sums", max(graph.sizes[1:-1], default=1) * ldb)
+                    ] * len(layers)
+        # A core without rows of a layer (more cores than outputs) still adds a partial of E
+        # into the ring's sums: +0, the product of two zero vectors (a GEMM of one term).
+        zero_addr = None
+        if any(hi == lo for parts in blocks for lo, hi in parts):
+            zero_words = max(ceil_to(max(graph.sizes[1:-1], default=1), nr), ldb, ldc)
+            zero_addr = spad.alloc("zeros (the partial of a core without rows)", zero_words)
+            constants.append((zero_addr, 1, zero_words, zero_words, 0))
+        g_addr = None if plain else spad.alloc("gradient", max(panel_words))
+        logits_addr = spad.alloc("logits (batch x classes)", batch * ldc)
+        dfull_addr = spad.alloc("output gradient (batch x classes)", batch * ldc)
+        dfull_t_addr = spad.alloc("output gradient (classes x batch)", classes * ldb)
+        t_spad = spad.alloc("targets", batch * ldc)
+        if spad.top <= cfg.spad_words or not compact_ok:
+            break
     spad.check("use a config with more spad_words or a smaller batch or model")
 
     e = Emitter()
@@ -464,6 +490,7 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
         lo, m = own[index][0], rows[index]
         dt_own = dfull_t_addr + lo * ldb if index == last else dt_addr[index]
         block = index == last and columns
+        e_addr = e_at[index]
         # Its rows of the layer below's E are whole on the core (no ring sum): W's columns
         # (or DFA's F_l's) times every output's delta.
         local_e = index > 0 and columns and (block or bool(f_addr))
@@ -496,6 +523,12 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                 below_lo, below_rows = own[index - 1][0], rows[index - 1]
                 b.elementwise("delta", VecOp.RELUD, dt_addr[index - 1], h_addr[index - 1],
                               e_addr + below_lo * ldb, count=below_rows * ldb)
+            if compact and index < last:
+                # Its input left its turn buffer: the ReLU of the own rows again, gathered.
+                below_lo, below_rows = own[index - 1][0], rows[index - 1]
+                b.elementwise("forward", VecOp.MAXS, xt_addr[index] + below_lo * ldb,
+                              h_addr[index - 1], count=below_rows * ldb, alpha=r["zero"])
+                ring_emit(e, core, coll.all_gather(seg, xt_addr[index], i * ldb, ldb))
         if block and member[index] and out_cols:
             b.update(p=p_addr[index], g=g_addr, x=xt_addr[index] + lo * ldb, d=dfull_addr,
                      mom=mom_addr[index] if use_mom else None, rows=o, inputs=out_cols - 1,
@@ -503,11 +536,11 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
             continue
         if block or not member[index] or not m:
             continue
-        first = index == 0
-        b.update(p=p_addr[index], g=g_addr, x=x0_addr if first else xt_addr[index], d=d_addr,
-                 mom=mom_addr[index] if use_mom else None, rows=m, inputs=i, batch=batch,
-                 use_wd=use_wd, ldo=ldo, ldx=ceil_to(i + 1, nr) if first else ldb,
-                 batch_major=first)
+        streamed = index == 0 and x0_addr is not None
+        b.update(p=p_addr[index], g=g_addr, x=x0_addr if streamed else xt_addr[index],
+                 d=d_addr, mom=mom_addr[index] if use_mom else None, rows=m, inputs=i,
+                 batch=batch, use_wd=use_wd, ldo=ldo,
+                 ldx=ceil_to(i + 1, nr) if streamed else ldb, batch_major=streamed)
     e("transfer", Opcode.HALT)
     i0 = layers[0][1]
     io = {"inputs_t": xt_addr[0], "inputs": x0_addr, "targets": t_spad,

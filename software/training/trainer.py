@@ -255,11 +255,13 @@ class CoreTrainer:
             xt = np.zeros((x.shape[1], ldb), dtype=np.uint64)
             xt[:, :x.shape[0]] = x.T
             self.driver.write_spad(io["inputs_t"], xt.ravel())
-            # The batch-major copy [x | 1] too: inputs are data, so the host lays them out.
-            xb = np.zeros((x.shape[0], io["ld_inputs"]), dtype=np.uint64)
-            xb[:, :x.shape[1]] = x
-            xb[:, x.shape[1]] = self.one
-            self.driver.write_spad(io["inputs"], xb.ravel())
+            # The batch-major copy [x | 1] too, where the step reads one: inputs are data, so
+            # the host lays them out.
+            if io["inputs"] is not None:
+                xb = np.zeros((x.shape[0], io["ld_inputs"]), dtype=np.uint64)
+                xb[:, :x.shape[1]] = x
+                xb[:, x.shape[1]] = self.one
+                self.driver.write_spad(io["inputs"], xb.ravel())
             tt = np.zeros((t.shape[0], ldc), dtype=np.uint64)
             tt[:, :classes] = t
             self.driver.write_spad(io["targets"], tt.ravel())

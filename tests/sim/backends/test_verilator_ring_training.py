@@ -63,6 +63,17 @@ def test_layers_narrower_than_the_ring_on_the_rtl(device, algorithm, sizes, batc
     assert run.cycles == hw.predicted
 
 
+@requires_verilator
+@pytest.mark.slow
+def test_inputs_taking_turns_in_the_spad_on_the_rtl(device, rng):
+    # The gathered inputs do not all fit tiny's SPAD: they take turns in two buffers and are
+    # gathered again for their updates (mbgd.py's compact layout).
+    hw, run = train_and_compare(CFG, (20, 18, 16, 14, 5), "mbgd", 20, "mse", 0.9, 0.0,
+                                steps=8, device=device, rng=rng)
+    assert hw.compiled.cores[0].io["inputs"] is None
+    assert run.cycles == hw.predicted
+
+
 #: cp's images of step programs need more IMEM than tiny's 256 words.
 CP_CFG = CFG.replace(name="tiny-cp", imem_words=2048)
 

@@ -439,6 +439,25 @@ def test_ring_training_is_bit_identical_to_golden(cores, sizes, batch, loss, mom
     assert hw.compiled.split == "rows" and min(run_.ring_cycles) > 0
 
 
+@pytest.mark.parametrize("algorithm", ["mbgd", "dfa"])
+def test_inputs_that_do_not_fit_take_turns_and_are_gathered_again(algorithm, rng):
+    # 20-18-16-14-5, batch 20 on 4 tiny cores: every layer's gathered input kept for the whole
+    # step needs more than the SPAD's 4,096 words; the inputs above layer 0 then take turns
+    # in two buffers (which also hold E) and each is gathered again for its update.
+    sizes, batch = (20, 18, 16, 14, 5), 20
+    cfg = TINY.replace(cores=4)
+    roomy = compile_training(TrainingGraph(sizes, algorithm=algorithm, batch=batch, loss="mse"),
+                             cfg.replace(spad_words=8192))
+    hw, run_ = train_and_compare(cfg, sizes, algorithm, batch, "mse", 0.9, 0.0, steps=3,
+                                 device=RingIsaDevice(cfg), rng=rng)
+    tight = hw.compiled
+    assert roomy.cores[0].io["inputs"] is not None and tight.cores[0].io["inputs"] is None
+    rings = [sum(decode(w).op == Opcode.RING for w in c.cores[0].program)
+             for c in (roomy, tight)]
+    assert rings[1] - rings[0] == (len(sizes) - 3) * (cfg.cores - 1)   # layers 1 and 2 again
+    assert run_.cycles == hw.predicted
+
+
 def test_one_core_compiles_to_the_one_core_program():
     graph = graph_of("mse", "both")
     assert compile_training(graph, TINY).cores == {0: mbgd_core_program(graph, TINY)}
