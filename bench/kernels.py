@@ -15,13 +15,16 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from caterpillar.contract.config import preset
-from caterpillar.contract.geometry import INSTRUCTION_OVERHEAD
+from caterpillar.contract.geometry import INSTRUCTION_OVERHEAD, RUN_START_CYCLES
 from caterpillar.contract.isa import Opcode
 from caterpillar.sim.backends.verilator import VerilatorDevice
 from caterpillar.sim.cases import kernels as kc
 from caterpillar.software.driver.core import Driver
 from caterpillar.software.isasim.device import IsaDevice
 from caterpillar.software.storage import check_output, write_json
+
+#: A run's cycles besides its kernel: the first fetch and decode, and the HALT's check.
+RUN_FIXED_CYCLES = RUN_START_CYCLES + INSTRUCTION_OVERHEAD
 
 __all__ = ["BenchRow", "bench_config", "run_kernel_bench", "format_table", "add_arguments",
            "run"]
@@ -126,10 +129,10 @@ def run_kernel_bench(nrs=(2, 4, 8), backend="verilator", kernels=("gemv", "gemvt
                 exact = stats.macs == case.counted_macs and all(
                     np.array_equal(a, b) and np.array_equal(a, e)
                     for a, b, e in zip(outputs, isa_outputs, case.expected))
-                cycles = stats.busy - INSTRUCTION_OVERHEAD
+                cycles = stats.busy - RUN_FIXED_CYCLES
                 # Utilization counts the problem's MACs (cpass's counter also counts its z
                 # partial sums); the counter must read what the kernel is specified to count.
-                row = BenchRow(nr, kernel, shape, cycles, isa_stats.busy - INSTRUCTION_OVERHEAD,
+                row = BenchRow(nr, kernel, shape, cycles, isa_stats.busy - RUN_FIXED_CYCLES,
                                case.macs, case.macs / (nr * nr * cycles), exact, seconds)
                 rows.append(row)
                 if progress:

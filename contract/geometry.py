@@ -20,16 +20,23 @@ from caterpillar.contract.isa import ErrorCause, Opcode, VecOp, unpack
 
 __all__ = ["cdiv", "log2", "python_select", "Segment", "Check", "KernelPlan", "PLANS",
            "kernel_plan", "cpass_fits", "INSTRUCTION_OVERHEAD", "SEQUENCER_OPCODES",
+           "RUN_START_CYCLES",
            "instruction_cycles",
            "word_cycles", "execution_cycles", "GemmPhase", "GemmSchedule", "gemm_schedule",
            "ring_queue_depth", "trailing_zeros", "bank_of", "bank_index", "bank_depth",
            "mema_bank_bit", "mema_bank_period", "mema_bank_words", "spad_bank_bit", "spad_bank",
            "spad_bank_index", "spad_bank_rows", "SMX_EXP_STEPS", "SMX_RECIP_STEPS"]
 
-#: Cycles of fetch, decode and check before an instruction's first micro-op.
-INSTRUCTION_OVERHEAD = 3
+#: Cycles before an instruction's first micro-op: its check. The sequencer fetches the next
+#: instruction in that cycle and decodes it in the cycle the instruction retires, so only the
+#: run's first instruction waits for its fetch and decode (:data:`RUN_START_CYCLES`).
+INSTRUCTION_OVERHEAD = 1
 
-#: Instructions the sequencer completes in its check cycle (no micro-ops, no engine).
+#: Cycles of the run's first fetch and decode, before its first check.
+RUN_START_CYCLES = 2
+
+#: Instructions the sequencer completes in its check cycle (no micro-ops, no engine). All but
+#: ``halt`` take one cycle more: the decode of the next instruction, fetched in their check.
 SEQUENCER_OPCODES = (Opcode.NOP, Opcode.HALT, Opcode.SYNC, Opcode.SETS)
 
 #: Micro-op steps of SMXCE's exp sequence per element, and of its reciprocal (one PE).
@@ -510,13 +517,14 @@ def execution_cycles(plan: KernelPlan, cfg) -> int:
 
 def instruction_cycles(op: Opcode, f, cfg) -> int:
     """Cycles the core spends on a legal instruction whose checks pass (the sequencer's rule):
-    :data:`INSTRUCTION_OVERHEAD`, then, unless it is one of :data:`SEQUENCER_OPCODES`, its
-    :func:`execution_cycles`. ``RING`` is timed by the ring engine, not here."""
+    :data:`INSTRUCTION_OVERHEAD`, then its :func:`execution_cycles`, or, for one of
+    :data:`SEQUENCER_OPCODES` but ``halt``, one cycle for the next instruction's decode. A
+    run adds :data:`RUN_START_CYCLES`. ``RING`` is timed by the ring engine, not here."""
     if op == Opcode.RING:
         raise ValueError("a RING instruction's cycles depend on its neighbours; use the ring "
                          "simulator (caterpillar.software.isasim.ring)")
     if op in SEQUENCER_OPCODES:
-        return INSTRUCTION_OVERHEAD
+        return INSTRUCTION_OVERHEAD + (op != Opcode.HALT)
     return INSTRUCTION_OVERHEAD + execution_cycles(kernel_plan(op, f, cfg), cfg)
 
 

@@ -31,16 +31,19 @@ _WORD_BITS = (INSTR_WORDS - 1).bit_length()
 
 
 class Sequencer(wiring.Component):
-    """Runs programs from IMEM: one macro-instruction at a time, no overlap.
+    """Runs programs from IMEM: one macro-instruction at a time, the next one fetched ahead.
 
-    Contract: a ``host.start`` pulse while idle begins at ``host.start_pc``. Each instruction
-    takes :data:`~caterpillar.contract.geometry.INSTRUCTION_OVERHEAD` cycles (fetch, decode,
-    check), then its kernel's micro-op stream (one cycle per point of its loop nests,
-    :func:`~caterpillar.contract.geometry.kernel_plan`), then, if it issued micro-ops,
-    ``cfg.write_back_latency`` cycles of drain, so that the next instruction sees every
-    result. ``halt`` sets ``done``. A failed check, an illegal opcode, running past IMEM, a
-    ``hazard`` from the array or a refused host access stops the core with ``error``, ``cause``
-    and ``error_pc`` until ``clear``. Micro-ops leave through registers: ``issue`` is
+    Contract: a ``host.start`` pulse while idle begins at ``host.start_pc`` with its fetch and
+    decode (:data:`~caterpillar.contract.geometry.RUN_START_CYCLES`). Each instruction takes
+    :data:`~caterpillar.contract.geometry.INSTRUCTION_OVERHEAD` cycle (its check, in which the
+    next instruction is fetched), then its kernel's micro-op stream (one cycle per point of its
+    loop nests, :func:`~caterpillar.contract.geometry.kernel_plan`), then, if it issued
+    micro-ops, ``cfg.write_back_latency`` cycles of drain, so that the next instruction sees
+    every result; the next instruction is decoded in the cycle this one retires. ``nop``,
+    ``sync`` and ``sets`` retire in their check and leave the next instruction's decode to a
+    cycle of its own. ``halt`` sets ``done``. A failed check, an illegal opcode, running past
+    IMEM, a ``hazard`` from the array or a refused host access stops the core with ``error``,
+    ``cause`` and ``error_pc`` until ``clear``. Micro-ops leave through registers: ``issue`` is
     presented to the PEs one cycle after the stream cycle that produced it. A ``RING``
     instruction starts the ring engine from its check cycle and retires in the cycle the engine
     reports ``finished`` (no drain).
@@ -125,6 +128,25 @@ class Sequencer(wiring.Component):
 
         legal = Cat(*[op == o.value for o in Opcode]).any()
         retire = Signal()
+        # The check cycle fetches the next instruction (when IMEM has it); the fetch port then
+        # holds that word until the instruction retires and decodes it.
+        ahead = Signal()
+        has_next = pc + 1 < cfg.imem_words
+        m.d.comb += fetch.en.eq(0)          # (a read port's en is 1 unless driven)
+
+        def fetch_next():
+            with m.If(has_next):
+                m.d.comb += [fetch.addr.eq(pc + 1), fetch.en.eq(1)]
+            m.d.sync += ahead.eq(has_next)
+
+        def retire_to_next():
+            m.d.comb += retire.eq(1)
+            m.d.sync += pc.eq(pc + 1)
+            with m.If(ahead):
+                m.d.sync += [instr.eq(fetch.data), *register_checks]
+                m.next = "CHECK"
+            with m.Else():
+                m.next = "FETCH"
 
         with m.FSM(name="seq") as fsm:
             with m.State("IDLE"):
@@ -155,12 +177,21 @@ class Sequencer(wiring.Component):
                     m.d.comb += retire.eq(1)
                     m.d.sync += [sregs[sets.reg].eq(sets.value[:cfg.word_width]),
                                  pc.eq(pc + 1)]
-                    m.next = "FETCH"
+                    fetch_next()
+                    with m.If(has_next):
+                        m.next = "DECODE"
+                    with m.Else():
+                        m.next = "FETCH"
                 with m.Elif((op == Opcode.NOP) | (op == Opcode.SYNC)):
                     m.d.comb += retire.eq(1)
                     m.d.sync += pc.eq(pc + 1)
-                    m.next = "FETCH"
+                    fetch_next()
+                    with m.If(has_next):
+                        m.next = "DECODE"
+                    with m.Else():
+                        m.next = "FETCH"
                 with m.Else():
+                    fetch_next()
                     self._check(m, op, plans, checks_ok, fail, gemm)
                     counter_sel = instr.args.rdcnt.counter
                     m.d.sync += counter_snapshot.eq(
@@ -190,15 +221,11 @@ class Sequencer(wiring.Component):
                 refuse_host_access()
             with m.State("RING"):
                 with m.If(self.ring.finished):
-                    m.d.comb += retire.eq(1)
-                    m.d.sync += pc.eq(pc + 1)
-                    m.next = "FETCH"
+                    retire_to_next()
                 refuse_host_access()
             with m.State("DRAIN"):
                 with m.If(drain == 0):
-                    m.d.comb += retire.eq(1)
-                    m.d.sync += pc.eq(pc + 1)
-                    m.next = "FETCH"
+                    retire_to_next()
                 with m.Else():
                     m.d.sync += drain.eq(drain - 1)
                 with m.If(self.array.hazard):

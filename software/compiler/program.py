@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from caterpillar.contract.config import CaterpillarConfig, ConfigError
-from caterpillar.contract.geometry import word_cycles
+from caterpillar.contract.geometry import RUN_START_CYCLES, word_cycles
 from caterpillar.contract.isa import INSTR_BITS, IsaError, Opcode, decode, encode
 from caterpillar.golden.trainer import scalars
 from caterpillar.software.graph.model import GraphError, TrainingGraph
@@ -220,8 +220,11 @@ class CoreProgram:
     def local_phase_report(self, cfg, start: int = 0) -> dict:
         """Per phase: cycles (``RING`` instructions excluded: their time depends on the
         neighbours) and model MACs of one step: the instructions from ``start`` to the first
-        ``halt`` (``cp``'s image holds one program per kind of pipeline step)."""
+        ``halt`` (``cp``'s image holds one program per kind of pipeline step). The run's first
+        fetch and decode count in the first instruction's phase."""
         out = {p: {"cycles": 0, "macs": 0} for p in PHASES}
+        if self.phases[start] != "ring":
+            out[self.phases[start]]["cycles"] += RUN_START_CYCLES
         for word, phase, macs in zip(self.program[start:], self.phases[start:],
                                      self.macs[start:]):
             if phase != "ring":

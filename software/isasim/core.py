@@ -18,8 +18,10 @@ import numpy as np
 from caterpillar.contract.events import instruction_events
 from caterpillar.contract.geometry import (
     INSTRUCTION_OVERHEAD,
+    RUN_START_CYCLES,
     SEQUENCER_OPCODES,
     execution_cycles,
+    instruction_cycles,
     kernel_plan,
 )
 from caterpillar.contract.isa import INSTR_WORDS, Counter, ErrorCause, Layout, Opcode, VecOp, unpack
@@ -95,6 +97,7 @@ class IsaSim:
         :class:`~caterpillar.software.isasim.ring.RingSim`.
         """
         self.reset_counters()
+        self.start_run(start_pc)
         pc = start_pc
         for _ in range(max_instructions):
             step = self.execute(pc)
@@ -105,6 +108,12 @@ class IsaSim:
                 return step.result
             pc = step.pc
         raise RuntimeError(f"no HALT within {max_instructions} instructions")
+
+    def start_run(self, pc: int):
+        """Account the run's first fetch and decode (none if ``pc`` is past IMEM: that fetch
+        fails, :meth:`execute` counts it)."""
+        if pc < self.cfg.imem_words:
+            self._spend(RUN_START_CYCLES)
 
     def reset_counters(self):
         """Zero the counters and the per-opcode cycle tally (a start with counter clear)."""
@@ -124,9 +133,8 @@ class IsaSim:
             self.counters[Counter.BUSY] += 1
             return Step("done", result=self._result(ErrorCause.IMEM_RANGE, pc, per_op))
         op, values = unpack(self.imem[pc])
-        # RDCNT reads the counters in its check cycle, two cycles after its fetch.
-        snapshot = {c: v + (2 if c in (Counter.CYCLES, Counter.BUSY) else 0)
-                    for c, v in self.counters.items()}
+        # RDCNT reads the counters in its check cycle, the first this instruction accounts.
+        snapshot = dict(self.counters)
         self._spend(INSTRUCTION_OVERHEAD)
         if op is None:
             return Step("done", result=self._result(ErrorCause.ILLEGAL_OPCODE, pc, per_op))
@@ -138,7 +146,9 @@ class IsaSim:
             if op == Opcode.SETS:
                 self.sregs[f.reg] = f.value & ((1 << self.cfg.word_width) - 1)
             self.counters[Counter.INSTRET] += 1
-            return Step("next", pc=pc + 1, cycles=INSTRUCTION_OVERHEAD)
+            cycles = instruction_cycles(op, f, self.cfg)
+            self._spend(cycles - INSTRUCTION_OVERHEAD)      # the next instruction's decode
+            return Step("next", pc=pc + 1, cycles=cycles)
         plan = kernel_plan(op, f, self.cfg)
         for check in plan.checks:
             if not check.ok:

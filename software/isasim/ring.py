@@ -18,6 +18,7 @@ import numpy as np
 from caterpillar.contract.events import EVENTS_PER_INSTRUCTION, instruction_events, ring_events
 from caterpillar.contract.geometry import (
     INSTRUCTION_OVERHEAD,
+    RUN_START_CYCLES,
     SEQUENCER_OPCODES,
     instruction_cycles,
     kernel_plan,
@@ -154,6 +155,10 @@ class _TimingCore:
         self.busy = self.ring = 0
         self.events = {c: 0 for c in EVENTS_PER_INSTRUCTION}
 
+    def start_run(self, pc: int):
+        if pc < self.cfg.imem_words:
+            self.busy += RUN_START_CYCLES
+
     def execute(self, pc: int) -> Step:
         op, values = unpack(self.program[pc])
         fields = SimpleNamespace(**values)
@@ -226,7 +231,10 @@ class RingSim:
         for core in self.cores:
             core.reset_counters()
         pcs = list(start_pcs)
-        fetch_time = [0] * n      # cycle of the next FETCH (cores not in RING)
+        for core, pc in zip(self.cores, pcs):
+            core.start_run(pc)
+        # Cycle of the next instruction's check (cores not in RING).
+        fetch_time = [RUN_START_CYCLES] * n
         ring_from = [None] * n    # first cycle of the running RING instruction
         results = [None] * n
         for k in range(n):

@@ -10,7 +10,7 @@ from caterpillar.app.cli import main
 from caterpillar.bench import kernels as bench_kernels
 from caterpillar.bench.kernels import BenchRow
 from caterpillar.contract.config import preset
-from caterpillar.contract.geometry import INSTRUCTION_OVERHEAD
+from caterpillar.contract.geometry import INSTRUCTION_OVERHEAD, RUN_START_CYCLES
 from caterpillar.contract.isa import Opcode, decode, encode
 from caterpillar.sim.cases import kernels as kc
 from caterpillar.software.driver.core import Driver
@@ -86,7 +86,7 @@ def test_cycles_are_the_kernel_without_the_halt(small_shapes):
     halt = driver.run().busy
     driver.load_program(kernel)
     stats = driver.run()
-    assert halt == INSTRUCTION_OVERHEAD
+    assert halt == RUN_START_CYCLES + INSTRUCTION_OVERHEAD      # its fetch, decode, check
     assert row.cycles == stats.busy - halt and row.macs == stats.macs == 144
 
 

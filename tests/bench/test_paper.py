@@ -30,7 +30,9 @@ def test_a_case_is_what_compile_reports():
 
 
 def test_cases_that_cannot_run_say_why():
-    mbgd = paper.evaluate_case({"network": "N1", "algorithm": "mbgd", "batch": 100})
+    # N3's weights exceed the SPADs (they would fit the PEs' local SRAM, as the paper keeps
+    # them, but mbgd keeps them in the SPAD).
+    mbgd = paper.evaluate_case({"network": "N3", "algorithm": "mbgd", "batch": 50})
     assert mbgd["status"] == "does not compile"
     assert mbgd["reason"].startswith("the SPAD needs ") and "262144" in mbgd["reason"]
     # Its fit table measures every memory: only the SPAD is short; the paper's criterion
@@ -107,7 +109,7 @@ def test_paper_quick_on_a_local_ray(tmp_path, capsys):
     fit = {r["case"]: r for r in first["tables"]["fit"]}
     assert set(fit) == {c.name for c in paper.QUICK_CASES if c.algorithm != "mbcp"}
     assert all(r["paper_fits"] for r in fit.values())
-    assert fit["N1 sgd"]["fits"] and not fit["N1 mbgd-100"]["fits"]
+    assert fit["N1 sgd"]["fits"] and fit["N1 mbgd-100"]["fits"]
     assert "## Fit table" in text and "| N1 mbgd-100 | 1,785 / 8,192 (fits) |" in text
     assert "## Utilization per phase" in text and "| N1 sgd | " in text
     assert len((out / "fit.csv").read_text().splitlines()) == len(fit) + 1
