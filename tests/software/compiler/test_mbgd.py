@@ -77,19 +77,42 @@ def random_bits(rng, shape, fmt):
     return to_bits(rng.uniform(-1.0, 1.0, shape), fmt)
 
 
+def emitted_gemm(cfg, method, phase, shape, accumulate):
+    """``MbgdBuilder.<method>`` on packed operands (A^T for ``gemm``, A for ``gemm_rows``, then
+    B, then C): their addresses and :func:`emitted`'s results."""
+    m, n, k = shape
+    addrs = (0, m * k, m * k + k * n)
+    lda = m if method == "gemm" else k
+    return addrs, emitted(cfg, lambda b: getattr(b, method)(
+        phase, c=addrs[2], a=addrs[0], b=addrs[1], m=m, n=n, k=k, lda=lda, ldb=n, ldc=n,
+        accumulate=accumulate))
+
+
+def assert_gemm_on_simulator(cfg, words, rng, shape, addrs, kc, accumulate, *, a_transposed):
+    """Run ``words`` on random A (``A^T`` at ``a`` if ``a_transposed``, else A, both packed),
+    B and C; C must be :func:`gemm_chunked`'s, bit for bit."""
+    (m, n, k), (a_at, b_at, c_at), fmt = shape, addrs, cfg.operand
+    a, b, c0 = (random_bits(rng, dims, fmt) for dims in ((m, k), (k, n), (m, n)))
+    spad = np.zeros(cfg.spad_words, dtype=np.uint64)
+    spad[a_at:a_at + m * k] = (a.T if a_transposed else a).ravel()
+    spad[b_at:b_at + k * n] = b.ravel()
+    spad[c_at:c_at + m * n] = c0.ravel()
+    out = run(cfg, words, spad)[c_at:c_at + m * n].reshape(m, n)
+    want = gemm_chunked(a, b, fmt, cfg.acc, kc, c=c0 if accumulate else None)
+    np.testing.assert_array_equal(out, want)
+
+
 @pytest.mark.parametrize("accumulate", [False, True])
 def test_gemm_splits_k_into_chunks_accumulating_after_the_first(accumulate, rng):
-    cfg, fmt = ROOMY, ROOMY.operand
-    m, n, k, lda, ldb, ldc = 20, 6, 150, 20, 6, 6
-    a_at, b_at, c_at = 0, k * lda, k * lda + k * ldb
-    builder, ins, phases, macs, words = emitted(cfg, lambda b: b.gemm(
-        "forward", c=c_at, a=a_at, b=b_at, m=m, n=n, k=k, lda=lda, ldb=ldb, ldc=ldc,
-        accumulate=accumulate))
+    cfg = ROOMY
+    m, n, k = 20, 6, 150            # packed: lda = m, ldb = ldc = n
+    (a_at, b_at, c_at), (builder, ins, phases, macs, words) = emitted_gemm(
+        cfg, "gemm", "forward", (m, n, k), accumulate)
     kc = builder.k_chunk
     assert kc == cfg.memb_words // 2                  # two B panels of k words fit MemB
     assert [i.k for i in ins] == [kc, kc, k - 2 * kc]
-    assert [i.a for i in ins] == [a_at + k0 * lda for k0 in (0, kc, 2 * kc)]
-    assert [i.b for i in ins] == [b_at + k0 * ldb for k0 in (0, kc, 2 * kc)]
+    assert [i.a for i in ins] == [a_at + k0 * m for k0 in (0, kc, 2 * kc)]
+    assert [i.b for i in ins] == [b_at + k0 * n for k0 in (0, kc, 2 * kc)]
     assert {i.c for i in ins} == {c_at}
     assert [i.accumulate for i in ins] == [int(accumulate), 1, 1]
     assert macs == [m * n * i.k for i in ins] and set(phases) == {"forward"}
@@ -99,16 +122,8 @@ def test_gemm_splits_k_into_chunks_accumulating_after_the_first(accumulate, rng)
         assert i.mc // cfg.nr * cdiv(i.k, cfg.nr) <= cfg.mema_words
     assert failed_checks(words, cfg) == []
     # On the simulator: the golden GEMM in chunks of k_chunk terms, bit for bit.
-    a = random_bits(rng, (m, k), fmt)
-    b = random_bits(rng, (k, n), fmt)
-    c0 = random_bits(rng, (m, n), fmt)
-    spad = np.zeros(cfg.spad_words, dtype=np.uint64)
-    spad[a_at:a_at + k * lda] = a.T.ravel()
-    spad[b_at:b_at + k * ldb] = b.ravel()
-    spad[c_at:c_at + m * ldc] = c0.ravel()
-    out = run(cfg, words, spad)[c_at:c_at + m * ldc].reshape(m, n)
-    want = gemm_chunked(a, b, fmt, cfg.acc, kc, c=c0 if accumulate else None)
-    np.testing.assert_array_equal(out, want)
+    assert_gemm_on_simulator(cfg, words, rng, (m, n, k), (a_at, b_at, c_at), kc, accumulate,
+                             a_transposed=True)
 
 
 @pytest.mark.parametrize("mema_words", [160, 1000])
@@ -118,12 +133,10 @@ def test_gemm_rows_loads_each_block_of_a_into_mema_and_sums_like_gemm(mema_words
     # A row-major (m x k): every chunk of k_chunk terms and block of rows is loaded by an
     # lda and multiplied from MemA (a_mema); the sums are gemm_chunked's, bit for bit.
     cfg = ROOMY.replace(mema_words=mema_words)
-    fmt, nr = cfg.operand, cfg.nr
-    m, n, k, lda, ldb, ldc = 37, 6, 150, 150, 6, 6
-    a_at, b_at, c_at = 0, m * lda, m * lda + k * ldb
-    builder, ins, phases, macs, words = emitted(cfg, lambda b: b.gemm_rows(
-        "update", c=c_at, a=a_at, b=b_at, m=m, n=n, k=k, lda=lda, ldb=ldb, ldc=ldc,
-        accumulate=accumulate))
+    nr = cfg.nr
+    m, n, k = 37, 6, 150
+    (a_at, b_at, c_at), (builder, ins, phases, macs, words) = emitted_gemm(
+        cfg, "gemm_rows", "update", (m, n, k), accumulate)
     kc = builder.k_chunk
     loads, gemms = ins[::2], ins[1::2]
     assert {i.op for i in loads} == {Opcode.LDA} and {i.op for i in gemms} == {Opcode.GEMM}
@@ -134,16 +147,8 @@ def test_gemm_rows_loads_each_block_of_a_into_mema_and_sums_like_gemm(mema_words
     assert len(gemms) > 3 if mema_words == 160 else len(gemms) == 3    # blocks of rows
     assert [g.accumulate for g in gemms] == [int(accumulate or g.b > b_at) for g in gemms]
     assert set(phases) == {"transfer", "update"} and failed_checks(words, cfg) == []
-    a = random_bits(rng, (m, k), fmt)
-    b = random_bits(rng, (k, n), fmt)
-    c0 = random_bits(rng, (m, n), fmt)
-    spad = np.zeros(cfg.spad_words, dtype=np.uint64)
-    spad[a_at:a_at + m * lda] = a.ravel()
-    spad[b_at:b_at + k * ldb] = b.ravel()
-    spad[c_at:c_at + m * ldc] = c0.ravel()
-    out = run(cfg, words, spad)[c_at:c_at + m * ldc].reshape(m, n)
-    want = gemm_chunked(a, b, fmt, cfg.acc, kc, c=c0 if accumulate else None)
-    np.testing.assert_array_equal(out, want)
+    assert_gemm_on_simulator(cfg, words, rng, (m, n, k), (a_at, b_at, c_at), kc, accumulate,
+                             a_transposed=False)
 
 
 @pytest.mark.parametrize("mema_words", [128, 300, 1000])
