@@ -138,7 +138,6 @@ class Session:
         self.initial = [(to_bits(w, fmt), to_bits(b, fmt)) for w, b in init]
         self.hw = Trainer(self.compiled, self.device)
         self.cores = len(self.compiled.working_cores)
-        self.layer_cores = [len(s) for s in self.compiled.segments]
         self.hw.load_parameters(self.initial)
         self.feedback = None
         if graph.algorithm == "dfa":
