@@ -401,7 +401,9 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
         # Where each layer puts the E it passes down: compact, in the turn buffer the layer
         # above's input left free.
         if compact:
-            e_at = [turns[(index + 1) % 2] - i * ldb for index, (o, i) in enumerate(layers)]
+            # (layer 0 passes no E down)
+            e_at = [None] + [turns[(index + 1) % 2] - i * ldb
+                             for index, (o, i) in enumerate(layers) if index]
         else:
             e_at = [spad.alloc("W^T d partial sums", max(graph.sizes[1:-1], default=1) * ldb)
                     ] * len(layers)
