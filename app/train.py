@@ -70,7 +70,8 @@ def add_graph_arguments(p) -> None:
                    "loss, optimiser, algorithm and batch; command-line options override)")
     p.add_argument("--loss", choices=LOSSES, default=None)
     p.add_argument("--algorithm", choices=ALGORITHMS, default=None)
-    p.add_argument("--batch", type=positive_int, default=None, help="samples per step (mbgd)")
+    p.add_argument("--batch", type=positive_int, default=None,
+                   help="samples per step (mbgd, dfa) or per pipeline group (mbcp)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 0.01)")
     p.add_argument("--momentum", type=float, default=None)
     p.add_argument("--weight-decay", type=float, default=None)
@@ -201,7 +202,7 @@ def compile_report(compiled: Compiled, tech: Technology | None = None) -> dict:
               "step_cycles": compiled.step_cycles,
               "cycles_per_core": compiled.predicted_cycles(), "macs": macs,
               "utilization": macs / (pes * compiled.step_cycles), "phases": phases}
-    if graph.algorithm == "cp":
+    if graph.pipelined:
         report["pipeline"] = cp_pipeline_report(compiled)
     if tech is not None:
         period = priced_period(compiled)
@@ -241,8 +242,10 @@ def print_energy(e: dict, indent: str = "  ") -> None:
 
 
 def _print_pipeline(p: dict) -> None:
-    """``caterpillar compile``'s account of a ``cp`` pipeline."""
-    print(f"  pipeline: an epoch of {p['groups_per_epoch']} samples takes "
+    """``caterpillar compile``'s account of a ``cp`` or ``mbcp`` pipeline."""
+    groups = f"{p['groups_per_epoch']} samples" if p["batch"] == 1 else \
+        f"{p['groups_per_epoch']} groups of {p['batch']} samples"
+    print(f"  pipeline: an epoch of {groups} takes "
           f"{p['steps_per_epoch']} steps, {p['epoch_cycles']:,} cycles, "
           f"{100 * p['fill_drain_share']:.1f}% of them filling and draining")
     for layer in p["layers"]:
@@ -252,7 +255,8 @@ def _print_pipeline(p: dict) -> None:
               f"{layer['cycles']:,} cycles of a steady-state step, utilization "
               f"{100 * layer['utilization']:.1f}%")
     access = p["weight_accesses"]
-    print(f"  MemA weight accesses per steady-state step: {access['cp']:,} (sgd: "
+    algorithm = next(k for k in access if k != "sgd")
+    print(f"  MemA weight accesses per steady-state step: {access[algorithm]:,} (sgd: "
           f"{access['sgd']:,})")
     print("  programs (t mod 2L, layers running their forward / backward, entry, cycles):")
     for prog in p["programs"]:
@@ -298,8 +302,10 @@ def run_compile(args) -> int:
     _print_area(report["area"])
     ev = report["events"]
     words = {m: ev[f"{m}_reads"] + ev[f"{m}_writes"] for m in ("mema", "memb", "spad")}
-    what = "step" if report["energy"]["samples"] == graph.batch else \
-        f"steady-state period ({report['energy']['samples']} steps)"
+    samples = report["energy"]["samples"]
+    steps = samples // graph.batch
+    what = "step" if steps == 1 else f"steady-state period ({steps} steps)" if \
+        graph.batch == 1 else f"steady-state period ({steps} steps, {samples} samples)"
     print(f"  events per {what}: {ev['ops']:,} PE operations ({ev['macs']:,} MACs), MemA "
           f"{words['mema']:,}, MemB {words['memb']:,}, SPAD {words['spad']:,} words, "
           f"{ev['link_words']:,} link words")

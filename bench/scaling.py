@@ -63,7 +63,7 @@ def add_arguments(p) -> None:
 
 #: The benchmark's steps: name -> (algorithm, batch).
 CASES = {"mbgd": ("mbgd", 64), "sgd": ("sgd", 1), "dfa": ("dfa", 1),
-         "dfa-batch64": ("dfa", 64), "cp": ("cp", 1)}
+         "dfa-batch64": ("dfa", 64), "cp": ("cp", 1), "mbcp-batch4": ("mbcp", 4)}
 
 
 def _graph(name):
@@ -81,7 +81,7 @@ def _scaling(name) -> dict:
     rows = {}
     for cores in CORE_COUNTS:
         started = time.monotonic()
-        if graph.algorithm == "cp" and 1 < cores < len(graph.layers):
+        if graph.pipelined and 1 < cores < len(graph.layers):
             rows[cores] = None          # cp on a ring gives every layer cores of its own
             continue
         compiled = one if cores == 1 else compile_training(graph, scaling_config(cores))
@@ -163,8 +163,8 @@ def _rtl_steps(algorithm, steps, rng) -> dict:
         for _ in range(steps):
             idx = rng.choice(len(data.x_train), graph.batch, replace=False)
             x = to_bits(data.x_train[idx], fmt)
-            if graph.algorithm == "cp":         # a steady-state pipeline step
-                _, run = hw.pipeline_step(2 * len(graph.layers) - 1, x[0], data.y_train[idx[0]])
+            if graph.pipelined:                 # a steady-state pipeline step
+                _, run = hw.pipeline_step(2 * len(graph.layers) - 1, x, data.y_train[idx])
             else:
                 _, run = hw.step(x, data.y_train[idx])
             cycles += run.makespan              # the step raised if any core's cycles differ

@@ -37,7 +37,7 @@ __all__ = ["add_arguments", "run", "BENCH_SIZES", "CASES"]
 BENCH_SIZES = (784, 256, 256, 10)
 #: The benchmark's steps: name, algorithm, batch.
 CASES = (("mbgd-batch32", "mbgd", 32), ("sgd-batch1", "sgd", 1), ("dfa-batch1", "dfa", 1),
-         ("dfa-batch8", "dfa", 8), ("cp-batch1", "cp", 1))
+         ("dfa-batch8", "dfa", 8), ("cp-batch1", "cp", 1), ("mbcp-batch4", "mbcp", 4))
 
 
 def bench_config():
@@ -62,7 +62,7 @@ def _phase_table(compiled) -> dict:
     macs = sum(v["macs"] for v in rep.values())
     graph = compiled.graph
     accesses = cp_weight_accesses(graph, graph.algorithm) \
-        if graph.algorithm in ("sgd", "cp") else None
+        if graph.algorithm in ("sgd", "cp", "mbcp") else None
     return {"instructions": compiled.instructions, "step_cycles": compiled.step_cycles,
             "model_macs": macs, "utilization": macs / (pes * compiled.step_cycles),
             "weight_accesses": accesses,
@@ -101,9 +101,9 @@ def _trainer(compiled, device):
 
 
 def _step(hw, x, labels):
-    """One step of ``hw``: for ``cp`` a steady-state pipeline step (the first one)."""
-    if hw.graph.algorithm == "cp":
-        return hw.pipeline_step(2 * len(hw.graph.layers) - 1, x[0], labels[0])
+    """One step of ``hw``: for ``cp`` and ``mbcp`` a steady-state pipeline step (the first)."""
+    if hw.graph.pipelined:
+        return hw.pipeline_step(2 * len(hw.graph.layers) - 1, x, labels)
     return hw.step(x, labels)
 
 

@@ -8,14 +8,17 @@ entered at step ``s``. At step ``t`` every layer makes one pass over its weights
 
 * the **backward and update** of group ``s_b = t - 2L + 1 + l``, with the layer's **current**
   weights ``W`` (the weights after the updates of every earlier group): ``e = W^T d`` per
-  sample (not for layer 0) summed as the fused pass sums it
+  sample (not for layer 0), for CP summed as the fused pass sums it
   (:func:`~caterpillar.golden.kernels.cpass_backward`: per PE column, ``lanes`` row lanes
-  each in row order, then the lanes, then the chain) and the layer below's deltas ``d_prev =
-  relud(h_prev, e)``,
-  used at step ``t + 1``; then ``W`` and ``b`` from the ``B`` samples' deltas ``d`` and
-  inputs ``a`` (:meth:`~caterpillar.golden.trainer.GoldenTrainer.update_layer`: without
-  momentum and weight decay one MAC per weight and sample, ``W += d_s a_s^T`` in sample
-  order, the deltas carrying the step ``-lr / B``);
+  each in row order, then the lanes, then the chain), for MBCP as ``gemvt`` sums it, and the
+  layer below's deltas ``d_prev = relud(h_prev, e)``, used at step ``t + 1``; then ``W`` and
+  ``b`` from the ``B`` samples' deltas ``d`` and inputs ``a``, the deltas carrying the step
+  ``-lr / B``: without momentum and weight decay one MAC per weight and sample, ``W += d_s
+  a_s^T`` in sample order (:meth:`~caterpillar.golden.trainer.GoldenTrainer.update_layer`
+  of each sample in turn: MBCP's device runs one rank-1 update, ``ger``, per sample, so a
+  weight is rounded to the operand format after every sample's MAC), otherwise
+  :meth:`~caterpillar.golden.trainer.GoldenTrainer.update_layer` of the group at once (no
+  device path);
 * then the **forward** of group ``s_f = t - l`` with the **just-updated** weights: ``h =
   gemv(W', a) (+) b'`` per sample, hidden layers ``a = max(h, +0)`` for the layer above at
   step ``t + 1``; the output layer forms the output gradient of its samples at once, scaled
@@ -138,10 +141,17 @@ class PipelinedTrainer:
         w_read = self.stashed[layer].pop(group, g.weights[layer][0])
         if layer > 0:
             h_prev = self.pre[layer - 1].pop(group)
-            e = np.stack([g.cpass_backward(w_read, d[k], self.lanes)
-                          for k in range(self.batch)])
+            if self.batch == 1:
+                e = g.cpass_backward(w_read, d[0], self.lanes)[None]
+            else:
+                e = np.stack([g._gemvt(w_read, d[k]) for k in range(self.batch)])
             self.deltas[layer - 1][group] = g._vop("relud", h_prev, e, 0)
-        g.weights[layer], g.moments[layer] = g.update_layer(layer, d, a, s)
+        if self.batch == 1 or g.use_mom or g.use_wd:
+            g.weights[layer], g.moments[layer] = g.update_layer(layer, d, a, s)
+            return
+        for k in range(self.batch):     # MBCP's plain update: one rank-1 update per sample
+            g.weights[layer], g.moments[layer] = g.update_layer(layer, d[k:k + 1],
+                                                                a[k:k + 1], s)
 
     def _forward(self, layer, group, s):
         g = self.g

@@ -38,9 +38,13 @@ from caterpillar.software.compiler.program import (
     ceil_to,
     check_capacity,
 )
-from caterpillar.software.compiler.sgd import sgd_bias_update, sgd_output_gradient
+from caterpillar.software.compiler.sgd import (
+    sgd_back_product,
+    sgd_bias_update,
+    sgd_output_gradient,
+)
 
-__all__ = ["cp_schedule", "cp_core_program", "cp_step_key", "cp_weight_accesses",
+__all__ = ["cp_schedule", "cp_core_program", "cp_step_key", "cp_weight_accesses", "plain_ger",
            "cp_steady_period", "priced_period",
            "cp_pipeline_report", "check_cp", "cp_image"]
 
@@ -59,15 +63,16 @@ def cp_step_key(layers: int, groups: int, t: int) -> tuple:
 
 
 def cp_weight_accesses(graph, algorithm: str) -> int:
-    """MemA accesses to the weights in one steady-state step (one sample): ``sgd`` reads every
-    weight in the forward, the backward and the update and writes it once (4 per weight,
-    3 for the first layer, which has no backward); ``cp``'s fused pass reads it once and writes
-    it once (2 per weight)."""
+    """MemA accesses to the weights in one steady-state step of ``graph.batch`` samples:
+    ``sgd`` (and ``mbcp``, which runs ``sgd``'s kernels once per sample) reads every weight
+    in the forward, the backward and the update and writes it once (4 per weight, 3 for the
+    first layer, which has no backward); ``cp``'s fused pass reads it once and writes it once
+    (2 per weight)."""
     total = 0
     for index, (o, i) in enumerate(graph.layers):
         per_weight = 2 if algorithm == "cp" else (3 if index == 0 else 4)
         total += per_weight * o * i
-    return total
+    return total * graph.batch
 
 
 def _layout(graph, cfg):
@@ -81,7 +86,11 @@ def _layout(graph, cfg):
     mema = Region("MemA", cfg.mema_words)
     memb = Region("MemB", cfg.memb_words)
     spad = Region("the SPAD", cfg.spad_words, align=nr)
-    lay = SimpleNamespace(tensors=[], w=[], b=[], d=[], h=[], x=[])
+    batch = graph.batch
+    lay = SimpleNamespace(tensors=[], w=[], b=[], d=[], h=[], x=[],
+                          ld_x=ceil_to(graph.sizes[0], nr), ld_c=ceil_to(classes, nr),
+                          ld_h=[ceil_to(o, nr) for o, i in layers],
+                          ld_d=[loc(o) for o, i in layers])
     for index, (o, i) in enumerate(layers):
         lay.w.append(mema.alloc(f"W{index}", loc(o) * loc(i)))
         lay.tensors.append(Tensor(f"W{index}", "mema", o, i, lay.w[-1], loc(i)))
@@ -92,7 +101,7 @@ def _layout(graph, cfg):
     widest_out = max(o for o, i in layers)
     back_in = max([i for o, i in layers[1:]], default=1)
     for index, (o, i) in enumerate(layers):
-        lay.d.append([memb.alloc(f"d{index} slot {k}", loc(o)) for k in range(2)])
+        lay.d.append([memb.alloc(f"d{index} slot {k}", batch * loc(o)) for k in range(2)])
     lay.x_rep = memb.alloc("forward input (replicated)", loc(widest_in))
     lay.a_rep = memb.alloc("backward input (replicated)", loc(widest_in))
     lay.d_rep = memb.alloc("delta (replicated)", ceil_to(loc(widest_out), lanes))
@@ -107,36 +116,106 @@ def _layout(graph, cfg):
     lay.t_buf = memb.alloc("target", loc(classes))
     lay.scr = memb.alloc("softmax scratch", 3 * loc(classes) + 2)
     memb.check("use a config with more memb_words or a smaller model")
-    lay.x = [spad.alloc(f"input slot {k}", ceil_to(graph.sizes[0], nr)) for k in range(slots)]
+    lay.x = [spad.alloc(f"input slot {k}", batch * lay.ld_x) for k in range(slots)]
     for index in range(last):
-        o = layers[index][0]
-        lay.h.append([spad.alloc(f"h{index} slot {k}", ceil_to(o, nr)) for k in range(slots)])
-    lay.t_spad = spad.alloc("target", ceil_to(classes, nr))
-    lay.logits = spad.alloc("logits", ceil_to(classes, nr))
+        lay.h.append([spad.alloc(f"h{index} slot {k}", batch * lay.ld_h[index])
+                      for k in range(slots)])
+    lay.t_spad = spad.alloc("targets", batch * lay.ld_c)
+    lay.logits = spad.alloc("logits", batch * lay.ld_c)
     lay.staging, lay.staging_words = alloc_staging(spad, lay.tensors, nr)
     spad.check("use a config with more spad_words")
     return lay
 
 
-def _input(e, lay, graph, index, group, slots, dst):
-    """Layer ``index``'s input of ``group`` replicated along the columns into ``dst``: ``x``
-    straight from its SPAD slot, or ``relu(h)`` of the layer below from its slot."""
+def _input(e, lay, graph, index, group, slots, dst, sample=0):
+    """Layer ``index``'s input of ``group`` (its ``sample``) replicated along the columns into
+    ``dst``: ``x`` straight from its SPAD slot, or ``relu(h)`` of the layer below from its
+    slot (``h`` left in ``h_prev``)."""
     width = graph.layers[index][1]
     if index == 0:
-        e("transfer", Opcode.LDV, spad=lay.x[group % slots], memb=dst, len=width,
-          layout=Layout.COLREP)
+        e("transfer", Opcode.LDV, spad=lay.x[group % slots] + sample * lay.ld_x, memb=dst,
+          len=width, layout=Layout.COLREP)
         return
-    e("transfer", Opcode.LDV, spad=lay.h[index - 1][group % slots], memb=lay.h_prev,
-      len=width, layout=Layout.DIAG)
+    e("transfer", Opcode.LDV, spad=_h_at(lay, index - 1, group % slots, sample),
+      memb=lay.h_prev, len=width, layout=Layout.DIAG)
     e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=Layout.DIAG, z=lay.vec, x=lay.h_prev,
       y=lay.h_prev, len=width, alpha=SCALAR_REGS["zero"])
     e("forward", Opcode.BCAST, dst=dst, src=lay.vec, len=width, layout=Layout.COLREP)
 
 
+def _h_at(lay, layer, slot, sample):
+    """SPAD address of ``sample``'s pre-activations of ``layer`` in ``slot``."""
+    return lay.h[layer][slot] + sample * lay.ld_h[layer]
+
+
 def _step(e, lay, graph, cfg, key):
     """One pipeline step with ``key`` (:func:`cp_step_key`), every layer from the top."""
+    layer_step = _layer_step if graph.batch == 1 else _mbcp_layer_step
     for index in reversed(range(len(graph.layers))):
-        _layer_step(e, lay, graph, cfg, key, index)
+        layer_step(e, lay, graph, cfg, key, index)
+
+
+def _mbcp_layer_step(e, lay, graph, cfg, key, index):
+    """Layer ``index``'s share of an ``mbcp`` pipeline step with ``key``: the ``B`` samples'
+    backward steps with the current weights (``gemvt``, ``relud``), then their rank-1 updates
+    in sample order (``ger``), then the forward steps of the newer group with the updated
+    weights (``gemv``): the golden MBCP trainer's order (golden/pipelined.py)."""
+    phase, forward, backward = key
+    layers, batch = graph.layers, graph.batch
+    L, slots = len(layers), 2 * len(layers)
+    loc = lambda count: cdiv(count, cfg.nr)  # noqa: E731
+    o, i = layers[index]
+    g_f, g_b = phase - index, phase - 2 * L + 1 + index   # groups, modulo 2L
+    if backward[index]:
+        deltas = lay.d[index][g_b % 2]
+        for s in range(batch if index > 0 else 0):
+            e("transfer", Opcode.LDV, spad=_h_at(lay, index - 1, g_b % slots, s),
+              memb=lay.h_prev, len=i, layout=Layout.DIAG)
+            e("delta", Opcode.BCAST, dst=lay.d_rep, src=deltas + s * loc(o), len=o,
+              layout=Layout.ROWREP)
+            sgd_back_product(e, z=lay.z, psum=lay.bpsum, cols=i, ldw=loc(i),
+                             operands=(lay.w[index], lay.d_rep, o))
+            e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG,
+              z=lay.d[index - 1][g_b % 2] + s * loc(i), x=lay.h_prev, y=lay.z, len=i,
+              alpha=0)
+        for s in range(batch):
+            _input(e, lay, graph, index, g_b, slots, lay.a_rep, sample=s)
+            e("delta", Opcode.BCAST, dst=lay.d_rep, src=deltas + s * loc(o), len=o,
+              layout=Layout.ROWREP)
+            plain_ger(e, lay.w[index], lay.d_rep, lay.a_rep, o, i, loc(i))
+            sgd_bias_update(e, lay.b[index], deltas + s * loc(o), o, g_buf=None, mom=None,
+                            use_wd=False)
+    if not forward[index]:
+        return
+    for s in range(batch):
+        _input(e, lay, graph, index, g_f, slots, lay.x_rep, sample=s)
+        e("forward", Opcode.GEMV, o * i, y=lay.y, x=lay.x_rep, w=lay.w[index],
+          psum=lay.fpsum, rows=o, cols=i, ldw=loc(i))
+        _biased_output(e, lay, graph, index, g_f % slots, s, o)
+
+
+def plain_ger(e, w, u, v, rows, cols, ldw):
+    """``W += u v`` by one MAC per weight (``u`` carries the step)."""
+    e("update", Opcode.GER, rows * cols, w=w, u=u, v=v, mom=0, rows=rows, cols=cols, ldw=ldw,
+      alpha=SCALAR_REGS["neg_lr"], wd=SCALAR_REGS["wd"], mu=SCALAR_REGS["mu"], use_wd=0,
+      use_mom=0)
+
+
+def _biased_output(e, lay, graph, index, slot, sample, o):
+    """``h = y + b`` of ``sample`` into its SPAD slot; at the output layer the logits and
+    the sample's scaled output gradient (into its delta slot)."""
+    e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=lay.vec, x=lay.y,
+      y=lay.b[index], len=o, alpha=0)
+    if index < len(graph.layers) - 1:
+        e("transfer", Opcode.STV, spad=_h_at(lay, index, slot, sample), memb=lay.vec, len=o,
+          layout=Layout.DIAG)
+        return
+    e("transfer", Opcode.STV, spad=lay.logits + sample * lay.ld_c, memb=lay.vec, len=o,
+      layout=Layout.DIAG)
+    sgd_output_gradient(e, graph.loss, o, logits=lay.vec,
+                        out=lay.d[index][slot % 2] + sample * lay.ld_d[index],
+                        t_spad=lay.t_spad + sample * lay.ld_c, t_buf=lay.t_buf,
+                        h_rep=lay.h_rep, scr=lay.scr, plain=True)
 
 
 def _layer_step(e, lay, graph, cfg, key, index):
@@ -144,7 +223,6 @@ def _layer_step(e, lay, graph, cfg, key, index):
     phase, forward, backward = key
     layers = graph.layers
     L, slots = len(layers), 2 * len(layers)
-    last = L - 1
     loc = lambda count: cdiv(count, cfg.nr)  # noqa: E731
     o, i = layers[index]
     g_f, g_b = phase - index, phase - 2 * L + 1 + index   # groups, modulo 2L
@@ -180,18 +258,8 @@ def _layer_step(e, lay, graph, cfg, key, index):
     else:
         e("forward", Opcode.GEMV, o * i, y=lay.y, x=lay.x_rep, w=lay.w[index],
           psum=lay.fpsum, rows=o, cols=i, ldw=loc(i))
-    if not fwd:
-        return
-    e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=lay.vec, x=lay.y,
-      y=lay.b[index], len=o, alpha=0)
-    if index < last:
-        e("transfer", Opcode.STV, spad=lay.h[index][g_f % slots], memb=lay.vec, len=o,
-          layout=Layout.DIAG)
-        return
-    e("transfer", Opcode.STV, spad=lay.logits, memb=lay.vec, len=o, layout=Layout.DIAG)
-    sgd_output_gradient(e, graph.loss, o, logits=lay.vec, out=lay.d[index][g_f % 2],
-                        t_spad=lay.t_spad, t_buf=lay.t_buf, h_rep=lay.h_rep, scr=lay.scr,
-                        plain=True)
+    if fwd:
+        _biased_output(e, lay, graph, index, g_f % slots, 0, o)
 
 
 def cp_core_program(graph, cfg, groups: int | None = None) -> CoreProgram:
@@ -206,7 +274,7 @@ def cp_core_program(graph, cfg, groups: int | None = None) -> CoreProgram:
     e, entries, groups = cp_image(graph, cfg, groups,
                                   lambda e, key: _step(e, lay, graph, cfg, key))
     io = {"inputs": lay.x, "targets": lay.t_spad, "logits": lay.logits, "entries": entries,
-          "groups": groups}
+          "groups": groups, "ld_inputs": lay.ld_x, "ld_classes": lay.ld_c}
     return CoreProgram(e.words, e.phases, e.macs, lay.tensors, io, staging=lay.staging,
                        staging_words=lay.staging_words)
 
@@ -215,12 +283,15 @@ def check_cp(graph, cfg) -> None:
     """Raise :class:`CompileError` unless ``cp`` can train ``graph`` on ``cfg``."""
     opt = graph.optimizer
     if opt.momentum > 0 or opt.weight_decay > 0:
-        raise CompileError("cp updates every weight by one MAC in its fused pass, so it takes "
-                           "plain SGD: use --momentum 0 --weight-decay 0, or --algorithm sgd")
-    if graph.batch != 1:
+        how = ("in its fused pass" if graph.algorithm == "cp"
+               else "per sample (one rank-1 ger each)")
+        raise CompileError(f"{graph.algorithm} updates every weight by one MAC {how}, so it "
+                           "takes plain SGD: use --momentum 0 --weight-decay 0, or "
+                           "--algorithm sgd")
+    if graph.algorithm == "cp" and graph.batch != 1:
         raise CompileError(f"cp trains one sample per pipeline step, not a batch of "
-                           f"{graph.batch}; use --batch 1")
-    if not cpass_fits(cfg):
+                           f"{graph.batch}; use --batch 1, or --algorithm mbcp")
+    if graph.algorithm == "cp" and not cpass_fits(cfg):
         raise CompileError(f"config {cfg.name}'s accumulator file cannot hold the fused "
                            f"pass's slots (2 x {cfg.acc_lanes} + {cfg.chain_lanes}); use a "
                            "preset")
@@ -229,7 +300,8 @@ def check_cp(graph, cfg) -> None:
 def cp_image(graph, cfg, groups, emit_step):
     """One program per distinct key of an epoch of ``groups`` groups, a steady-state step
     first, each ending in ``halt``: ``(emitter, entries, groups)``; ``emit_step(e, key)``
-    emits a step."""
+    emits a step. Keys whose programs are the same words on this core (a core sees only its
+    own layer's halves and the relays that pass it) share one copy."""
     L = len(graph.layers)
     if groups is None:
         groups = 4 * L - 1
@@ -237,15 +309,23 @@ def cp_image(graph, cfg, groups, emit_step):
     steady = [k for k in keys if all(k[1]) and all(k[2])]
     keys = steady[:1] + [k for k in keys if k not in steady[:1]]
     e = Emitter()
-    entries = []
+    entries, copies = [], {}
     for key in keys:
-        entries.append([key[0], _bits(key[1]), _bits(key[2]), len(e.words)])
-        emit_step(e, key)
-        e("transfer", Opcode.HALT)
+        step = Emitter()
+        emit_step(step, key)
+        step("transfer", Opcode.HALT)
+        pc = copies.setdefault(tuple(step.words), len(e.words))
+        if pc == len(e.words):
+            e.words += step.words
+            e.phases += step.phases
+            e.macs += step.macs
+        entries.append([key[0], _bits(key[1]), _bits(key[2]), pc])
     check_capacity("IMEM", len(e.words), cfg.imem_words,
-                   lambda: f"cp's {len(keys)} step programs need {len(e.words)} instructions "
-                           f"but IMEM holds {cfg.imem_words}; use a config with more "
-                           "imem_words or fewer layers", survivable=True)
+                   lambda: f"{graph.algorithm}'s {len(copies)} distinct step programs need "
+                           f"{len(e.words)} instructions but IMEM holds {cfg.imem_words}; use "
+                           "a config with more imem_words or fewer layers"
+                           + (", or a smaller batch" if graph.batch > 1 else ""),
+                   survivable=True)
     return e, entries, groups
 
 
@@ -277,11 +357,12 @@ def cp_pipeline_report(compiled) -> dict:
                  if len(s["forward_layers"]) == len(s["backward_layers"]) == layers)
     return {"placement": {f"layer {k}": list(seg) for k, seg in enumerate(compiled.segments)},
             "layers": _per_layer(compiled),
-            "groups_per_epoch": groups, "steps_per_epoch": len(steps),
+            "batch": graph.batch, "groups_per_epoch": groups,
+            "steps_per_epoch": len(steps),
             "programs": list(programs.values()), "epoch_cycles": epoch,
             "fill_drain_cycles": epoch - steady,
             "fill_drain_share": (epoch - steady) / epoch if epoch else 0.0,
-            "weight_accesses": {"cp": cp_weight_accesses(graph, "cp"),
+            "weight_accesses": {graph.algorithm: cp_weight_accesses(graph, graph.algorithm),
                                 "sgd": cp_weight_accesses(graph, "sgd")}}
 
 
@@ -316,10 +397,10 @@ def priced_period(compiled) -> dict:
     steady state (:func:`cp_steady_period`; one program of the image may fill or drain the
     pipeline). Returns its ``cycles``, every core's ``events``, the model ``macs``, the
     ``samples`` it trains and ``totals``, the events summed over the cores."""
-    if compiled.graph.algorithm == "cp":
+    if compiled.graph.pipelined:
         period = cp_steady_period(compiled)
         cycles, events, macs, samples = (period["cycles"], period["events"], period["macs"],
-                                         period["steps"])
+                                         period["steps"] * compiled.graph.batch)
     else:
         _, phases = compiled.step_report()
         cycles, events = compiled.step_cycles, compiled.predicted_events()

@@ -34,7 +34,7 @@ from types import SimpleNamespace
 from caterpillar.contract.isa import Layout, Opcode, VecOp
 from caterpillar.golden.collectives import ring_blocks
 from caterpillar.software.compiler import collectives as coll
-from caterpillar.software.compiler.cp import check_cp, cp_image
+from caterpillar.software.compiler.cp import check_cp, cp_image, plain_ger
 from caterpillar.software.compiler.program import (
     SCALAR_REGS,
     CompileError,
@@ -46,7 +46,11 @@ from caterpillar.software.compiler.program import (
     ceil_to,
     ring_emit,
 )
-from caterpillar.software.compiler.sgd import sgd_bias_update, sgd_output_gradient
+from caterpillar.software.compiler.sgd import (
+    sgd_back_product,
+    sgd_bias_update,
+    sgd_output_gradient,
+)
 
 __all__ = ["cp_ring_core_program", "cp_placement", "cp_bias_blocks"]
 
@@ -98,9 +102,13 @@ def _layout(graph, cfg, core, segments, blocks):
     lo, hi = blocks[index][position]
     r_lo, r_hi = cp_bias_blocks(graph, cfg, segments)[index][position]
     width, owned = hi - lo, r_hi - r_lo
+    batch, classes = graph.batch, graph.sizes[-1]
+    widest_x = max(b - a for a, b in blocks[0])
     lay = SimpleNamespace(index=index, position=position, lo=lo, width=width, r_lo=r_lo,
                           owned=owned, tensors=[], blocks=blocks,
-                          rblocks=cp_bias_blocks(graph, cfg, segments))
+                          rblocks=cp_bias_blocks(graph, cfg, segments),
+                          ld_x=ceil_to(widest_x, nr), ld_c=ceil_to(classes, nr),
+                          ld_h=[ceil_to(o_k, nr) for o_k, i_k in layers])
     mema = Region("MemA", cfg.mema_words)
     memb = Region("MemB", cfg.memb_words)
     spad = Region("the SPAD", cfg.spad_words, align=nr)
@@ -109,7 +117,10 @@ def _layout(graph, cfg, core, segments, blocks):
     mema.check("use a config with more mema_words, more cores, or a smaller model")
     lay.b = memb.alloc(f"b{index} block", loc(owned))
     lay.tensors.append(Tensor(f"b{index}", "diag", 1, owned, lay.b))
-    lay.d = [memb.alloc(f"d{index} slot {k}", loc(o)) for k in range(2)]
+    # The deltas a step forms in MemB: the output layer's whole output gradient (its
+    # backward's input next step), or a hidden layer's own block, relayed, for its bias.
+    lay.d = [memb.alloc(f"d{index} slot {k}", batch * loc(o) if index == L - 1 else loc(o))
+             for k in range(2)]
     lay.x_rep = memb.alloc("forward input block (replicated)", loc(width))
     lay.a_rep = memb.alloc("backward input block (replicated)", loc(width))
     lay.d_rep = memb.alloc("delta (replicated)", ceil_to(loc(o), lanes))
@@ -120,34 +131,32 @@ def _layout(graph, cfg, core, segments, blocks):
     lay.q = memb.alloc("W^T d lane sums", lanes * loc(width))
     lay.fpsum = memb.alloc("forward partial sums", loc(o))
     lay.bpsum = memb.alloc("backward partial sums", loc(width))
-    classes = graph.sizes[-1]
     lay.h_rep = memb.alloc("logits (replicated)", loc(classes))
     lay.t_buf = memb.alloc("target", loc(classes))
     lay.scr = memb.alloc("softmax scratch", 3 * loc(classes) + 2)
     memb.check("use a config with more memb_words, more cores, or a smaller model")
-    widest_x = max(b - a for a, b in blocks[0])
-    lay.x = [spad.alloc(f"input block slot {k}", ceil_to(widest_x, nr)) for k in range(slots)]
-    lay.h = [[spad.alloc(f"h{k} slot {s}", ceil_to(layers[k][0], nr)) for s in range(slots)]
+    lay.x = [spad.alloc(f"input block slot {k}", batch * lay.ld_x) for k in range(slots)]
+    lay.h = [[spad.alloc(f"h{k} slot {s}", batch * lay.ld_h[k]) for s in range(slots)]
              for k in range(L - 1)]
-    lay.dbuf = [spad.alloc(f"d{k} (relayed)", ceil_to(layers[k][0], nr)) for k in range(L - 1)]
-    lay.logits = spad.alloc("logits", ceil_to(classes, nr))
-    lay.t_spad = spad.alloc("target", ceil_to(classes, nr))
+    lay.dbuf = [spad.alloc(f"d{k} (relayed)", batch * lay.ld_h[k]) for k in range(L - 1)]
+    lay.logits = spad.alloc("logits", batch * lay.ld_c)
+    lay.t_spad = spad.alloc("targets", batch * lay.ld_c)
     lay.staging, lay.staging_words = alloc_staging(spad, lay.tensors, nr)
     spad.check("use a config with more spad_words")
     return lay
 
 
-def _input_block(e, lay, graph, group, slots, dst, keep_h):
-    """The core's column block of its layer's input of ``group``, replicated into ``dst``:
-    ``x`` from its SPAD slot, or ``relu`` of the layer below's ``h`` from its slot (left in
-    ``h_prev`` when ``keep_h``)."""
+def _input_block(e, lay, graph, group, slots, dst, keep_h, sample=0):
+    """The core's column block of its layer's input of ``group`` (its ``sample``),
+    replicated into ``dst``: ``x`` from its SPAD slot, or ``relu`` of the layer below's ``h``
+    from its slot (left in ``h_prev`` when ``keep_h``)."""
     index, width = lay.index, lay.width
     if index == 0:
-        e("transfer", Opcode.LDV, spad=lay.x[group % slots], memb=dst, len=width,
-          layout=Layout.COLREP)
+        e("transfer", Opcode.LDV, spad=lay.x[group % slots] + sample * lay.ld_x, memb=dst,
+          len=width, layout=Layout.COLREP)
         return
     h = lay.h_prev if keep_h else lay.vec
-    e("transfer", Opcode.LDV, spad=lay.h[index - 1][group % slots] + lay.lo, memb=h,
+    e("transfer", Opcode.LDV, spad=_h_block(lay, group % slots, sample), memb=h,
       len=width, layout=Layout.DIAG)
     e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=Layout.DIAG, z=lay.vec, x=h, y=h,
       len=width, alpha=SCALAR_REGS["zero"])
@@ -197,22 +206,101 @@ def _step(e, lay, graph, cfg, core, segments, key):
         e("forward", Opcode.GEMV, o * lay.width, y=lay.y, x=lay.x_rep, w=lay.w,
           psum=lay.fpsum, rows=o, cols=lay.width, ldw=ldw)
     if fwd:
-        out = lay.h[index][g_f % slots] if index < L - 1 else lay.logits
-        e("transfer", Opcode.STV, spad=out, memb=lay.y, len=o, layout=Layout.DIAG)
-        ring(coll.reduce_scatter(seg, out, o, nr))
-        e("transfer", Opcode.LDV, spad=out + lay.r_lo, memb=lay.vec, len=lay.owned,
-          layout=Layout.DIAG)
-        e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=lay.vec, x=lay.vec,
-          y=lay.b, len=lay.owned, alpha=0)
-        e("transfer", Opcode.STV, spad=out + lay.r_lo, memb=lay.vec, len=lay.owned,
-          layout=Layout.DIAG)
-        if index == L - 1 or _gather(lay, segments, index, cfg.cores, out, up=True) is None:
-            ring(coll.all_gather(seg, out, o, nr))
+        _forward_sums(e, lay, graph, cfg, core, segments, g_f % slots, 0)
+    _relays(e, lay, graph, cfg, core, segments, key)
+
+
+def _h_block(lay, slot, sample):
+    """SPAD address of the core's column block of ``sample``'s pre-activations of the layer
+    below in ``slot``."""
+    return lay.h[lay.index - 1][slot] + sample * lay.ld_h[lay.index - 1] + lay.lo
+
+
+def _forward_sums(e, lay, graph, cfg, core, segments, slot, sample):
+    """``sample``'s forward partial sums (``y``) summed round the segment, biased and (for
+    the output layer, or a segment that cannot gather) all-gathered into its SPAD slot; at the
+    output layer its scaled output gradient into MemB."""
+    index, o, nr = lay.index, graph.layers[lay.index][0], cfg.nr
+    L, seg = len(graph.layers), segments[lay.index]
+    ring = lambda words: ring_emit(e, core, words)  # noqa: E731
+    if index < L - 1:
+        out = lay.h[index][slot] + sample * lay.ld_h[index]
+    else:
+        out = lay.logits + sample * lay.ld_c
+    e("transfer", Opcode.STV, spad=out, memb=lay.y, len=o, layout=Layout.DIAG)
+    ring(coll.reduce_scatter(seg, out, o, nr))
+    e("transfer", Opcode.LDV, spad=out + lay.r_lo, memb=lay.vec, len=lay.owned,
+      layout=Layout.DIAG)
+    e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=lay.vec, x=lay.vec,
+      y=lay.b, len=lay.owned, alpha=0)
+    e("transfer", Opcode.STV, spad=out + lay.r_lo, memb=lay.vec, len=lay.owned,
+      layout=Layout.DIAG)
+    if index == L - 1 or _gather(lay, segments, index, cfg.cores, out, up=True) is None:
+        ring(coll.all_gather(seg, out, o, nr))
+    if index == L - 1:
+        e("transfer", Opcode.LDV, spad=out, memb=lay.vec, len=o, layout=Layout.DIAG)
+        sgd_output_gradient(e, graph.loss, o, logits=lay.vec,
+                            out=lay.d[slot % 2] + sample * cdiv(o, nr),
+                            t_spad=lay.t_spad + sample * lay.ld_c, t_buf=lay.t_buf,
+                            h_rep=lay.h_rep, scr=lay.scr, plain=True)
+
+
+def _mbcp_step(e, lay, graph, cfg, core, segments, key):
+    """The core's share of an ``mbcp`` pipeline step: per sample of the group going back,
+    ``W^T d`` of its columns (``gemvt``), ``relud`` with its block of ``h`` below and that
+    block of the delta below all-gathered (or gathered by the relays); then every sample's
+    rank-1 update of its columns and its bias block, in sample order; then per sample of
+    the group going forward the partial sums and :func:`_forward_sums`. The golden MBCP
+    trainer's order (golden/pipelined.py) with the layer's columns split over its segment."""
+    phase, forward, backward = key
+    layers, nr, batch = graph.layers, cfg.nr, graph.batch
+    L, slots = len(layers), 2 * len(layers)
+    index, seg = lay.index, segments[lay.index]
+    o, i = layers[index]
+    g_f, g_b = phase - index, phase - 2 * L + 1 + index
+    ldw = cdiv(lay.width, nr)
+
+    def delta(s, own):
+        """Sample ``s``'s delta of this layer: replicated along the rows into ``d_rep``, or
+        (``own``) its own block on the diagonal, returned as a MemB address."""
         if index == L - 1:
-            e("transfer", Opcode.LDV, spad=out, memb=lay.vec, len=o, layout=Layout.DIAG)
-            sgd_output_gradient(e, graph.loss, o, logits=lay.vec, out=lay.d[g_f % 2],
-                                t_spad=lay.t_spad, t_buf=lay.t_buf, h_rep=lay.h_rep,
-                                scr=lay.scr, plain=True)
+            full = lay.d[g_b % 2] + s * cdiv(o, nr)
+            if own:
+                return full + lay.r_lo // nr
+            e("delta", Opcode.BCAST, dst=lay.d_rep, src=full, len=o, layout=Layout.ROWREP)
+            return lay.d_rep
+        relayed = lay.dbuf[index] + s * lay.ld_h[index]
+        if own:
+            e("transfer", Opcode.LDV, spad=relayed + lay.r_lo, memb=lay.d[0],
+              len=lay.owned, layout=Layout.DIAG)
+            return lay.d[0]
+        e("transfer", Opcode.LDV, spad=relayed, memb=lay.d_rep, len=o, layout=Layout.ROWREP)
+        return lay.d_rep
+
+    if backward[index]:
+        for s in range(batch if index > 0 else 0):
+            below = lay.dbuf[index - 1] + s * lay.ld_h[index - 1]
+            e("transfer", Opcode.LDV, spad=_h_block(lay, g_b % slots, s), memb=lay.h_prev,
+              len=lay.width, layout=Layout.DIAG)
+            sgd_back_product(e, z=lay.z, psum=lay.bpsum, cols=lay.width, ldw=ldw,
+                             operands=(lay.w, delta(s, own=False), o))
+            e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=lay.vec,
+              x=lay.h_prev, y=lay.z, len=lay.width, alpha=0)
+            e("transfer", Opcode.STV, spad=below + lay.lo, memb=lay.vec, len=lay.width,
+              layout=Layout.DIAG)
+            if _gather(lay, segments, index, cfg.cores, below, up=False) is None:
+                ring_emit(e, core, coll.all_gather(seg, below, i, nr))
+        for s in range(batch):
+            _input_block(e, lay, graph, g_b, slots, lay.a_rep, keep_h=False, sample=s)
+            plain_ger(e, lay.w, delta(s, own=False), lay.a_rep, o, lay.width, ldw)
+            sgd_bias_update(e, lay.b, delta(s, own=True), lay.owned, g_buf=None, mom=None,
+                            use_wd=False)
+    if forward[index]:
+        for s in range(batch):
+            _input_block(e, lay, graph, g_f, slots, lay.x_rep, keep_h=False, sample=s)
+            e("forward", Opcode.GEMV, o * lay.width, y=lay.y, x=lay.x_rep, w=lay.w,
+              psum=lay.fpsum, rows=o, cols=lay.width, ldw=ldw)
+            _forward_sums(e, lay, graph, cfg, core, segments, g_f % slots, s)
     _relays(e, lay, graph, cfg, core, segments, key)
 
 
@@ -223,25 +311,24 @@ def _relays(e, lay, graph, cfg, core, segments, key):
     layers = graph.layers
     L = len(layers)
 
-    def relay(holders, targets, buf, words):
-        source = coll.relay_source(holders, targets, cfg.cores)
-        ring_emit(e, core, coll.relay(source, targets, buf, words, cfg.cores))
+    def send(k, up, base, ld):
+        """Layer ``k``'s vector of every sample of the group, gathered or relayed."""
+        holders, targets = segments[k], segments[k + 1 if up else k - 1]
+        words = layers[k][0] if up else layers[k][1]
+        for s in range(graph.batch):
+            buf = base + s * ld
+            gather = _gather(lay, segments, k, cfg.cores, buf, up=up)
+            if gather is None:
+                source = coll.relay_source(holders, targets, cfg.cores)
+                gather = coll.relay(source, targets, buf, words, cfg.cores)
+            ring_emit(e, core, gather)
 
     for k in range(L - 1):
         if forward[k]:
-            buf = lay.h[k][(phase - k) % (2 * L)]
-            gather = _gather(lay, segments, k, cfg.cores, buf, up=True)
-            if gather is not None:
-                ring_emit(e, core, gather)
-            else:
-                relay(segments[k], segments[k + 1], buf, layers[k][0])
+            send(k, True, lay.h[k][(phase - k) % (2 * L)], lay.ld_h[k])
     for k in reversed(range(1, L)):
         if backward[k]:
-            gather = _gather(lay, segments, k, cfg.cores, lay.dbuf[k - 1], up=False)
-            if gather is not None:
-                ring_emit(e, core, gather)
-            else:
-                relay(segments[k], segments[k - 1], lay.dbuf[k - 1], layers[k][1])
+            send(k, False, lay.dbuf[k - 1], lay.ld_h[k - 1])
 
 
 #: Segments of this many cores all-gather and relay instead: their all-gather is one
@@ -270,9 +357,11 @@ def cp_ring_core_program(graph, cfg, core, segments, blocks, groups=None) -> Cor
     # An idle core only relays: any working core's layout gives the relays' addresses.
     lay = _layout(graph, cfg, core if member else segments[0][0], segments, blocks)
 
+    step = _step if graph.batch == 1 else _mbcp_step
+
     def emit(e, key):
         if member:
-            _step(e, lay, graph, cfg, core, segments, key)
+            step(e, lay, graph, cfg, core, segments, key)
         else:
             _relays(e, lay, graph, cfg, core, segments, key)
 
@@ -281,6 +370,6 @@ def cp_ring_core_program(graph, cfg, core, segments, blocks, groups=None) -> Cor
         io = {"entries": entries, "groups": groups}
         return CoreProgram(e.words, e.phases, e.macs, [], io)
     io = {"inputs": lay.x, "targets": lay.t_spad, "logits": lay.logits, "entries": entries,
-          "groups": groups}
+          "groups": groups, "ld_inputs": lay.ld_x, "ld_classes": lay.ld_c}
     return CoreProgram(e.words, e.phases, e.macs, lay.tensors, io, staging=lay.staging,
                        staging_words=lay.staging_words)

@@ -88,7 +88,7 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
     links. ``groups``: ``cp``'s samples per epoch (its image holds the fill and drain steps
     of such an epoch; :meth:`Compiled.for_groups` recompiles for another count).
     """
-    if graph.algorithm == "cp":
+    if graph.pipelined:
         return _compile_cp(graph, cfg, segments, groups)
     segments = layer_segments(graph, cfg, segments)
     splits = layer_splits(graph, segments)
@@ -154,6 +154,6 @@ def compiled_for_groups(compiled: Compiled, groups: int) -> Compiled:
     """``compiled``, or for ``cp`` compiled again if its image is for epochs of another number
     of samples than ``groups`` (the fill and drain steps depend on it)."""
     core = compiled.cores.get(0)
-    if compiled.graph.algorithm != "cp" or core.io["groups"] == groups:
+    if not compiled.graph.pipelined or core.io["groups"] == groups:
         return compiled
     return compile_training(compiled.graph, compiled.config, compiled.segments, groups=groups)

@@ -29,7 +29,7 @@ __all__ = ["GraphError", "Optimizer", "TrainingGraph", "LOSSES", "ALGORITHMS", "
            "parse_model"]
 
 LOSSES = ("softmax_ce", "mse")
-ALGORITHMS = ("sgd", "mbgd", "dfa", "cp")
+ALGORITHMS = ("sgd", "mbgd", "dfa", "cp", "mbcp")
 SCHEDULES = ("constant", "step")
 
 
@@ -90,9 +90,11 @@ class TrainingGraph:
         ``softmax_ce`` or ``mse``.
     optimizer : Optimizer
     algorithm : str
-        ``sgd`` (batch 1), ``mbgd``, ``dfa`` or ``cp`` (continuous propagation, batch 1).
+        ``sgd`` (batch 1), ``mbgd``, ``dfa``, ``cp`` (continuous propagation, batch 1) or
+        ``mbcp`` (continuous propagation of groups of ``batch`` samples).
     batch : int
-        Samples per step (``mbgd``, ``dfa``; ``sgd`` requires 1).
+        Samples per step (``mbgd``, ``dfa``), per pipeline group (``mbcp``, at least 2);
+        ``sgd`` and ``cp`` require 1.
     """
 
     sizes: tuple
@@ -125,12 +127,23 @@ class TrainingGraph:
             raise GraphError(f"algorithm {self.algorithm} trains on one sample per step "
                              f"(batch 1), not batch {self.batch}; use --algorithm mbgd for "
                              "batches")
+        if self.algorithm == "mbcp" and self.batch < 2:
+            raise GraphError(f"algorithm mbcp pipelines groups of 2 or more samples, not batch "
+                             f"{self.batch}; use --batch 2 (or 4, 8), or --algorithm cp for one "
+                             "sample")
 
     @property
     def gemv(self) -> bool:
         """Whether a step runs on the GEMV kernels with the weights in MemA (one sample:
-        ``sgd``, ``dfa`` with batch 1) rather than the GEMM kernels on the SPAD."""
-        return self.batch == 1 and self.algorithm in ("sgd", "dfa", "cp")
+        ``sgd``, ``dfa`` with batch 1; ``cp``; ``mbcp`` one sample after the other) rather than
+        the GEMM kernels on the SPAD."""
+        return self.algorithm == "mbcp" or (
+            self.batch == 1 and self.algorithm in ("sgd", "dfa", "cp"))
+
+    @property
+    def pipelined(self) -> bool:
+        """Whether the layers train as a pipeline (``cp``, ``mbcp``: golden/pipelined.py)."""
+        return self.algorithm in ("cp", "mbcp")
 
     @property
     def layers(self) -> list[tuple[int, int]]:

@@ -19,6 +19,7 @@ for the report).
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +49,11 @@ __all__ = ["UsageError", "RunPlan", "plan_run", "run_session", "parse_segments",
 #: The optimiser when neither a graph file nor options say otherwise.
 DEFAULT_OPTIMIZER = {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.0, "schedule": "step",
                      "step": 2, "gamma": 0.5}
-#: ``cp``'s default learning rate (its default optimiser has no momentum).
+#: ``cp``'s default learning rate (its default optimiser has no momentum; ``mbcp``'s is this
+#: times the square root of its batch).
 CP_LR = 0.05
+#: ``mbcp``'s default samples per group (the paper ran 2, 4 and 8).
+MBCP_BATCH = 4
 #: Values of options that are not given.
 DEFAULTS = {"dataset": "digits", "config": "small", "seed": 0, "epochs": 5}
 #: Options that describe the graph (what a checkpoint or a saved program fixes).
@@ -153,21 +157,23 @@ def graph_from_options(opts: dict, dataset: Dataset) -> TrainingGraph:
         base.sizes if base else (dataset.features, 32, dataset.classes))
     algorithm = opts["algorithm"] if _given(opts, "algorithm") else (
         base.algorithm if base else "sgd")
-    opt = base.optimizer.__dict__ if base else DEFAULT_OPTIMIZER
-    if algorithm == "cp" and not base:
-        # cp's fused pass updates with plain SGD (and stale weights mix badly with momentum).
-        opt = {**opt, "momentum": 0.0, "lr": CP_LR}
-    changes = {k: opts[o] for k, o in (("lr", "lr"), ("momentum", "momentum"),
-                                       ("weight_decay", "weight_decay"),
-                                       ("schedule", "schedule"), ("step", "lr_step"),
-                                       ("gamma", "lr_gamma")) if _given(opts, o)}
-    optimizer = Optimizer(**{**opt, **changes})
     if _given(opts, "batch"):
         batch = opts["batch"]
     elif base and base.algorithm == algorithm:
         batch = base.batch
     else:
-        batch = 1 if algorithm in ("sgd", "dfa", "cp") else 32
+        batch = {"sgd": 1, "dfa": 1, "cp": 1, "mbcp": MBCP_BATCH}.get(algorithm, 32)
+    opt = base.optimizer.__dict__ if base else DEFAULT_OPTIMIZER
+    if algorithm in ("cp", "mbcp") and not base:
+        # cp's fused pass and mbcp's per-sample ger update with plain SGD (and stale weights
+        # mix badly with momentum); a group's step is lr / b, so the rate grows as sqrt(b)
+        # (bench/convergence.py's rule).
+        opt = {**opt, "momentum": 0.0, "lr": CP_LR * math.sqrt(batch)}
+    changes = {k: opts[o] for k, o in (("lr", "lr"), ("momentum", "momentum"),
+                                       ("weight_decay", "weight_decay"),
+                                       ("schedule", "schedule"), ("step", "lr_step"),
+                                       ("gamma", "lr_gamma")) if _given(opts, o)}
+    optimizer = Optimizer(**{**opt, **changes})
     loss = opts["loss"] if _given(opts, "loss") else (base.loss if base else "softmax_ce")
     return TrainingGraph(sizes, loss=loss, optimizer=optimizer, algorithm=algorithm,
                          batch=batch)
@@ -214,8 +220,8 @@ def plan_fit(opts: dict) -> dict:
     options describe, measured also when it does not compile (``caterpillar compile``)."""
     dataset = load_dataset(_option(opts, "dataset"))
     cfg, graph, segments = _step_from_options(opts, dataset)
-    return fit_table(graph, cfg, segments, groups=_samples(opts, dataset)
-                     if graph.algorithm == "cp" else None)
+    return fit_table(graph, cfg, segments, groups=_samples(opts, dataset) // graph.batch
+                     if graph.pipelined else None)
 
 
 def plan_run(opts: dict) -> RunPlan:
@@ -277,7 +283,7 @@ def plan_run(opts: dict) -> RunPlan:
     if not _given(opts, "program"):
         # cp's image holds the fill and drain steps of an epoch of this many samples.
         compiled = compile_training(graph, cfg, segments,
-                                    groups=samples if graph.algorithm == "cp" else None)
+                                    groups=samples // graph.batch if graph.pipelined else None)
     check_fits(graph, dataset)
     if samples < graph.batch:
         raise UsageError(f"an epoch of {samples} samples holds no full batch of {graph.batch}; "

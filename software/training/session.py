@@ -130,10 +130,10 @@ class Session:
             self.t_train = to_bits(eye[self.dataset.y_train], fmt)
         else:
             self.t_train = self.dataset.y_train
-        if graph.algorithm == "cp":
+        if graph.pipelined:
             samples = len(self.x_train) if self.limit is None else \
                 min(self.limit, len(self.x_train))
-            self.compiled = compiled_for_groups(self.compiled, samples)
+            self.compiled = compiled_for_groups(self.compiled, samples // graph.batch)
         init = self.weights or default_weights(graph.sizes, self.seed)
         self.initial = [(to_bits(w, fmt), to_bits(b, fmt)) for w, b in init]
         self.hw = Trainer(self.compiled, self.device)
@@ -217,7 +217,7 @@ class Session:
         if steps == 0:
             raise ValueError(f"an epoch of {len(order)} samples holds no full batch of {batch}; "
                              f"use a smaller --batch or a larger --limit")
-        if graph.algorithm == "cp":
+        if graph.pipelined:
             return self._train_epoch_pipelined(lr, s, order, steps)
         losses, correct, cycles = [], 0, 0
         events = {}
@@ -252,20 +252,23 @@ class Session:
         return report
 
     def _train_epoch_pipelined(self, lr, s, order, groups) -> dict:
-        """One ``cp`` epoch: ``groups`` samples through the pipeline, filled and drained
-        (``groups + 2L - 1`` pipeline steps; golden/pipelined.py gives the schedule)."""
+        """One ``cp`` or ``mbcp`` epoch: ``groups`` groups of ``batch`` samples through the
+        pipeline, filled and drained (``groups + 2L - 1`` pipeline steps; golden/pipelined.py
+        gives the schedule)."""
         cfg, graph = self.compiled.config, self.compiled.graph
-        layers = len(graph.layers)
-        golden = None if self.golden is None else PipelinedTrainer(self.golden, cfg.acc_lanes)
+        layers, batch = len(graph.layers), graph.batch
+        golden = None if self.golden is None else PipelinedTrainer(
+            self.golden, cfg.acc_lanes, batch=batch)
+        group = lambda g: order[g * batch:(g + 1) * batch]  # noqa: E731
         losses, correct, cycles = [], 0, 0
         per_phase = {p: {"cycles": 0, "macs": 0} for p in PHASES}
         steady, events = 0, {}
         started = time.monotonic()
         total = groups + 2 * layers - 1
         for t in range(total):
-            x = self.x_train[order[t]] if t < groups else None
+            x = self.x_train[group(t)] if t < groups else None
             out = t - layers + 1
-            target = self.t_train[order[out]] if 0 <= out < groups else None
+            target = self.t_train[group(out)] if 0 <= out < groups else None
             logits, stats = self.hw.pipeline_step(t, x, target)
             entry = self.hw.pipeline_entry(t)
             cycles += stats.busy
@@ -276,13 +279,11 @@ class Session:
             if all(entry["key"][1]) and all(entry["key"][2]):
                 steady += stats.busy
             if logits is not None:
-                label = self.dataset.y_train[order[out]]
-                losses.append(self._loss(logits, target[None] if graph.loss == "mse"
-                                         else np.array([label])))
-                correct += int(to_float(logits, cfg.operand).argmax(axis=1)[0] == label)
+                labels = self.dataset.y_train[group(out)]
+                losses.append(self._loss(logits, target if graph.loss == "mse" else labels))
+                correct += int((to_float(logits, cfg.operand).argmax(axis=1) == labels).sum())
             if golden is not None:
-                g_logits = golden.step(None if x is None else x[None],
-                                       None if x is None else [self.t_train[order[t]]], s)
+                g_logits = golden.step(x, None if x is None else self.t_train[group(t)], s)
                 self.steps += 1
                 self._compare(logits, g_logits)
             else:
@@ -290,8 +291,8 @@ class Session:
             if self.progress is not None:
                 self.progress(self.epoch, t + 1, total)
         seconds = time.monotonic() - started
-        report = self._epoch_report(lr, total, groups, losses, correct, cycles, seconds,
-                                    per_phase, events)
+        report = self._epoch_report(lr, total, groups * batch, losses, correct, cycles,
+                                    seconds, per_phase, events)
         report["pipeline"] = {"steady_cycles": steady, "fill_drain_cycles": cycles - steady,
                               "fill_drain_share": (cycles - steady) / cycles if cycles else 0.0}
         self.history.append(report)

@@ -266,6 +266,12 @@ class CoreTrainer:
             tt[:, :classes] = t
             self.driver.write_spad(io["targets"], tt.ravel())
 
+    def group_logits(self) -> np.ndarray:
+        """Read a pipeline step's logits (``cp``, ``mbcp``: bits, ``batch x outputs``)."""
+        io, classes = self.core.io, self.graph.sizes[-1]
+        flat = self.driver.read_spad(io["logits"], self.graph.batch * io["ld_classes"])
+        return flat.reshape(self.graph.batch, io["ld_classes"])[:, :classes]
+
     def logits(self) -> np.ndarray:
         """Read the step's logits (bits, ``batch x outputs``)."""
         io, classes = self.core.io, self.graph.sizes[-1]
@@ -274,6 +280,13 @@ class CoreTrainer:
         ldc = io["ld_classes"]
         flat = self.driver.read_spad(io["logits"], self.graph.batch * ldc)
         return flat.reshape(self.graph.batch, ldc)[:, :classes]
+
+
+def _rows(rows, ld) -> np.ndarray:
+    """``rows`` (bits) laid out one after the other ``ld`` words apart, zero-padded."""
+    out = np.zeros((rows.shape[0], ld), dtype=np.uint64)
+    out[:, :rows.shape[1]] = rows
+    return out.ravel()
 
 
 def _with_bias(tensor, w, b) -> np.ndarray:
@@ -319,7 +332,7 @@ class Trainer:
         self.start_pcs = [0] * compiled.config.cores
         # cp on a ring: each position of a layer's segment holds a block of its bias.
         self.bias_blocks = None
-        if self.graph.algorithm == "cp" and compiled.config.cores > 1:
+        if self.graph.pipelined and compiled.config.cores > 1:
             self.bias_blocks = cp_bias_blocks(self.graph, compiled.config, compiled.segments)
 
     @property
@@ -452,29 +465,33 @@ class Trainer:
 
     def pipeline_step(self, t: int, x, target, check_cycles: bool = True
                       ) -> tuple[np.ndarray | None, RingRun]:
-        """``cp``: run pipeline step ``t`` of an epoch on every core; ``x``: the entering sample
-        (bits) or None while draining; ``target``: that of the sample whose forward leaves the
-        output layer in this step, or None. Returns that sample's logits (``1 x outputs``, or
-        None) and the cores' counters, which must equal the prediction (``check_cycles``: off
-        only while the links stall on purpose; the event counters are checked even then)."""
+        """``cp``, ``mbcp``: run pipeline step ``t`` of an epoch on every core; ``x``: the
+        entering group (bits, ``batch x in``; one sample may be a vector) or None while
+        draining; ``target``: the targets of the group whose forward leaves the output layer in
+        this step (``batch`` labels, or rows for ``mse``), or None. Returns that group's logits
+        (``batch x outputs``, or None) and the cores' counters, which must equal the prediction
+        (``check_cycles``: off only while the links stall on purpose; the event counters are
+        checked even then)."""
         c = self.compiled
         entry = self.pipeline_entry(t)
         first, last = c.segments[0], c.segments[-1]
         if x is not None:
-            x = np.asarray(x, dtype=np.uint64)
+            x = np.asarray(x, dtype=np.uint64).reshape(self.graph.batch, -1)
             for position, core in enumerate(first):
                 io, driver = self.trainers[core].core.io, self.trainers[core].driver
                 lo, hi = c.blocks[0][position]
-                driver.write_spad(io["inputs"][t % len(io["inputs"])], x[lo:hi])
+                driver.write_spad(io["inputs"][t % len(io["inputs"])],
+                                  _rows(x[:, lo:hi], io["ld_inputs"]))
         if target is not None:
             for core in last:
                 trainer = self.trainers[core]
                 trainer.driver.write_spad(trainer.core.io["targets"],
-                                          trainer._targets([target])[0])
+                                          _rows(trainer._targets(target),
+                                                trainer.core.io["ld_classes"]))
         run = self.ring.run(entry["pcs"], timeout_cycles=4 * entry["step_cycles"] + 10_000)
         _check_run(run, entry["cycles"] if check_cycles else None,
                    c.predicted_events(entry["pcs"]), f"pipeline step {t}")
-        logits = self.trainers[last[0]].logits() if entry["key"][1][-1] else None
+        logits = self.trainers[last[0]].group_logits() if entry["key"][1][-1] else None
         return logits, run
 
     def step(self, x, targets) -> tuple[np.ndarray, RingRun]:

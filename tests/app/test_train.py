@@ -175,6 +175,28 @@ def test_cp_through_the_command_line(tmp_path, capsys):
     assert code == 2 and "takes plain SGD: use --momentum 0" in err and err.count("\n") == 1
 
 
+def test_mbcp_through_the_command_line(tmp_path, capsys):
+    """``--algorithm mbcp`` pipelines groups (4 samples by default) and trains golden-checked;
+    one sample per group is refused with one line that names the way out."""
+    assert main(["compile", "--model", "64-12-12-10", "--algorithm", "mbcp", "--batch", "2",
+                 "--json", str(tmp_path / "plan.json")]) == 0
+    out = capsys.readouterr().out
+    assert "64-12-12-10 mbcp batch 2" in out
+    assert "an epoch of 719 groups of 2 samples takes 724 steps" in out
+    # One gemv, gemvt (not for layer 0) and ger per weight and sample, as sgd.
+    assert "MemA weight accesses per steady-state step: 6,720 (sgd: 6,720)" in out
+    assert "events per steady-state period (6 steps, 12 samples)" in out
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["pipeline"]["steps_per_epoch"] == 724 and plan["energy"]["samples"] == 12
+    assert main(["train", "--backend", "isa", "--algorithm", "mbcp", "--model", "64-12-12-10",
+                 "--limit", "20", "--epochs", "1", "--check-golden", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "(softmax_ce, mbcp, batch 4, lr 0.1, momentum 0.0" in out
+    assert "golden check: 10 steps" in out          # 5 groups + 2 x 3 - 1
+    code, err = cli(capsys, "train", "--backend", "isa", "--algorithm", "mbcp", "--batch", "1")
+    assert code == 2 and "use --batch 2" in err and err.count("\n") == 1
+
+
 def test_cp_on_a_ring_through_the_command_line(capsys):
     assert main(["train", "--backend", "isa", "--algorithm", "cp", "--cores", "4", "--model",
                  "64-32-24-10", "--segments", "0/1-2/3", "--limit", "12", "--epochs", "1",

@@ -100,9 +100,12 @@ def test_prediction_only_run_writes_both_cases(tmp_path, capsys):
     report = json.loads(path.read_text())
     assert report["config"] == bench_training.bench_config().to_dict()
     assert list(report["cases"]) == ["mbgd-batch32", "sgd-batch1", "dfa-batch1", "dfa-batch8",
-                                     "cp-batch1"]
+                                     "cp-batch1", "mbcp-batch4"]
     assert report["cases"]["cp-batch1"]["weight_accesses"] * 1.6 < \
         report["cases"]["sgd-batch1"]["weight_accesses"]
+    # mbcp runs sgd's kernels once per sample: no fewer weight accesses than sgd.
+    assert report["cases"]["mbcp-batch4"]["weight_accesses"] == \
+        4 * report["cases"]["sgd-batch1"]["weight_accesses"]
     for name, row in report["cases"].items():
         assert "rtl" not in row
         assert row["isa"]["cycles"] == row["step_cycles"], name     # simulator = prediction

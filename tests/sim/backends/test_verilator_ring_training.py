@@ -110,3 +110,27 @@ def test_cp_on_segments_is_bit_exact(cp_device, sizes, segments, stalls, rng, se
         driver.set_stalls(0, seed=seed)
     assert (slower > 0) == stalls           # the stalls did slow the links down
     print(f"{'-'.join(map(str, sizes))} on {segments}: {steps} cp steps, RTL == golden")
+
+
+@requires_verilator
+@pytest.mark.parametrize("sizes,segments,batch,stalls", [
+    ((9, 7, 6, 5), [(0, 1), (2,), (3,)], 2, False),       # 3 segments, one of two cores
+    ((6, 12, 5), [(0,), (1, 2, 3)], 3, True),             # gathered along the chain, stalling
+])
+def test_mbcp_on_segments_is_bit_exact(cp_device, sizes, segments, batch, stalls, rng, seed):
+    """Two epochs of 9 groups of ``batch`` samples (28 and 24 pipeline steps) on layers on
+    their own segments: after every step the logits, weights and biases equal the golden
+    MBCP trainer's, and every core's cycles equal the ring model's (but under stalls)."""
+    from tests.sim.backends.test_verilator_training import run_cp_epochs
+
+    driver = RingDriver(cp_device)
+    driver.set_stalls(96 if stalls else 0, seed=seed)
+    try:
+        steps, slower = run_cp_epochs(CP_CFG, cp_device, sizes, "softmax_ce", rng, seed,
+                                      segments=segments, check_cycles=not stalls, batch=batch)
+    finally:
+        driver.set_stalls(0, seed=seed)
+    assert steps == 2 * (9 + 2 * len(segments) - 1)
+    assert (slower > 0) == stalls
+    print(f"{'-'.join(map(str, sizes))} on {segments}: {steps} mbcp steps (b = {batch}), "
+          "RTL == golden")

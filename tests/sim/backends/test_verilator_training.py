@@ -112,16 +112,32 @@ def test_rtl_cp_epochs_are_bit_exact(cp_device, case, rng, seed):
     print(f"{'-'.join(map(str, sizes))}: {steps} cp steps on the Verilated core == golden")
 
 
+@requires_verilator
+@pytest.mark.parametrize("case,batch", [(CP_CASES[0], 2), (CP_CASES[1], 3)],
+                         ids=lambda c: "-".join(map(str, c[0])) if isinstance(c, tuple) else
+                         f"b{c}")
+def test_rtl_mbcp_epochs_are_bit_exact(cp_device, case, batch, rng, seed):
+    """Two epochs of 9 groups of ``batch`` samples through the pipeline on one core: 28 and
+    32 MBCP steps (fill, steady state, drain) bit-identical to the golden MBCP trainer."""
+    sizes, loss = case
+    steps, _ = run_cp_epochs(CP_CFG, cp_device, sizes, loss, rng, seed, batch=batch)
+    assert steps == 2 * (9 + 2 * (len(sizes) - 1) - 1)
+    print(f"{'-'.join(map(str, sizes))}: {steps} mbcp steps (b = {batch}) on the Verilated "
+          "core == golden")
+
+
 def run_cp_epochs(cfg, device, sizes, loss, rng, seed, *, segments=None, check_cycles=True,
-                  groups=9, epochs=2, lr=0.2):
-    """Train ``epochs`` epochs of ``groups`` random samples with ``cp`` on ``device`` and on the
-    instruction-level simulator; after every pipeline step the logits, weights and biases
-    equal the golden CP trainer's (with each layer's core count) and every core takes its
-    predicted cycles (unless ``check_cycles`` is off: links stalling). Returns the steps and
-    how many of them took longer than predicted."""
+                  groups=9, epochs=2, lr=0.2, batch=1):
+    """Train ``epochs`` epochs of ``groups`` groups of ``batch`` random samples with ``cp``
+    (``batch`` 1) or ``mbcp`` on ``device`` and on the instruction-level simulator; after
+    every pipeline step the logits, weights and biases equal the golden pipelined trainer's
+    (with each layer's core count) and every core takes its predicted cycles (unless
+    ``check_cycles`` is off: links stalling). Returns the steps and how many of them took
+    longer than predicted."""
     from caterpillar.software.isasim.device import RingIsaDevice
 
-    g = TrainingGraph(sizes, loss=loss, algorithm="cp", optimizer=Optimizer(lr=lr, momentum=0))
+    g = TrainingGraph(sizes, loss=loss, algorithm="cp" if batch == 1 else "mbcp", batch=batch,
+                      optimizer=Optimizer(lr=lr, momentum=0))
     compiled = compile_training(g, cfg, segments, groups=groups)
     fmt, layers = cfg.operand, len(sizes) - 1
     init = [(to_bits(w, fmt), to_bits(b, fmt)) for w, b in default_weights(sizes, seed % 1000)]
@@ -132,12 +148,12 @@ def run_cp_epochs(cfg, device, sizes, loss, rng, seed, *, segments=None, check_c
         hw.set_lr(lr)
     gold = GoldenTrainer(sizes, loss, cfg.nr, fmt, cfg.acc, init,
                          cores=[len(seg) for seg in compiled.segments])
-    s = scalars(fmt, lr=lr, batch=1, momentum=0, weight_decay=0, outputs=sizes[-1])
+    s = scalars(fmt, lr=lr, batch=batch, momentum=0, weight_decay=0, outputs=sizes[-1])
     steps = slower = 0
     for epoch in range(epochs):
-        pipe = PipelinedTrainer(gold, cfg.acc_lanes)
-        xs = to_bits(rng.random((groups, sizes[0])), fmt)
-        labels = rng.integers(0, sizes[-1], groups)
+        pipe = PipelinedTrainer(gold, cfg.acc_lanes, batch=batch)
+        xs = to_bits(rng.random((groups, batch, sizes[0])), fmt)
+        labels = rng.integers(0, sizes[-1], (groups, batch))
         ts = labels if loss == "softmax_ce" else to_bits(np.eye(sizes[-1])[labels], fmt)
         for t in range(groups + 2 * layers - 1):
             x = xs[t] if t < groups else None
@@ -146,8 +162,7 @@ def run_cp_epochs(cfg, device, sizes, loss, rng, seed, *, segments=None, check_c
             logits, run = rtl.pipeline_step(t, x, target, check_cycles=check_cycles)
             slower += max(run.cycles) > rtl.pipeline_entry(t)["step_cycles"]
             isa_logits, _ = isa.pipeline_step(t, x, target)
-            want = pipe.step(None if x is None else x[None],
-                             None if x is None else ts[t:t + 1], s)
+            want = pipe.step(x, None if x is None else ts[t], s)
             where = f"epoch {epoch} step {t} (seed {seed})"
             assert (logits is None) == (want is None) == (isa_logits is None), where
             if want is not None:

@@ -50,7 +50,19 @@ def test_bias_blocks_follow_the_reduce_scatter():
 @pytest.mark.parametrize("index", range(8))
 def test_random_networks_and_placements_on_the_ring_simulator(index, seed):
     """Random depth, widths, core count (1 to 8) and segments (some cores idle, relaying)."""
-    rng = np.random.default_rng([seed, index])
+    run_random_case(np.random.default_rng([seed, index]), index, seed, batch=1)
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_random_mbcp_networks_and_placements_on_the_ring_simulator(index, seed):
+    """MBCP: the same random cases with groups of 2 to 4 samples."""
+    rng = np.random.default_rng([seed, index, 1])
+    run_random_case(rng, index, seed, batch=int(rng.integers(2, 5)))
+
+
+def run_random_case(rng, index, seed, batch):
+    """One random network, core count and placement (one core for ``index`` 0) trained for
+    an epoch on the ring simulator against the golden pipelined trainer."""
     layers = int(rng.integers(1, 5))
     cores = int(rng.integers(max(2, layers), 9)) if index else 1
     # Consecutive segments in a random rotation of the ring, each wide enough for its cores.
@@ -61,7 +73,7 @@ def test_random_networks_and_placements_on_the_ring_simulator(index, seed):
     for k in range(layers):
         following = counts[k + 1] if k + 1 < layers else 0
         sizes.append(int(max(2, 2 * following, 2 * counts[k]) + rng.integers(0, 6)))
-    cfg = TINY.replace(cores=cores)
+    cfg = TINY.replace(cores=cores, memb_words=256)
     segments = None
     if cores > 1:
         offset, segments, first = int(rng.integers(cores)), [], 0
@@ -70,7 +82,8 @@ def test_random_networks_and_placements_on_the_ring_simulator(index, seed):
             first += count
     device = RingIsaDevice(cfg) if cores > 1 else IsaDevice(cfg)
     steps, _ = run_cp_epochs(cfg, device, tuple(sizes), "softmax_ce", rng, seed,
-                             segments=segments, groups=int(rng.integers(1, 7)), epochs=1)
-    print(f"{sizes} on {cores} cores {segments}: {steps} cp steps == golden")
+                             segments=segments, groups=int(rng.integers(1, 7)), epochs=1,
+                             batch=batch)
+    print(f"{sizes} (b = {batch}) on {cores} cores {segments}: {steps} steps == golden")
     assert steps == len(cp_schedule(layers, steps - 2 * layers + 1)), \
-        f"sizes {sizes}, {cores} cores, segments {segments} (seed {seed})"
+        f"sizes {sizes}, b = {batch}, {cores} cores, segments {segments} (seed {seed})"

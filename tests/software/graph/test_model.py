@@ -67,5 +67,13 @@ def test_the_kernel_family_follows_the_algorithm_and_batch():
     g = TrainingGraph((8, 4, 3), algorithm="dfa", batch=8)
     assert TrainingGraph.from_dict(g.to_dict()) == g
     assert TrainingGraph((5, 3), algorithm="cp").gemv
-    with pytest.raises(GraphError, match="algorithm must be one of sgd, mbgd, dfa, cp, not 'mbcp'"):
+    # mbcp runs the GEMV kernels once per sample of a group of 2 or more.
+    mbcp = TrainingGraph((5, 3), algorithm="mbcp", batch=4)
+    assert mbcp.gemv and mbcp.pipelined and not TrainingGraph((5, 3)).pipelined
+    assert TrainingGraph.from_dict(mbcp.to_dict()) == mbcp
+    with pytest.raises(GraphError, match="mbcp pipelines groups of 2 or more samples, not "
+                                         "batch 1; use --batch 2"):
         TrainingGraph((5, 3), algorithm="mbcp")
+    with pytest.raises(GraphError, match="algorithm must be one of sgd, mbgd, dfa, cp, mbcp, "
+                                         "not 'bp'"):
+        TrainingGraph((5, 3), algorithm="bp")
