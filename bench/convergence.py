@@ -39,7 +39,7 @@ __all__ = ["add_arguments", "run", "CASES", "train_case"]
 
 #: Case name -> (algorithm, batch): the paper's Fig. 5 set.
 CASES = {"sgd": ("sgd", 1), "mbgd-8": ("mbgd", 8), "mbgd-50": ("mbgd", 50), "cp": ("cp", 1),
-         "mbcp-4": ("cp", 4), "dfa-8": ("dfa", 8)}
+         "mbcp-4": ("mbcp", 4), "dfa-8": ("dfa", 8)}
 
 #: DFA's rate of one sample on N1 (``caterpillar paper``'s default). At the others' 0.05
 #: (0.14 for b = 8) DFA's updates overflow fp16 on N1 within the first epoch (NaN logits: 10 %
@@ -109,18 +109,19 @@ def train_case(name, sizes, data, cfg, *, epochs, lr, seed, limit=None, progress
                     weight_decay=0.0, outputs=sizes[-1])
         order = epoch_order(len(x_train), seed, epoch)[:limit]
         groups = len(order) // batch
-        if algorithm == "cp":
+        pipelined = algorithm in ("cp", "mbcp")
+        if pipelined:
             cp = PipelinedTrainer(g, cfg.acc_lanes, batch=batch)
         for k in range(groups):
             idx = order[k * batch:(k + 1) * batch]
             x, t = x_train[idx], data.y_train[idx]
-            if algorithm == "cp":
+            if pipelined:
                 cp.step(x, t, s)
             elif batch == 1:
                 g.sgd_step(x[0], t[0], s)
             else:
                 g.mbgd_step(x, t, s)
-        if algorithm == "cp":
+        if pipelined:
             cp.drain(s)
         accuracies.append(_accuracy(g, x_test, data.y_test, fmt))
         if progress is not None:

@@ -16,7 +16,9 @@ entered at step ``s``. At step ``t`` every layer makes one pass over its weights
   ``-lr / B``: without momentum and weight decay one MAC per weight and sample, ``W += d_s
   a_s^T`` in sample order (:meth:`~caterpillar.golden.trainer.GoldenTrainer.update_layer`
   of each sample in turn: MBCP's device runs one rank-1 update, ``ger``, per sample, so a
-  weight is rounded to the operand format after every sample's MAC), otherwise
+  weight is rounded to the operand format after every sample's MAC; the same bits as one
+  update of the group whenever the accumulator format is the operand format, as in every
+  preset), otherwise
   :meth:`~caterpillar.golden.trainer.GoldenTrainer.update_layer` of the group at once (no
   device path);
 * then the **forward** of group ``s_f = t - l`` with the **just-updated** weights: ``h =
