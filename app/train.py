@@ -308,7 +308,7 @@ def run_compile(args) -> int:
         graph.batch == 1 else f"steady-state period ({steps} steps, {samples} samples)"
     print(f"  events per {what}: {ev['ops']:,} PE operations ({ev['macs']:,} MACs), MemA "
           f"{words['mema']:,}, MemB {words['memb']:,}, SPAD {words['spad']:,} words, "
-          f"{ev['link_words']:,} link words")
+          f"{ev['link_words']:,} link words, {ev['host_words']:,} host words")
     print_energy(report["energy"])
     if args.output:
         compiled.save(args.output)

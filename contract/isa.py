@@ -111,10 +111,13 @@ class Counter(enum.Enum):
     SPAD_WRITES = 12
     LINK_WORDS = 13
     RING_ADDS = 14
+    HOST_WORDS = 15
 
 
-#: The counters of hardware events (the energy model's inputs), as opposed to time.
-EVENT_COUNTERS = (Counter.MACS, *(c for c in Counter if c.value >= Counter.OPS.value))
+#: The counters of hardware events a run causes (the energy model's inputs), as opposed to time
+#: and to the host's traffic (``HOST_WORDS``, which moves between runs).
+EVENT_COUNTERS = (Counter.MACS, *(c for c in Counter
+                                  if Counter.OPS.value <= c.value < Counter.HOST_WORDS.value))
 
 #: What each counter adds up, from its last clear.
 COUNTER_MEANING = {
@@ -133,6 +136,9 @@ COUNTER_MEANING = {
     Counter.SPAD_WRITES: "SPAD words written by the array and the ring engine",
     Counter.LINK_WORDS: "words sent on the core's outgoing link (nr per beat)",
     Counter.RING_ADDS: "additions by the ring engine's adders (nr per beat added)",
+    Counter.HOST_WORDS: "SPAD and IMEM words the host bus wrote or read at this core; "
+                        "cleared by `CTRL.clear_host_words` only, not by `clear_counters` "
+                        "(the host moves its words between runs)",
 }
 
 

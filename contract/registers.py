@@ -113,7 +113,8 @@ class Csr:
 CTRL = Csr("CTRL", 0x08, "w", "commands (write 1 to act)", (
     BitField("start", 0, 1, "start at START_PC (ignored while busy or in error)"),
     BitField("clear", 1, 1, "clear done and error (leaves the error state)"),
-    BitField("clear_counters", 2, 1, "zero every performance counter"),
+    BitField("clear_counters", 2, 1, "zero every performance counter but HOST_WORDS"),
+    BitField("clear_host_words", 3, 1, "zero HOST_WORDS"),
 ))
 #: State of a core. The ring's STATUS (:data:`RING_STATUS`) has the same bits.
 STATUS = Csr("STATUS", 0x0A, "r", "state of the core", (

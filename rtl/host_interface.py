@@ -87,8 +87,10 @@ class HostInterface(wiring.Component):
         in_sregs = (bus.addr >= sreg_base) & (bus.addr < sreg_base + SCALAR_REGISTERS)
         m.d.comb += [
             seq.start.eq(ctrl.start), seq.clear.eq(ctrl.clear),
-            seq.clear_counters.eq(ctrl.clear_counters), seq.start_pc.eq(start_pc),
+            seq.clear_counters.eq(ctrl.clear_counters),
+            seq.clear_host_words.eq(ctrl.clear_host_words), seq.start_pc.eq(start_pc),
             seq.host_refused.eq(refused),
+            seq.host_word.eq(self.imem.we | self.imem.re | self.spad.we | self.spad.re),
             seq.sreg_idx.eq(bus.addr - sreg_base), seq.sreg_we.eq(csr_write & in_sregs),
             seq.sreg_wdata.eq(bus.wdata),
         ]

@@ -48,17 +48,19 @@ class HostWindow(wiring.Signature):
 class SequencerPort(wiring.Signature):
     """Commands, scalar registers and state of the sequencer, from the host interface's side.
 
-    ``start``, ``clear``, ``clear_counters`` are one-cycle pulses (``CTRL``); ``host_refused`` is
-    high in a cycle the host tried to write IMEM or the SPAD, or to read the SPAD, while
-    ``busy`` (refused; the sequencer stops with ``HOST_ACCESS``). Scalar-register reads are
-    combinational.
+    ``start``, ``clear``, ``clear_counters``, ``clear_host_words`` are one-cycle pulses
+    (``CTRL``); ``host_refused`` is high in a cycle the host tried to write IMEM or the SPAD,
+    or to read the SPAD, while ``busy`` (refused; the sequencer stops with ``HOST_ACCESS``);
+    ``host_word`` is high in a cycle the host wrote or read an IMEM or SPAD word (the
+    ``HOST_WORDS`` counter). Scalar-register reads are combinational.
     """
 
     def __init__(self, cfg):
         aw = cfg.imem_addr_width
         super().__init__({
-            "start": Out(1), "clear": Out(1), "clear_counters": Out(1), "start_pc": Out(aw),
-            "host_refused": Out(1),
+            "start": Out(1), "clear": Out(1), "clear_counters": Out(1),
+            "clear_host_words": Out(1), "start_pc": Out(aw),
+            "host_refused": Out(1), "host_word": Out(1),
             "sreg_we": Out(1), "sreg_idx": Out(range(SCALAR_REGISTERS)),
             "sreg_wdata": Out(cfg.word_width), "sreg_rdata": In(cfg.word_width),
             "busy": In(1), "done": In(1), "error": In(1), "cause": In(ErrorCause),

@@ -250,6 +250,7 @@ class Sequencer(wiring.Component):
             Counter.SPAD_WRITES: self.spad_events.writes,
             Counter.LINK_WORDS: self.ring_events.link_words,
             Counter.RING_ADDS: self.ring_events.adds,
+            Counter.HOST_WORDS: self.host.host_word,
         })
         return m
 
@@ -303,7 +304,9 @@ class Sequencer(wiring.Component):
         """The performance counters: each adds its increment every cycle until cleared."""
         for counter, increment in increments.items():
             value = self.host.counters[counter.value]
-            with m.If(self.host.clear_counters):
+            clear = self.host.clear_host_words if counter == Counter.HOST_WORDS \
+                else self.host.clear_counters
+            with m.If(clear):
                 m.d.sync += value.eq(0)
             with m.Else():
                 m.d.sync += value.eq(value + increment)

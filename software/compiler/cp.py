@@ -393,18 +393,22 @@ def cp_steady_period(compiled) -> dict:
 
 
 def priced_period(compiled) -> dict:
-    """What the energy and throughput reports price: one step, or for ``cp`` a period of its
-    steady state (:func:`cp_steady_period`; one program of the image may fill or drain the
-    pipeline). Returns its ``cycles``, every core's ``events``, the model ``macs``, the
-    ``samples`` it trains and ``totals``, the events summed over the cores."""
+    """What the energy and throughput reports price: one step, or for ``cp`` and ``mbcp`` a
+    period of its steady state (:func:`cp_steady_period`; one program of the image may fill or
+    drain the pipeline). Returns its ``cycles``, every core's ``events`` (with the host's
+    words, ``host_words``), the model ``macs``, the ``samples`` it trains and ``totals``, the
+    events summed over the cores."""
     if compiled.graph.pipelined:
         period = cp_steady_period(compiled)
-        cycles, events, macs, samples = (period["cycles"], period["events"], period["macs"],
-                                         period["steps"] * compiled.graph.batch)
+        cycles, events, macs, steps = (period["cycles"], period["events"], period["macs"],
+                                       period["steps"])
     else:
         _, phases = compiled.step_report()
         cycles, events = compiled.step_cycles, compiled.predicted_events()
-        macs, samples = sum(v["macs"] for v in phases.values()), compiled.graph.batch
+        macs, steps = sum(v["macs"] for v in phases.values()), 1
+    for core_events, words in zip(events, compiled.host_words(), strict=True):
+        core_events["host_words"] = steps * words
+    samples = steps * compiled.graph.batch
     return {"cycles": cycles, "events": events, "macs": macs, "samples": samples,
             "totals": {name: sum(e[name] for e in events) for name in events[0]}}
 

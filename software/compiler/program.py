@@ -310,6 +310,34 @@ class Compiled:
         :data:`~caterpillar.contract.isa.EVENT_COUNTERS`), from the same model."""
         return [dict(e) for e in self._prediction(start_pcs)[1]]
 
+    def host_words(self, *, entering: bool = True, leaving: bool = True) -> list[int]:
+        """Every core's SPAD words the host writes and reads around one step (what its
+        ``HOST_WORDS`` counter adds): the inputs and targets staged where the step reads them
+        and the logits read back from the first core of the last segment. For ``cp`` and
+        ``mbcp`` a pipeline step, with a group ``entering`` the first layer and one
+        ``leaving`` the output layer (its targets staged, its logits read)."""
+        graph, io_of = self.graph, {k: c.io for k, c in self.cores.items()}
+        first, last = self.segments[0], self.segments[-1]
+        batch, classes = graph.batch, graph.sizes[-1]
+        words = [0] * self.config.cores
+        for k, io in io_of.items():
+            if graph.pipelined:
+                staged = (batch * io["ld_inputs"] if entering and k in first else 0) + \
+                    (batch * io["ld_classes"] if leaving and k in last else 0)
+                read = batch * io["ld_classes"] if leaving and k == last[0] else 0
+            elif graph.gemv:
+                lo, hi = self.blocks[0][first.index(k)] if k in first else (0, 0)
+                staged = (hi - lo + classes) if k in first or k in last else 0
+                read = classes if k == last[0] else 0
+            else:
+                staged = 0
+                if k in first or k in last:
+                    staged = graph.sizes[0] * io["ld_batch"] + batch * io["ld_classes"] + (
+                        batch * io["ld_inputs"] if io["inputs"] is not None else 0)
+                read = batch * io["ld_classes"] if k == last[0] else 0
+            words[k] = staged + read
+        return words
+
     def _prediction(self, start_pcs):
         start = tuple(start_pcs or [0] * self.config.cores)
         cache = self.__dict__.setdefault("_predictions", {})

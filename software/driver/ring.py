@@ -129,6 +129,15 @@ class RingDriver:
                        [c[Counter.RING] for c in counters], waited,
                        [{e.name.lower(): c[e] for e in EVENT_COUNTERS} for c in counters])
 
+    def clear_host_words(self) -> None:
+        """Zero every core's ``HOST_WORDS`` counter (one ``CTRL`` write)."""
+        ctrl = self.control
+        self.device.write(ctrl["CTRL"], [ctrl.pack("CTRL", clear_host_words=1)])
+
+    def host_words(self) -> list[int]:
+        """Every core's ``HOST_WORDS``: SPAD and IMEM words the host moved since the clear."""
+        return [d.counter(Counter.HOST_WORDS) for d in self.cores]
+
     def _errors(self) -> dict[int, CoreError]:
         if self.regs is None:
             return {0: self.cores[0].error()}

@@ -11,8 +11,10 @@ the FPU executes costs ``energy_pj_per_op``: the ``OPS`` counter, plus the ring 
 additions) and per FLOP (a MAC with a real product is two FLOPs, so it costs twice). A memory
 access moves ``word bytes / access_bytes`` of the macro's accesses (an fp32 word is two 16-bit
 accesses); the per-access energy is the macro's, not rescaled for other capacities. Link words
-cost ``link_pj_per_word_hop`` each (one hop per word sent). Leakage is not modelled (the paper
-reports dynamic energy at 1 GHz).
+cost ``link_pj_per_word_hop`` each (one hop per word sent), the words the host moves
+(``host_words``: the ``HOST_WORDS`` counter, or the plan's
+:meth:`~caterpillar.software.compiler.program.Compiled.host_words`) ``host_pj_per_word``.
+Leakage is not modelled (the paper reports dynamic energy at 1 GHz).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ __all__ = ["READINGS", "COMPONENTS", "events_energy", "step_energy"]
 #: The two readings of the FPU's energy per operation.
 READINGS = ("fma", "flop")
 #: What the energy is split into.
-COMPONENTS = ("fpu", "local_sram", "spad", "links")
+COMPONENTS = ("fpu", "local_sram", "spad", "links", "host")
 
 
 def _total(events_per_core, name) -> int:
@@ -32,13 +34,14 @@ def _total(events_per_core, name) -> int:
 def events_energy(events_per_core, cfg, tech, reading: str = "fma") -> dict:
     """Energy in pJ of the events of every core (``[{counter name: events}, ...]``, the
     names of :data:`~caterpillar.contract.isa.EVENT_COUNTERS` lower case; ``macs`` is needed
-    for the ``flop`` reading) by component (:data:`COMPONENTS`), and ``total``."""
+    for the ``flop`` reading; ``host_words``, when given, the host's words) by component
+    (:data:`COMPONENTS`), and ``total``."""
     if reading not in READINGS:
         raise ValueError(f"reading must be one of {', '.join(READINGS)}, not {reading!r}")
     events = {name: _total(events_per_core, name)
               for name in ("macs", "ops", "mema_reads", "mema_writes", "memb_reads",
                            "memb_writes", "spad_reads", "spad_writes", "link_words",
-                           "ring_adds")}
+                           "ring_adds", "host_words")}
     word_bytes = cfg.word_width // 8
     fpu_ops = events["ops"] + events["ring_adds"]
     if reading == "flop":
@@ -52,6 +55,7 @@ def events_energy(events_per_core, cfg, tech, reading: str = "fma") -> dict:
         / local_sram.access_bytes,
         "spad": spad * spad_sram.energy_pj_per_access * word_bytes / spad_sram.access_bytes,
         "links": events["link_words"] * tech.link_pj_per_word_hop,
+        "host": events["host_words"] * tech.host_pj_per_word,
     }
     energy["total"] = sum(energy.values())
     return energy

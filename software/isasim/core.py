@@ -116,8 +116,11 @@ class IsaSim:
             self._spend(RUN_START_CYCLES)
 
     def reset_counters(self):
-        """Zero the counters and the per-opcode cycle tally (a start with counter clear)."""
+        """Zero the counters but ``HOST_WORDS`` and the per-opcode cycle tally (a start with
+        counter clear)."""
+        host = getattr(self, "counters", {}).get(Counter.HOST_WORDS, 0)
         self.counters = {c: 0 for c in Counter}
+        self.counters[Counter.HOST_WORDS] = host
         self.per_op = {}
 
     def execute(self, pc: int) -> Step:

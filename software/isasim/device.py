@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from caterpillar.contract.isa import INSTR_WORDS
+from caterpillar.contract.isa import INSTR_WORDS, Counter
 from caterpillar.contract.registers import (
     CTRL,
     ERROR_CAUSE,
@@ -78,12 +78,22 @@ class IsaDevice(Device):
             self._status.update(done=0, error=0)
         if ctrl["clear_counters"]:
             self.sim.reset_counters()
+        if ctrl["clear_host_words"]:
+            self.sim.counters[Counter.HOST_WORDS] = 0
         if started:
             self._status["done"] = 0
         return started
 
+    def _count_host_words(self, addr: int, count: int) -> None:
+        """``HOST_WORDS``: every word of a request in the IMEM or SPAD window (they are the
+        last two windows of the map, whatever the word's address inside)."""
+        self.sim.counters[Counter.HOST_WORDS] += max(0, min(count, addr + count
+                                                            - self._map.imem_base))
+
     def write(self, addr: int, words) -> None:
         m = self._map
+        words = list(words)
+        self._count_host_words(addr, len(words))
         start = addr - m.spad_base
         if start >= 0:                                # bulk SPAD data
             values = np.asarray([int(w) for w in words], dtype=np.uint64)
@@ -95,6 +105,7 @@ class IsaDevice(Device):
             self._write_word(addr + offset, int(value))
 
     def read(self, addr: int, count: int = 1) -> list[int]:
+        self._count_host_words(addr, count)
         start = addr - self._map.spad_base
         if start >= 0 and start + count <= self.cfg.spad_words:
             return self.sim.spad[start:start + count].tolist()

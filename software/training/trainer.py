@@ -282,6 +282,17 @@ class CoreTrainer:
         return flat.reshape(self.graph.batch, ldc)[:, :classes]
 
 
+def _check_host_words(counted: list, run: RingRun, planned: list, what: str) -> None:
+    """Raise :class:`StepMismatch` unless every core's ``HOST_WORDS`` equals the words the
+    compiled plan moves (:meth:`~caterpillar.software.compiler.program.Compiled.host_words`);
+    then add them to the run's events as ``host_words`` (the energy model prices them)."""
+    if counted != planned:
+        raise StepMismatch(f"{what}: the host moved {counted} words per core; the plan moves "
+                           f"{planned}")
+    for events, words in zip(run.events, counted, strict=True):
+        events["host_words"] = words
+
+
 def _rows(rows, ld) -> np.ndarray:
     """``rows`` (bits) laid out one after the other ``ld`` words apart, zero-padded."""
     out = np.zeros((rows.shape[0], ld), dtype=np.uint64)
@@ -475,6 +486,7 @@ class Trainer:
         c = self.compiled
         entry = self.pipeline_entry(t)
         first, last = c.segments[0], c.segments[-1]
+        self.ring.clear_host_words()
         if x is not None:
             x = np.asarray(x, dtype=np.uint64).reshape(self.graph.batch, -1)
             for position, core in enumerate(first):
@@ -492,6 +504,9 @@ class Trainer:
         _check_run(run, entry["cycles"] if check_cycles else None,
                    c.predicted_events(entry["pcs"]), f"pipeline step {t}")
         logits = self.trainers[last[0]].group_logits() if entry["key"][1][-1] else None
+        _check_host_words(self.ring.host_words(), run,
+                          c.host_words(entering=x is not None, leaving=target is not None),
+                          f"pipeline step {t}")
         return logits, run
 
     def step(self, x, targets) -> tuple[np.ndarray, RingRun]:
@@ -499,6 +514,7 @@ class Trainer:
         c = self.compiled
         x = np.asarray(x, dtype=np.uint64).reshape(self.graph.batch, -1)
         first, last = c.segments[0], c.segments[-1]
+        self.ring.clear_host_words()
         for core, trainer in self.trainers.items():
             if core not in first and core not in last:
                 continue
@@ -510,6 +526,7 @@ class Trainer:
         run = self.ring.run(self.start_pcs, timeout_cycles=4 * self.step_cycles + 10_000)
         logits = self.trainers[last[0]].logits()
         _check_run(run, self.predicted, c.predicted_events(), "the step")
+        _check_host_words(self.ring.host_words(), run, c.host_words(), "the step")
         return logits, run
 
 

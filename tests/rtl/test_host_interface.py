@@ -88,3 +88,27 @@ def test_a_host_access_while_busy_stops_the_core_and_changes_nothing():
         device.write(REGS["CTRL"], [CTRL.pack(clear=1)])
     # Cleared, the core runs the unchanged program to the end.
     assert driver.run().instret == len(program) + 1
+
+
+@pytest.mark.integration
+def test_host_words_count_the_windows_words_across_runs_until_their_own_clear():
+    from caterpillar.contract.isa import INSTR_WORDS, Counter
+    from caterpillar.software.isasim.device import IsaDevice
+
+    program = [encode(Opcode.LDV, spad=0, memb=0, len=8, layout=Layout.DIAG),
+               encode(Opcode.HALT)]
+    counts = []
+    for device in (AmaranthDevice(TINY), IsaDevice(TINY)):
+        driver = Driver(device)
+        driver.load_program(program)                     # IMEM words
+        driver.write_spad(3, list(range(10)))
+        driver.read_spad(0, 7)
+        driver.set_scalar(1, 5)                          # a CSR: not a window word
+        before = driver.counter(Counter.HOST_WORDS)
+        driver.run()                                     # start + clear_counters
+        after = driver.counter(Counter.HOST_WORDS)
+        device.write(REGS["CTRL"], [CTRL.pack(clear_host_words=1)])
+        cleared = driver.counter(Counter.HOST_WORDS)
+        counts.append((before, after, cleared, driver.counter(Counter.INSTRET)))
+    want = len(program) * INSTR_WORDS + 10 + 7
+    assert counts[0] == counts[1] == (want, want, 0, 2), counts

@@ -51,6 +51,17 @@ def test_links_cost_what_the_technology_says():
     assert events_energy([events(link_words=40)], FP16, tech)["links"] == pytest.approx(60.0)
 
 
+def test_host_words_cost_what_the_technology_says():
+    from dataclasses import replace
+
+    # The paper prices no host traffic; a user's technology may, and older event dicts
+    # without host words cost nothing for it.
+    assert events_energy([events(host_words=50)], FP16, TECH)["host"] == 0.0
+    tech = replace(TECH, host_pj_per_word=20.0)
+    energy = events_energy([events(host_words=50), events()], FP16, tech)
+    assert energy["host"] == pytest.approx(1000.0) and energy["total"] == pytest.approx(1000.0)
+
+
 def test_a_step_reports_gflops_per_watt_and_power_in_both_readings():
     core = events(macs=1000, ops=1000, mema_reads=1000, memb_reads=1000)
     report = step_energy([core], 1000, 250, FP16, TECH)
