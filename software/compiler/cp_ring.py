@@ -55,17 +55,20 @@ from caterpillar.software.compiler.sgd import (
 __all__ = ["cp_ring_core_program", "cp_placement", "cp_bias_blocks"]
 
 
-def cp_placement(graph, cfg) -> list:
-    """The default segments of ``cp`` on ``cfg.cores`` cores: consecutive cores in ring order,
-    layer 0 first, each layer a share of the cores proportional to its weights (at least one;
-    largest remainders first; never more than give every core ``nr`` of its inputs and of its
-    outputs; cores left over stay idle and relay)."""
+def cp_placement(graph, cfg, by="macs") -> list:
+    """The segments of ``cp`` on ``cfg.cores`` cores: consecutive cores in ring order, layer 0
+    first, each layer a share of the cores proportional to its weights (``by="weights"``) or to
+    its MACs per sample (``by="macs"``: three per weight, two in layer 0, which has no
+    backward); at least one core; largest remainders first; never more than give every core
+    ``nr`` of its inputs and of its outputs; cores left over stay idle and relay.
+    :func:`~.training.compile_training` compiles both and keeps the faster step."""
     layers, cores, nr = graph.layers, cfg.cores, cfg.nr
     if cores < len(layers):
         raise CompileError(f"cp puts every layer on its own cores: {len(layers)} layers need "
                            f"at least {len(layers)} cores, not {cores}; use --cores "
                            f"{len(layers)} or more, or --cores 1")
-    weights = [o * i for o, i in layers]
+    per_weight = {"weights": lambda k: 1, "macs": lambda k: 2 if k == 0 else 3}[by]
+    weights = [per_weight(k) * o * i for k, (o, i) in enumerate(layers)]
     caps = [min(cdiv(o, nr), cdiv(i, nr)) for o, i in layers]
     spare = cores - len(layers)
     exact = [spare * w / sum(weights) for w in weights]

@@ -125,13 +125,25 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
 
 def _compile_cp(graph, cfg, segments, groups) -> Compiled:
     """``cp``: every layer on core 0 of a one-core config, else on its own segment
-    (``segments``, default :func:`~.cp_ring.cp_placement`)."""
+    (``segments``; by default whichever :func:`~.cp_ring.cp_placement` steps fastest)."""
     if cfg.cores == 1:
         return Compiled(graph, cfg, layer_segments(graph, cfg, segments),
                         {0: cp_core_program(graph, cfg, groups)}, [0],
                         partition(graph, cfg, 1))
-    segments = layer_segments(graph, cfg, segments if segments is not None
-                              else cp_placement(graph, cfg))
+    if segments is None:
+        # Shares by weights or by MACs: the stages' pace also depends on how the ring
+        # traffic falls, so the cycle model picks (ties go to the MAC shares).
+        candidates, errors = [], []
+        for segments in dict.fromkeys(tuple(cp_placement(graph, cfg, by))
+                                      for by in ("macs", "weights")):
+            try:
+                candidates.append(_compile_cp(graph, cfg, list(segments), groups))
+            except CompileError as error:
+                errors.append(error)
+        if not candidates:
+            raise errors[0]
+        return min(candidates, key=lambda compiled: compiled.step_cycles)
+    segments = layer_segments(graph, cfg, segments)
     distinct = list(dict.fromkeys(segments))
     if len(distinct) != len(segments):
         raise CompileError("cp on a ring puts every layer on its own segment; give one "

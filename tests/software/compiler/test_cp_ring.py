@@ -23,12 +23,25 @@ def graph(sizes):
 
 def test_placement_gives_larger_layers_more_cores():
     g = graph((784, 500, 500, 500, 10))
-    segments = cp_placement(g, preset("paper-n1"))
-    assert [len(s) for s in segments] == [13, 9, 9, 1]
-    assert [c for s in segments for c in s] == list(range(32))
+    by_macs = cp_placement(g, preset("paper-n1"))
+    assert [len(s) for s in by_macs] == [11, 10, 10, 1]
+    assert [c for s in by_macs for c in s] == list(range(32))
+    assert [len(s) for s in cp_placement(g, preset("paper-n1"), "weights")] == [13, 9, 9, 1]
     assert cp_placement(graph((8, 6, 4)), TINY.replace(cores=2)) == [(0,), (1,)]
     with pytest.raises(CompileError, match="3 layers need at least 3 cores, not 2"):
         cp_placement(graph((8, 6, 4, 3)), TINY.replace(cores=2))
+
+
+@pytest.mark.parametrize("sizes, cores, winner", [((32, 24, 16, 8), 7, "weights"),
+                                                   ((48, 32, 32, 8), 6, "macs")])
+def test_default_placement_is_the_faster_candidate(sizes, cores, winner):
+    g, cfg = graph(sizes), TINY.replace(cores=cores, memb_words=512)
+    steps = {by: compile_training(g, cfg, cp_placement(g, cfg, by)).step_cycles
+             for by in ("macs", "weights")}
+    chosen = compile_training(g, cfg)
+    assert steps["macs"] != steps["weights"]
+    assert chosen.step_cycles == min(steps.values()) == steps[winner]
+    assert chosen.segments == cp_placement(g, cfg, winner)
 
 
 def test_refusals_on_a_ring():
