@@ -254,6 +254,12 @@ def _print_pipeline(p: dict) -> None:
         print(f"  layer {layer['layer']} ({layer['rows']} x {layer['cols']}) on {where}: "
               f"{layer['cycles']:,} cycles of a steady-state step, utilization "
               f"{100 * layer['utilization']:.1f}%")
+    bound = p["placement_bound"]
+    if bound is not None:
+        best = "/".join(map(str, bound["best_cores"]))
+        print(f"  whole-core bound (the layer with the most MACs per core sets the step): "
+              f"{100 * bound['placement']:.1f}% on this placement, {100 * bound['best']:.1f}% "
+              f"on the best ({best} cores)")
     access = p["weight_accesses"]
     algorithm = next(k for k in access if k != "sgd")
     print(f"  MemA weight accesses per steady-state step: {access[algorithm]:,} (sgd: "

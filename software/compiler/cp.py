@@ -46,7 +46,7 @@ from caterpillar.software.compiler.sgd import (
 
 __all__ = ["cp_schedule", "cp_core_program", "cp_step_key", "cp_weight_accesses", "plain_ger",
            "cp_steady_period", "priced_period",
-           "cp_pipeline_report", "check_cp", "cp_image"]
+           "cp_pipeline_report", "check_cp", "cp_image", "cp_core_caps", "placement_bound"]
 
 
 def cp_schedule(layers: int, groups: int) -> list:
@@ -337,7 +337,8 @@ def cp_pipeline_report(compiled) -> dict:
     """The pipeline of a compiled ``cp`` step: its placement, every layer's share of a
     steady-state step, every program of the image (key, predicted cycles of the slowest
     core, model MACs of all), an epoch's steps and cycles, the fill and drain share of them,
-    and the MemA weight accesses of a steady-state step against ``sgd``'s."""
+    the MemA weight accesses of a steady-state step against ``sgd``'s and, on a ring, the
+    whole-core :func:`placement_bound` of the utilization."""
     graph, cfg = compiled.graph, compiled.config
     layers, groups = len(graph.layers), compiled.cores[0].io["groups"]
     pcs = {}
@@ -355,8 +356,12 @@ def cp_pipeline_report(compiled) -> dict:
     epoch = sum(s["cycles"] for s in steps)
     steady = sum(s["cycles"] for s in steps
                  if len(s["forward_layers"]) == len(s["backward_layers"]) == layers)
+    per_layer = _per_layer(compiled)
+    bound = None if cfg.cores == 1 else placement_bound(
+        [x["macs"] for x in per_layer], [len(seg) for seg in compiled.segments],
+        cp_core_caps(graph, cfg))
     return {"placement": {f"layer {k}": list(seg) for k, seg in enumerate(compiled.segments)},
-            "layers": _per_layer(compiled),
+            "layers": per_layer, "placement_bound": bound,
             "batch": graph.batch, "groups_per_epoch": groups,
             "steps_per_epoch": len(steps),
             "programs": list(programs.values()), "epoch_cycles": epoch,
@@ -364,6 +369,31 @@ def cp_pipeline_report(compiled) -> dict:
             "fill_drain_share": (epoch - steady) / epoch if epoch else 0.0,
             "weight_accesses": {graph.algorithm: cp_weight_accesses(graph, graph.algorithm),
                                 "sgd": cp_weight_accesses(graph, "sgd")}}
+
+
+def cp_core_caps(graph, cfg) -> list:
+    """The most cores each layer can use on a ring: every core keeps ``nr`` of its inputs and
+    of its outputs."""
+    return [min(cdiv(o, cfg.nr), cdiv(i, cfg.nr)) for o, i in graph.layers]
+
+
+def placement_bound(macs, cores, caps) -> dict:
+    """The utilization a layer-per-segment pipeline cannot exceed when every layer owns whole
+    cores: a steady-state step lasts at least the longest layer's MACs per core at full rate,
+    ``max_l M_l / c_l``, so the step uses at most ``sum M_l / (C max_l M_l / c_l)`` of ``C``
+    cores. ``macs``: each layer's MACs per step; ``cores``: its cores in the placement.
+    Returns the bound of that placement (``placement``) and of the best whole-core placement
+    on as many cores within ``caps`` (``best``, and its ``best_cores``: a core at a time to the
+    layer with the most MACs per core, which minimises the largest)."""
+    total, count = sum(macs), sum(cores)
+    bound = lambda split: total / (count * max(m / c for m, c in zip(macs, split)))  # noqa: E731
+    best = [1] * len(macs)
+    while sum(best) < count:
+        slowest = max(range(len(macs)), key=lambda k: macs[k] / best[k])
+        if best[slowest] >= caps[slowest]:
+            break
+        best[slowest] += 1
+    return {"placement": bound(cores), "best": bound(best), "best_cores": best}
 
 
 def cp_steady_period(compiled) -> dict:

@@ -34,7 +34,7 @@ from types import SimpleNamespace
 from caterpillar.contract.isa import Layout, Opcode, VecOp
 from caterpillar.golden.collectives import ring_blocks
 from caterpillar.software.compiler import collectives as coll
-from caterpillar.software.compiler.cp import check_cp, cp_image, plain_ger
+from caterpillar.software.compiler.cp import check_cp, cp_core_caps, cp_image, plain_ger
 from caterpillar.software.compiler.program import (
     SCALAR_REGS,
     CompileError,
@@ -62,14 +62,14 @@ def cp_placement(graph, cfg, by="macs") -> list:
     backward); at least one core; largest remainders first; never more than give every core
     ``nr`` of its inputs and of its outputs; cores left over stay idle and relay.
     :func:`~.training.compile_training` compiles both and keeps the faster step."""
-    layers, cores, nr = graph.layers, cfg.cores, cfg.nr
+    layers, cores = graph.layers, cfg.cores
     if cores < len(layers):
         raise CompileError(f"cp puts every layer on its own cores: {len(layers)} layers need "
                            f"at least {len(layers)} cores, not {cores}; use --cores "
                            f"{len(layers)} or more, or --cores 1")
     per_weight = {"weights": lambda k: 1, "macs": lambda k: 2 if k == 0 else 3}[by]
     weights = [per_weight(k) * o * i for k, (o, i) in enumerate(layers)]
-    caps = [min(cdiv(o, nr), cdiv(i, nr)) for o, i in layers]
+    caps = cp_core_caps(graph, cfg)
     spare = cores - len(layers)
     exact = [spare * w / sum(weights) for w in weights]
     counts = [min(cap, 1 + int(x)) for cap, x in zip(caps, exact)]

@@ -17,6 +17,7 @@ from caterpillar.software.compiler.cp import (
     cp_schedule,
     cp_step_key,
     cp_weight_accesses,
+    placement_bound,
 )
 from caterpillar.software.compiler.program import CompileError
 from caterpillar.software.compiler.training import compile_training, compiled_for_groups
@@ -110,6 +111,20 @@ def test_pipeline_report_accounts_an_epoch():
     step = compiled.cores[0].local_phase_report(SMALL)
     assert sum(x["cycles"] for x in layers) + 3 == sum(v["cycles"] for v in step.values())
     assert sum(x["macs"] for x in layers) == sum(v["macs"] for v in step.values())
+
+
+def test_placement_bound():
+    # 784-500-500-10's MACs per sample on 4/3/1 cores: layer 1's 250,000 per core set the step.
+    macs = [2 * 500 * 784, 3 * 500 * 500, 3 * 10 * 500]
+    bound = placement_bound(macs, [4, 3, 1], [98, 125, 3])
+    assert bound["placement"] == pytest.approx(sum(macs) / (8 * 250_000))
+    assert bound["best"] == bound["placement"] and bound["best_cores"] == [4, 3, 1]
+    even = placement_bound([100, 100], [3, 1], [10, 10])
+    assert (even["placement"], even["best"], even["best_cores"]) == (0.5, 1.0, [2, 2])
+    capped = placement_bound([100, 100], [1, 3], [1, 10])
+    assert (capped["placement"], capped["best"]) == (0.5, 0.5)
+    # One core runs the layers one after the other: no placement to bound.
+    assert cp_pipeline_report(compile_training(graph(), SMALL))["placement_bound"] is None
 
 
 def test_compiled_for_groups_recompiles_only_cp():

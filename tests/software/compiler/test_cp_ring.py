@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from caterpillar.contract.config import preset
-from caterpillar.software.compiler.cp import cp_schedule
+from caterpillar.software.compiler.cp import cp_pipeline_report, cp_schedule
 from caterpillar.software.compiler.cp_ring import cp_bias_blocks, cp_placement
 from caterpillar.software.compiler.program import CompileError
 from caterpillar.software.compiler.training import compile_training
@@ -42,6 +42,10 @@ def test_default_placement_is_the_faster_candidate(sizes, cores, winner):
     assert steps["macs"] != steps["weights"]
     assert chosen.step_cycles == min(steps.values()) == steps[winner]
     assert chosen.segments == cp_placement(g, cfg, winner)
+    bound = cp_pipeline_report(chosen)["placement_bound"]
+    pes = cfg.nr * cfg.nr * cfg.cores
+    period = sum(x["macs"] for x in cp_pipeline_report(chosen)["layers"])
+    assert period / (pes * chosen.step_cycles) < bound["placement"] <= bound["best"] <= 1
 
 
 def test_refusals_on_a_ring():
