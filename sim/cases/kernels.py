@@ -70,10 +70,12 @@ def _padded(matrix, ld):
 def run_case(device, case: KernelCase, timeout_cycles: int = 50_000_000):
     """Load ``case`` into ``device``, run it, return ``(outputs, stats)``.
 
-    The output regions are zeroed first, so a case gives the same answer on a device that ran
-    other cases before (words a program leaves unwritten, e.g. padding, read as zero).
+    The output regions are zeroed first and ``HOST_WORDS`` cleared, so a case gives the same
+    answer and counters on a device that ran other cases before (words a program leaves
+    unwritten, e.g. padding, read as zero; the host words are the case's own).
     """
     driver = Driver(device)
+    driver.clear_host_words()
     driver.load_program(case.program)
     for addr, shape in case.outputs:
         driver.write_spad(addr, np.zeros(int(np.prod(shape)), dtype=np.uint64))

@@ -110,6 +110,11 @@ class Driver:
         self.device.write(self.regs["CTRL"], [self.regs.pack("CTRL", clear=1)])
         return error
 
+    def clear_host_words(self) -> None:
+        """Zero ``HOST_WORDS`` (a run's ``clear_counters`` leaves it: it counts the words the
+        host moves around runs)."""
+        self.device.write(self.regs["CTRL"], [self.regs.pack("CTRL", clear_host_words=1)])
+
     def run(self, start_pc: int = 0, timeout_cycles: int = 50_000_000) -> RunStats:
         """Start at ``start_pc``, wait for HALT, return the counters.
 

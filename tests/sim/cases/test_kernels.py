@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from caterpillar.contract.config import preset
-from caterpillar.contract.isa import Layout, Opcode, VecOp, decode
+from caterpillar.contract.isa import INSTR_WORDS, Counter, Layout, Opcode, VecOp, decode
 from caterpillar.golden import kernels as gk
 from caterpillar.golden import numerics as gn
 from caterpillar.sim.cases import kernels as kc
@@ -71,6 +71,17 @@ def test_every_case_runs_to_its_expected_outputs(kind, rng):
         assert got.shape == shape == want.shape
         np.testing.assert_array_equal(got, want, err_msg=case.name)
     assert stats.macs == case.counted_macs
+
+
+def test_a_shared_device_counts_each_cases_own_host_words(rng):
+    # A Verilated core serves every case of a test module; HOST_WORDS outlives clear_counters.
+    shared = IsaDevice(TINY)
+    for kind in ("gemv", "smxce"):
+        case = _builders()[kind](rng)
+        _, on_shared = kc.run_case(shared, case)
+        _, on_fresh = kc.run_case(IsaDevice(TINY), case)
+        assert on_shared.counted() == on_fresh.counted()
+        assert on_fresh.counters[Counter.HOST_WORDS] >= len(case.program) * INSTR_WORDS
 
 
 def test_random_values_are_normal_numbers_with_requested_corners(rng):
