@@ -8,6 +8,8 @@ starts: every command checks its options and output paths first.
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import sys
 from pathlib import Path
 
@@ -247,12 +249,24 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:
+        # The reader left (`caterpillar compile ... | head`): stop quietly, as `head`'s
+        # writers do, without the interpreter's flush error on the closed pipe at exit.
+        _silence_stdout()
+        return 141
     except (ValueError, OSError) as e:
         parser.exit(2, f"caterpillar: error: {_one_line(e)}\n")
     except ToolError as e:                  # a tool is missing or failed: not a usage error
         parser.exit(1, f"caterpillar: error: {e}\n")
     except KeyboardInterrupt:
         return 130
+
+
+def _silence_stdout() -> None:
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass                                # not a file descriptor (a captured stream)
 
 
 def _one_line(error: Exception) -> str:

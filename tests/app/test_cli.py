@@ -76,6 +76,19 @@ def test_console_script_runs_without_traceback(tmp_path):
     assert proc.returncode == 0 and proc.stdout == "40c0\n" and proc.stderr == ""
 
 
+def test_a_reader_that_leaves_early_stops_the_command_quietly():
+    # `caterpillar compile ... --asm | head -1`: 92 kB of listing, more than a pipe holds.
+    proc = subprocess.Popen([sys.executable, "-m", "caterpillar.app.cli", "compile", "--config",
+                             "paper-n1", "--cores", "4", "--model", "64-32-32-10",
+                             "--algorithm", "cp", "--asm"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("; core 0")
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 141
+    with proc.stderr:
+        assert proc.stderr.read() == ""
+
+
 @requires_verilator
 def test_fpu_selfcheck_reports_and_writes_json(tmp_path, capsys):
     import json
