@@ -20,7 +20,7 @@ from caterpillar.contract.isa import ErrorCause, Opcode, VecOp, unpack
 
 __all__ = ["cdiv", "log2", "python_select", "Segment", "Check", "KernelPlan", "PLANS",
            "kernel_plan", "cpass_fits", "INSTRUCTION_OVERHEAD", "SEQUENCER_OPCODES",
-           "RUN_START_CYCLES",
+           "RUN_START_CYCLES", "RING_ORDERED_OPCODES", "RING_POST_CYCLES",
            "instruction_cycles",
            "word_cycles", "execution_cycles", "GemmPhase", "GemmSchedule", "gemm_schedule",
            "ring_queue_depth", "trailing_zeros", "bank_of", "bank_index", "bank_depth",
@@ -38,6 +38,16 @@ RUN_START_CYCLES = 2
 #: Instructions the sequencer completes in its check cycle (no micro-ops, no engine). All but
 #: ``halt`` take one cycle more: the decode of the next instruction, fetched in their check.
 SEQUENCER_OPCODES = (Opcode.NOP, Opcode.HALT, Opcode.SYNC, Opcode.SETS)
+
+#: A ``RING`` is posted: it starts the ring engine and retires in its check cycle, and the
+#: instructions after it run while the engine moves the data, but these wait in their check
+#: until the engine is idle: the ones that use the SPAD (the engine owns its ports while
+#: active), a second ``RING``, and ``sync`` and ``halt``, which wait for the ring by definition.
+RING_ORDERED_OPCODES = (Opcode.RDCNT, Opcode.LDA, Opcode.STA, Opcode.LDV, Opcode.STV,
+                        Opcode.GEMM, Opcode.RING, Opcode.SYNC, Opcode.HALT)
+
+#: Cycles a posted ``RING`` takes from the core: its check, then the next instruction's decode.
+RING_POST_CYCLES = INSTRUCTION_OVERHEAD + 1
 
 #: Micro-op steps of SMXCE's exp sequence per element, and of its reciprocal (one PE).
 SMX_EXP_STEPS = 12
@@ -519,7 +529,8 @@ def instruction_cycles(op: Opcode, f, cfg) -> int:
     """Cycles the core spends on a legal instruction whose checks pass (the sequencer's rule):
     :data:`INSTRUCTION_OVERHEAD`, then its :func:`execution_cycles`, or, for one of
     :data:`SEQUENCER_OPCODES` but ``halt``, one cycle for the next instruction's decode. A
-    run adds :data:`RUN_START_CYCLES`. ``RING`` is timed by the ring engine, not here."""
+    run adds :data:`RUN_START_CYCLES`. A ``RING`` takes :data:`RING_POST_CYCLES`, and the next
+    of :data:`RING_ORDERED_OPCODES` waits for its engine: the ring simulator times that."""
     if op == Opcode.RING:
         raise ValueError("a RING instruction's cycles depend on its neighbours; use the ring "
                          "simulator (caterpillar.software.isasim.ring)")

@@ -126,7 +126,7 @@ COUNTER_MEANING = {
     Counter.INSTRET: "instructions retired",
     Counter.MACS: "multiply-adds with a real product (not a chain's reduction adds)",
     Counter.STALLS: "cycles spent draining the PE pipeline after a kernel",
-    Counter.RING: "cycles spent in RING instructions",
+    Counter.RING: "cycles the ring engine was active (RING runs behind later instructions)",
     Counter.OPS: "PE operations: micro-ops a PE executes, each one slot of its FPU",
     Counter.MEMA_READS: "MemA words read, summed over the PEs",
     Counter.MEMA_WRITES: "MemA words written, summed over the PEs",

@@ -134,11 +134,12 @@ class SpadEdge(wiring.Signature):
 
 class RingCommand(wiring.Signature):
     """A ``RING`` instruction handed to the ring engine, from the sequencer's side: ``start``
-    for one cycle with ``fields``; the engine raises ``finished`` in its last cycle."""
+    for one cycle with ``fields``; the engine is ``busy`` from the next cycle until its last,
+    in which it raises ``finished``."""
 
     def __init__(self):
         super().__init__({"start": Out(1), "fields": Out(operand_layout(Opcode.RING)),
-                          "finished": In(1)})
+                          "busy": In(1), "finished": In(1)})
 
 
 class RingSpadPort(wiring.Signature):

@@ -43,8 +43,8 @@ class RingEngine(wiring.Component):
     Members
     -------
     command : In(RingCommand())
-        ``start`` (one cycle, while idle) latches ``fields``; ``finished`` is high in the
-        engine's last active cycle.
+        ``start`` (one cycle, while idle) latches ``fields``; ``busy`` while active;
+        ``finished`` is high in the engine's last active cycle.
     spad : Out(RingSpadPort(cfg))
         ``active``, and two SPAD read ports (data one cycle after ``en``: sent rows, and the
         local addends) and the write port.
@@ -149,7 +149,8 @@ class RingEngine(wiring.Component):
                      self.events.adds.eq(Mux(tags[0].valid, nr, 0))]
         finished = (active & (send_left == 0) & (level == 0) & ~read_in_flight
                     & (recv_left == 0) & (pending == 0))
-        m.d.comb += [self.spad.active.eq(active), self.command.finished.eq(finished),
+        m.d.comb += [self.spad.active.eq(active), self.command.busy.eq(active),
+                     self.command.finished.eq(finished),
                      self.port.chain.eq(chain)]
         with m.If(finished):
             m.d.sync += active.eq(0)

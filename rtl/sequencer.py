@@ -7,7 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from caterpillar.contract.geometry import kernel_plan
+from caterpillar.contract.geometry import RING_ORDERED_OPCODES, kernel_plan
 from caterpillar.contract.isa import INSTR_WORDS, Counter, ErrorCause, Opcode
 from caterpillar.contract.registers import COUNTER_BITS, SCALAR_REGISTERS
 from caterpillar.rtl.gemm import GemmEngine
@@ -44,9 +44,12 @@ class Sequencer(wiring.Component):
     cycle of its own. ``halt`` sets ``done``. A failed check, an illegal opcode, running past
     IMEM, a ``hazard`` from the array or a refused host access stops the core with ``error``,
     ``cause`` and ``error_pc`` until ``clear``. Micro-ops leave through registers: ``issue`` is
-    presented to the PEs one cycle after the stream cycle that produced it. A ``RING``
-    instruction starts the ring engine from its check cycle and retires in the cycle the engine
-    reports ``finished`` (no drain).
+    presented to the PEs one cycle after the stream cycle that produced it. A ``RING`` is
+    posted: it starts the ring engine in its check cycle and retires there (a cycle of decode
+    follows, as for ``nop``); the instructions after it run while the engine moves the data,
+    except those of :data:`~caterpillar.contract.geometry.RING_ORDERED_OPCODES`, which wait in
+    their check while the engine is ``busy`` (so one right after a ``RING`` checks in the cycle
+    after the engine's ``finished``).
 
     Members
     -------
@@ -127,6 +130,7 @@ class Sequencer(wiring.Component):
         m.d.comb += [self.issue.uop.eq(uop_reg), self.issue.xfer.eq(xfer_reg)]
 
         legal = Cat(*[op == o.value for o in Opcode]).any()
+        ring_ordered = Cat(*[op == o.value for o in RING_ORDERED_OPCODES]).any()
         retire = Signal()
         # The check cycle fetches the next instruction (when IMEM has it); the fetch port then
         # holds that word until the instruction retires and decodes it.
@@ -138,6 +142,15 @@ class Sequencer(wiring.Component):
             with m.If(has_next):
                 m.d.comb += [fetch.addr.eq(pc + 1), fetch.en.eq(1)]
             m.d.sync += ahead.eq(has_next)
+
+        def retire_in_check():
+            # The next instruction was fetched in this cycle: its decode takes the next one.
+            m.d.comb += retire.eq(1)
+            m.d.sync += pc.eq(pc + 1)
+            with m.If(has_next):
+                m.next = "DECODE"
+            with m.Else():
+                m.next = "FETCH"
 
         def retire_to_next():
             m.d.comb += retire.eq(1)
@@ -165,37 +178,29 @@ class Sequencer(wiring.Component):
                 m.next = "CHECK"
                 refuse_host_access()
             with m.State("CHECK"):
-                m.d.sync += [seg.eq(0), *[loop.eq(0) for loop in loops.values()]]
-                with m.If(~legal):
-                    fail(ErrorCause.ILLEGAL_OPCODE)
-                with m.Elif(op == Opcode.HALT):
-                    m.d.comb += retire.eq(1)
-                    m.d.sync += done.eq(1)
-                    m.next = "IDLE"
-                with m.Elif(op == Opcode.SETS):
-                    sets = instr.args.sets
-                    m.d.comb += retire.eq(1)
-                    m.d.sync += [sregs[sets.reg].eq(sets.value[:cfg.word_width]),
-                                 pc.eq(pc + 1)]
-                    fetch_next()
-                    with m.If(has_next):
-                        m.next = "DECODE"
+                # A posted RING's engine owns the SPAD: its users (and RING, SYNC, HALT) wait.
+                with m.If(~(self.ring.busy & ring_ordered)):
+                    m.d.sync += [seg.eq(0), *[loop.eq(0) for loop in loops.values()]]
+                    with m.If(~legal):
+                        fail(ErrorCause.ILLEGAL_OPCODE)
+                    with m.Elif(op == Opcode.HALT):
+                        m.d.comb += retire.eq(1)
+                        m.d.sync += done.eq(1)
+                        m.next = "IDLE"
+                    with m.Elif(op == Opcode.SETS):
+                        sets = instr.args.sets
+                        m.d.sync += sregs[sets.reg].eq(sets.value[:cfg.word_width])
+                        fetch_next()
+                        retire_in_check()
+                    with m.Elif((op == Opcode.NOP) | (op == Opcode.SYNC)):
+                        fetch_next()
+                        retire_in_check()
                     with m.Else():
-                        m.next = "FETCH"
-                with m.Elif((op == Opcode.NOP) | (op == Opcode.SYNC)):
-                    m.d.comb += retire.eq(1)
-                    m.d.sync += pc.eq(pc + 1)
-                    fetch_next()
-                    with m.If(has_next):
-                        m.next = "DECODE"
-                    with m.Else():
-                        m.next = "FETCH"
-                with m.Else():
-                    fetch_next()
-                    self._check(m, op, plans, checks_ok, fail, gemm)
-                    counter_sel = instr.args.rdcnt.counter
-                    m.d.sync += counter_snapshot.eq(
-                        Array(host.counters[i] for i in range(len(Counter)))[counter_sel])
+                        fetch_next()
+                        self._check(m, op, plans, checks_ok, fail, gemm, retire_in_check)
+                        counter_sel = instr.args.rdcnt.counter
+                        m.d.sync += counter_snapshot.eq(
+                            Array(host.counters[i] for i in range(len(Counter)))[counter_sel])
                 refuse_host_access()
             with m.State("RUN"):
                 with m.If(op == Opcode.GEMM):
@@ -219,10 +224,6 @@ class Sequencer(wiring.Component):
                 with m.If(self.array.hazard):
                     fail(ErrorCause.HAZARD)
                 refuse_host_access()
-            with m.State("RING"):
-                with m.If(self.ring.finished):
-                    retire_to_next()
-                refuse_host_access()
             with m.State("DRAIN"):
                 with m.If(drain == 0):
                     retire_to_next()
@@ -243,7 +244,7 @@ class Sequencer(wiring.Component):
         self._counters(m, {
             Counter.CYCLES: 1, Counter.BUSY: busy, Counter.INSTRET: retire,
             Counter.MACS: self.array.macs, Counter.STALLS: fsm.ongoing("DRAIN"),
-            Counter.RING: fsm.ongoing("RING"), Counter.OPS: self.array.ops,
+            Counter.RING: self.ring.busy, Counter.OPS: self.array.ops,
             Counter.MEMA_READS: self.array.mema_reads, Counter.MEMA_WRITES: self.array.mema_writes,
             Counter.MEMB_READS: self.array.memb_reads, Counter.MEMB_WRITES: self.array.memb_writes,
             Counter.SPAD_READS: self.spad_events.reads,
@@ -337,7 +338,7 @@ class Sequencer(wiring.Component):
                                                              strict=True)]
         return checks_ok, updates
 
-    def _check(self, m, op, plans, checks_ok, fail, gemm):
+    def _check(self, m, op, plans, checks_ok, fail, gemm, retire_in_check):
         # The first failing check (in the plan's order) names the error.
         with m.Switch(op):
             for opcode, (_, plan) in plans.items():
@@ -357,7 +358,7 @@ class Sequencer(wiring.Component):
                             m.d.comb += gemm.start.eq(~self.host.host_refused)
                         if opcode == Opcode.RING:
                             m.d.comb += self.ring.start.eq(~self.host.host_refused)
-                            m.next = "RING"
+                            retire_in_check()
                         else:
                             m.next = "RUN"
 

@@ -18,6 +18,7 @@ import numpy as np
 from caterpillar.contract.events import instruction_events
 from caterpillar.contract.geometry import (
     INSTRUCTION_OVERHEAD,
+    RING_POST_CYCLES,
     RUN_START_CYCLES,
     SEQUENCER_OPCODES,
     execution_cycles,
@@ -167,12 +168,27 @@ class IsaSim:
         per_op[op.name] = per_op.get(op.name, 0) + cycles + INSTRUCTION_OVERHEAD
         return Step("next", pc=pc + 1, cycles=cycles + INSTRUCTION_OVERHEAD)
 
-    def retire_ring(self, cycles: int):
-        """Account a ``RING`` instruction that spent ``cycles`` after its check."""
-        self._spend(cycles)
-        self.counters[Counter.RING] += cycles
+    def opcode_at(self, pc: int):
+        """The opcode of the instruction at ``pc`` (None past IMEM or for an illegal one)."""
+        return unpack(self.imem[pc])[0] if pc < self.cfg.imem_words else None
+
+    def post_ring(self):
+        """Account a posted ``RING`` (its check was spent in :meth:`execute`): the next
+        instruction's decode; the instruction retires."""
+        self._spend(RING_POST_CYCLES - INSTRUCTION_OVERHEAD)
         self.counters[Counter.INSTRET] += 1
-        self.per_op["RING"] = self.per_op.get("RING", 0) + cycles + INSTRUCTION_OVERHEAD
+        self.per_op["RING"] = self.per_op.get("RING", 0) + RING_POST_CYCLES
+
+    def wait_ring(self, cycles: int):
+        """Account ``cycles`` an instruction of
+        :data:`~caterpillar.contract.geometry.RING_ORDERED_OPCODES` waited in its check for the
+        ring engine (tallied under ``RING``)."""
+        self._spend(cycles)
+        self.per_op["RING"] = self.per_op.get("RING", 0) + cycles
+
+    def ring_finished(self, active_cycles: int):
+        """Account a ring engine that was active for ``active_cycles``."""
+        self.counters[Counter.RING] += active_cycles
 
     def count_events(self, events: dict):
         """Add ``{counter: events}`` to the event counters."""

@@ -4,7 +4,10 @@ Local instructions run through each core's :class:`~caterpillar.software.isasim.
 their fixed durations. ``RING`` instructions run through :class:`EngineModel`, a cycle model
 of :class:`~caterpillar.rtl.ring_engine.RingEngine` (same registers, same rules), stepped in
 lock-step for every core whose engine is active; when no engine can move, time jumps to the
-next engine start. So the data are bit-exact and every core's cycle count equals the RTL's
+next engine start. A ``RING`` is posted: its core runs on until an instruction of
+:data:`~caterpillar.contract.geometry.RING_ORDERED_OPCODES`, which checks in the cycle after
+the engine's last (those instructions touch nothing the engine does, so running the others
+ahead is exact). So the data are bit-exact and every core's cycle count equals the RTL's
 (link stalls, an RTL verification aid, are not modelled).
 """
 
@@ -18,6 +21,8 @@ import numpy as np
 from caterpillar.contract.events import EVENTS_PER_INSTRUCTION, instruction_events, ring_events
 from caterpillar.contract.geometry import (
     INSTRUCTION_OVERHEAD,
+    RING_ORDERED_OPCODES,
+    RING_POST_CYCLES,
     RUN_START_CYCLES,
     SEQUENCER_OPCODES,
     instruction_cycles,
@@ -178,9 +183,17 @@ class _TimingCore:
         for counter, value in events.items():
             self.events[counter] += value
 
-    def retire_ring(self, cycles: int):
+    def opcode_at(self, pc: int):
+        return unpack(self.program[pc])[0] if pc < len(self.program) else None
+
+    def post_ring(self):
+        self.busy += RING_POST_CYCLES - INSTRUCTION_OVERHEAD
+
+    def wait_ring(self, cycles: int):
         self.busy += cycles
-        self.ring += cycles
+
+    def ring_finished(self, active_cycles: int):
+        self.ring += active_cycles
 
 
 def predict_ring(programs, cfg, sources=None, start_pcs=None) -> tuple[list, list]:
@@ -233,37 +246,50 @@ class RingSim:
         pcs = list(start_pcs)
         for core, pc in zip(self.cores, pcs):
             core.start_run(pc)
-        # Cycle of the next instruction's check (cores not in RING).
-        fetch_time = [RUN_START_CYCLES] * n
-        ring_from = [None] * n    # first cycle of the running RING instruction
+        # Cycle of each core's next instruction check; the first active cycle of its engine.
+        check_time = [RUN_START_CYCLES] * n
+        ring_from = [None] * n
+        ring_pc = [None] * n      # pc of the RING the engine runs
         results = [None] * n
+        engines = self.engines
         for k in range(n):
-            self.engines[k] = EngineModel(self.cfg, self.cores[k].spad)
+            engines[k] = EngineModel(self.cfg, self.cores[k].spad)
 
         def run_local(k):
+            """Run core k until it halts, fails or waits for its engine (the instructions
+            that do not wait run while a posted RING moves the data)."""
+            core = self.cores[k]
             while True:
-                step = self.cores[k].execute(pcs[k])
+                if engines[k].active and core.opcode_at(pcs[k]) in RING_ORDERED_OPCODES:
+                    return
+                step = core.execute(pcs[k])
                 if step.kind == "done":
                     results[k] = step.result
                     return
                 if step.kind == "ring":
-                    ring_from[k] = fetch_time[k] + INSTRUCTION_OVERHEAD
-                    self.engines[k].start(step.fields)
-                    self.cores[k].count_events(ring_events(step.fields, self.cfg))
-                    return
-                fetch_time[k] += step.cycles
+                    ring_from[k] = check_time[k] + INSTRUCTION_OVERHEAD
+                    ring_pc[k] = pcs[k]
+                    engines[k].start(step.fields)
+                    core.count_events(ring_events(step.fields, self.cfg))
+                    core.post_ring()
+                    check_time[k] += RING_POST_CYCLES
+                    pcs[k] += 1
+                    continue
+                check_time[k] += step.cycles
                 pcs[k] = step.pc
 
         for k in range(n):
             run_local(k)
         now = 0
         while any(r is None for r in results):
-            live = [k for k in range(n) if results[k] is None]
-            active = [k for k in live if ring_from[k] <= now]
+            active = [k for k in range(n) if engines[k].active and ring_from[k] <= now]
             if not active:
-                now = min(ring_from[k] for k in live)
+                starts = [ring_from[k] for k in range(n) if engines[k].active]
+                if not starts:
+                    raise RingDeadlock("no ring engine is active but cores wait: pcs "
+                                       + ", ".join(f"core {k}: {pcs[k]}" for k in range(n)))
+                now = min(starts)
                 continue
-            engines = self.engines
             finished = [k for k in active if engines[k].finished()]
             valid = {k: engines[k].valid() for k in active}
             ready = {k: engines[k].ready() for k in active}
@@ -281,18 +307,21 @@ class RingSim:
                     continue
                 changed |= engines[k].tick(k in pops, beats.get(k))
             for k in finished:
-                self.cores[k].retire_ring(now + 1 - ring_from[k])
-                fetch_time[k] = now + 1
-                pcs[k] += 1
+                core = self.cores[k]
+                core.ring_finished(now + 1 - ring_from[k])
                 ring_from[k] = None
-                run_local(k)
+                if results[k] is None:
+                    # The waiting instruction checks in the cycle after the engine's last.
+                    core.wait_ring(max(0, now + 1 - check_time[k]))
+                    check_time[k] = max(check_time[k], now + 1)
+                    run_local(k)
             if not changed:
-                waiting = [ring_from[k] for k in live if results[k] is None
-                           and ring_from[k] is not None and ring_from[k] > now]
-                if not waiting:
-                    raise RingDeadlock("every core waits on the ring: pcs "
-                                       + ", ".join(f"core {k}: {pcs[k]}" for k in active))
-                now = min(waiting)
+                starts = [ring_from[k] for k in range(n)
+                          if engines[k].active and ring_from[k] > now]
+                if not starts:
+                    raise RingDeadlock("every core waits on the ring: RING pcs "
+                                       + ", ".join(f"core {k}: {ring_pc[k]}" for k in active))
+                now = min(starts)
                 continue
             now += 1
             if now > max_cycles:

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 
 from caterpillar.contract.config import ConfigError, preset
+from caterpillar.contract.isa import Counter, Layout, Opcode, VecOp, encode
 from caterpillar.contract.registers import RING_ID
 from caterpillar.sim.backends.amaranth import AmaranthDevice
 from caterpillar.sim.cases.collectives import CollectiveCase, expected_outputs, run_collective
+from caterpillar.software.compiler import collectives as sc
 from caterpillar.software.driver.ring import RingDriver
 from caterpillar.software.isasim.device import RingIsaDevice
 
@@ -55,6 +57,45 @@ def test_stalled_links_only_delay(device):
         np.testing.assert_array_equal(got[lo:hi], want)
     assert stalled.makespan > calm.makespan
     assert stalled.events == calm.events  # stalls move no more words
+
+
+def _posted_ring_run(device, local_first: bool):
+    """Core 0 sends 4 rows to core 1, which runs three VOPs on MemB either while its RING is
+    posted (before the LDV of the received rows) or after that LDV; then reads its RING
+    counter into the SPAD. Returns (RingRun, core 1's received words and counter)."""
+    nr = CFG.nr
+    n = 4 * nr
+    driver = RingDriver(device)
+    driver.set_sources([1, 0])
+    driver.set_stalls(0)
+    vop = encode(Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=8, x=0, y=4, len=n, alpha=0)
+    load = encode(Opcode.LDV, spad=0, memb=16, len=n, layout=Layout.DIAG)
+    halt = encode(Opcode.HALT)
+    middle = [vop, vop, vop, load] if local_first else [load, vop, vop, vop]
+    driver.cores[0].load_program([sc.ring(src=0, slen=n), halt])
+    driver.cores[1].load_program([sc.ring(dst=0, rlen=n, keep=True), *middle,
+                                  encode(Opcode.RDCNT, counter=Counter.RING.value, spad=n), halt])
+    rng = np.random.default_rng(5)
+    driver.cores[0].write_spad(0, rng.integers(0, 1 << CFG.word_width, n, dtype=np.uint64))
+    driver.cores[1].write_spad(0, np.zeros(n + 2, dtype=np.uint64))
+    run = driver.run()
+    return run, driver.cores[1].read_spad(0, n + 2)
+
+
+def test_a_posted_ring_runs_behind_local_work(device):
+    """A RING retires at once: the VOPs after it run while the engine receives, the LDV waits
+    for the engine. RTL equals the ring simulator (cycles, RING counter, data), and the posted
+    order saves the VOPs' cycles that fit inside the transfer."""
+    runs = {}
+    for local_first in (True, False):
+        run, words = _posted_ring_run(device, local_first)
+        sim_run, sim_words = _posted_ring_run(RingIsaDevice(CFG), local_first)
+        np.testing.assert_array_equal(words, sim_words)
+        assert run.cycles == sim_run.cycles and run.ring_cycles == sim_run.ring_cycles
+        assert words[CFG.nr * 4] == run.ring_cycles[1]      # RDCNT saw the whole transfer
+        runs[local_first] = run
+    assert runs[True].ring_cycles == runs[False].ring_cycles
+    assert runs[True].cycles[1] < runs[False].cycles[1]
 
 
 def test_unsupported_rings_are_config_errors():

@@ -10,7 +10,7 @@ import pytest
 
 from caterpillar.contract.config import preset
 from caterpillar.contract.events import EVENTS_PER_INSTRUCTION
-from caterpillar.contract.geometry import ring_queue_depth
+from caterpillar.contract.geometry import ring_queue_depth, word_cycles
 from caterpillar.contract.isa import Counter, Layout, Opcode, encode
 from caterpillar.golden import numerics
 from caterpillar.golden.trainer import to_bits
@@ -230,7 +230,7 @@ def test_an_unmatched_receive_is_a_deadlock(timing, rng):
     if not timing:
         for core, program in zip(sim.cores, programs):
             core.load_program(program)
-    with pytest.raises(RingDeadlock, match=r"every core waits on the ring: pcs core 0: 1$"):
+    with pytest.raises(RingDeadlock, match=r"every core waits on the ring: RING pcs core 0: 1$"):
         sim.run([0, 0])
 
 
@@ -267,3 +267,33 @@ def test_compiled_steps_are_predicted_exactly(algorithm, segments, rng):
     results, _, events = simulate(cfg, compiled.programs(), rng, compiled.sources)
     assert compiled.predicted_cycles() == [r.busy_cycles for r in results]
     assert compiled.predicted_events() == events
+
+
+@pytest.mark.parametrize("vops", [0, 1, 2, 6])
+def test_a_posted_ring_hides_the_local_work_after_it(vops, rng):
+    """Instructions after a RING that do not wait for the engine run during the transfer: the
+    receiver's cycles fall by the local work, up to the transfer's length less the RING's
+    decode cycle; data, RING counter and events do not change."""
+    cfg = TINY.replace(cores=2)
+    nr, n = cfg.nr, 12 * cfg.nr
+    vop = encode(Opcode.VOP, fn=0, layout=Layout.DIAG, z=8, x=0, y=4, len=4 * nr, alpha=0)
+    load = encode(Opcode.LDV, spad=0, memb=16, len=n, layout=Layout.DIAG)
+    send = [sc.ring(src=0, slen=n), HALT]
+    sent = spad_of(cfg, rng, n)
+    runs = {}
+    for posted in (True, False):
+        middle = [vop] * vops + [load] if posted else [load] + [vop] * vops
+        programs = [send, [sc.ring(dst=0, rlen=n, keep=True), *middle, HALT]]
+        sim = RingSim(cfg)
+        for core, program in zip(sim.cores, programs):
+            core.load_program(program)
+        sim.cores[0].spad[:n] = sent
+        results = sim.run([0, 0])
+        assert predict_ring_cycles(programs, cfg) == [r.busy_cycles for r in results]
+        runs[posted] = (results[1].busy_cycles, sim.cores[1].counters[Counter.RING],
+                        sim.cores[1].memb.copy())
+    ring = runs[False][1]
+    local = vops * word_cycles(vop, cfg)
+    assert runs[True][1] == ring > 1
+    assert runs[True][0] == runs[False][0] - min(local, ring - 1)
+    np.testing.assert_array_equal(runs[True][2], runs[False][2])
