@@ -9,8 +9,8 @@ forward partial ``W[:, I_k] a[I_k]`` is reduced inside the core by the GEMV, the
 the ring by a **reduce-scatter** that leaves core ``k`` exactly its input block of the next
 layer. The logits are all-gathered, every core forms the output gradient, and the backward
 ``W[:, I_k]^T d`` and the rank-1 update of its columns are local; each delta below the top is
-**all-gathered** for the next layer down. Vectors move between MemB and the SPAD around each
-collective.
+**all-gathered** for the next layer down, its first ``RING`` posted before the layer's update,
+which runs meanwhile. Vectors move between MemB and the SPAD around each collective.
 
 ``dfa`` (batch 1) is the same step with each hidden layer's ``W^T d`` replaced by ``F_l^T
 d_out``: the feedback matrix in MemA (on a ring, the core's columns of it, those of the layer
