@@ -425,9 +425,11 @@ def markdown(tables: dict, facts: dict) -> str:
     if tables["phases"]:
         names = [k.removesuffix("_share") for k in tables["phases"][0] if k.endswith("_share")]
         lines += ["", "## Utilization per phase", "",
-                  "Each phase's share of a step's cycles (the slowest core's; `ring`: its "
-                  "collectives and waiting) and, where it does MACs, its utilization. The "
-                  "paper gives utilization per case only.", "",
+                  "Each phase's share of a step's cycles (those of the core with the most "
+                  "local work; `ring`: the rest of the step, collectives and waiting) and, "
+                  "where it does MACs, its utilization (its MACs over the PE cycles every "
+                  "working core spent in it). The paper gives utilization per case only.",
+                  "",
                   "| case | step cycles | " + " | ".join(names) + " |",
                   "|---|---|" + "---|" * len(names)]
         for r in tables["phases"]:

@@ -6,10 +6,10 @@
   and 8 nr = 4 cores:
   cycles per step, parallel efficiency ``T(1) / (C T(C))`` against the one-core program
   (:func:`compile_training`), utilization (model MACs over PEs x cycles) and the share of the
-  slowest core's step spent in ring instructions. Cycles come from the ring timing model,
-  which equals the RTL (checked in the tests); ``--rtl-steps`` steps also run on the Verilated
-  4-core ring, whose every core's cycle counter must equal the prediction, and give its
-  simulation speed.
+  step the core with the most local work spends in ring instructions and waiting. Cycles come
+  from the ring timing model, which equals the RTL (checked in the tests); ``--rtl-steps``
+  steps also run on the Verilated 4-core ring, whose every core's cycle counter must equal the
+  prediction, and give its simulation speed.
 * Achieved link bandwidth of every collective: payload words per link per cycle of the
   collective, against the link's ``nr`` words per cycle, on 2, 4 and 8 cores (ring
   simulator; the Verilated ring when it is built for ``--rtl-steps``).

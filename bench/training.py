@@ -24,6 +24,7 @@ from caterpillar.golden.trainer import to_bits
 from caterpillar.sim.backends.devices import open_device
 from caterpillar.sim.backends.verilator import VerilatorDevice
 from caterpillar.software.compiler.cp import cp_weight_accesses
+from caterpillar.software.compiler.program import with_utilization
 from caterpillar.software.compiler.training import compile_training
 from caterpillar.software.graph.model import Optimizer, TrainingGraph
 from caterpillar.software.isasim.device import IsaDevice
@@ -66,9 +67,8 @@ def _phase_table(compiled) -> dict:
     return {"instructions": compiled.instructions, "step_cycles": compiled.step_cycles,
             "model_macs": macs, "utilization": macs / (pes * compiled.step_cycles),
             "weight_accesses": accesses,
-            "phases": {p: {**v, "share": v["cycles"] / compiled.step_cycles,
-                           "utilization": v["macs"] / (pes * v["cycles"]) if v["cycles"]
-                           else 0.0} for p, v in rep.items()}}
+            "phases": {p: {**v, "share": v["cycles"] / compiled.step_cycles}
+                       for p, v in with_utilization(rep, cfg.nr).items()}}
 
 
 def _print_case(name, row):

@@ -30,6 +30,7 @@ from caterpillar.software.storage import CheckpointError, atomic_savez, load_npz
 __all__ = ["CompileError", "Compiled", "CoreProgram", "Tensor", "Emitter", "Region", "PHASES",
            "layer_splits",
            "SCALAR_REGS", "load_compiled", "cdiv", "ceil_to", "input_name", "ring_emit",
+           "with_utilization",
            "check_capacity", "CAPACITY_SURVEY", "CapacitySurvey", "alloc_staging"]
 
 #: Phases a step's cycles are reported in.
@@ -166,6 +167,16 @@ def layer_splits(graph: TrainingGraph, segments) -> list[str]:
             and segments[-2] == seg and o <= i):
         splits[-1] = "columns"
     return splits
+
+
+def with_utilization(phases: dict, nr: int) -> dict:
+    """``{phase: {"cycles", "core_cycles", "macs", ...}}`` with each phase's ``utilization``:
+    its model MACs over the PE cycles the working cores spent in it (``nr^2 x core_cycles``),
+    0 for a phase no core spent time in. Where the cores run the same work this is the MACs
+    over the PEs times the phase's cycles; where they differ (``cp``'s layers) it never
+    passes 100 %, as a mix of one core's cycles with every core's MACs could."""
+    return {phase: {**v, "utilization": v["macs"] / (nr * nr * v["core_cycles"])
+                    if v["core_cycles"] else 0.0} for phase, v in phases.items()}
 
 
 def input_name(layer: int) -> str:
@@ -351,32 +362,37 @@ class Compiled:
         return max(self.predicted_cycles())
 
     def phase_report(self) -> dict:
-        """Per phase: cycles on the slowest core and model MACs summed over the cores.
+        """Per phase: cycles on the critical core and model MACs summed over the cores.
 
-        A core's local instructions take their fixed cycles; its ``ring`` phase is the rest
-        of its step (collectives, including waiting for its neighbours)."""
+        The critical core is the one with the most local work (its instructions but ``RING``,
+        at their fixed cycles; the slowest to finish among equals): where cores run different
+        work, as ``cp``'s layers do, the step cannot be shorter than its local work. Its
+        ``ring`` phase is the rest of the step (collectives and waiting for neighbours)."""
         return self.step_report()[1]
 
     def phase_utilization(self) -> dict:
-        """:meth:`phase_report` with each phase's utilization: its model MACs over the
-        working cores' PEs times its cycles (0 for a phase without cycles)."""
-        pes = self.config.nr * self.config.nr * len(self.working_cores)
-        return {phase: {**v, "utilization": v["macs"] / (pes * v["cycles"]) if v["cycles"]
-                        else 0.0} for phase, v in self.phase_report().items()}
+        """:meth:`phase_report` with each phase's utilization (:func:`with_utilization`)."""
+        return with_utilization(self.phase_report(), self.config.nr)
 
     def step_report(self, start_pcs=None) -> tuple[list, dict]:
         """Every core's predicted cycles of the step that starts at ``start_pcs`` (instruction
         0 by default; ``cp``'s images hold one step program per kind of pipeline step) and its
-        :meth:`phase_report`."""
+        :meth:`phase_report`, each phase with ``core_cycles``: the working cores' cycles in
+        it, summed (for ``ring``, each core's step less its local work)."""
         start_pcs = start_pcs or [0] * self.config.cores
         predicted = self.predicted_cycles(start_pcs)
-        slowest = max(self.cores, key=lambda k: predicted[k])
         reports = {k: c.local_phase_report(self.config, start_pcs[k])
                    for k, c in self.cores.items()}
-        report = reports[slowest]
-        local = sum(v["cycles"] for p, v in report.items() if p != "ring")
-        report["ring"]["cycles"] = predicted[slowest] - local
+        local = {k: sum(v["cycles"] for p, v in r.items() if p != "ring")
+                 for k, r in reports.items()}
+        critical = max(self.cores, key=lambda k: (local[k], predicted[k]))
+        step = max(predicted)
+        for k, r in reports.items():
+            r["ring"]["cycles"] = step - local[k]
+        report = reports[critical]
+        working = [reports[k] for k in self.working_cores]
         for phase in report:
+            report[phase]["core_cycles"] = sum(r[phase]["cycles"] for r in working)
             report[phase]["macs"] = sum(r[phase]["macs"] for r in reports.values())
         return predicted, report
 

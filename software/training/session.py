@@ -25,9 +25,12 @@ import numpy as np
 
 from caterpillar.golden.pipelined import PipelinedTrainer
 from caterpillar.golden.trainer import GoldenTrainer, scalars, to_bits, to_float
-from caterpillar.software.compiler.program import PHASES, Compiled
+from caterpillar.software.compiler.program import PHASES, Compiled, with_utilization
 from caterpillar.software.compiler.training import compiled_for_groups
 from caterpillar.software.training.trainer import Trainer
+
+#: What an epoch report adds up per phase (Compiled.step_report).
+_PHASE_TOTALS = ("cycles", "core_cycles", "macs")
 
 __all__ = ["Session", "GoldenMismatch", "check_fits", "default_weights", "epoch_order",
            "feedback_matrices", "FEEDBACK_STREAM"]
@@ -243,7 +246,7 @@ class Session:
             if self.progress is not None:
                 self.progress(self.epoch, step + 1, steps)
         seconds = time.monotonic() - started
-        per_phase = {p: {"cycles": v["cycles"] * steps, "macs": v["macs"] * steps}
+        per_phase = {p: {name: v[name] * steps for name in _PHASE_TOTALS}
                      for p, v in self.compiled.phase_report().items()}
         report = self._epoch_report(lr, steps, steps * graph.batch, losses, correct, cycles,
                                     seconds, per_phase, events)
@@ -261,7 +264,7 @@ class Session:
             self.golden, cfg.acc_lanes, batch=batch)
         group = lambda g: order[g * batch:(g + 1) * batch]  # noqa: E731
         losses, correct, cycles = [], 0, 0
-        per_phase = {p: {"cycles": 0, "macs": 0} for p in PHASES}
+        per_phase = {p: dict.fromkeys(_PHASE_TOTALS, 0) for p in PHASES}
         steady, events = 0, {}
         started = time.monotonic()
         total = groups + 2 * layers - 1
@@ -274,8 +277,8 @@ class Session:
             cycles += stats.busy
             _tally(events, stats.events)
             for p, v in entry["report"].items():
-                per_phase[p]["cycles"] += v["cycles"]
-                per_phase[p]["macs"] += v["macs"]
+                for name in _PHASE_TOTALS:
+                    per_phase[p][name] += v[name]
             if all(entry["key"][1]) and all(entry["key"][2]):
                 steady += stats.busy
             if logits is not None:
@@ -305,8 +308,7 @@ class Session:
         ``events``: the event counters the device counted, summed over steps and cores."""
         cfg = self.compiled.config
         pes = cfg.nr * cfg.nr * self.cores
-        per_phase = {p: {**v, "utilization": v["macs"] / (pes * v["cycles"]) if v["cycles"]
-                         else 0.0} for p, v in per_phase.items()}
+        per_phase = with_utilization(per_phase, cfg.nr)
         macs = sum(v["macs"] for v in per_phase.values())
         return {
             "epoch": self.epoch, "lr": lr, "steps": steps, "samples": samples,

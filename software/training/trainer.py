@@ -454,7 +454,7 @@ class Trainer:
     def pipeline_entry(self, t: int) -> dict:
         """``cp``: the programs of pipeline step ``t`` of an epoch: the ``key``, every core's
         ``pcs``, predicted ``cycles`` (per core; ``step_cycles`` the slowest), model ``macs``
-        and the per-phase ``report`` of the slowest core (MACs summed over the cores)."""
+        and the per-phase ``report`` (:meth:`Compiled.step_report`)."""
         c = self.compiled
         layers = len(self.graph.layers)
         key = cp_step_key(layers, c.cores[0].io["groups"], t)

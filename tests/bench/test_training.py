@@ -63,7 +63,8 @@ def test_phase_table_shares_and_utilization(tiny_compiled):
         want = p["macs"] / (pes * p["cycles"]) if p["cycles"] else 0.0
         assert p["utilization"] == pytest.approx(want), name
         assert 0 <= p["utilization"] <= 1
-    assert row["phases"]["ring"] == {"cycles": 0, "macs": 0, "share": 0.0, "utilization": 0.0}
+    assert row["phases"]["ring"] == {"cycles": 0, "core_cycles": 0, "macs": 0, "share": 0.0,
+                                     "utilization": 0.0}
 
 
 def test_isa_step_takes_the_predicted_cycles(tiny_compiled):

@@ -104,3 +104,28 @@ def run_random_case(rng, index, seed, batch):
     print(f"{sizes} (b = {batch}) on {cores} cores {segments}: {steps} steps == golden")
     assert steps == len(cp_schedule(layers, steps - 2 * layers + 1)), \
         f"sizes {sizes}, b = {batch}, {cores} cores, segments {segments} (seed {seed})"
+
+
+@pytest.mark.parametrize("sizes, cores", [((32, 24, 16, 8), 7), ((48, 32, 32, 8), 6)])
+def test_phase_report_follows_the_core_with_the_most_local_work(sizes, cores):
+    """Layers on their own cores do different work: the phases are those of the core with
+    the most local work, they sum to the step, and each phase's utilization is its MACs over
+    the PE cycles every working core spent in it (at most 100 %)."""
+    g, cfg = graph(sizes), TINY.replace(cores=cores, memb_words=512)
+    compiled = compile_training(g, cfg)
+    local = {k: sum(v["cycles"] for p, v in c.local_phase_report(cfg).items() if p != "ring")
+             for k, c in compiled.cores.items()}
+    report = compiled.phase_utilization()
+    assert sum(v["cycles"] for v in report.values()) == compiled.step_cycles
+    assert compiled.step_cycles - report["ring"]["cycles"] == max(local.values())
+    assert report["fused"]["core_cycles"] == sum(
+        compiled.cores[k].local_phase_report(cfg)["fused"]["cycles"]
+        for k in compiled.working_cores)
+    assert report["ring"]["core_cycles"] == sum(compiled.step_cycles - local[k]
+                                                for k in compiled.working_cores)
+    pes = cfg.nr * cfg.nr
+    for phase, v in report.items():
+        assert 0 <= v["utilization"] <= 1, phase
+        if v["core_cycles"]:
+            assert v["utilization"] == pytest.approx(v["macs"] / (pes * v["core_cycles"]))
+    assert report["fused"]["macs"] > 0 and report["fused"]["utilization"] > 0
