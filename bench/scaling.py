@@ -42,7 +42,7 @@ CORE_COUNTS = (1, 2, 4, 8)
 def scaling_config(cores: int = 1):
     """``small`` (nr = 4, fp32) with memories for 784-512-512-10 on one core."""
     return preset("small").replace(name="bench-scaling", cores=cores, spad_words=1 << 21,
-                                   mema_words=65536, memb_words=4096, imem_words=8192)
+                                   mema_words=65536, memb_words=8192, imem_words=8192)
 
 
 def rtl_config():

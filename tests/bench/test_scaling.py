@@ -34,3 +34,15 @@ def test_cp_rows_skip_rings_with_fewer_cores_than_layers(monkeypatch, capsys):
     bench_scaling._print_scaling("cp", table)
     lines = capsys.readouterr().out.splitlines()
     assert lines[3] == "        2  (fewer cores than layers)"
+
+
+def test_every_case_compiles_on_every_core_count_it_reports():
+    """The benchmark's memories hold every case on one core and on each ring it measures
+    (MBCP b = 4 once needed 4,148 MemB words of the 4,096 the one-core config had)."""
+    for name in bench_scaling.CASES:
+        graph = bench_scaling._graph(name)
+        for cores in bench_scaling.CORE_COUNTS:
+            if graph.pipelined and 1 < cores < len(graph.layers):
+                continue
+            compiled = compile_training(graph, bench_scaling.scaling_config(cores))
+            assert len(compiled.working_cores) == cores, (name, cores)
