@@ -59,10 +59,11 @@ def test_stalled_links_only_delay(device):
     assert stalled.events == calm.events  # stalls move no more words
 
 
-def _posted_ring_run(device, local_first: bool):
-    """Core 0 sends 4 rows to core 1, which runs three VOPs on MemB either while its RING is
-    posted (before the LDV of the received rows) or after that LDV; then reads its RING
-    counter into the SPAD. Returns (RingRun, core 1's received words and counter)."""
+def _posted_ring_run(device, order: str):
+    """Core 0 sends 4 rows to core 1, which runs three VOPs on MemB while its RING is posted
+    (``order`` ``local``: before the LDV of the received rows), after a SYNC (``sync``), or
+    after that LDV (``load``); then reads its RING counter into the SPAD. Returns (RingRun,
+    core 1's received words and counter)."""
     nr = CFG.nr
     n = 4 * nr
     driver = RingDriver(device)
@@ -71,7 +72,8 @@ def _posted_ring_run(device, local_first: bool):
     vop = encode(Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=8, x=0, y=4, len=n, alpha=0)
     load = encode(Opcode.LDV, spad=0, memb=16, len=n, layout=Layout.DIAG)
     halt = encode(Opcode.HALT)
-    middle = [vop, vop, vop, load] if local_first else [load, vop, vop, vop]
+    middle = {"local": [vop, vop, vop, load], "sync": [encode(Opcode.SYNC), vop, vop, vop, load],
+              "load": [load, vop, vop, vop]}[order]
     driver.cores[0].load_program([sc.ring(src=0, slen=n), halt])
     driver.cores[1].load_program([sc.ring(dst=0, rlen=n, keep=True), *middle,
                                   encode(Opcode.RDCNT, counter=Counter.RING.value, spad=n), halt])
@@ -83,19 +85,21 @@ def _posted_ring_run(device, local_first: bool):
 
 
 def test_a_posted_ring_runs_behind_local_work(device):
-    """A RING retires at once: the VOPs after it run while the engine receives, the LDV waits
-    for the engine. RTL equals the ring simulator (cycles, RING counter, data), and the posted
-    order saves the VOPs' cycles that fit inside the transfer."""
+    """A RING retires at once: the VOPs after it run while the engine receives, the LDV (or a
+    SYNC) waits for the engine. RTL equals the ring simulator (cycles, RING counter, data), the
+    posted order saves the VOPs' cycles that fit inside the transfer, and a SYNC right after
+    the RING costs its own two cycles and saves nothing."""
     runs = {}
-    for local_first in (True, False):
-        run, words = _posted_ring_run(device, local_first)
-        sim_run, sim_words = _posted_ring_run(RingIsaDevice(CFG), local_first)
+    for order in ("local", "sync", "load"):
+        run, words = _posted_ring_run(device, order)
+        sim_run, sim_words = _posted_ring_run(RingIsaDevice(CFG), order)
         np.testing.assert_array_equal(words, sim_words)
         assert run.cycles == sim_run.cycles and run.ring_cycles == sim_run.ring_cycles
         assert words[CFG.nr * 4] == run.ring_cycles[1]      # RDCNT saw the whole transfer
-        runs[local_first] = run
-    assert runs[True].ring_cycles == runs[False].ring_cycles
-    assert runs[True].cycles[1] < runs[False].cycles[1]
+        runs[order] = run
+    assert runs["local"].ring_cycles == runs["sync"].ring_cycles == runs["load"].ring_cycles
+    assert runs["local"].cycles[1] < runs["load"].cycles[1]
+    assert runs["sync"].cycles[1] == runs["load"].cycles[1] + 2
 
 
 def test_unsupported_rings_are_config_errors():
