@@ -295,15 +295,14 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks) -> CoreProgram:
                              (w_addr[index], d_rep, o))
             e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=d_own[index - 1],
               x=h[index - 1], y=z_buf, len=n, alpha=0)
-        gather = {}
-        if index > 0:
             # The next layer down needs all of its delta on every core. The gather's first
             # RING is posted: the update below runs while it moves (it touches no SPAD).
-            lo, n = cols[index][0], width[index]
             e("transfer", Opcode.STV, spad=vbuf + lo, memb=d_own[index - 1], len=n,
               layout=Layout.DIAG)
             gather = coll.all_gather(segment, vbuf, i, nr)
             ring({core: words[:1] for core, words in gather.items()})
+        else:
+            gather = {}
         e("update", Opcode.GER, o * width[index], w=w_addr[index], u=u, v=x_rep[index],
           mom=m_addr[index] if use_mom else 0, rows=o, cols=width[index],
           ldw=loc(width[index]), alpha=r["neg_lr"], wd=r["wd"], mu=r["mu"],

@@ -278,17 +278,18 @@ class RingSim:
                 check_time[k] += step.cycles
                 pcs[k] = step.pc
 
+        def next_start():
+            """The first active cycle of the earliest engine that starts after ``now``."""
+            starts = [ring_from[k] for k in range(n) if engines[k].active and ring_from[k] > now]
+            return min(starts) if starts else None
+
         for k in range(n):
             run_local(k)
         now = 0
         while any(r is None for r in results):
             active = [k for k in range(n) if engines[k].active and ring_from[k] <= now]
-            if not active:
-                starts = [ring_from[k] for k in range(n) if engines[k].active]
-                if not starts:
-                    raise RingDeadlock("no ring engine is active but cores wait: pcs "
-                                       + ", ".join(f"core {k}: {pcs[k]}" for k in range(n)))
-                now = min(starts)
+            if not active:      # a core without a result waits for its engine to start
+                now = next_start()
                 continue
             finished = [k for k in active if engines[k].finished()]
             valid = {k: engines[k].valid() for k in active}
@@ -316,12 +317,10 @@ class RingSim:
                     check_time[k] = max(check_time[k], now + 1)
                     run_local(k)
             if not changed:
-                starts = [ring_from[k] for k in range(n)
-                          if engines[k].active and ring_from[k] > now]
-                if not starts:
+                now = next_start()
+                if now is None:
                     raise RingDeadlock("every core waits on the ring: RING pcs "
                                        + ", ".join(f"core {k}: {ring_pc[k]}" for k in active))
-                now = min(starts)
                 continue
             now += 1
             if now > max_cycles:
