@@ -53,7 +53,10 @@ order; everything else is computed by one core for its share and is bit-identica
 
 * ``sgd``: core ``k`` holds the input columns ``I_k`` of every ``W`` (``ring_blocks(in, C,
   nr)``), so the forward ``gemv(W, a)`` is ``gemv(W[:, I_k], a[I_k])`` per core, summed round
-  the ring (reduce-scatter: output block ``j``'s sum starts at core ``j + 1``).
+  the ring (reduce-scatter: output block ``j``'s sum starts at core ``j + 1``); with
+  ``logits_chain`` the output layer's by a chain instead, from core ``0`` to core ``C - 1``
+  (which broadcasts the logits). A layer the compiler splits by rows (the first hidden one,
+  on the whole sample) sums as on one core: ``cores`` 1 for it.
 * ``mbgd``: core ``k`` holds the output rows ``R_k`` of every ``[W | b]`` (``ring_blocks(out,
   C, 1)``), so ``E = W^T D^T`` is ``W[R_k]^T D[:, R_k]^T`` per core, summed round the ring per
   input feature block in the same way. With a segment per layer, ``C`` is the layer's
@@ -72,7 +75,7 @@ import numpy as np
 
 from caterpillar.golden import kernels as gk
 from caterpillar.golden import numerics as n
-from caterpillar.golden.collectives import all_reduce, reduce_scatter, ring_blocks
+from caterpillar.golden.collectives import all_reduce, chain_reduce, reduce_scatter, ring_blocks
 
 __all__ = ["scalars", "GoldenTrainer", "gemm_chunked", "to_bits", "to_float"]
 
@@ -141,12 +144,17 @@ class GoldenTrainer:
     output_columns : bool
         ``mbgd`` on a ring: the output layer is split over its cores by input columns (the
         module docstring says how its sums change).
+    logits_chain : bool
+        ``sgd`` on a ring: the output layer's partial sums are chain-reduced (the module
+        docstring).
     """
 
     def __init__(self, sizes, loss, nr, fmt, acc, weights, *, k_chunk=None, momentum=False,
-                 weight_decay=False, cores=1, feedback=None, output_columns=False):
+                 weight_decay=False, cores=1, feedback=None, output_columns=False,
+                 logits_chain=False):
         layers = len(sizes) - 1
         self.output_columns = bool(output_columns)
+        self.logits_chain = bool(logits_chain)
         self.cores = [cores] * layers if isinstance(cores, int) else list(cores)
         self.sizes = tuple(sizes)
         self.loss = loss
@@ -221,18 +229,23 @@ class GoldenTrainer:
         for the last layer."""
         a = self._tensor(x)
         out = []
+        last = len(self.weights) - 1
         for index, (w, b) in enumerate(self.weights):
-            h = self._gemv(w, a, self.cores[index])
+            h = self._gemv(w, a, self.cores[index], chain=self.logits_chain and index == last)
             h = self._vop("add", h, b, 0)
             a = self._vop("maxs", h, h, 0) if index + 1 < len(self.weights) else None
             out.append((h, a))
         return out
 
-    def _gemv(self, w, a, cores) -> np.ndarray:
+    def _gemv(self, w, a, cores, chain=False) -> np.ndarray:
+        """``W a`` on ``cores`` holding column blocks: their partials summed round the ring by
+        a reduce-scatter, or with ``chain`` by a chain from the first core to the last."""
         if cores == 1:
             return gk.gemv(w, a, self.nr, self.fmt, self.acc)[0]
         partials = [gk.gemv(w[:, lo:hi], a[lo:hi], self.nr, self.fmt, self.acc)[0]
                     for lo, hi in ring_blocks(w.shape[1], cores, self.nr)]
+        if chain:
+            return chain_reduce(partials, self.fmt, root=cores - 1)
         return np.concatenate(reduce_scatter(partials, self.nr, self.fmt))
 
     def sgd_step(self, x, target, s) -> np.ndarray:

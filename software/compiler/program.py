@@ -151,16 +151,22 @@ def layer_splits(graph: TrainingGraph, segments) -> list[str]:
     """How each layer is divided over its segment: ``columns`` (input columns per core) or
     ``rows`` (output rows per core).
 
-    The GEMV kernels (sgd, dfa-1) split every layer by columns, the GEMM kernels by rows,
-    except the output layer of mbgd and dfa when it shares the segment of the layer below,
-    spans more than one core and has no more outputs than inputs: split by the columns that
-    match each core's rows of the layer below, it needs neither that layer's gathered output
-    nor a ring sum of its ``W^T D^T`` (dfa: of any ``F_l^T D^T``), only an all-reduce of the
-    ``B x outputs`` logits (docs/multicore.md).
+    The GEMV kernels (sgd, dfa-1) split every layer by columns, except the first of ``sgd``
+    and ``dfa`` when it is hidden and spans more than one core: the host stages the whole sample
+    on every core, so split by rows (each core's rows are its input block of the next layer)
+    the layer's forward needs no reduce-scatter and its update no gathered delta
+    (docs/multicore.md). The GEMM kernels split by rows, except the output layer of mbgd and
+    dfa when it shares the segment of the layer below, spans more than one core and has no
+    more outputs than inputs: split by the columns that match each core's rows of the layer
+    below, it needs neither that layer's gathered output nor a ring sum of its ``W^T D^T``
+    (dfa: of any ``F_l^T D^T``), only an all-reduce of the ``B x outputs`` logits.
     """
     layers = graph.layers
     if graph.gemv:
-        return ["columns"] * len(layers)
+        splits = ["columns"] * len(layers)
+        if not graph.pipelined and len(layers) > 1 and len(segments[0]) > 1:
+            splits[0] = "rows"
+        return splits
     splits = ["rows"] * len(layers)
     (o, i), seg = layers[-1], segments[-1]
     if (graph.algorithm in ("mbgd", "dfa") and len(layers) > 1 and len(seg) > 1
@@ -276,9 +282,13 @@ class Compiled:
 
     def golden_options(self) -> dict:
         """The :class:`~caterpillar.golden.trainer.GoldenTrainer` keywords that make it sum
-        as this step does: the GEMM chunk, each layer's cores, the output layer's split."""
-        return {"k_chunk": self.k_chunk, "cores": [len(s) for s in self.segments],
-                "output_columns": not self.graph.gemv and self.splits[-1] == "columns"}
+        as this step does: the GEMM chunk, each layer's cores, the output layer's split and sum."""
+        # A GEMV layer split by rows sums as on one core.
+        cores = [1 if self.graph.gemv and split == "rows" else len(seg)
+                 for seg, split in zip(self.segments, self.splits)]
+        return {"k_chunk": self.k_chunk, "cores": cores,
+                "output_columns": not self.graph.gemv and self.splits[-1] == "columns",
+                "logits_chain": self.graph.gemv and not self.graph.pipelined}
 
     @property
     def working_cores(self) -> tuple:
@@ -292,6 +302,8 @@ class Compiled:
             return ""
         where = "/".join(",".join(map(str, s)) for s in dict.fromkeys(self.segments))
         split = f"{self.split} split"
+        if self.splits[0] != self.split:
+            split += f", the first layer by {self.splits[0]}"
         if self.splits[-1] != self.split:
             split += f", the output layer by {self.splits[-1]}"
         return f", {len(self.working_cores)} cores {where} ({split})"
@@ -337,7 +349,9 @@ class Compiled:
                     (batch * io["ld_classes"] if leaving and k in last else 0)
                 read = batch * io["ld_classes"] if leaving and k == last[0] else 0
             elif graph.gemv:
-                lo, hi = self.blocks[0][first.index(k)] if k in first else (0, 0)
+                lo, hi = (0, 0) if k not in first else (
+                    self.blocks[0][first.index(k)] if self.splits[0] == "columns"
+                    else (0, graph.sizes[0]))
                 staged = (hi - lo + classes) if k in first or k in last else 0
                 read = classes if k == last[0] else 0
             else:

@@ -7,10 +7,16 @@ A ring (per-core reduction, then pass-and-add): core ``k`` owns the input column
 every ``W`` (``ring_blocks(in, C, nr)``) in MemA and the bias entries of its output block. The
 forward partial ``W[:, I_k] a[I_k]`` is reduced inside the core by the GEMV, then summed round
 the ring by a **reduce-scatter** that leaves core ``k`` exactly its input block of the next
-layer. The logits are all-gathered, every core forms the output gradient, and the backward
+layer. The logits' partials are chain-reduced to the last core (a few words in one pipelined
+pass, not ``2 (C - 1)`` bucket steps) and broadcast from it, every core forms the output
+gradient, and the backward
 ``W[:, I_k]^T d`` and the rank-1 update of its columns are local; each delta below the top is
 **all-gathered** for the next layer down, its first ``RING`` posted before the layer's update,
-which runs meanwhile. Vectors move between MemB and the SPAD around each collective.
+which runs meanwhile. Vectors move between MemB and the SPAD around each collective. With
+``first_rows`` (:func:`~.program.layer_splits`) the first layer is split by rows instead: the
+host stages the whole sample, core ``k`` holds the rows of ``W_0`` of its input block of the
+next layer and sums them alone (no reduce-scatter), and its update takes its own block of
+``d_0`` (no all-gather).
 
 ``dfa`` (batch 1) is the same step with each hidden layer's ``W^T d`` replaced by ``F_l^T
 d_out``: the feedback matrix in MemA (on a ring, the core's columns of it, those of the layer
@@ -76,7 +82,6 @@ def sgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
             tensors.append(Tensor(f"F{index}", "mema", classes, i, f_addr[-1], loc(i)))
     mema.check("use a config with more mema_words, a smaller model, or --algorithm mbgd")
 
-    x_diag = memb.alloc("x", loc(graph.sizes[0]))
     x_rep = [memb.alloc(f"{input_name(index)} (replicated)", loc(i))
              for index, (o, i) in enumerate(layers)]
     h_raw = [memb.alloc(f"Wa{index}", loc(o)) for index, (o, i) in enumerate(layers)]
@@ -103,8 +108,8 @@ def sgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
     e = Emitter()
     r = SCALAR_REGS
     n_in = graph.sizes[0]
-    e("transfer", Opcode.LDV, spad=x_spad, memb=x_diag, len=n_in, layout=Layout.DIAG)
-    e("forward", Opcode.BCAST, dst=x_rep[0], src=x_diag, len=n_in, layout=Layout.COLREP)
+    # The sample goes straight into its column-replicated copy, the operand of gemv and ger.
+    e("transfer", Opcode.LDV, spad=x_spad, memb=x_rep[0], len=n_in, layout=Layout.COLREP)
     last = len(layers) - 1
     for index, (o, i) in enumerate(layers):
         e("forward", Opcode.GEMV, o * i, y=h_raw[index], x=x_rep[index], w=w_addr[index],
@@ -192,8 +197,10 @@ def sgd_bias_update(e, bias, grad, count, *, g_buf, mom, use_wd):
 
 
 
-def sgd_ring_core_program(graph, cfg, segment, position, blocks) -> CoreProgram:
-    """Core ``segment[position]``'s SGD step on the ring (see the module docstring)."""
+def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
+                          first_rows: bool = False) -> CoreProgram:
+    """Core ``segment[position]``'s SGD step on the ring (see the module docstring); with
+    ``first_rows`` the first layer is split by rows (``blocks[0]``), on the whole sample."""
     nr = cfg.nr
     opt = graph.optimizer
     use_mom, use_wd = opt.momentum > 0, opt.weight_decay > 0
@@ -205,20 +212,26 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks) -> CoreProgram:
     spad = Region("the SPAD", cfg.spad_words, align=nr)
     loc = lambda count: cdiv(count, nr)  # noqa: E731  (words per PE of a vector)
     cols = [parts[position] for parts in blocks]           # input columns I_k per layer
+    if first_rows:
+        cols[0] = (0, graph.sizes[0])
     # The bias entries a core owns: its input block of the next layer (all of the last one).
     outs = [cols[index + 1] if index < last else (0, classes) for index in range(len(layers))]
     width = [hi - lo for lo, hi in cols]
     owned = [hi - lo for lo, hi in outs]
+    # The rows of W a core holds: all, but its own block of a layer split by rows.
+    rows = [owned[0] if first_rows and index == 0 else o
+            for index, (o, i) in enumerate(layers)]
 
     tensors, w_addr, m_addr, b_addr, bm_addr = [], [], [], [], []
-    for index, (o, i) in enumerate(layers):
+    for index, o in enumerate(rows):
         ldw = loc(width[index])
-        w_addr.append(mema.alloc(f"W{index} columns", loc(o) * ldw))
+        part = "rows" if o < layers[index][0] else "columns"
+        w_addr.append(mema.alloc(f"W{index} {part}", loc(o) * ldw))
         tensors.append(Tensor(f"W{index}", "mema", o, width[index], w_addr[-1], ldw))
         b_addr.append(memb.alloc(f"b{index} block", loc(owned[index])))
         tensors.append(Tensor(f"b{index}", "diag", 1, owned[index], b_addr[-1]))
         if use_mom:
-            m_addr.append(mema.alloc(f"mW{index} columns", loc(o) * ldw))
+            m_addr.append(mema.alloc(f"mW{index} {part}", loc(o) * ldw))
             tensors.append(Tensor(f"mW{index}", "mema", o, width[index], m_addr[-1], ldw))
             bm_addr.append(memb.alloc(f"mb{index} block", loc(owned[index])))
             tensors.append(Tensor(f"mb{index}", "diag", 1, owned[index], bm_addr[-1]))
@@ -231,9 +244,9 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks) -> CoreProgram:
                                   loc(width[index])))
     mema.check("use a config with more mema_words, more cores, or --algorithm mbgd")
     widest = max(graph.sizes)
-    x_diag = memb.alloc("x block", loc(width[0]))
-    x_rep = [memb.alloc(f"{input_name(index)} block (replicated)", loc(width[index]))
-             for index in range(len(layers))]
+    x_part = "" if first_rows else " block"
+    x_rep = [memb.alloc(f"{input_name(index)}{x_part if index == 0 else ' block'} "
+                        "(replicated)", loc(width[index])) for index in range(len(layers))]
     partial = memb.alloc("W x partial", loc(widest))
     h_raw = [memb.alloc(f"Wa{index}", loc(owned[index])) for index in range(len(layers))]
     h = [memb.alloc(f"h{index}", loc(owned[index])) for index in range(len(layers))]
@@ -249,7 +262,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks) -> CoreProgram:
     t_buf = memb.alloc("target", loc(classes))
     scr = memb.alloc("softmax scratch", 3 * loc(classes) + 2)
     memb.check("use a config with more memb_words or a smaller model")
-    x_spad = spad.alloc("input block", ceil_to(width[0], nr))
+    x_spad = spad.alloc(f"input{x_part}", ceil_to(width[0], nr))
     t_spad = spad.alloc("target", ceil_to(classes, nr))
     logits_spad = spad.alloc("logits", ceil_to(classes, nr))
     vbuf = spad.alloc("ring vector", ceil_to(widest, nr))
@@ -259,17 +272,25 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks) -> CoreProgram:
     e = Emitter()
     r = SCALAR_REGS
     ring = lambda words: ring_emit(e, segment[position], words)  # noqa: E731
-    e("transfer", Opcode.LDV, spad=x_spad, memb=x_diag, len=width[0], layout=Layout.DIAG)
-    e("forward", Opcode.BCAST, dst=x_rep[0], src=x_diag, len=width[0], layout=Layout.COLREP)
+    e("transfer", Opcode.LDV, spad=x_spad, memb=x_rep[0], len=width[0], layout=Layout.COLREP)
     for index, (o, i) in enumerate(layers):
-        e("forward", Opcode.GEMV, o * width[index], y=partial, x=x_rep[index],
-          w=w_addr[index], psum=psum, rows=o, cols=width[index], ldw=loc(width[index]))
-        e("transfer", Opcode.STV, spad=vbuf, memb=partial, len=o, layout=Layout.DIAG)
-        ring(coll.reduce_scatter(segment, vbuf, o, nr))
-        if index == last:
-            ring(coll.all_gather(segment, vbuf, o, nr))
         lo, n = outs[index][0], owned[index]
-        e("transfer", Opcode.LDV, spad=vbuf + lo, memb=h_raw[index], len=n, layout=Layout.DIAG)
+        if rows[index] < o:
+            # Split by rows: the core's outputs are whole sums, no ring.
+            e("forward", Opcode.GEMV, n * width[index], y=h_raw[index], x=x_rep[index],
+              w=w_addr[index], psum=psum, rows=n, cols=width[index], ldw=loc(width[index]))
+        else:
+            e("forward", Opcode.GEMV, o * width[index], y=partial, x=x_rep[index],
+              w=w_addr[index], psum=psum, rows=o, cols=width[index], ldw=loc(width[index]))
+            e("transfer", Opcode.STV, spad=vbuf, memb=partial, len=o, layout=Layout.DIAG)
+            if index == last:
+                root = len(segment) - 1
+                ring(coll.chain_reduce(segment, vbuf, o, root))
+                ring(coll.broadcast(segment, vbuf, o, root))
+            else:
+                ring(coll.reduce_scatter(segment, vbuf, o, nr))
+            e("transfer", Opcode.LDV, spad=vbuf + lo, memb=h_raw[index], len=n,
+              layout=Layout.DIAG)
         e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=h[index], x=h_raw[index],
           y=b_addr[index], len=n, alpha=0)
         if index < last:
@@ -295,25 +316,29 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks) -> CoreProgram:
                              (w_addr[index], d_rep, o))
             e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=d_own[index - 1],
               x=h[index - 1], y=z_buf, len=n, alpha=0)
+        gather = {}
+        if index > 0 and rows[index - 1] == i:
             # The next layer down needs all of its delta on every core. The gather's first
             # RING is posted: the update below runs while it moves (it touches no SPAD).
             e("transfer", Opcode.STV, spad=vbuf + lo, memb=d_own[index - 1], len=n,
               layout=Layout.DIAG)
             gather = coll.all_gather(segment, vbuf, i, nr)
             ring({core: words[:1] for core, words in gather.items()})
-        else:
-            gather = {}
-        e("update", Opcode.GER, o * width[index], w=w_addr[index], u=u, v=x_rep[index],
-          mom=m_addr[index] if use_mom else 0, rows=o, cols=width[index],
-          ldw=loc(width[index]), alpha=r["neg_lr"], wd=r["wd"], mu=r["mu"],
-          use_wd=int(use_wd), use_mom=int(use_mom))
+        e("update", Opcode.GER, rows[index] * width[index], w=w_addr[index], u=u,
+          v=x_rep[index], mom=m_addr[index] if use_mom else 0, rows=rows[index],
+          cols=width[index], ldw=loc(width[index]), alpha=r["neg_lr"], wd=r["wd"],
+          mu=r["mu"], use_wd=int(use_wd), use_mom=int(use_mom))
         # The bias block's gradient: the own block of d (the whole d for the last layer).
         grad = d_full if index == last else d_own[index]
         sgd_bias_update(e, b_addr[index], grad, owned[index], g_buf=g_buf,
                          mom=bm_addr[index] if use_mom else None, use_wd=use_wd)
-        if index > 0:
+        if gather:
             ring({core: words[1:] for core, words in gather.items()})
             e("transfer", Opcode.LDV, spad=vbuf, memb=d_rep, len=i, layout=Layout.ROWREP)
+        elif index > 0:
+            # The layer below is split by rows: its update needs only the own block.
+            e("delta", Opcode.BCAST, dst=d_rep, src=d_own[index - 1], len=rows[index - 1],
+              layout=Layout.ROWREP)
     e("transfer", Opcode.HALT)
     io = {"inputs": x_spad, "targets": t_spad, "logits": logits_spad}
     return CoreProgram(e.words, e.phases, e.macs, tensors, io, staging=staging,

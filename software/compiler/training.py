@@ -35,15 +35,15 @@ __all__ = ["compile_training", "partition", "layer_segments", "compiled_for_grou
 
 
 def partition(graph: TrainingGraph, cfg, cores, splits=None) -> list:
-    """Return each layer's split over its cores: input columns (GEMV kernels, units of ``nr``)
-    or output rows (GEMM kernels); ``cores`` is a count for every layer or a list of counts, one per
-    layer. ``splits`` (:func:`~.program.layer_splits`) names a GEMM layer split by columns:
-    units of one input row (the bias column goes with the last block)."""
+    """Return each layer's split over its cores: by default input columns (GEMV kernels, units
+    of ``nr``) or output rows (GEMM kernels, units of one); ``cores`` is a count for every layer
+    or a list of counts, one per layer. ``splits`` (:func:`~.program.layer_splits`) names the
+    exceptions: a GEMV layer split by rows, a GEMM layer by columns (the bias column goes with
+    the last block)."""
     counts = [cores] * len(graph.layers) if isinstance(cores, int) else list(cores)
-    if graph.gemv:
-        return [ring_blocks(i, c, cfg.nr) for (o, i), c in zip(graph.layers, counts)]
-    splits = splits or ["rows"] * len(counts)
-    return [ring_blocks(i if split == "columns" else o, c, 1)
+    splits = splits or ["columns" if graph.gemv else "rows"] * len(counts)
+    unit = cfg.nr if graph.gemv else 1
+    return [ring_blocks(i if split == "columns" else o, c, unit)
             for (o, i), c, split in zip(graph.layers, counts, splits)]
 
 
@@ -97,7 +97,8 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
         # GEMM kernels leave a core without rows idle in that layer (mbgd's module
         # docstring); the GEMV kernels split inputs, and every core must hold some.
         if graph.gemv and any(hi == lo for lo, hi in parts):
-            raise CompileError(f"layer {index} has {parts[-1][1]} inputs, too few to give "
+            what = "inputs" if splits[index] == "columns" else "outputs"
+            raise CompileError(f"layer {index} has {parts[-1][1]} {what}, too few to give "
                                f"each of {len(parts)} cores {cfg.nr}; use fewer cores, wider "
                                "layers, or mbgd or dfa with a batch of 2 or more")
     if cfg.cores == 1:
@@ -105,7 +106,8 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
         one = sgd_core_program if graph.gemv else mbgd_core_program
         cores = {0: one(graph, cfg)}
     elif graph.gemv:
-        cores = {k: sgd_ring_core_program(graph, cfg, segments[0], p, blocks)
+        cores = {k: sgd_ring_core_program(graph, cfg, segments[0], p, blocks,
+                                          first_rows=splits[0] == "rows")
                  for p, k in enumerate(segments[0])}
     else:
         cores = {k: mbgd_ring_core_program(graph, cfg, k, segments, blocks, splits)

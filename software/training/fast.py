@@ -87,7 +87,7 @@ class FastTrainer(GoldenTrainer):
             raise ValueError(f"the fast path has no vector function {fn!r}")
         return self._round(r)
 
-    def _gemv(self, w, a, cores) -> np.ndarray:
+    def _gemv(self, w, a, cores, chain=False) -> np.ndarray:
         return self._round(w @ a)
 
     def _gemvt(self, w, d) -> np.ndarray:

@@ -370,7 +370,7 @@ class Trainer:
                 # mbgd's output layer: a column block, the bias with the last one.
                 out.append((w[:, lo:hi], b if position == len(seg) - 1 else b[:0])
                            if hi > lo or position == len(seg) - 1 else (None, None))
-            elif c.split == "rows":
+            elif c.splits[index] == "rows":
                 out.append((w[lo:hi], b[lo:hi]))
             elif self.bias_blocks is not None:
                 blo, bhi = self.bias_blocks[index][position]
@@ -421,7 +421,7 @@ class Trainer:
             if c.splits[index] == "columns" and c.split == "rows":
                 out.append((np.hstack(ws), bs[-1]))
                 continue
-            if c.split == "rows":
+            if c.splits[index] == "rows":
                 out.append((np.vstack(ws), np.concatenate(bs)))
                 continue
             if index == last and self.bias_blocks is None:
@@ -518,7 +518,7 @@ class Trainer:
         for core, trainer in self.trainers.items():
             if core not in first and core not in last:
                 continue
-            if c.split == "columns":
+            if c.splits[0] == "columns":
                 lo, hi = c.blocks[0][first.index(core)]
                 trainer.stage(x[:, lo:hi], targets)
             else:

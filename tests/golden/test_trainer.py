@@ -10,6 +10,7 @@ import pytest
 
 from caterpillar.golden import kernels as gk
 from caterpillar.golden import numerics as n
+from caterpillar.golden.collectives import ring_blocks
 from caterpillar.golden.numerics import BF16, FP16, FP32
 from caterpillar.golden.trainer import GoldenTrainer, gemm_chunked, scalars, to_bits, to_float
 from caterpillar.software.training.float_reference import FloatReference
@@ -213,6 +214,29 @@ def test_two_cores_reorder_the_sgd_forward_sums_within_the_rounding_bound(rng):
     assert not np.array_equal(h1, h2)               # the order does change some bits
     np.testing.assert_allclose(h2, h1, rtol=0, atol=bound.max())
     assert np.all(np.abs(h2 - h1) <= bound)
+
+
+def test_logits_chain_sums_the_output_partials_from_the_first_core_to_the_last(rng):
+    # Three cores: the logits are (p0 + p1) + p2 of the cores' column-block partials, where
+    # the reduce-scatter starts block j's sum at core j + 1.
+    sizes = (24, 9, 5)
+    weights = initial(sizes, rng)
+    x = to_bits(rng.random(sizes[0]), FP32)
+    scatter = trainer(sizes, weights, cores=3)
+    chain = GoldenTrainer(sizes, "softmax_ce", NR, FP32, FP32, weights, cores=3,
+                          logits_chain=True)
+    a = scatter.forward(x)[0][1]
+    w = weights[-1][0]
+    partials = [gk.gemv(w[:, lo:hi], a[lo:hi], NR, FP32, FP32)[0]
+                for lo, hi in ring_blocks(sizes[1], 3, NR)]
+    expected = n.add(partials[2], n.add(partials[1], partials[0], FP32), FP32)
+    np.testing.assert_array_equal(chain.forward(x)[-1][0],
+                                  chain._vop("add", expected, weights[-1][1], 0))
+    # The hidden layer still reduce-scatters; only the output layer's order changes.
+    np.testing.assert_array_equal(chain.forward(x)[0][0], scatter.forward(x)[0][0])
+    hs = [np.stack([t.forward(v)[-1][0] for v in to_bits(rng.random((32, 24)), FP32)])
+          for t in (scatter, chain)]
+    assert not np.array_equal(*hs)
 
 
 @pytest.mark.parametrize("algorithm", ["sgd", "mbgd", "mbgd-columns"])

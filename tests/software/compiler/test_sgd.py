@@ -11,7 +11,13 @@ import pytest
 from caterpillar.contract.config import preset
 from caterpillar.contract.geometry import kernel_plan
 from caterpillar.contract.isa import Opcode, VecOp, decode, unpack
-from caterpillar.software.compiler.program import SCALAR_REGS, CompileError, cdiv, ceil_to
+from caterpillar.software.compiler.program import (
+    SCALAR_REGS,
+    CompileError,
+    cdiv,
+    ceil_to,
+    layer_splits,
+)
 from caterpillar.software.compiler.sgd import sgd_core_program, sgd_ring_core_program
 from caterpillar.software.compiler.training import compile_training, partition
 from caterpillar.software.graph.model import Optimizer, TrainingGraph
@@ -161,15 +167,15 @@ def test_tensors_and_host_buffers_fit_the_memories(cfg, opt):
 
 # Sizes for (9, 7, 5) on nr = 2, words per PE (cdiv(n, 2) of every vector):
 # MemA: W0 4 x 5 + W1 3 x 4 = 32 (twice that with momentum).
-# MemB: b0 4, b1 3, x 5, a-1 and a0 replicated 5 + 4, Wa 4 + 3, h 4 + 3, a0 4, d 4 + 3,
-#       four vectors of the widest layer 4 x 5, logits and target 3 + 3, softmax scratch
-#       3 x 3 + 2 = 83.
+# MemB: b0 4, b1 3, a-1 and a0 replicated 5 + 4 (the sample goes straight into its copy),
+#       Wa 4 + 3, h 4 + 3, a0 4, d 4 + 3, four vectors of the widest layer 4 x 5, logits and
+#       target 3 + 3, softmax scratch 3 x 3 + 2 = 78.
 @pytest.mark.parametrize("memory, need, momentum, message", [
     ("mema_words", 32, 0.0, r"^MemA needs 32 words but the config has 31 \(largest: W0 20, "
                             r"W1 12\); use a config with more mema_words, a smaller model, or "
                             r"--algorithm mbgd$"),
     ("mema_words", 64, 0.9, r"^MemA needs 64 words but the config has 63 .*more mema_words"),
-    ("memb_words", 83, 0.0, r"^MemB needs 83 words but the config has 82 .*; use a config "
+    ("memb_words", 78, 0.0, r"^MemB needs 78 words but the config has 77 .*; use a config "
                             r"with more memb_words or a smaller model$"),
 ])
 def test_a_memory_too_small_names_it_the_words_and_the_fix(memory, need, momentum, message):
@@ -195,18 +201,35 @@ def test_the_spad_stages_parameters_in_what_it_has_left():
             for words in (132, 200, 400)] == [80, 148, 280]
 
 
-def ring_programs(graph, cfg):
-    blocks = partition(graph, cfg, cfg.cores)
+def ring_programs(graph, cfg, first_rows=None):
+    """The programs of every core, the first layer split as the compiler splits it (or by
+    rows if ``first_rows``, by columns if not)."""
     segment = tuple(range(cfg.cores))
-    return blocks, [sgd_ring_core_program(graph, cfg, segment, p, blocks)
+    splits = layer_splits(graph, [segment] * len(graph.layers))
+    if first_rows is not None:
+        splits[0] = "rows" if first_rows else "columns"
+    blocks = partition(graph, cfg, cfg.cores, splits)
+    return blocks, [sgd_ring_core_program(graph, cfg, segment, p, blocks,
+                                          first_rows=splits[0] == "rows")
                     for p in range(cfg.cores)]
 
 
+def test_the_first_hidden_layer_of_a_ring_is_split_by_rows():
+    # Every core gets the whole sample, so its rows of W0 make whole sums (no ring).
+    graph = TrainingGraph((10, 9, 8, 6))
+    assert layer_splits(graph, [(0, 1)] * 3) == ["rows", "columns", "columns"]
+    assert layer_splits(graph, [(0,)] * 3) == ["columns"] * 3
+    assert layer_splits(TrainingGraph((10, 6)), [(0, 1)]) == ["columns"]
+    assert layer_splits(TrainingGraph((10, 9, 6), algorithm="cp"), [(0,), (1,)]) == \
+        ["columns"] * 2
+
+
+@pytest.mark.parametrize("first_rows", [False, True], ids=["columns", "rows"])
 @pytest.mark.parametrize("cores", [2, 3])
-def test_ring_programs_run_collectives_on_column_blocks(cores):
+def test_ring_programs_run_collectives_on_column_blocks(cores, first_rows):
     graph = TrainingGraph((10, 9, 8, 6), loss="mse", optimizer=OPTIMIZERS["both"])
     cfg = TINY.replace(cores=cores)
-    blocks, programs = ring_programs(graph, cfg)
+    blocks, programs = ring_programs(graph, cfg, first_rows)
     rings = [[i for i in instructions(core) if i.op == Opcode.RING] for core in programs]
     assert all(rings)
     # The cores pair every send with a receive, so they run as many RING instructions.
@@ -215,19 +238,22 @@ def test_ring_programs_run_collectives_on_column_blocks(cores):
         assert any(i.slen for i in core_rings) and any(i.rlen for i in core_rings)
     for index, (o, i) in enumerate(graph.layers):
         parts = blocks[index]
-        # The column blocks partition the inputs on row boundaries, one per core.
-        assert parts[0][0] == 0 and parts[-1][1] == i
+        by_rows = first_rows and index == 0
+        # The blocks partition the inputs (the outputs of a layer split by rows) on row
+        # boundaries, one per core.
+        assert parts[0][0] == 0 and parts[-1][1] == (o if by_rows else i)
         assert all(a < b == c and a % cfg.nr == 0 for (a, b), (c, _) in zip(parts, parts[1:]))
         for p, core in enumerate(programs):
             lo, hi = parts[p]
+            shape = (hi - lo, i) if by_rows else (o, hi - lo)
             w = next(t for t in core.tensors if t.name == f"W{index}")
-            assert (w.rows, w.cols) == (o, hi - lo)
+            assert (w.rows, w.cols) == shape
             ger = [x for x in instructions(core) if x.op == Opcode.GER][::-1][index]
             gemv = [x for x in instructions(core) if x.op == Opcode.GEMV][index]
-            assert (ger.rows, ger.cols) == (gemv.rows, gemv.cols) == (o, hi - lo)
+            assert (ger.rows, ger.cols) == (gemv.rows, gemv.cols) == shape
     for p, core in enumerate(programs):
         first = instructions(core)[0]
-        lo, hi = blocks[0][p]
+        lo, hi = (0, graph.sizes[0]) if first_rows else blocks[0][p]
         assert (first.op, first.spad, first.len) == (Opcode.LDV, core.io["inputs"], hi - lo)
         assert failed_checks(core, cfg) == []
     # The cores' MACs add up to the one-core step's.
@@ -238,9 +264,10 @@ def test_ring_programs_run_collectives_on_column_blocks(cores):
 
 
 def test_a_ring_core_too_small_for_its_share_asks_for_more_cores():
-    graph = TrainingGraph((9, 7, 5))
-    # Two cores: core 1 holds W0[:, 4:9] (4 x 3 words) and W1[:, 4:7] (3 x 2): 18 > 16.
-    with pytest.raises(CompileError, match=r"^MemA needs 18 words but the config has 16 .*"
+    graph = TrainingGraph((9, 9, 5))
+    # Two cores: core 1 holds the rows W0[4:9] (3 x 5 words, padded to a bank period of 2)
+    # and W1[:, 4:9] (3 x 3): 25 > 16.
+    with pytest.raises(CompileError, match=r"^MemA needs 25 words but the config has 16 .*"
                                            r"more mema_words, more cores, or --algorithm mbgd$"):
         ring_programs(graph, TINY.replace(cores=2, mema_words=16))
     _, programs = ring_programs(graph, TINY.replace(cores=3, mema_words=16))

@@ -65,10 +65,13 @@ def test_too_many_cores_is_a_clear_error():
     # kernels need nr inputs on every core.
     narrow = compile_training(TrainingGraph((6, 2, 3), algorithm="mbgd", batch=2), cfg)
     assert narrow.blocks[1] == [(0, 0), (0, 1), (1, 2), (2, 3)]
-    with pytest.raises(CompileError, match="^layer 1 has 5 inputs, too few to give each of 4 "
+    # (The first layer is split by its outputs: those of the second's inputs.)
+    with pytest.raises(CompileError, match="^layer 0 has 5 outputs, too few to give each of 4 "
                                            "cores 2; use fewer cores, wider layers, or mbgd "
                                            "or dfa with a batch of 2 or more$"):
         compile_training(TrainingGraph((9, 5, 3), algorithm="sgd"), cfg)
+    with pytest.raises(CompileError, match="^layer 2 has 5 inputs, too few to give each of 4 "):
+        compile_training(TrainingGraph((9, 8, 5, 3), algorithm="sgd"), cfg)
     with pytest.raises(CompileError, match="must name distinct cores"):
         compile_training(TrainingGraph((9, 8, 3), algorithm="sgd"), cfg, segments=(0, 4))
     mbgd = TrainingGraph((9, 8, 7, 6), algorithm="mbgd", batch=2)

@@ -122,7 +122,7 @@ def test_layers_on_their_own_segments(segments, rng):
 def test_parameters_pass_a_small_staging_area_in_row_groups(algorithm, cores, rng):
     # A SPAD with room for a few rows of W0 only: the host moves every tensor (and reads it
     # back after every step) in groups of nr rows.
-    cfg = preset("tiny").replace(cores=cores, spad_words=64)
+    cfg = preset("tiny").replace(cores=cores, spad_words=80)
     device = IsaDevice(cfg) if cores == 1 else RingIsaDevice(cfg)
     hw, _ = train_and_compare(cfg, (16, 14, 6), algorithm, 1, "mse", 0.0, 0.01, steps=3,
                               device=device, rng=rng)
