@@ -12,7 +12,8 @@ pass, not ``2 (C - 1)`` bucket steps) and broadcast from it, every core forms th
 gradient, and the backward
 ``W[:, I_k]^T d`` and the rank-1 update of its columns are local; each delta below the top is
 **all-gathered** for the next layer down, its first ``RING`` posted before the layer's update,
-which runs meanwhile. Vectors move between MemB and the SPAD around each collective. With
+which runs meanwhile (with ``interleave`` split by rows into one piece under each step of the
+gather). Vectors move between MemB and the SPAD around each collective. With
 ``first_rows`` (:func:`~.program.layer_splits`) the first layer is split by rows instead: the
 host stages the whole sample, core ``k`` holds the rows of ``W_0`` of its input block of the
 next layer and sums them alone (no reduce-scatter), and its update takes its own block of
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 from caterpillar.contract.geometry import mema_bank_period
 from caterpillar.contract.isa import Layout, Opcode, VecOp
+from caterpillar.golden.collectives import ring_blocks
 from caterpillar.software.compiler import collectives as coll
 from caterpillar.software.compiler.program import (
     SCALAR_REGS,
@@ -198,9 +200,11 @@ def sgd_bias_update(e, bias, grad, count, *, g_buf, mom, use_wd):
 
 
 def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
-                          first_rows: bool = False) -> CoreProgram:
+                          first_rows: bool = False, interleave: bool = False) -> CoreProgram:
     """Core ``segment[position]``'s SGD step on the ring (see the module docstring); with
-    ``first_rows`` the first layer is split by rows (``blocks[0]``), on the whole sample."""
+    ``first_rows`` the first layer is split by rows (``blocks[0]``), on the whole sample; with
+    ``interleave`` each layer's update is split by rows between the steps of the all-gather
+    it runs under."""
     nr = cfg.nr
     opt = graph.optimizer
     use_mom, use_wd = opt.momentum > 0, opt.weight_decay > 0
@@ -324,16 +328,25 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
               layout=Layout.DIAG)
             gather = coll.all_gather(segment, vbuf, i, nr)
             ring({core: words[:1] for core, words in gather.items()})
-        e("update", Opcode.GER, rows[index] * width[index], w=w_addr[index], u=u,
-          v=x_rep[index], mom=m_addr[index] if use_mom else 0, rows=rows[index],
-          cols=width[index], ldw=loc(width[index]), alpha=r["neg_lr"], wd=r["wd"],
-          mu=r["mu"], use_wd=int(use_wd), use_mom=int(use_mom))
+        # One piece of the update per step of the gather, each under a posted RING (a RING
+        # waits for the one before it, so the sequencer needs work between them).
+        ldw = loc(width[index])
+        pieces = max((len(words) for words in gather.values()), default=1) if interleave else 1
+        pieces = [(a, b) for a, b in ring_blocks(rows[index], pieces, nr) if b > a]
+        for k, (a, b) in enumerate(pieces):
+            if k:
+                ring({core: words[k:k + 1] for core, words in gather.items()})
+            at = a // nr * ldw
+            e("update", Opcode.GER, (b - a) * width[index], w=w_addr[index] + at, u=u + a // nr,
+              v=x_rep[index], mom=m_addr[index] + at if use_mom else 0, rows=b - a,
+              cols=width[index], ldw=ldw, alpha=r["neg_lr"], wd=r["wd"], mu=r["mu"],
+              use_wd=int(use_wd), use_mom=int(use_mom))
         # The bias block's gradient: the own block of d (the whole d for the last layer).
         grad = d_full if index == last else d_own[index]
         sgd_bias_update(e, b_addr[index], grad, owned[index], g_buf=g_buf,
                          mom=bm_addr[index] if use_mom else None, use_wd=use_wd)
         if gather:
-            ring({core: words[1:] for core, words in gather.items()})
+            ring({core: words[len(pieces):] for core, words in gather.items()})
             e("transfer", Opcode.LDV, spad=vbuf, memb=d_rep, len=i, layout=Layout.ROWREP)
         elif index > 0:
             # The layer below is split by rows: its update needs only the own block.

@@ -101,28 +101,33 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
             raise CompileError(f"layer {index} has {parts[-1][1]} {what}, too few to give "
                                f"each of {len(parts)} cores {cfg.nr}; use fewer cores, wider "
                                "layers, or mbgd or dfa with a batch of 2 or more")
+    sources = coll.link_sources(list(dict.fromkeys(segments)), cfg.cores)
     if cfg.cores == 1:
         # A lone core needs no collectives: its own programs, with no ring traffic at all.
         one = sgd_core_program if graph.gemv else mbgd_core_program
-        cores = {0: one(graph, cfg)}
+        compiled = Compiled(graph, cfg, segments, {0: one(graph, cfg)}, sources, blocks)
     elif graph.gemv:
-        cores = {k: sgd_ring_core_program(graph, cfg, segments[0], p, blocks,
-                                          first_rows=splits[0] == "rows")
-                 for p, k in enumerate(segments[0])}
+        # The update split between the gather's steps pays a kernel's fixed cycles per piece
+        # for each step it hides: the ring timing model picks whichever steps faster.
+        compiled = min((Compiled(graph, cfg, segments,
+                                 {k: sgd_ring_core_program(graph, cfg, segments[0], p, blocks,
+                                                           first_rows=splits[0] == "rows",
+                                                           interleave=interleave)
+                                  for p, k in enumerate(segments[0])}, sources, blocks)
+                        for interleave in (False, True)), key=lambda c: c.step_cycles)
     else:
         cores = {k: mbgd_ring_core_program(graph, cfg, k, segments, blocks, splits)
                  for k in range(cfg.cores)}
-        cores = {k: c for k, c in cores.items() if len(c.program) > 1}
-    for k, core in cores.items():
+        compiled = Compiled(graph, cfg, segments,
+                            {k: c for k, c in cores.items() if len(c.program) > 1}, sources,
+                            blocks)
+    for k, core in compiled.cores.items():
         check_capacity("IMEM", len(core.program), cfg.imem_words,
                        lambda: f"core {k}'s step program needs {len(core.program)} "
                                f"instructions but IMEM holds {cfg.imem_words}; use a config "
                                f"with imem_words >= {len(core.program)}, a smaller batch or "
                                "fewer layers", survivable=True)
-    sources = coll.link_sources(list(dict.fromkeys(segments)), cfg.cores)
-    return Compiled(graph, cfg, segments, cores, sources, blocks)
-
-
+    return compiled
 
 
 def _compile_cp(graph, cfg, segments, groups) -> Compiled:

@@ -6,8 +6,10 @@ count equals the ring timing model's prediction."""
 import pytest
 
 from caterpillar.contract.config import preset
+from caterpillar.contract.isa import Opcode
 from caterpillar.software.driver.ring import RingDriver
 from tests.helpers import requires_verilator
+from tests.software.compiler.test_sgd import ring_compiled
 from tests.software.training.test_trainer import CASES, train_and_compare
 
 #: Whole cores or rings in a simulator, or Verilator builds: `make test`, not test-fast.
@@ -34,6 +36,19 @@ def test_four_core_training_steps_are_bit_exact(device, case, algorithm, rng):
                                 device=device, rng=rng)
     assert run.cycles == hw.predicted and all(c > 0 for c in run.ring_cycles)
     print(f"{STEPS} {algorithm} steps of {case[0]} on 4 cores: RTL == golden, cycles == model")
+
+
+@requires_verilator
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm, momentum", [("sgd", 0.9), ("dfa1", 0.0)])
+def test_an_update_split_between_the_gather_steps_on_the_rtl(device, algorithm, momentum, rng):
+    # The output layer's update in three pieces, one under each posted step of d1's gather.
+    hw, run = train_and_compare(CFG, (9, 12, 10, 6), algorithm, 1, "mse", momentum, 0.0,
+                                steps=6, device=device, rng=rng,
+                                compile=lambda graph, cfg, _: ring_compiled(graph, cfg, True))
+    assert run.cycles == hw.predicted
+    gers = [w for w in hw.compiled.cores[0].program if w & 0xFF == Opcode.GER.value]
+    assert len(gers) == 3 + 2
 
 
 @requires_verilator

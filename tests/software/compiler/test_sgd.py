@@ -11,8 +11,10 @@ import pytest
 from caterpillar.contract.config import preset
 from caterpillar.contract.geometry import kernel_plan
 from caterpillar.contract.isa import Opcode, VecOp, decode, unpack
+from caterpillar.software.compiler.collectives import link_sources
 from caterpillar.software.compiler.program import (
     SCALAR_REGS,
+    Compiled,
     CompileError,
     cdiv,
     ceil_to,
@@ -201,7 +203,7 @@ def test_the_spad_stages_parameters_in_what_it_has_left():
             for words in (132, 200, 400)] == [80, 148, 280]
 
 
-def ring_programs(graph, cfg, first_rows=None):
+def ring_programs(graph, cfg, first_rows=None, interleave=False):
     """The programs of every core, the first layer split as the compiler splits it (or by
     rows if ``first_rows``, by columns if not)."""
     segment = tuple(range(cfg.cores))
@@ -210,8 +212,41 @@ def ring_programs(graph, cfg, first_rows=None):
         splits[0] = "rows" if first_rows else "columns"
     blocks = partition(graph, cfg, cfg.cores, splits)
     return blocks, [sgd_ring_core_program(graph, cfg, segment, p, blocks,
-                                          first_rows=splits[0] == "rows")
+                                          first_rows=splits[0] == "rows",
+                                          interleave=interleave)
                     for p in range(cfg.cores)]
+
+
+def ring_compiled(graph, cfg, interleave):
+    """The whole ring's step with the update split between the gather steps or not."""
+    blocks, programs = ring_programs(graph, cfg, interleave=interleave)
+    segment = tuple(range(cfg.cores))
+    return Compiled(graph, cfg, [segment] * len(graph.layers), dict(enumerate(programs)),
+                    link_sources([segment], cfg.cores), blocks)
+
+
+@pytest.mark.parametrize("algorithm, momentum", [("sgd", 0.0), ("sgd", 0.9), ("dfa1", 0.0)])
+def test_an_update_split_between_the_gather_steps_is_bit_identical(algorithm, momentum, rng):
+    # Three cores, two hidden layers: the output layer's update runs in two pieces, one
+    # under each posted step of d1's gather (d0 is not gathered: the first layer is split by
+    # rows); the momentum moves with its weights.
+    cfg = TINY.replace(cores=3)
+    sizes = (9, 12, 10, 6)
+    hw, run = train_and_compare(cfg, sizes, algorithm, 1, "mse", momentum, 0.0, steps=3,
+                                device=RingIsaDevice(cfg), rng=rng,
+                                compile=lambda g, c, s: ring_compiled(g, c, True))
+    plain = ring_compiled(hw.compiled.graph, cfg, False)
+    for k, core in hw.compiled.cores.items():
+        gers = [x for x in instructions(core) if x.op == Opcode.GER]
+        assert len(gers) == len([x for x in instructions(plain.cores[k])
+                                 if x.op == Opcode.GER]) + 1
+        assert [x.rows for x in gers[:2]] == [2, 4]      # W2's pieces, in units of nr rows
+        assert gers[1].w == gers[0].w + gers[0].ldw and gers[1].u == gers[0].u + 1
+        assert gers[1].mom == (gers[0].mom + gers[0].ldw if momentum else 0)
+    # The compiler keeps whichever steps faster on the ring timing model.
+    best = compile_training(hw.compiled.graph, cfg)
+    assert best.step_cycles == min(hw.compiled.step_cycles, plain.step_cycles)
+    assert hw.compiled.step_cycles != plain.step_cycles
 
 
 def test_the_first_hidden_layer_of_a_ring_is_split_by_rows():

@@ -20,16 +20,17 @@ CASES = [  # sizes, batch (mbgd), loss, momentum, weight decay
 
 
 def train_and_compare(cfg, sizes, algorithm, batch, loss, momentum, wd, steps, device, rng,
-                      segments=None):
+                      segments=None, compile=compile_training):
     """Run ``steps`` steps on ``device`` and on the golden trainer; compare every bit.
 
-    ``algorithm``: ``sgd``, ``mbgd``, ``dfa`` (a batch) or ``dfa1`` (DFA on one sample).
-    Returns the trainer and the last step's ring counters."""
+    ``algorithm``: ``sgd``, ``mbgd``, ``dfa`` (a batch) or ``dfa1`` (DFA on one sample);
+    ``compile(graph, cfg, segments)`` makes the step. Returns the trainer and the last step's
+    ring counters."""
     batch = 1 if algorithm in ("sgd", "dfa1") else batch
     algorithm = "dfa" if algorithm == "dfa1" else algorithm
     graph = TrainingGraph(sizes, loss=loss, algorithm=algorithm, batch=batch,
                           optimizer=Optimizer(lr=0.2, momentum=momentum, weight_decay=wd))
-    compiled = compile_training(graph, cfg, segments)
+    compiled = compile(graph, cfg, segments)
     fmt = cfg.operand
     seed = int(rng.integers(1000))
     init = [(to_bits(w, fmt), to_bits(b, fmt)) for w, b in default_weights(sizes, seed)]
