@@ -108,13 +108,16 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
         compiled = Compiled(graph, cfg, segments, {0: one(graph, cfg)}, sources, blocks)
     elif graph.gemv:
         # The update split between the gather's steps pays a kernel's fixed cycles per piece
-        # for each step it hides: the ring timing model picks whichever steps faster.
-        compiled = min((Compiled(graph, cfg, segments,
+        # for each step it hides: the ring timing model picks whichever steps faster (of
+        # those that fit IMEM; the split one has more instructions).
+        plain, split = (Compiled(graph, cfg, segments,
                                  {k: sgd_ring_core_program(graph, cfg, segments[0], p, blocks,
                                                            first_rows=splits[0] == "rows",
                                                            interleave=interleave)
                                   for p, k in enumerate(segments[0])}, sources, blocks)
-                        for interleave in (False, True)), key=lambda c: c.step_cycles)
+                        for interleave in (False, True))
+        fits = split.instructions <= cfg.imem_words
+        compiled = split if fits and split.step_cycles < plain.step_cycles else plain
     else:
         cores = {k: mbgd_ring_core_program(graph, cfg, k, segments, blocks, splits)
                  for k in range(cfg.cores)}

@@ -225,6 +225,18 @@ def ring_compiled(graph, cfg, interleave):
                     link_sources([segment], cfg.cores), blocks)
 
 
+def test_the_split_update_is_kept_only_where_it_is_faster_and_fits_imem():
+    # Three cores, a 128-wide layer over a 16-wide one: its update hides d1's gather steps.
+    graph = TrainingGraph((8, 16, 128, 8), loss="mse", optimizer=Optimizer(momentum=0.0))
+    cfg = TINY.replace(cores=3, memb_words=1024, mema_words=4096, spad_words=8192)
+    plain, split = ring_compiled(graph, cfg, False), ring_compiled(graph, cfg, True)
+    assert split.step_cycles < plain.step_cycles
+    assert split.instructions == plain.instructions + 1
+    for imem, want in ((split.instructions, split), (plain.instructions, plain)):
+        got = compile_training(graph, cfg.replace(imem_words=imem))
+        assert got.cores == want.cores and got.step_cycles == want.step_cycles
+
+
 @pytest.mark.parametrize("algorithm, momentum", [("sgd", 0.0), ("sgd", 0.9), ("dfa1", 0.0)])
 def test_an_update_split_between_the_gather_steps_is_bit_identical(algorithm, momentum, rng):
     # Three cores, two hidden layers: the output layer's update runs in two pieces, one
