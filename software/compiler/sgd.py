@@ -9,15 +9,14 @@ forward partial ``W[:, I_k] a[I_k]`` is reduced inside the core by the GEMV, the
 the ring by a **reduce-scatter** that leaves core ``k`` exactly its input block of the next
 layer. The logits' partials are chain-reduced to the last core (a few words in one pipelined
 pass, not ``2 (C - 1)`` bucket steps) and broadcast from it, every core forms the output
-gradient, and the backward
-``W[:, I_k]^T d`` and the rank-1 update of its columns are local; each delta below the top is
-**all-gathered** for the next layer down, its first ``RING`` posted before the layer's update,
-which runs meanwhile (with ``interleave`` split by rows into one piece under each step of the
-gather). Vectors move between MemB and the SPAD around each collective. With
-``first_rows`` (:func:`~.program.layer_splits`) the first layer is split by rows instead: the
-host stages the whole sample, core ``k`` holds the rows of ``W_0`` of its input block of the
-next layer and sums them alone (no reduce-scatter), and its update takes its own block of
-``d_0`` (no all-gather).
+gradient, and the backward ``W[:, I_k]^T d`` and the rank-1 update of its columns are local;
+each delta below the top is **all-gathered** for the next layer down, its first ``RING``
+posted before the layer's update, which runs meanwhile (with ``interleave`` split by rows into
+one piece under each step of the gather). Vectors move between MemB and the SPAD around each
+collective. With ``first_rows`` (:func:`~.program.layer_splits`) the first layer is split by
+rows instead: the host stages the whole sample, core ``k`` holds the rows of ``W_0`` of its
+input block of the next layer and sums them alone (no reduce-scatter), and its update takes
+its own block of ``d_0`` (no all-gather).
 
 ``dfa`` (batch 1) is the same step with each hidden layer's ``W^T d`` replaced by ``F_l^T
 d_out``: the feedback matrix in MemA (on a ring, the core's columns of it, those of the layer
