@@ -333,6 +333,17 @@ class Compiled:
         :data:`~caterpillar.contract.isa.EVENT_COUNTERS`), from the same model."""
         return [dict(e) for e in self._prediction(start_pcs)[1]]
 
+    def sample_columns(self, core: int) -> tuple[int, int]:
+        """The columns ``(lo, hi)`` of a sample that the host stages on ``core`` for a step
+        of the GEMV kernels: its input block of the first layer, the whole sample when that
+        layer is split by rows, none on a core outside the first segment."""
+        first = self.segments[0]
+        if core not in first:
+            return (0, 0)
+        if self.splits[0] == "rows":
+            return (0, self.graph.sizes[0])
+        return self.blocks[0][first.index(core)]
+
     def host_words(self, *, entering: bool = True, leaving: bool = True) -> list[int]:
         """Every core's SPAD words the host writes and reads around one step (what its
         ``HOST_WORDS`` counter adds): the inputs and targets staged where the step reads them
@@ -349,9 +360,7 @@ class Compiled:
                     (batch * io["ld_classes"] if leaving and k in last else 0)
                 read = batch * io["ld_classes"] if leaving and k == last[0] else 0
             elif graph.gemv:
-                lo, hi = (0, 0) if k not in first else (
-                    self.blocks[0][first.index(k)] if self.splits[0] == "columns"
-                    else (0, graph.sizes[0]))
+                lo, hi = self.sample_columns(k)
                 staged = (hi - lo + classes) if k in first or k in last else 0
                 read = classes if k == last[0] else 0
             else:

@@ -330,8 +330,9 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
         # One piece of the update per step of the gather, each under a posted RING (a RING
         # waits for the one before it, so the sequencer needs work between them).
         ldw = loc(width[index])
-        pieces = max((len(words) for words in gather.values()), default=1) if interleave else 1
-        pieces = [(a, b) for a, b in ring_blocks(rows[index], pieces, nr) if b > a]
+        steps = max((len(words) for words in gather.values()), default=1)
+        pieces = [(a, b) for a, b in ring_blocks(rows[index], steps if interleave else 1, nr)
+                  if b > a]
         for k, (a, b) in enumerate(pieces):
             if k:
                 ring({core: words[k:k + 1] for core, words in gather.items()})

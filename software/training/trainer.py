@@ -518,8 +518,8 @@ class Trainer:
         for core, trainer in self.trainers.items():
             if core not in first and core not in last:
                 continue
-            if c.splits[0] == "columns":
-                lo, hi = c.blocks[0][first.index(core)]
+            if self.graph.gemv:
+                lo, hi = c.sample_columns(core)
                 trainer.stage(x[:, lo:hi], targets)
             else:
                 trainer.stage(x, targets)
