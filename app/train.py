@@ -21,6 +21,8 @@ import time
 
 from caterpillar.app.reports import check_outputs
 from caterpillar.contract.config import preset_names
+from caterpillar.contract.geometry import RUN_START_CYCLES
+from caterpillar.contract.isa import decode
 from caterpillar.sim.backends.devices import (
     BACKENDS,
     check_backend,
@@ -181,12 +183,38 @@ def add_compile_arguments(p) -> None:
     p.add_argument("-o", "--output", default=None, metavar="FILE.npz",
                    help="write the compiled step (rerun it with train --program)")
     p.add_argument("--asm", action="store_true", help="print every core's step program")
+    p.add_argument("--timeline", nargs="?", const=-1, default=None, type=nonnegative_int,
+                   metavar="CORE",
+                   help="print where a core's cycles of the step go, instruction by "
+                        "instruction, waits for the ring included (default: the core that "
+                        "finishes last)")
     p.add_argument("--json", default=None, metavar="FILE",
                    help="write the plan: the fit table, per phase cycles, MACs and "
                         "utilization (also the fit table of a step that does not compile)")
     p.add_argument("--technology", default=None, metavar="FILE.yaml",
                    help="technology file for the area and energy (default: the paper's Table "
                         "1, 45 nm)")
+
+
+def timeline_lines(compiled: Compiled, core=None) -> list[str]:
+    """``caterpillar compile --timeline``: the step of ``core`` (by default the last to
+    finish), one line per instruction, and where its cycles went."""
+    core, entries = compiled.timeline(core)
+    program = compiled.programs()[core]
+    phases = compiled.cores[core].phases if core in compiled.cores else ["idle"]
+    which = " (finishes last)" if max(compiled.predicted_cycles()) == \
+        compiled.predicted_cycles()[core] else ""
+    lines = [f"  timeline of core {core}{which}: pc, cycles waiting for the ring engine "
+             "first, start cycle, busy cycles, phase, instruction"]
+    for e in entries:
+        lines.append(f"  {e.pc:>5} {e.wait:>6,} {e.start:>9,} {e.cycles:>9,}  "
+                     f"{phases[e.pc]:<9s} {decode(program[e.pc]).text()}")
+    waits = sum(e.wait for e in entries)
+    busy = sum(e.cycles for e in entries)
+    lines.append(f"  core {core}: {RUN_START_CYCLES + waits + busy:,} cycles = "
+                 f"{RUN_START_CYCLES} to start + {busy:,} in {len(entries)} instructions + "
+                 f"{waits:,} waiting for the ring engine")
+    return lines
 
 
 def compile_report(compiled: Compiled, tech: Technology | None = None) -> dict:
@@ -290,6 +318,8 @@ def run_compile(args) -> int:
                 print(f"wrote {outputs.json}")
             raise
     compiled = plan.compiled
+    timeline = None if args.timeline is None else \
+        timeline_lines(compiled, None if args.timeline < 0 else args.timeline)
     if args.asm:
         print(compiled.disassemble())
     cfg, graph = plan.config, plan.graph
@@ -304,6 +334,8 @@ def run_compile(args) -> int:
               f"utilization {100 * v['utilization']:5.1f}%")
     if "pipeline" in report:
         _print_pipeline(report["pipeline"])
+    if timeline:
+        print("\n".join(timeline))
     print("\n".join(fit_lines(report["fit"])))
     _print_area(report["area"])
     ev = report["events"]

@@ -24,7 +24,7 @@ from caterpillar.contract.geometry import RUN_START_CYCLES, word_cycles
 from caterpillar.contract.isa import INSTR_BITS, IsaError, Opcode, decode, encode
 from caterpillar.golden.trainer import scalars
 from caterpillar.software.graph.model import GraphError, TrainingGraph
-from caterpillar.software.isasim.ring import predict_ring
+from caterpillar.software.isasim.ring import predict_ring, ring_timeline
 from caterpillar.software.storage import CheckpointError, atomic_savez, load_npz
 
 __all__ = ["CompileError", "Compiled", "CoreProgram", "Tensor", "Emitter", "Region", "PHASES",
@@ -332,6 +332,21 @@ class Compiled:
         """Every core's event counters of a step (``{name: events}``, the names of
         :data:`~caterpillar.contract.isa.EVENT_COUNTERS`), from the same model."""
         return [dict(e) for e in self._prediction(start_pcs)[1]]
+
+    def timeline(self, core: int | None = None, start_pcs=None) -> tuple[int, list]:
+        """``core`` (by default the last to finish the step, the first of equals) and its
+        :class:`~caterpillar.software.isasim.ring.TimelineEntry` list of the step from
+        ``start_pcs`` (instruction 0 by default): where its cycles go, instruction by
+        instruction, waits for the ring included."""
+        predicted = self.predicted_cycles(start_pcs)
+        if core is None:
+            core = predicted.index(max(predicted))
+        if not 0 <= core < self.config.cores:
+            cores = self.config.cores
+            which = "only core is 0" if cores == 1 else f"cores are 0-{cores - 1}"
+            raise ValueError(f"core {core} is not on the ring of {self.config.name}, whose "
+                             f"{which}; name one of them")
+        return core, ring_timeline(self.programs(), self.config, self.sources, start_pcs)[core]
 
     def sample_columns(self, core: int) -> tuple[int, int]:
         """The columns ``(lo, hi)`` of a sample that the host stages on ``core`` for a step

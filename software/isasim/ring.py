@@ -14,6 +14,7 @@ ahead is exact). So the data are bit-exact and every core's cycle count equals t
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
@@ -34,7 +35,8 @@ from caterpillar.contract.isa import Opcode, unpack
 from caterpillar.golden import numerics
 from caterpillar.software.isasim.core import IsaSim, RunResult, Step
 
-__all__ = ["EngineModel", "RingSim", "RingDeadlock", "predict_ring", "predict_ring_cycles"]
+__all__ = ["EngineModel", "RingSim", "RingDeadlock", "TimelineEntry", "predict_ring",
+           "predict_ring_cycles", "ring_timeline"]
 
 
 class RingDeadlock(RuntimeError):
@@ -159,6 +161,9 @@ class _TimingCore:
     def reset_counters(self):
         self.busy = self.ring = 0
         self.events = {c: 0 for c in EVENTS_PER_INSTRUCTION}
+        self.waited = 0
+
+    timeline = None      # a list to record the run's TimelineEntry in (ring_timeline)
 
     def start_run(self, pc: int):
         if pc < self.cfg.imem_words:
@@ -167,17 +172,26 @@ class _TimingCore:
     def execute(self, pc: int) -> Step:
         op, values = unpack(self.program[pc])
         fields = SimpleNamespace(**values)
-        self.busy += INSTRUCTION_OVERHEAD
         if op == Opcode.HALT:
+            self._record(pc, INSTRUCTION_OVERHEAD)
             return Step("done", result=RunResult(self.busy, 0, 0, 0))
         if op == Opcode.RING:
+            self._record(pc, INSTRUCTION_OVERHEAD, shown=RING_POST_CYCLES)
             return Step("ring", pc=pc, fields=fields)
         cycles = instruction_cycles(op, fields, self.cfg)
         if op not in SEQUENCER_OPCODES:
             self.count_events(instruction_events(op, fields, kernel_plan(op, fields, self.cfg),
                                                  self.cfg))
-        self.busy += cycles - INSTRUCTION_OVERHEAD
+        self._record(pc, cycles)
         return Step("next", pc=pc + 1, cycles=cycles)
+
+    def _record(self, pc: int, cycles: int, shown=None):
+        """Spend ``cycles`` on the instruction at ``pc``; its timeline entry says ``shown``
+        (a ``RING``'s whole post: :meth:`post_ring` adds the rest)."""
+        if self.timeline is not None:
+            self.timeline.append(TimelineEntry(pc, self.busy, self.waited, shown or cycles))
+        self.waited = 0
+        self.busy += cycles
 
     def count_events(self, events: dict):
         for counter, value in events.items():
@@ -191,9 +205,33 @@ class _TimingCore:
 
     def wait_ring(self, cycles: int):
         self.busy += cycles
+        self.waited += cycles
 
     def ring_finished(self, active_cycles: int):
         self.ring += active_cycles
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One instruction a core ran in a step: at ``pc``, checked at cycle ``start`` of the run,
+    after ``wait`` cycles waiting for its ring engine (an instruction of
+    :data:`~caterpillar.contract.geometry.RING_ORDERED_OPCODES` after a posted ``RING``),
+    busy for ``cycles`` (a ``RING``'s post, not its transfer). Starts are back to back: the
+    next entry starts at ``start + cycles + its wait``."""
+
+    pc: int
+    start: int
+    wait: int
+    cycles: int
+
+
+def _timed_run(programs, cfg, sources, start_pcs, timeline: bool = False):
+    sim = RingSim(cfg, timing=[list(p) for p in programs])
+    if sources is not None:
+        sim.src = list(sources)
+    for core in sim.cores:
+        core.timeline = [] if timeline else None
+    return sim, sim.run(list(start_pcs or [0] * cfg.cores))
 
 
 def predict_ring(programs, cfg, sources=None, start_pcs=None) -> tuple[list, list]:
@@ -201,12 +239,18 @@ def predict_ring(programs, cfg, sources=None, start_pcs=None) -> tuple[list, lis
     :data:`~caterpillar.contract.isa.EVENT_COUNTERS`) for ``programs`` (one per
     core, started together at ``start_pcs``, instruction 0 by default), without computing
     any data: the timing and the events of the RTL and of :class:`RingSim`."""
-    sim = RingSim(cfg, timing=[list(p) for p in programs])
-    if sources is not None:
-        sim.src = list(sources)
-    results = sim.run(list(start_pcs or [0] * cfg.cores))
+    sim, results = _timed_run(programs, cfg, sources, start_pcs)
     return ([r.busy_cycles for r in results],
             [{c.name.lower(): v for c, v in core.events.items()} for core in sim.cores])
+
+
+def ring_timeline(programs, cfg, sources=None, start_pcs=None) -> list[list[TimelineEntry]]:
+    """Every core's :class:`TimelineEntry` list of the run :func:`predict_ring` times: where
+    its cycles go, instruction by instruction. A core's busy cycles are
+    :data:`~caterpillar.contract.geometry.RUN_START_CYCLES` plus its entries' waits and
+    cycles."""
+    sim, _ = _timed_run(programs, cfg, sources, start_pcs, timeline=True)
+    return [core.timeline for core in sim.cores]
 
 
 def predict_ring_cycles(programs, cfg, sources=None, start_pcs=None) -> list[int]:

@@ -247,6 +247,31 @@ def test_compile_reports_the_steps_events_and_energy(tmp_path, capsys):
     assert plan["area"]["step_gflops"] == pytest.approx(2 * energy["macs"] / energy["cycles"])
 
 
+def test_compile_prints_where_a_cores_cycles_go(tmp_path, capsys):
+    """``--timeline``: one line per instruction of the core that finishes last (or the one
+    named), and a sum that is the step's cycles; a core off the ring is one line, before any
+    plan is printed."""
+    path = tmp_path / "plan.json"
+    assert main(["compile", "--cores", "4", "--json", str(path), "--timeline"]) == 0
+    out, plan = capsys.readouterr().out, json.loads(path.read_text())
+    lines = out.splitlines()
+    head = next(i for i, line in enumerate(lines) if "timeline of core" in line)
+    core = int(lines[head].split()[3])
+    assert "(finishes last)" in lines[head]
+    assert plan["cycles_per_core"][core] == plan["step_cycles"]
+    body = lines[head + 1:]
+    end = next(i for i, line in enumerate(body) if line.startswith(f"  core {core}: "))
+    assert body[end - 1].split()[-1] == "halt" and body[0].split()[0] == "0"
+    assert f"  core {core}: {plan['step_cycles']:,} cycles = 2 to start + " in body[end]
+    assert f" in {end} instructions + " in body[end]
+    assert int(body[end].split(" + ")[-1].split()[0].replace(",", "")) > 0   # ring waits
+    assert main(["compile", "--cores", "4", "--timeline", "2"]) == 0
+    assert "timeline of core 2" in capsys.readouterr().out
+    code, err = cli(capsys, "compile", "--cores", "4", "--timeline", "4")
+    assert code == 2 and err.count("\n") == 1
+    assert "core 4 is not on the ring of small, whose cores are 0-3" in err
+
+
 def test_compile_prints_and_writes_the_fit_table(tmp_path, capsys):
     out, plan = compile_paper_step(tmp_path, capsys)
     assert "fit (the paper's criteria" in out and "fit (this compile, the fullest core)" in out

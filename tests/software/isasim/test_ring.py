@@ -10,8 +10,13 @@ import pytest
 
 from caterpillar.contract.config import preset
 from caterpillar.contract.events import EVENTS_PER_INSTRUCTION
-from caterpillar.contract.geometry import ring_queue_depth, word_cycles
-from caterpillar.contract.isa import Counter, Layout, Opcode, encode
+from caterpillar.contract.geometry import (
+    RING_ORDERED_OPCODES,
+    RUN_START_CYCLES,
+    ring_queue_depth,
+    word_cycles,
+)
+from caterpillar.contract.isa import Counter, Layout, Opcode, decode, encode
 from caterpillar.golden import numerics
 from caterpillar.golden.trainer import to_bits
 from caterpillar.software.compiler import collectives as sc
@@ -23,6 +28,7 @@ from caterpillar.software.isasim.ring import (
     RingSim,
     predict_ring,
     predict_ring_cycles,
+    ring_timeline,
 )
 
 TINY = preset("tiny")
@@ -267,6 +273,34 @@ def test_compiled_steps_are_predicted_exactly(algorithm, segments, rng):
     results, _, events = simulate(cfg, compiled.programs(), rng, compiled.sources)
     assert compiled.predicted_cycles() == [r.busy_cycles for r in results]
     assert compiled.predicted_events() == events
+
+
+@pytest.mark.parametrize("algorithm", ["sgd", "mbgd", "cp"])
+def test_a_timeline_accounts_for_every_cycle_of_every_core(algorithm):
+    """Each core's entries run back to back from the run's start to its halt; their waits
+    (only before instructions that wait for the engine) and cycles add up to the model's."""
+    cfg = TINY.replace(cores=3)
+    graph = TrainingGraph((10, 9, 8, 6), loss="mse", algorithm=algorithm,
+                          batch=3 if algorithm == "mbgd" else 1,
+                          optimizer=Optimizer(lr=0.1, momentum=0.0 if algorithm == "cp" else 0.9))
+    compiled = compile_training(graph, cfg)
+    programs = compiled.programs()
+    timelines = ring_timeline(programs, cfg, compiled.sources)
+    for k, (entries, cycles) in enumerate(zip(timelines, compiled.predicted_cycles())):
+        assert RUN_START_CYCLES + sum(e.wait + e.cycles for e in entries) == cycles, k
+        at = RUN_START_CYCLES
+        for e in entries:
+            assert e.start == at + e.wait, (k, e)
+            assert e.wait == 0 or decode(programs[k][e.pc]).op in RING_ORDERED_OPCODES, (k, e)
+            at = e.start + e.cycles
+        assert decode(programs[k][entries[-1].pc]).op == Opcode.HALT
+    assert any(e.wait for entries in timelines for e in entries)
+    # Compiled.timeline: the core that finishes last by default, one clear error off the ring.
+    last, entries = compiled.timeline()
+    assert compiled.predicted_cycles()[last] == compiled.step_cycles
+    assert entries == timelines[last]
+    with pytest.raises(ValueError, match="core 3 is not on the ring of tiny, whose cores are"):
+        compiled.timeline(3)
 
 
 @pytest.mark.parametrize("vops", [0, 1, 2, 6])
