@@ -187,7 +187,7 @@ def add_compile_arguments(p) -> None:
                    metavar="CORE",
                    help="print where a core's cycles of the step go, instruction by "
                         "instruction, waits for the ring included (default: the core that "
-                        "finishes last)")
+                        "finishes last); --json gets them too")
     p.add_argument("--json", default=None, metavar="FILE",
                    help="write the plan: the fit table, per phase cycles, MACs and "
                         "utilization (also the fit table of a step that does not compile)")
@@ -196,24 +196,34 @@ def add_compile_arguments(p) -> None:
                         "1, 45 nm)")
 
 
-def timeline_lines(compiled: Compiled, core=None) -> list[str]:
-    """``caterpillar compile --timeline``: the step of ``core`` (by default the last to
-    finish), one line per instruction, and where its cycles went."""
+def compile_timeline(compiled: Compiled, core=None) -> dict:
+    """``caterpillar compile --timeline``'s account of ``core`` (by default the one that
+    finishes last): its instructions in the order they ran, each with the cycles it first
+    waited for the ring engine, its start cycle, busy cycles, phase and text."""
     core, entries = compiled.timeline(core)
     program = compiled.programs()[core]
     phases = compiled.cores[core].phases if core in compiled.cores else ["idle"]
-    which = " (finishes last)" if max(compiled.predicted_cycles()) == \
-        compiled.predicted_cycles()[core] else ""
-    lines = [f"  timeline of core {core}{which}: pc, cycles waiting for the ring engine "
-             "first, start cycle, busy cycles, phase, instruction"]
-    for e in entries:
-        lines.append(f"  {e.pc:>5} {e.wait:>6,} {e.start:>9,} {e.cycles:>9,}  "
-                     f"{phases[e.pc]:<9s} {decode(program[e.pc]).text()}")
-    waits = sum(e.wait for e in entries)
-    busy = sum(e.cycles for e in entries)
-    lines.append(f"  core {core}: {RUN_START_CYCLES + waits + busy:,} cycles = "
-                 f"{RUN_START_CYCLES} to start + {busy:,} in {len(entries)} instructions + "
-                 f"{waits:,} waiting for the ring engine")
+    predicted = compiled.predicted_cycles()
+    rows = [{"pc": e.pc, "wait": e.wait, "start": e.start, "cycles": e.cycles,
+             "phase": phases[e.pc], "instruction": decode(program[e.pc]).text()}
+            for e in entries]
+    return {"core": core, "finishes_last": predicted[core] == max(predicted),
+            "cycles": predicted[core], "start_cycles": RUN_START_CYCLES,
+            "busy": sum(e.cycles for e in entries), "waits": sum(e.wait for e in entries),
+            "instructions": rows}
+
+
+def timeline_lines(timeline: dict) -> list[str]:
+    """The lines ``caterpillar compile --timeline`` prints for :func:`compile_timeline`."""
+    which = " (finishes last)" if timeline["finishes_last"] else ""
+    lines = [f"  timeline of core {timeline['core']}{which}: pc, cycles waiting for the ring "
+             "engine first, start cycle, busy cycles, phase, instruction"]
+    lines += [f"  {r['pc']:>5} {r['wait']:>6,} {r['start']:>9,} {r['cycles']:>9,}  "
+              f"{r['phase']:<9s} {r['instruction']}" for r in timeline["instructions"]]
+    lines.append(f"  core {timeline['core']}: {timeline['cycles']:,} cycles = "
+                 f"{timeline['start_cycles']} to start + {timeline['busy']:,} in "
+                 f"{len(timeline['instructions'])} instructions + {timeline['waits']:,} "
+                 "waiting for the ring engine")
     return lines
 
 
@@ -319,7 +329,7 @@ def run_compile(args) -> int:
             raise
     compiled = plan.compiled
     timeline = None if args.timeline is None else \
-        timeline_lines(compiled, None if args.timeline < 0 else args.timeline)
+        compile_timeline(compiled, None if args.timeline < 0 else args.timeline)
     if args.asm:
         print(compiled.disassemble())
     cfg, graph = plan.config, plan.graph
@@ -335,7 +345,8 @@ def run_compile(args) -> int:
     if "pipeline" in report:
         _print_pipeline(report["pipeline"])
     if timeline:
-        print("\n".join(timeline))
+        report["timeline"] = timeline
+        print("\n".join(timeline_lines(timeline)))
     print("\n".join(fit_lines(report["fit"])))
     _print_area(report["area"])
     ev = report["events"]

@@ -265,6 +265,12 @@ def test_compile_prints_where_a_cores_cycles_go(tmp_path, capsys):
     assert f"  core {core}: {plan['step_cycles']:,} cycles = 2 to start + " in body[end]
     assert f" in {end} instructions + " in body[end]
     assert int(body[end].split(" + ")[-1].split()[0].replace(",", "")) > 0   # ring waits
+    timeline = plan["timeline"]
+    assert timeline["core"] == core and timeline["cycles"] == plan["step_cycles"]
+    rows = timeline["instructions"]
+    assert len(rows) == end and rows[-1]["instruction"] == "halt"
+    assert timeline["start_cycles"] + sum(r["wait"] + r["cycles"] for r in rows) == \
+        plan["step_cycles"]
     assert main(["compile", "--cores", "4", "--timeline", "2"]) == 0
     assert "timeline of core 2" in capsys.readouterr().out
     code, err = cli(capsys, "compile", "--cores", "4", "--timeline", "4")
