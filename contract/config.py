@@ -76,6 +76,11 @@ class CaterpillarConfig:
         Instruction-memory entries per core, 16..65536.
     link_words : int or None
         Ring-link width in words per cycle, 1..nr; ``None`` means ``nr``.
+    cpass : bool
+        Whether the core has the fused pass of continuous propagation (the ``cpass`` kernel
+        and the PEs' side fill of accumulator slots). Without it ``cpass`` is an illegal
+        opcode, ``cp`` is refused (``mbcp`` and the other algorithms run) and the core is
+        smaller (``docs/fpga.md``).
     """
 
     name: str = "small"
@@ -91,6 +96,7 @@ class CaterpillarConfig:
     spad_words: int = 65536
     imem_words: int = 1024
     link_words: int | None = None
+    cpass: bool = True
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -114,6 +120,8 @@ class CaterpillarConfig:
             raise ConfigError(f"spad_words must be a multiple of nr={self.nr} (the SPAD port is "
                               f"nr words wide), not {self.spad_words!r}")
         _check_int("imem_words", self.imem_words, 16, 65536)
+        if not isinstance(self.cpass, bool):
+            raise ConfigError(f"cpass must be true or false, not {self.cpass!r}")
         if self.link_words is not None:
             _check_int("link_words", self.link_words, 1, self.nr, extra=" (at most nr)")
 

@@ -361,13 +361,15 @@ def _plan_ger(f, c: _Context) -> KernelPlan:
 
 
 def cpass_fits(cfg) -> bool:
-    """Whether config ``cfg`` can run ``cpass``: its slots (``acc_lanes`` deltas and forward
-    sums, ``chain_lanes`` weights) fit the two accumulator banks, the next group's deltas
-    fill before the forward's partial sums come back (``acc_lanes < write_back_latency``),
-    and without ``prop`` a weight's forward step reads its slot before the next window's
-    update overwrites it (``ger_issue_run < write_back_latency - 1``)."""
+    """Whether config ``cfg`` can run ``cpass``: it has the kernel (``cfg.cpass``), its slots
+    (``acc_lanes`` deltas and forward sums, ``chain_lanes`` weights) fit the two accumulator
+    banks, the next group's deltas fill before the forward's partial sums come back
+    (``acc_lanes < write_back_latency``), and without ``prop`` a weight's forward step reads
+    its slot before the next window's update overwrites it (``ger_issue_run <
+    write_back_latency - 1``). The RTL builds the kernel and the PEs' side fill only then."""
     lacc, lanes, wb = cfg.acc_lanes, cfg.chain_lanes, cfg.write_back_latency
-    return (2 * lacc + lanes <= 2 * max(lacc, lanes) and lacc < wb and lanes % lacc == 0
+    return (cfg.cpass and 2 * lacc + lanes <= 2 * max(lacc, lanes) and lacc < wb
+            and lanes % lacc == 0
             and ger_issue_run(cfg) < wb - 1 and lanes % ger_issue_run(cfg) == 0)
 
 
@@ -386,7 +388,8 @@ def _plan_cpass(f, c: _Context) -> KernelPlan:
     run = ger_issue_run(cfg)
     checks = [
         Check(cpass_fits(cfg), ErrorCause.ILLEGAL_OPCODE,
-              "this config's accumulator file cannot hold cpass's slots"),
+              "this config has no cpass (cpass=false), or its accumulator file cannot hold "
+              "cpass's slots"),
         c.positive(f.rows, "rows"), c.positive(f.cols, "cols"),
         Check(f.ldw >= k_loc, ErrorCause.BAD_SHAPE, "ldw must be >= ceil(cols / nr)"),
         c.mema(f.w, (m_loc - 1) * f.ldw + k_loc, "w"),

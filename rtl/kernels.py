@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Mux
 
-from caterpillar.contract.geometry import ger_issue_run, log2
+from caterpillar.contract.geometry import cpass_fits, ger_issue_run, log2
 from caterpillar.contract.isa import Layout, Opcode, VecOp
 from caterpillar.golden.numerics import exp_constants, from_float
 from caterpillar.rtl.microop import (
@@ -23,7 +23,7 @@ from caterpillar.rtl.microop import (
     XferKind,
 )
 
-__all__ = ["Emitter", "KERNELS"]
+__all__ = ["Emitter", "KERNELS", "kernels_of"]
 
 
 class Emitter:
@@ -480,3 +480,10 @@ KERNELS = {
     Opcode.VOP: _vop,
     Opcode.SMXCE: _smxce,
 }
+
+
+def kernels_of(cfg) -> dict:
+    """:data:`KERNELS` that config ``cfg`` builds: ``cpass`` only where it fits
+    (:func:`~caterpillar.contract.geometry.cpass_fits`; elsewhere its check fails first)."""
+    return {op: kernel for op, kernel in KERNELS.items()
+            if op != Opcode.CPASS or cpass_fits(cfg)}

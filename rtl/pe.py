@@ -9,7 +9,13 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from caterpillar.contract.geometry import bank_index, bank_of, mema_bank_bit, mema_bank_words
+from caterpillar.contract.geometry import (
+    bank_index,
+    bank_of,
+    cpass_fits,
+    mema_bank_bit,
+    mema_bank_words,
+)
 from caterpillar.golden.numerics import reciprocal_seed_magic
 from caterpillar.rtl.fp.adder import FPAdder
 from caterpillar.rtl.fp.compare import FPCompare
@@ -203,8 +209,10 @@ class PE(wiring.Component):
             return (k_ok & ((u.a == a_src) | (u.b == b_src))
                     | Cat(*[c_src == s for s in c_srcs]).any())
 
-        fill_mema = active & k_ok & (u.fill == Fill.MEMA)
-        fill_memb = u.valid & (u.fill == Fill.MEMB1)
+        # The side fill serves cpass alone: without it no slot has a third write source.
+        side_fill = cpass_fits(cfg)
+        fill_mema = active & k_ok & (u.fill == Fill.MEMA) if side_fill else Const(0, 1)
+        fill_memb = u.valid & (u.fill == Fill.MEMB1) if side_fill else Const(0, 1)
 
         x_target = x.valid & ~x.sequencer & selected(x.target, x.sel, x.sel, r, c)
         x_on = Signal(name="x_on")
@@ -287,10 +295,11 @@ class PE(wiring.Component):
                      self.row_out.eq(row_reg), self.col_out.eq(col_reg)]
 
         # The side fill: the word read at issue, widened, into its slot at the end of t + 1.
-        fill_word = Mux(s1["fill_mema"], mem.mema_data, mem.memb1_data)
-        fill_value = self._convert(m, fill_word, op_fmt, acc_fmt, "widen_fill")
-        with m.If(s1["fill_mema"] | s1["fill_memb"]):
-            m.d.sync += mem.slots[s1["fill_slot"]].eq(fill_value)
+        if cpass_fits(cfg):
+            fill_word = Mux(s1["fill_mema"], mem.mema_data, mem.memb1_data)
+            fill_value = self._convert(m, fill_word, op_fmt, acc_fmt, "widen_fill")
+            with m.If(s1["fill_mema"] | s1["fill_memb"]):
+                m.d.sync += mem.slots[s1["fill_slot"]].eq(fill_value)
 
         neg_zero_op = op_fmt.sign_mask
         one_op = op_fmt.bias << op_fmt.man_bits

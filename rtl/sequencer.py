@@ -12,7 +12,7 @@ from caterpillar.contract.isa import INSTR_WORDS, Counter, ErrorCause, Opcode
 from caterpillar.contract.registers import COUNTER_BITS, SCALAR_REGISTERS
 from caterpillar.rtl.gemm import GemmEngine
 from caterpillar.rtl.instruction import FieldView, instruction_layout
-from caterpillar.rtl.kernels import KERNELS, Emitter
+from caterpillar.rtl.kernels import KERNELS, Emitter, kernels_of
 from caterpillar.rtl.microop import NO_LIMIT, ASrc, BSrc, CSrc, compute_layout, transfer_layout
 from caterpillar.rtl.ports import (
     ArrayStatus,
@@ -210,15 +210,16 @@ class Sequencer(wiring.Component):
                         m.next = "DRAIN"
                 with m.Else():
                     self._advance(m, loops, bounds, last, seg, n_segments, drain)
+                kernels = kernels_of(cfg)
                 with m.Switch(op):
                     for opcode, (fields, plan) in plans.items():
-                        if opcode not in KERNELS:
+                        if opcode not in kernels:
                             continue
                         with m.Case(opcode):
                             values = dict(plan.values)
                             values.update(self._scalars(opcode, fields, sregs))
                             values["counter"] = counter_snapshot
-                            KERNELS[opcode](Emitter(m, cfg, uop_next, xfer_next, fields,
+                            kernels[opcode](Emitter(m, cfg, uop_next, xfer_next, fields,
                                                     values, seg, loops, last))
                 # A structural hazard aborts the program (a later m.next wins).
                 with m.If(self.array.hazard):

@@ -291,6 +291,10 @@ def check_cp(graph, cfg) -> None:
     if graph.algorithm == "cp" and graph.batch != 1:
         raise CompileError(f"cp trains one sample per pipeline step, not a batch of "
                            f"{graph.batch}; use --batch 1, or --algorithm mbcp")
+    if graph.algorithm == "cp" and not cfg.cpass:
+        raise CompileError(f"config {cfg.name} has no fused pass (cpass=false), which cp "
+                           "runs on; use --algorithm mbcp --batch 2 (a rank-1 ger per "
+                           "sample), or a config with cpass")
     if graph.algorithm == "cp" and not cpass_fits(cfg):
         raise CompileError(f"config {cfg.name}'s accumulator file cannot hold the fused "
                            f"pass's slots (2 x {cfg.acc_lanes} + {cfg.chain_lanes}); use a "

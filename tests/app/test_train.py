@@ -173,6 +173,10 @@ def test_cp_through_the_command_line(tmp_path, capsys):
     code, err = cli(capsys, "train", "--backend", "isa", "--algorithm", "cp", "--momentum",
                     "0.9")
     assert code == 2 and "takes plain SGD: use --momentum 0" in err and err.count("\n") == 1
+    code, err = cli(capsys, "compile", "--algorithm", "cp", "--momentum", "0", "--set",
+                    "cpass=false")
+    assert code == 2 and err.count("\n") == 1
+    assert "has no fused pass (cpass=false), which cp runs on; use --algorithm mbcp" in err
 
 
 def test_mbcp_through_the_command_line(tmp_path, capsys):

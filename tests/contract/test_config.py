@@ -54,6 +54,7 @@ def test_derived_widths():
     ("imem_words", 4, r"^imem_words must be in 16\.\.65536, not 4$"),
     ("link_words", 5, r"^link_words must be in 1\.\.4 \(at most nr\), not 5$"),
     ("name", "", r"^name must be a non-empty string, not ''$"),
+    ("cpass", 1, r"^cpass must be true or false, not 1$"),
 ])
 def test_validation_names_field_value_and_range(field, value, message):
     with pytest.raises(ConfigError, match=message):

@@ -144,6 +144,24 @@ def test_errors_match_the_instruction_level_simulator(word, cause):
     assert results[0] == results[1] == (cause, 1, results[1][2])
 
 
+def test_a_core_without_cpass_refuses_it_as_the_simulator_does(rng):
+    """``cpass=false`` builds no fused pass: the same word that runs on ``tiny`` stops both
+    models in its check with ``illegal_opcode``, at the same pc and cycle."""
+    case = kc.cpass_case(TINY, 6, 5, rng)
+    word = next(w for w in case.program if unpack(w)[0] == Opcode.CPASS)
+    check(TINY, case)                                   # with the kernel it runs
+    cfg = TINY.replace(name="tiny-no-cpass", cpass=False)
+    results = []
+    for device in (AmaranthDevice(cfg), IsaDevice(cfg)):
+        driver = Driver(device)
+        driver.load_program([encode(Opcode.NOP), word, encode(Opcode.HALT)])
+        with pytest.raises(CoreError) as error:
+            driver.run(timeout_cycles=10_000)
+        results.append((error.value.cause, error.value.pc,
+                        device.read(driver.regs["BUSY_LO"])[0]))
+    assert results[0] == results[1] and results[0][:2] == (ErrorCause.ILLEGAL_OPCODE, 1)
+
+
 def test_status_and_registers_read_back():
     device = AmaranthDevice(TINY)
     driver = Driver(device)
