@@ -25,6 +25,12 @@ def test_the_core_of_every_preset_is_lint_clean(name):
     assert lint(core_top(preset(name)).verilog(), "core") == []
 
 
+def test_a_core_without_cpass_is_lint_clean():
+    """``cpass=false`` leaves the kernel and the PEs' side fill out: nothing left dangling."""
+    cfg = preset("tiny").replace(name="tiny-no-cpass", cpass=False)
+    assert lint(core_top(cfg).verilog(), "core") == []
+
+
 @pytest.mark.heavy
 def test_the_paper_n3_core_is_lint_clean():
     """256 PEs: about 7 minutes of Verilog conversion and 2 of lint (make lint-verilog)."""
