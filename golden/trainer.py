@@ -56,7 +56,10 @@ order; everything else is computed by one core for its share and is bit-identica
   the ring (reduce-scatter: output block ``j``'s sum starts at core ``j + 1``); with
   ``logits_chain`` the output layer's by a chain instead, from core ``0`` to core ``C - 1``
   (which broadcasts the logits). A layer the compiler splits by rows (the first hidden one,
-  on the whole sample) sums as on one core: ``cores`` 1 for it.
+  on the whole sample) sums as on one core: ``cores`` 1 for it. With ``bias_columns`` a
+  layer's bias is one more column of one core's block (``[W[:, I_k] | b]`` against ``[a[I_k];
+  1]``, the bias the last term of that core's partial) instead of a VOP ``add`` after the
+  sum; its update is the same MAC per entry either way.
 * ``mbgd``: core ``k`` holds the output rows ``R_k`` of every ``[W | b]`` (``ring_blocks(out,
   C, 1)``), so ``E = W^T D^T`` is ``W[R_k]^T D[:, R_k]^T`` per core, summed round the ring per
   input feature block in the same way. With a segment per layer, ``C`` is the layer's
@@ -147,12 +150,17 @@ class GoldenTrainer:
     logits_chain : bool
         ``sgd`` on a ring: the output layer's partial sums are chain-reduced (the module
         docstring).
+    bias_columns : list of (int or None), optional
+        ``sgd`` and ``dfa`` (batch 1) on a ring: per layer, the position of the core whose
+        column block holds the bias as one more column (the module docstring), or ``None``
+        where the bias is added by a VOP after the sum.
     """
 
     def __init__(self, sizes, loss, nr, fmt, acc, weights, *, k_chunk=None, momentum=False,
                  weight_decay=False, cores=1, feedback=None, output_columns=False,
-                 logits_chain=False):
+                 logits_chain=False, bias_columns=None):
         layers = len(sizes) - 1
+        self.bias_columns = list(bias_columns) if bias_columns else [None] * layers
         self.output_columns = bool(output_columns)
         self.logits_chain = bool(logits_chain)
         self.cores = [cores] * layers if isinstance(cores, int) else list(cores)
@@ -231,19 +239,30 @@ class GoldenTrainer:
         out = []
         last = len(self.weights) - 1
         for index, (w, b) in enumerate(self.weights):
-            h = self._gemv(w, a, self.cores[index], chain=self.logits_chain and index == last)
-            h = self._vop("add", h, b, 0)
+            chain = self.logits_chain and index == last
+            where = self.bias_columns[index]
+            if where is None:
+                h = self._vop("add", self._gemv(w, a, self.cores[index], chain=chain), b, 0)
+            else:
+                h = self._gemv(w, a, self.cores[index], chain=chain, bias=(b, where))
             a = self._vop("maxs", h, h, 0) if index + 1 < len(self.weights) else None
             out.append((h, a))
         return out
 
-    def _gemv(self, w, a, cores, chain=False) -> np.ndarray:
+    def _gemv(self, w, a, cores, chain=False, bias=None) -> np.ndarray:
         """``W a`` on ``cores`` holding column blocks: their partials summed round the ring by
-        a reduce-scatter, or with ``chain`` by a chain from the first core to the last."""
+        a reduce-scatter, or with ``chain`` by a chain from the first core to the last. With
+        ``bias = (b, k)`` the block of position ``k`` is ``[W_k | b]`` against ``[a_k; 1]``:
+        ``W a + b`` with ``b`` the last term of that core's sum."""
         if cores == 1:
             return gk.gemv(w, a, self.nr, self.fmt, self.acc)[0]
-        partials = [gk.gemv(w[:, lo:hi], a[lo:hi], self.nr, self.fmt, self.acc)[0]
-                    for lo, hi in ring_blocks(w.shape[1], cores, self.nr)]
+        partials = []
+        for k, (lo, hi) in enumerate(ring_blocks(w.shape[1], cores, self.nr)):
+            wk, ak = w[:, lo:hi], a[lo:hi]
+            if bias is not None and k == bias[1]:
+                wk = np.concatenate([wk, bias[0][:, None]], axis=1)
+                ak = np.concatenate([ak, self._ones(1)])
+            partials.append(gk.gemv(wk, ak, self.nr, self.fmt, self.acc)[0])
         if chain:
             return chain_reduce(partials, self.fmt, root=cores - 1)
         return np.concatenate(reduce_scatter(partials, self.nr, self.fmt))

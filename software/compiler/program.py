@@ -175,6 +175,34 @@ def layer_splits(graph: TrainingGraph, segments) -> list[str]:
     return splits
 
 
+def bias_columns(graph: TrainingGraph, cfg, segments, blocks) -> list:
+    """Per layer, the position in its segment of the core that keeps the layer's bias as one
+    more column of its block of ``W`` (``[W_k | b]``, against a ``1`` after its input
+    block), or ``None`` where the cores add the bias by VOPs.
+
+    Only the GEMV kernels on a ring (``sgd``, ``dfa`` batch 1) fold the bias, and only in a
+    layer split by columns whose input is an activation (not the host's sample), and only
+    where it is free: on a core whose block, one column longer, still needs no more words
+    per PE than the layer's longest block. The forward and update then take the bias with the
+    GEMV and the rank-1 update of that core at no extra cycles, and no core spends its two
+    ``VOP add``s (forward and update) per layer on it. Of the eligible cores the one with the
+    most room, the last of equals. (docs/multicore.md; the golden trainer's ``bias_columns``.)
+    """
+    out = [None] * len(graph.layers)
+    if not graph.gemv or graph.pipelined:
+        return out
+    splits = layer_splits(graph, segments)
+    for index, parts in enumerate(blocks):
+        if index == 0 or splits[index] != "columns" or len(parts) < 2:
+            continue
+        units = [cdiv(hi - lo, cfg.nr) for lo, hi in parts]
+        room = [(cdiv(hi - lo + 1, cfg.nr), -p) for p, (lo, hi) in enumerate(parts)
+                if cdiv(hi - lo + 1, cfg.nr) <= max(units)]
+        if room:
+            out[index] = -min(room)[1]
+    return out
+
+
 def with_utilization(phases: dict, nr: int) -> dict:
     """``{phase: {"cycles", "core_cycles", "macs", ...}}`` with each phase's ``utilization``:
     its model MACs over the PE cycles the working cores spent in it (``nr^2 x core_cycles``),
@@ -280,13 +308,19 @@ class Compiled:
         """Each layer's split over its segment (:func:`layer_splits`)."""
         return layer_splits(self.graph, self.segments)
 
+    @property
+    def bias_columns(self) -> list:
+        """Per layer, the position of the core holding the bias as a column of ``W``
+        (:func:`bias_columns`), or ``None``."""
+        return bias_columns(self.graph, self.config, self.segments, self.blocks)
+
     def golden_options(self) -> dict:
         """The :class:`~caterpillar.golden.trainer.GoldenTrainer` keywords that make it sum
         as this step does: the GEMM chunk, each layer's cores, the output layer's split and sum."""
         # A GEMV layer split by rows sums as on one core.
         cores = [1 if self.graph.gemv and split == "rows" else len(seg)
                  for seg, split in zip(self.segments, self.splits)]
-        return {"k_chunk": self.k_chunk, "cores": cores,
+        return {"k_chunk": self.k_chunk, "cores": cores, "bias_columns": self.bias_columns,
                 "output_columns": not self.graph.gemv and self.splits[-1] == "columns",
                 "logits_chain": self.graph.gemv and not self.graph.pipelined}
 

@@ -16,7 +16,12 @@ one piece under each step of the gather). Vectors move between MemB and the SPAD
 collective. With ``first_rows`` (:func:`~.program.layer_splits`) the first layer is split by
 rows instead: the host stages the whole sample, core ``k`` holds the rows of ``W_0`` of its
 input block of the next layer and sums them alone (no reduce-scatter), and its update takes
-its own block of ``d_0`` (no all-gather).
+its own block of ``d_0`` (no all-gather). Where a core's column block has room for one
+more column at no extra word per PE (:func:`~.program.bias_columns`), the layer's bias is
+that column of the core's ``W`` (``[W_k | b]``, tensors ``P``/``M``) against a ``1`` after its
+input block (staged once as the last element of the activation the block is broadcast
+from): the GEMV adds it as the last term of the core's partial, the rank-1 update updates it,
+and no core spends a ``VOP add`` on the bias in the forward or the update.
 
 ``dfa`` (batch 1) is the same step with each hidden layer's ``W^T d`` replaced by ``F_l^T
 d_out``: the feedback matrix in MemA (on a ring, the core's columns of it, those of the layer
@@ -199,11 +204,13 @@ def sgd_bias_update(e, bias, grad, count, *, g_buf, mom, use_wd):
 
 
 def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
-                          first_rows: bool = False, interleave: bool = False) -> CoreProgram:
+                          first_rows: bool = False, interleave: bool = False,
+                          bias_columns=None) -> CoreProgram:
     """Core ``segment[position]``'s SGD step on the ring (see the module docstring); with
     ``first_rows`` the first layer is split by rows (``blocks[0]``), on the whole sample; with
     ``interleave`` each layer's update is split by rows between the steps of the all-gather
-    it runs under."""
+    it runs under; ``bias_columns`` (:func:`~.program.bias_columns`): per layer, the position
+    of the core that holds the bias as a column of its ``W`` block, or ``None``."""
     nr = cfg.nr
     opt = graph.optimizer
     use_mom, use_wd = opt.momentum > 0, opt.weight_decay > 0
@@ -224,11 +231,28 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
     # The rows of W a core holds: all, but its own block of a layer split by rows.
     rows = [owned[0] if first_rows and index == 0 else o
             for index, (o, i) in enumerate(layers)]
+    # A folded layer's bias is a column of one core's W block (P, M: [W | b] tensors, the
+    # bias column only on that core) against a 1 after its input block; no core adds it.
+    folded = list(bias_columns or [None] * len(layers))
+    here = [where == position for where in folded]
+    wcols = [width[index] + here[index] for index in range(len(layers))]
 
     tensors, w_addr, m_addr, b_addr, bm_addr = [], [], [], [], []
     for index, o in enumerate(rows):
-        ldw = loc(width[index])
+        ldw = loc(wcols[index])
         part = "rows" if o < layers[index][0] else "columns"
+        if folded[index] is not None:
+            what = f"[W{index} | b{index}]" if here[index] else f"W{index}"
+            w_addr.append(mema.alloc(f"{what} {part}", loc(o) * ldw))
+            tensors.append(Tensor(f"P{index}", "mema", o, wcols[index], w_addr[-1], ldw,
+                                  bias=here[index]))
+            b_addr.append(None)
+            if use_mom:
+                m_addr.append(mema.alloc(f"m{what} {part}", loc(o) * ldw))
+                tensors.append(Tensor(f"M{index}", "mema", o, wcols[index], m_addr[-1], ldw,
+                                      bias=here[index]))
+                bm_addr.append(None)
+            continue
         w_addr.append(mema.alloc(f"W{index} {part}", loc(o) * ldw))
         tensors.append(Tensor(f"W{index}", "mema", o, width[index], w_addr[-1], ldw))
         b_addr.append(memb.alloc(f"b{index} block", loc(owned[index])))
@@ -249,11 +273,16 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
     widest = max(graph.sizes)
     x_part = "" if first_rows else " block"
     x_rep = [memb.alloc(f"{input_name(index)}{x_part if index == 0 else ' block'} "
-                        "(replicated)", loc(width[index])) for index in range(len(layers))]
+                        "(replicated)", loc(wcols[index])) for index in range(len(layers))]
     partial = memb.alloc("W x partial", loc(widest))
     h_raw = [memb.alloc(f"Wa{index}", loc(owned[index])) for index in range(len(layers))]
     h = [memb.alloc(f"h{index}", loc(owned[index])) for index in range(len(layers))]
-    act = [memb.alloc(f"a{index}", loc(owned[index])) for index in range(last)]
+    act = [memb.alloc(f"a{index}", loc(owned[index] + here[index + 1]))
+           for index in range(last)]
+    # The 1 after the input block of a layer whose bias this core holds: the last element of
+    # the activation the block is broadcast from, staged once (nothing else writes it).
+    tensors += [Tensor(f"one{index + 1}", "diag", 1, owned[index] + 1, act[index])
+                for index in range(last) if here[index + 1]]
     d_own = [memb.alloc(f"d{index} block", loc(owned[index])) for index in range(last)]
     d_full = memb.alloc("d", loc(widest))
     d_rep = memb.alloc("d (replicated)", loc(widest))
@@ -284,7 +313,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
               w=w_addr[index], psum=psum, rows=n, cols=width[index], ldw=loc(width[index]))
         else:
             e("forward", Opcode.GEMV, o * width[index], y=partial, x=x_rep[index],
-              w=w_addr[index], psum=psum, rows=o, cols=width[index], ldw=loc(width[index]))
+              w=w_addr[index], psum=psum, rows=o, cols=wcols[index], ldw=loc(wcols[index]))
             e("transfer", Opcode.STV, spad=vbuf, memb=partial, len=o, layout=Layout.DIAG)
             if index == last:
                 root = len(segment) - 1
@@ -292,15 +321,17 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
                 ring(coll.broadcast(segment, vbuf, o, root))
             else:
                 ring(coll.reduce_scatter(segment, vbuf, o, nr))
-            e("transfer", Opcode.LDV, spad=vbuf + lo, memb=h_raw[index], len=n,
+            e("transfer", Opcode.LDV, spad=vbuf + lo,
+              memb=h_raw[index] if folded[index] is None else h[index], len=n,
               layout=Layout.DIAG)
-        e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=h[index], x=h_raw[index],
-          y=b_addr[index], len=n, alpha=0)
+        if folded[index] is None:
+            e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=h[index],
+              x=h_raw[index], y=b_addr[index], len=n, alpha=0)
         if index < last:
             e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=Layout.DIAG, z=act[index],
               x=h[index], y=h[index], len=n, alpha=r["zero"])
-            e("forward", Opcode.BCAST, dst=x_rep[index + 1], src=act[index], len=n,
-              layout=Layout.COLREP)
+            e("forward", Opcode.BCAST, dst=x_rep[index + 1], src=act[index],
+              len=n + here[index + 1], layout=Layout.COLREP)
     e("transfer", Opcode.STV, spad=logits_spad, memb=h[last], len=classes, layout=Layout.DIAG)
     sgd_output_gradient(e, graph.loss, classes, logits=h[last], out=d_full, t_spad=t_spad,
                          t_buf=t_buf, h_rep=h_rep, scr=scr, plain=not (use_mom or use_wd))
@@ -314,7 +345,8 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
             e("delta", Opcode.BCAST, dst=d_rep, src=d_full, len=o, layout=Layout.ROWREP)
         if index > 0:
             lo, n = cols[index][0], width[index]
-            sgd_back_product(e, z=z_buf, psum=psum, cols=n, ldw=loc(n),
+            sgd_back_product(e, z=z_buf, psum=psum, cols=n,
+                             ldw=loc(n) if f_addr else loc(wcols[index]),
                              operands=(f_addr[index - 1], dout_rep, classes) if f_addr else
                              (w_addr[index], d_rep, o))
             e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=d_own[index - 1],
@@ -329,7 +361,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
             ring({core: words[:1] for core, words in gather.items()})
         # One piece of the update per step of the gather, each under a posted RING (a RING
         # waits for the one before it, so the sequencer needs work between them).
-        ldw = loc(width[index])
+        ldw = loc(wcols[index])
         steps = max((len(words) for words in gather.values()), default=1)
         pieces = [(a, b) for a, b in ring_blocks(rows[index], steps if interleave else 1, nr)
                   if b > a]
@@ -339,12 +371,13 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
             at = a // nr * ldw
             e("update", Opcode.GER, (b - a) * width[index], w=w_addr[index] + at, u=u + a // nr,
               v=x_rep[index], mom=m_addr[index] + at if use_mom else 0, rows=b - a,
-              cols=width[index], ldw=ldw, alpha=r["neg_lr"], wd=r["wd"], mu=r["mu"],
+              cols=wcols[index], ldw=ldw, alpha=r["neg_lr"], wd=r["wd"], mu=r["mu"],
               use_wd=int(use_wd), use_mom=int(use_mom))
         # The bias block's gradient: the own block of d (the whole d for the last layer).
-        grad = d_full if index == last else d_own[index]
-        sgd_bias_update(e, b_addr[index], grad, owned[index], g_buf=g_buf,
-                         mom=bm_addr[index] if use_mom else None, use_wd=use_wd)
+        if folded[index] is None:
+            grad = d_full if index == last else d_own[index]
+            sgd_bias_update(e, b_addr[index], grad, owned[index], g_buf=g_buf,
+                             mom=bm_addr[index] if use_mom else None, use_wd=use_wd)
         if gather:
             ring({core: words[len(pieces):] for core, words in gather.items()})
             e("transfer", Opcode.LDV, spad=vbuf, memb=d_rep, len=i, layout=Layout.ROWREP)

@@ -25,6 +25,7 @@ from caterpillar.software.compiler.mbgd import mbgd_core_program, mbgd_ring_core
 from caterpillar.software.compiler.program import (
     Compiled,
     CompileError,
+    bias_columns,
     check_capacity,
     layer_splits,
 )
@@ -110,10 +111,12 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
         # The update split between the gather's steps pays a kernel's fixed cycles per piece
         # for each step it hides: the ring timing model picks whichever steps faster (of
         # those that fit IMEM; the split one has more instructions).
+        folds = bias_columns(graph, cfg, segments, blocks)
         plain, split = (Compiled(graph, cfg, segments,
                                  {k: sgd_ring_core_program(graph, cfg, segments[0], p, blocks,
                                                            first_rows=splits[0] == "rows",
-                                                           interleave=interleave)
+                                                           interleave=interleave,
+                                                           bias_columns=folds)
                                   for p, k in enumerate(segments[0])}, sources, blocks)
                         for interleave in (False, True))
         fits = split.instructions <= cfg.imem_words

@@ -87,8 +87,8 @@ class FastTrainer(GoldenTrainer):
             raise ValueError(f"the fast path has no vector function {fn!r}")
         return self._round(r)
 
-    def _gemv(self, w, a, cores, chain=False) -> np.ndarray:
-        return self._round(w @ a)
+    def _gemv(self, w, a, cores, chain=False, bias=None) -> np.ndarray:
+        return self._round(w @ a if bias is None else w @ a + bias[0])
 
     def _gemvt(self, w, d) -> np.ndarray:
         return self._round(w.T @ d)

@@ -118,7 +118,7 @@ class CoreTrainer:
         nr, words, plan = self.cfg.nr, [], {}
         addr = self.core.staging
         for t in self.core.tensors:
-            if t.kind == "spad" or t.name.startswith("F"):      # feedback never changes
+            if t.kind == "spad" or t.name.startswith(("F", "one")):     # they never change
                 continue
             size = t.rows * ceil_to(t.cols, nr) if t.kind == "mema" else ceil_to(t.cols, nr)
             plan[t.name] = addr
@@ -181,6 +181,9 @@ class CoreTrainer:
             if f"mW{index}" in by_name:
                 self._put(by_name[f"mW{index}"], mw)
                 self._put(by_name[f"mb{index}"], mb)
+        for t in self.core.tensors:
+            if t.name.startswith("one"):    # the 1 after a block whose W holds the bias
+                self._put(t, np.r_[np.zeros(t.cols - 1, np.uint64), np.uint64(self.one)])
 
     def load_feedback(self, feedback) -> None:
         """Write ``dfa``'s feedback matrices ``[F_0, ...]`` (bits; ``None`` skips one this core
@@ -375,6 +378,9 @@ class Trainer:
             elif self.bias_blocks is not None:
                 blo, bhi = self.bias_blocks[index][position]
                 out.append((w[:, lo:hi], b[blo:bhi]))
+            elif c.bias_columns[index] is not None:
+                # The bias is a column of one core's block (program.bias_columns).
+                out.append((w[:, lo:hi], b if position == c.bias_columns[index] else b[:0]))
             else:
                 blo, bhi = c.blocks[index + 1][position] if index < last else (0, len(b))
                 out.append((w[:, lo:hi], b[blo:bhi]))
@@ -424,7 +430,7 @@ class Trainer:
             if c.splits[index] == "rows":
                 out.append((np.vstack(ws), np.concatenate(bs)))
                 continue
-            if index == last and self.bias_blocks is None:
+            if index == last and self.bias_blocks is None and c.bias_columns[index] is None:
                 for other in bs[1:]:        # every core updates the whole last bias
                     if not np.array_equal(other, bs[0]):
                         raise StepMismatch("the cores' copies of the last bias differ")

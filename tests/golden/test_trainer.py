@@ -10,7 +10,7 @@ import pytest
 
 from caterpillar.golden import kernels as gk
 from caterpillar.golden import numerics as n
-from caterpillar.golden.collectives import ring_blocks
+from caterpillar.golden.collectives import reduce_scatter, ring_blocks
 from caterpillar.golden.numerics import BF16, FP16, FP32
 from caterpillar.golden.trainer import GoldenTrainer, gemm_chunked, scalars, to_bits, to_float
 from caterpillar.software.training.float_reference import FloatReference
@@ -237,6 +237,34 @@ def test_logits_chain_sums_the_output_partials_from_the_first_core_to_the_last(r
     hs = [np.stack([t.forward(v)[-1][0] for v in to_bits(rng.random((32, 24)), FP32)])
           for t in (scatter, chain)]
     assert not np.array_equal(*hs)
+
+
+def test_a_folded_bias_is_the_last_term_of_its_cores_partial(rng):
+    # Three cores, the output layer's bias a column of core 1's block: its partial is
+    # gemv([W_1 | b], [a_1; 1]), summed round the ring like the others; no VOP add after.
+    sizes = (24, 9, 5)
+    weights = initial(sizes, rng)
+    x = to_bits(rng.random(sizes[0]), FP32)
+    plain = trainer(sizes, weights, cores=3)
+    folded = GoldenTrainer(sizes, "softmax_ce", NR, FP32, FP32, weights, cores=3,
+                           bias_columns=[None, 1])
+    a = plain.forward(x)[0][1]
+    (w, b), one = weights[-1], to_bits(np.ones(1), FP32)
+    partials = []
+    for k, (lo, hi) in enumerate(ring_blocks(sizes[1], 3, NR)):
+        wk, ak = w[:, lo:hi], a[lo:hi]
+        if k == 1:
+            wk, ak = np.concatenate([wk, b[:, None]], axis=1), np.concatenate([ak, one])
+        partials.append(gk.gemv(wk, ak, NR, FP32, FP32)[0])
+    expected = np.concatenate(reduce_scatter(partials, NR, FP32))
+    np.testing.assert_array_equal(folded.forward(x)[-1][0], expected)
+    np.testing.assert_array_equal(folded.forward(x)[0][0], plain.forward(x)[0][0])
+    # Another order of the same sum: some bits change, all within the rounding bound.
+    xs = to_bits(rng.random((32, 24)), FP32)
+    hp, hf = (floats(np.stack([t.forward(v)[-1][0] for v in xs])) for t in (plain, folded))
+    assert not np.array_equal(hp, hf)
+    bound = sum_bound(w, b, np.stack([plain.forward(v)[0][1] for v in xs]))
+    assert np.all(np.abs(hf - hp) <= bound)
 
 
 @pytest.mark.parametrize("algorithm", ["sgd", "mbgd", "mbgd-columns"])

@@ -16,6 +16,7 @@ from caterpillar.software.compiler.program import (
     SCALAR_REGS,
     Compiled,
     CompileError,
+    bias_columns,
     cdiv,
     ceil_to,
     layer_splits,
@@ -211,9 +212,10 @@ def ring_programs(graph, cfg, first_rows=None, interleave=False):
     if first_rows is not None:
         splits[0] = "rows" if first_rows else "columns"
     blocks = partition(graph, cfg, cfg.cores, splits)
+    folds = bias_columns(graph, cfg, [segment] * len(graph.layers), blocks)
     return blocks, [sgd_ring_core_program(graph, cfg, segment, p, blocks,
                                           first_rows=splits[0] == "rows",
-                                          interleave=interleave)
+                                          interleave=interleave, bias_columns=folds)
                     for p in range(cfg.cores)]
 
 
@@ -290,11 +292,15 @@ def test_ring_programs_run_collectives_on_column_blocks(cores, first_rows):
         # boundaries, one per core.
         assert parts[0][0] == 0 and parts[-1][1] == (o if by_rows else i)
         assert all(a < b == c and a % cfg.nr == 0 for (a, b), (c, _) in zip(parts, parts[1:]))
+        folds = bias_columns(graph, cfg, [tuple(range(cores))] * len(graph.layers), blocks)
         for p, core in enumerate(programs):
             lo, hi = parts[p]
-            shape = (hi - lo, i) if by_rows else (o, hi - lo)
-            w = next(t for t in core.tensors if t.name == f"W{index}")
-            assert (w.rows, w.cols) == shape
+            # A folded layer's bias is one more column of one core's block (P: [W | b]).
+            here = folds[index] == p
+            shape = (hi - lo, i) if by_rows else (o, hi - lo + here)
+            w = next(t for t in core.tensors if t.name in (f"W{index}", f"P{index}"))
+            assert (w.rows, w.cols, w.name[0]) == (*shape, "W" if folds[index] is None else "P")
+            assert w.bias == (here or folds[index] is None)
             ger = [x for x in instructions(core) if x.op == Opcode.GER][::-1][index]
             gemv = [x for x in instructions(core) if x.op == Opcode.GEMV][index]
             assert (ger.rows, ger.cols) == (gemv.rows, gemv.cols) == shape
@@ -377,3 +383,49 @@ def test_sgd_and_dfa_refuse_per_layer_segments():
                                                "segment; per-layer segments need "
                                                "--algorithm mbgd$"):
             compile_training(graph, TINY.replace(cores=4), [(0, 1), (2,), (3,)])
+
+
+def test_the_bias_folds_into_the_block_with_room_for_one_more_column():
+    cfg = TINY.replace(cores=3, mema_words=4096, memb_words=1024, spad_words=8192)
+    segments = [tuple(range(3))] * 3
+    graph = TrainingGraph((10, 9, 8, 6))
+    blocks = partition(graph, cfg, 3, layer_splits(graph, segments))
+    # Layer 1's inputs (9) split 2 / 4 / 3 on nr = 2: one more column fits blocks 0 and 2
+    # within the longest block's 2 words per PE, a tie: the last of them. Layer 2's (8):
+    # 2 / 2 / 4, blocks 0 and 1 (2 words, the longest's): 1. Layer 0 takes the host's
+    # sample: never.
+    assert [[hi - lo for lo, hi in b] for b in blocks[1:]] == [[2, 4, 3], [2, 2, 4]]
+    assert bias_columns(graph, cfg, segments, blocks) == [None, 2, 1]
+    wide = TrainingGraph((10, 9, 12, 6))
+    wide_blocks = partition(wide, cfg, 3, layer_splits(wide, segments))
+    # 12 inputs split 4 / 4 / 4: one more column would need a third word per PE anywhere.
+    assert [[hi - lo for lo, hi in b] for b in wide_blocks[1:]] == [[2, 4, 3], [4, 4, 4]]
+    assert bias_columns(wide, cfg, segments, wide_blocks) == [None, 2, None]
+    # No room anywhere (every block a whole number of PE words, all equal): the VOPs stay.
+    even = TrainingGraph((8, 8, 4))
+    assert bias_columns(even, cfg.replace(cores=2), [(0, 1)] * 2,
+                        partition(even, cfg.replace(cores=2), 2, ["rows", "columns"])) == \
+        [None, None]
+    # Only the GEMV kernels on a ring fold it.
+    for other in (TrainingGraph((10, 9, 8, 6), algorithm="mbgd", batch=4),
+                  TrainingGraph((10, 9, 8, 6), algorithm="cp")):
+        assert bias_columns(other, cfg, segments, blocks) == [None] * 3
+    assert compile_training(graph, TINY).bias_columns == [None] * 3
+
+
+def test_a_folded_bias_saves_the_vector_adds_of_the_ring_step():
+    graph = TrainingGraph((10, 9, 8, 6), optimizer=Optimizer(momentum=0.0))
+    cfg = TINY.replace(cores=3, mema_words=4096, memb_words=1024, spad_words=8192)
+    segment = tuple(range(3))
+    folded = compile_training(graph, cfg)
+    assert folded.bias_columns == [None, 2, 1]
+    blocks = folded.blocks
+    plain = Compiled(graph, cfg, [segment] * 3,
+                     {p: sgd_ring_core_program(graph, cfg, segment, p, blocks,
+                                               first_rows=True) for p in segment},
+                     link_sources([segment], 3), blocks)
+    adds = lambda c: sum(1 for core in c.cores.values() for i in instructions(core)  # noqa
+                         if i.op == Opcode.VOP and i.fn == VecOp.ADD)
+    # Two VOP adds (forward, update) per folded layer on every core.
+    assert adds(plain) - adds(folded) == 2 * 2 * 3
+    assert folded.step_cycles < plain.step_cycles
