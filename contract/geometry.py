@@ -22,7 +22,8 @@ __all__ = ["cdiv", "log2", "python_select", "Segment", "Check", "KernelPlan", "P
            "kernel_plan", "cpass_fits", "INSTRUCTION_OVERHEAD", "SEQUENCER_OPCODES",
            "RUN_START_CYCLES", "RING_ORDERED_OPCODES", "RING_POST_CYCLES",
            "instruction_cycles",
-           "word_cycles", "execution_cycles", "GemmPhase", "GemmSchedule", "gemm_schedule",
+           "word_cycles", "execution_cycles", "drain_cycles", "TRANSFER_OPCODES",
+           "TRANSFER_DRAIN_CYCLES", "GemmPhase", "GemmSchedule", "gemm_schedule",
            "ring_queue_depth", "trailing_zeros", "bank_of", "bank_index", "bank_depth",
            "mema_bank_bit", "mema_bank_period", "mema_bank_words", "spad_bank_bit", "spad_bank",
            "spad_bank_index", "spad_bank_rows", "SMX_EXP_STEPS", "SMX_RECIP_STEPS"]
@@ -48,6 +49,18 @@ RING_ORDERED_OPCODES = (Opcode.RDCNT, Opcode.LDA, Opcode.STA, Opcode.LDV, Opcode
 
 #: Cycles a posted ``RING`` takes from the core: its check, then the next instruction's decode.
 RING_POST_CYCLES = INSTRUCTION_OVERHEAD + 1
+
+#: Instructions whose kernels issue transfer micro-ops only (no compute): each load (into MemA,
+#: MemB or an accumulator slot, ``rtl/pe.py``) and store (into the SPAD, ``rtl/spad.py``)
+#: writes at the end of the second cycle after it reaches the array, so their drain is
+#: :data:`TRANSFER_DRAIN_CYCLES`, not the compute pipeline's ``write_back_latency``.
+TRANSFER_OPCODES = (Opcode.RDCNT, Opcode.LDA, Opcode.STA, Opcode.LDV, Opcode.STV)
+
+#: The drain after a transfer kernel's last micro-op. One cycle would let the next
+#: instruction's first read see the last load; the second keeps a ring engine started right
+#: after a store (it owns every SPAD port from the cycle after its check) clear of the store's
+#: write.
+TRANSFER_DRAIN_CYCLES = 2
 
 #: Micro-op steps of SMXCE's exp sequence per element, and of its reciprocal (one PE).
 SMX_EXP_STEPS = 12
@@ -522,10 +535,17 @@ def kernel_plan(op: Opcode, f, cfg, select=python_select) -> KernelPlan:
     return PLANS[op](f, _Context(cfg, select))
 
 
-def execution_cycles(plan: KernelPlan, cfg) -> int:
-    """Cycles after the check of an instruction that issues micro-ops: its stream, then
-    ``write_back_latency`` cycles of drain so the next instruction sees every result."""
-    return plan.stream_cycles + cfg.write_back_latency
+def drain_cycles(op: Opcode, cfg) -> int:
+    """Cycles of drain after the last micro-op of ``op`` so the next instruction sees every
+    result: :data:`TRANSFER_DRAIN_CYCLES` after a transfer kernel
+    (:data:`TRANSFER_OPCODES`), else the compute pipeline's ``write_back_latency``."""
+    return TRANSFER_DRAIN_CYCLES if op in TRANSFER_OPCODES else cfg.write_back_latency
+
+
+def execution_cycles(op: Opcode, plan: KernelPlan, cfg) -> int:
+    """Cycles after the check of an instruction that issues micro-ops: its stream, then its
+    :func:`drain_cycles`."""
+    return plan.stream_cycles + drain_cycles(op, cfg)
 
 
 def instruction_cycles(op: Opcode, f, cfg) -> int:
@@ -539,7 +559,7 @@ def instruction_cycles(op: Opcode, f, cfg) -> int:
                          "simulator (caterpillar.software.isasim.ring)")
     if op in SEQUENCER_OPCODES:
         return INSTRUCTION_OVERHEAD + (op != Opcode.HALT)
-    return INSTRUCTION_OVERHEAD + execution_cycles(kernel_plan(op, f, cfg), cfg)
+    return INSTRUCTION_OVERHEAD + execution_cycles(op, kernel_plan(op, f, cfg), cfg)
 
 
 def word_cycles(word: int, cfg) -> int:

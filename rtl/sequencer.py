@@ -7,7 +7,12 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from caterpillar.contract.geometry import RING_ORDERED_OPCODES, kernel_plan
+from caterpillar.contract.geometry import (
+    RING_ORDERED_OPCODES,
+    TRANSFER_DRAIN_CYCLES,
+    TRANSFER_OPCODES,
+    kernel_plan,
+)
 from caterpillar.contract.isa import INSTR_WORDS, Counter, ErrorCause, Opcode
 from caterpillar.contract.registers import COUNTER_BITS, SCALAR_REGISTERS
 from caterpillar.rtl.gemm import GemmEngine
@@ -38,18 +43,20 @@ class Sequencer(wiring.Component):
     :data:`~caterpillar.contract.geometry.INSTRUCTION_OVERHEAD` cycle (its check, in which the
     next instruction is fetched), then its kernel's micro-op stream (one cycle per point of its
     loop nests, :func:`~caterpillar.contract.geometry.kernel_plan`), then, if it issued
-    micro-ops, ``cfg.write_back_latency`` cycles of drain, so that the next instruction sees
-    every result; the next instruction is decoded in the cycle this one retires. ``nop``,
-    ``sync`` and ``sets`` retire in their check and leave the next instruction's decode to a
-    cycle of its own. ``halt`` sets ``done``. A failed check, an illegal opcode, running past
-    IMEM, a ``hazard`` from the array or a refused host access stops the core with ``error``,
-    ``cause`` and ``error_pc`` until ``clear``. Micro-ops leave through registers: ``issue`` is
-    presented to the PEs one cycle after the stream cycle that produced it. A ``RING`` is
-    posted: it starts the ring engine in its check cycle and retires there (a cycle of decode
-    follows, as for ``nop``); the instructions after it run while the engine moves the data,
-    except those of :data:`~caterpillar.contract.geometry.RING_ORDERED_OPCODES`, which wait in
-    their check while the engine is ``busy`` (so one right after a ``RING`` checks in the cycle
-    after the engine's ``finished``).
+    micro-ops, its drain (:func:`~caterpillar.contract.geometry.drain_cycles`:
+    ``cfg.write_back_latency`` cycles, two after a transfer kernel), so that the next
+    instruction sees every result; the next instruction is decoded in the cycle this one
+    retires. ``nop``, ``sync`` and ``sets`` retire in their check and leave the next
+    instruction's decode to a cycle of its own. ``halt`` sets ``done``. A failed check, an
+    illegal opcode, running past IMEM, a ``hazard`` from the array or a refused host access
+    stops the core with ``error``, ``cause`` and ``error_pc`` until ``clear``. Micro-ops leave
+    through registers: ``issue`` is presented to the PEs one cycle after the stream cycle that
+    produced it. A ``RING`` is posted: it starts the ring engine in its check cycle and retires
+    there (a cycle of decode follows, as for ``nop``); the instructions after it run while the
+    engine moves the data, except those of
+    :data:`~caterpillar.contract.geometry.RING_ORDERED_OPCODES`, which wait in their check while
+    the engine is ``busy`` (so one right after a ``RING`` checks in the cycle after the engine's
+    ``finished``).
 
     Members
     -------
@@ -131,6 +138,8 @@ class Sequencer(wiring.Component):
 
         legal = Cat(*[op == o.value for o in Opcode]).any()
         ring_ordered = Cat(*[op == o.value for o in RING_ORDERED_OPCODES]).any()
+        transfer = Cat(*[op == o.value for o in TRANSFER_OPCODES]).any()
+        drain_start = Mux(transfer, TRANSFER_DRAIN_CYCLES - 1, cfg.write_back_latency - 1)
         retire = Signal()
         # The check cycle fetches the next instruction (when IMEM has it); the fetch port then
         # holds that word until the instruction retires and decodes it.
@@ -209,7 +218,8 @@ class Sequencer(wiring.Component):
                         m.d.sync += drain.eq(cfg.write_back_latency - 1)
                         m.next = "DRAIN"
                 with m.Else():
-                    self._advance(m, loops, bounds, last, seg, n_segments, drain)
+                    self._advance(m, loops, bounds, last, seg, n_segments, drain,
+                                  drain_start)
                 kernels = kernels_of(cfg)
                 with m.Switch(op):
                     for opcode, (fields, plan) in plans.items():
@@ -363,7 +373,7 @@ class Sequencer(wiring.Component):
                         else:
                             m.next = "RUN"
 
-    def _advance(self, m, loops, bounds, last, seg, n_segments, drain):
+    def _advance(self, m, loops, bounds, last, seg, n_segments, drain, drain_start):
         order = ["inner", "middle", "outer", "top"]
         carry = 1
         for name in order:
@@ -372,7 +382,7 @@ class Sequencer(wiring.Component):
             carry = carry & last[name]
         with m.If(carry):
             with m.If(seg == n_segments - 1):
-                m.d.sync += drain.eq(self.cfg.write_back_latency - 1)
+                m.d.sync += drain.eq(drain_start)
                 m.next = "DRAIN"
             with m.Else():
                 m.d.sync += seg.eq(seg + 1)

@@ -360,6 +360,22 @@ def transfer_case(cfg, rows, cols, rng, *, trans=False) -> KernelCase:
                                 _padded(other, ld_t).reshape(other.shape[0], ld_t)])
 
 
+def transfer_chain_case(cfg, length, rng) -> KernelCase:
+    """Transfers back to back, each reading what the one before wrote in its first cycle: a
+    load, a store of the loaded rows, a load of the stored ones, a store (the two-cycle drain
+    after a transfer kernel, ``contract/geometry.py`` ``drain_cycles``)."""
+    nr = cfg.nr
+    x = random_values(length, cfg.operand, rng, specials=0.2)
+    per_pe, ld = -(-length // nr), _ceil(length, nr)
+    program = [encode(Opcode.LDV, spad=0, memb=0, len=length, layout=Layout.DIAG),
+               encode(Opcode.STV, spad=ld, memb=0, len=length, layout=Layout.DIAG),
+               encode(Opcode.LDV, spad=ld, memb=per_pe, len=length, layout=Layout.COLREP),
+               encode(Opcode.STV, spad=2 * ld, memb=per_pe, len=length, layout=Layout.COLREP),
+               encode(Opcode.HALT)]
+    return KernelCase(f"transfer chain {length}", program, {0: x},
+                      outputs=[(ld, (length,)), (2 * ld, (length,))], expected=[x, x])
+
+
 def vector_transfer_case(cfg, length, rng) -> KernelCase:
     """A vector through every layout: loads, broadcasts from the diagonal, stores."""
     nr = cfg.nr

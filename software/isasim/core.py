@@ -21,6 +21,7 @@ from caterpillar.contract.geometry import (
     RING_POST_CYCLES,
     RUN_START_CYCLES,
     SEQUENCER_OPCODES,
+    drain_cycles,
     execution_cycles,
     instruction_cycles,
     kernel_plan,
@@ -160,10 +161,10 @@ class IsaSim:
         if op == Opcode.RING:
             return Step("ring", pc=pc, fields=f)
         EXECUTE[op](self, f, plan, snapshot)
-        cycles = execution_cycles(plan, self.cfg)
+        cycles = execution_cycles(op, plan, self.cfg)
         self._spend(cycles)
         self.count_events(instruction_events(op, f, plan, self.cfg))
-        self.counters[Counter.STALLS] += self.cfg.write_back_latency
+        self.counters[Counter.STALLS] += drain_cycles(op, self.cfg)
         self.counters[Counter.INSTRET] += 1
         per_op[op.name] = per_op.get(op.name, 0) + cycles + INSTRUCTION_OVERHEAD
         return Step("next", pc=pc + 1, cycles=cycles + INSTRUCTION_OVERHEAD)

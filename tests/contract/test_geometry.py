@@ -10,9 +10,12 @@ from caterpillar.contract.geometry import (
     INSTRUCTION_OVERHEAD,
     PLANS,
     SEQUENCER_OPCODES,
+    TRANSFER_DRAIN_CYCLES,
+    TRANSFER_OPCODES,
     bank_index,
     bank_of,
     cdiv,
+    drain_cycles,
     execution_cycles,
     gemm_schedule,
     instruction_cycles,
@@ -61,11 +64,19 @@ def test_micro_op_instructions_take_overhead_stream_and_drain():
     f = fields(Opcode.LDV, spad=0, memb=0, len=10, layout=0)
     plan = kernel_plan(Opcode.LDV, f, CFG)
     assert plan.stream_cycles == cdiv(10, CFG.nr)
-    assert execution_cycles(plan, CFG) == plan.stream_cycles + CFG.write_back_latency
+    # A transfer kernel's loads and stores land two cycles after they reach the array.
+    assert execution_cycles(Opcode.LDV, plan, CFG) == plan.stream_cycles + TRANSFER_DRAIN_CYCLES
     assert instruction_cycles(Opcode.LDV, f, CFG) == INSTRUCTION_OVERHEAD + \
-        plan.stream_cycles + CFG.write_back_latency
+        plan.stream_cycles + TRANSFER_DRAIN_CYCLES
     assert word_cycles(encode(Opcode.LDV, len=10), CFG) == \
         instruction_cycles(Opcode.LDV, f, CFG)
+    # A compute kernel drains its pipeline.
+    v = fields(Opcode.VOP, fn=0, layout=0, z=0, x=0, y=0, len=10, alpha=0)
+    vplan = kernel_plan(Opcode.VOP, v, CFG)
+    assert instruction_cycles(Opcode.VOP, v, CFG) == INSTRUCTION_OVERHEAD + \
+        vplan.stream_cycles + CFG.write_back_latency > TRANSFER_DRAIN_CYCLES
+    assert {op for op in Opcode if drain_cycles(op, CFG) == TRANSFER_DRAIN_CYCLES} == \
+        set(TRANSFER_OPCODES)
 
 
 def test_ring_instructions_are_timed_by_the_engine():

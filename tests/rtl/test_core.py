@@ -50,6 +50,7 @@ CASES = {
     "smxce": lambda cfg, rng: kc.smxce_case(cfg, 7, rng),
     "lda-trans": lambda cfg, rng: kc.transfer_case(cfg, 3, 5, rng, trans=True),
     "vectors": lambda cfg, rng: kc.vector_transfer_case(cfg, 7, rng),
+    "transfer-chain": lambda cfg, rng: kc.transfer_chain_case(cfg, 7, rng),
 }
 
 
