@@ -152,8 +152,9 @@ class GoldenTrainer:
         docstring).
     bias_columns : list of (int or None), optional
         ``sgd`` and ``dfa`` (batch 1) on a ring: per layer, the position of the core whose
-        column block holds the bias as one more column (the module docstring), or ``None``
-        where the bias is added by a VOP after the sum.
+        column block holds the bias as one more column (the module docstring; for a layer
+        summed as on one core, ``[W | b]`` against ``[a; 1]``), or ``None`` where the bias is
+        added by a VOP after the sum.
     """
 
     def __init__(self, sizes, loss, nr, fmt, acc, weights, *, k_chunk=None, momentum=False,
@@ -252,9 +253,13 @@ class GoldenTrainer:
     def _gemv(self, w, a, cores, chain=False, bias=None) -> np.ndarray:
         """``W a`` on ``cores`` holding column blocks: their partials summed round the ring by
         a reduce-scatter, or with ``chain`` by a chain from the first core to the last. With
-        ``bias = (b, k)`` the block of position ``k`` is ``[W_k | b]`` against ``[a_k; 1]``:
-        ``W a + b`` with ``b`` the last term of that core's sum."""
+        ``bias = (b, k)`` the block of position ``k`` is ``[W_k | b]`` against ``[a_k; 1]``
+        (on one core, the whole ``[W | b]``): ``W a + b`` with ``b`` the last term of that
+        core's sum."""
         if cores == 1:
+            if bias is not None:
+                w, a = np.concatenate([w, bias[0][:, None]], axis=1), \
+                    np.concatenate([a, self._ones(1)])
             return gk.gemv(w, a, self.nr, self.fmt, self.acc)[0]
         partials = []
         for k, (lo, hi) in enumerate(ring_blocks(w.shape[1], cores, self.nr)):

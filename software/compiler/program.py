@@ -21,7 +21,7 @@ import numpy as np
 
 from caterpillar.contract.config import CaterpillarConfig, ConfigError
 from caterpillar.contract.geometry import RUN_START_CYCLES, word_cycles
-from caterpillar.contract.isa import INSTR_BITS, IsaError, Opcode, decode, encode
+from caterpillar.contract.isa import INSTR_BITS, IsaError, Opcode, VecOp, decode, encode
 from caterpillar.golden.trainer import scalars
 from caterpillar.software.graph.model import GraphError, TrainingGraph
 from caterpillar.software.isasim.ring import predict_ring, ring_timeline
@@ -127,7 +127,7 @@ def alloc_staging(spad: Region, tensors, nr: int) -> tuple[int, int]:
     ``nr``-row groups (:class:`~caterpillar.software.training.trainer.CoreTrainer`).
     Allocate it last: the words after it are free. Returns ``(base, words)``."""
     rows = [(t.rows, ceil_to(t.cols, nr)) if t.kind == "mema" else (1, ceil_to(t.cols, nr))
-            for t in tensors if t.kind in ("mema", "diag")]
+            for t in tensors if t.kind in ("mema", "diag", "colrep")]
     want = max((r * ld for r, ld in rows), default=nr)
     least = max((nr * ld for r, ld in rows), default=nr)
     room = spad.size - ceil_to(spad.top, spad.align)
@@ -176,24 +176,34 @@ def layer_splits(graph: TrainingGraph, segments) -> list[str]:
 
 
 def bias_columns(graph: TrainingGraph, cfg, segments, blocks) -> list:
-    """Per layer, the position in its segment of the core that keeps the layer's bias as one
-    more column of its block of ``W`` (``[W_k | b]``, against a ``1`` after its input
-    block), or ``None`` where the cores add the bias by VOPs.
+    """Per layer, where the bias is one more column of ``W`` (``[W | b]`` against a ``1``
+    after the layer's input) instead of added by VOPs: the position in the layer's segment of
+    the core whose column block holds it, ``0`` for a layer split by rows (every core holds
+    its rows' biases; the golden trainer sums such a layer as one core), or ``None``.
 
-    Only the GEMV kernels on a ring (``sgd``, ``dfa`` batch 1) fold the bias, and only in a
-    layer split by columns whose input is an activation (not the host's sample), and only
-    where it is free: on a core whose block, one column longer, still needs no more words
-    per PE than the layer's longest block. The forward and update then take the bias with the
-    GEMV and the rank-1 update of that core at no extra cycles, and no core spends its two
-    ``VOP add``s (forward and update) per layer on it. Of the eligible cores the one with the
-    most room, the last of equals. (docs/multicore.md; the golden trainer's ``bias_columns``.)
+    Only the GEMV kernels on a ring (``sgd``, ``dfa`` batch 1) fold the bias. In a layer split
+    by columns whose input is an activation, only where it is free: on a core whose block,
+    one column longer, still needs no more words per PE than the layer's longest block (of
+    those, the one with the most room, the last of equals). The GEMV and the rank-1 update of
+    that core then take the bias at no extra cycles, and no core spends its ``VOP``s on it
+    (the forward's ``add``, the update's). A layer split by rows (the first, on the whole
+    sample) folds where its longer rows cost its cores fewer cycles (GEMV and update, one
+    more word per PE if the input fills its last) than the ``VOP``s they save.
+    (docs/multicore.md; the golden trainer's ``bias_columns``.)
     """
     out = [None] * len(graph.layers)
     if not graph.gemv or graph.pipelined:
         return out
     splits = layer_splits(graph, segments)
     for index, parts in enumerate(blocks):
-        if index == 0 or splits[index] != "columns" or len(parts) < 2:
+        if len(parts) < 2:
+            continue
+        if splits[index] == "rows":
+            rows = max(hi - lo for lo, hi in parts)
+            if _fold_saves_cycles(graph, cfg, rows, graph.layers[index][1]):
+                out[index] = 0
+            continue
+        if index == 0:
             continue
         units = [cdiv(hi - lo, cfg.nr) for lo, hi in parts]
         room = [(cdiv(hi - lo + 1, cfg.nr), -p) for p, (lo, hi) in enumerate(parts)
@@ -201,6 +211,23 @@ def bias_columns(graph: TrainingGraph, cfg, segments, blocks) -> list:
         if room:
             out[index] = -min(room)[1]
     return out
+
+
+def _fold_saves_cycles(graph: TrainingGraph, cfg, rows: int, cols: int) -> bool:
+    """Whether ``rows`` outputs over ``cols`` inputs take fewer cycles with the bias as a
+    column (GEMV and ``GER`` one column wider) than with its ``VOP``s (the forward's ``add``;
+    the update's ``add``, or its ``axpy``s with weight decay and momentum)."""
+    opt = graph.optimizer
+    flags = {"use_wd": int(opt.weight_decay > 0), "use_mom": int(opt.momentum > 0)}
+    wider = sum(word_cycles(encode(op, rows=rows, cols=cols + 1, ldw=cdiv(cols + 1, cfg.nr),
+                                   **extra), cfg)
+                - word_cycles(encode(op, rows=rows, cols=cols, ldw=cdiv(cols, cfg.nr),
+                                     **extra), cfg)
+                for op, extra in ((Opcode.GEMV, {}), (Opcode.GER, flags)))
+    vops = [VecOp.ADD, VecOp.ADD] if not any(flags.values()) else \
+        [VecOp.ADD] + [VecOp.AXPY] * (1 + sum(flags.values()))
+    saved = sum(word_cycles(encode(Opcode.VOP, fn=fn, len=rows), cfg) for fn in vops)
+    return wider < saved
 
 
 def with_utilization(phases: dict, nr: int) -> dict:
@@ -231,11 +258,12 @@ def ring_emit(e: Emitter, core: int, words_by_core: dict) -> None:
 class Tensor:
     """A parameter or optimiser-state tensor and where it lives.
 
-    ``kind`` is ``mema`` (2D round-robin tile, loaded with ``lda``), ``diag`` (a diagonal
-    vector in MemB, loaded with ``ldv``) or ``spad`` (a row-major matrix in the SPAD, leading
-    dimension ``ld``; ``transposed``: the SPAD holds its ``cols x rows`` transpose). ``rows x
-    cols`` is the logical shape (vectors: ``rows`` = 1). ``bias``: a ``[W | b]`` tensor's last
-    column is the bias (not so for a block of columns without it).
+    ``kind`` is ``mema`` (2D round-robin tile, loaded with ``lda``), ``diag`` (a diagonal vector
+    in MemB, loaded with ``ldv``), ``colrep`` (a column-replicated one, ``ldv layout=colrep``:
+    the constant ``1`` after a folded bias's input) or ``spad`` (a row-major matrix in the SPAD,
+    leading dimension ``ld``; ``transposed``: the SPAD holds its ``cols x rows`` transpose).
+    ``rows x cols`` is the logical shape (vectors: ``rows`` = 1). ``bias``: a ``[W | b]``
+    tensor's last column is the bias (not so for a block of columns without it).
     """
 
     name: str

@@ -19,9 +19,10 @@ input block of the next layer and sums them alone (no reduce-scatter), and its u
 its own block of ``d_0`` (no all-gather). Where a core's column block has room for one
 more column at no extra word per PE (:func:`~.program.bias_columns`), the layer's bias is
 that column of the core's ``W`` (``[W_k | b]``, tensors ``P``/``M``) against a ``1`` after its
-input block (staged once as the last element of the activation the block is broadcast
-from): the GEMV adds it as the last term of the core's partial, the rank-1 update updates it,
-and no core spends a ``VOP add`` on the bias in the forward or the update.
+input block (staged once, tensor ``one``): the GEMV adds it as the last term of the core's
+partial, the rank-1 update updates it, and no core spends a ``VOP`` on the bias in the
+forward or the update. The first layer, split by rows, folds every core's rows' biases the
+same way where that saves cycles.
 
 ``dfa`` (batch 1) is the same step with each hidden layer's ``W^T d`` replaced by ``F_l^T
 d_out``: the feedback matrix in MemA (on a ring, the core's columns of it, those of the layer
@@ -156,15 +157,24 @@ def sgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
                        staging_words=staging_words)
 
 
-def sgd_output_gradient(e, loss, classes, *, logits, out, t_spad, t_buf, h_rep, scr, plain):
-    """The output gradient of one sample from the logits (MemB diagonal) into ``out``; with
-    ``plain`` (no momentum, no weight decay) scaled by the step ``-lr``, which every delta
-    below and every update inherits."""
+def sgd_output_gradient(e, loss, classes, *, logits, out, t_spad, t_buf, h_rep, scr, plain,
+                        logits_spad=None):
+    """The output gradient of one sample from the logits (MemB diagonal, or with
+    ``logits_spad`` the SPAD, loaded in the layout the loss reads) into ``out``; with ``plain``
+    (no momentum, no weight decay) scaled by the step ``-lr``, which every delta below and
+    every update inherits."""
     if loss == "softmax_ce":
-        e("loss", Opcode.BCAST, dst=h_rep, src=logits, len=classes, layout=Layout.COLREP)
+        if logits_spad is None:
+            e("loss", Opcode.BCAST, dst=h_rep, src=logits, len=classes, layout=Layout.COLREP)
+        else:
+            e("transfer", Opcode.LDV, spad=logits_spad, memb=h_rep, len=classes,
+              layout=Layout.COLREP)
         e("transfer", Opcode.LDV, spad=t_spad, memb=t_buf, len=classes, layout=Layout.COLREP)
         e("loss", Opcode.SMXCE, z=out, x=h_rep, t=t_buf, scr=scr, len=classes)
     else:
+        if logits_spad is not None:
+            e("transfer", Opcode.LDV, spad=logits_spad, memb=logits, len=classes,
+              layout=Layout.DIAG)
         e("transfer", Opcode.LDV, spad=t_spad, memb=t_buf, len=classes, layout=Layout.DIAG)
         e("loss", Opcode.VOP, fn=VecOp.MSEG, layout=Layout.DIAG, z=out, x=logits, y=t_buf,
           len=classes, alpha=SCALAR_REGS["mse"])
@@ -234,7 +244,8 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
     # A folded layer's bias is a column of one core's W block (P, M: [W | b] tensors, the
     # bias column only on that core) against a 1 after its input block; no core adds it.
     folded = list(bias_columns or [None] * len(layers))
-    here = [where == position for where in folded]
+    here = [where is not None and (rows[index] < layers[index][0] or where == position)
+            for index, where in enumerate(folded)]
     wcols = [width[index] + here[index] for index in range(len(layers))]
 
     tensors, w_addr, m_addr, b_addr, bm_addr = [], [], [], [], []
@@ -277,12 +288,11 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
     partial = memb.alloc("W x partial", loc(widest))
     h_raw = [memb.alloc(f"Wa{index}", loc(owned[index])) for index in range(len(layers))]
     h = [memb.alloc(f"h{index}", loc(owned[index])) for index in range(len(layers))]
-    act = [memb.alloc(f"a{index}", loc(owned[index] + here[index + 1]))
-           for index in range(last)]
-    # The 1 after the input block of a layer whose bias this core holds: the last element of
-    # the activation the block is broadcast from, staged once (nothing else writes it).
-    tensors += [Tensor(f"one{index + 1}", "diag", 1, owned[index] + 1, act[index])
-                for index in range(last) if here[index + 1]]
+    act = [memb.alloc(f"a{index}", loc(owned[index])) for index in range(last)]
+    # The 1 after the input of a layer whose bias this core holds, staged once: the step's
+    # loads and broadcasts of the input never reach it.
+    tensors += [Tensor(f"one{index}", "colrep", 1, wcols[index], x_rep[index])
+                for index in range(len(layers)) if here[index]]
     d_own = [memb.alloc(f"d{index} block", loc(owned[index])) for index in range(last)]
     d_full = memb.alloc("d", loc(widest))
     d_rep = memb.alloc("d (replicated)", loc(widest))
@@ -304,37 +314,46 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
     e = Emitter()
     r = SCALAR_REGS
     ring = lambda words: ring_emit(e, segment[position], words)  # noqa: E731
+    # With the output layer's bias folded the chained, broadcast logits are complete where the
+    # ring leaves them: in the host's logits area, read from there by the loss.
+    spad_logits = folded[last] is not None
     e("transfer", Opcode.LDV, spad=x_spad, memb=x_rep[0], len=width[0], layout=Layout.COLREP)
     for index, (o, i) in enumerate(layers):
         lo, n = outs[index][0], owned[index]
         if rows[index] < o:
             # Split by rows: the core's outputs are whole sums, no ring.
-            e("forward", Opcode.GEMV, n * width[index], y=h_raw[index], x=x_rep[index],
-              w=w_addr[index], psum=psum, rows=n, cols=width[index], ldw=loc(width[index]))
+            e("forward", Opcode.GEMV, n * width[index], x=x_rep[index], w=w_addr[index],
+              y=h_raw[index] if folded[index] is None else h[index], psum=psum, rows=n,
+              cols=wcols[index], ldw=loc(wcols[index]))
         else:
             e("forward", Opcode.GEMV, o * width[index], y=partial, x=x_rep[index],
               w=w_addr[index], psum=psum, rows=o, cols=wcols[index], ldw=loc(wcols[index]))
-            e("transfer", Opcode.STV, spad=vbuf, memb=partial, len=o, layout=Layout.DIAG)
+            buf = logits_spad if spad_logits and index == last else vbuf
+            e("transfer", Opcode.STV, spad=buf, memb=partial, len=o, layout=Layout.DIAG)
             if index == last:
                 root = len(segment) - 1
-                ring(coll.chain_reduce(segment, vbuf, o, root))
-                ring(coll.broadcast(segment, vbuf, o, root))
+                ring(coll.chain_reduce(segment, buf, o, root))
+                ring(coll.broadcast(segment, buf, o, root))
             else:
                 ring(coll.reduce_scatter(segment, vbuf, o, nr))
-            e("transfer", Opcode.LDV, spad=vbuf + lo,
-              memb=h_raw[index] if folded[index] is None else h[index], len=n,
-              layout=Layout.DIAG)
+            if buf == vbuf:
+                e("transfer", Opcode.LDV, spad=vbuf + lo,
+                  memb=h_raw[index] if folded[index] is None else h[index], len=n,
+                  layout=Layout.DIAG)
         if folded[index] is None:
             e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=h[index],
               x=h_raw[index], y=b_addr[index], len=n, alpha=0)
         if index < last:
             e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=Layout.DIAG, z=act[index],
               x=h[index], y=h[index], len=n, alpha=r["zero"])
-            e("forward", Opcode.BCAST, dst=x_rep[index + 1], src=act[index],
-              len=n + here[index + 1], layout=Layout.COLREP)
-    e("transfer", Opcode.STV, spad=logits_spad, memb=h[last], len=classes, layout=Layout.DIAG)
+            e("forward", Opcode.BCAST, dst=x_rep[index + 1], src=act[index], len=n,
+              layout=Layout.COLREP)
+    if not spad_logits:
+        e("transfer", Opcode.STV, spad=logits_spad, memb=h[last], len=classes,
+          layout=Layout.DIAG)
     sgd_output_gradient(e, graph.loss, classes, logits=h[last], out=d_full, t_spad=t_spad,
-                         t_buf=t_buf, h_rep=h_rep, scr=scr, plain=not (use_mom or use_wd))
+                         t_buf=t_buf, h_rep=h_rep, scr=scr, plain=not (use_mom or use_wd),
+                         logits_spad=logits_spad if spad_logits else None)
     if f_addr:
         e("delta", Opcode.BCAST, dst=dout_rep, src=d_full, len=classes, layout=Layout.ROWREP)
     for index in reversed(range(len(layers))):

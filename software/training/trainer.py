@@ -106,7 +106,7 @@ class CoreTrainer:
             return encode(op, spad=addr, mema=tensor.addr + r0 // nr * tensor.ld, rows=r1 - r0,
                           cols=tensor.cols, lds=ceil_to(tensor.cols, nr), ldm=tensor.ld)
         return encode(op, spad=addr, memb=tensor.addr + r0 // nr, len=r1 - r0,
-                      layout=Layout.DIAG)
+                      layout=Layout.COLREP if tensor.kind == "colrep" else Layout.DIAG)
 
     def _dump_plan(self):
         """SPAD offsets for storing every PE-resident tensor with one program, or None.
