@@ -216,16 +216,23 @@ def test_two_cores_reorder_the_sgd_forward_sums_within_the_rounding_bound(rng):
     assert np.all(np.abs(h2 - h1) <= bound)
 
 
+def three_cores(rng, **options):
+    """A 24-9-5 network on three cores: ``(weights, x, plain, other, a)``, ``plain`` the
+    reduce-scatter trainer, ``other`` one with ``options``, ``a`` the hidden activation of
+    ``x`` (the same on both)."""
+    sizes = (24, 9, 5)
+    weights = initial(sizes, rng)
+    x = to_bits(rng.random(sizes[0]), FP32)
+    plain = trainer(sizes, weights, cores=3)
+    other = GoldenTrainer(sizes, "softmax_ce", NR, FP32, FP32, weights, cores=3, **options)
+    return weights, x, plain, other, plain.forward(x)[0][1]
+
+
 def test_logits_chain_sums_the_output_partials_from_the_first_core_to_the_last(rng):
     # Three cores: the logits are (p0 + p1) + p2 of the cores' column-block partials, where
     # the reduce-scatter starts block j's sum at core j + 1.
     sizes = (24, 9, 5)
-    weights = initial(sizes, rng)
-    x = to_bits(rng.random(sizes[0]), FP32)
-    scatter = trainer(sizes, weights, cores=3)
-    chain = GoldenTrainer(sizes, "softmax_ce", NR, FP32, FP32, weights, cores=3,
-                          logits_chain=True)
-    a = scatter.forward(x)[0][1]
+    weights, x, scatter, chain, a = three_cores(rng, logits_chain=True)
     w = weights[-1][0]
     partials = [gk.gemv(w[:, lo:hi], a[lo:hi], NR, FP32, FP32)[0]
                 for lo, hi in ring_blocks(sizes[1], 3, NR)]
@@ -242,16 +249,10 @@ def test_logits_chain_sums_the_output_partials_from_the_first_core_to_the_last(r
 def test_a_folded_bias_is_the_last_term_of_its_cores_partial(rng):
     # Three cores, the output layer's bias a column of core 1's block: its partial is
     # gemv([W_1 | b], [a_1; 1]), summed round the ring like the others; no VOP add after.
-    sizes = (24, 9, 5)
-    weights = initial(sizes, rng)
-    x = to_bits(rng.random(sizes[0]), FP32)
-    plain = trainer(sizes, weights, cores=3)
-    folded = GoldenTrainer(sizes, "softmax_ce", NR, FP32, FP32, weights, cores=3,
-                           bias_columns=[None, 1])
-    a = plain.forward(x)[0][1]
+    weights, x, plain, folded, a = three_cores(rng, bias_columns=[None, 1])
     (w, b), one = weights[-1], to_bits(np.ones(1), FP32)
     partials = []
-    for k, (lo, hi) in enumerate(ring_blocks(sizes[1], 3, NR)):
+    for k, (lo, hi) in enumerate(ring_blocks(9, 3, NR)):
         wk, ak = w[:, lo:hi], a[lo:hi]
         if k == 1:
             wk, ak = np.concatenate([wk, b[:, None]], axis=1), np.concatenate([ak, one])
