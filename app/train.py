@@ -236,6 +236,7 @@ def compile_report(compiled: Compiled, tech: Technology | None = None) -> dict:
     macs = sum(v["macs"] for v in phases.values())
     report = {"graph": graph.to_dict(), "config": cfg.to_dict(),
               "segments": [list(s) for s in compiled.segments],
+              "splits": compiled.splits, "bias_columns": compiled.bias_columns,
               "cores": list(compiled.working_cores), "instructions": compiled.instructions,
               "step_cycles": compiled.step_cycles,
               "cycles_per_core": compiled.predicted_cycles(), "macs": macs,

@@ -359,7 +359,8 @@ class Compiled:
 
     def placement_text(self) -> str:
         """``, C cores 0,1/2,3 (rows split)`` on a ring (``rows split, the output layer by
-        columns`` where :attr:`splits` say so), nothing on one core: for messages."""
+        columns`` where :attr:`splits` say so, and which layers' biases are columns of ``W``,
+        :attr:`bias_columns`), nothing on one core: for messages."""
         if self.config.cores == 1:
             return ""
         where = "/".join(",".join(map(str, s)) for s in dict.fromkeys(self.segments))
@@ -368,6 +369,10 @@ class Compiled:
             split += f", the first layer by {self.splits[0]}"
         if self.splits[-1] != self.split:
             split += f", the output layer by {self.splits[-1]}"
+        folded = [str(index) for index, where in enumerate(self.bias_columns)
+                  if where is not None]
+        if folded:
+            split += f", the biases of layers {','.join(folded)} as columns of W"
         return f", {len(self.working_cores)} cores {where} ({split})"
 
     @property

@@ -263,6 +263,10 @@ def test_compile_prints_where_a_cores_cycles_go(tmp_path, capsys):
     core = int(lines[head].split()[3])
     assert "(finishes last)" in lines[head]
     assert plan["cycles_per_core"][core] == plan["step_cycles"]
+    # The placement: how each layer is split, where its bias is (program.bias_columns).
+    assert plan["splits"][0] == "rows" and len(plan["bias_columns"]) == len(plan["splits"])
+    folded = [str(k) for k, where in enumerate(plan["bias_columns"]) if where is not None]
+    assert folded and f"the biases of layers {','.join(folded)} as columns of W" in lines[0]
     body = lines[head + 1:]
     end = next(i for i, line in enumerate(body) if line.startswith(f"  core {core}: "))
     assert body[end - 1].split()[-1] == "halt" and body[0].split()[0] == "0"
