@@ -59,8 +59,9 @@ TRANSFER_OPCODES = (Opcode.RDCNT, Opcode.LDA, Opcode.STA, Opcode.LDV, Opcode.STV
 #: The drain after a transfer kernel's last micro-op. One cycle would let the next
 #: instruction's first read see the last load; the second keeps a ring engine started right
 #: after a store (it owns every SPAD port from the cycle after its check) clear of the store's
-#: write.
-TRANSFER_DRAIN_CYCLES = 2
+#: write; the third lets the next instruction's check, where ``rdcnt`` reads the counters,
+#: see the last write counted, as the compute kernels' drain does for theirs.
+TRANSFER_DRAIN_CYCLES = 3
 
 #: Micro-op steps of SMXCE's exp sequence per element, and of its reciprocal (one PE).
 SMX_EXP_STEPS = 12

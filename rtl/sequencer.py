@@ -44,7 +44,7 @@ class Sequencer(wiring.Component):
     next instruction is fetched), then its kernel's micro-op stream (one cycle per point of its
     loop nests, :func:`~caterpillar.contract.geometry.kernel_plan`), then, if it issued
     micro-ops, its drain (:func:`~caterpillar.contract.geometry.drain_cycles`:
-    ``cfg.write_back_latency`` cycles, two after a transfer kernel), so that the next
+    ``cfg.write_back_latency`` cycles, three after a transfer kernel), so that the next
     instruction sees every result; the next instruction is decoded in the cycle this one
     retires. ``nop``, ``sync`` and ``sets`` retire in their check and leave the next
     instruction's decode to a cycle of its own. ``halt`` sets ``done``. A failed check, an
