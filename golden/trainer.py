@@ -256,18 +256,16 @@ class GoldenTrainer:
         ``bias = (b, k)`` the block of position ``k`` is ``[W_k | b]`` against ``[a_k; 1]``
         (on one core, the whole ``[W | b]``): ``W a + b`` with ``b`` the last term of that
         core's sum."""
-        if cores == 1:
-            if bias is not None:
-                w, a = np.concatenate([w, bias[0][:, None]], axis=1), \
-                    np.concatenate([a, self._ones(1)])
-            return gk.gemv(w, a, self.nr, self.fmt, self.acc)[0]
-        partials = []
-        for k, (lo, hi) in enumerate(ring_blocks(w.shape[1], cores, self.nr)):
-            wk, ak = w[:, lo:hi], a[lo:hi]
-            if bias is not None and k == bias[1]:
+        def partial(wk, ak, folded):
+            if folded:          # [W_k | b] against [a_k; 1]
                 wk = np.concatenate([wk, bias[0][:, None]], axis=1)
                 ak = np.concatenate([ak, self._ones(1)])
-            partials.append(gk.gemv(wk, ak, self.nr, self.fmt, self.acc)[0])
+            return gk.gemv(wk, ak, self.nr, self.fmt, self.acc)[0]
+
+        if cores == 1:
+            return partial(w, a, bias is not None)
+        partials = [partial(w[:, lo:hi], a[lo:hi], bias is not None and k == bias[1])
+                    for k, (lo, hi) in enumerate(ring_blocks(w.shape[1], cores, self.nr))]
         if chain:
             return chain_reduce(partials, self.fmt, root=cores - 1)
         return np.concatenate(reduce_scatter(partials, self.nr, self.fmt))

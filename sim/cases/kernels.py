@@ -362,7 +362,7 @@ def transfer_case(cfg, rows, cols, rng, *, trans=False) -> KernelCase:
 
 def transfer_chain_case(cfg, length, rng) -> KernelCase:
     """Transfers back to back, each reading what the one before wrote in its first cycle: a
-    load, a store of the loaded rows, a load of the stored ones, a store (the two-cycle drain
+    load, a store of the loaded rows, a load of the stored ones, a store (the short drain
     after a transfer kernel, ``contract/geometry.py`` ``drain_cycles``)."""
     nr = cfg.nr
     x = random_values(length, cfg.operand, rng, specials=0.2)

@@ -359,7 +359,7 @@ class Trainer:
     def _shares(self, pairs, core):
         """Core ``core``'s share of ``[(W, b), ...]``; ``(None, None)`` for other layers."""
         c = self.compiled
-        last = len(c.blocks) - 1
+        last, folds = len(c.blocks) - 1, c.bias_columns
         out = []
         for index, (w, b) in enumerate(pairs):
             seg = c.segments[index]
@@ -378,9 +378,9 @@ class Trainer:
             elif self.bias_blocks is not None:
                 blo, bhi = self.bias_blocks[index][position]
                 out.append((w[:, lo:hi], b[blo:bhi]))
-            elif c.bias_columns[index] is not None:
+            elif folds[index] is not None:
                 # The bias is a column of one core's block (program.bias_columns).
-                out.append((w[:, lo:hi], b if position == c.bias_columns[index] else b[:0]))
+                out.append((w[:, lo:hi], b if position == folds[index] else b[:0]))
             else:
                 blo, bhi = c.blocks[index + 1][position] if index < last else (0, len(b))
                 out.append((w[:, lo:hi], b[blo:bhi]))
@@ -419,7 +419,7 @@ class Trainer:
     def _assemble(self, parts):
         """Whole tensors from ``{core: [(W, b) share per layer]}``."""
         c = self.compiled
-        last = len(self.graph.layers) - 1
+        last, folds = len(self.graph.layers) - 1, c.bias_columns
         out = []
         for index, seg in enumerate(c.segments):
             ws = [parts[k][index][0] for k in seg if parts[k][index][0] is not None]
@@ -430,7 +430,7 @@ class Trainer:
             if c.splits[index] == "rows":
                 out.append((np.vstack(ws), np.concatenate(bs)))
                 continue
-            if index == last and self.bias_blocks is None and c.bias_columns[index] is None:
+            if index == last and self.bias_blocks is None and folds[index] is None:
                 for other in bs[1:]:        # every core updates the whole last bias
                     if not np.array_equal(other, bs[0]):
                         raise StepMismatch("the cores' copies of the last bias differ")
