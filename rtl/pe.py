@@ -40,7 +40,13 @@ from caterpillar.rtl.microop import (
 )
 from caterpillar.rtl.ports import PEEvents
 
-__all__ = ["PE", "chain_position", "chain_delay"]
+__all__ = ["PE", "PER_PE_ATTRIBUTE", "chain_position", "chain_delay"]
+
+#: The attribute on the registers that delay a PE's micro-op fields down its pipeline. Every PE
+#: has the same ones, fed by the same micro-op bus, so Yosys would merge them into one register
+#: per field driving the whole array; the synthesis script marks their flip-flops ``keep`` so
+#: each PE drives its own (docs/fpga.md: the merged registers were where the router congested).
+PER_PE_ATTRIBUTE = "caterpillar_per_pe"
 
 
 def chain_position(chain: Chain, nr: int, row: int, col: int) -> int:
@@ -59,7 +65,8 @@ def _delay(m, value, cycles: int, name: str):
     """Return ``value`` delayed by ``cycles`` reset-less registers (its shape kept)."""
     shape = value.shape() if hasattr(value, "shape") else Value.cast(value).shape()
     for i in range(cycles):
-        reg = Signal(shape, name=f"{name}_d{i + 1}", reset_less=True)
+        reg = Signal(shape, name=f"{name}_d{i + 1}", reset_less=True,
+                     attrs={PER_PE_ATTRIBUTE: 1})
         m.d.sync += reg.eq(value)
         value = reg
     return value

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from caterpillar.golden.numerics import FloatFormat, format_by_name
 from caterpillar.rtl.fp.mac import FPMac
-from caterpillar.rtl.pe import PE
+from caterpillar.rtl.pe import PE, PER_PE_ATTRIBUTE
 from caterpillar.sim.flow.logic_depth import longest_paths
 from caterpillar.sim.flow.toolchain import announced, build_root
 from caterpillar.sim.flow.tops import VerilogTop, core_top
@@ -231,6 +231,7 @@ def synthesis_script(design: str, top: str, *, ram_log: str, stat: str,
         steps += ["design -save input", "proc", "flatten", "opt -fast", "memory -nomap",
                   "opt_clean", f"tee -q -o {_quote(log)} memory_libmap {libraries}",
                   f"select -assert-none {_FF_MEMORIES}", "design -load input"]
+    steps.append(f"setattr -set keep 1 a:{PER_PE_ATTRIBUTE} %ci1:+$dff[Q] t:$dff %i")
     steps.append(f"tee -q -o {_quote(ram_log)} synth_ecp5 -top {top} -run begin:map_ffram")
     if not allow_ff_memories:
         steps.append(f"select -assert-none {_FF_MEMORIES}")

@@ -13,12 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from amaranth.hdl import Cat, Module
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from caterpillar.contract.config import preset
+from caterpillar.rtl.pe import _delay
 from caterpillar.sim.flow import synthesis
 from caterpillar.sim.flow.synthesis import (
     FlipFlopMemoryError,
@@ -359,6 +360,43 @@ def test_a_true_dual_port_memory_in_rtlil_maps_to_block_ram_with_no_rw_check(yos
     result = synthesize_ecp5(path, "tdp")
     assert result["memories"] == {"tdp.mem": "DP16KD"}
     assert result["cells"] == {"DP16KD": 2}
+
+
+class TwinDelays(wiring.Component):
+    """Two identical chains of two registers off one input, as every PE delays the shared
+    micro-op: made by the PE's ``_delay`` (``per_pe``) or by plain registers."""
+
+    def __init__(self, per_pe: bool):
+        self._per_pe = per_pe
+        super().__init__({"x": In(4), "out": Out(8)})
+
+    def elaborate(self, platform):
+        m = Module()
+        outs = []
+        for k in range(2):
+            if self._per_pe:
+                outs.append(_delay(m, self.x, 2, f"t{k}"))
+                continue
+            value = self.x
+            for i in range(2):
+                reg = Signal(4, name=f"t{k}_d{i + 1}", reset_less=True)
+                m.d.sync += reg.eq(value)
+                value = reg
+            outs.append(value)
+        m.d.comb += self.out.eq(Cat(*outs))
+        return m
+
+
+@pytest.mark.integration
+def test_the_pes_delay_registers_are_not_merged_across_pes(yosys_installed, tmp_path):
+    """Yosys merges identical registers; those a PE delays its micro-op through stay one per
+    PE (the board's router congested on the merged ones, docs/fpga.md)."""
+    counts = {}
+    for per_pe in (False, True):
+        path = tmp_path / f"twin{int(per_pe)}.il"
+        path.write_text(convert_rtlil(TwinDelays(per_pe), "twin"))
+        counts[per_pe] = synthesize_ecp5(path, "twin")["cells"]["TRELLIS_FF"]
+    assert counts == {False: 8, True: 16}
 
 
 @pytest.mark.integration
