@@ -49,6 +49,14 @@ class Ring(wiring.Component):
     registers (:class:`~caterpillar.contract.registers.RingRegisterMap`); a write to the ring's
     ``CTRL`` reaches every core's ``CTRL`` in the same cycle. Reads return data the next cycle.
 
+    Parameters
+    ----------
+    cfg : CaterpillarConfig
+    make_core : callable
+        ``make_core(cfg)`` makes each core: :class:`~caterpillar.rtl.core.Core`, or for the
+        Verilog top a stand-in with its interface that instantiates one shared core module
+        (``caterpillar.sim.flow.tops.CoreInstance``).
+
     Members
     -------
     bus : In(HostBus(RING_ADDR_BITS))
@@ -57,9 +65,10 @@ class Ring(wiring.Component):
         board's LEDs.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, make_core=Core):
         check_ring_config(cfg)
         self.cfg = cfg
+        self._make_core = make_core
         self.register_map = RingRegisterMap(cfg)
         super().__init__({"bus": In(HostBus(RING_ADDR_BITS)),
                           "status": Out(register_layout(RING_STATUS))})
@@ -68,7 +77,7 @@ class Ring(wiring.Component):
         m = Module()
         cfg, regs, bus = self.cfg, self.register_map, self.bus
         n = cfg.cores
-        cores = [Core(cfg) for _ in range(n)]
+        cores = [self._make_core(cfg) for _ in range(n)]
         for k, core in enumerate(cores):
             m.submodules[f"core_{k}"] = core
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth.hdl import Shape
+from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal, Shape
 from amaranth.lib import data, wiring
 
 from caterpillar.contract.host_link import BAUD, BOARD_CLOCK_HZ
@@ -29,9 +29,8 @@ from caterpillar.rtl.fp.mac_array import MacArray
 from caterpillar.rtl.ring import Ring, check_ring_config
 from caterpillar.sim.flow.verilog import cached_rtlil, cached_verilog, signature_ports
 
-__all__ = ["VerilogTop", "core_top", "ring_top", "board_top", "mac_top", "mac_array_top",
-           "port_rows",
-           "documented_tops", "ports_markdown", "CLOCK_PORTS"]
+__all__ = ["VerilogTop", "CoreInstance", "core_top", "ring_top", "board_top", "mac_top",
+           "mac_array_top", "port_rows", "documented_tops", "ports_markdown", "CLOCK_PORTS"]
 
 #: The ports :func:`~caterpillar.sim.flow.verilog.convert` adds for the ``sync`` domain.
 CLOCK_PORTS = {"clk": "clock of the `sync` domain (every register, rising edge)",
@@ -52,16 +51,27 @@ class VerilogTop:
         Returns a fresh component.
     label : str
         What it is, for messages ("the tiny core").
+    shell, parts : callable, tuple of VerilogTop
+        For Verilog: ``shell()`` makes the design with some blocks as ``Instance`` s of the
+        modules ``parts`` define, which are converted once each and written first (the ring's
+        cores are one module, not ``cores`` copies). ``make()`` stays the whole design, for
+        RTLIL and synthesis.
     """
 
     name: str
     key: str
     make: Callable[[], wiring.Component]
     label: str
+    shell: Callable[[], wiring.Component] | None = None
+    parts: tuple[VerilogTop, ...] = ()
 
     def verilog(self) -> Path:
-        """Return the cached Verilog file of this top (converted on the first request)."""
-        return cached_verilog(self.key, self.make, self.name, label=self.label)
+        """Return the cached Verilog file of this top (converted on the first request): with
+        ``parts``, their modules and then ``shell()``'s, whose ``Instance`` s name them."""
+        if not self.parts:
+            return cached_verilog(self.key, self.make, self.name, label=self.label)
+        parts = tuple(part.verilog() for part in self.parts)
+        return cached_verilog(self.key, self.shell, self.name, label=self.label, parts=parts)
 
     def rtlil(self) -> Path:
         """Return the cached RTLIL file of this top (what synthesis reads)."""
@@ -74,12 +84,38 @@ def core_top(cfg) -> VerilogTop:
                       f"the {cfg.name} core")
 
 
+class CoreInstance(wiring.Component):
+    """A :class:`~caterpillar.rtl.core.Core`'s interface (signature and register map) whose
+    body is an ``Instance`` of the Verilog module ``module`` (:func:`core_top`'s), port for
+    port as :func:`~caterpillar.sim.flow.verilog.signature_ports` names them."""
+
+    def __init__(self, cfg, module: str):
+        core = Core(cfg)
+        self.register_map = core.register_map
+        self._module = module
+        super().__init__(core.signature)
+
+    def elaborate(self, platform):
+        m = Module()
+        ports = {("i_" if member.flow == wiring.In else "o_") + name: value
+                 for name, (_, member, value) in signature_ports(self).items()}
+        m.submodules.core = Instance(self._module, i_clk=ClockSignal(), i_rst=ResetSignal(),
+                                     **ports)
+        return m
+
+
 def ring_top(cfg) -> VerilogTop:
     """The :class:`~caterpillar.rtl.ring.Ring` of ``cfg.cores`` cores; a config the ring
-    cannot be built for raises :class:`~caterpillar.contract.config.ConfigError` here."""
+    cannot be built for raises :class:`~caterpillar.contract.config.ConfigError` here. Its
+    Verilog holds one core module (:func:`core_top`'s, shared with the lone core's cache
+    entry) instantiated ``cfg.cores`` times: converting a core takes minutes for ``small``,
+    so a ring converts in the time of one core, not of ``cores``."""
     check_ring_config(cfg)
+    core = core_top(cfg.replace(cores=1))
     return VerilogTop("ring", f"Ring|{cfg.to_json()}", lambda: Ring(cfg),
-                      f"the {cfg.cores}-core {cfg.name} ring")
+                      f"the {cfg.cores}-core {cfg.name} ring",
+                      shell=lambda: Ring(cfg, make_core=lambda c: CoreInstance(c, core.name)),
+                      parts=(core,))
 
 
 def board_top(cfg) -> VerilogTop:

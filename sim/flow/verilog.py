@@ -125,28 +125,34 @@ def convert_rtlil(component, name: str) -> str:
                          emit_src=False)
 
 
-def _cached(key: str, make_component, name: str, label: str | None, language: str) -> Path:
+def _cached(key: str, make_component, name: str, label: str | None, language: str,
+            parts: tuple[Path, ...] = ()) -> Path:
     suffix, make_text = {"Verilog": (".v", convert), "RTLIL": (".il", convert_rtlil)}[language]
-    digest = hashlib.sha256(f"{key}|{design_digest()}".encode()).hexdigest()[:16]
+    identity = "|".join([key, design_digest(), *(part.name for part in parts)])
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     path = build_root() / "verilog-cache" / f"{name}-{digest}{suffix}"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         with announced(f"converting {label or name} to {language}", path.parent):
-            text = make_text(make_component(), name)
+            text = "".join(part.read_text() for part in parts) \
+                + make_text(make_component(), name)
         tmp = path.with_suffix(f".tmp{id(text)}")
         tmp.write_text(text)
         tmp.replace(path)
     return path
 
 
-def cached_verilog(key: str, make_component, name: str, *, label: str | None = None) -> Path:
+def cached_verilog(key: str, make_component, name: str, *, label: str | None = None,
+                   parts: tuple[Path, ...] = ()) -> Path:
     """Return the path of the Verilog for ``make_component()``, generating it on a miss.
 
     ``key`` must describe every parameter of the design; together with :func:`design_digest`
     it names the cache entry under ``build/verilog-cache``. A miss is announced on stderr
-    (``label`` names the design, e.g. "the small core").
+    (``label`` names the design, e.g. "the small core"). ``parts`` are cached Verilog files
+    (their names carry their digests) written first into the same file: the modules that
+    ``Instance`` s in the design name.
     """
-    return _cached(key, make_component, name, label, "Verilog")
+    return _cached(key, make_component, name, label, "Verilog", parts)
 
 
 def cached_rtlil(key: str, make_component, name: str, *, label: str | None = None) -> Path:

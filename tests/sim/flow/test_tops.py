@@ -58,6 +58,17 @@ def test_the_port_table_of_the_core_ring_and_board_is_their_verilog(make_top):
     assert rows_as_ports(top.make()) == verilog_ports(top.verilog(), top.name)
 
 
+@pytest.mark.integration
+def test_the_ring_verilog_holds_one_core_module_instantiated_per_core():
+    cfg = preset("tiny").replace(cores=3)
+    core = core_top(cfg.replace(cores=1)).verilog()
+    text = ring_top(cfg).verilog().read_text()
+    assert text.startswith(core.read_text())
+    assert len(re.findall(r"^module core\(", text, re.MULTILINE)) == 1
+    assert len(re.findall(r"^\s+core core \(", text, re.MULTILINE)) == 3
+    assert "module \\ring.core_0.array" not in text and "module \\core.array " in text
+
+
 def test_rows_name_member_interface_and_shape():
     rows = {row["port"]: row for row in port_rows(core_top(preset("tiny")).make())}
     assert list(rows)[:2] == list(CLOCK_PORTS) == ["clk", "rst"]
