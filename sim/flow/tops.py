@@ -108,8 +108,8 @@ def ring_top(cfg) -> VerilogTop:
     """The :class:`~caterpillar.rtl.ring.Ring` of ``cfg.cores`` cores; a config the ring
     cannot be built for raises :class:`~caterpillar.contract.config.ConfigError` here. Its
     Verilog holds one core module (:func:`core_top`'s, shared with the lone core's cache
-    entry) instantiated ``cfg.cores`` times: converting a core takes minutes for ``small``,
-    so a ring converts in the time of one core, not of ``cores``."""
+    entry) instantiated ``cfg.cores`` times, so a ring converts in the time of one core (the
+    ``bench scaling`` ring: 291 s, against 1,144 s with a converted copy per core)."""
     check_ring_config(cfg)
     core = core_top(cfg.replace(cores=1))
     return VerilogTop("ring", f"Ring|{cfg.to_json()}", lambda: Ring(cfg),
