@@ -10,6 +10,11 @@
   from the ring timing model, which equals the RTL (checked in the tests); ``--rtl-steps``
   steps also run on the Verilated 4-core ring, whose every core's cycle counter must equal the
   prediction, and give its simulation speed.
+* ``--paper-n1-steps N``: N SGD steps of the paper's N1 (784-500-500-500-10) on the
+  Verilated ``paper-n1`` machine itself, 32 fp16 cores, against the ring simulator: every
+  core's cycles and event counters equal to the compiler's prediction, every parameter
+  equal bit for bit afterwards (about 10 minutes: loading 0.9 M words over the simulated host
+  bus takes most of it).
 * Achieved link bandwidth of every collective: payload words per link per cycle of the
   collective, against the link's ``nr`` words per cycle, on 2, 4 and 8 cores (ring
   simulator; the Verilated ring when it is built for ``--rtl-steps``).
@@ -57,6 +62,9 @@ def add_arguments(p) -> None:
     p.add_argument("--json", default=None, metavar="FILE", help="write the results")
     p.add_argument("--rtl-steps", type=int, default=1,
                    help="steps of each algorithm on the Verilated 4-core ring (0: model only)")
+    p.add_argument("--paper-n1-steps", type=int, default=0,
+                   help="SGD steps of N1 on the Verilated 32-core paper-n1 ring, checked "
+                        "against the ring simulator (default 0: not run; ~10 minutes)")
     p.add_argument("--collective-words", type=int, default=16384,
                    help="vector length of the bandwidth runs")
 
@@ -173,6 +181,42 @@ def _rtl_steps(algorithm, steps, rng) -> dict:
             "cycles_per_second": cycles / seconds, "cores": 4}
 
 
+def _paper_n1_steps(steps, rng) -> dict:
+    """``steps`` SGD steps of N1 on the Verilated ``paper-n1`` ring and on the ring simulator
+    from the same weights and samples; raises unless the parameters agree bit for bit (each
+    step raises unless every core's cycles and events are the prediction)."""
+    cfg = preset("paper-n1")
+    graph = TrainingGraph((784, 500, 500, 500, 10), optimizer=Optimizer(lr=0.01, momentum=0.0))
+    compiled = compile_training(graph, cfg)
+    data = load_dataset("mnist")
+    batches = [rng.choice(len(data.x_train), 1, replace=False) for _ in range(steps)]
+    initial = [(to_bits(w, cfg.operand), to_bits(b, cfg.operand))
+               for w, b in default_weights(graph.sizes, 0)]
+    results = {}
+    for name, make in (("model", lambda: RingIsaDevice(cfg)),
+                       ("rtl", lambda: VerilatorDevice(cfg, ring=True))):
+        with make() as device:
+            hw = Trainer(compiled, device)
+            hw.load_parameters(initial)
+            hw.set_lr(graph.optimizer.lr)
+            cycles, started = 0, time.monotonic()
+            for idx in batches:
+                cycles += hw.step(to_bits(data.x_train[idx], cfg.operand),
+                                  data.y_train[idx])[1].makespan
+            seconds = time.monotonic() - started
+            results[name] = {"cycles": cycles, "seconds": seconds,
+                             "weights": hw.read_parameters()[0]}
+    for layer, ((w, b), (w_rtl, b_rtl)) in enumerate(zip(results["model"]["weights"],
+                                                         results["rtl"]["weights"])):
+        if not (np.array_equal(w, w_rtl) and np.array_equal(b, b_rtl)):
+            raise AssertionError(f"N1 on the Verilated paper-n1 ring: layer {layer}'s "
+                                 "parameters differ from the ring simulator's")
+    rtl = results["rtl"]
+    return {"steps": steps, "cycles": rtl["cycles"], "seconds": rtl["seconds"],
+            "cycles_per_second": rtl["cycles"] / rtl["seconds"], "cores": cfg.cores,
+            "words": sum(w.size + b.size for w, b in rtl.pop("weights"))}
+
+
 def run(args) -> int:
     """Entry point of ``caterpillar bench scaling``."""
     out = check_output(args.json, "--json") if args.json else None
@@ -207,6 +251,13 @@ def run(args) -> int:
             print(f"RTL {algorithm}: {row['steps']} step(s) on 4 cores, {row['cycles']:,} "
                   f"cycles (= prediction on every core), {row['cycles_per_second']:,.0f} "
                   f"cycles/s on Verilator ({row['seconds']:.1f} s)")
+    if args.paper_n1_steps:
+        row = _paper_n1_steps(args.paper_n1_steps, rng)
+        results["paper_n1_rtl"] = row
+        print(f"RTL N1 SGD on the 32-core paper-n1 ring: {row['steps']} step(s), "
+              f"{row['cycles']:,} cycles (= prediction on every core), {row['words']:,} "
+              f"parameter words equal to the ring simulator's, {row['cycles_per_second']:,.0f} "
+              f"cycles/s on Verilator ({row['seconds']:.1f} s)")
     if out is not None:
         write_json(out, results)
     return 0
