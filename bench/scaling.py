@@ -219,6 +219,11 @@ def _paper_n1_steps(steps, rng) -> dict:
 
 def run(args) -> int:
     """Entry point of ``caterpillar bench scaling``."""
+    for option, value in (("--rtl-steps", args.rtl_steps),
+                          ("--paper-n1-steps", args.paper_n1_steps)):
+        if value < 0:
+            raise ValueError(f"{option} {value}: the number of steps must be >= 0 (0 skips "
+                             "them)")
     out = check_output(args.json, "--json") if args.json else None
     rng = np.random.default_rng(0)
     results = {"config": scaling_config(1).to_dict(), "training": {}}

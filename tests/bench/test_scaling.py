@@ -1,5 +1,8 @@
 """The scaling benchmark's pieces on small inputs (the benchmark itself is `make bench-scaling`)."""
 
+import pytest
+
+from caterpillar.app.cli import main
 from caterpillar.bench import scaling as bench_scaling
 from caterpillar.contract.config import preset
 from caterpillar.software.compiler.training import compile_training
@@ -46,3 +49,12 @@ def test_every_case_compiles_on_every_core_count_it_reports():
                 continue
             compiled = compile_training(graph, bench_scaling.scaling_config(cores))
             assert len(compiled.working_cores) == cores, (name, cores)
+
+
+@pytest.mark.parametrize("option", ["--rtl-steps", "--paper-n1-steps"])
+def test_a_negative_step_count_is_one_line_before_any_work(option, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "scaling", option, "-1"])
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and f"{option} -1" in err and ">= 0" in err
