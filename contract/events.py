@@ -201,12 +201,13 @@ def instruction_events(op: Opcode, f, plan, cfg) -> dict:
 def ring_events(f, cfg) -> dict:
     """Return ``{counter: events}`` of a ``RING`` instruction with fields ``f``: the rows it
     sends and the local rows it adds to are read, the words it keeps written; every beat sent
-    (its own rows, and with ``fwd`` every received one) is ``nr`` link words; an added beat is
-    ``nr`` additions."""
+    (its own rows, and with ``fwd`` every received one but the ``hold`` last) is ``nr`` link
+    words; an added beat is ``nr`` additions."""
     nr = cfg.nr
     send_rows, recv_rows = cdiv(f.slen, nr), cdiv(f.rlen, nr)
     events = _events(spad_r=nr * (send_rows + (recv_rows if f.add else 0)),
                      spad_w=f.rlen if f.keep else 0)
-    events[Counter.LINK_WORDS] = nr * (send_rows + (recv_rows if f.fwd else 0))
+    forwarded = recv_rows - f.hold // nr if f.fwd else 0
+    events[Counter.LINK_WORDS] = nr * (send_rows + forwarded)
     events[Counter.RING_ADDS] = nr * recv_rows if f.add else 0
     return events

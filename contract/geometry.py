@@ -251,11 +251,23 @@ def _plan_none(f, c: _Context) -> KernelPlan:
 def _plan_ring(f, c: _Context) -> KernelPlan:
     nr = c.nr
     send_rows, recv_rows = cdiv(f.slen, nr), cdiv(f.rlen, nr)
+    wraps = f.wlen != 0
+    inside = (f.dst >= f.wbase) & (f.dst < f.wbase + f.wlen) & (f.rlen <= f.wlen)
     checks = [
-        Check(c.select(f.fwd, f.slen == 0, 1), ErrorCause.ILLEGAL_FIELD,
-              "slen must be 0 with fwd"),
-        c.aligned(f.src, "src"), c.aligned(f.dst, "dst"),
-        c.spad(f.src, send_rows * nr, "src"), c.spad(f.dst, recv_rows * nr, "dst"),
+        c.aligned(f.src, "src"), c.aligned(f.dst, "dst"), c.aligned(f.hold, "hold"),
+        c.aligned(f.wbase, "wbase"), c.aligned(f.wlen, "wlen"),
+        Check(c.select(f.fwd, 1, f.hold == 0), ErrorCause.ILLEGAL_FIELD, "hold needs fwd"),
+        Check(f.hold <= f.rlen, ErrorCause.BAD_SHAPE, "hold must not exceed rlen"),
+        # The received rows wait for the sent ones: those must leave room in the queue for
+        # a received row, or two neighbours would wait on each other.
+        Check(c.select(f.fwd, send_rows < ring_queue_depth(c.cfg), 1), ErrorCause.BAD_SHAPE,
+              "with fwd, slen must leave a row of the ring queue free (ring_queue_depth)"),
+        Check(c.select(wraps, inside, 1), ErrorCause.BAD_SHAPE,
+              "dst must lie in wbase .. wbase + wlen, and rlen must not exceed wlen"),
+        c.spad(f.src, send_rows * nr, "src"),
+        Check(c.select(wraps, c.spad(f.wbase, f.wlen, "wbase").ok,
+                       c.spad(f.dst, recv_rows * nr, "dst").ok), ErrorCause.SPAD_RANGE,
+              "dst (or the wrapped vector wbase .. wbase + wlen)"),
     ]
     # The ring engine times itself (docs/multicore.md): no micro-op segments.
     return KernelPlan([], checks, {"send_rows": send_rows, "recv_rows": recv_rows})

@@ -291,14 +291,23 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
     ),
     Opcode.RING: (
         _f("src", 24, "spad", "first SPAD word sent to the next core (multiple of nr)"),
-        _f("slen", 24, "count", "words sent (0: send nothing; must be 0 with fwd)"),
+        _f("slen", 24, "count", "words sent first (0: send nothing; with fwd, the received "
+           "words follow them, and they must leave a row of the ring queue free: fewer than "
+           "ring_queue_depth rows)"),
         _f("dst", 24, "spad", "first SPAD word of the received vector (multiple of nr)"),
         _f("rlen", 24, "count", "words received from the previous core (0: receive nothing)"),
         _f("keep", 1, "flag", "write the received words (or sums) to dst"),
         _f("add", 1, "flag", "the received words are added to the words at dst"),
-        _f("fwd", 1, "flag", "send every received word (or sum) on to the next core"),
+        _f("fwd", 1, "flag", "send every received word (or sum) on to the next core, after "
+           "the slen sent ones and except the last hold"),
         _f("chain", 1, "flag", "use the chain links (core k-1 to k, the whole ring) instead of "
                                "the segment links (SRC registers), both ways"),
+        _f("hold", 24, "count", "with fwd: the last hold received words (or sums) are not "
+           "sent on (multiple of nr)"),
+        _f("wbase", 24, "spad", "first SPAD word of the vector the received words wrap round "
+           "(with wlen; multiple of nr)"),
+        _f("wlen", 24, "count", "words of that vector: a received row past wbase + wlen goes to "
+           "wbase (0: no wrap; multiple of nr)"),
     ),
 }
 

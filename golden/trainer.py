@@ -59,7 +59,10 @@ order; everything else is computed by one core for its share and is bit-identica
   on the whole sample) sums as on one core: ``cores`` 1 for it. With ``bias_columns`` a
   layer's bias is one more column of one core's block (``[W[:, I_k] | b]`` against ``[a[I_k];
   1]``, the bias the last term of that core's partial) instead of a VOP ``add`` after the
-  sum; its update is the same MAC per entry either way.
+  sum; its update is the same MAC per entry either way. With ``row_orders`` a layer's
+  backward ``gemvt(W, d)`` sums its rows in that order (``gemvt(W[order], d[order])``): the
+  order the cores store them in (the compiler's piped collectives keep a layer's output
+  blocks in reverse order, :func:`~caterpillar.software.compiler.collectives.piped_places`).
 * ``mbgd``: core ``k`` holds the output rows ``R_k`` of every ``[W | b]`` (``ring_blocks(out,
   C, 1)``), so ``E = W^T D^T`` is ``W[R_k]^T D[:, R_k]^T`` per core, summed round the ring per
   input feature block in the same way. With a segment per layer, ``C`` is the layer's
@@ -155,12 +158,17 @@ class GoldenTrainer:
         column block holds the bias as one more column (the module docstring; for a layer
         summed as on one core, ``[W | b]`` against ``[a; 1]``), or ``None`` where the bias is
         added by a VOP after the sum.
+    row_orders : list of sequence of int, optional
+        ``sgd`` (batch 1) on a ring: per layer, the order in which the backward ``gemvt``
+        sums the rows of ``W`` (empty or ``None``: in order).
     """
 
     def __init__(self, sizes, loss, nr, fmt, acc, weights, *, k_chunk=None, momentum=False,
                  weight_decay=False, cores=1, feedback=None, output_columns=False,
-                 logits_chain=False, bias_columns=None):
+                 logits_chain=False, bias_columns=None, row_orders=None):
         layers = len(sizes) - 1
+        self.row_orders = [list(o) if o is not None and len(o) else None
+                           for o in (row_orders or [None] * layers)]
         self.bias_columns = list(bias_columns) if bias_columns else [None] * layers
         self.output_columns = bool(output_columns)
         self.logits_chain = bool(logits_chain)
@@ -281,10 +289,13 @@ class GoldenTrainer:
             a_prev = x if index == 0 else acts[index - 1][1]
             d_prev = None
             if index > 0:
-                if self.feedback is None:
-                    e = self._gemvt(w, d)
-                else:
+                order = self.row_orders[index]
+                if self.feedback is not None:
                     e = self._gemvt(self.feedback[index - 1], d_out)
+                elif order is not None:
+                    e = self._gemvt(w[order], d[order])
+                else:
+                    e = self._gemvt(w, d)
                 d_prev = self._vop("relud", acts[index - 1][0], e, 0)
             self.weights[index], self.moments[index] = self.update_layer(
                 index, d[None], a_prev[None], s)

@@ -29,11 +29,14 @@ class RingEngine(wiring.Component):
       drives ``link_out`` (``valid`` is ``level > 0``), so a word pushed in cycle ``t`` can
       leave in ``t + 1``: one cycle per hop.
     * Receive: ``link_in.ready`` is high while beats remain and, with ``fwd``, while
-      ``level + pending < depth`` (``pending``: beats inside the add pipeline). A beat accepted
-      in cycle ``t`` is, without ``add``, written (``keep``) and queued (``fwd``) in ``t``;
-      with ``add``, the local row is read in ``t``, added lane by lane (``local + received``,
-      ``cfg.add_latency`` stages) from ``t + 1``, and the sum written and queued in
-      ``t + 1 + add_latency``. The last beat writes only the lanes below ``rlen``.
+      ``level + pending < depth`` (``pending``: beats inside the add pipeline) and every sent
+      row has been read (the forwarded rows follow the sent ones). A beat accepted
+      in cycle ``t`` is, without ``add``, written (``keep``) and queued (``fwd``, all but the
+      last ``hold / nr`` beats) in ``t``; with ``add``, the local row is read in ``t``, added
+      lane by lane (``local + received``, ``cfg.add_latency`` stages) from ``t + 1``, and the
+      sum written and queued in ``t + 1 + add_latency``. The last beat writes only the lanes
+      below ``rlen``. With ``wlen``, the row after ``(wbase + wlen) / nr - 1`` is
+      ``wbase / nr``: one instruction runs a whole bucket collective round a ring.
     * ``finished``: both directions are done, the queue is empty and nothing is in flight.
 
     Throughput is one beat (``nr`` words) per cycle in each direction (an add's read and write
@@ -74,7 +77,10 @@ class RingEngine(wiring.Component):
         send_row, recv_row = Signal(range(cfg.spad_rows)), Signal(range(cfg.spad_rows))
         send_left = Signal(24 - shift + 1)
         recv_left = Signal(24 - shift + 1)
+        hold_rows = Signal(24 - shift + 1)
         last_lanes = Signal(nr)
+        wrap = Signal()
+        wrap_base, wrap_end = Signal(range(cfg.spad_rows)), Signal(range(cfg.spad_rows + 1))
 
         # -- outgoing queue -------------------------------------------------------------
         entries = Array(Signal(lanes, name=f"queue_{i}") for i in range(depth))
@@ -82,6 +88,7 @@ class RingEngine(wiring.Component):
         level = Signal(range(depth + 1))
         push, pop = Signal(), Signal()
         push_data = Signal(lanes)
+        read_in_flight = Signal()
         m.d.comb += [self.port.tx.valid.eq(level != 0), self.port.tx.payload.eq(entries[head]),
                      pop.eq(self.port.tx.valid & self.port.tx.ready)]
         with m.If(push):
@@ -94,12 +101,15 @@ class RingEngine(wiring.Component):
         # -- receive ---------------------------------------------------------------------
         # Beats inside the add pipeline: accepted (waiting for the local row), then `lat`
         # adder stages; `tags` carries each one's row and lanes alongside the adder.
-        tag_layout = data.StructLayout({"valid": 1, "row": range(cfg.spad_rows), "lanes": nr})
+        tag_layout = data.StructLayout({"valid": 1, "row": range(cfg.spad_rows), "lanes": nr,
+                                        "fwd": 1})
         tags = [Signal(tag_layout, name=f"tag_{i}") for i in range(lat + 1)]
         received = Signal(lanes)
         pending = Signal(range(lat + 2))
         m.d.comb += pending.eq(sum(t.valid for t in tags))
-        room = Mux(fwd, level + pending < depth, 1)
+        # With fwd, the received rows queue behind the sent ones: none is taken before the
+        # last sent row is in the queue.
+        room = Mux(fwd, (level + pending < depth) & (send_left == 0) & ~read_in_flight, 1)
         m.d.comb += self.port.rx.ready.eq(active & (recv_left != 0) & room)
         accept = self.port.rx.valid & self.port.rx.ready
 
@@ -110,7 +120,6 @@ class RingEngine(wiring.Component):
         done_tag = tags[lat]
         bank_full = (add & keep & accept & done_tag.valid & (send_row[bit] == recv_row[bit])
                      & (recv_row[bit] == done_tag.row[bit]))
-        read_in_flight = Signal()
         issue = active & (send_left != 0) & (level + read_in_flight < depth) & ~bank_full
         m.d.comb += [self.spad.rd_en.eq(issue), self.spad.rd_addr.eq(send_row)]
         m.d.sync += read_in_flight.eq(issue)
@@ -119,10 +128,16 @@ class RingEngine(wiring.Component):
         beat_lanes = Mux(recv_left == 1, last_lanes, (1 << nr) - 1)
         m.d.comb += [self.spad.op_addr.eq(recv_row),
                      self.spad.op_en.eq(accept & add)]
+        # The last hold rows are not sent on; a row past the wrapped vector's end goes to its
+        # first row.
+        forward = fwd & (recv_left > hold_rows)
         with m.If(accept):
-            m.d.sync += [recv_row.eq(recv_row + 1), recv_left.eq(recv_left - 1)]
+            m.d.sync += [recv_row.eq(Mux(wrap & (recv_row + 1 == wrap_end), wrap_base,
+                                         recv_row + 1)),
+                         recv_left.eq(recv_left - 1)]
         m.d.sync += [tags[0].valid.eq(accept & add), tags[0].row.eq(recv_row),
-                     tags[0].lanes.eq(beat_lanes), received.eq(self.port.rx.payload)]
+                     tags[0].lanes.eq(beat_lanes), tags[0].fwd.eq(forward),
+                     received.eq(self.port.rx.payload)]
         for i in range(1, lat + 1):
             m.d.sync += tags[i].eq(tags[i - 1])
 
@@ -140,7 +155,7 @@ class RingEngine(wiring.Component):
         m.d.comb += [
             self.spad.wr_addr.eq(Mux(add, done_tag.row, recv_row)),
             self.spad.wr_lanes.eq(Mux(write & keep, Mux(add, done_tag.lanes, beat_lanes), 0)),
-            push.eq(read_in_flight | (write & fwd)),
+            push.eq(read_in_flight | (write & Mux(add, done_tag.fwd, forward))),
             push_data.eq(Mux(read_in_flight, self.spad.rd_data, self.spad.wr_data)),
         ]
 
@@ -160,6 +175,8 @@ class RingEngine(wiring.Component):
                 active.eq(1), keep.eq(f.keep), add.eq(f.add), fwd.eq(f.fwd), chain.eq(f.chain),
                 send_row.eq(f.src >> shift), recv_row.eq(f.dst >> shift),
                 send_left.eq(cdiv(f.slen, nr)), recv_left.eq(cdiv(rlen, nr)),
+                hold_rows.eq(f.hold >> shift), wrap.eq(f.wlen != 0),
+                wrap_base.eq(f.wbase >> shift), wrap_end.eq((f.wbase + f.wlen) >> shift),
                 last_lanes.eq(Mux(rlen[:shift] == 0, (1 << nr) - 1,
                                   (Const(1, nr + 1) << rlen[:shift]) - 1) if shift else 1),
             ]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from caterpillar.contract.geometry import ring_queue_depth
 from caterpillar.contract.isa import Opcode, encode
 from caterpillar.golden import collectives as gc
 from caterpillar.sim.cases.kernels import random_values
@@ -21,7 +22,7 @@ __all__ = ["CollectiveCase", "KINDS", "run_collective", "expected_outputs", "ran
 
 #: Collectives with a defined result per core.
 KINDS = ("broadcast", "chain_reduce", "all_gather", "reduce_scatter", "all_reduce", "barrier",
-         "relay", "gather_relay")
+         "relay", "gather_relay", "piped_all_gather", "piped_reduce_scatter")
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,9 @@ class CollectiveCase:
 
     ``relay``: the segment's first core sends over the chain links to the others.
     ``gather_relay``: positions ``0..root`` hold the blocks ``ring_blocks(n, root + 1, nr)``
-    (in chain order from the first), the later positions receive the whole vector."""
+    (in chain order from the first), the later positions receive the whole vector. The
+    ``piped_`` kinds hold their vectors in the piped layout
+    (:func:`~caterpillar.software.compiler.collectives.piped_places`)."""
 
     kind: str
     segment: tuple
@@ -48,6 +51,8 @@ class CollectiveCase:
             "all_gather": lambda: sc.all_gather(s, buf, n, nr),
             "reduce_scatter": lambda: sc.reduce_scatter(s, buf, n, nr),
             "all_reduce": lambda: sc.all_reduce(s, buf, n, nr),
+            "piped_all_gather": lambda: sc.piped_all_gather(s, buf, n, nr),
+            "piped_reduce_scatter": lambda: sc.piped_reduce_scatter(s, buf, n, nr),
             "barrier": lambda: sc.barrier(s, buf),
             "relay": lambda: sc.relay(s[0], s[1:], buf, n, cores),
             "gather_relay": lambda: sc.gather_relay(
@@ -65,8 +70,10 @@ class CollectiveCase:
                 for _ in self.segment]
 
 
-def random_case(rng, kind: str, cores: int, nr: int, seed: int) -> CollectiveCase:
-    """A random segment of the ``cores`` cores (any order) and a random length (any n)."""
+def random_case(rng, kind: str, cores: int, cfg, seed: int) -> CollectiveCase:
+    """A random segment of the ``cores`` cores (any order) and a random length (any n; the
+    piped kinds: what :func:`~caterpillar.software.compiler.collectives.piped_fits`)."""
+    nr, depth = cfg.nr, ring_queue_depth(cfg)
     size = int(rng.integers(1, cores + 1))
     segment = tuple(int(c) for c in rng.permutation(cores)[:size])
     if kind == "gather_relay":
@@ -74,6 +81,8 @@ def random_case(rng, kind: str, cores: int, nr: int, seed: int) -> CollectiveCas
         start, later = int(rng.integers(cores)), rng.permutation(range(1, cores))[:size - 1]
         segment = tuple((start + int(d)) % cores for d in (0, *sorted(later)))
     n = int(rng.choice([rng.integers(1, 4 * nr), rng.integers(1, 64 * nr)]))
+    if kind.startswith("piped_"):           # whole rows, blocks that fit the queue
+        n = nr * int(rng.integers(1, size * (depth - 1) + 1))
     return CollectiveCase(kind, segment, n, root=int(rng.integers(size)), seed=seed)
 
 
@@ -124,6 +133,16 @@ def expected_outputs(case: CollectiveCase, inputs, cfg) -> list:
         return [(*blocks[i], part) for i, part in enumerate(gc.reduce_scatter(inputs, nr, fmt))]
     if case.kind == "all_reduce":
         return [(*whole, gc.all_reduce(inputs, nr, fmt))] * c
+    if case.kind.startswith("piped_"):
+        order = sc.piped_permutation(n, c, nr)
+        natural = [np.empty_like(v) for v in inputs]
+        for v, nat in zip(inputs, natural):
+            nat[order] = v
+        if case.kind == "piped_all_gather":
+            return [(*whole, gc.all_gather(natural, nr)[order])] * c
+        places = sc.piped_places(n, c, nr)
+        return [(*places[i], part)
+                for i, part in enumerate(gc.reduce_scatter(natural, nr, fmt))]
     if case.kind == "barrier":
         return [(*whole, v) for v in inputs]     # tokens are dropped: nothing changes
     raise ValueError(f"unknown collective {case.kind!r}")

@@ -11,22 +11,34 @@ vector, the leading dimension to keep a matrix's rows whole), as
 :mod:`caterpillar.golden.collectives` bit for bit. Costs (docs/multicore.md): a chain
 collective of ``n`` words takes about ``ceil(n / nr)`` beats plus one cycle per hop; a bucket
 collective ``c - 1`` steps of one block each.
+
+The *piped* bucket collectives (:func:`piped_reduce_scatter`, :func:`piped_all_gather`) are one
+``RING`` per core: the core sends its first block, then forwards every block it receives but
+the last (``fwd`` with ``slen`` and ``hold``), so the blocks stream round the ring without an
+instruction between steps. A core receives the blocks in descending order, so the vector is
+stored with its blocks in reverse order (:func:`piped_places`: block ``c - 1`` first, each
+block's words in order), which makes the received blocks consecutive words, wrapping round the
+vector (``wbase``, ``wlen``). The sums and their order are the bucket collectives'.
 """
 
 from __future__ import annotations
 
+from caterpillar.contract.geometry import ring_queue_depth
 from caterpillar.contract.isa import Opcode, encode
 from caterpillar.golden.collectives import ring_blocks
 
 __all__ = ["ring", "link_sources", "broadcast", "chain_reduce", "all_gather",
-           "reduce_scatter", "all_reduce", "barrier", "relay", "relay_source", "gather_relay"]
+           "reduce_scatter", "all_reduce", "barrier", "relay", "relay_source", "gather_relay",
+           "piped_places", "piped_permutation", "piped_fits", "piped_all_gather",
+           "piped_reduce_scatter"]
 
 
 def ring(*, src=0, slen=0, dst=0, rlen=0, keep=False, add=False, fwd=False,
-         chain=False) -> int:
+         chain=False, hold=0, wbase=0, wlen=0) -> int:
     """Return one ``RING`` instruction word."""
     return encode(Opcode.RING, src=src, slen=slen, dst=dst, rlen=rlen, keep=int(keep),
-                  add=int(add), fwd=int(fwd), chain=int(chain))
+                  add=int(add), fwd=int(fwd), chain=int(chain), hold=hold, wbase=wbase,
+                  wlen=wlen)
 
 
 def link_sources(segments, cores: int) -> list[int]:
@@ -116,6 +128,62 @@ def all_reduce(segment, buf: int, n: int, unit: int) -> dict:
     first = reduce_scatter(segment, buf, n, unit)
     second = all_gather(segment, buf, n, unit)
     return {core: first[core] + second[core] for core in segment}
+
+
+def piped_places(n: int, c: int, unit: int) -> list[tuple[int, int]]:
+    """Where block ``j`` of :func:`~caterpillar.golden.collectives.ring_blocks` lies in the
+    piped layout of an ``n``-word vector: blocks in reverse order, ``(start, stop)`` words."""
+    return [(n - hi, n - lo) for lo, hi in ring_blocks(n, c, unit)]
+
+
+def piped_permutation(n: int, c: int, unit: int) -> list[int]:
+    """``order[w]``: the element of the natural vector at word ``w`` of the piped layout."""
+    order = []
+    for lo, hi in reversed(ring_blocks(n, c, unit)):
+        order.extend(range(lo, hi))
+    return order
+
+
+def piped_fits(n: int, c: int, unit: int, cfg) -> bool:
+    """Whether the piped collectives can run on ``n`` words over ``c`` cores: more than one
+    core, every block whole rows of ``nr`` (the received rows are consecutive only then) and
+    fewer rows than the ring queue holds (a core queues its block before it receives)."""
+    nr = cfg.nr
+    return (c > 1 and n % nr == 0 and unit % nr == 0
+            and max(hi - lo for lo, hi in ring_blocks(n, c, unit)) < nr * ring_queue_depth(cfg))
+
+
+def _piped(segment, buf: int, n: int, unit: int, *, reduce: bool) -> dict:
+    c = len(segment)
+    places = piped_places(n, c, unit)
+    out = _empty(segment)
+    if c == 1 or n == 0:
+        return out
+    for i, core in enumerate(segment):
+        # Reduce-scatter: send the own part of block i - 1, receive (and add to) blocks
+        # i - 2, ..., i, keeping the sum of block i. All-gather: send block i, receive
+        # blocks i - 1, ..., i + 1.
+        first = (i - 1) % c if reduce else i
+        last = i if reduce else (i + 1) % c
+        lo, hi = places[first]
+        hold = places[last][1] - places[last][0]
+        out[core].append(ring(src=buf + lo, slen=hi - lo, dst=buf + hi % n, rlen=n - (hi - lo),
+                              keep=True, add=reduce, fwd=True, hold=hold, wbase=buf, wlen=n))
+    return out
+
+
+def piped_all_gather(segment, buf: int, n: int, unit: int) -> dict:
+    """:func:`all_gather` in one ``RING`` per core, on the piped layout (:func:`piped_places`):
+    position ``i`` starts with block ``i`` at its place; every core ends with all. Needs
+    :func:`piped_fits`."""
+    return _piped(segment, buf, n, unit, reduce=False)
+
+
+def piped_reduce_scatter(segment, buf: int, n: int, unit: int) -> dict:
+    """:func:`reduce_scatter` in one ``RING`` per core, on the piped layout: position ``i``
+    ends with the summed block ``i`` at its place (:func:`piped_places`), the same sums in the
+    same order. Needs :func:`piped_fits`."""
+    return _piped(segment, buf, n, unit, reduce=True)
 
 
 def barrier(segment, scratch: int) -> dict:

@@ -264,6 +264,8 @@ class Tensor:
     leading dimension ``ld``; ``transposed``: the SPAD holds its ``cols x rows`` transpose).
     ``rows x cols`` is the logical shape (vectors: ``rows`` = 1). ``bias``: a ``[W | b]``
     tensor's last column is the bias (not so for a block of columns without it).
+    ``row_order`` (``mema``): stored row ``r`` is logical row ``row_order[r]`` (empty: in order;
+    the piped collectives' layout, :func:`~.collectives.piped_permutation`).
     """
 
     name: str
@@ -274,6 +276,10 @@ class Tensor:
     ld: int = 0
     transposed: bool = False
     bias: bool = True
+    row_order: tuple = ()
+
+    def __post_init__(self):
+        self.row_order = tuple(int(r) for r in self.row_order)      # from JSON: a list
 
 
 @dataclass
@@ -344,13 +350,27 @@ class Compiled:
 
     def golden_options(self) -> dict:
         """The :class:`~caterpillar.golden.trainer.GoldenTrainer` keywords that make it sum
-        as this step does: the GEMM chunk, each layer's cores, the output layer's split and sum."""
+        as this step does: the GEMM chunk, each layer's cores, the output layer's split and sum,
+        the order of each layer's rows."""
         # A GEMV layer split by rows sums as on one core.
         cores = [1 if self.graph.gemv and split == "rows" else len(seg)
                  for seg, split in zip(self.segments, self.splits)]
         return {"k_chunk": self.k_chunk, "cores": cores, "bias_columns": self.bias_columns,
                 "output_columns": not self.graph.gemv and self.splits[-1] == "columns",
-                "logits_chain": self.graph.gemv and not self.graph.pipelined}
+                "logits_chain": self.graph.gemv and not self.graph.pipelined,
+                "row_orders": self.row_orders}
+
+    @property
+    def row_orders(self) -> list:
+        """Per layer, the order in which the cores store the rows of its ``W`` (``()``: in
+        order; the same on every core that holds the layer)."""
+        orders = [()] * len(self.graph.layers)
+        for core in self.cores.values():
+            for t in core.tensors:
+                name = t.name.lstrip("PW")
+                if t.name[:1] in "PW" and name.isdigit() and t.row_order:
+                    orders[int(name)] = t.row_order
+        return orders
 
     @property
     def working_cores(self) -> tuple:

@@ -215,12 +215,13 @@ def sgd_bias_update(e, bias, grad, count, *, g_buf, mom, use_wd):
 
 def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
                           first_rows: bool = False, interleave: bool = False,
-                          bias_columns=None) -> CoreProgram:
+                          bias_columns=None, piped: bool = True) -> CoreProgram:
     """Core ``segment[position]``'s SGD step on the ring (see the module docstring); with
     ``first_rows`` the first layer is split by rows (``blocks[0]``), on the whole sample; with
     ``interleave`` each layer's update is split by rows between the steps of the all-gather
     it runs under; ``bias_columns`` (:func:`~.program.bias_columns`): per layer, the position
-    of the core that holds the bias as a column of its ``W`` block, or ``None``."""
+    of the core that holds the bias as a column of its ``W`` block, or ``None``; ``piped``:
+    use the piped collectives where they fit."""
     nr = cfg.nr
     opt = graph.optimizer
     use_mom, use_wd = opt.momentum > 0, opt.weight_decay > 0
@@ -247,6 +248,16 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
     here = [where is not None and (rows[index] < layers[index][0] or where == position)
             for index, where in enumerate(folded)]
     wcols = [width[index] + here[index] for index in range(len(layers))]
+    # A layer split by columns below the top has its outputs reduce-scattered and its delta
+    # all-gathered; where the blocks allow, each in one RING per core (the piped
+    # collectives), with the layer's W rows, and so its outputs and delta, in their layout.
+    piped = [index < last and rows[index] == o and piped and
+             coll.piped_fits(o, len(segment), nr, cfg) for index, (o, i) in enumerate(layers)]
+    order = [tuple(coll.piped_permutation(o, len(segment), nr)) if piped[index] else ()
+             for index, (o, i) in enumerate(layers)]
+    # Where the core's own block of a layer's outputs lies in the ring vector.
+    own_at = [coll.piped_places(o, len(segment), nr)[position][0] if piped[index]
+              else outs[index][0] for index, (o, i) in enumerate(layers)]
 
     tensors, w_addr, m_addr, b_addr, bm_addr = [], [], [], [], []
     for index, o in enumerate(rows):
@@ -256,21 +267,23 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
             what = f"[W{index} | b{index}]" if here[index] else f"W{index}"
             w_addr.append(mema.alloc(f"{what} {part}", loc(o) * ldw))
             tensors.append(Tensor(f"P{index}", "mema", o, wcols[index], w_addr[-1], ldw,
-                                  bias=here[index]))
+                                  bias=here[index], row_order=order[index]))
             b_addr.append(None)
             if use_mom:
                 m_addr.append(mema.alloc(f"m{what} {part}", loc(o) * ldw))
                 tensors.append(Tensor(f"M{index}", "mema", o, wcols[index], m_addr[-1], ldw,
-                                      bias=here[index]))
+                                      bias=here[index], row_order=order[index]))
                 bm_addr.append(None)
             continue
         w_addr.append(mema.alloc(f"W{index} {part}", loc(o) * ldw))
-        tensors.append(Tensor(f"W{index}", "mema", o, width[index], w_addr[-1], ldw))
+        tensors.append(Tensor(f"W{index}", "mema", o, width[index], w_addr[-1], ldw,
+                              row_order=order[index]))
         b_addr.append(memb.alloc(f"b{index} block", loc(owned[index])))
         tensors.append(Tensor(f"b{index}", "diag", 1, owned[index], b_addr[-1]))
         if use_mom:
             m_addr.append(mema.alloc(f"mW{index} {part}", loc(o) * ldw))
-            tensors.append(Tensor(f"mW{index}", "mema", o, width[index], m_addr[-1], ldw))
+            tensors.append(Tensor(f"mW{index}", "mema", o, width[index], m_addr[-1], ldw,
+                                  row_order=order[index]))
             bm_addr.append(memb.alloc(f"mb{index} block", loc(owned[index])))
             tensors.append(Tensor(f"mb{index}", "diag", 1, owned[index], bm_addr[-1]))
     # DFA: the core's columns of F_l (outputs x width_l), those of W_{l+1}.
@@ -319,7 +332,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
     spad_logits = folded[last] is not None
     e("transfer", Opcode.LDV, spad=x_spad, memb=x_rep[0], len=width[0], layout=Layout.COLREP)
     for index, (o, i) in enumerate(layers):
-        lo, n = outs[index][0], owned[index]
+        n = owned[index]
         if rows[index] < o:
             # Split by rows: the core's outputs are whole sums, no ring.
             e("forward", Opcode.GEMV, n * width[index], x=x_rep[index], w=w_addr[index],
@@ -335,9 +348,10 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
                 ring(coll.chain_reduce(segment, buf, o, root))
                 ring(coll.broadcast(segment, buf, o, root))
             else:
-                ring(coll.reduce_scatter(segment, vbuf, o, nr))
+                scatter = coll.piped_reduce_scatter if piped[index] else coll.reduce_scatter
+                ring(scatter(segment, vbuf, o, nr))
             if buf == vbuf:
-                e("transfer", Opcode.LDV, spad=vbuf + lo,
+                e("transfer", Opcode.LDV, spad=vbuf + own_at[index],
                   memb=h_raw[index] if folded[index] is None else h[index], len=n,
                   layout=Layout.DIAG)
         if folded[index] is None:
@@ -363,7 +377,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
             # The layers below load their gathered delta into d_rep straight from the SPAD.
             e("delta", Opcode.BCAST, dst=d_rep, src=d_full, len=o, layout=Layout.ROWREP)
         if index > 0:
-            lo, n = cols[index][0], width[index]
+            n = width[index]
             sgd_back_product(e, z=z_buf, psum=psum, cols=n,
                              ldw=loc(n) if f_addr else loc(wcols[index]),
                              operands=(f_addr[index - 1], dout_rep, classes) if f_addr else
@@ -374,9 +388,10 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
         if index > 0 and rows[index - 1] == i:
             # The next layer down needs all of its delta on every core. The gather's first
             # RING is posted: the update below runs while it moves (it touches no SPAD).
-            e("transfer", Opcode.STV, spad=vbuf + lo, memb=d_own[index - 1], len=n,
-              layout=Layout.DIAG)
-            gather = coll.all_gather(segment, vbuf, i, nr)
+            e("transfer", Opcode.STV, spad=vbuf + own_at[index - 1], memb=d_own[index - 1],
+              len=n, layout=Layout.DIAG)
+            gather = (coll.piped_all_gather if piped[index - 1] else coll.all_gather)(
+                segment, vbuf, i, nr)
             ring({core: words[:1] for core, words in gather.items()})
         # One piece of the update per step of the gather, each under a posted RING (a RING
         # waits for the one before it, so the sequencer needs work between them).

@@ -108,19 +108,26 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
         one = sgd_core_program if graph.gemv else mbgd_core_program
         compiled = Compiled(graph, cfg, segments, {0: one(graph, cfg)}, sources, blocks)
     elif graph.gemv:
-        # The update split between the gather's steps pays a kernel's fixed cycles per piece
-        # for each step it hides: the ring timing model picks whichever steps faster (of
-        # those that fit IMEM; the split one has more instructions).
+        # The piped collectives (one RING per core) against the bucket ones, and the update
+        # split between a bucket gather's steps (a kernel's fixed cycles per piece for each
+        # step it hides) or not: the ring timing model picks whichever steps fastest of those
+        # that fit IMEM (the first on a tie: piped, then unsplit, have fewer instructions).
         folds = bias_columns(graph, cfg, segments, blocks)
-        plain, split = (Compiled(graph, cfg, segments,
-                                 {k: sgd_ring_core_program(graph, cfg, segments[0], p, blocks,
-                                                           first_rows=splits[0] == "rows",
-                                                           interleave=interleave,
-                                                           bias_columns=folds)
-                                  for p, k in enumerate(segments[0])}, sources, blocks)
-                        for interleave in (False, True))
-        fits = split.instructions <= cfg.imem_words
-        compiled = split if fits and split.step_cycles < plain.step_cycles else plain
+        candidates, seen = [], set()
+        for piped in (True, False):
+            for interleave in (False, True):
+                programs = {k: sgd_ring_core_program(graph, cfg, segments[0], p, blocks,
+                                                     first_rows=splits[0] == "rows",
+                                                     interleave=interleave,
+                                                     bias_columns=folds, piped=piped)
+                            for p, k in enumerate(segments[0])}
+                key = tuple(tuple(core.program) for core in programs.values())
+                if key not in seen:
+                    seen.add(key)
+                    candidates.append(Compiled(graph, cfg, segments, programs, sources,
+                                               blocks))
+        fitting = [c for c in candidates if c.instructions <= cfg.imem_words] or candidates[:1]
+        compiled = min(fitting, key=lambda c: c.step_cycles)
     else:
         cores = {k: mbgd_ring_core_program(graph, cfg, k, segments, blocks, splits)
                  for k in range(cfg.cores)}

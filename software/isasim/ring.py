@@ -63,6 +63,9 @@ class EngineModel:
         self.chain = bool(f.chain)
         self.send_row, self.send_left = f.src // nr, -(-f.slen // nr)
         self.recv_row, self.recv_left = f.dst // nr, -(-f.rlen // nr)
+        self.hold_rows = f.hold // nr
+        self.wrap = f.wlen != 0
+        self.wrap_base, self.wrap_end = f.wbase // nr, (f.wbase + f.wlen) // nr
         tail = f.rlen % nr
         self.last_lanes = tail if tail else nr
 
@@ -77,7 +80,8 @@ class EngineModel:
     def ready(self) -> bool:
         if not self.active or self.recv_left == 0:
             return False
-        return not self.fwd or len(self.queue) + self.pending() < self.depth
+        return not self.fwd or (len(self.queue) + self.pending() < self.depth
+                                and self.send_left == 0 and self.read_in_flight is None)
 
     def finished(self) -> bool:
         return (self.active and self.send_left == 0 and not self.queue
@@ -113,6 +117,7 @@ class EngineModel:
         self.bank_waits += could_issue and not issue
         issued = self._row(self.send_row) if issue else None
         write = None
+        forward = self.fwd and self.recv_left > self.hold_rows
         if self.add:
             done = self.tags[-1]
             if done is not None:
@@ -123,24 +128,26 @@ class EngineModel:
                 local = self._row(self.recv_row)
                 total = (True if self.spad is None
                          else numerics.add(local, beat, self.cfg.operand))
-                new_tag = (self.recv_row, lanes, total)
+                new_tag = (self.recv_row, lanes, total, forward)
             changed |= any(t is not None for t in self.tags)
             self.tags = [new_tag, *self.tags[:-1]]
         elif beat is not None:
             lanes = self.last_lanes if self.recv_left == 1 else nr
-            write = (self.recv_row, lanes, beat)
+            write = (self.recv_row, lanes, beat, forward)
         if beat is not None:
             self.recv_row += 1
+            if self.wrap and self.recv_row == self.wrap_end:
+                self.recv_row = self.wrap_base
             self.recv_left -= 1
         # Queue: pop the head, push the read data of the last cycle or the forwarded row.
         if pop:
             self.queue.popleft()
         if self.read_in_flight is not None:
             self.queue.append(self.read_in_flight)
-        elif write is not None and self.fwd:
+        elif write is not None and write[3]:
             self.queue.append(write[2])
         if write is not None and self.keep and self.spad is not None:
-            row, lanes, values = write
+            row, lanes, values, _ = write
             self.spad[row * nr:row * nr + lanes] = values[:lanes]
         self.read_in_flight = issued
         if issue:

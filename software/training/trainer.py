@@ -69,6 +69,8 @@ class CoreTrainer:
     def _put(self, tensor, bits):
         nr = self.cfg.nr
         bits = np.asarray(bits, dtype=np.uint64)
+        if len(tensor.row_order):
+            bits = bits.reshape(tensor.rows, tensor.cols)[list(tensor.row_order)]
         if tensor.kind == "spad":
             matrix = bits.reshape(tensor.rows, tensor.cols)
             matrix = matrix.T if tensor.transposed else matrix
@@ -145,6 +147,14 @@ class CoreTrainer:
         return self.driver.read_spad(addr, (tensor.cols if r1 is None else r1) - r0)
 
     def _get(self, tensor, staged=None) -> np.ndarray:
+        stored = self._get_stored(tensor, staged)
+        if not len(tensor.row_order):
+            return stored
+        logical = np.empty_like(stored)
+        logical[list(tensor.row_order)] = stored
+        return logical
+
+    def _get_stored(self, tensor, staged=None) -> np.ndarray:
         if staged is not None and tensor.name in staged:
             return self._read_staged(tensor, staged[tensor.name])
         if tensor.kind == "spad":

@@ -50,14 +50,19 @@ def test_a_round_trip_moves_each_word_once_each_way():
 
 def test_ring_transfers_count_their_beats():
     cfg = preset("small")
-    send = ring_events(SimpleNamespace(src=0, slen=10, dst=0, rlen=0, keep=0, add=0, fwd=0),
-                       cfg)
+    send = ring_events(SimpleNamespace(src=0, slen=10, dst=0, rlen=0, keep=0, add=0, fwd=0,
+                                       hold=0), cfg)
     assert send[Counter.LINK_WORDS] == 12 and send[Counter.SPAD_READS] == 12
-    add = ring_events(SimpleNamespace(src=0, slen=0, dst=0, rlen=10, keep=1, add=1, fwd=1),
-                      cfg)
+    add = ring_events(SimpleNamespace(src=0, slen=0, dst=0, rlen=10, keep=1, add=1, fwd=1,
+                                      hold=0), cfg)
     # Three beats received, added to three local rows, kept (10 words) and forwarded.
     assert add[Counter.RING_ADDS] == 12 and add[Counter.SPAD_READS] == 12
     assert add[Counter.SPAD_WRITES] == 10 and add[Counter.LINK_WORDS] == 12
+    # A collective in one instruction: its own two rows first, then all received rows but
+    # the held last one.
+    piped = ring_events(SimpleNamespace(src=0, slen=8, dst=8, rlen=12, keep=1, add=1, fwd=1,
+                                        hold=4), cfg)
+    assert piped[Counter.LINK_WORDS] == 8 + 12 - 4 and piped[Counter.RING_ADDS] == 12
 
 
 @pytest.mark.parametrize("algorithm", ["sgd", "mbgd"])

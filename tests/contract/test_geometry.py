@@ -103,7 +103,16 @@ def test_checks_name_the_error_cause_in_order():
     assert failing(Opcode.GEMV, w=CFG.mema_words - 1, rows=8, cols=8, ldw=2) == \
         [ErrorCause.MEMA_RANGE]
     assert failing(Opcode.VOP, fn=12, len=4) == [ErrorCause.ILLEGAL_FIELD]
-    assert failing(Opcode.RING, fwd=1, slen=4) == [ErrorCause.ILLEGAL_FIELD]
+    assert failing(Opcode.RING, hold=4, rlen=8) == [ErrorCause.ILLEGAL_FIELD]   # no fwd
+    assert failing(Opcode.RING, fwd=1, slen=4, hold=8, rlen=4) == [ErrorCause.BAD_SHAPE]
+    assert failing(Opcode.RING, fwd=1, slen=4, rlen=8, hold=4, dst=8, wbase=8, wlen=8) == []
+    assert failing(Opcode.RING, rlen=8, dst=16, wbase=8, wlen=8) == [ErrorCause.BAD_SHAPE]
+    assert failing(Opcode.RING, rlen=12, dst=8, wbase=8, wlen=8) == [ErrorCause.BAD_SHAPE]
+    # With wlen the wrapped vector, not dst + rlen, must lie in the SPAD.
+    top = CFG.spad_words - 8
+    assert failing(Opcode.RING, rlen=8, dst=top + 4, wbase=top, wlen=8) == []
+    assert failing(Opcode.RING, rlen=8, dst=top + 4) == [ErrorCause.SPAD_RANGE]
+    assert failing(Opcode.RING, rlen=8, dst=top, wbase=top, wlen=16) == [ErrorCause.SPAD_RANGE]
     assert failing(Opcode.GEMM, m=4, n=4, k=4, lda=4, ldb=4, ldc=4, mc=3) == \
         [ErrorCause.BAD_SHAPE]
     # A zero extent never touches memory, so it is in range at any base.

@@ -21,7 +21,7 @@ NR = CFG.nr
 
 def ring_fields(**values):
     base = {"src": 0, "slen": 0, "dst": 0, "rlen": 0, "keep": 0, "add": 0, "fwd": 0,
-            "chain": 0}
+            "chain": 0, "hold": 0, "wbase": 0, "wlen": 0}
     return {**base, **values}
 
 
@@ -100,7 +100,12 @@ def run_model(fields: dict, spad: np.ndarray, blocked=frozenset()):
     dict(src=0, slen=7, dst=16, rlen=7, keep=1),           # a partial last beat
     dict(src=4, slen=10, dst=20, rlen=10, keep=1, add=1),  # received + local
     dict(src=0, slen=0, dst=0, rlen=0),                    # nothing to move
-], ids=["copy", "partial", "add", "empty"])
+    # One instruction of a collective: the own rows first, then the received ones forwarded
+    # but for the held last ones, round a wrapped vector (looped back: the engine receives
+    # what it sent).
+    dict(src=0, slen=8, dst=24, rlen=24, keep=1, fwd=1, hold=8, wbase=16, wlen=16),
+    dict(src=4, slen=8, dst=28, rlen=16, keep=1, add=1, fwd=1, hold=8, wbase=16, wlen=16),
+], ids=["copy", "partial", "add", "empty", "piped", "piped-add"])
 def test_engine_matches_its_cycle_model(case, rng):
     fmt = CFG.operand
     spad = numerics.from_float(rng.standard_normal(40), fmt).astype(np.uint64)
@@ -109,6 +114,8 @@ def test_engine_matches_its_cycle_model(case, rng):
     model_ticks, model_spad, _ = run_model(fields, spad)
     np.testing.assert_array_equal(rtl_spad, model_spad)
     assert rtl_cycles == model_ticks + 1, (rtl_cycles, model_ticks)
+    if case.get("wlen"):
+        return
     if case.get("keep") and not case.get("add"):
         n = case["rlen"]
         np.testing.assert_array_equal(rtl_spad[case["dst"]:case["dst"] + n],
@@ -117,6 +124,30 @@ def test_engine_matches_its_cycle_model(case, rng):
         n, src, dst = case["rlen"], case["src"], case["dst"]
         want = numerics.add(spad[dst:dst + n], spad[src:src + n], fmt)
         np.testing.assert_array_equal(rtl_spad[dst:dst + n], want)
+
+
+def test_one_instruction_forwards_all_but_the_held_rows_round_the_wrapped_vector(rng):
+    # Looped back, the two sent rows return, are kept at rows 6, 7 and sent on; they return
+    # again to rows 4, 5 (wrapped: the vector is rows 4-7) and are sent on; the third time,
+    # rows 6, 7, they are held: six beats in all, and the engine finishes.
+    spad = numerics.from_float(rng.standard_normal(40), CFG.operand).astype(np.uint64)
+    fields = ring_fields(src=0, slen=8, dst=24, rlen=24, keep=1, fwd=1, hold=8, wbase=16,
+                         wlen=16)
+    _, out = run_rtl(fields, spad)
+    sent = spad[0:8]
+    np.testing.assert_array_equal(out[16:32], np.r_[sent, sent])
+    np.testing.assert_array_equal(out[:16], spad[:16])
+    np.testing.assert_array_equal(out[32:], spad[32:])
+    # With add, each pass adds the row it lands on: rows 7, 4 (wrapped), 5, from src row 1.
+    fields = ring_fields(src=4, slen=4, dst=28, rlen=12, keep=1, add=1, fwd=1, hold=4,
+                         wbase=16, wlen=16)
+    _, out = run_rtl(fields, spad)
+    fmt, first = CFG.operand, numerics.add(spad[28:32], spad[4:8], CFG.operand)
+    second = numerics.add(spad[16:20], first, fmt)
+    np.testing.assert_array_equal(out[28:32], first)
+    np.testing.assert_array_equal(out[16:20], second)
+    np.testing.assert_array_equal(out[20:24], numerics.add(spad[20:24], second, fmt))
+    np.testing.assert_array_equal(out[24:28], spad[24:28])
 
 
 def test_a_send_read_waits_for_a_bank_port_as_the_model_says(rng):

@@ -47,8 +47,9 @@ def test_collectives_match_simulator_and_golden(cores, seed):
     checked, cycles = 0, {}
     with ring_device(cores) as device:
         cases = [CollectiveCase(kind, tuple(range(cores)), n)
-                 for kind in KINDS for n in (1, cfg.nr * cores + 1)]
-        cases += [random_case(rng, kind, cores, cfg.nr, seed + i)
+                 for kind in KINDS for n in ((cfg.nr, cfg.nr * cores) if "piped" in kind
+                                             else (1, cfg.nr * cores + 1))]
+        cases += [random_case(rng, kind, cores, cfg, seed + i)
                   for kind in KINDS for i in range(CASES_PER_KIND[cores])]
         for case in cases:
             inputs, rtl_out, rtl = run_collective(device, case)

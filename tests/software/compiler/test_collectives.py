@@ -24,7 +24,7 @@ from caterpillar.software.isasim.ring import RingDeadlock
 def test_collective_matches_golden(kind, cores, rng, seed):
     cfg = preset("tiny").replace(cores=cores)
     for i in range(6):
-        case = random_case(rng, kind, cores, cfg.nr, seed + i)
+        case = random_case(rng, kind, cores, cfg, seed + i)
         inputs, outputs, run = run_collective(RingIsaDevice(cfg), case)
         for position, ((a, b, want), got) in enumerate(
                 zip(expected_outputs(case, inputs, cfg), outputs)):
@@ -50,12 +50,12 @@ def test_ring_field_errors_stop_the_core():
     cfg = preset("tiny").replace(cores=2)
     driver = RingDriver(RingIsaDevice(cfg))
     driver.cores[0].load_program([sc.ring(src=1, slen=4), encode(Opcode.HALT)])
-    driver.cores[1].load_program([sc.ring(dst=0, rlen=4, fwd=True, slen=2, src=0),
+    driver.cores[1].load_program([sc.ring(dst=0, rlen=4, hold=4, src=0),
                                   encode(Opcode.HALT)])
     with pytest.raises(RingCoreError) as info:
         driver.run()
     assert info.value.errors[0].cause == ErrorCause.BAD_SHAPE      # src not row-aligned
-    assert info.value.errors[1].cause == ErrorCause.ILLEGAL_FIELD  # fwd with a send
+    assert info.value.errors[1].cause == ErrorCause.ILLEGAL_FIELD  # hold without fwd
 
 
 def test_unmatched_receive_is_a_deadlock():

@@ -12,7 +12,7 @@ import pytest
 from caterpillar.contract.config import preset
 from caterpillar.contract.geometry import kernel_plan
 from caterpillar.contract.isa import Opcode, VecOp, decode, unpack
-from caterpillar.software.compiler.collectives import link_sources
+from caterpillar.software.compiler.collectives import link_sources, piped_permutation
 from caterpillar.software.compiler.program import (
     SCALAR_REGS,
     Compiled,
@@ -205,9 +205,9 @@ def test_the_spad_stages_parameters_in_what_it_has_left():
             for words in (132, 200, 400)] == [80, 148, 280]
 
 
-def ring_programs(graph, cfg, first_rows=None, interleave=False):
+def ring_programs(graph, cfg, first_rows=None, interleave=False, piped=False):
     """The programs of every core, the first layer split as the compiler splits it (or by
-    rows if ``first_rows``, by columns if not)."""
+    rows if ``first_rows``, by columns if not); bucket collectives unless ``piped``."""
     segment = tuple(range(cfg.cores))
     splits = layer_splits(graph, [segment] * len(graph.layers))
     if first_rows is not None:
@@ -216,13 +216,14 @@ def ring_programs(graph, cfg, first_rows=None, interleave=False):
     folds = bias_columns(graph, cfg, [segment] * len(graph.layers), blocks)
     return blocks, [sgd_ring_core_program(graph, cfg, segment, p, blocks,
                                           first_rows=splits[0] == "rows",
-                                          interleave=interleave, bias_columns=folds)
+                                          interleave=interleave, bias_columns=folds,
+                                          piped=piped)
                     for p in range(cfg.cores)]
 
 
-def ring_compiled(graph, cfg, interleave):
+def ring_compiled(graph, cfg, interleave, piped=False):
     """The whole ring's step with the update split between the gather steps or not."""
-    blocks, programs = ring_programs(graph, cfg, interleave=interleave)
+    blocks, programs = ring_programs(graph, cfg, interleave=interleave, piped=piped)
     segment = tuple(range(cfg.cores))
     return Compiled(graph, cfg, [segment] * len(graph.layers), dict(enumerate(programs)),
                     link_sources([segment], cfg.cores), blocks)
@@ -258,9 +259,12 @@ def test_an_update_split_between_the_gather_steps_is_bit_identical(algorithm, mo
         assert [x.rows for x in gers[:2]] == [2, 4]      # W2's pieces, in units of nr rows
         assert gers[1].w == gers[0].w + gers[0].ldw and gers[1].u == gers[0].u + 1
         assert gers[1].mom == (gers[0].mom + gers[0].ldw if momentum else 0)
-    # The compiler keeps whichever steps faster on the ring timing model.
+    # The compiler keeps whichever steps fastest on the ring timing model: here the piped
+    # collectives (d1's gather is one RING per core).
     best = compile_training(hw.compiled.graph, cfg)
-    assert best.step_cycles == min(hw.compiled.step_cycles, plain.step_cycles)
+    piped = ring_compiled(hw.compiled.graph, cfg, False, piped=True)
+    assert best.step_cycles == piped.step_cycles < min(hw.compiled.step_cycles,
+                                                       plain.step_cycles)
     assert hw.compiled.step_cycles != plain.step_cycles
 
 
@@ -339,11 +343,36 @@ def test_ring_training_is_bit_identical_to_golden(cores, sizes, loss, momentum, 
                                 device=RingIsaDevice(cfg), rng=rng)
     # The device ran exactly the programs sgd_ring_core_program emits.
     graph = hw.compiled.graph
-    _, programs = ring_programs(graph, cfg)
+    _, programs = ring_programs(graph, cfg, piped=True)
     assert sorted(hw.compiled.cores) == list(range(cores))
     for k, core in enumerate(programs):
         assert hw.compiled.cores[k] == core
     assert hw.compiled.split == "columns" and min(run.ring_cycles) > 0
+
+
+@pytest.mark.parametrize("algorithm, momentum", [("sgd", 0.9), ("dfa1", 0.0)])
+def test_piped_collectives_run_each_sum_and_gather_in_one_ring_per_core(algorithm, momentum,
+                                                                        rng):
+    # Four cores, three hidden layers: layers 1 and 2 (12 and 8 outputs, whole rows of nr)
+    # are reduce-scattered forward and all-gathered backward by one RING per core each,
+    # their W rows stored in the piped layout; the step is bit-exact and faster.
+    cfg = TINY.replace(cores=4)
+    sizes = (10, 16, 12, 8, 6)
+    hw, run = train_and_compare(cfg, sizes, algorithm, 1, "mse", momentum, 0.0, steps=3,
+                                device=RingIsaDevice(cfg), rng=rng)
+    graph = hw.compiled.graph
+    bucket = ring_compiled(graph, cfg, False)
+    assert hw.compiled.step_cycles == run.makespan < bucket.step_cycles
+    assert hw.compiled.row_orders == [(), tuple(piped_permutation(12, 4, cfg.nr)),
+                                      tuple(piped_permutation(8, 4, cfg.nr)), ()]
+    for k, core in hw.compiled.cores.items():
+        rings = [x for x in instructions(core) if x.op == Opcode.RING]
+        piped = [x for x in rings if x.fwd and x.slen and x.wlen]
+        # Layers 1 and 2: a reduce-scatter each (add), a gather each (no add).
+        assert [x.add for x in piped] == [1, 1, 0, 0]
+        assert [x.wlen for x in piped] == [12, 8, 8, 12]
+        assert len(rings) < len([x for x in instructions(bucket.cores[k])
+                                 if x.op == Opcode.RING])
 
 
 def test_one_core_compiles_to_the_one_core_program():

@@ -35,9 +35,10 @@ TINY = preset("tiny")
 HALT = encode(Opcode.HALT)
 
 
-def fields(src=0, slen=0, dst=0, rlen=0, keep=0, add=0, fwd=0, chain=0):
+def fields(src=0, slen=0, dst=0, rlen=0, keep=0, add=0, fwd=0, chain=0, hold=0, wbase=0,
+           wlen=0):
     return SimpleNamespace(src=src, slen=slen, dst=dst, rlen=rlen, keep=keep, add=add,
-                           fwd=fwd, chain=chain)
+                           fwd=fwd, chain=chain, hold=hold, wbase=wbase, wlen=wlen)
 
 
 def spad_of(cfg, rng, words=256):
