@@ -18,6 +18,10 @@
 * Achieved link bandwidth of every collective: payload words per link per cycle of the
   collective, against the link's ``nr`` words per cycle, on 2, 4 and 8 cores (ring
   simulator; the Verilated ring when it is built for ``--rtl-steps``).
+* Small-block collectives, where latency rules: a reduce-scatter and an all-gather of blocks of
+  ``nr`` rows per core (N1's 500-word layers on the 32 ``paper-n1`` cores are 3 or 4 rows a
+  block) on 8, 16 and 32 ``paper-n1`` cores, bucket (a ``RING`` per step) against piped (one
+  ``RING`` per core), ring simulator.
 """
 
 from __future__ import annotations
@@ -143,6 +147,32 @@ def _bandwidth(device_for, cores_list, words) -> dict:
     return out
 
 
+def _small_blocks(cores_list, rows: int = 4) -> dict:
+    """Cycles of a reduce-scatter and an all-gather of ``rows`` rows per core, bucket and
+    piped, on ``paper-n1`` cores (the longest ring time of any core)."""
+    out = {}
+    for cores in cores_list:
+        cfg = preset("paper-n1").replace(cores=cores)
+        words = rows * cfg.nr * cores
+        row = {"words": words}
+        for kind in ("reduce_scatter", "all_gather"):
+            for style in ("", "piped_"):
+                case = CollectiveCase(style + kind, tuple(range(cores)), words)
+                _, _, run = run_collective(RingIsaDevice(cfg), case)
+                row[style + kind] = max(run.ring_cycles)
+        out[cores] = row
+    return out
+
+
+def _print_small_blocks(table):
+    print("small-block collectives (4 rows of nr per core, paper-n1 cores, ring simulator; "
+          "cycles, bucket -> piped):")
+    for cores, row in table.items():
+        print(f"    {cores:2d} cores, {row['words']:,} words: reduce-scatter "
+              f"{row['reduce_scatter']:,} -> {row['piped_reduce_scatter']:,}, all-gather "
+              f"{row['all_gather']:,} -> {row['piped_all_gather']:,}")
+
+
 def _print_bandwidth(where, table, nr):
     print(f"collective bandwidth ({where}; link peak {nr} words/cycle):")
     for cores, rows in table.items():
@@ -236,6 +266,8 @@ def run(args) -> int:
         lambda c: RingIsaDevice(scaling_config(c).replace(spad_words=1 << 16)), (2, 4, 8),
         args.collective_words)
     _print_bandwidth("ring simulator", results["bandwidth_model"], nr)
+    results["small_blocks"] = _small_blocks((8, 16, 32))
+    _print_small_blocks(results["small_blocks"])
     if args.rtl_steps:
 
         with VerilatorDevice(rtl_config(), ring=True) as device:

@@ -19,6 +19,15 @@ def test_collective_bandwidth_is_near_the_link_limit():
                 assert 0.8 < row["of_peak"] <= 1.0, (cores, kind, row)
 
 
+def test_piped_collectives_beat_the_bucket_steps_on_small_blocks():
+    table = bench_scaling._small_blocks((4, 8))
+    for cores, row in table.items():
+        assert row["words"] == 4 * 4 * cores
+        for kind in ("reduce_scatter", "all_gather"):
+            # c - 1 blocks of 4 beats: the piped stream is within a few cycles a hop of it.
+            assert 4 * (cores - 1) <= row["piped_" + kind] < row[kind], (cores, kind, row)
+
+
 def test_rtl_config_runs_the_same_four_core_programs():
     for name in bench_scaling.CASES:
         graph = bench_scaling._graph(name)
