@@ -9,7 +9,7 @@ from caterpillar.contract.config import preset
 from caterpillar.contract.isa import Opcode
 from caterpillar.software.driver.ring import RingDriver
 from tests.helpers import requires_verilator
-from tests.software.compiler.test_sgd import ring_compiled
+from tests.software.compiler.test_sgd import instructions, ring_compiled
 from tests.software.training.test_trainer import CASES, train_and_compare
 
 #: Whole cores or rings in a simulator, or Verilator builds: `make test`, not test-fast.
@@ -35,6 +35,12 @@ def test_four_core_training_steps_are_bit_exact(device, case, algorithm, rng):
     hw, run = train_and_compare(CFG, *case[:1], algorithm, *case[1:], steps=STEPS,
                                 device=device, rng=rng)
     assert run.cycles == hw.predicted and all(c > 0 for c in run.ring_cycles)
+    if algorithm in ("sgd", "dfa1") and len(case[0]) > 3:
+        # The hidden layer below the top is reduce-scattered and gathered piped (one RING
+        # per core each, W's rows in the piped layout): the RTL runs those programs too.
+        piped = [x for x in instructions(hw.compiled.cores[0])
+                 if x.op == Opcode.RING and x.fwd and x.slen and x.wlen]
+        assert len(piped) == 2 and any(hw.compiled.row_orders)
     print(f"{STEPS} {algorithm} steps of {case[0]} on 4 cores: RTL == golden, cycles == model")
 
 
