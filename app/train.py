@@ -237,6 +237,7 @@ def compile_report(compiled: Compiled, tech: Technology | None = None) -> dict:
     report = {"graph": graph.to_dict(), "config": cfg.to_dict(),
               "segments": [list(s) for s in compiled.segments],
               "splits": compiled.splits, "bias_columns": compiled.bias_columns,
+              "piped_layers": [k for k, order in enumerate(compiled.row_orders) if order],
               "cores": list(compiled.working_cores), "instructions": compiled.instructions,
               "step_cycles": compiled.step_cycles,
               "cycles_per_core": compiled.predicted_cycles(), "macs": macs,

@@ -379,8 +379,9 @@ class Compiled:
 
     def placement_text(self) -> str:
         """``, C cores 0,1/2,3 (rows split)`` on a ring (``rows split, the output layer by
-        columns`` where :attr:`splits` say so, and which layers' biases are columns of ``W``,
-        :attr:`bias_columns`), nothing on one core: for messages."""
+        columns`` where :attr:`splits` say so, which layers' biases are columns of ``W``,
+        :attr:`bias_columns`, and which layers use the piped collectives, :attr:`row_orders`),
+        nothing on one core: for messages."""
         if self.config.cores == 1:
             return ""
         where = "/".join(",".join(map(str, s)) for s in dict.fromkeys(self.segments))
@@ -393,6 +394,10 @@ class Compiled:
                   if where is not None]
         if folded:
             split += f", the biases of layers {','.join(folded)} as columns of W"
+        piped = [str(index) for index, order in enumerate(self.row_orders) if order]
+        if piped:
+            split += (f", layer{'s' if len(piped) > 1 else ''} {','.join(piped)} summed and "
+                      "gathered by piped collectives")
         return f", {len(self.working_cores)} cores {where} ({split})"
 
     @property

@@ -256,7 +256,8 @@ def test_compile_prints_where_a_cores_cycles_go(tmp_path, capsys):
     named), and a sum that is the step's cycles; a core off the ring is one line, before any
     plan is printed."""
     path = tmp_path / "plan.json"
-    assert main(["compile", "--cores", "4", "--json", str(path), "--timeline"]) == 0
+    assert main(["compile", "--cores", "4", "--model", "64-32-16-10", "--json", str(path),
+                 "--timeline"]) == 0
     out, plan = capsys.readouterr().out, json.loads(path.read_text())
     lines = out.splitlines()
     head = next(i for i, line in enumerate(lines) if "timeline of core" in line)
@@ -267,6 +268,8 @@ def test_compile_prints_where_a_cores_cycles_go(tmp_path, capsys):
     assert plan["splits"][0] == "rows" and len(plan["bias_columns"]) == len(plan["splits"])
     folded = [str(k) for k, where in enumerate(plan["bias_columns"]) if where is not None]
     assert folded and f"the biases of layers {','.join(folded)} as columns of W" in lines[0]
+    # Which layers' sums and gathers are piped (compiler/collectives.py), one RING per core.
+    assert plan["piped_layers"] == [1] and "layer 1 summed and gathered by piped" in lines[0]
     body = lines[head + 1:]
     end = next(i for i, line in enumerate(body) if line.startswith(f"  core {core}: "))
     assert body[end - 1].split()[-1] == "halt" and body[0].split()[0] == "0"
