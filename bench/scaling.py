@@ -10,11 +10,12 @@
   from the ring timing model, which equals the RTL (checked in the tests); ``--rtl-steps``
   steps also run on the Verilated 4-core ring, whose every core's cycle counter must equal the
   prediction, and give its simulation speed.
-* ``--paper-n1-steps N``: N SGD steps of the paper's N1 (784-500-500-500-10) on the
-  Verilated ``paper-n1`` machine itself, 32 fp16 cores, against the ring simulator: every
-  core's cycles and event counters equal to the compiler's prediction, every parameter
-  equal bit for bit afterwards (about 10 minutes: loading 0.9 M words over the simulated host
-  bus takes most of it).
+* ``--paper-n1-steps N``: N SGD steps (``--paper-n1-batch B`` > 1: MBGD steps of B samples)
+  of the paper's N1 (784-500-500-500-10) on the Verilated ``paper-n1`` machine itself, 32
+  fp16 cores, against the ring simulator: every core's cycles and event counters equal to the
+  compiler's prediction, every parameter equal bit for bit afterwards (SGD about 10 minutes:
+  loading 0.9 M words over the simulated host bus takes most of it; an MBGD step of 50 about
+  5 minutes more).
 * Achieved link bandwidth of every collective: payload words per link per cycle of the
   collective, against the link's ``nr`` words per cycle, on 2, 4 and 8 cores (ring
   simulator; the Verilated ring when it is built for ``--rtl-steps``).
@@ -69,6 +70,9 @@ def add_arguments(p) -> None:
     p.add_argument("--paper-n1-steps", type=int, default=0,
                    help="SGD steps of N1 on the Verilated 32-core paper-n1 ring, checked "
                         "against the ring simulator (default 0: not run; ~10 minutes)")
+    p.add_argument("--paper-n1-batch", type=int, default=1,
+                   help="samples per step of those N1 steps: 1 is SGD, more is MBGD "
+                        "(default 1)")
     p.add_argument("--collective-words", type=int, default=16384,
                    help="vector length of the bandwidth runs")
 
@@ -211,15 +215,17 @@ def _rtl_steps(algorithm, steps, rng) -> dict:
             "cycles_per_second": cycles / seconds, "cores": 4}
 
 
-def _paper_n1_steps(steps, rng) -> dict:
-    """``steps`` SGD steps of N1 on the Verilated ``paper-n1`` ring and on the ring simulator
-    from the same weights and samples; raises unless the parameters agree bit for bit (each
-    step raises unless every core's cycles and events are the prediction)."""
+def _paper_n1_steps(steps, rng, batch: int = 1) -> dict:
+    """``steps`` SGD steps (``batch`` > 1: MBGD steps) of N1 on the Verilated ``paper-n1``
+    ring and on the ring simulator from the same weights and samples; raises unless the
+    parameters agree bit for bit (each step raises unless every core's cycles and events are
+    the prediction)."""
     cfg = preset("paper-n1")
-    graph = TrainingGraph((784, 500, 500, 500, 10), optimizer=Optimizer(lr=0.01, momentum=0.0))
+    graph = TrainingGraph((784, 500, 500, 500, 10), algorithm="sgd" if batch == 1 else "mbgd",
+                          batch=batch, optimizer=Optimizer(lr=0.01, momentum=0.0))
     compiled = compile_training(graph, cfg)
     data = load_dataset("mnist")
-    batches = [rng.choice(len(data.x_train), 1, replace=False) for _ in range(steps)]
+    batches = [rng.choice(len(data.x_train), batch, replace=False) for _ in range(steps)]
     initial = [(to_bits(w, cfg.operand), to_bits(b, cfg.operand))
                for w, b in default_weights(graph.sizes, 0)]
     results = {}
@@ -242,7 +248,8 @@ def _paper_n1_steps(steps, rng) -> dict:
             raise AssertionError(f"N1 on the Verilated paper-n1 ring: layer {layer}'s "
                                  "parameters differ from the ring simulator's")
     rtl = results["rtl"]
-    return {"steps": steps, "cycles": rtl["cycles"], "seconds": rtl["seconds"],
+    return {"algorithm": graph.algorithm, "batch": batch, "steps": steps,
+            "cycles": rtl["cycles"], "seconds": rtl["seconds"],
             "cycles_per_second": rtl["cycles"] / rtl["seconds"], "cores": cfg.cores,
             "words": sum(w.size + b.size for w, b in rtl.pop("weights"))}
 
@@ -254,6 +261,9 @@ def run(args) -> int:
         if value < 0:
             raise ValueError(f"{option} {value}: the number of steps must be >= 0 (0 skips "
                              "them)")
+    if args.paper_n1_batch < 1:
+        raise ValueError(f"--paper-n1-batch {args.paper_n1_batch}: a step takes at least 1 "
+                         "sample (1 is SGD, more is MBGD)")
     out = check_output(args.json, "--json") if args.json else None
     rng = np.random.default_rng(0)
     results = {"config": scaling_config(1).to_dict(), "training": {}}
@@ -289,9 +299,10 @@ def run(args) -> int:
                   f"cycles (= prediction on every core), {row['cycles_per_second']:,.0f} "
                   f"cycles/s on Verilator ({row['seconds']:.1f} s)")
     if args.paper_n1_steps:
-        row = _paper_n1_steps(args.paper_n1_steps, rng)
+        row = _paper_n1_steps(args.paper_n1_steps, rng, args.paper_n1_batch)
         results["paper_n1_rtl"] = row
-        print(f"RTL N1 SGD on the 32-core paper-n1 ring: {row['steps']} step(s), "
+        what = "SGD" if row["batch"] == 1 else f"MBGD b = {row['batch']}"
+        print(f"RTL N1 {what} on the 32-core paper-n1 ring: {row['steps']} step(s), "
               f"{row['cycles']:,} cycles (= prediction on every core), {row['words']:,} "
               f"parameter words equal to the ring simulator's, {row['cycles_per_second']:,.0f} "
               f"cycles/s on Verilator ({row['seconds']:.1f} s)")

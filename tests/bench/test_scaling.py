@@ -67,3 +67,11 @@ def test_a_negative_step_count_is_one_line_before_any_work(option, capsys):
     assert exit_info.value.code != 0
     err = capsys.readouterr().err
     assert err.strip().count("\n") == 0 and f"{option} -1" in err and ">= 0" in err
+
+
+def test_an_empty_n1_batch_is_one_line_before_any_work(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "scaling", "--paper-n1-steps", "1", "--paper-n1-batch", "0"])
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and "--paper-n1-batch 0" in err and "1 is SGD" in err
