@@ -622,6 +622,10 @@ def _check_program(core: CoreProgram, cfg, k: int, bad) -> None:
             raise bad(f"core {k}, instruction {pc}: {e}") from None
     if decode(core.program[-1]).op != Opcode.HALT:
         raise bad(f"the program of core {k} does not end with halt")
+    for t in core.tensors:
+        if t.row_order and sorted(t.row_order) != list(range(t.rows)):
+            raise bad(f"core {k}'s tensor {t.name}: its row order is not an order of its "
+                      f"{t.rows} rows")
     if not 0 <= core.staging <= core.staging + core.staging_words <= cfg.spad_words:
         raise bad(f"core {k}'s parameter staging area ({core.staging_words} words at "
                   f"{core.staging}) is outside the SPAD's {cfg.spad_words} words")

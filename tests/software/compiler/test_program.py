@@ -40,6 +40,26 @@ def test_saved_step_reloads_equal(cfg, tmp_path):
     assert again.predicted_cycles() == compiled.predicted_cycles()
 
 
+def test_a_piped_step_reloads_equal_and_a_damaged_row_order_is_refused(tmp_path):
+    # 4 cores: layer 1 (8 outputs) is summed and gathered piped, its W rows reordered.
+    compiled = compile_training(TrainingGraph((10, 9, 8, 6)), preset("tiny").replace(cores=4))
+    assert compiled.row_orders[1]
+    path = tmp_path / "p.npz"
+    compiled.save(path)
+    again = load_compiled(path)
+    assert again.cores == compiled.cores and again.row_orders == compiled.row_orders
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(str(arrays["meta"]))
+    w1 = next(t for t in meta["cores"]["0"]["tensors"] if t["name"] in ("W1", "P1"))
+    w1["row_order"] = [0] * len(w1["row_order"])
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+    with pytest.raises(CheckpointError, match=r"core 0's tensor [PW]1: its row order is not "
+                                              r"an order of its 8 rows"):
+        load_compiled(path)
+
+
 def test_disassembly_has_every_core_and_phase():
     one = compile_training(mbgd(), preset("small"))
     text = one.disassemble().splitlines()
