@@ -26,7 +26,8 @@ same way where that saves cycles.
 
 ``dfa`` (batch 1) is the same step with each hidden layer's ``W^T d`` replaced by ``F_l^T
 d_out``: the feedback matrix in MemA (on a ring, the core's columns of it, those of the layer
-above's ``W``) and the output delta broadcast once.
+above's ``W``) and the output delta broadcast once; on a ring every hidden delta block is
+formed right after the top one's gather is posted, while it moves.
 
 Both emit the arithmetic in the order :mod:`caterpillar.golden.trainer` documents.
 """
@@ -370,20 +371,25 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
                          logits_spad=logits_spad if spad_logits else None)
     if f_addr:
         e("delta", Opcode.BCAST, dst=dout_rep, src=d_full, len=classes, layout=Layout.ROWREP)
+    def delta_below(index):
+        """The core's block of the delta of layer ``index - 1``, into ``d_own``."""
+        n = width[index]
+        sgd_back_product(e, z=z_buf, psum=psum, cols=n,
+                         ldw=loc(n) if f_addr else loc(wcols[index]),
+                         operands=(f_addr[index - 1], dout_rep, classes) if f_addr else
+                         (w_addr[index], d_rep, layers[index][0]))
+        e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=d_own[index - 1],
+          x=h[index - 1], y=z_buf, len=n, alpha=0)
+
     for index in reversed(range(len(layers))):
         o, i = layers[index]
+        n = width[index]
         u = dout_rep if f_addr and index == last else d_rep
         if index == last and u == d_rep:
             # The layers below load their gathered delta into d_rep straight from the SPAD.
             e("delta", Opcode.BCAST, dst=d_rep, src=d_full, len=o, layout=Layout.ROWREP)
-        if index > 0:
-            n = width[index]
-            sgd_back_product(e, z=z_buf, psum=psum, cols=n,
-                             ldw=loc(n) if f_addr else loc(wcols[index]),
-                             operands=(f_addr[index - 1], dout_rep, classes) if f_addr else
-                             (w_addr[index], d_rep, o))
-            e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=d_own[index - 1],
-              x=h[index - 1], y=z_buf, len=n, alpha=0)
+        if index > 0 and (index == last or not f_addr):
+            delta_below(index)
         gather = {}
         if index > 0 and rows[index - 1] == i:
             # The next layer down needs all of its delta on every core. The gather's first
@@ -393,6 +399,11 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
             gather = (coll.piped_all_gather if piped[index - 1] else coll.all_gather)(
                 segment, vbuf, i, nr)
             ring({core: words[:1] for core, words in gather.items()})
+        if f_addr and index == last:
+            # dfa: every delta below comes from the output's, so the other blocks are formed
+            # while the first gather moves (they touch no SPAD).
+            for below in range(last - 1, 0, -1):
+                delta_below(below)
         # One piece of the update per step of the gather, each under a posted RING (a RING
         # waits for the one before it, so the sequencer needs work between them).
         ldw = loc(wcols[index])

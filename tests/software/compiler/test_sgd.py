@@ -373,6 +373,15 @@ def test_piped_collectives_run_each_sum_and_gather_in_one_ring_per_core(algorith
         assert [x.wlen for x in piped] == [12, 8, 8, 12]
         assert len(rings) < len([x for x in instructions(bucket.cores[k])
                                  if x.op == Opcode.RING])
+        if algorithm == "dfa1":
+            # Every hidden delta comes from the output's: all are formed before any update,
+            # the lower two while the top one's gather moves.
+            ops = instructions(core)
+            backs = [pc for pc, x in enumerate(ops) if x.op == Opcode.GEMVT]
+            gers = [pc for pc, x in enumerate(ops) if x.op == Opcode.GER]
+            gather = next(pc for pc, x in enumerate(ops)
+                          if x.op == Opcode.RING and x.fwd and x.slen and not x.add)
+            assert len(backs) == 3 and backs[0] < gather < backs[1] < backs[2] < gers[0]
 
 
 def test_one_core_compiles_to_the_one_core_program():
