@@ -252,12 +252,13 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
     # A layer split by columns below the top has its outputs reduce-scattered and its delta
     # all-gathered; where the blocks allow, each in one RING per core (the piped
     # collectives), with the layer's W rows, and so its outputs and delta, in their layout.
-    piped = [index < last and rows[index] == o and piped and
-             coll.piped_fits(o, len(segment), nr, cfg) for index, (o, i) in enumerate(layers)]
-    order = [tuple(coll.piped_permutation(o, len(segment), nr)) if piped[index] else ()
+    piped_layer = [piped and index < last and rows[index] == o and
+                   coll.piped_fits(o, len(segment), nr, cfg)
+                   for index, (o, i) in enumerate(layers)]
+    order = [tuple(coll.piped_permutation(o, len(segment), nr)) if piped_layer[index] else ()
              for index, (o, i) in enumerate(layers)]
     # Where the core's own block of a layer's outputs lies in the ring vector.
-    own_at = [coll.piped_places(o, len(segment), nr)[position][0] if piped[index]
+    own_at = [coll.piped_places(o, len(segment), nr)[position][0] if piped_layer[index]
               else outs[index][0] for index, (o, i) in enumerate(layers)]
 
     tensors, w_addr, m_addr, b_addr, bm_addr = [], [], [], [], []
@@ -349,7 +350,8 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
                 ring(coll.chain_reduce(segment, buf, o, root))
                 ring(coll.broadcast(segment, buf, o, root))
             else:
-                scatter = coll.piped_reduce_scatter if piped[index] else coll.reduce_scatter
+                scatter = (coll.piped_reduce_scatter if piped_layer[index]
+                           else coll.reduce_scatter)
                 ring(scatter(segment, vbuf, o, nr))
             if buf == vbuf:
                 e("transfer", Opcode.LDV, spad=vbuf + own_at[index],
@@ -371,6 +373,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
                          logits_spad=logits_spad if spad_logits else None)
     if f_addr:
         e("delta", Opcode.BCAST, dst=dout_rep, src=d_full, len=classes, layout=Layout.ROWREP)
+
     def delta_below(index):
         """The core's block of the delta of layer ``index - 1``, into ``d_own``."""
         n = width[index]
@@ -396,7 +399,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
             # RING is posted: the update below runs while it moves (it touches no SPAD).
             e("transfer", Opcode.STV, spad=vbuf + own_at[index - 1], memb=d_own[index - 1],
               len=n, layout=Layout.DIAG)
-            gather = (coll.piped_all_gather if piped[index - 1] else coll.all_gather)(
+            gather = (coll.piped_all_gather if piped_layer[index - 1] else coll.all_gather)(
                 segment, vbuf, i, nr)
             ring({core: words[:1] for core, words in gather.items()})
         if f_addr and index == last:
