@@ -111,3 +111,14 @@ def test_gather_relay_beats_an_all_gather_and_a_relay():
     both = {k: gathered.get(k, []) + relayed.get(k, []) for k in range(8)}
     one_pass = sc.gather_relay(holders, ring_blocks(n, 4, cfg.nr), targets, 64, 8)
     assert cycles(one_pass) < cycles(both) * 0.75, (cycles(one_pass), cycles(both))
+
+
+@pytest.mark.parametrize("n", [13, 200], ids=["partial-rows", "blocks-over-the-queue"])
+def test_piped_collectives_that_do_not_fit_are_refused_by_the_cores(n):
+    # 13 words: the wrapped vector is not whole rows; 200 words: each core's first block is
+    # more rows than the ring queue keeps free. Every core stops with BAD_SHAPE, none hangs.
+    cfg = preset("tiny").replace(cores=3)
+    assert not sc.piped_fits(n, 3, cfg.nr, cfg)
+    with pytest.raises(RingCoreError) as info:
+        run_collective(RingIsaDevice(cfg), CollectiveCase("piped_reduce_scatter", (0, 1, 2), n))
+    assert [e.cause for e in info.value.errors.values()] == [ErrorCause.BAD_SHAPE] * 3
