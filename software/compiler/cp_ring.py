@@ -93,60 +93,70 @@ def cp_bias_blocks(graph, cfg, segments) -> list:
     return [ring_blocks(o, len(seg), cfg.nr) for (o, i), seg in zip(graph.layers, segments)]
 
 
-def _layout(graph, cfg, core, segments, blocks):
-    """The core's buffers; SPAD slots and relay buffers at the same address on every core."""
+def _layouts(graph, cfg, core, segments, blocks) -> list:
+    """The core's buffers, one namespace per layer it holds (consecutive layers may share a
+    segment), lowest layer first; SPAD slots and relay buffers at the same address on every
+    core, MemA and MemB shared by the core's layers."""
     nr, lanes = cfg.nr, cfg.acc_lanes
     layers = graph.layers
     L, slots = len(layers), 2 * len(layers)
     loc = lambda count: cdiv(count, nr)  # noqa: E731
-    index = next(k for k, seg in enumerate(segments) if core in seg)
-    position = segments[index].index(core)
-    o, i = layers[index]
-    lo, hi = blocks[index][position]
-    r_lo, r_hi = cp_bias_blocks(graph, cfg, segments)[index][position]
-    width, owned = hi - lo, r_hi - r_lo
     batch, classes = graph.batch, graph.sizes[-1]
     widest_x = max(b - a for a, b in blocks[0])
-    lay = SimpleNamespace(index=index, position=position, lo=lo, width=width, r_lo=r_lo,
-                          owned=owned, tensors=[], blocks=blocks,
-                          rblocks=cp_bias_blocks(graph, cfg, segments),
-                          ld_x=ceil_to(widest_x, nr), ld_c=ceil_to(classes, nr),
-                          ld_h=[ceil_to(o_k, nr) for o_k, i_k in layers])
+    rblocks = cp_bias_blocks(graph, cfg, segments)
     mema = Region("MemA", cfg.mema_words)
     memb = Region("MemB", cfg.memb_words)
     spad = Region("the SPAD", cfg.spad_words, align=nr)
-    lay.w = mema.alloc(f"W{index} columns", loc(o) * loc(width))
-    lay.tensors.append(Tensor(f"W{index}", "mema", o, width, lay.w, loc(width)))
+    lays, tensors = [], []
+    for index in [k for k, seg in enumerate(segments) if core in seg]:
+        position = segments[index].index(core)
+        o, i = layers[index]
+        lo, hi = blocks[index][position]
+        r_lo, r_hi = rblocks[index][position]
+        width, owned = hi - lo, r_hi - r_lo
+        lay = SimpleNamespace(index=index, position=position, lo=lo, width=width, r_lo=r_lo,
+                              owned=owned, tensors=tensors, blocks=blocks, rblocks=rblocks,
+                              ld_x=ceil_to(widest_x, nr), ld_c=ceil_to(classes, nr),
+                              ld_h=[ceil_to(o_k, nr) for o_k, i_k in layers])
+        lay.w = mema.alloc(f"W{index} columns", loc(o) * loc(width))
+        tensors.append(Tensor(f"W{index}", "mema", o, width, lay.w, loc(width)))
+        lay.b = memb.alloc(f"b{index} block", loc(owned))
+        tensors.append(Tensor(f"b{index}", "diag", 1, owned, lay.b))
+        # The deltas a step forms in MemB: the output layer's whole output gradient (its
+        # backward's input next step), or a hidden layer's own block, relayed, for its bias.
+        lay.d = [memb.alloc(f"d{index} slot {k}", batch * loc(o) if index == L - 1
+                            else loc(o)) for k in range(2)]
+        lay.x_rep = memb.alloc("forward input block (replicated)", loc(width))
+        lay.a_rep = memb.alloc("backward input block (replicated)", loc(width))
+        lay.d_rep = memb.alloc("delta (replicated)", ceil_to(loc(o), lanes))
+        lay.vec = memb.alloc("vector", loc(max(o, width)))
+        lay.h_prev = memb.alloc("pre-activation block below", loc(width))
+        lay.y = memb.alloc("W' x partial", loc(o))
+        lay.z = memb.alloc("W^T d block", loc(width))
+        lay.q = memb.alloc("W^T d lane sums", lanes * loc(width))
+        lay.fpsum = memb.alloc("forward partial sums", loc(o))
+        lay.bpsum = memb.alloc("backward partial sums", loc(width))
+        if index == L - 1:
+            lay.h_rep = memb.alloc("logits (replicated)", loc(classes))
+            lay.t_buf = memb.alloc("target", loc(classes))
+            lay.scr = memb.alloc("softmax scratch", 3 * loc(classes) + 2)
+        lays.append(lay)
     mema.check("use a config with more mema_words, more cores, or a smaller model")
-    lay.b = memb.alloc(f"b{index} block", loc(owned))
-    lay.tensors.append(Tensor(f"b{index}", "diag", 1, owned, lay.b))
-    # The deltas a step forms in MemB: the output layer's whole output gradient (its
-    # backward's input next step), or a hidden layer's own block, relayed, for its bias.
-    lay.d = [memb.alloc(f"d{index} slot {k}", batch * loc(o) if index == L - 1 else loc(o))
-             for k in range(2)]
-    lay.x_rep = memb.alloc("forward input block (replicated)", loc(width))
-    lay.a_rep = memb.alloc("backward input block (replicated)", loc(width))
-    lay.d_rep = memb.alloc("delta (replicated)", ceil_to(loc(o), lanes))
-    lay.vec = memb.alloc("vector", loc(max(o, width)))
-    lay.h_prev = memb.alloc("pre-activation block below", loc(width))
-    lay.y = memb.alloc("W' x partial", loc(o))
-    lay.z = memb.alloc("W^T d block", loc(width))
-    lay.q = memb.alloc("W^T d lane sums", lanes * loc(width))
-    lay.fpsum = memb.alloc("forward partial sums", loc(o))
-    lay.bpsum = memb.alloc("backward partial sums", loc(width))
-    lay.h_rep = memb.alloc("logits (replicated)", loc(classes))
-    lay.t_buf = memb.alloc("target", loc(classes))
-    lay.scr = memb.alloc("softmax scratch", 3 * loc(classes) + 2)
     memb.check("use a config with more memb_words, more cores, or a smaller model")
-    lay.x = [spad.alloc(f"input block slot {k}", batch * lay.ld_x) for k in range(slots)]
-    lay.h = [[spad.alloc(f"h{k} slot {s}", batch * lay.ld_h[k]) for s in range(slots)]
-             for k in range(L - 1)]
-    lay.dbuf = [spad.alloc(f"d{k} (relayed)", batch * lay.ld_h[k]) for k in range(L - 1)]
-    lay.logits = spad.alloc("logits", batch * lay.ld_c)
-    lay.t_spad = spad.alloc("targets", batch * lay.ld_c)
-    lay.staging, lay.staging_words = alloc_staging(spad, lay.tensors, nr)
+    shared = SimpleNamespace()
+    shared.x = [spad.alloc(f"input block slot {k}", batch * ceil_to(widest_x, nr))
+                for k in range(slots)]
+    shared.h = [[spad.alloc(f"h{k} slot {s}", batch * ceil_to(layers[k][0], nr))
+                 for s in range(slots)] for k in range(L - 1)]
+    shared.dbuf = [spad.alloc(f"d{k} (relayed)", batch * ceil_to(layers[k][0], nr))
+                   for k in range(L - 1)]
+    shared.logits = spad.alloc("logits", batch * ceil_to(classes, nr))
+    shared.t_spad = spad.alloc("targets", batch * ceil_to(classes, nr))
+    shared.staging, shared.staging_words = alloc_staging(spad, tensors, nr)
     spad.check("use a config with more spad_words")
-    return lay
+    for lay in lays:
+        lay.__dict__.update(shared.__dict__)
+    return lays
 
 
 def _input_block(e, lay, graph, group, slots, dst, keep_h, sample=0):
@@ -195,8 +205,9 @@ def _step(e, lay, graph, cfg, core, segments, key):
         e("fused", Opcode.CPASS, o * lay.width * (1 + prop + fwd), w=lay.w, d=lay.d_rep,
           a=lay.a_rep, x=lay.x_rep, y=lay.y, z=lay.z, q=lay.q, fpsum=lay.fpsum,
           bpsum=lay.bpsum, rows=o, cols=lay.width, ldw=ldw, prop=prop, fwd=int(fwd))
-        sgd_bias_update(e, lay.b, d_full + lay.r_lo // nr, lay.owned, g_buf=None, mom=None,
-                        use_wd=False)
+        if lay.owned:
+            sgd_bias_update(e, lay.b, d_full + lay.r_lo // nr, lay.owned, g_buf=None,
+                            mom=None, use_wd=False)
         if prop:
             below = lay.dbuf[index - 1]
             e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=lay.vec,
@@ -210,7 +221,6 @@ def _step(e, lay, graph, cfg, core, segments, key):
           psum=lay.fpsum, rows=o, cols=lay.width, ldw=ldw)
     if fwd:
         _forward_sums(e, lay, graph, cfg, core, segments, g_f % slots, 0)
-    _relays(e, lay, graph, cfg, core, segments, key)
 
 
 def _h_block(lay, slot, sample):
@@ -232,13 +242,16 @@ def _forward_sums(e, lay, graph, cfg, core, segments, slot, sample):
         out = lay.logits + sample * lay.ld_c
     e("transfer", Opcode.STV, spad=out, memb=lay.y, len=o, layout=Layout.DIAG)
     ring(coll.reduce_scatter(seg, out, o, nr))
-    e("transfer", Opcode.LDV, spad=out + lay.r_lo, memb=lay.vec, len=lay.owned,
-      layout=Layout.DIAG)
-    e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=lay.vec, x=lay.vec,
-      y=lay.b, len=lay.owned, alpha=0)
-    e("transfer", Opcode.STV, spad=out + lay.r_lo, memb=lay.vec, len=lay.owned,
-      layout=Layout.DIAG)
-    if index == L - 1 or _gather(lay, segments, index, cfg.cores, out, up=True) is None:
+    if lay.owned:
+        e("transfer", Opcode.LDV, spad=out + lay.r_lo, memb=lay.vec, len=lay.owned,
+          layout=Layout.DIAG)
+        e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=lay.vec, x=lay.vec,
+          y=lay.b, len=lay.owned, alpha=0)
+        e("transfer", Opcode.STV, spad=out + lay.r_lo, memb=lay.vec, len=lay.owned,
+          layout=Layout.DIAG)
+    # The layer above on the same segment reads each core's own block where it was summed.
+    if index == L - 1 or (segments[index + 1] != seg
+                          and _gather(lay, segments, index, cfg.cores, out, up=True) is None):
         ring(coll.all_gather(seg, out, o, nr))
     if index == L - 1:
         e("transfer", Opcode.LDV, spad=out, memb=lay.vec, len=o, layout=Layout.DIAG)
@@ -296,15 +309,15 @@ def _mbcp_step(e, lay, graph, cfg, core, segments, key):
         for s in range(batch):
             _input_block(e, lay, graph, g_b, slots, lay.a_rep, keep_h=False, sample=s)
             plain_ger(e, lay.w, delta(s, own=False), lay.a_rep, o, lay.width, ldw)
-            sgd_bias_update(e, lay.b, delta(s, own=True), lay.owned, g_buf=None, mom=None,
-                            use_wd=False)
+            if lay.owned:
+                sgd_bias_update(e, lay.b, delta(s, own=True), lay.owned, g_buf=None,
+                                mom=None, use_wd=False)
     if forward[index]:
         for s in range(batch):
             _input_block(e, lay, graph, g_f, slots, lay.x_rep, keep_h=False, sample=s)
             e("forward", Opcode.GEMV, o * lay.width, y=lay.y, x=lay.x_rep, w=lay.w,
               psum=lay.fpsum, rows=o, cols=lay.width, ldw=ldw)
             _forward_sums(e, lay, graph, cfg, core, segments, g_f % slots, s)
-    _relays(e, lay, graph, cfg, core, segments, key)
 
 
 def _relays(e, lay, graph, cfg, core, segments, key):
@@ -317,6 +330,8 @@ def _relays(e, lay, graph, cfg, core, segments, key):
     def send(k, up, base, ld):
         """Layer ``k``'s vector of every sample of the group, gathered or relayed."""
         holders, targets = segments[k], segments[k + 1 if up else k - 1]
+        if holders == targets:
+            return      # summed in place (up) or all-gathered in the step (down)
         words = layers[k][0] if up else layers[k][1]
         for s in range(graph.batch):
             buf = base + s * ld
@@ -346,9 +361,9 @@ def _gather(lay, segments, k, cores, buf, *, up):
     (:func:`~.collectives.gather_relay`), or ``None``: then it is all-gathered round the
     segment and relayed. ``up``: a hidden layer's output, its blocks ``R_p``, to the layer
     above; else ``d_{k-1}``, its blocks ``I_p``, to the layer below."""
-    if len(segments[k]) == ALL_GATHER_CORES:
-        return None
     blocks, target = (lay.rblocks[k], k + 1) if up else (lay.blocks[k], k - 1)
+    if len(segments[k]) == ALL_GATHER_CORES or segments[target] == segments[k]:
+        return None
     return coll.gather_relay(segments[k], blocks, segments[target], buf, cores)
 
 
@@ -358,15 +373,16 @@ def cp_ring_core_program(graph, cfg, core, segments, blocks, groups=None) -> Cor
     check_cp(graph, cfg)
     member = any(core in seg for seg in segments)
     # An idle core only relays: any working core's layout gives the relays' addresses.
-    lay = _layout(graph, cfg, core if member else segments[0][0], segments, blocks)
-
+    lays = _layouts(graph, cfg, core if member else segments[0][0], segments, blocks)
+    lay = lays[0]
     step = _step if graph.batch == 1 else _mbcp_step
 
     def emit(e, key):
-        if member:
-            step(e, lay, graph, cfg, core, segments, key)
-        else:
-            _relays(e, lay, graph, cfg, core, segments, key)
+        # Lowest layer first: it reads the delta relayed to it in the last step before the
+        # layer above on the same segment gathers the next one into the same buffer.
+        for held in lays if member else []:
+            step(e, held, graph, cfg, core, segments, key)
+        _relays(e, lay, graph, cfg, core, segments, key)
 
     e, entries, groups = cp_image(graph, cfg, groups, emit)
     if not member:

@@ -165,13 +165,17 @@ def _compile_cp(graph, cfg, segments, groups) -> Compiled:
         return min(candidates, key=lambda compiled: compiled.step_cycles)
     segments = layer_segments(graph, cfg, segments)
     distinct = list(dict.fromkeys(segments))
-    if len(distinct) != len(segments):
-        raise CompileError("cp on a ring puts every layer on its own segment; give one "
-                           "segment per layer, e.g. --segments 0-1/2/3")
+    runs = [seg for k, seg in enumerate(segments) if k == 0 or seg != segments[k - 1]]
+    if len(runs) != len(distinct):
+        raise CompileError(f"{graph.algorithm} on a ring: only consecutive layers may share "
+                           "a segment, e.g. --segments 0-1/2-3/2-3, not 0-1/2-3/0-1")
     blocks = partition(graph, cfg, [len(seg) for seg in segments])
     outs = cp_bias_blocks(graph, cfg, segments)
+    last = len(segments) - 1
     for index, (parts, owned) in enumerate(zip(blocks, outs)):
-        for what, split in (("inputs", parts), ("outputs", owned)):
+        # The output layer's outputs may leave cores without any (their bias block is empty).
+        checked = (("inputs", parts),) + ((("outputs", owned),) if index < last else ())
+        for what, split in checked:
             if any(hi == lo for lo, hi in split):
                 raise CompileError(f"layer {index} has {split[-1][1]} {what}, too few to give "
                                    f"each of {len(split)} cores {cfg.nr}; use fewer cores for "

@@ -97,7 +97,8 @@ class CoreTrainer:
         count = tensor.rows if tensor.kind == "mema" else tensor.cols
         per = ceil_to(tensor.cols, nr) if tensor.kind == "mema" else 1
         step = count if not room or count * per <= room else room // per // nr * nr
-        return [(r0, min(count, r0 + step)) for r0 in range(0, count, step)]
+        # An empty tensor (a core without outputs of cp's last layer: no bias) moves nothing.
+        return [(r0, min(count, r0 + step)) for r0 in range(0, count, step)] if count else []
 
     def _move_word(self, op, tensor, addr, r0, r1) -> int:
         """The ``lda``/``sta`` (rows ``r0:r1`` of a MemA tile) or ``ldv``/``stv`` (elements
@@ -120,8 +121,8 @@ class CoreTrainer:
         nr, words, plan = self.cfg.nr, [], {}
         addr = self.core.staging
         for t in self.core.tensors:
-            if t.kind == "spad" or t.name.startswith(("F", "one")):     # they never change
-                continue
+            if t.kind == "spad" or t.name.startswith(("F", "one")) or not t.rows * t.cols:
+                continue        # they never change, or hold nothing
             size = t.rows * ceil_to(t.cols, nr) if t.kind == "mema" else ceil_to(t.cols, nr)
             plan[t.name] = addr
             words.append(self._store_word(t, addr))
@@ -167,7 +168,7 @@ class CoreTrainer:
         for r0, r1 in self._chunks(tensor):
             self._transfer(self._store_word(tensor, self.core.staging, r0, r1))
             pieces.append(self._read_staged(tensor, self.core.staging, r0, r1))
-        return np.concatenate(pieces)
+        return np.concatenate(pieces) if pieces else np.zeros(0, np.uint64)
 
     def load_parameters(self, weights, moments=None) -> None:
         """Write ``[(W, b), ...]`` and optionally the momentum ``[(mW, mb), ...]`` (bits);

@@ -115,9 +115,14 @@ def cp_device():
     # segment in one pass (collectives.gather_relay).
     ((12, 9, 5), [(0, 1, 2), (3,)], False),
     ((6, 12, 5), [(0,), (1, 2, 3)], False),
+    # The output layer on the cores of the layer below (3 outputs: one core holds none).
+    ((8, 12, 10, 3), [(0,), (1, 2, 3), (1, 2, 3)], False),
+    # Two pairs of layers, each pair on one segment, links stalling.
+    ((6, 8, 8, 6, 4), [(0, 1), (0, 1), (2, 3), (2, 3)], True),
 ])
 def test_cp_on_segments_is_bit_exact(cp_device, sizes, segments, stalls, rng, seed):
-    """Two epochs of 9 samples through a pipeline of layers on their own segments: after
+    """Two epochs of 9 samples through a pipeline of layers on their own segments (or
+    consecutive layers sharing one): after
     every pipeline step the logits, weights and biases equal the golden CP trainer's with
     each layer's core count, and every core's cycles equal the ring model's."""
     from tests.sim.backends.test_verilator_training import run_cp_epochs
@@ -137,6 +142,7 @@ def test_cp_on_segments_is_bit_exact(cp_device, sizes, segments, stalls, rng, se
 @pytest.mark.parametrize("sizes,segments,batch,stalls", [
     ((9, 7, 6, 5), [(0, 1), (2,), (3,)], 2, False),       # 3 segments, one of two cores
     ((6, 12, 5), [(0,), (1, 2, 3)], 3, True),             # gathered along the chain, stalling
+    ((8, 12, 10, 3), [(0,), (1, 2, 3), (1, 2, 3)], 2, False),  # the output layer shares
 ])
 def test_mbcp_on_segments_is_bit_exact(cp_device, sizes, segments, batch, stalls, rng, seed):
     """Two epochs of 9 groups of ``batch`` samples (28 and 24 pipeline steps) on layers on
