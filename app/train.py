@@ -291,15 +291,20 @@ def _print_pipeline(p: dict) -> None:
     for layer in p["layers"]:
         cores = p["placement"][f"layer {layer['layer']}"]
         where = f"core {cores[0]}" if len(cores) == 1 else f"cores {cores[0]}-{cores[-1]}"
+        if layer["shared_with"]:
+            where += " with layer " + ", ".join(map(str, layer["shared_with"]))
         print(f"  layer {layer['layer']} ({layer['rows']} x {layer['cols']}) on {where}: "
               f"{layer['cycles']:,} cycles of a steady-state step, utilization "
               f"{100 * layer['utilization']:.1f}%")
     bound = p["placement_bound"]
     if bound is not None:
         best = "/".join(map(str, bound["best_cores"]))
-        print(f"  whole-core bound (the layer with the most MACs per core sets the step): "
+        shared = "" if bound["best_shared"] is None else (
+            f", {100 * bound['best_shared']:.1f}% with the last layer on the cores of the one "
+            f"below ({'/'.join(map(str, bound['best_shared_cores']))} cores)")
+        print(f"  whole-core bound (the segment with the most MACs per core sets the step): "
               f"{100 * bound['placement']:.1f}% on this placement, {100 * bound['best']:.1f}% "
-              f"on the best ({best} cores)")
+              f"on the best with every layer on its own cores ({best} cores){shared}")
     access = p["weight_accesses"]
     algorithm = next(k for k in access if k != "sgd")
     print(f"  MemA weight accesses per steady-state step: {access[algorithm]:,} (sgd: "

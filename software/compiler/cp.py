@@ -363,7 +363,7 @@ def cp_pipeline_report(compiled) -> dict:
     per_layer = _per_layer(compiled)
     bound = None if cfg.cores == 1 else placement_bound(
         [x["macs"] for x in per_layer], [len(seg) for seg in compiled.segments],
-        cp_core_caps(graph, cfg))
+        cp_core_caps(graph, cfg), compiled.segments)
     return {"placement": {f"layer {k}": list(seg) for k, seg in enumerate(compiled.segments)},
             "layers": per_layer, "placement_bound": bound,
             "batch": graph.batch, "groups_per_epoch": groups,
@@ -381,23 +381,42 @@ def cp_core_caps(graph, cfg) -> list:
     return [min(cdiv(o, cfg.nr), cdiv(i, cfg.nr)) for o, i in graph.layers]
 
 
-def placement_bound(macs, cores, caps) -> dict:
-    """The utilization a layer-per-segment pipeline cannot exceed when every layer owns whole
-    cores: a steady-state step lasts at least the longest layer's MACs per core at full rate,
-    ``max_l M_l / c_l``, so the step uses at most ``sum M_l / (C max_l M_l / c_l)`` of ``C``
-    cores. ``macs``: each layer's MACs per step; ``cores``: its cores in the placement.
-    Returns the bound of that placement (``placement``) and of the best whole-core placement
-    on as many cores within ``caps`` (``best``, and its ``best_cores``: a core at a time to the
-    layer with the most MACs per core, which minimises the largest)."""
-    total, count = sum(macs), sum(cores)
-    bound = lambda split: total / (count * max(m / c for m, c in zip(macs, split)))  # noqa: E731
-    best = [1] * len(macs)
-    while sum(best) < count:
-        slowest = max(range(len(macs)), key=lambda k: macs[k] / best[k])
-        if best[slowest] >= caps[slowest]:
-            break
-        best[slowest] += 1
-    return {"placement": bound(cores), "best": bound(best), "best_cores": best}
+def placement_bound(macs, cores, caps, segments=None) -> dict:
+    """The utilization a pipeline of segments cannot exceed when every segment owns whole
+    cores: a steady-state step lasts at least the longest segment's MACs per core at full
+    rate, ``max_s M_s / c_s``, so the step uses at most ``sum M / (C max_s M_s / c_s)`` of
+    the ``C`` cores of the segments. ``macs``: each layer's MACs per step; ``cores``: its
+    cores in the placement; ``segments``: each layer's segment (layers on equal ones share
+    it; default: every layer its own). Returns the bound of that placement (``placement``),
+    of the best placement that gives every layer its own cores within ``caps`` (``best``,
+    and its ``best_cores``: a core at a time to the layer with the most MACs per core, which
+    minimises the largest) and of the best with the last layer on the cores of the layer
+    below (``best_shared``, ``best_shared_cores``, per segment; ``None`` for one layer)."""
+    segments = segments or [(k,) for k in range(len(macs))]
+    stages = list(dict.fromkeys(segments))
+    stage_macs = [sum(m for m, seg in zip(macs, segments) if seg == s) for s in stages]
+    stage_cores = [cores[segments.index(s)] for s in stages]
+    total, count = sum(macs), sum(stage_cores)
+
+    def bound(work, split):
+        return total / (count * max(m / c for m, c in zip(work, split)))
+
+    def best(work, limits):
+        split = [1] * len(work)
+        while sum(split) < count:
+            slowest = max(range(len(work)), key=lambda k: work[k] / split[k])
+            if split[slowest] >= limits[slowest]:
+                break
+            split[slowest] += 1
+        return bound(work, split), split
+
+    own, own_cores = best(macs, caps)
+    out = {"placement": bound(stage_macs, stage_cores), "best": own, "best_cores": own_cores,
+           "best_shared": None, "best_shared_cores": None}
+    if len(macs) > 1 and count >= len(macs) - 1:
+        shared, shared_cores = best(macs[:-2] + [macs[-2] + macs[-1]], caps[:-1])
+        out.update(best_shared=shared, best_shared_cores=shared_cores)
+    return out
 
 
 def cp_steady_period(compiled) -> dict:
@@ -449,7 +468,9 @@ def priced_period(compiled) -> dict:
 
 def _per_layer(compiled) -> list:
     """Each layer's share of a steady-state step: on one core its instructions (the layers
-    run one after the other), on a ring its segment's slowest core without the ring time."""
+    run one after the other), on a ring its segment's slowest core without the ring time
+    (layers sharing a segment share those cycles: each has its own MACs, ``shared_with``
+    the others)."""
     graph, cfg = compiled.graph, compiled.config
     layers, pes = len(graph.layers), cfg.nr * cfg.nr
     out = []
@@ -464,9 +485,13 @@ def _per_layer(compiled) -> list:
             reports = [compiled.cores[k].local_phase_report(cfg) for k in seg]
             cycles = max(sum(v["cycles"] for p, v in r.items() if p != "ring")
                          for r in reports)
-            macs = sum(v["macs"] for r in reports for v in r.values())
+            # The fused pass's MACs: forward, update and (above layer 0) backward per weight.
+            macs = graph.batch * o * i * (2 if index == 0 else 3)
+        shared = [k for k, other in enumerate(compiled.segments)
+                  if other == seg and k != index] if cfg.cores > 1 else []
         out.append({"layer": index, "rows": o, "cols": i, "cores": len(seg), "cycles": cycles,
-                    "macs": macs, "utilization": macs / (len(seg) * pes * cycles)})
+                    "macs": macs, "utilization": macs / (len(seg) * pes * cycles),
+                    "shared_with": shared})
     return out
 
 

@@ -55,25 +55,40 @@ from caterpillar.software.compiler.sgd import (
 __all__ = ["cp_ring_core_program", "cp_placement", "cp_bias_blocks"]
 
 
-def cp_placement(graph, cfg, by="macs") -> list:
+def cp_placement(graph, cfg, by="macs", share=False) -> list:
     """The segments of ``cp`` on ``cfg.cores`` cores: consecutive cores in ring order, layer 0
     first, each layer a share of the cores proportional to its weights (``by="weights"``) or to
     its MACs per sample (``by="macs"``: three per weight, two in layer 0, which has no
     backward); at least one core; largest remainders first; never more than give every core
-    ``nr`` of its inputs and of its outputs; cores left over stay idle and relay.
-    :func:`~.training.compile_training` compiles both and keeps the faster step."""
+    ``nr`` of its inputs and of its outputs; cores left over stay idle and relay. With
+    ``share`` the output layer runs on the segment of the layer below (one stage with the
+    sum of their shares): a narrow output layer then leaves no core to itself.
+    :func:`~.training.compile_training` compiles each and keeps the fastest step."""
     layers, cores = graph.layers, cfg.cores
-    if cores < len(layers):
+    stages = [[k] for k in range(len(layers))]
+    if share and len(layers) > 1:
+        stages[-2:] = [stages[-2] + stages[-1]]
+    if cores < len(stages):
+        if share:
+            raise CompileError(f"cp on a ring: {len(stages)} segments need at least "
+                               f"{len(stages)} cores, not {cores}; use --cores {len(stages)} "
+                               "or more, or --cores 1")
+        least = max(1, len(layers) - 1)
         raise CompileError(f"cp puts every layer on its own cores: {len(layers)} layers need "
-                           f"at least {len(layers)} cores, not {cores}; use --cores "
-                           f"{len(layers)} or more, or --cores 1")
+                           f"at least {len(layers)} cores ({least} with the output layer on "
+                           f"the cores of the layer below), not {cores}; use --cores {least} "
+                           "or more, or --cores 1")
     per_weight = {"weights": lambda k: 1, "macs": lambda k: 2 if k == 0 else 3}[by]
-    weights = [per_weight(k) * o * i for k, (o, i) in enumerate(layers)]
+    weights = [sum(per_weight(k) * layers[k][0] * layers[k][1] for k in stage)
+               for stage in stages]
+    # An output layer sharing a segment may leave cores without outputs, not without inputs.
     caps = cp_core_caps(graph, cfg)
-    spare = cores - len(layers)
+    caps = [min(caps[k] if k < len(layers) - 1 or len(stage) == 1
+                else cdiv(layers[k][1], cfg.nr) for k in stage) for stage in stages]
+    spare = cores - len(stages)
     exact = [spare * w / sum(weights) for w in weights]
     counts = [min(cap, 1 + int(x)) for cap, x in zip(caps, exact)]
-    by_remainder = sorted(range(len(layers)), key=lambda k: (int(exact[k]) - exact[k],
+    by_remainder = sorted(range(len(stages)), key=lambda k: (int(exact[k]) - exact[k],
                                                              -weights[k]))
     while sum(counts) < cores:
         room = [k for k in by_remainder if counts[k] < caps[k]]
@@ -82,8 +97,8 @@ def cp_placement(graph, cfg, by="macs") -> list:
         counts[room[0]] += 1
         by_remainder = by_remainder[1:] + by_remainder[:1]
     segments, first = [], 0
-    for count in counts:
-        segments.append(tuple(range(first, first + count)))
+    for stage, count in zip(stages, counts):
+        segments += [tuple(range(first, first + count))] * len(stage)
         first += count
     return segments
 

@@ -23,6 +23,8 @@ from caterpillar.software.compiler.cp_ring import (
 )
 from caterpillar.software.compiler.mbgd import mbgd_core_program, mbgd_ring_core_program
 from caterpillar.software.compiler.program import (
+    CAPACITY_SURVEY,
+    CapacitySurvey,
     Compiled,
     CompileError,
     bias_columns,
@@ -80,6 +82,36 @@ def layer_segments(graph, cfg, segments) -> list:
     return segments
 
 
+def _fastest(builds, cfg) -> Compiled:
+    """The candidate of ``builds`` (callables returning a :class:`Compiled`) that steps
+    fastest of those that fit IMEM (the first on a tie; the first built if none fits). Each
+    is compiled in a capacity survey of its own: only the chosen one's checks reach the
+    running survey (the fit table is that compile's), or every one's if none compiles, whose
+    first error is raised."""
+    outer = CAPACITY_SURVEY.get()
+    built, errors, records = [], [], []
+    for build in builds:
+        survey = CapacitySurvey(outer.keep_going) if outer is not None else None
+        token = CAPACITY_SURVEY.set(survey)
+        try:
+            built.append(build())
+            records.append(survey.records if survey else [])
+        except CompileError as error:
+            errors.append((error, survey.records if survey else []))
+        finally:
+            CAPACITY_SURVEY.reset(token)
+    if not built:
+        if outer is not None:
+            for _, failed in errors:
+                outer.records.extend(failed)
+        raise errors[0][0]
+    fitting = [k for k, c in enumerate(built) if c.instructions <= cfg.imem_words] or [0]
+    chosen = min(fitting, key=lambda k: built[k].step_cycles)
+    if outer is not None:
+        outer.records.extend(records[chosen])
+    return built[chosen]
+
+
 def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> Compiled:
     """Compile ``graph`` for the ring of ``cfg``.
 
@@ -113,21 +145,17 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
         # step it hides) or not: the ring timing model picks whichever steps fastest of those
         # that fit IMEM (the first on a tie: piped, then unsplit, have fewer instructions).
         folds = bias_columns(graph, cfg, segments, blocks)
-        candidates, seen = [], set()
-        for piped in (True, False):
-            for interleave in (False, True):
-                programs = {k: sgd_ring_core_program(graph, cfg, segments[0], p, blocks,
-                                                     first_rows=splits[0] == "rows",
-                                                     interleave=interleave,
-                                                     bias_columns=folds, piped=piped)
-                            for p, k in enumerate(segments[0])}
-                key = tuple(tuple(core.program) for core in programs.values())
-                if key not in seen:
-                    seen.add(key)
-                    candidates.append(Compiled(graph, cfg, segments, programs, sources,
-                                               blocks))
-        fitting = [c for c in candidates if c.instructions <= cfg.imem_words] or candidates[:1]
-        compiled = min(fitting, key=lambda c: c.step_cycles)
+
+        def sgd(piped, interleave):
+            programs = {k: sgd_ring_core_program(graph, cfg, segments[0], p, blocks,
+                                                 first_rows=splits[0] == "rows",
+                                                 interleave=interleave, bias_columns=folds,
+                                                 piped=piped)
+                        for p, k in enumerate(segments[0])}
+            return Compiled(graph, cfg, segments, programs, sources, blocks)
+
+        compiled = _fastest([lambda p=piped, i=interleave: sgd(p, i)
+                             for piped in (True, False) for interleave in (False, True)], cfg)
     else:
         cores = {k: mbgd_ring_core_program(graph, cfg, k, segments, blocks, splits)
                  for k in range(cfg.cores)}
@@ -151,18 +179,20 @@ def _compile_cp(graph, cfg, segments, groups) -> Compiled:
                         {0: cp_core_program(graph, cfg, groups)}, [0],
                         partition(graph, cfg, 1))
     if segments is None:
-        # Shares by weights or by MACs: the stages' pace also depends on how the ring
-        # traffic falls, so the cycle model picks (ties go to the MAC shares).
-        candidates, errors = [], []
-        for segments in dict.fromkeys(tuple(cp_placement(graph, cfg, by))
-                                      for by in ("macs", "weights")):
-            try:
-                candidates.append(_compile_cp(graph, cfg, list(segments), groups))
-            except CompileError as error:
-                errors.append(error)
-        if not candidates:
+        # Shares by weights or by MACs, the output layer on its own cores or on those of the
+        # layer below: the stages' pace also depends on how the ring traffic falls, so the
+        # cycle model picks (ties go to the first: own cores, MAC shares).
+        placements, errors = [], []
+        for share in (False, True):
+            for by in ("macs", "weights"):
+                try:
+                    placements.append(tuple(cp_placement(graph, cfg, by, share)))
+                except CompileError as error:      # too few cores for every layer's own
+                    errors.append(error)
+        if not placements:
             raise errors[0]
-        return min(candidates, key=lambda compiled: compiled.step_cycles)
+        return _fastest([lambda p=p: _compile_cp(graph, cfg, list(p), groups)
+                         for p in dict.fromkeys(placements)], cfg)
     segments = layer_segments(graph, cfg, segments)
     distinct = list(dict.fromkeys(segments))
     runs = [seg for k, seg in enumerate(segments) if k == 0 or seg != segments[k - 1]]

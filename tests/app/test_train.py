@@ -208,8 +208,10 @@ def test_cp_on_a_ring_through_the_command_line(capsys):
     out = capsys.readouterr().out
     assert "4 cores 0/1,2/3 (columns split)" in out and "golden check: 17 steps" in out
     code, err = cli(capsys, "train", "--backend", "isa", "--algorithm", "cp", "--cores", "2",
-                    "--model", "64-32-24-10")
-    assert code == 2 and "3 layers need at least 3 cores, not 2" in err
+                    "--model", "64-32-24-16-10")
+    assert code == 2 and err.count("\n") == 1
+    assert "4 layers need at least 4 cores (3 with the output layer on the cores of the " \
+        "layer below), not 2" in err
 
 
 def compile_paper_step(tmp_path, capsys, *options):

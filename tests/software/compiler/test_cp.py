@@ -78,8 +78,12 @@ def test_refusals_say_what_to_change():
     with pytest.raises(CompileError, match="plain SGD: use --momentum 0"):
         cp_core_program(TrainingGraph(SIZES, algorithm="cp",
                                       optimizer=Optimizer(momentum=0.9)), SMALL)
-    with pytest.raises(CompileError, match="3 layers need at least 3 cores, not 2"):
-        compile_training(graph(), SMALL.replace(cores=2))
+    with pytest.raises(CompileError, match="4 layers need at least 4 cores [(]3 with the "
+                                           "output layer on the cores of the layer below[)], "
+                                           "not 2; use --cores 3 or more"):
+        compile_training(graph((64, 24, 16, 12, 10)), SMALL.replace(cores=2))
+    # Three layers on two cores: the output layer on the cores of the layer below.
+    assert compile_training(graph(), SMALL.replace(cores=2)).segments == [(0,), (1,), (1,)]
     with pytest.raises(GraphError, match="cp trains on one sample per step"):
         graph(batch=4)
     with pytest.raises(CompileError, match="IMEM holds 256"):
@@ -123,6 +127,12 @@ def test_placement_bound():
     assert (even["placement"], even["best"], even["best_cores"]) == (0.5, 1.0, [2, 2])
     capped = placement_bound([100, 100], [1, 3], [1, 10])
     assert (capped["placement"], capped["best"]) == (0.5, 0.5)
+    # The last layer on the cores of the one below: 4/4 cores for 784-500-500-10.
+    shared = placement_bound(macs, [4, 4, 4], [98, 125, 3], [(0,), (1,), (1,)])
+    slowest = max(macs[0], macs[1] + macs[2]) / 4
+    assert shared["placement"] == pytest.approx(sum(macs) / (8 * slowest))
+    assert shared["best_shared"] == shared["placement"] and shared["best_shared_cores"] == [4, 4]
+    assert shared["best"] == bound["best"]
     # One core runs the layers one after the other: no placement to bound.
     assert cp_pipeline_report(compile_training(graph(), SMALL))["placement_bound"] is None
 
