@@ -1,7 +1,7 @@
-"""Continuous propagation on the ring: every layer on its own segment, one fused pass per core.
+"""Continuous propagation on the ring: a layer per segment, one fused pass per core and layer.
 
-The schedule and the slots are :mod:`.cp`'s. Layer ``l`` lives on segment ``S_l`` (disjoint
-segments, cores in ring order); position ``p`` of ``S_l`` holds the input columns ``I_p =
+The schedule and the slots are :mod:`.cp`'s. Layer ``l`` lives on segment ``S_l`` (segments
+equal or disjoint, cores in ring order; consecutive layers may share one); position ``p`` of ``S_l`` holds the input columns ``I_p =
 ring_blocks(in, C, nr)[p]`` of ``W_l`` (as ``sgd`` splits a layer over a ring) and the bias
 entries ``R_p = ring_blocks(out, C, nr)[p]``. In a pipeline step every core of ``S_l``
 
@@ -19,6 +19,12 @@ entries ``R_p = ring_blocks(out, C, nr)[p]``. In a pipeline step every core of `
   along the chain (:func:`~.collectives.gather_relay`: the first core sends its block, the next
   forwards it and sends its own, ...), or, for a segment of two cores or one whose blocks are
   out of chain order, all-gathered round the segment and relayed from one core.
+
+Layers sharing a segment run one after the other on each core, lowest first. Nothing moves
+up between them: core ``p``'s summed block ``R_p`` of the lower layer's output is the upper
+layer's input block ``I_p`` (the same width split over the same cores). The upper layer's
+delta blocks are all-gathered round the segment in its step instead of relayed. An output
+layer narrower than its segment leaves cores with an empty ``R_p``: no bias block.
 
 So a layer's cores keep the pre-activations of the layer below (slots ``g mod 2L`` in the SPAD,
 the same addresses on every core) and receive the deltas for their next backward. The golden
