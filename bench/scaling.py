@@ -2,7 +2,8 @@
 
 * Training steps of 784-512-512-10 with minibatch GD (batch 64, the bucket algorithm), SGD
   (batch 1), direct feedback alignment (batch 1 and 64) and continuous propagation (a
-  steady-state pipeline step; on a ring every layer on its own cores, so not on 2) on 1, 2, 4
+  steady-state pipeline step; on a ring every layer on its own cores, or the output layer on
+  those of the layer below) on 1, 2, 4
   and 8 nr = 4 cores:
   cycles per step, parallel efficiency ``T(1) / (C T(C))`` against the one-core program
   (:func:`compile_training`), utilization (model MACs over PEs x cycles) and the share of the
@@ -15,7 +16,9 @@
   fp16 cores, against the ring simulator: every core's cycles and event counters equal to the
   compiler's prediction, every parameter equal bit for bit afterwards (SGD about 10 minutes:
   loading 0.9 M words over the simulated host bus takes most of it; an MBGD step of 50 about
-  5 minutes more).
+  5 minutes more). With ``--paper-n1-cp`` the steps are one epoch of N groups of continuous
+  propagation (``B`` > 1: MBCP) through its fill, steady state and drain, ``N + 7`` pipeline
+  steps on the compiler's placement.
 * Achieved link bandwidth of every collective: payload words per link per cycle of the
   collective, against the link's ``nr`` words per cycle, on 2, 4 and 8 cores (ring
   simulator; the Verilated ring when it is built for ``--rtl-steps``).
@@ -35,7 +38,7 @@ from caterpillar.contract.config import preset
 from caterpillar.golden.trainer import to_bits
 from caterpillar.sim.backends.verilator import VerilatorDevice
 from caterpillar.sim.cases.collectives import CollectiveCase, run_collective
-from caterpillar.software.compiler.training import compile_training
+from caterpillar.software.compiler.training import compile_training, compiled_for_groups
 from caterpillar.software.graph.model import Optimizer, TrainingGraph
 from caterpillar.software.isasim.device import RingIsaDevice
 from caterpillar.software.storage import check_output, write_json
@@ -73,6 +76,9 @@ def add_arguments(p) -> None:
     p.add_argument("--paper-n1-batch", type=int, default=1,
                    help="samples per step of those N1 steps: 1 is SGD, more is MBGD "
                         "(default 1)")
+    p.add_argument("--paper-n1-cp", action="store_true",
+                   help="those N1 steps are one epoch of continuous propagation (MBCP with "
+                        "a batch), through fill and drain")
     p.add_argument("--collective-words", type=int, default=16384,
                    help="vector length of the bandwidth runs")
 
@@ -97,8 +103,10 @@ def _scaling(name) -> dict:
     rows = {}
     for cores in CORE_COUNTS:
         started = time.monotonic()
-        if graph.pipelined and 1 < cores < len(graph.layers):
-            rows[cores] = None          # cp on a ring gives every layer cores of its own
+        if graph.pipelined and 1 < cores < len(graph.layers) - 1:
+            # cp on a ring gives every layer cores of its own, but the output layer may
+            # share the layer below's
+            rows[cores] = None
             continue
         compiled = one if cores == 1 else compile_training(graph, scaling_config(cores))
         cycles = compiled.step_cycles
@@ -119,7 +127,7 @@ def _print_scaling(name, table):
     print("    cores   cycles/step   speedup  efficiency  utilization  ring share")
     for cores, r in table["cores"].items():
         if r is None:
-            print(f"    {cores:>5}  (fewer cores than layers)")
+            print(f"    {cores:>5}  (fewer cores than layers but the output layer)")
             continue
         print(f"    {cores:>5}  {r['step_cycles']:>12,}  {r['speedup']:>7.2f}  "
               f"{100 * r['parallel_efficiency']:>9.1f}%  {100 * r['utilization']:>10.1f}%  "
@@ -215,17 +223,24 @@ def _rtl_steps(algorithm, steps, rng) -> dict:
             "cycles_per_second": cycles / seconds, "cores": 4}
 
 
-def _paper_n1_steps(steps, rng, batch: int = 1) -> dict:
+def _paper_n1_steps(steps, rng, batch: int = 1, pipelined: bool = False) -> dict:
     """``steps`` SGD steps (``batch`` > 1: MBGD steps) of N1 on the Verilated ``paper-n1``
     ring and on the ring simulator from the same weights and samples; raises unless the
     parameters agree bit for bit (each step raises unless every core's cycles and events are
-    the prediction)."""
+    the prediction). ``pipelined``: an epoch of ``steps`` groups of CP (MBCP), fill and drain
+    included, and the logits of every group must agree too."""
     cfg = preset("paper-n1")
-    graph = TrainingGraph((784, 500, 500, 500, 10), algorithm="sgd" if batch == 1 else "mbgd",
-                          batch=batch, optimizer=Optimizer(lr=0.01, momentum=0.0))
+    algorithm = ("cp" if batch == 1 else "mbcp") if pipelined else \
+        ("sgd" if batch == 1 else "mbgd")
+    graph = TrainingGraph((784, 500, 500, 500, 10), algorithm=algorithm, batch=batch,
+                          optimizer=Optimizer(lr=0.01, momentum=0.0))
+    # cp: the default placement (chosen on steady-state steps), its image for this epoch.
     compiled = compile_training(graph, cfg)
+    if pipelined:
+        compiled = compiled_for_groups(compiled, steps)
     data = load_dataset("mnist")
     batches = [rng.choice(len(data.x_train), batch, replace=False) for _ in range(steps)]
+    layers = len(graph.layers)
     initial = [(to_bits(w, cfg.operand), to_bits(b, cfg.operand))
                for w, b in default_weights(graph.sizes, 0)]
     results = {}
@@ -235,20 +250,37 @@ def _paper_n1_steps(steps, rng, batch: int = 1) -> dict:
             hw = Trainer(compiled, device)
             hw.load_parameters(initial)
             hw.set_lr(graph.optimizer.lr)
-            cycles, started = 0, time.monotonic()
-            for idx in batches:
-                cycles += hw.step(to_bits(data.x_train[idx], cfg.operand),
-                                  data.y_train[idx])[1].makespan
+            cycles, started, logits = 0, time.monotonic(), []
+            if pipelined:
+                for t in range(steps + 2 * layers - 1):
+                    x = to_bits(data.x_train[batches[t]], cfg.operand) if t < steps else None
+                    out = t - layers + 1
+                    target = data.y_train[batches[out]] if 0 <= out < steps else None
+                    got, run = hw.pipeline_step(t, x, target)
+                    cycles += run.makespan
+                    logits += [] if got is None else [got]
+            else:
+                for idx in batches:
+                    cycles += hw.step(to_bits(data.x_train[idx], cfg.operand),
+                                      data.y_train[idx])[1].makespan
             seconds = time.monotonic() - started
-            results[name] = {"cycles": cycles, "seconds": seconds,
+            results[name] = {"cycles": cycles, "seconds": seconds, "logits": logits,
                              "weights": hw.read_parameters()[0]}
+    for k, (a, b) in enumerate(zip(results["model"]["logits"], results["rtl"]["logits"],
+                                   strict=True)):
+        if not np.array_equal(a, b):
+            raise AssertionError(f"N1 on the Verilated paper-n1 ring: group {k}'s logits "
+                                 "differ from the ring simulator's")
     for layer, ((w, b), (w_rtl, b_rtl)) in enumerate(zip(results["model"]["weights"],
                                                          results["rtl"]["weights"])):
         if not (np.array_equal(w, w_rtl) and np.array_equal(b, b_rtl)):
             raise AssertionError(f"N1 on the Verilated paper-n1 ring: layer {layer}'s "
                                  "parameters differ from the ring simulator's")
     rtl = results["rtl"]
-    return {"algorithm": graph.algorithm, "batch": batch, "steps": steps,
+    return {"algorithm": graph.algorithm, "batch": batch,
+            "steps": steps + 2 * layers - 1 if pipelined else steps,
+            "placement": "/".join(str(len(s)) for s in dict.fromkeys(compiled.segments)),
+            "step_cycles": compiled.step_cycles,
             "cycles": rtl["cycles"], "seconds": rtl["seconds"],
             "cycles_per_second": rtl["cycles"] / rtl["seconds"], "cores": cfg.cores,
             "words": sum(w.size + b.size for w, b in rtl.pop("weights"))}
@@ -299,9 +331,14 @@ def run(args) -> int:
                   f"cycles (= prediction on every core), {row['cycles_per_second']:,.0f} "
                   f"cycles/s on Verilator ({row['seconds']:.1f} s)")
     if args.paper_n1_steps:
-        row = _paper_n1_steps(args.paper_n1_steps, rng, args.paper_n1_batch)
+        row = _paper_n1_steps(args.paper_n1_steps, rng, args.paper_n1_batch,
+                              args.paper_n1_cp)
         results["paper_n1_rtl"] = row
-        what = "SGD" if row["batch"] == 1 else f"MBGD b = {row['batch']}"
+        what = row["algorithm"].upper() + ("" if row["batch"] == 1 else f" b = {row['batch']}")
+        if row["algorithm"] in ("cp", "mbcp"):
+            what += (f" (an epoch of {args.paper_n1_steps} groups with fill and drain, "
+                     f"segments of {row['placement']} cores, {row['step_cycles']:,} cycles "
+                     "per steady-state step)")
         print(f"RTL N1 {what} on the 32-core paper-n1 ring: {row['steps']} step(s), "
               f"{row['cycles']:,} cycles (= prediction on every core), {row['words']:,} "
               f"parameter words equal to the ring simulator's, {row['cycles_per_second']:,.0f} "
