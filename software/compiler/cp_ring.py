@@ -1,9 +1,10 @@
 """Continuous propagation on the ring: a layer per segment, one fused pass per core and layer.
 
 The schedule and the slots are :mod:`.cp`'s. Layer ``l`` lives on segment ``S_l`` (segments
-equal or disjoint, cores in ring order; consecutive layers may share one); position ``p`` of ``S_l`` holds the input columns ``I_p =
-ring_blocks(in, C, nr)[p]`` of ``W_l`` (as ``sgd`` splits a layer over a ring) and the bias
-entries ``R_p = ring_blocks(out, C, nr)[p]``. In a pipeline step every core of ``S_l``
+equal or disjoint, cores in ring order; consecutive layers may share one); position ``p`` of
+``S_l`` holds the input columns ``I_p = ring_blocks(in, C, nr)[p]`` of ``W_l`` (as ``sgd``
+splits a layer over a ring) and the bias entries ``R_p = ring_blocks(out, C, nr)[p]``. In a
+pipeline step every core of ``S_l``
 
 * runs ``cpass`` (``gemv`` while filling) over ``W_l[:, I_p]``: the backward's ``z`` for its
   columns, the update, and the forward's partial sum over its columns (every output);
@@ -13,12 +14,13 @@ entries ``R_p = ring_blocks(out, C, nr)[p]``. In a pipeline step every core of `
   gradient;
 * backward: ``relud`` of its block of ``z`` with its block of ``h_{l-1}`` gives its block of
   ``d_{l-1}``;
-* then the relays over the chain links, the same list on every core: ``h_l`` from ``S_l`` to
-  the cores of ``S_{l+1}`` (into their slot of that group), ``d_{l-1}`` from ``S_l`` to those of
-  ``S_{l-1}`` (round the whole ring). Each is gathered from its segment's blocks in one pass
-  along the chain (:func:`~.collectives.gather_relay`: the first core sends its block, the next
-  forwards it and sends its own, ...), or, for a segment of two cores or one whose blocks are
-  out of chain order, all-gathered round the segment and relayed from one core.
+* then the relays over the chain links, the same list on every core, layer by layer (the
+  lower first): ``h_l`` from ``S_l`` to the cores of ``S_{l+1}`` (into their slot of that
+  group), ``d_{l-1}`` from ``S_l`` to those of ``S_{l-1}`` (round the whole ring). Each is
+  gathered from its segment's blocks in one pass along the chain
+  (:func:`~.collectives.gather_relay`: the first core sends its block, the next forwards it
+  and sends its own, ...), or, for a segment of two cores or one whose blocks are out of
+  chain order, all-gathered round the segment and relayed from one core.
 
 Layers sharing a segment run one after the other on each core, lowest first. Nothing moves
 up between them: core ``p``'s summed block ``R_p`` of the lower layer's output is the upper
@@ -342,8 +344,9 @@ def _mbcp_step(e, lay, graph, cfg, core, segments, key):
 
 
 def _relays(e, lay, graph, cfg, core, segments, key):
-    """Core ``core``'s part of a step's relays, in one order on every core: pre-activations
-    up, deltas down (``lay``: any core's layout; the slots have one address everywhere)."""
+    """Core ``core``'s part of a step's relays, in one order on every core: per layer, its
+    pre-activations up and its delta of the layer below down (``lay``: any core's layout;
+    the slots have one address everywhere)."""
     phase, forward, backward = key
     layers = graph.layers
     L = len(layers)
@@ -362,11 +365,12 @@ def _relays(e, lay, graph, cfg, core, segments, key):
                 gather = coll.relay(source, targets, buf, words, cfg.cores)
             ring_emit(e, core, gather)
 
-    for k in range(L - 1):
-        if forward[k]:
+    # In the order of the layers that produce them, the lower first: a lower layer's pass
+    # (layer 0 has no backward) tends to end first, so its relays go while the others work.
+    for k in range(L):
+        if k < L - 1 and forward[k]:
             send(k, True, lay.h[k][(phase - k) % (2 * L)], lay.ld_h[k])
-    for k in reversed(range(1, L)):
-        if backward[k]:
+        if k > 0 and backward[k]:
             send(k, False, lay.dbuf[k - 1], lay.ld_h[k - 1])
 
 
