@@ -45,7 +45,7 @@ from caterpillar.software.compiler.sgd import (
 )
 
 __all__ = ["cp_schedule", "cp_core_program", "cp_step_key", "cp_weight_accesses", "plain_ger",
-           "cp_steady_period", "priced_period",
+           "alloc_pass_buffers", "cp_steady_period", "priced_period",
            "cp_pipeline_report", "check_cp", "cp_image", "cp_core_caps", "placement_bound"]
 
 
@@ -77,7 +77,7 @@ def cp_weight_accesses(graph, algorithm: str) -> int:
 
 def _layout(graph, cfg):
     """Every buffer of the pipeline (the same for every step's program)."""
-    nr, lanes = cfg.nr, cfg.acc_lanes
+    nr = cfg.nr
     layers = graph.layers
     last = len(layers) - 1
     slots = 2 * len(layers)
@@ -102,16 +102,7 @@ def _layout(graph, cfg):
     back_in = max([i for o, i in layers[1:]], default=1)
     for index, (o, i) in enumerate(layers):
         lay.d.append([memb.alloc(f"d{index} slot {k}", batch * loc(o)) for k in range(2)])
-    lay.x_rep = memb.alloc("forward input (replicated)", loc(widest_in))
-    lay.a_rep = memb.alloc("backward input (replicated)", loc(widest_in))
-    lay.d_rep = memb.alloc("delta (replicated)", ceil_to(loc(widest_out), lanes))
-    lay.vec = memb.alloc("vector", loc(max(graph.sizes[1:])))
-    lay.h_prev = memb.alloc("pre-activation below", loc(back_in))
-    lay.y = memb.alloc("W' x", loc(widest_out))
-    lay.z = memb.alloc("W^T d", loc(back_in))
-    lay.q = memb.alloc("W^T d lane sums", lanes * loc(back_in))
-    lay.fpsum = memb.alloc("forward partial sums", loc(widest_out))
-    lay.bpsum = memb.alloc("backward partial sums", loc(back_in))
+    alloc_pass_buffers(memb, lay, cfg, widest_in, back_in, widest_out, max(graph.sizes[1:]))
     lay.h_rep = memb.alloc("logits (replicated)", loc(classes))
     lay.t_buf = memb.alloc("target", loc(classes))
     lay.scr = memb.alloc("softmax scratch", 3 * loc(classes) + 2)
@@ -125,6 +116,26 @@ def _layout(graph, cfg):
     lay.staging, lay.staging_words = alloc_staging(spad, lay.tensors, nr)
     spad.check("use a config with more spad_words")
     return lay
+
+
+def alloc_pass_buffers(memb, lay, cfg, ins, back, outs, vec) -> None:
+    """Allocate in ``memb`` (a MemB :class:`Region`) the buffers a layer's pass works in, as
+    attributes of ``lay``: its inputs replicated (``ins`` words) for the forward and the
+    update, the delta replicated and the forward's output and partial sums (``outs``), the
+    backward's output, lane sums and partial sums and the pre-activations below (``back``),
+    and a ``vec``-word scratch vector. One core's layers in turn share one set sized for the
+    widest."""
+    nr, lanes = cfg.nr, cfg.acc_lanes
+    lay.x_rep = memb.alloc("forward input (replicated)", cdiv(ins, nr))
+    lay.a_rep = memb.alloc("backward input (replicated)", cdiv(ins, nr))
+    lay.d_rep = memb.alloc("delta (replicated)", ceil_to(cdiv(outs, nr), lanes))
+    lay.vec = memb.alloc("vector", cdiv(vec, nr))
+    lay.h_prev = memb.alloc("pre-activation below", cdiv(back, nr))
+    lay.y = memb.alloc("W' x", cdiv(outs, nr))
+    lay.z = memb.alloc("W^T d", cdiv(back, nr))
+    lay.q = memb.alloc("W^T d lane sums", lanes * cdiv(back, nr))
+    lay.fpsum = memb.alloc("forward partial sums", cdiv(outs, nr))
+    lay.bpsum = memb.alloc("backward partial sums", cdiv(back, nr))
 
 
 def _input(e, lay, graph, index, group, slots, dst, sample=0):

@@ -42,7 +42,13 @@ from types import SimpleNamespace
 from caterpillar.contract.isa import Layout, Opcode, VecOp
 from caterpillar.golden.collectives import ring_blocks
 from caterpillar.software.compiler import collectives as coll
-from caterpillar.software.compiler.cp import check_cp, cp_core_caps, cp_image, plain_ger
+from caterpillar.software.compiler.cp import (
+    alloc_pass_buffers,
+    check_cp,
+    cp_core_caps,
+    cp_image,
+    plain_ger,
+)
 from caterpillar.software.compiler.program import (
     SCALAR_REGS,
     CompileError,
@@ -120,7 +126,7 @@ def _layouts(graph, cfg, core, segments, blocks) -> list:
     """The core's buffers, one namespace per layer it holds (consecutive layers may share a
     segment), lowest layer first; SPAD slots and relay buffers at the same address on every
     core, MemA and MemB shared by the core's layers."""
-    nr, lanes = cfg.nr, cfg.acc_lanes
+    nr = cfg.nr
     layers = graph.layers
     L, slots = len(layers), 2 * len(layers)
     loc = lambda count: cdiv(count, nr)  # noqa: E731
@@ -149,16 +155,7 @@ def _layouts(graph, cfg, core, segments, blocks) -> list:
         # backward's input next step), or a hidden layer's own block, relayed, for its bias.
         lay.d = [memb.alloc(f"d{index} slot {k}", batch * loc(o) if index == L - 1
                             else loc(o)) for k in range(2)]
-        lay.x_rep = memb.alloc("forward input block (replicated)", loc(width))
-        lay.a_rep = memb.alloc("backward input block (replicated)", loc(width))
-        lay.d_rep = memb.alloc("delta (replicated)", ceil_to(loc(o), lanes))
-        lay.vec = memb.alloc("vector", loc(max(o, width)))
-        lay.h_prev = memb.alloc("pre-activation block below", loc(width))
-        lay.y = memb.alloc("W' x partial", loc(o))
-        lay.z = memb.alloc("W^T d block", loc(width))
-        lay.q = memb.alloc("W^T d lane sums", lanes * loc(width))
-        lay.fpsum = memb.alloc("forward partial sums", loc(o))
-        lay.bpsum = memb.alloc("backward partial sums", loc(width))
+        alloc_pass_buffers(memb, lay, cfg, width, width, o, max(o, width))
         if index == L - 1:
             lay.h_rep = memb.alloc("logits (replicated)", loc(classes))
             lay.t_buf = memb.alloc("target", loc(classes))
