@@ -191,8 +191,11 @@ def _compile_cp(graph, cfg, segments, groups) -> Compiled:
                     errors.append(error)
         if not placements:
             raise errors[0]
-        return _fastest([lambda p=p: _compile_cp(graph, cfg, list(p), groups)
-                         for p in dict.fromkeys(placements)], cfg)
+        # Chosen on the image of a full epoch (None: 4L - 1 groups), whose first program is
+        # a steady-state step; an epoch of fewer than 2L groups never reaches one.
+        chosen = _fastest([lambda p=p: _compile_cp(graph, cfg, list(p), None)
+                           for p in dict.fromkeys(placements)], cfg)
+        return compiled_for_groups(chosen, groups) if groups is not None else chosen
     segments = layer_segments(graph, cfg, segments)
     distinct = list(dict.fromkeys(segments))
     runs = [seg for k, seg in enumerate(segments) if k == 0 or seg != segments[k - 1]]

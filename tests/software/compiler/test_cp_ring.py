@@ -64,6 +64,10 @@ def test_the_default_keeps_a_narrow_output_layer_off_its_own_core():
         v["macs"] for core in chosen.cores.values()
         for v in core.local_phase_report(cfg).values())
     assert layers[1]["cycles"] == layers[2]["cycles"]
+    # An epoch shorter than 2L groups has no steady-state step: the placement is still the
+    # one chosen on steady-state steps (on its filling step 5/3 won), its image for 3 groups.
+    short = compile_training(g, cfg, groups=3)
+    assert short.segments == chosen.segments and short.cores[0].io["groups"] == 3
 
 
 @pytest.mark.parametrize("sizes, cores, winner", [((32, 24, 16, 8), 7, "weights"),
