@@ -380,8 +380,9 @@ class Compiled:
     def placement_text(self) -> str:
         """``, C cores 0,1/2,3 (rows split)`` on a ring (``rows split, the output layer by
         columns`` where :attr:`splits` say so, which layers' biases are columns of ``W``,
-        :attr:`bias_columns`, and which layers use the piped collectives, :attr:`row_orders`),
-        nothing on one core: for messages."""
+        :attr:`bias_columns`, which layers use the piped collectives, :attr:`row_orders`, and
+        which layers share a segment when there are several), nothing on one core: for
+        messages."""
         if self.config.cores == 1:
             return ""
         where = "/".join(",".join(map(str, s)) for s in dict.fromkeys(self.segments))
@@ -398,6 +399,12 @@ class Compiled:
         if piped:
             split += (f", layer{'s' if len(piped) > 1 else ''} {','.join(piped)} summed and "
                       "gathered by piped collectives")
+        distinct = list(dict.fromkeys(self.segments))
+        if 1 < len(distinct) < len(self.segments):
+            for seg in distinct:
+                held = [str(k) for k, other in enumerate(self.segments) if other == seg]
+                if len(held) > 1:
+                    split += f", layers {','.join(held)} on cores {','.join(map(str, seg))}"
         return f", {len(self.working_cores)} cores {where} ({split})"
 
     @property

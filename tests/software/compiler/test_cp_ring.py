@@ -59,6 +59,8 @@ def test_the_default_keeps_a_narrow_output_layer_off_its_own_core():
     assert bound["best_shared_cores"] == [4, 4]
     layers = report["layers"]
     assert [x["shared_with"] for x in layers] == [[], [2], [1]]
+    assert chosen.placement_text() == ", 8 cores 0,1,2,3/4,5,6,7 (columns split, layers 1,2 on " \
+        "cores 4,5,6,7)"
     # Each layer's MACs are its own; the cores of a segment spend them in its cycles.
     assert sum(x["macs"] for x in layers) == sum(
         v["macs"] for core in chosen.cores.values()
