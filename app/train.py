@@ -89,7 +89,9 @@ def add_graph_arguments(p) -> None:
     p.add_argument("--segments", default=None, metavar="CORES[/CORES...]",
                    help="where the layers go: one segment for all (cores in ring order, "
                    "e.g. 0-3 or 0,1,6,7) or one per layer separated by / (e.g. 0-1/2-3/2-3, "
-                   "mbgd); each segment is closed into a sub-ring (default: every core)")
+                   "mbgd, cp, mbcp); each segment is closed into a sub-ring (default: every "
+                   "core; cp: a placement, the output layer on its own cores or on the layer "
+                   "below's)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a config field, e.g. --set mema_words=8192")
 

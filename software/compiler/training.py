@@ -115,8 +115,9 @@ def _fastest(builds, cfg) -> Compiled:
 def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> Compiled:
     """Compile ``graph`` for the ring of ``cfg``.
 
-    ``segments``: ``None`` (every layer on every core), one segment (cores in ring order) for
-    every layer, or one segment per layer (``mbgd``; segments equal or disjoint). Each
+    ``segments``: ``None`` (every layer on every core; ``cp``: a placement), one segment
+    (cores in ring order) for every layer, or one segment per layer (``mbgd``, ``cp``;
+    segments equal or disjoint, for ``cp`` shared only by consecutive layers). Each
     distinct segment is closed into a sub-ring; data pass between segments over the chain
     links. ``groups``: ``cp``'s samples per epoch (its image holds the fill and drain steps
     of such an epoch; :meth:`Compiled.for_groups` recompiles for another count).
@@ -172,8 +173,10 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
 
 
 def _compile_cp(graph, cfg, segments, groups) -> Compiled:
-    """``cp``: every layer on core 0 of a one-core config, else on its own segment
-    (``segments``; by default whichever :func:`~.cp_ring.cp_placement` steps fastest)."""
+    """``cp``: every layer on core 0 of a one-core config, else on its own segment or
+    consecutive layers on one (``segments``; by default whichever
+    :func:`~.cp_ring.cp_placement`, the output layer on its own cores or on those of the layer
+    below, steps fastest)."""
     if cfg.cores == 1:
         return Compiled(graph, cfg, layer_segments(graph, cfg, segments),
                         {0: cp_core_program(graph, cfg, groups)}, [0],
