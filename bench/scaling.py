@@ -38,7 +38,7 @@ from caterpillar.contract.config import preset
 from caterpillar.golden.trainer import to_bits
 from caterpillar.sim.backends.verilator import VerilatorDevice
 from caterpillar.sim.cases.collectives import CollectiveCase, run_collective
-from caterpillar.software.compiler.training import compile_training, compiled_for_groups
+from caterpillar.software.compiler.training import compile_training
 from caterpillar.software.graph.model import Optimizer, TrainingGraph
 from caterpillar.software.isasim.device import RingIsaDevice
 from caterpillar.software.storage import check_output, write_json
@@ -235,9 +235,7 @@ def _paper_n1_steps(steps, rng, batch: int = 1, pipelined: bool = False) -> dict
     graph = TrainingGraph((784, 500, 500, 500, 10), algorithm=algorithm, batch=batch,
                           optimizer=Optimizer(lr=0.01, momentum=0.0))
     # cp: the default placement (chosen on steady-state steps), its image for this epoch.
-    compiled = compile_training(graph, cfg)
-    if pipelined:
-        compiled = compiled_for_groups(compiled, steps)
+    compiled = compile_training(graph, cfg, groups=steps if pipelined else None)
     data = load_dataset("mnist")
     batches = [rng.choice(len(data.x_train), batch, replace=False) for _ in range(steps)]
     layers = len(graph.layers)

@@ -45,7 +45,7 @@ from caterpillar.software.compiler.sgd import (
 )
 
 __all__ = ["cp_schedule", "cp_core_program", "cp_step_key", "cp_weight_accesses", "plain_ger",
-           "alloc_pass_buffers", "cp_steady_period", "priced_period",
+           "alloc_pass_buffers", "cp_layer_macs", "cp_steady_period", "priced_period",
            "cp_pipeline_report", "check_cp", "cp_image", "cp_core_caps", "placement_bound"]
 
 
@@ -116,6 +116,13 @@ def _layout(graph, cfg):
     lay.staging, lay.staging_words = alloc_staging(spad, lay.tensors, nr)
     spad.check("use a config with more spad_words")
     return lay
+
+
+def cp_layer_macs(graph, index: int) -> int:
+    """Layer ``index``'s MACs in a steady-state step: per weight and sample one forward, one
+    update and, above layer 0 (which has no backward), one backward."""
+    o, i = graph.layers[index]
+    return graph.batch * o * i * (2 if index == 0 else 3)
 
 
 def alloc_pass_buffers(memb, lay, cfg, ins, back, outs, vec) -> None:
@@ -496,8 +503,7 @@ def _per_layer(compiled) -> list:
             reports = [compiled.cores[k].local_phase_report(cfg) for k in seg]
             cycles = max(sum(v["cycles"] for p, v in r.items() if p != "ring")
                          for r in reports)
-            # The fused pass's MACs: forward, update and (above layer 0) backward per weight.
-            macs = graph.batch * o * i * (2 if index == 0 else 3)
+            macs = cp_layer_macs(graph, index)
         shared = [k for k, other in enumerate(compiled.segments)
                   if other == seg and k != index] if cfg.cores > 1 else []
         out.append({"layer": index, "rows": o, "cols": i, "cores": len(seg), "cycles": cycles,

@@ -47,6 +47,7 @@ from caterpillar.software.compiler.cp import (
     check_cp,
     cp_core_caps,
     cp_image,
+    cp_layer_macs,
     plain_ger,
 )
 from caterpillar.software.compiler.program import (
@@ -92,9 +93,9 @@ def cp_placement(graph, cfg, by="macs", share=False) -> list:
                            f"at least {len(layers)} cores ({least} with the output layer on "
                            f"the cores of the layer below), not {cores}; use --cores {least} "
                            "or more, or --cores 1")
-    per_weight = {"weights": lambda k: 1, "macs": lambda k: 2 if k == 0 else 3}[by]
-    weights = [sum(per_weight(k) * layers[k][0] * layers[k][1] for k in stage)
-               for stage in stages]
+    share_of = {"weights": lambda k: layers[k][0] * layers[k][1],
+                "macs": lambda k: cp_layer_macs(graph, k)}[by]
+    weights = [sum(share_of(k) for k in stage) for stage in stages]
     # An output layer sharing a segment may leave cores without outputs, not without inputs.
     caps = cp_core_caps(graph, cfg)
     caps = [min(caps[k] if k < len(layers) - 1 or len(stage) == 1
