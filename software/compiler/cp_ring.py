@@ -54,6 +54,7 @@ from caterpillar.software.compiler.program import (
     SCALAR_REGS,
     CompileError,
     CoreProgram,
+    Emitter,
     Region,
     Tensor,
     alloc_staging,
@@ -64,6 +65,7 @@ from caterpillar.software.compiler.program import (
 from caterpillar.software.compiler.sgd import (
     sgd_back_product,
     sgd_bias_update,
+    sgd_load_target,
     sgd_output_gradient,
 )
 
@@ -276,9 +278,15 @@ def _forward_sums(e, lay, graph, cfg, core, segments, slot, sample):
         ring(coll.all_gather(seg, out, o, nr))
     if index == L - 1:
         e("transfer", Opcode.LDV, spad=out, memb=lay.vec, len=o, layout=Layout.DIAG)
+        t_spad = lay.t_spad + sample * lay.ld_c
+        if graph.batch == 1:
+            # Only MemB from here on: it runs beside a relay (emit in cp_ring_core_program).
+            sgd_load_target(e, graph.loss, o, t_spad, lay.t_buf)
+            e = lay.loss = Emitter()
+            t_spad = None
         sgd_output_gradient(e, graph.loss, o, logits=lay.vec,
                             out=lay.d[slot % 2] + sample * cdiv(o, nr),
-                            t_spad=lay.t_spad + sample * lay.ld_c, t_buf=lay.t_buf,
+                            t_spad=t_spad, t_buf=lay.t_buf,
                             h_rep=lay.h_rep, scr=lay.scr, plain=True)
 
 
@@ -404,8 +412,19 @@ def cp_ring_core_program(graph, cfg, core, segments, blocks, groups=None) -> Cor
         # Lowest layer first: it reads the delta relayed to it in the last step before the
         # layer above on the same segment gathers the next one into the same buffer.
         for held in lays if member else []:
+            held.loss = None
             step(e, held, graph, cfg, core, segments, key)
+        start = len(e.words)
         _relays(e, lay, graph, cfg, core, segments, key)
+        loss = lays[-1].loss if member else None
+        if loss is not None:
+            # Right after the core's first relay is posted: it then waits for its data, or
+            # moves them, beside the loss instead of after it, and nothing that follows can
+            # start later than with the loss before the relays.
+            at = min(start + 1, len(e.words))
+            e.words[at:at] = loss.words
+            e.phases[at:at] = loss.phases
+            e.macs[at:at] = loss.macs
 
     e, entries, groups = cp_image(graph, cfg, groups, emit)
     if not member:

@@ -52,7 +52,7 @@ from caterpillar.software.compiler.program import (
 )
 from caterpillar.software.graph.model import TrainingGraph
 
-__all__ = ["sgd_core_program", "sgd_ring_core_program", "sgd_output_gradient",
+__all__ = ["sgd_core_program", "sgd_ring_core_program", "sgd_output_gradient", "sgd_load_target",
            "sgd_back_product", "sgd_bias_update"]
 
 
@@ -158,25 +158,34 @@ def sgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
                        staging_words=staging_words)
 
 
+def sgd_load_target(e, loss, classes, t_spad, t_buf):
+    """Load one sample's target from the SPAD into ``t_buf`` in the layout ``loss`` reads."""
+    layout = Layout.COLREP if loss == "softmax_ce" else Layout.DIAG
+    e("transfer", Opcode.LDV, spad=t_spad, memb=t_buf, len=classes, layout=layout)
+
+
 def sgd_output_gradient(e, loss, classes, *, logits, out, t_spad, t_buf, h_rep, scr, plain,
                         logits_spad=None):
     """The output gradient of one sample from the logits (MemB diagonal, or with
     ``logits_spad`` the SPAD, loaded in the layout the loss reads) into ``out``; with ``plain``
     (no momentum, no weight decay) scaled by the step ``-lr``, which every delta below and
-    every update inherits."""
+    every update inherits. ``t_spad=None``: the target is in ``t_buf`` already
+    (:func:`sgd_load_target`), so nothing touches the SPAD without ``logits_spad``."""
     if loss == "softmax_ce":
         if logits_spad is None:
             e("loss", Opcode.BCAST, dst=h_rep, src=logits, len=classes, layout=Layout.COLREP)
         else:
             e("transfer", Opcode.LDV, spad=logits_spad, memb=h_rep, len=classes,
               layout=Layout.COLREP)
-        e("transfer", Opcode.LDV, spad=t_spad, memb=t_buf, len=classes, layout=Layout.COLREP)
+        if t_spad is not None:
+            sgd_load_target(e, loss, classes, t_spad, t_buf)
         e("loss", Opcode.SMXCE, z=out, x=h_rep, t=t_buf, scr=scr, len=classes)
     else:
         if logits_spad is not None:
             e("transfer", Opcode.LDV, spad=logits_spad, memb=logits, len=classes,
               layout=Layout.DIAG)
-        e("transfer", Opcode.LDV, spad=t_spad, memb=t_buf, len=classes, layout=Layout.DIAG)
+        if t_spad is not None:
+            sgd_load_target(e, loss, classes, t_spad, t_buf)
         e("loss", Opcode.VOP, fn=VecOp.MSEG, layout=Layout.DIAG, z=out, x=logits, y=t_buf,
           len=classes, alpha=SCALAR_REGS["mse"])
     if plain:
