@@ -160,8 +160,11 @@ def _layouts(graph, cfg, core, segments, blocks) -> list:
                             else loc(o)) for k in range(2)]
         alloc_pass_buffers(memb, lay, cfg, width, width, o, max(o, width))
         if index == L - 1:
+            # Every sample's logits and target apart: its loss runs after the step's relays
+            # are under way (cp_ring_core_program).
+            lay.logits_b = [memb.alloc(f"logits {s}", loc(classes)) for s in range(batch)]
+            lay.t_buf = [memb.alloc(f"target {s}", loc(classes)) for s in range(batch)]
             lay.h_rep = memb.alloc("logits (replicated)", loc(classes))
-            lay.t_buf = memb.alloc("target", loc(classes))
             lay.scr = memb.alloc("softmax scratch", 3 * loc(classes) + 2)
         lays.append(lay)
     mema.check("use a config with more mema_words, more cores, or a smaller model")
@@ -277,17 +280,13 @@ def _forward_sums(e, lay, graph, cfg, core, segments, slot, sample):
                           and _gather(lay, segments, index, cfg.cores, out, up=True) is None):
         ring(coll.all_gather(seg, out, o, nr))
     if index == L - 1:
-        e("transfer", Opcode.LDV, spad=out, memb=lay.vec, len=o, layout=Layout.DIAG)
-        t_spad = lay.t_spad + sample * lay.ld_c
-        if graph.batch == 1:
-            # Only MemB from here on: it runs beside a relay (emit in cp_ring_core_program).
-            sgd_load_target(e, graph.loss, o, t_spad, lay.t_buf)
-            e = lay.loss = Emitter()
-            t_spad = None
-        sgd_output_gradient(e, graph.loss, o, logits=lay.vec,
-                            out=lay.d[slot % 2] + sample * cdiv(o, nr),
-                            t_spad=t_spad, t_buf=lay.t_buf,
-                            h_rep=lay.h_rep, scr=lay.scr, plain=True)
+        logits, t_buf = lay.logits_b[sample], lay.t_buf[sample]
+        e("transfer", Opcode.LDV, spad=out, memb=logits, len=o, layout=Layout.DIAG)
+        sgd_load_target(e, graph.loss, o, lay.t_spad + sample * lay.ld_c, t_buf)
+        # Only MemB from here on: it runs beside the relays (cp_ring_core_program).
+        sgd_output_gradient(lay.loss, graph.loss, o, logits=logits,
+                            out=lay.d[slot % 2] + sample * cdiv(o, nr), t_spad=None,
+                            t_buf=t_buf, h_rep=lay.h_rep, scr=lay.scr, plain=True)
 
 
 def _mbcp_step(e, lay, graph, cfg, core, segments, key):
@@ -412,12 +411,12 @@ def cp_ring_core_program(graph, cfg, core, segments, blocks, groups=None) -> Cor
         # Lowest layer first: it reads the delta relayed to it in the last step before the
         # layer above on the same segment gathers the next one into the same buffer.
         for held in lays if member else []:
-            held.loss = None
+            held.loss = Emitter()
             step(e, held, graph, cfg, core, segments, key)
         start = len(e.words)
         _relays(e, lay, graph, cfg, core, segments, key)
         loss = lays[-1].loss if member else None
-        if loss is not None:
+        if loss is not None and loss.words:
             # Right after the core's first relay is posted: it then waits for its data, or
             # moves them, beside the loss instead of after it, and nothing that follows can
             # start later than with the loss before the relays.
