@@ -14,7 +14,8 @@ pipeline step every core of ``S_l``
   gradient;
 * backward: ``relud`` of its block of ``z`` with its block of ``h_{l-1}`` gives its block of
   ``d_{l-1}``;
-* then the relays over the chain links, the same list on every core, layer by layer (the
+* then the relays over the chain links, the same list on every core (the output layer's loss,
+  which touches only MemB, right after its cores post their first relay), layer by layer (the
   lower first): ``h_l`` from ``S_l`` to the cores of ``S_{l+1}`` (into their slot of that
   group), ``d_{l-1}`` from ``S_l`` to those of ``S_{l-1}`` (round the whole ring). Each is
   gathered from its segment's blocks in one pass along the chain
@@ -162,7 +163,7 @@ def _layouts(graph, cfg, core, segments, blocks) -> list:
         if index == L - 1:
             # Every sample's logits and target apart: its loss runs after the step's relays
             # are under way (cp_ring_core_program).
-            lay.logits_b = [memb.alloc(f"logits {s}", loc(classes)) for s in range(batch)]
+            lay.logit_bufs = [memb.alloc(f"logits {s}", loc(classes)) for s in range(batch)]
             lay.t_buf = [memb.alloc(f"target {s}", loc(classes)) for s in range(batch)]
             lay.h_rep = memb.alloc("logits (replicated)", loc(classes))
             lay.scr = memb.alloc("softmax scratch", 3 * loc(classes) + 2)
@@ -280,7 +281,7 @@ def _forward_sums(e, lay, graph, cfg, core, segments, slot, sample):
                           and _gather(lay, segments, index, cfg.cores, out, up=True) is None):
         ring(coll.all_gather(seg, out, o, nr))
     if index == L - 1:
-        logits, t_buf = lay.logits_b[sample], lay.t_buf[sample]
+        logits, t_buf = lay.logit_bufs[sample], lay.t_buf[sample]
         e("transfer", Opcode.LDV, spad=out, memb=logits, len=o, layout=Layout.DIAG)
         sgd_load_target(e, graph.loss, o, lay.t_spad + sample * lay.ld_c, t_buf)
         # Only MemB from here on: it runs beside the relays (cp_ring_core_program).
