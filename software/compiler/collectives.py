@@ -106,6 +106,8 @@ def _bucket(segment, buf: int, n: int, unit: int, *, reduce: bool) -> dict:
             # the running sum of block i - step, add the own part of block i - step - 1.
             send = blocks[(i - step + (0 if reduce else 1)) % c]
             recv = blocks[(i - step - (1 if reduce else 0)) % c]
+            if send[0] == send[1] and recv[0] == recv[1]:
+                continue    # an empty block both ways (fewer nr-units than cores): no step
             out[core].append(ring(src=buf + send[0], slen=send[1] - send[0],
                                   dst=buf + recv[0], rlen=recv[1] - recv[0], keep=True,
                                   add=reduce))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from caterpillar.contract.config import preset
-from caterpillar.contract.isa import ErrorCause, Opcode, encode
+from caterpillar.contract.isa import ErrorCause, Opcode, decode, encode
 from caterpillar.sim.cases.collectives import (
     KINDS,
     CollectiveCase,
@@ -44,6 +44,20 @@ def test_bucket_all_gather_moves_each_block_once_per_hop():
     _, _, run = run_collective(RingIsaDevice(cfg), CollectiveCase("all_gather", (0, 1, 2, 3), n))
     beats = 3 * (n // 4) // cfg.nr                     # (c - 1) blocks of n / c words
     assert beats <= min(run.ring_cycles) <= beats + 3 * 12  # a few cycles of latency per step
+
+
+@pytest.mark.parametrize("kind", ["all_gather", "reduce_scatter", "all_reduce"])
+def test_bucket_steps_of_empty_blocks_are_left_out(kind):
+    """6 words (3 units of nr = 2) on 8 cores: five blocks are empty; no core runs a ``RING``
+    that neither sends nor receives, and the results are still the golden ones."""
+    cfg = preset("tiny").replace(cores=8)
+    case = CollectiveCase(kind, tuple(range(8)), 6)
+    rings = [i for words in case.programs(cfg.nr, 8).values()
+             for i in map(decode, words) if i.op == Opcode.RING]
+    assert rings and all(i.slen or i.rlen for i in rings)
+    inputs, outputs, _ = run_collective(RingIsaDevice(cfg), case)
+    for (a, b, want), got in zip(expected_outputs(case, inputs, cfg), outputs):
+        np.testing.assert_array_equal(got[a:b], want)
 
 
 def test_ring_field_errors_stop_the_core():
