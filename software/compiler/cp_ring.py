@@ -421,10 +421,7 @@ def cp_ring_core_program(graph, cfg, core, segments, blocks, groups=None) -> Cor
             # Right after the core's first relay is posted: it then waits for its data, or
             # moves them, beside the loss instead of after it, and nothing that follows can
             # start later than with the loss before the relays.
-            at = min(start + 1, len(e.words))
-            e.words[at:at] = loss.words
-            e.phases[at:at] = loss.phases
-            e.macs[at:at] = loss.macs
+            e.insert(min(start + 1, len(e.words)), loss)
 
     e, entries, groups = cp_image(graph, cfg, groups, emit)
     if not member:

@@ -146,6 +146,12 @@ class Emitter:
         self.phases.append(phase)
         self.macs.append(macs)
 
+    def insert(self, at: int, other: Emitter) -> None:
+        """Insert ``other``'s instructions before instruction ``at``."""
+        self.words[at:at] = other.words
+        self.phases[at:at] = other.phases
+        self.macs[at:at] = other.macs
+
 
 def layer_splits(graph: TrainingGraph, segments) -> list[str]:
     """How each layer is divided over its segment: ``columns`` (input columns per core) or
