@@ -135,7 +135,9 @@ def _layouts(graph, cfg, core, segments, blocks) -> list:
     L, slots = len(layers), 2 * len(layers)
     loc = lambda count: cdiv(count, nr)  # noqa: E731
     batch, classes = graph.batch, graph.sizes[-1]
-    widest_x = max(b - a for a, b in blocks[0])
+    # Leading dimensions of the SPAD slots: a sample's input block, logits, each layer's h.
+    ld_x = ceil_to(max(b - a for a, b in blocks[0]), nr)
+    ld_c, ld_h = ceil_to(classes, nr), [ceil_to(o_k, nr) for o_k, i_k in layers]
     rblocks = cp_bias_blocks(graph, cfg, segments)
     mema = Region("MemA", cfg.mema_words)
     memb = Region("MemB", cfg.memb_words)
@@ -149,8 +151,7 @@ def _layouts(graph, cfg, core, segments, blocks) -> list:
         width, owned = hi - lo, r_hi - r_lo
         lay = SimpleNamespace(index=index, position=position, lo=lo, width=width, r_lo=r_lo,
                               owned=owned, tensors=tensors, blocks=blocks, rblocks=rblocks,
-                              ld_x=ceil_to(widest_x, nr), ld_c=ceil_to(classes, nr),
-                              ld_h=[ceil_to(o_k, nr) for o_k, i_k in layers])
+                              ld_x=ld_x, ld_c=ld_c, ld_h=ld_h)
         lay.w = mema.alloc(f"W{index} columns", loc(o) * loc(width))
         tensors.append(Tensor(f"W{index}", "mema", o, width, lay.w, loc(width)))
         lay.b = memb.alloc(f"b{index} block", loc(owned))
@@ -171,14 +172,12 @@ def _layouts(graph, cfg, core, segments, blocks) -> list:
     mema.check("use a config with more mema_words, more cores, or a smaller model")
     memb.check("use a config with more memb_words, more cores, or a smaller model")
     shared = SimpleNamespace()
-    shared.x = [spad.alloc(f"input block slot {k}", batch * ceil_to(widest_x, nr))
-                for k in range(slots)]
-    shared.h = [[spad.alloc(f"h{k} slot {s}", batch * ceil_to(layers[k][0], nr))
-                 for s in range(slots)] for k in range(L - 1)]
-    shared.dbuf = [spad.alloc(f"d{k} (relayed)", batch * ceil_to(layers[k][0], nr))
-                   for k in range(L - 1)]
-    shared.logits = spad.alloc("logits", batch * ceil_to(classes, nr))
-    shared.t_spad = spad.alloc("targets", batch * ceil_to(classes, nr))
+    shared.x = [spad.alloc(f"input block slot {k}", batch * ld_x) for k in range(slots)]
+    shared.h = [[spad.alloc(f"h{k} slot {s}", batch * ld_h[k]) for s in range(slots)]
+                for k in range(L - 1)]
+    shared.dbuf = [spad.alloc(f"d{k} (relayed)", batch * ld_h[k]) for k in range(L - 1)]
+    shared.logits = spad.alloc("logits", batch * ld_c)
+    shared.t_spad = spad.alloc("targets", batch * ld_c)
     shared.staging, shared.staging_words = alloc_staging(spad, tensors, nr)
     spad.check("use a config with more spad_words")
     for lay in lays:
