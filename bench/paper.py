@@ -2,12 +2,14 @@
 
 Every case is a network of the paper (N1, N2, N3: ``paper-values.yaml`` beside this module,
 with the table or figure each value comes from) trained by one algorithm (SGD, MBGD with
-b = 2, 4, 8, 50, 100, CP, MBCP with b = 2, 4, 8, DFA with b = 2, 4, 8, 50, 100) on the paper's
-machine (``paper-n1``, ``paper-n3``). A case compiles one step as ``caterpillar compile`` does
-(plain SGD-family updates: no momentum, as the paper's algorithms) and takes from the ring
-timing model its cycles and its event counters, which the RTL's counters equal
-(docs/energy.md); the energy, GFLOPS/W (both readings of the FPU's pJ per op), GFLOPS/mm^2 and
-utilization (model MACs over all the machine's PEs and the step's cycles) follow. A ``cp`` case
+b = 2, 4, 8, 50, 64, 100, CP, MBCP with b = 2, 4, 8, DFA with b = 2, 4, 8, 50, 100) on the
+paper's machine (``paper-n1``, ``paper-n3``); b = 64 is not the paper's, but tiles evenly
+into ``nr`` columns, beside b = 50, which does not. A case compiles one step as
+``caterpillar compile`` does (plain SGD-family updates: no momentum, as the paper's
+algorithms) and takes from the ring timing model its cycles and its event counters, which the
+RTL's counters equal (docs/energy.md); the energy, GFLOPS/W (both readings of the FPU's pJ per
+op), GFLOPS/mm^2 and utilization (model MACs over all the machine's PEs and the step's cycles)
+follow. A ``cp`` case
 is a period of its steady-state pipeline (``2 L`` steps, one sample each). A case that does not
 compile says why (issue 13's cases today), which is the fit table's verdict.
 
@@ -79,7 +81,7 @@ class Case:
 
 def _network_cases(network: str) -> list[Case]:
     return ([Case(network, "sgd")]
-            + [Case(network, "mbgd", b) for b in (2, 4, 8, 50, 100)]
+            + [Case(network, "mbgd", b) for b in (2, 4, 8, 50, 64, 100)]
             + [Case(network, "cp")]
             + [Case(network, "mbcp", b) for b in (2, 4, 8)]
             + [Case(network, "dfa", b) for b in (2, 4, 8, 50, 100)])

@@ -333,7 +333,8 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
     # step if the SPAD has room; else (``compact``, one segment) the inputs above layer 0 take
     # turns in two buffers, which also hold E, and each is gathered again for its update.
     compact_ok = len(set(segments)) == 1 and len(layers) > 1
-    for compact in (False, True):
+    layouts = [(False, True), (False, False)] + [(True, False)] * compact_ok
+    for attempt, (compact, stream_x0) in enumerate(layouts):
         spad = Region("the SPAD", cfg.spad_words, align=nr)
         tensors, p_addr, mom_addr = [], [], []
         xt_addr, h_addr, dt_addr, panel_words = [], [], [], []
@@ -376,9 +377,9 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                 f"h{index}", (o if index == last else widest_rows[index]) * ldb))
             dt_addr.append(spad.alloc(f"d{index} own (features x batch)",
                                       widest_rows[index] * ldb))
-        # Layer 0's update streams the batch-major input the host writes (compact: loads
-        # [x; 1] into MemA instead).
-        x0_addr = None if compact else spad.alloc(
+        # Layer 0's update streams the batch-major input the host writes, or, when the SPAD
+        # has no room for that copy, loads [x; 1] into MemA.
+        x0_addr = None if not stream_x0 else spad.alloc(
             "[x | 1] (batch x features)", batch * ceil_to(layers[0][1] + 1, nr))
         d_addr = spad.alloc("d own (batch x features) of the layer in the update",
                             batch * max(ceil_to(r, nr) for r in widest_rows))
@@ -419,7 +420,7 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
         dfull_addr = spad.alloc("output gradient (batch x classes)", batch * ldc)
         dfull_t_addr = spad.alloc("output gradient (classes x batch)", classes * ldb)
         t_spad = spad.alloc("targets", batch * ldc)
-        if spad.top <= cfg.spad_words or not compact_ok:
+        if spad.top <= cfg.spad_words or attempt == len(layouts) - 1:
             break
     spad.check("use a config with more spad_words or a smaller batch or model")
 

@@ -7,6 +7,7 @@ import pytest
 
 from caterpillar.contract.config import preset
 from caterpillar.contract.isa import Opcode
+from caterpillar.software.compiler.training import compile_training
 from caterpillar.software.driver.ring import RingDriver
 from tests.helpers import requires_verilator
 from tests.software.compiler.test_sgd import instructions, ring_compiled
@@ -86,12 +87,19 @@ def test_layers_narrower_than_the_ring_on_the_rtl(device, algorithm, sizes, batc
 
 @requires_verilator
 @pytest.mark.slow
-def test_inputs_taking_turns_in_the_spad_on_the_rtl(device, rng):
-    # The gathered inputs do not all fit tiny's SPAD: they take turns in two buffers and are
-    # gathered again for their updates (mbgd.py's compact layout).
-    hw, run = train_and_compare(CFG, (20, 18, 16, 14, 5), "mbgd", 20, "mse", 0.9, 0.0,
+@pytest.mark.parametrize("sizes, gathered_again", [
+    ((20, 18, 16, 14, 5), 0), ((20, 22, 20, 14, 5), 2)], ids=["layer-0-loads", "turns"])
+def test_inputs_that_do_not_fit_the_spad_on_the_rtl(device, sizes, gathered_again, rng):
+    # Tiny's SPAD has no room for the batch-major [x | 1]: layer 0's update loads [x; 1] into
+    # MemA; with wider layers the gathered inputs do not all fit either: they take turns in
+    # two buffers and two of them are gathered again for their updates (mbgd.py's layouts).
+    hw, run = train_and_compare(CFG, sizes, "mbgd", 20, "mse", 0.9, 0.0,
                                 steps=8, device=device, rng=rng)
-    assert hw.compiled.cores[0].io["inputs"] is None
+    tight = hw.compiled
+    roomy = compile_training(tight.graph, CFG.replace(spad_words=8192))
+    rings = [sum(i.op == Opcode.RING for i in instructions(c.cores[0])) for c in (roomy, tight)]
+    assert tight.cores[0].io["inputs"] is None and roomy.cores[0].io["inputs"] is not None
+    assert rings[1] - rings[0] == gathered_again * (CFG.cores - 1)
     assert run.cycles == hw.predicted
 
 

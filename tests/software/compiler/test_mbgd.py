@@ -444,23 +444,45 @@ def test_ring_training_is_bit_identical_to_golden(cores, sizes, batch, loss, mom
     assert hw.compiled.split == "rows" and min(run_.ring_cycles) > 0
 
 
-@pytest.mark.parametrize("algorithm", ["mbgd", "dfa"])
-def test_inputs_that_do_not_fit_take_turns_and_are_gathered_again(algorithm, rng):
-    # 20-18-16-14-5, batch 20 on 4 tiny cores: every layer's gathered input kept for the whole
-    # step needs more than the SPAD's 4,096 words; the inputs above layer 0 then take turns
-    # in two buffers (which also hold E) and each is gathered again for its update.
-    sizes, batch = (20, 18, 16, 14, 5), 20
+def _roomy_and_tight(algorithm, sizes, batch, rng):
+    """The step compiled with room to spare and trained (3 steps, bit for bit against golden,
+    cycles against the model) on 4 tiny cores."""
     cfg = TINY.replace(cores=4)
     roomy = compile_training(TrainingGraph(sizes, algorithm=algorithm, batch=batch, loss="mse"),
                              cfg.replace(spad_words=8192))
     hw, run_ = train_and_compare(cfg, sizes, algorithm, batch, "mse", 0.9, 0.0, steps=3,
                                  device=RingIsaDevice(cfg), rng=rng)
-    tight = hw.compiled
-    assert roomy.cores[0].io["inputs"] is not None and tight.cores[0].io["inputs"] is None
-    rings = [sum(decode(w).op == Opcode.RING for w in c.cores[0].program)
-             for c in (roomy, tight)]
-    assert rings[1] - rings[0] == (len(sizes) - 3) * (cfg.cores - 1)   # layers 1 and 2 again
     assert run_.cycles == hw.predicted
+    return cfg, roomy, hw.compiled
+
+
+def _count(compiled, op):
+    return sum(decode(w).op == op for w in compiled.cores[0].program)
+
+
+@pytest.mark.parametrize("algorithm", ["mbgd", "dfa"])
+def test_layer_0_loads_its_input_when_the_batch_major_copy_does_not_fit(algorithm, rng):
+    # 20-18-16-14-5, batch 20 on 4 tiny cores: the step with the host's batch-major copy of
+    # [x | 1] needs 4,146 (dfa 4,216) of the SPAD's 4,096 words, without it 3,706 (3,776).
+    # Layer 0's update then loads [x; 1] into MemA; every gathered input is still kept for
+    # the whole step, so no input is gathered again.
+    cfg, roomy, tight = _roomy_and_tight(algorithm, (20, 18, 16, 14, 5), 20, rng)
+    assert roomy.cores[0].io["inputs"] is not None and tight.cores[0].io["inputs"] is None
+    assert _count(tight, Opcode.RING) == _count(roomy, Opcode.RING)
+    assert _count(tight, Opcode.LDA) == _count(roomy, Opcode.LDA) + 1
+
+
+@pytest.mark.parametrize("algorithm", ["mbgd", "dfa"])
+def test_inputs_that_do_not_fit_take_turns_and_are_gathered_again(algorithm, rng):
+    # 20-22-20-14-5, batch 20 on 4 tiny cores: every layer's gathered input kept for the whole
+    # step needs more than the SPAD's 4,096 words even without the batch-major [x | 1]
+    # (4,194; dfa 4,274); the inputs above layer 0 then take turns in two buffers (which also
+    # hold E) and each is gathered again for its update.
+    sizes, batch = (20, 22, 20, 14, 5), 20
+    cfg, roomy, tight = _roomy_and_tight(algorithm, sizes, batch, rng)
+    assert roomy.cores[0].io["inputs"] is not None and tight.cores[0].io["inputs"] is None
+    rings = [_count(c, Opcode.RING) for c in (roomy, tight)]
+    assert rings[1] - rings[0] == (len(sizes) - 3) * (cfg.cores - 1)   # layers 1 and 2 again
 
 
 def test_one_core_compiles_to_the_one_core_program():
