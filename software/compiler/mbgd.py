@@ -114,19 +114,31 @@ class MbgdBuilder:
 
     def elementwise(self, phase, fn, z, x, y=None, *, count, alpha=0):
         """``z = fn(x, y)`` over ``count`` contiguous SPAD words, in MemB-sized chunks."""
+        loads = {"x": x} if y is None else {"x": x, "y": y}
+        self.elementwise_chain(phase, loads, [(fn, "z", "x", "y" if y is not None else "x",
+                                               alpha)], {"z": z}, count=count)
+
+    def elementwise_chain(self, phase, loads, ops, stores, *, count):
+        """Elementwise VOPs over ``count`` contiguous SPAD words, in MemB-sized chunks, with
+        each vector loaded and stored once per chunk. ``loads``: name -> SPAD base of the
+        inputs; ``ops``: ``(fn, z, x, y, alpha)`` in order, each ``z`` a new name; ``stores``:
+        name -> SPAD base of the results kept. Every name has a MemB buffer (in the order
+        loads, then results), so the values are those of one pass per op."""
         nr, memb = self.cfg.nr, self.cfg.memb_words
-        inputs = 1 if y is None else 2
-        chunk = min(memb // (inputs + 1) * nr, 65535 // nr * nr)
-        bx, by, bz = 0, chunk // nr, (inputs) * (chunk // nr)
+        names = [*loads, *(op[1] for op in ops)]
+        chunk = min(memb // len(names) * nr, 65535 // nr * nr)
+        buf = {name: index * (chunk // nr) for index, name in enumerate(names)}
         for s0 in range(0, count, chunk):
             length = min(chunk, count - s0)
-            self.e("transfer", Opcode.LDV, spad=x + s0, memb=bx, len=length, layout=Layout.DIAG)
-            if y is not None:
-                self.e("transfer", Opcode.LDV, spad=y + s0, memb=by, len=length,
+            for name, base in loads.items():
+                self.e("transfer", Opcode.LDV, spad=base + s0, memb=buf[name], len=length,
                        layout=Layout.DIAG)
-            self.e(phase, Opcode.VOP, fn=fn, layout=Layout.DIAG, z=bz, x=bx,
-                   y=by if y is not None else bx, len=length, alpha=alpha)
-            self.e("transfer", Opcode.STV, spad=z + s0, memb=bz, len=length, layout=Layout.DIAG)
+            for fn, z, x, y, alpha in ops:
+                self.e(phase, Opcode.VOP, fn=fn, layout=Layout.DIAG, z=buf[z], x=buf[x],
+                       y=buf[y], len=length, alpha=alpha)
+            for name, base in stores.items():
+                self.e("transfer", Opcode.STV, spad=base + s0, memb=buf[name], len=length,
+                       layout=Layout.DIAG)
 
     def output_gradient(self, loss, *, logits, targets, out, batch, classes, plain):
         """The scaled output gradient of a batch: logits, targets and ``out`` batch-major
@@ -170,16 +182,21 @@ class MbgdBuilder:
             self.gemm("update", a=x, **shape)
         else:
             self.gemm_rows("update", a=x, **shape)
-        words = (inputs + 1) * ldo
         if plain:
             return
+        # One pass through MemB: g (+)= wd p, m = mu m + g, p += -lr m; g is scratch.
+        loads, ops, grad = {"g": g, "p": p}, [], "g"
         if use_wd:
-            self.elementwise("update", VecOp.AXPY, g, p, g, count=words, alpha=r["wd"])
-        grad = g
+            ops.append((VecOp.AXPY, "g'", "p", "g", r["wd"]))
+            grad = "g'"
         if mom is not None:
-            self.elementwise("update", VecOp.AXPY, mom, mom, g, count=words, alpha=r["mu"])
-            grad = mom
-        self.elementwise("update", VecOp.AXPY, p, grad, p, count=words, alpha=r["neg_lr"])
+            loads["m"] = mom
+            ops.append((VecOp.AXPY, "m'", "m", grad, r["mu"]))
+            grad = "m'"
+        ops.append((VecOp.AXPY, "p'", grad, "p", r["neg_lr"]))
+        stores = {"m'": mom} if mom is not None else {}
+        self.elementwise_chain("update", loads, ops, {**stores, "p'": p},
+                               count=(inputs + 1) * ldo)
 
     def transpose(self, src, rows, cols, lds, dst, ldd):
         """Write the transpose of the ``rows x cols`` SPAD matrix at ``src`` to ``dst``."""

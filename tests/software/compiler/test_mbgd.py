@@ -322,6 +322,30 @@ def test_one_core_step_instruction_mix(loss, opt):
     assert ins[-1].op == Opcode.HALT and core.k_chunk == TINY.memb_words // 2
 
 
+@pytest.mark.parametrize("momentum, wd", [(0.9, 0.01), (0.9, 0.0), (0.0, 0.01)])
+@pytest.mark.parametrize("cores", [1, 2])
+def test_the_optimiser_moves_each_vector_once_per_step(momentum, wd, cores):
+    # One pass through MemB per chunk: [W | b] and its momentum are loaded once and stored
+    # once, the gradient (scratch, written by the update's GEMM) loaded once, never stored.
+    graph = TrainingGraph(SIZES, algorithm="mbgd", batch=3,
+                          optimizer=Optimizer(lr=0.1, momentum=momentum, weight_decay=wd))
+    for core in compile_training(graph, ROOMY.replace(cores=cores)).cores.values():
+        ins = [decode(w) for w in core.program]
+        gradient = next(i.c for i, p in zip(ins, core.phases)
+                        if i.op == Opcode.GEMM and p == "update")
+        for t in core.tensors:
+            if t.name[0] not in "PM":
+                continue
+            words = t.cols * t.ld
+            for op in (Opcode.LDV, Opcode.STV):
+                moved = sum(i.len for i in ins if i.op == op and t.addr <= i.spad < t.addr + words)
+                assert moved == words, (t.name, op)
+        scratch = range(gradient, gradient + max(t.cols * t.ld for t in core.tensors
+                                                 if t.name[0] == "P"))
+        assert not any(i.op == Opcode.STV and i.spad in scratch for i in ins)
+        assert any(i.op == Opcode.LDV and i.spad == gradient for i in ins)
+
+
 def test_one_core_model_macs_per_phase():
     graph = graph_of(opt="both")
     report = mbgd_core_program(graph, TINY).local_phase_report(TINY)
