@@ -1,7 +1,7 @@
 """Continuous propagation on the ring: a layer per segment, one fused pass per core and layer.
 
 The schedule and the slots are :mod:`.cp`'s. Layer ``l`` lives on segment ``S_l`` (segments
-equal or disjoint, cores in ring order; consecutive layers may share one); position ``p`` of
+equal or disjoint, cores in ring order; any layers may share one); position ``p`` of
 ``S_l`` holds the input columns ``I_p = ring_blocks(in, C, nr)[p]`` of ``W_l`` (as ``sgd``
 splits a layer over a ring) and the bias entries ``R_p = ring_blocks(out, C, nr)[p]``. In a
 pipeline step every core of ``S_l``
@@ -23,11 +23,13 @@ pipeline step every core of ``S_l``
   and sends its own, ...), or, for a segment of two cores or one whose blocks are out of
   chain order, all-gathered round the segment and relayed from one core.
 
-Layers sharing a segment run one after the other on each core, lowest first. Nothing moves
-up between them: core ``p``'s summed block ``R_p`` of the lower layer's output is the upper
-layer's input block ``I_p`` (the same width split over the same cores). The upper layer's
-delta blocks are all-gathered round the segment in its step instead of relayed. An output
-layer narrower than its segment leaves cores with an empty ``R_p``: no bias block.
+Layers sharing a segment run one after the other on each core, lowest first, in one set of
+MemB pass buffers. Nothing moves up between neighbours on one segment: core ``p``'s summed
+block ``R_p`` of the lower layer's output is the upper layer's input block ``I_p`` (the same
+width split over the same cores). The upper layer's delta blocks are all-gathered round the
+segment in its step instead of relayed. Layers that are not neighbours relay to their
+neighbours on other segments as any layer does. An output layer narrower than its segment
+leaves cores with an empty ``R_p``: no bias block.
 
 So a layer's cores keep the pre-activations of the layer below (slots ``g mod 2L`` in the SPAD,
 the same addresses on every core) and receive the deltas for their next backward. The golden
@@ -70,7 +72,7 @@ from caterpillar.software.compiler.sgd import (
     sgd_output_gradient,
 )
 
-__all__ = ["cp_ring_core_program", "cp_placement", "cp_bias_blocks"]
+__all__ = ["cp_ring_core_program", "cp_placement", "cp_grouped_placements", "cp_bias_blocks"]
 
 
 def cp_placement(graph, cfg, by="macs", share=False) -> list:
@@ -121,14 +123,78 @@ def cp_placement(graph, cfg, by="macs", share=False) -> list:
     return segments
 
 
+def _set_partitions(items):
+    """Every partition of ``items`` into non-empty groups, each group in order."""
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for partition in _set_partitions(rest):
+        yield [[first]] + partition
+        for k in range(len(partition)):
+            yield partition[:k] + [[first] + partition[k]] + partition[k + 1:]
+
+
+#: Deeper networks are not searched for placements of layers sharing segments at will: the
+#: partitions of their layers grow too many (4,140 for 8 layers).
+GROUPED_MAX_LAYERS = 8
+
+
+def cp_grouped_placements(graph, cfg, count=3) -> list:
+    """Placements in which any layers may share a segment, not only neighbours: the
+    ``count`` with the highest whole-core bound of all partitions of the layers into groups.
+    A group's segment is consecutive cores in ring order (the groups in the order of their
+    lowest layer); it gets the fewest cores whose MemA holds its layers' weight columns,
+    then cores go one at a time to the group with the most MACs per core (within each
+    layer's :func:`~.cp.cp_core_caps`; an output layer sharing a segment need not give every
+    core outputs). ``[]`` for more than :data:`GROUPED_MAX_LAYERS` layers."""
+    layers, nr, cores = graph.layers, cfg.nr, cfg.cores
+    if len(layers) > GROUPED_MAX_LAYERS:
+        return []
+    last = len(layers) - 1
+    macs = [cp_layer_macs(graph, k) for k in range(len(layers))]
+    caps = cp_core_caps(graph, cfg)
+
+    def mema_words(group, c):
+        return sum(cdiv(layers[k][0], nr) * cdiv(max(hi - lo for lo, hi in
+                                                    ring_blocks(layers[k][1], c, nr)), nr)
+                   for k in group)
+
+    ranked = []
+    for groups in _set_partitions(list(range(len(layers)))):
+        groups.sort(key=min)
+        limit = [min(cdiv(layers[k][1], nr) if k == last and len(g) > 1 else caps[k]
+                     for k in g) for g in groups]
+        need = [next((c for c in range(1, cap + 1) if mema_words(g, c) <= cfg.mema_words),
+                     None) for g, cap in zip(groups, limit)]
+        if None in need or sum(need) > cores:
+            continue
+        work = [sum(macs[k] for k in g) for g in groups]
+        split = list(need)
+        while sum(split) < cores:
+            room = [j for j in range(len(groups)) if split[j] < limit[j]]
+            if not room:
+                break
+            split[max(room, key=lambda j: work[j] / split[j])] += 1
+        bound = sum(macs) / (cores * max(w / c for w, c in zip(work, split)))
+        segments, first = [None] * len(layers), 0
+        for g, c in zip(groups, split):
+            for k in g:
+                segments[k] = tuple(range(first, first + c))
+            first += c
+        ranked.append((bound, segments))
+    ranked.sort(key=lambda t: -t[0])
+    return [segments for _, segments in ranked[:count]]
+
+
 def cp_bias_blocks(graph, cfg, segments) -> list:
     """Per layer, the bias entries each position of its segment holds (``R_p``)."""
     return [ring_blocks(o, len(seg), cfg.nr) for (o, i), seg in zip(graph.layers, segments)]
 
 
 def _layouts(graph, cfg, core, segments, blocks) -> list:
-    """The core's buffers, one namespace per layer it holds (consecutive layers may share a
-    segment), lowest layer first; SPAD slots and relay buffers at the same address on every
+    """The core's buffers, one namespace per layer it holds (layers may share a segment),
+    lowest layer first; SPAD slots and relay buffers at the same address on every
     core, MemA and MemB shared by the core's layers."""
     nr = cfg.nr
     layers = graph.layers
@@ -143,7 +209,12 @@ def _layouts(graph, cfg, core, segments, blocks) -> list:
     memb = Region("MemB", cfg.memb_words)
     spad = Region("the SPAD", cfg.spad_words, align=nr)
     lays, tensors = [], []
-    for index in [k for k, seg in enumerate(segments) if core in seg]:
+    held = [k for k, seg in enumerate(segments) if core in seg]
+    widths = [hi - lo for k in held
+              for lo, hi in [blocks[k][segments[k].index(core)]]]
+    outs = [layers[k][0] for k in held]
+    passes = None
+    for index in held:
         position = segments[index].index(core)
         o, i = layers[index]
         lo, hi = blocks[index][position]
@@ -160,7 +231,13 @@ def _layouts(graph, cfg, core, segments, blocks) -> list:
         # backward's input next step), or a hidden layer's own block, relayed, for its bias.
         lay.d = [memb.alloc(f"d{index} slot {k}", batch * loc(o) if index == L - 1
                             else loc(o)) for k in range(2)]
-        alloc_pass_buffers(memb, lay, cfg, width, width, o, max(o, width))
+        # The layers run one after the other in a step, and nothing in these buffers
+        # outlives a layer's part of it: one set, sized for the widest.
+        if passes is None:
+            passes = SimpleNamespace()
+            alloc_pass_buffers(memb, passes, cfg, max(widths), max(widths), max(outs),
+                               max(map(max, zip(outs, widths))))
+        lay.__dict__.update(passes.__dict__)
         if index == L - 1:
             # Every sample's logits and target apart: its loss runs after the step's relays
             # are under way (cp_ring_core_program).

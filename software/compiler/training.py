@@ -18,6 +18,7 @@ from caterpillar.software.compiler import collectives as coll
 from caterpillar.software.compiler.cp import cp_core_program
 from caterpillar.software.compiler.cp_ring import (
     cp_bias_blocks,
+    cp_grouped_placements,
     cp_placement,
     cp_ring_core_program,
 )
@@ -82,34 +83,50 @@ def layer_segments(graph, cfg, segments) -> list:
     return segments
 
 
-def _fastest(builds, cfg) -> Compiled:
+def _fastest(builds, cfg, fallback=None) -> Compiled:
     """The candidate of ``builds`` (callables returning a :class:`Compiled`) that steps
-    fastest of those that fit IMEM (the first on a tie; the first built if none fits). Each
-    is compiled in a capacity survey of its own: only the chosen one's checks reach the
-    running survey (the fit table is that compile's), or every one's if none compiles, whose
-    first error is raised."""
+    fastest of those that fit IMEM (the first on a tie; the first built if none fits), or, if
+    none compiles, of ``fallback()``'s. Each is compiled in a capacity survey of its own: only
+    the chosen one's checks reach the running survey (the fit table is that compile's), or
+    every one's if none compiles (only the fallback's, if it has any), whose first error is
+    raised. A survey that keeps going (the fit table's) lets a candidate past a shortage: it
+    counts as not compiling, but, if no candidate compiles, the first of the last ones tried
+    to get that far is returned, so the table shows what it lacks."""
     outer = CAPACITY_SURVEY.get()
-    built, errors, records = [], [], []
-    for build in builds:
-        survey = CapacitySurvey(outer.keep_going) if outer is not None else None
-        token = CAPACITY_SURVEY.set(survey)
-        try:
-            built.append(build())
-            records.append(survey.records if survey else [])
-        except CompileError as error:
-            errors.append((error, survey.records if survey else []))
-        finally:
-            CAPACITY_SURVEY.reset(token)
+    built, short, errors = [], [], []
+
+    def attempt(candidates):
+        for build in candidates:
+            survey = CapacitySurvey(outer.keep_going) if outer is not None else None
+            token = CAPACITY_SURVEY.set(survey)
+            try:
+                compiled = build()
+                records = survey.records if survey else []
+                lacking = any(r["needed"] > r["available"] for r in records
+                              if r["memory"] != "IMEM")
+                (short if lacking else built).append((compiled, records))
+            except CompileError as error:
+                errors.append((error, survey.records if survey else []))
+            finally:
+                CAPACITY_SURVEY.reset(token)
+
+    attempt(builds)
+    if not built and fallback is not None:
+        tried = (len(errors), len(short))
+        attempt(fallback())
+        errors, short = errors[tried[0]:] or errors, short[tried[1]:] or short
+    if not built and short:
+        built = short[:1]
     if not built:
         if outer is not None:
             for _, failed in errors:
                 outer.records.extend(failed)
         raise errors[0][0]
-    fitting = [k for k, c in enumerate(built) if c.instructions <= cfg.imem_words] or [0]
-    chosen = min(fitting, key=lambda k: built[k].step_cycles)
+    fitting = [k for k, (c, _) in enumerate(built) if c.instructions <= cfg.imem_words] or [0]
+    chosen = min(fitting, key=lambda k: built[k][0].step_cycles)
     if outer is not None:
-        outer.records.extend(records[chosen])
-    return built[chosen]
+        outer.records.extend(built[chosen][1])
+    return built[chosen][0]
 
 
 def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> Compiled:
@@ -117,7 +134,7 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
 
     ``segments``: ``None`` (every layer on every core; ``cp``: a placement), one segment
     (cores in ring order) for every layer, or one segment per layer (``mbgd``, ``cp``;
-    segments equal or disjoint, for ``cp`` shared only by consecutive layers). Each
+    segments equal or disjoint). Each
     distinct segment is closed into a sub-ring; data pass between segments over the chain
     links. ``groups``: ``cp``'s samples per epoch (its image holds the fill and drain steps
     of such an epoch; :meth:`Compiled.for_groups` recompiles for another count).
@@ -173,10 +190,10 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
 
 
 def _compile_cp(graph, cfg, segments, groups) -> Compiled:
-    """``cp``: every layer on core 0 of a one-core config, else on its own segment or
-    consecutive layers on one (``segments``; by default whichever
-    :func:`~.cp_ring.cp_placement`, the output layer on its own cores or on those of the layer
-    below, steps fastest)."""
+    """``cp``: every layer on core 0 of a one-core config, else on its own segment or layers
+    sharing one (``segments``; by default whichever :func:`~.cp_ring.cp_placement`, the
+    output layer on its own cores or on those of the layer below, steps fastest, or, if none
+    of those compiles, whichever of :func:`~.cp_ring.cp_grouped_placements`)."""
     if cfg.cores == 1:
         return Compiled(graph, cfg, layer_segments(graph, cfg, segments),
                         {0: cp_core_program(graph, cfg, groups)}, [0],
@@ -196,15 +213,15 @@ def _compile_cp(graph, cfg, segments, groups) -> Compiled:
             raise errors[0]
         # Chosen on the image of a full epoch (None: 4L - 1 groups), whose first program is
         # a steady-state step; an epoch of fewer than 2L groups never reaches one.
+        # If no placement of neighbours on segments fits (N3 on paper-n3: every one needs
+        # more MemA than 8 cores have), any layers may share one.
         chosen = _fastest([lambda p=p: _compile_cp(graph, cfg, list(p), None)
-                           for p in dict.fromkeys(placements)], cfg)
+                           for p in dict.fromkeys(placements)], cfg,
+                          fallback=lambda: [lambda p=p: _compile_cp(graph, cfg, p, None)
+                                            for p in cp_grouped_placements(graph, cfg, 6)])
         return compiled_for_groups(chosen, groups) if groups is not None else chosen
     segments = layer_segments(graph, cfg, segments)
     distinct = list(dict.fromkeys(segments))
-    runs = [seg for k, seg in enumerate(segments) if k == 0 or seg != segments[k - 1]]
-    if len(runs) != len(distinct):
-        raise CompileError(f"{graph.algorithm} on a ring: only consecutive layers may share "
-                           "a segment, e.g. --segments 0-1/2-3/2-3, not 0-1/2-3/0-1")
     blocks = partition(graph, cfg, [len(seg) for seg in segments])
     outs = cp_bias_blocks(graph, cfg, segments)
     last = len(segments) - 1

@@ -127,10 +127,14 @@ def cp_device():
     ((8, 12, 10, 3), [(0,), (1, 2, 3), (1, 2, 3)], False),
     # Two pairs of layers, each pair on one segment, links stalling.
     ((6, 8, 8, 6, 4), [(0, 1), (0, 1), (2, 3), (2, 3)], True),
+    # Layers that are not neighbours on one segment (N3's placement on paper-n3): relays
+    # from (0, 1) to (2, 3) and back, both ways round the ring; once with the links stalling.
+    ((6, 8, 8, 6, 4), [(0, 1), (2, 3), (0, 1), (2, 3)], False),
+    ((7, 8, 6, 8, 4), [(0, 1), (0, 1), (2, 3), (0, 1)], True),
 ])
 def test_cp_on_segments_is_bit_exact(cp_device, sizes, segments, stalls, rng, seed):
     """Two epochs of 9 samples through a pipeline of layers on their own segments (or
-    consecutive layers sharing one): after
+    layers sharing one): after
     every pipeline step the logits, weights and biases equal the golden CP trainer's with
     each layer's core count, and every core's cycles equal the ring model's."""
     from tests.sim.backends.test_verilator_training import run_cp_epochs
@@ -151,6 +155,7 @@ def test_cp_on_segments_is_bit_exact(cp_device, sizes, segments, stalls, rng, se
     ((9, 7, 6, 5), [(0, 1), (2,), (3,)], 2, False),       # 3 segments, one of two cores
     ((6, 12, 5), [(0,), (1, 2, 3)], 3, True),             # gathered along the chain, stalling
     ((8, 12, 10, 3), [(0,), (1, 2, 3), (1, 2, 3)], 2, False),  # the output layer shares
+    ((6, 8, 8, 6, 4), [(0, 1), (2, 3), (0, 1), (2, 3)], 2, False),  # layers 0, 2 and 1, 3
 ])
 def test_mbcp_on_segments_is_bit_exact(cp_device, sizes, segments, batch, stalls, rng, seed):
     """Two epochs of 9 groups of ``batch`` samples (28 and 24 pipeline steps) on layers on
