@@ -209,16 +209,17 @@ def _compile_cp(graph, cfg, segments, groups) -> Compiled:
                     placements.append(tuple(cp_placement(graph, cfg, by, share)))
                 except CompileError as error:      # too few cores for every layer's own
                     errors.append(error)
-        if not placements:
-            raise errors[0]
         # Chosen on the image of a full epoch (None: 4L - 1 groups), whose first program is
         # a steady-state step; an epoch of fewer than 2L groups never reaches one.
-        # If no placement of neighbours on segments fits (N3 on paper-n3: every one needs
-        # more MemA than 8 cores have), any layers may share one.
+        # If there is none, or none fits (N3 on paper-n3: every one needs more MemA than 8
+        # cores have), any layers may share a segment.
+        grouped = cp_grouped_placements(graph, cfg, 6)
+        if not placements and not grouped:
+            raise errors[0]
         chosen = _fastest([lambda p=p: _compile_cp(graph, cfg, list(p), None)
                            for p in dict.fromkeys(placements)], cfg,
                           fallback=lambda: [lambda p=p: _compile_cp(graph, cfg, p, None)
-                                            for p in cp_grouped_placements(graph, cfg, 6)])
+                                            for p in grouped])
         return compiled_for_groups(chosen, groups) if groups is not None else chosen
     segments = layer_segments(graph, cfg, segments)
     distinct = list(dict.fromkeys(segments))
