@@ -89,9 +89,10 @@ def add_graph_arguments(p) -> None:
     p.add_argument("--segments", default=None, metavar="CORES[/CORES...]",
                    help="where the layers go: one segment for all (cores in ring order, "
                    "e.g. 0-3 or 0,1,6,7) or one per layer separated by / (e.g. 0-1/2-3/2-3, "
-                   "mbgd, cp, mbcp); each segment is closed into a sub-ring (default: every "
-                   "core; cp: a placement, the output layer on its own cores or on the layer "
-                   "below's)")
+                   "mbgd, cp, mbcp; cp: any layers may share one, e.g. 0-1/2-3/0-1); each "
+                   "segment is closed into a sub-ring (default: every core; cp: a placement, "
+                   "the output layer on its own cores or on the layer below's, or, if none of "
+                   "those fits, layers sharing segments)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a config field, e.g. --set mema_words=8192")
 
