@@ -210,8 +210,7 @@ def _layouts(graph, cfg, core, segments, blocks) -> list:
     spad = Region("the SPAD", cfg.spad_words, align=nr)
     lays, tensors = [], []
     held = [k for k, seg in enumerate(segments) if core in seg]
-    widths = [hi - lo for k in held
-              for lo, hi in [blocks[k][segments[k].index(core)]]]
+    widths = [hi - lo for lo, hi in (blocks[k][segments[k].index(core)] for k in held)]
     outs = [layers[k][0] for k in held]
     passes = None
     for index in held:
@@ -236,7 +235,7 @@ def _layouts(graph, cfg, core, segments, blocks) -> list:
         if passes is None:
             passes = SimpleNamespace()
             alloc_pass_buffers(memb, passes, cfg, max(widths), max(widths), max(outs),
-                               max(map(max, zip(outs, widths))))
+                               max(outs + widths))
         lay.__dict__.update(passes.__dict__)
         if index == L - 1:
             # Every sample's logits and target apart: its loss runs after the step's relays

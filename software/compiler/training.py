@@ -192,8 +192,8 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
 def _compile_cp(graph, cfg, segments, groups) -> Compiled:
     """``cp``: every layer on core 0 of a one-core config, else on its own segment or layers
     sharing one (``segments``; by default whichever :func:`~.cp_ring.cp_placement`, the
-    output layer on its own cores or on those of the layer below, steps fastest, or, if none
-    of those compiles, whichever of :func:`~.cp_ring.cp_grouped_placements`)."""
+    output layer on its own cores or on those of the layer below, steps fastest, or, if there
+    is none or none compiles, whichever of :func:`~.cp_ring.cp_grouped_placements`)."""
     if cfg.cores == 1:
         return Compiled(graph, cfg, layer_segments(graph, cfg, segments),
                         {0: cp_core_program(graph, cfg, groups)}, [0],
