@@ -301,13 +301,17 @@ def _print_pipeline(p: dict) -> None:
               f"{100 * layer['utilization']:.1f}%")
     bound = p["placement_bound"]
     if bound is not None:
-        best = "/".join(map(str, bound["best_cores"]))
-        shared = "" if bound["best_shared"] is None else (
-            f", {100 * bound['best_shared']:.1f}% with the last layer on the cores of the one "
-            f"below ({'/'.join(map(str, bound['best_shared_cores']))} cores)")
+        def best(key, what):
+            if bound[key] is None:
+                return f"no placement {what} fits MemA on these cores"
+            cores = "/".join(map(str, bound[f"{key}_cores"]))
+            return f"{100 * bound[key]:.1f}% on the best {what} ({cores} cores)"
+
+        shared = "" if len(p["layers"]) == 1 else \
+            ", " + best("best_shared", "with the last layer on the cores of the one below")
         print(f"  whole-core bound (the segment with the most MACs per core sets the step): "
-              f"{100 * bound['placement']:.1f}% on this placement, {100 * bound['best']:.1f}% "
-              f"on the best with every layer on its own cores ({best} cores){shared}")
+              f"{100 * bound['placement']:.1f}% on this placement, "
+              f"{best('best', 'with every layer on its own cores')}{shared}")
     access = p["weight_accesses"]
     algorithm = next(k for k in access if k != "sgd")
     print(f"  MemA weight accesses per steady-state step: {access[algorithm]:,} (sgd: "

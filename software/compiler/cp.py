@@ -26,6 +26,7 @@ from types import SimpleNamespace
 
 from caterpillar.contract.geometry import cpass_fits, word_cycles
 from caterpillar.contract.isa import Layout, Opcode, VecOp
+from caterpillar.golden.collectives import ring_blocks
 from caterpillar.software.compiler.program import (
     SCALAR_REGS,
     CompileError,
@@ -46,7 +47,8 @@ from caterpillar.software.compiler.sgd import (
 
 __all__ = ["cp_schedule", "cp_core_program", "cp_step_key", "cp_weight_accesses", "plain_ger",
            "alloc_pass_buffers", "cp_layer_macs", "cp_steady_period", "priced_period",
-           "cp_pipeline_report", "check_cp", "cp_image", "cp_core_caps", "placement_bound"]
+           "cp_pipeline_report", "check_cp", "cp_image", "cp_core_caps", "cp_mema_words",
+           "cp_least_cores", "placement_bound"]
 
 
 def cp_schedule(layers: int, groups: int) -> list:
@@ -379,9 +381,15 @@ def cp_pipeline_report(compiled) -> dict:
     steady = sum(s["cycles"] for s in steps
                  if len(s["forward_layers"]) == len(s["backward_layers"]) == layers)
     per_layer = _per_layer(compiled)
-    bound = None if cfg.cores == 1 else placement_bound(
-        [x["macs"] for x in per_layer], [len(seg) for seg in compiled.segments],
-        cp_core_caps(graph, cfg), compiled.segments)
+    bound = None
+    if cfg.cores > 1:
+        caps, last = cp_core_caps(graph, cfg), len(graph.layers) - 1
+        bound = placement_bound(
+            [x["macs"] for x in per_layer], [len(seg) for seg in compiled.segments], caps,
+            compiled.segments,
+            least=[cp_least_cores(graph, cfg, [k], caps[k]) for k in range(last + 1)],
+            least_shared=cp_least_cores(graph, cfg, [last - 1, last], caps[last - 1])
+            if last else 1)
     return {"placement": {f"layer {k}": list(seg) for k, seg in enumerate(compiled.segments)},
             "layers": per_layer, "placement_bound": bound,
             "batch": graph.batch, "groups_per_epoch": groups,
@@ -399,7 +407,23 @@ def cp_core_caps(graph, cfg) -> list:
     return [min(cdiv(o, cfg.nr), cdiv(i, cfg.nr)) for o, i in graph.layers]
 
 
-def placement_bound(macs, cores, caps, segments=None) -> dict:
+def cp_mema_words(graph, cfg, layers, cores: int) -> int:
+    """MemA words per PE that the weight columns of ``layers`` (indices) take on a segment of
+    ``cores`` cores: each layer's widest block of input columns (``ring_blocks``)."""
+    nr = cfg.nr
+    return sum(cdiv(graph.layers[k][0], nr)
+               * cdiv(max(hi - lo for lo, hi in ring_blocks(graph.layers[k][1], cores, nr)), nr)
+               for k in layers)
+
+
+def cp_least_cores(graph, cfg, layers, most: int):
+    """The fewest cores (at most ``most``) whose MemA holds the weight columns of ``layers``
+    together, or ``None``."""
+    return next((c for c in range(1, most + 1)
+                 if cp_mema_words(graph, cfg, layers, c) <= cfg.mema_words), None)
+
+
+def placement_bound(macs, cores, caps, segments=None, least=None, least_shared=1) -> dict:
     """The utilization a pipeline of segments cannot exceed when every segment owns whole
     cores: a steady-state step lasts at least the longest segment's MACs per core at full
     rate, ``max_s M_s / c_s``, so the step uses at most ``sum M / (C max_s M_s / c_s)`` of
@@ -407,9 +431,12 @@ def placement_bound(macs, cores, caps, segments=None) -> dict:
     cores in the placement; ``segments``: each layer's segment (layers on equal ones share
     it; default: every layer its own). Returns the bound of that placement (``placement``),
     of the best placement that gives every layer its own cores within ``caps`` (``best``,
-    and its ``best_cores``: a core at a time to the layer with the most MACs per core, which
+    and its ``best_cores``: from ``least`` cores each, the fewest whose MemA holds its
+    weights, default 1, a core at a time to the layer with the most MACs per core, which
     minimises the largest) and of the best with the last layer on the cores of the layer
-    below (``best_shared``, ``best_shared_cores``, per segment; ``None`` for one layer)."""
+    below (``best_shared``, ``best_shared_cores``, per segment, the shared one from
+    ``least_shared`` cores; ``None`` for one layer). A best that needs more cores than there
+    are, or a ``least`` of ``None`` (MemA holds its layers on no segment), is ``None``."""
     segments = segments or [(k,) for k in range(len(macs))]
     stages = list(dict.fromkeys(segments))
     stage_macs = [sum(m for m, seg in zip(macs, segments) if seg == s) for s in stages]
@@ -419,8 +446,10 @@ def placement_bound(macs, cores, caps, segments=None) -> dict:
     def bound(work, split):
         return total / (count * max(m / c for m, c in zip(work, split)))
 
-    def best(work, limits):
-        split = [1] * len(work)
+    def best(work, limits, start):
+        if None in start or sum(start) > count:
+            return None, None
+        split = list(start)
         while sum(split) < count:
             slowest = max(range(len(work)), key=lambda k: work[k] / split[k])
             if split[slowest] >= limits[slowest]:
@@ -428,11 +457,13 @@ def placement_bound(macs, cores, caps, segments=None) -> dict:
             split[slowest] += 1
         return bound(work, split), split
 
-    own, own_cores = best(macs, caps)
+    least = least or [1] * len(macs)
+    own, own_cores = best(macs, caps, least)
     out = {"placement": bound(stage_macs, stage_cores), "best": own, "best_cores": own_cores,
            "best_shared": None, "best_shared_cores": None}
-    if len(macs) > 1 and count >= len(macs) - 1:
-        shared, shared_cores = best(macs[:-2] + [macs[-2] + macs[-1]], caps[:-1])
+    if len(macs) > 1:
+        shared, shared_cores = best(macs[:-2] + [macs[-2] + macs[-1]], caps[:-1],
+                                    least[:-2] + [least_shared])
         out.update(best_shared=shared, best_shared_cores=shared_cores)
     return out
 

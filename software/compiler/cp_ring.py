@@ -51,6 +51,7 @@ from caterpillar.software.compiler.cp import (
     cp_core_caps,
     cp_image,
     cp_layer_macs,
+    cp_least_cores,
     plain_ger,
 )
 from caterpillar.software.compiler.program import (
@@ -155,18 +156,12 @@ def cp_grouped_placements(graph, cfg, count=3) -> list:
     macs = [cp_layer_macs(graph, k) for k in range(len(layers))]
     caps = cp_core_caps(graph, cfg)
 
-    def mema_words(group, c):
-        return sum(cdiv(layers[k][0], nr) * cdiv(max(hi - lo for lo, hi in
-                                                    ring_blocks(layers[k][1], c, nr)), nr)
-                   for k in group)
-
     ranked = []
     for groups in _set_partitions(list(range(len(layers)))):
         groups.sort(key=min)
         limit = [min(cdiv(layers[k][1], nr) if k == last and len(g) > 1 else caps[k]
                      for k in g) for g in groups]
-        need = [next((c for c in range(1, cap + 1) if mema_words(g, c) <= cfg.mema_words),
-                     None) for g, cap in zip(groups, limit)]
+        need = [cp_least_cores(graph, cfg, g, cap) for g, cap in zip(groups, limit)]
         if None in need or sum(need) > cores:
             continue
         work = [sum(macs[k] for k in g) for g in groups]

@@ -137,6 +137,15 @@ def test_placement_bound():
     assert shared["placement"] == pytest.approx(sum(macs) / (8 * slowest))
     assert shared["best_shared"] == shared["placement"] and shared["best_shared_cores"] == [4, 4]
     assert shared["best"] == bound["best"]
+    # A layer whose weights need 4 cores' MemA starts from 4 (MACs alone: 3/2, 80 %);
+    # needing more cores than there are, or none holding them, no best.
+    held = placement_bound([100, 100], [3, 2], [10, 10], least=[1, 4])
+    assert (held["best"], held["best_cores"]) == (0.4, [1, 4])
+    assert placement_bound([100, 100], [3, 2], [10, 10])["best"] == 0.8
+    assert placement_bound([100, 100], [3, 1], [10, 10], least=[3, 2])["best"] is None
+    assert placement_bound([100, 100], [3, 1], [10, 10], least=[None, 1])["best"] is None
+    assert placement_bound(macs, [4, 3, 1], [98, 125, 3], least=[1, 1, 1],
+                           least_shared=None)["best_shared"] is None
     # One core runs the layers one after the other: no placement to bound.
     assert cp_pipeline_report(compile_training(graph(), SMALL))["placement_bound"] is None
 

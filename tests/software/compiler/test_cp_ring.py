@@ -137,7 +137,11 @@ def test_n3_trains_with_cp_on_paper_n3():
     a, b = tuple(range(5)), (5, 6, 7)
     assert chosen.segments == [a, a, b, b, a, a]
     report = cp_pipeline_report(chosen)
-    assert report["placement_bound"]["placement"] > 0.94
+    bound = report["placement_bound"]
+    assert bound["placement"] > 0.94
+    # With every layer on its own cores, or the output layer with the one below, the weights
+    # need more MemA than the 8 cores have: no such placement to bound.
+    assert bound["best"] is None and bound["best_shared"] is None
     macs = sum((2 if k == 0 else 3) * o * i for k, (o, i) in enumerate(g.layers))
     assert 0.75 < macs / (cfg.nr * cfg.nr * cfg.cores * chosen.step_cycles) < 1
 
