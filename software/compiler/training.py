@@ -213,13 +213,14 @@ def _compile_cp(graph, cfg, segments, groups) -> Compiled:
         # a steady-state step; an epoch of fewer than 2L groups never reaches one.
         # If there is none, or none fits (N3 on paper-n3: every one needs more MemA than 8
         # cores have), any layers may share a segment.
-        grouped = cp_grouped_placements(graph, cfg, 6)
-        if not placements and not grouped:
+        def grouped():
+            return [lambda p=p: _compile_cp(graph, cfg, p, None)
+                    for p in cp_grouped_placements(graph, cfg, 6)]
+
+        if not placements and not cp_grouped_placements(graph, cfg, 1):
             raise errors[0]
         chosen = _fastest([lambda p=p: _compile_cp(graph, cfg, list(p), None)
-                           for p in dict.fromkeys(placements)], cfg,
-                          fallback=lambda: [lambda p=p: _compile_cp(graph, cfg, p, None)
-                                            for p in grouped])
+                           for p in dict.fromkeys(placements)], cfg, fallback=grouped)
         return compiled_for_groups(chosen, groups) if groups is not None else chosen
     segments = layer_segments(graph, cfg, segments)
     distinct = list(dict.fromkeys(segments))
