@@ -175,9 +175,9 @@ def test_random_shared_segments_on_the_ring_simulator(index, seed):
 
 @pytest.mark.parametrize("index", range(1, 7))
 def test_random_segments_shared_by_any_layers_on_the_ring_simulator(index, seed):
-    """Layers that are not neighbours sharing a segment (layers 0, 1 and 4 on one, 2, 3 and
-    5 on another, as N3 on paper-n3): their activations and deltas relayed between the two
-    both ways round the ring, CP and MBCP."""
+    """Layers that are not neighbours sharing a segment (a random grouping in which two of
+    them are, as N3's layers 1 and 4 on paper-n3): their activations and deltas relayed
+    between segments both ways round the ring, CP and MBCP."""
     rng = np.random.default_rng([seed, index, 3])
     run_random_case(rng, index, seed, batch=int(rng.integers(1, 4)), share="any")
 
