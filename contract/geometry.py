@@ -396,7 +396,35 @@ def cpass_fits(cfg) -> bool:
     lacc, lanes, wb = cfg.acc_lanes, cfg.chain_lanes, cfg.write_back_latency
     return (cfg.cpass and 2 * lacc + lanes <= 2 * max(lacc, lanes) and lacc < wb
             and lanes % lacc == 0
-            and ger_issue_run(cfg) < wb - 1 and lanes % ger_issue_run(cfg) == 0)
+            and ger_issue_run(cfg) < wb - 1 and lanes % ger_issue_run(cfg) == 0
+            and cpass_fill_cycles(cfg) is not None)
+
+
+def cpass_fill_cycles(cfg) -> list | None:
+    """Cycles of a window (``2 L`` long) without ``prop`` in which the next row group's deltas
+    fill their slots, one per slot ``rho``, in the group's last window: at or after the
+    window's last update that reads slot ``rho`` (its read, in the cycle after issue, sees the
+    slot before the fill's write at the end of that cycle), and in no cycle where a forward sum
+    lands in MemB (a final forward step issues in the last ``Lacc`` weights' forward slots of
+    a group's first window; with the update's or the forward step's read and the fill's read,
+    a landing would be MemB's third user). ``None`` if a slot has no such cycle."""
+    lacc, lanes, wb = cfg.acc_lanes, cfg.chain_lanes, cfg.write_back_latency
+    run = ger_issue_run(cfg)
+    window = 2 * lanes
+
+    def issue(k, forward):
+        """Cycle of weight ``k``'s update (or forward step) in a window."""
+        return (k // run) * 2 * run + k % run + (run if forward else 0)
+
+    finals = [issue(k, True) for k in range(lanes - lacc, lanes)]
+    landings = {(c + wb - 1) % window for c in finals}
+    cycles = []
+    for rho in range(lacc):
+        free = [c for c in range(issue(lanes - lacc + rho, False), window) if c not in landings]
+        if not free:
+            return None
+        cycles.append(free[0])
+    return cycles
 
 
 def _plan_cpass(f, c: _Context) -> KernelPlan:
@@ -404,8 +432,10 @@ def _plan_cpass(f, c: _Context) -> KernelPlan:
     of ``chain_lanes`` weights (``acc_lanes`` rows x ``chain_lanes / acc_lanes`` columns) the
     backward step of every weight, then its update, then its forward step (``3 L`` cycles).
     Without ``prop`` a window is ``2 L`` cycles, runs of ``ger_issue_run`` updates of its
-    weights alternating with as many forward steps of the previous window's, and each row
-    group takes one window more (the last forward steps, and the next group's deltas)."""
+    weights alternating with as many forward steps of the previous window's (across row groups:
+    a group's first window runs the last forward steps of the group before), the next group's
+    deltas filling in its last window (:func:`cpass_fill_cycles`), and one window more at the
+    end (the last group's last forward steps; with ``fwd``)."""
     cfg, nr, select = c.cfg, c.nr, c.select
     lacc, lanes, wb = cfg.acc_lanes, cfg.chain_lanes, cfg.write_back_latency
     m_loc, k_loc = cdiv(f.rows, nr), cdiv(f.cols, nr)
@@ -428,10 +458,12 @@ def _plan_cpass(f, c: _Context) -> KernelPlan:
     ]
     segments = [
         Segment("deltas", inner=lacc),
-        Segment("windows", top=groups, outer=select(f.prop, windows, windows + 1),
+        Segment("windows", top=groups, outer=windows,
                 middle=select(f.prop, 3, lanes // run), inner=select(f.prop, lanes, 2 * run)),
+        # With prop the combine of z's partial sums; without, the last forward steps.
         Segment("combine", outer=select(f.prop, cdiv(k_loc, lacc), 1),
-                middle=select(f.prop, lacc, 1), inner=select(f.prop, lacc, 1)),
+                middle=select(f.prop, lacc, select(f.fwd, lanes // run, 1)),
+                inner=select(f.prop, lacc, select(f.fwd, 2 * run, 1))),
         Segment("gap", inner=wb),
         Segment("fchain", inner=select(f.fwd, m_loc + chain, 1)),
         Segment("bchain", inner=select(f.prop, k_loc + chain, 1)),

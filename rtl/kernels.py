@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Mux
 
-from caterpillar.contract.geometry import cpass_fits, ger_issue_run, log2
+from caterpillar.contract.geometry import cpass_fill_cycles, cpass_fits, ger_issue_run, log2
 from caterpillar.contract.isa import Layout, Opcode, VecOp
 from caterpillar.golden.numerics import exp_constants, from_float
 from caterpillar.rtl.microop import (
@@ -206,18 +206,42 @@ def _cpass(e: Emitter):
     # Slots: deltas d(rho), forward sums p(rho), weights w(k); the combine reuses w's.
     d_slot, p_slot, w_slot = 0, lacc, 2 * lacc
     seg, i, last = e.seg, e.i, e.last
+    run = ger_issue_run(cfg)
+    sh_cols = log2(lanes // lacc)
+
+    def forward(window, k, rho, cs, ii, jj, final):
+        # The forward step with W' from the weight's slot, in gemv's order.
+        with m.If(f.fwd):
+            e.uop(row_base=ii << e.shift, row_lim=f.rows, select=Select.ALL,
+                  fu=FuOp.MAC, a=ASrc.ACC, acc_op=w_slot + k, b=BSrc.MEMB0,
+                  memb_rd=f.x + jj,
+                  c=Mux((window == 0) & (cs == 0), CSrc.NEGZERO, CSrc.ACC),
+                  acc_rd=p_slot + rho, dst=Mux(final, Dst.MEMB, Dst.ACC),
+                  acc_wr=p_slot + rho, memb_wr=f.fpsum + ii, kdim=KDim.COL,
+                  k_base=jj << e.shift, k_lim=f.cols)
+
+    def prop_free_weight(pair, c):
+        """Without prop: the weight of a window that slot ``c`` of run pair ``pair`` serves."""
+        return (pair << log2(run)) | c[:log2(run)] if run > 1 else pair
+
+    def forward_step(window, k, group, final):
+        """Without prop: weight ``k``'s forward step in ``window`` of row ``group``; ``final``:
+        the group's last window, whose last column writes the sums."""
+        rho, cs = k[:sh_lacc], k >> sh_lacc
+        ii, jj = (group << sh_lacc) | rho, (window << sh_cols) | cs
+        forward(window, k, rho, cs, ii, jj, final & (cs == (lanes // lacc) - 1))
+
     with m.Switch(seg):
         with m.Case(0):  # the first group's deltas, beside the MAC path
             k = i["inner"]
             e.uop(select=Select.NONE, fill=Fill.MEMB1, memb_rd2=f.d + k, fill_slot=d_slot + k)
         with m.Case(1):
             g, wi = i["top"], i["outer"]
-            sh_cols = log2(lanes // lacc)
 
-            def weight(window, k):
+            def weight(window, k, group=g):
                 """Row lane, column in the window, local row, local column, MemA address."""
                 rho, cs = k[:sh_lacc], k >> sh_lacc
-                ii = (g << sh_lacc) | rho
+                ii = (group << sh_lacc) | rho
                 jj = (window << sh_cols) | cs
                 return rho, cs, ii, jj, f.w + ii * f.ldw + jj
 
@@ -227,17 +251,6 @@ def _cpass(e: Emitter):
                       col_lim=f.cols, select=Select.ALL, fu=FuOp.MAC, a=ASrc.ACC,
                       acc_op=d_slot + rho, b=BSrc.MEMB0, memb_rd=f.a + jj, c=c_src,
                       acc_rd=w_slot + k, dst=Dst.MEMA_ACC, mema=w_addr, acc_wr=w_slot + k)
-
-            def forward(window, k, rho, cs, ii, jj, final):
-                # The forward step with W' from the weight's slot, in gemv's order.
-                with m.If(f.fwd):
-                    e.uop(row_base=ii << e.shift, row_lim=f.rows, select=Select.ALL,
-                          fu=FuOp.MAC, a=ASrc.ACC, acc_op=w_slot + k, b=BSrc.MEMB0,
-                          memb_rd=f.x + jj,
-                          c=Mux((window == 0) & (cs == 0), CSrc.NEGZERO, CSrc.ACC),
-                          acc_rd=p_slot + rho, dst=Mux(final, Dst.MEMB, Dst.ACC),
-                          acc_wr=p_slot + rho, memb_wr=f.fpsum + ii, kdim=KDim.COL,
-                          k_base=jj << e.shift, k_lim=f.cols)
 
             def next_deltas(k):
                 # The next row group's deltas, beside the MAC path.
@@ -268,23 +281,33 @@ def _cpass(e: Emitter):
                                 e.uop(select=Select.NONE)
             with m.Else():
                 # Runs of `run` updates (W read at issue, written into the next run) and as
-                # many forward steps of the previous window; one window more per row group.
-                run = ger_issue_run(cfg)
+                # many forward steps of the previous window, which a group's first window
+                # takes from the group before; its last window fills the next group's deltas.
                 pair, c = i["middle"], i["inner"]
-                k = (pair << log2(run)) | c[:log2(run)] if run > 1 else pair
+                k = prop_free_weight(pair, c)
                 with m.If(c < run):
-                    with m.If(~last["outer"]):
-                        rho, cs, ii, jj, w_addr = weight(wi, k)
-                        update(k, rho, ii, jj, w_addr, CSrc.MEMA)
-                    with m.Else():
-                        next_deltas(k)
-                        e.uop(select=Select.NONE)
+                    rho, cs, ii, jj, w_addr = weight(wi, k)
+                    update(k, rho, ii, jj, w_addr, CSrc.MEMA)
                 with m.Elif(wi > 0):
-                    rho, cs, ii, jj, _ = weight(wi - 1, k)
-                    forward(wi - 1, k, rho, cs, ii, jj,
-                            last["outer"] & (cs == (lanes // lacc) - 1))
+                    forward_step(wi - 1, k, g, final=False)
+                with m.Elif(g > 0):
+                    forward_step(v["windows"] - 1, k, g - 1, final=True)
+                with m.If(last["outer"] & ~last["top"]):
+                    cycle = (pair << log2(2 * run)) | c
+                    issued = f.fwd & (c >= run) & ((wi > 0) | (g > 0))
+                    for rho, at in enumerate(cpass_fill_cycles(cfg)):
+                        with m.If(cycle == at):
+                            e.uop(fill=Fill.MEMB1, memb_rd2=f.d + ((g + 1) << sh_lacc) + rho,
+                                  fill_slot=d_slot + rho)
+                            with m.If((c >= run) & ~issued):
+                                e.uop(select=Select.NONE)
         with m.Case(2):  # z's partial sums: the acc_lanes row lanes of each column, in order
-            with m.If(f.prop):
+            with m.If(~f.prop):  # the last group's last forward steps
+                pair, c = i["middle"], i["inner"]
+                with m.If(c >= run):
+                    forward_step(v["windows"] - 1, prop_free_weight(pair, c), v["groups"] - 1,
+                                 final=True)
+            with m.Else():
                 jg, rho, lane = i["outer"], i["middle"], i["inner"]
                 jj = (jg << sh_lacc) | lane
                 e.uop(select=Select.ALL, col_base=jj << e.shift, col_lim=f.cols,

@@ -73,6 +73,29 @@ def test_cpass_on_other_latencies_and_formats(name, prop, fwd, rng):
     check(cfg, kc.cpass_case(cfg, 13, 21, rng, prop=bool(prop), fwd=bool(fwd), specials=0.05))
 
 
+@pytest.mark.parametrize("name", ["tiny", "small", "paper-n1"])
+@pytest.mark.parametrize("windows", [1, 2, 3])
+def test_cpass_without_prop_runs_its_row_groups_back_to_back(name, windows, rng):
+    """Without ``prop`` (the first layer) a row group's first window runs the last forward
+    steps of the group before and its last window fills the next group's deltas beside its
+    updates (tiny, small: runs of one update, paper-n1: of two; every fill cycle a different
+    one): ``groups x windows`` windows and one more at the end (with ``fwd``), not a window
+    more per group. Three groups, the last partial, of 1, 2 and 3 windows (the last with a
+    column in all but the last PE column); bit-exact, cycles as the model's, no hazard."""
+    cfg = preset(name).replace(cores=1, spad_words=8192)
+    nr, lacc, lanes = cfg.nr, cfg.acc_lanes, cfg.chain_lanes
+    rows, cols = 2 * nr * lacc + nr + 1, windows * nr * lanes // lacc - 1
+    for fwd in (True, False):
+        case = kc.cpass_case(cfg, rows, cols, rng, prop=False, fwd=fwd, specials=0.05)
+        check(cfg, case)
+        word = next(w for w in case.program if unpack(w)[0] == Opcode.CPASS)
+        plan = kernel_plan(Opcode.CPASS, SimpleNamespace(**unpack(word)[1]), cfg)
+        cycles = {s.name: s.cycles for s in plan.segments}
+        assert (plan.values["groups"], plan.values["windows"]) == (3, windows)
+        assert cycles["windows"] == 3 * windows * 2 * lanes
+        assert cycles["combine"] == (2 * lanes if fwd else 1)
+
+
 @pytest.mark.parametrize("name,ldw_pad,streams", [
     ("tiny", 0, True), ("tiny", 1, False), ("paper-n1", 0, True), ("paper-n1", 2, False),
     ("paper-n1", 4, True)])
