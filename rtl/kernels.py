@@ -238,10 +238,10 @@ def _cpass(e: Emitter):
         with m.Case(1):
             g, wi = i["top"], i["outer"]
 
-            def weight(window, k, group=g):
+            def weight(window, k):
                 """Row lane, column in the window, local row, local column, MemA address."""
                 rho, cs = k[:sh_lacc], k >> sh_lacc
-                ii = (group << sh_lacc) | rho
+                ii = (g << sh_lacc) | rho
                 jj = (window << sh_cols) | cs
                 return rho, cs, ii, jj, f.w + ii * f.ldw + jj
 
