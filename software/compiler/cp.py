@@ -40,6 +40,7 @@ from caterpillar.software.compiler.program import (
     check_capacity,
 )
 from caterpillar.software.compiler.sgd import (
+    relu_replicated,
     sgd_back_product,
     sgd_bias_update,
     sgd_output_gradient,
@@ -104,7 +105,8 @@ def _layout(graph, cfg):
     back_in = max([i for o, i in layers[1:]], default=1)
     for index, (o, i) in enumerate(layers):
         lay.d.append([memb.alloc(f"d{index} slot {k}", batch * loc(o)) for k in range(2)])
-    alloc_pass_buffers(memb, lay, cfg, widest_in, back_in, widest_out, max(graph.sizes[1:]))
+    alloc_pass_buffers(memb, lay, cfg, widest_in, back_in, widest_out, max(graph.sizes[1:]),
+                       batch)
     lay.h_rep = memb.alloc("logits (replicated)", loc(classes))
     lay.t_buf = memb.alloc("target", loc(classes))
     lay.scr = memb.alloc("softmax scratch", 3 * loc(classes) + 2)
@@ -127,19 +129,21 @@ def cp_layer_macs(graph, index: int) -> int:
     return graph.batch * o * i * (2 if index == 0 else 3)
 
 
-def alloc_pass_buffers(memb, lay, cfg, ins, back, outs, vec) -> None:
+def alloc_pass_buffers(memb, lay, cfg, ins, back, outs, vec, batch) -> None:
     """Allocate in ``memb`` (a MemB :class:`Region`) the buffers a layer's pass works in, as
     attributes of ``lay``: its inputs replicated (``ins`` words) for the forward and the
     update, the delta replicated and the forward's output and partial sums (``outs``), the
-    backward's output, lane sums and partial sums and the pre-activations below (``back``),
-    and a ``vec``-word scratch vector. One core's layers in turn share one set sized for the
-    widest."""
+    backward's output, lane sums and partial sums and, with a ``batch`` above 1 (whose
+    samples' ``relud`` runs before their inputs are loaded again), the pre-activations below
+    (``back``), and a ``vec``-word scratch vector. One core's layers in turn share one set
+    sized for the widest."""
     nr, lanes = cfg.nr, cfg.acc_lanes
     lay.x_rep = memb.alloc("forward input (replicated)", cdiv(ins, nr))
     lay.a_rep = memb.alloc("backward input (replicated)", cdiv(ins, nr))
     lay.d_rep = memb.alloc("delta (replicated)", ceil_to(cdiv(outs, nr), lanes))
     lay.vec = memb.alloc("vector", cdiv(vec, nr))
-    lay.h_prev = memb.alloc("pre-activation below", cdiv(back, nr))
+    if batch > 1:
+        lay.h_prev = memb.alloc("pre-activation below", cdiv(back, nr))
     lay.y = memb.alloc("W' x", cdiv(outs, nr))
     lay.z = memb.alloc("W^T d", cdiv(back, nr))
     lay.q = memb.alloc("W^T d lane sums", lanes * cdiv(back, nr))
@@ -150,17 +154,13 @@ def alloc_pass_buffers(memb, lay, cfg, ins, back, outs, vec) -> None:
 def _input(e, lay, graph, index, group, slots, dst, sample=0):
     """Layer ``index``'s input of ``group`` (its ``sample``) replicated along the columns into
     ``dst``: ``x`` straight from its SPAD slot, or ``relu(h)`` of the layer below from its
-    slot (``h`` left in ``h_prev``)."""
+    slot (:func:`relu_replicated`)."""
     width = graph.layers[index][1]
     if index == 0:
         e("transfer", Opcode.LDV, spad=lay.x[group % slots] + sample * lay.ld_x, memb=dst,
           len=width, layout=Layout.COLREP)
         return
-    e("transfer", Opcode.LDV, spad=_h_at(lay, index - 1, group % slots, sample),
-      memb=lay.h_prev, len=width, layout=Layout.DIAG)
-    e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=Layout.DIAG, z=lay.vec, x=lay.h_prev,
-      y=lay.h_prev, len=width, alpha=SCALAR_REGS["zero"])
-    e("forward", Opcode.BCAST, dst=dst, src=lay.vec, len=width, layout=Layout.COLREP)
+    relu_replicated(e, _h_at(lay, index - 1, group % slots, sample), dst, width)
 
 
 def _h_at(lay, layer, slot, sample):
@@ -250,21 +250,12 @@ def _layer_step(e, lay, graph, cfg, key, index):
     if not (fwd or bwd):
         return
     if bwd:
-        # Its input again (the h of the layer below stays in h_prev for relud).
+        # Its input again: relu(h) of the layer below, also relud's h.
         _input(e, lay, graph, index, g_b, slots, lay.a_rep)
         e("delta", Opcode.BCAST, dst=lay.d_rep, src=lay.d[index][g_b % 2], len=o,
           layout=Layout.ROWREP)
     if fwd:
-        if bwd and index > 0:
-            # The forward's input goes through vec; h_prev must survive for relud.
-            e("transfer", Opcode.LDV, spad=lay.h[index - 1][g_f % slots], memb=lay.vec,
-              len=i, layout=Layout.DIAG)
-            e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=Layout.DIAG, z=lay.vec,
-              x=lay.vec, y=lay.vec, len=i, alpha=SCALAR_REGS["zero"])
-            e("forward", Opcode.BCAST, dst=lay.x_rep, src=lay.vec, len=i,
-              layout=Layout.COLREP)
-        else:
-            _input(e, lay, graph, index, g_f, slots, lay.x_rep)
+        _input(e, lay, graph, index, g_f, slots, lay.x_rep)
     if bwd:
         prop = int(index > 0)
         e("fused", Opcode.CPASS, o * i * (1 + prop + fwd), w=lay.w[index], d=lay.d_rep,
@@ -274,7 +265,7 @@ def _layer_step(e, lay, graph, cfg, key, index):
                         use_wd=False)
         if prop:
             e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG,
-              z=lay.d[index - 1][g_b % 2], x=lay.h_prev, y=lay.z, len=i, alpha=0)
+              z=lay.d[index - 1][g_b % 2], x=lay.a_rep, y=lay.z, len=i, alpha=0)
     else:
         e("forward", Opcode.GEMV, o * i, y=lay.y, x=lay.x_rep, w=lay.w[index],
           psum=lay.fpsum, rows=o, cols=i, ldw=loc(i))

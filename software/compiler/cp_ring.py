@@ -55,7 +55,6 @@ from caterpillar.software.compiler.cp import (
     plain_ger,
 )
 from caterpillar.software.compiler.program import (
-    SCALAR_REGS,
     CompileError,
     CoreProgram,
     Emitter,
@@ -67,6 +66,7 @@ from caterpillar.software.compiler.program import (
     ring_emit,
 )
 from caterpillar.software.compiler.sgd import (
+    relu_replicated,
     sgd_back_product,
     sgd_bias_update,
     sgd_load_target,
@@ -221,16 +221,16 @@ def _layouts(graph, cfg, core, segments, blocks) -> list:
         tensors.append(Tensor(f"W{index}", "mema", o, width, lay.w, loc(width)))
         lay.b = memb.alloc(f"b{index} block", loc(owned))
         tensors.append(Tensor(f"b{index}", "diag", 1, owned, lay.b))
-        # The deltas a step forms in MemB: the output layer's whole output gradient (its
-        # backward's input next step), or a hidden layer's own block, relayed, for its bias.
-        lay.d = [memb.alloc(f"d{index} slot {k}", batch * loc(o) if index == L - 1
-                            else loc(o)) for k in range(2)]
+        # The output layer's output gradients formed in MemB (its backward's input next
+        # step); a hidden layer's deltas arrive relayed in the SPAD.
+        if index == L - 1:
+            lay.d = [memb.alloc(f"d{index} slot {k}", batch * loc(o)) for k in range(2)]
         # The layers run one after the other in a step, and nothing in these buffers
         # outlives a layer's part of it: one set, sized for the widest.
         if passes is None:
             passes = SimpleNamespace()
             alloc_pass_buffers(memb, passes, cfg, max(widths), max(widths), max(outs),
-                               max(outs + widths))
+                               max(outs + widths), batch)
         lay.__dict__.update(passes.__dict__)
         if index == L - 1:
             # Every sample's logits and target apart: its loss runs after the step's relays
@@ -256,21 +256,15 @@ def _layouts(graph, cfg, core, segments, blocks) -> list:
     return lays
 
 
-def _input_block(e, lay, graph, group, slots, dst, keep_h, sample=0):
+def _input_block(e, lay, group, slots, dst, sample=0):
     """The core's column block of its layer's input of ``group`` (its ``sample``),
     replicated into ``dst``: ``x`` from its SPAD slot, or ``relu`` of the layer below's ``h``
-    from its slot (left in ``h_prev`` when ``keep_h``)."""
-    index, width = lay.index, lay.width
-    if index == 0:
+    from its slot (:func:`relu_replicated`)."""
+    if lay.index == 0:
         e("transfer", Opcode.LDV, spad=lay.x[group % slots] + sample * lay.ld_x, memb=dst,
-          len=width, layout=Layout.COLREP)
+          len=lay.width, layout=Layout.COLREP)
         return
-    h = lay.h_prev if keep_h else lay.vec
-    e("transfer", Opcode.LDV, spad=_h_block(lay, group % slots, sample), memb=h,
-      len=width, layout=Layout.DIAG)
-    e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=Layout.DIAG, z=lay.vec, x=h, y=h,
-      len=width, alpha=SCALAR_REGS["zero"])
-    e("forward", Opcode.BCAST, dst=dst, src=lay.vec, len=width, layout=Layout.COLREP)
+    relu_replicated(e, _h_block(lay, group % slots, sample), dst, lay.width)
 
 
 def _step(e, lay, graph, cfg, core, segments, key):
@@ -283,19 +277,17 @@ def _step(e, lay, graph, cfg, core, segments, key):
     fwd, bwd = forward[index], backward[index]
     ring = lambda words: ring_emit(e, core, words)  # noqa: E731
     if bwd:
-        d_full = lay.d[g_b % 2]
-        if index < L - 1:
-            # Relayed by the layer above at the end of the last step: replicated along the
-            # rows for the pass, and the own block on the diagonal for the bias.
+        # The delta replicated along the rows for the pass; its diagonal holds the own
+        # block for the bias (r_lo is a multiple of nr).
+        if index < L - 1:        # relayed by the layer above at the end of the last step
             e("transfer", Opcode.LDV, spad=lay.dbuf[index], memb=lay.d_rep, len=o,
               layout=Layout.ROWREP)
-            e("transfer", Opcode.LDV, spad=lay.dbuf[index] + lay.r_lo,
-              memb=d_full + lay.r_lo // nr, len=lay.owned, layout=Layout.DIAG)
-        _input_block(e, lay, graph, g_b, slots, lay.a_rep, keep_h=True)
+        _input_block(e, lay, g_b, slots, lay.a_rep)
         if index == L - 1:       # formed here, in MemB
-            e("delta", Opcode.BCAST, dst=lay.d_rep, src=d_full, len=o, layout=Layout.ROWREP)
+            e("delta", Opcode.BCAST, dst=lay.d_rep, src=lay.d[g_b % 2], len=o,
+              layout=Layout.ROWREP)
     if fwd:
-        _input_block(e, lay, graph, g_f, slots, lay.x_rep, keep_h=not bwd)
+        _input_block(e, lay, g_f, slots, lay.x_rep)
     ldw = cdiv(lay.width, nr)
     if bwd:
         prop = int(index > 0)
@@ -303,12 +295,12 @@ def _step(e, lay, graph, cfg, core, segments, key):
           a=lay.a_rep, x=lay.x_rep, y=lay.y, z=lay.z, q=lay.q, fpsum=lay.fpsum,
           bpsum=lay.bpsum, rows=o, cols=lay.width, ldw=ldw, prop=prop, fwd=int(fwd))
         if lay.owned:
-            sgd_bias_update(e, lay.b, d_full + lay.r_lo // nr, lay.owned, g_buf=None,
+            sgd_bias_update(e, lay.b, lay.d_rep + lay.r_lo // nr, lay.owned, g_buf=None,
                             mom=None, use_wd=False)
         if prop:
             below = lay.dbuf[index - 1]
             e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=lay.vec,
-              x=lay.h_prev, y=lay.z, len=lay.width, alpha=0)
+              x=lay.a_rep, y=lay.z, len=lay.width, alpha=0)
             e("transfer", Opcode.STV, spad=below + lay.lo, memb=lay.vec, len=lay.width,
               layout=Layout.DIAG)
             if _gather(lay, segments, index, cfg.cores, below, up=False) is None:
@@ -375,21 +367,15 @@ def _mbcp_step(e, lay, graph, cfg, core, segments, key):
     g_f, g_b = phase - index, phase - 2 * L + 1 + index
     ldw = cdiv(lay.width, nr)
 
-    def delta(s, own):
-        """Sample ``s``'s delta of this layer: replicated along the rows into ``d_rep``, or
-        (``own``) its own block on the diagonal, returned as a MemB address."""
+    def delta(s):
+        """Sample ``s``'s delta of this layer, replicated along the rows into ``d_rep`` (its
+        diagonal holds the own block for the bias: r_lo is a multiple of nr)."""
         if index == L - 1:
-            full = lay.d[g_b % 2] + s * cdiv(o, nr)
-            if own:
-                return full + lay.r_lo // nr
-            e("delta", Opcode.BCAST, dst=lay.d_rep, src=full, len=o, layout=Layout.ROWREP)
-            return lay.d_rep
-        relayed = lay.dbuf[index] + s * lay.ld_h[index]
-        if own:
-            e("transfer", Opcode.LDV, spad=relayed + lay.r_lo, memb=lay.d[0],
-              len=lay.owned, layout=Layout.DIAG)
-            return lay.d[0]
-        e("transfer", Opcode.LDV, spad=relayed, memb=lay.d_rep, len=o, layout=Layout.ROWREP)
+            e("delta", Opcode.BCAST, dst=lay.d_rep, src=lay.d[g_b % 2] + s * cdiv(o, nr),
+              len=o, layout=Layout.ROWREP)
+        else:
+            e("transfer", Opcode.LDV, spad=lay.dbuf[index] + s * lay.ld_h[index],
+              memb=lay.d_rep, len=o, layout=Layout.ROWREP)
         return lay.d_rep
 
     if backward[index]:
@@ -398,7 +384,7 @@ def _mbcp_step(e, lay, graph, cfg, core, segments, key):
             e("transfer", Opcode.LDV, spad=_h_block(lay, g_b % slots, s), memb=lay.h_prev,
               len=lay.width, layout=Layout.DIAG)
             sgd_back_product(e, z=lay.z, psum=lay.bpsum, cols=lay.width, ldw=ldw,
-                             operands=(lay.w, delta(s, own=False), o))
+                             operands=(lay.w, delta(s), o))
             e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=lay.vec,
               x=lay.h_prev, y=lay.z, len=lay.width, alpha=0)
             e("transfer", Opcode.STV, spad=below + lay.lo, memb=lay.vec, len=lay.width,
@@ -406,14 +392,15 @@ def _mbcp_step(e, lay, graph, cfg, core, segments, key):
             if _gather(lay, segments, index, cfg.cores, below, up=False) is None:
                 ring_emit(e, core, coll.all_gather(seg, below, i, nr))
         for s in range(batch):
-            _input_block(e, lay, graph, g_b, slots, lay.a_rep, keep_h=False, sample=s)
-            plain_ger(e, lay.w, delta(s, own=False), lay.a_rep, o, lay.width, ldw)
+            _input_block(e, lay, g_b, slots, lay.a_rep, sample=s)
+            d_rep = delta(s)
+            plain_ger(e, lay.w, d_rep, lay.a_rep, o, lay.width, ldw)
             if lay.owned:
-                sgd_bias_update(e, lay.b, delta(s, own=True), lay.owned, g_buf=None,
+                sgd_bias_update(e, lay.b, d_rep + lay.r_lo // nr, lay.owned, g_buf=None,
                                 mom=None, use_wd=False)
     if forward[index]:
         for s in range(batch):
-            _input_block(e, lay, graph, g_f, slots, lay.x_rep, keep_h=False, sample=s)
+            _input_block(e, lay, g_f, slots, lay.x_rep, sample=s)
             e("forward", Opcode.GEMV, o * lay.width, y=lay.y, x=lay.x_rep, w=lay.w,
               psum=lay.fpsum, rows=o, cols=lay.width, ldw=ldw)
             _forward_sums(e, lay, graph, cfg, core, segments, g_f % slots, s)

@@ -53,7 +53,19 @@ from caterpillar.software.compiler.program import (
 from caterpillar.software.graph.model import TrainingGraph
 
 __all__ = ["sgd_core_program", "sgd_ring_core_program", "sgd_output_gradient", "sgd_load_target",
-           "sgd_back_product", "sgd_bias_update"]
+           "sgd_back_product", "sgd_bias_update", "relu_replicated"]
+
+
+def relu_replicated(e, spad, dst, width):
+    """``relu(h)`` of the ``width`` pre-activations at SPAD address ``spad``, replicated along
+    the columns into ``dst``: loaded there (``colrep``) and rectified in place by every PE,
+    in the cycles of a diagonal ``maxs`` and without the ``bcast`` that a diagonal copy
+    needs. ``dst`` then also serves ``relud`` as its ``h``: a column-replicated vector
+    holds the diagonal one at the same addresses, and ``relu(h) > 0`` exactly when ``h > 0``
+    (NaN included), so the delta is the same bit for bit."""
+    e("transfer", Opcode.LDV, spad=spad, memb=dst, len=width, layout=Layout.COLREP)
+    e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=Layout.COLREP, z=dst, x=dst, y=dst,
+      len=width, alpha=SCALAR_REGS["zero"])
 
 
 def sgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
@@ -362,6 +374,11 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
                 scatter = (coll.piped_reduce_scatter if piped_layer[index]
                            else coll.reduce_scatter)
                 ring(scatter(segment, vbuf, o, nr))
+            if buf == vbuf and folded[index] is not None and index < last:
+                # Complete sums: relu'd where the next layer reads them, also relud's h.
+                relu_replicated(e, vbuf + own_at[index], x_rep[index + 1], n)
+                h[index] = x_rep[index + 1]
+                continue
             if buf == vbuf:
                 e("transfer", Opcode.LDV, spad=vbuf + own_at[index],
                   memb=h_raw[index] if folded[index] is None else h[index], len=n,
