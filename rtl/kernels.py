@@ -231,10 +231,15 @@ def _cpass(e: Emitter):
         ii, jj = (group << sh_lacc) | rho, (window << sh_cols) | cs
         forward(window, k, rho, cs, ii, jj, final & (cs == (lanes // lacc) - 1))
 
+    def fill_delta(group, rho):
+        """Row group ``group``'s delta of row lane ``rho`` into its slot, beside the MAC
+        path."""
+        e.uop(fill=Fill.MEMB1, memb_rd2=f.d + (group << sh_lacc) + rho, fill_slot=d_slot + rho)
+
     with m.Switch(seg):
-        with m.Case(0):  # the first group's deltas, beside the MAC path
-            k = i["inner"]
-            e.uop(select=Select.NONE, fill=Fill.MEMB1, memb_rd2=f.d + k, fill_slot=d_slot + k)
+        with m.Case(0):  # the first group's deltas
+            e.uop(select=Select.NONE)
+            fill_delta(0, i["inner"])
         with m.Case(1):
             g, wi = i["top"], i["outer"]
 
@@ -251,12 +256,6 @@ def _cpass(e: Emitter):
                       col_lim=f.cols, select=Select.ALL, fu=FuOp.MAC, a=ASrc.ACC,
                       acc_op=d_slot + rho, b=BSrc.MEMB0, memb_rd=f.a + jj, c=c_src,
                       acc_rd=w_slot + k, dst=Dst.MEMA_ACC, mema=w_addr, acc_wr=w_slot + k)
-
-            def next_deltas(k):
-                # The next row group's deltas, beside the MAC path.
-                with m.If(~last["top"] & (k < lacc)):
-                    e.uop(fill=Fill.MEMB1, memb_rd2=f.d + ((g + 1) << sh_lacc) + k,
-                          fill_slot=d_slot + k)
 
             with m.If(f.prop):
                 op, k = i["middle"], i["inner"]
@@ -276,7 +275,8 @@ def _cpass(e: Emitter):
                         forward(wi, k, rho, cs, ii, jj,
                                 last["outer"] & (cs == (lanes // lacc) - 1))
                         with m.If(last["outer"]):
-                            next_deltas(k)
+                            with m.If(~last["top"] & (k < lacc)):
+                                fill_delta(g + 1, k)
                             with m.If(~f.fwd):
                                 e.uop(select=Select.NONE)
             with m.Else():
@@ -297,8 +297,7 @@ def _cpass(e: Emitter):
                     issued = f.fwd & (c >= run) & ((wi > 0) | (g > 0))
                     for rho, at in enumerate(cpass_fill_cycles(cfg)):
                         with m.If(cycle == at):
-                            e.uop(fill=Fill.MEMB1, memb_rd2=f.d + ((g + 1) << sh_lacc) + rho,
-                                  fill_slot=d_slot + rho)
+                            fill_delta(g + 1, rho)
                             with m.If((c >= run) & ~issued):
                                 e.uop(select=Select.NONE)
         with m.Case(2):  # z's partial sums: the acc_lanes row lanes of each column, in order
