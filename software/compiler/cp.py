@@ -7,14 +7,14 @@ the pipeline fills, ``cpass`` without its forward while it drains). The layers o
 independent, so one core runs them one after the other.
 
 What a group leaves between steps lives in slots indexed by the group, ``g mod 2L`` (the
-pre-activations ``h_l`` in the SPAD, which the layer above needs for its forward one step later
-and for its backward ``2(L - l) - 2`` steps later; the inputs ``x``, written by the host) or
-``g mod 2`` (the deltas in MemB, made by one layer's backward for the next step's backward of
-the layer below). So a step's program depends on ``t mod 2L`` and on which layers run their
-forward and backward: :func:`cp_schedule` gives that key for every step, and the image the core
-holds is one program per distinct key of an epoch, each ending in ``halt``, the host starting
-every step at its key's entry. The first program of the image is a steady-state step (so the
-compiled step's cycles and utilization are the pipeline's).
+activations ``relu(h_l)`` in the SPAD, which the layer above needs for its forward one step
+later and for its backward and ``relud`` ``2(L - l) - 2`` steps later; the inputs ``x``,
+written by the host) or ``g mod 2`` (the deltas in MemB, made by one layer's backward for the
+next step's backward of the layer below). So a step's program depends on ``t mod 2L`` and on
+which layers run their forward and backward: :func:`cp_schedule` gives that key for every step,
+and the image the core holds is one program per distinct key of an epoch, each ending in
+``halt``, the host starting every step at its key's entry. The first program of the image is a
+steady-state step (so the compiled step's cycles and utilization are the pipeline's).
 
 Only the plain update (no momentum, no weight decay: the fused pass updates by one MAC per
 weight) runs as ``cp``; MemB holds the working vectors, the SPAD every slot.
@@ -40,7 +40,7 @@ from caterpillar.software.compiler.program import (
     check_capacity,
 )
 from caterpillar.software.compiler.sgd import (
-    relu_replicated,
+    rectify,
     sgd_back_product,
     sgd_bias_update,
     sgd_output_gradient,
@@ -90,9 +90,9 @@ def _layout(graph, cfg):
     memb = Region("MemB", cfg.memb_words)
     spad = Region("the SPAD", cfg.spad_words, align=nr)
     batch = graph.batch
-    lay = SimpleNamespace(tensors=[], w=[], b=[], d=[], h=[], x=[],
+    lay = SimpleNamespace(tensors=[], w=[], b=[], d=[], act=[], x=[],
                           ld_x=ceil_to(graph.sizes[0], nr), ld_c=ceil_to(classes, nr),
-                          ld_h=[ceil_to(o, nr) for o, i in layers],
+                          ld_act=[ceil_to(o, nr) for o, i in layers],
                           ld_d=[loc(o) for o, i in layers])
     for index, (o, i) in enumerate(layers):
         lay.w.append(mema.alloc(f"W{index}", loc(o) * loc(i)))
@@ -113,7 +113,7 @@ def _layout(graph, cfg):
     memb.check("use a config with more memb_words or a smaller model")
     lay.x = [spad.alloc(f"input slot {k}", batch * lay.ld_x) for k in range(slots)]
     for index in range(last):
-        lay.h.append([spad.alloc(f"h{index} slot {k}", batch * lay.ld_h[index])
+        lay.act.append([spad.alloc(f"a{index} slot {k}", batch * lay.ld_act[index])
                       for k in range(slots)])
     lay.t_spad = spad.alloc("targets", batch * lay.ld_c)
     lay.logits = spad.alloc("logits", batch * lay.ld_c)
@@ -153,19 +153,17 @@ def alloc_pass_buffers(memb, lay, cfg, ins, back, outs, vec, batch) -> None:
 
 def _input(e, lay, graph, index, group, slots, dst, sample=0):
     """Layer ``index``'s input of ``group`` (its ``sample``) replicated along the columns into
-    ``dst``: ``x`` straight from its SPAD slot, or ``relu(h)`` of the layer below from its
-    slot (:func:`relu_replicated`)."""
-    width = graph.layers[index][1]
-    if index == 0:
-        e("transfer", Opcode.LDV, spad=lay.x[group % slots] + sample * lay.ld_x, memb=dst,
-          len=width, layout=Layout.COLREP)
-        return
-    relu_replicated(e, _h_at(lay, index - 1, group % slots, sample), dst, width)
+    ``dst`` from its SPAD slot: ``x``, or the activations ``relu(h)`` of the layer below
+    (rectified before they were stored, :func:`_biased_output`)."""
+    spad = (lay.x[group % slots] + sample * lay.ld_x if index == 0
+            else _act_at(lay, index - 1, group % slots, sample))
+    e("transfer", Opcode.LDV, spad=spad, memb=dst, len=graph.layers[index][1],
+      layout=Layout.COLREP)
 
 
-def _h_at(lay, layer, slot, sample):
-    """SPAD address of ``sample``'s pre-activations of ``layer`` in ``slot``."""
-    return lay.h[layer][slot] + sample * lay.ld_h[layer]
+def _act_at(lay, layer, slot, sample):
+    """SPAD address of ``sample``'s activations of ``layer`` in ``slot``."""
+    return lay.act[layer][slot] + sample * lay.ld_act[layer]
 
 
 def _step(e, lay, graph, cfg, key):
@@ -189,7 +187,7 @@ def _mbcp_layer_step(e, lay, graph, cfg, key, index):
     if backward[index]:
         deltas = lay.d[index][g_b % 2]
         for s in range(batch if index > 0 else 0):
-            e("transfer", Opcode.LDV, spad=_h_at(lay, index - 1, g_b % slots, s),
+            e("transfer", Opcode.LDV, spad=_act_at(lay, index - 1, g_b % slots, s),
               memb=lay.h_prev, len=i, layout=Layout.DIAG)
             e("delta", Opcode.BCAST, dst=lay.d_rep, src=deltas + s * loc(o), len=o,
               layout=Layout.ROWREP)
@@ -222,13 +220,14 @@ def plain_ger(e, w, u, v, rows, cols, ldw):
 
 
 def _biased_output(e, lay, graph, index, slot, sample, o):
-    """``h = y + b`` of ``sample`` into its SPAD slot; at the output layer the logits and
-    the sample's scaled output gradient (into its delta slot)."""
+    """The activations ``relu(y + b)`` of ``sample`` into its SPAD slot; at the output layer
+    the logits ``y + b`` and the sample's scaled output gradient (into its delta slot)."""
     e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=lay.vec, x=lay.y,
       y=lay.b[index], len=o, alpha=0)
     if index < len(graph.layers) - 1:
-        e("transfer", Opcode.STV, spad=_h_at(lay, index, slot, sample), memb=lay.vec, len=o,
-          layout=Layout.DIAG)
+        rectify(e, lay.vec, o)
+        e("transfer", Opcode.STV, spad=_act_at(lay, index, slot, sample), memb=lay.vec,
+          len=o, layout=Layout.DIAG)
         return
     e("transfer", Opcode.STV, spad=lay.logits + sample * lay.ld_c, memb=lay.vec, len=o,
       layout=Layout.DIAG)

@@ -10,13 +10,14 @@ pipeline step every core of ``S_l``
   columns, the update, and the forward's partial sum over its columns (every output);
 * forward: the partial sums are reduce-scattered round ``S_l`` (core ``p`` gets the sums of
   ``R_p``, in the order of :func:`~caterpillar.golden.collectives.reduce_scatter`), biased,
-  and, for the output layer, all-gathered, so that each of its cores forms the whole output
+  rectified below the output layer (the SPAD slots hold activations ``a_l = relu(h_l)``) and,
+  for the output layer, all-gathered, so that each of its cores forms the whole output
   gradient;
-* backward: ``relud`` of its block of ``z`` with its block of ``h_{l-1}`` gives its block of
-  ``d_{l-1}``;
+* backward: ``relud`` of its block of ``z`` with its block of ``a_{l-1}`` (``a > 0`` exactly
+  where ``h > 0``) gives its block of ``d_{l-1}``;
 * then the relays over the chain links, the same list on every core (the output layer's loss,
   which touches only MemB, right after its cores post their first relay), layer by layer (the
-  lower first): ``h_l`` from ``S_l`` to the cores of ``S_{l+1}`` (into their slot of that
+  lower first): ``a_l`` from ``S_l`` to the cores of ``S_{l+1}`` (into their slot of that
   group), ``d_{l-1}`` from ``S_l`` to those of ``S_{l-1}`` (round the whole ring). Each is
   gathered from its segment's blocks in one pass along the chain
   (:func:`~.collectives.gather_relay`: the first core sends its block, the next forwards it
@@ -31,7 +32,7 @@ segment in its step instead of relayed. Layers that are not neighbours relay to 
 neighbours on other segments as any layer does. An output layer narrower than its segment
 leaves cores with an empty ``R_p``: no bias block.
 
-So a layer's cores keep the pre-activations of the layer below (slots ``g mod 2L`` in the SPAD,
+So a layer's cores keep the activations of the layer below (slots ``g mod 2L`` in the SPAD,
 the same addresses on every core) and receive the deltas for their next backward. The golden
 CP trainer with each layer's core count computes the same bits
 (:class:`~caterpillar.golden.pipelined.PipelinedTrainer` over a
@@ -66,7 +67,7 @@ from caterpillar.software.compiler.program import (
     ring_emit,
 )
 from caterpillar.software.compiler.sgd import (
-    relu_replicated,
+    rectify,
     sgd_back_product,
     sgd_bias_update,
     sgd_load_target,
@@ -196,9 +197,9 @@ def _layouts(graph, cfg, core, segments, blocks) -> list:
     L, slots = len(layers), 2 * len(layers)
     loc = lambda count: cdiv(count, nr)  # noqa: E731
     batch, classes = graph.batch, graph.sizes[-1]
-    # Leading dimensions of the SPAD slots: a sample's input block, logits, each layer's h.
+    # Leading dimensions of the SPAD slots: a sample's input block, logits, each layer's output.
     ld_x = ceil_to(max(b - a for a, b in blocks[0]), nr)
-    ld_c, ld_h = ceil_to(classes, nr), [ceil_to(o_k, nr) for o_k, i_k in layers]
+    ld_c, ld_act = ceil_to(classes, nr), [ceil_to(o_k, nr) for o_k, i_k in layers]
     rblocks = cp_bias_blocks(graph, cfg, segments)
     mema = Region("MemA", cfg.mema_words)
     memb = Region("MemB", cfg.memb_words)
@@ -216,7 +217,7 @@ def _layouts(graph, cfg, core, segments, blocks) -> list:
         width, owned = hi - lo, r_hi - r_lo
         lay = SimpleNamespace(index=index, position=position, lo=lo, width=width, r_lo=r_lo,
                               owned=owned, tensors=tensors, blocks=blocks, rblocks=rblocks,
-                              ld_x=ld_x, ld_c=ld_c, ld_h=ld_h)
+                              ld_x=ld_x, ld_c=ld_c, ld_act=ld_act)
         lay.w = mema.alloc(f"W{index} columns", loc(o) * loc(width))
         tensors.append(Tensor(f"W{index}", "mema", o, width, lay.w, loc(width)))
         lay.b = memb.alloc(f"b{index} block", loc(owned))
@@ -244,9 +245,9 @@ def _layouts(graph, cfg, core, segments, blocks) -> list:
     memb.check("use a config with more memb_words, more cores, or a smaller model")
     shared = SimpleNamespace()
     shared.x = [spad.alloc(f"input block slot {k}", batch * ld_x) for k in range(slots)]
-    shared.h = [[spad.alloc(f"h{k} slot {s}", batch * ld_h[k]) for s in range(slots)]
+    shared.act = [[spad.alloc(f"a{k} slot {s}", batch * ld_act[k]) for s in range(slots)]
                 for k in range(L - 1)]
-    shared.dbuf = [spad.alloc(f"d{k} (relayed)", batch * ld_h[k]) for k in range(L - 1)]
+    shared.dbuf = [spad.alloc(f"d{k} (relayed)", batch * ld_act[k]) for k in range(L - 1)]
     shared.logits = spad.alloc("logits", batch * ld_c)
     shared.t_spad = spad.alloc("targets", batch * ld_c)
     shared.staging, shared.staging_words = alloc_staging(spad, tensors, nr)
@@ -258,13 +259,11 @@ def _layouts(graph, cfg, core, segments, blocks) -> list:
 
 def _input_block(e, lay, group, slots, dst, sample=0):
     """The core's column block of its layer's input of ``group`` (its ``sample``),
-    replicated into ``dst``: ``x`` from its SPAD slot, or ``relu`` of the layer below's ``h``
-    from its slot (:func:`relu_replicated`)."""
-    if lay.index == 0:
-        e("transfer", Opcode.LDV, spad=lay.x[group % slots] + sample * lay.ld_x, memb=dst,
-          len=lay.width, layout=Layout.COLREP)
-        return
-    relu_replicated(e, _h_block(lay, group % slots, sample), dst, lay.width)
+    replicated into ``dst`` from its SPAD slot: ``x``, or ``relu(h)`` of the layer below
+    (rectified where it was summed, :func:`_forward_sums`)."""
+    spad = (lay.x[group % slots] + sample * lay.ld_x if lay.index == 0
+            else _act_block(lay, group % slots, sample))
+    e("transfer", Opcode.LDV, spad=spad, memb=dst, len=lay.width, layout=Layout.COLREP)
 
 
 def _step(e, lay, graph, cfg, core, segments, key):
@@ -312,21 +311,22 @@ def _step(e, lay, graph, cfg, core, segments, key):
         _forward_sums(e, lay, graph, cfg, core, segments, g_f % slots, 0)
 
 
-def _h_block(lay, slot, sample):
-    """SPAD address of the core's column block of ``sample``'s pre-activations of the layer
+def _act_block(lay, slot, sample):
+    """SPAD address of the core's column block of ``sample``'s activations of the layer
     below in ``slot``."""
-    return lay.h[lay.index - 1][slot] + sample * lay.ld_h[lay.index - 1] + lay.lo
+    return lay.act[lay.index - 1][slot] + sample * lay.ld_act[lay.index - 1] + lay.lo
 
 
 def _forward_sums(e, lay, graph, cfg, core, segments, slot, sample):
-    """``sample``'s forward partial sums (``y``) summed round the segment, biased and (for
-    the output layer, or a segment that cannot gather) all-gathered into its SPAD slot; at the
-    output layer its scaled output gradient into MemB."""
+    """``sample``'s forward partial sums (``y``) summed round the segment, biased, rectified
+    below the output layer and (for the output layer, or a segment that cannot gather)
+    all-gathered into its SPAD slot; at the output layer its scaled output gradient into
+    MemB."""
     index, o, nr = lay.index, graph.layers[lay.index][0], cfg.nr
     L, seg = len(graph.layers), segments[lay.index]
     ring = lambda words: ring_emit(e, core, words)  # noqa: E731
     if index < L - 1:
-        out = lay.h[index][slot] + sample * lay.ld_h[index]
+        out = lay.act[index][slot] + sample * lay.ld_act[index]
     else:
         out = lay.logits + sample * lay.ld_c
     e("transfer", Opcode.STV, spad=out, memb=lay.y, len=o, layout=Layout.DIAG)
@@ -336,6 +336,8 @@ def _forward_sums(e, lay, graph, cfg, core, segments, slot, sample):
           layout=Layout.DIAG)
         e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=lay.vec, x=lay.vec,
           y=lay.b, len=lay.owned, alpha=0)
+        if index < L - 1:
+            rectify(e, lay.vec, lay.owned)
         e("transfer", Opcode.STV, spad=out + lay.r_lo, memb=lay.vec, len=lay.owned,
           layout=Layout.DIAG)
     # The layer above on the same segment reads each core's own block where it was summed.
@@ -374,14 +376,14 @@ def _mbcp_step(e, lay, graph, cfg, core, segments, key):
             e("delta", Opcode.BCAST, dst=lay.d_rep, src=lay.d[g_b % 2] + s * cdiv(o, nr),
               len=o, layout=Layout.ROWREP)
         else:
-            e("transfer", Opcode.LDV, spad=lay.dbuf[index] + s * lay.ld_h[index],
+            e("transfer", Opcode.LDV, spad=lay.dbuf[index] + s * lay.ld_act[index],
               memb=lay.d_rep, len=o, layout=Layout.ROWREP)
         return lay.d_rep
 
     if backward[index]:
         for s in range(batch if index > 0 else 0):
-            below = lay.dbuf[index - 1] + s * lay.ld_h[index - 1]
-            e("transfer", Opcode.LDV, spad=_h_block(lay, g_b % slots, s), memb=lay.h_prev,
+            below = lay.dbuf[index - 1] + s * lay.ld_act[index - 1]
+            e("transfer", Opcode.LDV, spad=_act_block(lay, g_b % slots, s), memb=lay.h_prev,
               len=lay.width, layout=Layout.DIAG)
             sgd_back_product(e, z=lay.z, psum=lay.bpsum, cols=lay.width, ldw=ldw,
                              operands=(lay.w, delta(s), o))
@@ -408,7 +410,7 @@ def _mbcp_step(e, lay, graph, cfg, core, segments, key):
 
 def _relays(e, lay, graph, cfg, core, segments, key):
     """Core ``core``'s part of a step's relays, in one order on every core: per layer, its
-    pre-activations up and its delta of the layer below down (``lay``: any core's layout;
+    activations up and its delta of the layer below down (``lay``: any core's layout;
     the slots have one address everywhere)."""
     phase, forward, backward = key
     layers = graph.layers
@@ -432,9 +434,9 @@ def _relays(e, lay, graph, cfg, core, segments, key):
     # (layer 0 has no backward) tends to end first, so its relays go while the others work.
     for k in range(L):
         if k < L - 1 and forward[k]:
-            send(k, True, lay.h[k][(phase - k) % (2 * L)], lay.ld_h[k])
+            send(k, True, lay.act[k][(phase - k) % (2 * L)], lay.ld_act[k])
         if k > 0 and backward[k]:
-            send(k, False, lay.dbuf[k - 1], lay.ld_h[k - 1])
+            send(k, False, lay.dbuf[k - 1], lay.ld_act[k - 1])
 
 
 #: Segments of this many cores all-gather and relay instead: their all-gather is one

@@ -53,16 +53,24 @@ from caterpillar.software.compiler.program import (
 from caterpillar.software.graph.model import TrainingGraph
 
 __all__ = ["sgd_core_program", "sgd_ring_core_program", "sgd_output_gradient", "sgd_load_target",
-           "sgd_back_product", "sgd_bias_update", "relu_replicated"]
+           "sgd_back_product", "sgd_bias_update", "relu_replicated",
+           "rectify"]
+
+
+def rectify(e, vec, length):
+    """``relu`` in place of the ``length`` elements of the diagonal vector ``vec``."""
+    e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=Layout.DIAG, z=vec, x=vec, y=vec,
+      len=length, alpha=SCALAR_REGS["zero"])
 
 
 def relu_replicated(e, spad, dst, width):
     """``relu(h)`` of the ``width`` pre-activations at SPAD address ``spad``, replicated along
     the columns into ``dst``: loaded there (``colrep``) and rectified in place by every PE,
     in the cycles of a diagonal ``maxs`` and without the ``bcast`` that a diagonal copy
-    needs. ``dst`` then also serves ``relud`` as its ``h``: a column-replicated vector
-    holds the diagonal one at the same addresses, and ``relu(h) > 0`` exactly when ``h > 0``
-    (NaN included), so the delta is the same bit for bit."""
+    needs (every PE's ``maxs`` reads and writes MemB, the ``bcast`` only writes it).
+    ``dst`` then also serves ``relud`` as its ``h``: a column-replicated vector holds the
+    diagonal one at the same addresses, and ``relu(h) > 0`` exactly when ``h > 0`` (NaN
+    included), so the delta is the same bit for bit."""
     e("transfer", Opcode.LDV, spad=spad, memb=dst, len=width, layout=Layout.COLREP)
     e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=Layout.COLREP, z=dst, x=dst, y=dst,
       len=width, alpha=SCALAR_REGS["zero"])
