@@ -114,7 +114,7 @@ def _layout(graph, cfg):
     lay.x = [spad.alloc(f"input slot {k}", batch * lay.ld_x) for k in range(slots)]
     for index in range(last):
         lay.act.append([spad.alloc(f"a{index} slot {k}", batch * lay.ld_act[index])
-                      for k in range(slots)])
+                        for k in range(slots)])
     lay.t_spad = spad.alloc("targets", batch * lay.ld_c)
     lay.logits = spad.alloc("logits", batch * lay.ld_c)
     lay.staging, lay.staging_words = alloc_staging(spad, lay.tensors, nr)
@@ -134,7 +134,7 @@ def alloc_pass_buffers(memb, lay, cfg, ins, back, outs, vec, batch) -> None:
     attributes of ``lay``: its inputs replicated (``ins`` words) for the forward and the
     update, the delta replicated and the forward's output and partial sums (``outs``), the
     backward's output, lane sums and partial sums and, with a ``batch`` above 1 (whose
-    samples' ``relud`` runs before their inputs are loaded again), the pre-activations below
+    samples' ``relud`` runs before their inputs are loaded again), the activations below
     (``back``), and a ``vec``-word scratch vector. One core's layers in turn share one set
     sized for the widest."""
     nr, lanes = cfg.nr, cfg.acc_lanes
@@ -143,7 +143,7 @@ def alloc_pass_buffers(memb, lay, cfg, ins, back, outs, vec, batch) -> None:
     lay.d_rep = memb.alloc("delta (replicated)", ceil_to(cdiv(outs, nr), lanes))
     lay.vec = memb.alloc("vector", cdiv(vec, nr))
     if batch > 1:
-        lay.h_prev = memb.alloc("pre-activation below", cdiv(back, nr))
+        lay.a_below = memb.alloc("activations below (diagonal)", cdiv(back, nr))
     lay.y = memb.alloc("W' x", cdiv(outs, nr))
     lay.z = memb.alloc("W^T d", cdiv(back, nr))
     lay.q = memb.alloc("W^T d lane sums", lanes * cdiv(back, nr))
@@ -188,13 +188,13 @@ def _mbcp_layer_step(e, lay, graph, cfg, key, index):
         deltas = lay.d[index][g_b % 2]
         for s in range(batch if index > 0 else 0):
             e("transfer", Opcode.LDV, spad=_act_at(lay, index - 1, g_b % slots, s),
-              memb=lay.h_prev, len=i, layout=Layout.DIAG)
+              memb=lay.a_below, len=i, layout=Layout.DIAG)
             e("delta", Opcode.BCAST, dst=lay.d_rep, src=deltas + s * loc(o), len=o,
               layout=Layout.ROWREP)
             sgd_back_product(e, z=lay.z, psum=lay.bpsum, cols=i, ldw=loc(i),
                              operands=(lay.w[index], lay.d_rep, o))
             e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG,
-              z=lay.d[index - 1][g_b % 2] + s * loc(i), x=lay.h_prev, y=lay.z, len=i,
+              z=lay.d[index - 1][g_b % 2] + s * loc(i), x=lay.a_below, y=lay.z, len=i,
               alpha=0)
         for s in range(batch):
             _input(e, lay, graph, index, g_b, slots, lay.a_rep, sample=s)

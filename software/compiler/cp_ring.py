@@ -246,7 +246,7 @@ def _layouts(graph, cfg, core, segments, blocks) -> list:
     shared = SimpleNamespace()
     shared.x = [spad.alloc(f"input block slot {k}", batch * ld_x) for k in range(slots)]
     shared.act = [[spad.alloc(f"a{k} slot {s}", batch * ld_act[k]) for s in range(slots)]
-                for k in range(L - 1)]
+                  for k in range(L - 1)]
     shared.dbuf = [spad.alloc(f"d{k} (relayed)", batch * ld_act[k]) for k in range(L - 1)]
     shared.logits = spad.alloc("logits", batch * ld_c)
     shared.t_spad = spad.alloc("targets", batch * ld_c)
@@ -383,12 +383,12 @@ def _mbcp_step(e, lay, graph, cfg, core, segments, key):
     if backward[index]:
         for s in range(batch if index > 0 else 0):
             below = lay.dbuf[index - 1] + s * lay.ld_act[index - 1]
-            e("transfer", Opcode.LDV, spad=_act_block(lay, g_b % slots, s), memb=lay.h_prev,
+            e("transfer", Opcode.LDV, spad=_act_block(lay, g_b % slots, s), memb=lay.a_below,
               len=lay.width, layout=Layout.DIAG)
             sgd_back_product(e, z=lay.z, psum=lay.bpsum, cols=lay.width, ldw=ldw,
                              operands=(lay.w, delta(s), o))
             e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=lay.vec,
-              x=lay.h_prev, y=lay.z, len=lay.width, alpha=0)
+              x=lay.a_below, y=lay.z, len=lay.width, alpha=0)
             e("transfer", Opcode.STV, spad=below + lay.lo, memb=lay.vec, len=lay.width,
               layout=Layout.DIAG)
             if _gather(lay, segments, index, cfg.cores, below, up=False) is None:
