@@ -331,8 +331,14 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
                         "(replicated)", loc(wcols[index])) for index in range(len(layers))]
     partial = memb.alloc("W x partial", loc(widest))
     h_raw = [memb.alloc(f"Wa{index}", loc(owned[index])) for index in range(len(layers))]
-    h = [memb.alloc(f"h{index}", loc(owned[index])) for index in range(len(layers))]
-    act = [memb.alloc(f"a{index}", loc(owned[index])) for index in range(last)]
+    # A hidden layer split by columns with its bias folded is rectified in the next layer's
+    # input copy (relu_replicated), which is also its relud's h.
+    in_copy = [index < last and rows[index] >= o and folded[index] is not None
+               for index, (o, i) in enumerate(layers)]
+    h = [x_rep[index + 1] if in_copy[index] else memb.alloc(f"h{index}", loc(owned[index]))
+         for index in range(len(layers))]
+    act = [None if in_copy[index] else memb.alloc(f"a{index}", loc(owned[index]))
+           for index in range(last)]
     # The 1 after the input of a layer whose bias this core holds, staged once: the step's
     # loads and broadcasts of the input never reach it.
     tensors += [Tensor(f"one{index}", "colrep", 1, wcols[index], x_rep[index])
@@ -382,10 +388,8 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
                 scatter = (coll.piped_reduce_scatter if piped_layer[index]
                            else coll.reduce_scatter)
                 ring(scatter(segment, vbuf, o, nr))
-            if buf == vbuf and folded[index] is not None and index < last:
-                # Complete sums: relu'd where the next layer reads them, also relud's h.
-                relu_replicated(e, vbuf + own_at[index], x_rep[index + 1], n)
-                h[index] = x_rep[index + 1]
+            if in_copy[index]:
+                relu_replicated(e, vbuf + own_at[index], h[index], n)
                 continue
             if buf == vbuf:
                 e("transfer", Opcode.LDV, spad=vbuf + own_at[index],
