@@ -40,7 +40,7 @@ from caterpillar.software.compiler.program import (
     check_capacity,
 )
 from caterpillar.software.compiler.sgd import (
-    rectify,
+    relu,
     sgd_back_product,
     sgd_bias_update,
     sgd_output_gradient,
@@ -225,7 +225,7 @@ def _biased_output(e, lay, graph, index, slot, sample, o):
     e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=lay.vec, x=lay.y,
       y=lay.b[index], len=o, alpha=0)
     if index < len(graph.layers) - 1:
-        rectify(e, lay.vec, o)
+        relu(e, lay.vec, lay.vec, o)
         e("transfer", Opcode.STV, spad=_act_at(lay, index, slot, sample), memb=lay.vec,
           len=o, layout=Layout.DIAG)
         return

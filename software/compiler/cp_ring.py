@@ -67,7 +67,7 @@ from caterpillar.software.compiler.program import (
     ring_emit,
 )
 from caterpillar.software.compiler.sgd import (
-    rectify,
+    relu,
     sgd_back_product,
     sgd_bias_update,
     sgd_load_target,
@@ -337,7 +337,7 @@ def _forward_sums(e, lay, graph, cfg, core, segments, slot, sample):
         e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=lay.vec, x=lay.vec,
           y=lay.b, len=lay.owned, alpha=0)
         if index < L - 1:
-            rectify(e, lay.vec, lay.owned)
+            relu(e, lay.vec, lay.vec, lay.owned)
         e("transfer", Opcode.STV, spad=out + lay.r_lo, memb=lay.vec, len=lay.owned,
           layout=Layout.DIAG)
     # The layer above on the same segment reads each core's own block where it was summed.

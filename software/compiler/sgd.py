@@ -53,14 +53,13 @@ from caterpillar.software.compiler.program import (
 from caterpillar.software.graph.model import TrainingGraph
 
 __all__ = ["sgd_core_program", "sgd_ring_core_program", "sgd_output_gradient", "sgd_load_target",
-           "sgd_back_product", "sgd_bias_update", "relu_replicated",
-           "rectify"]
+           "sgd_back_product", "sgd_bias_update", "relu_replicated", "relu"]
 
 
-def rectify(e, vec, length):
-    """``relu`` in place of the ``length`` elements of the diagonal vector ``vec``."""
-    e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=Layout.DIAG, z=vec, x=vec, y=vec,
-      len=length, alpha=SCALAR_REGS["zero"])
+def relu(e, z, x, length, layout=Layout.DIAG):
+    """``z = relu(x)`` (``vop maxs`` with zero) of ``length`` elements in ``layout``."""
+    e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=layout, z=z, x=x, y=x, len=length,
+      alpha=SCALAR_REGS["zero"])
 
 
 def relu_replicated(e, spad, dst, width):
@@ -72,8 +71,7 @@ def relu_replicated(e, spad, dst, width):
     diagonal one at the same addresses, and ``relu(h) > 0`` exactly when ``h > 0`` (NaN
     included), so the delta is the same bit for bit."""
     e("transfer", Opcode.LDV, spad=spad, memb=dst, len=width, layout=Layout.COLREP)
-    e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=Layout.COLREP, z=dst, x=dst, y=dst,
-      len=width, alpha=SCALAR_REGS["zero"])
+    relu(e, dst, dst, width, Layout.COLREP)
 
 
 def sgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
@@ -145,8 +143,7 @@ def sgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
         e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=h[index], x=h_raw[index],
           y=b_addr[index], len=o, alpha=0)
         if index < last:
-            e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=Layout.DIAG, z=act[index],
-              x=h[index], y=h[index], len=o, alpha=r["zero"])
+            relu(e, act[index], h[index], o)
             e("forward", Opcode.BCAST, dst=x_rep[index + 1], src=act[index], len=o,
               layout=Layout.COLREP)
     e("transfer", Opcode.STV, spad=logits_spad, memb=h[last], len=classes, layout=Layout.DIAG)
@@ -399,8 +396,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
             e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=h[index],
               x=h_raw[index], y=b_addr[index], len=n, alpha=0)
         if index < last:
-            e("forward", Opcode.VOP, fn=VecOp.MAXS, layout=Layout.DIAG, z=act[index],
-              x=h[index], y=h[index], len=n, alpha=r["zero"])
+            relu(e, act[index], h[index], n)
             e("forward", Opcode.BCAST, dst=x_rep[index + 1], src=act[index], len=n,
               layout=Layout.COLREP)
     if not spad_logits:
