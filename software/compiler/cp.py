@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from caterpillar.contract.geometry import cpass_fits, word_cycles
+from caterpillar.contract.geometry import cpass_fits, instruction_cycles, word_cycles
 from caterpillar.contract.isa import Layout, Opcode, VecOp
 from caterpillar.golden.collectives import ring_blocks
 from caterpillar.software.compiler.program import (
@@ -49,7 +49,7 @@ from caterpillar.software.compiler.sgd import (
 __all__ = ["cp_schedule", "cp_core_program", "cp_step_key", "cp_weight_accesses", "plain_ger",
            "alloc_pass_buffers", "cp_layer_macs", "cp_steady_period", "priced_period",
            "cp_pipeline_report", "check_cp", "cp_image", "cp_core_caps", "cp_mema_words",
-           "cp_least_cores", "placement_bound"]
+           "cp_least_cores", "cp_pass_cycles", "placement_bound"]
 
 
 def cp_schedule(layers: int, groups: int) -> list:
@@ -127,6 +127,25 @@ def cp_layer_macs(graph, index: int) -> int:
     update and, above layer 0 (which has no backward), one backward."""
     o, i = graph.layers[index]
     return graph.batch * o * i * (2 if index == 0 else 3)
+
+
+def cp_pass_cycles(graph, cfg, index: int, cores: int) -> int:
+    """Cycles of layer ``index``'s pass over its weights in a steady-state step on a core of a
+    segment of ``cores`` (the widest block of input columns, :func:`ring_blocks`): ``cpass``
+    for ``cp``; per sample ``gemvt`` (above layer 0), ``ger`` and ``gemv`` for ``mbcp``."""
+    o, i = graph.layers[index]
+    nr = cfg.nr
+    width = max(hi - lo for lo, hi in ring_blocks(i, cores, nr))
+    shape = dict(rows=o, cols=width, ldw=cdiv(width, nr))
+    if graph.algorithm == "cp":
+        ops = [(Opcode.CPASS, dict(prop=int(index > 0), fwd=1))]
+    else:
+        ops = [(Opcode.GEMVT, {})] * (index > 0) + [(Opcode.GER, {}), (Opcode.GEMV, {})]
+    fields = dict.fromkeys(("w", "d", "a", "x", "y", "z", "q", "u", "v", "mom", "psum",
+                            "fpsum", "bpsum", "alpha", "wd", "mu", "use_wd", "use_mom"), 0)
+    return graph.batch * sum(
+        instruction_cycles(op, SimpleNamespace(**{**fields, **shape, **extra}), cfg)
+        for op, extra in ops)
 
 
 def alloc_pass_buffers(memb, lay, cfg, ins, back, outs, vec, batch) -> None:

@@ -53,6 +53,7 @@ from caterpillar.software.compiler.cp import (
     cp_image,
     cp_layer_macs,
     cp_least_cores,
+    cp_pass_cycles,
     plain_ger,
 )
 from caterpillar.software.compiler.program import (
@@ -81,8 +82,10 @@ def cp_placement(graph, cfg, by="macs", share=False) -> list:
     """The segments of ``cp`` on ``cfg.cores`` cores: consecutive cores in ring order, layer 0
     first, each layer a share of the cores proportional to its weights (``by="weights"``) or to
     its MACs per sample (``by="macs"``: three per weight, two in layer 0, which has no
-    backward); at least one core; largest remainders first; never more than give every core
-    ``nr`` of its inputs and of its outputs; cores left over stay idle and relay. With
+    backward), largest remainders first, or (``by="cycles"``) one core at a time to the
+    segment whose layers' passes (:func:`~.cp.cp_pass_cycles` over each core's widest block
+    of columns) take longest; at least one core; never more than give every core ``nr`` of
+    its inputs and of its outputs; cores left over stay idle and relay. With
     ``share`` the output layer runs on the segment of the layer below (one stage with the
     sum of their shares): a narrow output layer then leaves no core to itself.
     :func:`~.training.compile_training` compiles each and keeps the fastest step."""
@@ -100,13 +103,27 @@ def cp_placement(graph, cfg, by="macs", share=False) -> list:
                            f"at least {len(layers)} cores ({least} with the output layer on "
                            f"the cores of the layer below), not {cores}; use --cores {least} "
                            "or more, or --cores 1")
-    share_of = {"weights": lambda k: layers[k][0] * layers[k][1],
-                "macs": lambda k: cp_layer_macs(graph, k)}[by]
-    weights = [sum(share_of(k) for k in stage) for stage in stages]
     # An output layer sharing a segment may leave cores without outputs, not without inputs.
     caps = cp_core_caps(graph, cfg)
     caps = [min(caps[k] if k < len(layers) - 1 or len(stage) == 1
                 else cdiv(layers[k][1], cfg.nr) for k in stage) for stage in stages]
+    if by == "cycles":
+        counts = _counts_by_cycles(graph, cfg, stages, caps, cores)
+    else:
+        counts = _counts_by_share(graph, stages, caps, cores, by)
+    segments, first = [], 0
+    for stage, count in zip(stages, counts):
+        segments += [tuple(range(first, first + count))] * len(stage)
+        first += count
+    return segments
+
+
+def _counts_by_share(graph, stages, caps, cores, by) -> list:
+    """Cores per stage proportional to its weights or MACs, largest remainders first."""
+    layers = graph.layers
+    share_of = {"weights": lambda k: layers[k][0] * layers[k][1],
+                "macs": lambda k: cp_layer_macs(graph, k)}[by]
+    weights = [sum(share_of(k) for k in stage) for stage in stages]
     spare = cores - len(stages)
     exact = [spare * w / sum(weights) for w in weights]
     counts = [min(cap, 1 + int(x)) for cap, x in zip(caps, exact)]
@@ -118,11 +135,25 @@ def cp_placement(graph, cfg, by="macs", share=False) -> list:
             break
         counts[room[0]] += 1
         by_remainder = by_remainder[1:] + by_remainder[:1]
-    segments, first = [], 0
-    for stage, count in zip(stages, counts):
-        segments += [tuple(range(first, first + count))] * len(stage)
-        first += count
-    return segments
+    return counts
+
+
+def _counts_by_cycles(graph, cfg, stages, caps, cores) -> list:
+    """Cores per stage, one at a time to the stage whose passes take longest on its cores:
+    whole windows of columns, not MACs, set a pass's cycles, so a share of MACs can leave one
+    segment a window more per row group than a neighbour with a core to spare. Giving the
+    slowest stage a core is the only move that can shorten the step's longest pass, so the
+    counts minimise it (ties: the lower stage)."""
+    def cycles(stage, count):
+        return sum(cp_pass_cycles(graph, cfg, k, count) for k in stage)
+
+    counts = [1] * len(stages)
+    while sum(counts) < cores:
+        room = [j for j in range(len(stages)) if counts[j] < caps[j]]
+        if not room:
+            break
+        counts[max(room, key=lambda j: (cycles(stages[j], counts[j]), -j))] += 1
+    return counts
 
 
 def _set_partitions(items):

@@ -199,12 +199,13 @@ def _compile_cp(graph, cfg, segments, groups) -> Compiled:
                         {0: cp_core_program(graph, cfg, groups)}, [0],
                         partition(graph, cfg, 1))
     if segments is None:
-        # Shares by weights or by MACs, the output layer on its own cores or on those of the
-        # layer below: the stages' pace also depends on how the ring traffic falls, so the
-        # cycle model picks (ties go to the first: own cores, MAC shares).
+        # Shares by MACs, by weights or by the passes' modeled cycles, the output layer on its
+        # own cores or on those of the layer below: the stages' pace also depends on how the
+        # ring traffic falls, so the cycle model picks (ties go to the first: own cores, MAC
+        # shares).
         placements, errors = [], []
         for share in (False, True):
-            for by in ("macs", "weights"):
+            for by in ("macs", "weights", "cycles"):
                 try:
                     placements.append(tuple(cp_placement(graph, cfg, by, share)))
                 except CompileError as error:      # too few cores for every layer's own

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from caterpillar.contract.config import preset
-from caterpillar.software.compiler.cp import cp_pipeline_report, cp_schedule
+from caterpillar.software.compiler.cp import cp_pass_cycles, cp_pipeline_report, cp_schedule
 from caterpillar.software.compiler.cp_ring import (
     cp_bias_blocks,
     cp_grouped_placements,
@@ -34,6 +34,37 @@ def test_placement_gives_larger_layers_more_cores():
     assert cp_placement(graph((8, 6, 4)), TINY.replace(cores=2)) == [(0,), (1,)]
     with pytest.raises(CompileError, match="3 layers need at least 3 cores [(]2 with"):
         cp_placement(graph((8, 6, 4, 3)), TINY.replace(cores=2))
+
+
+def test_placement_by_cycles_minimises_the_longest_pass():
+    """N1 on paper-n1: MAC shares give layer 1 ten cores, 52 columns on the widest, so 13 per
+    PE column and 7 windows of 2 per row group, where eleven cores (48 columns) take 6. The
+    cycles placement gives that core to layer 1 and takes it from layer 0 (no backward, 2 L
+    per window), and no split of the 32 cores has a shorter longest pass."""
+    g, cfg = graph((784, 500, 500, 500, 10)), preset("paper-n1")
+    by_cycles = cp_placement(g, cfg, "cycles", share=True)
+    assert [len(s) for s in by_cycles] == [10, 11, 11, 11]
+    assert [c for s in dict.fromkeys(by_cycles) for c in s] == list(range(32))
+    stages = [[0], [1], [2, 3]]
+
+    def longest(counts):
+        return max(sum(cp_pass_cycles(g, cfg, k, c) for k in stage)
+                   for stage, c in zip(stages, counts))
+
+    by_macs = cp_placement(g, cfg, "macs", share=True)
+    assert longest([10, 11, 11]) < longest([len(by_macs[k]) for k in (0, 1, 2)])
+    splits = [(a, b, 32 - a - b) for a in range(1, 31) for b in range(1, 32 - a)]
+    assert longest([10, 11, 11]) == min(longest(split) for split in splits)
+    # The passes' cycles are the kernels': cpass for cp (with prop above layer 0), gemvt
+    # (above layer 0), ger and gemv per sample for mbcp.
+    assert cp_pass_cycles(g, cfg, 1, 10) > cp_pass_cycles(g, cfg, 1, 11)
+    square = (500, 500, 500)
+    assert cp_pass_cycles(graph(square), cfg, 1, 11) > cp_pass_cycles(graph(square), cfg, 0, 11)
+    b2, b4 = (TrainingGraph(square, algorithm="mbcp", batch=b, optimizer=Optimizer(lr=0.1))
+              for b in (2, 4))
+    for k in (0, 1):
+        assert cp_pass_cycles(b4, cfg, k, 11) == 2 * cp_pass_cycles(b2, cfg, k, 11)
+    assert cp_pass_cycles(b2, cfg, 1, 11) > cp_pass_cycles(b2, cfg, 0, 11)
 
 
 def test_placement_can_put_the_output_layer_on_the_cores_below():
@@ -81,7 +112,7 @@ def test_the_default_keeps_a_narrow_output_layer_off_its_own_core():
 def test_default_placement_is_the_faster_candidate(sizes, cores, winner):
     g, cfg = graph(sizes), TINY.replace(cores=cores, memb_words=512)
     steps = {by: compile_training(g, cfg, cp_placement(g, cfg, by)).step_cycles
-             for by in ("macs", "weights")}
+             for by in ("macs", "weights", "cycles")}
     chosen = compile_training(g, cfg)
     assert steps["macs"] != steps["weights"]
     assert chosen.step_cycles == min(steps.values()) == steps[winner]
