@@ -24,13 +24,16 @@ pipeline step every core of ``S_l``
   and sends its own, ...), or, for a segment of two cores or one whose blocks are out of
   chain order, all-gathered round the segment and relayed from one core.
 
-Layers sharing a segment run one after the other on each core, lowest first, in one set of
-MemB pass buffers. Nothing moves up between neighbours on one segment: core ``p``'s summed
-block ``R_p`` of the lower layer's output is the upper layer's input block ``I_p`` (the same
-width split over the same cores). The upper layer's delta blocks are all-gathered round the
-segment in its step instead of relayed. Layers that are not neighbours relay to their
-neighbours on other segments as any layer does. An output layer narrower than its segment
-leaves cores with an empty ``R_p``: no bias block.
+Layers sharing a segment interleave on each core (``cp``: every layer's inputs loaded first,
+into MemB buffers of its own, then the layers from the highest down, each pass followed by the
+rest of the forward of the layer above it and its own sums, so the collectives a layer posts
+after its pass run beside the pass of the layer below; ``mbcp``: one after the other, lowest
+first), sharing the other MemB pass buffers. Nothing moves up between neighbours on one
+segment: core ``p``'s summed block ``R_p`` of the lower layer's output is the upper layer's
+input block ``I_p`` (the same width split over the same cores). The upper layer's delta
+blocks are all-gathered round the segment in its step instead of relayed. Layers that are not
+neighbours relay to their neighbours on other segments as any layer does. An output layer
+narrower than its segment leaves cores with an empty ``R_p``: no bias block.
 
 So a layer's cores keep the activations of the layer below (slots ``g mod 2L`` in the SPAD,
 the same addresses on every core) and receive the deltas for their next backward. The golden
@@ -257,13 +260,19 @@ def _layouts(graph, cfg, core, segments, blocks) -> list:
         # step); a hidden layer's deltas arrive relayed in the SPAD.
         if index == L - 1:
             lay.d = [memb.alloc(f"d{index} slot {k}", batch * loc(o)) for k in range(2)]
-        # The layers run one after the other in a step, and nothing in these buffers
-        # outlives a layer's part of it: one set, sized for the widest.
+        # Nothing in these buffers outlives a layer's part of a step but, in a cp step, its
+        # inputs: one set, sized for the widest, and inputs of their own for the others.
         if passes is None:
             passes = SimpleNamespace()
             alloc_pass_buffers(memb, passes, cfg, max(widths), max(widths), max(outs),
                                max(outs + widths), batch)
         lay.__dict__.update(passes.__dict__)
+        if batch == 1 and lays:
+            # A cp step loads every layer's inputs before the first pass (_interleave).
+            lay.x_rep = memb.alloc(f"layer {index} forward input (replicated)", loc(width))
+            lay.a_rep = memb.alloc(f"layer {index} backward input (replicated)", loc(width))
+            lay.d_rep = memb.alloc(f"layer {index} delta (replicated)",
+                                   ceil_to(loc(o), cfg.acc_lanes))
         if index == L - 1:
             # Every sample's logits and target apart: its loss runs after the step's relays
             # are under way (cp_ring_core_program).
@@ -291,55 +300,81 @@ def _layouts(graph, cfg, core, segments, blocks) -> list:
 def _input_block(e, lay, group, slots, dst, sample=0):
     """The core's column block of its layer's input of ``group`` (its ``sample``),
     replicated into ``dst`` from its SPAD slot: ``x``, or ``relu(h)`` of the layer below
-    (rectified where it was summed, :func:`_forward_sums`)."""
+    (rectified where it was summed, :func:`_finish_forward`)."""
     spad = (lay.x[group % slots] + sample * lay.ld_x if lay.index == 0
             else _act_block(lay, group % slots, sample))
     e("transfer", Opcode.LDV, spad=spad, memb=dst, len=lay.width, layout=Layout.COLREP)
 
 
-def _step(e, lay, graph, cfg, core, segments, key):
-    phase, forward, backward = key
-    layers, nr = graph.layers, cfg.nr
-    L, slots = len(layers), 2 * len(layers)
-    index, seg = lay.index, segments[lay.index]
-    o, i = layers[index]
-    g_f, g_b = phase - index, phase - 2 * L + 1 + index
-    fwd, bwd = forward[index], backward[index]
-    ring = lambda words: ring_emit(e, core, words)  # noqa: E731
-    if bwd:
-        # The delta replicated along the rows for the pass; its diagonal holds the own
-        # block for the bias (r_lo is a multiple of nr).
-        if index < L - 1:        # relayed by the layer above at the end of the last step
-            e("transfer", Opcode.LDV, spad=lay.dbuf[index], memb=lay.d_rep, len=o,
-              layout=Layout.ROWREP)
-        _input_block(e, lay, g_b, slots, lay.a_rep)
-        if index == L - 1:       # formed here, in MemB
-            e("delta", Opcode.BCAST, dst=lay.d_rep, src=lay.d[g_b % 2], len=o,
-              layout=Layout.ROWREP)
-    if fwd:
-        _input_block(e, lay, g_f, slots, lay.x_rep)
-    ldw = cdiv(lay.width, nr)
-    if bwd:
-        prop = int(index > 0)
-        e("fused", Opcode.CPASS, o * lay.width * (1 + prop + fwd), w=lay.w, d=lay.d_rep,
-          a=lay.a_rep, x=lay.x_rep, y=lay.y, z=lay.z, q=lay.q, fpsum=lay.fpsum,
-          bpsum=lay.bpsum, rows=o, cols=lay.width, ldw=ldw, prop=prop, fwd=int(fwd))
-        if lay.owned:
-            sgd_bias_update(e, lay.b, lay.d_rep + lay.r_lo // nr, lay.owned, g_buf=None,
-                            mom=None, use_wd=False)
-        if prop:
-            below = lay.dbuf[index - 1]
-            e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=lay.vec,
-              x=lay.a_rep, y=lay.z, len=lay.width, alpha=0)
-            e("transfer", Opcode.STV, spad=below + lay.lo, memb=lay.vec, len=lay.width,
-              layout=Layout.DIAG)
-            if _gather(lay, segments, index, cfg.cores, below, up=False) is None:
-                ring(coll.all_gather(seg, below, i, nr))
-    elif fwd:
-        e("forward", Opcode.GEMV, o * lay.width, y=lay.y, x=lay.x_rep, w=lay.w,
-          psum=lay.fpsum, rows=o, cols=lay.width, ldw=ldw)
-    if fwd:
-        _forward_sums(e, lay, graph, cfg, core, segments, g_f % slots, 0)
+class _StepParts:
+    """A layer's share of a ``cp`` pipeline step on one core, in the parts that
+    :func:`cp_ring_core_program` interleaves with those of the core's other layers: its
+    loads into MemB; its pass (``cpass``, or ``gemv`` while filling), the bias update, and
+    ``relud`` and the store of its block of the delta below; its sums (the forward partial
+    sums stored and reduce-scattered round the segment, and the delta below all-gathered
+    round it where no relay gathers it); and the finish of its forward
+    (:func:`_finish_forward`)."""
+
+    def __init__(self, lay, graph, cfg, core, segments, key):
+        phase, forward, backward = key
+        L = len(graph.layers)
+        self.lay, self.graph, self.cfg, self.core, self.segments = lay, graph, cfg, core, segments
+        self.slots, self.last, self.o = 2 * L, lay.index == L - 1, graph.layers[lay.index][0]
+        self.g_f, self.g_b = phase - lay.index, phase - 2 * L + 1 + lay.index
+        self.fwd, self.bwd = forward[lay.index], backward[lay.index]
+
+    def loads(self, e):
+        lay = self.lay
+        if self.bwd:
+            # The delta replicated along the rows for the pass; its diagonal holds the own
+            # block for the bias (r_lo is a multiple of nr).
+            if not self.last:   # relayed, or gathered by the layer above, in the last step
+                e("transfer", Opcode.LDV, spad=lay.dbuf[lay.index], memb=lay.d_rep,
+                  len=self.o, layout=Layout.ROWREP)
+            _input_block(e, lay, self.g_b, self.slots, lay.a_rep)
+            if self.last:       # formed here, in MemB
+                e("delta", Opcode.BCAST, dst=lay.d_rep, src=lay.d[self.g_b % 2], len=self.o,
+                  layout=Layout.ROWREP)
+        if self.fwd:
+            _input_block(e, lay, self.g_f, self.slots, lay.x_rep)
+
+    def pass_(self, e):
+        lay, nr, o = self.lay, self.cfg.nr, self.o
+        ldw = cdiv(lay.width, nr)
+        if self.bwd:
+            prop = int(lay.index > 0)
+            e("fused", Opcode.CPASS, o * lay.width * (1 + prop + self.fwd), w=lay.w,
+              d=lay.d_rep, a=lay.a_rep, x=lay.x_rep, y=lay.y, z=lay.z, q=lay.q,
+              fpsum=lay.fpsum, bpsum=lay.bpsum, rows=o, cols=lay.width, ldw=ldw, prop=prop,
+              fwd=int(self.fwd))
+            if lay.owned:
+                sgd_bias_update(e, lay.b, lay.d_rep + lay.r_lo // nr, lay.owned, g_buf=None,
+                                mom=None, use_wd=False)
+            if prop:
+                e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=lay.vec,
+                  x=lay.a_rep, y=lay.z, len=lay.width, alpha=0)
+                e("transfer", Opcode.STV, spad=lay.dbuf[lay.index - 1] + lay.lo,
+                  memb=lay.vec, len=lay.width, layout=Layout.DIAG)
+        elif self.fwd:
+            e("forward", Opcode.GEMV, o * lay.width, y=lay.y, x=lay.x_rep, w=lay.w,
+              psum=lay.fpsum, rows=o, cols=lay.width, ldw=ldw)
+
+    def sums(self, e):
+        lay, cfg = self.lay, self.cfg
+        index, seg = lay.index, self.segments[lay.index]
+        if self.fwd:
+            _sum_forward(e, lay, self.graph, cfg, self.core, self.segments,
+                         self.g_f % self.slots, 0)
+        below = lay.dbuf[index - 1] if index else None
+        if (self.bwd and index
+                and _gather(lay, self.segments, index, cfg.cores, below, up=False) is None):
+            ring_emit(e, self.core, coll.all_gather(seg, below, self.graph.layers[index][1],
+                                                    cfg.nr))
+
+    def finish(self, e):
+        if self.fwd:
+            _finish_forward(e, self.lay, self.graph, self.cfg, self.core, self.segments,
+                            self.g_f % self.slots, 0)
 
 
 def _act_block(lay, slot, sample):
@@ -348,20 +383,31 @@ def _act_block(lay, slot, sample):
     return lay.act[lay.index - 1][slot] + sample * lay.ld_act[lay.index - 1] + lay.lo
 
 
-def _forward_sums(e, lay, graph, cfg, core, segments, slot, sample):
-    """``sample``'s forward partial sums (``y``) summed round the segment, biased, rectified
-    below the output layer and (for the output layer, or a segment that cannot gather)
-    all-gathered into its SPAD slot; at the output layer its scaled output gradient into
-    MemB."""
+def _sums_at(lay, graph, slot, sample):
+    """SPAD address of ``sample``'s forward sums of the layer: in its activations' ``slot``
+    or, at the output layer, the logits."""
+    if lay.index < len(graph.layers) - 1:
+        return lay.act[lay.index][slot] + sample * lay.ld_act[lay.index]
+    return lay.logits + sample * lay.ld_c
+
+
+def _sum_forward(e, lay, graph, cfg, core, segments, slot, sample):
+    """``sample``'s forward partial sums (``y``) stored and reduce-scattered round the
+    segment."""
+    out, o = _sums_at(lay, graph, slot, sample), graph.layers[lay.index][0]
+    e("transfer", Opcode.STV, spad=out, memb=lay.y, len=o, layout=Layout.DIAG)
+    ring_emit(e, core, coll.reduce_scatter(segments[lay.index], out, o, cfg.nr))
+
+
+def _finish_forward(e, lay, graph, cfg, core, segments, slot, sample):
+    """``sample``'s forward sums, reduce-scattered by :func:`_sum_forward`: the core's block
+    biased, rectified below the output layer and (for the output layer, or a segment that
+    cannot gather) all-gathered into its SPAD slot; at the output layer its scaled output
+    gradient into MemB (``lay.loss``)."""
     index, o, nr = lay.index, graph.layers[lay.index][0], cfg.nr
     L, seg = len(graph.layers), segments[lay.index]
     ring = lambda words: ring_emit(e, core, words)  # noqa: E731
-    if index < L - 1:
-        out = lay.act[index][slot] + sample * lay.ld_act[index]
-    else:
-        out = lay.logits + sample * lay.ld_c
-    e("transfer", Opcode.STV, spad=out, memb=lay.y, len=o, layout=Layout.DIAG)
-    ring(coll.reduce_scatter(seg, out, o, nr))
+    out = _sums_at(lay, graph, slot, sample)
     if lay.owned:
         e("transfer", Opcode.LDV, spad=out + lay.r_lo, memb=lay.vec, len=lay.owned,
           layout=Layout.DIAG)
@@ -390,7 +436,8 @@ def _mbcp_step(e, lay, graph, cfg, core, segments, key):
     ``W^T d`` of its columns (``gemvt``), ``relud`` with its block of ``h`` below and that
     block of the delta below all-gathered (or gathered by the relays); then every sample's
     rank-1 update of its columns and its bias block, in sample order; then per sample of
-    the group going forward the partial sums and :func:`_forward_sums`. The golden MBCP
+    the group going forward the partial sums, :func:`_sum_forward` and
+    :func:`_finish_forward`. The golden MBCP
     trainer's order (golden/pipelined.py) with the layer's columns split over its segment."""
     phase, forward, backward = key
     layers, nr, batch = graph.layers, cfg.nr, graph.batch
@@ -436,7 +483,8 @@ def _mbcp_step(e, lay, graph, cfg, core, segments, key):
             _input_block(e, lay, g_f, slots, lay.x_rep, sample=s)
             e("forward", Opcode.GEMV, o * lay.width, y=lay.y, x=lay.x_rep, w=lay.w,
               psum=lay.fpsum, rows=o, cols=lay.width, ldw=ldw)
-            _forward_sums(e, lay, graph, cfg, core, segments, g_f % slots, s)
+            _sum_forward(e, lay, graph, cfg, core, segments, g_f % slots, s)
+            _finish_forward(e, lay, graph, cfg, core, segments, g_f % slots, s)
 
 
 def _relays(e, lay, graph, cfg, core, segments, key):
@@ -488,6 +536,27 @@ def _gather(lay, segments, k, cores, buf, *, up):
     return coll.gather_relay(segments[k], blocks, segments[target], buf, cores)
 
 
+def _interleave(e, parts):
+    """A ``cp`` step of the core's layers (:class:`_StepParts`, lowest first): every layer's
+    loads, then the layers from the highest down, each layer's pass followed by the finish
+    of the layer above it and then its own sums. A layer's delta buffer is loaded before the
+    layer above gathers the next one into it, and the collectives a layer posts after its
+    pass (its sums, its delta's all-gather) run beside the pass of the layer below instead
+    of holding up the next SPAD access; one layer gives the order of
+    :func:`_StepParts`."""
+    for part in parts:
+        part.loads(e)
+    above = None
+    for part in reversed(parts):
+        part.pass_(e)
+        if above is not None:
+            above.finish(e)
+        part.sums(e)
+        above = part
+    if above is not None:
+        above.finish(e)
+
+
 def cp_ring_core_program(graph, cfg, core, segments, blocks, groups=None) -> CoreProgram:
     """Core ``core``'s image of ``cp`` pipeline steps on the ring (the module docstring); a
     core in no segment still takes part in the relays."""
@@ -496,14 +565,17 @@ def cp_ring_core_program(graph, cfg, core, segments, blocks, groups=None) -> Cor
     # An idle core only relays: any working core's layout gives the relays' addresses.
     lays = _layouts(graph, cfg, core if member else segments[0][0], segments, blocks)
     lay = lays[0]
-    step = _step if graph.batch == 1 else _mbcp_step
-
     def emit(e, key):
-        # Lowest layer first: it reads the delta relayed to it in the last step before the
-        # layer above on the same segment gathers the next one into the same buffer.
         for held in lays if member else []:
             held.loss = Emitter()
-            step(e, held, graph, cfg, core, segments, key)
+        if graph.batch > 1:
+            # Lowest layer first: it reads the delta relayed to it in the last step before
+            # the layer above on the same segment gathers the next one into the same buffer.
+            for held in lays if member else []:
+                _mbcp_step(e, held, graph, cfg, core, segments, key)
+        else:
+            _interleave(e, [_StepParts(held, graph, cfg, core, segments, key)
+                            for held in (lays if member else [])])
         start = len(e.words)
         _relays(e, lay, graph, cfg, core, segments, key)
         loss = lays[-1].loss if member else None
