@@ -308,7 +308,7 @@ def _input_block(e, lay, group, slots, dst, sample=0):
 
 class _StepParts:
     """A layer's share of a ``cp`` pipeline step on one core, in the parts that
-    :func:`cp_ring_core_program` interleaves with those of the core's other layers: its
+    :func:`_interleave` interleaves with those of the core's other layers: its
     loads into MemB; its pass (``cpass``, or ``gemv`` while filling), the bias update, and
     ``relud`` and the store of its block of the delta below; its sums (the forward partial
     sums stored and reduce-scattered round the segment, and the delta below all-gathered
