@@ -565,17 +565,19 @@ def cp_ring_core_program(graph, cfg, core, segments, blocks, groups=None) -> Cor
     # An idle core only relays: any working core's layout gives the relays' addresses.
     lays = _layouts(graph, cfg, core if member else segments[0][0], segments, blocks)
     lay = lays[0]
+    held_lays = lays if member else []
+
     def emit(e, key):
-        for held in lays if member else []:
+        for held in held_lays:
             held.loss = Emitter()
         if graph.batch > 1:
             # Lowest layer first: it reads the delta relayed to it in the last step before
             # the layer above on the same segment gathers the next one into the same buffer.
-            for held in lays if member else []:
+            for held in held_lays:
                 _mbcp_step(e, held, graph, cfg, core, segments, key)
         else:
             _interleave(e, [_StepParts(held, graph, cfg, core, segments, key)
-                            for held in (lays if member else [])])
+                            for held in held_lays])
         start = len(e.words)
         _relays(e, lay, graph, cfg, core, segments, key)
         loss = lays[-1].loss if member else None
