@@ -81,6 +81,11 @@ class CaterpillarConfig:
         and the PEs' side fill of accumulator slots). Without it ``cpass`` is an illegal
         opcode, ``cp`` is refused (``mbcp`` and the other algorithms run) and the core is
         smaller (``docs/fpga.md``).
+    ring_commands : int
+        ``RING`` instructions the ring engine's command queue holds while the engine runs an
+        earlier one, 0..32. A ``RING`` waits in its check only while the queue is full, so a
+        core posts a multi-step collective and computes on; with 0 it waits while the engine
+        is busy (``docs/multicore.md``).
     """
 
     name: str = "small"
@@ -97,6 +102,7 @@ class CaterpillarConfig:
     imem_words: int = 1024
     link_words: int | None = None
     cpass: bool = True
+    ring_commands: int = 16
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -122,6 +128,7 @@ class CaterpillarConfig:
         _check_int("imem_words", self.imem_words, 16, 65536)
         if not isinstance(self.cpass, bool):
             raise ConfigError(f"cpass must be true or false, not {self.cpass!r}")
+        _check_int("ring_commands", self.ring_commands, 0, 32)
         if self.link_words is not None:
             _check_int("link_words", self.link_words, 1, self.nr, extra=" (at most nr)")
 

@@ -40,10 +40,12 @@ RUN_START_CYCLES = 2
 #: ``halt`` take one cycle more: the decode of the next instruction, fetched in their check.
 SEQUENCER_OPCODES = (Opcode.NOP, Opcode.HALT, Opcode.SYNC, Opcode.SETS)
 
-#: A ``RING`` is posted: it starts the ring engine and retires in its check cycle, and the
+#: A ``RING`` is posted: it hands its fields to the ring engine (which starts it, or queues it
+#: behind the one it runs: ``cfg.ring_commands``) and retires in its check cycle, and the
 #: instructions after it run while the engine moves the data, but these wait in their check
-#: until the engine is idle: the ones that use the SPAD (the engine owns its ports while
-#: active), a second ``RING``, and ``sync`` and ``halt``, which wait for the ring by definition.
+#: until the engine is idle and its queue empty: the ones that use the SPAD (the engine owns
+#: its ports while active), and ``sync`` and ``halt``, which wait for the ring by definition;
+#: a ``RING`` waits only while the queue is full (without a queue, while the engine is active).
 RING_ORDERED_OPCODES = (Opcode.RDCNT, Opcode.LDA, Opcode.STA, Opcode.LDV, Opcode.STV,
                         Opcode.GEMM, Opcode.RING, Opcode.SYNC, Opcode.HALT)
 

@@ -134,12 +134,14 @@ class SpadEdge(wiring.Signature):
 
 class RingCommand(wiring.Signature):
     """A ``RING`` instruction handed to the ring engine, from the sequencer's side: ``start``
-    for one cycle with ``fields``; the engine is ``busy`` from the next cycle until its last,
-    in which it raises ``finished``."""
+    for one cycle with ``fields`` (not while ``full``). ``active`` from the cycle after the
+    engine starts a ``RING`` until its last, in which it raises ``finished``; ``busy`` while
+    ``active`` or a ``RING`` waits in the engine's command queue; ``full`` while that queue
+    holds ``cfg.ring_commands`` of them (without a queue, while ``active``)."""
 
     def __init__(self):
         super().__init__({"start": Out(1), "fields": Out(operand_layout(Opcode.RING)),
-                          "busy": In(1), "finished": In(1)})
+                          "busy": In(1), "full": In(1), "active": In(1), "finished": In(1)})
 
 
 class RingSpadPort(wiring.Signature):

@@ -1,9 +1,9 @@
-"""The ring engine: runs one ``RING`` instruction, SPAD to link and link to SPAD."""
+"""The ring engine: runs ``RING`` instructions one at a time, SPAD to link and link to SPAD."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal
-from amaranth.lib import data, wiring
+from amaranth.hdl import Array, Const, Module, Mux, Shape, Signal
+from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from caterpillar.contract.geometry import cdiv, ring_queue_depth, spad_bank_bit
@@ -16,9 +16,12 @@ __all__ = ["RingEngine"]
 class RingEngine(wiring.Component):
     """Sends a SPAD vector to the next core while receiving one from the previous core.
 
-    Contract (docs/multicore.md). ``command.start`` (one cycle, while idle) latches
-    ``command.fields``; the engine is active from the next cycle until the cycle
-    ``command.finished`` is high, and then idle.
+    Contract (docs/multicore.md). ``command.start`` (one cycle, not while ``command.full``)
+    hands over ``command.fields``. The engine starts a ``RING`` (latches its fields) in a cycle
+    where it is idle or ``finished``: the head of its command queue
+    (``cfg.ring_commands`` entries, first in first out) if one waits, else one handed over in
+    that cycle; any other ``RING`` handed over joins the queue. It is active from the next
+    cycle until the cycle ``command.finished`` is high, and then idle or on the next ``RING``.
 
     * Send: row ``src / nr + i`` is read in the cycle its read is issued and pushed into the
       outgoing queue (:func:`~caterpillar.contract.geometry.ring_queue_depth` entries) the
@@ -46,8 +49,9 @@ class RingEngine(wiring.Component):
     Members
     -------
     command : In(RingCommand())
-        ``start`` (one cycle, while idle) latches ``fields``; ``busy`` while active;
-        ``finished`` is high in the engine's last active cycle.
+        ``start`` (one cycle, not while ``full``) hands over ``fields``; ``active`` while the
+        engine runs a ``RING``, ``finished`` in its last active cycle; ``busy`` while active or
+        a ``RING`` waits in the queue, ``full`` while the queue is (without one: while active).
     spad : Out(RingSpadPort(cfg))
         ``active``, and two SPAD read ports (data one cycle after ``en``: sent rows, and the
         local addends) and the write port.
@@ -70,7 +74,6 @@ class RingEngine(wiring.Component):
         nr, depth, lat = cfg.nr, ring_queue_depth(cfg), cfg.add_latency
         shift = (nr - 1).bit_length()
         lanes = data.ArrayLayout(cfg.word_width, nr)
-        f = self.command.fields
 
         active = Signal()
         keep, add, fwd, chain = Signal(), Signal(), Signal(), Signal()
@@ -164,13 +167,32 @@ class RingEngine(wiring.Component):
                      self.events.adds.eq(Mux(tags[0].valid, nr, 0))]
         finished = (active & (send_left == 0) & (level == 0) & ~read_in_flight
                     & (recv_left == 0) & (pending == 0))
-        m.d.comb += [self.spad.active.eq(active), self.command.busy.eq(active),
+        m.d.comb += [self.spad.active.eq(active), self.command.active.eq(active),
                      self.command.finished.eq(finished),
                      self.port.chain.eq(chain)]
         with m.If(finished):
             m.d.sync += active.eq(0)
+        # A RING starts when the engine is idle or finishing: nothing is in flight then.
+        free = ~active | finished
+        launch = Signal()
+        f = Signal(self.command.fields.shape())
+        if cfg.ring_commands:
+            m.submodules.commands = commands = fifo.SyncFIFO(
+                width=Shape.cast(self.command.fields.shape()).width, depth=cfg.ring_commands)
+            queued = commands.r_rdy
+            bypass = free & ~queued & self.command.start
+            m.d.comb += [commands.w_data.eq(self.command.fields),
+                         commands.w_en.eq(self.command.start & ~bypass),
+                         commands.r_en.eq(free & queued),
+                         launch.eq((free & queued) | bypass),
+                         f.eq(Mux(queued, commands.r_data, self.command.fields.as_value())),
+                         self.command.busy.eq(active | queued),
+                         self.command.full.eq(~commands.w_rdy)]
+        else:
+            m.d.comb += [launch.eq(self.command.start), f.eq(self.command.fields),
+                         self.command.busy.eq(active), self.command.full.eq(active)]
         rlen = f.rlen
-        with m.If(self.command.start):
+        with m.If(launch):
             m.d.sync += [
                 active.eq(1), keep.eq(f.keep), add.eq(f.add), fwd.eq(f.fwd), chain.eq(f.chain),
                 send_row.eq(f.src >> shift), recv_row.eq(f.dst >> shift),

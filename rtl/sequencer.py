@@ -187,8 +187,10 @@ class Sequencer(wiring.Component):
                 m.next = "CHECK"
                 refuse_host_access()
             with m.State("CHECK"):
-                # A posted RING's engine owns the SPAD: its users (and RING, SYNC, HALT) wait.
-                with m.If(~(self.ring.busy & ring_ordered)):
+                # A posted RING's engine owns the SPAD: its users (and SYNC, HALT) wait until
+                # the engine and its queue are idle; a RING waits for room in the queue.
+                ring_waits = Mux(op == Opcode.RING, self.ring.full, self.ring.busy & ring_ordered)
+                with m.If(~ring_waits):
                     m.d.sync += [seg.eq(0), *[loop.eq(0) for loop in loops.values()]]
                     with m.If(~legal):
                         fail(ErrorCause.ILLEGAL_OPCODE)
@@ -255,7 +257,7 @@ class Sequencer(wiring.Component):
         self._counters(m, {
             Counter.CYCLES: 1, Counter.BUSY: busy, Counter.INSTRET: retire,
             Counter.MACS: self.array.macs, Counter.STALLS: fsm.ongoing("DRAIN"),
-            Counter.RING: self.ring.busy, Counter.OPS: self.array.ops,
+            Counter.RING: self.ring.active, Counter.OPS: self.array.ops,
             Counter.MEMA_READS: self.array.mema_reads, Counter.MEMA_WRITES: self.array.mema_writes,
             Counter.MEMB_READS: self.array.memb_reads, Counter.MEMB_WRITES: self.array.memb_writes,
             Counter.SPAD_READS: self.spad_events.reads,

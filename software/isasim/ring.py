@@ -301,26 +301,44 @@ class RingSim:
         check_time = [RUN_START_CYCLES] * n
         ring_from = [None] * n
         ring_pc = [None] * n      # pc of the RING the engine runs
+        # Each core's posted RINGs behind the one its engine runs: (fields, check cycle, pc).
+        waiting = [deque() for _ in range(n)]
+        depth = self.cfg.ring_commands
         results = [None] * n
         engines = self.engines
         for k in range(n):
             engines[k] = EngineModel(self.cfg, self.cores[k].spad)
 
+        def must_wait(k) -> bool:
+            """Whether core k's next instruction waits in its check for its engine: a
+            ``RING`` while the command queue is full (the engine busy, without a queue), an
+            instruction of RING_ORDERED_OPCODES while the engine runs or commands wait."""
+            op = self.cores[k].opcode_at(pcs[k])
+            if op == Opcode.RING:
+                return (len(waiting[k]) == depth) if depth else engines[k].active
+            return op in RING_ORDERED_OPCODES and (engines[k].active or bool(waiting[k]))
+
+        def start(k, fields, check: int, pc: int):
+            """Start core k's engine on the RING checked in cycle ``check``: in that cycle, or
+            in the last cycle of the engine's previous RING if it ends later."""
+            ring_from[k] = check + 1
+            ring_pc[k] = pc
+            engines[k].start(fields)
+
         def run_local(k):
             """Run core k until it halts, fails or waits for its engine (the instructions
-            that do not wait run while a posted RING moves the data)."""
+            that do not wait run while posted RINGs move the data)."""
             core = self.cores[k]
-            while True:
-                if engines[k].active and core.opcode_at(pcs[k]) in RING_ORDERED_OPCODES:
-                    return
+            while not must_wait(k):
                 step = core.execute(pcs[k])
                 if step.kind == "done":
                     results[k] = step.result
                     return
                 if step.kind == "ring":
-                    ring_from[k] = check_time[k] + INSTRUCTION_OVERHEAD
-                    ring_pc[k] = pcs[k]
-                    engines[k].start(step.fields)
+                    if engines[k].active:
+                        waiting[k].append((step.fields, check_time[k], pcs[k]))
+                    else:
+                        start(k, step.fields, check_time[k], pcs[k])
                     core.count_events(ring_events(step.fields, self.cfg))
                     core.post_ring()
                     check_time[k] += RING_POST_CYCLES
@@ -362,8 +380,12 @@ class RingSim:
                 core = self.cores[k]
                 core.ring_finished(now + 1 - ring_from[k])
                 ring_from[k] = None
-                if results[k] is None:
-                    # The waiting instruction checks in the cycle after the engine's last.
+                if waiting[k]:
+                    fields, check, pc = waiting[k].popleft()
+                    start(k, fields, max(check, now), pc)
+                if results[k] is None and not must_wait(k):
+                    # The waiting instruction checks in the cycle after the engine's last (or
+                    # after the queue's head left it).
                     core.wait_ring(max(0, now + 1 - check_time[k]))
                     check_time[k] = max(check_time[k], now + 1)
                     run_local(k)

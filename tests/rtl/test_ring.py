@@ -102,6 +102,52 @@ def test_a_posted_ring_runs_behind_local_work(device):
     assert runs["sync"].cycles[1] == runs["load"].cycles[1] + 2
 
 
+def _queued_rings_run(device, cfg):
+    """Core 0 sends three blocks, core 1 receives them with three RINGs, runs eight VOPs on
+    MemB, loads the blocks and reads its RING counter. Returns (RingRun, core 1's received
+    words and counter)."""
+    nr = cfg.nr
+    n = 6 * nr
+    driver = RingDriver(device)
+    driver.set_sources([1, 0])
+    driver.set_stalls(0)
+    vop = encode(Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=8, x=0, y=4, len=n, alpha=0)
+    load = encode(Opcode.LDV, spad=0, memb=64, len=3 * n, layout=Layout.DIAG)
+    halt = encode(Opcode.HALT)
+    driver.cores[0].load_program([*(sc.ring(src=i * n, slen=n) for i in range(3)), halt])
+    driver.cores[1].load_program([*(sc.ring(dst=i * n, rlen=n, keep=True) for i in range(3)),
+                                  *[vop] * 8, load,
+                                  encode(Opcode.RDCNT, counter=Counter.RING.value, spad=3 * n),
+                                  halt])
+    rng = np.random.default_rng(6)
+    driver.cores[0].write_spad(0, rng.integers(0, 1 << cfg.word_width, 3 * n, dtype=np.uint64))
+    driver.cores[1].write_spad(0, np.zeros(3 * n + 2, dtype=np.uint64))
+    run = driver.run()
+    return run, driver.cores[1].read_spad(0, 3 * n + 2)
+
+
+@pytest.mark.parametrize("depth", [0, 1, 16])
+def test_queued_rings_match_the_ring_simulator(device, depth):
+    """The engine's command queue (``ring_commands``): RTL equals the ring simulator in every
+    core's cycles, the RING counter and the data, without a queue (each RING waits for the one
+    before it), with one entry (the third RING waits for the first to finish) and with the
+    default 16; the queue shortens the receiver's run and moves the same words."""
+    cfg = CFG.replace(ring_commands=depth)
+    dev = device if cfg == CFG else AmaranthDevice(cfg, ring=True)
+    try:
+        run, words = _queued_rings_run(dev, cfg)
+    finally:
+        if dev is not device:
+            dev.close()
+    sim_run, sim_words = _queued_rings_run(RingIsaDevice(cfg), cfg)
+    np.testing.assert_array_equal(words, sim_words)
+    assert run.cycles == sim_run.cycles and run.ring_cycles == sim_run.ring_cycles
+    assert run.events == sim_run.events
+    assert words[3 * cfg.nr * 6] == run.ring_cycles[1]
+    unqueued = _queued_rings_run(RingIsaDevice(CFG.replace(ring_commands=0)), CFG)[0]
+    assert (run.cycles[1] < unqueued.cycles[1]) == (depth > 0)
+
+
 def test_unsupported_rings_are_config_errors():
     from caterpillar.rtl.ring import check_ring_config
 

@@ -332,3 +332,35 @@ def test_a_posted_ring_hides_the_local_work_after_it(vops, rng):
     assert runs[True][1] == ring > 1
     assert runs[True][0] == runs[False][0] - min(local, ring - 1)
     np.testing.assert_array_equal(runs[True][2], runs[False][2])
+
+
+def test_queued_rings_let_the_core_run_on(rng):
+    """Three RINGs receive three blocks, then local work, then the LDV of the blocks. With a
+    command queue of two or more the core posts all three and runs the VOPs during the
+    transfers; with a queue of one the third RING waits for the first to finish; without one
+    each RING waits for the one before it. Data and events do not change; timing-only runs
+    predict every case."""
+    cfg = TINY.replace(cores=2)
+    nr, n = cfg.nr, 6 * cfg.nr
+    vop = encode(Opcode.VOP, fn=0, layout=Layout.DIAG, z=8, x=0, y=4, len=4 * nr, alpha=0)
+    load = encode(Opcode.LDV, spad=0, memb=64, len=3 * n, layout=Layout.DIAG)
+    send = [sc.ring(src=i * n, slen=n) for i in range(3)] + [HALT]
+    receive = [sc.ring(dst=i * n, rlen=n, keep=True) for i in range(3)] + [vop] * 8 + [load,
+                                                                                      HALT]
+    sent = spad_of(cfg, rng, 3 * n)
+    runs = {}
+    for depth in (0, 1, 2, 16):
+        c = cfg.replace(ring_commands=depth)
+        sim = RingSim(c)
+        for core, program in zip(sim.cores, (send, receive)):
+            core.load_program(program)
+        sim.cores[0].spad[:3 * n] = sent
+        results = sim.run([0, 0])
+        assert predict_ring_cycles([send, receive], c) == [r.busy_cycles for r in results]
+        np.testing.assert_array_equal(sim.cores[1].spad[:3 * n], sent)
+        runs[depth] = (results[1].busy_cycles, sim.cores[1].memb.copy(),
+                       sim.cores[0].counters[Counter.LINK_WORDS])
+    assert runs[0][0] > runs[1][0] > runs[2][0] == runs[16][0]
+    for depth in (1, 2, 16):
+        np.testing.assert_array_equal(runs[depth][1], runs[0][1])
+        assert runs[depth][2] == runs[0][2] == 3 * n
