@@ -51,12 +51,12 @@ class Sequencer(wiring.Component):
     illegal opcode, running past IMEM, a ``hazard`` from the array or a refused host access
     stops the core with ``error``, ``cause`` and ``error_pc`` until ``clear``. Micro-ops leave
     through registers: ``issue`` is presented to the PEs one cycle after the stream cycle that
-    produced it. A ``RING`` is posted: it starts the ring engine in its check cycle and retires
-    there (a cycle of decode follows, as for ``nop``); the instructions after it run while the
-    engine moves the data, except those of
-    :data:`~caterpillar.contract.geometry.RING_ORDERED_OPCODES`, which wait in their check while
-    the engine is ``busy`` (so one right after a ``RING`` checks in the cycle after the engine's
-    ``finished``).
+    produced it. A ``RING`` is posted: it hands its fields to the ring engine in its check cycle
+    (the engine starts it or queues it) and retires there (a cycle of decode follows, as for
+    ``nop``); the instructions after it run while the engine moves the data, except those of
+    :data:`~caterpillar.contract.geometry.RING_ORDERED_OPCODES`: a ``RING`` waits in its check
+    while the engine's queue is ``full``, the others while the engine is ``busy`` (so one right
+    after the last ``RING`` checks in the cycle after the engine's ``finished``).
 
     Members
     -------
