@@ -4,11 +4,13 @@ Local instructions run through each core's :class:`~caterpillar.software.isasim.
 their fixed durations. ``RING`` instructions run through :class:`EngineModel`, a cycle model
 of :class:`~caterpillar.rtl.ring_engine.RingEngine` (same registers, same rules), stepped in
 lock-step for every core whose engine is active; when no engine can move, time jumps to the
-next engine start. A ``RING`` is posted: its core runs on until an instruction of
-:data:`~caterpillar.contract.geometry.RING_ORDERED_OPCODES`, which checks in the cycle after
-the engine's last (those instructions touch nothing the engine does, so running the others
-ahead is exact). So the data are bit-exact and every core's cycle count equals the RTL's
-(link stalls, an RTL verification aid, are not modelled).
+next engine start. A ``RING`` is posted (started, or queued behind the engine's current one:
+``cfg.ring_commands``): its core runs on until an instruction of
+:data:`~caterpillar.contract.geometry.RING_ORDERED_OPCODES` that must wait (a ``RING`` while
+the queue is full, the others until the engine is idle and the queue empty), which checks in
+the cycle after the engine's last (those instructions touch nothing the engine does, so
+running the others ahead is exact). So the data are bit-exact and every core's cycle count
+equals the RTL's (link stalls, an RTL verification aid, are not modelled).
 """
 
 from __future__ import annotations

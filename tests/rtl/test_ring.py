@@ -59,29 +59,38 @@ def test_stalled_links_only_delay(device):
     assert stalled.events == calm.events  # stalls move no more words
 
 
-def _posted_ring_run(device, order: str):
-    """Core 0 sends 4 rows to core 1, which runs three VOPs on MemB while its RING is posted
-    (``order`` ``local``: before the LDV of the received rows), after a SYNC (``sync``), or
-    after that LDV (``load``); then reads its RING counter into the SPAD. Returns (RingRun,
-    core 1's received words and counter)."""
-    nr = CFG.nr
-    n = 4 * nr
+def _two_core_run(device, cfg, blocks: int, rows: int, middle, seed: int):
+    """Core 0 sends ``blocks`` blocks of ``rows`` rows to core 1, one RING each; core 1
+    receives them with one RING each, then runs ``middle(vop, load)`` (VOPs on MemB and the LDV
+    of the received words, in some order) and reads its RING counter into the SPAD. Returns
+    (RingRun, core 1's received words and counter)."""
+    n = rows * cfg.nr
+    total = blocks * n
     driver = RingDriver(device)
     driver.set_sources([1, 0])
     driver.set_stalls(0)
     vop = encode(Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=8, x=0, y=4, len=n, alpha=0)
-    load = encode(Opcode.LDV, spad=0, memb=16, len=n, layout=Layout.DIAG)
+    load = encode(Opcode.LDV, spad=0, memb=64, len=total, layout=Layout.DIAG)
     halt = encode(Opcode.HALT)
-    middle = {"local": [vop, vop, vop, load], "sync": [encode(Opcode.SYNC), vop, vop, vop, load],
-              "load": [load, vop, vop, vop]}[order]
-    driver.cores[0].load_program([sc.ring(src=0, slen=n), halt])
-    driver.cores[1].load_program([sc.ring(dst=0, rlen=n, keep=True), *middle,
-                                  encode(Opcode.RDCNT, counter=Counter.RING.value, spad=n), halt])
-    rng = np.random.default_rng(5)
-    driver.cores[0].write_spad(0, rng.integers(0, 1 << CFG.word_width, n, dtype=np.uint64))
-    driver.cores[1].write_spad(0, np.zeros(n + 2, dtype=np.uint64))
+    driver.cores[0].load_program([*(sc.ring(src=i * n, slen=n) for i in range(blocks)), halt])
+    driver.cores[1].load_program([*(sc.ring(dst=i * n, rlen=n, keep=True)
+                                    for i in range(blocks)), *middle(vop, load),
+                                  encode(Opcode.RDCNT, counter=Counter.RING.value, spad=total),
+                                  halt])
+    rng = np.random.default_rng(seed)
+    driver.cores[0].write_spad(0, rng.integers(0, 1 << cfg.word_width, total, dtype=np.uint64))
+    driver.cores[1].write_spad(0, np.zeros(total + 2, dtype=np.uint64))
     run = driver.run()
-    return run, driver.cores[1].read_spad(0, n + 2)
+    return run, driver.cores[1].read_spad(0, total + 2)
+
+
+def _posted_ring_run(device, order: str):
+    """One RING of 4 rows; core 1 runs three VOPs on MemB while its RING is posted (``order``
+    ``local``: before the LDV of the received rows), after a SYNC (``sync``), or after that LDV
+    (``load``)."""
+    return _two_core_run(device, CFG, 1, 4, lambda vop, load: {
+        "local": [vop, vop, vop, load], "sync": [encode(Opcode.SYNC), vop, vop, vop, load],
+        "load": [load, vop, vop, vop]}[order], seed=5)
 
 
 def test_a_posted_ring_runs_behind_local_work(device):
@@ -103,27 +112,8 @@ def test_a_posted_ring_runs_behind_local_work(device):
 
 
 def _queued_rings_run(device, cfg):
-    """Core 0 sends three blocks, core 1 receives them with three RINGs, runs eight VOPs on
-    MemB, loads the blocks and reads its RING counter. Returns (RingRun, core 1's received
-    words and counter)."""
-    nr = cfg.nr
-    n = 6 * nr
-    driver = RingDriver(device)
-    driver.set_sources([1, 0])
-    driver.set_stalls(0)
-    vop = encode(Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=8, x=0, y=4, len=n, alpha=0)
-    load = encode(Opcode.LDV, spad=0, memb=64, len=3 * n, layout=Layout.DIAG)
-    halt = encode(Opcode.HALT)
-    driver.cores[0].load_program([*(sc.ring(src=i * n, slen=n) for i in range(3)), halt])
-    driver.cores[1].load_program([*(sc.ring(dst=i * n, rlen=n, keep=True) for i in range(3)),
-                                  *[vop] * 8, load,
-                                  encode(Opcode.RDCNT, counter=Counter.RING.value, spad=3 * n),
-                                  halt])
-    rng = np.random.default_rng(6)
-    driver.cores[0].write_spad(0, rng.integers(0, 1 << cfg.word_width, 3 * n, dtype=np.uint64))
-    driver.cores[1].write_spad(0, np.zeros(3 * n + 2, dtype=np.uint64))
-    run = driver.run()
-    return run, driver.cores[1].read_spad(0, 3 * n + 2)
+    """Three RINGs of 6 rows, then eight VOPs on MemB, then the LDV of the blocks."""
+    return _two_core_run(device, cfg, 3, 6, lambda vop, load: [*[vop] * 8, load], seed=6)
 
 
 @pytest.mark.parametrize("depth", [0, 1, 16])
