@@ -280,12 +280,15 @@ class CaterpillarConfig:
 #: about 6k LUT4, so 4 PEs (nr = 2) and not 16; fp32 keeps it bit-identical to ``small``'s
 #: numerics; ``small``'s memories fit (182 of the 208 DP16KD, 128 of them the 256 KB SPAD);
 #: latencies 3 + 4 are the MAC pipeline that came nearest 50 MHz on this part
-#: (``docs/fpga.md``).
+#: (``docs/fpga.md``); one core, so no ring-engine command queue (``ring_commands = 0``: a lone
+#: core's programs post no collectives, and the queue would cost 231 LUT4 on a board whose
+#: router is at its limit, ``docs/fpga.md``).
 PRESETS = {
     "tiny": CaterpillarConfig(name="tiny", nr=2, mul_latency=1, add_latency=2,
                               mema_words=256, memb_words=128, spad_words=4096, imem_words=256),
     "small": CaterpillarConfig(),
-    "ulx3s": CaterpillarConfig(name="ulx3s", nr=2, mul_latency=3, add_latency=4),
+    "ulx3s": CaterpillarConfig(name="ulx3s", nr=2, mul_latency=3, add_latency=4,
+                               ring_commands=0),
     "paper-n1": CaterpillarConfig(name="paper-n1", nr=4, cores=32, operand_format="fp16",
                                   acc_format="fp16", mul_latency=2, add_latency=2,
                                   mema_words=6144, memb_words=2048, spad_words=262144,
