@@ -86,7 +86,10 @@ def _gemv(f, plan, cfg, transposed: bool):
     weights = f.rows * f.cols
     partial = _events(ops=nr * outputs * red_loc, mema_r=weights, memb_r=weights,
                       memb_w=nr * outputs, macs=weights)
-    return _add(partial, _chain(outputs, nr))
+    # The load writes the input into every PE of its replicated layout, as LDV does.
+    inputs = f.rows if transposed else f.cols
+    load = _events(memb_w=nr * inputs, spad_r=nr * red_loc) if f.load else _events()
+    return _add(partial, _chain(outputs, nr), load)
 
 
 def _ger(f, plan, cfg):

@@ -20,7 +20,8 @@ from caterpillar.contract.isa import ErrorCause, Opcode, VecOp, unpack
 
 __all__ = ["cdiv", "log2", "python_select", "Segment", "Check", "KernelPlan", "PLANS",
            "kernel_plan", "cpass_fits", "INSTRUCTION_OVERHEAD", "SEQUENCER_OPCODES",
-           "RUN_START_CYCLES", "RING_ORDERED_OPCODES", "RING_POST_CYCLES",
+           "RUN_START_CYCLES", "RING_ORDERED_OPCODES", "RING_POST_CYCLES", "LOADING_OPCODES",
+           "ring_ordered", "gemv_load_lead",
            "instruction_cycles",
            "word_cycles", "execution_cycles", "drain_cycles", "TRANSFER_OPCODES",
            "TRANSFER_DRAIN_CYCLES", "GemmPhase", "GemmSchedule", "gemm_schedule",
@@ -49,6 +50,17 @@ SEQUENCER_OPCODES = (Opcode.NOP, Opcode.HALT, Opcode.SYNC, Opcode.SETS)
 RING_ORDERED_OPCODES = (Opcode.RDCNT, Opcode.LDA, Opcode.STA, Opcode.LDV, Opcode.STV,
                         Opcode.GEMM, Opcode.RING, Opcode.SYNC, Opcode.HALT)
 
+#: Opcodes that use the SPAD, and so wait for the ring engine as
+#: :data:`RING_ORDERED_OPCODES` do, when their ``load`` flag is set (:func:`ring_ordered`).
+LOADING_OPCODES = (Opcode.GEMV, Opcode.GEMVT)
+
+
+def ring_ordered(op, f) -> bool:
+    """Whether instruction ``op`` with operand fields ``f`` waits in its check for an active
+    ring engine (and its queue): one of :data:`RING_ORDERED_OPCODES`, or a
+    :data:`LOADING_OPCODES` instruction with ``load``."""
+    return op in RING_ORDERED_OPCODES or (op in LOADING_OPCODES and bool(f.load))
+
 #: Cycles a posted ``RING`` takes from the core: its check, then the next instruction's decode.
 RING_POST_CYCLES = INSTRUCTION_OVERHEAD + 1
 
@@ -64,6 +76,13 @@ TRANSFER_OPCODES = (Opcode.RDCNT, Opcode.LDA, Opcode.STA, Opcode.LDV, Opcode.STV
 #: write; the third lets the next instruction's check, where ``rdcnt`` reads the counters,
 #: see the last write counted, as the compute kernels' drain does for theirs.
 TRANSFER_DRAIN_CYCLES = 3
+
+
+def gemv_load_lead(cfg) -> int:
+    """Steps (``acc_lanes`` cycles each) a GEMV or GEMVT with ``load`` runs its MACs behind its
+    load: a word loaded in a step's first cycle is read :data:`TRANSFER_DRAIN_CYCLES` or more
+    cycles later, as the next instruction's reads after an LDV are."""
+    return -(-TRANSFER_DRAIN_CYCLES // cfg.acc_lanes)
 
 #: Micro-op steps of SMXCE's exp sequence per element, and of its reciprocal (one PE).
 SMX_EXP_STEPS = 12
@@ -325,6 +344,9 @@ def _plan_gemv(f, c: _Context, transposed: bool) -> KernelPlan:
     out_loc, red_loc = (k_loc, m_loc) if transposed else (m_loc, k_loc)
     groups = cdiv(out_loc, cfg.acc_lanes)
     out_field, in_field = ("z", "d") if transposed else ("y", "x")
+    # With load, every row group's steps start gemv_load_lead steps late: the loads (one SPAD
+    # row per step, in the first group) stay that far ahead of the MACs reading their words.
+    lead = c.select(f.load, gemv_load_lead(cfg), 0)
     checks = [
         c.positive(f.rows, "rows"), c.positive(f.cols, "cols"),
         Check(f.ldw >= k_loc, ErrorCause.BAD_SHAPE, "ldw must be >= ceil(cols / nr)"),
@@ -332,12 +354,15 @@ def _plan_gemv(f, c: _Context, transposed: bool) -> KernelPlan:
         c.memb(getattr(f, in_field), red_loc, in_field),
         c.memb(f.psum, out_loc, "psum"),
         c.memb(getattr(f, out_field), out_loc, out_field),
+        Check(c.select(f.load, (f.spad & (nr - 1)) == 0, 1), ErrorCause.BAD_SHAPE,
+              "spad must be a multiple of nr"),
+        c.spad(f.spad, c.select(f.load, red_loc * nr, 0), "spad"),
     ]
-    segments = [Segment("partial", outer=groups, middle=red_loc, inner=cfg.acc_lanes),
+    segments = [Segment("partial", outer=groups, middle=red_loc + lead, inner=cfg.acc_lanes),
                 Segment("gap", inner=cfg.write_back_latency),
                 Segment("chain", inner=out_loc + (nr - 1) * (cfg.add_latency + 1))]
     return KernelPlan(segments, checks, {"m_loc": m_loc, "k_loc": k_loc,
-                                         "out_loc": out_loc, "red_loc": red_loc})
+                                         "out_loc": out_loc, "red_loc": red_loc, "lead": lead})
 
 
 def ger_issue_run(cfg) -> int:

@@ -172,6 +172,16 @@ _TILE = (
     _f("trans", 1, "flag", "the SPAD holds the transpose (cols x rows, leading dim lds)"),
 )
 
+def _gemv_load(vector: str, length: str, layout: str) -> tuple[Field, ...]:
+    """The fields of GEMV's and GEMVT's load of their input ``vector`` from the SPAD."""
+    return (
+        _f("load", 1, "flag", f"load {vector} ({length} words from spad) into MemB as LDV with "
+           f"layout {layout} would, while computing (waits for the ring engine as LDV does)"),
+        _f("spad", 24, "spad", f"first element of {vector} in the SPAD (with load; multiple of "
+           "nr)"),
+    )
+
+
 #: Operand fields of every opcode, in encoding order.
 OPERANDS: dict[Opcode, tuple[Field, ...]] = {
     Opcode.NOP: (),
@@ -214,6 +224,7 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
         _f("rows", 16, "count", "rows of W (outputs)"),
         _f("cols", 16, "count", "columns of W (inputs)"),
         _f("ldw", 16, "ld", "MemA leading dimension of W"),
+        *_gemv_load("x", "cols", "COLREP"),
     ),
     Opcode.GEMVT: (
         _f("z", 16, "memb", "output z = W^T d (diagonal)"),
@@ -223,6 +234,7 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
         _f("rows", 16, "count", "rows of W (length of d)"),
         _f("cols", 16, "count", "columns of W (length of z)"),
         _f("ldw", 16, "ld", "MemA leading dimension of W"),
+        *_gemv_load("d", "rows", "ROWREP"),
     ),
     Opcode.GER: (
         _f("w", 16, "mema", "W, updated in place (2D round-robin)"),

@@ -114,9 +114,16 @@ def _gemv(e: Emitter, transposed: bool):
     f, v, m = e.f, e.v, e.m
     lanes = e.cfg.acc_lanes
     with m.If(e.seg == 0):
-        g, red, lane = e.i["outer"], e.i["middle"], e.i["inner"]
+        g, step, lane = e.i["outer"], e.i["middle"], e.i["inner"]
+        red = (step - v["lead"])[:len(step)]
         out = (g << log2(lanes)) | lane
         first, last = red == 0, e.last["middle"]
+        with m.If(f.load & (g == 0) & (lane == 0) & (step < v["red_loc"])):
+            # The input's SPAD row `step`, as LDV with the input's replicated layout loads it.
+            e.xfer(store=0, col_bus=not transposed, spad_row=(f.spad >> e.shift) + step,
+                   lanes=e.lanes_below(step << e.shift, f.rows if transposed else f.cols),
+                   target=Select.ALL, sel=0, kind=XferKind.MEMB,
+                   addr=(f.d if transposed else f.x) + step)
         if transposed:
             # PE(r, c): output column jj = out, reduction over its rows ii = red.
             addr = f.w + red * f.ldw + out
@@ -129,6 +136,8 @@ def _gemv(e: Emitter, transposed: bool):
         e.uop(fu=FuOp.MAC, a=ASrc.MEMA, b=BSrc.MEMB0, mema=addr,
               c=Mux(first, CSrc.NEGZERO, CSrc.ACC), dst=Mux(last, Dst.MEMB, Dst.ACC),
               acc_rd=lane, acc_wr=lane, memb_wr=f.psum + out, select=Select.ALL)
+        with m.If(step < v["lead"]):
+            e.uop(select=Select.NONE)
     with m.If(e.seg == 2):
         e.uop(fu=FuOp.MAC, a=ASrc.MEMB0, b=BSrc.ONE, memb_rd=f.psum,
               memb_wr=f.z if transposed else f.y, dst=Dst.MEMB, select=Select.ALL,

@@ -8,6 +8,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from caterpillar.contract.geometry import (
+    LOADING_OPCODES,
     RING_ORDERED_OPCODES,
     TRANSFER_DRAIN_CYCLES,
     TRANSFER_OPCODES,
@@ -54,9 +55,10 @@ class Sequencer(wiring.Component):
     produced it. A ``RING`` is posted: it hands its fields to the ring engine in its check cycle
     (the engine starts it or queues it) and retires there (a cycle of decode follows, as for
     ``nop``); the instructions after it run while the engine moves the data, except those of
-    :data:`~caterpillar.contract.geometry.RING_ORDERED_OPCODES`: a ``RING`` waits in its check
-    while the engine's queue is ``full``, the others while the engine is ``busy`` (so one right
-    after the last ``RING`` checks in the cycle after the engine's ``finished``).
+    :data:`~caterpillar.contract.geometry.RING_ORDERED_OPCODES` (and a ``gemv`` or ``gemvt``
+    with ``load``, :func:`~caterpillar.contract.geometry.ring_ordered`): a ``RING`` waits in its
+    check while the engine's queue is ``full``, the others while the engine is ``busy`` (so one
+    right after the last ``RING`` checks in the cycle after the engine's ``finished``).
 
     Members
     -------
@@ -137,7 +139,8 @@ class Sequencer(wiring.Component):
         m.d.comb += [self.issue.uop.eq(uop_reg), self.issue.xfer.eq(xfer_reg)]
 
         legal = Cat(*[op == o.value for o in Opcode]).any()
-        ring_ordered = Cat(*[op == o.value for o in RING_ORDERED_OPCODES]).any()
+        ring_ordered = Cat(*[op == o.value for o in RING_ORDERED_OPCODES],
+                           *[(op == o.value) & plans[o][0].load for o in LOADING_OPCODES]).any()
         transfer = Cat(*[op == o.value for o in TRANSFER_OPCODES]).any()
         drain_start = Mux(transfer, TRANSFER_DRAIN_CYCLES - 1, cfg.write_back_latency - 1)
         retire = Signal()

@@ -89,7 +89,7 @@ def run_case(device, case: KernelCase, timeout_cycles: int = 50_000_000):
     return outputs, stats
 
 
-def _gemv_case(cfg, rows, cols, rng, specials, transposed) -> KernelCase:
+def _gemv_case(cfg, rows, cols, rng, specials, transposed, load) -> KernelCase:
     nr, fmt, acc = cfg.nr, cfg.operand, cfg.acc
     w = random_values((rows, cols), fmt, rng, specials=specials)
     n_in, n_out = (rows, cols) if transposed else (cols, rows)
@@ -99,36 +99,43 @@ def _gemv_case(cfg, rows, cols, rng, specials, transposed) -> KernelCase:
     v_diag, v_rep, psum, out = 0, in_loc, 2 * in_loc, 2 * in_loc + out_loc
     spad_v = _ceil(rows * lds, nr)
     spad_out = spad_v + _ceil(n_in, nr)
+    loading = dict(load=int(load), spad=spad_v if load else 0)
     if transposed:
         kernel = encode(Opcode.GEMVT, z=out, d=v_rep, w=0, psum=psum, rows=rows, cols=cols,
-                        ldw=ldw)
+                        ldw=ldw, **loading)
         expected, _ = gk.gemvt(w, vec, nr, fmt, acc)
     else:
         kernel = encode(Opcode.GEMV, y=out, x=v_rep, w=0, psum=psum, rows=rows, cols=cols,
-                        ldw=ldw)
+                        ldw=ldw, **loading)
         expected, _ = gk.gemv(w, vec, nr, fmt, acc)
-    program = [
-        encode(Opcode.LDA, spad=0, mema=0, rows=rows, cols=cols, lds=lds, ldm=ldw),
+    # Without load the input reaches its replicated layout by a diagonal load and a broadcast.
+    replicate = [] if load else [
         encode(Opcode.LDV, spad=spad_v, memb=v_diag, len=n_in, layout=Layout.DIAG),
         encode(Opcode.BCAST, dst=v_rep, src=v_diag, len=n_in,
                layout=Layout.ROWREP if transposed else Layout.COLREP),
+    ]
+    program = [
+        encode(Opcode.LDA, spad=0, mema=0, rows=rows, cols=cols, lds=lds, ldm=ldw),
+        *replicate,
         kernel,
         encode(Opcode.STV, spad=spad_out, memb=out, len=n_out, layout=Layout.DIAG),
         encode(Opcode.HALT),
     ]
-    name = f"{'gemvt' if transposed else 'gemv'} {rows}x{cols}"
+    name = f"{'gemvt' if transposed else 'gemv'}{' (load)' if load else ''} {rows}x{cols}"
     return KernelCase(name, program, {0: _padded(w, lds), spad_v: vec},
                       outputs=[(spad_out, (n_out,))], expected=[expected], macs=rows * cols)
 
 
-def gemv_case(cfg, rows, cols, rng, *, specials=0.0) -> KernelCase:
-    """``y = W x`` with W loaded by ``lda`` and x broadcast from the diagonal."""
-    return _gemv_case(cfg, rows, cols, rng, specials, transposed=False)
+def gemv_case(cfg, rows, cols, rng, *, specials=0.0, load=False) -> KernelCase:
+    """``y = W x`` with W loaded by ``lda`` and x broadcast from the diagonal (with ``load``:
+    loaded from the SPAD by the ``gemv`` itself)."""
+    return _gemv_case(cfg, rows, cols, rng, specials, transposed=False, load=load)
 
 
-def gemvt_case(cfg, rows, cols, rng, *, specials=0.0) -> KernelCase:
-    """``z = W^T d`` with the weights in place and d broadcast along the rows."""
-    return _gemv_case(cfg, rows, cols, rng, specials, transposed=True)
+def gemvt_case(cfg, rows, cols, rng, *, specials=0.0, load=False) -> KernelCase:
+    """``z = W^T d`` with the weights in place and d broadcast along the rows (with ``load``:
+    loaded from the SPAD by the ``gemvt`` itself)."""
+    return _gemv_case(cfg, rows, cols, rng, specials, transposed=True, load=load)
 
 
 def ger_case(cfg, rows, cols, rng, *, use_wd=False, use_mom=False, specials=0.0, ldw_pad=0,

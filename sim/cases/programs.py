@@ -99,9 +99,11 @@ def random_program(cfg, rng, length: int = 12) -> KernelCase:
             if rng.integers(3) == 0:
                 y = x if rng.integers(2) else psum
             names = ("y", "x") if kind == "gemv" else ("z", "d")
+            load = int(rng.integers(2))
             program.append(encode(Opcode[kind.upper()], **{names[0]: y, names[1]: x},
                                   w=int(rng.integers(4)) * mema_slot, psum=psum, rows=rows,
-                                  cols=cols, ldw=ldm))
+                                  cols=cols, ldw=ldm, load=load,
+                                  spad=load * (int(rng.integers(0, half // 2)) // nr * nr)))
         elif kind == "ger":
             rows, cols, ldm = tile(mema_slot)
             if max(-(-rows // nr), -(-cols // nr)) > memb_slot:

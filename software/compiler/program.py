@@ -21,7 +21,7 @@ import numpy as np
 
 from caterpillar.contract.config import CaterpillarConfig, ConfigError
 from caterpillar.contract.geometry import RUN_START_CYCLES, word_cycles
-from caterpillar.contract.isa import INSTR_BITS, IsaError, Opcode, VecOp, decode, encode
+from caterpillar.contract.isa import INSTR_BITS, IsaError, Layout, Opcode, VecOp, decode, encode
 from caterpillar.golden.trainer import scalars
 from caterpillar.software.graph.model import GraphError, TrainingGraph
 from caterpillar.software.isasim.ring import predict_ring, ring_timeline
@@ -145,6 +145,25 @@ class Emitter:
         self.words.append(encode(op, **fields))
         self.phases.append(phase)
         self.macs.append(macs)
+
+    def gemv(self, cfg, phase, op, macs, **fields) -> None:
+        """Emit a GEMV or GEMVT. If the instruction before it is the LDV of its whole input
+        into the replicated layout it reads, and the load beside its MACs (``load``) costs
+        fewer cycles than the LDV, fold the LDV into it."""
+        transposed = op == Opcode.GEMVT
+        vector, length = (fields["d"], fields["rows"]) if transposed else \
+            (fields["x"], fields["cols"])
+        layout = Layout.ROWREP if transposed else Layout.COLREP
+        before = decode(self.words[-1]) if self.words else None
+        if (before is not None and before.op == Opcode.LDV and before.memb == vector
+                and before.len == length and before.layout == layout):
+            loaded = {**fields, "load": 1, "spad": before.spad}
+            extra = word_cycles(encode(op, **loaded), cfg) - word_cycles(encode(op, **fields),
+                                                                         cfg)
+            if extra < word_cycles(self.words[-1], cfg):
+                self.words.pop(), self.phases.pop(), self.macs.pop()
+                fields = loaded
+        self(phase, op, macs, **fields)
 
     def insert(self, at: int, other: Emitter) -> None:
         """Insert ``other``'s instructions before instruction ``at``."""

@@ -138,8 +138,8 @@ def sgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
     e("transfer", Opcode.LDV, spad=x_spad, memb=x_rep[0], len=n_in, layout=Layout.COLREP)
     last = len(layers) - 1
     for index, (o, i) in enumerate(layers):
-        e("forward", Opcode.GEMV, o * i, y=h_raw[index], x=x_rep[index], w=w_addr[index],
-          psum=psum, rows=o, cols=i, ldw=loc(i))
+        e.gemv(cfg, "forward", Opcode.GEMV, o * i, y=h_raw[index], x=x_rep[index],
+               w=w_addr[index], psum=psum, rows=o, cols=i, ldw=loc(i))
         e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=h[index], x=h_raw[index],
           y=b_addr[index], len=o, alpha=0)
         if index < last:
@@ -161,7 +161,7 @@ def sgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
         if index > 0:
             sgd_back_product(e, z=e_buf, psum=psum, cols=i, ldw=loc(i),
                              operands=(f_addr[index - 1], dout_rep, classes) if f_addr else
-                             (w_addr[index], d_rep, o))
+                             (w_addr[index], d_rep, o), cfg=cfg)
             e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=delta[index - 1],
               x=h[index - 1], y=e_buf, len=i, alpha=0)
         e("update", Opcode.GER, o * i, w=w_addr[index], u=u, v=x_rep[index],
@@ -210,12 +210,17 @@ def sgd_output_gradient(e, loss, classes, *, logits, out, t_spad, t_buf, h_rep, 
           len=classes, alpha=SCALAR_REGS["step"])
 
 
-def sgd_back_product(e, *, z, psum, cols, ldw, operands):
+def sgd_back_product(e, *, z, psum, cols, ldw, operands, cfg=None):
     """``z = M^T v`` for the layer below's delta; ``operands = (M, v, rows)``: the layer's ``W`` and
-    its replicated delta (backpropagation), or ``dfa``'s ``F`` and the output delta."""
+    its replicated delta (backpropagation), or ``dfa``'s ``F`` and the output delta. With
+    ``cfg``, an LDV of ``v`` just before it is folded into it where that is faster
+    (:meth:`~.program.Emitter.gemv`)."""
     matrix, vector, rows = operands
-    e("delta", Opcode.GEMVT, rows * cols, z=z, d=vector, w=matrix, psum=psum, rows=rows,
-      cols=cols, ldw=ldw)
+    fields = dict(z=z, d=vector, w=matrix, psum=psum, rows=rows, cols=cols, ldw=ldw)
+    if cfg is None:
+        e("delta", Opcode.GEMVT, rows * cols, **fields)
+    else:
+        e.gemv(cfg, "delta", Opcode.GEMVT, rows * cols, **fields)
 
 
 def sgd_bias_update(e, bias, grad, count, *, g_buf, mom, use_wd):
@@ -351,7 +356,10 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
     t_buf = memb.alloc("target", loc(classes))
     scr = memb.alloc("softmax scratch", 3 * loc(classes) + 2)
     memb.check("use a config with more memb_words or a smaller model")
-    x_spad = spad.alloc(f"input{x_part}", ceil_to(width[0], nr))
+    # With the first layer's bias here, the 1 after the input waits in the SPAD too (staged
+    # once), so the step's load of the input can be the first gemv's own (Emitter.gemv).
+    x_spad = spad.alloc(f"input{x_part}", ceil_to(wcols[0], nr))
+    constants = [(x_spad + width[0], 1, 1, 1, "one")] if here[0] else []
     t_spad = spad.alloc("target", ceil_to(classes, nr))
     logits_spad = spad.alloc("logits", ceil_to(classes, nr))
     vbuf = spad.alloc("ring vector", ceil_to(widest, nr))
@@ -364,17 +372,18 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
     # With the output layer's bias folded the chained, broadcast logits are complete where the
     # ring leaves them: in the host's logits area, read from there by the loss.
     spad_logits = folded[last] is not None
-    e("transfer", Opcode.LDV, spad=x_spad, memb=x_rep[0], len=width[0], layout=Layout.COLREP)
+    e("transfer", Opcode.LDV, spad=x_spad, memb=x_rep[0], len=wcols[0], layout=Layout.COLREP)
     for index, (o, i) in enumerate(layers):
         n = owned[index]
         if rows[index] < o:
             # Split by rows: the core's outputs are whole sums, no ring.
-            e("forward", Opcode.GEMV, n * width[index], x=x_rep[index], w=w_addr[index],
-              y=h_raw[index] if folded[index] is None else h[index], psum=psum, rows=n,
-              cols=wcols[index], ldw=loc(wcols[index]))
+            e.gemv(cfg, "forward", Opcode.GEMV, n * width[index], x=x_rep[index],
+                   w=w_addr[index], y=h_raw[index] if folded[index] is None else h[index],
+                   psum=psum, rows=n, cols=wcols[index], ldw=loc(wcols[index]))
         else:
-            e("forward", Opcode.GEMV, o * width[index], y=partial, x=x_rep[index],
-              w=w_addr[index], psum=psum, rows=o, cols=wcols[index], ldw=loc(wcols[index]))
+            e.gemv(cfg, "forward", Opcode.GEMV, o * width[index], y=partial, x=x_rep[index],
+                   w=w_addr[index], psum=psum, rows=o, cols=wcols[index],
+                   ldw=loc(wcols[index]))
             buf = logits_spad if spad_logits and index == last else vbuf
             e("transfer", Opcode.STV, spad=buf, memb=partial, len=o, layout=Layout.DIAG)
             if index == last:
@@ -414,7 +423,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
         sgd_back_product(e, z=z_buf, psum=psum, cols=n,
                          ldw=loc(n) if f_addr else loc(wcols[index]),
                          operands=(f_addr[index - 1], dout_rep, classes) if f_addr else
-                         (w_addr[index], d_rep, layers[index][0]))
+                         (w_addr[index], d_rep, layers[index][0]), cfg=cfg)
         e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=d_own[index - 1],
           x=h[index - 1], y=z_buf, len=n, alpha=0)
 
@@ -469,5 +478,5 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
               layout=Layout.ROWREP)
     e("transfer", Opcode.HALT)
     io = {"inputs": x_spad, "targets": t_spad, "logits": logits_spad}
-    return CoreProgram(e.words, e.phases, e.macs, tensors, io, staging=staging,
+    return CoreProgram(e.words, e.phases, e.macs, tensors, io, constants, staging=staging,
                        staging_words=staging_words)

@@ -169,9 +169,10 @@ class IsaSim:
         per_op[op.name] = per_op.get(op.name, 0) + cycles + INSTRUCTION_OVERHEAD
         return Step("next", pc=pc + 1, cycles=cycles + INSTRUCTION_OVERHEAD)
 
-    def opcode_at(self, pc: int):
-        """The opcode of the instruction at ``pc`` (None past IMEM or for an illegal one)."""
-        return unpack(self.imem[pc])[0] if pc < self.cfg.imem_words else None
+    def instruction_at(self, pc: int):
+        """The opcode and operand fields of the instruction at ``pc`` (``(None, None)`` past
+        IMEM or for an illegal one)."""
+        return decoded(self.imem[pc] if pc < self.cfg.imem_words else None)
 
     def post_ring(self):
         """Account a posted ``RING`` (its check was spent in :meth:`execute`): the next
@@ -210,6 +211,13 @@ class IsaSim:
         """Return the host view of IMEM word ``addr`` (instruction ``addr // 8``)."""
         instr, word = divmod(addr, INSTR_WORDS)
         return (self.imem[instr] >> (32 * word)) & 0xFFFFFFFF
+
+
+def decoded(word):
+    """``(opcode, fields)`` of instruction word ``word``; ``(None, None)`` for no word or an
+    illegal opcode."""
+    op, values = unpack(word) if word is not None else (None, None)
+    return (op, SimpleNamespace(**values)) if op is not None else (None, None)
 
 
 # -- instructions ---------------------------------------------------------------------------
@@ -286,6 +294,11 @@ def _check_disjoint(name, a, a_len, b, b_len):
 
 def _gemv(sim, f, plan, transposed: bool):
     nr = sim.cfg.nr
+    if f.load:
+        vector = SimpleNamespace(spad=f.spad, memb=f.d if transposed else f.x,
+                                 len=f.rows if transposed else f.cols,
+                                 layout=(Layout.ROWREP if transposed else Layout.COLREP).value)
+        _ldv(sim, vector, None, None)
     fmt, acc = sim.cfg.operand, sim.cfg.acc
     rows, cols = f.rows, f.cols
     i, j = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
@@ -390,7 +403,7 @@ def _cpass(sim, f, plan, snapshot):
                     fmt, acc)
     if f.fwd:
         forward = SimpleNamespace(y=f.y, x=f.x, w=f.w, psum=f.fpsum, rows=f.rows, cols=f.cols,
-                                  ldw=f.ldw)
+                                  ldw=f.ldw, load=0)
         values = {"out_loc": m_loc, "red_loc": k_loc}
         _gemv(sim, forward, SimpleNamespace(values=values), transposed=False)
 

@@ -6,7 +6,7 @@ of :class:`~caterpillar.rtl.ring_engine.RingEngine` (same registers, same rules)
 lock-step for every core whose engine is active; when no engine can move, time jumps to the
 next engine start. A ``RING`` is posted (started, or queued behind the engine's current one:
 ``cfg.ring_commands``): its core runs on until an instruction of
-:data:`~caterpillar.contract.geometry.RING_ORDERED_OPCODES` that must wait (a ``RING`` while
+:func:`~caterpillar.contract.geometry.ring_ordered` names that must wait (a ``RING`` while
 the queue is full, the others until the engine is idle and the queue empty), which checks in
 the cycle after the engine's last (those instructions touch nothing the engine does, so
 running the others ahead is exact). So the data are bit-exact and every core's cycle count
@@ -24,18 +24,18 @@ import numpy as np
 from caterpillar.contract.events import EVENTS_PER_INSTRUCTION, instruction_events, ring_events
 from caterpillar.contract.geometry import (
     INSTRUCTION_OVERHEAD,
-    RING_ORDERED_OPCODES,
     RING_POST_CYCLES,
     RUN_START_CYCLES,
     SEQUENCER_OPCODES,
     instruction_cycles,
     kernel_plan,
+    ring_ordered,
     ring_queue_depth,
     spad_bank,
 )
 from caterpillar.contract.isa import Opcode, unpack
 from caterpillar.golden import numerics
-from caterpillar.software.isasim.core import IsaSim, RunResult, Step
+from caterpillar.software.isasim.core import IsaSim, RunResult, Step, decoded
 
 __all__ = ["EngineModel", "RingSim", "RingDeadlock", "TimelineEntry", "predict_ring",
            "predict_ring_cycles", "ring_timeline"]
@@ -206,8 +206,8 @@ class _TimingCore:
         for counter, value in events.items():
             self.events[counter] += value
 
-    def opcode_at(self, pc: int):
-        return unpack(self.program[pc])[0] if pc < len(self.program) else None
+    def instruction_at(self, pc: int):
+        return decoded(self.program[pc] if pc < len(self.program) else None)
 
     def post_ring(self):
         self.busy += RING_POST_CYCLES - INSTRUCTION_OVERHEAD
@@ -314,11 +314,13 @@ class RingSim:
         def must_wait(k) -> bool:
             """Whether core k's next instruction waits in its check for its engine: a
             ``RING`` while the command queue is full (the engine busy, without a queue), an
-            instruction of RING_ORDERED_OPCODES while the engine runs or commands wait."""
-            op = self.cores[k].opcode_at(pcs[k])
+            instruction that :func:`ring_ordered` names while the engine runs or commands
+            wait."""
+            op, f = self.cores[k].instruction_at(pcs[k])
             if op == Opcode.RING:
                 return (len(waiting[k]) == depth) if depth else engines[k].active
-            return op in RING_ORDERED_OPCODES and (engines[k].active or bool(waiting[k]))
+            return (op is not None and ring_ordered(op, f)
+                    and (engines[k].active or bool(waiting[k])))
 
         def start(k, fields, check: int, pc: int):
             """Start core k's engine on the RING checked in cycle ``check``: in that cycle, or

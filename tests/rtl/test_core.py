@@ -35,6 +35,11 @@ def check(cfg, case):
 CASES = {
     "gemv": lambda cfg, rng: kc.gemv_case(cfg, 7, 9, rng, specials=0.05),
     "gemvt": lambda cfg, rng: kc.gemvt_case(cfg, 9, 7, rng, specials=0.05),
+    # The input loaded from the SPAD beside the MACs: more row groups than one, the first
+    # group's steps fewer than the loads (9 rows of d, 2 local columns) and more.
+    "gemv-load": lambda cfg, rng: kc.gemv_case(cfg, 7, 9, rng, specials=0.05, load=True),
+    "gemvt-load": lambda cfg, rng: kc.gemvt_case(cfg, 9, 7, rng, load=True),
+    "gemv-load-groups": lambda cfg, rng: kc.gemv_case(cfg, 37, 5, rng, load=True),
     "ger": lambda cfg, rng: kc.ger_case(cfg, 5, 7, rng),
     "ger-wd-mom": lambda cfg, rng: kc.ger_case(cfg, 3, 5, rng, use_wd=True, use_mom=True),
     "cpass": lambda cfg, rng: kc.cpass_case(cfg, 21, 13, rng, specials=0.05),
@@ -71,6 +76,14 @@ def test_cpass_on_other_latencies_and_formats(name, prop, fwd, rng):
     without prop) and its arithmetic on the formats (fp16)."""
     cfg = preset(name).replace(cores=1, spad_words=8192)
     check(cfg, kc.cpass_case(cfg, 13, 21, rng, prop=bool(prop), fwd=bool(fwd), specials=0.05))
+
+
+@pytest.mark.parametrize("name", ["small", "ulx3s", "paper-n1"])
+@pytest.mark.parametrize("kernel", ["gemv-load", "gemvt-load"])
+def test_gemv_load_on_other_latencies_and_formats(name, kernel, rng):
+    """How far the MACs run behind the loads depends on ``acc_lanes`` (``gemv_load_lead``)."""
+    cfg = preset(name).replace(cores=1, spad_words=8192)
+    check(cfg, CASES[kernel](cfg, rng))
 
 
 @pytest.mark.parametrize("name", ["tiny", "small", "paper-n1"])

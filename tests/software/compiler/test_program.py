@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from caterpillar.contract.config import preset
-from caterpillar.contract.isa import Opcode, encode
+from caterpillar.contract.isa import Layout, Opcode, decode, encode
 from caterpillar.software.compiler.program import (
     PHASES,
     CompileError,
@@ -91,6 +91,36 @@ def test_region_and_emitter():
     e("transfer", Opcode.HALT, macs=0)
     assert e.words == [encode(Opcode.NOP), encode(Opcode.HALT)]
     assert e.phases == ["forward", "transfer"] and e.macs == [0, 0]
+
+
+def test_emitter_folds_an_input_load_into_gemv_where_it_pays():
+    cfg = preset("small")
+    ldv = dict(spad=64, memb=0, len=256, layout=Layout.COLREP)
+    gemv = dict(y=200, x=0, w=0, psum=100, cols=256, ldw=64)
+    # 16 outputs: one row group, 4 cycles late against the LDV's 68 (64 rows, drain, check).
+    e = Emitter()
+    e("transfer", Opcode.LDV, **ldv)
+    e.gemv(cfg, "forward", Opcode.GEMV, 16 * 256, rows=16, **gemv)
+    assert e.words == [encode(Opcode.GEMV, rows=16, load=1, spad=64, **gemv)]
+    assert e.phases == ["forward"] and e.macs == [16 * 256]
+    # 512 outputs: 32 row groups, 128 cycles late: slower than the LDV, kept apart.
+    e = Emitter()
+    e("transfer", Opcode.LDV, **ldv)
+    e.gemv(cfg, "forward", Opcode.GEMV, 512 * 256, rows=512, **gemv)
+    assert [decode(w).op for w in e.words] == [Opcode.LDV, Opcode.GEMV]
+    assert decode(e.words[1]).load == 0
+    # Not the input's LDV (another vector, another layout, part of it): kept apart.
+    for change in (dict(memb=4), dict(layout=Layout.ROWREP), dict(len=128)):
+        e = Emitter()
+        e("transfer", Opcode.LDV, **{**ldv, **change})
+        e.gemv(cfg, "forward", Opcode.GEMV, 16 * 256, rows=16, **gemv)
+        assert [decode(w).op for w in e.words] == [Opcode.LDV, Opcode.GEMV], change
+    # gemvt reads its input row-replicated.
+    e = Emitter()
+    e("transfer", Opcode.LDV, **{**ldv, "layout": Layout.ROWREP})
+    e.gemv(cfg, "delta", Opcode.GEMVT, 256 * 16, z=200, d=0, w=0, psum=100, rows=256, cols=16,
+           ldw=4)
+    assert [(decode(w).op, decode(w).load) for w in e.words] == [(Opcode.GEMVT, 1)]
 
 
 def saved(tmp_path, **changes):

@@ -162,8 +162,10 @@ def test_tensors_and_host_buffers_fit_the_memories(cfg, opt):
     assert core.staging == max(base for base, _ in spad)
     # The program reads the sample and the target and writes the logits where io says.
     ins = instructions(core)
-    assert (ins[0].op, ins[0].spad, ins[0].len) == (Opcode.LDV, io["inputs"], graph.sizes[0])
-    assert [(i.spad, i.len) for i in ins if i.op == Opcode.LDV][1:] == [(io["targets"], classes)]
+    # The first layer's gemv loads the sample itself (its LDV folded in: Emitter.gemv).
+    assert (ins[0].op, ins[0].load, ins[0].spad, ins[0].cols) == \
+        (Opcode.GEMV, 1, io["inputs"], graph.sizes[0])
+    assert [(i.spad, i.len) for i in ins if i.op == Opcode.LDV] == [(io["targets"], classes)]
     assert [(i.spad, i.len) for i in ins if i.op == Opcode.STV] == [(io["logits"], classes)]
     # And the decoder accepts every instruction on this config (all ranges inside).
     assert failed_checks(core, cfg) == []
@@ -313,7 +315,14 @@ def test_ring_programs_run_collectives_on_column_blocks(cores, first_rows):
     for p, core in enumerate(programs):
         first = instructions(core)[0]
         lo, hi = (0, graph.sizes[0]) if first_rows else blocks[0][p]
-        assert (first.op, first.spad, first.len) == (Opcode.LDV, core.io["inputs"], hi - lo)
+        # The sample (and the 1 after it, a SPAD constant, where the core holds the first
+        # layer's bias), loaded by an LDV or by the first layer's gemv itself (Emitter.gemv).
+        here = folds[0] is not None and (first_rows or folds[0] == p)
+        assert first.op == Opcode.LDV or (first.op, first.load) == (Opcode.GEMV, 1)
+        loaded = first.len if first.op == Opcode.LDV else first.cols
+        assert (first.spad, loaded) == (core.io["inputs"], hi - lo + here)
+        assert core.constants == ([(core.io["inputs"] + hi - lo, 1, 1, 1, "one")] if here
+                                  else [])
         assert failed_checks(core, cfg) == []
     # The cores' MACs add up to the one-core step's.
     one = sgd_core_program(graph, TINY).local_phase_report(TINY)

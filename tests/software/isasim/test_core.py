@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from caterpillar.contract.config import preset
-from caterpillar.contract.geometry import INSTRUCTION_OVERHEAD, RUN_START_CYCLES, kernel_plan
+from caterpillar.contract.geometry import (
+    INSTRUCTION_OVERHEAD,
+    RUN_START_CYCLES,
+    gemv_load_lead,
+    kernel_plan,
+)
 from caterpillar.contract.isa import INSTR_WORDS, ErrorCause, Layout, Opcode, VecOp, encode
 from caterpillar.sim.cases import kernels as kc
 from caterpillar.software.driver.core import CoreError, Driver
@@ -53,12 +58,16 @@ def test_every_kernel_matches_golden_and_counts_its_macs(name, rng):
 
 def test_cycles_are_overhead_plus_stream_plus_drain():
     cfg = preset("small").replace(mema_words=4096)
-    f = type("F", (), dict(y=0, x=0, w=0, psum=0, rows=256, cols=256, ldw=64))
-    plan = kernel_plan(Opcode.GEMV, f, cfg)
+    fields = dict(y=0, x=0, w=0, psum=0, rows=256, cols=256, ldw=64, load=0, spad=0)
+    plan = kernel_plan(Opcode.GEMV, type("F", (), fields), cfg)
     groups, lanes = 256 // 4 // cfg.acc_lanes, cfg.acc_lanes
     delay = cfg.add_latency + 1
     stream = groups * 64 * lanes + cfg.write_back_latency + 64 + 3 * delay
     assert plan.stream_cycles == stream
+    # With load every row group's MACs start gemv_load_lead steps late (one, on small).
+    loaded = kernel_plan(Opcode.GEMV, type("F", (), {**fields, "load": 1}), cfg)
+    assert gemv_load_lead(cfg) == 1
+    assert loaded.stream_cycles == stream + groups * lanes
     sim = IsaSim(cfg)
     sim.load_program([encode(Opcode.GEMV, rows=256, cols=256, ldw=64, y=400, psum=300, x=0),
                       encode(Opcode.NOP), encode(Opcode.HALT)])
@@ -83,6 +92,10 @@ def test_cycles_are_overhead_plus_stream_plus_drain():
      ErrorCause.ILLEGAL_FIELD, 1),
     (encode(Opcode.GEMV, y=0, x=8, w=250, psum=16, rows=4, cols=8, ldw=4),
      ErrorCause.MEMA_RANGE, 1),
+    (encode(Opcode.GEMV, y=0, x=8, w=0, psum=16, rows=4, cols=8, ldw=4, load=1, spad=3),
+     ErrorCause.BAD_SHAPE, 1),
+    (encode(Opcode.GEMVT, z=0, d=8, w=0, psum=16, rows=8, cols=4, ldw=2, load=1, spad=4092),
+     ErrorCause.SPAD_RANGE, 1),
     (encode(Opcode.VOP, fn=12, layout=0, z=0, x=0, y=0, len=4, alpha=0, strict=False),
      ErrorCause.ILLEGAL_FIELD, 1),
     (encode(Opcode.GEMM, c=0, a=0, b=0, m=8, n=8, k=8, lda=8, ldb=8, ldc=8, mc=6),
