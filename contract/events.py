@@ -89,7 +89,10 @@ def _gemv(f, plan, cfg, transposed: bool):
     # The load writes the input into every PE of its replicated layout, as LDV does.
     inputs = f.rows if transposed else f.cols
     load = _events(memb_w=nr * inputs, spad_r=nr * red_loc) if f.load else _events()
-    return _add(partial, _chain(outputs, nr), load)
+    # With store the sums go to the SPAD (from accumulator slots) instead of MemB.
+    store = (_events(memb_w=-outputs, spad_w=outputs) if not transposed and f.store
+             else _events())
+    return _add(partial, _chain(outputs, nr), load, store)
 
 
 def _ger(f, plan, cfg):

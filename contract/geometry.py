@@ -21,7 +21,7 @@ from caterpillar.contract.isa import ErrorCause, Opcode, VecOp, unpack
 __all__ = ["cdiv", "log2", "python_select", "Segment", "Check", "KernelPlan", "PLANS",
            "kernel_plan", "cpass_fits", "INSTRUCTION_OVERHEAD", "SEQUENCER_OPCODES",
            "RUN_START_CYCLES", "RING_ORDERED_OPCODES", "RING_POST_CYCLES", "LOADING_OPCODES",
-           "ring_ordered", "gemv_load_lead",
+           "ring_ordered", "spad_flags", "gemv_load_lead",
            "instruction_cycles",
            "word_cycles", "execution_cycles", "drain_cycles", "TRANSFER_OPCODES",
            "TRANSFER_DRAIN_CYCLES", "GemmPhase", "GemmSchedule", "gemm_schedule",
@@ -51,15 +51,23 @@ RING_ORDERED_OPCODES = (Opcode.RDCNT, Opcode.LDA, Opcode.STA, Opcode.LDV, Opcode
                         Opcode.GEMM, Opcode.RING, Opcode.SYNC, Opcode.HALT)
 
 #: Opcodes that use the SPAD, and so wait for the ring engine as
-#: :data:`RING_ORDERED_OPCODES` do, when their ``load`` flag is set (:func:`ring_ordered`).
+#: :data:`RING_ORDERED_OPCODES` do, when their ``load`` (or GEMV's ``store``) flag is set
+#: (:func:`spad_flags`, :func:`ring_ordered`).
 LOADING_OPCODES = (Opcode.GEMV, Opcode.GEMVT)
+
+
+def spad_flags(op, f):
+    """For a :data:`LOADING_OPCODES` instruction: whether it uses the SPAD (``load``, or
+    GEMV's ``store``; Python ints or Amaranth values)."""
+    return f.load | f.store if op == Opcode.GEMV else f.load
 
 
 def ring_ordered(op, f) -> bool:
     """Whether instruction ``op`` with operand fields ``f`` waits in its check for an active
     ring engine (and its queue): one of :data:`RING_ORDERED_OPCODES`, or a
-    :data:`LOADING_OPCODES` instruction with ``load``."""
-    return op in RING_ORDERED_OPCODES or (op in LOADING_OPCODES and bool(f.load))
+    :data:`LOADING_OPCODES` instruction that uses the SPAD (:func:`spad_flags`)."""
+    return op in RING_ORDERED_OPCODES or (op in LOADING_OPCODES and bool(spad_flags(op, f)))
+
 
 #: Cycles a posted ``RING`` takes from the core: its check, then the next instruction's decode.
 RING_POST_CYCLES = INSTRUCTION_OVERHEAD + 1
@@ -83,6 +91,7 @@ def gemv_load_lead(cfg) -> int:
     load: a word loaded in a step's first cycle is read :data:`TRANSFER_DRAIN_CYCLES` or more
     cycles later, as the next instruction's reads after an LDV are."""
     return -(-TRANSFER_DRAIN_CYCLES // cfg.acc_lanes)
+
 
 #: Micro-op steps of SMXCE's exp sequence per element, and of its reciprocal (one PE).
 SMX_EXP_STEPS = 12
@@ -343,7 +352,7 @@ def _plan_gemv(f, c: _Context, transposed: bool) -> KernelPlan:
     m_loc, k_loc = cdiv(f.rows, nr), cdiv(f.cols, nr)
     out_loc, red_loc = (k_loc, m_loc) if transposed else (m_loc, k_loc)
     groups = cdiv(out_loc, cfg.acc_lanes)
-    out_field, in_field = ("z", "d") if transposed else ("y", "x")
+    in_field = "d" if transposed else "x"
     # With load, every row group's steps start gemv_load_lead steps late: the loads (one SPAD
     # row per step, in the first group) stay that far ahead of the MACs reading their words.
     lead = c.select(f.load, gemv_load_lead(cfg), 0)
@@ -353,14 +362,24 @@ def _plan_gemv(f, c: _Context, transposed: bool) -> KernelPlan:
         c.mema(f.w, (m_loc - 1) * f.ldw + k_loc, "w"),
         c.memb(getattr(f, in_field), red_loc, in_field),
         c.memb(f.psum, out_loc, "psum"),
-        c.memb(getattr(f, out_field), out_loc, out_field),
         Check(c.select(f.load, (f.spad & (nr - 1)) == 0, 1), ErrorCause.BAD_SHAPE,
               "spad must be a multiple of nr"),
         c.spad(f.spad, c.select(f.load, red_loc * nr, 0), "spad"),
     ]
+    # With store (GEMV), y's sums land in accumulator slots and each SPAD row is stored
+    # write_back_latency cycles after its sums were issued: the chain runs that much longer.
+    store = 0 if transposed else f.store
+    tail = c.select(store, cfg.write_back_latency, 0)
+    if transposed:
+        checks.append(c.memb(f.z, out_loc, "z"))
+    else:
+        checks += [c.memb(f.y, c.select(store, 0, out_loc), "y"),
+                   Check(c.select(store, (f.dst & (nr - 1)) == 0, 1), ErrorCause.BAD_SHAPE,
+                         "dst must be a multiple of nr"),
+                   c.spad(f.dst, c.select(store, out_loc * nr, 0), "dst")]
     segments = [Segment("partial", outer=groups, middle=red_loc + lead, inner=cfg.acc_lanes),
                 Segment("gap", inner=cfg.write_back_latency),
-                Segment("chain", inner=out_loc + (nr - 1) * (cfg.add_latency + 1))]
+                Segment("chain", inner=out_loc + (nr - 1) * (cfg.add_latency + 1) + tail)]
     return KernelPlan(segments, checks, {"m_loc": m_loc, "k_loc": k_loc,
                                          "out_loc": out_loc, "red_loc": red_loc, "lead": lead})
 

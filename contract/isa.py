@@ -172,6 +172,7 @@ _TILE = (
     _f("trans", 1, "flag", "the SPAD holds the transpose (cols x rows, leading dim lds)"),
 )
 
+
 def _gemv_load(vector: str, length: str, layout: str) -> tuple[Field, ...]:
     """The fields of GEMV's and GEMVT's load of their input ``vector`` from the SPAD."""
     return (
@@ -225,6 +226,9 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
         _f("cols", 16, "count", "columns of W (inputs)"),
         _f("ldw", 16, "ld", "MemA leading dimension of W"),
         *_gemv_load("x", "cols", "COLREP"),
+        _f("store", 1, "flag", "y goes to the SPAD from dst as STV with layout DIAG would store "
+           "it, not to MemB (waits for the ring engine as STV does)"),
+        _f("dst", 24, "spad", "first element of y in the SPAD (with store; multiple of nr)"),
     ),
     Opcode.GEMVT: (
         _f("z", 16, "memb", "output z = W^T d (diagonal)"),

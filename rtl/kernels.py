@@ -139,14 +139,28 @@ def _gemv(e: Emitter, transposed: bool):
         with m.If(step < v["lead"]):
             e.uop(select=Select.NONE)
     with m.If(e.seg == 2):
+        inner = e.i["inner"]
         e.uop(fu=FuOp.MAC, a=ASrc.MEMB0, b=BSrc.ONE, memb_rd=f.psum,
               memb_wr=f.z if transposed else f.y, dst=Dst.MEMB, select=Select.ALL,
-              chain=Chain.COL if transposed else Chain.ROW, chain_idx=e.i["inner"],
+              chain=Chain.COL if transposed else Chain.ROW, chain_idx=inner,
               chain_len=v["out_loc"])
         if transposed:
             e.uop(col_lim=f.cols)
         else:
             e.uop(row_lim=f.rows)
+            # With store: the diagonal writes sum `q` into slot q mod acc_lanes, and SPAD row
+            # q takes it from there write_back_latency cycles after its chain step issued.
+            last_step = (e.cfg.nr - 1) * (e.cfg.add_latency + 1)
+            q_sum = (inner - last_step)[:len(inner)]
+            q_row = (inner - last_step - e.cfg.write_back_latency)[:len(inner)]
+            with m.If(f.store):
+                e.uop(dst=Dst.ACC, acc_wr=q_sum[:log2(lanes)])
+                with m.If((inner >= last_step + e.cfg.write_back_latency)
+                          & (q_row < v["out_loc"])):
+                    e.xfer(store=1, col_bus=1, spad_row=(f.dst >> e.shift) + q_row,
+                           lanes=e.lanes_below(q_row << e.shift, f.rows),
+                           target=Select.DIAG, sel=0, kind=XferKind.ACC,
+                           addr=q_row[:log2(lanes)])
 
 
 # Steps of the rank-1 update, in order; absent steps are skipped (contract/geometry.py). Without

@@ -13,6 +13,7 @@ from caterpillar.contract.geometry import (
     TRANSFER_DRAIN_CYCLES,
     TRANSFER_OPCODES,
     kernel_plan,
+    spad_flags,
 )
 from caterpillar.contract.isa import INSTR_WORDS, Counter, ErrorCause, Opcode
 from caterpillar.contract.registers import COUNTER_BITS, SCALAR_REGISTERS
@@ -56,9 +57,10 @@ class Sequencer(wiring.Component):
     (the engine starts it or queues it) and retires there (a cycle of decode follows, as for
     ``nop``); the instructions after it run while the engine moves the data, except those of
     :data:`~caterpillar.contract.geometry.RING_ORDERED_OPCODES` (and a ``gemv`` or ``gemvt``
-    with ``load``, :func:`~caterpillar.contract.geometry.ring_ordered`): a ``RING`` waits in its
-    check while the engine's queue is ``full``, the others while the engine is ``busy`` (so one
-    right after the last ``RING`` checks in the cycle after the engine's ``finished``).
+    with ``load`` or ``store``, :func:`~caterpillar.contract.geometry.ring_ordered`): a
+    ``RING`` waits in its check while the engine's queue is ``full``, the others while the
+    engine is ``busy`` (so one right after the last ``RING`` checks in the cycle after the
+    engine's ``finished``).
 
     Members
     -------
@@ -140,7 +142,8 @@ class Sequencer(wiring.Component):
 
         legal = Cat(*[op == o.value for o in Opcode]).any()
         ring_ordered = Cat(*[op == o.value for o in RING_ORDERED_OPCODES],
-                           *[(op == o.value) & plans[o][0].load for o in LOADING_OPCODES]).any()
+                           *[(op == o.value) & spad_flags(o, plans[o][0])
+                             for o in LOADING_OPCODES]).any()
         transfer = Cat(*[op == o.value for o in TRANSFER_OPCODES]).any()
         drain_start = Mux(transfer, TRANSFER_DRAIN_CYCLES - 1, cfg.write_back_latency - 1)
         retire = Signal()

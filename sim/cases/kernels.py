@@ -89,7 +89,7 @@ def run_case(device, case: KernelCase, timeout_cycles: int = 50_000_000):
     return outputs, stats
 
 
-def _gemv_case(cfg, rows, cols, rng, specials, transposed, load) -> KernelCase:
+def _gemv_case(cfg, rows, cols, rng, specials, transposed, load, store=False) -> KernelCase:
     nr, fmt, acc = cfg.nr, cfg.operand, cfg.acc
     w = random_values((rows, cols), fmt, rng, specials=specials)
     n_in, n_out = (rows, cols) if transposed else (cols, rows)
@@ -106,7 +106,7 @@ def _gemv_case(cfg, rows, cols, rng, specials, transposed, load) -> KernelCase:
         expected, _ = gk.gemvt(w, vec, nr, fmt, acc)
     else:
         kernel = encode(Opcode.GEMV, y=out, x=v_rep, w=0, psum=psum, rows=rows, cols=cols,
-                        ldw=ldw, **loading)
+                        ldw=ldw, store=int(store), dst=spad_out if store else 0, **loading)
         expected, _ = gk.gemv(w, vec, nr, fmt, acc)
     # Without load the input reaches its replicated layout by a diagonal load and a broadcast.
     replicate = [] if load else [
@@ -118,18 +118,22 @@ def _gemv_case(cfg, rows, cols, rng, specials, transposed, load) -> KernelCase:
         encode(Opcode.LDA, spad=0, mema=0, rows=rows, cols=cols, lds=lds, ldm=ldw),
         *replicate,
         kernel,
-        encode(Opcode.STV, spad=spad_out, memb=out, len=n_out, layout=Layout.DIAG),
+        # With store the gemv stores y itself.
+        *([] if store else [encode(Opcode.STV, spad=spad_out, memb=out, len=n_out,
+                                   layout=Layout.DIAG)]),
         encode(Opcode.HALT),
     ]
-    name = f"{'gemvt' if transposed else 'gemv'}{' (load)' if load else ''} {rows}x{cols}"
+    flags = " (load)" * load + " (store)" * store
+    name = f"{'gemvt' if transposed else 'gemv'}{flags} {rows}x{cols}"
     return KernelCase(name, program, {0: _padded(w, lds), spad_v: vec},
                       outputs=[(spad_out, (n_out,))], expected=[expected], macs=rows * cols)
 
 
-def gemv_case(cfg, rows, cols, rng, *, specials=0.0, load=False) -> KernelCase:
+def gemv_case(cfg, rows, cols, rng, *, specials=0.0, load=False, store=False) -> KernelCase:
     """``y = W x`` with W loaded by ``lda`` and x broadcast from the diagonal (with ``load``:
-    loaded from the SPAD by the ``gemv`` itself)."""
-    return _gemv_case(cfg, rows, cols, rng, specials, transposed=False, load=load)
+    loaded from the SPAD by the ``gemv`` itself), y stored by ``stv`` (with ``store``: by the
+    ``gemv``)."""
+    return _gemv_case(cfg, rows, cols, rng, specials, transposed=False, load=load, store=store)
 
 
 def gemvt_case(cfg, rows, cols, rng, *, specials=0.0, load=False) -> KernelCase:

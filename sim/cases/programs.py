@@ -100,10 +100,14 @@ def random_program(cfg, rng, length: int = 12) -> KernelCase:
                 y = x if rng.integers(2) else psum
             names = ("y", "x") if kind == "gemv" else ("z", "d")
             load = int(rng.integers(2))
+            # gemv may store y into the SPAD's upper half instead of MemB.
+            store = {"store": 1, "dst": spad_out(out_len * nr)} \
+                if kind == "gemv" and rng.integers(2) else {}
             program.append(encode(Opcode[kind.upper()], **{names[0]: y, names[1]: x},
                                   w=int(rng.integers(4)) * mema_slot, psum=psum, rows=rows,
                                   cols=cols, ldw=ldm, load=load,
-                                  spad=load * (int(rng.integers(0, half // 2)) // nr * nr)))
+                                  spad=load * (int(rng.integers(0, half // 2)) // nr * nr),
+                                  **store))
         elif kind == "ger":
             rows, cols, ldm = tile(mema_slot)
             if max(-(-rows // nr), -(-cols // nr)) > memb_slot:

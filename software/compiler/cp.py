@@ -209,7 +209,7 @@ def _mbcp_layer_step(e, lay, graph, cfg, key, index):
             e("delta", Opcode.BCAST, dst=lay.d_rep, src=deltas + s * loc(o), len=o,
               layout=Layout.ROWREP)
             sgd_back_product(e, z=lay.z, psum=lay.bpsum, cols=i, ldw=loc(i),
-                             operands=(lay.w[index], lay.d_rep, o))
+                             operands=(lay.w[index], lay.d_rep, o), cfg=cfg)
             e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG,
               z=lay.d[index - 1][g_b % 2] + s * loc(i), x=lay.a_below, y=lay.z, len=i,
               alpha=0)
@@ -224,8 +224,8 @@ def _mbcp_layer_step(e, lay, graph, cfg, key, index):
         return
     for s in range(batch):
         _input(e, lay, graph, index, g_f, slots, lay.x_rep, sample=s)
-        e("forward", Opcode.GEMV, o * i, y=lay.y, x=lay.x_rep, w=lay.w[index],
-          psum=lay.fpsum, rows=o, cols=i, ldw=loc(i))
+        e.gemv(cfg, "forward", Opcode.GEMV, o * i, y=lay.y, x=lay.x_rep, w=lay.w[index],
+               psum=lay.fpsum, rows=o, cols=i, ldw=loc(i))
         _biased_output(e, lay, graph, index, g_f % slots, s, o)
 
 
@@ -283,8 +283,8 @@ def _layer_step(e, lay, graph, cfg, key, index):
             e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG,
               z=lay.d[index - 1][g_b % 2], x=lay.a_rep, y=lay.z, len=i, alpha=0)
     else:
-        e("forward", Opcode.GEMV, o * i, y=lay.y, x=lay.x_rep, w=lay.w[index],
-          psum=lay.fpsum, rows=o, cols=i, ldw=loc(i))
+        e.gemv(cfg, "forward", Opcode.GEMV, o * i, y=lay.y, x=lay.x_rep, w=lay.w[index],
+               psum=lay.fpsum, rows=o, cols=i, ldw=loc(i))
     if fwd:
         _biased_output(e, lay, graph, index, g_f % slots, 0, o)
 

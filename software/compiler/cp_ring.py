@@ -356,8 +356,8 @@ class _StepParts:
                 e("transfer", Opcode.STV, spad=lay.dbuf[lay.index - 1] + lay.lo,
                   memb=lay.vec, len=lay.width, layout=Layout.DIAG)
         elif self.fwd:
-            e("forward", Opcode.GEMV, o * lay.width, y=lay.y, x=lay.x_rep, w=lay.w,
-              psum=lay.fpsum, rows=o, cols=lay.width, ldw=ldw)
+            e.gemv(self.cfg, "forward", Opcode.GEMV, o * lay.width, y=lay.y, x=lay.x_rep,
+                   w=lay.w, psum=lay.fpsum, rows=o, cols=lay.width, ldw=ldw)
 
     def sums(self, e):
         lay, cfg = self.lay, self.cfg
@@ -395,7 +395,8 @@ def _sum_forward(e, lay, graph, cfg, core, segments, slot, sample):
     """``sample``'s forward partial sums (``y``) stored and reduce-scattered round the
     segment."""
     out, o = _sums_at(lay, graph, slot, sample), graph.layers[lay.index][0]
-    e("transfer", Opcode.STV, spad=out, memb=lay.y, len=o, layout=Layout.DIAG)
+    # y is only stored: a gemv just before may store it itself (not cpass).
+    e.stv(cfg, "transfer", spad=out, memb=lay.y, len=o, layout=Layout.DIAG)
     ring_emit(e, core, coll.reduce_scatter(segments[lay.index], out, o, cfg.nr))
 
 
@@ -464,7 +465,7 @@ def _mbcp_step(e, lay, graph, cfg, core, segments, key):
             e("transfer", Opcode.LDV, spad=_act_block(lay, g_b % slots, s), memb=lay.a_below,
               len=lay.width, layout=Layout.DIAG)
             sgd_back_product(e, z=lay.z, psum=lay.bpsum, cols=lay.width, ldw=ldw,
-                             operands=(lay.w, delta(s), o))
+                             operands=(lay.w, delta(s), o), cfg=cfg)
             e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=lay.vec,
               x=lay.a_below, y=lay.z, len=lay.width, alpha=0)
             e("transfer", Opcode.STV, spad=below + lay.lo, memb=lay.vec, len=lay.width,
@@ -481,8 +482,8 @@ def _mbcp_step(e, lay, graph, cfg, core, segments, key):
     if forward[index]:
         for s in range(batch):
             _input_block(e, lay, g_f, slots, lay.x_rep, sample=s)
-            e("forward", Opcode.GEMV, o * lay.width, y=lay.y, x=lay.x_rep, w=lay.w,
-              psum=lay.fpsum, rows=o, cols=lay.width, ldw=ldw)
+            e.gemv(cfg, "forward", Opcode.GEMV, o * lay.width, y=lay.y, x=lay.x_rep, w=lay.w,
+                   psum=lay.fpsum, rows=o, cols=lay.width, ldw=ldw)
             _sum_forward(e, lay, graph, cfg, core, segments, g_f % slots, s)
             _finish_forward(e, lay, graph, cfg, core, segments, g_f % slots, s)
 

@@ -165,6 +165,22 @@ class Emitter:
                 fields = loaded
         self(phase, op, macs, **fields)
 
+    def stv(self, cfg, phase, *, spad, memb, len, layout) -> None:  # noqa: A002
+        """Emit an STV. If it stores all of the ``y`` of the GEMV just before it (diagonal),
+        and the GEMV storing ``y`` itself (``store``) costs fewer cycles than the STV, fold
+        the STV into it: ``y`` then never reaches MemB, so only for a ``y`` nothing reads
+        later."""
+        fields = dict(spad=spad, memb=memb, len=len, layout=layout)
+        before = decode(self.words[-1]) if self.words else None
+        if (before is not None and before.op == Opcode.GEMV and not before.store
+                and before.y == memb and before.rows == len and layout == Layout.DIAG):
+            stored = encode(Opcode.GEMV, **{**before.args, "store": 1, "dst": spad})
+            extra = word_cycles(stored, cfg) - word_cycles(self.words[-1], cfg)
+            if extra < word_cycles(encode(Opcode.STV, **fields), cfg):
+                self.words[-1] = stored
+                return
+        self(phase, Opcode.STV, **fields)
+
     def insert(self, at: int, other: Emitter) -> None:
         """Insert ``other``'s instructions before instruction ``at``."""
         self.words[at:at] = other.words

@@ -385,7 +385,8 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
                    w=w_addr[index], psum=psum, rows=o, cols=wcols[index],
                    ldw=loc(wcols[index]))
             buf = logits_spad if spad_logits and index == last else vbuf
-            e("transfer", Opcode.STV, spad=buf, memb=partial, len=o, layout=Layout.DIAG)
+            # The partial sums are only stored: the gemv may store them itself.
+            e.stv(cfg, "transfer", spad=buf, memb=partial, len=o, layout=Layout.DIAG)
             if index == last:
                 root = len(segment) - 1
                 ring(coll.chain_reduce(segment, buf, o, root))

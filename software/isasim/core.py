@@ -326,7 +326,10 @@ def _gemv(sim, f, plan, transposed: bool):
             (o % nr, np.full(outputs, other))
         sim.memb[r, c, f.psum + o // nr] = stored[:, other]
     result = gk.narrow(gk.chain_sum(stored, nr, fmt, acc), fmt, acc)
-    sim.memb[o % nr, o % nr, out + o // nr] = result
+    if not transposed and f.store:
+        sim.spad[f.dst + o] = result
+    else:
+        sim.memb[o % nr, o % nr, out + o // nr] = result
 
 
 def _ger(sim, f, plan, snapshot):
@@ -403,7 +406,7 @@ def _cpass(sim, f, plan, snapshot):
                     fmt, acc)
     if f.fwd:
         forward = SimpleNamespace(y=f.y, x=f.x, w=f.w, psum=f.fpsum, rows=f.rows, cols=f.cols,
-                                  ldw=f.ldw, load=0)
+                                  ldw=f.ldw, load=0, store=0)
         values = {"out_loc": m_loc, "red_loc": k_loc}
         _gemv(sim, forward, SimpleNamespace(values=values), transposed=False)
 

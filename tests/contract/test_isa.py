@@ -62,7 +62,7 @@ def test_field_errors_name_the_field():
                                        r"\(16 bits\), not 70000$"):
         encode(Opcode.GEMV, rows=70000)
     with pytest.raises(IsaError, match=r"^gemv has no field 'q'; its fields are y, x, w, psum, "
-                                       r"rows, cols, ldw, load, spad$"):
+                                       r"rows, cols, ldw, load, spad, store, dst$"):
         encode(Opcode.GEMV, q=1)
     with pytest.raises(IsaError, match=r"^field 'layout' of ldv must be one of diag, colrep, "
                                        r"rowrep, not 9$"):

@@ -40,6 +40,9 @@ CASES = {
     "gemv-load": lambda cfg, rng: kc.gemv_case(cfg, 7, 9, rng, specials=0.05, load=True),
     "gemvt-load": lambda cfg, rng: kc.gemvt_case(cfg, 9, 7, rng, load=True),
     "gemv-load-groups": lambda cfg, rng: kc.gemv_case(cfg, 37, 5, rng, load=True),
+    # y stored into the SPAD from accumulator slots by the gemv: fewer rows than slots, more.
+    "gemv-store": lambda cfg, rng: kc.gemv_case(cfg, 5, 9, rng, specials=0.05, store=True),
+    "gemv-load-store": lambda cfg, rng: kc.gemv_case(cfg, 37, 5, rng, load=True, store=True),
     "ger": lambda cfg, rng: kc.ger_case(cfg, 5, 7, rng),
     "ger-wd-mom": lambda cfg, rng: kc.ger_case(cfg, 3, 5, rng, use_wd=True, use_mom=True),
     "cpass": lambda cfg, rng: kc.cpass_case(cfg, 21, 13, rng, specials=0.05),
@@ -79,9 +82,10 @@ def test_cpass_on_other_latencies_and_formats(name, prop, fwd, rng):
 
 
 @pytest.mark.parametrize("name", ["small", "ulx3s", "paper-n1"])
-@pytest.mark.parametrize("kernel", ["gemv-load", "gemvt-load"])
+@pytest.mark.parametrize("kernel", ["gemv-load", "gemvt-load", "gemv-load-store"])
 def test_gemv_load_on_other_latencies_and_formats(name, kernel, rng):
-    """How far the MACs run behind the loads depends on ``acc_lanes`` (``gemv_load_lead``)."""
+    """How far the MACs run behind the loads depends on ``acc_lanes`` (``gemv_load_lead``),
+    when the stores read the sums' slots on ``write_back_latency``."""
     cfg = preset(name).replace(cores=1, spad_words=8192)
     check(cfg, CASES[kernel](cfg, rng))
 

@@ -43,12 +43,14 @@ def test_four_core_training_steps_are_bit_exact(device, case, algorithm, rng):
                  if x.op == Opcode.RING and x.fwd and x.slen and x.wlen]
         assert len(piped) == 2 and any(hw.compiled.row_orders)
     if algorithm == "sgd":
-        # The first layer's gemv loads the sample, and with a layer split by columns below
-        # the top a gemvt loads the gathered delta (waiting for the ring engine as an ldv
-        # does): the RTL runs both.
-        loads = {x.op for core in hw.compiled.cores.values() for x in instructions(core)
-                 if x.op in (Opcode.GEMV, Opcode.GEMVT) and x.load}
+        # The first layer's gemv loads the sample, with a layer split by columns below the
+        # top a gemvt loads the gathered delta (waiting for the ring engine as an ldv does),
+        # and a layer split by columns stores its partial sums from its gemv: the RTL runs
+        # all three.
+        ins = [x for core in hw.compiled.cores.values() for x in instructions(core)]
+        loads = {x.op for x in ins if x.op in (Opcode.GEMV, Opcode.GEMVT) and x.load}
         assert loads == ({Opcode.GEMV, Opcode.GEMVT} if len(case[0]) > 3 else {Opcode.GEMV})
+        assert any(x.op == Opcode.GEMV and x.store for x in ins)
     print(f"{STEPS} {algorithm} steps of {case[0]} on 4 cores: RTL == golden, cycles == model")
 
 

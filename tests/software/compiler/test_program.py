@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from caterpillar.contract.config import preset
-from caterpillar.contract.isa import Layout, Opcode, decode, encode
+from caterpillar.contract.isa import Layout, Opcode, VecOp, decode, encode
 from caterpillar.software.compiler.program import (
     PHASES,
     CompileError,
@@ -121,6 +121,35 @@ def test_emitter_folds_an_input_load_into_gemv_where_it_pays():
     e.gemv(cfg, "delta", Opcode.GEMVT, 256 * 16, z=200, d=0, w=0, psum=100, rows=256, cols=16,
            ldw=4)
     assert [(decode(w).op, decode(w).load) for w in e.words] == [(Opcode.GEMVT, 1)]
+
+
+def test_emitter_folds_a_store_of_y_into_gemv_where_it_pays():
+    cfg = preset("small")
+    gemv = dict(y=200, x=0, w=0, psum=100, cols=256, ldw=64)
+    stv = dict(spad=64, memb=200, len=64, layout=Layout.DIAG)
+    # 64 sums: the stv's 20 cycles (16 rows, drain, check) against write_back_latency more.
+    assert cfg.write_back_latency < 20
+    e = Emitter()
+    e("forward", Opcode.GEMV, 64 * 256, rows=64, **gemv)
+    e.stv(cfg, "transfer", **stv)
+    assert e.words == [encode(Opcode.GEMV, rows=64, store=1, dst=64, **gemv)]
+    assert e.phases == ["forward"] and e.macs == [64 * 256]
+    # 8 sums: 6 cycles of stv, fewer than the chain's tail: kept apart.
+    e = Emitter()
+    e("forward", Opcode.GEMV, 8 * 256, rows=8, **gemv)
+    e.stv(cfg, "transfer", **{**stv, "len": 8})
+    assert [decode(w).op for w in e.words] == [Opcode.GEMV, Opcode.STV]
+    # Not all of y, not y, not diagonal, not after a gemv: kept apart.
+    for change in (dict(len=32), dict(memb=0), dict(layout=Layout.COLREP)):
+        e = Emitter()
+        e("forward", Opcode.GEMV, 64 * 256, rows=64, **gemv)
+        e.stv(cfg, "transfer", **{**stv, **change})
+        assert [decode(w).op for w in e.words] == [Opcode.GEMV, Opcode.STV], change
+    e = Emitter()
+    e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=200, x=0, y=100, len=64,
+      alpha=0)
+    e.stv(cfg, "transfer", **stv)
+    assert [decode(w).op for w in e.words] == [Opcode.VOP, Opcode.STV]
 
 
 def saved(tmp_path, **changes):

@@ -58,7 +58,8 @@ def test_every_kernel_matches_golden_and_counts_its_macs(name, rng):
 
 def test_cycles_are_overhead_plus_stream_plus_drain():
     cfg = preset("small").replace(mema_words=4096)
-    fields = dict(y=0, x=0, w=0, psum=0, rows=256, cols=256, ldw=64, load=0, spad=0)
+    fields = dict(y=0, x=0, w=0, psum=0, rows=256, cols=256, ldw=64, load=0, spad=0, store=0,
+                  dst=0)
     plan = kernel_plan(Opcode.GEMV, type("F", (), fields), cfg)
     groups, lanes = 256 // 4 // cfg.acc_lanes, cfg.acc_lanes
     delay = cfg.add_latency + 1
@@ -68,6 +69,9 @@ def test_cycles_are_overhead_plus_stream_plus_drain():
     loaded = kernel_plan(Opcode.GEMV, type("F", (), {**fields, "load": 1}), cfg)
     assert gemv_load_lead(cfg) == 1
     assert loaded.stream_cycles == stream + groups * lanes
+    # With store the last SPAD row is stored write_back_latency cycles after its sums issued.
+    stored = kernel_plan(Opcode.GEMV, type("F", (), {**fields, "store": 1}), cfg)
+    assert stored.stream_cycles == stream + cfg.write_back_latency
     sim = IsaSim(cfg)
     sim.load_program([encode(Opcode.GEMV, rows=256, cols=256, ldw=64, y=400, psum=300, x=0),
                       encode(Opcode.NOP), encode(Opcode.HALT)])
@@ -95,6 +99,10 @@ def test_cycles_are_overhead_plus_stream_plus_drain():
     (encode(Opcode.GEMV, y=0, x=8, w=0, psum=16, rows=4, cols=8, ldw=4, load=1, spad=3),
      ErrorCause.BAD_SHAPE, 1),
     (encode(Opcode.GEMVT, z=0, d=8, w=0, psum=16, rows=8, cols=4, ldw=2, load=1, spad=4092),
+     ErrorCause.SPAD_RANGE, 1),
+    (encode(Opcode.GEMV, y=0, x=8, w=0, psum=16, rows=4, cols=8, ldw=4, store=1, dst=3),
+     ErrorCause.BAD_SHAPE, 1),
+    (encode(Opcode.GEMV, y=0, x=8, w=0, psum=16, rows=4, cols=8, ldw=4, store=1, dst=4094),
      ErrorCause.SPAD_RANGE, 1),
     (encode(Opcode.VOP, fn=12, layout=0, z=0, x=0, y=0, len=4, alpha=0, strict=False),
      ErrorCause.ILLEGAL_FIELD, 1),
