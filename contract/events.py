@@ -66,10 +66,12 @@ def _bcast(f, plan, cfg):
     return _events(ops=nr * f.len, memb_r=nr * plan.values["rows"], memb_w=nr * f.len)
 
 
-def _chain(outputs: int, nr: int) -> dict:
+def _chain(outputs: int, nr: int, to_spad: bool = False) -> dict:
     """The reduction chain of ``outputs`` sums over ``nr`` partial sums each: every position
-    reads its partial sum from MemB, the last (diagonal) one writes the sum."""
-    return _events(ops=nr * outputs, memb_r=nr * outputs, memb_w=outputs)
+    reads its partial sum from MemB, the last (diagonal) one writes the sum to MemB, or
+    (``to_spad``: GEMV's ``store``) to an accumulator slot from which it is stored."""
+    sums = _events(spad_w=outputs) if to_spad else _events(memb_w=outputs)
+    return _add(_events(ops=nr * outputs, memb_r=nr * outputs), sums)
 
 
 def _add(*parts) -> dict:
@@ -89,10 +91,7 @@ def _gemv(f, plan, cfg, transposed: bool):
     # The load writes the input into every PE of its replicated layout, as LDV does.
     inputs = f.rows if transposed else f.cols
     load = _events(memb_w=nr * inputs, spad_r=nr * red_loc) if f.load else _events()
-    # With store the sums go to the SPAD (from accumulator slots) instead of MemB.
-    store = (_events(memb_w=-outputs, spad_w=outputs) if not transposed and f.store
-             else _events())
-    return _add(partial, _chain(outputs, nr), load, store)
+    return _add(partial, _chain(outputs, nr, to_spad=not transposed and bool(f.store)), load)
 
 
 def _ger(f, plan, cfg):
