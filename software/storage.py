@@ -20,6 +20,7 @@ import math
 import os
 import struct
 import tempfile
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -206,7 +207,9 @@ def _read_member(archive, name: str, key: str, path: Path, limit: int) -> np.nda
                 shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
             else:
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        except ValueError as e:
+        except (ValueError, SyntaxError, tokenize.TokenError) as e:
+            # NumPy reports most bad headers as ValueError, but its fallback header filter
+            # (for headers Python 2 wrote) runs tokenize, which raises TokenError.
             raise CheckpointError(f"{where} is not a NumPy array ({e})") from None
         if dtype.hasobject or dtype.names is not None or dtype.subdtype is not None \
                 or dtype.kind not in _KINDS:

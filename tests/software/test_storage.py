@@ -75,6 +75,23 @@ def test_a_deflate_bomb_is_refused_by_its_size(tmp_path):
         load_npz(path, ("x",), limits={"x": 8000})
 
 
+@pytest.mark.parametrize("header", [
+    # An unterminated string: NumPy's header filter (tokenize) raises TokenError, not ValueError
+    # (a damaged checkpoint in tests/app/test_fuzz.py met it).
+    "{'descr': '<u8', 'fortran_order': False, 'shape': \"12, 64), }",
+    "{'descr': '<u8', 'fortran_order': False, 'shape': (12, 64",
+    "{'descr': '<u8', 'fortran_order': False, 'shape': (12, 64), }}",
+    "\x00\x01",
+])
+def test_a_header_that_does_not_parse_is_refused_in_one_line(tmp_path, header):
+    header = header + " " * (63 - (10 + len(header)) % 64) + "\n"
+    data = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + \
+        bytes(12 * 64 * 8)
+    path = npz_with(tmp_path / "h.npz", {"x": data})
+    with pytest.raises(CheckpointError, match="member x is not a NumPy array"):
+        load_npz(path, ("x",))
+
+
 @pytest.mark.parametrize("array, message", [
     (np.array([object()], dtype=object), "dtype object"),
     (np.zeros(2, dtype=[("a", "<u4"), ("b", "<f4")]), "dtype"),
