@@ -36,6 +36,12 @@ def npy_bytes(array) -> bytes:
     return buffer.getvalue()
 
 
+def npy_v1(header: str, payload: bytes) -> bytes:
+    """A version 1.0 .npy with ``header`` padded as NumPy pads it, then ``payload``."""
+    header = header + " " * (63 - (10 + len(header)) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + payload
+
+
 def test_round_trip_reads_only_what_is_asked(tmp_path):
     path = tmp_path / "a.npz"
     atomic_savez(path, x=np.arange(4, dtype=np.uint64), meta=np.array("{}"), y=np.zeros(3))
@@ -57,10 +63,7 @@ def test_members_over_their_limit_are_not_read(tmp_path):
 def test_a_header_declaring_a_huge_shape_is_refused_before_allocating(tmp_path):
     # A version 1.0 header declaring 10**13 words over 32 bytes of data.
     header = "{'descr': '<u8', 'fortran_order': False, 'shape': (10000000000000,), }"
-    header = header + " " * (63 - (10 + len(header)) % 64) + "\n"
-    data = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + \
-        bytes(32)
-    path = npz_with(tmp_path / "h.npz", {"x": data})
+    path = npz_with(tmp_path / "h.npz", {"x": npy_v1(header, bytes(32))})
     with pytest.raises(CheckpointError, match=r"declares shape \(10000000000000,\)"):
         load_npz(path, ("x",), limits={"x": 1 << 40})
     with pytest.raises(CheckpointError, match=r"declares shape .* at most 4096"):
@@ -84,10 +87,7 @@ def test_a_deflate_bomb_is_refused_by_its_size(tmp_path):
     "\x00\x01",
 ])
 def test_a_header_that_does_not_parse_is_refused_in_one_line(tmp_path, header):
-    header = header + " " * (63 - (10 + len(header)) % 64) + "\n"
-    data = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + \
-        bytes(12 * 64 * 8)
-    path = npz_with(tmp_path / "h.npz", {"x": data})
+    path = npz_with(tmp_path / "h.npz", {"x": npy_v1(header, bytes(12 * 64 * 8))})
     with pytest.raises(CheckpointError, match="member x is not a NumPy array"):
         load_npz(path, ("x",))
 
