@@ -97,8 +97,11 @@ def _gemv(f, plan, cfg, transposed: bool):
 def _ger(f, plan, cfg):
     weights = f.rows * f.cols
     if not (f.use_wd or f.use_mom):
-        return _events(ops=weights, mema_r=weights, mema_w=weights, memb_r=2 * weights,
-                       macs=weights)
+        # With load u comes from accumulator slots, loaded a SPAD row per row of u.
+        u = _events(spad_r=cfg.nr * plan.values["m_loc"]) if f.load else \
+            _events(memb_r=weights)
+        return _add(_events(ops=weights, mema_r=weights, mema_w=weights, memb_r=weights,
+                            macs=weights), u)
     steps = plan.values["steps"]
     if plan.values["banked"]:
         # W read by the decay and the update, m read and written by the momentum step.

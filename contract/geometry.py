@@ -21,7 +21,7 @@ from caterpillar.contract.isa import ErrorCause, Opcode, VecOp, unpack
 __all__ = ["cdiv", "log2", "python_select", "Segment", "Check", "KernelPlan", "PLANS",
            "kernel_plan", "cpass_fits", "INSTRUCTION_OVERHEAD", "SEQUENCER_OPCODES",
            "RUN_START_CYCLES", "RING_ORDERED_OPCODES", "RING_POST_CYCLES", "LOADING_OPCODES",
-           "ring_ordered", "spad_flags", "gemv_load_lead",
+           "ring_ordered", "spad_flags", "gemv_load_lead", "ger_load_lead", "GER_U_SLOTS",
            "instruction_cycles",
            "word_cycles", "execution_cycles", "drain_cycles", "TRANSFER_OPCODES",
            "TRANSFER_DRAIN_CYCLES", "GemmPhase", "GemmSchedule", "gemm_schedule",
@@ -53,7 +53,7 @@ RING_ORDERED_OPCODES = (Opcode.RDCNT, Opcode.LDA, Opcode.STA, Opcode.LDV, Opcode
 #: Opcodes that use the SPAD, and so wait for the ring engine as
 #: :data:`RING_ORDERED_OPCODES` do, when their ``load`` (or GEMV's ``store``) flag is set
 #: (:func:`spad_flags`, :func:`ring_ordered`).
-LOADING_OPCODES = (Opcode.GEMV, Opcode.GEMVT)
+LOADING_OPCODES = (Opcode.GEMV, Opcode.GEMVT, Opcode.GER)
 
 
 def spad_flags(op, f):
@@ -91,6 +91,21 @@ def gemv_load_lead(cfg) -> int:
     load: a word loaded in a step's first cycle is read :data:`TRANSFER_DRAIN_CYCLES` or more
     cycles later, as the next instruction's reads after an LDV are."""
     return -(-TRANSFER_DRAIN_CYCLES // cfg.acc_lanes)
+
+
+def ger_load_lead(cfg) -> int:
+    """Rows of ``u`` a GER with ``load`` loads before its first update (one SPAD row per
+    cycle), and how many rows ahead of the update its later loads run (one in the first cycle
+    of each row): every row lasts a cycle or more, so a word is loaded
+    :data:`TRANSFER_DRAIN_CYCLES` or more cycles before the first update that reads it."""
+    return TRANSFER_DRAIN_CYCLES
+
+
+#: Accumulator slots (``0 ..``) that hold the rows of ``u`` a GER with ``load`` has loaded:
+#: the row being updated and the :func:`ger_load_lead` rows loaded ahead of it. The load of
+#: row ``i + lead`` (into the slot of row ``i - 1``) writes two cycles after row ``i``'s first
+#: update, after row ``i - 1``'s last read.
+GER_U_SLOTS = 1 << TRANSFER_DRAIN_CYCLES.bit_length()
 
 
 #: Micro-op steps of SMXCE's exp sequence per element, and of its reciprocal (one PE).
@@ -224,12 +239,14 @@ class KernelPlan:
     """Segments of an instruction's micro-op stream, its checks and named quantities.
 
     ``schedule`` (ints only) replaces the segments for kernels with their own engine (GEMM).
+    ``skip_first``: the first segment has no cycles and the sequencer starts at the second.
     """
 
     segments: list
     checks: list
     values: dict
     schedule: object = None
+    skip_first: object = 0
 
     @property
     def stream_cycles(self):
@@ -421,15 +438,25 @@ def _plan_ger(f, c: _Context) -> KernelPlan:
         Check(f.ldw >= k_loc, ErrorCause.BAD_SHAPE, "ldw must be >= ceil(cols / nr)"),
         c.mema(f.w, (m_loc - 1) * f.ldw + k_loc, "w"),
         c.mema(f.mom, c.select(f.use_mom, (m_loc - 1) * f.ldw + k_loc, 0), "mom"),
-        c.memb(f.u, m_loc, "u"), c.memb(f.v, k_loc, "v"),
+        c.memb(f.u, select(f.load, 0, m_loc), "u"), c.memb(f.v, k_loc, "v"),
+        Check(select(f.load, plain, 1), ErrorCause.ILLEGAL_FIELD,
+              "load needs use_wd = use_mom = 0"),
+        Check(select(f.load, (f.spad & (nr - 1)) == 0, 1), ErrorCause.BAD_SHAPE,
+              "spad must be a multiple of nr"),
+        c.spad(f.spad, select(f.load, m_loc * nr, 0), "spad"),
     ]
-    segments = [Segment("update", top=m_loc,
+    # With load the first rows of u are loaded first (a segment of no cycles without it,
+    # which the sequencer skips), then each row's first cycle loads the row lead rows ahead.
+    lead = ger_load_lead(c.cfg)
+    segments = [Segment("load", inner=select(f.load, lead, 0)),
+                Segment("update", top=m_loc,
                         outer=select(streams, k_loc,
                                      select(plain, cdiv(k_loc, run), cdiv(k_loc, lanes))),
                         middle=select(streams, 1, select(plain, 2, steps)),
                         inner=select(streams, 1, select(plain, run, lanes)))]
     return KernelPlan(segments, checks, {"m_loc": m_loc, "k_loc": k_loc, "steps": steps,
-                                         "streams": streams, "banked": banked})
+                                         "streams": streams, "banked": banked, "lead": lead},
+                      skip_first=select(f.load, 0, 1))
 
 
 def cpass_fits(cfg) -> bool:

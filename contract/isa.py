@@ -254,6 +254,10 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
         _f("mu", 4, "sreg", "scalar register: momentum (used if use_mom)"),
         _f("use_wd", 1, "flag", "g += wd * W"),
         _f("use_mom", 1, "flag", "m = g + mu * m; step with m"),
+        _f("load", 1, "flag", "u (rows words from spad, the words LDV with layout ROWREP would "
+           "load) goes from the SPAD into accumulator slots beside the update, not into MemB "
+           "(u unused); needs use_wd = use_mom = 0; waits for the ring engine as LDV does"),
+        _f("spad", 24, "spad", "first element of u in the SPAD (with load; multiple of nr)"),
     ),
     Opcode.CPASS: (
         _f("w", 16, "mema", "W (2D round-robin, rows x cols), updated in place"),

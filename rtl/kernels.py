@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Mux
 
-from caterpillar.contract.geometry import cpass_fill_cycles, cpass_fits, ger_issue_run, log2
+from caterpillar.contract.geometry import (
+    GER_U_SLOTS,
+    cpass_fill_cycles,
+    cpass_fits,
+    ger_issue_run,
+    log2,
+)
 from caterpillar.contract.isa import Layout, Opcode, VecOp
 from caterpillar.golden.numerics import exp_constants, from_float
 from caterpillar.rtl.microop import (
@@ -171,10 +177,30 @@ def _gemv(e: Emitter, transposed: bool):
 _G, _LW, _WD, _MOM, _UPD, _MST, _ACC, _IDLE, _WDM, _MOMW, _UPDM = range(11)
 
 
+def _ger_load_u(e: Emitter, row):
+    """With load: u's SPAD row ``row`` (if u has it) into accumulator slot ``row mod
+    GER_U_SLOTS`` of every PE, as LDV with layout ROWREP would load it into MemB."""
+    f = e.f
+    with e.m.If(row < e.v["m_loc"]):
+        e.xfer(store=0, col_bus=0, spad_row=(f.spad >> e.shift) + row,
+               lanes=e.lanes_below(row << e.shift, f.rows), target=Select.ALL, sel=0,
+               kind=XferKind.ACC, addr=row[:log2(GER_U_SLOTS)])
+
+
 def _ger(e: Emitter):
+    m = e.m
+    with m.If(e.seg == 0):
+        _ger_load_u(e, e.i["inner"])
+    with m.If(e.seg == 1):
+        _ger_update(e)
+
+
+def _ger_update(e: Emitter):
     f, m, cfg = e.f, e.m, e.cfg
     lanes, run = cfg.chain_lanes, ger_issue_run(cfg)
     ii, jg, step, lane = e.i["top"], e.i["outer"], e.i["middle"], e.i["inner"]
+    with m.If(f.load & (jg == 0) & (step == 0) & (lane == 0)):
+        _ger_load_u(e, ii + e.v["lead"])
     plain = ~f.use_wd & ~f.use_mom
     jj = Mux(e.v["streams"], jg, Mux(plain, (jg << log2(run)) | lane, (jg << log2(lanes)) | lane))
     # Map the step counter onto the step kinds present for this instruction's flags.
@@ -208,8 +234,10 @@ def _ger(e: Emitter):
             e.uop(**where, fu=FuOp.MOVE, a=ASrc.ACC, acc_op=lane, dst=Dst.MEMA,
                   mema=mom_addr)
         with m.Case(_ACC):
-            e.uop(**where, fu=FuOp.MAC, c=CSrc.MEMA, a=ASrc.MEMB0, b=BSrc.MEMB1,
-                  memb_rd=f.u + ii, memb_rd2=f.v + jj, dst=Dst.MEMA, mema=w_addr)
+            # With load, u's word is in its accumulator slot (read at t + 1, as MemB's).
+            e.uop(**where, fu=FuOp.MAC, c=CSrc.MEMA, a=Mux(f.load, ASrc.ACC, ASrc.MEMB0),
+                  acc_op=ii[:log2(GER_U_SLOTS)], b=BSrc.MEMB1, memb_rd=f.u + ii,
+                  memb_rd2=f.v + jj, dst=Dst.MEMA, mema=w_addr)
         with m.Case(_WDM):
             e.uop(**where, fu=FuOp.MAC, c=CSrc.ACC, acc_rd=lane, a=ASrc.SCALAR,
                   scalar=e.v["wd"], b=BSrc.MEMA, mema=w_addr, dst=Dst.ACC, acc_wr=lane)

@@ -129,6 +129,13 @@ class Sequencer(wiring.Component):
         m.submodules.gemm = gemm = GemmEngine(cfg)
         m.d.comb += [gemm.f.eq(instr.args.gemm), self.ring.fields.eq(instr.args.ring)]
         bounds, last, n_segments = self._loop_bounds(m, op, plans, seg, loops)
+        # A plan whose first segment has no cycles starts at its second.
+        skip_first = Signal()
+        with m.Switch(op):
+            for opcode, (_, plan) in plans.items():
+                if not isinstance(plan.skip_first, int) or plan.skip_first:
+                    with m.Case(opcode):
+                        m.d.comb += skip_first.eq(plan.skip_first)
 
         # Unset operands read nothing: a = -0, b = 1, c = -0 claim no memory port.
         uop_next = Signal(compute_layout(cfg), init={
@@ -197,7 +204,7 @@ class Sequencer(wiring.Component):
                 # the engine and its queue are idle; a RING waits for room in the queue.
                 ring_waits = Mux(op == Opcode.RING, self.ring.full, self.ring.busy & ring_ordered)
                 with m.If(~ring_waits):
-                    m.d.sync += [seg.eq(0), *[loop.eq(0) for loop in loops.values()]]
+                    m.d.sync += [seg.eq(skip_first), *[loop.eq(0) for loop in loops.values()]]
                     with m.If(~legal):
                         fail(ErrorCause.ILLEGAL_OPCODE)
                     with m.Elif(op == Opcode.HALT):

@@ -143,11 +143,11 @@ def gemvt_case(cfg, rows, cols, rng, *, specials=0.0, load=False) -> KernelCase:
 
 
 def ger_case(cfg, rows, cols, rng, *, use_wd=False, use_mom=False, specials=0.0, ldw_pad=0,
-             mom_pad=0):
+             mom_pad=0, load=False):
     """The rank-1 update: ``W += u v^T`` (one MAC per weight), or with weight decay and/or
     momentum ``W += alpha g`` (:func:`~caterpillar.golden.kernels.ger`); ``W``'s rows
     ``ceil(cols / nr) + ldw_pad`` words apart in MemA, the momentum ``mom_pad`` words after
-    ``W``'s tile."""
+    ``W``'s tile; with ``load`` u is loaded from the SPAD by the ``ger`` itself."""
     nr, fmt, acc = cfg.nr, cfg.operand, cfg.acc
     w = random_values((rows, cols), fmt, rng, specials=specials)
     mom = random_values((rows, cols), fmt, rng, specials=specials)
@@ -169,13 +169,14 @@ def ger_case(cfg, rows, cols, rng, *, use_wd=False, use_mom=False, specials=0.0,
     program = [
         encode(Opcode.LDA, spad=0, mema=0, rows=rows, cols=cols, lds=lds, ldm=ldw),
         *load_mom,
-        encode(Opcode.LDV, spad=spad_u, memb=u_diag, len=rows, layout=Layout.DIAG),
+        *([] if load else [
+            encode(Opcode.LDV, spad=spad_u, memb=u_diag, len=rows, layout=Layout.DIAG),
+            encode(Opcode.BCAST, dst=u_rep, src=u_diag, len=rows, layout=Layout.ROWREP)]),
         encode(Opcode.LDV, spad=spad_v, memb=v_diag, len=cols, layout=Layout.DIAG),
-        encode(Opcode.BCAST, dst=u_rep, src=u_diag, len=rows, layout=Layout.ROWREP),
         encode(Opcode.BCAST, dst=v_rep, src=v_diag, len=cols, layout=Layout.COLREP),
-        encode(Opcode.GER, w=0, u=u_rep, v=v_rep, mom=tile if use_mom else 0, rows=rows,
-               cols=cols, ldw=ldw, alpha=1, wd=2, mu=3, use_wd=int(use_wd),
-               use_mom=int(use_mom)),
+        encode(Opcode.GER, w=0, u=0 if load else u_rep, v=v_rep, mom=tile if use_mom else 0,
+               rows=rows, cols=cols, ldw=ldw, alpha=1, wd=2, mu=3, use_wd=int(use_wd),
+               use_mom=int(use_mom), load=int(load), spad=spad_u if load else 0),
         encode(Opcode.STA, spad=spad_out, mema=0, rows=rows, cols=cols, lds=lds, ldm=ldw),
         *store_mom,
         encode(Opcode.HALT),
@@ -193,7 +194,8 @@ def ger_case(cfg, rows, cols, rng, *, use_wd=False, use_mom=False, specials=0.0,
         outputs.append((spad_out + rows * lds, (rows, lds)))
         expected.append(_padded(new_mom, lds).reshape(rows, lds))
         spad[spad_m] = _padded(mom, lds)
-    return KernelCase(f"ger {rows}x{cols} wd={use_wd} mom={use_mom}", program, spad,
+    return KernelCase(f"ger {rows}x{cols} wd={use_wd} mom={use_mom}" + " (load)" * load,
+                      program, spad,
                       {1: alpha, 2: wd, 3: mu}, outputs, expected,
                       macs=rows * cols * (1 if plain else 2 + use_wd + use_mom))
 

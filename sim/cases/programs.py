@@ -114,9 +114,13 @@ def random_program(cfg, rng, length: int = 12) -> KernelCase:
                 continue
             w, mom = (int(s) * mema_slot for s in rng.choice(4, 2, replace=False))
             u, v = slots(2)
+            use_wd, use_mom = int(rng.integers(2)), int(rng.integers(2))
+            # The plain update may load u from the SPAD into accumulator slots itself.
+            load = int(not (use_wd or use_mom) and rng.integers(2))
             program.append(encode(Opcode.GER, w=w, u=u, v=v, mom=mom, rows=rows, cols=cols,
-                                  ldw=ldm, alpha=1, wd=2, mu=3,
-                                  use_wd=int(rng.integers(2)), use_mom=int(rng.integers(2))))
+                                  ldw=ldm, alpha=1, wd=2, mu=3, use_wd=use_wd, use_mom=use_mom,
+                                  load=load,
+                                  spad=load * (int(rng.integers(0, half // 2)) // nr * nr)))
         elif kind == "cpass":
             rows, cols, ldm = tile(mema_slot)
             lanes = cfg.acc_lanes

@@ -217,7 +217,7 @@ def _mbcp_layer_step(e, lay, graph, cfg, key, index):
             _input(e, lay, graph, index, g_b, slots, lay.a_rep, sample=s)
             e("delta", Opcode.BCAST, dst=lay.d_rep, src=deltas + s * loc(o), len=o,
               layout=Layout.ROWREP)
-            plain_ger(e, lay.w[index], lay.d_rep, lay.a_rep, o, i, loc(i))
+            plain_ger(e, cfg, lay.w[index], lay.d_rep, lay.a_rep, o, i, loc(i))
             sgd_bias_update(e, lay.b[index], deltas + s * loc(o), o, g_buf=None, mom=None,
                             use_wd=False)
     if not forward[index]:
@@ -229,11 +229,14 @@ def _mbcp_layer_step(e, lay, graph, cfg, key, index):
         _biased_output(e, lay, graph, index, g_f % slots, s, o)
 
 
-def plain_ger(e, w, u, v, rows, cols, ldw):
-    """``W += u v`` by one MAC per weight (``u`` carries the step)."""
-    e("update", Opcode.GER, rows * cols, w=w, u=u, v=v, mom=0, rows=rows, cols=cols, ldw=ldw,
-      alpha=SCALAR_REGS["neg_lr"], wd=SCALAR_REGS["wd"], mu=SCALAR_REGS["mu"], use_wd=0,
-      use_mom=0)
+def plain_ger(e, cfg, w, u, v, rows, cols, ldw, refill=0) -> bool:
+    """``W += u v`` by one MAC per weight (``u`` carries the step); an LDV of ``u`` just
+    before it is folded into it where that, with ``refill`` cycles to load what later
+    instructions read of ``u``, is faster (:meth:`Emitter.ger`: ``u`` then does not reach
+    MemB; returns whether it was)."""
+    return e.ger(cfg, "update", rows * cols, refill=refill, w=w, u=u, v=v, mom=0, rows=rows,
+                 cols=cols, ldw=ldw, alpha=SCALAR_REGS["neg_lr"], wd=SCALAR_REGS["wd"],
+                 mu=SCALAR_REGS["mu"], use_wd=0, use_mom=0)
 
 
 def _biased_output(e, lay, graph, index, slot, sample, o):

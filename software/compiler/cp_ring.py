@@ -46,7 +46,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from caterpillar.contract.isa import Layout, Opcode, VecOp
+from caterpillar.contract.geometry import word_cycles
+from caterpillar.contract.isa import Layout, Opcode, VecOp, encode
 from caterpillar.golden.collectives import ring_blocks
 from caterpillar.software.compiler import collectives as coll
 from caterpillar.software.compiler.cp import (
@@ -475,7 +476,15 @@ def _mbcp_step(e, lay, graph, cfg, core, segments, key):
         for s in range(batch):
             _input_block(e, lay, g_b, slots, lay.a_rep, sample=s)
             d_rep = delta(s)
-            plain_ger(e, lay.w, d_rep, lay.a_rep, o, lay.width, ldw)
+            # With the delta's LDV folded into the update, the bias, which reads its own
+            # block on the diagonal, loads only that from the SPAD (a broadcast delta, the
+            # output layer's, folds into nothing).
+            own = index < L - 1 and lay.owned and dict(
+                spad=lay.dbuf[index] + s * lay.ld_act[index] + lay.r_lo,
+                memb=d_rep + lay.r_lo // nr, len=lay.owned, layout=Layout.DIAG)
+            refill = word_cycles(encode(Opcode.LDV, **own), cfg) if own else 0
+            if plain_ger(e, cfg, lay.w, d_rep, lay.a_rep, o, lay.width, ldw, refill) and own:
+                e("transfer", Opcode.LDV, **own)
             if lay.owned:
                 sgd_bias_update(e, lay.b, d_rep + lay.r_lo // nr, lay.owned, g_buf=None,
                                 mom=None, use_wd=False)

@@ -165,6 +165,28 @@ class Emitter:
                 fields = loaded
         self(phase, op, macs, **fields)
 
+    def ger(self, cfg, phase, macs, *, refill=0, **fields) -> bool:
+        """Emit a GER. If it is plain (no weight decay or momentum), the instruction before it
+        is the LDV of its whole ``u`` into the row-replicated layout, and the load beside the
+        update (``load``) and ``refill`` (the cycles of whatever the caller must then load for
+        the readers of ``u`` after it) cost fewer cycles than the LDV, fold the LDV into it:
+        ``u`` then goes into accumulator slots and never reaches MemB. Returns whether it
+        folded."""
+        before = decode(self.words[-1]) if self.words else None
+        folds = (before is not None and before.op == Opcode.LDV and before.memb == fields["u"]
+                 and before.len == fields["rows"] and before.layout == Layout.ROWREP
+                 and not (fields["use_wd"] or fields["use_mom"]))
+        if folds:
+            loaded = {**fields, "load": 1, "spad": before.spad}
+            extra = word_cycles(encode(Opcode.GER, **loaded), cfg) - \
+                word_cycles(encode(Opcode.GER, **fields), cfg)
+            folds = extra + refill < word_cycles(self.words[-1], cfg)
+        if folds:
+            self.words.pop(), self.phases.pop(), self.macs.pop()
+            fields = loaded
+        self(phase, Opcode.GER, macs, **fields)
+        return folds
+
     def stv(self, cfg, phase, *, spad, memb, len, layout) -> None:  # noqa: A002
         """Emit an STV. If it stores all of the ``y`` of the GEMV just before it (diagonal),
         and the GEMV storing ``y`` itself (``store``) costs fewer cycles than the STV, fold

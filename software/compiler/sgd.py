@@ -461,10 +461,11 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
             if k:
                 ring({core: words[k:k + 1] for core, words in gather.items()})
             at = a // nr * ldw
-            e("update", Opcode.GER, (b - a) * width[index], w=w_addr[index] + at, u=u + a // nr,
-              v=x_rep[index], mom=m_addr[index] + at if use_mom else 0, rows=b - a,
-              cols=wcols[index], ldw=ldw, alpha=r["neg_lr"], wd=r["wd"], mu=r["mu"],
-              use_wd=int(use_wd), use_mom=int(use_mom))
+            # u (d_rep) is read by nothing after the update: its LDV may fold into the GER.
+            e.ger(cfg, "update", (b - a) * width[index], w=w_addr[index] + at, u=u + a // nr,
+                  v=x_rep[index], mom=m_addr[index] + at if use_mom else 0, rows=b - a,
+                  cols=wcols[index], ldw=ldw, alpha=r["neg_lr"], wd=r["wd"], mu=r["mu"],
+                  use_wd=int(use_wd), use_mom=int(use_mom))
         # The bias block's gradient: the own block of d (the whole d for the last layer).
         if folded[index] is None:
             grad = d_full if index == last else d_own[index]

@@ -347,7 +347,11 @@ def _ger(sim, f, plan, snapshot):
             addr = f.w + ii[:, None] * f.ldw + jj[None, :]
             mom_addr = f.mom + ii[:, None] * f.ldw + jj[None, :]
             w = sim.mema[r, c, addr]
-            u = sim.memb[r, c, f.u + ii]
+            if f.load:
+                # Through an accumulator slot: widened, then narrowed for the multiplier.
+                u = gk.narrow(gk.widen(sim.spad[f.spad + r + nr * ii], fmt, acc), fmt, acc)
+            else:
+                u = sim.memb[r, c, f.u + ii]
             v = sim.memb[r, c, f.v + jj]
             if not (f.use_wd or f.use_mom):
                 new_w, new_mom = gk.ger_accumulate(w, u, v, fmt, acc), None

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from caterpillar.contract.config import preset
-from caterpillar.contract.geometry import kernel_plan
+from caterpillar.contract.geometry import ger_load_lead, kernel_plan
 from caterpillar.contract.isa import ErrorCause, Layout, Opcode, VecOp, encode, unpack
 from caterpillar.sim.backends.amaranth import AmaranthDevice
 from caterpillar.sim.cases import kernels as kc
@@ -45,6 +45,10 @@ CASES = {
     "gemv-load-store": lambda cfg, rng: kc.gemv_case(cfg, 37, 5, rng, load=True, store=True),
     "ger": lambda cfg, rng: kc.ger_case(cfg, 5, 7, rng),
     "ger-wd-mom": lambda cfg, rng: kc.ger_case(cfg, 3, 5, rng, use_wd=True, use_mom=True),
+    # u loaded from the SPAD into slots beside the update: fewer rows per PE than the lead,
+    # more; a column per PE (a row per cycle) and more.
+    "ger-load": lambda cfg, rng: kc.ger_case(cfg, 5, 7, rng, specials=0.05, load=True),
+    "ger-load-rows": lambda cfg, rng: kc.ger_case(cfg, 37, 3, rng, load=True),
     "cpass": lambda cfg, rng: kc.cpass_case(cfg, 21, 13, rng, specials=0.05),
     "cpass-noprop": lambda cfg, rng: kc.cpass_case(cfg, 9, 7, rng, prop=False),
     "cpass-nofwd": lambda cfg, rng: kc.cpass_case(cfg, 3, 5, rng, fwd=False),
@@ -88,6 +92,22 @@ def test_gemv_load_on_other_latencies_and_formats(name, kernel, rng):
     when the stores read the sums' slots on ``write_back_latency``."""
     cfg = preset(name).replace(cores=1, spad_words=8192)
     check(cfg, CASES[kernel](cfg, rng))
+
+
+@pytest.mark.parametrize("name,ldw_pad", [("small", 0), ("paper-n1", 0), ("paper-n1", 2)])
+@pytest.mark.parametrize("rows,cols", [(37, 3), (9, 13)])
+def test_ger_load_on_other_latencies(name, ldw_pad, rows, cols, rng):
+    """A GER with ``load`` runs ``ger_load_lead`` cycles longer than one without, whether it
+    streams a weight per cycle or runs in runs of issues and idle cycles (``ldw_pad`` 2 on
+    paper-n1), a row per cycle (3 columns) or more; bit-exact, counters as the model's."""
+    cfg = preset(name).replace(cores=1, spad_words=8192)
+    case = kc.ger_case(cfg, rows, cols, rng, ldw_pad=ldw_pad, load=True, specials=0.05)
+    check(cfg, case)
+    word = next(w for w in case.program if unpack(w)[0] == Opcode.GER)
+    fields = unpack(word)[1]
+    loaded = kernel_plan(Opcode.GER, SimpleNamespace(**fields), cfg)
+    plain = kernel_plan(Opcode.GER, SimpleNamespace(**{**fields, "load": 0}), cfg)
+    assert loaded.stream_cycles == plain.stream_cycles + ger_load_lead(cfg)
 
 
 @pytest.mark.parametrize("name", ["tiny", "small", "paper-n1"])

@@ -56,6 +56,19 @@ def test_four_core_training_steps_are_bit_exact(device, case, algorithm, rng):
 
 @requires_verilator
 @pytest.mark.slow
+def test_dfa_updates_load_the_gathered_delta_on_the_rtl(device, rng):
+    """DFA on one sample without momentum: the update of the layer whose delta the ring
+    gathered loads it from the SPAD into accumulator slots (a ``ger`` with ``load``, the
+    ``ldv`` before it folded), on every core; bit-exact, cycles as the model's."""
+    hw, run = train_and_compare(CFG, (10, 9, 8, 6), "dfa1", 1, "softmax_ce", 0.0, 0.0,
+                                steps=STEPS, device=device, rng=rng)
+    assert run.cycles == hw.predicted
+    for core in hw.compiled.cores.values():
+        assert any(x.op == Opcode.GER and x.load for x in instructions(core))
+
+
+@requires_verilator
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm, momentum", [("sgd", 0.9), ("dfa1", 0.0)])
 def test_an_update_split_between_the_gather_steps_on_the_rtl(device, algorithm, momentum, rng):
     # The output layer's update in three pieces, one under each posted step of d1's gather.

@@ -123,6 +123,27 @@ def test_emitter_folds_an_input_load_into_gemv_where_it_pays():
     assert [(decode(w).op, decode(w).load) for w in e.words] == [(Opcode.GEMVT, 1)]
 
 
+def test_emitter_folds_a_delta_load_into_a_plain_ger():
+    cfg = preset("small")
+    ldv = dict(spad=64, memb=40, len=20, layout=Layout.ROWREP)
+    ger = dict(w=0, u=40, v=0, mom=100, rows=20, cols=256, ldw=64, alpha=1, wd=2, mu=3)
+    # 5 SPAD rows: the LDV's 9 cycles (and its check) against ger_load_lead's 3.
+    e = Emitter()
+    e("transfer", Opcode.LDV, **ldv)
+    assert e.ger(cfg, "update", 20 * 256, use_wd=0, use_mom=0, **ger)
+    assert e.words == [encode(Opcode.GER, use_wd=0, use_mom=0, load=1, spad=64, **ger)]
+    assert e.phases == ["update"] and e.macs == [20 * 256]
+    # With weight decay or momentum (slots taken), or not all of u in its layout: kept apart.
+    for change in (dict(use_wd=1), dict(use_mom=1), dict(memb=44), dict(len=16),
+                   dict(layout=Layout.COLREP)):
+        flags = {k: change.pop(k, 0) for k in ("use_wd", "use_mom")}
+        e = Emitter()
+        e("transfer", Opcode.LDV, **{**ldv, **change})
+        assert not e.ger(cfg, "update", 20 * 256, **flags, **ger)
+        assert [(decode(w).op, getattr(decode(w), "load", 0)) for w in e.words] == \
+            [(Opcode.LDV, 0), (Opcode.GER, 0)], (change, flags)
+
+
 def test_emitter_folds_a_store_of_y_into_gemv_where_it_pays():
     cfg = preset("small")
     gemv = dict(y=200, x=0, w=0, psum=100, cols=256, ldw=64)
