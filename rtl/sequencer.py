@@ -48,7 +48,8 @@ class Sequencer(wiring.Component):
     micro-ops, its drain (:func:`~caterpillar.contract.geometry.drain_cycles`:
     ``cfg.write_back_latency`` cycles, three after a transfer kernel), so that the next
     instruction sees every result; the next instruction is decoded in the cycle this one
-    retires. ``nop``, ``sync`` and ``sets`` retire in their check and leave the next
+    retires; a plan may skip its first segment (``skip_first``: it has no cycles then).
+    ``nop``, ``sync`` and ``sets`` retire in their check and leave the next
     instruction's decode to a cycle of its own. ``halt`` sets ``done``. A failed check, an
     illegal opcode, running past IMEM, a ``hazard`` from the array or a refused host access
     stops the core with ``error``, ``cause`` and ``error_pc`` until ``clear``. Micro-ops leave
@@ -56,8 +57,9 @@ class Sequencer(wiring.Component):
     produced it. A ``RING`` is posted: it hands its fields to the ring engine in its check cycle
     (the engine starts it or queues it) and retires there (a cycle of decode follows, as for
     ``nop``); the instructions after it run while the engine moves the data, except those of
-    :data:`~caterpillar.contract.geometry.RING_ORDERED_OPCODES` (and a ``gemv`` or ``gemvt``
-    with ``load`` or ``store``, :func:`~caterpillar.contract.geometry.ring_ordered`): a
+    :data:`~caterpillar.contract.geometry.RING_ORDERED_OPCODES` (and a ``gemv``, ``gemvt``
+    or ``ger`` with ``load``, a ``gemv`` with ``store``,
+    :func:`~caterpillar.contract.geometry.ring_ordered`): a
     ``RING`` waits in its check while the engine's queue is ``full``, the others while the
     engine is ``busy`` (so one right after the last ``RING`` checks in the cycle after the
     engine's ``finished``).
