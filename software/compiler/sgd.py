@@ -247,13 +247,16 @@ def sgd_bias_update(e, bias, grad, count, *, g_buf, mom, use_wd):
 
 def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
                           first_rows: bool = False, interleave: bool = False,
-                          bias_columns=None, piped: bool = True) -> CoreProgram:
+                          bias_columns=None, piped: bool = True,
+                          load_gathered: bool = False) -> CoreProgram:
     """Core ``segment[position]``'s SGD step on the ring (see the module docstring); with
     ``first_rows`` the first layer is split by rows (``blocks[0]``), on the whole sample; with
     ``interleave`` each layer's update is split by rows between the steps of the all-gather
     it runs under; ``bias_columns`` (:func:`~.program.bias_columns`): per layer, the position
     of the core that holds the bias as a column of its ``W`` block, or ``None``; ``piped``:
-    use the piped collectives where they fit."""
+    use the piped collectives where they fit; ``load_gathered`` (``dfa`` without
+    ``interleave``): every gathered delta in a SPAD buffer of its own, loaded by its update
+    after the updates that touch no SPAD."""
     nr = cfg.nr
     opt = graph.optimizer
     use_mom, use_wd = opt.momentum > 0, opt.weight_decay > 0
@@ -363,6 +366,12 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
     t_spad = spad.alloc("target", ceil_to(classes, nr))
     logits_spad = spad.alloc("logits", ceil_to(classes, nr))
     vbuf = spad.alloc("ring vector", ceil_to(widest, nr))
+    # dfa: the deltas of the layers below the top split by columns are all-gathered, each into
+    # a buffer of its own, where the updates load them after the updates that need no SPAD.
+    gathered = [load_gathered and bool(f_addr) and not interleave and index < last
+                and rows[index] == o for index, (o, i) in enumerate(layers)]
+    dbuf = [spad.alloc(f"d{index} (gathered)", ceil_to(layers[index][0], nr))
+            if gathered[index] else None for index in range(len(layers))]
     staging, staging_words = alloc_staging(spad, tensors, nr)
     spad.check("use a config with more spad_words")
 
@@ -428,7 +437,53 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
         e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=d_own[index - 1],
           x=h[index - 1], y=z_buf, len=n, alpha=0)
 
-    for index in reversed(range(len(layers))):
+    def update(index, u):
+        """Layer ``index``'s whole update with the replicated delta ``u``, and its bias's."""
+        e.ger(cfg, "update", rows[index] * width[index], w=w_addr[index], u=u, v=x_rep[index],
+              mom=m_addr[index] if use_mom else 0, rows=rows[index], cols=wcols[index],
+              ldw=loc(wcols[index]), alpha=r["neg_lr"], wd=r["wd"], mu=r["mu"],
+              use_wd=int(use_wd), use_mom=int(use_mom))
+        if folded[index] is None:
+            grad = d_full if index == last else d_own[index]
+            sgd_bias_update(e, b_addr[index], grad, owned[index], g_buf=g_buf,
+                             mom=bm_addr[index] if use_mom else None, use_wd=use_wd)
+
+    def gather_delta(index):
+        """Post the all-gather of layer ``index``'s delta into ``dbuf[index]``."""
+        o = layers[index][0]
+        e("transfer", Opcode.STV, spad=dbuf[index] + own_at[index], memb=d_own[index],
+          len=owned[index], layout=Layout.DIAG)
+        collective = coll.piped_all_gather if piped_layer[index] else coll.all_gather
+        ring(collective(segment, dbuf[index], o, nr))
+
+    if any(gathered):
+        # dfa: the deltas below come from the output's. The first gather runs under the other
+        # deltas and the output layer's update, the later ones (each STV waits for the gather
+        # before it) under the updates of layers split by rows; then the others load their
+        # gathered delta themselves (a ger with load waits for the ring engine, as any SPAD
+        # user does).
+        below = list(range(last - 1, -1, -1))
+        delta_below(last)
+        if gathered[last - 1]:
+            gather_delta(last - 1)
+        for index in below[1:]:
+            delta_below(index + 1)
+        update(last, dout_rep)
+        for index in below[1:]:
+            if gathered[index]:
+                gather_delta(index)
+        for index in below:
+            if not gathered[index]:
+                e("delta", Opcode.BCAST, dst=d_rep, src=d_own[index], len=rows[index],
+                  layout=Layout.ROWREP)
+                update(index, d_rep)
+        for index in below:
+            if gathered[index]:
+                e("transfer", Opcode.LDV, spad=dbuf[index], memb=d_rep, len=layers[index][0],
+                  layout=Layout.ROWREP)
+                update(index, d_rep)
+    # Every other step (sgd; dfa without load_gathered): layer by layer, from the top.
+    for index in [] if any(gathered) else reversed(range(len(layers))):
         o, i = layers[index]
         n = width[index]
         u = dout_rep if f_addr and index == last else d_rep

@@ -164,16 +164,19 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
         # that fit IMEM (the first on a tie: piped, then unsplit, have fewer instructions).
         folds = bias_columns(graph, cfg, segments, blocks)
 
-        def sgd(piped, interleave):
+        def sgd(piped, interleave, load_gathered=False):
             programs = {k: sgd_ring_core_program(graph, cfg, segments[0], p, blocks,
                                                  first_rows=splits[0] == "rows",
                                                  interleave=interleave, bias_columns=folds,
-                                                 piped=piped)
+                                                 piped=piped, load_gathered=load_gathered)
                         for p, k in enumerate(segments[0])}
             return Compiled(graph, cfg, segments, programs, sources, blocks)
 
+        # dfa: also every gathered delta loaded by its update, after those that need no SPAD.
         compiled = _fastest([lambda p=piped, i=interleave: sgd(p, i)
-                             for piped in (True, False) for interleave in (False, True)], cfg)
+                             for piped in (True, False) for interleave in (False, True)]
+                            + [lambda p=piped: sgd(p, False, True) for piped in (True, False)
+                               if graph.algorithm == "dfa"], cfg)
     else:
         cores = {k: mbgd_ring_core_program(graph, cfg, k, segments, blocks, splits)
                  for k in range(cfg.cores)}

@@ -56,15 +56,22 @@ def test_four_core_training_steps_are_bit_exact(device, case, algorithm, rng):
 
 @requires_verilator
 @pytest.mark.slow
-def test_dfa_updates_load_the_gathered_delta_on_the_rtl(device, rng):
-    """DFA on one sample without momentum: the update of the layer whose delta the ring
+@pytest.mark.parametrize("sizes, load_gathered", [((10, 9, 8, 6), False),
+                                                  ((10, 16, 12, 8, 6), True)])
+def test_dfa_updates_load_the_gathered_delta_on_the_rtl(device, sizes, load_gathered, rng):
+    """DFA on one sample without momentum: the update of a layer whose delta the ring
     gathered loads it from the SPAD into accumulator slots (a ``ger`` with ``load``, the
-    ``ldv`` before it folded), on every core; bit-exact, cycles as the model's."""
-    hw, run = train_and_compare(CFG, (10, 9, 8, 6), "dfa1", 1, "softmax_ce", 0.0, 0.0,
-                                steps=STEPS, device=device, rng=rng)
+    ``ldv`` before it folded), on every core; with ``load_gathered`` every gathered delta in
+    a buffer of its own, all gathers posted before the updates that load them. Bit-exact,
+    cycles as the model's."""
+    hw, run = train_and_compare(
+        CFG, sizes, "dfa1", 1, "softmax_ce", 0.0, 0.0, steps=STEPS, device=device, rng=rng,
+        compile=lambda graph, cfg, _: ring_compiled(graph, cfg, False, piped=True,
+                                                    load_gathered=load_gathered))
     assert run.cycles == hw.predicted
     for core in hw.compiled.cores.values():
-        assert any(x.op == Opcode.GER and x.load for x in instructions(core))
+        loads = [x for x in instructions(core) if x.op == Opcode.GER and x.load]
+        assert len(loads) == (2 if load_gathered else 1)
 
 
 @requires_verilator

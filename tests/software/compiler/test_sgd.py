@@ -207,7 +207,8 @@ def test_the_spad_stages_parameters_in_what_it_has_left():
             for words in (132, 200, 400)] == [80, 148, 280]
 
 
-def ring_programs(graph, cfg, first_rows=None, interleave=False, piped=False):
+def ring_programs(graph, cfg, first_rows=None, interleave=False, piped=False,
+                  load_gathered=False):
     """The programs of every core, the first layer split as the compiler splits it (or by
     rows if ``first_rows``, by columns if not); bucket collectives unless ``piped``."""
     segment = tuple(range(cfg.cores))
@@ -219,13 +220,14 @@ def ring_programs(graph, cfg, first_rows=None, interleave=False, piped=False):
     return blocks, [sgd_ring_core_program(graph, cfg, segment, p, blocks,
                                           first_rows=splits[0] == "rows",
                                           interleave=interleave, bias_columns=folds,
-                                          piped=piped)
+                                          piped=piped, load_gathered=load_gathered)
                     for p in range(cfg.cores)]
 
 
-def ring_compiled(graph, cfg, interleave, piped=False):
+def ring_compiled(graph, cfg, interleave, piped=False, load_gathered=False):
     """The whole ring's step with the update split between the gather steps or not."""
-    blocks, programs = ring_programs(graph, cfg, interleave=interleave, piped=piped)
+    blocks, programs = ring_programs(graph, cfg, interleave=interleave, piped=piped,
+                                     load_gathered=load_gathered)
     segment = tuple(range(cfg.cores))
     return Compiled(graph, cfg, [segment] * len(graph.layers), dict(enumerate(programs)),
                     link_sources([segment], cfg.cores), blocks)
@@ -391,6 +393,37 @@ def test_piped_collectives_run_each_sum_and_gather_in_one_ring_per_core(algorith
             gather = next(pc for pc, x in enumerate(ops)
                           if x.op == Opcode.RING and x.fwd and x.slen and not x.add)
             assert len(backs) == 3 and backs[0] < gather < backs[1] < backs[2] < gers[0]
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("piped", [True, False], ids=["piped", "bucket"])
+def test_dfa_updates_that_load_their_gathered_delta_are_bit_identical(piped, momentum, rng):
+    # Four cores, three hidden layers (layer 0 by rows, layers 1 and 2 gathered): every
+    # gather is posted before any update that touches the SPAD, each into a buffer of its
+    # own; the output layer's and layer 0's updates run under them, then layers 2 and 1 load
+    # their deltas (a ger with load; with momentum an LDV, the ger reading MemB). Bit-exact
+    # against golden on the ring's instruction-level simulator, and faster.
+    cfg = TINY.replace(cores=4)
+    sizes = (10, 16, 12, 8, 6)
+    compile = lambda g, c, s: ring_compiled(g, c, False, piped=piped,  # noqa: E731
+                                            load_gathered=True)
+    hw, run = train_and_compare(cfg, sizes, "dfa1", 1, "mse", momentum, 0.0, steps=3,
+                                device=RingIsaDevice(cfg), rng=rng, compile=compile)
+    for core in hw.compiled.cores.values():
+        ops = instructions(core)
+        last_ring = max(pc for pc, x in enumerate(ops) if x.op == Opcode.RING)
+        gers = [(pc, x) for pc, x in enumerate(ops) if x.op == Opcode.GER]
+        # The output layer, layer 0's block of rows, then layers 2 and 1.
+        assert [x.rows for _, x in gers] == [6, 16 // 4, 8, 12]
+        # The output layer's update runs under the first gather, layer 0's under the second
+        # (posted after it); layers 2 and 1 then load their deltas.
+        assert [pc < last_ring for pc, _ in gers] == [True, False, False, False]
+        assert [bool(x.load) for _, x in gers] == [False, False] + [momentum == 0] * 2
+    plain = ring_compiled(hw.compiled.graph, cfg, False, piped=piped)
+    if momentum == 0:
+        assert hw.compiled.step_cycles < plain.step_cycles
+    else:
+        assert hw.compiled.step_cycles <= plain.step_cycles
 
 
 def test_one_core_compiles_to_the_one_core_program():
