@@ -11,7 +11,7 @@ import pytest
 
 from caterpillar.contract.config import preset
 from caterpillar.contract.geometry import kernel_plan
-from caterpillar.contract.isa import Opcode, VecOp, decode, unpack
+from caterpillar.contract.isa import Layout, Opcode, VecOp, decode, unpack
 from caterpillar.software.compiler.collectives import link_sources, piped_permutation
 from caterpillar.software.compiler.program import (
     SCALAR_REGS,
@@ -424,6 +424,23 @@ def test_dfa_updates_that_load_their_gathered_delta_are_bit_identical(piped, mom
         assert hw.compiled.step_cycles < plain.step_cycles
     else:
         assert hw.compiled.step_cycles <= plain.step_cycles
+
+
+def test_n1_dfa_keeps_the_variant_whose_updates_load_their_gathered_deltas():
+    # On the paper's 32 cores the gathers cost more than layer 0's update hides under them:
+    # the compiler keeps the variant with every gathered delta in its own buffer, and no LDV
+    # of a gathered delta is left on any core.
+    cfg = preset("paper-n1")
+    graph = TrainingGraph((784, 500, 500, 500, 10), algorithm="dfa",
+                          optimizer=Optimizer(lr=0.05, momentum=0.0))
+    best = compile_training(graph, cfg)
+    loaded = ring_compiled(graph, cfg, False, piped=True, load_gathered=True)
+    assert best.step_cycles == loaded.step_cycles < ring_compiled(graph, cfg, False,
+                                                                  piped=True).step_cycles
+    for core in best.cores.values():
+        ops = instructions(core)
+        assert sum(x.op == Opcode.GER and x.load for x in ops) == 2
+        assert not any(x.op == Opcode.LDV and x.layout == Layout.ROWREP for x in ops)
 
 
 def test_one_core_compiles_to_the_one_core_program():
