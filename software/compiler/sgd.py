@@ -27,7 +27,10 @@ same way where that saves cycles.
 ``dfa`` (batch 1) is the same step with each hidden layer's ``W^T d`` replaced by ``F_l^T
 d_out``: the feedback matrix in MemA (on a ring, the core's columns of it, those of the layer
 above's ``W``) and the output delta broadcast once; on a ring every hidden delta block is
-formed right after the top one's gather is posted, while it moves.
+formed right after the top one's gather is posted, while it moves. With ``load_gathered``
+every gathered delta has a SPAD buffer of its own and every gather is posted before the
+updates that load their delta from there (a ``ger`` with ``load``); the output layer's update
+and those of layers split by rows, which touch no SPAD, run under the gathers.
 
 Both emit the arithmetic in the order :mod:`caterpillar.golden.trainer` documents.
 """
