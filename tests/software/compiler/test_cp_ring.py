@@ -160,13 +160,15 @@ def test_layers_that_are_not_neighbours_share_a_segment_when_nothing_else_fits(r
 
 def test_n3_trains_with_cp_on_paper_n3():
     """N3 on paper-n3 (8 cores of 16 x 16): no placement of neighbours fits MemA (layer 1's
-    5 million weights need 4 of the 8 cores); layers 0, 1, 4 and 5 on cores 0-4 and 2 and 3
-    on cores 5-7 do, and the step's bound on them is 94 %."""
+    5 million weights need 4 of the 8 cores); layers 0, 1, 4 and 5 on cores 0-4, layer 2 on
+    cores 5 and 6 and layer 3 on core 7 do (the fastest of the grouped placements since the
+    loss runs after the relays the ring engine queues), and the step's bound on them is
+    94 %."""
     g = graph((784, 2500, 2000, 1500, 1000, 500, 10))
     cfg = preset("paper-n3")
     chosen = compile_training(g, cfg)
-    a, b = tuple(range(5)), (5, 6, 7)
-    assert chosen.segments == [a, a, b, b, a, a]
+    a = tuple(range(5))
+    assert chosen.segments == [a, a, (5, 6), (7,), a, a]
     report = cp_pipeline_report(chosen)
     bound = report["placement_bound"]
     assert bound["placement"] > 0.94
