@@ -146,6 +146,23 @@ class Emitter:
         self.phases.append(phase)
         self.macs.append(macs)
 
+    def _fold_ldv(self, cfg, op, fields, vector, length, layout, refill=0) -> dict | None:
+        """The fields of ``op`` loading its input itself (``load``), with the LDV before it
+        dropped, if that LDV loads all of it (``length`` words into ``vector`` in
+        ``layout``) and the load beside the kernel plus ``refill`` (cycles the caller must
+        spend loading it for later readers instead) costs fewer cycles than the LDV; else
+        ``None`` and nothing changes."""
+        before = decode(self.words[-1]) if self.words else None
+        if (before is None or before.op != Opcode.LDV or before.memb != vector
+                or before.len != length or before.layout != layout):
+            return None
+        loaded = {**fields, "load": 1, "spad": before.spad}
+        extra = word_cycles(encode(op, **loaded), cfg) - word_cycles(encode(op, **fields), cfg)
+        if extra + refill >= word_cycles(self.words[-1], cfg):
+            return None
+        self.words.pop(), self.phases.pop(), self.macs.pop()
+        return loaded
+
     def gemv(self, cfg, phase, op, macs, **fields) -> None:
         """Emit a GEMV or GEMVT. If the instruction before it is the LDV of its whole input
         into the replicated layout it reads, and the load beside its MACs (``load``) costs
@@ -154,15 +171,7 @@ class Emitter:
         vector, length = (fields["d"], fields["rows"]) if transposed else \
             (fields["x"], fields["cols"])
         layout = Layout.ROWREP if transposed else Layout.COLREP
-        before = decode(self.words[-1]) if self.words else None
-        if (before is not None and before.op == Opcode.LDV and before.memb == vector
-                and before.len == length and before.layout == layout):
-            loaded = {**fields, "load": 1, "spad": before.spad}
-            extra = word_cycles(encode(op, **loaded), cfg) - word_cycles(encode(op, **fields),
-                                                                         cfg)
-            if extra < word_cycles(self.words[-1], cfg):
-                self.words.pop(), self.phases.pop(), self.macs.pop()
-                fields = loaded
+        fields = self._fold_ldv(cfg, op, fields, vector, length, layout) or fields
         self(phase, op, macs, **fields)
 
     def ger(self, cfg, phase, macs, *, refill=0, **fields) -> bool:
@@ -172,20 +181,12 @@ class Emitter:
         the readers of ``u`` after it) cost fewer cycles than the LDV, fold the LDV into it:
         ``u`` then goes into accumulator slots and never reaches MemB. Returns whether it
         folded."""
-        before = decode(self.words[-1]) if self.words else None
-        folds = (before is not None and before.op == Opcode.LDV and before.memb == fields["u"]
-                 and before.len == fields["rows"] and before.layout == Layout.ROWREP
-                 and not (fields["use_wd"] or fields["use_mom"]))
-        if folds:
-            loaded = {**fields, "load": 1, "spad": before.spad}
-            extra = word_cycles(encode(Opcode.GER, **loaded), cfg) - \
-                word_cycles(encode(Opcode.GER, **fields), cfg)
-            folds = extra + refill < word_cycles(self.words[-1], cfg)
-        if folds:
-            self.words.pop(), self.phases.pop(), self.macs.pop()
-            fields = loaded
-        self(phase, Opcode.GER, macs, **fields)
-        return folds
+        loaded = None
+        if not (fields["use_wd"] or fields["use_mom"]):
+            loaded = self._fold_ldv(cfg, Opcode.GER, fields, fields["u"], fields["rows"],
+                                    Layout.ROWREP, refill)
+        self(phase, Opcode.GER, macs, **(loaded or fields))
+        return loaded is not None
 
     def stv(self, cfg, phase, *, spad, memb, len, layout) -> None:  # noqa: A002
         """Emit an STV. If it stores all of the ``y`` of the GEMV just before it (diagonal),
