@@ -440,16 +440,27 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
         e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=d_own[index - 1],
           x=h[index - 1], y=z_buf, len=n, alpha=0)
 
-    def update(index, u):
-        """Layer ``index``'s whole update with the replicated delta ``u``, and its bias's."""
-        e.ger(cfg, "update", rows[index] * width[index], w=w_addr[index], u=u, v=x_rep[index],
-              mom=m_addr[index] if use_mom else 0, rows=rows[index], cols=wcols[index],
-              ldw=loc(wcols[index]), alpha=r["neg_lr"], wd=r["wd"], mu=r["mu"],
+    def update_rows(index, u, a, b):
+        """Rows ``a`` to ``b`` of layer ``index``'s update with the replicated delta ``u``
+        (its LDV, just before, may fold into the GER: nothing reads ``u`` after it)."""
+        ldw = loc(wcols[index])
+        at = a // nr * ldw
+        e.ger(cfg, "update", (b - a) * width[index], w=w_addr[index] + at, u=u + a // nr,
+              v=x_rep[index], mom=m_addr[index] + at if use_mom else 0, rows=b - a,
+              cols=wcols[index], ldw=ldw, alpha=r["neg_lr"], wd=r["wd"], mu=r["mu"],
               use_wd=int(use_wd), use_mom=int(use_mom))
+
+    def update_bias(index):
+        """Layer ``index``'s bias block: the own block of d (the whole d for the last layer)."""
         if folded[index] is None:
             grad = d_full if index == last else d_own[index]
             sgd_bias_update(e, b_addr[index], grad, owned[index], g_buf=g_buf,
                              mom=bm_addr[index] if use_mom else None, use_wd=use_wd)
+
+    def update(index, u):
+        """Layer ``index``'s whole update with the replicated delta ``u``, and its bias's."""
+        update_rows(index, u, 0, rows[index])
+        update_bias(index)
 
     def gather_delta(index):
         """Post the all-gather of layer ``index``'s delta into ``dbuf[index]``."""
@@ -511,24 +522,14 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
                 delta_below(below)
         # One piece of the update per step of the gather, each under a posted RING (a RING
         # waits for the one before it, so the sequencer needs work between them).
-        ldw = loc(wcols[index])
         steps = max((len(words) for words in gather.values()), default=1)
         pieces = [(a, b) for a, b in ring_blocks(rows[index], steps if interleave else 1, nr)
                   if b > a]
         for k, (a, b) in enumerate(pieces):
             if k:
                 ring({core: words[k:k + 1] for core, words in gather.items()})
-            at = a // nr * ldw
-            # u (d_rep) is read by nothing after the update: its LDV may fold into the GER.
-            e.ger(cfg, "update", (b - a) * width[index], w=w_addr[index] + at, u=u + a // nr,
-                  v=x_rep[index], mom=m_addr[index] + at if use_mom else 0, rows=b - a,
-                  cols=wcols[index], ldw=ldw, alpha=r["neg_lr"], wd=r["wd"], mu=r["mu"],
-                  use_wd=int(use_wd), use_mom=int(use_mom))
-        # The bias block's gradient: the own block of d (the whole d for the last layer).
-        if folded[index] is None:
-            grad = d_full if index == last else d_own[index]
-            sgd_bias_update(e, b_addr[index], grad, owned[index], g_buf=g_buf,
-                             mom=bm_addr[index] if use_mom else None, use_wd=use_wd)
+            update_rows(index, u, a, b)
+        update_bias(index)
         if gather:
             ring({core: words[len(pieces):] for core, words in gather.items()})
             e("transfer", Opcode.LDV, spad=vbuf, memb=d_rep, len=i, layout=Layout.ROWREP)
