@@ -58,6 +58,13 @@ class Emitter:
         for name, value in fields.items():
             self.m.d.comb += getattr(self._xfer, name).eq(value)
 
+    def load_row(self, row, length, col_bus, kind, addr):
+        """Load SPAD row ``row`` of the vector at field ``spad`` (``length`` words) into
+        ``addr`` of every PE, as LDV loads a replicated layout (``col_bus``: COLREP's bus)."""
+        self.xfer(store=0, col_bus=col_bus, spad_row=(self.f.spad >> self.shift) + row,
+                  lanes=self.lanes_below(row << self.shift, length), target=Select.ALL, sel=0,
+                  kind=kind, addr=addr)
+
     def lanes_below(self, first, limit):
         """Return the lane mask of elements ``first + k < limit``, ``k`` in ``0..nr-1``."""
         return Cat(*[(first + k) < limit for k in range(self.cfg.nr)])
@@ -126,10 +133,8 @@ def _gemv(e: Emitter, transposed: bool):
         first, last = red == 0, e.last["middle"]
         with m.If(f.load & (g == 0) & (lane == 0) & (step < v["red_loc"])):
             # The input's SPAD row `step`, as LDV with the input's replicated layout loads it.
-            e.xfer(store=0, col_bus=not transposed, spad_row=(f.spad >> e.shift) + step,
-                   lanes=e.lanes_below(step << e.shift, f.rows if transposed else f.cols),
-                   target=Select.ALL, sel=0, kind=XferKind.MEMB,
-                   addr=(f.d if transposed else f.x) + step)
+            e.load_row(step, f.rows if transposed else f.cols, not transposed, XferKind.MEMB,
+                       (f.d if transposed else f.x) + step)
         if transposed:
             # PE(r, c): output column jj = out, reduction over its rows ii = red.
             addr = f.w + red * f.ldw + out
@@ -180,11 +185,8 @@ _G, _LW, _WD, _MOM, _UPD, _MST, _ACC, _IDLE, _WDM, _MOMW, _UPDM = range(11)
 def _ger_load_u(e: Emitter, row):
     """With load: u's SPAD row ``row`` (if u has it) into accumulator slot ``row mod
     GER_U_SLOTS`` of every PE, as LDV with layout ROWREP would load it into MemB."""
-    f = e.f
     with e.m.If(row < e.v["m_loc"]):
-        e.xfer(store=0, col_bus=0, spad_row=(f.spad >> e.shift) + row,
-               lanes=e.lanes_below(row << e.shift, f.rows), target=Select.ALL, sel=0,
-               kind=XferKind.ACC, addr=row[:log2(GER_U_SLOTS)])
+        e.load_row(row, e.f.rows, 0, XferKind.ACC, row[:log2(GER_U_SLOTS)])
 
 
 def _ger(e: Emitter):
