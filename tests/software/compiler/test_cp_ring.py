@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from caterpillar.contract.config import preset
+from caterpillar.contract.isa import Opcode, decode
 from caterpillar.software.compiler.cp import cp_pass_cycles, cp_pipeline_report, cp_schedule
 from caterpillar.software.compiler.cp_ring import (
     cp_bias_blocks,
@@ -293,3 +294,27 @@ def test_phase_report_follows_the_core_with_the_most_local_work(sizes, cores):
         if v["core_cycles"]:
             assert v["utilization"] == pytest.approx(v["macs"] / (pes * v["core_cycles"]))
     assert report["fused"]["macs"] > 0 and report["fused"]["utilization"] > 0
+
+
+@pytest.mark.parametrize("commands", [2, 16])
+def test_the_loss_runs_after_the_relays_the_engine_queues(commands):
+    """The output layer's cores post their first ``ring_commands`` relays (all, if fewer),
+    then run the loss (MemB only), then post the rest: the engine moves the queued relays
+    beside the loss instead of waiting for it. Each core of the output layer's segment (cores
+    3 and 4, after layers 0, 1 and 2 on cores 0, 1 and 2) posts three or four relays a step."""
+    cfg = TINY.replace(cores=5, ring_commands=commands)
+    g = graph((16, 12, 12, 8, 4))
+    compiled = compile_training(g, cfg, [(0,), (1,), (2,), (3, 4)])
+    for core in (3, 4):
+        program = compiled.cores[core]
+        # The image's first program (at pc 0) is a steady-state step, up to its HALT.
+        assert program.io["entries"][0][3] == 0
+        ops = [decode(word).op for word in program.program]
+        ops = ops[:ops.index(Opcode.HALT)]
+        assert ops.count(Opcode.SMXCE) == 1
+        loss = ops.index(Opcode.SMXCE) - 1      # the loss: bcast, smxce, scale
+        assert ops[loss] == Opcode.BCAST and ops[loss + 2] == Opcode.VOP
+        first = next(k for k in range(loss, 0, -1) if ops[k - 1] != Opcode.RING)
+        relays = ops[first:loss] + ops[loss + 3:]
+        assert set(relays) == {Opcode.RING} and len(relays) >= 3, ops[first:]
+        assert loss - first == min(commands, len(relays)), ops[first:]
