@@ -19,8 +19,7 @@ pipeline step every core of ``S_l``
   which touches only MemB, after its cores post their first ``ring_commands`` relays), layer
   by layer (the lower first): ``a_l`` from ``S_l`` to the cores of ``S_{l+1}`` (into their
   slot of that group), ``d_{l-1}`` from ``S_l`` to those of ``S_{l-1}`` (round the whole
-  ring). Each is
-  gathered from its segment's blocks in one pass along the chain
+  ring). Each is gathered from its segment's blocks in one pass along the chain
   (:func:`~.collectives.gather_relay`: the first core sends its block, the next forwards it
   and sends its own, ...), or, for a segment of two cores or one whose blocks are out of
   chain order, all-gathered round the segment and relayed from one core.

@@ -462,13 +462,13 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
         update_rows(index, u, 0, rows[index])
         update_bias(index)
 
-    def gather_delta(index):
-        """Post the all-gather of layer ``index``'s delta into ``dbuf[index]``."""
-        o = layers[index][0]
-        e("transfer", Opcode.STV, spad=dbuf[index] + own_at[index], memb=d_own[index],
+    def delta_gather(index, buf):
+        """Store the core's block of layer ``index``'s delta at its place in ``buf`` and
+        return the all-gather of it into ``buf`` (each core's RINGs, not yet posted)."""
+        e("transfer", Opcode.STV, spad=buf + own_at[index], memb=d_own[index],
           len=owned[index], layout=Layout.DIAG)
         collective = coll.piped_all_gather if piped_layer[index] else coll.all_gather
-        ring(collective(segment, dbuf[index], o, nr))
+        return collective(segment, buf, layers[index][0], nr)
 
     if any(gathered):
         # dfa: the deltas below come from the output's. The first gather runs under the other
@@ -479,13 +479,13 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
         below = list(range(last - 1, -1, -1))
         delta_below(last)
         if gathered[last - 1]:
-            gather_delta(last - 1)
+            ring(delta_gather(last - 1, dbuf[last - 1]))
         for index in below[1:]:
             delta_below(index + 1)
         update(last, dout_rep)
         for index in below[1:]:
             if gathered[index]:
-                gather_delta(index)
+                ring(delta_gather(index, dbuf[index]))
         for index in below:
             if not gathered[index]:
                 e("delta", Opcode.BCAST, dst=d_rep, src=d_own[index], len=rows[index],
@@ -510,10 +510,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
         if index > 0 and rows[index - 1] == i:
             # The next layer down needs all of its delta on every core. The gather's first
             # RING is posted: the update below runs while it moves (it touches no SPAD).
-            e("transfer", Opcode.STV, spad=vbuf + own_at[index - 1], memb=d_own[index - 1],
-              len=n, layout=Layout.DIAG)
-            gather = (coll.piped_all_gather if piped_layer[index - 1] else coll.all_gather)(
-                segment, vbuf, i, nr)
+            gather = delta_gather(index - 1, vbuf)
             ring({core: words[:1] for core, words in gather.items()})
         if f_addr and index == last:
             # dfa: every delta below comes from the output's, so the other blocks are formed
