@@ -20,8 +20,9 @@ from caterpillar.contract.isa import ErrorCause, Opcode, VecOp, unpack
 
 __all__ = ["cdiv", "log2", "python_select", "Segment", "Check", "KernelPlan", "PLANS",
            "kernel_plan", "cpass_fits", "INSTRUCTION_OVERHEAD", "SEQUENCER_OPCODES",
-           "RUN_START_CYCLES", "RING_ORDERED_OPCODES", "RING_POST_CYCLES", "LOADING_OPCODES",
-           "ring_ordered", "spad_flags", "gemv_load_lead", "ger_load_lead", "GER_U_SLOTS",
+           "RUN_START_CYCLES", "RING_DRAINING_OPCODES", "RING_POST_CYCLES", "ring_waits",
+           "SPAD_REGIONS", "spad_region_bit", "spad_region", "spad_region_rows",
+           "spad_span_regions", "gemv_load_lead", "ger_load_lead", "GER_U_SLOTS",
            "instruction_cycles",
            "word_cycles", "execution_cycles", "drain_cycles", "TRANSFER_OPCODES",
            "TRANSFER_DRAIN_CYCLES", "GemmPhase", "GemmSchedule", "gemm_schedule",
@@ -43,30 +44,28 @@ SEQUENCER_OPCODES = (Opcode.NOP, Opcode.HALT, Opcode.SYNC, Opcode.SETS)
 
 #: A ``RING`` is posted: it hands its fields to the ring engine (which starts it, or queues it
 #: behind the one it runs: ``cfg.ring_commands``) and retires in its check cycle, and the
-#: instructions after it run while the engine moves the data, but these wait in their check
-#: until the engine is idle and its queue empty: the ones that use the SPAD (the engine owns
-#: its ports while active), and ``sync`` and ``halt``, which wait for the ring by definition;
-#: a ``RING`` waits only while the queue is full (without a queue, while the engine is active).
-RING_ORDERED_OPCODES = (Opcode.RDCNT, Opcode.LDA, Opcode.STA, Opcode.LDV, Opcode.STV,
-                        Opcode.GEMM, Opcode.RING, Opcode.SYNC, Opcode.HALT)
-
-#: Opcodes that use the SPAD, and so wait for the ring engine as
-#: :data:`RING_ORDERED_OPCODES` do, when their ``load`` (or GEMV's ``store``) flag is set
-#: (:func:`spad_flags`, :func:`ring_ordered`).
-LOADING_OPCODES = (Opcode.GEMV, Opcode.GEMVT, Opcode.GER)
+#: instructions after it run while the engine moves the data. The SPAD is two regions, each
+#: with its own ports (:func:`spad_region`): an instruction that uses the SPAD waits in its
+#: check while a posted ``RING`` not yet finished (running or queued) uses one of its regions
+#: (:func:`KernelPlan.spad_regions <KernelPlan>`), so the array and the engine never share a
+#: region's ports; these wait until the engine is idle and its queue empty: ``rdcnt`` (the
+#: counters it reads count the engine's events too), and ``sync`` and ``halt``, which wait for
+#: the ring by definition; a ``RING`` waits only while the queue is full (without a queue,
+#: while the engine is active).
+RING_DRAINING_OPCODES = (Opcode.RDCNT, Opcode.SYNC, Opcode.HALT)
 
 
-def spad_flags(op, f):
-    """For a :data:`LOADING_OPCODES` instruction: whether it uses the SPAD (``load``, or
-    GEMV's ``store``; Python ints or Amaranth values)."""
-    return f.load | f.store if op == Opcode.GEMV else f.load
-
-
-def ring_ordered(op, f) -> bool:
-    """Whether instruction ``op`` with operand fields ``f`` waits in its check for an active
-    ring engine (and its queue): one of :data:`RING_ORDERED_OPCODES`, or a
-    :data:`LOADING_OPCODES` instruction that uses the SPAD (:func:`spad_flags`)."""
-    return op in RING_ORDERED_OPCODES or (op in LOADING_OPCODES and bool(spad_flags(op, f)))
+def ring_waits(op, regions: int, ring_regions: int, ring_busy: bool, queue_full: bool) -> bool:
+    """Whether instruction ``op``, which uses the SPAD regions in the mask ``regions``, waits
+    in its check (:data:`RING_DRAINING_OPCODES`): ``ring_regions`` is the mask of the regions
+    the posted, unfinished ``RING`` s use, ``ring_busy`` whether there is one, ``queue_full``
+    whether the engine's command queue is full. ``rtl/sequencer.py`` decides the same with
+    Amaranth values."""
+    if op == Opcode.RING:
+        return queue_full
+    if op in RING_DRAINING_OPCODES:
+        return ring_busy
+    return bool(regions & ring_regions)
 
 
 #: Cycles a posted ``RING`` takes from the core: its check, then the next instruction's decode.
@@ -187,20 +186,54 @@ def mema_bank_words(cfg) -> int:
     return bank_depth(cfg.mema_words, mema_bank_bit(cfg))
 
 
-def spad_bank(cfg, row: int) -> int:
-    """The bank (0 or 1) that holds SPAD row ``row``."""
+def spad_bank(cfg, row):
+    """The bank (0 or 1) of its region (:func:`spad_region`) that holds SPAD row ``row``
+    (Python ints or Amaranth values)."""
     return bank_of(row, spad_bank_bit(cfg))
 
 
-def spad_bank_index(cfg, row: int) -> int:
-    """The row of its bank that holds SPAD row ``row`` (the bank bit removed)."""
-    return bank_index(row, spad_bank_bit(cfg))
+def spad_bank_index(cfg, row):
+    """The row of its region's bank that holds SPAD row ``row``: the row within its region,
+    the bank bit removed (Python ints or Amaranth values)."""
+    return bank_index(row & ((1 << spad_region_bit(cfg)) - 1), spad_bank_bit(cfg))
 
 
-def spad_bank_rows(cfg) -> int:
-    """Rows of one SPAD bank: every row ``r`` of the SPAD is row ``spad_bank_index(r)`` of
-    bank ``spad_bank(r)``."""
-    return bank_depth(cfg.spad_rows, spad_bank_bit(cfg))
+def spad_bank_rows(cfg, region: int) -> int:
+    """Rows of each bank of SPAD region ``region``: every row ``r`` of the SPAD is row
+    ``spad_bank_index(r)`` of bank ``spad_bank(r)`` of region ``spad_region(r)``."""
+    return bank_depth(spad_region_rows(cfg, region), spad_bank_bit(cfg))
+
+
+#: The SPAD's regions: two, each a pair of banks with their own ports, so the array and the
+#: ring engine can use one each in the same cycle (:data:`RING_DRAINING_OPCODES`).
+SPAD_REGIONS = 2
+
+
+def spad_region_bit(cfg) -> int:
+    """The row-address bit that picks a SPAD row's region: the top bit of a row address, so
+    region 0 is the rows below ``1 << spad_region_bit`` (at least half of them) and region 1
+    the rest."""
+    return (cfg.spad_rows - 1).bit_length() - 1
+
+
+def spad_region(cfg, row):
+    """The region (0 or 1) of SPAD row ``row`` (Python ints or Amaranth values)."""
+    return row >> spad_region_bit(cfg)
+
+
+def spad_region_rows(cfg, region: int) -> int:
+    """Rows of SPAD region ``region``: row ``r`` is row ``r - region * 2 ** spad_region_bit``
+    of region :func:`spad_region`."""
+    low = 1 << spad_region_bit(cfg)
+    return low if region == 0 else cfg.spad_rows - low
+
+
+def spad_span_regions(cfg, base, extent, select=python_select):
+    """The mask of the regions (bit ``r``: region ``r``) the SPAD words ``base .. base +
+    extent - 1`` touch (none when ``extent`` is 0; Python ints or Amaranth values)."""
+    shift = spad_region_bit(cfg) + log2(cfg.nr)
+    first, last = base >> shift, (base + extent - 1) >> shift
+    return select(extent == 0, 0, (first == 0) | ((last != 0) << 1))
 
 
 def ring_queue_depth(cfg) -> int:
@@ -240,6 +273,8 @@ class KernelPlan:
 
     ``schedule`` (ints only) replaces the segments for kernels with their own engine (GEMM).
     ``skip_first``: the first segment has no cycles and the sequencer starts at the second.
+    ``spad_regions``: the mask of the SPAD regions (:func:`spad_region`) the instruction's
+    SPAD operands touch, from the extents its range checks name.
     """
 
     segments: list
@@ -247,6 +282,7 @@ class KernelPlan:
     values: dict
     schedule: object = None
     skip_first: object = 0
+    spad_regions: object = 0
 
     @property
     def stream_cycles(self):
@@ -263,12 +299,18 @@ class _Context:
     def __init__(self, cfg, select):
         self.cfg, self.select = cfg, select
         self.nr = cfg.nr
+        self.spad_regions = 0   # the regions of the SPAD extents checked so far
 
     def in_range(self, base, extent, size: int, cause: ErrorCause, what: str) -> Check:
         # extent 0 never touches memory: it is always in range.
         return Check(self.select(extent == 0, 1, base + extent <= size), cause, what)
 
-    def spad(self, base, extent, what: str) -> Check:
+    def spad(self, base, extent, what: str, touched=None) -> Check:
+        """The range check of the SPAD words ``base .. base + extent - 1``; the instruction
+        uses their regions, or only those of the first ``touched`` of them."""
+        used = extent if touched is None else touched
+        self.spad_regions = self.spad_regions | spad_span_regions(self.cfg, base, used,
+                                                                  self.select)
         return self.in_range(base, extent, self.cfg.spad_words, ErrorCause.SPAD_RANGE, what)
 
     def mema(self, base, extent, what: str) -> Check:
@@ -298,7 +340,7 @@ def _plan_none(f, c: _Context) -> KernelPlan:
 def _plan_ring(f, c: _Context) -> KernelPlan:
     nr = c.nr
     send_rows, recv_rows = cdiv(f.slen, nr), cdiv(f.rlen, nr)
-    wraps = f.wlen != 0
+    wraps, stores = f.wlen != 0, f.keep | f.add
     inside = (f.dst >= f.wbase) & (f.dst < f.wbase + f.wlen) & (f.rlen <= f.wlen)
     checks = [
         c.aligned(f.src, "src"), c.aligned(f.dst, "dst"), c.aligned(f.hold, "hold"),
@@ -312,9 +354,11 @@ def _plan_ring(f, c: _Context) -> KernelPlan:
         Check(c.select(wraps, inside, 1), ErrorCause.BAD_SHAPE,
               "dst must lie in wbase .. wbase + wlen, and rlen must not exceed wlen"),
         c.spad(f.src, send_rows * nr, "src"),
-        Check(c.select(wraps, c.spad(f.wbase, f.wlen, "wbase").ok,
-                       c.spad(f.dst, recv_rows * nr, "dst").ok), ErrorCause.SPAD_RANGE,
-              "dst (or the wrapped vector wbase .. wbase + wlen)"),
+        # Received rows only forwarded (neither kept nor added to) touch no SPAD row.
+        Check(c.select(wraps, c.spad(f.wbase, f.wlen, "wbase", c.select(stores, f.wlen, 0)).ok,
+                       c.spad(f.dst, recv_rows * nr, "dst",
+                              c.select(stores, recv_rows * nr, 0)).ok),
+              ErrorCause.SPAD_RANGE, "dst (or the wrapped vector wbase .. wbase + wlen)"),
     ]
     # The ring engine times itself (docs/multicore.md): no micro-op segments.
     return KernelPlan([], checks, {"send_rows": send_rows, "recv_rows": recv_rows})
@@ -650,7 +694,10 @@ def kernel_plan(op: Opcode, f, cfg, select=python_select) -> KernelPlan:
     order, the loop nests the sequencer runs; docs/architecture.md describes the micro-ops of
     each.
     """
-    return PLANS[op](f, _Context(cfg, select))
+    context = _Context(cfg, select)
+    plan = PLANS[op](f, context)
+    plan.spad_regions = context.spad_regions
+    return plan
 
 
 def drain_cycles(op: Opcode, cfg) -> int:

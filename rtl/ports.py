@@ -102,12 +102,13 @@ class PEEvents(wiring.Signature):
 
 class SpadEvents(wiring.Signature):
     """The SPAD's events of a cycle, from its side: words read by the array and the ring
-    engine (``nr`` per row: a row is one access) and words written (lanes), host accesses
-    excluded."""
+    engine (``nr`` per row: a row is one access; up to three rows, the array's and the
+    engine's two in the other region) and words written (lanes, up to two rows), host
+    accesses excluded."""
 
     def __init__(self, cfg):
-        super().__init__({"reads": Out(range(2 * cfg.nr + 1)),
-                          "writes": Out(range(cfg.nr + 1))})
+        super().__init__({"reads": Out(range(3 * cfg.nr + 1)),
+                          "writes": Out(range(2 * cfg.nr + 1))})
 
 
 class RingEvents(wiring.Signature):
@@ -147,9 +148,9 @@ class RingCommand(wiring.Signature):
 class RingSpadPort(wiring.Signature):
     """The ring engine's use of the SPAD, from the engine's side.
 
-    While ``active`` the engine owns the SPAD's array port: ``rd_*`` and ``op_*`` read rows
-    (data one cycle after ``en``), ``wr_*`` writes the lanes in ``wr_lanes`` at the end of the
-    cycle.
+    While ``active`` the engine owns the ports of the SPAD regions its ``RING`` uses:
+    ``rd_*`` and ``op_*`` read rows (data one cycle after ``en``), ``wr_*`` writes the lanes
+    in ``wr_lanes`` at the end of the cycle.
     """
 
     def __init__(self, cfg):

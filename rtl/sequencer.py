@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth.lib import fifo, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from caterpillar.contract.geometry import (
-    LOADING_OPCODES,
-    RING_ORDERED_OPCODES,
+    RING_DRAINING_OPCODES,
+    SPAD_REGIONS,
     TRANSFER_DRAIN_CYCLES,
     TRANSFER_OPCODES,
     kernel_plan,
-    spad_flags,
 )
 from caterpillar.contract.isa import INSTR_WORDS, Counter, ErrorCause, Opcode
 from caterpillar.contract.registers import COUNTER_BITS, SCALAR_REGISTERS
@@ -56,13 +55,13 @@ class Sequencer(wiring.Component):
     through registers: ``issue`` is presented to the PEs one cycle after the stream cycle that
     produced it. A ``RING`` is posted: it hands its fields to the ring engine in its check cycle
     (the engine starts it or queues it) and retires there (a cycle of decode follows, as for
-    ``nop``); the instructions after it run while the engine moves the data, except those of
-    :data:`~caterpillar.contract.geometry.RING_ORDERED_OPCODES` (and a ``gemv``, ``gemvt``
-    or ``ger`` with ``load``, a ``gemv`` with ``store``,
-    :func:`~caterpillar.contract.geometry.ring_ordered`): a
-    ``RING`` waits in its check while the engine's queue is ``full``, the others while the
-    engine is ``busy`` (so one right after the last ``RING`` checks in the cycle after the
-    engine's ``finished``).
+    ``nop``); the instructions after it run while the engine moves the data, except those
+    :func:`~caterpillar.contract.geometry.ring_waits` holds: a ``RING`` waits in its check
+    while the engine's queue is ``full``; ``rdcnt``, ``sync`` and ``halt`` while the engine
+    is ``busy``; an instruction that uses the SPAD while a posted ``RING`` not yet finished
+    uses one of its SPAD regions (``KernelPlan.spad_regions``, counted per region from the
+    ``RING`` s' posts and ``finished``), so one that waited checks in the cycle after the
+    ``finished`` of the last such ``RING``.
 
     Members
     -------
@@ -126,7 +125,7 @@ class Sequencer(wiring.Component):
         for opcode in [*KERNELS, Opcode.GEMM, Opcode.RING]:
             fields = FieldView(getattr(instr.args, opcode.name.lower()))
             plans[opcode] = (fields, kernel_plan(opcode, fields, cfg, select=Mux))
-        checks_ok, register_checks = self._registered_checks(layout, fetch)
+        checks_ok, regions, register_checks = self._registered_checks(layout, fetch)
 
         m.submodules.gemm = gemm = GemmEngine(cfg)
         m.d.comb += [gemm.f.eq(instr.args.gemm), self.ring.fields.eq(instr.args.ring)]
@@ -150,9 +149,13 @@ class Sequencer(wiring.Component):
         m.d.comb += [self.issue.uop.eq(uop_reg), self.issue.xfer.eq(xfer_reg)]
 
         legal = Cat(*[op == o.value for o in Opcode]).any()
-        ring_ordered = Cat(*[op == o.value for o in RING_ORDERED_OPCODES],
-                           *[(op == o.value) & spad_flags(o, plans[o][0])
-                             for o in LOADING_OPCODES]).any()
+        draining = Cat(*[op == o.value for o in RING_DRAINING_OPCODES]).any()
+        op_regions = Signal(SPAD_REGIONS)
+        with m.Switch(op):
+            for opcode, mask in regions.items():
+                with m.Case(opcode):
+                    m.d.comb += op_regions.eq(mask)
+        ring_regions = self._ring_regions(m, op_regions)
         transfer = Cat(*[op == o.value for o in TRANSFER_OPCODES]).any()
         drain_start = Mux(transfer, TRANSFER_DRAIN_CYCLES - 1, cfg.write_back_latency - 1)
         retire = Signal()
@@ -202,9 +205,9 @@ class Sequencer(wiring.Component):
                 m.next = "CHECK"
                 refuse_host_access()
             with m.State("CHECK"):
-                # A posted RING's engine owns the SPAD: its users (and SYNC, HALT) wait until
-                # the engine and its queue are idle; a RING waits for room in the queue.
-                ring_waits = Mux(op == Opcode.RING, self.ring.full, self.ring.busy & ring_ordered)
+                # A posted RING's engine owns the ports of the SPAD regions it uses (ring_waits).
+                ring_waits = Mux(op == Opcode.RING, self.ring.full,
+                                 Mux(draining, self.ring.busy, (op_regions & ring_regions).any()))
                 with m.If(~ring_waits):
                     m.d.sync += [seg.eq(skip_first), *[loop.eq(0) for loop in loops.values()]]
                     with m.If(~legal):
@@ -356,7 +359,7 @@ class Sequencer(wiring.Component):
         the engines and moves every state machine of the core; the decision costs no cycle.
         """
         fetched = layout(fetch.data)
-        checks_ok, updates = {}, []
+        checks_ok, regions, updates = {}, {}, []
         for opcode in [*KERNELS, Opcode.GEMM, Opcode.RING]:
             fields = FieldView(getattr(fetched.args, opcode.name.lower()))
             plan = kernel_plan(opcode, fields, self.cfg, select=Mux)
@@ -364,7 +367,27 @@ class Sequencer(wiring.Component):
             checks_ok[opcode] = [Signal(name=f"ok_{name}_{i}") for i in range(len(plan.checks))]
             updates += [ok.eq(check.ok) for ok, check in zip(checks_ok[opcode], plan.checks,
                                                              strict=True)]
-        return checks_ok, updates
+            if not isinstance(plan.spad_regions, int) or plan.spad_regions:
+                regions[opcode] = Signal(SPAD_REGIONS, name=f"regions_{name}")
+                updates.append(regions[opcode].eq(plan.spad_regions))
+        return checks_ok, regions, updates
+
+    def _ring_regions(self, m, op_regions):
+        """The mask of the SPAD regions the posted ``RING`` s not yet ``finished`` use: a count
+        per region, up on a post (``op_regions`` of the ``RING`` in its check), down on a
+        ``finished`` (the regions of the oldest posted one, which the engine runs: a queue of
+        masks beside the engine's queue of commands)."""
+        depth = self.cfg.ring_commands + 1
+        m.submodules.ring_masks = masks = fifo.SyncFIFO(width=SPAD_REGIONS, depth=depth)
+        m.d.comb += [masks.w_en.eq(self.ring.start), masks.w_data.eq(op_regions),
+                     masks.r_en.eq(self.ring.finished)]
+        counts = [Signal(range(depth + 1), name=f"ring_region{r}_posts")
+                  for r in range(SPAD_REGIONS)]
+        for r, count in enumerate(counts):
+            up = self.ring.start & op_regions[r]
+            down = self.ring.finished & masks.r_data[r]
+            m.d.sync += count.eq(count + up - down)
+        return Cat(*[count != 0 for count in counts])
 
     def _check(self, m, op, plans, checks_ok, fail, gemm, retire_in_check):
         # The first failing check (in the plan's order) names the error.

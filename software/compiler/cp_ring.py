@@ -288,7 +288,9 @@ def _layouts(graph, cfg, core, segments, blocks) -> list:
     shared.x = [spad.alloc(f"input block slot {k}", batch * ld_x) for k in range(slots)]
     shared.act = [[spad.alloc(f"a{k} slot {s}", batch * ld_act[k]) for s in range(slots)]
                   for k in range(L - 1)]
-    shared.dbuf = [spad.alloc(f"d{k} (relayed)", batch * ld_act[k]) for k in range(L - 1)]
+    # The relayed deltas in the SPAD's other region: the array stores and loads the slots
+    # (and sums the forward in them) while the engine relays the deltas (ring_waits).
+    shared.dbuf = [spad.alloc_high(f"d{k} (relayed)", batch * ld_act[k]) for k in range(L - 1)]
     shared.logits = spad.alloc("logits", batch * ld_c)
     shared.t_spad = spad.alloc("targets", batch * ld_c)
     shared.staging, shared.staging_words = alloc_staging(spad, tensors, nr)

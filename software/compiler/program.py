@@ -95,6 +95,7 @@ class Region:
 
     def __init__(self, name, size, align=1):
         self.name, self.size, self.align, self.top = name, size, align, 0
+        self.bottom = size      # where the last alloc_high put something (size: nothing yet)
         self.items = []
         self.slack = 0          # words allocated beyond the need (a staging area's extra room)
 
@@ -108,12 +109,26 @@ class Region:
         self.items.append((what, base, need))
         return base
 
+    def alloc_high(self, what, words):
+        """Return the base of ``words`` more words (aligned) named ``what``, taken from the end
+        of the memory downwards: in the SPAD's upper region (:func:`~caterpillar.contract.
+        geometry.spad_region`) while the memory has room, apart from :meth:`alloc`'s."""
+        base = (self.bottom - max(int(words), 1)) // self.align * self.align
+        self.bottom = base
+        self.items.append((what, base, words))
+        return base
+
+    @property
+    def room(self) -> int:
+        """Words between the last :meth:`alloc` and the last :meth:`alloc_high`."""
+        return self.bottom - ceil_to(self.top, self.align)
+
     def check(self, fix):
         """Raise :class:`CompileError` (with ``fix``, what to change) if the memory cannot hold
         what it needs (a survey records the need: :func:`check_capacity`)."""
         biggest = sorted(self.items, key=lambda t: -t[2])[:3]
         listing = ", ".join(f"{w} {n}" for w, _, n in biggest)
-        need = self.top - self.slack
+        need = self.top - self.slack + (self.size - self.bottom)
         check_capacity(self.name, need, self.size,
                        lambda: f"{self.name} needs {need} words but the config has "
                                f"{self.size} (largest: {listing}); {fix}",
@@ -130,8 +145,7 @@ def alloc_staging(spad: Region, tensors, nr: int) -> tuple[int, int]:
             for t in tensors if t.kind in ("mema", "diag", "colrep")]
     want = max((r * ld for r, ld in rows), default=nr)
     least = max((nr * ld for r, ld in rows), default=nr)
-    room = spad.size - ceil_to(spad.top, spad.align)
-    words = max(least, min(want, room))
+    words = max(least, min(want, spad.room))
     return spad.alloc("parameter staging", words, need=least), words
 
 

@@ -5,11 +5,12 @@ their fixed durations. ``RING`` instructions run through :class:`EngineModel`, a
 of :class:`~caterpillar.rtl.ring_engine.RingEngine` (same registers, same rules), stepped in
 lock-step for every core whose engine is active; when no engine can move, time jumps to the
 next engine start. A ``RING`` is posted (started, or queued behind the engine's current one:
-``cfg.ring_commands``): its core runs on until an instruction of
-:func:`~caterpillar.contract.geometry.ring_ordered` names that must wait (a ``RING`` while
-the queue is full, the others until the engine is idle and the queue empty), which checks in
-the cycle after the engine's last (those instructions touch nothing the engine does, so
-running the others ahead is exact). So the data are bit-exact and every core's cycle count
+``cfg.ring_commands``): its core runs on until an instruction that
+:func:`~caterpillar.contract.geometry.ring_waits` holds (a ``RING`` while the queue is full,
+one that uses a SPAD region a posted ``RING`` uses until that one finished, ``rdcnt``,
+``sync`` and ``halt`` until the engine is idle and the queue empty), which checks in the
+cycle after the engine's last (the others touch nothing the engine does, so running them
+ahead is exact). So the data are bit-exact and every core's cycle count
 equals the RTL's (link stalls, an RTL verification aid, are not modelled).
 """
 
@@ -29,8 +30,8 @@ from caterpillar.contract.geometry import (
     SEQUENCER_OPCODES,
     instruction_cycles,
     kernel_plan,
-    ring_ordered,
     ring_queue_depth,
+    ring_waits,
     spad_bank,
 )
 from caterpillar.contract.isa import Opcode, unpack
@@ -223,8 +224,8 @@ class _TimingCore:
 @dataclass(frozen=True)
 class TimelineEntry:
     """One instruction a core ran in a step: at ``pc``, checked at cycle ``start`` of the run,
-    after ``wait`` cycles waiting for its ring engine (an instruction of
-    :data:`~caterpillar.contract.geometry.RING_ORDERED_OPCODES` after a posted ``RING``),
+    after ``wait`` cycles waiting for its ring engine (an instruction that
+    :func:`~caterpillar.contract.geometry.ring_waits` holds after a posted ``RING``),
     busy for ``cycles`` (a ``RING``'s post, not its transfer). Starts are back to back: the
     next entry starts at ``start + cycles + its wait``."""
 
@@ -305,6 +306,8 @@ class RingSim:
         ring_pc = [None] * n      # pc of the RING the engine runs
         # Each core's posted RINGs behind the one its engine runs: (fields, check cycle, pc).
         waiting = [deque() for _ in range(n)]
+        # The SPAD regions of each core's posted RINGs not yet finished, oldest first.
+        posted = [deque() for _ in range(n)]
         depth = self.cfg.ring_commands
         results = [None] * n
         engines = self.engines
@@ -312,15 +315,20 @@ class RingSim:
             engines[k] = EngineModel(self.cfg, self.cores[k].spad)
 
         def must_wait(k) -> bool:
-            """Whether core k's next instruction waits in its check for its engine: a
-            ``RING`` while the command queue is full (the engine busy, without a queue), an
-            instruction that :func:`ring_ordered` names while the engine runs or commands
-            wait."""
+            """Whether core k's next instruction waits in its check for its engine
+            (:func:`ring_waits`): a ``RING`` while the command queue is full (the engine
+            busy, without a queue), ``rdcnt``, ``sync`` and ``halt`` while the engine runs or
+            commands wait, the others while a posted ``RING`` uses one of their SPAD
+            regions."""
             op, f = self.cores[k].instruction_at(pcs[k])
-            if op == Opcode.RING:
-                return (len(waiting[k]) == depth) if depth else engines[k].active
-            return (op is not None and ring_ordered(op, f)
-                    and (engines[k].active or bool(waiting[k])))
+            if op is None:
+                return False
+            regions = kernel_plan(op, f, self.cfg).spad_regions
+            ring_regions = 0
+            for mask in posted[k]:
+                ring_regions |= mask
+            full = (len(waiting[k]) == depth) if depth else engines[k].active
+            return ring_waits(op, regions, ring_regions, bool(posted[k]), full)
 
         def start(k, fields, check: int, pc: int):
             """Start core k's engine on the RING checked in cycle ``check``: in that cycle, or
@@ -339,6 +347,8 @@ class RingSim:
                     results[k] = step.result
                     return
                 if step.kind == "ring":
+                    posted[k].append(kernel_plan(Opcode.RING, step.fields,
+                                                 self.cfg).spad_regions)
                     if engines[k].active:
                         waiting[k].append((step.fields, check_time[k], pcs[k]))
                     else:
@@ -382,6 +392,7 @@ class RingSim:
                 changed |= engines[k].tick(k in pops, beats.get(k))
             for k in finished:
                 core = self.cores[k]
+                posted[k].popleft()
                 core.ring_finished(now + 1 - ring_from[k])
                 ring_from[k] = None
                 if waiting[k]:

@@ -9,7 +9,9 @@ from caterpillar.contract.config import preset
 from caterpillar.contract.geometry import (
     INSTRUCTION_OVERHEAD,
     PLANS,
+    RING_DRAINING_OPCODES,
     SEQUENCER_OPCODES,
+    SPAD_REGIONS,
     TRANSFER_DRAIN_CYCLES,
     TRANSFER_OPCODES,
     bank_index,
@@ -26,9 +28,14 @@ from caterpillar.contract.geometry import (
     mema_bank_words,
     python_select,
     ring_queue_depth,
+    ring_waits,
     spad_bank,
     spad_bank_index,
     spad_bank_rows,
+    spad_region,
+    spad_region_bit,
+    spad_region_rows,
+    spad_span_regions,
     word_cycles,
 )
 from caterpillar.contract.isa import OPERANDS, ErrorCause, Opcode, encode
@@ -155,14 +162,61 @@ def test_gemm_schedule_covers_every_block_panel_and_group(m, n, k, mc, accumulat
 
 
 @pytest.mark.parametrize("add_latency", [1, 2, 3, 4, 5, 7])
-def test_spad_banks_hold_every_row_once_and_split_the_add_distance(add_latency):
-    cfg = preset("tiny").replace(add_latency=add_latency, spad_words=2 * 100)
-    places = {(spad_bank(cfg, r), spad_bank_index(cfg, r)) for r in range(cfg.spad_rows)}
+@pytest.mark.parametrize("spad_rows", [100, 128, 129])
+def test_spad_banks_hold_every_row_once_and_split_the_add_distance(add_latency, spad_rows):
+    cfg = preset("tiny").replace(add_latency=add_latency, spad_words=2 * spad_rows)
+    places = {(spad_region(cfg, r), spad_bank(cfg, r), spad_bank_index(cfg, r))
+              for r in range(cfg.spad_rows)}
     assert len(places) == cfg.spad_rows
-    assert all(i < spad_bank_rows(cfg) for _, i in places)
+    assert all(i < spad_bank_rows(cfg, region) for region, _, i in places)
+    assert sum(spad_region_rows(cfg, region) for region in range(SPAD_REGIONS)) == spad_rows
+    assert spad_region_rows(cfg, 0) >= spad_region_rows(cfg, 1) > 0
     # An add's read and its write La + 1 rows behind never share a bank.
     d = add_latency + 1
     assert all(spad_bank(cfg, r) != spad_bank(cfg, r - d) for r in range(d, cfg.spad_rows))
+
+
+def test_an_instruction_uses_the_spad_regions_its_extents_touch():
+    """The regions of a plan are those of the SPAD words its range checks name: none without
+    SPAD operands (or with extent 0), both for an operand across the boundary; a RING's
+    received rows count only when it keeps or adds them."""
+    cfg = preset("tiny")                 # 2048 rows of 2 words: region 1 from word 2048
+    half = (1 << spad_region_bit(cfg)) * cfg.nr
+    assert half == 2048
+
+    def regions(op, **values):
+        return kernel_plan(op, fields(op, **values), cfg).spad_regions
+
+    assert regions(Opcode.LDV, spad=0, len=8) == 0b01
+    assert regions(Opcode.LDV, spad=half - 8, len=8) == 0b01
+    assert regions(Opcode.LDV, spad=half - 8, len=9) == 0b11
+    assert regions(Opcode.STV, spad=half, len=8) == 0b10
+    assert regions(Opcode.VOP, len=8) == 0 and regions(Opcode.SYNC) == 0
+    assert regions(Opcode.GEMV, rows=4, cols=4, ldw=2, spad=half) == 0      # no load, no store
+    assert regions(Opcode.GEMV, rows=4, cols=4, ldw=2, load=1, spad=half) == 0b10
+    assert regions(Opcode.GEMV, rows=4, cols=4, ldw=2, store=1, dst=0) == 0b01
+    assert regions(Opcode.RING, src=0, slen=4, dst=half, rlen=4, keep=1) == 0b11
+    assert regions(Opcode.RING, dst=half + 4, rlen=4, keep=1, wbase=half, wlen=8) == 0b10
+    # Rows only forwarded touch no SPAD row; added to, they are read and written.
+    assert regions(Opcode.RING, src=0, slen=4, dst=half, rlen=4, fwd=1) == 0b01
+    assert regions(Opcode.RING, dst=half, rlen=4, fwd=1, add=1) == 0b10
+    assert spad_span_regions(cfg, half, 0) == 0
+
+
+@pytest.mark.parametrize("op", list(Opcode))
+def test_ring_waits_holds_what_would_share_the_engines_ports(op):
+    """A RING waits only for room in the queue; rdcnt, sync and halt for the whole ring; the
+    others while a posted RING uses one of their regions."""
+    for regions, ring_regions, busy, full in [(0b01, 0b10, True, False),
+                                              (0b01, 0b01, True, True),
+                                              (0b11, 0b10, True, False), (0, 0, False, False)]:
+        waits = ring_waits(op, regions, ring_regions, busy, full)
+        if op == Opcode.RING:
+            assert waits == full
+        elif op in RING_DRAINING_OPCODES:
+            assert waits == busy
+        else:
+            assert waits == bool(regions & ring_regions)
 
 
 @pytest.mark.parametrize("mul_latency,add_latency", [(1, 2), (2, 3), (2, 2), (3, 4), (1, 6)])

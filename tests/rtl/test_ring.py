@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from caterpillar.contract.config import ConfigError, preset
+from caterpillar.contract.geometry import spad_region_bit
 from caterpillar.contract.isa import Counter, Layout, Opcode, VecOp, encode
 from caterpillar.contract.registers import RING_ID
 from caterpillar.sim.backends.amaranth import AmaranthDevice
@@ -136,6 +137,56 @@ def test_queued_rings_match_the_ring_simulator(device, depth):
     assert words[3 * cfg.nr * 6] == run.ring_cycles[1]
     unqueued = _queued_rings_run(RingIsaDevice(CFG.replace(ring_commands=0)), CFG)[0]
     assert (run.cycles[1] < unqueued.cycles[1]) == (depth > 0)
+
+
+def _region_run(device, cfg, local_region: int):
+    """Core 0 sends 12 rows from SPAD region 0; core 1 adds them into its rows at the start of
+    region 1 (``add``: the engine reads and writes there), while both cores move a vector
+    of 10 rows into MemB and back (LDV, STV, LDV) in region ``local_region``; then core 1
+    loads the sums and reads its RING counter. Returns (RingRun, core 1's SPAD words)."""
+    nr, rows, local_rows = cfg.nr, 12, 10
+    n, m = rows * nr, local_rows * nr
+    region1 = (1 << spad_region_bit(cfg)) * nr       # first word of region 1
+    local = region1 + 4 * n if local_region else 4 * n
+    work = [encode(Opcode.LDV, spad=local, memb=0, len=m, layout=Layout.DIAG),
+            encode(Opcode.STV, spad=local + m, memb=0, len=m, layout=Layout.DIAG),
+            encode(Opcode.LDV, spad=local + m, memb=32, len=m, layout=Layout.DIAG)]
+    halt = encode(Opcode.HALT)
+    driver = RingDriver(device)
+    driver.set_sources([1, 0])
+    driver.set_stalls(0)
+    driver.cores[0].load_program([sc.ring(src=0, slen=n), *work, halt])
+    driver.cores[1].load_program([
+        sc.ring(dst=region1, rlen=n, keep=True, add=True), *work,
+        encode(Opcode.LDV, spad=region1, memb=64, len=n, layout=Layout.DIAG),
+        encode(Opcode.RDCNT, counter=Counter.RING.value, spad=region1 + n), halt])
+    rng = np.random.default_rng(7)
+    for core in driver.cores:
+        for base in (0, region1):
+            core.write_spad(base, np.zeros(4 * n + 2 * m, dtype=np.uint64))
+        core.write_spad(0, rng.integers(0, 1 << cfg.word_width, n, dtype=np.uint64))
+        core.write_spad(region1, rng.integers(0, 1 << cfg.word_width, n + 2, dtype=np.uint64))
+        core.write_spad(local, rng.integers(0, 1 << cfg.word_width, m, dtype=np.uint64))
+    run = driver.run()
+    return run, [np.concatenate([core.read_spad(0, 4 * n + 2 * m),
+                                 core.read_spad(region1, 4 * n + 2 * m)])
+                 for core in driver.cores]
+
+
+@pytest.mark.parametrize("local_region", [0, 1])
+def test_the_array_and_the_engine_share_the_spad_by_region(device, local_region):
+    """A RING adding into SPAD region 1 (and sending from region 0) runs while the cores'
+    LDV and STV use region 0; in region 1 they wait for it. RTL equals the ring simulator
+    (cycles, RING counter, events, every SPAD word); the sums are right; the run in the other
+    region is shorter by the waits it no longer makes."""
+    run, words = _region_run(device, CFG, local_region)
+    sim_run, sim_words = _region_run(RingIsaDevice(CFG), CFG, local_region)
+    for got, model in zip(words, sim_words, strict=True):
+        np.testing.assert_array_equal(got, model)
+    assert run.cycles == sim_run.cycles and run.ring_cycles == sim_run.ring_cycles
+    assert run.events == sim_run.events
+    other = _region_run(RingIsaDevice(CFG), CFG, 1 - local_region)[0]
+    assert (run.cycles[1] < other.cycles[1]) == (local_region == 0), (run.cycles, other.cycles)
 
 
 def test_unsupported_rings_are_config_errors():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from caterpillar.contract.config import preset
+from caterpillar.contract.geometry import spad_region_bit
 from caterpillar.contract.isa import Opcode, decode
 from caterpillar.software.compiler.cp import cp_pass_cycles, cp_pipeline_report, cp_schedule
 from caterpillar.software.compiler.cp_ring import (
@@ -318,3 +319,20 @@ def test_the_loss_runs_after_the_relays_the_engine_queues(commands):
         relays = ops[first:loss] + ops[loss + 3:]
         assert set(relays) == {Opcode.RING} and len(relays) >= 3, ops[first:]
         assert loss - first == min(commands, len(relays)), ops[first:]
+
+
+def test_the_relayed_deltas_live_in_the_spads_other_region():
+    """Every core keeps the deltas relayed to it in SPAD region 1 and stores its forward sums
+    (the ``stv`` of a layer's partial sums before their reduce-scatter) in region 0, so the
+    array stores and loads those while the engine relays the deltas (ring_waits)."""
+    cfg = TINY.replace(cores=5)
+    compiled = compile_training(graph((16, 12, 12, 8, 4)), cfg, [(0,), (1,), (2,), (3, 4)])
+    half = (1 << spad_region_bit(cfg)) * cfg.nr
+    for k, core in compiled.cores.items():
+        words = core.program[:[decode(w).op for w in core.program].index(Opcode.HALT)]
+        kept = [i.args for i in map(decode, words)
+                if i.op == Opcode.RING and i.args["keep"] and i.args["rlen"]]
+        deltas = [f["dst"] >= half for f in kept]
+        assert any(deltas), k           # some received delta is kept in region 1
+        if k > 0:   # the activations from below arrive (or the sums are added) in region 0
+            assert not all(deltas), k

@@ -86,6 +86,14 @@ def test_region_and_emitter():
     with pytest.raises(CompileError, match=r"MemB needs 17 words but the config has 10 "
                                            r"\(largest: c 9, .*\); grow it"):
         region.check("grow it")
+    # alloc_high takes from the end down; the need counts both ends, the room what is between.
+    high = Region("the SPAD", 64, align=4)
+    assert high.alloc("x", 6) == 0 and high.alloc_high("d", 5) == 56 and high.room == 48
+    assert high.alloc_high("e", 8) == 48 and high.room == 40
+    high.check("fine")
+    high.alloc("y", 41)          # 8 .. 48 would just fit below e
+    with pytest.raises(CompileError, match=r"the SPAD needs 65 words but the config has 64"):
+        high.check("grow it")
     e = Emitter()
     e("forward", Opcode.NOP)
     e("transfer", Opcode.HALT, macs=0)
