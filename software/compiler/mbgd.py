@@ -43,7 +43,7 @@ emit the arithmetic in the order :mod:`caterpillar.golden.trainer` documents.
 
 from __future__ import annotations
 
-from caterpillar.contract.isa import Layout, Opcode, VecOp
+from caterpillar.contract.isa import Layout, Opcode, VecOp, decode
 from caterpillar.golden.collectives import ring_blocks
 from caterpillar.software.compiler import collectives as coll
 from caterpillar.software.compiler.program import (
@@ -353,6 +353,10 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
     layouts = [(False, True), (False, False)] + [(True, False)] * compact_ok
     for attempt, (compact, stream_x0) in enumerate(layouts):
         spad = Region("the SPAD", cfg.spad_words, align=nr)
+        # First: with the update's other operands below and E's sums at the top
+        # (alloc_high), the update runs beside the ring (ring_waits).
+        d_addr = spad.alloc("d own (batch x features) of the layer in the update",
+                            batch * max(ceil_to(r, nr) for r in widest_rows))
         tensors, p_addr, mom_addr = [], [], []
         xt_addr, h_addr, dt_addr, panel_words = [], [], [], []
         constants, turns = [], []
@@ -396,10 +400,8 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                                       widest_rows[index] * ldb))
         # Layer 0's update streams the batch-major input the host writes, or, when the SPAD
         # has no room for that copy, loads [x; 1] into MemA.
-        x0_addr = None if not stream_x0 else spad.alloc(
+        x0_addr = None if not stream_x0 else spad.alloc_high(
             "[x | 1] (batch x features)", batch * ceil_to(layers[0][1] + 1, nr))
-        d_addr = spad.alloc("d own (batch x features) of the layer in the update",
-                            batch * max(ceil_to(r, nr) for r in widest_rows))
         # DFA: the core's rows of F_l (its output rows of the last layer), every hidden layer;
         # with the output layer split by columns, the columns of F_l that match its rows of l.
         f_addr, ldf = [], []
@@ -423,8 +425,8 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
             e_at = [None] + [turns[(index + 1) % 2] - i * ldb
                              for index, (o, i) in enumerate(layers) if index]
         else:
-            e_at = [spad.alloc("W^T d partial sums", max(graph.sizes[1:-1], default=1) * ldb)
-                    ] * len(layers)
+            e_at = [spad.alloc_high("W^T d partial sums",
+                                    max(graph.sizes[1:-1], default=1) * ldb)] * len(layers)
         # A core without rows of a layer (more cores than outputs) still adds a partial of E
         # into the ring's sums: +0, the product of two zero vectors (a GEMM of one term).
         zero_addr = None
@@ -437,7 +439,7 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
         dfull_addr = spad.alloc("output gradient (batch x classes)", batch * ldc)
         dfull_t_addr = spad.alloc("output gradient (classes x batch)", classes * ldb)
         t_spad = spad.alloc("targets", batch * ldc)
-        if spad.top <= cfg.spad_words or attempt == len(layouts) - 1:
+        if spad.room >= 0 or attempt == len(layouts) - 1:
             break
     spad.check("use a config with more spad_words or a smaller batch or model")
 
@@ -503,6 +505,22 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                           batch=s_hi - s_lo, classes=classes, plain=plain)
         ring_emit(e, core, coll.all_gather(seg, dfull_addr, batch * ldc, ldc))
         b.transpose(dfull_addr, batch, classes, ldc, dfull_t_addr, ldb)
+    def update(index, lo, m, block, b=b):
+        """The update of the core's block of layer ``index`` (none without one)."""
+        if block and member[index] and out_cols:
+            b.update(p=p_addr[index], g=g_addr, x=xt_addr[index] + lo * ldb, d=dfull_addr,
+                     mom=mom_addr[index] if use_mom else None, rows=layers[index][0],
+                     inputs=out_cols - 1, batch=batch, use_wd=use_wd, ldo=ldc, ldx=ldb,
+                     batch_major=False)
+        if block or not member[index] or not m:
+            return
+        streamed = index == 0 and x0_addr is not None
+        i = layers[index][1]
+        b.update(p=p_addr[index], g=g_addr, x=x0_addr if streamed else xt_addr[index],
+                 d=d_addr, mom=mom_addr[index] if use_mom else None, rows=m, inputs=i,
+                 batch=batch, use_wd=use_wd, ldo=ceil_to(widest_rows[index], nr),
+                 ldx=ceil_to(i + 1, nr) if streamed else ldb, batch_major=streamed)
+
     for index in reversed(range(len(layers))):
         o, i = layers[index]
         seg = segments[index]
@@ -534,11 +552,25 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                 partial_e(i, p_addr[index], dt_own, m, ldo, loaded=True)
         if index > 0:
             below = segments[index - 1]
+            posted = len(e.words)
             if member[index] and not local_e:
                 # The layer below's own rows of E; the whole E when it lives elsewhere.
                 summed = coll.reduce_scatter if below == seg else coll.all_reduce
                 ring_emit(e, core, summed(seg, e_addr, i * ldb, ldb))
             relay(seg, below, e_addr, i * ldb)
+            if not compact:
+                # Beside the ring's sums of E: the update shares no SPAD row with them (its
+                # operands are this layer's, E the layer below's), and ring_waits lets it run
+                # where their regions differ. Its first load goes after the posts the
+                # engine's queue takes, the rest after the others: the core would wait in a
+                # post for room in the queue instead.
+                u = Emitter()
+                update(index, lo, m, block, MbgdBuilder(cfg, u))
+                queued = posted + max(cfg.ring_commands, 1)
+                first = int(queued < len(e.words) and bool(u.words)
+                            and decode(u.words[0]).op == Opcode.LDA)
+                e.insert(queued, u.part(0, first))
+                e.insert(len(e.words), u.part(first))
             if member[index - 1]:
                 below_lo, below_rows = own[index - 1][0], rows[index - 1]
                 b.elementwise("delta", VecOp.RELUD, dt_addr[index - 1], h_addr[index - 1],
@@ -549,18 +581,8 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                 b.elementwise("forward", VecOp.MAXS, xt_addr[index] + below_lo * ldb,
                               h_addr[index - 1], count=below_rows * ldb, alpha=r["zero"])
                 ring_emit(e, core, coll.all_gather(seg, xt_addr[index], i * ldb, ldb))
-        if block and member[index] and out_cols:
-            b.update(p=p_addr[index], g=g_addr, x=xt_addr[index] + lo * ldb, d=dfull_addr,
-                     mom=mom_addr[index] if use_mom else None, rows=o, inputs=out_cols - 1,
-                     batch=batch, use_wd=use_wd, ldo=ldc, ldx=ldb, batch_major=False)
-            continue
-        if block or not member[index] or not m:
-            continue
-        streamed = index == 0 and x0_addr is not None
-        b.update(p=p_addr[index], g=g_addr, x=x0_addr if streamed else xt_addr[index],
-                 d=d_addr, mom=mom_addr[index] if use_mom else None, rows=m, inputs=i,
-                 batch=batch, use_wd=use_wd, ldo=ldo,
-                 ldx=ceil_to(i + 1, nr) if streamed else ldb, batch_major=streamed)
+        if compact or index == 0:
+            update(index, lo, m, block)
     e("transfer", Opcode.HALT)
     i0 = layers[0][1]
     io = {"inputs_t": xt_addr[0], "inputs": x0_addr, "targets": t_spad,

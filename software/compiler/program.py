@@ -224,6 +224,13 @@ class Emitter:
         self.phases[at:at] = other.phases
         self.macs[at:at] = other.macs
 
+    def part(self, lo: int, hi: int | None = None) -> Emitter:
+        """A new emitter of instructions ``lo .. hi - 1`` (to the end without ``hi``)."""
+        other = Emitter()
+        other.words, other.phases, other.macs = (self.words[lo:hi], self.phases[lo:hi],
+                                                 self.macs[lo:hi])
+        return other
+
 
 def layer_splits(graph: TrainingGraph, segments) -> list[str]:
     """How each layer is divided over its segment: ``columns`` (input columns per core) or

@@ -468,6 +468,43 @@ def test_ring_training_is_bit_identical_to_golden(cores, sizes, batch, loss, mom
     assert hw.compiled.split == "rows" and min(run_.ring_cycles) > 0
 
 
+@pytest.mark.parametrize("commands", [2, 16])
+def test_the_update_runs_beside_the_ring_sums_of_the_layer_below(commands, rng):
+    """A hidden layer's update follows the posts of the ring sums of the E it passes down,
+    in SPAD regions none of those RINGs use (so ring_waits lets it run beside them); with
+    more posts than the engine's queue takes, its first load sits after the ones it takes.
+    Bit for bit against golden, cycles against the model, on 4 tiny cores (a SPAD whose
+    lower region holds everything but E and the batch-major input)."""
+    cfg = TINY.replace(cores=4, ring_commands=commands, spad_words=8192)
+    sizes = (10, 9, 8, 7, 6)
+    hw, run_ = train_and_compare(cfg, sizes, "mbgd", 3, "mse", 0.0, 0.0, steps=2,
+                                 device=RingIsaDevice(cfg), rng=rng)
+    assert run_.cycles == hw.predicted
+    core = hw.compiled.cores[0]
+    ops = [unpack(w) for w in core.program]
+    plans = [kernel_plan(op, SimpleNamespace(**f), cfg) for op, f in ops]
+    beside = 0
+    for k, phase in enumerate(core.phases):
+        if phase != "update" or ops[k][0] != Opcode.GEMM:
+            continue
+        # Right after the delta GEMM that formed E: the posts of E's sums and its own load.
+        delta = max(j for j in range(k) if core.phases[j] == "delta"
+                    and ops[j][0] == Opcode.GEMM)
+        between = [ops[j][0] for j in range(delta + 1, k)]
+        rings = [j for j in range(delta + 1, k) if ops[j][0] == Opcode.RING]
+        if not rings or set(between) != {Opcode.RING, Opcode.LDA}:
+            continue
+        beside += 1
+        ring_regions = 0
+        for j in rings:
+            ring_regions |= plans[j].spad_regions
+        load = k - 1 if ops[k - 1][0] == Opcode.LDA else rings[-1] - 1
+        assert ops[load][0] == Opcode.LDA and between.count(Opcode.LDA) == 1, between
+        assert not (plans[k].spad_regions | plans[load].spad_regions) & ring_regions, k
+        assert sum(j < load for j in rings) == min(commands, len(rings)), (k, rings, load)
+    assert beside == len(sizes) - 3     # the hidden layers above layer 0
+
+
 def _roomy_and_tight(algorithm, sizes, batch, rng):
     """The step compiled with room to spare and trained (3 steps, bit for bit against golden,
     cycles against the model) on 4 tiny cores."""
