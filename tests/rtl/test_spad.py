@@ -1,11 +1,12 @@
-"""The SPAD: host port, the array port's transfer timing, and its two banks of two ports."""
+"""The SPAD: host port, the array port's transfer timing, and its two regions of two banks of
+two ports."""
 
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
 from caterpillar.contract.config import preset
-from caterpillar.contract.geometry import spad_bank
+from caterpillar.contract.geometry import spad_bank, spad_region_bit
 from caterpillar.rtl.microop import transfer_layout
 from caterpillar.rtl.spad import Spad
 
@@ -56,39 +57,47 @@ def test_host_words_and_array_rows():
     assert log["stored"] == [106, 8]  # lane 0 kept, lane 1 written from column bus 1
 
 
-ROWS = 24           # rows the random tests use (both banks)
+#: Rows the random tests use: 12 at the start of each region (both banks of each).
+REGION_ROWS = [list(range(12)), [(1 << spad_region_bit(CFG)) + r for r in range(12)]]
+ROWS = REGION_ROWS[0] + REGION_ROWS[1]
 
 
-def _random_spad_run(rng, cycles, ring_mode):
+def _random_spad_run(rng, cycles, mode):
     """Drive the SPAD with random legal users for ``cycles`` cycles and check every read
-    against a reference that applies each cycle's write after its reads (read-before-write).
+    against a reference that applies each cycle's writes after its reads (read-before-write).
 
-    ``ring_mode``: the ring engine's send read, add read and write (never three in one bank),
-    else the array's loads and stores (stores land two cycles after issue)."""
+    ``mode``: ``ring``, the ring engine's send read, add read and write (never three in one
+    bank); ``array``, the array's loads and stores (stores land two cycles after issue);
+    ``both``, the two at once in different regions (the engine in region 1, then, after two
+    cycles without array transfers, in region 0)."""
     spad = Spad(CFG)
     nr, ring = CFG.nr, spad.ring
-    reference = rng.integers(0, 1 << 32, size=(ROWS, nr), dtype=np.uint64)
+    index = {row: k for k, row in enumerate(ROWS)}
+    reference = rng.integers(0, 1 << 32, size=(len(ROWS), nr), dtype=np.uint64)
     problems = []
 
     async def testbench(ctx):
-        for row in range(ROWS):        # the host fills the SPAD while idle
+        for row in ROWS:               # the host fills the SPAD while idle
             for lane in range(nr):
                 ctx.set(spad.host.addr, row * nr + lane)
-                ctx.set(spad.host.wdata, int(reference[row, lane]))
+                ctx.set(spad.host.wdata, int(reference[index[row], lane]))
                 ctx.set(spad.host.we, 1)
                 await ctx.tick()
         ctx.set(spad.host.we, 0)
-        ctx.set(ring.active, ring_mode)
+        ctx.set(ring.active, mode != "array")
         expect = {}                      # cycle -> [(what, row values)]
         stores = {}                      # cycle the store lands -> (row, lanes, values)
+        half = cycles // 2
         for t in range(cycles):
             ctx.set(spad.issue.xfer, transfer_layout(CFG).const({}))
             for name in ("rd_en", "op_en"):
                 ctx.set(getattr(ring, name), 0)
             ctx.set(ring.wr_lanes, 0)
-            write = None
-            if ring_mode:
-                rd, op, wr = (int(rng.integers(ROWS)) if rng.random() < 0.7 else None
+            ring_rows = ROWS if mode == "ring" else REGION_ROWS[int(t < half)]
+            array_rows = ROWS if mode == "array" else REGION_ROWS[int(t >= half)]
+            writes = []
+            if mode != "array":
+                rd, op, wr = (int(rng.choice(ring_rows)) if rng.random() < 0.7 else None
                               for _ in range(3))
                 used = [spad_bank(CFG, r) for r in (rd, op, wr) if r is not None]
                 if len(used) == 3 and len(set(used)) == 1:
@@ -97,7 +106,8 @@ def _random_spad_run(rng, cycles, ring_mode):
                     if row is not None:
                         ctx.set(getattr(ring, f"{name}_addr"), row)
                         ctx.set(getattr(ring, f"{name}_en"), 1)
-                        expect.setdefault(t + 1, []).append((name, reference[row].copy()))
+                        expect.setdefault(t + 1, []).append((name,
+                                                             reference[index[row]].copy()))
                 if wr is not None:
                     lanes = int(rng.integers(1, 1 << nr))
                     values = rng.integers(0, 1 << 32, size=nr, dtype=np.uint64)
@@ -105,24 +115,28 @@ def _random_spad_run(rng, cycles, ring_mode):
                     ctx.set(ring.wr_lanes, lanes)
                     for lane in range(nr):
                         ctx.set(ring.wr_data[lane], int(values[lane]))
-                    write = (wr, lanes, values)
-            else:
+                    writes.append((wr, lanes, values))
+            # In both, no array transfer in the two cycles before the regions swap: a store
+            # issued then would land in the engine's new region.
+            if mode != "ring" and not (mode == "both" and half - 2 <= t < half):
                 if rng.random() < 0.5:
-                    row = int(rng.integers(ROWS))
+                    row = int(rng.choice(array_rows))
                     ctx.set(spad.issue.xfer, transfer_layout(CFG).const(
                         {"valid": 1, "spad_row": row, "col_bus": 1, "lanes": (1 << nr) - 1}))
-                    expect.setdefault(t + 2, []).append(("edge", reference[row].copy()))
+                    expect.setdefault(t + 2, []).append(("edge",
+                                                         reference[index[row]].copy()))
                 elif rng.random() < 0.8:
-                    row, lanes = int(rng.integers(ROWS)), int(rng.integers(1, 1 << nr))
+                    row, lanes = int(rng.choice(array_rows)), int(rng.integers(1, 1 << nr))
                     values = rng.integers(0, 1 << 32, size=nr, dtype=np.uint64)
                     ctx.set(spad.issue.xfer, transfer_layout(CFG).const(
                         {"valid": 1, "store": 1, "spad_row": row, "col_bus": 1,
                          "lanes": lanes}))
                     stores[t + 2] = (row, lanes, values)
-                write = stores.pop(t, None)
-                if write is not None:
-                    for lane in range(nr):
-                        ctx.set(spad.edge.col_bus[lane], int(write[2][lane]))
+            landing = stores.pop(t, None)
+            if landing is not None:
+                for lane in range(nr):
+                    ctx.set(spad.edge.col_bus[lane], int(landing[2][lane]))
+                writes.append(landing)
             if ctx.get(spad.collision):
                 problems.append((t, "collision"))
             for what, values in expect.pop(t, []):
@@ -130,11 +144,10 @@ def _random_spad_run(rng, cycles, ring_mode):
                 got = [ctx.get(port[lane]) for lane in range(nr)]
                 if got != [int(v) for v in values]:
                     problems.append((t, what, got, values.tolist()))
-            if write is not None:
-                row, lanes, values = write
+            for row, lanes, values in writes:
                 for lane in range(nr):
                     if lanes >> lane & 1:
-                        reference[row, lane] = values[lane]
+                        reference[index[row], lane] = values[lane]
             await ctx.tick()
 
     sim = Simulator(spad)
@@ -144,9 +157,9 @@ def _random_spad_run(rng, cycles, ring_mode):
     assert not problems, problems[:3]
 
 
-@pytest.mark.parametrize("ring_mode", [False, True], ids=["array", "ring"])
-def test_two_banks_of_two_ports_serve_every_legal_cycle(rng, ring_mode):
-    _random_spad_run(rng, 400, ring_mode)
+@pytest.mark.parametrize("mode", ["array", "ring", "both"])
+def test_two_regions_of_two_banks_serve_every_legal_cycle(rng, mode):
+    _random_spad_run(rng, 400, mode)
 
 
 def test_only_two_reads_of_other_rows_than_the_write_in_one_bank_collide():
@@ -155,7 +168,7 @@ def test_only_two_reads_of_other_rows_than_the_write_in_one_bank_collide():
     take."""
     spad = Spad(CFG)
     ring = spad.ring
-    rows = [r for r in range(ROWS) if spad_bank(CFG, r) == 0][:3]
+    rows = [r for r in REGION_ROWS[0] if spad_bank(CFG, r) == 0][:3]
     cases = {"read shares the write's row": (rows[0], rows[1], rows[0], 0),
              "add read shares the write's row": (rows[1], rows[0], rows[0], 0),
              "both reads of one other row": (rows[1], rows[1], rows[0], 0),
