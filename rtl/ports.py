@@ -10,6 +10,7 @@ from __future__ import annotations
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from caterpillar.contract.geometry import SPAD_REGIONS
 from caterpillar.contract.isa import Counter, ErrorCause, Opcode
 from caterpillar.contract.registers import COUNTER_BITS, HOST_ADDR_BITS, SCALAR_REGISTERS
 from caterpillar.rtl.instruction import operand_layout
@@ -135,14 +136,18 @@ class SpadEdge(wiring.Signature):
 
 class RingCommand(wiring.Signature):
     """A ``RING`` instruction handed to the ring engine, from the sequencer's side: ``start``
-    for one cycle with ``fields`` (not while ``full``). ``active`` from the cycle after the
-    engine starts a ``RING`` until its last, in which it raises ``finished``; ``busy`` while
-    ``active`` or a ``RING`` waits in the engine's command queue; ``full`` while that queue
-    holds ``cfg.ring_commands`` of them (without a queue, while ``active``)."""
+    for one cycle with ``fields`` and the mask of the SPAD regions it uses (``regions``; not
+    while ``full``). ``active`` from the cycle after the engine starts a ``RING`` until its
+    last, in which it raises ``finished``; ``active_regions``: the regions of the one it runs;
+    ``busy`` while ``active`` or a ``RING`` waits in the engine's command queue; ``full``
+    while that queue holds ``cfg.ring_commands`` of them (without a queue, while
+    ``active``)."""
 
     def __init__(self):
         super().__init__({"start": Out(1), "fields": Out(operand_layout(Opcode.RING)),
-                          "busy": In(1), "full": In(1), "active": In(1), "finished": In(1)})
+                          "regions": Out(SPAD_REGIONS), "busy": In(1), "full": In(1),
+                          "active": In(1), "finished": In(1),
+                          "active_regions": In(SPAD_REGIONS)})
 
 
 class RingSpadPort(wiring.Signature):

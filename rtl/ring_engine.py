@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Mux, Shape, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -49,9 +49,11 @@ class RingEngine(wiring.Component):
     Members
     -------
     command : In(RingCommand())
-        ``start`` (one cycle, not while ``full``) hands over ``fields``; ``active`` while the
-        engine runs a ``RING``, ``finished`` in its last active cycle; ``busy`` while active or
-        a ``RING`` waits in the queue, ``full`` while the queue is (without one: while active).
+        ``start`` (one cycle, not while ``full``) hands over ``fields`` and ``regions`` (the
+        SPAD regions the ``RING`` uses, kept with it in the queue and shown as
+        ``active_regions`` while it runs); ``active`` while the engine runs a ``RING``,
+        ``finished`` in its last active cycle; ``busy`` while active or a ``RING`` waits in the
+        queue, ``full`` while the queue is (without one: while active).
     spad : Out(RingSpadPort(cfg))
         ``active``, and two SPAD read ports (data one cycle after ``en``: sent rows, and the
         local addends) and the write port.
@@ -176,24 +178,31 @@ class RingEngine(wiring.Component):
         free = ~active | finished
         launch = Signal()
         f = Signal(self.command.fields.shape())
+        regions = Signal.like(self.command.regions)
+        handed = Cat(self.command.fields.as_value(), self.command.regions)
         if cfg.ring_commands:
-            m.submodules.commands = commands = fifo.SyncFIFO(
-                width=Shape.cast(self.command.fields.shape()).width, depth=cfg.ring_commands)
+            # The regions travel with the fields: the sequencer counts a RING's regions free
+            # when it finishes (active_regions).
+            m.submodules.commands = commands = fifo.SyncFIFO(width=len(handed),
+                                                             depth=cfg.ring_commands)
             queued = commands.r_rdy
             bypass = free & ~queued & self.command.start
-            m.d.comb += [commands.w_data.eq(self.command.fields),
+            m.d.comb += [commands.w_data.eq(handed),
                          commands.w_en.eq(self.command.start & ~bypass),
                          commands.r_en.eq(free & queued),
                          launch.eq((free & queued) | bypass),
-                         f.eq(Mux(queued, commands.r_data, self.command.fields.as_value())),
+                         Cat(f, regions).eq(Mux(queued, commands.r_data, handed)),
                          self.command.busy.eq(active | queued),
                          self.command.full.eq(~commands.w_rdy)]
         else:
-            m.d.comb += [launch.eq(self.command.start), f.eq(self.command.fields),
+            m.d.comb += [launch.eq(self.command.start), Cat(f, regions).eq(handed),
                          self.command.busy.eq(active), self.command.full.eq(active)]
+        active_regions = Signal.like(regions)
+        m.d.comb += self.command.active_regions.eq(active_regions)
         rlen = f.rlen
         with m.If(launch):
             m.d.sync += [
+                active_regions.eq(regions),
                 active.eq(1), keep.eq(f.keep), add.eq(f.add), fwd.eq(f.fwd), chain.eq(f.chain),
                 send_row.eq(f.src >> shift), recv_row.eq(f.dst >> shift),
                 send_left.eq(cdiv(f.slen, nr)), recv_left.eq(cdiv(rlen, nr)),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal
-from amaranth.lib import fifo, wiring
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -374,18 +374,14 @@ class Sequencer(wiring.Component):
 
     def _ring_regions(self, m, op_regions):
         """The mask of the SPAD regions the posted ``RING`` s not yet ``finished`` use: a count
-        per region, up on a post (``op_regions`` of the ``RING`` in its check), down on a
-        ``finished`` (the regions of the oldest posted one, which the engine runs: a queue of
-        masks beside the engine's queue of commands)."""
-        depth = self.cfg.ring_commands + 1
-        m.submodules.ring_masks = masks = fifo.SyncFIFO(width=SPAD_REGIONS, depth=depth)
-        m.d.comb += [masks.w_en.eq(self.ring.start), masks.w_data.eq(op_regions),
-                     masks.r_en.eq(self.ring.finished)]
-        counts = [Signal(range(depth + 1), name=f"ring_region{r}_posts")
+        per region, up on a post (``op_regions`` of the ``RING`` in its check, handed to the
+        engine with its fields), down on a ``finished`` (the engine's ``active_regions``)."""
+        m.d.comb += self.ring.regions.eq(op_regions)
+        counts = [Signal(range(self.cfg.ring_commands + 2), name=f"ring_region{r}_posts")
                   for r in range(SPAD_REGIONS)]
         for r, count in enumerate(counts):
             up = self.ring.start & op_regions[r]
-            down = self.ring.finished & masks.r_data[r]
+            down = self.ring.finished & self.ring.active_regions[r]
             m.d.sync += count.eq(count + up - down)
         return Cat(*[count != 0 for count in counts])
 
