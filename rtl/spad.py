@@ -105,8 +105,8 @@ class Spad(wiring.Component):
         for r in range(SPAD_REGIONS):
             def here(row, r=r):
                 return spad_region(cfg, row) == r
-            ring_read_here, ring_add_here = ring_read & here(ring.rd_addr), ring_add & here(
-                ring.op_addr)
+            ring_read_here = ring_read & here(ring.rd_addr)
+            ring_add_here = ring_add & here(ring.op_addr)
             ring_write_here = ring_lanes.any() & here(ring.wr_addr)
             read = SimpleNamespace(row=Mux(ring_read_here, ring.rd_addr, array_row),
                                    en=ring_read_here | (load & here(x.spad_row))

@@ -505,6 +505,7 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                           batch=s_hi - s_lo, classes=classes, plain=plain)
         ring_emit(e, core, coll.all_gather(seg, dfull_addr, batch * ldc, ldc))
         b.transpose(dfull_addr, batch, classes, ldc, dfull_t_addr, ldb)
+
     def update(index, lo, m, block, b=b):
         """The update of the core's block of layer ``index`` (none without one)."""
         if block and member[index] and out_cols:
