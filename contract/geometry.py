@@ -648,7 +648,7 @@ def _plan_gemm(f, c: _Context) -> KernelPlan:
         Check(f.lda >= f.m, ErrorCause.BAD_SHAPE, "lda must be >= m"),
         Check(f.ldb >= f.n, ErrorCause.BAD_SHAPE, "ldb must be >= n"),
         Check(f.ldc >= f.n, ErrorCause.BAD_SHAPE, "ldc must be >= n"),
-        c.mema(0, (f.mc >> log2(nr)) * lda_local,
+        c.mema(f.mema, (f.mc >> log2(nr)) * lda_local,
                "mc rows of A (mc / nr * ceil(k / nr) words per PE)"),
         Check(c.select(f.a_mema, f.m <= f.mc, 1), ErrorCause.BAD_SHAPE,
               "with a_mema, m must be <= mc (A is one block in MemA)"),

@@ -289,9 +289,11 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
         _f("ldc", 16, "ld", "SPAD leading dimension of C (multiple of nr, >= N)"),
         _f("mc", 16, "count", "rows of A resident in MemA per block (multiple of nr * Lacc)"),
         _f("accumulate", 1, "flag", "C += A B (else C = A B)"),
-        _f("a_mema", 1, "flag", "A is in MemA already (2D round-robin M x K from address 0, "
+        _f("a_mema", 1, "flag", "A is in MemA already (2D round-robin M x K from mema, "
                                 "leading dimension ceil(K / nr), e.g. by lda; M <= mc): no A "
                                 "stream, every panel reads MemA"),
+        _f("mema", 16, "mema", "MemA base of A's tile: where a_mema finds A, else where each "
+                               "streamed block of mc rows is kept for the later panels"),
     ),
     Opcode.VOP: (
         _f("fn", 4, "VecOp", "elementwise operation"),

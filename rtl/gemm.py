@@ -5,8 +5,9 @@ then one phase per (A block, B panel, row group) and an epilogue. A phase runs a
 (``K`` steps of ``Lacc`` row-interleaved rank-1 updates, A broadcast on the row buses) beside a
 task list on the SPAD port: idle, C rows out (previous phase), C rows in (next phase), the next
 B panel, two guard cycles. In a block's first panel the A values stream from the SPAD onto the
-row buses (and into MemA) during the compute, so the task list follows it; with ``a_mema`` A
-is in MemA already (one block), and every panel reads it there.
+row buses (and into MemA's tile at ``mema``) during the compute, so the task list follows it;
+with ``a_mema`` A is in MemA already (one block, its tile at ``mema``), and every panel reads it
+there.
 """
 
 from __future__ import annotations
@@ -234,7 +235,7 @@ class GemmEngine(wiring.Component):
         f, u, x = self.f, self.uop, self.xfer
         s, s_lanes, nr, cur, p = g.s, g.s_lanes, g.nr, g.cur, g.p
         with m.If(g.computing):
-            addr = ((cur.group << s_lanes) + g.lane) * g.lda_local + (p >> s)
+            addr = f.mema + ((cur.group << s_lanes) + g.lane) * g.lda_local + (p >> s)
             row = cur.row0 + (g.lane << s)
             slot = Cat(g.lane, cur.bank)
             step_col = p[:s]

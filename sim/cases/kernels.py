@@ -19,9 +19,8 @@ from caterpillar.golden import numerics as gn
 from caterpillar.software.driver.core import Driver
 
 __all__ = ["KernelCase", "random_values", "run_case", "gemv_case", "gemvt_case", "ger_case",
-           "cpass_case",
-           "gemm_case", "vop_case", "smxce_case", "transfer_case", "vector_transfer_case",
-           "best_mc"]
+           "cpass_case", "gemm_case", "gemm_reuse_case", "vop_case", "smxce_case",
+           "transfer_case", "vector_transfer_case", "best_mc"]
 
 
 @dataclass
@@ -269,9 +268,10 @@ def best_mc(cfg, m, k) -> int:
 
 
 def gemm_case(cfg, m, n, k, rng, *, accumulate=False, specials=0.0, mc=None,
-              a_mema=False) -> KernelCase:
+              a_mema=False, mema=0) -> KernelCase:
     """``C = A B`` (or ``C += A B``) on SPAD-resident matrices; A is stored transposed, or
-    (``a_mema``) row-major and loaded into MemA by an ``lda`` first."""
+    (``a_mema``) row-major and loaded into MemA by an ``lda`` first; A's MemA tile at
+    ``mema``."""
     nr, fmt, acc = cfg.nr, cfg.operand, cfg.acc
     a = random_values((m, k), fmt, rng, specials=specials)
     b = random_values((k, n), fmt, rng, specials=specials)
@@ -283,17 +283,49 @@ def gemm_case(cfg, m, n, k, rng, *, accumulate=False, specials=0.0, mc=None,
     mc = best_mc(cfg, m, k) if mc is None else mc
     program = [
         encode(Opcode.GEMM, c=c0, a=a0, b=b0, m=m, n=n, k=k, lda=lda, ldb=ldb, ldc=ldc, mc=mc,
-               accumulate=int(accumulate), a_mema=int(a_mema)),
+               accumulate=int(accumulate), a_mema=int(a_mema), mema=mema),
         encode(Opcode.HALT),
     ]
     if a_mema:
-        program.insert(0, encode(Opcode.LDA, spad=a0, mema=0, rows=m, cols=k, lds=_ceil(k, nr),
+        program.insert(0, encode(Opcode.LDA, spad=a0, mema=mema, rows=m, cols=k,
+                                 lds=_ceil(k, nr),
                                  ldm=-(-k // nr), trans=0))
     expected = gk.gemm(a, b, c if accumulate else None, fmt, acc)
-    name = f"gemm {m}x{n}x{k}{' acc' if accumulate else ''}{' a_mema' if a_mema else ''}"
+    name = (f"gemm {m}x{n}x{k}{' acc' if accumulate else ''}{' a_mema' if a_mema else ''}"
+            f"{f' mema={mema}' if mema else ''}")
     return KernelCase(name, program, {a0: a_stored, b0: _padded(b, ldb), c0: _padded(c, ldc)},
                       outputs=[(c0, (m, ldc))],
                       expected=[_padded(expected, ldc).reshape(m, ldc)], macs=m * n * k)
+
+
+def gemm_reuse_case(cfg, m, n, k, rng, *, mema: int) -> KernelCase:
+    """Two GEMMs sharing A: the first streams ``A^T`` from the SPAD and keeps A's block (one,
+    ``m <= mc``) in MemA at ``mema``; an ``lda`` then fills MemA below ``mema``; the second
+    GEMM (``a_mema``) multiplies the tile it finds at ``mema`` by another B. Both products are
+    checked, so the second shows where the first left A."""
+    nr, fmt, acc = cfg.nr, cfg.operand, cfg.acc
+    a = random_values((m, k), fmt, rng)
+    b1, b2 = random_values((k, n), fmt, rng), random_values((k, n), fmt, rng)
+    lda, ldb = _ceil(m, nr), _ceil(n, nr)
+    a0 = 0
+    b10 = _ceil(k * lda, nr)
+    b20 = b10 + k * ldb
+    c10 = b20 + k * ldb
+    c20 = c10 + m * ldb
+    mc = _ceil(m, nr * cfg.acc_lanes)
+    common = dict(m=m, n=n, k=k, lda=lda, ldb=ldb, ldc=ldb, mc=mc, mema=mema)
+    ldm = -(-n // nr)
+    if -(-k // nr) * ldm > mema:
+        raise ValueError(f"mema={mema} leaves no room below it for B's {k} x {n} tile")
+    program = [encode(Opcode.GEMM, c=c10, a=a0, b=b10, **common),
+               encode(Opcode.LDA, spad=b10, mema=0, rows=k, cols=n, lds=ldb, ldm=ldm),
+               encode(Opcode.GEMM, c=c20, a=a0, b=b20, a_mema=1, **common),
+               encode(Opcode.HALT)]
+    return KernelCase(f"gemm {m}x{n}x{k} twice, A kept at mema={mema}", program,
+                      {a0: _padded(a.T, lda), b10: _padded(b1, ldb), b20: _padded(b2, ldb)},
+                      outputs=[(c10, (m, ldb)), (c20, (m, ldb))],
+                      expected=[_padded(gk.gemm(a, b, None, fmt, acc), ldb).reshape(m, ldb)
+                                for b in (b1, b2)], macs=2 * m * n * k)
 
 
 _VOP_MACS = {"add": 1, "sub": 1, "mul": 1, "axpy": 1, "scale": 1, "mseg": 2}

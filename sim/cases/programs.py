@@ -150,11 +150,15 @@ def random_program(cfg, rng, length: int = 12) -> KernelCase:
             a = int(rng.integers(0, half // 4)) // nr * nr
             b = a + k * lda
             c = spad_out(m * ldc)
-            # a_mema: A is whatever MemA holds (earlier instructions left it there).
+            # a_mema: A is whatever MemA holds (earlier instructions left it there), in one
+            # of the slots the other kernels use where A's tile fits there.
+            mc = best_mc(cfg, m, k)
+            a_words = mc // nr * -(-k // nr)
+            slot = int(rng.integers(4)) * mema_slot
             program.append(encode(Opcode.GEMM, c=c, a=a, b=b, m=m, n=n, k=k, lda=lda, ldb=ldb,
-                                  ldc=ldc, mc=best_mc(cfg, m, k),
-                                  accumulate=int(rng.integers(2)),
-                                  a_mema=int(rng.integers(2))))
+                                  ldc=ldc, mc=mc, accumulate=int(rng.integers(2)),
+                                  a_mema=int(rng.integers(2)),
+                                  mema=slot if slot + a_words <= cfg.mema_words else 0))
         elif kind == "sets":
             program.append(encode(Opcode.SETS, reg=int(rng.integers(1, 5)),
                                   value=real(float(rng.standard_normal()))))

@@ -447,7 +447,7 @@ def _gemm(sim, f, plan, snapshot):
     if f.a_mema:                                # one block, in MemA already
         i = np.arange(f.m)
         a = sim.mema[(i % nr)[:, None], (p % nr)[None, :],
-                     (i // nr)[:, None] * lda_local + (p // nr)[None, :]]
+                     f.mema + (i // nr)[:, None] * lda_local + (p // nr)[None, :]]
     else:
         a = sim.spad[a_idx].T
     b = sim.spad[b_idx]
@@ -456,7 +456,7 @@ def _gemm(sim, f, plan, snapshot):
     # Staging left in the PEs: every A block streamed (the last one wins) and every B panel.
     for block in range(0 if f.a_mema else -(-f.m // f.mc)):
         i = np.arange(block * f.mc, min(f.m, (block + 1) * f.mc))
-        local = ((i - block * f.mc) // nr)[:, None] * lda_local + (p // nr)[None, :]
+        local = f.mema + ((i - block * f.mc) // nr)[:, None] * lda_local + (p // nr)[None, :]
         sim.mema[(i % nr)[:, None], (p % nr)[None, :], local] = a[i]
     schedule = plan.schedule
     panels = -(-f.n // nr)

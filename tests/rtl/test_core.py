@@ -59,6 +59,10 @@ CASES = {
     # A row-major in the SPAD, loaded into MemA by lda: no stream, every panel reads MemA.
     "gemm-a-mema": lambda cfg, rng: kc.gemm_case(cfg, 11, 5, 7, rng, accumulate=True,
                                                  a_mema=True),
+    # A's tile away from MemA's start: loaded there by lda, kept there by a streamed GEMM.
+    "gemm-a-mema-base": lambda cfg, rng: kc.gemm_case(cfg, 11, 5, 7, rng, a_mema=True,
+                                                      mema=13),
+    "gemm-reuse": lambda cfg, rng: kc.gemm_reuse_case(cfg, 2 * cfg.nr + 3, 6, 5, rng, mema=12),
     "smxce": lambda cfg, rng: kc.smxce_case(cfg, 7, rng),
     "lda-trans": lambda cfg, rng: kc.transfer_case(cfg, 3, 5, rng, trans=True),
     "vectors": lambda cfg, rng: kc.vector_transfer_case(cfg, 7, rng),

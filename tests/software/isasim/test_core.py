@@ -39,6 +39,8 @@ def cases_for(cfg, rng):
     yield kc.gemm_case(cfg, 17, 9, 11, rng)
     yield kc.gemm_case(cfg, 8, 3, 1, rng, accumulate=True, specials=0.05)
     yield kc.gemm_case(cfg, 13, 6, 9, rng, accumulate=True, a_mema=True)
+    yield kc.gemm_case(cfg, 13, 6, 9, rng, a_mema=True, mema=21)
+    yield kc.gemm_reuse_case(cfg, 9, 5, 7, rng, mema=40)
     yield kc.smxce_case(cfg, 10, rng)
     yield kc.transfer_case(cfg, 5, 11, rng, trans=True)
     yield kc.vector_transfer_case(cfg, 11, rng)
