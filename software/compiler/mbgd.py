@@ -43,6 +43,7 @@ emit the arithmetic in the order :mod:`caterpillar.golden.trainer` documents.
 
 from __future__ import annotations
 
+from caterpillar.contract.geometry import spad_span_regions
 from caterpillar.contract.isa import Layout, Opcode, VecOp, decode
 from caterpillar.golden.collectives import ring_blocks
 from caterpillar.software.compiler import collectives as coll
@@ -64,25 +65,50 @@ __all__ = ["MbgdBuilder", "check_mbgd_memb", "mbgd_core_program", "mbgd_ring_cor
 
 
 class MbgdBuilder:
-    """Emits MBGD's building blocks: chunked GEMMs, elementwise passes, transposes."""
+    """Emits MBGD's building blocks: chunked GEMMs, elementwise passes, transposes.
 
-    def __init__(self, cfg, emit):
+    ``resident`` maps the SPAD address of a row-major A to the MemA base of its tile, loaded
+    early by :meth:`preload` (while the array waits for the ring) and read there by
+    :meth:`gemm_rows`; such tiles sit above ``mema_free``, the MemA words every other A
+    block and transpose stays below.
+    """
+
+    def __init__(self, cfg, emit, *, mema_free=None, resident=None):
         self.cfg, self.e = cfg, emit
         nr = cfg.nr
         # GEMM keeps two B panels of k words per PE in MemB.
         self.k_chunk = cfg.memb_words // 2
         self.group = nr * cfg.acc_lanes
+        self.mema_free = cfg.mema_words if mema_free is None else mema_free
+        self.resident = {} if resident is None else resident
+
+    def beside(self, emit) -> MbgdBuilder:
+        """A builder for another emitter, sharing this one's MemA tiles."""
+        return MbgdBuilder(self.cfg, emit, mema_free=self.mema_free, resident=self.resident)
+
+    def block_words(self, m: int, k: int) -> int:
+        """MemA words per PE of one GEMM block holding all ``m`` rows of A over ``k`` terms
+        (its first chunk of ``k_chunk``)."""
+        nr = self.cfg.nr
+        return ceil_to(m, self.group) // nr * cdiv(min(k, self.k_chunk), nr)
+
+    def _check_mema(self, need: int, what: str, message) -> None:
+        """Check that ``need`` MemA words per PE (``what``) fit below ``mema_free``, recorded
+        with the tiles above it as the need of the whole MemA; ``message()``: the error."""
+        above = self.cfg.mema_words - self.mema_free
+        check_capacity("MemA", above + need, self.cfg.mema_words, message,
+                       largest=[(what, need)] + ([("tiles loaded early", above)] if above
+                                                 else []))
 
     def _block_rows(self, kk: int) -> int:
         """Rows of A one GEMM block holds in MemA for ``kk`` terms (checked: one row group)."""
         nr = self.cfg.nr
         need = self.group // nr * cdiv(kk, nr)
-        check_capacity("MemA", need, self.cfg.mema_words,
-                       lambda: f"a GEMM with {kk} inner terms needs at least {need} MemA "
-                               f"words per PE for one row group; the config has "
-                               f"{self.cfg.mema_words}",
-                       largest=[(f"one row group of a GEMM over {kk} terms", need)])
-        return max(self.cfg.mema_words // cdiv(kk, nr) * nr // self.group, 1) * self.group
+        self._check_mema(need, f"one row group of a GEMM over {kk} terms",
+                         lambda: f"a GEMM with {kk} inner terms needs at least {need} MemA "
+                                 f"words per PE for one row group; the config has "
+                                 f"{self.cfg.mema_words}")
+        return max(self.mema_free // cdiv(kk, nr) * nr // self.group, 1) * self.group
 
     def gemm(self, phase, *, c, a, b, m, n, k, lda, ldb, ldc, accumulate=False, macs=True):
         """``C (+)= A B`` with ``A^T`` at ``a`` (streamed), in chunks of ``k_chunk`` terms."""
@@ -100,6 +126,11 @@ class MbgdBuilder:
         there (``gemm`` with ``a_mema``), so no transpose of A is built in the SPAD. The sums
         are those of :meth:`gemm` (chunk by chunk in ``k``)."""
         nr, kc = self.cfg.nr, self.k_chunk
+        if a in self.resident:                  # one block, loaded by preload
+            self.e(phase, Opcode.GEMM, m * n * k, c=c, a=0, b=b, m=m, n=n, k=k,
+                   lda=ceil_to(m, nr), ldb=ldb, ldc=ldc, mc=ceil_to(m, self.group),
+                   accumulate=int(accumulate), a_mema=1, mema=self.resident[a])
+            return
         for k0 in range(0, k, kc):
             kk = min(kc, k - k0)
             mc = self._block_rows(kk)
@@ -111,6 +142,16 @@ class MbgdBuilder:
                        m=mm, n=n, k=kk, lda=ceil_to(mm, nr), ldb=ldb, ldc=ldc,
                        mc=ceil_to(mm, self.group), accumulate=int(accumulate or k0 > 0),
                        a_mema=1)
+
+    def preload(self, *, a, m, k, lda, r0=0, r1=None) -> None:
+        """Load rows ``r0 .. r1 - 1`` (``r0`` a multiple of nr) of the row-major ``m x k`` A
+        at ``a`` into its tile (``resident[a]``) for a later :meth:`gemm_rows` (one block:
+        ``m <= mc``, ``k <= k_chunk``)."""
+        nr = self.cfg.nr
+        r1 = m if r1 is None else r1
+        ldm = cdiv(k, nr)
+        self.e("transfer", Opcode.LDA, spad=a + r0 * lda, mema=self.resident[a] + r0 // nr * ldm,
+               rows=r1 - r0, cols=k, lds=lda, ldm=ldm, trans=0)
 
     def elementwise(self, phase, fn, z, x, y=None, *, count, alpha=0):
         """``z = fn(x, y)`` over ``count`` contiguous SPAD words, in MemB-sized chunks."""
@@ -202,12 +243,12 @@ class MbgdBuilder:
         """Write the transpose of the ``rows x cols`` SPAD matrix at ``src`` to ``dst``."""
         nr = self.cfg.nr
         ldm = cdiv(rows, nr)
-        check_capacity("MemA", ldm, self.cfg.mema_words,
-                       lambda: f"a transpose of a {rows}-row matrix passes {ldm} words per PE "
-                               f"through MemA; the config has {self.cfg.mema_words}: use a "
-                               f"config with mema_words >= {ldm} or a smaller batch or layer",
-                       largest=[(f"one column of a {rows}-row transpose", ldm)])
-        per_chunk = self.cfg.mema_words // ldm * nr
+        self._check_mema(ldm, f"one column of a {rows}-row transpose",
+                         lambda: f"a transpose of a {rows}-row matrix passes {ldm} words per "
+                                 f"PE through MemA; the config has {self.cfg.mema_words}: use "
+                                 f"a config with mema_words >= {ldm} or a smaller batch or "
+                                 f"layer")
+        per_chunk = self.mema_free // ldm * nr
         for c0 in range(0, cols, per_chunk):
             cc = min(per_chunk, cols - c0)
             self.e("transfer", Opcode.LDA, spad=src + c0, mema=0, rows=cc, cols=rows, lds=lds,
@@ -321,6 +362,51 @@ def mbgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
     return CoreProgram(e.words, e.phases, e.macs, tensors, io, constants, k_chunk=b.k_chunk)
 
 
+def _plan_preloads(b, cfg, *, layers, member, rows, widest_rows, gathered, columns, dfa,
+                   xt_addr, p_addr, batch, ldb, streamed_x0) -> dict:
+    """The tiles the ring's MBGD step loads into MemA while the array waits for a gather of
+    the forward: input ``w``'s gather -> the ``preload`` fields of each tile loaded then.
+
+    Candidates, in the order the backward uses them: ``W_l^T`` (A of the partial ``E`` of
+    every layer that passes E down through its weights), then each gathered input ``[A_l;
+    1]`` (A of layer ``l``'s update), each a single GEMM block. A tile goes into the first
+    wait after its data are complete whose gather shares no SPAD region with it (so the
+    ``lda`` runs beside the ring: ``ring_waits``), while MemA keeps room below the tiles for
+    the largest A block the step streams. Each tile saves its ``lda`` in the backward.
+    """
+    nr, kc = cfg.nr, b.k_chunk
+    last = len(layers) - 1
+    shapes = [(max(rows[index], 1), i + 1) for index, (o, i) in enumerate(layers)]
+    shapes += [(i + 1, batch) for o, i in layers] + [(i, widest_rows[index])
+                                                     for index, (o, i) in enumerate(layers)]
+    stream_need = max(b.block_words(m, k) for m, k in shapes)
+    candidates = []
+    for index, (o, i) in enumerate(layers):
+        if index and member[index] and rows[index] and not dfa and \
+                not (columns and index == last) and rows[index] <= kc:
+            candidates.append((0, dict(a=p_addr[index], m=i, k=rows[index],
+                                       lda=ceil_to(widest_rows[index], nr))))
+    for index, (o, i) in enumerate(layers):
+        if index and member[index] and rows[index] and not (columns and index == last) and \
+                batch <= kc:
+            candidates.append((index, dict(a=xt_addr[index], m=i + 1, k=batch, lda=ldb)))
+    plan, top = {}, cfg.mema_words
+    for ready, tile in candidates:
+        words = b.block_words(tile["m"], tile["k"])
+        extent = (tile["m"] - 1) * tile["lda"] + ceil_to(tile["k"], nr)
+        regions = spad_span_regions(cfg, tile["a"], extent)
+        window = next((w for w in range(ready + 1, len(layers))
+                       if gathered[w] and not regions
+                       & spad_span_regions(cfg, xt_addr[w], (layers[w][1] + 1) * ldb)), None)
+        if window is None or top - words < stream_need:
+            continue
+        top -= words
+        b.resident[tile["a"]] = top
+        plan.setdefault(window, []).append(tile)
+    b.mema_free = top
+    return plan
+
+
 def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> CoreProgram:
     """Core ``core``'s MBGD step on the ring (bucket algorithm; see the module docstring);
     ``splits``: :func:`~.program.layer_splits` (the output layer may be split by columns)."""
@@ -351,6 +437,18 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
     # turns in two buffers, which also hold E, and each is gathered again for its update.
     compact_ok = len(set(segments)) == 1 and len(layers) > 1
     layouts = [(False, True), (False, False)] + [(True, False)] * compact_ok
+    # Input l >= 1 is gathered in the forward unless it is the column-split output layer's.
+    gathered = [0 < index and not (columns and index == last) for index in range(len(layers))]
+    # While the array waits for the gather of input l + 1 it can load input l into MemA for
+    # its update (MbgdBuilder.preload) if the two lie in different SPAD regions: from the
+    # last gathered input (in the lower region, beside E's sums at the top in the backward)
+    # downwards they alternate.
+    high_inputs, high = set(), False
+    for index in reversed(range(1, len(layers))):
+        if gathered[index]:
+            if high:
+                high_inputs.add(index)
+            high = not high
     for attempt, (compact, stream_x0) in enumerate(layouts):
         spad = Region("the SPAD", cfg.spad_words, align=nr)
         # First: with the update's other operands below and E's sums at the top
@@ -389,8 +487,9 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
             if compact and index:
                 xt_addr.append(turns[index % 2] - i * ldb)
             else:
-                xt_addr.append(spad.alloc(f"[{input_name(index)}; 1] (features x batch)",
-                                          (i + 1) * ldb))
+                alloc = spad.alloc_high if index in high_inputs else spad.alloc
+                xt_addr.append(alloc(f"[{input_name(index)}; 1] (features x batch)",
+                                     (i + 1) * ldb))
                 constants.append((xt_addr[-1] + i * ldb, 1, batch, ldb, "one"))
             # The logits are gathered whole (or, split by columns, summed in place of the
             # logits batch-major); hidden pre-activations stay the core's own rows.
@@ -447,6 +546,28 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
     b = MbgdBuilder(cfg, e)
     r = SCALAR_REGS
     cores = cfg.cores
+    preloads = {} if compact or len(set(segments)) > 1 else _plan_preloads(
+        b, cfg, layers=layers, member=member, rows=rows, widest_rows=widest_rows,
+        gathered=gathered, columns=columns, dfa=bool(f_addr), xt_addr=xt_addr, p_addr=p_addr,
+        batch=batch, ldb=ldb, streamed_x0=x0_addr is not None)
+
+    def beside_posts(posted, tiles):
+        """Load ``tiles`` in pieces between the RINGs posted from instruction ``posted`` on,
+        one before each post that would wait for room in the engine's queue (and the rest
+        after them), so the array loads while the engine drains its queue."""
+        posts = [at for at in range(posted, len(e.words)) if decode(e.words[at]).op ==
+                 Opcode.RING][max(cfg.ring_commands, 1):]
+        if not tiles:
+            return
+        step = ceil_to(cdiv(sum(t["m"] for t in tiles), len(posts) + 1), nr)
+        pieces = []
+        for tile in tiles:
+            for r0 in range(0, tile["m"], step):
+                u = Emitter()
+                b.beside(u).preload(**tile, r0=r0, r1=min(tile["m"], r0 + step))
+                pieces.append(u)
+        for at, piece in reversed(list(zip(posts + [len(e.words)] * len(pieces), pieces))):
+            e.insert(at, piece)
 
     def relay(holders, targets, addr, words):
         if holders != targets:
@@ -485,7 +606,9 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                 b.elementwise("forward", VecOp.MAXS, xt_addr[index + 1] + lo * ldb,
                               h_addr[index], count=m * ldb, alpha=r["zero"])
                 if not (columns and index + 1 == last):     # its own rows are its input
+                    posted = len(e.words)
                     ring_emit(e, core, coll.all_gather(seg, xt_addr[index + 1], o * ldb, ldb))
+                    beside_posts(posted, preloads.get(index + 1, []))
             else:
                 if m:
                     b.gemm("forward", c=h_addr[index] + lo * ldb, a=p_addr[index],
@@ -566,7 +689,7 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                 # engine's queue takes, the rest after the others: the core would wait in a
                 # post for room in the queue instead.
                 u = Emitter()
-                update(index, lo, m, block, MbgdBuilder(cfg, u))
+                update(index, lo, m, block, b.beside(u))
                 queued = posted + max(cfg.ring_commands, 1)
                 first = int(queued < len(e.words) and bool(u.words)
                             and decode(u.words[0]).op == Opcode.LDA)

@@ -21,7 +21,7 @@ PROGRAM = """
 lda spad=0 mema=0 rows=5 cols=7 lds=8 ldm=2      ; trailing comment
 sets reg=1 value=-0.125
 vop fn=axpy layout=diag z=0x30 x=0 y=16 len=7 alpha=1
-gemm c=0x800 a=0 b=0x400 m=16 n=16 k=8 lda=16 ldb=16 ldc=16 mc=16 accumulate=1
+gemm c=0x800 a=0 b=0x400 m=16 n=16 k=8 lda=16 ldb=16 ldc=16 mc=16 accumulate=1 mema=0
 halt
 """
 
