@@ -543,18 +543,36 @@ def test_the_forward_loads_tiles_while_it_waits_for_a_gather(cores, commands, rn
                 early.setdefault(ops[j][1]["mema"], []).append(ops[j][1])
             interleaved += sum(rings[min(commands, len(rings)) - 1] < j < rings[-1]
                                for j in loads)
-        tiles = [(k, f) for k, (op, f) in enumerate(ops)
-                 if k > backward and op == Opcode.GEMM and f["a_mema"] and f["mema"]]
+        # GEMMs on a tile, a GEMM in pieces of rows (the update's, between the posts of the
+        # ring's sums of E) merged: (first instruction, rows, the pieces' instructions).
+        tiles = []
+        for k, (op, f) in enumerate(ops):
+            if k < backward or op != Opcode.GEMM or not f["a_mema"] or not f["mema"]:
+                continue
+            ldm = -(-f["k"] // cfg.nr)
+            if tiles:
+                j, first, rows_, at = tiles[-1]
+                if f["mema"] == first["mema"] + rows_ // cfg.nr * ldm and \
+                        f["c"] == first["c"] + rows_ * f["ldc"] and f["k"] == first["k"]:
+                    tiles[-1] = (j, first, rows_ + f["m"], at + [k])
+                    continue
+            tiles.append((k, f, f["m"], [k]))
         # The W^T of layers 2 and 1 and layer 1's input (layer 2's is gathered last), where
         # the core has rows of the layer.
-        assert len(tiles) == has[2] + 2 * has[1], [f for _, f in tiles]
-        for k, f in tiles:
+        assert len(tiles) == has[2] + 2 * has[1], [f for _, f, _, _ in tiles]
+        for k, f, m, at in tiles:
             assert ops[k - 1][0] != Opcode.LDA or ops[k - 1][1]["mema"] != f["mema"], k
             ldm = -(-f["k"] // cfg.nr)
             pieces = [p for p in sum(early.values(), []) if
-                      f["mema"] <= p["mema"] < f["mema"] + -(-f["m"] // cfg.nr) * ldm]
-            assert sum(p["rows"] for p in pieces) == f["m"] and \
+                      f["mema"] <= p["mema"] < f["mema"] + -(-m // cfg.nr) * ldm]
+            assert sum(p["rows"] for p in pieces) == m and \
                 all(p["cols"] == f["k"] and p["ldm"] == ldm for p in pieces), (k, pieces)
+            split = len(at) > 1
+            assert not split or all(ops[a][0] == Opcode.GEMM or ops[a][0] == Opcode.RING
+                                    for a in range(at[0], at[-1])), at
+            interleaved_update = split and any(ops[a][0] == Opcode.RING
+                                               for a in range(at[0], at[-1]))
+            assert interleaved_update == (cores == 8 and core.phases[k] == "update"), at
         if cores == 8:
             assert interleaved > 0
 
