@@ -46,7 +46,7 @@ from __future__ import annotations
 from itertools import dropwhile
 from types import SimpleNamespace
 
-from caterpillar.contract.geometry import kernel_plan, spad_span_regions
+from caterpillar.contract.geometry import kernel_plan, spad_span_regions, word_cycles
 from caterpillar.contract.isa import Layout, Opcode, VecOp, decode, unpack
 from caterpillar.golden.collectives import ring_blocks
 from caterpillar.software.compiler import collectives as coll
@@ -673,6 +673,15 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                  batch=batch, use_wd=use_wd, ldo=ceil_to(widest_rows[index], nr),
                  ldx=ceil_to(i + 1, nr) if streamed else ldb, batch_major=streamed)
 
+    def update_beside(index, lo, m, block, pieces):
+        """The update of layer ``index`` in an emitter of its own, a GEMM on a resident
+        tile in ``pieces`` pieces of rows."""
+        u = Emitter()
+        beside = b.beside(u)
+        beside.row_pieces = pieces
+        update(index, lo, m, block, beside)
+        return u
+
     for index in reversed(range(len(layers))):
         o, i = layers[index]
         seg = segments[index]
@@ -716,16 +725,19 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                 # where their regions differ. Its first load goes after the posts the
                 # engine's queue takes, the rest after the others; with its input loaded in
                 # the forward, its GEMM goes in pieces of rows between those posts: the core
-                # would wait in a post for room in the queue instead.
+                # would wait in a post for room in the queue instead. Pieces only where they
+                # run beside the RINGs (else each would wait) and cost less than the wait they
+                # save (the posts' transfers, one row of nr words a cycle).
                 posts = waiting_posts(posted)
-                for pieces in (len(posts) + 1, 1):
-                    u = Emitter()
-                    beside = b.beside(u)
-                    beside.row_pieces = pieces
-                    update(index, lo, m, block, beside)
-                    # Pieces only where they run beside the RINGs (else each would wait).
-                    if not spad_regions(cfg, u.words) & spad_regions(cfg, e.words[posted:]):
-                        break
+                u, pieces = update_beside(index, lo, m, block, 1), 1
+                if posts:
+                    split = update_beside(index, lo, m, block, len(posts) + 1)
+                    saved = sum(cdiv(decode(e.words[at]).rlen, nr) for at in posts)
+                    extra = sum(word_cycles(w, cfg) for w in split.words) - \
+                        sum(word_cycles(w, cfg) for w in u.words)
+                    if len(split.words) > len(u.words) and extra < saved and not \
+                            spad_regions(cfg, split.words) & spad_regions(cfg, e.words[posted:]):
+                        u, pieces = split, len(posts) + 1
                 ops = [decode(w).op for w in u.words]
                 lead = 1 if ops[:1] == [Opcode.LDA] else \
                     len(ops) - len(list(dropwhile(lambda op: op == Opcode.GEMM, ops))) \
