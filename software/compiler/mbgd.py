@@ -382,7 +382,7 @@ def spad_regions(cfg, words) -> int:
 
 
 def _plan_preloads(b, cfg, *, layers, member, rows, widest_rows, gathered, columns, dfa,
-                   xt_addr, p_addr, batch, ldb, streamed_x0) -> dict:
+                   xt_addr, p_addr, batch, ldb) -> dict:
     """The tiles the ring's MBGD step loads into MemA while the array waits for a gather of
     the forward: input ``w``'s gather -> the ``preload`` fields of each tile loaded then.
 
@@ -391,14 +391,17 @@ def _plan_preloads(b, cfg, *, layers, member, rows, widest_rows, gathered, colum
     1]`` (A of layer ``l``'s update), each a single GEMM block. A tile goes into the first
     wait after its data are complete whose gather shares no SPAD region with it (so the
     ``lda`` runs beside the ring: ``ring_waits``), while MemA keeps room below the tiles for
-    the largest A block the step streams. Each tile saves its ``lda`` in the backward.
+    what every other GEMM and transpose needs at the least: one row group of A over its terms
+    (a block of more rows only saves streaming its B panels again, little beside a load; on
+    N1 with b = 64 this rule measured 352,856 cycles against 363,113 with room for every
+    streamed A whole) and one column of a transpose. Each tile saves its ``lda`` in the
+    backward.
     """
     nr, kc = cfg.nr, b.k_chunk
-    last = len(layers) - 1
-    shapes = [(max(rows[index], 1), i + 1) for index, (o, i) in enumerate(layers)]
-    shapes += [(i + 1, batch) for o, i in layers] + [(i, widest_rows[index])
-                                                     for index, (o, i) in enumerate(layers)]
-    stream_need = max(b.block_words(m, k) for m, k in shapes)
+    last, classes = len(layers) - 1, layers[-1][0]
+    terms = [i + 1 for o, i in layers] + [batch, classes, *widest_rows]
+    stream_need = max(max(b.block_words(b.group, k) for k in terms),
+                      cdiv(max(*widest_rows, batch, classes), nr))
     candidates = []
     for index, (o, i) in enumerate(layers):
         if index and member[index] and rows[index] and not dfa and \
@@ -568,7 +571,7 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
     preloads = {} if compact or len(set(segments)) > 1 else _plan_preloads(
         b, cfg, layers=layers, member=member, rows=rows, widest_rows=widest_rows,
         gathered=gathered, columns=columns, dfa=bool(f_addr), xt_addr=xt_addr, p_addr=p_addr,
-        batch=batch, ldb=ldb, streamed_x0=x0_addr is not None)
+        batch=batch, ldb=ldb)
 
     def waiting_posts(posted):
         """The RINGs posted from instruction ``posted`` on that wait for room in the engine's
