@@ -43,11 +43,8 @@ emit the arithmetic in the order :mod:`caterpillar.golden.trainer` documents.
 
 from __future__ import annotations
 
-from itertools import dropwhile
-from types import SimpleNamespace
-
-from caterpillar.contract.geometry import kernel_plan, spad_span_regions, word_cycles
-from caterpillar.contract.isa import Layout, Opcode, VecOp, decode, unpack
+from caterpillar.contract.geometry import spad_span_regions
+from caterpillar.contract.isa import Layout, Opcode, VecOp, decode
 from caterpillar.golden.collectives import ring_blocks
 from caterpillar.software.compiler import collectives as coll
 from caterpillar.software.compiler.program import (
@@ -84,8 +81,6 @@ class MbgdBuilder:
         self.group = nr * cfg.acc_lanes
         self.mema_free = cfg.mema_words if mema_free is None else mema_free
         self.resident = {} if resident is None else resident
-        # A GEMM on a resident tile goes in this many pieces of its rows (the same sums).
-        self.row_pieces = 1
 
     def beside(self, emit) -> MbgdBuilder:
         """A builder for another emitter, sharing this one's MemA tiles."""
@@ -132,13 +127,9 @@ class MbgdBuilder:
         are those of :meth:`gemm` (chunk by chunk in ``k``)."""
         nr, kc = self.cfg.nr, self.k_chunk
         if a in self.resident:                  # one block, loaded by preload
-            step = ceil_to(cdiv(m, self.row_pieces), self.group)
-            for r0 in range(0, m, step):
-                mm = min(step, m - r0)
-                self.e(phase, Opcode.GEMM, mm * n * k, c=c + r0 * ldc, a=0, b=b, m=mm, n=n,
-                       k=k, lda=ceil_to(mm, nr), ldb=ldb, ldc=ldc, mc=ceil_to(mm, self.group),
-                       accumulate=int(accumulate), a_mema=1,
-                       mema=self.resident[a] + r0 // nr * cdiv(k, nr))
+            self.e(phase, Opcode.GEMM, m * n * k, c=c, a=0, b=b, m=m, n=n, k=k,
+                   lda=ceil_to(m, nr), ldb=ldb, ldc=ldc, mc=ceil_to(m, self.group),
+                   accumulate=int(accumulate), a_mema=1, mema=self.resident[a])
             return
         for k0 in range(0, k, kc):
             kk = min(kc, k - k0)
@@ -371,16 +362,6 @@ def mbgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
     return CoreProgram(e.words, e.phases, e.macs, tensors, io, constants, k_chunk=b.k_chunk)
 
 
-def spad_regions(cfg, words) -> int:
-    """The mask of the SPAD regions the instructions ``words`` use (``KernelPlan.
-    spad_regions``, the regions :func:`~caterpillar.contract.geometry.ring_waits` compares)."""
-    mask = 0
-    for word in words:
-        op, fields = unpack(word)
-        mask |= kernel_plan(op, SimpleNamespace(**fields), cfg).spad_regions
-    return mask
-
-
 def _plan_preloads(b, cfg, *, layers, member, rows, widest_rows, gathered, columns, dfa,
                    xt_addr, p_addr, batch, ldb) -> dict:
     """The tiles the ring's MBGD step loads into MemA while the array waits for a gather of
@@ -573,22 +554,12 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
         gathered=gathered, columns=columns, dfa=bool(f_addr), xt_addr=xt_addr, p_addr=p_addr,
         batch=batch, ldb=ldb)
 
-    def waiting_posts(posted):
-        """The RINGs posted from instruction ``posted`` on that wait for room in the engine's
-        queue (those after the first ``ring_commands``)."""
-        return [at for at in range(posted, len(e.words))
-                if decode(e.words[at]).op == Opcode.RING][max(cfg.ring_commands, 1):]
-
-    def between_posts(posts, pieces):
-        """Put piece ``j`` (an emitter) before post ``posts[j]``, the rest at the end, so the
-        array works while the engine drains its queue instead of waiting in a post."""
-        for at, piece in reversed(list(zip(posts + [len(e.words)] * len(pieces), pieces))):
-            e.insert(at, piece)
-
     def beside_posts(posted, tiles):
-        """Load ``tiles`` in pieces of rows between the RINGs posted from instruction
-        ``posted`` on (:func:`between_posts`)."""
-        posts = waiting_posts(posted)
+        """Load ``tiles`` in pieces between the RINGs posted from instruction ``posted`` on,
+        one before each post that would wait for room in the engine's queue (and the rest
+        after them), so the array loads while the engine drains its queue."""
+        posts = [at for at in range(posted, len(e.words)) if decode(e.words[at]).op ==
+                 Opcode.RING][max(cfg.ring_commands, 1):]
         if not tiles:
             return
         step = ceil_to(cdiv(sum(t["m"] for t in tiles), len(posts) + 1), nr)
@@ -598,7 +569,8 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                 u = Emitter()
                 b.beside(u).preload(**tile, r0=r0, r1=min(tile["m"], r0 + step))
                 pieces.append(u)
-        between_posts(posts, pieces)
+        for at, piece in reversed(list(zip(posts + [len(e.words)] * len(pieces), pieces))):
+            e.insert(at, piece)
 
     def relay(holders, targets, addr, words):
         if holders != targets:
@@ -676,15 +648,6 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                  batch=batch, use_wd=use_wd, ldo=ceil_to(widest_rows[index], nr),
                  ldx=ceil_to(i + 1, nr) if streamed else ldb, batch_major=streamed)
 
-    def update_beside(index, lo, m, block, pieces):
-        """The update of layer ``index`` in an emitter of its own, a GEMM on a resident
-        tile in ``pieces`` pieces of rows."""
-        u = Emitter()
-        beside = b.beside(u)
-        beside.row_pieces = pieces
-        update(index, lo, m, block, beside)
-        return u
-
     for index in reversed(range(len(layers))):
         o, i = layers[index]
         seg = segments[index]
@@ -726,27 +689,15 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                 # Beside the ring's sums of E: the update shares no SPAD row with them (its
                 # operands are this layer's, E the layer below's), and ring_waits lets it run
                 # where their regions differ. Its first load goes after the posts the
-                # engine's queue takes, the rest after the others; with its input loaded in
-                # the forward, its GEMM goes in pieces of rows between those posts: the core
-                # would wait in a post for room in the queue instead. Pieces only where they
-                # run beside the RINGs (else each would wait) and cost less than the wait they
-                # save (the posts' transfers, one row of nr words a cycle).
-                posts = waiting_posts(posted)
-                u, pieces = update_beside(index, lo, m, block, 1), 1
-                if posts:
-                    split = update_beside(index, lo, m, block, len(posts) + 1)
-                    saved = sum(cdiv(decode(e.words[at]).rlen, nr) for at in posts)
-                    extra = sum(word_cycles(w, cfg) for w in split.words) - \
-                        sum(word_cycles(w, cfg) for w in u.words)
-                    if len(split.words) > len(u.words) and extra < saved and not \
-                            spad_regions(cfg, split.words) & spad_regions(cfg, e.words[posted:]):
-                        u, pieces = split, len(posts) + 1
-                ops = [decode(w).op for w in u.words]
-                lead = 1 if ops[:1] == [Opcode.LDA] else \
-                    len(ops) - len(list(dropwhile(lambda op: op == Opcode.GEMM, ops))) \
-                    if pieces > 1 else 0
-                between_posts(posts, [u.part(j, j + 1) for j in range(lead)])
-                e.insert(len(e.words), u.part(lead))
+                # engine's queue takes, the rest after the others: the core would wait in a
+                # post for room in the queue instead.
+                u = Emitter()
+                update(index, lo, m, block, b.beside(u))
+                queued = posted + max(cfg.ring_commands, 1)
+                first = int(queued < len(e.words) and bool(u.words)
+                            and decode(u.words[0]).op == Opcode.LDA)
+                e.insert(queued, u.part(0, first))
+                e.insert(len(e.words), u.part(first))
             if member[index - 1]:
                 below_lo, below_rows = own[index - 1][0], rows[index - 1]
                 b.elementwise("delta", VecOp.RELUD, dt_addr[index - 1], h_addr[index - 1],

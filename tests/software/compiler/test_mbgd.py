@@ -543,54 +543,20 @@ def test_the_forward_loads_tiles_while_it_waits_for_a_gather(cores, commands, rn
                 early.setdefault(ops[j][1]["mema"], []).append(ops[j][1])
             interleaved += sum(rings[min(commands, len(rings)) - 1] < j < rings[-1]
                                for j in loads)
-        # GEMMs on a tile, a GEMM in pieces of rows (the update's, between the posts of the
-        # ring's sums of E) merged: (first instruction, rows, the pieces' instructions).
-        tiles = []
-        for k, (op, f) in enumerate(ops):
-            if k < backward or op != Opcode.GEMM or not f["a_mema"] or not f["mema"]:
-                continue
-            ldm = -(-f["k"] // cfg.nr)
-            if tiles:
-                j, first, rows_, at = tiles[-1]
-                if f["mema"] == first["mema"] + rows_ // cfg.nr * ldm and \
-                        f["c"] == first["c"] + rows_ * f["ldc"] and f["k"] == first["k"]:
-                    tiles[-1] = (j, first, rows_ + f["m"], at + [k])
-                    continue
-            tiles.append((k, f, f["m"], [k]))
+        tiles = [(k, f) for k, (op, f) in enumerate(ops)
+                 if k > backward and op == Opcode.GEMM and f["a_mema"] and f["mema"]]
         # The W^T of layers 2 and 1 and layer 1's input (layer 2's is gathered last), where
         # the core has rows of the layer.
-        assert len(tiles) == has[2] + 2 * has[1], [f for _, f, _, _ in tiles]
-        for k, f, m, at in tiles:
+        assert len(tiles) == has[2] + 2 * has[1], [f for _, f in tiles]
+        for k, f in tiles:
             assert ops[k - 1][0] != Opcode.LDA or ops[k - 1][1]["mema"] != f["mema"], k
             ldm = -(-f["k"] // cfg.nr)
             pieces = [p for p in sum(early.values(), []) if
-                      f["mema"] <= p["mema"] < f["mema"] + -(-m // cfg.nr) * ldm]
-            assert sum(p["rows"] for p in pieces) == m and \
+                      f["mema"] <= p["mema"] < f["mema"] + -(-f["m"] // cfg.nr) * ldm]
+            assert sum(p["rows"] for p in pieces) == f["m"] and \
                 all(p["cols"] == f["k"] and p["ldm"] == ldm for p in pieces), (k, pieces)
-            assert all(ops[a][0] in (Opcode.GEMM, Opcode.RING) for a in range(at[0], at[-1]))
         if cores == 8:
             assert interleaved > 0
-
-
-def test_an_update_on_a_loaded_tile_goes_in_pieces_between_the_posts(rng):
-    """Layer 1's update, whose input was loaded in the forward, goes in pieces of rows
-    between the posts of E's sums that wait for room in a one-entry queue, where that costs
-    less than the wait (8 rows per core of a batch of 16: each post moves 64 words); the
-    pieces cover its rows once, in order. Bit for bit against golden, cycles against the
-    model, on 4 tiny cores."""
-    cfg = TINY.replace(cores=4, ring_commands=1, spad_words=8192, mema_words=1024)
-    hw, run_ = train_and_compare(cfg, (10, 32, 32, 32, 6), "mbgd", 16, "mse", 0.0, 0.0,
-                                 steps=2, device=RingIsaDevice(cfg), rng=rng)
-    assert run_.cycles == hw.predicted
-    for core in hw.compiled.cores.values():
-        ops = [unpack(w) for w in core.program]
-        at = [k for k, (op, f) in enumerate(ops) if core.phases[k] == "update"
-              and op == Opcode.GEMM and f["a_mema"] and f["mema"]]
-        assert len(at) == 3, at                 # two posts wait, three pieces
-        pieces = [ops[k][1] for k in at]
-        assert [ops[k - 1][0] for k in at[1:]] == [Opcode.RING] * 2
-        assert sum(f["m"] for f in pieces) == 33 and all(
-            b["c"] == a["c"] + a["m"] * a["ldc"] for a, b in zip(pieces, pieces[1:]))
 
 
 def _roomy_and_tight(algorithm, sizes, batch, rng):
