@@ -362,48 +362,61 @@ def mbgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
     return CoreProgram(e.words, e.phases, e.macs, tensors, io, constants, k_chunk=b.k_chunk)
 
 
-def _plan_preloads(b, cfg, *, layers, member, rows, widest_rows, gathered, columns, dfa,
-                   xt_addr, p_addr, batch, ldb) -> dict:
-    """The tiles the ring's MBGD step loads into MemA while the array waits for a gather of
-    the forward: input ``w``'s gather -> the ``preload`` fields of each tile loaded then.
-
-    Candidates, in the order the backward uses them: ``W_l^T`` (A of the partial ``E`` of
-    every layer that passes E down through its weights), then each gathered input ``[A_l;
-    1]`` (A of layer ``l``'s update), each a single GEMM block. A tile goes into the first
-    wait after its data are complete whose gather shares no SPAD region with it (so the
-    ``lda`` runs beside the ring: ``ring_waits``), while MemA keeps room below the tiles for
-    what every other GEMM and transpose needs at the least: one row group of A over its terms
-    (a block of more rows only saves streaming its B panels again, little beside a load; on
-    N1 with b = 64 this rule measured 352,856 cycles against 363,113 with room for every
-    streamed A whole) and one column of a transpose. Each tile saves its ``lda`` in the
-    backward.
-    """
-    nr, kc = cfg.nr, b.k_chunk
+def _preload_tiles(cfg, *, layers, member, rows, widest_rows, gathered, columns, dfa,
+                   batch) -> list:
+    """The tiles the ring's MBGD step may load into MemA while the array waits for a gather
+    of the forward, as ``(kind, layer, rows, terms, ready)`` (``kind`` ``w``: ``W_l^T``, A of
+    the partial ``E`` of a layer that passes E down through its weights; ``x``: the gathered
+    input ``[A_l; 1]``, A of layer ``l``'s update; ``ready``: the layer whose gather completes
+    its data), in the order the backward uses them, each a single GEMM block, as many as MemA
+    has room for above what every other GEMM and transpose needs at the least: one row group
+    of A over its terms (a block of more rows only saves streaming its B panels again, little
+    beside a load; on N1 with b = 64 this rule measured 352,856 cycles against 363,113 with
+    room for every streamed A whole) and one column of a transpose. Shapes only: the SPAD
+    layout comes after (:func:`_plan_preloads`)."""
+    nr, kc, group = cfg.nr, cfg.memb_words // 2, cfg.nr * cfg.acc_lanes
     last, classes = len(layers) - 1, layers[-1][0]
+
+    def words(m, k):
+        return ceil_to(m, group) // nr * cdiv(min(k, kc), nr)
+
     terms = [i + 1 for o, i in layers] + [batch, classes, *widest_rows]
-    stream_need = max(max(b.block_words(b.group, k) for k in terms),
-                      cdiv(max(*widest_rows, batch, classes), nr))
-    candidates = []
-    for index, (o, i) in enumerate(layers):
-        if index and member[index] and rows[index] and not dfa and \
-                not (columns and index == last) and rows[index] <= kc:
-            candidates.append((0, dict(a=p_addr[index], m=i, k=rows[index],
-                                       lda=ceil_to(widest_rows[index], nr))))
-    for index, (o, i) in enumerate(layers):
-        if index and member[index] and rows[index] and not (columns and index == last) and \
-                batch <= kc:
-            candidates.append((index, dict(a=xt_addr[index], m=i + 1, k=batch, lda=ldb)))
+    room = cfg.mema_words - max(max(words(group, k) for k in terms),
+                                cdiv(max(*widest_rows, batch, classes), nr))
+    candidates = [("w", index, i, rows[index], 0) for index, (o, i) in enumerate(layers)
+                  if index and not dfa and rows[index] <= kc]
+    candidates += [("x", index, i + 1, batch, index) for index, (o, i) in enumerate(layers)
+                   if index and batch <= kc and any(gathered[index + 1:])]
+    tiles = []
+    for tile in candidates:
+        kind, index, m, k, ready = tile
+        if member[index] and rows[index] and not (columns and index == last) and \
+                words(m, k) <= room:
+            room -= words(m, k)
+            tiles.append(tile)
+    return tiles
+
+
+def _plan_preloads(b, cfg, tiles, *, layers, gathered, xt_addr, p_addr, widest_rows,
+                   ldb) -> dict:
+    """Where :func:`_preload_tiles`' tiles load (input ``w``'s gather -> the ``preload`` fields
+    of each tile loaded then) and their MemA bases (``b.resident``, from the top; the rest is
+    ``b.mema_free``): each goes into the first wait after its data are complete whose gather
+    shares no SPAD region with it, so its ``lda`` runs beside the ring (``ring_waits``); a
+    tile without such a wait is left out. Each tile saves its ``lda`` in the backward."""
+    nr = cfg.nr
     plan, top = {}, cfg.mema_words
-    for ready, tile in candidates:
-        words = b.block_words(tile["m"], tile["k"])
-        extent = (tile["m"] - 1) * tile["lda"] + ceil_to(tile["k"], nr)
+    for kind, index, m, k, ready in tiles:
+        tile = dict(a=p_addr[index], m=m, k=k, lda=ceil_to(widest_rows[index], nr)) \
+            if kind == "w" else dict(a=xt_addr[index], m=m, k=k, lda=ldb)
+        extent = (m - 1) * tile["lda"] + ceil_to(k, nr)
         regions = spad_span_regions(cfg, tile["a"], extent)
         window = next((w for w in range(ready + 1, len(layers))
                        if gathered[w] and not regions
                        & spad_span_regions(cfg, xt_addr[w], (layers[w][1] + 1) * ldb)), None)
-        if window is None or top - words < stream_need:
+        if window is None:
             continue
-        top -= words
+        top -= b.block_words(m, k)
         b.resident[tile["a"]] = top
         plan.setdefault(window, []).append(tile)
     b.mema_free = top
@@ -443,15 +456,19 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
     # Input l >= 1 is gathered in the forward unless it is the column-split output layer's.
     gathered = [0 < index and not (columns and index == last) for index in range(len(layers))]
     # While the array waits for the gather of input l + 1 it can load input l into MemA for
-    # its update (MbgdBuilder.preload) if the two lie in different SPAD regions: from the
-    # last gathered input (in the lower region, beside E's sums at the top in the backward)
-    # downwards they alternate.
-    high_inputs, high = set(), False
+    # its update (MbgdBuilder.preload) if the two lie in different SPAD regions. An input is
+    # in the upper region (apart from E's sums at the top in the backward, beside which its
+    # update would read it) only if it is such a tile and the next gathered input is in the
+    # lower region; the W^T tiles load while an input in the upper region is gathered.
+    one_segment = len(set(segments)) == 1
+    tiles = _preload_tiles(cfg, layers=layers, member=member, rows=rows,
+                           widest_rows=widest_rows, gathered=gathered, columns=columns,
+                           dfa=graph.algorithm == "dfa", batch=batch) if one_segment else []
+    high_inputs, next_low = set(), False
     for index in reversed(range(1, len(layers))):
-        if gathered[index]:
-            if high:
-                high_inputs.add(index)
-            high = not high
+        if next_low and any(t[:2] == ("x", index) for t in tiles):
+            high_inputs.add(index)
+        next_low = gathered[index] and index not in high_inputs
     for attempt, (compact, stream_x0) in enumerate(layouts):
         spad = Region("the SPAD", cfg.spad_words, align=nr)
         # First: with the update's other operands below and E's sums at the top
@@ -549,10 +566,9 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
     b = MbgdBuilder(cfg, e)
     r = SCALAR_REGS
     cores = cfg.cores
-    preloads = {} if compact or len(set(segments)) > 1 else _plan_preloads(
-        b, cfg, layers=layers, member=member, rows=rows, widest_rows=widest_rows,
-        gathered=gathered, columns=columns, dfa=bool(f_addr), xt_addr=xt_addr, p_addr=p_addr,
-        batch=batch, ldb=ldb)
+    preloads = {} if compact else _plan_preloads(
+        b, cfg, tiles, layers=layers, gathered=gathered, xt_addr=xt_addr, p_addr=p_addr,
+        widest_rows=widest_rows, ldb=ldb)
 
     def beside_posts(posted, tiles):
         """Load ``tiles`` in pieces between the RINGs posted from instruction ``posted`` on,

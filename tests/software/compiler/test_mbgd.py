@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from caterpillar.contract.config import preset
-from caterpillar.contract.geometry import kernel_plan
+from caterpillar.contract.geometry import kernel_plan, spad_span_regions
 from caterpillar.contract.isa import Opcode, VecOp, decode, encode, unpack
 from caterpillar.golden import kernels as gk
 from caterpillar.golden.trainer import gemm_chunked, to_bits
@@ -557,6 +557,22 @@ def test_the_forward_loads_tiles_while_it_waits_for_a_gather(cores, commands, rn
                 all(p["cols"] == f["k"] and p["ldm"] == ldm for p in pieces), (k, pieces)
         if cores == 8:
             assert interleaved > 0
+
+
+def test_an_input_without_room_for_a_tile_stays_below_the_sums_of_e():
+    """With tiny's 256 MemA words layer 1's input (25 x 8) has no room for a tile: it stays in
+    the SPAD's lower region, where its update's load runs beside the ring's sums of E at the
+    top, and no tile is loaded (the W^T tiles would need a gather in the upper region)."""
+    cfg = TINY.replace(cores=4, spad_words=8192)
+    compiled = compile_training(TrainingGraph((64, 24, 24, 24, 10), algorithm="mbgd",
+                                              batch=8), cfg)
+    for core in compiled.cores.values():
+        ops = [unpack(w) for w in core.program]
+        gemms = [f for (op, f), phase in zip(ops, core.phases)
+                 if op == Opcode.GEMM and phase == "forward"]
+        x1 = gemms[1]["b"]                                  # layer 1's forward reads [a0; 1]
+        assert spad_span_regions(cfg, x1, 25 * 8) == 0b01, x1
+        assert not any(op == Opcode.GEMM and f["a_mema"] and f["mema"] for op, f in ops)
 
 
 def _roomy_and_tight(algorithm, sizes, batch, rng):
