@@ -64,6 +64,13 @@ from caterpillar.software.graph.model import TrainingGraph
 __all__ = ["MbgdBuilder", "check_mbgd_memb", "mbgd_core_program", "mbgd_ring_core_program"]
 
 
+def block_words(cfg, m: int, k: int) -> int:
+    """MemA words per PE of one GEMM block holding all ``m`` rows of A (in row groups of ``nr
+    Lacc``) over ``k`` terms (its first chunk of :attr:`MbgdBuilder.k_chunk`)."""
+    nr = cfg.nr
+    return ceil_to(m, nr * cfg.acc_lanes) // nr * cdiv(min(k, cfg.memb_words // 2), nr)
+
+
 class MbgdBuilder:
     """Emits MBGD's building blocks: chunked GEMMs, elementwise passes, transposes.
 
@@ -76,7 +83,7 @@ class MbgdBuilder:
     def __init__(self, cfg, emit, *, mema_free=None, resident=None):
         self.cfg, self.e = cfg, emit
         nr = cfg.nr
-        # GEMM keeps two B panels of k words per PE in MemB.
+        # GEMM keeps two B panels of k words per PE in MemB (block_words counts the same).
         self.k_chunk = cfg.memb_words // 2
         self.group = nr * cfg.acc_lanes
         self.mema_free = cfg.mema_words if mema_free is None else mema_free
@@ -85,12 +92,6 @@ class MbgdBuilder:
     def beside(self, emit) -> MbgdBuilder:
         """A builder for another emitter, sharing this one's MemA tiles."""
         return MbgdBuilder(self.cfg, emit, mema_free=self.mema_free, resident=self.resident)
-
-    def block_words(self, m: int, k: int) -> int:
-        """MemA words per PE of one GEMM block holding all ``m`` rows of A over ``k`` terms
-        (its first chunk of ``k_chunk``)."""
-        nr = self.cfg.nr
-        return ceil_to(m, self.group) // nr * cdiv(min(k, self.k_chunk), nr)
 
     def _check_mema(self, need: int, what: str, message) -> None:
         """Check that ``need`` MemA words per PE (``what``) fit below ``mema_free``, recorded
@@ -371,17 +372,13 @@ def _preload_tiles(cfg, *, layers, member, rows, widest_rows, gathered, columns,
     its data), in the order the backward uses them, each a single GEMM block, as many as MemA
     has room for above what every other GEMM and transpose needs at the least: one row group
     of A over its terms (a block of more rows only saves streaming its B panels again, little
-    beside a load; on N1 with b = 64 this rule measured 352,856 cycles against 363,113 with
+    beside a load; on N1 with b = 64 this rule measured 354,767 cycles against 363,113 with
     room for every streamed A whole) and one column of a transpose. Shapes only: the SPAD
     layout comes after (:func:`_plan_preloads`)."""
     nr, kc, group = cfg.nr, cfg.memb_words // 2, cfg.nr * cfg.acc_lanes
     last, classes = len(layers) - 1, layers[-1][0]
-
-    def words(m, k):
-        return ceil_to(m, group) // nr * cdiv(min(k, kc), nr)
-
     terms = [i + 1 for o, i in layers] + [batch, classes, *widest_rows]
-    room = cfg.mema_words - max(max(words(group, k) for k in terms),
+    room = cfg.mema_words - max(max(block_words(cfg, group, k) for k in terms),
                                 cdiv(max(*widest_rows, batch, classes), nr))
     candidates = [("w", index, i, rows[index], 0) for index, (o, i) in enumerate(layers)
                   if index and not dfa and rows[index] <= kc]
@@ -391,8 +388,8 @@ def _preload_tiles(cfg, *, layers, member, rows, widest_rows, gathered, columns,
     for tile in candidates:
         kind, index, m, k, ready = tile
         if member[index] and rows[index] and not (columns and index == last) and \
-                words(m, k) <= room:
-            room -= words(m, k)
+                block_words(cfg, m, k) <= room:
+            room -= block_words(cfg, m, k)
             tiles.append(tile)
     return tiles
 
@@ -416,7 +413,7 @@ def _plan_preloads(b, cfg, tiles, *, layers, gathered, xt_addr, p_addr, widest_r
                        & spad_span_regions(cfg, xt_addr[w], (layers[w][1] + 1) * ldb)), None)
         if window is None:
             continue
-        top -= b.block_words(m, k)
+        top -= block_words(cfg, m, k)
         b.resident[tile["a"]] = top
         plan.setdefault(window, []).append(tile)
     b.mema_free = top
