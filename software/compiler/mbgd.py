@@ -43,8 +43,10 @@ emit the arithmetic in the order :mod:`caterpillar.golden.trainer` documents.
 
 from __future__ import annotations
 
-from caterpillar.contract.geometry import spad_span_regions
-from caterpillar.contract.isa import Layout, Opcode, VecOp, decode
+from types import SimpleNamespace
+
+from caterpillar.contract.geometry import kernel_plan, spad_span_regions
+from caterpillar.contract.isa import Layout, Opcode, VecOp, decode, unpack
 from caterpillar.golden.collectives import ring_blocks
 from caterpillar.software.compiler import collectives as coll
 from caterpillar.software.compiler.program import (
@@ -88,6 +90,7 @@ class MbgdBuilder:
         self.group = nr * cfg.acc_lanes
         self.mema_free = cfg.mema_words if mema_free is None else mema_free
         self.resident = {} if resident is None else resident
+        self.split_first = False
 
     def beside(self, emit) -> MbgdBuilder:
         """A builder for another emitter, sharing this one's MemA tiles."""
@@ -128,9 +131,15 @@ class MbgdBuilder:
         are those of :meth:`gemm` (chunk by chunk in ``k``)."""
         nr, kc = self.cfg.nr, self.k_chunk
         if a in self.resident:                  # one block, loaded by preload
-            self.e(phase, Opcode.GEMM, m * n * k, c=c, a=0, b=b, m=m, n=n, k=k,
-                   lda=ceil_to(m, nr), ldb=ldb, ldc=ldc, mc=ceil_to(m, self.group),
-                   accumulate=int(accumulate), a_mema=1, mema=self.resident[a])
+            # With split_first its first panel of C's columns goes alone, then the rest: the
+            # same sums, each B panel streamed once (the ring's update puts the first where a
+            # load would go).
+            parts = [(0, nr), (nr, n)] if self.split_first and n > nr else [(0, n)]
+            for n0, n1 in parts:
+                self.e(phase, Opcode.GEMM, m * (n1 - n0) * k, c=c + n0, a=0, b=b + n0, m=m,
+                       n=n1 - n0, k=k, lda=ceil_to(m, nr), ldb=ldb, ldc=ldc,
+                       mc=ceil_to(m, self.group), accumulate=int(accumulate), a_mema=1,
+                       mema=self.resident[a])
             return
         for k0 in range(0, k, kc):
             kk = min(kc, k - k0)
@@ -361,6 +370,15 @@ def mbgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
           "logits": ht_addr[last], "ld_batch": ldb, "ld_inputs": ceil_to(i0 + 1, nr),
           "ld_classes": ldc_}
     return CoreProgram(e.words, e.phases, e.macs, tensors, io, constants, k_chunk=b.k_chunk)
+
+
+def ring_regions(cfg, words) -> int:
+    """The mask of the SPAD regions the instructions ``words`` use (``KernelPlan.
+    spad_regions``, what :func:`~caterpillar.contract.geometry.ring_waits` compares)."""
+    mask = 0
+    for op, fields in map(unpack, words):
+        mask |= kernel_plan(op, SimpleNamespace(**fields), cfg).spad_regions
+    return mask
 
 
 def _preload_tiles(cfg, *, layers, member, rows, widest_rows, gathered, columns, dfa,
@@ -704,11 +722,19 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                 # where their regions differ. Its first load goes after the posts the
                 # engine's queue takes, the rest after the others: the core would wait in a
                 # post for room in the queue instead.
-                u = Emitter()
-                update(index, lo, m, block, b.beside(u))
                 queued = posted + max(cfg.ring_commands, 1)
-                first = int(queued < len(e.words) and bool(u.words)
-                            and decode(u.words[0]).op == Opcode.LDA)
+                for split in (queued < len(e.words), False):
+                    u = Emitter()
+                    beside = b.beside(u)
+                    beside.split_first = split
+                    update(index, lo, m, block, beside)
+                    lead = unpack(u.words[0]) if u.words else (None, {})
+                    # A first GEMM panel in place of the load only if it runs beside the RINGs.
+                    if lead[0] != Opcode.GEMM or not split or not ring_regions(cfg, u.words[:1]) \
+                            & ring_regions(cfg, e.words[posted:]):
+                        break
+                first = int(queued < len(e.words) and (lead[0] == Opcode.LDA or split and
+                                                       lead[0] == Opcode.GEMM))
                 e.insert(queued, u.part(0, first))
                 e.insert(len(e.words), u.part(first))
             if member[index - 1]:

@@ -559,6 +559,28 @@ def test_the_forward_loads_tiles_while_it_waits_for_a_gather(cores, commands, rn
             assert interleaved > 0
 
 
+def test_an_update_on_a_tile_posts_the_rest_of_e_after_its_first_panel(rng):
+    """Layer 1's update reads its input from a tile, so it has no load to put after the posts
+    of E's sums that the engine's (one-entry) queue takes: its first panel of C's columns goes
+    there instead, the rest of the update after the other posts (each B panel streamed once:
+    the same sums, the same SPAD and MemB words). Bit for bit against golden, cycles against
+    the model, on 4 tiny cores with 1,024 MemA words."""
+    cfg = TINY.replace(cores=4, ring_commands=1, spad_words=8192, mema_words=1024)
+    hw, run_ = train_and_compare(cfg, (10, 32, 32, 32, 6), "mbgd", 16, "mse", 0.0, 0.0,
+                                 steps=2, device=RingIsaDevice(cfg), rng=rng)
+    assert run_.cycles == hw.predicted
+    for number, core in hw.compiled.cores.items():
+        ops = [unpack(w) for w in core.program]
+        at = [k for k, (op, f) in enumerate(ops) if core.phases[k] == "update"
+              and op == Opcode.GEMM and f["a_mema"] and f["mema"]]
+        first, rest = (ops[k][1] for k in at)
+        assert first["n"] == cfg.nr and rest["n"] == 8 - cfg.nr, at    # 8 rows per core
+        assert (rest["c"] - first["c"], rest["b"] - first["b"]) == (cfg.nr, cfg.nr)
+        # After the first post of E's sums (the queue's one entry), before the others.
+        rings = [k for k in range(at[0] - 1, at[1]) if ops[k][0] == Opcode.RING]
+        assert ops[at[0] - 1][0] == Opcode.RING and len(rings) > 1, (at, rings)
+
+
 def test_an_input_without_room_for_a_tile_stays_below_the_sums_of_e():
     """With tiny's 256 MemA words layer 1's input (25 x 8) has no room for a tile: it stays in
     the SPAD's lower region, where its update's load runs beside the ring's sums of E at the
