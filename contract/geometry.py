@@ -23,8 +23,8 @@ __all__ = ["cdiv", "log2", "python_select", "Segment", "Check", "KernelPlan", "P
            "RUN_START_CYCLES", "RING_DRAINING_OPCODES", "RING_POST_CYCLES", "ring_waits",
            "SPAD_REGIONS", "spad_region_bit", "spad_region", "spad_region_rows",
            "spad_span_regions", "gemv_load_lead", "ger_load_lead", "GER_U_SLOTS",
-           "instruction_cycles",
-           "word_cycles", "execution_cycles", "drain_cycles", "TRANSFER_OPCODES",
+           "instruction_cycles", "word_cycles", "words_spad_regions", "execution_cycles",
+           "drain_cycles", "TRANSFER_OPCODES",
            "TRANSFER_DRAIN_CYCLES", "GemmPhase", "GemmSchedule", "gemm_schedule",
            "ring_queue_depth", "trailing_zeros", "bank_of", "bank_index", "bank_depth",
            "mema_bank_bit", "mema_bank_period", "mema_bank_words", "spad_bank_bit", "spad_bank",
@@ -731,6 +731,16 @@ def word_cycles(word: int, cfg) -> int:
     """:func:`instruction_cycles` of an instruction word (a legal one)."""
     op, values = unpack(word)
     return instruction_cycles(op, SimpleNamespace(**values), cfg)
+
+
+def words_spad_regions(words, cfg) -> int:
+    """The mask of the SPAD regions instruction words use (their plans' ``spad_regions``, what
+    :func:`ring_waits` compares)."""
+    mask = 0
+    for word in words:
+        op, values = unpack(word)
+        mask |= kernel_plan(op, SimpleNamespace(**values), cfg).spad_regions
+    return mask
 
 
 @dataclass

@@ -288,8 +288,7 @@ def gemm_case(cfg, m, n, k, rng, *, accumulate=False, specials=0.0, mc=None,
     ]
     if a_mema:
         program.insert(0, encode(Opcode.LDA, spad=a0, mema=mema, rows=m, cols=k,
-                                 lds=_ceil(k, nr),
-                                 ldm=-(-k // nr), trans=0))
+                                 lds=_ceil(k, nr), ldm=-(-k // nr), trans=0))
     expected = gk.gemm(a, b, c if accumulate else None, fmt, acc)
     name = (f"gemm {m}x{n}x{k}{' acc' if accumulate else ''}{' a_mema' if a_mema else ''}"
             f"{f' mema={mema}' if mema else ''}")

@@ -43,10 +43,8 @@ emit the arithmetic in the order :mod:`caterpillar.golden.trainer` documents.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
-from caterpillar.contract.geometry import kernel_plan, spad_span_regions
-from caterpillar.contract.isa import Layout, Opcode, VecOp, decode, unpack
+from caterpillar.contract.geometry import spad_span_regions, words_spad_regions
+from caterpillar.contract.isa import Layout, Opcode, VecOp, decode
 from caterpillar.golden.collectives import ring_blocks
 from caterpillar.software.compiler import collectives as coll
 from caterpillar.software.compiler.program import (
@@ -66,11 +64,16 @@ from caterpillar.software.graph.model import TrainingGraph
 __all__ = ["MbgdBuilder", "check_mbgd_memb", "mbgd_core_program", "mbgd_ring_core_program"]
 
 
+def gemm_k_chunk(cfg) -> int:
+    """Terms of the longest GEMM: it keeps two B panels of that many words per PE in MemB."""
+    return cfg.memb_words // 2
+
+
 def block_words(cfg, m: int, k: int) -> int:
     """MemA words per PE of one GEMM block holding all ``m`` rows of A (in row groups of ``nr
-    Lacc``) over ``k`` terms (its first chunk of :attr:`MbgdBuilder.k_chunk`)."""
+    Lacc``) over ``k`` terms (its first chunk of :func:`gemm_k_chunk`)."""
     nr = cfg.nr
-    return ceil_to(m, nr * cfg.acc_lanes) // nr * cdiv(min(k, cfg.memb_words // 2), nr)
+    return ceil_to(m, nr * cfg.acc_lanes) // nr * cdiv(min(k, gemm_k_chunk(cfg)), nr)
 
 
 class MbgdBuilder:
@@ -85,16 +88,18 @@ class MbgdBuilder:
     def __init__(self, cfg, emit, *, mema_free=None, resident=None):
         self.cfg, self.e = cfg, emit
         nr = cfg.nr
-        # GEMM keeps two B panels of k words per PE in MemB (block_words counts the same).
-        self.k_chunk = cfg.memb_words // 2
+        self.k_chunk = gemm_k_chunk(cfg)
         self.group = nr * cfg.acc_lanes
         self.mema_free = cfg.mema_words if mema_free is None else mema_free
         self.resident = {} if resident is None else resident
         self.split_first = False
 
-    def beside(self, emit) -> MbgdBuilder:
-        """A builder for another emitter, sharing this one's MemA tiles."""
-        return MbgdBuilder(self.cfg, emit, mema_free=self.mema_free, resident=self.resident)
+    def beside(self, emit, *, split_first=False) -> MbgdBuilder:
+        """A builder for another emitter, sharing this one's MemA tiles; ``split_first``: a
+        GEMM on a tile emits its first panel of C's columns alone (:meth:`gemm_rows`)."""
+        builder = MbgdBuilder(self.cfg, emit, mema_free=self.mema_free, resident=self.resident)
+        builder.split_first = split_first
+        return builder
 
     def _check_mema(self, need: int, what: str, message) -> None:
         """Check that ``need`` MemA words per PE (``what``) fit below ``mema_free``, recorded
@@ -372,15 +377,6 @@ def mbgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
     return CoreProgram(e.words, e.phases, e.macs, tensors, io, constants, k_chunk=b.k_chunk)
 
 
-def ring_regions(cfg, words) -> int:
-    """The mask of the SPAD regions the instructions ``words`` use (``KernelPlan.
-    spad_regions``, what :func:`~caterpillar.contract.geometry.ring_waits` compares)."""
-    mask = 0
-    for op, fields in map(unpack, words):
-        mask |= kernel_plan(op, SimpleNamespace(**fields), cfg).spad_regions
-    return mask
-
-
 def _preload_tiles(cfg, *, layers, member, rows, widest_rows, gathered, columns, dfa,
                    batch) -> list:
     """The tiles the ring's MBGD step may load into MemA while the array waits for a gather
@@ -393,7 +389,7 @@ def _preload_tiles(cfg, *, layers, member, rows, widest_rows, gathered, columns,
     beside a load; on N1 with b = 64 this rule measured 354,767 cycles against 363,113 with
     room for every streamed A whole) and one column of a transpose. Shapes only: the SPAD
     layout comes after (:func:`_plan_preloads`)."""
-    nr, kc, group = cfg.nr, cfg.memb_words // 2, cfg.nr * cfg.acc_lanes
+    nr, kc, group = cfg.nr, gemm_k_chunk(cfg), cfg.nr * cfg.acc_lanes
     last, classes = len(layers) - 1, layers[-1][0]
     terms = [i + 1 for o, i in layers] + [batch, classes, *widest_rows]
     room = cfg.mema_words - max(max(block_words(cfg, group, k) for k in terms),
@@ -719,22 +715,20 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
             if not compact:
                 # Beside the ring's sums of E: the update shares no SPAD row with them (its
                 # operands are this layer's, E the layer below's), and ring_waits lets it run
-                # where their regions differ. Its first load goes after the posts the
+                # where their regions differ. Its first load (with its input a tile, its
+                # first GEMM panel, where that runs beside the RINGs) goes after the posts the
                 # engine's queue takes, the rest after the others: the core would wait in a
                 # post for room in the queue instead.
                 queued = posted + max(cfg.ring_commands, 1)
                 for split in (queued < len(e.words), False):
                     u = Emitter()
-                    beside = b.beside(u)
-                    beside.split_first = split
-                    update(index, lo, m, block, beside)
-                    lead = unpack(u.words[0]) if u.words else (None, {})
-                    # A first GEMM panel in place of the load only if it runs beside the RINGs.
-                    if lead[0] != Opcode.GEMM or not split or not ring_regions(cfg, u.words[:1]) \
-                            & ring_regions(cfg, e.words[posted:]):
+                    update(index, lo, m, block, b.beside(u, split_first=split))
+                    lead = decode(u.words[0]).op if u.words else None
+                    if lead != Opcode.GEMM or not split or not words_spad_regions(
+                            u.words[:1], cfg) & words_spad_regions(e.words[posted:], cfg):
                         break
-                first = int(queued < len(e.words) and (lead[0] == Opcode.LDA or split and
-                                                       lead[0] == Opcode.GEMM))
+                first = int(queued < len(e.words) and (lead == Opcode.LDA or split and
+                                                       lead == Opcode.GEMM))
                 e.insert(queued, u.part(0, first))
                 e.insert(len(e.words), u.part(first))
             if member[index - 1]:
