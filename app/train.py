@@ -29,7 +29,7 @@ from caterpillar.sim.backends.devices import (
     check_port,
     run_training_on,
 )
-from caterpillar.software.compiler.cp import cp_pipeline_report, priced_period
+from caterpillar.software.compiler.cp import cp_pipeline_report, kernel_bounds, priced_period
 from caterpillar.software.compiler.fit import capacity_survey, fit_lines, tabulate
 from caterpillar.software.compiler.program import Compiled, CompileError
 from caterpillar.software.energy.energy import COMPONENTS, READINGS, step_energy
@@ -244,7 +244,8 @@ def compile_report(compiled: Compiled, tech: Technology | None = None) -> dict:
               "cores": list(compiled.working_cores), "instructions": compiled.instructions,
               "step_cycles": compiled.step_cycles,
               "cycles_per_core": compiled.predicted_cycles(), "macs": macs,
-              "utilization": macs / (pes * compiled.step_cycles), "phases": phases}
+              "utilization": macs / (pes * compiled.step_cycles), "phases": phases,
+              "bounds": kernel_bounds(compiled)}
     if graph.pipelined:
         report["pipeline"] = cp_pipeline_report(compiled)
     if tech is not None:
@@ -356,6 +357,10 @@ def run_compile(args) -> int:
     for phase, v in report["phases"].items():
         print(f"  {phase:<9s} {v['cycles']:>12,} cycles  {v['macs']:>14,} MACs  "
               f"utilization {100 * v['utilization']:5.1f}%")
+    bounds = report["bounds"]
+    print(f"  bounds: the MAC kernels alone {100 * bounds['kernels']:.1f}% (the slowest core's "
+          f"kernel cycles), their MAC steps alone {100 * bounds['mac_steps']:.1f}% (the padded "
+          "shapes)")
     if "pipeline" in report:
         _print_pipeline(report["pipeline"])
     if timeline:

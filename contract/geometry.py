@@ -24,6 +24,7 @@ __all__ = ["cdiv", "log2", "python_select", "Segment", "Check", "KernelPlan", "P
            "SPAD_REGIONS", "spad_region_bit", "spad_region", "spad_region_rows",
            "spad_span_regions", "gemv_load_lead", "ger_load_lead", "GER_U_SLOTS",
            "instruction_cycles", "word_cycles", "words_spad_regions", "execution_cycles",
+           "MAC_SEGMENTS", "word_mac_step_cycles",
            "drain_cycles", "TRANSFER_OPCODES",
            "TRANSFER_DRAIN_CYCLES", "GemmPhase", "GemmSchedule", "gemm_schedule",
            "ring_queue_depth", "trailing_zeros", "bank_of", "bank_index", "bank_depth",
@@ -731,6 +732,27 @@ def word_cycles(word: int, cfg) -> int:
     """:func:`instruction_cycles` of an instruction word (a legal one)."""
     op, values = unpack(word)
     return instruction_cycles(op, SimpleNamespace(**values), cfg)
+
+
+#: The segment of each MAC kernel's plan that issues its multiply-accumulates (every PE one
+#: per cycle over the kernel's padded shape: whole row groups, panels and windows); ``gemm``'s
+#: are the compute loops of its schedule's phases (``K Lacc`` cycles each).
+MAC_SEGMENTS = {Opcode.GEMV: "partial", Opcode.GEMVT: "partial", Opcode.GER: "update",
+                Opcode.CPASS: "windows"}
+
+
+def word_mac_step_cycles(word: int, cfg) -> int:
+    """Cycles of an instruction word's MAC steps (:data:`MAC_SEGMENTS`; 0 for the others):
+    its kernel's cycles without the prologue, transfers, chains and drain, so a step of MAC
+    kernels alone can be no shorter than these summed, whatever hides the rest."""
+    op, values = unpack(word)
+    f = SimpleNamespace(**values)
+    if op == Opcode.GEMM:
+        return len(kernel_plan(op, f, cfg).schedule.phases) * f.k * cfg.acc_lanes
+    if op not in MAC_SEGMENTS:
+        return 0
+    plan = kernel_plan(op, f, cfg)
+    return sum(s.cycles for s in plan.segments if s.name == MAC_SEGMENTS[op])
 
 
 def words_spad_regions(words, cfg) -> int:

@@ -49,7 +49,7 @@ from caterpillar.software.compiler.sgd import (
 __all__ = ["cp_schedule", "cp_core_program", "cp_step_key", "cp_weight_accesses", "plain_ger",
            "alloc_pass_buffers", "cp_layer_macs", "cp_steady_period", "priced_period",
            "cp_pipeline_report", "check_cp", "cp_image", "cp_core_caps", "cp_mema_words",
-           "cp_least_cores", "cp_pass_cycles", "placement_bound"]
+           "cp_least_cores", "cp_pass_cycles", "placement_bound", "kernel_bounds"]
 
 
 def cp_schedule(layers: int, groups: int) -> list:
@@ -482,13 +482,15 @@ def cp_steady_period(compiled) -> dict:
     """A period of ``cp``'s steady state on the compiled image: its ``2 L`` pipeline steps
     (one per phase ``t mod 2L``, every layer forward and backward, one sample entering each),
     summed: ``steps``, ``cycles`` (of the slowest core of each step), every core's ``events``
-    (the ring timing model's, :meth:`Compiled.predicted_events`) and the model ``macs``."""
+    (the ring timing model's, :meth:`Compiled.predicted_events`), the model ``macs`` and
+    ``kernel_cycles`` (:meth:`Compiled.kernel_cycles` of each step)."""
     layers = len(compiled.graph.layers)
     full = (1 << layers) - 1
     entries = [(k, ph, pc) for k, core in compiled.cores.items()
                for ph, fwd, bwd, pc in core.io["entries"] if fwd == bwd == full]
     phases = sorted({ph for _, ph, _ in entries})
     cycles, macs, events = 0, 0, None
+    kernels = {"kernels": 0, "mac_steps": 0}
     for phase in phases:
         start = [0] * compiled.config.cores
         for k, ph, pc in entries:
@@ -496,12 +498,15 @@ def cp_steady_period(compiled) -> dict:
                 start[k] = pc
         step_cycles, report = compiled.step_report(start)
         cycles += max(step_cycles)
+        for key, value in compiled.kernel_cycles(start).items():
+            kernels[key] += value
         macs += sum(v["macs"] for v in report.values())
         step_events = compiled.predicted_events(start)
         events = step_events if events is None else [
             {name: total[name] + e[name] for name in total}
             for total, e in zip(events, step_events)]
-    return {"steps": len(phases), "cycles": cycles, "events": events, "macs": macs}
+    return {"steps": len(phases), "cycles": cycles, "events": events, "macs": macs,
+            "kernel_cycles": kernels}
 
 
 def priced_period(compiled) -> dict:
@@ -523,6 +528,24 @@ def priced_period(compiled) -> dict:
     samples = steps * compiled.graph.batch
     return {"cycles": cycles, "events": events, "macs": macs, "samples": samples,
             "totals": {name: sum(e[name] for e in events) for name in events[0]}}
+
+
+def kernel_bounds(compiled) -> dict:
+    """The utilization a step (for ``cp`` and ``mbcp`` a steady-state period,
+    :func:`cp_steady_period`) could reach if it were only its MAC kernels
+    (:meth:`Compiled.kernel_cycles`: ``kernels``, each kernel's whole cycles on the slowest
+    core) or only their MAC steps (``mac_steps``: the padded shapes, every PE one MAC per
+    cycle): what the shapes and kernels allow once every transfer, collective and wait is
+    hidden, so a target above ``mac_steps`` needs other kernels or another placement."""
+    cfg = compiled.config
+    pes = cfg.nr * cfg.nr * len(compiled.working_cores)
+    if compiled.graph.pipelined:
+        period = cp_steady_period(compiled)
+        macs, cycles = period["macs"], period["kernel_cycles"]
+    else:
+        _, phases = compiled.step_report()
+        macs, cycles = sum(v["macs"] for v in phases.values()), compiled.kernel_cycles()
+    return {key: macs / (pes * value) if value else 0.0 for key, value in cycles.items()}
 
 
 def _per_layer(compiled) -> list:

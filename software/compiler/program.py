@@ -20,7 +20,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from caterpillar.contract.config import CaterpillarConfig, ConfigError
-from caterpillar.contract.geometry import RUN_START_CYCLES, word_cycles
+from caterpillar.contract.geometry import (
+    MAC_SEGMENTS,
+    RUN_START_CYCLES,
+    word_cycles,
+    word_mac_step_cycles,
+)
 from caterpillar.contract.isa import INSTR_BITS, IsaError, Layout, Opcode, VecOp, decode, encode
 from caterpillar.golden.trainer import scalars
 from caterpillar.software.graph.model import GraphError, TrainingGraph
@@ -398,6 +403,20 @@ class CoreProgram:
                 break
         return out
 
+    def kernel_cycles(self, cfg, start: int = 0) -> dict:
+        """Cycles of one step's MAC kernels (``gemm`` and :data:`MAC_SEGMENTS`'s opcodes), the
+        instructions from ``start`` to the first ``halt``: ``kernels``, their whole cycles;
+        ``mac_steps``, their MAC steps alone (:func:`word_mac_step_cycles`)."""
+        out = {"kernels": 0, "mac_steps": 0}
+        for word in self.program[start:]:
+            op = word & 0xFF
+            if op == Opcode.HALT.value:
+                break
+            if op == Opcode.GEMM.value or op in {o.value for o in MAC_SEGMENTS}:
+                out["kernels"] += word_cycles(word, cfg)
+                out["mac_steps"] += word_mac_step_cycles(word, cfg)
+        return out
+
     def to_meta(self) -> dict:
         """The JSON-able part (everything but the program words)."""
         meta = asdict(self)
@@ -595,6 +614,14 @@ class Compiled:
     def phase_utilization(self) -> dict:
         """:meth:`phase_report` with each phase's utilization (:func:`with_utilization`)."""
         return with_utilization(self.phase_report(), self.config.nr)
+
+    def kernel_cycles(self, start_pcs=None) -> dict:
+        """The slowest core's :meth:`CoreProgram.kernel_cycles` of the step that starts at
+        ``start_pcs`` (each count's own slowest core): the shortest step its MAC kernels, or
+        their MAC steps alone, allow."""
+        start_pcs = start_pcs or [0] * self.config.cores
+        per_core = [c.kernel_cycles(self.config, start_pcs[k]) for k, c in self.cores.items()]
+        return {key: max(c[key] for c in per_core) for key in ("kernels", "mac_steps")}
 
     def step_report(self, start_pcs=None) -> tuple[list, dict]:
         """Every core's predicted cycles of the step that starts at ``start_pcs`` (instruction

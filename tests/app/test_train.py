@@ -234,6 +234,16 @@ def test_compile_prices_the_machine_with_a_technology_file(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "cannot read technology file" in err
 
 
+@pytest.mark.parametrize("algorithm", ["sgd", "mbgd", "cp"])
+def test_compile_bounds_the_step_by_its_mac_kernels(tmp_path, capsys, algorithm):
+    out, plan = compile_paper_step(tmp_path, capsys, "--algorithm", algorithm,
+                                   *(["--batch", "6"] if algorithm == "mbgd" else []))
+    bounds = plan["bounds"]
+    assert plan["utilization"] < bounds["kernels"] < bounds["mac_steps"] <= 1
+    assert (f"bounds: the MAC kernels alone {100 * bounds['kernels']:.1f}% (the slowest core's "
+            f"kernel cycles), their MAC steps alone {100 * bounds['mac_steps']:.1f}%") in out
+
+
 def test_compile_reports_the_steps_events_and_energy(tmp_path, capsys):
     """The events are the ring timing model's (the RTL's counters equal them), the energy is
     theirs in the technology; cp's are a steady-state period of 2L pipeline steps."""

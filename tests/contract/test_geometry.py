@@ -8,6 +8,7 @@ import pytest
 from caterpillar.contract.config import preset
 from caterpillar.contract.geometry import (
     INSTRUCTION_OVERHEAD,
+    MAC_SEGMENTS,
     PLANS,
     RING_DRAINING_OPCODES,
     SEQUENCER_OPCODES,
@@ -37,6 +38,7 @@ from caterpillar.contract.geometry import (
     spad_region_rows,
     spad_span_regions,
     word_cycles,
+    word_mac_step_cycles,
 )
 from caterpillar.contract.isa import OPERANDS, ErrorCause, Opcode, encode
 
@@ -84,6 +86,21 @@ def test_micro_op_instructions_take_overhead_stream_and_drain():
         vplan.stream_cycles + CFG.write_back_latency > TRANSFER_DRAIN_CYCLES
     assert {op for op in Opcode if drain_cycles(op, CFG) == TRANSFER_DRAIN_CYCLES} == \
         set(TRANSFER_OPCODES)
+
+
+@pytest.mark.parametrize("m, n, k, mc", [(32, 8, 5, 32), (50, 6, 7, 32), (17, 13, 3, 64)])
+def test_mac_steps_are_the_padded_shape_at_one_mac_per_pe_and_cycle(m, n, k, mc):
+    nr, lanes = CFG.nr, CFG.acc_lanes
+    gemm = encode(Opcode.GEMM, m=m, n=n, k=k, mc=mc, lda=m, ldb=n, ldc=n)
+    # Rows in whole groups of nr * Lacc, columns in whole panels of nr, over nr * nr PEs.
+    padded = cdiv(m, nr * lanes) * nr * lanes * cdiv(n, nr) * nr * k
+    assert word_mac_step_cycles(gemm, CFG) == padded // (nr * nr) < word_cycles(gemm, CFG)
+    gemv = encode(Opcode.GEMV, rows=4 * nr * lanes, cols=3 * nr, ldw=3)
+    assert word_mac_step_cycles(gemv, CFG) == 4 * nr * lanes * 3 * nr // (nr * nr)
+    ger = encode(Opcode.GER, rows=4 * nr, cols=2 * nr, ldw=2)
+    assert word_mac_step_cycles(ger, CFG) == 4 * 2 < word_cycles(ger, CFG)
+    assert word_mac_step_cycles(encode(Opcode.LDV, len=10), CFG) == 0
+    assert set(MAC_SEGMENTS) == {Opcode.GEMV, Opcode.GEMVT, Opcode.GER, Opcode.CPASS}
 
 
 def test_ring_instructions_are_timed_by_the_engine():

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from caterpillar.contract.config import preset
+from caterpillar.contract.geometry import cdiv, word_cycles
 from caterpillar.contract.isa import Layout, Opcode, VecOp, decode, encode
+from caterpillar.software.compiler.cp import kernel_bounds
 from caterpillar.software.compiler.program import (
     PHASES,
     CompileError,
@@ -76,6 +78,25 @@ def test_phase_report_sums_the_macs_of_every_core():
     total = sum(m for core in compiled.cores.values() for m in core.macs)
     assert sum(v["macs"] for v in report.values()) == total
     assert sum(v["cycles"] for v in report.values()) == compiled.step_cycles
+
+
+def test_kernel_cycles_are_the_slowest_cores_mac_kernels():
+    compiled = compile_training(mbgd((40, 22, 10), batch=6), RING)
+    cfg, nr, lanes = RING, RING.nr, RING.acc_lanes
+    kernels, steps = [], []
+    for core in compiled.cores.values():
+        gemms = [decode(w) for w in core.program if decode(w).op == Opcode.GEMM]
+        kernels.append(sum(word_cycles(encode(Opcode.GEMM, **g.args), cfg) for g in gemms))
+        # Each GEMM's rows in whole groups of nr * Lacc, its columns in panels of nr.
+        steps.append(sum(cdiv(g.args["m"], nr * lanes) * cdiv(g.args["n"], nr) * lanes
+                         * g.args["k"] for g in gemms))
+    assert compiled.kernel_cycles() == {"kernels": max(kernels), "mac_steps": max(steps)}
+    assert max(steps) < max(kernels) < compiled.step_cycles
+    bounds = kernel_bounds(compiled)
+    macs = sum(v["macs"] for v in compiled.phase_report().values())
+    pes = nr * nr * len(compiled.working_cores)
+    assert bounds == {"kernels": macs / (pes * max(kernels)),
+                      "mac_steps": macs / (pes * max(steps))}
 
 
 def test_region_and_emitter():
