@@ -244,12 +244,12 @@ def compile_report(compiled: Compiled, tech: Technology | None = None) -> dict:
               "cores": list(compiled.working_cores), "instructions": compiled.instructions,
               "step_cycles": compiled.step_cycles,
               "cycles_per_core": compiled.predicted_cycles(), "macs": macs,
-              "utilization": macs / (pes * compiled.step_cycles), "phases": phases,
-              "bounds": kernel_bounds(compiled)}
+              "utilization": macs / (pes * compiled.step_cycles), "phases": phases}
     if graph.pipelined:
         report["pipeline"] = cp_pipeline_report(compiled)
+    period = priced_period(compiled)
+    report["bounds"] = kernel_bounds(compiled, period)
     if tech is not None:
-        period = priced_period(compiled)
         events, energy_macs, cycles, samples = (period["events"], period["macs"],
                                                 period["cycles"], period["samples"])
         area = machine_area(cfg, tech)

@@ -513,39 +513,39 @@ def priced_period(compiled) -> dict:
     """What the energy and throughput reports price: one step, or for ``cp`` and ``mbcp`` a
     period of its steady state (:func:`cp_steady_period`; one program of the image may fill or
     drain the pipeline). Returns its ``cycles``, every core's ``events`` (with the host's
-    words, ``host_words``), the model ``macs``, the ``samples`` it trains and ``totals``, the
-    events summed over the cores."""
+    words, ``host_words``), the model ``macs``, the ``samples`` it trains, its
+    ``kernel_cycles`` (:meth:`Compiled.kernel_cycles`) and ``totals``, the events summed over
+    the cores."""
     if compiled.graph.pipelined:
         period = cp_steady_period(compiled)
-        cycles, events, macs, steps = (period["cycles"], period["events"], period["macs"],
-                                       period["steps"])
+        cycles, events, macs, steps, kernels = (period["cycles"], period["events"],
+                                                period["macs"], period["steps"],
+                                                period["kernel_cycles"])
     else:
         _, phases = compiled.step_report()
         cycles, events = compiled.step_cycles, compiled.predicted_events()
-        macs, steps = sum(v["macs"] for v in phases.values()), 1
+        macs, steps, kernels = sum(v["macs"] for v in phases.values()), 1, \
+            compiled.kernel_cycles()
     for core_events, words in zip(events, compiled.host_words(), strict=True):
         core_events["host_words"] = steps * words
     samples = steps * compiled.graph.batch
     return {"cycles": cycles, "events": events, "macs": macs, "samples": samples,
+            "kernel_cycles": kernels,
             "totals": {name: sum(e[name] for e in events) for name in events[0]}}
 
 
-def kernel_bounds(compiled) -> dict:
-    """The utilization a step (for ``cp`` and ``mbcp`` a steady-state period,
-    :func:`cp_steady_period`) could reach if it were only its MAC kernels
-    (:meth:`Compiled.kernel_cycles`: ``kernels``, each kernel's whole cycles on the slowest
-    core) or only their MAC steps (``mac_steps``: the padded shapes, every PE one MAC per
-    cycle): what the shapes and kernels allow once every transfer, collective and wait is
-    hidden, so a target above ``mac_steps`` needs other kernels or another placement."""
+def kernel_bounds(compiled, period=None) -> dict:
+    """The utilization the step of :func:`priced_period` (``period``, computed if ``None``)
+    could reach if it were only its MAC kernels (:meth:`Compiled.kernel_cycles`: ``kernels``,
+    each kernel's whole cycles on the slowest core) or only their MAC steps (``mac_steps``:
+    the padded shapes, every PE one MAC per cycle): what the shapes and kernels allow once
+    every transfer, collective and wait is hidden, so a target above ``mac_steps`` needs other
+    kernels or another placement."""
     cfg = compiled.config
+    period = period or priced_period(compiled)
     pes = cfg.nr * cfg.nr * len(compiled.working_cores)
-    if compiled.graph.pipelined:
-        period = cp_steady_period(compiled)
-        macs, cycles = period["macs"], period["kernel_cycles"]
-    else:
-        _, phases = compiled.step_report()
-        macs, cycles = sum(v["macs"] for v in phases.values()), compiled.kernel_cycles()
-    return {key: macs / (pes * value) if value else 0.0 for key, value in cycles.items()}
+    return {key: period["macs"] / (pes * value) if value else 0.0
+            for key, value in period["kernel_cycles"].items()}
 
 
 def _per_layer(compiled) -> list:

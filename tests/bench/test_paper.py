@@ -24,6 +24,8 @@ def test_a_case_is_what_compile_reports():
     assert result["cycles"] == report["step_cycles"] == result["step_cycles"]
     assert result["utilization"] == pytest.approx(report["utilization"])
     assert result["phases"] == report["phases"]
+    assert result["bounds"] == report["bounds"]
+    assert result["utilization"] < result["bounds"]["kernels"] < result["bounds"]["mac_steps"]
     assert result["events"] == report["events"]
     assert result["energy"]["fma"]["gflops_per_w"] == \
         pytest.approx(report["energy"]["fma"]["gflops_per_w"])
@@ -49,7 +51,10 @@ def test_mbcp_is_priced_per_sample_of_a_steady_state_period():
     # A period of the pipeline: 2L = 8 steps of 4 samples each.
     assert mbcp["samples"] == 8 * 4
     assert mbcp["macs"] == 4 * 8 * (3 * 897_000 - 784 * 500)
-    assert 0.3 < mbcp["utilization"] < 1
+    assert 0.3 < mbcp["utilization"] < mbcp["bounds"]["mac_steps"] < 1
+    # The bound of the period: its MACs over the PEs' cycles of each step's MAC steps.
+    assert paper.report_tables([mbcp])["cases"][0]["mac_step_bound"] == \
+        mbcp["bounds"]["mac_steps"]
 
 
 def test_table2_puts_ours_beside_the_papers():
