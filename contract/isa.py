@@ -294,6 +294,8 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
                                 "stream, every panel reads MemA"),
         _f("mema", 16, "mema", "MemA base of A's tile: where a_mema finds A, else where each "
                                "streamed block of mc rows is kept for the later panels"),
+        _f("relu", 1, "flag", "C rectified as it is stored: max(C, +0) of the rounded sums, "
+                              "as vop maxs with +0 (-0 and negatives +0, NaN canonical)"),
     ),
     Opcode.VOP: (
         _f("fn", 4, "VecOp", "elementwise operation"),

@@ -191,12 +191,12 @@ def transfer_layout(cfg) -> data.StructLayout:
     and writes the lanes in ``lanes`` of SPAD row ``spad_row``. Targets (``Select``): ``ALL``
     PEs on each bus, ``ROW``/``COL`` the PE whose row/column is ``sel``, or ``DIAG``. A
     ``sequencer`` store writes ``data`` (from the sequencer, e.g. a counter) instead of the
-    buses.
+    buses; a ``relu`` store writes ``max(v, +0)`` of every bus value ``v`` (operand format).
     """
     coord = max(1, (cfg.nr - 1).bit_length())
     return data.StructLayout({
         "valid": 1, "store": 1, "col_bus": 1, "spad_row": cfg.spad_row_width,
         "lanes": cfg.nr, "target": Select, "sel": coord, "kind": XferKind,
         "addr": max(cfg.mema_addr_width, cfg.memb_addr_width),
-        "sequencer": 1, "data": cfg.word_width,
+        "sequencer": 1, "data": cfg.word_width, "relu": 1,
     })

@@ -98,6 +98,8 @@ class Spad(wiring.Component):
             self.events.writes.eq(sum(ring_lanes[i] + store_lanes[i] for i in range(nr))),
         ]
         bus = Mux(store.col, edge.col_bus.as_value(), edge.row_bus.as_value())
+        bus = Mux(store.relu, Cat(*[_rectified(cfg.operand, bus.word_select(i, word))
+                                    for i in range(nr)]), bus)
         array_data = Mux(store.seq, store.data.replicate(nr), bus)
 
         # -- two regions of two banks of two ports -------------------------------------------
@@ -194,7 +196,7 @@ class Spad(wiring.Component):
         """The transfer store issued two cycles ago (it writes at the end of this cycle)."""
         x = self.issue.xfer
         store = {"en": x.valid & x.store, "row": x.spad_row, "lanes": x.lanes,
-                 "col": x.col_bus, "seq": x.sequencer, "data": x.data}
+                 "col": x.col_bus, "seq": x.sequencer, "data": x.data, "relu": x.relu}
         for stage in ("d1", "d2"):
             delayed = {k: Signal.like(v, name=f"store_{k}_{stage}") if isinstance(v, Signal)
                        else Signal(v.shape(), name=f"store_{k}_{stage}")
@@ -202,3 +204,11 @@ class Spad(wiring.Component):
             m.d.sync += [delayed[k].eq(store[k]) for k in store]
             store = delayed
         return SimpleNamespace(**store)
+
+
+def _rectified(fmt, value):
+    """``max(value, +0)`` of an operand-format word, as ``vop maxs`` with ``+0`` computes it
+    (IEEE 754-2019 ``maximum``: ``-0`` and negatives give ``+0``, a NaN the canonical NaN)."""
+    exp = value[fmt.man_bits:fmt.man_bits + fmt.exp_bits]
+    nan = exp.all() & value[:fmt.man_bits].any()
+    return Mux(nan, fmt.canonical_nan, Mux(value[fmt.width - 1], 0, value))

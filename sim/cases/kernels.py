@@ -268,10 +268,10 @@ def best_mc(cfg, m, k) -> int:
 
 
 def gemm_case(cfg, m, n, k, rng, *, accumulate=False, specials=0.0, mc=None,
-              a_mema=False, mema=0) -> KernelCase:
+              a_mema=False, mema=0, relu=False) -> KernelCase:
     """``C = A B`` (or ``C += A B``) on SPAD-resident matrices; A is stored transposed, or
     (``a_mema``) row-major and loaded into MemA by an ``lda`` first; A's MemA tile at
-    ``mema``."""
+    ``mema``; with ``relu`` C rectified as it is stored (``vop maxs`` with +0's values)."""
     nr, fmt, acc = cfg.nr, cfg.operand, cfg.acc
     a = random_values((m, k), fmt, rng, specials=specials)
     b = random_values((k, n), fmt, rng, specials=specials)
@@ -283,15 +283,17 @@ def gemm_case(cfg, m, n, k, rng, *, accumulate=False, specials=0.0, mc=None,
     mc = best_mc(cfg, m, k) if mc is None else mc
     program = [
         encode(Opcode.GEMM, c=c0, a=a0, b=b0, m=m, n=n, k=k, lda=lda, ldb=ldb, ldc=ldc, mc=mc,
-               accumulate=int(accumulate), a_mema=int(a_mema), mema=mema),
+               accumulate=int(accumulate), a_mema=int(a_mema), mema=mema, relu=int(relu)),
         encode(Opcode.HALT),
     ]
     if a_mema:
         program.insert(0, encode(Opcode.LDA, spad=a0, mema=mema, rows=m, cols=k,
                                  lds=_ceil(k, nr), ldm=-(-k // nr), trans=0))
     expected = gk.gemm(a, b, c if accumulate else None, fmt, acc)
+    if relu:
+        expected = gk.vop("maxs", expected, expected, 0, fmt, acc)
     name = (f"gemm {m}x{n}x{k}{' acc' if accumulate else ''}{' a_mema' if a_mema else ''}"
-            f"{f' mema={mema}' if mema else ''}")
+            f"{f' mema={mema}' if mema else ''}{' relu' if relu else ''}")
     return KernelCase(name, program, {a0: a_stored, b0: _padded(b, ldb), c0: _padded(c, ldc)},
                       outputs=[(c0, (m, ldc))],
                       expected=[_padded(expected, ldc).reshape(m, ldc)], macs=m * n * k)

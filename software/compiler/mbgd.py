@@ -119,15 +119,17 @@ class MbgdBuilder:
                                  f"{self.cfg.mema_words}")
         return max(self.mema_free // cdiv(kk, nr) * nr // self.group, 1) * self.group
 
-    def gemm(self, phase, *, c, a, b, m, n, k, lda, ldb, ldc, accumulate=False, macs=True):
-        """``C (+)= A B`` with ``A^T`` at ``a`` (streamed), in chunks of ``k_chunk`` terms."""
+    def gemm(self, phase, *, c, a, b, m, n, k, lda, ldb, ldc, accumulate=False, macs=True,
+             relu=False):
+        """``C (+)= A B`` with ``A^T`` at ``a`` (streamed), in chunks of ``k_chunk`` terms;
+        ``relu``: C rectified as the last chunk stores it (``gemm``'s ``relu``)."""
         kc = self.k_chunk
         for k0 in range(0, k, kc):
             kk = min(kc, k - k0)
             mc = min(self._block_rows(kk), ceil_to(m, self.group))
             self.e(phase, Opcode.GEMM, m * n * kk if macs else 0, c=c, a=a + k0 * lda,
                    b=b + k0 * ldb, m=m, n=n, k=kk, lda=lda, ldb=ldb, ldc=ldc, mc=mc,
-                   accumulate=int(accumulate or k0 > 0))
+                   accumulate=int(accumulate or k0 > 0), relu=int(relu and k0 + kc >= k))
 
     def gemm_rows(self, phase, *, c, a, b, m, n, k, lda, ldb, ldc, accumulate=False):
         """``C (+)= A B`` with ``A`` itself (row-major, ``m x k``) at ``a``: each chunk of
@@ -314,7 +316,9 @@ def mbgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
         xt_addr.append(spad.alloc(f"[{input_name(index)}; 1] (features x batch)", (i + 1) * ldb))
         constants.append((xt_addr[-1] + i * ldb, 1, batch, ldb, "one"))
         last = index == len(layers) - 1
-        ht_addr.append(spad.alloc(f"h{index}", (batch * ldo) if last else o * ldb))
+        # Hidden layers store relu(h) straight into the next input (gemm's relu): only the
+        # logits have a buffer of their own.
+        ht_addr.append(spad.alloc(f"h{index}", batch * ldo) if last else None)
         d_addr.append(spad.alloc(f"d{index} (batch x features)", batch * ldo))
         dt_addr.append(spad.alloc(f"d{index} (features x batch)", o * ldb))
     # DFA: F_l (outputs x width_l) of every hidden layer.
@@ -332,15 +336,12 @@ def mbgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
 
     e = Emitter()
     b = MbgdBuilder(cfg, e)
-    r = SCALAR_REGS
     last = len(layers) - 1
     for index, (o, i) in enumerate(layers):
         ldo = ceil_to(o, nr)
         if index < last:
-            b.gemm("forward", c=ht_addr[index], a=p_addr[index], b=xt_addr[index], m=o,
-                   n=batch, k=i + 1, lda=ldo, ldb=ldb, ldc=ldb)
-            b.elementwise("forward", VecOp.MAXS, xt_addr[index + 1], ht_addr[index],
-                          count=o * ldb, alpha=r["zero"])
+            b.gemm("forward", c=xt_addr[index + 1], a=p_addr[index], b=xt_addr[index], m=o,
+                   n=batch, k=i + 1, lda=ldo, ldb=ldb, ldc=ldb, relu=True)
         else:
             # Logits batch-major (one sample per SPAD row), for the per-sample softmax.
             b.gemm("forward", c=ht_addr[index], a=xt_addr[index], b=p_addr[index], m=batch,
@@ -361,7 +362,8 @@ def mbgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
                 b.gemm_rows("delta", c=e_addr, a=p_addr[index], b=dt_addr[index], m=i,
                             n=batch, k=o, lda=ldo, ldb=ldb, ldc=ldb)
             # d_prev (features x batch), then batch-major for its own layer.
-            b.elementwise("delta", VecOp.RELUD, dt_addr[index - 1], ht_addr[index - 1],
+            # relu(h) > 0 where h > 0: the rectified input selects as h would.
+            b.elementwise("delta", VecOp.RELUD, dt_addr[index - 1], xt_addr[index],
                           e_addr, count=i * ldb)
             b.transpose(dt_addr[index - 1], i, batch, ldb, d_addr[index - 1], ceil_to(i, nr))
         first = index == 0
@@ -524,7 +526,9 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                 constants.append((xt_addr[-1] + i * ldb, 1, batch, ldb, "one"))
             # The logits are gathered whole (or, split by columns, summed in place of the
             # logits batch-major); hidden pre-activations stay the core's own rows.
-            h_addr.append(None if block else spad.alloc(
+            # (Outside the compact layout a hidden layer's GEMM stores relu(h) straight into
+            # its rows of the next input: no h of its own.)
+            h_addr.append(None if block or (index < last and not compact) else spad.alloc(
                 f"h{index}", (o if index == last else widest_rows[index]) * ldb))
             dt_addr.append(spad.alloc(f"d{index} own (features x batch)",
                                       widest_rows[index] * ldb))
@@ -630,11 +634,15 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
             ring_emit(e, core, coll.all_reduce(seg, logits_addr, batch * ldc, ldc))
         elif member[index]:
             if index < last:
-                if m:
+                if m and not compact:
+                    b.gemm("forward", c=xt_addr[index + 1] + lo * ldb, a=p_addr[index],
+                           b=xt_addr[index], m=m, n=batch, k=i + 1, lda=ldo, ldb=ldb, ldc=ldb,
+                           relu=True)
+                elif m:     # h kept: its turn buffer is reused before the backward
                     b.gemm("forward", c=h_addr[index], a=p_addr[index], b=xt_addr[index], m=m,
                            n=batch, k=i + 1, lda=ldo, ldb=ldb, ldc=ldb)
-                b.elementwise("forward", VecOp.MAXS, xt_addr[index + 1] + lo * ldb,
-                              h_addr[index], count=m * ldb, alpha=r["zero"])
+                    b.elementwise("forward", VecOp.MAXS, xt_addr[index + 1] + lo * ldb,
+                                  h_addr[index], count=m * ldb, alpha=r["zero"])
                 if not (columns and index + 1 == last):     # its own rows are its input
                     posted = len(e.words)
                     ring_emit(e, core, coll.all_gather(seg, xt_addr[index + 1], o * ldb, ldb))
@@ -733,7 +741,10 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                 e.insert(len(e.words), u.part(first))
             if member[index - 1]:
                 below_lo, below_rows = own[index - 1][0], rows[index - 1]
-                b.elementwise("delta", VecOp.RELUD, dt_addr[index - 1], h_addr[index - 1],
+                # Outside the compact layout relu(h) (> 0 where h > 0) in the input it
+                # gathered.
+                b.elementwise("delta", VecOp.RELUD, dt_addr[index - 1],
+                              h_addr[index - 1] if compact else xt_addr[index] + below_lo * ldb,
                               e_addr + below_lo * ldb, count=below_rows * ldb)
             if compact and index < last:
                 # Its input left its turn buffer: the ReLU of the own rows again, gathered.

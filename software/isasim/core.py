@@ -452,7 +452,8 @@ def _gemm(sim, f, plan, snapshot):
         a = sim.spad[a_idx].T
     b = sim.spad[b_idx]
     c_in = sim.spad[c_idx] if f.accumulate else None
-    sim.spad[c_idx] = gk.gemm(a, b, c_in, fmt, acc)
+    c = gk.gemm(a, b, c_in, fmt, acc)
+    sim.spad[c_idx] = gk.vop("maxs", c, c, 0, fmt, acc) if f.relu else c
     # Staging left in the PEs: every A block streamed (the last one wins) and every B panel.
     for block in range(0 if f.a_mema else -(-f.m // f.mc)):
         i = np.arange(block * f.mc, min(f.m, (block + 1) * f.mc))

@@ -63,6 +63,9 @@ CASES = {
     "gemm-a-mema-base": lambda cfg, rng: kc.gemm_case(cfg, 11, 5, 7, rng, a_mema=True,
                                                       mema=13),
     "gemm-reuse": lambda cfg, rng: kc.gemm_reuse_case(cfg, 2 * cfg.nr + 3, 6, 5, rng, mema=12),
+    # C rectified on its way out: negatives and -0 to +0, NaN canonical (specials in A, B, C).
+    "gemm-relu": lambda cfg, rng: kc.gemm_case(cfg, 9, 6, 3, rng, accumulate=True,
+                                               specials=0.2, relu=True),
     "smxce": lambda cfg, rng: kc.smxce_case(cfg, 7, rng),
     "lda-trans": lambda cfg, rng: kc.transfer_case(cfg, 3, 5, rng, trans=True),
     "vectors": lambda cfg, rng: kc.vector_transfer_case(cfg, 7, rng),

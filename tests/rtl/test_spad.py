@@ -195,3 +195,38 @@ def test_only_two_reads_of_other_rows_than_the_write_in_one_bank_collide():
     sim.run()
     assert seen == {**{name: c[3] for name, c in cases.items()},
                     **{name + ", no write": 0 for name in cases}}
+
+
+@pytest.mark.parametrize("fmt", ["fp16", "fp32"])
+def test_a_relu_store_writes_what_vop_maxs_with_plus_zero_computes(fmt, rng):
+    """Every fp16 word (fp32: its specials and random words) through the store's
+    rectifier against the golden ``vop maxs`` with +0: -0 and negatives +0, NaN canonical."""
+    from amaranth.hdl import Module, Signal
+
+    from caterpillar.golden import kernels as gk
+    from caterpillar.golden.numerics import FORMATS
+    from caterpillar.rtl.spad import _rectified
+
+    f = FORMATS[fmt]
+    if f.width == 16:
+        words = np.arange(1 << 16, dtype=np.uint64)
+    else:
+        specials = [0, 1 << 31, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001, 0x80000001,
+                    0x00000001, 0xBF800000, 0x3F800000]
+        words = np.concatenate([np.array(specials, dtype=np.uint64),
+                                rng.integers(0, 1 << 32, 4000, dtype=np.uint64)])
+    want = gk.vop("maxs", words, words, 0, f, FORMATS["fp32"])
+    m = Module()
+    value, out = Signal(f.width), Signal(f.width)
+    m.d.comb += out.eq(_rectified(f, value))
+    got = []
+
+    async def bench(ctx):
+        for w in words:
+            ctx.set(value, int(w))
+            got.append(ctx.get(out))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    np.testing.assert_array_equal(np.array(got, dtype=np.uint64), want)

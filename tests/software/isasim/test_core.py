@@ -11,6 +11,7 @@ from caterpillar.contract.geometry import (
     kernel_plan,
 )
 from caterpillar.contract.isa import INSTR_WORDS, ErrorCause, Layout, Opcode, VecOp, encode
+from caterpillar.golden.numerics import to_float64
 from caterpillar.sim.cases import kernels as kc
 from caterpillar.software.driver.core import CoreError, Driver
 from caterpillar.software.isasim.core import AliasingError, IsaSim
@@ -40,6 +41,7 @@ def cases_for(cfg, rng):
     yield kc.gemm_case(cfg, 8, 3, 1, rng, accumulate=True, specials=0.05)
     yield kc.gemm_case(cfg, 13, 6, 9, rng, accumulate=True, a_mema=True)
     yield kc.gemm_case(cfg, 13, 6, 9, rng, a_mema=True, mema=21)
+    yield kc.gemm_case(cfg, 9, 6, 3, rng, accumulate=True, specials=0.2, relu=True)
     yield kc.gemm_reuse_case(cfg, 9, 5, 7, rng, mema=40)
     yield kc.smxce_case(cfg, 10, rng)
     yield kc.transfer_case(cfg, 5, 11, rng, trans=True)
@@ -146,3 +148,23 @@ def test_program_window_round_trips():
     driver.load_program(words, base=7)
     assert driver.read_program(5, base=7) == words
     assert INSTR_WORDS == 8
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-fp16"])
+def test_a_rectified_gemm_stores_max_of_its_sums_and_plus_zero(name):
+    """The case behind ``relu``'s kernel tests covers what max(C, +0) must get right: the
+    sums of the same operands unrectified hold negatives and a NaN (-0: test_spad.py)."""
+    cfg = CONFIGS[name]
+    fmt = cfg.operand
+    plain, relu = (kc.gemm_case(cfg, 9, 6, 3, np.random.default_rng(11), accumulate=True,
+                                specials=0.2, relu=flag) for flag in (False, True))
+    c, r = plain.expected[0], relu.expected[0]
+    sign = np.uint64(1 << (fmt.width - 1))
+    nan = np.isnan(to_float64(c, fmt))
+    negative = ((c & sign) != 0) & ~nan
+    assert nan.any() and negative.sum() > 5
+    np.testing.assert_array_equal(r[negative], 0)
+    np.testing.assert_array_equal(r[nan], fmt.canonical_nan)
+    np.testing.assert_array_equal(r[~negative & ~nan], c[~negative & ~nan])
+    outputs, _ = kc.run_case(IsaDevice(cfg), relu)
+    np.testing.assert_array_equal(outputs[0], r)
