@@ -77,7 +77,7 @@ def random_bits(rng, shape, fmt):
     return to_bits(rng.uniform(-1.0, 1.0, shape), fmt)
 
 
-def emitted_gemm(cfg, method, phase, shape, accumulate):
+def emitted_gemm(cfg, method, phase, shape, accumulate, **options):
     """``MbgdBuilder.<method>`` on packed operands (A^T for ``gemm``, A for ``gemm_rows``, then
     B, then C): their addresses and :func:`emitted`'s results."""
     m, n, k = shape
@@ -85,12 +85,13 @@ def emitted_gemm(cfg, method, phase, shape, accumulate):
     lda = m if method == "gemm" else k
     return addrs, emitted(cfg, lambda b: getattr(b, method)(
         phase, c=addrs[2], a=addrs[0], b=addrs[1], m=m, n=n, k=k, lda=lda, ldb=n, ldc=n,
-        accumulate=accumulate))
+        accumulate=accumulate, **options))
 
 
-def assert_gemm_on_simulator(cfg, words, rng, shape, addrs, kc, accumulate, *, a_transposed):
+def assert_gemm_on_simulator(cfg, words, rng, shape, addrs, kc, accumulate, *, a_transposed,
+                             relu=False):
     """Run ``words`` on random A (``A^T`` at ``a`` if ``a_transposed``, else A, both packed),
-    B and C; C must be :func:`gemm_chunked`'s, bit for bit."""
+    B and C; C must be :func:`gemm_chunked`'s (``relu``: rectified), bit for bit."""
     (m, n, k), (a_at, b_at, c_at), fmt = shape, addrs, cfg.operand
     a, b, c0 = (random_bits(rng, dims, fmt) for dims in ((m, k), (k, n), (m, n)))
     spad = np.zeros(cfg.spad_words, dtype=np.uint64)
@@ -99,15 +100,21 @@ def assert_gemm_on_simulator(cfg, words, rng, shape, addrs, kc, accumulate, *, a
     spad[c_at:c_at + m * n] = c0.ravel()
     out = run(cfg, words, spad)[c_at:c_at + m * n].reshape(m, n)
     want = gemm_chunked(a, b, fmt, cfg.acc, kc, c=c0 if accumulate else None)
+    if relu:
+        want = gk.vop("maxs", want, want, 0, fmt, cfg.acc)
+        assert (want == 0).any()
     np.testing.assert_array_equal(out, want)
 
 
+@pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("accumulate", [False, True])
-def test_gemm_splits_k_into_chunks_accumulating_after_the_first(accumulate, rng):
+def test_gemm_splits_k_into_chunks_accumulating_after_the_first(accumulate, relu, rng):
     cfg = ROOMY
     m, n, k = 20, 6, 150            # packed: lda = m, ldb = ldc = n
     (a_at, b_at, c_at), (builder, ins, phases, macs, words) = emitted_gemm(
-        cfg, "gemm", "forward", (m, n, k), accumulate)
+        cfg, "gemm", "forward", (m, n, k), accumulate, relu=relu)
+    # Only the last chunk rectifies: the others' sums are partial.
+    assert [i.relu for i in ins] == [0, 0, int(relu)]
     kc = builder.k_chunk
     assert kc == cfg.memb_words // 2                  # two B panels of k words fit MemB
     assert [i.k for i in ins] == [kc, kc, k - 2 * kc]
@@ -123,7 +130,7 @@ def test_gemm_splits_k_into_chunks_accumulating_after_the_first(accumulate, rng)
     assert failed_checks(words, cfg) == []
     # On the simulator: the golden GEMM in chunks of k_chunk terms, bit for bit.
     assert_gemm_on_simulator(cfg, words, rng, (m, n, k), (a_at, b_at, c_at), kc, accumulate,
-                             a_transposed=True)
+                             a_transposed=True, relu=relu)
 
 
 @pytest.mark.parametrize("mema_words", [160, 1000])
