@@ -273,7 +273,7 @@ class GemmEngine(wiring.Component):
             with m.Switch(task):
                 with m.Case(Task.COUT, Task.CIN):
                     m.d.comb += [
-                        x.valid.eq(1), x.store.eq(out), x.col_bus.eq(1), x.relu.eq(f.relu),
+                        x.valid.eq(1), x.store.eq(out), x.col_bus.eq(1), x.relu.eq(f.relu & out),
                         x.spad_row.eq(Mux(out, out_row, in_row)),
                         x.lanes.eq(Cat(*[((c_n0 + i) < g.cols) & (c_row < g.rows)
                                          for i in range(nr)])),

@@ -372,6 +372,10 @@ class Tensor:
         self.row_order = tuple(int(r) for r in self.row_order)      # from JSON: a list
 
 
+#: The opcodes of the MAC kernels (:meth:`CoreProgram.kernel_cycles`).
+_MAC_OPCODES = frozenset([Opcode.GEMM.value, *(op.value for op in MAC_SEGMENTS)])
+
+
 @dataclass
 class CoreProgram:
     """One core's share of a compiled step: its program and the host's view of it."""
@@ -412,7 +416,7 @@ class CoreProgram:
             op = word & 0xFF
             if op == Opcode.HALT.value:
                 break
-            if op == Opcode.GEMM.value or op in {o.value for o in MAC_SEGMENTS}:
+            if op in _MAC_OPCODES:
                 out["kernels"] += word_cycles(word, cfg)
                 out["mac_steps"] += word_mac_step_cycles(word, cfg)
         return out
