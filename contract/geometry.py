@@ -472,12 +472,16 @@ def _plan_ger(f, c: _Context) -> KernelPlan:
     # step's reads of the other array, or in the next group's first step, in different banks
     # while the momentum buffer sits in W's bank pattern (mom - w a multiple of twice the bank
     # bit's weight); otherwise W goes through a slot and m is stored by a move (two more steps).
+    # With flags and rows of lanes / 2 words (ldw), a step takes two rows (``paired``): its
+    # lanes then read and write the same run of lanes MemA words as one row of ldw = lanes
+    # would (so the same banks), and a PE's few columns (a layer split by columns) fill them.
     plain = (f.use_wd == 0) & (f.use_mom == 0)
     run = ger_issue_run(c.cfg)
     bank_period = mema_bank_period(c.cfg) - 1
     banked = (f.use_mom == 0) | (((f.mom - f.w) & bank_period) == 0)
     steps = select(banked, 2 + f.use_wd + f.use_mom, 3 + f.use_wd + 2 * f.use_mom)
     streams = plain & (((f.ldw - k_loc) & bank_period) == 0)
+    paired = (plain == 0) & (2 * f.ldw == lanes)
     checks = [
         c.positive(f.rows, "rows"), c.positive(f.cols, "cols"),
         Check(f.ldw >= k_loc, ErrorCause.BAD_SHAPE, "ldw must be >= ceil(cols / nr)"),
@@ -494,13 +498,15 @@ def _plan_ger(f, c: _Context) -> KernelPlan:
     # which the sequencer skips), then each row's first cycle loads the row lead rows ahead.
     lead = ger_load_lead(c.cfg)
     segments = [Segment("load", inner=select(f.load, lead, 0)),
-                Segment("update", top=m_loc,
+                Segment("update", top=select(paired, cdiv(m_loc, 2), m_loc),
                         outer=select(streams, k_loc,
-                                     select(plain, cdiv(k_loc, run), cdiv(k_loc, lanes))),
+                                     select(plain, cdiv(k_loc, run),
+                                            select(paired, 1, cdiv(k_loc, lanes)))),
                         middle=select(streams, 1, select(plain, 2, steps)),
                         inner=select(streams, 1, select(plain, run, lanes)))]
     return KernelPlan(segments, checks, {"m_loc": m_loc, "k_loc": k_loc, "steps": steps,
-                                         "streams": streams, "banked": banked, "lead": lead},
+                                         "streams": streams, "banked": banked, "lead": lead,
+                                         "paired": paired},
                       skip_first=select(f.load, 0, 1))
 
 

@@ -200,11 +200,16 @@ def _ger(e: Emitter):
 def _ger_update(e: Emitter):
     f, m, cfg = e.f, e.m, e.cfg
     lanes, run = cfg.chain_lanes, ger_issue_run(cfg)
-    ii, jg, step, lane = e.i["top"], e.i["outer"], e.i["middle"], e.i["inner"]
+    top, jg, step, lane = e.i["top"], e.i["outer"], e.i["middle"], e.i["inner"]
     with m.If(f.load & (jg == 0) & (step == 0) & (lane == 0)):
-        _ger_load_u(e, ii + e.v["lead"])
+        _ger_load_u(e, top + e.v["lead"])
     plain = ~f.use_wd & ~f.use_mom
-    jj = Mux(e.v["streams"], jg, Mux(plain, (jg << log2(run)) | lane, (jg << log2(lanes)) | lane))
+    # Paired (two rows of lanes / 2 weights per step): the lane's top bit picks the row.
+    half = log2(lanes) - 1
+    paired = e.v["paired"]
+    ii = Mux(paired, (top << 1) | lane[half], top)
+    jj = Mux(e.v["streams"], jg, Mux(plain, (jg << log2(run)) | lane,
+                                     Mux(paired, lane[:half], (jg << log2(lanes)) | lane)))
     # Map the step counter onto the step kinds present for this instruction's flags.
     banked = Mux(step == 0, _G,
                  Mux(step == 1, Mux(f.use_wd, _WDM, Mux(f.use_mom, _MOMW, _UPDM)),

@@ -45,6 +45,15 @@ CASES = {
     "gemv-load-store": lambda cfg, rng: kc.gemv_case(cfg, 37, 5, rng, load=True, store=True),
     "ger": lambda cfg, rng: kc.ger_case(cfg, 5, 7, rng),
     "ger-wd-mom": lambda cfg, rng: kc.ger_case(cfg, 3, 5, rng, use_wd=True, use_mom=True),
+    # Rows of chain_lanes / 2 words: two rows a step (an odd row count leaves the last
+    # step's second row out); momentum in W's bank pattern, and not (through slots).
+    "ger-mom-paired": lambda cfg, rng: kc.ger_case(cfg, 7, cfg.nr * cfg.chain_lanes // 2, rng,
+                                                   use_mom=True),
+    "ger-wd-mom-paired-odd": lambda cfg, rng: kc.ger_case(
+        cfg, 2 * cfg.nr + 1, cfg.nr * cfg.chain_lanes // 2 - 1, rng, use_wd=True, use_mom=True,
+        specials=0.05),
+    "ger-mom-paired-slotted": lambda cfg, rng: kc.ger_case(
+        cfg, 6, cfg.nr * cfg.chain_lanes // 2, rng, use_mom=True, mom_pad=1),
     # u loaded from the SPAD into slots beside the update: fewer rows per PE than the lead,
     # more; a column per PE (a row per cycle) and more.
     "ger-load": lambda cfg, rng: kc.ger_case(cfg, 5, 7, rng, specials=0.05, load=True),

@@ -34,6 +34,8 @@ def cases_for(cfg, rng):
     yield kc.ger_case(cfg, 7, 9, rng)
     yield kc.ger_case(cfg, 9, 5, rng, use_wd=True, use_mom=True, specials=0.05)
     yield kc.ger_case(cfg, 4, 6, rng, use_mom=True)
+    yield kc.ger_case(cfg, 2 * cfg.nr + 1, cfg.nr * cfg.chain_lanes // 2, rng, use_wd=True,
+                      use_mom=True, specials=0.05)        # two rows a step (paired)
     yield kc.cpass_case(cfg, 21, 13, rng, specials=0.05)
     yield kc.cpass_case(cfg, 3, 10, rng, fwd=False)
     yield kc.cpass_case(cfg, 10, 3, rng, prop=False)
