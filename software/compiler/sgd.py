@@ -298,9 +298,13 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
     own_at = [coll.piped_places(o, len(segment), nr)[position][0] if piped_layer[index]
               else outs[index][0] for index, (o, i) in enumerate(layers)]
 
+    # W's MemA rows: with weight decay or momentum a row of fewer than chain_lanes / 2 words
+    # per PE is padded to that, so its ger takes two rows a step (geometry's ``paired``).
+    pair = cfg.chain_lanes // 2
+    ld_w = [pair if (use_mom or use_wd) and loc(c) < pair else loc(c) for c in wcols]
     tensors, w_addr, m_addr, b_addr, bm_addr = [], [], [], [], []
     for index, o in enumerate(rows):
-        ldw = loc(wcols[index])
+        ldw = ld_w[index]
         part = "rows" if o < layers[index][0] else "columns"
         if folded[index] is not None:
             what = f"[W{index} | b{index}]" if here[index] else f"W{index}"
@@ -391,11 +395,11 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
             # Split by rows: the core's outputs are whole sums, no ring.
             e.gemv(cfg, "forward", Opcode.GEMV, n * width[index], x=x_rep[index],
                    w=w_addr[index], y=h_raw[index] if folded[index] is None else h[index],
-                   psum=psum, rows=n, cols=wcols[index], ldw=loc(wcols[index]))
+                   psum=psum, rows=n, cols=wcols[index], ldw=ld_w[index])
         else:
             e.gemv(cfg, "forward", Opcode.GEMV, o * width[index], y=partial, x=x_rep[index],
                    w=w_addr[index], psum=psum, rows=o, cols=wcols[index],
-                   ldw=loc(wcols[index]))
+                   ldw=ld_w[index])
             buf = logits_spad if spad_logits and index == last else vbuf
             # The partial sums are only stored: the gemv may store them itself.
             e.stv(cfg, "transfer", spad=buf, memb=partial, len=o, layout=Layout.DIAG)
@@ -434,7 +438,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
         """The core's block of the delta of layer ``index - 1``, into ``d_own``."""
         n = width[index]
         sgd_back_product(e, z=z_buf, psum=psum, cols=n,
-                         ldw=loc(n) if f_addr else loc(wcols[index]),
+                         ldw=loc(n) if f_addr else ld_w[index],
                          operands=(f_addr[index - 1], dout_rep, classes) if f_addr else
                          (w_addr[index], d_rep, layers[index][0]), cfg=cfg)
         e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=d_own[index - 1],
@@ -443,7 +447,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
     def update_rows(index, u, a, b):
         """Rows ``a`` to ``b`` of layer ``index``'s update with the replicated delta ``u``
         (its LDV, just before, may fold into the GER: nothing reads ``u`` after it)."""
-        ldw = loc(wcols[index])
+        ldw = ld_w[index]
         at = a // nr * ldw
         e.ger(cfg, "update", (b - a) * width[index], w=w_addr[index] + at, u=u + a // nr,
               v=x_rep[index], mom=m_addr[index] + at if use_mom else 0, rows=b - a,

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from caterpillar.contract.config import preset
-from caterpillar.contract.geometry import kernel_plan
-from caterpillar.contract.isa import Layout, Opcode, VecOp, decode, unpack
+from caterpillar.contract.geometry import kernel_plan, word_cycles, word_mac_step_cycles
+from caterpillar.contract.isa import Layout, Opcode, VecOp, decode, encode, unpack
 from caterpillar.software.compiler.collectives import link_sources, piped_permutation
 from caterpillar.software.compiler.program import (
     SCALAR_REGS,
@@ -551,3 +551,26 @@ def test_folding_the_biases_never_makes_a_ring_step_slower(seed):
           f"{folded.step_cycles} against {plain.step_cycles} cycles")
     assert any(where is not None for where in folded.bias_columns)
     assert folded.step_cycles <= plain.step_cycles
+
+
+def test_narrow_blocks_of_columns_pair_their_rows_in_an_update_with_momentum():
+    # 12-8-4 on 2 tiny cores: blocks of 6 and 4 columns, 3 and 2 words per PE row (nr = 2),
+    # fewer than chain_lanes / 2 = 4: with momentum W's rows are padded to 4 words so each
+    # ger step takes two rows (geometry's paired); without, W keeps its ceil(cols / nr).
+    cfg = TINY.replace(cores=2)
+    pair = cfg.chain_lanes // 2
+    for name in ("plain", "momentum"):
+        graph = TrainingGraph((12, 8, 4), algorithm="sgd", optimizer=OPTIMIZERS[name])
+        gers = [f for core in compile_training(graph, cfg).cores.values()
+                for op, f in map(unpack, core.program) if op == Opcode.GER]
+        assert len(gers) == 4
+        for f in gers:
+            loc = -(-f["cols"] // cfg.nr)
+            paired = name == "momentum" and loc < pair
+            assert f["ldw"] == (pair if paired else loc)
+            assert kernel_plan(Opcode.GER, SimpleNamespace(**f), cfg).values["paired"] == paired
+            if paired:      # half the steps of the same update on unpadded rows
+                unpadded = encode(Opcode.GER, **{**f, "ldw": loc})
+                assert 2 * word_mac_step_cycles(encode(Opcode.GER, **f), cfg) == \
+                    word_mac_step_cycles(unpadded, cfg)
+                assert word_cycles(encode(Opcode.GER, **f), cfg) < word_cycles(unpadded, cfg)
