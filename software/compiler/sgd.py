@@ -251,7 +251,7 @@ def sgd_bias_update(e, bias, grad, count, *, g_buf, mom, use_wd):
 def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
                           first_rows: bool = False, interleave: bool = False,
                           bias_columns=None, piped: bool = True,
-                          load_gathered: bool = False) -> CoreProgram:
+                          load_gathered: bool = False, pad_rows: bool = True) -> CoreProgram:
     """Core ``segment[position]``'s SGD step on the ring (see the module docstring); with
     ``first_rows`` the first layer is split by rows (``blocks[0]``), on the whole sample; with
     ``interleave`` each layer's update is split by rows between the steps of the all-gather
@@ -259,7 +259,8 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
     of the core that holds the bias as a column of its ``W`` block, or ``None``; ``piped``:
     use the piped collectives where they fit; ``load_gathered`` (``dfa`` without
     ``interleave``): every gathered delta in a SPAD buffer of its own, loaded by its update
-    after the updates that touch no SPAD."""
+    after the updates that touch no SPAD; ``pad_rows``: pad a narrow ``W``'s MemA rows for
+    paired updates (below) where MemA has the room."""
     nr = cfg.nr
     opt = graph.optimizer
     use_mom, use_wd = opt.momentum > 0, opt.weight_decay > 0
@@ -301,7 +302,8 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
     # W's MemA rows: with weight decay or momentum a row of fewer than chain_lanes / 2 words
     # per PE is padded to that, so its ger takes two rows a step (geometry's ``paired``).
     pair = cfg.chain_lanes // 2
-    ld_w = [pair if (use_mom or use_wd) and loc(c) < pair else loc(c) for c in wcols]
+    ld_w = [pair if pad_rows and (use_mom or use_wd) and loc(c) < pair else loc(c)
+            for c in wcols]
     tensors, w_addr, m_addr, b_addr, bm_addr = [], [], [], [], []
     for index, o in enumerate(rows):
         ldw = ld_w[index]
@@ -336,6 +338,12 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
             f_addr.append(mema.alloc(f"F{index - 1} columns", loc(classes) * loc(width[index])))
             tensors.append(Tensor(f"F{index - 1}", "mema", classes, width[index], f_addr[-1],
                                   loc(width[index])))
+    if mema.room < 0 and ld_w != [loc(c) for c in wcols]:
+        # The padded rows do not fit: the unpadded ones (unpaired updates) may.
+        return sgd_ring_core_program(graph, cfg, segment, position, blocks,
+                                     first_rows=first_rows, interleave=interleave,
+                                     bias_columns=bias_columns, piped=piped,
+                                     load_gathered=load_gathered, pad_rows=False)
     mema.check("use a config with more mema_words, more cores, or --algorithm mbgd")
     widest = max(graph.sizes)
     x_part = "" if first_rows else " block"

@@ -574,3 +574,19 @@ def test_narrow_blocks_of_columns_pair_their_rows_in_an_update_with_momentum():
                 assert 2 * word_mac_step_cycles(encode(Opcode.GER, **f), cfg) == \
                     word_mac_step_cycles(unpadded, cfg)
                 assert word_cycles(encode(Opcode.GER, **f), cfg) < word_cycles(unpadded, cfg)
+
+
+def test_narrow_rows_stay_unpadded_where_memas_room_ends():
+    # 12-8-4 with momentum on 2 tiny cores needs 36 MemA words unpadded, 44 with layer 1's
+    # rows padded to chain_lanes / 2: between the two it compiles unpaired, below it names 36.
+    graph = TrainingGraph((12, 8, 4), algorithm="sgd", optimizer=OPTIMIZERS["momentum"])
+
+    def row_words(mema_words):
+        compiled = compile_training(graph, TINY.replace(cores=2, mema_words=mema_words))
+        return sorted({t.ld for c in compiled.cores.values() for t in c.tensors
+                       if t.kind == "mema"})
+
+    assert row_words(64) == row_words(44) == [TINY.chain_lanes // 2, 7]
+    assert row_words(42) == row_words(36) == [2, 7]
+    with pytest.raises(CompileError, match=r"^MemA needs 36 words but the config has 34 "):
+        row_words(34)
