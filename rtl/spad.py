@@ -16,6 +16,7 @@ from caterpillar.contract.geometry import (
     spad_bank_rows,
     spad_region,
 )
+from caterpillar.rtl.fp.arith import unpack
 from caterpillar.rtl.ports import HostWindow, MicroOps, RingSpadPort, SpadEdge, SpadEvents
 
 __all__ = ["Spad"]
@@ -98,8 +99,8 @@ class Spad(wiring.Component):
             self.events.writes.eq(sum(ring_lanes[i] + store_lanes[i] for i in range(nr))),
         ]
         bus = Mux(store.col, edge.col_bus.as_value(), edge.row_bus.as_value())
-        bus = Mux(store.relu, Cat(*[_rectified(cfg.operand, bus.word_select(i, word))
-                                    for i in range(nr)]), bus)
+        bus = Mux(store.relu, Cat(*[_rectified(m, cfg.operand, bus.word_select(i, word),
+                                               f"relu_lane{i}") for i in range(nr)]), bus)
         array_data = Mux(store.seq, store.data.replicate(nr), bus)
 
         # -- two regions of two banks of two ports -------------------------------------------
@@ -206,9 +207,8 @@ class Spad(wiring.Component):
         return SimpleNamespace(**store)
 
 
-def _rectified(fmt, value):
+def _rectified(m, fmt, value, name):
     """``max(value, +0)`` of an operand-format word, as ``vop maxs`` with ``+0`` computes it
     (IEEE 754-2019 ``maximum``: ``-0`` and negatives give ``+0``, a NaN the canonical NaN)."""
-    exp = value[fmt.man_bits:fmt.man_bits + fmt.exp_bits]
-    nan = exp.all() & value[:fmt.man_bits].any()
-    return Mux(nan, fmt.canonical_nan, Mux(value[fmt.width - 1], 0, value))
+    v = unpack(m, value, fmt, name)
+    return Mux(v["nan"], fmt.canonical_nan, Mux(v["sign"], 0, value))

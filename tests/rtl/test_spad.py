@@ -218,7 +218,7 @@ def test_a_relu_store_writes_what_vop_maxs_with_plus_zero_computes(fmt, rng):
     want = gk.vop("maxs", words, words, 0, f, FORMATS["fp32"])
     m = Module()
     value, out = Signal(f.width), Signal(f.width)
-    m.d.comb += out.eq(_rectified(f, value))
+    m.d.comb += out.eq(_rectified(m, f, value, "word"))
     got = []
 
     async def bench(ctx):
