@@ -530,8 +530,11 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
             # its rows of the next input: no h of its own.)
             h_addr.append(None if block or (index < last and not compact) else spad.alloc(
                 f"h{index}", (o if index == last else widest_rows[index]) * ldb))
-            dt_addr.append(spad.alloc(f"d{index} own (features x batch)",
-                                      widest_rows[index] * ldb))
+            # The output layer's deltas are the output gradient: no d of its own. In the
+            # compact layout a hidden layer's d takes the place of its h, which the backward
+            # reads for the last time (to gather the input above again) before d is written.
+            dt_addr.append(None if index == last else h_addr[-1] if compact else spad.alloc(
+                f"d{index} own (features x batch)", widest_rows[index] * ldb))
         # Layer 0's update streams the batch-major input the host writes, or, when the SPAD
         # has no room for that copy, loads [x; 1] into MemA.
         x0_addr = None if not stream_x0 else spad.alloc_high(
@@ -739,19 +742,18 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                                                        lead == Opcode.GEMM))
                 e.insert(queued, u.part(0, first))
                 e.insert(len(e.words), u.part(first))
-            if member[index - 1]:
-                below_lo, below_rows = own[index - 1][0], rows[index - 1]
-                # Outside the compact layout relu(h) (> 0 where h > 0) in the input it
-                # gathered.
-                b.elementwise("delta", VecOp.RELUD, dt_addr[index - 1],
-                              h_addr[index - 1] if compact else xt_addr[index] + below_lo * ldb,
-                              e_addr + below_lo * ldb, count=below_rows * ldb)
+            below_lo, below_rows = own[index - 1][0], rows[index - 1]
             if compact and index < last:
                 # Its input left its turn buffer: the ReLU of the own rows again, gathered.
-                below_lo, below_rows = own[index - 1][0], rows[index - 1]
                 b.elementwise("forward", VecOp.MAXS, xt_addr[index] + below_lo * ldb,
                               h_addr[index - 1], count=below_rows * ldb, alpha=r["zero"])
                 ring_emit(e, core, coll.all_gather(seg, xt_addr[index], i * ldb, ldb))
+            if member[index - 1]:
+                # Outside the compact layout relu(h) (> 0 where h > 0) in the input it
+                # gathered; in it, h, overwritten by d chunk by chunk.
+                b.elementwise("delta", VecOp.RELUD, dt_addr[index - 1],
+                              h_addr[index - 1] if compact else xt_addr[index] + below_lo * ldb,
+                              e_addr + below_lo * ldb, count=below_rows * ldb)
         if compact or index == 0:
             update(index, lo, m, block)
     e("transfer", Opcode.HALT)
