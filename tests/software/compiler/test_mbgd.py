@@ -15,6 +15,7 @@ from caterpillar.contract.geometry import kernel_plan, spad_span_regions
 from caterpillar.contract.isa import Opcode, VecOp, decode, encode, unpack
 from caterpillar.golden import kernels as gk
 from caterpillar.golden.trainer import gemm_chunked, to_bits
+from caterpillar.software.compiler.fit import fit_table
 from caterpillar.software.compiler.mbgd import (
     MbgdBuilder,
     check_mbgd_memb,
@@ -657,6 +658,19 @@ def test_inputs_that_do_not_fit_take_turns_and_are_gathered_again(algorithm, rng
     assert roomy.cores[0].io["inputs"] is not None and tight.cores[0].io["inputs"] is None
     rings = [_count(c, Opcode.RING) for c in (roomy, tight)]
     assert rings[1] - rings[0] == (len(sizes) - 3) * (cfg.cores - 1)   # layers 1 and 2 again
+
+
+def test_the_compact_layout_writes_d_over_h_and_the_output_layer_has_no_d():
+    """N1's network at b = 50 on paper-n3 (8 cores of 16 x 16; the batch padded to 64) fits
+    the SPAD only in the compact layout, where each hidden layer's ``d`` takes the place of its
+    ``h`` (h0..h2: a core's 63 of 500 rows x 64 words) and the output layer, whose deltas are
+    the output gradient, has no ``d`` buffer (63 x 64 before): 264,224 - 4 x 4,032 = 248,096
+    of the 262,144 words (bit for bit in the turns tests above and on the RTL)."""
+    graph = TrainingGraph((784, 500, 500, 500, 10), algorithm="mbgd", batch=50,
+                          optimizer=Optimizer(lr=0.1, momentum=0.0, weight_decay=0.0))
+    table = fit_table(graph, preset("paper-n3"))
+    spad = next(m for m in table["memories"] if m["memory"] == "SPAD")
+    assert table["fits"] and spad["needed"] == 264_224 - 4 * 63 * 64, table
 
 
 def test_one_core_compiles_to_the_one_core_program():
