@@ -761,4 +761,9 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
     io = {"inputs_t": xt_addr[0], "inputs": x0_addr, "targets": t_spad,
           "logits": logits_addr, "ld_batch": ldb, "ld_inputs": ceil_to(i0 + 1, nr),
           "ld_classes": ldc}
-    return CoreProgram(e.words, e.phases, e.macs, tensors, io, constants, k_chunk=b.k_chunk)
+    # Same layout on every core (same addresses): what the SPAD's size changed, for reports.
+    layout = (("layer 0's update loading [x; 1] into MemA",) if x0_addr is None else ()) + (
+        ("the inputs above layer 0 taking turns in two SPAD buffers and gathered again for "
+         "their updates",) if compact else ())
+    return CoreProgram(e.words, e.phases, e.macs, tensors, io, constants, k_chunk=b.k_chunk,
+                       spad_layout=layout)

@@ -389,6 +389,7 @@ class CoreProgram:
     staging: int = 0                  # SPAD base for parameter transfers (sgd)
     staging_words: int = 0            # its size (0: the largest tensor fits whole)
     k_chunk: int | None = None
+    spad_layout: tuple = ()           # what a SPAD too small for the usual layout changed
 
     def local_phase_report(self, cfg, start: int = 0) -> dict:
         """Per phase: cycles (``RING`` instructions excluded: their time depends on the
@@ -489,8 +490,9 @@ class Compiled:
         """``, C cores 0,1/2,3 (rows split)`` on a ring (``rows split, the output layer by
         columns`` where :attr:`splits` say so, which layers' biases are columns of ``W``,
         :attr:`bias_columns`, which layers use the piped collectives, :attr:`row_orders`, and
-        which layers share a segment when there are several), nothing on one core: for
-        messages."""
+        how the SPAD is laid out when it has no room for the usual layout,
+        :attr:`CoreProgram.spad_layout`, and which layers share a segment when there are several),
+        nothing on one core: for messages."""
         if self.config.cores == 1:
             return ""
         where = "/".join(",".join(map(str, s)) for s in dict.fromkeys(self.segments))
@@ -507,6 +509,7 @@ class Compiled:
         if piped:
             split += (f", layer{'s' if len(piped) > 1 else ''} {','.join(piped)} summed and "
                       "gathered by piped collectives")
+        split += "".join(f", {note}" for note in next(iter(self.cores.values())).spad_layout)
         distinct = list(dict.fromkeys(self.segments))
         if 1 < len(distinct) < len(self.segments):
             for seg in distinct:
@@ -713,6 +716,7 @@ def load_compiled(path) -> Compiled:
             program = [sum(int(v) << (64 * q) for q, v in enumerate(row)) for row in words]
             tensors = [Tensor(**t) for t in core_meta.pop("tensors")]
             core_meta["constants"] = [tuple(c) for c in core_meta["constants"]]
+            core_meta["spad_layout"] = tuple(map(str, core_meta.get("spad_layout", ())))
             core = CoreProgram(program, tensors=tensors, **core_meta)
             _check_program(core, cfg, k, bad)
             cores[k] = core

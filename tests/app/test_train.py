@@ -265,6 +265,27 @@ def test_compile_reports_the_steps_events_and_energy(tmp_path, capsys):
     assert plan["area"]["step_gflops"] == pytest.approx(2 * energy["macs"] / energy["cycles"])
 
 
+@pytest.mark.parametrize("spad_words, layout", [
+    (8192, []),
+    (7168, ["layer 0's update loading [x; 1] into MemA"]),
+    (6144, ["layer 0's update loading [x; 1] into MemA", "the inputs above layer 0 taking "
+            "turns in two SPAD buffers and gathered again for their updates"]),
+])
+def test_compile_says_how_a_small_spad_changed_the_mbgd_layout(tmp_path, capsys, spad_words,
+                                                                layout):
+    # 64-32-32-16-10 at batch 16 on 4 tiny cores: the usual layout needs less than 8,192
+    # SPAD words; with 7,168 the host's batch-major input no longer fits, with 6,144 neither
+    # do all the gathered inputs.
+    path = tmp_path / "plan.json"
+    assert main(["compile", "--cores", "4", "--model", "64-32-32-16-10", "--algorithm", "mbgd",
+                 "--batch", "16", "--set", f"spad_words={spad_words}", "--set",
+                 "imem_words=1024", "--json", str(path)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert json.loads(path.read_text())["spad_layout"] == layout
+    assert "(rows split, the output layer by columns" + "".join(f", {n}" for n in layout) + \
+        "))" in first, first
+
+
 def test_compile_prints_where_a_cores_cycles_go(tmp_path, capsys):
     """``--timeline``: one line per instruction of the core that finishes last (or the one
     named), and a sum that is the step's cycles; a core off the ring is one line, before any

@@ -635,6 +635,11 @@ def test_layer_0_loads_its_input_when_the_batch_major_copy_does_not_fit(algorith
     # the whole step, so no input is gathered again.
     cfg, roomy, tight = _roomy_and_tight(algorithm, (20, 15, 26, 14, 5), 20, rng)
     assert roomy.cores[0].io["inputs"] is not None and tight.cores[0].io["inputs"] is None
+    # The reports say so (compile's and train's first line, compile --json's spad_layout).
+    assert (roomy.cores[0].spad_layout, tight.cores[0].spad_layout) == (
+        (), ("layer 0's update loading [x; 1] into MemA",))
+    assert tight.placement_text().endswith(
+        "(rows split, the output layer by columns, layer 0's update loading [x; 1] into MemA)")
     assert _count(tight, Opcode.RING) == _count(roomy, Opcode.RING)
     # Loads of [x; 1] (features x batch, sizes[0] + 1 rows) in the step: the update's.
     for compiled, count in ((roomy, 0), (tight, None)):
@@ -656,6 +661,9 @@ def test_inputs_that_do_not_fit_take_turns_and_are_gathered_again(algorithm, rng
     sizes, batch = (20, 18, 28, 14, 5), 20
     cfg, roomy, tight = _roomy_and_tight(algorithm, sizes, batch, rng)
     assert roomy.cores[0].io["inputs"] is not None and tight.cores[0].io["inputs"] is None
+    assert roomy.cores[0].spad_layout == () and tight.cores[0].spad_layout[-1] == (
+        "the inputs above layer 0 taking turns in two SPAD buffers and gathered again for "
+        "their updates")
     rings = [_count(c, Opcode.RING) for c in (roomy, tight)]
     assert rings[1] - rings[0] == (len(sizes) - 3) * (cfg.cores - 1)   # layers 1 and 2 again
 

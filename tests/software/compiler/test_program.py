@@ -42,6 +42,16 @@ def test_saved_step_reloads_equal(cfg, tmp_path):
     assert again.predicted_cycles() == compiled.predicted_cycles()
 
 
+def test_a_step_in_a_fallback_spad_layout_reloads_with_its_layout(tmp_path):
+    cfg = preset("tiny").replace(cores=4, spad_words=6144, imem_words=1024)
+    compiled = compile_training(mbgd((64, 32, 32, 16, 10), 16), cfg)
+    assert len(compiled.cores[0].spad_layout) == 2      # both fallbacks (test_mbgd)
+    compiled.save(tmp_path / "p.npz")
+    again = load_compiled(tmp_path / "p.npz")
+    assert again.cores == compiled.cores
+    assert again.placement_text() == compiled.placement_text()
+
+
 def test_a_piped_step_reloads_equal_and_a_damaged_row_order_is_refused(tmp_path):
     # 4 cores: layer 1 (8 outputs) is summed and gathered piped, its W rows reordered.
     compiled = compile_training(TrainingGraph((10, 9, 8, 6)), preset("tiny").replace(cores=4))
