@@ -282,13 +282,15 @@ class CaterpillarConfig:
 #: latencies 3 + 4 are the MAC pipeline that came nearest 50 MHz on this part
 #: (``docs/fpga.md``); one core, so no ring-engine command queue (``ring_commands = 0``: a lone
 #: core's programs post no collectives, and the queue would cost 231 LUT4 on a board whose
-#: router is at its limit, ``docs/fpga.md``).
+#: router is at its limit, ``docs/fpga.md``); no fused pass (``cpass = false``: with it the
+#: board top filled 80 % of the LUT sites and did not route; without it, 72 % and routed at
+#: 21.54 MHz, ``docs/fpga.md``), so ``cp`` is refused there and ``mbcp`` offered.
 PRESETS = {
     "tiny": CaterpillarConfig(name="tiny", nr=2, mul_latency=1, add_latency=2,
                               mema_words=256, memb_words=128, spad_words=4096, imem_words=256),
     "small": CaterpillarConfig(),
     "ulx3s": CaterpillarConfig(name="ulx3s", nr=2, mul_latency=3, add_latency=4,
-                               ring_commands=0),
+                               ring_commands=0, cpass=False),
     "paper-n1": CaterpillarConfig(name="paper-n1", nr=4, cores=32, operand_format="fp16",
                                   acc_format="fp16", mul_latency=2, add_latency=2,
                                   mema_words=6144, memb_words=2048, spad_words=262144,
