@@ -28,6 +28,7 @@ from caterpillar.sim.backends.devices import (
     check_backend,
     check_port,
     run_training_on,
+    uart_sim_line,
 )
 from caterpillar.software.compiler.cp import cp_pipeline_report, kernel_bounds, priced_period
 from caterpillar.software.compiler.fit import capacity_survey, fit_lines, tabulate
@@ -176,6 +177,9 @@ def run(args) -> int:
     except GoldenMismatch as e:
         print(f"caterpillar: golden check failed: {e}", file=sys.stderr)
         return 1
+    line = uart_sim_line(result)
+    if line is not None:
+        print(line)
     outputs.write(result)
     return 0
 

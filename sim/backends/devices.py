@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from caterpillar.sim.backends.amaranth import AmaranthDevice
 from caterpillar.sim.backends.cocotb_session import run_in_cocotb
-from caterpillar.sim.backends.uart_sim import open_uart_sim
+from caterpillar.sim.backends.uart_sim import SimulatorLink, open_uart_sim
 from caterpillar.sim.backends.verilator import VerilatorDevice
 from caterpillar.software.driver.uart import UartDevice, open_serial
 from caterpillar.software.isasim.device import IsaDevice, RingIsaDevice
 from caterpillar.software.training.run import RunPlan, run_session
 
 __all__ = ["BACKENDS", "RING_BACKENDS", "open_device", "run_training_on", "check_backend",
-           "check_port"]
+           "check_port", "uart_sim_line"]
 
 #: Every backend, by name.
 BACKENDS = ("isa", "amaranth", "verilator", "icarus", "uart-sim", "uart")
@@ -80,4 +80,24 @@ def run_training_on(backend: str, plan: RunPlan, opts: dict, *, progress=None) -
     if backend == "icarus":
         return run_in_cocotb("icarus", plan.config, opts)
     with open_device(backend, plan.config, port=opts.get("port")) as device:
-        return run_session(device, opts, plan=plan, progress=progress)
+        report = run_session(device, opts, plan=plan, progress=progress)
+    link = getattr(device, "transport", None)
+    if isinstance(link, SimulatorLink) and link.cycles is not None:
+        report["uart_sim"] = {"cycles": link.cycles, "seconds": link.seconds,
+                              "cycles_per_second": link.cycles_per_second,
+                              "framing_errors": link.framing_errors}
+    return report
+
+
+def uart_sim_line(report: dict) -> str | None:
+    """The line ``caterpillar train --backend uart-sim`` ends with: the board's simulated
+    cycles (UART frames included), the wall time the harness ran the clock, the speed and
+    the framing errors; ``None`` for other backends."""
+    stats = report.get("uart_sim")
+    if stats is None:
+        return None
+    speed = stats["cycles_per_second"]
+    rate = f"{speed / 1e6:.2f} M cycles/s" if speed else "no clock time measured"
+    return (f"uart-sim: {stats['cycles']:,} board cycles (UART frames included) in "
+            f"{stats['seconds']:.1f} s of running clock ({rate}), {stats['framing_errors']} "
+            "framing errors")

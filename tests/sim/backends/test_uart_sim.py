@@ -38,10 +38,16 @@ def test_training_over_the_simulated_uart_is_bit_exact(extra, samples, tmp_path,
                  "memb_words=512", "--model", "64-6-10", "--epochs", "1", "--limit",
                  str(samples), "--check-golden", "--quiet", "--json", str(report),
                  *extra]) == 0
-    assert f"golden check: {STEPS} steps" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"golden check: {STEPS} steps" in out
     result = json.loads(report.read_text())
     assert result["backend"] == "uart-sim" and result["golden_checked_steps"] == STEPS
     assert result["epochs"][0]["cycles"] == STEPS * result["step_cycles"]
+    # The board's clock also runs for every frame, so it counts more than the steps' cycles.
+    link = result["uart_sim"]
+    assert link["framing_errors"] == 0 and link["cycles"] > result["epochs"][0]["cycles"]
+    assert link["cycles_per_second"] == pytest.approx(link["cycles"] / link["seconds"])
+    assert f"uart-sim: {link['cycles']:,} board cycles" in out
 
 
 def test_bad_frames_on_the_pins_are_refused_and_change_nothing(rng, record_property):
