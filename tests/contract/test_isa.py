@@ -73,6 +73,21 @@ def test_field_errors_name_the_field():
         decode(Opcode.VOP.value | 15 << 8)
 
 
+def test_encoding_again_checks_as_the_first_time():
+    # encode keeps the words it made: the same operands give the same word, and a value equal
+    # to a cached one but of another type (True for 1, 1.0, a list) is still refused.
+    word = encode(Opcode.RING, keep=1, slen=4)
+    assert encode(Opcode.RING, keep=1, slen=4) == word == encode(Opcode.RING, slen=4, keep=1)
+    assert encode(Opcode.RING, keep=0, slen=4) != word
+    for bad in (True, 1.0, [1]):
+        with pytest.raises(IsaError, match=r"^field 'keep' of ring must be an integer"):
+            encode(Opcode.RING, keep=bad, slen=4)
+    assert encode(Opcode.LDV, layout=Layout.ROWREP) == encode(Opcode.LDV, layout=2)
+    assert unpack(encode(Opcode.LDV, layout=3, strict=False))[1]["layout"] == 3
+    with pytest.raises(IsaError, match="must be one of"):
+        encode(Opcode.LDV, layout=3)
+
+
 def test_nonzero_reserved_bits_are_refused_by_decode_but_seen_by_unpack():
     word = encode(Opcode.HALT) | 1 << 200
     assert reserved_bits(word) == 1 << (200 - OPCODE_BITS)
