@@ -385,18 +385,16 @@ def encode(op: Opcode, *, strict: bool = True, **args) -> int:
     accepts any integer that fits an enum field (to build illegal instructions for tests).
     """
     # A compile encodes the same few instructions (ring commands above all) again and again:
-    # N1 cp, 1.26 M calls. The values' types are in the key, so 1 and True stay apart.
+    # N1 cp, 1.26 M calls. The cache's key holds the values' types, so 1 and True stay apart.
     try:
-        key = (op, strict, *((name, value, type(value)) for name, value in args.items()))
-        return _encode_cached(key)
+        return _encode_cached(op, strict, **args)
     except TypeError:   # an unhashable value: no cache, the same checks
         return _encode(op, strict, args)
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _encode_cached(key) -> int:
-    op, strict, *items = key
-    return _encode(op, strict, {name: value for name, value, _ in items})
+@functools.lru_cache(maxsize=1 << 16, typed=True)
+def _encode_cached(op, strict: bool, **args) -> int:
+    return _encode(op, strict, args)
 
 
 def _encode(op, strict: bool, args: dict) -> int:
