@@ -410,7 +410,11 @@ def host_link_markdown() -> str:
         "Bursts longer than `max_burst` are split. On opening, the device waits out any frame "
         "left half sent, sends INFO, and checks the ring's ID, its core count and every core's "
         "`CONFIG` and memory sizes against the config asked for: a board built for another "
-        "config, a silent port or a port that cannot be opened is one line, before any work.",
+        "config, a silent port or a port that cannot be opened is one line, before any work. "
+        "`caterpillar train --backend uart-sim` ends with one more line (and `--json` with the "
+        "key `uart_sim`): the board cycles the harness ran (every frame's bits included, so far "
+        "more than the steps' cycles), the wall time it spent running the clock, their ratio "
+        "and the framing errors.",
         "",
         "Every request waits for its reply, so a board's speed is bounded by round trips. The "
         "FT231X passes a short reply to the host only when its latency timer expires (16 ms "
