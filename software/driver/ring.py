@@ -122,7 +122,7 @@ class RingDriver:
         if ctrl.unpack("STATUS", status)["error"]:
             raise RingCoreError(self._errors())
         wanted = (Counter.BUSY, Counter.INSTRET, Counter.RING, *EVENT_COUNTERS)
-        counters = [{c: d.counter(c) for c in wanted} for d in self.cores]
+        counters = [d.counters(wanted) for d in self.cores]
         return RingRun([c[Counter.BUSY] for c in counters],
                        [c[Counter.INSTRET] for c in counters],
                        [c[Counter.MACS] for c in counters],

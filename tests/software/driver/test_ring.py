@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from caterpillar.contract.config import preset
-from caterpillar.contract.isa import ErrorCause, Layout, Opcode, encode
+from caterpillar.contract.isa import EVENT_COUNTERS, Counter, ErrorCause, Layout, Opcode, encode
 from caterpillar.contract.registers import STALL
 from caterpillar.software.driver.ring import CoreWindow, RingCoreError, RingDriver
 from caterpillar.software.isasim.device import IsaDevice, RingIsaDevice
@@ -22,6 +22,35 @@ def test_a_lone_core_is_a_ring_of_one():
     driver.cores[0].load_program([encode(Opcode.NOP), encode(Opcode.HALT)])
     run = driver.run()
     assert run.instret == [2] and run.ring_cycles == [0] and run.busy == run.cycles[0]
+
+
+class CountingReads(RingIsaDevice):
+    """The ring device, recording every read request (address, words)."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.reads = []
+
+    def read(self, addr, count=1):
+        self.reads.append((addr, count))
+        return super().read(addr, count)
+
+
+def test_a_run_reads_each_cores_counters_in_one_request():
+    # Over a UART every request is a frame: a step's counters were 14 requests per core.
+    device = CountingReads(RING)
+    driver = RingDriver(device)
+    for k, core in enumerate(driver.cores):
+        core.load_program([encode(Opcode.NOP)] * k + [encode(Opcode.HALT)])
+    device.reads.clear()
+    run = driver.run()
+    lows = [driver.cores[0].regs[f"{c.name}_LO"] for c in (Counter.BUSY, Counter.INSTRET,
+                                                             Counter.RING, *EVENT_COUNTERS)]
+    assert [count for _, count in device.reads] == [max(lows) - min(lows) + 2] * RING.cores
+    for k, core in enumerate(driver.cores):     # the values of one counter at a time
+        assert (core.counter(Counter.INSTRET), core.counter(Counter.RING)) == \
+            (run.instret[k], run.ring_cycles[k])
+        assert {e.name.lower(): core.counter(e) for e in EVENT_COUNTERS} == run.events[k]
 
 
 def test_a_ring_runs_every_core_and_reports_each_error():
