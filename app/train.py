@@ -245,7 +245,7 @@ def compile_report(compiled: Compiled, tech: Technology | None = None) -> dict:
               "segments": [list(s) for s in compiled.segments],
               "splits": compiled.splits, "bias_columns": compiled.bias_columns,
               "piped_layers": [k for k, order in enumerate(compiled.row_orders) if order],
-              "spad_layout": list(next(iter(compiled.cores.values())).spad_layout),
+              "spad_layout": list(compiled.spad_layout),
               "cores": list(compiled.working_cores), "instructions": compiled.instructions,
               "step_cycles": compiled.step_cycles,
               "cycles_per_core": compiled.predicted_cycles(), "macs": macs,

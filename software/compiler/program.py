@@ -486,12 +486,18 @@ class Compiled:
         """Every core that holds a share of the model, in order of first appearance."""
         return tuple(dict.fromkeys(k for seg in self.segments for k in seg))
 
+    @property
+    def spad_layout(self) -> tuple:
+        """What a SPAD too small for the usual layout changed (:attr:`CoreProgram.spad_layout`;
+        every core has the same layout)."""
+        return next(iter(self.cores.values())).spad_layout
+
     def placement_text(self) -> str:
         """``, C cores 0,1/2,3 (rows split)`` on a ring (``rows split, the output layer by
         columns`` where :attr:`splits` say so, which layers' biases are columns of ``W``,
         :attr:`bias_columns`, which layers use the piped collectives, :attr:`row_orders`, and
         how the SPAD is laid out when it has no room for the usual layout,
-        :attr:`CoreProgram.spad_layout`, and which layers share a segment when there are several),
+        :attr:`spad_layout`, and which layers share a segment when there are several),
         nothing on one core: for messages."""
         if self.config.cores == 1:
             return ""
@@ -509,7 +515,7 @@ class Compiled:
         if piped:
             split += (f", layer{'s' if len(piped) > 1 else ''} {','.join(piped)} summed and "
                       "gathered by piped collectives")
-        split += "".join(f", {note}" for note in next(iter(self.cores.values())).spad_layout)
+        split += "".join(f", {note}" for note in self.spad_layout)
         distinct = list(dict.fromkeys(self.segments))
         if 1 < len(distinct) < len(self.segments):
             for seg in distinct:
