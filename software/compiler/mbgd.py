@@ -436,6 +436,19 @@ def _plan_preloads(b, cfg, tiles, *, layers, gathered, xt_addr, p_addr, widest_r
     return plan
 
 
+def _turns_text(kept, hidden) -> str:
+    """The compact layout's line in the reports: of the ``hidden`` layers (above layer 0,
+    below the last), ``kept`` have their input kept in MemA from the forward for their
+    updates, the others' inputs are gathered again."""
+    text = "the inputs above layer 0 taking turns in two SPAD buffers"
+    if not kept:
+        return text + " and gathered again for their updates"
+    names = " and ".join(f"[{input_name(index)}; 1]" for index in kept)
+    again = " and the others gathered again" if len(kept) < len(hidden) else ""
+    return f"{text}, {names} kept in MemA for {'its' if len(kept) == 1 else 'their'} " \
+           f"update{'s' * (len(kept) > 1)}{again}"
+
+
 def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> CoreProgram:
     """Core ``core``'s MBGD step on the ring (bucket algorithm; see the module docstring);
     ``splits``: :func:`~.program.layer_splits` (the output layer may be split by columns)."""
@@ -463,7 +476,8 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
     # Same addresses on every core: panels are sized for the largest share. Every panel is
     # held transposed, as on one core. The layers' gathered inputs are kept for the whole
     # step if the SPAD has room; else (``compact``, one segment) the inputs above layer 0 take
-    # turns in two buffers, which also hold E, and each is gathered again for its update.
+    # turns in two buffers, which also hold E, and each is gathered again for its update,
+    # unless MemA keeps it as a tile loaded in the forward (then its turn is the upper one).
     compact_ok = len(set(segments)) == 1 and len(layers) > 1
     layouts = [(False, True), (False, False)] + [(True, False)] * compact_ok
     # Input l >= 1 is gathered in the forward unless it is the column-split output layer's.
@@ -486,16 +500,24 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
         spad = Region("the SPAD", cfg.spad_words, align=nr)
         # First: with the update's other operands below and E's sums at the top
         # (alloc_high), the update runs beside the ring (ring_waits).
-        d_addr = spad.alloc("d own (batch x features) of the layer in the update",
-                            batch * max(ceil_to(r, nr) for r in widest_rows))
+        # (Compact, with an input that MemA keeps: at the top, with the panels above layer
+        # 0's input, so that the kept input's update runs beside the sums of E in the lower
+        # turn.)
+        d_addr = (spad.alloc_high if compact and high_inputs else spad.alloc)(
+            "d own (batch x features) of the layer in the update",
+            batch * max(ceil_to(r, nr) for r in widest_rows))
         tensors, p_addr, mom_addr = [], [], []
         xt_addr, h_addr, dt_addr, panel_words = [], [], [], []
         constants, turns = [], []
         if compact:
             widest_in = max(i for o, i in layers[1:])
-            for name in ("even", "odd"):
-                base = spad.alloc(f"[a; 1] and E of the {name} layers (features x batch)",
-                                  (widest_in + 1) * ldb)
+            for parity, name in enumerate(("even", "odd")):
+                # A turn whose input MemA keeps for its update goes up, so that the tile
+                # loads while the other turn is gathered.
+                high = any(index % 2 == parity for index in high_inputs)
+                base = (spad.alloc_high if high else spad.alloc)(
+                    f"[a; 1] and E of the {name} layers (features x batch)",
+                    (widest_in + 1) * ldb)
                 turns.append(base + widest_in * ldb)            # the row of ones
                 constants.append((turns[-1], 1, batch, ldb, "one"))
         for index, (o, i) in enumerate(layers):
@@ -584,7 +606,7 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
     b = MbgdBuilder(cfg, e)
     r = SCALAR_REGS
     cores = cfg.cores
-    preloads = {} if compact else _plan_preloads(
+    preloads = _plan_preloads(
         b, cfg, tiles, layers=layers, gathered=gathered, xt_addr=xt_addr, p_addr=p_addr,
         widest_rows=widest_rows, ldb=ldb)
 
@@ -715,6 +737,9 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                           ceil_to(i, nr))
             elif index > 0:          # W^T: the panel's first i rows, loaded as A
                 partial_e(i, p_addr[index], dt_own, m, ldo, loaded=True)
+        # The update runs beside the ring's sums of E unless (compact) its input must be
+        # gathered again first: MemA keeps it for a hidden layer whose input is a tile.
+        beside = index > 0 and (not compact or index < last and xt_addr[index] in b.resident)
         if index > 0:
             below = segments[index - 1]
             posted = len(e.words)
@@ -723,7 +748,7 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                 summed = coll.reduce_scatter if below == seg else coll.all_reduce
                 ring_emit(e, core, summed(seg, e_addr, i * ldb, ldb))
             relay(seg, below, e_addr, i * ldb)
-            if not compact:
+            if beside:
                 # Beside the ring's sums of E: the update shares no SPAD row with them (its
                 # operands are this layer's, E the layer below's), and ring_waits lets it run
                 # where their regions differ. Its first load (with its input a tile, its
@@ -743,7 +768,7 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                 e.insert(queued, u.part(0, first))
                 e.insert(len(e.words), u.part(first))
             below_lo, below_rows = own[index - 1][0], rows[index - 1]
-            if compact and index < last:
+            if compact and index < last and xt_addr[index] not in b.resident:
                 # Its input left its turn buffer: the ReLU of the own rows again, gathered.
                 b.elementwise("forward", VecOp.MAXS, xt_addr[index] + below_lo * ldb,
                               h_addr[index - 1], count=below_rows * ldb, alpha=r["zero"])
@@ -754,7 +779,7 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                 b.elementwise("delta", VecOp.RELUD, dt_addr[index - 1],
                               h_addr[index - 1] if compact else xt_addr[index] + below_lo * ldb,
                               e_addr + below_lo * ldb, count=below_rows * ldb)
-        if compact or index == 0:
+        if not beside:
             update(index, lo, m, block)
     e("transfer", Opcode.HALT)
     i0 = layers[0][1]
@@ -763,7 +788,8 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
           "ld_classes": ldc}
     # Same layout on every core (same addresses): what the SPAD's size changed, for reports.
     layout = (("layer 0's update loading [x; 1] into MemA",) if x0_addr is None else ()) + (
-        ("the inputs above layer 0 taking turns in two SPAD buffers and gathered again for "
-         "their updates",) if compact else ())
+        (_turns_text([index for index in range(1, last) if xt_addr[index] in b.resident],
+                     range(1, last)),)
+        if compact else ())
     return CoreProgram(e.words, e.phases, e.macs, tensors, io, constants, k_chunk=b.k_chunk,
                        spad_layout=layout)

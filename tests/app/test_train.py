@@ -269,13 +269,14 @@ def test_compile_reports_the_steps_events_and_energy(tmp_path, capsys):
     (8192, []),
     (7168, ["layer 0's update loading [x; 1] into MemA"]),
     (6144, ["layer 0's update loading [x; 1] into MemA", "the inputs above layer 0 taking "
-            "turns in two SPAD buffers and gathered again for their updates"]),
+            "turns in two SPAD buffers, [a0; 1] kept in MemA for its update and the others "
+            "gathered again"]),
 ])
 def test_compile_says_how_a_small_spad_changed_the_mbgd_layout(tmp_path, capsys, spad_words,
                                                                 layout):
     # 64-32-32-16-10 at batch 16 on 4 tiny cores: the usual layout needs less than 8,192
     # SPAD words; with 7,168 the host's batch-major input no longer fits, with 6,144 neither
-    # do all the gathered inputs.
+    # do all the gathered inputs (MemA keeps the first hidden layer's from the forward).
     path = tmp_path / "plan.json"
     assert main(["compile", "--cores", "4", "--model", "64-32-32-16-10", "--algorithm", "mbgd",
                  "--batch", "16", "--set", f"spad_words={spad_words}", "--set",

@@ -131,13 +131,16 @@ def test_layers_narrower_than_the_ring_on_the_rtl(device, algorithm, sizes, batc
 
 @requires_verilator
 @pytest.mark.slow
-@pytest.mark.parametrize("sizes, gathered_again", [
-    ((20, 15, 26, 14, 5), 0), ((20, 18, 28, 14, 5), 2)], ids=["layer-0-loads", "turns"])
-def test_inputs_that_do_not_fit_the_spad_on_the_rtl(device, sizes, gathered_again, rng):
+@pytest.mark.parametrize("algorithm, sizes, gathered_again", [
+    ("mbgd", (20, 15, 26, 14, 5), 0), ("mbgd", (20, 18, 28, 14, 5), 2),
+    ("dfa", (20, 18, 28, 14, 5), 1)], ids=["layer-0-loads", "turns", "turns-dfa-tile"])
+def test_inputs_that_do_not_fit_the_spad_on_the_rtl(device, algorithm, sizes, gathered_again,
+                                                    rng):
     # Tiny's SPAD has no room for the batch-major [x | 1]: layer 0's update loads [x; 1] into
     # MemA; with wider layers the gathered inputs do not all fit either: they take turns in
-    # two buffers and two of them are gathered again for their updates (mbgd.py's layouts).
-    hw, run = train_and_compare(CFG, sizes, "mbgd", 20, "mse", 0.9, 0.0,
+    # two buffers and are gathered again for their updates (mbgd.py's layouts), but for an
+    # input that MemA keeps from the forward (DFA has no W^T tiles, so [a0; 1] fits there).
+    hw, run = train_and_compare(CFG, sizes, algorithm, 20, "mse", 0.9, 0.0,
                                 steps=8, device=device, rng=rng)
     tight = hw.compiled
     roomy = compile_training(tight.graph, CFG.replace(spad_words=8192))

@@ -651,21 +651,37 @@ def test_layer_0_loads_its_input_when_the_batch_major_copy_does_not_fit(algorith
             sum(f["rows"] for f in loads) == 20 + 1, loads
 
 
-@pytest.mark.parametrize("algorithm", ["mbgd", "dfa"])
-def test_inputs_that_do_not_fit_take_turns_and_are_gathered_again(algorithm, rng):
+@pytest.mark.parametrize("algorithm, layout, again", [
+    ("mbgd", " and gathered again for their updates", 2),
+    ("dfa", ", [a0; 1] kept in MemA for its update and the others gathered again", 1)],
+    ids=["mbgd", "dfa-tile"])
+def test_inputs_that_do_not_fit_take_turns_and_are_gathered_again(algorithm, layout, again,
+                                                                  rng):
     # 20-18-28-14-5, batch 20 on 4 tiny cores (momentum 0.9): every layer's gathered input
     # kept for the whole step needs more than the SPAD's 4,096 words even without the
     # batch-major [x | 1] (4,180; dfa 4,270); the inputs above layer 0 then take turns in two
     # buffers (which also hold E; 3,520 and 3,610 words) and each is gathered again for its
-    # update.
+    # update, unless MemA keeps it from the forward (a tile loaded while the other turn is
+    # gathered): tiny's 256 MemA words hold [a0; 1] (21 x 20) beside DFA's GEMMs, not beside
+    # MBGD's W^T tiles.
     sizes, batch = (20, 18, 28, 14, 5), 20
     cfg, roomy, tight = _roomy_and_tight(algorithm, sizes, batch, rng)
     assert roomy.cores[0].io["inputs"] is not None and tight.cores[0].io["inputs"] is None
     assert roomy.cores[0].spad_layout == () and tight.cores[0].spad_layout[-1] == (
-        "the inputs above layer 0 taking turns in two SPAD buffers and gathered again for "
-        "their updates")
+        "the inputs above layer 0 taking turns in two SPAD buffers" + layout)
     rings = [_count(c, Opcode.RING) for c in (roomy, tight)]
-    assert rings[1] - rings[0] == (len(sizes) - 3) * (cfg.cores - 1)   # layers 1 and 2 again
+    assert rings[1] - rings[0] == again * (cfg.cores - 1)       # those gathered again
+    # A kept input is read by its update at its tile (a_mema, above MemA's base), which the
+    # forward loaded (before the loss); an input gathered again is loaded at MemA's base
+    # right before its update.
+    core = tight.cores[0]
+    ops = [unpack(w) for w in core.program]
+    tiles = [f["mema"] for (op, f), phase in zip(ops, core.phases)
+             if op == Opcode.GEMM and phase == "update" and f["a_mema"] and f["mema"]]
+    assert len(tiles) == (2 - again), tiles
+    loss = core.phases.index("loss")
+    for tile in tiles:
+        assert any(op == Opcode.LDA and f["mema"] == tile for op, f in ops[:loss]), tile
 
 
 def test_the_compact_layout_writes_d_over_h_and_the_output_layer_has_no_d():
