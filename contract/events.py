@@ -35,7 +35,7 @@ def _events(ops=0, mema_r=0, mema_w=0, memb_r=0, memb_w=0, spad_r=0, spad_w=0, m
 
 def _copies(layout: int, nr: int) -> int:
     """PEs holding each element of a vector in ``layout``."""
-    return 1 if layout == Layout.DIAG.value else nr
+    return 1 if layout in (Layout.DIAG.value, Layout.FULL.value) else nr
 
 
 def _rdcnt(f, plan, cfg):

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from caterpillar.contract.isa import ErrorCause, Opcode, VecOp, unpack
+from caterpillar.contract.isa import ErrorCause, Layout, Opcode, VecOp, unpack
 
 __all__ = ["cdiv", "log2", "python_select", "Segment", "Check", "KernelPlan", "PLANS",
            "kernel_plan", "cpass_fits", "INSTRUCTION_OVERHEAD", "SEQUENCER_OPCODES",
@@ -328,10 +328,16 @@ class _Context:
     def positive(value, what: str) -> Check:
         return Check(value != 0, ErrorCause.BAD_SHAPE, f"{what} must be positive")
 
-    @staticmethod
-    def layout_legal(layout) -> Check:
-        return Check(layout != 3, ErrorCause.ILLEGAL_FIELD,
-                     "layout must be diag, colrep or rowrep")
+    def full_whole_rows(self, layout, length) -> Check:
+        """A vector spread over every PE (``FULL``) fills whole SPAD rows: its PEs' bounds
+        are rows, so no element past the end is computed."""
+        return Check(self.select(layout == Layout.FULL.value, (length & (self.nr - 1)) == 0, 1),
+                     ErrorCause.BAD_SHAPE, "len must be a multiple of nr with layout full")
+
+    def vector_words(self, layout, length):
+        """MemB words per PE of a vector of ``length`` elements in ``layout``."""
+        nr = self.nr
+        return self.select(layout == Layout.FULL.value, cdiv(length, nr * nr), cdiv(length, nr))
 
 
 def _plan_none(f, c: _Context) -> KernelPlan:
@@ -375,16 +381,17 @@ def _plan_vector_move(f, c: _Context) -> KernelPlan:
     """LDV and STV: a vector between the SPAD and MemB, one SPAD row per cycle."""
     rows = cdiv(f.len, c.nr)
     checks = [c.positive(f.len, "len"), c.aligned(f.spad, "spad"),
-              c.spad(f.spad, rows * c.nr, "spad"), c.memb(f.memb, rows, "memb"),
-              c.layout_legal(f.layout)]
+              c.spad(f.spad, rows * c.nr, "spad"),
+              c.memb(f.memb, c.vector_words(f.layout, f.len), "memb"),
+              c.full_whole_rows(f.layout, f.len)]
     return KernelPlan([Segment("rows", inner=rows)], checks, {"rows": rows})
 
 
 def _plan_bcast(f, c: _Context) -> KernelPlan:
     rows = cdiv(f.len, c.nr)
     checks = [c.positive(f.len, "len"), c.memb(f.src, rows, "src"), c.memb(f.dst, rows, "dst"),
-              Check(f.layout != 0, ErrorCause.ILLEGAL_FIELD, "layout must be colrep or rowrep"),
-              c.layout_legal(f.layout)]
+              Check((f.layout == Layout.COLREP.value) | (f.layout == Layout.ROWREP.value),
+                    ErrorCause.ILLEGAL_FIELD, "layout must be colrep or rowrep")]
     return KernelPlan([Segment("rows", inner=rows)], checks, {"rows": rows})
 
 
@@ -598,7 +605,7 @@ def _plan_cpass(f, c: _Context) -> KernelPlan:
 
 def _plan_vop(f, c: _Context) -> KernelPlan:
     select, lanes = c.select, c.cfg.chain_lanes
-    per_pe = cdiv(f.len, c.nr)
+    per_pe = c.vector_words(f.layout, f.len)
     # One-input functions stream one element per cycle. Two-input ones first move y into
     # an accumulator slot (MemB's two ports cannot serve two reads and a write-back in one
     # cycle), in a barrel over `lanes` elements; mseg then scales in a third step.
@@ -608,7 +615,7 @@ def _plan_vop(f, c: _Context) -> KernelPlan:
     checks = [
         Check(f.fn <= max(v.value for v in VecOp), ErrorCause.ILLEGAL_FIELD,
               "fn is not a VecOp"),
-        c.positive(f.len, "len"), c.layout_legal(f.layout),
+        c.positive(f.len, "len"), c.full_whole_rows(f.layout, f.len),
         c.memb(f.z, per_pe, "z"), c.memb(f.x, per_pe, "x"), c.memb(f.y, per_pe, "y"),
     ]
     segments = [Segment("elements", outer=select(single, per_pe, cdiv(per_pe, lanes)),

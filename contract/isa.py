@@ -69,12 +69,12 @@ class ErrorCause(enum.Enum):
 
 
 class Layout(enum.Enum):
-    """Where the elements of a vector live (see docs/architecture.md section 3); the value 3 is
-    illegal (the core stops with ``ILLEGAL_FIELD``)."""
+    """Where the elements of a vector live (see docs/architecture.md section 3)."""
 
     DIAG = 0
     COLREP = 1
     ROWREP = 2
+    FULL = 3    # one copy spread over every PE: element e in PE (e / nr mod nr, e mod nr)
 
 
 class VecOp(enum.Enum):
@@ -203,20 +203,22 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
         _f("spad", 24, "spad", "first element in the SPAD (multiple of nr)"),
         _f("memb", 16, "memb", "MemB base"),
         _f("len", 16, "count", "vector length"),
-        _f("layout", 2, "Layout", "destination layout"),
+        _f("layout", 2, "Layout", "destination layout (FULL: len a multiple of nr, SPAD row r "
+                                  "to PE row r mod nr at word r / nr)"),
     ),
     Opcode.STV: (
         _f("spad", 24, "spad", "first element in the SPAD (multiple of nr)"),
         _f("memb", 16, "memb", "MemB base"),
         _f("len", 16, "count", "vector length"),
         _f("layout", 2, "Layout", "source layout (DIAG: the diagonal, COLREP: row 0, ROWREP: "
-                                  "column 0)"),
+                                  "column 0, FULL: every PE, len a multiple of nr)"),
     ),
     Opcode.BCAST: (
         _f("dst", 16, "memb", "MemB base of the replicated copy"),
         _f("src", 16, "memb", "MemB base of the diagonal vector"),
         _f("len", 16, "count", "vector length"),
-        _f("layout", 2, "Layout", "COLREP (column buses) or ROWREP (row buses)"),
+        _f("layout", 2, "Layout", "COLREP (column buses) or ROWREP (row buses); DIAG and FULL "
+                                  "are illegal"),
     ),
     Opcode.GEMV: (
         _f("y", 16, "memb", "output y = W x (diagonal)"),
@@ -300,7 +302,9 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
     ),
     Opcode.VOP: (
         _f("fn", 4, "VecOp", "elementwise operation"),
-        _f("layout", 2, "Layout", "DIAG, COLREP (all PEs of the replicated layout) or PE00"),
+        _f("layout", 2, "Layout", "DIAG, COLREP or ROWREP (all PEs of the replicated layout) "
+                                  "or FULL (every PE its own elements: nr^2 at once; len a "
+                                  "multiple of nr)"),
         _f("z", 16, "memb", "output"),
         _f("x", 16, "memb", "first input"),
         _f("y", 16, "memb", "second input"),

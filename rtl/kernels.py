@@ -88,14 +88,17 @@ def _ldv_stv(e: Emitter, store: bool):
     f = e.f
     q = e.i["inner"]
     col_bus = f.layout != Layout.ROWREP
+    # FULL: SPAD row q to or from PE row q mod nr (a column bus per word), at word q / nr.
+    full = f.layout == Layout.FULL
     if store:
         target = Mux(f.layout == Layout.DIAG, Select.DIAG,
-                     Mux(f.layout == Layout.COLREP, Select.ROW, Select.COL))
+                     Mux((f.layout == Layout.COLREP) | full, Select.ROW, Select.COL))
     else:
-        target = Mux(f.layout == Layout.DIAG, Select.DIAG, Select.ALL)
+        target = Mux(f.layout == Layout.DIAG, Select.DIAG, Mux(full, Select.ROW, Select.ALL))
     e.xfer(store=int(store), col_bus=col_bus, spad_row=(f.spad >> e.shift) + q,
-           lanes=e.lanes_below(q << e.shift, f.len), target=target, sel=0,
-           kind=XferKind.MEMB, addr=f.memb + q)
+           lanes=e.lanes_below(q << e.shift, f.len), target=target,
+           sel=Mux(full, q[:e.shift] if e.shift else 0, 0), kind=XferKind.MEMB,
+           addr=f.memb + Mux(full, q >> e.shift, q))
 
 
 def _lda_sta(e: Emitter, store: bool):
@@ -399,6 +402,9 @@ def _vop(e: Emitter):
             e.uop(select=Select.ALL, col_base=base, col_lim=f.len)
         with m.Case(Layout.ROWREP):
             e.uop(select=Select.ALL, row_base=base, row_lim=f.len)
+        with m.Case(Layout.FULL):
+            # PE row r holds SPAD row q nr + r (whole rows: the length is checked).
+            e.uop(select=Select.ALL, row_base=base, row_lim=f.len >> e.shift)
     e.uop(memb_rd=f.x + q, memb_rd2=f.y + q, memb_wr=f.z + q, dst=Dst.MEMB, acc_op=lane,
           acc_rd=lane, acc_wr=lane)
     alpha = e.v["alpha"]

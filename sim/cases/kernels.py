@@ -338,7 +338,7 @@ def vop_case(cfg, fn: VecOp, layout: Layout, length, rng, *, specials=0.0) -> Ke
     x = random_values(length, fmt, rng, specials=specials)
     y = random_values(length, fmt, rng, specials=specials)
     alpha = int(gn.from_float(-0.75, fmt))
-    per_pe = -(-length // nr)
+    per_pe = -(-length // (nr * nr if layout == Layout.FULL else nr))
     spad_y = _ceil(length, nr)
     spad_z = 2 * spad_y
     program = [
@@ -351,7 +351,7 @@ def vop_case(cfg, fn: VecOp, layout: Layout, length, rng, *, specials=0.0) -> Ke
     ]
     name = VecOp(fn).name.lower()
     expected = gk.vop(name, x, y, alpha, fmt, acc)
-    copies = 1 if layout == Layout.DIAG else nr
+    copies = 1 if layout in (Layout.DIAG, Layout.FULL) else nr
     return KernelCase(f"vop {name} {Layout(layout).name.lower()} {length}", program,
                       {0: x, spad_y: y}, {4: alpha}, [(spad_z, (length,))], [expected],
                       macs=length * copies * _VOP_MACS.get(name, 0))

@@ -48,6 +48,11 @@ def random_program(cfg, rng, length: int = 12) -> KernelCase:
     def vec_len():
         return int(rng.integers(1, nr * memb_slot + 1))
 
+    def vec_layout_len():
+        """A layout and a length for it (FULL: whole SPAD rows)."""
+        layout, n = Layout(int(rng.integers(len(Layout)))), vec_len()
+        return layout, (-(-n // nr) * nr if layout == Layout.FULL else n)
+
     def slots(count):
         return [int(s) * memb_slot for s in rng.choice(memb_slots, count, replace=False)]
 
@@ -78,11 +83,11 @@ def random_program(cfg, rng, length: int = 12) -> KernelCase:
                                   mema=int(rng.integers(4)) * mema_slot, rows=rows, cols=cols,
                                   lds=lds, ldm=ldm, trans=trans))
         elif kind in ("ldv", "stv"):
-            n = vec_len()
+            layout, n = vec_layout_len()
             spad = (int(rng.integers(0, half // 2)) // nr * nr if kind == "ldv"
                     else spad_out(n))
             program.append(encode(Opcode[kind.upper()], spad=spad, memb=slots(1)[0], len=n,
-                                  layout=Layout(int(rng.integers(3)))))
+                                  layout=layout))
         elif kind == "bcast":
             src, dst = slots(2)
             if rng.integers(4) == 0:
@@ -134,9 +139,10 @@ def random_program(cfg, rng, length: int = 12) -> KernelCase:
                                   fwd=int(rng.integers(2))))
         elif kind == "vop":
             z, x, y = (int(s) * memb_slot for s in rng.choice(memb_slots, 3))
+            layout, n = vec_layout_len()
             program.append(encode(Opcode.VOP, fn=VecOp(int(rng.integers(len(VecOp)))),
-                                  layout=Layout(int(rng.integers(3))), z=z, x=x, y=y,
-                                  len=vec_len(), alpha=int(rng.integers(1, 5))))
+                                  layout=layout, z=z, x=x, y=y, len=n,
+                                  alpha=int(rng.integers(1, 5))))
         elif kind == "smxce":
             per_pe = max(1, (memb_slot - 2) // 3)
             n = int(rng.integers(1, nr * per_pe + 1))
@@ -170,8 +176,9 @@ def random_program(cfg, rng, length: int = 12) -> KernelCase:
         else:
             program.append(encode(Opcode.NOP))
 
-    # Dump the PE memories: MemA through one tile covering every PE's pool, MemB in the three
-    # layouts (the diagonal, row 0 and column 0 between them cover every PE when nr = 2).
+    # Dump the PE memories: MemA through one tile covering every PE's pool, MemB in the four
+    # layouts (the diagonal, row 0 and column 0 between them cover every PE when nr = 2; FULL
+    # the first words of every PE).
     program.append(encode(Opcode.STA, spad=spad_out(dump_rows * dump_ldm * nr), mema=0,
                           rows=dump_rows, cols=dump_ldm * nr, lds=dump_ldm * nr,
                           ldm=dump_ldm))

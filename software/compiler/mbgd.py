@@ -184,19 +184,22 @@ class MbgdBuilder:
         loads, then results), so the values are those of one pass per op."""
         nr, memb = self.cfg.nr, self.cfg.memb_words
         names = [*loads, *(op[1] for op in ops)]
-        chunk = min(memb // len(names) * nr, 65535 // nr * nr)
-        buf = {name: index * (chunk // nr) for index, name in enumerate(names)}
+        # Whole SPAD rows spread over every PE (FULL): each VOP runs on nr^2 PEs, not nr.
+        layout = Layout.FULL if count % nr == 0 else Layout.DIAG
+        spread = nr * nr if layout == Layout.FULL else nr
+        chunk = min(memb // len(names) * spread, 65535 // nr * nr)
+        buf = {name: index * cdiv(chunk, spread) for index, name in enumerate(names)}
         for s0 in range(0, count, chunk):
             length = min(chunk, count - s0)
             for name, base in loads.items():
                 self.e("transfer", Opcode.LDV, spad=base + s0, memb=buf[name], len=length,
-                       layout=Layout.DIAG)
+                       layout=layout)
             for fn, z, x, y, alpha in ops:
-                self.e(phase, Opcode.VOP, fn=fn, layout=Layout.DIAG, z=buf[z], x=buf[x],
+                self.e(phase, Opcode.VOP, fn=fn, layout=layout, z=buf[z], x=buf[x],
                        y=buf[y], len=length, alpha=alpha)
             for name, base in stores.items():
                 self.e("transfer", Opcode.STV, spad=base + s0, memb=buf[name], len=length,
-                       layout=Layout.DIAG)
+                       layout=layout)
 
     def output_gradient(self, loss, *, logits, targets, out, batch, classes, plain):
         """The scaled output gradient of a batch: logits, targets and ``out`` batch-major

@@ -231,20 +231,23 @@ def _rdcnt(sim, f, plan, snapshot):
 
 
 def _layout_coords(sim, layout: int, count: int):
-    """``(element, row, col)`` index arrays of every PE copy of a vector in ``layout``."""
+    """``(element, row, col, word)`` index arrays of every PE copy of a vector in ``layout``
+    (``word``: its MemB word in that PE, from the vector's base)."""
     nr = sim.cfg.nr
     e = np.arange(count)
     k = e % nr
     if layout == Layout.DIAG.value:
-        return e, k, k
+        return e, k, k, e // nr
+    if layout == Layout.FULL.value:
+        return e, (e // nr) % nr, k, e // (nr * nr)
     other = np.repeat(np.arange(nr)[None, :], count, axis=0).ravel()
     e, k = np.repeat(e, nr), np.repeat(k, nr)
-    return (e, other, k) if layout == Layout.COLREP.value else (e, k, other)
+    return (e, other, k, e // nr) if layout == Layout.COLREP.value else (e, k, other, e // nr)
 
 
 def _ldv(sim, f, plan, snapshot):
-    e, r, c = _layout_coords(sim, f.layout, f.len)
-    sim.memb[r, c, f.memb + e // sim.cfg.nr] = sim.spad[f.spad + e]
+    e, r, c, word = _layout_coords(sim, f.layout, f.len)
+    sim.memb[r, c, f.memb + word] = sim.spad[f.spad + e]
 
 
 def _stv(sim, f, plan, snapshot):
@@ -252,8 +255,10 @@ def _stv(sim, f, plan, snapshot):
     e = np.arange(f.len)
     k = e % nr
     zero = np.zeros_like(k)
-    r, c = {Layout.DIAG: (k, k), Layout.COLREP: (zero, k)}.get(Layout(f.layout), (k, zero))
-    sim.spad[f.spad + e] = sim.memb[r, c, f.memb + e // nr]
+    r, c = {Layout.DIAG: (k, k), Layout.COLREP: (zero, k),
+            Layout.FULL: ((e // nr) % nr, k)}.get(Layout(f.layout), (k, zero))
+    word = e // (nr * nr) if f.layout == Layout.FULL.value else e // nr
+    sim.spad[f.spad + e] = sim.memb[r, c, f.memb + word]
 
 
 def _tile_indices(sim, f):
@@ -283,8 +288,8 @@ def _bcast(sim, f, plan, snapshot):
     k, q = e % nr, e // nr
     value = gk.narrow(gk.widen(sim.memb[k, k, f.src + q], fmt, acc), fmt, acc)
     layout = Layout.COLREP.value if f.layout == Layout.COLREP.value else Layout.ROWREP.value
-    ee, r, c = _layout_coords(sim, layout, f.len)
-    sim.memb[r, c, f.dst + ee // nr] = value[ee]
+    ee, r, c, word = _layout_coords(sim, layout, f.len)
+    sim.memb[r, c, f.dst + word] = value[ee]
 
 
 def _check_disjoint(name, a, a_len, b, b_len):
@@ -423,8 +428,11 @@ def _vop(sim, f, plan, snapshot):
         for c in range(nr):
             if f.layout == Layout.DIAG.value and r != c:
                 continue
-            coord = c if f.layout == Layout.COLREP.value else r
-            q = np.arange(len(range(coord, f.len, nr)))
+            if f.layout == Layout.FULL.value:      # PE (r, c) holds (q nr + r) nr + c
+                q = np.arange(len(range(r * nr + c, f.len, nr * nr)))
+            else:
+                coord = c if f.layout == Layout.COLREP.value else r
+                q = np.arange(len(range(coord, f.len, nr)))
             if not len(q):
                 continue
             z = gk.vop(fn, sim.memb[r, c, f.x + q], sim.memb[r, c, f.y + q],

@@ -121,8 +121,11 @@ def test_checks_name_the_error_cause_in_order():
     assert failing(Opcode.LDV, spad=CFG.spad_words - 4, memb=0, len=8) == \
         [ErrorCause.SPAD_RANGE]
     assert failing(Opcode.LDV, spad=0, memb=CFG.memb_words, len=4) == [ErrorCause.MEMB_RANGE]
-    assert failing(Opcode.LDV, len=4, layout=3) == [ErrorCause.ILLEGAL_FIELD]
+    assert failing(Opcode.LDV, len=4, layout=3) == []                  # FULL, whole rows
+    assert failing(Opcode.LDV, len=5, layout=3) == [ErrorCause.BAD_SHAPE]
+    assert failing(Opcode.VOP, len=5, layout=3) == [ErrorCause.BAD_SHAPE]
     assert failing(Opcode.BCAST, len=4, layout=0) == [ErrorCause.ILLEGAL_FIELD]
+    assert failing(Opcode.BCAST, len=4, layout=3) == [ErrorCause.ILLEGAL_FIELD]
     assert failing(Opcode.GEMV, rows=4, cols=8, ldw=1) == [ErrorCause.BAD_SHAPE]
     assert failing(Opcode.GEMV, w=CFG.mema_words - 1, rows=8, cols=8, ldw=2) == \
         [ErrorCause.MEMA_RANGE]

@@ -65,7 +65,7 @@ def test_field_errors_name_the_field():
                                        r"rows, cols, ldw, load, spad, store, dst$"):
         encode(Opcode.GEMV, q=1)
     with pytest.raises(IsaError, match=r"^field 'layout' of ldv must be one of diag, colrep, "
-                                       r"rowrep, not 9$"):
+                                       r"rowrep, full, not 9$"):
         encode(Opcode.LDV, layout=9)
     with pytest.raises(IsaError, match=r"^illegal opcode 0x7f$"):
         decode(0x7F)
@@ -83,9 +83,9 @@ def test_encoding_again_checks_as_the_first_time():
         with pytest.raises(IsaError, match=r"^field 'keep' of ring must be an integer"):
             encode(Opcode.RING, keep=bad, slen=4)
     assert encode(Opcode.LDV, layout=Layout.ROWREP) == encode(Opcode.LDV, layout=2)
-    assert unpack(encode(Opcode.LDV, layout=3, strict=False))[1]["layout"] == 3
+    assert unpack(encode(Opcode.VOP, fn=12, strict=False))[1]["fn"] == 12
     with pytest.raises(IsaError, match="must be one of"):
-        encode(Opcode.LDV, layout=3)
+        encode(Opcode.VOP, fn=12)
 
 
 def test_nonzero_reserved_bits_are_refused_by_decode_but_seen_by_unpack():

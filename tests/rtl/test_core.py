@@ -187,7 +187,10 @@ def test_ger_with_flags_reads_w_and_m_at_issue_where_memas_banks_allow(name, fla
 
 @pytest.mark.parametrize("fn", list(VecOp), ids=lambda f: f.name.lower())
 def test_vector_functions(fn, rng):
-    check(TINY, kc.vop_case(TINY, fn, list(Layout)[fn.value % 3], 5, rng, specials=0.1))
+    layout = list(Layout)[fn.value % len(Layout)]
+    # FULL: whole SPAD rows over every PE; 10 on tiny's 2 x 2 is two PE words and a half.
+    check(TINY, kc.vop_case(TINY, fn, layout, 10 if layout == Layout.FULL else 5, rng,
+                            specials=0.1))
 
 
 def test_gemm_utilization_counter(rng):
@@ -199,8 +202,8 @@ def test_gemm_utilization_counter(rng):
 @pytest.mark.parametrize("word,cause", [
     (0x7F, ErrorCause.ILLEGAL_OPCODE),
     (encode(Opcode.LDV, spad=3, memb=0, len=4, layout=Layout.DIAG), ErrorCause.BAD_SHAPE),
-    (encode(Opcode.LDV, spad=0, memb=0, len=4, layout=3, strict=False),
-     ErrorCause.ILLEGAL_FIELD),
+    (encode(Opcode.LDV, spad=0, memb=0, len=5, layout=Layout.FULL), ErrorCause.BAD_SHAPE),
+    (encode(Opcode.BCAST, dst=8, src=0, len=4, layout=Layout.FULL), ErrorCause.ILLEGAL_FIELD),
     (encode(Opcode.GEMV, y=0, x=8, w=250, psum=16, rows=4, cols=8, ldw=4),
      ErrorCause.MEMA_RANGE),
     (encode(Opcode.STA, spad=4090, mema=0, rows=4, cols=8, lds=8, ldm=4),

@@ -66,9 +66,9 @@ def test_kernels_on_random_shapes(device, rng):
         compare(device, kc.cpass_case(CFG, rows, cols, rng, prop=bool(rng.integers(2)),
                                       fwd=bool(rng.integers(2)), specials=0.02))
         compare(device, kc.smxce_case(CFG, int(rng.integers(1, 20)), rng))
-        fn = VecOp(int(rng.integers(len(VecOp))))
-        compare(device, kc.vop_case(CFG, fn, Layout(int(rng.integers(3))),
-                                    int(rng.integers(1, 60)), rng, specials=0.05))
+        fn, layout = VecOp(int(rng.integers(len(VecOp)))), Layout(int(rng.integers(4)))
+        length = int(rng.integers(1, 60)) * (CFG.nr if layout == Layout.FULL else 1)
+        compare(device, kc.vop_case(CFG, fn, layout, length, rng, specials=0.05))
         count += 7
     print(f"{count} kernel cases on random shapes: RTL == simulator == golden")
 

@@ -51,7 +51,7 @@ def test_disassembly_round_trips():
     ("ldv spad=0 spad=4 memb=0 len=4 layout=diag", r"^line 2: field 'spad' given twice$"),
     ("ldv spad=0 memb=0 layout=diag", r"^line 2: ldv needs field\(s\) 'len'$"),
     ("ldv spad=0 memb=0 len=4 layout=sideways",
-     r"^line 2: field 'layout' of ldv must be one of diag, colrep, rowrep, not 'sideways'$"),
+     r"^line 2: field 'layout' of ldv must be one of diag, colrep, rowrep, full, not 'sideways'$"),
     ("ldv spad=x memb=0 len=4 layout=diag", r"^line 2: field 'spad' of ldv: 'x' is not a "
                                             r"number$"),
     ("ldv spad=0 memb=70000 len=4 layout=diag",

@@ -50,6 +50,7 @@ def cases_for(cfg, rng):
     yield kc.vector_transfer_case(cfg, 11, rng)
     for fn in VecOp:
         yield kc.vop_case(cfg, fn, list(Layout)[fn.value % 3], 11, rng, specials=0.1)
+        yield kc.vop_case(cfg, fn, Layout.FULL, 3 * cfg.nr, rng, specials=0.1)
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -98,8 +99,9 @@ def test_cycles_are_overhead_plus_stream_plus_drain():
      ErrorCause.SPAD_RANGE, 1),
     (encode(Opcode.LDV, spad=0, memb=120, len=32, layout=Layout.DIAG),
      ErrorCause.MEMB_RANGE, 1),
-    (encode(Opcode.LDV, spad=0, memb=0, len=4, layout=3, strict=False),
-     ErrorCause.ILLEGAL_FIELD, 1),
+    (encode(Opcode.LDV, spad=0, memb=0, len=5, layout=Layout.FULL), ErrorCause.BAD_SHAPE, 1),
+    (encode(Opcode.BCAST, dst=8, src=0, len=4, layout=Layout.FULL), ErrorCause.ILLEGAL_FIELD,
+     1),
     (encode(Opcode.GEMV, y=0, x=8, w=250, psum=16, rows=4, cols=8, ldw=4),
      ErrorCause.MEMA_RANGE, 1),
     (encode(Opcode.GEMV, y=0, x=8, w=0, psum=16, rows=4, cols=8, ldw=4, load=1, spad=3),
