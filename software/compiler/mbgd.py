@@ -503,9 +503,9 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
         spad = Region("the SPAD", cfg.spad_words, align=nr)
         # First: with the update's other operands below and E's sums at the top
         # (alloc_high), the update runs beside the ring (ring_waits).
-        # (Compact, with an input that MemA keeps: at the top, with the panels above layer
-        # 0's input, so that the kept input's update runs beside the sums of E in the lower
-        # turn.)
+        # (Compact, with an input planned as a MemA tile: at the top, so that the update that
+        # reads the tile runs beside the sums of E in the lower turn; on N1 the panels above
+        # layer 0's input are up there too.)
         d_addr = (spad.alloc_high if compact and high_inputs else spad.alloc)(
             "d own (batch x features) of the layer in the update",
             batch * max(ceil_to(r, nr) for r in widest_rows))
