@@ -22,7 +22,7 @@ CONFIGS = {
     "tiny-bf16": TINY.replace(name="tiny-bf16", operand_format="bf16"),
     "small": preset("small"),
 }
-#: Setup: LDA and LDV of the whole PE memories, four SETS. End: STA, three STV, HALT.
+#: Setup: LDA and LDV of the whole PE memories, four SETS. End: STA, four STV, HALT.
 SETUP, DUMPS = 6, 6
 
 
