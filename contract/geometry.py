@@ -18,8 +18,8 @@ from types import SimpleNamespace
 
 from caterpillar.contract.isa import ErrorCause, Layout, Opcode, VecOp, unpack
 
-__all__ = ["cdiv", "log2", "python_select", "Segment", "Check", "KernelPlan", "PLANS",
-           "kernel_plan", "cpass_fits", "INSTRUCTION_OVERHEAD", "SEQUENCER_OPCODES",
+__all__ = ["cdiv", "log2", "python_select", "vector_words", "Segment", "Check", "KernelPlan",
+           "PLANS", "kernel_plan", "cpass_fits", "INSTRUCTION_OVERHEAD", "SEQUENCER_OPCODES",
            "RUN_START_CYCLES", "RING_DRAINING_OPCODES", "RING_POST_CYCLES", "ring_waits",
            "SPAD_REGIONS", "spad_region_bit", "spad_region", "spad_region_rows",
            "spad_span_regions", "gemv_load_lead", "ger_load_lead", "GER_U_SLOTS",
@@ -116,6 +116,13 @@ SMX_RECIP_STEPS = 8
 def python_select(cond, a, b):
     """``a if cond else b``: the select of Python numbers."""
     return a if cond else b
+
+
+def vector_words(nr: int, layout, length, select=python_select):
+    """MemB words per PE of a vector of ``length`` elements in ``layout`` (a
+    :class:`~caterpillar.contract.isa.Layout` value; ints or, with ``select``, Amaranth values):
+    ``ceil(length / nr)``, or ``ceil(length / nr^2)`` spread over every PE (``FULL``)."""
+    return select(layout == Layout.FULL.value, cdiv(length, nr * nr), cdiv(length, nr))
 
 
 def log2(n: int) -> int:
@@ -336,8 +343,7 @@ class _Context:
 
     def vector_words(self, layout, length):
         """MemB words per PE of a vector of ``length`` elements in ``layout``."""
-        nr = self.nr
-        return self.select(layout == Layout.FULL.value, cdiv(length, nr * nr), cdiv(length, nr))
+        return vector_words(self.nr, layout, length, self.select)
 
 
 def _plan_none(f, c: _Context) -> KernelPlan:

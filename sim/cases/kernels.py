@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from caterpillar.contract.geometry import vector_words
 from caterpillar.contract.isa import Layout, Opcode, VecOp, encode
 from caterpillar.golden import kernels as gk
 from caterpillar.golden import numerics as gn
@@ -338,7 +339,7 @@ def vop_case(cfg, fn: VecOp, layout: Layout, length, rng, *, specials=0.0) -> Ke
     x = random_values(length, fmt, rng, specials=specials)
     y = random_values(length, fmt, rng, specials=specials)
     alpha = int(gn.from_float(-0.75, fmt))
-    per_pe = -(-length // (nr * nr if layout == Layout.FULL else nr))
+    per_pe = vector_words(nr, Layout(layout).value, length)
     spad_y = _ceil(length, nr)
     spad_z = 2 * spad_y
     program = [

@@ -43,7 +43,7 @@ emit the arithmetic in the order :mod:`caterpillar.golden.trainer` documents.
 
 from __future__ import annotations
 
-from caterpillar.contract.geometry import spad_span_regions, words_spad_regions
+from caterpillar.contract.geometry import spad_span_regions, vector_words, words_spad_regions
 from caterpillar.contract.isa import Layout, Opcode, VecOp, decode
 from caterpillar.golden.collectives import ring_blocks
 from caterpillar.software.compiler import collectives as coll
@@ -188,7 +188,8 @@ class MbgdBuilder:
         layout = Layout.FULL if count % nr == 0 else Layout.DIAG
         spread = nr * nr if layout == Layout.FULL else nr
         chunk = min(memb // len(names) * spread, 65535 // nr * nr)
-        buf = {name: index * cdiv(chunk, spread) for index, name in enumerate(names)}
+        buf = {name: index * vector_words(nr, layout.value, chunk)
+               for index, name in enumerate(names)}
         for s0 in range(0, count, chunk):
             length = min(chunk, count - s0)
             for name, base in loads.items():

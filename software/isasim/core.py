@@ -252,12 +252,12 @@ def _ldv(sim, f, plan, snapshot):
 
 def _stv(sim, f, plan, snapshot):
     nr = sim.cfg.nr
-    e = np.arange(f.len)
-    k = e % nr
-    zero = np.zeros_like(k)
-    r, c = {Layout.DIAG: (k, k), Layout.COLREP: (zero, k),
-            Layout.FULL: ((e // nr) % nr, k)}.get(Layout(f.layout), (k, zero))
-    word = e // (nr * nr) if f.layout == Layout.FULL.value else e // nr
+    if f.layout in (Layout.DIAG.value, Layout.FULL.value):     # one copy of each element
+        e, r, c, word = _layout_coords(sim, f.layout, f.len)
+    else:                                   # the copy in row 0 (COLREP) or column 0 (ROWREP)
+        e = np.arange(f.len)
+        k, zero = e % nr, np.zeros(f.len, dtype=e.dtype)
+        (r, c), word = ((zero, k) if f.layout == Layout.COLREP.value else (k, zero)), e // nr
     sim.spad[f.spad + e] = sim.memb[r, c, f.memb + word]
 
 
