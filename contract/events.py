@@ -69,7 +69,8 @@ def _bcast(f, plan, cfg):
 def _chain(outputs: int, nr: int, to_spad: bool = False) -> dict:
     """The reduction chain of ``outputs`` sums over ``nr`` partial sums each: every position
     reads its partial sum from MemB, the last (diagonal) one writes the sum to MemB, or
-    (``to_spad``: GEMV's ``store``) to an accumulator slot from which it is stored."""
+    (``to_spad``: GEMV's or CPASS's ``store``) to an accumulator slot from which it is
+    stored."""
     sums = _events(spad_w=outputs) if to_spad else _events(memb_w=outputs)
     return _add(_events(ops=nr * outputs, memb_r=nr * outputs), sums)
 
@@ -118,8 +119,10 @@ def _cpass(f, plan, cfg):
     nr, lacc, lanes = cfg.nr, cfg.acc_lanes, cfg.chain_lanes
     groups, windows = plan.values["groups"], plan.values["windows"]
     rows, cols, weights = f.rows, f.cols, f.rows * f.cols
-    # Each group's deltas fill a slot in every PE (MemB read port 1), beside the MAC path.
-    deltas = _events(memb_r=groups * lacc * nr * nr)
+    # Each group's deltas fill a slot in every PE (MemB read port 1), beside the MAC path;
+    # with load a SPAD row each (the rows of d only).
+    deltas = _events(spad_r=nr * plan.values["m_loc"]) if f.load else \
+        _events(memb_r=groups * lacc * nr * nr)
     update = _events(ops=weights, mema_r=0 if f.prop else weights, mema_w=weights,
                      memb_r=weights, macs=weights)
     parts = [deltas, update]
@@ -136,7 +139,7 @@ def _cpass(f, plan, cfg):
         # Forward steps over every window position (padded columns too), in every PE column.
         steps = rows * nr * windows * (lanes // lacc)
         parts.append(_events(ops=steps, memb_r=weights, memb_w=rows * nr, macs=weights))
-        parts.append(_chain(rows, nr))
+        parts.append(_chain(rows, nr, to_spad=bool(f.store)))
     return _add(*parts)
 
 

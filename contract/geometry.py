@@ -422,6 +422,14 @@ def _plan_tile_move(f, c: _Context) -> KernelPlan:
                       {"spad_rows": spad_rows, "spad_chunks": spad_chunks})
 
 
+def _store_checks(c: _Context, f, store, out_loc) -> list[Check]:
+    """The checks of GEMV's and CPASS's ``store`` of ``out_loc`` SPAD rows of ``y`` at
+    ``dst``."""
+    return [Check(c.select(store, (f.dst & (c.nr - 1)) == 0, 1), ErrorCause.BAD_SHAPE,
+                  "dst must be a multiple of nr"),
+            c.spad(f.dst, c.select(store, out_loc * c.nr, 0), "dst")]
+
+
 def _plan_gemv(f, c: _Context, transposed: bool) -> KernelPlan:
     cfg, nr = c.cfg, c.nr
     m_loc, k_loc = cdiv(f.rows, nr), cdiv(f.cols, nr)
@@ -449,9 +457,7 @@ def _plan_gemv(f, c: _Context, transposed: bool) -> KernelPlan:
         checks.append(c.memb(f.z, out_loc, "z"))
     else:
         checks += [c.memb(f.y, c.select(store, 0, out_loc), "y"),
-                   Check(c.select(store, (f.dst & (nr - 1)) == 0, 1), ErrorCause.BAD_SHAPE,
-                         "dst must be a multiple of nr"),
-                   c.spad(f.dst, c.select(store, out_loc * nr, 0), "dst")]
+                   *_store_checks(c, f, store, out_loc)]
     segments = [Segment("partial", outer=groups, middle=red_loc + lead, inner=cfg.acc_lanes),
                 Segment("gap", inner=cfg.write_back_latency),
                 Segment("chain", inner=out_loc + (nr - 1) * (cfg.add_latency + 1) + tail)]
@@ -586,15 +592,23 @@ def _plan_cpass(f, c: _Context) -> KernelPlan:
         c.positive(f.rows, "rows"), c.positive(f.cols, "cols"),
         Check(f.ldw >= k_loc, ErrorCause.BAD_SHAPE, "ldw must be >= ceil(cols / nr)"),
         c.mema(f.w, (m_loc - 1) * f.ldw + k_loc, "w"),
-        c.memb(f.d, groups * lacc, "d"), c.memb(f.a, k_loc, "a"),
-        c.memb(f.x, select(f.fwd, k_loc, 0), "x"), c.memb(f.y, select(f.fwd, m_loc, 0), "y"),
+        c.memb(f.d, select(f.load, 0, groups * lacc), "d"), c.memb(f.a, k_loc, "a"),
+        c.memb(f.x, select(f.fwd, k_loc, 0), "x"),
+        c.memb(f.y, select(f.fwd & (f.store == 0), m_loc, 0), "y"),
         c.memb(f.fpsum, select(f.fwd, m_loc, 0), "fpsum"),
+        Check(select(f.store, f.fwd, 1), ErrorCause.ILLEGAL_FIELD, "store needs fwd"),
+        *_store_checks(c, f, f.store, m_loc),
         c.memb(f.z, select(f.prop, k_loc, 0), "z"),
         c.memb(f.q, select(f.prop, k_loc * lacc, 0), "q"),
         c.memb(f.bpsum, select(f.prop, k_loc, 0), "bpsum"),
+        Check(select(f.load, (f.spad & (nr - 1)) == 0, 1), ErrorCause.BAD_SHAPE,
+              "spad must be a multiple of nr"),
+        c.spad(f.spad, select(f.load, m_loc * nr, 0), "spad"),
     ]
+    # With load each delta comes from the SPAD a cycle before its fill would read MemB (the
+    # load writes its slot a cycle later): the first group's take a cycle more.
     segments = [
-        Segment("deltas", inner=lacc),
+        Segment("deltas", inner=lacc + select(f.load, 1, 0)),
         Segment("windows", top=groups, outer=windows,
                 middle=select(f.prop, 3, lanes // run), inner=select(f.prop, lanes, 2 * run)),
         # With prop the combine of z's partial sums; without, the last forward steps.
@@ -602,7 +616,7 @@ def _plan_cpass(f, c: _Context) -> KernelPlan:
                 middle=select(f.prop, lacc, select(f.fwd, lanes // run, 1)),
                 inner=select(f.prop, lacc, select(f.fwd, 2 * run, 1))),
         Segment("gap", inner=wb),
-        Segment("fchain", inner=select(f.fwd, m_loc + chain, 1)),
+        Segment("fchain", inner=select(f.fwd, m_loc + chain + select(f.store, wb, 0), 1)),
         Segment("bchain", inner=select(f.prop, k_loc + chain, 1)),
     ]
     return KernelPlan(segments, checks, {"m_loc": m_loc, "k_loc": k_loc, "groups": groups,

@@ -184,6 +184,15 @@ def _gemv_load(vector: str, length: str, layout: str) -> tuple[Field, ...]:
     )
 
 
+def _store_y(needs: str = "") -> tuple[Field, ...]:
+    """The fields of GEMV's and CPASS's store of their forward output ``y`` to the SPAD."""
+    return (
+        _f("store", 1, "flag", f"{needs}y goes to the SPAD from dst as STV with layout DIAG "
+           "would store it, not to MemB (waits for the ring engine as STV does)"),
+        _f("dst", 24, "spad", "first element of y in the SPAD (with store; multiple of nr)"),
+    )
+
+
 #: Operand fields of every opcode, in encoding order.
 OPERANDS: dict[Opcode, tuple[Field, ...]] = {
     Opcode.NOP: (),
@@ -229,9 +238,7 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
         _f("cols", 16, "count", "columns of W (inputs)"),
         _f("ldw", 16, "ld", "MemA leading dimension of W"),
         *_gemv_load("x", "cols", "COLREP"),
-        _f("store", 1, "flag", "y goes to the SPAD from dst as STV with layout DIAG would store "
-           "it, not to MemB (waits for the ring engine as STV does)"),
-        _f("dst", 24, "spad", "first element of y in the SPAD (with store; multiple of nr)"),
+        *_store_y(),
     ),
     Opcode.GEMVT: (
         _f("z", 16, "memb", "output z = W^T d (diagonal)"),
@@ -268,7 +275,7 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
            "ceil(rows / nr) rounded up to a multiple of acc_lanes words, the tail read, unused)"),
         _f("a", 16, "memb", "input of the backward's sample (column-replicated, length cols)"),
         _f("x", 16, "memb", "input of the forward's sample (column-replicated, length cols)"),
-        _f("y", 16, "memb", "forward output y = W' x (diagonal; if fwd)"),
+        _f("y", 16, "memb", "forward output y = W' x (diagonal; if fwd and not store)"),
         _f("z", 16, "memb", "backward output z = W^T d (diagonal; if prop)"),
         _f("q", 16, "memb", "scratch: acc_lanes ceil(cols / nr) partial sums of z (if prop)"),
         _f("fpsum", 16, "memb", "scratch for y's partial sums (ceil(rows / nr) words)"),
@@ -278,6 +285,11 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
         _f("ldw", 16, "ld", "MemA leading dimension of W"),
         _f("prop", 1, "flag", "compute z = W^T d with W before the update"),
         _f("fwd", 1, "flag", "compute y = W' x with W' after the update"),
+        *_store_y("needs fwd; "),
+        _f("load", 1, "flag", "d (rows words from spad, the words LDV with layout ROWREP would "
+           "load) goes from the SPAD into accumulator slots beside the pass, not into MemB (d "
+           "unused); waits for the ring engine as LDV does"),
+        _f("spad", 24, "spad", "first element of d in the SPAD (with load; multiple of nr)"),
     ),
     Opcode.GEMM: (
         _f("c", 24, "spad", "C (row-major M x N) in the SPAD"),

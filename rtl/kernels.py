@@ -162,19 +162,24 @@ def _gemv(e: Emitter, transposed: bool):
             e.uop(col_lim=f.cols)
         else:
             e.uop(row_lim=f.rows)
-            # With store: the diagonal writes sum `q` into slot q mod acc_lanes, and SPAD row
-            # q takes it from there write_back_latency cycles after its chain step issued.
-            last_step = (e.cfg.nr - 1) * (e.cfg.add_latency + 1)
-            q_sum = (inner - last_step)[:len(inner)]
-            q_row = (inner - last_step - e.cfg.write_back_latency)[:len(inner)]
-            with m.If(f.store):
-                e.uop(dst=Dst.ACC, acc_wr=q_sum[:log2(lanes)])
-                with m.If((inner >= last_step + e.cfg.write_back_latency)
-                          & (q_row < v["out_loc"])):
-                    e.xfer(store=1, col_bus=1, spad_row=(f.dst >> e.shift) + q_row,
-                           lanes=e.lanes_below(q_row << e.shift, f.rows),
-                           target=Select.DIAG, sel=0, kind=XferKind.ACC,
-                           addr=q_row[:log2(lanes)])
+            _store_chain_sums(e, inner, v["out_loc"])
+
+
+def _store_chain_sums(e: Emitter, inner, out_loc):
+    """With ``store`` (GEMV's and CPASS's): the diagonal writes the chain's sum ``q`` into slot
+    ``q mod acc_lanes``, and SPAD row ``q`` takes it from there ``write_back_latency`` cycles
+    after its chain step issued (the chain runs that much longer: the plans' tail)."""
+    f, m, cfg = e.f, e.m, e.cfg
+    lanes = cfg.acc_lanes
+    last_step = (cfg.nr - 1) * (cfg.add_latency + 1)
+    q_sum = (inner - last_step)[:len(inner)]
+    q_row = (inner - last_step - cfg.write_back_latency)[:len(inner)]
+    with m.If(f.store):
+        e.uop(dst=Dst.ACC, acc_wr=q_sum[:log2(lanes)])
+        with m.If((inner >= last_step + cfg.write_back_latency) & (q_row < out_loc)):
+            e.xfer(store=1, col_bus=1, spad_row=(f.dst >> e.shift) + q_row,
+                   lanes=e.lanes_below(q_row << e.shift, f.rows), target=Select.DIAG, sel=0,
+                   kind=XferKind.ACC, addr=q_row[:log2(lanes)])
 
 
 # Steps of the rank-1 update, in order; absent steps are skipped (contract/geometry.py). Without
@@ -294,13 +299,25 @@ def _cpass(e: Emitter):
 
     def fill_delta(group, rho):
         """Row group ``group``'s delta of row lane ``rho`` into its slot, beside the MAC
-        path."""
-        e.uop(fill=Fill.MEMB1, memb_rd2=f.d + (group << sh_lacc) + rho, fill_slot=d_slot + rho)
+        path (without load)."""
+        with m.If(~f.load):
+            e.uop(fill=Fill.MEMB1, memb_rd2=f.d + (group << sh_lacc) + rho,
+                  fill_slot=d_slot + rho)
+
+    def load_delta(group, rho):
+        """With load: that delta's SPAD row (one word per PE row, as LDV with ROWREP loads
+        it) into its slot, issued a cycle before the fill would be: it lands when the fill's
+        write would."""
+        row = (group << sh_lacc) | rho
+        with m.If(f.load & (row < v["m_loc"])):
+            e.load_row(row, f.rows, 0, XferKind.ACC, d_slot + rho)
 
     with m.Switch(seg):
-        with m.Case(0):  # the first group's deltas
+        with m.Case(0):  # the first group's deltas (with load a cycle later)
             e.uop(select=Select.NONE)
-            fill_delta(0, i["inner"])
+            with m.If(i["inner"] < lacc):
+                fill_delta(0, i["inner"])
+                load_delta(0, i["inner"])
         with m.Case(1):
             g, wi = i["top"], i["outer"]
 
@@ -340,6 +357,11 @@ def _cpass(e: Emitter):
                                 fill_delta(g + 1, k)
                             with m.If(~f.fwd):
                                 e.uop(select=Select.NONE)
+                # With load, the delta that fills at forward run position k loads a cycle
+                # earlier: at window cycle 2 L + k - 1.
+                ahead = ((op << log2(lanes)) | k) + 1 - 2 * lanes
+                with m.If(last["outer"] & ~last["top"] & (ahead >= 0) & (ahead < lacc)):
+                    load_delta(g + 1, ahead[:sh_lacc])
             with m.Else():
                 # Runs of `run` updates (W read at issue, written into the next run) and as
                 # many forward steps of the previous window, which a group's first window
@@ -359,8 +381,11 @@ def _cpass(e: Emitter):
                     for rho, at in enumerate(cpass_fill_cycles(cfg)):
                         with m.If(cycle == at):
                             fill_delta(g + 1, rho)
-                            with m.If((c >= run) & ~issued):
+                            with m.If(~f.load & (c >= run) & ~issued):
                                 e.uop(select=Select.NONE)
+                        # The fill cycles follow the window's first update (cpass_fits).
+                        with m.If(cycle == at - 1):
+                            load_delta(g + 1, rho)
         with m.Case(2):  # z's partial sums: the acc_lanes row lanes of each column, in order
             with m.If(~f.prop):  # the last group's last forward steps
                 pair, c = i["middle"], i["inner"]
@@ -380,6 +405,7 @@ def _cpass(e: Emitter):
                 e.uop(fu=FuOp.MAC, a=ASrc.MEMB0, b=BSrc.ONE, memb_rd=f.fpsum, memb_wr=f.y,
                       dst=Dst.MEMB, select=Select.ALL, chain=Chain.ROW, chain_idx=i["inner"],
                       chain_len=v["m_loc"], row_lim=f.rows)
+                _store_chain_sums(e, i["inner"], v["m_loc"])
         with m.Case(5):
             with m.If(f.prop):
                 e.uop(fu=FuOp.MAC, a=ASrc.MEMB0, b=BSrc.ONE, memb_rd=f.bpsum, memb_wr=f.z,

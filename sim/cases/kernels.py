@@ -200,9 +200,12 @@ def ger_case(cfg, rows, cols, rng, *, use_wd=False, use_mom=False, specials=0.0,
                       macs=rows * cols * (1 if plain else 2 + use_wd + use_mom))
 
 
-def cpass_case(cfg, rows, cols, rng, *, prop=True, fwd=True, specials=0.0) -> KernelCase:
+def cpass_case(cfg, rows, cols, rng, *, prop=True, fwd=True, store=False, load=False,
+               specials=0.0) -> KernelCase:
     """Continuous propagation's fused pass: ``z = W^T d`` (``prop``), ``W += d a^T``, then
-    ``y = W x`` with the updated ``W`` (``fwd``); outputs ``W'``, then ``y`` and ``z``."""
+    ``y = W x`` with the updated ``W`` (``fwd``; with ``store`` the cpass stores ``y`` in the
+    SPAD itself; with ``load`` it takes ``d`` from the SPAD); outputs ``W'``, then ``y`` and
+    ``z``."""
     nr, fmt, acc, lanes = cfg.nr, cfg.operand, cfg.acc, cfg.acc_lanes
     w = random_values((rows, cols), fmt, rng, specials=specials)
     d = random_values(rows, fmt, rng, specials=specials)
@@ -227,23 +230,27 @@ def cpass_case(cfg, rows, cols, rng, *, prop=True, fwd=True, specials=0.0) -> Ke
     L = layout
     program = [
         encode(Opcode.LDA, spad=0, mema=0, rows=rows, cols=cols, lds=lds, ldm=ldw),
-        encode(Opcode.LDV, spad=spad_d, memb=L["d_diag"], len=rows, layout=Layout.DIAG),
+        *([] if load else [encode(Opcode.LDV, spad=spad_d, memb=L["d_diag"], len=rows,
+                                  layout=Layout.DIAG)]),
         encode(Opcode.LDV, spad=spad_a, memb=L["a_diag"], len=cols, layout=Layout.DIAG),
         encode(Opcode.LDV, spad=spad_x, memb=L["x_diag"], len=cols, layout=Layout.DIAG),
-        encode(Opcode.BCAST, dst=L["d"], src=L["d_diag"], len=rows, layout=Layout.ROWREP),
+        *([] if load else [encode(Opcode.BCAST, dst=L["d"], src=L["d_diag"], len=rows,
+                                  layout=Layout.ROWREP)]),
         encode(Opcode.BCAST, dst=L["a"], src=L["a_diag"], len=cols, layout=Layout.COLREP),
         encode(Opcode.BCAST, dst=L["x"], src=L["x_diag"], len=cols, layout=Layout.COLREP),
         encode(Opcode.CPASS, w=0, d=L["d"], a=L["a"], x=L["x"], y=L["y"], z=L["z"], q=L["q"],
                fpsum=L["fpsum"], bpsum=L["bpsum"], rows=rows, cols=cols, ldw=ldw,
-               prop=int(prop), fwd=int(fwd)),
+               prop=int(prop), fwd=int(fwd), store=int(store), dst=spad_y if store else 0,
+               load=int(load), spad=spad_d if load else 0),
         encode(Opcode.STA, spad=spad_w, mema=0, rows=rows, cols=cols, lds=lds, ldm=ldw),
     ]
     new_w = gk.ger_accumulate(w, d, a, fmt, acc)
     outputs = [(spad_w, (rows, lds))]
     expected = [_padded(new_w, lds).reshape(rows, lds)]
     if fwd:
-        program.append(encode(Opcode.STV, spad=spad_y, memb=L["y"], len=rows,
-                              layout=Layout.DIAG))
+        if not store:
+            program.append(encode(Opcode.STV, spad=spad_y, memb=L["y"], len=rows,
+                                  layout=Layout.DIAG))
         outputs.append((spad_y, (rows,)))
         expected.append(gk.gemv(new_w, x, nr, fmt, acc)[0])
     if prop:
@@ -253,7 +260,9 @@ def cpass_case(cfg, rows, cols, rng, *, prop=True, fwd=True, specials=0.0) -> Ke
         expected.append(gk.cpass_backward(w, d, nr, lanes, fmt, acc)[0])
     program.append(encode(Opcode.HALT))
     macs = rows * cols * (1 + prop + fwd)
-    return KernelCase(f"cpass {rows}x{cols} prop={int(prop)} fwd={int(fwd)}", program,
+    name = (f"cpass {rows}x{cols} prop={int(prop)} fwd={int(fwd)}" + " (store)" * store
+            + " (load)" * load)
+    return KernelCase(name, program,
                       {0: _padded(w, lds), spad_d: d, spad_a: a, spad_x: x}, {}, outputs,
                       expected, macs=macs, counted=macs + prop * lanes * nr * cols)
 

@@ -133,10 +133,17 @@ def random_program(cfg, rng, length: int = 12) -> KernelCase:
             if max(d_len, lanes * ldm) > memb_slot:
                 continue
             d, a, x, y, z, q, fpsum, bpsum = slots(8)
+            fwd = int(rng.integers(2))
+            # The pass may store y into the SPAD's upper half and load d from the SPAD.
+            store = {"store": 1, "dst": spad_out(-(-rows // nr) * nr)} \
+                if fwd and rng.integers(2) else {}
+            load = int(rng.integers(2))
             program.append(encode(Opcode.CPASS, w=int(rng.integers(4)) * mema_slot, d=d, a=a,
                                   x=x, y=y, z=z, q=q, fpsum=fpsum, bpsum=bpsum, rows=rows,
-                                  cols=cols, ldw=ldm, prop=int(rng.integers(2)),
-                                  fwd=int(rng.integers(2))))
+                                  cols=cols, ldw=ldm, prop=int(rng.integers(2)), fwd=fwd,
+                                  load=load,
+                                  spad=load * (int(rng.integers(0, half // 2)) // nr * nr),
+                                  **store))
         elif kind == "vop":
             z, x, y = (int(s) * memb_slot for s in rng.choice(memb_slots, 3))
             layout, n = vec_layout_len()

@@ -70,6 +70,7 @@ from caterpillar.software.compiler.program import (
     cdiv,
     ceil_to,
     ring_emit,
+    storing_y,
 )
 from caterpillar.software.compiler.sgd import (
     relu,
@@ -312,11 +313,12 @@ def _input_block(e, lay, group, slots, dst, sample=0):
 class _StepParts:
     """A layer's share of a ``cp`` pipeline step on one core, in the parts that
     :func:`_interleave` interleaves with those of the core's other layers: its
-    loads into MemB; its pass (``cpass``, or ``gemv`` while filling), the bias update, and
-    ``relud`` and the store of its block of the delta below; its sums (the forward partial
-    sums stored and reduce-scattered round the segment, and the delta below all-gathered
-    round it where no relay gathers it); and the finish of its forward
-    (:func:`_finish_forward`)."""
+    loads into MemB (the delta left to the pass where that is cheaper and its pass comes
+    first); its pass (``cpass``, or ``gemv`` while filling; storing the forward partial sums
+    where that is cheaper), the bias update, and ``relud`` and the store of its block of the
+    delta below; its sums (the forward partial sums stored, unless the pass did, and
+    reduce-scattered round the segment, and the delta below all-gathered round it where no
+    relay gathers it); and the finish of its forward (:func:`_finish_forward`)."""
 
     def __init__(self, lay, graph, cfg, core, segments, key):
         phase, forward, backward = key
@@ -326,14 +328,21 @@ class _StepParts:
         self.g_f, self.g_b = phase - lay.index, phase - 2 * L + 1 + lay.index
         self.fwd, self.bwd = forward[lay.index], backward[lay.index]
 
-    def loads(self, e):
+    def loads(self, e, first=False):
+        """The pass's inputs into MemB; ``first``: this layer's pass is the first after the
+        loads (no RING between), so the pass may load its delta itself."""
         lay = self.lay
+        self.d_load = None
         if self.bwd:
             # The delta replicated along the rows for the pass; its diagonal holds the own
             # block for the bias (r_lo is a multiple of nr).
             if not self.last:   # relayed, or gathered by the layer above, in the last step
-                e("transfer", Opcode.LDV, spad=lay.dbuf[lay.index], memb=lay.d_rep,
-                  len=self.o, layout=Layout.ROWREP)
+                ldv = dict(spad=lay.dbuf[lay.index], memb=lay.d_rep, len=self.o,
+                           layout=Layout.ROWREP)
+                if first and self._loads_delta(ldv):
+                    self.d_load = ldv
+                else:
+                    e("transfer", Opcode.LDV, **ldv)
             _input_block(e, lay, self.g_b, self.slots, lay.a_rep)
             if self.last:       # formed here, in MemB
                 e("delta", Opcode.BCAST, dst=lay.d_rep, src=lay.d[self.g_b % 2], len=self.o,
@@ -341,15 +350,47 @@ class _StepParts:
         if self.fwd:
             _input_block(e, lay, self.g_f, self.slots, lay.x_rep)
 
+    def _own_block(self, ldv):
+        """The LDV of the delta's own block onto the diagonal (what the bias update reads)
+        when the pass loads the delta itself, or ``None`` (no bias block here)."""
+        lay, nr = self.lay, self.cfg.nr
+        return lay.owned and dict(spad=ldv["spad"] + lay.r_lo, memb=ldv["memb"] + lay.r_lo // nr,
+                                  len=lay.owned, layout=Layout.DIAG)
+
+    def _loads_delta(self, ldv) -> bool:
+        """Whether the pass loading the delta beside its windows (``load``: a cycle more)
+        and the LDV of the own block for the bias cost fewer cycles than the LDV."""
+        own = self._own_block(ldv)
+        extra = 1 + (word_cycles(encode(Opcode.LDV, **own), self.cfg) if own else 0)
+        return extra < word_cycles(encode(Opcode.LDV, **ldv), self.cfg)
+
     def pass_(self, e):
         lay, nr, o = self.lay, self.cfg.nr, self.o
         ldw = cdiv(lay.width, nr)
+        # The forward's sums go to the SPAD for the segment's reduce-scatter (sums): the
+        # pass stores them itself where that is cheaper. Nothing before that reduce-scatter
+        # touches them (the bias, the delta below and the layer above use other words).
+        self.stored = False
+
+        def storing(op, fields):
+            if not self.fwd:
+                return fields
+            out = _sums_at(lay, self.graph, self.g_f % self.slots, 0)
+            stored = storing_y(self.cfg, op, fields, out)
+            self.stored = stored is not None
+            return stored or fields
+
         if self.bwd:
             prop = int(lay.index > 0)
-            e("fused", Opcode.CPASS, o * lay.width * (1 + prop + self.fwd), w=lay.w,
-              d=lay.d_rep, a=lay.a_rep, x=lay.x_rep, y=lay.y, z=lay.z, q=lay.q,
-              fpsum=lay.fpsum, bpsum=lay.bpsum, rows=o, cols=lay.width, ldw=ldw, prop=prop,
-              fwd=int(self.fwd))
+            fields = dict(w=lay.w, d=lay.d_rep, a=lay.a_rep, x=lay.x_rep, y=lay.y, z=lay.z,
+                          q=lay.q, fpsum=lay.fpsum, bpsum=lay.bpsum, rows=o, cols=lay.width,
+                          ldw=ldw, prop=prop, fwd=int(self.fwd))
+            if self.d_load:     # the delta from the SPAD into the pass's slots, not MemB
+                fields.update(load=1, spad=self.d_load["spad"])
+            e("fused", Opcode.CPASS, o * lay.width * (1 + prop + self.fwd),
+              **storing(Opcode.CPASS, fields))
+            if self.d_load and lay.owned:
+                e("transfer", Opcode.LDV, **self._own_block(self.d_load))
             if lay.owned:
                 sgd_bias_update(e, lay.b, lay.d_rep + lay.r_lo // nr, lay.owned, g_buf=None,
                                 mom=None, use_wd=False)
@@ -359,15 +400,17 @@ class _StepParts:
                 e("transfer", Opcode.STV, spad=lay.dbuf[lay.index - 1] + lay.lo,
                   memb=lay.vec, len=lay.width, layout=Layout.DIAG)
         elif self.fwd:
-            e.gemv(self.cfg, "forward", Opcode.GEMV, o * lay.width, y=lay.y, x=lay.x_rep,
-                   w=lay.w, psum=lay.fpsum, rows=o, cols=lay.width, ldw=ldw)
+            fields = dict(y=lay.y, x=lay.x_rep, w=lay.w, psum=lay.fpsum, rows=o,
+                          cols=lay.width, ldw=ldw)
+            e.gemv(self.cfg, "forward", Opcode.GEMV, o * lay.width,
+                   **storing(Opcode.GEMV, fields))
 
     def sums(self, e):
         lay, cfg = self.lay, self.cfg
         index, seg = lay.index, self.segments[lay.index]
         if self.fwd:
             _sum_forward(e, lay, self.graph, cfg, self.core, self.segments,
-                         self.g_f % self.slots, 0)
+                         self.g_f % self.slots, 0, stored=self.stored)
         below = lay.dbuf[index - 1] if index else None
         if (self.bwd and index
                 and _gather(lay, self.segments, index, cfg.cores, below, up=False) is None):
@@ -394,12 +437,13 @@ def _sums_at(lay, graph, slot, sample):
     return lay.logits + sample * lay.ld_c
 
 
-def _sum_forward(e, lay, graph, cfg, core, segments, slot, sample):
-    """``sample``'s forward partial sums (``y``) stored and reduce-scattered round the
-    segment."""
+def _sum_forward(e, lay, graph, cfg, core, segments, slot, sample, stored=False):
+    """``sample``'s forward partial sums (``y``) stored (unless the kernel that computed them
+    has: ``stored``) and reduce-scattered round the segment."""
     out, o = _sums_at(lay, graph, slot, sample), graph.layers[lay.index][0]
-    # y is only stored: a gemv just before may store it itself (not cpass).
-    e.stv(cfg, "transfer", spad=out, memb=lay.y, len=o, layout=Layout.DIAG)
+    if not stored:
+        # y is only stored: a gemv just before may store it itself.
+        e.stv(cfg, "transfer", spad=out, memb=lay.y, len=o, layout=Layout.DIAG)
     ring_emit(e, core, coll.reduce_scatter(segments[lay.index], out, o, cfg.nr))
 
 
@@ -557,7 +601,7 @@ def _interleave(e, parts):
     of holding up the next SPAD access; one layer gives the order of
     :func:`_StepParts`."""
     for part in parts:
-        part.loads(e)
+        part.loads(e, first=part is parts[-1])
     above = None
     for part in reversed(parts):
         part.pass_(e)

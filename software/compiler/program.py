@@ -154,6 +154,17 @@ def alloc_staging(spad: Region, tensors, nr: int) -> tuple[int, int]:
     return spad.alloc("parameter staging", words, need=least), words
 
 
+def storing_y(cfg, op, fields: dict, spad: int) -> dict | None:
+    """The fields of ``op`` (a GEMV, or a CPASS with ``fwd``) storing its whole ``y`` at SPAD
+    word ``spad`` itself (``store``), if that costs fewer cycles than the STV of ``y``
+    (diagonal) after it would; else ``None``. ``y`` then never reaches MemB."""
+    stored = {**fields, "store": 1, "dst": spad}
+    extra = word_cycles(encode(op, **stored), cfg) - word_cycles(encode(op, **fields), cfg)
+    stv = encode(Opcode.STV, spad=spad, memb=fields["y"], len=fields["rows"],
+                 layout=Layout.DIAG)
+    return stored if extra < word_cycles(stv, cfg) else None
+
+
 class Emitter:
     """Collects a core's instructions with the phase and model MACs of each."""
 
@@ -216,10 +227,9 @@ class Emitter:
         before = decode(self.words[-1]) if self.words else None
         if (before is not None and before.op == Opcode.GEMV and not before.store
                 and before.y == memb and before.rows == len and layout == Layout.DIAG):
-            stored = encode(Opcode.GEMV, **{**before.args, "store": 1, "dst": spad})
-            extra = word_cycles(stored, cfg) - word_cycles(self.words[-1], cfg)
-            if extra < word_cycles(encode(Opcode.STV, **fields), cfg):
-                self.words[-1] = stored
+            stored = storing_y(cfg, Opcode.GEMV, before.args, spad)
+            if stored is not None:
+                self.words[-1] = encode(Opcode.GEMV, **stored)
                 return
         self(phase, Opcode.STV, **fields)
 

@@ -375,7 +375,17 @@ def _cpass(sim, f, plan, snapshot):
     cfg = sim.cfg
     nr, lanes, fmt, acc = cfg.nr, cfg.acc_lanes, cfg.operand, cfg.acc
     m_loc, k_loc = plan.values["m_loc"], plan.values["k_loc"]
-    reads = [("d", f.d, plan.values["groups"] * lanes), ("a", f.a, k_loc)]
+    # d in every PE of its row as LDV with ROWREP would load it: from MemB, or with load
+    # straight from the SPAD into the slots (the same words; MemB untouched).
+    if f.load:
+        d_words = sim.spad[f.spad + np.arange(f.rows)]
+
+        def delta(rows, cols):
+            return d_words[rows]
+    else:
+        def delta(rows, cols):
+            return sim.memb[rows % nr, cols, f.d + rows // nr]
+    reads = [("d", f.d, 0 if f.load else plan.values["groups"] * lanes), ("a", f.a, k_loc)]
     if f.fwd:
         reads.append(("x", f.x, k_loc))
     for name, base, length in reads:
@@ -394,7 +404,7 @@ def _cpass(sim, f, plan, snapshot):
             sel = np.arange(f.cols) % nr == own
             if not sel.any():
                 continue
-            copy = sim.memb[e % nr, own, f.d + e // nr]
+            copy = delta(e, own)
             stored[sel], q = gk.cpass_backward_partials(w[:, sel], copy, nr, lanes, fmt, acc)
             jj = np.arange(f.cols)[sel] // nr
             for rho in range(lanes):
@@ -411,11 +421,11 @@ def _cpass(sim, f, plan, snapshot):
             if len(ii) and len(jj):
                 addr = f.w + ii[:, None] * f.ldw + jj[None, :]
                 sim.mema[r, c, addr] = gk.ger_accumulate(
-                    sim.mema[r, c, addr], sim.memb[r, c, f.d + ii], sim.memb[r, c, f.a + jj],
+                    sim.mema[r, c, addr], delta(r + nr * ii, c), sim.memb[r, c, f.a + jj],
                     fmt, acc)
     if f.fwd:
         forward = SimpleNamespace(y=f.y, x=f.x, w=f.w, psum=f.fpsum, rows=f.rows, cols=f.cols,
-                                  ldw=f.ldw, load=0, store=0)
+                                  ldw=f.ldw, load=0, store=f.store, dst=f.dst)
         values = {"out_loc": m_loc, "red_loc": k_loc}
         _gemv(sim, forward, SimpleNamespace(values=values), transposed=False)
 

@@ -61,6 +61,16 @@ CASES = {
     "cpass": lambda cfg, rng: kc.cpass_case(cfg, 21, 13, rng, specials=0.05),
     "cpass-noprop": lambda cfg, rng: kc.cpass_case(cfg, 9, 7, rng, prop=False),
     "cpass-nofwd": lambda cfg, rng: kc.cpass_case(cfg, 3, 5, rng, fwd=False),
+    # y stored in the SPAD by the cpass itself, during (and a write-back after) its chain.
+    "cpass-store": lambda cfg, rng: kc.cpass_case(cfg, 21, 13, rng, store=True, specials=0.05),
+    "cpass-noprop-store": lambda cfg, rng: kc.cpass_case(cfg, 9, 7, rng, prop=False,
+                                                         store=True),
+    # d from the SPAD into its slots by the cpass itself, a cycle before each fill would be:
+    # several row groups (and a partial last one) with and without prop, and no forward.
+    "cpass-load": lambda cfg, rng: kc.cpass_case(cfg, 21, 13, rng, load=True, specials=0.05),
+    "cpass-noprop-load": lambda cfg, rng: kc.cpass_case(cfg, 19, 7, rng, prop=False,
+                                                        load=True, store=True),
+    "cpass-nofwd-load": lambda cfg, rng: kc.cpass_case(cfg, 3, 5, rng, fwd=False, load=True),
     "gemm": lambda cfg, rng: kc.gemm_case(cfg, 11 * cfg.nr // 2, 5, 7, rng,
                                           mc=cfg.nr * cfg.acc_lanes),
     "gemm-acc": lambda cfg, rng: kc.gemm_case(cfg, 9, 3, 2, rng, accumulate=True,
@@ -92,13 +102,17 @@ def test_kernel_tiny_bf16_operands_fp32_accumulator(kernel, rng):
     check(TINY_BF16, CASES[kernel](TINY_BF16, rng))
 
 
-@pytest.mark.parametrize("name,prop,fwd", [("small", 1, 1), ("paper-n1", 0, 1),
-                                           ("paper-n1", 1, 0)])
-def test_cpass_on_other_latencies_and_formats(name, prop, fwd, rng):
+@pytest.mark.parametrize("name,prop,fwd,store,load", [
+    ("small", 1, 1, 0, 0), ("paper-n1", 0, 1, 0, 0), ("paper-n1", 1, 0, 0, 0),
+    ("small", 1, 1, 1, 1), ("small", 0, 1, 1, 1), ("paper-n1", 1, 1, 1, 0),
+    ("paper-n1", 1, 1, 0, 1), ("paper-n1", 0, 1, 1, 1)])
+def test_cpass_on_other_latencies_and_formats(name, prop, fwd, store, load, rng):
     """The fused pass's schedule depends on the latencies (paper-n1: runs of two updates
-    without prop) and its arithmetic on the formats (fp16)."""
+    without prop; with store, when its SPAD stores read the sums' slots; with load, when the
+    deltas' loads land) and its arithmetic on the formats (fp16)."""
     cfg = preset(name).replace(cores=1, spad_words=8192)
-    check(cfg, kc.cpass_case(cfg, 13, 21, rng, prop=bool(prop), fwd=bool(fwd), specials=0.05))
+    check(cfg, kc.cpass_case(cfg, 13, 21, rng, prop=bool(prop), fwd=bool(fwd),
+                             store=bool(store), load=bool(load), specials=0.05))
 
 
 @pytest.mark.parametrize("name", ["small", "ulx3s", "paper-n1"])
@@ -134,12 +148,14 @@ def test_cpass_without_prop_runs_its_row_groups_back_to_back(name, windows, rng)
     updates (tiny, small: runs of one update, paper-n1: of two; every fill cycle a different
     one): ``groups x windows`` windows and one more at the end (with ``fwd``), not a window
     more per group. Three groups, the last partial, of 1, 2 and 3 windows (the last with a
-    column in all but the last PE column); bit-exact, cycles as the model's, no hazard."""
+    column in all but the last PE column); bit-exact, cycles as the model's, no hazard. Also
+    with the deltas loaded from the SPAD (``load``) a cycle before each fill cycle."""
     cfg = preset(name).replace(cores=1, spad_words=8192)
     nr, lacc, lanes = cfg.nr, cfg.acc_lanes, cfg.chain_lanes
     rows, cols = 2 * nr * lacc + nr + 1, windows * nr * lanes // lacc - 1
-    for fwd in (True, False):
-        case = kc.cpass_case(cfg, rows, cols, rng, prop=False, fwd=fwd, specials=0.05)
+    for fwd, load in ((True, False), (False, False), (True, True)):
+        case = kc.cpass_case(cfg, rows, cols, rng, prop=False, fwd=fwd, load=load,
+                             specials=0.05)
         check(cfg, case)
         word = next(w for w in case.program if unpack(w)[0] == Opcode.CPASS)
         plan = kernel_plan(Opcode.CPASS, SimpleNamespace(**unpack(word)[1]), cfg)
@@ -147,6 +163,7 @@ def test_cpass_without_prop_runs_its_row_groups_back_to_back(name, windows, rng)
         assert (plan.values["groups"], plan.values["windows"]) == (3, windows)
         assert cycles["windows"] == 3 * windows * 2 * lanes
         assert cycles["combine"] == (2 * lanes if fwd else 1)
+        assert cycles["deltas"] == lacc + load
 
 
 @pytest.mark.parametrize("name,ldw_pad,streams", [
@@ -206,6 +223,16 @@ def test_gemm_utilization_counter(rng):
     (encode(Opcode.BCAST, dst=8, src=0, len=4, layout=Layout.FULL), ErrorCause.ILLEGAL_FIELD),
     (encode(Opcode.GEMV, y=0, x=8, w=250, psum=16, rows=4, cols=8, ldw=4),
      ErrorCause.MEMA_RANGE),
+    (encode(Opcode.CPASS, w=0, d=0, a=8, x=12, y=16, z=20, q=24, fpsum=40, bpsum=44, rows=4,
+            cols=4, ldw=2, prop=1, fwd=0, store=1, dst=8), ErrorCause.ILLEGAL_FIELD),
+    (encode(Opcode.CPASS, w=0, d=0, a=8, x=12, y=16, z=20, q=24, fpsum=40, bpsum=44, rows=4,
+            cols=4, ldw=2, prop=1, fwd=1, store=1, dst=9), ErrorCause.BAD_SHAPE),
+    (encode(Opcode.CPASS, w=0, d=0, a=8, x=12, y=16, z=20, q=24, fpsum=40, bpsum=44, rows=4,
+            cols=4, ldw=2, prop=1, fwd=1, store=1, dst=4094), ErrorCause.SPAD_RANGE),
+    (encode(Opcode.CPASS, w=0, d=0, a=8, x=12, y=16, z=20, q=24, fpsum=40, bpsum=44, rows=4,
+            cols=4, ldw=2, prop=1, fwd=1, load=1, spad=3), ErrorCause.BAD_SHAPE),
+    (encode(Opcode.CPASS, w=0, d=0, a=8, x=12, y=16, z=20, q=24, fpsum=40, bpsum=44, rows=4,
+            cols=4, ldw=2, prop=1, fwd=1, load=1, spad=4094), ErrorCause.SPAD_RANGE),
     (encode(Opcode.STA, spad=4090, mema=0, rows=4, cols=8, lds=8, ldm=4),
      ErrorCause.SPAD_RANGE),
 ])

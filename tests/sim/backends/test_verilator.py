@@ -63,8 +63,10 @@ def test_kernels_on_random_shapes(device, rng):
                                      specials=0.02))
         compare(device, kc.gemm_case(CFG, m, n, k, rng, accumulate=bool(rng.integers(2)),
                                      a_mema=True))
+        fwd = bool(rng.integers(2))
         compare(device, kc.cpass_case(CFG, rows, cols, rng, prop=bool(rng.integers(2)),
-                                      fwd=bool(rng.integers(2)), specials=0.02))
+                                      fwd=fwd, store=fwd and bool(rng.integers(2)),
+                                      specials=0.02))
         compare(device, kc.smxce_case(CFG, int(rng.integers(1, 20)), rng))
         fn, layout = VecOp(int(rng.integers(len(VecOp)))), Layout(int(rng.integers(4)))
         length = int(rng.integers(1, 60)) * (CFG.nr if layout == Layout.FULL else 1)

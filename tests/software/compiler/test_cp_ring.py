@@ -321,10 +321,47 @@ def test_the_loss_runs_after_the_relays_the_engine_queues(commands):
         assert loss - first == min(commands, len(relays)), ops[first:]
 
 
+def test_the_fused_pass_stores_its_sums_and_loads_its_delta(seed):
+    """A ``cpass`` with ``fwd`` on a segment of several cores stores its partial sums in the
+    SPAD itself (``store``), where the reduce-scatter after it adds them: no ``stv`` of its
+    ``y``. The first pass of a step (no RING before it: nothing can have overwritten the
+    delta relayed in the step before) may load its delta from the SPAD itself (``load``);
+    the passes after a RING keep the LDV at the step's start. Then bit-identical to the
+    golden CP trainer on the ring simulator."""
+    cfg = TINY.replace(cores=5)
+    sizes, segments = (16, 12, 12, 8, 4), [(0, 1), (2, 3), (2, 3), (4,)]
+    compiled = compile_training(graph(sizes), cfg, segments)
+    stored = loaded = 0
+    for k, core in compiled.cores.items():
+        program = [decode(w) for w in core.program]
+        for at, i in enumerate(program):
+            # Core 4's 4 output sums: their STV (2 SPAD rows) costs no more than the store's
+            # write-back cycles, so it stays.
+            if i.op == Opcode.CPASS and i.args["fwd"]:
+                assert i.args["store"] == (k != 4), (k, at)
+                stored += i.args["store"]
+                assert (k == 4) == any(j.op == Opcode.STV and j.args["memb"] == i.args["y"]
+                                       for j in program[at:at + 8]), (k, at)
+        starts = [0] + [at + 1 for at, i in enumerate(program) if i.op == Opcode.HALT]
+        for start, end in zip(starts, starts[1:]):
+            step = program[start:end]
+            passes = [at for at, i in enumerate(step) if i.op == Opcode.CPASS]
+            rings = [at for at, i in enumerate(step) if i.op == Opcode.RING]
+            for at in passes:
+                loaded += step[at].args["load"]
+                # A delta buffer a RING of the step may have written is not loaded late.
+                assert not (step[at].args["load"] and rings and rings[0] < at), (k, start + at)
+    assert stored and loaded
+    steps, _ = run_cp_epochs(cfg, RingIsaDevice(cfg), sizes, "softmax_ce",
+                             np.random.default_rng(seed), seed, segments=segments, groups=6,
+                             epochs=1)
+    assert steps > 6
+
+
 def test_the_relayed_deltas_live_in_the_spads_other_region():
     """Every core keeps the deltas relayed to it in SPAD region 1 and stores its forward sums
-    (the ``stv`` of a layer's partial sums before their reduce-scatter) in region 0, so the
-    array stores and loads those while the engine relays the deltas (ring_waits)."""
+    (by the ``cpass`` or ``gemv`` that sums them, before their reduce-scatter) in region 0, so
+    the array stores and loads those while the engine relays the deltas (ring_waits)."""
     cfg = TINY.replace(cores=5)
     compiled = compile_training(graph((16, 12, 12, 8, 4)), cfg, [(0,), (1,), (2,), (3, 4)])
     half = (1 << spad_region_bit(cfg)) * cfg.nr
