@@ -578,7 +578,9 @@ def _plan_cpass(f, c: _Context) -> KernelPlan:
     weights alternating with as many forward steps of the previous window's (across row groups:
     a group's first window runs the last forward steps of the group before), the next group's
     deltas filling in its last window (:func:`cpass_fill_cycles`), and one window more at the
-    end (the last group's last forward steps; with ``fwd``)."""
+    end (the last group's last forward steps; with ``fwd``). With ``store`` the forward chain
+    runs ``write_back_latency`` cycles longer (GEMV's store); with ``load`` the deltas come
+    from the SPAD a cycle before each fill, the first group's in a cycle more."""
     cfg, nr, select = c.cfg, c.nr, c.select
     lacc, lanes, wb = cfg.acc_lanes, cfg.chain_lanes, cfg.write_back_latency
     m_loc, k_loc = cdiv(f.rows, nr), cdiv(f.cols, nr)

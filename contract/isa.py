@@ -272,7 +272,8 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
     Opcode.CPASS: (
         _f("w", 16, "mema", "W (2D round-robin, rows x cols), updated in place"),
         _f("d", 16, "memb", "delta of the backward's sample (row-replicated; its extent is "
-           "ceil(rows / nr) rounded up to a multiple of acc_lanes words, the tail read, unused)"),
+           "ceil(rows / nr) rounded up to a multiple of acc_lanes words, the tail read, unused; "
+           "unused with load)"),
         _f("a", 16, "memb", "input of the backward's sample (column-replicated, length cols)"),
         _f("x", 16, "memb", "input of the forward's sample (column-replicated, length cols)"),
         _f("y", 16, "memb", "forward output y = W' x (diagonal; if fwd and not store)"),

@@ -383,7 +383,9 @@ def _cpass(e: Emitter):
                             fill_delta(g + 1, rho)
                             with m.If(~f.load & (c >= run) & ~issued):
                                 e.uop(select=Select.NONE)
-                        # The fill cycles follow the window's first update (cpass_fits).
+                        # A fill cycle is at or after the last update reading its slot, so never
+                        # the window's first: its load is in the same window.
+                        assert at >= 1, at
                         with m.If(cycle == at - 1):
                             load_delta(g + 1, rho)
         with m.Case(2):  # z's partial sums: the acc_lanes row lanes of each column, in order
