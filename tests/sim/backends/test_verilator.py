@@ -66,7 +66,7 @@ def test_kernels_on_random_shapes(device, rng):
         fwd = bool(rng.integers(2))
         compare(device, kc.cpass_case(CFG, rows, cols, rng, prop=bool(rng.integers(2)),
                                       fwd=fwd, store=fwd and bool(rng.integers(2)),
-                                      specials=0.02))
+                                      load=bool(rng.integers(2)), specials=0.02))
         compare(device, kc.smxce_case(CFG, int(rng.integers(1, 20)), rng))
         fn, layout = VecOp(int(rng.integers(len(VecOp)))), Layout(int(rng.integers(4)))
         length = int(rng.integers(1, 60)) * (CFG.nr if layout == Layout.FULL else 1)
