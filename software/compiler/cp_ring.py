@@ -354,8 +354,10 @@ class _StepParts:
         """The LDV of the delta's own block onto the diagonal (what the bias update reads)
         when the pass loads the delta itself, or ``None`` (no bias block here)."""
         lay, nr = self.lay, self.cfg.nr
-        return lay.owned and dict(spad=ldv["spad"] + lay.r_lo, memb=ldv["memb"] + lay.r_lo // nr,
-                                  len=lay.owned, layout=Layout.DIAG)
+        if not lay.owned:
+            return None
+        return dict(spad=ldv["spad"] + lay.r_lo, memb=ldv["memb"] + lay.r_lo // nr,
+                    len=lay.owned, layout=Layout.DIAG)
 
     def _loads_delta(self, ldv) -> bool:
         """Whether the pass loading the delta beside its windows (``load``: a cycle more)
