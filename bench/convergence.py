@@ -14,6 +14,11 @@ Optimiser: plain SGD (no momentum: CP's stale weights and momentum together dive
 project's default rate), learning rate ``--lr`` (DFA: ``--dfa-lr``) times ``sqrt(batch)`` for
 a batched case, halved every ``--lr-step`` epochs (default 2). Accuracy is the test split's,
 from the golden forward pass.
+
+A run pins the BLAS library to one thread (:func:`train_case`): the fast path's float32 sums go
+through NumPy's BLAS, whose summation order depends on its thread count (on N1's 500 x 500
+layers the weights after 64 samples of MBGD b = 8 differ between one thread and two), so
+without it a curve would depend on the machine and the number of Ray workers.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from caterpillar.contract.config import preset
 from caterpillar.golden.pipelined import PipelinedTrainer
@@ -90,7 +96,14 @@ def train_case(name, sizes, data, cfg, *, epochs, lr, seed, limit=None, progress
     """Train case ``name`` of :data:`CASES`; return its test accuracy after every epoch.
     ``fast``: with :class:`~caterpillar.software.training.fast.FastTrainer` (the same steps
     in float32 with the format's rounding of stored values, not bit-exact); the rate halves
-    every ``lr_step`` epochs."""
+    every ``lr_step`` epochs. BLAS runs on one thread meanwhile, so the curve is the same on
+    every machine (the module docstring)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _train_case(name, sizes, data, cfg, epochs=epochs, lr=lr, seed=seed,
+                           limit=limit, progress=progress, fast=fast, lr_step=lr_step)
+
+
+def _train_case(name, sizes, data, cfg, *, epochs, lr, seed, limit, progress, fast, lr_step):
     algorithm, batch = CASES[name]
     fmt = cfg.operand
     init = [(to_bits(w, fmt), to_bits(b, fmt)) for w, b in default_weights(sizes, seed)]

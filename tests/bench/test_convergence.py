@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from caterpillar.app.cli import main
 from caterpillar.bench import convergence
@@ -76,6 +77,29 @@ def test_the_rate_halves_every_lr_step_epochs_and_fast_runs_say_so(tmp_path):
                  "--lr-step", "3", "--model", "64-16-10", "--cases", "sgd",
                  "--json", str(out)]) == 0
     assert json.loads(out.read_text())["arithmetic"].startswith("fast")
+
+
+def test_a_fast_curve_does_not_depend_on_the_blas_thread_count(monkeypatch):
+    # NumPy's BLAS sums 500 x 500 products in an order that depends on its thread count: the
+    # run pins it to one thread, so the weights after 64 samples of MBGD b = 8 are the same
+    # whatever the caller's limit (unpinned, one thread and two differ on N1's layers).
+    trainers = []
+
+    class Kept(convergence.FastTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            trainers.append(self)
+
+    monkeypatch.setattr(convergence, "FastTrainer", Kept)
+    data = load_dataset("mnist")
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            convergence.train_case("mbgd-8", (784, 500, 500, 10), data, preset("paper-n1"),
+                                   epochs=1, lr=0.05, seed=0, limit=64, fast=True)
+    one, two = ([np.concatenate([w.ravel(), b.ravel()]) for w, b in t.weights]
+                for t in trainers)
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_dfa_may_have_its_own_rate():
