@@ -147,9 +147,8 @@ FIG5_CASES = ("sgd", "mbgd-8", "mbgd-50", "cp", "mbcp-4", "dfa-8")
 #: :data:`~caterpillar.bench.convergence.DFA_LR`). At 0.05 CP diverges in the fifth epoch of
 #: MNIST-5k with the rate halved every 5 epochs: within about 20 steps the pipeline's delayed
 #: updates grow the activations from about 10 to fp16's limit (inf, then NaN; in fp32 too,
-#: in the same epoch); SGD at 0.05
-#: swings between epochs (77.8 % after the second). At 0.02 and 0.03 both train (10 epochs,
-#: best CP / SGD: 95.3 / 96.0 % and 95.9 / 95.9 %).
+#: in the same epoch); SGD at 0.05 swings between epochs (77.8 % after the second). At 0.02
+#: and 0.03 both train (10 epochs, best CP / SGD: 95.3 / 96.0 % and 95.9 / 95.9 %).
 FIG5_LR = 0.03
 
 
