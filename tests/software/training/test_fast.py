@@ -10,7 +10,7 @@ from caterpillar.contract.config import preset
 from caterpillar.golden.pipelined import PipelinedTrainer
 from caterpillar.golden.trainer import GoldenTrainer, scalars, to_bits, to_float
 from caterpillar.software.training.datasets import load_dataset
-from caterpillar.software.training.fast import FastTrainer
+from caterpillar.software.training.fast import ROUNDING, FastTrainer
 from caterpillar.software.training.session import default_weights, feedback_matrices
 
 SIZES = (64, 32, 16, 10)
@@ -108,3 +108,45 @@ def test_the_fast_path_trains_as_the_bit_exact_trainer_does():
     assert abs(after - 0.540) < 0.03 and before < 0.2
     train(fast, "sgd", cfg, len(DIGITS.x_train) - 600, 1, start=600)
     assert (fast.predict(x_test).argmax(1) == DIGITS.y_test).mean() > 0.75
+
+
+def _every_class_of_float32():
+    """Random float32 bit patterns (every exponent, NaNs and infinities among them), every
+    finite fp16 value, the midpoints between neighbours (ties) and their float32 neighbours,
+    both signs, and fp16's range edges."""
+    rng = np.random.default_rng(7)
+    shown = "seed 7"
+    patterns = rng.integers(0, 2 ** 32, 1 << 20, dtype=np.uint64).astype(np.uint32)
+    halves = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    halves = halves[np.isfinite(halves)].astype(np.float32)
+    halves.sort()
+    ties = ((halves[:-1].astype(np.float64) + halves[1:]) / 2).astype(np.float32)
+    edges = np.float32([0.0, -0.0, np.inf, -np.inf, np.nan, 65504, 65519.996, 65520, 65536,
+                        2.0 ** -14, 2.0 ** -24, 2.0 ** -25, 3 * 2.0 ** -26, 1e-30, 3.4e38])
+    values = np.concatenate([patterns.view(np.float32), halves, ties, -ties, edges, -edges,
+                             np.nextafter(ties, np.float32(np.inf)),
+                             np.nextafter(ties, np.float32(-np.inf))])
+    return values, shown
+
+
+@pytest.mark.parametrize("name", ["fp16", "bf16"])
+def test_the_rounding_is_the_formats_bit_for_bit(name):
+    # The fast path rounds on float32 bit patterns (faster than NumPy's float16 cast); the
+    # values must be NumPy's float16 and the golden model's bfloat16 conversion's exactly.
+    values, seed = _every_class_of_float32()
+    with np.errstate(over="ignore", invalid="ignore"):
+        if name == "fp16":
+            expected = values.astype(np.float16).astype(np.float32)
+        else:
+            fmt = preset("tiny").replace(operand_format="bf16").operand
+            expected = to_float(to_bits(values, fmt), fmt).astype(np.float32)
+    got = ROUNDING[name](values)
+    assert got.dtype == np.float32 and got.shape == values.shape
+    nan = np.isnan(expected)
+    np.testing.assert_array_equal(np.isnan(got), nan, err_msg=seed)
+    np.testing.assert_array_equal(got[~nan].view(np.uint32), expected[~nan].view(np.uint32),
+                                  err_msg=seed)
+    # Any shape, any strides, a 0-d array.
+    block = values[: 600].reshape(20, 30).T
+    np.testing.assert_array_equal(ROUNDING[name](block), ROUNDING[name](block.copy()))
+    assert ROUNDING[name](np.asarray(np.float32(1 / 3))).shape == ()
