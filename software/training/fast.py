@@ -88,8 +88,14 @@ def _round_bf16(x: np.ndarray) -> np.ndarray:
     return round_mantissa(x, 16)
 
 
-#: Operand format -> its rounding of float32 values (nearest even, subnormals), as float32.
-ROUNDING = {"fp32": np.asarray, "fp16": round_fp16, "bf16": _round_bf16}
+def _copy_fp32(x: np.ndarray) -> np.ndarray:
+    # A new array, as the other roundings return: a caller may change it in place.
+    return np.array(x, dtype=np.float32)
+
+
+#: Operand format -> its rounding of float32 values (nearest even, subnormals), as a new
+#: float32 array.
+ROUNDING = {"fp32": _copy_fp32, "fp16": round_fp16, "bf16": _round_bf16}
 
 
 class FastTrainer(GoldenTrainer):

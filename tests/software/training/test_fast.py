@@ -129,19 +129,23 @@ def _every_class_of_float32():
     return values, shown
 
 
-@pytest.mark.parametrize("name", ["fp16", "bf16"])
+@pytest.mark.parametrize("name", ["fp16", "bf16", "fp32"])
 def test_the_rounding_is_the_formats_bit_for_bit(name):
     # The fast path rounds on float32 bit patterns (faster than NumPy's float16 cast); the
-    # values must be NumPy's float16 and the golden model's bfloat16 conversion's exactly.
+    # values must be NumPy's float16 and the golden model's bfloat16 conversion's exactly,
+    # in a new array (the trainer may change it in place).
     values, seed = _every_class_of_float32()
     with np.errstate(over="ignore", invalid="ignore"):
         if name == "fp16":
             expected = values.astype(np.float16).astype(np.float32)
+        elif name == "fp32":
+            expected = values.copy()
         else:
             fmt = preset("tiny").replace(operand_format="bf16").operand
             expected = to_float(to_bits(values, fmt), fmt).astype(np.float32)
     got = ROUNDING[name](values)
     assert got.dtype == np.float32 and got.shape == values.shape
+    assert not np.shares_memory(got, values)
     nan = np.isnan(expected)
     np.testing.assert_array_equal(np.isnan(got), nan, err_msg=seed)
     np.testing.assert_array_equal(got[~nan].view(np.uint32), expected[~nan].view(np.uint32),
