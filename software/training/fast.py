@@ -4,16 +4,15 @@
 arithmetic: every sum of a step (GEMV, GEMM, the rank-B update, the softmax) is a NumPy float32
 operation, and every value the hardware stores (weights, biases, momenta, activations,
 pre-activations, deltas, the output gradient) is rounded to the operand format, to nearest even
-with subnormals (:data:`ROUNDING`: on float32 bit patterns, the values NumPy's ``float16`` and
-the golden model's bfloat16 conversion give, several times faster). What it does not reproduce
-is the hardware's order of summation and its accumulator's rounding of each partial sum, so it
-agrees with the bit-exact trainer closely but not bit for bit
-(tests/software/training/test_fast.py bounds the difference over the first steps). The step
-logic is the golden trainer's own (SGD, MBGD, DFA; CP and MBCP through
-:class:`~caterpillar.golden.pipelined.PipelinedTrainer`), so the algorithms are the same; only
-the primitives differ. Tensors are float32 values instead of bit patterns: inputs, targets and
-scalars come in as bit patterns (as for the golden trainer) and ``predict`` returns float
-logits.
+with subnormals (:func:`format_rounding`: on float32 bit patterns, the golden model's
+conversion's values, several times faster). What it does not reproduce is the hardware's order
+of summation and its accumulator's rounding of each partial sum, so it agrees with the
+bit-exact trainer closely but not bit for bit (tests/software/training/test_fast.py bounds the
+difference over the first steps). The step logic is the golden trainer's own (SGD, MBGD,
+DFA; CP and MBCP through :class:`~caterpillar.golden.pipelined.PipelinedTrainer`), so the
+algorithms are the same; only the primitives differ. Tensors are float32 values instead of
+bit patterns: inputs, targets and scalars come in as bit patterns (as for the golden trainer)
+and ``predict`` returns float logits.
 
 It exists for studies at the paper's scale (tens of epochs of N1 on MNIST-5k), which the
 bit-exact trainer cannot run in Python in reasonable time.
@@ -23,79 +22,67 @@ from __future__ import annotations
 
 import numpy as np
 
+from caterpillar.golden.numerics import FP32, FloatFormat
 from caterpillar.golden.trainer import GoldenTrainer, to_float
 
-__all__ = ["FastTrainer", "ROUNDING", "round_fp16", "round_mantissa"]
+__all__ = ["FastTrainer", "format_rounding"]
 
-#: Float32 bit patterns (sign cleared) of fp16's smallest normal magnitude, 2^-14, and of its
-#: largest finite value, 65504.
-_FP16_MIN_NORMAL_BITS, _FP16_MAX_BITS = np.uint32(0x38800000), np.uint32(0x477FE000)
-_SIGN, _INF_BITS = np.uint32(0x80000000), np.uint32(0x7F800000)
-#: Added and subtracted, it rounds a magnitude below 2^-14 to a multiple of 2^-24 (fp16's
-#: subnormal step): 0.75's float32 ulp is 2^-24, so float32's own rounding is the one wanted.
-_FP16_SUBNORMAL_SHIFT = np.float32(0.75)
+_SIGN, _INF_BITS = np.uint32(FP32.sign_mask), np.uint32(FP32.inf)
 
 
-def _rounded_bits(x, drop: int):
-    """``x``'s float32 bit patterns (flat) and those rounded to ``23 - drop`` fraction bits,
-    to nearest even (a carry into the exponent is the right result; NaN's are not kept)."""
-    bits = np.asarray(x, dtype=np.float32).reshape(-1).view(np.uint32)
-    rounded = (bits >> np.uint32(drop)) & np.uint32(1)
-    rounded += np.uint32((1 << (drop - 1)) - 1)
-    rounded += bits
-    rounded &= np.uint32(~((1 << drop) - 1) & 0xFFFFFFFF)
-    return bits, rounded
+def _float32_bits(value: float) -> np.uint32:
+    return np.float32(value).view(np.uint32)
 
 
-def _keep_nans(bits, rounded, magnitude=None) -> np.ndarray:
-    """``rounded`` as float32 values, with ``bits``' NaNs put back (``magnitude``: ``bits``
-    without the sign, if at hand)."""
-    nan = (bits & ~_SIGN if magnitude is None else magnitude) > _INF_BITS
-    if nan.any():
-        rounded[nan] = bits[nan]
-    return rounded.view(np.float32)
+def format_rounding(fmt: FloatFormat):
+    """Return the function that rounds float32 arrays to ``fmt`` (nearest even, subnormals,
+    overflow to infinity, NaNs kept) into a new float32 array, on the float32 bit patterns:
+    the values of the golden model's conversion (and of NumPy's ``float16`` cast) bit for bit,
+    a few times faster (NumPy's cast measured 1.04 ms per 250,000 values here, the fast path's
+    largest cost on N1; this 0.33 ms). ``fmt`` must fit float32 (fp32, bf16, fp16).
 
+    Normal magnitudes drop ``23 - man_bits`` fraction bits (adding half an ulp less one plus
+    the kept lsb, then masking: a carry into the exponent is the right result); magnitudes
+    below ``fmt``'s smallest normal go to a multiple of its subnormal step by adding and
+    subtracting ``1.5 * 2^23`` steps, whose float32 ulp is one step (float32's own rounding);
+    beyond its largest finite value, infinity."""
+    drop = FP32.man_bits - fmt.man_bits
+    if fmt.exp_bits > FP32.exp_bits or drop < 0:
+        raise ValueError(f"the fast path holds values in float32; {fmt} does not fit")
+    if drop == 0:
+        return lambda x: np.array(x, dtype=np.float32)    # a new array, as below
 
-def round_mantissa(x: np.ndarray, drop: int) -> np.ndarray:
-    """Float32 ``x`` rounded to ``23 - drop`` fraction bits, to nearest even, as float32 values,
-    on the bit patterns; infinities and NaNs kept. With ``drop`` 16 this is bfloat16 exactly
-    (its exponent is float32's, and float32's subnormals round as bfloat16's); fp16 also needs
-    :func:`round_fp16`'s range."""
-    return _keep_nans(*_rounded_bits(x, drop)).reshape(np.shape(x))
+    def value(bits: int) -> float:
+        return float(to_float(np.uint64(bits), fmt))
 
+    min_normal = _float32_bits(value(1 << fmt.man_bits))
+    max_finite = _float32_bits(value(fmt.max_normal))
+    shift = np.float32(1.5 * 2.0 ** FP32.man_bits * value(1))     # value(1): the step
+    half, keep = np.uint32((1 << (drop - 1)) - 1), np.uint32(~((1 << drop) - 1) & 0xFFFFFFFF)
 
-def round_fp16(x: np.ndarray) -> np.ndarray:
-    """Float32 ``x`` rounded to fp16 (nearest even, subnormals, overflow to infinity), as
-    float32: the values of ``x.astype(np.float16).astype(np.float32)`` (tested on every class
-    of input), a few times faster (NumPy's cast measured 1.04 ms per 250,000 values here, the
-    fast path's largest cost on N1)."""
-    bits, rounded = _rounded_bits(x, 13)
-    magnitude = bits & ~_SIGN
-    # Below 2^-14 but not zero (zeros, common after a ReLU, are right already): the wrap of
-    # 0 - 1 keeps them out.
-    small = magnitude - np.uint32(1) < _FP16_MIN_NORMAL_BITS - np.uint32(1)
-    if small.any():
-        tiny = bits[small].view(np.float32)
-        rounded[small] = ((tiny + _FP16_SUBNORMAL_SHIFT) - _FP16_SUBNORMAL_SHIFT).view(
-            np.uint32) & ~_SIGN | bits[small] & _SIGN
-    big = (rounded & ~_SIGN) > _FP16_MAX_BITS
-    if big.any():
-        rounded[big] = bits[big] & _SIGN | _INF_BITS
-    return _keep_nans(bits, rounded, magnitude).reshape(np.shape(x))
+    def rounding(x: np.ndarray) -> np.ndarray:
+        bits = np.asarray(x, dtype=np.float32).reshape(-1).view(np.uint32)
+        rounded = (bits >> np.uint32(drop)) & np.uint32(1)
+        rounded += half
+        rounded += bits
+        rounded &= keep
+        magnitude = bits & ~_SIGN
+        # Below the smallest normal but not zero (zeros, common after a ReLU, are right
+        # already): the wrap of 0 - 1 keeps them out.
+        small = magnitude - np.uint32(1) < min_normal - np.uint32(1)
+        if small.any():
+            tiny = bits[small].view(np.float32)
+            rounded[small] = ((tiny + shift) - shift).view(np.uint32) & ~_SIGN \
+                | bits[small] & _SIGN
+        big = (rounded & ~_SIGN) > max_finite
+        if big.any():
+            rounded[big] = bits[big] & _SIGN | _INF_BITS
+        nan = magnitude > _INF_BITS
+        if nan.any():
+            rounded[nan] = bits[nan]
+        return rounded.view(np.float32).reshape(np.shape(x))
 
-
-def _round_bf16(x: np.ndarray) -> np.ndarray:
-    return round_mantissa(x, 16)
-
-
-def _copy_fp32(x: np.ndarray) -> np.ndarray:
-    # A new array, as the other roundings return: a caller may change it in place.
-    return np.array(x, dtype=np.float32)
-
-
-#: Operand format -> its rounding of float32 values (nearest even, subnormals), as a new
-#: float32 array.
-ROUNDING = {"fp32": _copy_fp32, "fp16": round_fp16, "bf16": _round_bf16}
+    return rounding
 
 
 class FastTrainer(GoldenTrainer):
@@ -104,7 +91,7 @@ class FastTrainer(GoldenTrainer):
 
     def __init__(self, sizes, loss, nr, fmt, acc, weights, **kwargs):
         super().__init__(sizes, loss, nr, fmt, acc, weights, **kwargs)
-        self._rounding = ROUNDING[fmt.name]
+        self._rounding = format_rounding(fmt)
         self.weights = [(self._bits_in(w), self._bits_in(b)) for w, b in self.weights]
         self.moments = [(np.zeros_like(w), np.zeros_like(b)) for w, b in self.weights]
         if self.feedback is not None:

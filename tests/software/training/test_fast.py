@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from caterpillar.contract.config import preset
+from caterpillar.golden.numerics import format_by_name
 from caterpillar.golden.pipelined import PipelinedTrainer
 from caterpillar.golden.trainer import GoldenTrainer, scalars, to_bits, to_float
 from caterpillar.software.training.datasets import load_dataset
-from caterpillar.software.training.fast import ROUNDING, FastTrainer
+from caterpillar.software.training.fast import FastTrainer, format_rounding
 from caterpillar.software.training.session import default_weights, feedback_matrices
 
 SIZES = (64, 32, 16, 10)
@@ -143,7 +144,8 @@ def test_the_rounding_is_the_formats_bit_for_bit(name):
         else:
             fmt = preset("tiny").replace(operand_format="bf16").operand
             expected = to_float(to_bits(values, fmt), fmt).astype(np.float32)
-    got = ROUNDING[name](values)
+    rounding = format_rounding(format_by_name(name))
+    got = rounding(values)
     assert got.dtype == np.float32 and got.shape == values.shape
     assert not np.shares_memory(got, values)
     nan = np.isnan(expected)
@@ -152,5 +154,5 @@ def test_the_rounding_is_the_formats_bit_for_bit(name):
                                   err_msg=seed)
     # Any shape, any strides, a 0-d array.
     block = values[: 600].reshape(20, 30).T
-    np.testing.assert_array_equal(ROUNDING[name](block), ROUNDING[name](block.copy()))
-    assert ROUNDING[name](np.asarray(np.float32(1 / 3))).shape == ()
+    np.testing.assert_array_equal(rounding(block), rounding(block.copy()))
+    assert rounding(np.asarray(np.float32(1 / 3))).shape == ()
