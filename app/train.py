@@ -238,9 +238,8 @@ def compile_report(compiled: Compiled, tech: Technology | None = None) -> dict:
     """The plan of a compiled step: cycles, MACs and utilization per phase and in all; with
     ``tech`` the machine's area and the step's GFLOPS per mm^2 at ``tech``'s clock."""
     cfg, graph = compiled.config, compiled.graph
-    pes = cfg.nr * cfg.nr * len(compiled.working_cores)
     phases = compiled.phase_utilization()
-    macs = sum(v["macs"] for v in phases.values())
+    macs, utilization = _step_utilization(compiled, phases)
     report = {"graph": graph.to_dict(), "config": cfg.to_dict(),
               "segments": [list(s) for s in compiled.segments],
               "splits": compiled.splits, "bias_columns": compiled.bias_columns,
@@ -249,9 +248,14 @@ def compile_report(compiled: Compiled, tech: Technology | None = None) -> dict:
               "cores": list(compiled.working_cores), "instructions": compiled.instructions,
               "step_cycles": compiled.step_cycles,
               "cycles_per_core": compiled.predicted_cycles(), "macs": macs,
-              "utilization": macs / (pes * compiled.step_cycles), "phases": phases}
+              "utilization": utilization, "phases": phases}
     if graph.pipelined:
         report["pipeline"] = cp_pipeline_report(compiled)
+    report["over_imem"] = [
+        {"segments": [list(s) for s in c.segments], "placement": c.placement_text(),
+         "step_cycles": c.step_cycles, "instructions": c.instructions,
+         "utilization": _step_utilization(c)[1]}
+        for c in compiled.over_imem]
     period = priced_period(compiled)
     report["bounds"] = kernel_bounds(compiled, period)
     if tech is not None:
@@ -266,6 +270,16 @@ def compile_report(compiled: Compiled, tech: Technology | None = None) -> dict:
                             "macs": energy_macs,
                             **step_energy(events, energy_macs, cycles, cfg, tech)}
     return report
+
+
+def _step_utilization(compiled, phases=None) -> tuple[int, float]:
+    """The MACs of ``compiled``'s step (from ``phases``, its :meth:`~caterpillar.software.
+    compiler.program.Compiled.phase_utilization`, if given) and the share of its working
+    cores' PE cycles they fill."""
+    cfg = compiled.config
+    phases = phases or compiled.phase_utilization()
+    macs = sum(v["macs"] for v in phases.values())
+    return macs, macs / (cfg.nr * cfg.nr * len(compiled.working_cores) * compiled.step_cycles)
 
 
 def _print_area(a: dict) -> None:
@@ -366,6 +380,11 @@ def run_compile(args) -> int:
     print(f"  bounds: the MAC kernels alone {100 * bounds['kernels']:.1f}% (the slowest core's "
           f"kernel cycles), their MAC steps alone {100 * bounds['mac_steps']:.1f}% (the padded "
           "shapes)")
+    for other in report["over_imem"]:
+        print(f"  passed over, its programs over IMEM ({other['instructions']:,} instructions on "
+              f"a core, IMEM holds {cfg.imem_words:,}): {other['placement'].lstrip(', ')}: "
+              f"{other['step_cycles']:,} cycles per step, utilization "
+              f"{100 * other['utilization']:.1f}%")
     if "pipeline" in report:
         _print_pipeline(report["pipeline"])
     if timeline:

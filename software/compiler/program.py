@@ -68,10 +68,13 @@ def ceil_to(a: int, b: int) -> int:
 class CapacitySurvey:
     """What the capacity checks of a compile found (:func:`~caterpillar.software.compiler.
     fit.capacity_survey`): one record per check; with ``keep_going``, a ``survivable``
-    shortage is recorded and passed over, so one compile measures every memory."""
+    shortage is recorded and passed over, so one compile measures every memory; a
+    survivable shortage of a memory in ``pass_over`` is passed over too, its record keeping
+    the error it would have raised (``error``)."""
 
     keep_going: bool = False
     records: list = field(default_factory=list)
+    pass_over: frozenset = frozenset()
 
 
 #: The survey the capacity checks of the running compile report to (``None``: none).
@@ -90,6 +93,10 @@ def check_capacity(memory, needed, available, message, *, largest=(), survivable
                                "available": int(available),
                                "largest": [[str(w), int(n)] for w, n in largest]})
         if survivable and survey.keep_going:
+            return
+        if survivable and memory in survey.pass_over:
+            if needed > available:
+                survey.records[-1]["error"] = message()
             return
     if needed > available:
         raise CompileError(message())
@@ -449,6 +456,9 @@ class Compiled:
     cores: dict                       # core -> CoreProgram (cores that run more than HALT)
     sources: list                     # SRC{k} of every core of the ring
     blocks: list                      # per layer: [(lo, hi)] per position in its segment
+    #: The candidates the compiler passed over because their programs do not fit IMEM although
+    #: they step faster (:func:`~.training._fastest`), fastest first.
+    over_imem: list[Compiled] = field(default_factory=list)
 
     @property
     def split(self) -> str:

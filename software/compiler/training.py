@@ -91,30 +91,38 @@ def _fastest(builds, cfg, fallback=None) -> Compiled:
     every one's if none compiles (only the fallback's, if it has any), whose first error is
     raised. A survey that keeps going (the fit table's) lets a candidate past a shortage: it
     counts as not compiling, but, if no candidate compiles, the first of the last ones tried
-    to get that far is returned, so the table shows what it lacks."""
+    to get that far is returned, so the table shows what it lacks. The candidates that step
+    faster than the chosen one but do not fit IMEM go to its :attr:`~.Compiled.over_imem`."""
     outer = CAPACITY_SURVEY.get()
+    keep_going = outer is not None and outer.keep_going
     built, short, errors = [], [], []
+
+    def fits(candidate):
+        return candidate[0].instructions <= cfg.imem_words
 
     def attempt(candidates):
         for build in candidates:
-            survey = CapacitySurvey(outer.keep_going) if outer is not None else None
+            # An IMEM shortage is passed over: the candidate's cycles still count, for the
+            # report of what a larger IMEM would buy (over_imem).
+            survey = CapacitySurvey(keep_going, pass_over=frozenset({"IMEM"}))
             token = CAPACITY_SURVEY.set(survey)
             try:
                 compiled = build()
-                records = survey.records if survey else []
-                lacking = any(r["needed"] > r["available"] for r in records
+                lacking = any(r["needed"] > r["available"] for r in survey.records
                               if r["memory"] != "IMEM")
-                (short if lacking else built).append((compiled, records))
+                (short if lacking else built).append((compiled, survey.records))
             except CompileError as error:
-                errors.append((error, survey.records if survey else []))
+                errors.append((error, survey.records))
             finally:
                 CAPACITY_SURVEY.reset(token)
 
     attempt(builds)
-    if not built and fallback is not None:
-        tried = (len(errors), len(short))
+    if not any(map(fits, built)) and fallback is not None:
+        tried = (len(errors), len(short), len(built))
         attempt(fallback())
         errors, short = errors[tried[0]:] or errors, short[tried[1]:] or short
+        if any(map(fits, built[tried[2]:])):
+            built = built[tried[2]:]
     if not built and short:
         built = short[:1]
     if not built:
@@ -122,11 +130,19 @@ def _fastest(builds, cfg, fallback=None) -> Compiled:
             for _, failed in errors:
                 outer.records.extend(failed)
         raise errors[0][0]
-    fitting = [k for k, (c, _) in enumerate(built) if c.instructions <= cfg.imem_words] or [0]
-    chosen = min(fitting, key=lambda k: built[k][0].step_cycles)
+    fitting = [k for k, candidate in enumerate(built) if fits(candidate)]
+    imem_error = next((r["error"] for r in built[0][1] if "error" in r), None)
+    if not fitting and not keep_going and imem_error is not None:
+        raise CompileError(imem_error)
+    chosen = min(fitting or [0], key=lambda k: built[k][0].step_cycles)
     if outer is not None:
         outer.records.extend(built[chosen][1])
-    return built[chosen][0]
+    compiled = built[chosen][0]
+    if fitting:
+        faster = [c for c, _ in built if c.instructions > cfg.imem_words
+                  and c.step_cycles < compiled.step_cycles]
+        compiled.over_imem = sorted(faster + compiled.over_imem, key=lambda c: c.step_cycles)
+    return compiled
 
 
 def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> Compiled:
@@ -251,4 +267,6 @@ def compiled_for_groups(compiled: Compiled, groups: int) -> Compiled:
     core = compiled.cores.get(0)
     if not compiled.graph.pipelined or core.io["groups"] == groups:
         return compiled
-    return compile_training(compiled.graph, compiled.config, compiled.segments, groups=groups)
+    again = compile_training(compiled.graph, compiled.config, compiled.segments, groups=groups)
+    again.over_imem = compiled.over_imem
+    return again

@@ -125,6 +125,22 @@ def test_default_placement_is_the_faster_candidate(sizes, cores, winner):
     assert period / (pes * chosen.step_cycles) < bound["placement"] <= bound["best"] <= 1
 
 
+def test_a_faster_placement_over_imem_is_passed_over_and_reported():
+    """The placement that steps fastest needs a few more instructions than a slower one: with
+    IMEM one short of it, the slower one is chosen and the faster is kept in ``over_imem``
+    with its cycles; with IMEM short of every placement the error says what to change."""
+    g, cfg = graph((16, 16, 16, 4)), TINY.replace(cores=6)
+    best = compile_training(g, cfg)
+    tight = compile_training(g, cfg.replace(imem_words=best.instructions - 1))
+    assert best.over_imem == []
+    assert tight.instructions < best.instructions and tight.step_cycles > best.step_cycles
+    assert [(c.segments, c.step_cycles, c.instructions) for c in tight.over_imem] == \
+        [(best.segments, best.step_cycles, best.instructions)]
+    with pytest.raises(CompileError, match=r"need \d+ instructions but IMEM holds 100; "
+                                           "use a config with more imem_words"):
+        compile_training(g, cfg.replace(imem_words=100))
+
+
 def test_refusals_on_a_ring():
     cfg = TINY.replace(cores=4)
     with pytest.raises(CompileError, match="layer 1 has 4 inputs, too few"):
