@@ -332,6 +332,11 @@ def _print_pipeline(p: dict) -> None:
         print(f"  whole-core bound (the segment with the most MACs per core sets the step): "
               f"{100 * bound['placement']:.1f}% on this placement, "
               f"{best('best', 'with every layer on its own cores')}{shared}")
+    over = p["overlays"]
+    if over is not None:
+        print(f"  IMEM overlays: {over['image']:,} instructions of step programs on the "
+              f"fullest core in {over['overlays']} overlays of up to {over['instructions']:,}, "
+              f"{over['loads']} loaded by the host an epoch ({over['words']:,} instructions)")
     access = p["weight_accesses"]
     algorithm = next(k for k in access if k != "sgd")
     print(f"  MemA weight accesses per steady-state step: {access[algorithm]:,} (sgd: "

@@ -28,6 +28,7 @@ from caterpillar.contract.geometry import cpass_fits, word_cycles
 from caterpillar.contract.isa import Layout, Opcode, VecOp, encode
 from caterpillar.golden.collectives import ring_blocks
 from caterpillar.software.compiler.program import (
+    OVERLAY_IMEMS,
     SCALAR_REGS,
     CompileError,
     CoreProgram,
@@ -297,14 +298,16 @@ def cp_core_program(graph, cfg, groups: int | None = None) -> CoreProgram:
     enough that every phase of the steady state appears), one program per distinct key.
 
     ``io["entries"]`` lists ``[t mod 2L, forward mask, backward mask, pc]`` of each program
-    (masks as bit fields, layer ``l`` in bit ``l``); ``io["groups"]`` is ``groups``.
+    (masks as bit fields, layer ``l`` in bit ``l``); ``io["groups"]`` is ``groups``;
+    ``io["overlays"]`` the image's overlays (:func:`cp_image`), or ``None``.
     """
     check_cp(graph, cfg)
     lay = _layout(graph, cfg)
-    e, entries, groups = cp_image(graph, cfg, groups,
-                                  lambda e, key: _step(e, lay, graph, cfg, key))
+    e, entries, groups, overlays = cp_image(graph, cfg, groups,
+                                            lambda e, key: _step(e, lay, graph, cfg, key))
     io = {"inputs": lay.x, "targets": lay.t_spad, "logits": lay.logits, "entries": entries,
-          "groups": groups, "ld_inputs": lay.ld_x, "ld_classes": lay.ld_c}
+          "groups": groups, "ld_inputs": lay.ld_x, "ld_classes": lay.ld_c,
+          "overlays": overlays}
     return CoreProgram(e.words, e.phases, e.macs, lay.tensors, io, staging=lay.staging,
                        staging_words=lay.staging_words)
 
@@ -333,17 +336,22 @@ def check_cp(graph, cfg) -> None:
 
 def cp_image(graph, cfg, groups, emit_step):
     """One program per distinct key of an epoch of ``groups`` groups, a steady-state step
-    first, each ending in ``halt``: ``(emitter, entries, groups)``; ``emit_step(e, key)``
-    emits a step. Keys whose programs are the same words on this core (a core sees only its
-    own layer's halves and the relays that pass it) share one copy."""
+    first, each ending in ``halt``: ``(emitter, entries, groups, overlays)``;
+    ``emit_step(e, key)`` emits a step. Keys whose programs are the same words on this core
+    (a core sees only its own layer's halves and the relays that pass it) share one copy.
+
+    An image longer than IMEM is run in overlays (:func:`cp_overlays`), ``None`` otherwise:
+    each overlay's programs fit IMEM together, and the host loads the next one between two
+    steps of an epoch, when a step's program is not in IMEM."""
     L = len(graph.layers)
     if groups is None:
         groups = 4 * L - 1
-    keys = list(dict.fromkeys(cp_schedule(L, groups)))
+    schedule = cp_schedule(L, groups)
+    keys = list(dict.fromkeys(schedule))
     steady = [k for k in keys if all(k[1]) and all(k[2])]
     keys = steady[:1] + [k for k in keys if k not in steady[:1]]
     e = Emitter()
-    entries, copies = [], {}
+    entries, copies, pcs = [], {}, {}
     for key in keys:
         step = Emitter()
         emit_step(step, key)
@@ -353,14 +361,56 @@ def cp_image(graph, cfg, groups, emit_step):
             e.words += step.words
             e.phases += step.phases
             e.macs += step.macs
+        pcs[key] = pc
         entries.append([key[0], _bits(key[1]), _bits(key[2]), pc])
-    check_capacity("IMEM", len(e.words), cfg.imem_words,
+    overlays = None
+    if len(e.words) > OVERLAY_IMEMS * cfg.imem_words:
+        raise CompileError(f"{graph.algorithm}'s {len(copies)} distinct step programs need "
+                           f"{len(e.words)} instructions, more than {OVERLAY_IMEMS} IMEMs of "
+                           f"{cfg.imem_words} in overlays; use a config with more imem_words "
+                           "or fewer layers" + (", or a smaller batch" if graph.batch > 1
+                                                else ""))
+    if len(e.words) > cfg.imem_words:
+        lengths = {pc: len(words) for words, pc in copies.items()}
+        overlays = cp_overlays([pcs[k] for k in schedule], set(pcs[k] for k in steady),
+                               lengths, cfg.imem_words)
+    need = max(sum(lengths[pc] for pc in o) for o in overlays) if overlays else len(e.words)
+    check_capacity("IMEM", need, cfg.imem_words,
                    lambda: f"{graph.algorithm}'s {len(copies)} distinct step programs need "
-                           f"{len(e.words)} instructions but IMEM holds {cfg.imem_words}; use "
-                           "a config with more imem_words or fewer layers"
+                           f"{len(e.words)} instructions"
+                           + (f", in overlays of up to {need}," if overlays else "")
+                           + f" but IMEM holds {cfg.imem_words}; use a config with more "
+                           "imem_words or fewer layers"
                            + (", or a smaller batch" if graph.batch > 1 else ""),
                    survivable=True)
-    return e, entries, groups
+    return e, entries, groups, overlays
+
+
+def cp_overlays(sequence, steady, lengths, capacity) -> list:
+    """The overlays of an image too long for IMEM: lists of its programs (their first
+    instructions) that the host loads in turn, each into IMEM from instruction 0.
+    ``sequence``: the program of every step of an epoch, in order; ``steady``: the
+    steady-state programs, which share one overlay (the steady state then loads none); the
+    others go, in the order the epoch first runs them, into overlays of as many as fit
+    ``capacity`` instructions (``lengths``: each program's), the steady-state one first, and
+    after the steady state a new overlay starts, which takes again a program the fill had:
+    fill and drain load one overlay after another, and an epoch loads each overlay once
+    (:meth:`~.program.CoreProgram.locate` looks from the loaded overlay on)."""
+    overlays = [[pc for pc in dict.fromkeys(sequence) if pc in steady]] if steady else []
+    size = lambda overlay: sum(lengths[pc] for pc in overlay)  # noqa: E731
+    current, seen = None, set()
+    for pc in sequence:
+        if pc in steady:
+            current, seen = None, set()     # after the steady state a new overlay begins
+            continue
+        if pc in seen:
+            continue
+        seen.add(pc)
+        if current is None or size(current) + lengths[pc] > capacity:
+            current = []
+            overlays.append(current)
+        current.append(pc)
+    return overlays
 
 
 def _bits(mask) -> int:
@@ -402,6 +452,7 @@ def cp_pipeline_report(compiled) -> dict:
             if last else 1)
     return {"placement": {f"layer {k}": list(seg) for k, seg in enumerate(compiled.segments)},
             "layers": per_layer, "placement_bound": bound,
+            "overlays": _overlay_report(compiled, layers, groups),
             "batch": graph.batch, "groups_per_epoch": groups,
             "steps_per_epoch": len(steps),
             "programs": list(programs.values()), "epoch_cycles": epoch,
@@ -409,6 +460,27 @@ def cp_pipeline_report(compiled) -> dict:
             "fill_drain_share": (epoch - steady) / epoch if epoch else 0.0,
             "weight_accesses": {graph.algorithm: cp_weight_accesses(graph, graph.algorithm),
                                 "sgd": cp_weight_accesses(graph, "sgd")}}
+
+
+def _overlay_report(compiled, layers: int, groups: int) -> dict | None:
+    """How an image in overlays (:func:`cp_image`) runs, on the core with the most: its
+    ``image`` and largest overlay (``instructions``), how many ``overlays`` and the loads an
+    epoch takes once the first is over (the host's IMEM writes, ``loads`` and ``words``);
+    ``None`` when every core's image fits IMEM."""
+    cores = [c for c in compiled.cores.values() if c.io.get("overlays")]
+    if not cores:
+        return None
+    core = max(cores, key=lambda c: (len(c.io["overlays"]), len(c.program)))
+    pcs = {(phase, fwd, bwd): pc for phase, fwd, bwd, pc in core.io["entries"]}
+    loaded, loads, words = 0, 0, 0
+    for epoch in range(2):
+        for phase, fwd, bwd in cp_schedule(layers, groups):
+            overlay, _ = core.locate(pcs[(phase, _bits(fwd), _bits(bwd))], loaded)
+            if overlay != loaded and epoch:
+                loads, words = loads + 1, words + len(core.overlay_words(overlay))
+            loaded = overlay
+    return {"image": len(core.program), "instructions": core.imem_need,
+            "overlays": len(core.io["overlays"]), "loads": loads, "words": words}
 
 
 def cp_core_caps(graph, cfg) -> list:

@@ -647,11 +647,12 @@ def cp_ring_core_program(graph, cfg, core, segments, blocks, groups=None) -> Cor
             # (52,850 -> 53,280): its later posts wait for room in the queue.
             e.insert(min(start + max(cfg.ring_commands, 1), len(e.words)), loss)
 
-    e, entries, groups = cp_image(graph, cfg, groups, emit)
+    e, entries, groups, overlays = cp_image(graph, cfg, groups, emit)
     if not member:
-        io = {"entries": entries, "groups": groups}
+        io = {"entries": entries, "groups": groups, "overlays": overlays}
         return CoreProgram(e.words, e.phases, e.macs, [], io)
     io = {"inputs": lay.x, "targets": lay.t_spad, "logits": lay.logits, "entries": entries,
-          "groups": groups, "ld_inputs": lay.ld_x, "ld_classes": lay.ld_c}
+          "groups": groups, "ld_inputs": lay.ld_x, "ld_classes": lay.ld_c,
+          "overlays": overlays}
     return CoreProgram(e.words, e.phases, e.macs, lay.tensors, io, staging=lay.staging,
                        staging_words=lay.staging_words)

@@ -36,7 +36,8 @@ __all__ = ["CompileError", "Compiled", "CoreProgram", "Tensor", "Emitter", "Regi
            "layer_splits",
            "SCALAR_REGS", "load_compiled", "cdiv", "ceil_to", "input_name", "ring_emit",
            "with_utilization",
-           "check_capacity", "CAPACITY_SURVEY", "CapacitySurvey", "alloc_staging"]
+           "check_capacity", "CAPACITY_SURVEY", "CapacitySurvey", "alloc_staging",
+           "OVERLAY_IMEMS"]
 
 #: Phases a step's cycles are reported in.
 PHASES = ("forward", "loss", "delta", "update", "fused", "transfer", "ring")
@@ -48,6 +49,10 @@ SCALAR_REGS = {"zero": 0, "step": 1, "inv_batch": 2, "neg_lr": 3, "wd": 4, "mu":
 _QWORDS = INSTR_BITS // 64
 #: Most bytes the JSON ``meta`` member of a saved step may take.
 _META_LIMIT = 1 << 24
+
+#: An image run in overlays (``cp``'s, :func:`~.cp.cp_image`) holds at most this many IMEMs of
+#: programs.
+OVERLAY_IMEMS = 16
 
 
 class CompileError(ValueError):
@@ -408,6 +413,44 @@ class CoreProgram:
     k_chunk: int | None = None
     spad_layout: tuple = ()           # what a SPAD too small for the usual layout changed
 
+    @property
+    def imem_need(self) -> int:
+        """Instructions IMEM must hold: the program, or its largest overlay (``cp``'s image,
+        :func:`~.cp.cp_image`)."""
+        overlays = self.io.get("overlays")
+        if not overlays:
+            return len(self.program)
+        return max(len(self.overlay_words(k)) for k in range(len(overlays)))
+
+    def _extent(self, pc: int) -> list:
+        """The words of the program that starts at ``pc``, to its ``halt``."""
+        end = next(i for i in range(pc, len(self.program))
+                   if self.program[i] & 0xFF == Opcode.HALT.value)
+        return self.program[pc:end + 1]
+
+    def overlay_words(self, k: int) -> list:
+        """What the host loads into IMEM from instruction 0 for overlay ``k``: its programs,
+        one after another."""
+        return [w for pc in self.io["overlays"][k] for w in self._extent(pc)]
+
+    def locate(self, pc: int, loaded: int | None) -> tuple[int | None, int]:
+        """Where the program at image address ``pc`` runs from: ``(overlay, IMEM address)``,
+        in overlay ``loaded`` if it holds the program, else in the first after it that does
+        (round the list: the order an epoch runs them in, :func:`~.cp.cp_overlays`);
+        ``(None, pc)`` for an image without overlays."""
+        overlays = self.io.get("overlays")
+        if not overlays:
+            return None, pc
+        first = loaded or 0
+        order = [(first + i) % len(overlays) for i in range(len(overlays))]
+        k = next(k for k in order if pc in overlays[k])
+        local = 0
+        for start in overlays[k]:
+            if start == pc:
+                return k, local
+            local += len(self._extent(start))
+        raise AssertionError("unreachable")
+
     def local_phase_report(self, cfg, start: int = 0) -> dict:
         """Per phase: cycles (``RING`` instructions excluded: their time depends on the
         neighbours) and model MACs of one step: the instructions from ``start`` to the first
@@ -551,8 +594,9 @@ class Compiled:
 
     @property
     def instructions(self) -> int:
-        """Length of the longest core program."""
-        return max(len(c.program) for c in self.cores.values())
+        """Instructions IMEM must hold on the fullest core: its program, or its largest
+        overlay (:attr:`CoreProgram.imem_need`)."""
+        return max(c.imem_need for c in self.cores.values())
 
     def programs(self) -> list:
         """Every core's program (a lone HALT on idle cores)."""
@@ -735,8 +779,11 @@ def load_compiled(path) -> Compiled:
             if not 0 <= k < cfg.cores:
                 raise bad(f"core {k} is outside the config's {cfg.cores} cores")
             name = f"program{k}"
-            # No program longer than IMEM is read at all.
-            words = load_npz(path, (name,), limits={name: cfg.imem_words * INSTR_BITS // 8})[name]
+            # No program longer than IMEM (an image in overlays: OVERLAY_IMEMS of them) is
+            # read at all.
+            imems = OVERLAY_IMEMS if core_meta.get("io", {}).get("overlays") else 1
+            words = load_npz(path, (name,), limits={
+                name: imems * cfg.imem_words * INSTR_BITS // 8})[name]
             if words.dtype != np.uint64 or words.ndim != 2 or words.shape[1] != _QWORDS:
                 raise bad(f"program{k} must be a uint64 array of shape (n, {_QWORDS})")
             program = [sum(int(v) << (64 * q) for q, v in enumerate(row)) for row in words]
@@ -761,7 +808,8 @@ def _check_program(core: CoreProgram, cfg, k: int, bad) -> None:
     n = len(core.program)
     if n == 0:
         raise bad(f"the program of core {k} is empty")
-    if n > cfg.imem_words:
+    overlays = core.io.get("overlays")
+    if n > cfg.imem_words * (OVERLAY_IMEMS if overlays else 1):
         raise bad(f"the program of core {k} has {n} instructions; IMEM holds {cfg.imem_words}")
     if len(core.phases) != n or len(core.macs) != n:
         raise bad(f"core {k} has {n} instructions but {len(core.phases)} phases and "
@@ -775,6 +823,18 @@ def _check_program(core: CoreProgram, cfg, k: int, bad) -> None:
             raise bad(f"core {k}, instruction {pc}: {e}") from None
     if decode(core.program[-1]).op != Opcode.HALT:
         raise bad(f"the program of core {k} does not end with halt")
+    if overlays:
+        starts = {0} | {pc + 1 for pc, w in enumerate(core.program[:-1])
+                        if w & 0xFF == Opcode.HALT.value}
+        if not all(isinstance(o, list) and o and all(pc in starts for pc in o)
+                   for o in overlays):
+            raise bad(f"core {k}'s overlays are not lists of its programs' first instructions")
+        if core.imem_need > cfg.imem_words:
+            raise bad(f"an overlay of core {k} has {core.imem_need} instructions; IMEM holds "
+                      f"{cfg.imem_words}")
+        if any(entry[3] not in {pc for o in overlays for pc in o}
+               for entry in core.io.get("entries", [])):
+            raise bad(f"core {k} has a step program in no overlay")
     for t in core.tensors:
         if t.row_order and sorted(t.row_order) != list(range(t.rows)):
             raise bad(f"core {k}'s tensor {t.name}: its row order is not an order of its "

@@ -141,7 +141,9 @@ def _fastest(builds, cfg, fallback=None) -> Compiled:
     if fitting:
         faster = [c for c, _ in built if c.instructions > cfg.imem_words
                   and c.step_cycles < compiled.step_cycles]
-        compiled.over_imem = sorted(faster + compiled.over_imem, key=lambda c: c.step_cycles)
+        # One per placement (the fallback's may repeat one the first round tried).
+        unique = {tuple(c.segments): c for c in reversed(faster + compiled.over_imem)}
+        compiled.over_imem = sorted(unique.values(), key=lambda c: c.step_cycles)
     return compiled
 
 

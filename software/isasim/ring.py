@@ -176,7 +176,9 @@ class _TimingCore:
     timeline = None      # a list to record the run's TimelineEntry in (ring_timeline)
 
     def start_run(self, pc: int):
-        if pc < self.cfg.imem_words:
+        # An image in overlays (cp's) runs each program from IMEM, wherever it lies in the
+        # image the model times.
+        if pc < max(self.cfg.imem_words, len(self.program)):
             self.busy += RUN_START_CYCLES
 
     def execute(self, pc: int) -> Step:

@@ -50,8 +50,12 @@ class CoreTrainer:
         if driver.config.get("nr") != cfg.nr:
             raise ValueError(f"the device has nr={driver.config.get('nr')}, the program was "
                              f"compiled for nr={cfg.nr}")
-        self.driver.load_program(core.program)
-        self.transfer_pc = len(core.program)
+        # An image in overlays (cp_image) starts with the first; pipeline steps load the others.
+        self.overlay = 0 if core.io.get("overlays") else None
+        self.driver.load_program(core.program if self.overlay is None
+                                 else core.overlay_words(0))
+        self.overlay_loads = 0
+        self.transfer_pc = core.imem_need
         self.one = int(gn.from_float(1.0, cfg.operand))
         self._lr = None
         for addr, rows, cols, ld, what in core.constants:
@@ -61,6 +65,17 @@ class CoreTrainer:
             self.driver.write_spad(addr, block.ravel())
 
     # -- parameters ------------------------------------------------------------------------
+
+    def start_pc(self, pc: int) -> int:
+        """Where the step program at image address ``pc`` starts in IMEM, after loading its
+        overlay if another one is there (an image in overlays, :func:`~caterpillar.software.
+        compiler.cp.cp_image`)."""
+        overlay, local = self.core.locate(pc, self.overlay)
+        if overlay != self.overlay:
+            self.driver.load_program(self.core.overlay_words(overlay))
+            self.overlay = overlay
+            self.overlay_loads += 1
+        return local
 
     def _transfer(self, word):
         self.driver.load_program([word, encode(Opcode.HALT)], base=self.transfer_pc)
@@ -503,6 +518,9 @@ class Trainer:
         c = self.compiled
         entry = self.pipeline_entry(t)
         first, last = c.segments[0], c.segments[-1]
+        # Overlays load before the step's host words are counted: an epoch loads each once.
+        pcs = [self.trainers[k].start_pc(pc) if k in self.trainers else pc
+               for k, pc in enumerate(entry["pcs"])]
         self.ring.clear_host_words()
         if x is not None:
             x = np.asarray(x, dtype=np.uint64).reshape(self.graph.batch, -1)
@@ -517,7 +535,7 @@ class Trainer:
                 trainer.driver.write_spad(trainer.core.io["targets"],
                                           _rows(trainer._targets(target),
                                                 trainer.core.io["ld_classes"]))
-        run = self.ring.run(entry["pcs"], timeout_cycles=4 * entry["step_cycles"] + 10_000)
+        run = self.ring.run(pcs, timeout_cycles=4 * entry["step_cycles"] + 10_000)
         _check_run(run, entry["cycles"] if check_cycles else None,
                    c.predicted_events(entry["pcs"]), f"pipeline step {t}")
         logits = self.trainers[last[0]].group_logits() if entry["key"][1][-1] else None

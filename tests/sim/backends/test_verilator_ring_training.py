@@ -150,7 +150,28 @@ def test_inputs_that_do_not_fit_the_spad_on_the_rtl(device, algorithm, sizes, ga
     assert run.cycles == hw.predicted
 
 
-#: cp's images of step programs need more IMEM than tiny's 256 words.
+@requires_verilator
+@pytest.mark.parametrize("sizes,segments,batch", [
+    ((6, 8, 8, 6, 4), [(0, 1), (2, 3), (0, 1), (2, 3)], 1),
+    ((9, 7, 6, 5), [(0, 1), (2,), (3,)], 2),
+])
+def test_step_programs_in_imem_overlays_on_the_rtl(device, sizes, segments, batch, rng, seed):
+    """tiny's IMEM (256 instructions) holds neither image of an epoch's step programs (370
+    and 391 instructions on the fullest core): the host loads their overlays between
+    pipeline steps (fill, steady state, drain), and after every step of two epochs the RTL's
+    logits, weights and biases equal the golden CP (MBCP) trainer's, every core in its
+    predicted cycles."""
+    from tests.sim.backends.test_verilator_training import run_cp_epochs
+
+    steps, slower = run_cp_epochs(CFG, device, sizes, "softmax_ce", rng, seed,
+                                  segments=segments, batch=batch)
+    assert steps == 2 * (9 + 2 * len(segments) - 1) and slower == 0
+    print(f"{'-'.join(map(str, sizes))} on {segments}: {steps} steps (b = {batch}) in IMEM "
+          "overlays, RTL == golden")
+
+
+#: cp's images of step programs need more IMEM than tiny's 256 words (overlays would do, at
+#: a load of each per epoch; these tests keep the whole image in IMEM).
 CP_CFG = CFG.replace(name="tiny-cp", imem_words=2048)
 
 

@@ -9,17 +9,18 @@ import pytest
 
 from caterpillar.contract.config import preset
 from caterpillar.contract.geometry import kernel_plan
-from caterpillar.contract.isa import Opcode, decode, unpack
+from caterpillar.contract.isa import Opcode, decode, encode, unpack
 from caterpillar.golden.trainer import to_bits
 from caterpillar.software.compiler.cp import (
     cp_core_program,
+    cp_overlays,
     cp_pipeline_report,
     cp_schedule,
     cp_step_key,
     cp_weight_accesses,
     placement_bound,
 )
-from caterpillar.software.compiler.program import CompileError
+from caterpillar.software.compiler.program import CompileError, CoreProgram
 from caterpillar.software.compiler.training import compile_training, compiled_for_groups
 from caterpillar.software.graph.model import GraphError, Optimizer, TrainingGraph
 from caterpillar.software.isasim.device import IsaDevice
@@ -72,6 +73,33 @@ def test_image_holds_one_program_per_kind_of_step():
         op, values = unpack(word)
         for check in kernel_plan(op, SimpleNamespace(**values), SMALL).checks:
             assert check.ok, f"{pc}: {check.what}"
+
+
+def test_overlays_take_the_steady_state_whole_and_the_rest_in_the_order_it_runs():
+    """An image of programs A (3 words), B (5), C (4), D (4), E (3), F (6), G (2): an epoch
+    fills with B, C, D, runs A and E in the steady state and drains with F, C again and G.
+    The steady state is one overlay; the fill takes as many as it needs, in order; the drain
+    new ones, which hold C again, so that an epoch loads each overlay once: a step looks for
+    its program from the loaded overlay on."""
+    lengths = [3, 5, 4, 4, 3, 6, 2]
+    a, b, c, d, e, f, g = starts = [sum(lengths[:k]) for k in range(len(lengths))]
+    sizes = dict(zip(starts, lengths))
+    sequence = [b, c, d, a, e, a, e, f, c, g]
+    overlays = cp_overlays(sequence, {a, e}, sizes, 9)
+    assert overlays == [[a, e], [b, c], [d], [f], [c, g]]
+    assert cp_overlays(sequence, {a, e}, sizes, 16) == [[a, e], [b, c, d], [f, c, g]]
+    assert cp_overlays([b, c], set(), sizes, 9) == [[b, c]]
+    words = [w for n in lengths for w in [encode(Opcode.NOP)] * (n - 1) + [encode(Opcode.HALT)]]
+    image = CoreProgram(words, ["transfer"] * len(words), [0] * len(words), [],
+                        {"overlays": overlays})
+    assert image.imem_need == 9 and len(image.overlay_words(4)) == 6
+    loaded, loads = 0, 0
+    for pc in sequence * 2:
+        overlay, local = image.locate(pc, loaded)
+        assert image.overlay_words(overlay)[local:local + sizes[pc]] == \
+            words[pc:pc + sizes[pc]]
+        loads, loaded = loads + (overlay != loaded), overlay
+    assert loads == 2 * len(overlays)       # each once an epoch (overlay 0 is in at first)
 
 
 def test_refusals_say_what_to_change():

@@ -126,19 +126,52 @@ def test_default_placement_is_the_faster_candidate(sizes, cores, winner):
 
 
 def test_a_faster_placement_over_imem_is_passed_over_and_reported():
-    """The placement that steps fastest needs a few more instructions than a slower one: with
-    IMEM one short of it, the slower one is chosen and the faster is kept in ``over_imem``
-    with its cycles; with IMEM short of every placement the error says what to change."""
+    """The placement that steps fastest has an image of 211 instructions: with IMEM one
+    short of it, it runs in overlays at the same cycles; with IMEM one short of its
+    steady-state overlay, a slower placement is chosen and the faster is kept in
+    ``over_imem`` with its cycles; with IMEM too small for every steady state the error
+    says what to change."""
     g, cfg = graph((16, 16, 16, 4)), TINY.replace(cores=6)
     best = compile_training(g, cfg)
-    tight = compile_training(g, cfg.replace(imem_words=best.instructions - 1))
-    assert best.over_imem == []
-    assert tight.instructions < best.instructions and tight.step_cycles > best.step_cycles
-    assert [(c.segments, c.step_cycles, c.instructions) for c in tight.over_imem] == \
-        [(best.segments, best.step_cycles, best.instructions)]
-    with pytest.raises(CompileError, match=r"need \d+ instructions but IMEM holds 100; "
-                                           "use a config with more imem_words"):
-        compile_training(g, cfg.replace(imem_words=100))
+    overlaid = compile_training(g, cfg.replace(imem_words=best.instructions - 1))
+    assert best.over_imem == overlaid.over_imem == []
+    assert (overlaid.segments, overlaid.step_cycles) == (best.segments, best.step_cycles)
+    assert overlaid.instructions < best.instructions
+    steady = max(len(c.overlay_words(0)) for c in overlaid.cores.values()
+                 if c.io["overlays"])
+    tight = compile_training(g, cfg.replace(imem_words=steady - 1))
+    assert tight.instructions < steady and tight.step_cycles > best.step_cycles
+    assert [(c.segments, c.step_cycles) for c in tight.over_imem] == \
+        [(best.segments, best.step_cycles)]
+    assert tight.over_imem[0].instructions >= steady
+    with pytest.raises(CompileError, match=r"need \d+ instructions, in overlays of up to \d+, "
+                                           "but IMEM holds 16; use a config with more "
+                                           "imem_words"):
+        compile_training(g, cfg.replace(imem_words=16))
+
+
+@pytest.mark.parametrize("sizes, segments, batch", [
+    ((6, 8, 8, 6, 4), [(0, 1), (2, 3), (0, 1), (2, 3)], 1),
+    ((7, 8, 6, 8, 4), [(0, 1), (0, 1), (2, 3), (0, 1)], 2),
+])
+def test_an_image_longer_than_imem_runs_in_overlays(sizes, segments, batch, seed):
+    """On 4 tiny cores (IMEM of 256 instructions) these images of an epoch's step programs
+    are 370 and 952 instructions long: they compile into overlays, the host loads each once
+    an epoch, and two epochs on the ring simulator are bit-identical to the golden trainer
+    after every step, every core in its predicted cycles."""
+    cfg = preset("tiny").replace(cores=4)
+    g = TrainingGraph(sizes, algorithm="cp" if batch == 1 else "mbcp", batch=batch,
+                      optimizer=Optimizer(lr=0.2, momentum=0))
+    compiled = compile_training(g, cfg, segments, groups=9)
+    report = cp_pipeline_report(compiled)["overlays"]
+    assert report["image"] > cfg.imem_words >= compiled.instructions == report["instructions"]
+    assert report["loads"] == report["overlays"] >= 3
+    steps, _ = run_cp_epochs(cfg, RingIsaDevice(cfg), sizes, "softmax_ce",
+                             np.random.default_rng(seed), seed, segments=segments, batch=batch)
+    assert steps == 2 * (9 + 2 * len(segments) - 1)
+    # Without overlays the same steps need an IMEM that holds the whole image.
+    whole = compile_training(g, cfg.replace(imem_words=1024), segments, groups=9)
+    assert whole.instructions == report["image"] and whole.step_cycles == compiled.step_cycles
 
 
 def test_refusals_on_a_ring():
