@@ -206,9 +206,13 @@ def relay_source(holders, targets, cores: int) -> int:
     return min(holders, key=reach)
 
 
-def relay(source: int, targets, buf: int, n: int, cores: int) -> dict:
+def relay(source: int, targets, buf: int, n: int, cores: int, *, dst=None,
+          ranges=None) -> dict:
     """Broadcast ``source``'s vector over the chain links (core k to k + 1, round the whole
     ring, whatever the segments) to every core of ``targets``; the cores between relay it.
+    The targets keep it at ``dst`` (default ``buf``); with ``ranges`` (``{target: (lo,
+    hi)}``) a target keeps only its words ``lo .. hi`` there and passes on only what the
+    targets beyond it keep.
 
     Returns ``{core: [words]}`` for the source and every core on the path. Pipelined: about
     ``ceil(n / nr)`` cycles plus one per hop.
@@ -217,18 +221,52 @@ def relay(source: int, targets, buf: int, n: int, cores: int) -> dict:
     if reach == 0 or n == 0:
         return {}
     out = {source: [ring(src=buf, slen=n, chain=True)]}
-    for hop in range(1, reach + 1):
-        core = (source + hop) % cores
-        out[core] = [ring(dst=buf, rlen=n, keep=core in targets, fwd=hop < reach, chain=True)]
+    path = [(source + hop) % cores for hop in range(1, reach + 1)]
+    for core, words in zip(path, _receives(path, targets, (0, n), buf, dst, ranges)):
+        out[core] = words
     return out
 
 
-def gather_relay(holders, blocks, targets, buf: int, cores: int) -> dict | None:
+def _receives(path, targets, coming, buf, dst, ranges) -> list:
+    """The receives of the cores of ``path`` (in chain order) from a stream of the vector's
+    words ``coming = (lo, hi)``: every target keeps the whole vector at ``dst`` (default
+    ``buf``); or, with
+    ``ranges``, its own words at ``dst`` (drops what no target beyond it keeps), and passes
+    on the words from the lowest to the highest that a target beyond it keeps (every range
+    a whole number of ``nr``-word rows but at the vector's end)."""
+    dst = buf if dst is None else dst
+    if ranges is None:
+        n = coming[1]
+        return [[ring(dst=dst, rlen=n - coming[0], keep=core in targets,
+                      fwd=k < len(path) - 1, chain=True)] for k, core in enumerate(path)]
+    out = []
+    for k, core in enumerate(path):
+        later = [ranges[t] for t in path[k + 1:] if t in ranges]
+        passed = (min(a for a, _ in later), max(b for _, b in later)) if later else (0, 0)
+        own = ranges.get(core, (0, 0))
+        cuts = sorted({coming[0], coming[1], *[min(max(x, coming[0]), coming[1])
+                                                for x in (*own, *passed)]})
+        words = []
+        for lo, hi in zip(cuts, cuts[1:]):
+            keep = own[0] <= lo and hi <= own[1]
+            fwd = passed[0] <= lo and hi <= passed[1]
+            words.append(ring(dst=dst + lo - own[0] if keep else 0, rlen=hi - lo, keep=keep,
+                              fwd=fwd, chain=True))
+        out.append(words)
+        coming = passed
+        if coming[1] <= coming[0]:
+            break
+    return out
+
+
+def gather_relay(holders, blocks, targets, buf: int, cores: int, *, dst=None,
+                 ranges=None) -> dict | None:
     """Gather a vector spread over ``holders`` into every core of ``targets`` in one pass
     over the chain links: holder ``p`` has the words ``blocks[p] = (lo, hi)`` at ``buf + lo``.
 
     The first holder sends its block; every later holder forwards the words before its own
-    and then sends its own; the cores on the way forward, the targets keep the whole vector.
+    and then sends its own; the cores on the way forward, the targets keep the whole vector
+    (with ``ranges``, each only its words, at ``dst``: :func:`relay`).
     Pipelined: about ``ceil(n / nr)`` cycles, one per hop and two instructions per holder,
     where an all-gather round the holders and a :func:`relay` take ``len(holders) - 1`` steps
     and the relay. It needs the holders in chain order from the first with their blocks
@@ -249,7 +287,7 @@ def gather_relay(holders, blocks, targets, buf: int, cores: int) -> dict | None:
     reach = max(dist(t) for t in targets)
     position = {h: p for p, h in enumerate(holders)}
     out = {}
-    for d in range(reach + 1):
+    for d in range(ends[-1] + 1):
         core = (start + d) % cores
         words = []
         if core in position:
@@ -258,13 +296,13 @@ def gather_relay(holders, blocks, targets, buf: int, cores: int) -> dict | None:
                 words.append(ring(dst=buf, rlen=lo, fwd=True, chain=True))
             if hi > lo:
                 words.append(ring(src=buf + lo, slen=hi - lo, chain=True))
-        elif d < ends[-1]:
+        else:
             before = max(b for h, (a, b) in zip(holders, blocks) if dist(h) < d)
             if before:
                 words.append(ring(dst=buf, rlen=before, fwd=True, chain=True))
-        else:
-            words.append(ring(dst=buf, rlen=n, keep=core in targets, fwd=d < reach,
-                              chain=True))
         if words:
             out[core] = words
+    path = [(start + d) % cores for d in range(ends[-1] + 1, reach + 1)]
+    for core, words in zip(path, _receives(path, targets, (0, n), buf, dst, ranges)):
+        out[core] = words
     return out

@@ -239,7 +239,6 @@ def _layouts(graph, cfg, core, segments, blocks) -> list:
     rblocks = cp_bias_blocks(graph, cfg, segments)
     mema = Region("MemA", cfg.mema_words)
     memb = Region("MemB", cfg.memb_words)
-    spad = Region("the SPAD", cfg.spad_words, align=nr)
     lays, tensors = [], []
     held = [k for k, seg in enumerate(segments) if core in seg]
     widths = [hi - lo for lo, hi in (blocks[k][segments[k].index(core)] for k in held)]
@@ -285,16 +284,36 @@ def _layouts(graph, cfg, core, segments, blocks) -> list:
         lays.append(lay)
     mema.check("use a config with more mema_words, more cores, or a smaller model")
     memb.check("use a config with more memb_words, more cores, or a smaller model")
-    shared = SimpleNamespace()
-    shared.x = [spad.alloc(f"input block slot {k}", batch * ld_x) for k in range(slots)]
-    shared.act = [[spad.alloc(f"a{k} slot {s}", batch * ld_act[k]) for s in range(slots)]
-                  for k in range(L - 1)]
-    # The relayed deltas in the SPAD's other region: the array stores and loads the slots
-    # (and sums the forward in them) while the engine relays the deltas (ring_waits).
-    shared.dbuf = [spad.alloc_high(f"d{k} (relayed)", batch * ld_act[k]) for k in range(L - 1)]
-    shared.logits = spad.alloc("logits", batch * ld_c)
-    shared.t_spad = spad.alloc("targets", batch * ld_c)
-    shared.staging, shared.staging_words = alloc_staging(spad, tensors, nr)
+
+    def spad_plan(compact):
+        """The SPAD's buffers: a slot per group in flight of a hidden layer's output a_k on
+        the cores of layer k + 1 (the same addresses on the cores of a segment: they hold the
+        same layers), the whole vector or, ``compact``, only the core's input block (the
+        relays keep no more); a buffer of the whole output for each layer's forward sums,
+        which the step's collectives and relays empty; the relayed deltas whole."""
+        spad = Region("the SPAD", cfg.spad_words, align=nr)
+        shared = SimpleNamespace(compact=compact)
+        shared.x = [spad.alloc(f"input block slot {k}", batch * ld_x) for k in range(slots)]
+        shared.ld_in = [ceil_to(max(hi - lo for lo, hi in blocks[k + 1]), nr) if compact
+                        else ld_act[k] for k in range(L - 1)]
+        shared.act = [[spad.alloc(f"a{k} slot {s}", batch * shared.ld_in[k])
+                       for s in range(slots)] if k + 1 in held else None for k in range(L - 1)]
+        shared.sums = [spad.alloc(f"a{k} sums", batch * ld_act[k]) if k in held else None
+                       for k in range(L - 1)]
+        # The relayed deltas in the SPAD's other region: the array stores and loads the slots
+        # (and sums the forward) while the engine relays the deltas (ring_waits).
+        shared.dbuf = [spad.alloc_high(f"d{k} (relayed)", batch * ld_act[k])
+                       for k in range(L - 1)]
+        shared.logits = spad.alloc("logits", batch * ld_c)
+        shared.t_spad = spad.alloc("targets", batch * ld_c)
+        shared.staging, shared.staging_words = alloc_staging(spad, tensors, nr)
+        return spad, shared
+
+    # Whole vectors where the SPAD holds them: a relay's target then keeps the stream in one
+    # RING, not in two (its block, then the words it passes on).
+    spad, shared = spad_plan(False)
+    if spad.need > cfg.spad_words:
+        spad, shared = spad_plan(True)
     spad.check("use a config with more spad_words")
     for lay in lays:
         lay.__dict__.update(shared.__dict__)
@@ -377,7 +396,7 @@ class _StepParts:
         def storing(op, fields):
             if not self.fwd:
                 return fields
-            out = _sums_at(lay, self.graph, self.g_f % self.slots, 0)
+            out = _sums_at(lay, self.graph, 0)
             stored = storing_y(self.cfg, op, fields, out)
             self.stored = stored is not None
             return stored or fields
@@ -428,21 +447,22 @@ class _StepParts:
 def _act_block(lay, slot, sample):
     """SPAD address of the core's column block of ``sample``'s activations of the layer
     below in ``slot``."""
-    return lay.act[lay.index - 1][slot] + sample * lay.ld_act[lay.index - 1] + lay.lo
+    return lay.act[lay.index - 1][slot] + sample * lay.ld_in[lay.index - 1] + \
+        (0 if lay.compact else lay.lo)
 
 
-def _sums_at(lay, graph, slot, sample):
-    """SPAD address of ``sample``'s forward sums of the layer: in its activations' ``slot``
-    or, at the output layer, the logits."""
+def _sums_at(lay, graph, sample):
+    """SPAD address of ``sample``'s forward sums of the layer: in its sums buffer or, at the
+    output layer, the logits."""
     if lay.index < len(graph.layers) - 1:
-        return lay.act[lay.index][slot] + sample * lay.ld_act[lay.index]
+        return lay.sums[lay.index] + sample * lay.ld_act[lay.index]
     return lay.logits + sample * lay.ld_c
 
 
 def _sum_forward(e, lay, graph, cfg, core, segments, slot, sample, stored=False):
     """``sample``'s forward partial sums (``y``) stored (unless the kernel that computed them
     has: ``stored``) and reduce-scattered round the segment."""
-    out, o = _sums_at(lay, graph, slot, sample), graph.layers[lay.index][0]
+    out, o = _sums_at(lay, graph, sample), graph.layers[lay.index][0]
     if not stored:
         # y is only stored: a gemv just before may store it itself.
         e.stv(cfg, "transfer", spad=out, memb=lay.y, len=o, layout=Layout.DIAG)
@@ -457,7 +477,9 @@ def _finish_forward(e, lay, graph, cfg, core, segments, slot, sample):
     index, o, nr = lay.index, graph.layers[lay.index][0], cfg.nr
     L, seg = len(graph.layers), segments[lay.index]
     ring = lambda words: ring_emit(e, core, words)  # noqa: E731
-    out = _sums_at(lay, graph, slot, sample)
+    out = _sums_at(lay, graph, sample)
+    # The layer above on the same segment takes the core's own block as its input block.
+    above = index < L - 1 and segments[index + 1] == seg
     if lay.owned:
         e("transfer", Opcode.LDV, spad=out + lay.r_lo, memb=lay.vec, len=lay.owned,
           layout=Layout.DIAG)
@@ -465,10 +487,10 @@ def _finish_forward(e, lay, graph, cfg, core, segments, slot, sample):
           y=lay.b, len=lay.owned, alpha=0)
         if index < L - 1:
             relu(e, lay.vec, lay.vec, lay.owned)
-        e("transfer", Opcode.STV, spad=out + lay.r_lo, memb=lay.vec, len=lay.owned,
-          layout=Layout.DIAG)
-    # The layer above on the same segment reads each core's own block where it was summed.
-    if index == L - 1 or (segments[index + 1] != seg
+        e("transfer", Opcode.STV, memb=lay.vec, len=lay.owned, layout=Layout.DIAG,
+          spad=(lay.act[index][slot] + sample * lay.ld_in[index]
+                + (0 if lay.compact else lay.r_lo)) if above else out + lay.r_lo)
+    if index == L - 1 or (not above
                           and _gather(lay, segments, index, cfg.cores, out, up=True) is None):
         ring(coll.all_gather(seg, out, o, nr))
     if index == L - 1:
@@ -547,33 +569,43 @@ def _mbcp_step(e, lay, graph, cfg, core, segments, key):
 
 def _relays(e, lay, graph, cfg, core, segments, key):
     """Core ``core``'s part of a step's relays, in one order on every core: per layer, its
-    activations up and its delta of the layer below down (``lay``: any core's layout;
-    the slots have one address everywhere)."""
+    activations up (from the sums buffers of its cores, each core of the layer above keeping
+    its input block in its slot of the group) and its delta of the layer below down (the
+    delta buffers have one address everywhere). ``lay``: one of the core's layouts (an idle
+    core's: any core's, whose addresses its relays, which only pass words on, do not use)."""
     phase, forward, backward = key
     layers = graph.layers
     L = len(layers)
 
-    def send(k, up, base, ld):
+    def send(k, up, base, ld, dst=None, ld_dst=0, ranges=None):
         """Layer ``k``'s vector of every sample of the group, gathered or relayed."""
         holders, targets = segments[k], segments[k + 1 if up else k - 1]
         if holders == targets:
             return      # summed in place (up) or all-gathered in the step (down)
         words = layers[k][0] if up else layers[k][1]
         for s in range(graph.batch):
-            buf = base + s * ld
-            gather = _gather(lay, segments, k, cfg.cores, buf, up=up)
+            buf, to = base + s * ld, None if dst is None else dst + s * ld_dst
+            gather = _gather(lay, segments, k, cfg.cores, buf, up=up, dst=to, ranges=ranges)
             if gather is None:
                 source = coll.relay_source(holders, targets, cfg.cores)
-                gather = coll.relay(source, targets, buf, words, cfg.cores)
+                gather = coll.relay(source, targets, buf, words, cfg.cores, dst=to,
+                                    ranges=ranges)
             ring_emit(e, core, gather)
 
     # In the order of the layers that produce them, the lower first: a lower layer's pass
     # (layer 0 has no backward) tends to end first, so its relays go while the others work.
     for k in range(L):
         if k < L - 1 and forward[k]:
-            send(k, True, lay.act[k][(phase - k) % (2 * L)], lay.ld_act[k])
+            slot = lay.act[k][(phase - k) % (2 * L)] if lay.act[k] else 0
+            send(k, True, lay.sums[k] or 0, lay.ld_act[k], slot, lay.ld_in[k],
+                 dict(zip(segments[k + 1], lay.blocks[k + 1])) if lay.compact else None)
         if k > 0 and backward[k]:
             send(k, False, lay.dbuf[k - 1], lay.ld_act[k - 1])
+
+
+#: What a core that keeps only its input blocks of the activations says of its SPAD layout
+#: (:attr:`~.program.CoreProgram.spad_layout`).
+COMPACT_NOTE = "activations kept as each core's input blocks"
 
 
 #: Segments of this many cores all-gather and relay instead: their all-gather is one
@@ -583,15 +615,18 @@ def _relays(e, lay, graph, cfg, core, segments, key):
 ALL_GATHER_CORES = 2
 
 
-def _gather(lay, segments, k, cores, buf, *, up):
+def _gather(lay, segments, k, cores, buf, *, up, dst=None, ranges=None):
     """Layer ``k``'s vector gathered from its segment straight into a neighbour's
     (:func:`~.collectives.gather_relay`), or ``None``: then it is all-gathered round the
     segment and relayed. ``up``: a hidden layer's output, its blocks ``R_p``, to the layer
-    above; else ``d_{k-1}``, its blocks ``I_p``, to the layer below."""
+    above; else ``d_{k-1}``, its blocks ``I_p``, to the layer below. ``dst``, ``ranges``:
+    where the targets keep which words (:func:`~.collectives.relay`; all, at ``buf``, by
+    default)."""
     blocks, target = (lay.rblocks[k], k + 1) if up else (lay.blocks[k], k - 1)
     if len(segments[k]) == ALL_GATHER_CORES or segments[target] == segments[k]:
         return None
-    return coll.gather_relay(segments[k], blocks, segments[target], buf, cores)
+    return coll.gather_relay(segments[k], blocks, segments[target], buf, cores, dst=dst,
+                             ranges=ranges)
 
 
 def _interleave(e, parts):
@@ -655,4 +690,5 @@ def cp_ring_core_program(graph, cfg, core, segments, blocks, groups=None) -> Cor
           "groups": groups, "ld_inputs": lay.ld_x, "ld_classes": lay.ld_c,
           "overlays": overlays}
     return CoreProgram(e.words, e.phases, e.macs, lay.tensors, io, staging=lay.staging,
-                       staging_words=lay.staging_words)
+                       staging_words=lay.staging_words,
+                       spad_layout=(COMPACT_NOTE,) if lay.compact else ())

@@ -136,6 +136,11 @@ class Region:
         return base
 
     @property
+    def need(self) -> int:
+        """Words the memory must hold for what was allocated (a staging area's least)."""
+        return self.top - self.slack + (self.size - self.bottom)
+
+    @property
     def room(self) -> int:
         """Words between the last :meth:`alloc` and the last :meth:`alloc_high`."""
         return self.bottom - ceil_to(self.top, self.align)
@@ -145,7 +150,7 @@ class Region:
         what it needs (a survey records the need: :func:`check_capacity`)."""
         biggest = sorted(self.items, key=lambda t: -t[2])[:3]
         listing = ", ".join(f"{w} {n}" for w, _, n in biggest)
-        need = self.top - self.slack + (self.size - self.bottom)
+        need = self.need
         check_capacity(self.name, need, self.size,
                        lambda: f"{self.name} needs {need} words but the config has "
                                f"{self.size} (largest: {listing}); {fix}",
@@ -154,15 +159,15 @@ class Region:
 
 def alloc_staging(spad: Region, tensors, nr: int) -> tuple[int, int]:
     """Allocate the SPAD area through which the host moves parameters into MemA and MemB (and
-    back): the largest tensor whole if the SPAD has room for it, else what the SPAD has left,
-    but at least ``nr`` rows of the widest tensor, since the host moves a tensor in chunks of
-    ``nr``-row groups (:class:`~caterpillar.software.training.trainer.CoreTrainer`).
-    Allocate it last: the words after it are free. Returns ``(base, words)``."""
+    back): what the SPAD has left (between the buffers from its start and those from its end,
+    :meth:`Region.alloc_high`), but at least ``nr`` rows of the widest tensor, since the host
+    moves a tensor in chunks of ``nr``-row groups (:class:`~caterpillar.software.training.
+    trainer.CoreTrainer`), and the host's one-program dump of every tensor stays inside it.
+    Allocate it last. Returns ``(base, words)``."""
     rows = [(t.rows, ceil_to(t.cols, nr)) if t.kind == "mema" else (1, ceil_to(t.cols, nr))
             for t in tensors if t.kind in ("mema", "diag", "colrep")]
-    want = max((r * ld for r, ld in rows), default=nr)
     least = max((nr * ld for r, ld in rows), default=nr)
-    words = max(least, min(want, spad.room))
+    words = max(least, spad.room)
     return spad.alloc("parameter staging", words, need=least), words
 
 
@@ -551,9 +556,9 @@ class Compiled:
 
     @property
     def spad_layout(self) -> tuple:
-        """What a SPAD too small for the usual layout changed (:attr:`CoreProgram.spad_layout`;
-        every core has the same layout)."""
-        return next(iter(self.cores.values())).spad_layout
+        """What a SPAD too small for the usual layout changed (:attr:`CoreProgram.spad_layout`
+        of every core, each note once)."""
+        return tuple(dict.fromkeys(n for c in self.cores.values() for n in c.spad_layout))
 
     def placement_text(self) -> str:
         """``, C cores 0,1/2,3 (rows split)`` on a ring (``rows split, the output layer by

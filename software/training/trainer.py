@@ -127,10 +127,10 @@ class CoreTrainer:
                       layout=Layout.COLREP if tensor.kind == "colrep" else Layout.DIAG)
 
     def _dump_plan(self):
-        """SPAD offsets for storing every PE-resident tensor with one program, or None.
-
-        The staging area is the last SPAD region, so the words after it are free; the dump
-        program goes after the step program in IMEM."""
+        """SPAD offsets for storing every PE-resident tensor with one program, or None: they
+        must fit the staging area (the SPAD's free words: those after it may hold buffers
+        allocated from the SPAD's end, as cp's relayed deltas, which a step in the middle of
+        an epoch still needs); the dump program goes after the step program in IMEM."""
         if hasattr(self, "_dump"):
             return self._dump
         nr, words, plan = self.cfg.nr, [], {}
@@ -142,8 +142,9 @@ class CoreTrainer:
             plan[t.name] = addr
             words.append(self._store_word(t, addr))
             addr += size
-        fits = addr <= self.cfg.spad_words and \
-            self.transfer_pc + len(words) + 1 <= self.cfg.imem_words
+        end = self.core.staging + self.core.staging_words if self.core.staging_words \
+            else self.cfg.spad_words
+        fits = addr <= end and self.transfer_pc + len(words) + 1 <= self.cfg.imem_words
         self._dump = (plan, words + [encode(Opcode.HALT)]) if plan and fits else None
         return self._dump
 

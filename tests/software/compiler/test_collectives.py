@@ -109,6 +109,37 @@ def test_gather_relay_needs_holders_in_chain_order_and_targets_beyond():
     assert sc.gather_relay((0, 1), blocks, (), 64, 4) is None
 
 
+@pytest.mark.parametrize("how", ["gather_relay", "relay"])
+def test_targets_keep_only_their_ranges(how, rng):
+    """A 22-word vector from cores 0-1 (blocks of 12 and 10 words) to cores 4, 5 and 7 of 8
+    (6 passes it on), each keeping only its range, at its own address: its words land there
+    and nowhere else, and a core passes on only what the targets beyond it keep."""
+    cfg = preset("tiny").replace(cores=8)
+    holders, targets, n, buf, dst = (0, 1), (4, 5, 7), 22, 64, 256
+    ranges = {4: (0, 8), 5: (8, 14), 7: (14, 22)}
+    vector = rng.integers(1, 1 << 15, n).astype(np.uint64)
+    if how == "gather_relay":
+        program = sc.gather_relay(holders, [(0, 12), (12, 22)], targets, buf, 8, dst=dst,
+                                  ranges=ranges)
+    else:
+        program = sc.relay(1, targets, buf, n, 8, dst=dst, ranges=ranges)
+    driver = RingDriver(RingIsaDevice(cfg))
+    driver.set_sources(sc.link_sources([holders, targets], 8))
+    for core, d in enumerate(driver.cores):
+        d.load_program([*program.get(core, []), encode(Opcode.HALT)])
+        d.write_spad(0, np.full(cfg.spad_words, 7, dtype=np.uint64))
+    for core in holders:
+        driver.cores[core].write_spad(buf, vector)
+    driver.run()
+    for core, (lo, hi) in ranges.items():
+        got = driver.cores[core].read_spad(dst, 16)
+        np.testing.assert_array_equal(got[:hi - lo], vector[lo:hi], err_msg=f"core {core}")
+        assert (got[hi - lo:] == 7).all() and (driver.cores[core].read_spad(buf, n) == 7).all()
+    # Core 5 passes on only core 7's words; core 7 (the last) none.
+    assert sum(decode(w).rlen for w in program[5] if decode(w).fwd) == 8
+    assert not any(decode(w).fwd for w in program[7])
+
+
 def test_gather_relay_beats_an_all_gather_and_a_relay():
     from caterpillar.golden.collectives import ring_blocks
     from caterpillar.software.isasim.ring import predict_ring_cycles
