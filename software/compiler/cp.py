@@ -364,13 +364,8 @@ def cp_image(graph, cfg, groups, emit_step):
         pcs[key] = pc
         entries.append([key[0], _bits(key[1]), _bits(key[2]), pc])
     overlays = None
-    if len(e.words) > OVERLAY_IMEMS * cfg.imem_words:
-        raise CompileError(f"{graph.algorithm}'s {len(copies)} distinct step programs need "
-                           f"{len(e.words)} instructions, more than {OVERLAY_IMEMS} IMEMs of "
-                           f"{cfg.imem_words} in overlays; use a config with more imem_words "
-                           "or fewer layers" + (", or a smaller batch" if graph.batch > 1
-                                                else ""))
-    if len(e.words) > cfg.imem_words:
+    # An image of more than OVERLAY_IMEMS IMEMs is not split: it does not compile.
+    if cfg.imem_words < len(e.words) <= OVERLAY_IMEMS * cfg.imem_words:
         lengths = {pc: len(words) for words, pc in copies.items()}
         overlays = cp_overlays([pcs[k] for k in schedule], set(pcs[k] for k in steady),
                                lengths, cfg.imem_words)

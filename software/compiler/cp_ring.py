@@ -36,7 +36,8 @@ neighbours relay to their neighbours on other segments as any layer does. An out
 narrower than its segment leaves cores with an empty ``R_p``: no bias block.
 
 So a layer's cores keep the activations of the layer below (slots ``g mod 2L`` in the SPAD,
-the same addresses on every core) and receive the deltas for their next backward. The golden
+the whole vector or, where the SPAD is short, only the core's input block: ``_layouts``) and
+receive the deltas for their next backward (the same addresses on every core). The golden
 CP trainer with each layer's core count computes the same bits
 (:class:`~caterpillar.golden.pipelined.PipelinedTrainer` over a
 :class:`~caterpillar.golden.trainer.GoldenTrainer` with ``cores``).
@@ -226,8 +227,9 @@ def cp_bias_blocks(graph, cfg, segments) -> list:
 
 def _layouts(graph, cfg, core, segments, blocks) -> list:
     """The core's buffers, one namespace per layer it holds (layers may share a segment),
-    lowest layer first; SPAD slots and relay buffers at the same address on every
-    core, MemA and MemB shared by the core's layers."""
+    lowest layer first; the relayed deltas at the same address on every core, the SPAD's
+    other buffers on the cores of a segment (``spad_plan``), MemA and MemB shared by the
+    core's layers."""
     nr = cfg.nr
     layers = graph.layers
     L, slots = len(layers), 2 * len(layers)
@@ -430,8 +432,8 @@ class _StepParts:
         lay, cfg = self.lay, self.cfg
         index, seg = lay.index, self.segments[lay.index]
         if self.fwd:
-            _sum_forward(e, lay, self.graph, cfg, self.core, self.segments,
-                         self.g_f % self.slots, 0, stored=self.stored)
+            _sum_forward(e, lay, self.graph, cfg, self.core, self.segments, 0,
+                         stored=self.stored)
         below = lay.dbuf[index - 1] if index else None
         if (self.bwd and index
                 and _gather(lay, self.segments, index, cfg.cores, below, up=False) is None):
@@ -459,7 +461,7 @@ def _sums_at(lay, graph, sample):
     return lay.logits + sample * lay.ld_c
 
 
-def _sum_forward(e, lay, graph, cfg, core, segments, slot, sample, stored=False):
+def _sum_forward(e, lay, graph, cfg, core, segments, sample, stored=False):
     """``sample``'s forward partial sums (``y``) stored (unless the kernel that computed them
     has: ``stored``) and reduce-scattered round the segment."""
     out, o = _sums_at(lay, graph, sample), graph.layers[lay.index][0]
@@ -471,9 +473,10 @@ def _sum_forward(e, lay, graph, cfg, core, segments, slot, sample, stored=False)
 
 def _finish_forward(e, lay, graph, cfg, core, segments, slot, sample):
     """``sample``'s forward sums, reduce-scattered by :func:`_sum_forward`: the core's block
-    biased, rectified below the output layer and (for the output layer, or a segment that
-    cannot gather) all-gathered into its SPAD slot; at the output layer its scaled output
-    gradient into MemB (``lay.loss``)."""
+    biased, rectified below the output layer and stored into the input slot of the layer
+    above on the same segment or back among the sums (whence the relays take it), and (for
+    the output layer, or a segment that cannot gather) the sums all-gathered; at the output
+    layer its scaled output gradient into MemB (``lay.loss``)."""
     index, o, nr = lay.index, graph.layers[lay.index][0], cfg.nr
     L, seg = len(graph.layers), segments[lay.index]
     ring = lambda words: ring_emit(e, core, words)  # noqa: E731
@@ -563,7 +566,7 @@ def _mbcp_step(e, lay, graph, cfg, core, segments, key):
             _input_block(e, lay, g_f, slots, lay.x_rep, sample=s)
             e.gemv(cfg, "forward", Opcode.GEMV, o * lay.width, y=lay.y, x=lay.x_rep, w=lay.w,
                    psum=lay.fpsum, rows=o, cols=lay.width, ldw=ldw)
-            _sum_forward(e, lay, graph, cfg, core, segments, g_f % slots, s)
+            _sum_forward(e, lay, graph, cfg, core, segments, s)
             _finish_forward(e, lay, graph, cfg, core, segments, g_f % slots, s)
 
 

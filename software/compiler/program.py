@@ -449,12 +449,8 @@ class CoreProgram:
         first = loaded or 0
         order = [(first + i) % len(overlays) for i in range(len(overlays))]
         k = next(k for k in order if pc in overlays[k])
-        local = 0
-        for start in overlays[k]:
-            if start == pc:
-                return k, local
-            local += len(self._extent(start))
-        raise AssertionError("unreachable")
+        before = overlays[k][:overlays[k].index(pc)]
+        return k, sum(len(self._extent(start)) for start in before)
 
     def local_phase_report(self, cfg, start: int = 0) -> dict:
         """Per phase: cycles (``RING`` instructions excluded: their time depends on the
