@@ -230,10 +230,9 @@ def relay(source: int, targets, buf: int, n: int, cores: int, *, dst=None,
 def _receives(path, targets, coming, buf, dst, ranges) -> list:
     """The receives of the cores of ``path`` (in chain order) from a stream of the vector's
     words ``coming = (lo, hi)``: every target keeps the whole vector at ``dst`` (default
-    ``buf``); or, with
-    ``ranges``, its own words at ``dst`` (drops what no target beyond it keeps), and passes
-    on the words from the lowest to the highest that a target beyond it keeps (every range
-    a whole number of ``nr``-word rows but at the vector's end)."""
+    ``buf``); or, with ``ranges``, its own words at ``dst``, and every core passes on the
+    words from the lowest to the highest that a target beyond it keeps and drops the rest
+    (every range a whole number of ``nr``-word rows but at the vector's end)."""
     dst = buf if dst is None else dst
     if ranges is None:
         n = coming[1]
