@@ -13,6 +13,7 @@ pickle), checking everything a hand-made file could get wrong.
 
 from __future__ import annotations
 
+import bisect
 import json
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
@@ -428,10 +429,13 @@ class CoreProgram:
         return max(len(self.overlay_words(k)) for k in range(len(overlays)))
 
     def _extent(self, pc: int) -> list:
-        """The words of the program that starts at ``pc``, to its ``halt``."""
-        end = next(i for i in range(pc, len(self.program))
-                   if self.program[i] & 0xFF == Opcode.HALT.value)
-        return self.program[pc:end + 1]
+        """The words of the program that starts at ``pc``, to its ``halt`` (the programs'
+        ends found once: a pipeline step asks at every step)."""
+        ends = self.__dict__.get("_ends")
+        if ends is None:
+            ends = self.__dict__["_ends"] = [i for i, w in enumerate(self.program)
+                                             if w & 0xFF == Opcode.HALT.value]
+        return self.program[pc:ends[bisect.bisect_left(ends, pc)] + 1]
 
     def overlay_words(self, k: int) -> list:
         """What the host loads into IMEM from instruction 0 for overlay ``k``: its programs,
