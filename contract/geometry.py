@@ -40,8 +40,9 @@ INSTRUCTION_OVERHEAD = 1
 RUN_START_CYCLES = 2
 
 #: Instructions the sequencer completes in its check cycle (no micro-ops, no engine). All but
-#: ``halt`` take one cycle more: the decode of the next instruction, fetched in their check.
-SEQUENCER_OPCODES = (Opcode.NOP, Opcode.HALT, Opcode.SYNC, Opcode.SETS)
+#: ``halt`` take one cycle more: the decode of the next instruction, fetched in their check
+#: (``loop``'s: its body's first; :class:`~caterpillar.contract.isa.LoopState`).
+SEQUENCER_OPCODES = (Opcode.NOP, Opcode.HALT, Opcode.SYNC, Opcode.SETS, Opcode.LOOP)
 
 #: A ``RING`` is posted: it hands its fields to the ring engine (which starts it, or queues it
 #: behind the one it runs: ``cfg.ring_commands``) and retires in its check cycle, and the
@@ -705,6 +706,7 @@ PLANS = {
     Opcode.HALT: _plan_none,
     Opcode.SYNC: _plan_none,
     Opcode.SETS: _plan_none,
+    Opcode.LOOP: _plan_none,
     Opcode.RDCNT: _plan_rdcnt,
     Opcode.LDA: _plan_tile_move,
     Opcode.STA: _plan_tile_move,

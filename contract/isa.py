@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import enum
 import functools
+import inspect
 from dataclasses import dataclass
 
 __all__ = [
     "INSTR_BITS", "INSTR_WORDS", "OPCODE_BITS", "Opcode", "ErrorCause", "Layout", "VecOp",
     "Counter", "COUNTER_MEANING", "EVENT_COUNTERS", "Field", "OPERANDS", "field_enum",
     "encode", "decode", "unpack", "reserved_bits", "Instruction", "IsaError", "isa_markdown",
+    "ADDRESS_KINDS", "LOOP_OFFSETS", "address_fields", "relocate", "LoopState",
 ]
 
 #: Width of one instruction, and the number of 32-bit host words it occupies.
@@ -38,6 +40,7 @@ class Opcode(enum.Enum):
     SYNC = 0x02
     SETS = 0x03
     RDCNT = 0x04
+    LOOP = 0x05
     LDA = 0x10
     STA = 0x11
     LDV = 0x12
@@ -148,8 +151,9 @@ class Field:
     """One operand field: its name, width in bits, kind and meaning.
 
     ``kind`` is one of ``spad``, ``mema``, ``memb`` (an address in that memory), ``count``,
-    ``ld`` (a leading dimension), ``sreg`` (a scalar register index), ``imm``, ``flag``, or the
-    name of an enum in this module (``Layout``, ``VecOp``, ``Counter``).
+    ``ld`` (a leading dimension), ``sreg`` (a scalar register index), ``imm``, ``flag``,
+    ``rel`` (a ``LOOP`` body's relocation selectors) or the name of an enum in this module
+    (``Layout``, ``VecOp``, ``Counter``).
     """
 
     name: str
@@ -205,6 +209,13 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
     Opcode.RDCNT: (
         _f("counter", 4, "Counter", "performance counter to read"),
         _f("spad", 24, "spad", "first SPAD word receiving the 64-bit value, low word first"),
+    ),
+    Opcode.LOOP: (
+        _f("count", 16, "count", "times the body runs (>= 1)"),
+        _f("body", 16, "count", "instructions of the body: the ones after the LOOP (>= 1)"),
+        *(_f(f"stride{k}", 24, "imm", f"added per repetition to every address field of the "
+             f"body whose rel selector is {k} (two's complement, modulo the field's width)")
+          for k in range(1, 4)),
     ),
     Opcode.LDA: _TILE,
     Opcode.STA: _TILE,
@@ -353,6 +364,111 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
     ),
 }
 
+#: Field kinds that hold a memory address: a ``LOOP`` body moves them (``rel``).
+ADDRESS_KINDS = ("spad", "mema", "memb")
+#: Offsets a running ``LOOP`` keeps (``rel`` selectors 1 to 3; 0 keeps a field as it is).
+LOOP_OFFSETS = 3
+_REL_BITS = (LOOP_OFFSETS).bit_length()
+
+
+def _with_relocation(op: Opcode, fields: tuple) -> tuple:
+    """``fields`` and, where the instruction has room, a ``rel`` field: a selector per address
+    field, in order (``cpass`` has none: its fields fill the word)."""
+    addresses = [f.name for f in fields if f.kind in ADDRESS_KINDS]
+    width = _REL_BITS * len(addresses)
+    if not addresses or OPCODE_BITS + sum(f.width for f in fields) + width > INSTR_BITS:
+        return fields
+    return (*fields, _f("rel", width, "rel", f"in a LOOP's body, per address field ("
+                        f"{', '.join(addresses)}; {_REL_BITS} bits each, the first lowest): "
+                        "0 leaves it, k (1 to 3) adds r * stride k of the running LOOP in "
+                        "repetition r of its body (0 when not given)"))
+
+
+OPERANDS = {op: _with_relocation(op, fields) for op, fields in OPERANDS.items()}
+
+
+def address_fields(op: Opcode) -> list:
+    """The address fields of ``op`` that its ``rel`` selectors name, in selector order (empty
+    when the opcode has no ``rel``: nothing of it moves in a loop)."""
+    fields = OPERANDS[op]
+    if not fields or fields[-1].name != "rel":
+        return []
+    return [f for f in fields if f.kind in ADDRESS_KINDS]
+
+
+def relocate(op: Opcode, values: dict, offsets) -> dict:
+    """The operand values of an instruction in a ``LOOP``'s body: each address field plus the
+    offset its ``rel`` selector names (``offsets[k - 1]``, modulo the field's width); the
+    values themselves when no selector is set."""
+    rel = values.get("rel", 0)
+    if not rel:
+        return values
+    moved = dict(values)
+    mask = (1 << _REL_BITS) - 1
+    for i, f in enumerate(address_fields(op)):
+        sel = (rel >> (_REL_BITS * i)) & mask
+        if sel:
+            moved[f.name] = (values[f.name] + offsets[sel - 1]) & ((1 << f.width) - 1)
+    return moved
+
+
+class LoopState:
+    """The sequencer's ``LOOP``, as the core runs it (``rtl/sequencer.py``) and the simulators
+    model it.
+
+    A ``LOOP`` at ``pc`` runs the ``body`` instructions after it ``count`` times; in
+    repetition ``r`` (from 0) each address field a body instruction's ``rel`` selects with
+    ``k`` is ``r * stride_k`` further (modulo the field's width). The jump from the body's
+    last instruction back to its first costs no cycle (the check of the last fetches the
+    first); after the last repetition the instruction after the body follows. A ``LOOP`` in a
+    running loop's body stops the core with ``illegal_field``, as do ``count`` or ``body``
+    0. A run's start forgets any loop (a ``halt`` may end one early)."""
+
+    _MASK = (1 << 24) - 1
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        """No loop runs (a run's start)."""
+        self.start = self.end = -1
+        self.left = 0
+        self.offsets = (0,) * LOOP_OFFSETS
+        self.strides = (0,) * LOOP_OFFSETS
+
+    @property
+    def active(self) -> bool:
+        return self.end >= 0
+
+    def legal(self, values: dict) -> bool:
+        """Whether a ``LOOP`` with operand ``values`` may begin now."""
+        return not self.active and values["count"] >= 1 and values["body"] >= 1
+
+    def begin(self, pc: int, values: dict):
+        """Start the loop of the (legal) ``LOOP`` at ``pc``."""
+        self.start, self.end = pc + 1, pc + values["body"]
+        self.left = values["count"] - 1
+        self.offsets = (0,) * LOOP_OFFSETS
+        self.strides = tuple(values[f"stride{k}"] for k in range(1, LOOP_OFFSETS + 1))
+
+    def operands(self, op: Opcode, values: dict) -> dict:
+        """The values the instruction to run next executes with (:func:`relocate`d while a
+        loop runs: only its body runs then)."""
+        return relocate(op, values, self.offsets) if self.active else values
+
+    def next_pc(self, pc: int) -> int:
+        """Where the run goes after the instruction at ``pc`` retires (and the loop moves on:
+        call once per instruction)."""
+        if self.active and pc == self.end:
+            if self.left:
+                self.left -= 1
+                self.offsets = tuple((o + s) & self._MASK
+                                     for o, s in zip(self.offsets, self.strides, strict=True))
+                return self.start
+            self.reset()
+        return pc + 1
+
+
 
 class IsaError(ValueError):
     """An instruction cannot be encoded or decoded; the message names the field."""
@@ -385,6 +501,8 @@ class Instruction:
         parts = [self.op.name.lower()]
         for f in OPERANDS[self.op]:
             value = self.args[f.name]
+            if f.kind == "rel" and not value:
+                continue
             if isinstance(value, enum.Enum):
                 parts.append(f"{f.name}={value.name.lower()}")
             elif f.kind in ("spad", "mema", "memb", "imm"):
@@ -510,6 +628,9 @@ def isa_markdown() -> str:
                          f"{f.doc} |")
             offset += f.width
         lines.append("")
+        if op == Opcode.LOOP:
+            rule = inspect.cleandoc(LoopState.__doc__).split("\n\n", 1)[1]
+            lines += [rule.replace("``", "`"), ""]
     for enum_type in (ErrorCause, Layout, VecOp):
         lines += [f"## `{enum_type.__name__}`", "", "| value | name |", "|---|---|"]
         lines += [f"| {m.value} | `{m.name.lower()}` |" for m in enum_type]

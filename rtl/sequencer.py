@@ -14,7 +14,14 @@ from caterpillar.contract.geometry import (
     TRANSFER_OPCODES,
     kernel_plan,
 )
-from caterpillar.contract.isa import INSTR_WORDS, Counter, ErrorCause, Opcode
+from caterpillar.contract.isa import (
+    INSTR_WORDS,
+    LOOP_OFFSETS,
+    Counter,
+    ErrorCause,
+    Opcode,
+    address_fields,
+)
 from caterpillar.contract.registers import COUNTER_BITS, SCALAR_REGISTERS
 from caterpillar.rtl.gemm import GemmEngine
 from caterpillar.rtl.instruction import FieldView, instruction_layout
@@ -48,14 +55,17 @@ class Sequencer(wiring.Component):
     ``cfg.write_back_latency`` cycles, three after a transfer kernel), so that the next
     instruction sees every result; the next instruction is decoded in the cycle this one
     retires; a plan may skip its first segment (``skip_first``: it has no cycles then).
-    ``nop``, ``sync`` and ``sets`` retire in their check and leave the next
-    instruction's decode to a cycle of its own. ``halt`` sets ``done``. A failed check, an
-    illegal opcode, running past IMEM, a ``hazard`` from the array or a refused host access
-    stops the core with ``error``, ``cause`` and ``error_pc`` until ``clear``. Micro-ops leave
-    through registers: ``issue`` is presented to the PEs one cycle after the stream cycle that
-    produced it. A ``RING`` is posted: it hands its fields to the ring engine in its check cycle
-    (the engine starts it or queues it) and retires there (a cycle of decode follows, as for
-    ``nop``); the instructions after it run while the engine moves the data, except those
+    ``nop``, ``sync``, ``sets`` and ``loop`` retire in their check and leave the next
+    instruction's decode to a cycle of its own. ``halt`` sets ``done``. A ``loop``'s body
+    (:class:`~caterpillar.contract.isa.LoopState`) runs again from the check of its last
+    instruction, which fetches the first (no cycle lost); the decode adds the loop's offsets
+    to the address fields a body instruction's ``rel`` selects, before the checks. A failed
+    check, an illegal opcode, running past IMEM, a ``hazard`` from the array or a refused host
+    access stops the core with ``error``, ``cause`` and ``error_pc`` until ``clear``. Micro-ops
+    leave through registers: ``issue`` is presented to the PEs one cycle after the stream cycle
+    that produced it. A ``RING`` is posted: it hands its fields to the ring engine in its check
+    cycle (the engine starts it or queues it) and retires there (a cycle of decode follows, as
+    for ``nop``); the instructions after it run while the engine moves the data, except those
     :func:`~caterpillar.contract.geometry.ring_waits` holds: a ``RING`` waits in its check
     while the engine's queue is ``full``; ``rdcnt``, ``sync`` and ``halt`` while the engine
     is ``busy``; an instruction that uses the SPAD while a posted ``RING`` not yet finished
@@ -98,6 +108,13 @@ class Sequencer(wiring.Component):
         # -- state --------------------------------------------------------------------------
         aw = cfg.imem_addr_width
         pc = Signal(aw + 1)
+        # The running LOOP: its body's first and last pc, repetitions left, offsets, strides.
+        loop_active = Signal()
+        loop_start, loop_end = Signal(aw + 1), Signal(aw + 17)
+        loop_left = Signal(16)
+        offsets = [Signal(24, name=f"loop_offset{k + 1}") for k in range(LOOP_OFFSETS)]
+        strides = [Signal(24, name=f"loop_stride{k + 1}") for k in range(LOOP_OFFSETS)]
+        fetched = self._relocated(m, layout, fetch.data, loop_active, offsets)
         instr = Signal(layout)
         op = instr.op
         done, error = Signal(), Signal()
@@ -125,7 +142,7 @@ class Sequencer(wiring.Component):
         for opcode in [*KERNELS, Opcode.GEMM, Opcode.RING]:
             fields = FieldView(getattr(instr.args, opcode.name.lower()))
             plans[opcode] = (fields, kernel_plan(opcode, fields, cfg, select=Mux))
-        checks_ok, regions, register_checks = self._registered_checks(layout, fetch)
+        checks_ok, regions, register_checks = self._registered_checks(layout, fetched)
 
         m.submodules.gemm = gemm = GemmEngine(cfg)
         m.d.comb += [gemm.f.eq(instr.args.gemm), self.ring.fields.eq(instr.args.ring)]
@@ -162,18 +179,28 @@ class Sequencer(wiring.Component):
         # The check cycle fetches the next instruction (when IMEM has it); the fetch port then
         # holds that word until the instruction retires and decodes it.
         ahead = Signal()
-        has_next = pc + 1 < cfg.imem_words
+        next_pc = Signal(aw + 1)            # the next instruction's, from its fetch on
+        body_ends = loop_active & (pc == loop_end)
+        target = Mux(body_ends & (loop_left != 0), loop_start, pc + 1)
+        has_next = target < cfg.imem_words
         m.d.comb += fetch.en.eq(0)          # (a read port's en is 1 unless driven)
 
         def fetch_next():
             with m.If(has_next):
-                m.d.comb += [fetch.addr.eq(pc + 1), fetch.en.eq(1)]
-            m.d.sync += ahead.eq(has_next)
+                m.d.comb += [fetch.addr.eq(target), fetch.en.eq(1)]
+            m.d.sync += [ahead.eq(has_next), next_pc.eq(target)]
+            # The loop moves on with the fetch: the fetched instruction decodes with it.
+            with m.If(body_ends):
+                with m.If(loop_left != 0):
+                    m.d.sync += [loop_left.eq(loop_left - 1),
+                                 *[o.eq(o + d) for o, d in zip(offsets, strides, strict=True)]]
+                with m.Else():
+                    m.d.sync += loop_active.eq(0)
 
         def retire_in_check():
             # The next instruction was fetched in this cycle: its decode takes the next one.
             m.d.comb += retire.eq(1)
-            m.d.sync += pc.eq(pc + 1)
+            m.d.sync += pc.eq(target)
             with m.If(has_next):
                 m.next = "DECODE"
             with m.Else():
@@ -181,9 +208,9 @@ class Sequencer(wiring.Component):
 
         def retire_to_next():
             m.d.comb += retire.eq(1)
-            m.d.sync += pc.eq(pc + 1)
+            m.d.sync += pc.eq(next_pc)
             with m.If(ahead):
-                m.d.sync += [instr.eq(fetch.data), *register_checks]
+                m.d.sync += [instr.eq(fetched), *register_checks]
                 m.next = "CHECK"
             with m.Else():
                 m.next = "FETCH"
@@ -191,7 +218,7 @@ class Sequencer(wiring.Component):
         with m.FSM(name="seq") as fsm:
             with m.State("IDLE"):
                 with m.If(host.start):
-                    m.d.sync += [pc.eq(host.start_pc), done.eq(0)]
+                    m.d.sync += [pc.eq(host.start_pc), done.eq(0), loop_active.eq(0)]
                     m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.comb += [fetch.addr.eq(pc), fetch.en.eq(1)]
@@ -201,7 +228,7 @@ class Sequencer(wiring.Component):
                     m.next = "DECODE"
                 refuse_host_access()
             with m.State("DECODE"):
-                m.d.sync += [instr.eq(fetch.data), *register_checks]
+                m.d.sync += [instr.eq(fetched), *register_checks]
                 m.next = "CHECK"
                 refuse_host_access()
             with m.State("CHECK"):
@@ -224,6 +251,18 @@ class Sequencer(wiring.Component):
                     with m.Elif((op == Opcode.NOP) | (op == Opcode.SYNC)):
                         fetch_next()
                         retire_in_check()
+                    with m.Elif(op == Opcode.LOOP):
+                        f = instr.args.loop
+                        with m.If(loop_active | (f.count == 0) | (f.body == 0)):
+                            fail(ErrorCause.ILLEGAL_FIELD)
+                        with m.Else():
+                            fetch_next()
+                            retire_in_check()
+                            m.d.sync += [loop_active.eq(1), loop_start.eq(pc + 1),
+                                         loop_end.eq(pc + f.body), loop_left.eq(f.count - 1),
+                                         *[o.eq(0) for o in offsets],
+                                         *[d.eq(getattr(f, f"stride{k + 1}"))
+                                           for k, d in enumerate(strides)]]
                     with m.Else():
                         fetch_next()
                         self._check(m, op, plans, checks_ok, fail, gemm, retire_in_check)
@@ -350,7 +389,30 @@ class Sequencer(wiring.Component):
             return {"alpha": sregs[fields.alpha]}
         return {}
 
-    def _registered_checks(self, layout, fetch):
+    def _relocated(self, m, layout, word, active, offsets):
+        """The fetched instruction ``word`` as it runs: while a loop is ``active``, each
+        address field its ``rel`` selects with ``k`` plus ``offsets[k - 1]`` (modulo the
+        field's width; :func:`~caterpillar.contract.isa.relocate`)."""
+        raw, out = layout(word), Signal(layout)
+        m.d.comb += out.eq(raw)
+        choices = Array([0, *offsets])
+        with m.If(active):
+            with m.Switch(raw.op):
+                for op in Opcode:
+                    fields = address_fields(op)
+                    if not fields:
+                        continue
+                    name = op.name.lower()
+                    src, dst = getattr(raw.args, name), getattr(out.args, name)
+                    bits = (LOOP_OFFSETS).bit_length()
+                    with m.Case(op):
+                        for i, f in enumerate(fields):
+                            sel = src.rel[bits * i:bits * (i + 1)]
+                            m.d.comb += getattr(dst, f.name).eq(
+                                getattr(src, f.name) + choices[sel])
+        return out
+
+    def _registered_checks(self, layout, fetched):
         """Every opcode's checks evaluated on the fetched instruction in ``DECODE`` and
         registered with it: ``{opcode: [ok flip-flop per check]}`` and their updates.
 
@@ -358,7 +420,6 @@ class Sequencer(wiring.Component):
         then end at flip-flops instead of running on into the ``CHECK`` decision, which starts
         the engines and moves every state machine of the core; the decision costs no cycle.
         """
-        fetched = layout(fetch.data)
         checks_ok, regions, updates = {}, {}, []
         for opcode in [*KERNELS, Opcode.GEMM, Opcode.RING]:
             fields = FieldView(getattr(fetched.args, opcode.name.lower()))

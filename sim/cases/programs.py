@@ -14,7 +14,7 @@ from caterpillar.contract.isa import Counter, Layout, Opcode, VecOp, encode
 from caterpillar.golden import numerics as gn
 from caterpillar.sim.cases.kernels import KernelCase, best_mc, random_values
 
-__all__ = ["random_program"]
+__all__ = ["random_program", "loop_program"]
 
 
 def random_program(cfg, rng, length: int = 12) -> KernelCase:
@@ -196,3 +196,45 @@ def random_program(cfg, rng, length: int = 12) -> KernelCase:
     data = random_values(half, fmt, rng, specials=0.05)
     return KernelCase(f"random program ({length} instructions)", program, {0: data},
                       outputs=[(half, (cfg.spad_words - half,))])
+
+
+def loop_program(cfg, rng, count: int = 5) -> KernelCase:
+    """Return a program whose ``LOOP`` runs a body ``count`` times with every address kind
+    moving: per repetition the body loads its input from the SPAD (``4 nr`` words further each
+    time: stride 1) into MemB (4 words lower each time: stride 2, negative), computes ``y = W
+    x`` with the gemv storing ``y`` (``16 nr`` words further each time: stride 3), rectifies it
+    and stores it (stride 3), and a second gemv loads its own input (stride 1) and stores its
+    ``y`` (stride 3); a loop of one ``nop`` follows. The output is every word the program
+    stores: compare two backends, or the loop with its unrolled twin
+    (:func:`~caterpillar.software.compiler.loops.unfold_loops`)."""
+    nr, fmt = cfg.nr, cfg.operand
+    rows = cols = 3 * nr
+    ldw = cols // nr
+    x0, y, psum, z = 8 * ldw + 16, 8 * ldw + 32, 8 * ldw + 40, 8 * ldw + 48
+    inputs, out = 64 * nr, cfg.spad_words // 2
+    relu_out = out + (count + 1) * 16 * nr
+    neg4 = (1 << 24) - 4
+    rel = lambda *sels: sum(s << (2 * i) for i, s in enumerate(sels))  # noqa: E731
+    body = [
+        encode(Opcode.LDV, spad=inputs, memb=x0, len=cols, layout=Layout.COLREP, rel=rel(1, 2)),
+        encode(Opcode.GEMV, y=y, x=x0, w=0, psum=psum, rows=rows, cols=cols, ldw=ldw,
+               store=1, dst=out, rel=rel(0, 2, 0, 0, 0, 3)),
+        encode(Opcode.VOP, fn=VecOp.MAXS, layout=Layout.DIAG, z=z, x=y, y=y, len=rows,
+               alpha=0),
+        encode(Opcode.STV, spad=relu_out, memb=z, len=rows, layout=Layout.DIAG, rel=rel(3)),
+        encode(Opcode.GEMV, y=y, x=x0 + ldw, w=0, psum=psum, rows=rows, cols=cols, ldw=ldw,
+               load=1, spad=inputs + nr, store=1, dst=out + 8 * nr, rel=rel(0, 0, 0, 0, 1, 3)),
+    ]
+    program = [
+        encode(Opcode.LDA, spad=0, mema=0, rows=rows, cols=cols, lds=cols, ldm=ldw),
+        encode(Opcode.LOOP, count=count, body=len(body), stride1=2 * nr * 2, stride2=neg4,
+               stride3=16 * nr),
+        *body,
+        encode(Opcode.LOOP, count=3, body=1),
+        encode(Opcode.NOP),
+        encode(Opcode.HALT),
+    ]
+    data = random_values(inputs + (count + 2) * 4 * nr, fmt, rng)
+    span = relu_out + count * 16 * nr - out
+    return KernelCase(f"loop program ({count} repetitions)", program, {0: data},
+                      outputs=[(out, (span,))], macs=2 * count * rows * cols)

@@ -26,7 +26,16 @@ from caterpillar.contract.geometry import (
     instruction_cycles,
     kernel_plan,
 )
-from caterpillar.contract.isa import INSTR_WORDS, Counter, ErrorCause, Layout, Opcode, VecOp, unpack
+from caterpillar.contract.isa import (
+    INSTR_WORDS,
+    Counter,
+    ErrorCause,
+    Layout,
+    LoopState,
+    Opcode,
+    VecOp,
+    unpack,
+)
 from caterpillar.contract.registers import SCALAR_REGISTERS
 from caterpillar.golden import kernels as gk
 
@@ -82,6 +91,7 @@ class IsaSim:
         self.memb = np.zeros((nr, nr, cfg.memb_words), dtype=np.uint64)
         self.sregs = [0] * SCALAR_REGISTERS
         self.imem = [0] * cfg.imem_words
+        self.loop = LoopState()
         self.reset_counters()
 
     # -- programs ---------------------------------------------------------------------------
@@ -113,7 +123,8 @@ class IsaSim:
 
     def start_run(self, pc: int):
         """Account the run's first fetch and decode (none if ``pc`` is past IMEM: that fetch
-        fails, :meth:`execute` counts it)."""
+        fails, :meth:`execute` counts it); no loop runs."""
+        self.loop.reset()
         if pc < self.cfg.imem_words:
             self._spend(RUN_START_CYCLES)
 
@@ -130,8 +141,9 @@ class IsaSim:
 
         Returns a :class:`Step`: ``next`` (``pc`` of the next instruction, ``cycles`` spent),
         ``done`` (``result`` holds the :class:`RunResult` of HALT or an error), or ``ring``
-        (a legal ``RING`` instruction, ``fields`` its operands; nothing executed or counted
-        beyond its fetch, decode and check).
+        (a legal ``RING`` instruction, ``fields`` its operands, ``pc`` the next instruction's;
+        nothing executed or counted beyond its fetch, decode and check). In a ``LOOP``'s body
+        the operands are the repetition's (:class:`~caterpillar.contract.isa.LoopState`).
         """
         per_op = self.per_op
         if pc >= self.cfg.imem_words:
@@ -143,6 +155,7 @@ class IsaSim:
         self._spend(INSTRUCTION_OVERHEAD)
         if op is None:
             return Step("done", result=self._result(ErrorCause.ILLEGAL_OPCODE, pc, per_op))
+        values = self.loop.operands(op, values)
         f = SimpleNamespace(**values)
         if op == Opcode.HALT:
             self.counters[Counter.INSTRET] += 1
@@ -150,16 +163,21 @@ class IsaSim:
         if op in SEQUENCER_OPCODES:
             if op == Opcode.SETS:
                 self.sregs[f.reg] = f.value & ((1 << self.cfg.word_width) - 1)
+            if op == Opcode.LOOP and not self.loop.legal(values):
+                return Step("done", result=self._result(ErrorCause.ILLEGAL_FIELD, pc, per_op))
             self.counters[Counter.INSTRET] += 1
             cycles = instruction_cycles(op, f, self.cfg)
             self._spend(cycles - INSTRUCTION_OVERHEAD)      # the next instruction's decode
-            return Step("next", pc=pc + 1, cycles=cycles)
+            following = self.loop.next_pc(pc)
+            if op == Opcode.LOOP:
+                self.loop.begin(pc, values)
+            return Step("next", pc=following, cycles=cycles)
         plan = kernel_plan(op, f, self.cfg)
         for check in plan.checks:
             if not check.ok:
                 return Step("done", result=self._result(check.cause, pc, per_op))
         if op == Opcode.RING:
-            return Step("ring", pc=pc, fields=f)
+            return Step("ring", pc=self.loop.next_pc(pc), fields=f)
         EXECUTE[op](self, f, plan, snapshot)
         cycles = execution_cycles(op, plan, self.cfg)
         self._spend(cycles)
@@ -167,12 +185,12 @@ class IsaSim:
         self.counters[Counter.STALLS] += drain_cycles(op, self.cfg)
         self.counters[Counter.INSTRET] += 1
         per_op[op.name] = per_op.get(op.name, 0) + cycles + INSTRUCTION_OVERHEAD
-        return Step("next", pc=pc + 1, cycles=cycles + INSTRUCTION_OVERHEAD)
+        return Step("next", pc=self.loop.next_pc(pc), cycles=cycles + INSTRUCTION_OVERHEAD)
 
     def instruction_at(self, pc: int):
-        """The opcode and operand fields of the instruction at ``pc`` (``(None, None)`` past
-        IMEM or for an illegal one)."""
-        return decoded(self.imem[pc] if pc < self.cfg.imem_words else None)
+        """The opcode and operand fields of the instruction at ``pc``, the next to run (in a
+        loop's body: its repetition's; ``(None, None)`` past IMEM or for an illegal one)."""
+        return decoded(self.imem[pc] if pc < self.cfg.imem_words else None, self.loop)
 
     def post_ring(self):
         """Account a posted ``RING`` (its check was spent in :meth:`execute`): the next
@@ -213,11 +231,13 @@ class IsaSim:
         return (self.imem[instr] >> (32 * word)) & 0xFFFFFFFF
 
 
-def decoded(word):
-    """``(opcode, fields)`` of instruction word ``word``; ``(None, None)`` for no word or an
-    illegal opcode."""
+def decoded(word, loop: LoopState):
+    """``(opcode, fields)`` of instruction word ``word`` as it runs next, under ``loop``;
+    ``(None, None)`` for no word or an illegal opcode."""
     op, values = unpack(word) if word is not None else (None, None)
-    return (op, SimpleNamespace(**values)) if op is not None else (None, None)
+    if op is None:
+        return None, None
+    return op, SimpleNamespace(**loop.operands(op, values))
 
 
 # -- instructions ---------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from caterpillar.contract.geometry import (
     ring_waits,
     spad_bank,
 )
-from caterpillar.contract.isa import Opcode, unpack
+from caterpillar.contract.isa import LoopState, Opcode, unpack
 from caterpillar.golden import numerics
 from caterpillar.software.isasim.core import IsaSim, RunResult, Step, decoded
 
@@ -166,6 +166,7 @@ class _TimingCore:
     def __init__(self, cfg, program):
         self.cfg, self.program = cfg, program
         self.spad = None
+        self.loop = LoopState()
         self.reset_counters()
 
     def reset_counters(self):
@@ -178,24 +179,29 @@ class _TimingCore:
     def start_run(self, pc: int):
         # An image in overlays (cp's) runs each program from IMEM, wherever it lies in the
         # image the model times.
+        self.loop.reset()
         if pc < max(self.cfg.imem_words, len(self.program)):
             self.busy += RUN_START_CYCLES
 
     def execute(self, pc: int) -> Step:
         op, values = unpack(self.program[pc])
+        values = self.loop.operands(op, values)
         fields = SimpleNamespace(**values)
         if op == Opcode.HALT:
             self._record(pc, INSTRUCTION_OVERHEAD)
             return Step("done", result=RunResult(self.busy, 0, 0, 0))
         if op == Opcode.RING:
             self._record(pc, INSTRUCTION_OVERHEAD, shown=RING_POST_CYCLES)
-            return Step("ring", pc=pc, fields=fields)
+            return Step("ring", pc=self.loop.next_pc(pc), fields=fields)
         cycles = instruction_cycles(op, fields, self.cfg)
         if op not in SEQUENCER_OPCODES:
             self.count_events(instruction_events(op, fields, kernel_plan(op, fields, self.cfg),
                                                  self.cfg))
         self._record(pc, cycles)
-        return Step("next", pc=pc + 1, cycles=cycles)
+        following = self.loop.next_pc(pc)
+        if op == Opcode.LOOP:
+            self.loop.begin(pc, values)     # compiled programs: legal loops only
+        return Step("next", pc=following, cycles=cycles)
 
     def _record(self, pc: int, cycles: int, shown=None):
         """Spend ``cycles`` on the instruction at ``pc``; its timeline entry says ``shown``
@@ -210,7 +216,7 @@ class _TimingCore:
             self.events[counter] += value
 
     def instruction_at(self, pc: int):
-        return decoded(self.program[pc] if pc < len(self.program) else None)
+        return decoded(self.program[pc] if pc < len(self.program) else None, self.loop)
 
     def post_ring(self):
         self.busy += RING_POST_CYCLES - INSTRUCTION_OVERHEAD
@@ -358,7 +364,7 @@ class RingSim:
                     core.count_events(ring_events(step.fields, self.cfg))
                     core.post_ring()
                     check_time[k] += RING_POST_CYCLES
-                    pcs[k] += 1
+                    pcs[k] = step.pc
                     continue
                 check_time[k] += step.cycles
                 pcs[k] = step.pc

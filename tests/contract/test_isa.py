@@ -11,12 +11,15 @@ from caterpillar.contract.isa import (
     ErrorCause,
     IsaError,
     Layout,
+    LoopState,
     Opcode,
     VecOp,
+    address_fields,
     decode,
     encode,
     field_enum,
     isa_markdown,
+    relocate,
     reserved_bits,
     unpack,
 )
@@ -62,7 +65,7 @@ def test_field_errors_name_the_field():
                                        r"\(16 bits\), not 70000$"):
         encode(Opcode.GEMV, rows=70000)
     with pytest.raises(IsaError, match=r"^gemv has no field 'q'; its fields are y, x, w, psum, "
-                                       r"rows, cols, ldw, load, spad, store, dst$"):
+                                       r"rows, cols, ldw, load, spad, store, dst, rel$"):
         encode(Opcode.GEMV, q=1)
     with pytest.raises(IsaError, match=r"^field 'layout' of ldv must be one of diag, colrep, "
                                        r"rowrep, full, not 9$"):
@@ -118,3 +121,29 @@ def test_markdown_lists_every_opcode_field_and_enum():
             assert f"| `{f.name}` |" in text
     for cause in ErrorCause:
         assert f"| {cause.value} | `{cause.name.lower()}` |" in text
+
+
+def test_rel_selectors_move_the_address_fields_they_name_modulo_their_width():
+    assert [f.name for f in address_fields(Opcode.GEMV)] == ["y", "x", "w", "psum", "spad",
+                                                             "dst"]
+    assert address_fields(Opcode.CPASS) == []       # no room for selectors: nothing moves
+    values = unpack(encode(Opcode.LDV, spad=100, memb=3, len=8, layout=Layout.DIAG,
+                           rel=1 | 3 << 2))[1]
+    assert relocate(Opcode.LDV, values, (8, 5, (1 << 24) - 4)) == {**values, "spad": 108,
+                                                                   "memb": 65535}
+    assert relocate(Opcode.LDV, {**values, "rel": 0}, (8, 5, 7))["spad"] == 100
+
+
+def test_a_loop_state_walks_its_body_count_times_then_goes_on():
+    loop = LoopState()
+    loop.begin(10, {"count": 3, "body": 2, "stride1": 4, "stride2": 0, "stride3": 1 << 23})
+    pcs, offsets, pc = [], [], 11
+    while 10 < pc < 14:
+        pcs.append(pc)
+        offsets.append(loop.offsets)
+        pc = loop.next_pc(pc)
+    assert pcs == [11, 12, 11, 12, 11, 12, 13]
+    assert offsets[::2] == [(0, 0, 0), (4, 0, 1 << 23), (8, 0, 0), (0, 0, 0)]
+    assert not loop.active and not loop.legal({"count": 0, "body": 1})
+    loop.begin(0, {"count": 1, "body": 1, "stride1": 0, "stride2": 0, "stride3": 0})
+    assert not loop.legal({"count": 1, "body": 1})      # no loop in a running loop's body

@@ -1,11 +1,19 @@
 # amaranth: UnusedElaboratable=no
-"""The sequencer: the host's IMEM window and scalar registers."""
+"""The sequencer: the host's IMEM window and scalar registers, and LOOP against the
+instruction-level simulator."""
 
+import numpy as np
+import pytest
 from amaranth.sim import Simulator
 
 from caterpillar.contract.config import preset
-from caterpillar.contract.isa import INSTR_WORDS, Opcode, encode
+from caterpillar.contract.isa import INSTR_WORDS, ErrorCause, Opcode, encode
 from caterpillar.rtl.sequencer import Sequencer
+from caterpillar.sim.backends.amaranth import AmaranthDevice
+from caterpillar.sim.cases import kernels as kc
+from caterpillar.sim.cases.programs import loop_program
+from caterpillar.software.driver.core import CoreError, Driver
+from caterpillar.software.isasim.device import IsaDevice
 
 CFG = preset("tiny")
 
@@ -48,3 +56,32 @@ def test_imem_window_and_scalar_registers():
     sim.add_testbench(testbench)
     sim.run()
     assert got == {"imem": word, "sreg": 0x1234, "sets": 0xDEADBEEF}
+
+
+@pytest.mark.integration
+def test_a_loop_runs_its_body_with_moving_addresses_as_the_simulator_does(seed):
+    cfg = preset("tiny")
+    case = loop_program(cfg, np.random.default_rng(seed))
+    isa_out, isa = kc.run_case(IsaDevice(cfg), case)
+    rtl_out, rtl = kc.run_case(AmaranthDevice(cfg), case)
+    np.testing.assert_array_equal(rtl_out[0], isa_out[0])
+    assert rtl.counted() == isa.counted()
+    assert rtl.macs == case.macs
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("program, pc", [
+    # A LOOP in a running loop's body, a count of 0, a body of 0.
+    ([encode(Opcode.LOOP, count=2, body=2), encode(Opcode.NOP),
+      encode(Opcode.LOOP, count=2, body=1), encode(Opcode.NOP), encode(Opcode.HALT)], 2),
+    ([encode(Opcode.NOP), encode(Opcode.LOOP, count=0, body=1), encode(Opcode.HALT)], 1),
+    ([encode(Opcode.LOOP, count=3, body=0), encode(Opcode.HALT)], 0),
+], ids=["nested", "count 0", "body 0"])
+def test_an_illegal_loop_stops_the_core_where_the_simulator_does(program, pc):
+    cfg = preset("tiny")
+    for device in (IsaDevice(cfg), AmaranthDevice(cfg)):
+        driver = Driver(device)
+        driver.load_program(program)
+        with pytest.raises(CoreError) as error:
+            driver.run(timeout_cycles=10_000)
+        assert (error.value.cause, error.value.pc) == (ErrorCause.ILLEGAL_FIELD, pc)
