@@ -22,7 +22,7 @@ __all__ = [
     "INSTR_BITS", "INSTR_WORDS", "OPCODE_BITS", "Opcode", "ErrorCause", "Layout", "VecOp",
     "Counter", "COUNTER_MEANING", "EVENT_COUNTERS", "Field", "OPERANDS", "field_enum",
     "encode", "decode", "unpack", "reserved_bits", "Instruction", "IsaError", "isa_markdown",
-    "ADDRESS_KINDS", "LOOP_OFFSETS", "address_fields", "relocate", "LoopState",
+    "ADDRESS_KINDS", "LOOP_OFFSETS", "address_fields", "relocate", "relocate_word", "LoopState",
 ]
 
 #: Width of one instruction, and the number of 32-bit host words it occupies.
@@ -410,6 +410,20 @@ def relocate(op: Opcode, values: dict, offsets) -> dict:
         if sel:
             moved[f.name] = (values[f.name] + offsets[sel - 1]) & ((1 << f.width) - 1)
     return moved
+
+
+def relocate_word(word: int, offsets) -> int:
+    """Instruction ``word`` as a loop with ``offsets`` runs it: :func:`relocate`'s fields and
+    ``rel`` cleared, every other bit kept (a word without ``rel`` selectors as it is)."""
+    op, values = unpack(word)
+    if op is None or not values.get("rel"):
+        return word
+    moved, offset = relocate(op, values, offsets), OPCODE_BITS
+    for f in OPERANDS[op]:
+        new = 0 if f.name == "rel" else moved[f.name]
+        word ^= (values[f.name] ^ new) << offset
+        offset += f.width
+    return word
 
 
 class LoopState:

@@ -25,8 +25,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from caterpillar.contract.geometry import cpass_fits, word_cycles
-from caterpillar.contract.isa import Layout, Opcode, VecOp, encode
+from caterpillar.contract.isa import Layout, Opcode, VecOp, encode, unpack
 from caterpillar.golden.collectives import ring_blocks
+from caterpillar.software.compiler.loops import fold_loops
 from caterpillar.software.compiler.program import (
     OVERLAY_IMEMS,
     SCALAR_REGS,
@@ -350,19 +351,26 @@ def cp_image(graph, cfg, groups, emit_step):
     keys = list(dict.fromkeys(schedule))
     steady = [k for k in keys if all(k[1]) and all(k[2])]
     keys = steady[:1] + [k for k in keys if k not in steady[:1]]
-    e = Emitter()
-    entries, copies, pcs = [], {}, {}
+    steps, index = [], {}
     for key in keys:
         step = Emitter()
         emit_step(step, key)
         step("transfer", Opcode.HALT)
-        pc = copies.setdefault(tuple(step.words), len(e.words))
-        if pc == len(e.words):
-            e.words += step.words
-            e.phases += step.phases
-            e.macs += step.macs
-        pcs[key] = pc
-        entries.append([key[0], _bits(key[1]), _bits(key[2]), pc])
+        index[key] = index.setdefault(tuple(step.words), len(steps))
+        if index[key] == len(steps):
+            steps.append(step)
+    # Past IMEM, every program's repeated per-sample bodies run as LOOPs (two cycles each).
+    if sum(len(step.words) for step in steps) > cfg.imem_words:
+        steps = [fold_step(step) for step in steps]
+    e, starts = Emitter(), []
+    for step in steps:
+        starts.append(len(e.words))
+        e.words += step.words
+        e.phases += step.phases
+        e.macs += step.macs
+    copies = {tuple(step.words): pc for step, pc in zip(steps, starts, strict=True)}
+    pcs = {key: starts[index[key]] for key in keys}
+    entries = [[key[0], _bits(key[1]), _bits(key[2]), pcs[key]] for key in keys]
     overlays = None
     # An image of more than OVERLAY_IMEMS IMEMs is not split: it does not compile.
     if cfg.imem_words < len(e.words) <= OVERLAY_IMEMS * cfg.imem_words:
@@ -379,6 +387,33 @@ def cp_image(graph, cfg, groups, emit_step):
                            + (", or a smaller batch" if graph.batch > 1 else ""),
                    survivable=True)
     return e, entries, groups, overlays
+
+
+def fold_step(step: Emitter) -> Emitter:
+    """``step``'s program with its repeated blocks folded into ``LOOP`` s
+    (:func:`~.loops.fold_loops`): each body instruction keeps its phase and its MACs per run,
+    a ``LOOP`` is a ``transfer`` of none. ``step`` itself if a body's repetitions differ in
+    phase or MACs (the reports count the body's per repetition)."""
+    folded, out = fold_loops(step.words), Emitter()
+    at = i = 0          # where in the folded program, where in the step's
+    while at < len(folded):
+        op, values = unpack(folded[at])
+        if op != Opcode.LOOP:
+            out.words.append(folded[at])
+            out.phases.append(step.phases[i])
+            out.macs.append(step.macs[i])
+            at, i = at + 1, i + 1
+            continue
+        body, count = values["body"], values["count"]
+        tags = list(zip(step.phases[i:i + body * count], step.macs[i:i + body * count],
+                        strict=True))
+        if tags != tags[:body] * count:
+            return step
+        out.words += folded[at:at + 1 + body]
+        out.phases += ["transfer", *step.phases[i:i + body]]
+        out.macs += [0, *step.macs[i:i + body]]
+        at, i = at + 1 + body, i + body * count
+    return out
 
 
 def cp_overlays(sequence, steady, lengths, capacity) -> list:

@@ -27,7 +27,18 @@ from caterpillar.contract.geometry import (
     word_cycles,
     word_mac_step_cycles,
 )
-from caterpillar.contract.isa import INSTR_BITS, IsaError, Layout, Opcode, VecOp, decode, encode
+from caterpillar.contract.isa import (
+    INSTR_BITS,
+    IsaError,
+    Layout,
+    LoopState,
+    Opcode,
+    VecOp,
+    decode,
+    encode,
+    relocate_word,
+    unpack,
+)
 from caterpillar.golden.trainer import scalars
 from caterpillar.software.graph.model import GraphError, TrainingGraph
 from caterpillar.software.isasim.ring import predict_ring, ring_timeline
@@ -456,6 +467,23 @@ class CoreProgram:
         before = overlays[k][:overlays[k].index(pc)]
         return k, sum(len(self._extent(start)) for start in before)
 
+    def executed(self, start: int = 0):
+        """The instructions a run from ``start`` executes, to its first ``halt``: ``(word,
+        phase, macs)`` each, a ``LOOP``'s body once per repetition, its addresses moved as
+        the core moves them (:class:`~caterpillar.contract.isa.LoopState`)."""
+        loop, pc = LoopState(), start
+        while pc < len(self.program):
+            word = self.program[pc]
+            op, values = unpack(word)
+            yield (relocate_word(word, loop.offsets) if loop.active else word,
+                   self.phases[pc], self.macs[pc])
+            if op == Opcode.HALT:
+                return
+            following = loop.next_pc(pc)
+            if op == Opcode.LOOP:
+                loop.begin(pc, values)
+            pc = following
+
     def local_phase_report(self, cfg, start: int = 0) -> dict:
         """Per phase: cycles (``RING`` instructions excluded: their time depends on the
         neighbours) and model MACs of one step: the instructions from ``start`` to the first
@@ -464,13 +492,10 @@ class CoreProgram:
         out = {p: {"cycles": 0, "macs": 0} for p in PHASES}
         if self.phases[start] != "ring":
             out[self.phases[start]]["cycles"] += RUN_START_CYCLES
-        for word, phase, macs in zip(self.program[start:], self.phases[start:],
-                                     self.macs[start:]):
+        for word, phase, macs in self.executed(start):
             if phase != "ring":
                 out[phase]["cycles"] += word_cycles(word, cfg)
             out[phase]["macs"] += macs
-            if word & 0xFF == Opcode.HALT.value:
-                break
         return out
 
     def kernel_cycles(self, cfg, start: int = 0) -> dict:
@@ -478,11 +503,8 @@ class CoreProgram:
         instructions from ``start`` to the first ``halt``: ``kernels``, their whole cycles;
         ``mac_steps``, their MAC steps alone (:func:`word_mac_step_cycles`)."""
         out = {"kernels": 0, "mac_steps": 0}
-        for word in self.program[start:]:
-            op = word & 0xFF
-            if op == Opcode.HALT.value:
-                break
-            if op in _MAC_OPCODES:
+        for word, _, _ in self.executed(start):
+            if word & 0xFF in _MAC_OPCODES:
                 out["kernels"] += word_cycles(word, cfg)
                 out["mac_steps"] += word_mac_step_cycles(word, cfg)
         return out

@@ -6,9 +6,10 @@ count equals the ring timing model's prediction."""
 import pytest
 
 from caterpillar.contract.config import preset
-from caterpillar.contract.isa import Opcode
+from caterpillar.contract.isa import Opcode, unpack
 from caterpillar.software.compiler.training import compile_training
 from caterpillar.software.driver.ring import RingDriver
+from caterpillar.software.graph.model import TrainingGraph
 from tests.helpers import requires_verilator
 from tests.software.compiler.test_sgd import instructions, ring_compiled
 from tests.software.training.test_trainer import CASES, train_and_compare
@@ -157,11 +158,20 @@ def test_inputs_that_do_not_fit_the_spad_on_the_rtl(device, algorithm, sizes, ga
 ])
 def test_step_programs_in_imem_overlays_on_the_rtl(device, sizes, segments, batch, rng, seed):
     """tiny's IMEM (256 instructions) holds neither image of an epoch's step programs (370
-    and 391 instructions on the fullest core): the host loads their overlays between
-    pipeline steps (fill, steady state, drain), and after every step of two epochs the RTL's
-    logits, weights and biases equal the golden CP (MBCP) trainer's, every core in its
-    predicted cycles."""
+    and 391 instructions on the fullest core; MBCP's per-sample bodies then run as LOOPs,
+    RINGs among them, 265): the host loads their overlays between pipeline steps (fill,
+    steady state, drain), and after every step of two epochs the RTL's logits, weights and
+    biases equal the golden CP (MBCP) trainer's, every core in its predicted cycles."""
     from tests.sim.backends.test_verilator_training import run_cp_epochs
+
+    if batch > 1:
+        g = TrainingGraph(sizes, algorithm="mbcp", batch=batch)
+        programs = [c.program for c in compile_training(g, CFG, segments).cores.values()]
+        moved_rings = [w for p in programs for i, loop in enumerate(p)
+                       if loop & 0xFF == Opcode.LOOP.value
+                       for w in p[i + 1:i + 1 + unpack(loop)[1]["body"]]
+                       if w & 0xFF == Opcode.RING.value and unpack(w)[1]["rel"]]
+        assert moved_rings
 
     steps, slower = run_cp_epochs(CFG, device, sizes, "softmax_ce", rng, seed,
                                   segments=segments, batch=batch)

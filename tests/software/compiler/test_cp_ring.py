@@ -16,6 +16,7 @@ from caterpillar.software.compiler.cp_ring import (
     cp_grouped_placements,
     cp_placement,
 )
+from caterpillar.software.compiler.loops import unfold_loops
 from caterpillar.software.compiler.program import CompileError
 from caterpillar.software.compiler.training import compile_training
 from caterpillar.software.graph.model import Optimizer, TrainingGraph
@@ -158,7 +159,8 @@ def test_a_faster_placement_over_imem_is_passed_over_and_reported():
 ])
 def test_an_image_longer_than_imem_runs_in_overlays(sizes, segments, batch, seed):
     """On 4 tiny cores (IMEM of 256 instructions) these images of an epoch's step programs
-    are 370 and 952 instructions long: they compile into overlays, the host loads each once
+    are 370 and 952 instructions long (601 with the per-sample bodies of the second in
+    LOOPs): they compile into overlays, the host loads each once
     an epoch, and two epochs on the ring simulator are bit-identical to the golden trainer
     after every step, every core in its predicted cycles."""
     cfg = preset("tiny").replace(cores=4)
@@ -171,10 +173,16 @@ def test_an_image_longer_than_imem_runs_in_overlays(sizes, segments, batch, seed
     steps, _ = run_cp_epochs(cfg, RingIsaDevice(cfg), sizes, "softmax_ce",
                              np.random.default_rng(seed), seed, segments=segments, batch=batch)
     assert steps == 2 * (9 + 2 * len(segments) - 1)
-    # Without overlays the same steps need an IMEM that holds the whole image.
+    # Without overlays the same steps need an IMEM that holds the whole image, unfolded: the
+    # image past IMEM runs its repeated bodies as LOOPs, two cycles each.
     whole = compile_training(g, cfg.replace(imem_words=1024), segments, groups=9)
-    assert whole.instructions == max(len(c.program) for c in compiled.cores.values())
-    assert whole.step_cycles == compiled.step_cycles
+    loops = 0
+    for k, core in compiled.cores.items():
+        assert unfold_loops(core.program) == whole.cores[k].program
+        loops = max(loops, sum(w & 0xFF == Opcode.LOOP.value for w in core.program))
+    assert whole.instructions == max(len(c.program) for c in whole.cores.values())
+    assert (loops > 0) == (batch > 1)
+    assert 0 <= compiled.step_cycles - whole.step_cycles <= 2 * loops
 
 
 @pytest.mark.parametrize("sizes, segments, batch, spad", [
