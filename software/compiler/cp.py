@@ -343,7 +343,9 @@ def cp_image(graph, cfg, groups, emit_step):
 
     An image longer than IMEM is run in overlays (:func:`cp_overlays`), ``None`` otherwise:
     each overlay's programs fit IMEM together, and the host loads the next one between two
-    steps of an epoch, when a step's program is not in IMEM."""
+    steps of an epoch, when a step's program is not in IMEM. If the steady state's programs
+    alone are longer than IMEM, every program's repeated blocks run as ``LOOP`` s first
+    (:func:`fold_step`)."""
     L = len(graph.layers)
     if groups is None:
         groups = 4 * L - 1
@@ -359,8 +361,10 @@ def cp_image(graph, cfg, groups, emit_step):
         index[key] = index.setdefault(tuple(step.words), len(steps))
         if index[key] == len(steps):
             steps.append(step)
-    # Past IMEM, every program's repeated per-sample bodies run as LOOPs (two cycles each).
-    if sum(len(step.words) for step in steps) > cfg.imem_words:
+    # A steady state past IMEM runs its repeated (per-sample) bodies as LOOPs, two cycles
+    # each, and so do the other programs; else overlays, which cost a step nothing, suffice.
+    steady_words = sum(len(steps[i].words) for i in {index[k] for k in steady})
+    if steady_words > cfg.imem_words:
         steps = [fold_step(step) for step in steps]
     e, starts = Emitter(), []
     for step in steps:

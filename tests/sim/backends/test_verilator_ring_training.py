@@ -154,14 +154,15 @@ def test_inputs_that_do_not_fit_the_spad_on_the_rtl(device, algorithm, sizes, ga
 @requires_verilator
 @pytest.mark.parametrize("sizes,segments,batch", [
     ((6, 8, 8, 6, 4), [(0, 1), (2, 3), (0, 1), (2, 3)], 1),
-    ((9, 7, 6, 5), [(0, 1), (2,), (3,)], 2),
+    ((9, 7, 6, 5), [(0, 1), (2,), (3,)], 4),
 ])
 def test_step_programs_in_imem_overlays_on_the_rtl(device, sizes, segments, batch, rng, seed):
     """tiny's IMEM (256 instructions) holds neither image of an epoch's step programs (370
-    and 391 instructions on the fullest core; MBCP's per-sample bodies then run as LOOPs,
-    RINGs among them, 265): the host loads their overlays between pipeline steps (fill,
-    steady state, drain), and after every step of two epochs the RTL's logits, weights and
-    biases equal the golden CP (MBCP) trainer's, every core in its predicted cycles."""
+    and 518 instructions on the fullest core; MBCP b = 4's steady state does not fit on
+    cores 2 and 3, whose per-sample bodies then run as LOOPs, RINGs among them): the host
+    loads their overlays between pipeline steps (fill, steady state, drain), and after every
+    step of two epochs the RTL's logits, weights and biases equal the golden CP (MBCP)
+    trainer's, every core in its predicted cycles."""
     from tests.sim.backends.test_verilator_training import run_cp_epochs
 
     if batch > 1:

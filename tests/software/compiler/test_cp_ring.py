@@ -153,22 +153,24 @@ def test_a_faster_placement_over_imem_is_passed_over_and_reported():
         compile_training(g, cfg.replace(imem_words=16))
 
 
-@pytest.mark.parametrize("sizes, segments, batch", [
-    ((6, 8, 8, 6, 4), [(0, 1), (2, 3), (0, 1), (2, 3)], 1),
-    ((7, 8, 6, 8, 4), [(0, 1), (0, 1), (2, 3), (0, 1)], 2),
+@pytest.mark.parametrize("sizes, segments, batch, looped", [
+    ((6, 8, 8, 6, 4), [(0, 1), (2, 3), (0, 1), (2, 3)], 1, False),
+    ((7, 8, 6, 8, 4), [(0, 1), (0, 1), (2, 3), (0, 1)], 2, False),
+    ((9, 7, 6, 5), [(0, 1), (2,), (3,)], 4, True),
 ])
-def test_an_image_longer_than_imem_runs_in_overlays(sizes, segments, batch, seed):
+def test_an_image_longer_than_imem_runs_in_overlays(sizes, segments, batch, looped, seed):
     """On 4 tiny cores (IMEM of 256 instructions) these images of an epoch's step programs
-    are 370 and 952 instructions long (601 with the per-sample bodies of the second in
-    LOOPs): they compile into overlays, the host loads each once
-    an epoch, and two epochs on the ring simulator are bit-identical to the golden trainer
-    after every step, every core in its predicted cycles."""
+    are 370, 952 and 518 instructions long (the third's steady state longer than IMEM on
+    cores 2 and 3, whose per-sample bodies, RINGs among them, then run as LOOPs: images of
+    230 and 265): they compile into overlays, the host loads each once an epoch, and two
+    epochs on the ring simulator are bit-identical to the golden trainer after every step,
+    every core in its predicted cycles."""
     cfg = preset("tiny").replace(cores=4)
     g = TrainingGraph(sizes, algorithm="cp" if batch == 1 else "mbcp", batch=batch,
                       optimizer=Optimizer(lr=0.2, momentum=0))
     compiled = compile_training(g, cfg, segments, groups=9)
     report = cp_pipeline_report(compiled)["overlays"]
-    assert report["image"] > cfg.imem_words >= compiled.instructions == report["instructions"]
+    assert report["image"] > cfg.imem_words >= compiled.instructions >= report["instructions"]
     assert report["loads"] == report["overlays"] >= 3
     steps, _ = run_cp_epochs(cfg, RingIsaDevice(cfg), sizes, "softmax_ce",
                              np.random.default_rng(seed), seed, segments=segments, batch=batch)
@@ -181,7 +183,7 @@ def test_an_image_longer_than_imem_runs_in_overlays(sizes, segments, batch, seed
         assert unfold_loops(core.program) == whole.cores[k].program
         loops = max(loops, sum(w & 0xFF == Opcode.LOOP.value for w in core.program))
     assert whole.instructions == max(len(c.program) for c in whole.cores.values())
-    assert (loops > 0) == (batch > 1)
+    assert (loops > 0) == looped
     assert 0 <= compiled.step_cycles - whole.step_cycles <= 2 * loops
 
 
