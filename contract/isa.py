@@ -432,7 +432,8 @@ class LoopState:
 
     A ``LOOP`` at ``pc`` runs the ``body`` instructions after it ``count`` times; in
     repetition ``r`` (from 0) each address field a body instruction's ``rel`` selects with
-    ``k`` is ``r * stride_k`` further (modulo the field's width). The jump from the body's
+    ``k`` is ``r * stride_k`` further (modulo the field's width; ``cpass``, whose fields fill
+    its word, has no ``rel`` and runs as it is in every repetition). The jump from the body's
     last instruction back to its first costs no cycle (the check of the last fetches the
     first); after the last repetition the instruction after the body follows. A ``LOOP`` in a
     running loop's body stops the core with ``illegal_field``, as do ``count`` or ``body``
