@@ -337,6 +337,11 @@ def _print_pipeline(p: dict) -> None:
         print(f"  IMEM overlays: {over['image']:,} instructions of step programs on the "
               f"fullest core in {over['overlays']} overlays of up to {over['instructions']:,}, "
               f"{over['loads']} loaded by the host an epoch ({over['words']:,} instructions)")
+    loops = p["loops"]
+    if loops is not None:
+        print(f"  IMEM loops: the steady state's repeated bodies as {loops['loops']} LOOPs on "
+              f"core {loops['core']}, its image {loops['image']:,} instructions "
+              f"({loops['unfolded']:,} unfolded)")
     access = p["weight_accesses"]
     algorithm = next(k for k in access if k != "sgd")
     print(f"  MemA weight accesses per steady-state step: {access[algorithm]:,} (sgd: "

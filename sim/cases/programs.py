@@ -2,15 +2,16 @@
 
 A program mixes every instruction with random legal operands: tiles and vectors come from
 fixed pools of MemA/MemB slots (so operands never alias in timing-dependent ways), data from a
-random SPAD image with corner values, and it ends by storing every PE memory pool and the
-counters it read to the SPAD, so comparing the SPAD compares the whole state.
+random SPAD image with corner values, some runs of instructions repeat in ``LOOP`` s whose
+loads move, and it ends by storing every PE memory pool and the counters it read to the SPAD,
+so comparing the SPAD compares the whole state.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from caterpillar.contract.isa import Counter, Layout, Opcode, VecOp, encode
+from caterpillar.contract.isa import Counter, Layout, Opcode, VecOp, encode, unpack
 from caterpillar.golden import numerics as gn
 from caterpillar.sim.cases.kernels import KernelCase, best_mc, random_values
 
@@ -183,6 +184,7 @@ def random_program(cfg, rng, length: int = 12) -> KernelCase:
         else:
             program.append(encode(Opcode.NOP))
 
+    program = program[:6] + _in_loops(program[6:], nr, rng)
     # Dump the PE memories: MemA through one tile covering every PE's pool, MemB in the four
     # layouts (the diagonal, row 0 and column 0 between them cover every PE when nr = 2; FULL
     # the first words of every PE).
@@ -196,6 +198,27 @@ def random_program(cfg, rng, length: int = 12) -> KernelCase:
     data = random_values(half, fmt, rng, specials=0.05)
     return KernelCase(f"random program ({length} instructions)", program, {0: data},
                       outputs=[(half, (cfg.spad_words - half,))])
+
+
+def _in_loops(words, nr, rng) -> list:
+    """``words`` with some runs of one to three instructions in ``LOOP`` s of one to three
+    repetitions, each moving the SPAD address its ``LDV`` s and ``LDA`` s load from by a stride
+    of 1 to 4 rows per repetition (the data half's words the loads read shift; what a
+    program stores and where stays put, so repeating it is as legal as running it once)."""
+    out, i = [], 0
+    while i < len(words):
+        if rng.integers(6):
+            out.append(words[i])
+            i += 1
+            continue
+        n = int(rng.integers(1, 4))
+        body = words[i:i + n]
+        moved = [encode(op, **{**values, "rel": 1}) if op in (Opcode.LDV, Opcode.LDA) else w
+                 for w in body for op, values in [unpack(w)]]
+        out += [encode(Opcode.LOOP, count=int(rng.integers(1, 4)), body=len(body),
+                       stride1=int(rng.integers(1, 5)) * nr), *moved]
+        i += n
+    return out
 
 
 def loop_program(cfg, rng, count: int = 5) -> KernelCase:

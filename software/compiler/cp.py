@@ -27,7 +27,7 @@ from types import SimpleNamespace
 from caterpillar.contract.geometry import cpass_fits, word_cycles
 from caterpillar.contract.isa import Layout, Opcode, VecOp, encode, unpack
 from caterpillar.golden.collectives import ring_blocks
-from caterpillar.software.compiler.loops import fold_loops
+from caterpillar.software.compiler.loops import fold_loops, unfold_loops
 from caterpillar.software.compiler.program import (
     OVERLAY_IMEMS,
     SCALAR_REGS,
@@ -487,6 +487,7 @@ def cp_pipeline_report(compiled) -> dict:
     return {"placement": {f"layer {k}": list(seg) for k, seg in enumerate(compiled.segments)},
             "layers": per_layer, "placement_bound": bound,
             "overlays": _overlay_report(compiled, layers, groups),
+            "loops": _loop_report(compiled),
             "batch": graph.batch, "groups_per_epoch": groups,
             "steps_per_epoch": len(steps),
             "programs": list(programs.values()), "epoch_cycles": epoch,
@@ -515,6 +516,20 @@ def _overlay_report(compiled, layers: int, groups: int) -> dict | None:
             loaded = overlay
     return {"image": len(core.program), "instructions": core.imem_need,
             "overlays": len(core.io["overlays"]), "loads": loads, "words": words}
+
+
+def _loop_report(compiled) -> dict | None:
+    """The ``LOOP`` s of an image whose steady state is longer than IMEM (:func:`cp_image`),
+    on the core with the most: how many (``loops``), the image's instructions and what they
+    would be unfolded (``image``, ``unfolded``); ``None`` when no core has one."""
+    counts = {k: sum(w & 0xFF == Opcode.LOOP.value for w in c.program)
+              for k, c in compiled.cores.items()}
+    k = max(counts, key=lambda k: (counts[k], k))
+    if not counts[k]:
+        return None
+    program = compiled.cores[k].program
+    return {"core": k, "loops": counts[k], "image": len(program),
+            "unfolded": len(unfold_loops(program))}
 
 
 def cp_core_caps(graph, cfg) -> list:

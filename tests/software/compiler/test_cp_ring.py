@@ -185,6 +185,10 @@ def test_an_image_longer_than_imem_runs_in_overlays(sizes, segments, batch, loop
     assert whole.instructions == max(len(c.program) for c in whole.cores.values())
     assert (loops > 0) == looped
     assert 0 <= compiled.step_cycles - whole.step_cycles <= 2 * loops
+    folded = cp_pipeline_report(compiled)["loops"]
+    assert folded == (looped and {"core": folded["core"], "loops": loops,
+                                  "image": len(compiled.cores[folded["core"]].program),
+                                  "unfolded": len(whole.cores[folded["core"]].program)} or None)
 
 
 @pytest.mark.parametrize("sizes, segments, batch, spad", [
