@@ -22,7 +22,8 @@ __all__ = [
     "INSTR_BITS", "INSTR_WORDS", "OPCODE_BITS", "Opcode", "ErrorCause", "Layout", "VecOp",
     "Counter", "COUNTER_MEANING", "EVENT_COUNTERS", "Field", "OPERANDS", "field_enum",
     "encode", "decode", "unpack", "reserved_bits", "Instruction", "IsaError", "isa_markdown",
-    "ADDRESS_KINDS", "LOOP_OFFSETS", "address_fields", "relocate", "relocate_word", "LoopState",
+    "ADDRESS_KINDS", "LOOP_OFFSETS", "REL_BITS", "address_fields", "relocate", "relocate_word",
+    "LoopState",
 ]
 
 #: Width of one instruction, and the number of 32-bit host words it occupies.
@@ -368,18 +369,19 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
 ADDRESS_KINDS = ("spad", "mema", "memb")
 #: Offsets a running ``LOOP`` keeps (``rel`` selectors 1 to 3; 0 keeps a field as it is).
 LOOP_OFFSETS = 3
-_REL_BITS = (LOOP_OFFSETS).bit_length()
+#: Bits of one ``rel`` selector (0, or the offset 1 to ``LOOP_OFFSETS`` it adds).
+REL_BITS = LOOP_OFFSETS.bit_length()
 
 
 def _with_relocation(op: Opcode, fields: tuple) -> tuple:
     """``fields`` and, where the instruction has room, a ``rel`` field: a selector per address
     field, in order (``cpass`` has none: its fields fill the word)."""
     addresses = [f.name for f in fields if f.kind in ADDRESS_KINDS]
-    width = _REL_BITS * len(addresses)
+    width = REL_BITS * len(addresses)
     if not addresses or OPCODE_BITS + sum(f.width for f in fields) + width > INSTR_BITS:
         return fields
     return (*fields, _f("rel", width, "rel", f"in a LOOP's body, per address field ("
-                        f"{', '.join(addresses)}; {_REL_BITS} bits each, the first lowest): "
+                        f"{', '.join(addresses)}; {REL_BITS} bits each, the first lowest): "
                         "0 leaves it, k (1 to 3) adds r * stride k of the running LOOP in "
                         "repetition r of its body (0 when not given)"))
 
@@ -404,9 +406,9 @@ def relocate(op: Opcode, values: dict, offsets) -> dict:
     if not rel:
         return values
     moved = dict(values)
-    mask = (1 << _REL_BITS) - 1
+    mask = (1 << REL_BITS) - 1
     for i, f in enumerate(address_fields(op)):
-        sel = (rel >> (_REL_BITS * i)) & mask
+        sel = (rel >> (REL_BITS * i)) & mask
         if sel:
             moved[f.name] = (values[f.name] + offsets[sel - 1]) & ((1 << f.width) - 1)
     return moved

@@ -17,6 +17,7 @@ from caterpillar.contract.geometry import (
 from caterpillar.contract.isa import (
     INSTR_WORDS,
     LOOP_OFFSETS,
+    REL_BITS,
     Counter,
     ErrorCause,
     Opcode,
@@ -404,10 +405,9 @@ class Sequencer(wiring.Component):
                         continue
                     name = op.name.lower()
                     src, dst = getattr(raw.args, name), getattr(out.args, name)
-                    bits = (LOOP_OFFSETS).bit_length()
                     with m.Case(op):
                         for i, f in enumerate(fields):
-                            sel = src.rel[bits * i:bits * (i + 1)]
+                            sel = src.rel[REL_BITS * i:REL_BITS * (i + 1)]
                             m.d.comb += getattr(dst, f.name).eq(
                                 getattr(src, f.name) + choices[sel])
         return out

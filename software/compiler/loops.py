@@ -25,6 +25,7 @@ from caterpillar.contract.isa import (
     LOOP_OFFSETS,
     OPCODE_BITS,
     OPERANDS,
+    REL_BITS,
     Opcode,
     encode,
     relocate_word,
@@ -72,7 +73,6 @@ class _Layout:
 _LAYOUTS = {op: _Layout(op) for op in Opcode}
 #: The most movable address fields any opcode has.
 _MAX_FIELDS = max(len(layout.fields) for layout in _LAYOUTS.values())
-_SELECTOR_BITS = LOOP_OFFSETS.bit_length()
 
 
 def _opcode(word: int) -> Opcode | None:
@@ -264,7 +264,7 @@ def _body(words, layouts, values, masks, p: int, n: int):
                 if len(strides) == LOOP_OFFSETS:
                     return None
                 strides.append(step)
-            rel |= (strides.index(step) + 1) << (_SELECTOR_BITS * k)
+            rel |= (strides.index(step) + 1) << (REL_BITS * k)
         body.append(word | (rel << layout.rel_offset))
     return strides, body
 
