@@ -198,6 +198,14 @@ def _store_y(needs: str = "") -> tuple[Field, ...]:
     )
 
 
+#: Field kinds that hold a memory address: a ``LOOP`` body moves them (``rel``).
+ADDRESS_KINDS = ("spad", "mema", "memb")
+#: Offsets a running ``LOOP`` keeps (``rel`` selectors 1 to 3; 0 keeps a field as it is).
+LOOP_OFFSETS = 3
+#: Bits of one ``rel`` selector (0, or the offset 1 to ``LOOP_OFFSETS`` it adds).
+REL_BITS = LOOP_OFFSETS.bit_length()
+
+
 #: Operand fields of every opcode, in encoding order.
 OPERANDS: dict[Opcode, tuple[Field, ...]] = {
     Opcode.NOP: (),
@@ -216,7 +224,7 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
         _f("body", 16, "count", "instructions of the body: the ones after the LOOP (>= 1)"),
         *(_f(f"stride{k}", 24, "imm", f"added per repetition to every address field of the "
              f"body whose rel selector is {k} (two's complement, modulo the field's width)")
-          for k in range(1, 4)),
+          for k in range(1, LOOP_OFFSETS + 1)),
     ),
     Opcode.LDA: _TILE,
     Opcode.STA: _TILE,
@@ -365,14 +373,6 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
     ),
 }
 
-#: Field kinds that hold a memory address: a ``LOOP`` body moves them (``rel``).
-ADDRESS_KINDS = ("spad", "mema", "memb")
-#: Offsets a running ``LOOP`` keeps (``rel`` selectors 1 to 3; 0 keeps a field as it is).
-LOOP_OFFSETS = 3
-#: Bits of one ``rel`` selector (0, or the offset 1 to ``LOOP_OFFSETS`` it adds).
-REL_BITS = LOOP_OFFSETS.bit_length()
-
-
 def _with_relocation(op: Opcode, fields: tuple) -> tuple:
     """``fields`` and, where the instruction has room, a ``rel`` field: a selector per address
     field, in order (``cpass`` has none: its fields fill the word)."""
@@ -441,7 +441,7 @@ class LoopState:
     running loop's body stops the core with ``illegal_field``, as do ``count`` or ``body``
     0. A run's start forgets any loop (a ``halt`` may end one early)."""
 
-    _MASK = (1 << 24) - 1
+    _MASK = (1 << next(f.width for f in OPERANDS[Opcode.LOOP] if f.name == "stride1")) - 1
 
     def __init__(self):
         self.reset()
@@ -484,7 +484,6 @@ class LoopState:
                 return self.start
             self.reset()
         return pc + 1
-
 
 
 class IsaError(ValueError):
