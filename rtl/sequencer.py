@@ -17,6 +17,8 @@ from caterpillar.contract.geometry import (
 from caterpillar.contract.isa import (
     INSTR_WORDS,
     LOOP_OFFSETS,
+    OPCODE_BITS,
+    OPERANDS,
     REL_BITS,
     Counter,
     ErrorCause,
@@ -39,6 +41,23 @@ from caterpillar.rtl.ports import (
 )
 
 __all__ = ["Sequencer"]
+
+def _relocation_groups() -> dict:
+    """``{start bit: (width, {opcode: (field width, bit of its rel selector)})}``: the address
+    fields a ``rel`` selector moves (:func:`~caterpillar.contract.isa.address_fields`),
+    grouped by the bit where they start in the instruction word."""
+    groups = {}
+    for op in Opcode:
+        offset, where = OPCODE_BITS, {}
+        for f in OPERANDS[op]:
+            where[f.name] = offset
+            offset += f.width
+        for i, f in enumerate(address_fields(op)):
+            width, members = groups.setdefault(where[f.name], (0, {}))
+            members[op] = (f.width, where["rel"] + REL_BITS * i)
+            groups[where[f.name]] = (max(width, f.width), members)
+    return groups
+
 
 #: Instruction-memory words per instruction, as an address shift.
 _WORD_BITS = (INSTR_WORDS - 1).bit_length()
@@ -393,24 +412,28 @@ class Sequencer(wiring.Component):
     def _relocated(self, m, layout, word, active, offsets):
         """The fetched instruction ``word`` as it runs: while a loop is ``active``, each
         address field its ``rel`` selects with ``k`` plus ``offsets[k - 1]`` (modulo the
-        field's width; :func:`~caterpillar.contract.isa.relocate`)."""
-        raw, out = layout(word), Signal(layout)
-        m.d.comb += out.eq(raw)
+        field's width; :func:`~caterpillar.contract.isa.relocate`).
+
+        One adder per bit position where some opcode's address field starts (14 for 41
+        fields), as wide as the widest field starting there: the opcode picks the selector
+        its ``rel`` holds for the field there and which of the sum's low bits replace it."""
+        out = Signal(len(word))
+        m.d.comb += out.eq(word)
+        op = word[:OPCODE_BITS]
         choices = Array([0, *offsets])
-        with m.If(active):
-            with m.Switch(raw.op):
-                for op in Opcode:
-                    fields = address_fields(op)
-                    if not fields:
-                        continue
-                    name = op.name.lower()
-                    src, dst = getattr(raw.args, name), getattr(out.args, name)
-                    with m.Case(op):
-                        for i, f in enumerate(fields):
-                            sel = src.rel[REL_BITS * i:REL_BITS * (i + 1)]
-                            m.d.comb += getattr(dst, f.name).eq(
-                                getattr(src, f.name) + choices[sel])
-        return out
+        for start, (width, members) in _relocation_groups().items():
+            sel, total = Signal(REL_BITS), Signal(width, name=f"moved_{start}")
+            with m.Switch(op):
+                for opcode, (_, rel) in members.items():
+                    with m.Case(opcode):
+                        m.d.comb += sel.eq(word[rel:rel + REL_BITS])
+            m.d.comb += total.eq(word[start:start + width] + choices[sel])
+            with m.If(active):
+                with m.Switch(op):
+                    for opcode, (field_width, _) in members.items():
+                        with m.Case(opcode):
+                            m.d.comb += out[start:start + field_width].eq(total[:field_width])
+        return layout(out)
 
     def _registered_checks(self, layout, fetched):
         """Every opcode's checks evaluated on the fetched instruction in ``DECODE`` and
