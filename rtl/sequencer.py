@@ -205,10 +205,12 @@ class Sequencer(wiring.Component):
         has_next = target < cfg.imem_words
         m.d.comb += fetch.en.eq(0)          # (a read port's en is 1 unless driven)
 
-        def fetch_next():
+        def fetch_next(in_loop=True):
             with m.If(has_next):
                 m.d.comb += [fetch.addr.eq(target), fetch.en.eq(1)]
             m.d.sync += [ahead.eq(has_next), next_pc.eq(target)]
+            if not in_loop:     # a LOOP, never in a running loop's body (else it fails)
+                return
             # The loop moves on with the fetch: the fetched instruction decodes with it.
             with m.If(body_ends):
                 with m.If(loop_left != 0):
@@ -276,7 +278,7 @@ class Sequencer(wiring.Component):
                         with m.If(loop_active | (f.count == 0) | (f.body == 0)):
                             fail(ErrorCause.ILLEGAL_FIELD)
                         with m.Else():
-                            fetch_next()
+                            fetch_next(in_loop=False)
                             retire_in_check()
                             m.d.sync += [loop_active.eq(1), loop_start.eq(pc + 1),
                                          loop_end.eq(pc + f.body), loop_left.eq(f.count - 1),
