@@ -22,8 +22,8 @@ __all__ = [
     "INSTR_BITS", "INSTR_WORDS", "OPCODE_BITS", "Opcode", "ErrorCause", "Layout", "VecOp",
     "Counter", "COUNTER_MEANING", "EVENT_COUNTERS", "Field", "OPERANDS", "field_enum",
     "encode", "decode", "unpack", "reserved_bits", "Instruction", "IsaError", "isa_markdown",
-    "ADDRESS_KINDS", "LOOP_OFFSETS", "REL_BITS", "address_fields", "relocate", "relocate_word",
-    "LoopState",
+    "ADDRESS_KINDS", "LOOP_OFFSETS", "REL_BITS", "field_offsets", "address_fields", "relocate",
+    "relocate_word", "LoopState",
 ]
 
 #: Width of one instruction, and the number of 32-bit host words it occupies.
@@ -389,6 +389,16 @@ def _with_relocation(op: Opcode, fields: tuple) -> tuple:
 OPERANDS = {op: _with_relocation(op, fields) for op, fields in OPERANDS.items()}
 
 
+@functools.cache
+def field_offsets(op: Opcode) -> dict:
+    """``{field name: its lowest bit in the instruction word}`` of ``op``'s operands."""
+    offsets, offset = {}, OPCODE_BITS
+    for f in OPERANDS[op]:
+        offsets[f.name] = offset
+        offset += f.width
+    return offsets
+
+
 def address_fields(op: Opcode) -> list:
     """The address fields of ``op`` that its ``rel`` selectors name, in selector order (empty
     when the opcode has no ``rel``: nothing of it moves in a loop)."""
@@ -420,11 +430,10 @@ def relocate_word(word: int, offsets) -> int:
     op, values = unpack(word)
     if op is None or not values.get("rel"):
         return word
-    moved, offset = relocate(op, values, offsets), OPCODE_BITS
+    moved, where = relocate(op, values, offsets), field_offsets(op)
     for f in OPERANDS[op]:
         new = 0 if f.name == "rel" else moved[f.name]
-        word ^= (values[f.name] ^ new) << offset
-        offset += f.width
+        word ^= (values[f.name] ^ new) << where[f.name]
     return word
 
 

@@ -18,12 +18,12 @@ from caterpillar.contract.isa import (
     INSTR_WORDS,
     LOOP_OFFSETS,
     OPCODE_BITS,
-    OPERANDS,
     REL_BITS,
     Counter,
     ErrorCause,
     Opcode,
     address_fields,
+    field_offsets,
 )
 from caterpillar.contract.registers import COUNTER_BITS, SCALAR_REGISTERS
 from caterpillar.rtl.gemm import GemmEngine
@@ -48,10 +48,7 @@ def _relocation_groups() -> dict:
     grouped by the bit where they start in the instruction word."""
     groups = {}
     for op in Opcode:
-        offset, where = OPCODE_BITS, {}
-        for f in OPERANDS[op]:
-            where[f.name] = offset
-            offset += f.width
+        where = field_offsets(op)
         for i, f in enumerate(address_fields(op)):
             width, members = groups.setdefault(where[f.name], (0, {}))
             members[op] = (f.width, where["rel"] + REL_BITS * i)

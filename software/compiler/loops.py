@@ -28,6 +28,7 @@ from caterpillar.contract.isa import (
     REL_BITS,
     Opcode,
     encode,
+    field_offsets,
     relocate_word,
     unpack,
 )
@@ -55,16 +56,16 @@ class _Layout:
     def __init__(self, op: Opcode):
         self.fields, self.movable = [], 0
         self.rel_offset = self.rel_bits = self.rel_mask = 0
-        offset, fields = OPCODE_BITS, OPERANDS[op]
+        fields, where = OPERANDS[op], field_offsets(op)
         has_rel = bool(fields) and fields[-1].name == "rel"
         for f in fields:
+            offset = where[f.name]
             if has_rel and f.kind in ADDRESS_KINDS:
                 self.fields.append((offset, f.width))
                 self.movable |= ((1 << f.width) - 1) << offset
             elif f.name == "rel" and has_rel:
                 self.rel_offset, self.rel_bits = offset, f.width
                 self.rel_mask = ((1 << f.width) - 1) << offset
-            offset += f.width
         # A field wider than a stride could not move by every step: keep it out of the loop's
         # reach (none is, today: SPAD addresses have 24 bits).
         assert all(width <= STRIDE_BITS for _, width in self.fields), op
