@@ -724,14 +724,33 @@ PLANS = {
 }
 
 
+#: Plans of int operand fields already made, keyed by opcode, config and fields: the
+#: simulators and the compiler ask for the same few thousand instructions millions of times.
+_PLAN_CACHE: dict = {}
+_PLAN_CACHE_LIMIT = 1 << 17
+
+
 def kernel_plan(op: Opcode, f, cfg, select=python_select) -> KernelPlan:
     """Return the :class:`KernelPlan` of instruction ``op`` with operand fields ``f``.
 
     ``f`` gives attribute access to the fields (ints, or the decoder's Amaranth view);
     ``select(cond, a, b)`` is the two-way choice of that kind of number. The segments are, in
     order, the loop nests the sequencer runs; docs/architecture.md describes the micro-ops of
-    each.
+    each. A plan of int fields (``select`` is :func:`python_select`) is made once per opcode,
+    config and field values and shared: callers read it and never change it.
     """
+    if select is not python_select:
+        return _make_plan(op, f, cfg, select)
+    key = (op, cfg, tuple(vars(f).items()))
+    plan = _PLAN_CACHE.get(key)
+    if plan is None:
+        if len(_PLAN_CACHE) >= _PLAN_CACHE_LIMIT:
+            _PLAN_CACHE.clear()
+        plan = _PLAN_CACHE[key] = _make_plan(op, f, cfg, select)
+    return plan
+
+
+def _make_plan(op: Opcode, f, cfg, select) -> KernelPlan:
     context = _Context(cfg, select)
     plan = PLANS[op](f, context)
     plan.spad_regions = context.spad_regions

@@ -594,15 +594,23 @@ def unpack(word: int) -> tuple[Opcode | None, dict]:
     enumeration fields are returned as the integers they hold, legal or not. The hardware's
     decoder sees an instruction this way: what is illegal is for its checks to say.
     """
+    op, items = _unpacked(word)
+    return op, dict(items)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _unpacked(word: int) -> tuple:
+    """:func:`unpack` as ``(opcode, ((field, value), ...))``, cached: simulators decode the
+    same words of a program again and again."""
     try:
         op = Opcode(word & ((1 << OPCODE_BITS) - 1))
     except ValueError:
-        return None, {}
-    values, offset = {}, OPCODE_BITS
+        return None, ()
+    values, offset = [], OPCODE_BITS
     for f in OPERANDS[op]:
-        values[f.name] = (word >> offset) & ((1 << f.width) - 1)
+        values.append((f.name, (word >> offset) & ((1 << f.width) - 1)))
         offset += f.width
-    return op, values
+    return op, tuple(values)
 
 
 def reserved_bits(word: int) -> int:

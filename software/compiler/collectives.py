@@ -23,6 +23,8 @@ vector (``wbase``, ``wlen``). The sums and their order are the bucket collective
 
 from __future__ import annotations
 
+import functools
+
 from caterpillar.contract.geometry import ring_queue_depth
 from caterpillar.contract.isa import Opcode, encode
 from caterpillar.golden.collectives import ring_blocks
@@ -33,9 +35,11 @@ __all__ = ["ring", "link_sources", "broadcast", "chain_reduce", "all_gather",
            "piped_reduce_scatter"]
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def ring(*, src=0, slen=0, dst=0, rlen=0, keep=False, add=False, fwd=False,
          chain=False, hold=0, wbase=0, wlen=0) -> int:
-    """Return one ``RING`` instruction word."""
+    """Return one ``RING`` instruction word (cached: a compile emits the same few thousand
+    millions of times)."""
     return encode(Opcode.RING, src=src, slen=slen, dst=dst, rlen=rlen, keep=int(keep),
                   add=int(add), fwd=int(fwd), chain=int(chain), hold=hold, wbase=wbase,
                   wlen=wlen)
