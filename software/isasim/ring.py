@@ -78,7 +78,7 @@ class EngineModel:
         return bool(self.queue)
 
     def pending(self) -> int:
-        return sum(t is not None for t in self.tags)
+        return len(self.tags) - self.tags.count(None)
 
     def ready(self) -> bool:
         if not self.active or self.recv_left == 0:
@@ -132,7 +132,7 @@ class EngineModel:
                 total = (True if self.spad is None
                          else numerics.add(local, beat, self.cfg.operand))
                 new_tag = (self.recv_row, lanes, total, forward)
-            changed |= any(t is not None for t in self.tags)
+            changed |= self.tags.count(None) != len(self.tags)
             self.tags = [new_tag, *self.tags[:-1]]
         elif beat is not None:
             lanes = self.last_lanes if self.recv_left == 1 else nr
