@@ -1,10 +1,12 @@
 """Kernel geometry and timing: one plan per opcode, the checks the decoder applies, the
 sequencer's cycle rule and the GEMM schedule."""
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
 
+from caterpillar.contract import geometry
 from caterpillar.contract.config import preset
 from caterpillar.contract.geometry import (
     INSTRUCTION_OVERHEAD,
@@ -156,6 +158,24 @@ def test_the_select_is_the_callers():
     kernel_plan(Opcode.LDA, fields(Opcode.LDA, rows=4, cols=8, lds=8, ldm=2, trans=1), CFG,
                 select=recording_select)
     assert seen, "plans choose through the select they are given"
+
+
+def test_int_plans_are_made_once_per_opcode_config_and_fields():
+    gemv = dict(y=8, x=0, w=0, psum=16, rows=40, cols=24, ldw=6, store=1, dst=4096)
+    plan = kernel_plan(Opcode.GEMV, fields(Opcode.GEMV, **gemv), CFG)
+    assert kernel_plan(Opcode.GEMV, fields(Opcode.GEMV, **gemv), CFG) is plan
+    fresh = geometry._make_plan(Opcode.GEMV, fields(Opcode.GEMV, **gemv), CFG, python_select)
+    assert [(s.name, s.cycles) for s in plan.segments] == \
+        [(s.name, s.cycles) for s in fresh.segments]
+    assert plan.values == fresh.values and plan.spad_regions == fresh.spad_regions
+    # Another field value, opcode or config is another plan.
+    other = kernel_plan(Opcode.GEMV, fields(Opcode.GEMV, **{**gemv, "rows": 44}), CFG)
+    assert other.stream_cycles > plan.stream_cycles
+    assert kernel_plan(Opcode.GEMVT, fields(Opcode.GEMVT, z=8, d=0, w=0, psum=16, rows=40,
+                                             cols=24, ldw=6), CFG) is not plan
+    wide = replace(CFG, nr=2 * CFG.nr)
+    assert kernel_plan(Opcode.GEMV, fields(Opcode.GEMV, **gemv), wide).stream_cycles \
+        != plan.stream_cycles
 
 
 @pytest.mark.parametrize("m, n, k, mc, accumulate, a_mema", [

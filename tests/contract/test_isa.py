@@ -49,6 +49,13 @@ def test_encode_decode_and_unpack_agree(op):
         assert raw == {k: v.value if hasattr(v, "value") else v for k, v in fields.items()}
 
 
+def test_unpack_gives_each_caller_its_own_fields():
+    word = encode(Opcode.LDV, spad=64, memb=8, len=12)
+    op, values = unpack(word)
+    values["spad"] = 0
+    assert unpack(word) == (op, {**values, "spad": 64})
+
+
 def test_fields_are_packed_from_bit_8_in_table_order():
     # The one statement of bit positions: a field's offset is the sum of the widths before it.
     word = encode(Opcode.GEMV, y=1, x=2, w=3)
