@@ -3,15 +3,28 @@
 A program mixes every instruction with random legal operands: tiles and vectors come from
 fixed pools of MemA/MemB slots (so operands never alias in timing-dependent ways), data from a
 random SPAD image with corner values, some runs of instructions repeat in ``LOOP`` s whose
-loads move, and it ends by storing every PE memory pool and the counters it read to the SPAD,
-so comparing the SPAD compares the whole state.
+loads and some of whose other SPAD operands move, and it ends by storing every PE memory pool
+and the counters it read to the SPAD, so comparing the SPAD compares the whole state.
 """
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
-from caterpillar.contract.isa import Counter, Layout, Opcode, VecOp, encode, unpack
+from caterpillar.contract.geometry import kernel_plan
+from caterpillar.contract.isa import (
+    REL_BITS,
+    Counter,
+    Layout,
+    Opcode,
+    VecOp,
+    address_fields,
+    encode,
+    relocate,
+    unpack,
+)
 from caterpillar.golden import numerics as gn
 from caterpillar.sim.cases.kernels import KernelCase, best_mc, random_values
 
@@ -184,7 +197,7 @@ def random_program(cfg, rng, length: int = 12) -> KernelCase:
         else:
             program.append(encode(Opcode.NOP))
 
-    program = program[:6] + _in_loops(program[6:], nr, rng)
+    program = program[:6] + _in_loops(program[6:], cfg, rng)
     # Dump the PE memories: MemA through one tile covering every PE's pool, MemB in the four
     # layouts (the diagonal, row 0 and column 0 between them cover every PE when nr = 2; FULL
     # the first words of every PE).
@@ -200,11 +213,13 @@ def random_program(cfg, rng, length: int = 12) -> KernelCase:
                       outputs=[(half, (cfg.spad_words - half,))])
 
 
-def _in_loops(words, nr, rng) -> list:
+def _in_loops(words, cfg, rng) -> list:
     """``words`` with some runs of one to three instructions in ``LOOP`` s of one to three
-    repetitions, each moving the SPAD address its ``LDV`` s and ``LDA`` s load from by a stride
-    of 1 to 4 rows per repetition (the data half's words the loads read shift; what a
-    program stores and where stays put, so repeating it is as legal as running it once)."""
+    repetitions. Per repetition every ``LDV`` and ``LDA`` loads from a SPAD address a stride
+    of 1 to 4 rows further (the data half's words shift); each other SPAD address field of a
+    body instruction (a store's destination, a kernel's load, GEMM's operands) moves by the
+    same stride at random where the last repetition stays legal, so stores land in other words
+    of the results half. MemA and MemB operands stay put (their slots never alias)."""
     out, i = [], 0
     while i < len(words):
         if rng.integers(6):
@@ -213,12 +228,28 @@ def _in_loops(words, nr, rng) -> list:
             continue
         n = int(rng.integers(1, 4))
         body = words[i:i + n]
-        moved = [encode(op, **{**values, "rel": 1}) if op in (Opcode.LDV, Opcode.LDA) else w
-                 for w in body for op, values in [unpack(w)]]
-        out += [encode(Opcode.LOOP, count=int(rng.integers(1, 4)), body=len(body),
-                       stride1=int(rng.integers(1, 5)) * nr), *moved]
+        count, stride = int(rng.integers(1, 4)), int(rng.integers(1, 5)) * cfg.nr
+        moved = [_moving_spad(w, (count - 1) * stride, cfg, rng) for w in body]
+        out += [encode(Opcode.LOOP, count=count, body=len(body), stride1=stride), *moved]
         i += n
     return out
+
+
+def _moving_spad(word, furthest, cfg, rng) -> int:
+    """``word`` with ``rel`` selecting the loop's first stride for its SPAD fields: always a
+    load's (``LDV``, ``LDA``), each other at random unless the repetition ``furthest`` words on
+    fails a check."""
+    op, values = unpack(word)
+    fields = address_fields(op)
+    if not fields:
+        return word
+    always = op in (Opcode.LDV, Opcode.LDA)
+    chosen = [f.kind == "spad" and (always or bool(rng.integers(2))) for f in fields]
+    rel = sum(1 << (REL_BITS * k) for k, move in enumerate(chosen) if move)
+    last = relocate(op, {**values, "rel": rel}, (furthest, 0, 0))
+    if not all(c.ok for c in kernel_plan(op, SimpleNamespace(**last), cfg).checks):
+        rel = int(always)
+    return encode(op, **{**values, "rel": rel}) if rel else word
 
 
 def loop_program(cfg, rng, count: int = 5) -> KernelCase:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from caterpillar.contract.config import preset
-from caterpillar.contract.isa import Layout, Opcode, decode
+from caterpillar.contract.isa import REL_BITS, Layout, Opcode, address_fields, decode, unpack
 from caterpillar.golden import numerics as gn
 from caterpillar.sim.cases import kernels as kc
 from caterpillar.sim.cases.programs import random_program
@@ -96,3 +96,31 @@ def test_results_depend_on_the_program(seed):
     other.spad = case.spad
     different, _ = kc.run_case(IsaDevice(TINY), other)
     assert not np.array_equal(first[0], different[0])
+
+
+def test_loops_move_loads_always_and_other_spad_operands_sometimes(seed):
+    """Every LDV and LDA in a loop's body moves its SPAD address; stores and the kernels'
+    SPAD operands move too in some bodies (the RTL's relocation of those fields is what the
+    random-program comparisons then check); MemA and MemB operands never do."""
+    moved = collections.Counter()
+    for index in range(30):
+        program = random_program(TINY, np.random.default_rng(seed + index), 20).program
+        pc = 0
+        while pc < len(program):
+            op, values = unpack(program[pc])
+            if op != Opcode.LOOP:
+                assert not values.get("rel"), "outside a loop nothing moves"
+                pc += 1
+                continue
+            for word in program[pc + 1:pc + 1 + values["body"]]:
+                body_op, body = unpack(word)
+                selectors = [(body.get("rel", 0) >> (REL_BITS * k)) & ((1 << REL_BITS) - 1)
+                             for k in range(len(address_fields(body_op)))]
+                for f, sel in zip(address_fields(body_op), selectors):
+                    assert sel in (0, 1) and (sel == 0 or f.kind == "spad"), decode(word).text()
+                    if f.kind == "spad" and body_op in (Opcode.LDV, Opcode.LDA):
+                        assert sel == 1, decode(word).text()
+                if any(selectors) and body_op not in (Opcode.LDV, Opcode.LDA):
+                    moved[body_op] += 1
+            pc += 1 + values["body"]
+    assert {Opcode.STV, Opcode.STA, Opcode.GEMV} <= set(moved), moved
