@@ -30,6 +30,7 @@ from caterpillar.sim.backends.devices import (
     run_training_on,
     uart_sim_line,
 )
+from caterpillar.sim.flow.toolchain import announced
 from caterpillar.software.compiler.cp import cp_pipeline_report, kernel_bounds, priced_period
 from caterpillar.software.compiler.fit import capacity_survey, fit_lines, tabulate
 from caterpillar.software.compiler.program import Compiled, CompileError
@@ -354,31 +355,39 @@ def _print_pipeline(p: dict) -> None:
               f"{prog['cycles']:>10,} cycles")
 
 
+#: Seconds a compile runs before ``caterpillar compile`` says on stderr that it is working.
+COMPILE_QUIET_SECONDS = 5.0
+
+
 def run_compile(args) -> int:
     """Entry point of ``caterpillar compile``: compile, print the plan, optionally save."""
     outputs = check_outputs(json=args.json, npz=args.output, npz_flag="-o")
     tech = load_technology(args.technology)
     opts = options_from_args(args)
     opts.pop("technology")
-    with capacity_survey() as survey:
-        try:
-            plan = plan_run({**opts, "output": None, "asm": None})
-        except CompileError as e:
-            # Measure every memory (a compile that passes over shortages), then fail.
-            fit = plan_fit(opts)
-            print("\n".join(["does not compile:", *fit_lines(fit)]))
-            if outputs.json is not None:
-                write_json(outputs.json, {"compiles": False, "error": str(e), "fit": fit})
-                print(f"wrote {outputs.json}")
-            raise
-    compiled = plan.compiled
-    timeline = None if args.timeline is None else \
-        compile_timeline(compiled, None if args.timeline < 0 else args.timeline)
-    if args.asm:
-        print(compiled.disassemble())
-    cfg, graph = plan.config, plan.graph
-    report = compile_report(compiled, tech)
-    report["fit"] = tabulate(survey.records, plan.graph, plan.config)
+    # A large machine's compile runs its placements and the reports through the ring's cycle
+    # model (N1 MBCP b = 8: about 30 s): say so once it has lasted a few seconds.
+    with announced("compiling the step (placements, the ring's cycle model, the reports)",
+                   None, after=COMPILE_QUIET_SECONDS):
+        with capacity_survey() as survey:
+            try:
+                plan = plan_run({**opts, "output": None, "asm": None})
+            except CompileError as e:
+                # Measure every memory (a compile that passes over shortages), then fail.
+                fit = plan_fit(opts)
+                print("\n".join(["does not compile:", *fit_lines(fit)]))
+                if outputs.json is not None:
+                    write_json(outputs.json, {"compiles": False, "error": str(e), "fit": fit})
+                    print(f"wrote {outputs.json}")
+                raise
+        compiled = plan.compiled
+        timeline = None if args.timeline is None else \
+            compile_timeline(compiled, None if args.timeline < 0 else args.timeline)
+        if args.asm:
+            print(compiled.disassemble())
+        cfg, graph = plan.config, plan.graph
+        report = compile_report(compiled, tech)
+        report["fit"] = tabulate(survey.records, plan.graph, plan.config)
     print(f"{'-'.join(map(str, graph.sizes))} {graph.algorithm} batch {graph.batch} on "
           f"{cfg.name} (nr={cfg.nr}{compiled.placement_text()}): {compiled.instructions} "
           f"instructions, {compiled.step_cycles:,} cycles per step, utilization "

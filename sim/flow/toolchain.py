@@ -65,24 +65,35 @@ def icarus_available() -> bool:
 
 
 @contextmanager
-def announced(what: str, cache: Path | None, *, every: float = 30.0):
+def announced(what: str, cache: Path | None, *, every: float = 30.0, after: float = 0.0):
     """Tell the user on stderr that ``what`` starts, every ``every`` seconds that it still runs
     (on a terminal), and how long it took.
 
     With ``cache``, ``what`` is a one-time build whose result is cached there (so it happens
     once) and the first line says so; without, it is long work done on each request (a
-    synthesis, a place and route)."""
+    synthesis, a place and route). With ``after``, work that may be quick is announced only
+    once it has run that many seconds (then with the time so far), and its end only then."""
     start = time.monotonic()
     where = f", once: the result is cached in {cache}" if cache is not None else ""
-    print(f"caterpillar: {what}{where} ...", file=sys.stderr, flush=True)
     stop = threading.Event()
+    said = threading.Event()
+
+    def say_start():
+        so_far = f" ({time.monotonic() - start:.0f} s so far)" if after else ""
+        print(f"caterpillar: {what}{where}{so_far} ...", file=sys.stderr, flush=True)
+        said.set()
 
     def heartbeat():
-        while not stop.wait(every):
+        if after and not stop.wait(after):
+            say_start()
+        while said.is_set() and sys.stderr.isatty() and not stop.wait(every):
             print(f"caterpillar: {what}: {time.monotonic() - start:.0f} s so far ...",
                   file=sys.stderr, flush=True)
 
-    ticker = threading.Thread(target=heartbeat, daemon=True) if sys.stderr.isatty() else None
+    if not after:
+        say_start()
+    ticker = (threading.Thread(target=heartbeat, daemon=True)
+              if after or sys.stderr.isatty() else None)
     if ticker is not None:
         ticker.start()
     try:
@@ -91,5 +102,6 @@ def announced(what: str, cache: Path | None, *, every: float = 30.0):
         stop.set()
         if ticker is not None:
             ticker.join()
-    print(f"caterpillar: {what}: done in {time.monotonic() - start:.0f} s", file=sys.stderr,
-          flush=True)
+    if said.is_set():
+        print(f"caterpillar: {what}: done in {time.monotonic() - start:.0f} s", file=sys.stderr,
+              flush=True)

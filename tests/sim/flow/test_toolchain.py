@@ -3,6 +3,7 @@ the build directory, all idempotent."""
 
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,14 @@ def test_long_work_without_a_cache_is_announced_with_its_duration(capsys):
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "caterpillar: placing and routing core_tiny ..."
     assert err[-1].startswith("caterpillar: placing and routing core_tiny: done in ")
+
+
+def test_work_that_may_be_quick_is_announced_only_once_it_lasts(capsys):
+    with toolchain.announced("compiling N1", None, after=60.0):
+        pass
+    assert capsys.readouterr().err == ""
+    with toolchain.announced("compiling N1", None, after=0.05):
+        time.sleep(0.3)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("caterpillar: compiling N1 (0 s so far) ...")
+    assert err[-1].startswith("caterpillar: compiling N1: done in ")
