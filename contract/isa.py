@@ -564,8 +564,7 @@ def _encode(op, strict: bool, args: dict) -> int:
     if unknown:
         raise IsaError(f"{op.name.lower()} has no field {unknown[0]!r}; its fields are "
                        f"{', '.join(fields) or 'none'}")
-    word = op.value
-    offset = OPCODE_BITS
+    word, where = op.value, field_offsets(op)
     for name, f in fields.items():
         value = args.get(name, 0)
         shape = field_enum(f)
@@ -582,8 +581,7 @@ def _encode(op, strict: bool, args: dict) -> int:
         if not 0 <= value < (1 << f.width):
             raise IsaError(f"field {name!r} of {op.name.lower()} must be in "
                            f"0..{(1 << f.width) - 1} ({f.width} bits), not {value}")
-        word |= value << offset
-        offset += f.width
+        word |= value << where[name]
     return word
 
 
@@ -606,11 +604,9 @@ def _unpacked(word: int) -> tuple:
         op = Opcode(word & ((1 << OPCODE_BITS) - 1))
     except ValueError:
         return None, ()
-    values, offset = [], OPCODE_BITS
-    for f in OPERANDS[op]:
-        values.append((f.name, (word >> offset) & ((1 << f.width) - 1)))
-        offset += f.width
-    return op, tuple(values)
+    where = field_offsets(op)
+    return op, tuple((f.name, (word >> where[f.name]) & ((1 << f.width) - 1))
+                     for f in OPERANDS[op])
 
 
 def reserved_bits(word: int) -> int:
@@ -655,11 +651,11 @@ def isa_markdown() -> str:
             lines += ["No operands.", ""]
             continue
         lines += ["| field | bits | kind | meaning |", "|---|---|---|---|"]
-        offset = OPCODE_BITS
+        where = field_offsets(op)
         for f in OPERANDS[op]:
+            offset = where[f.name]
             lines.append(f"| `{f.name}` | {offset}-{offset + f.width - 1} | {f.kind} | "
                          f"{f.doc} |")
-            offset += f.width
         lines.append("")
         if op == Opcode.LOOP:
             rule = inspect.cleandoc(LoopState.__doc__).split("\n\n", 1)[1]

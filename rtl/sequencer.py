@@ -42,6 +42,7 @@ from caterpillar.rtl.ports import (
 
 __all__ = ["Sequencer"]
 
+
 def _relocation_groups() -> dict:
     """``{start bit: (width, {opcode: (field width, bit of its rel selector)})}``: the address
     fields a ``rel`` selector moves (:func:`~caterpillar.contract.isa.address_fields`),
