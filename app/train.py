@@ -36,7 +36,7 @@ from caterpillar.software.compiler.fit import capacity_survey, fit_lines, tabula
 from caterpillar.software.compiler.program import Compiled, CompileError
 from caterpillar.software.energy.energy import COMPONENTS, READINGS, step_energy
 from caterpillar.software.energy.technology import Technology, load_technology, machine_area
-from caterpillar.software.graph.model import ALGORITHMS, LOSSES, SCHEDULES
+from caterpillar.software.graph.model import ALGORITHMS, KERNELS, LOSSES, SCHEDULES, SMALL_BATCH
 from caterpillar.software.storage import write_json
 from caterpillar.software.training.datasets import DATASETS
 from caterpillar.software.training.run import RunPlan, plan_fit, plan_run
@@ -76,6 +76,12 @@ def add_graph_arguments(p) -> None:
     p.add_argument("--algorithm", choices=ALGORITHMS, default=None)
     p.add_argument("--batch", type=positive_int, default=None,
                    help="samples per step (mbgd, dfa) or per pipeline group (mbcp)")
+    p.add_argument("--kernels", choices=KERNELS, default=None,
+                   help="mbgd's kernels: gemm (the batch streamed through GEMMs on the SPAD), "
+                   "gemv (sgd's, the weights in MemA: each sample's forward and backward, then "
+                   "one rank-1 update per sample; no momentum or weight decay) or auto (the "
+                   f"faster by the cycle model for 2 to {SMALL_BATCH} samples without momentum "
+                   "or weight decay on a ring, else gemm; the default)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 0.01)")
     p.add_argument("--momentum", type=float, default=None)
     p.add_argument("--weight-decay", type=float, default=None)
@@ -388,7 +394,8 @@ def run_compile(args) -> int:
         cfg, graph = plan.config, plan.graph
         report = compile_report(compiled, tech)
         report["fit"] = tabulate(survey.records, plan.graph, plan.config)
-    print(f"{'-'.join(map(str, graph.sizes))} {graph.algorithm} batch {graph.batch} on "
+    print(f"{'-'.join(map(str, graph.sizes))} {graph.algorithm} batch {graph.batch}"
+          f"{compiled.graph.kernels_text} on "
           f"{cfg.name} (nr={cfg.nr}{compiled.placement_text()}): {compiled.instructions} "
           f"instructions, {compiled.step_cycles:,} cycles per step, utilization "
           f"{100 * report['utilization']:.1f}%")

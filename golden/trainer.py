@@ -48,6 +48,15 @@ layer above: ``e_l = gemvt(F_l, d)`` (batch: ``E_l = F_l^T D^T``, ``D`` scaled a
 summed like ``E`` above), ``d_l = relud(h_l, e_l)``; everything else (forward, output gradient,
 updates) is the step of ``sgd`` or ``mbgd``. No update depends on another layer's weights.
 
+``mbgd`` on the GEMV kernels (``kernels: gemv``, batch ``B``; :meth:`GoldenTrainer.gemv_step`):
+every sample's forward, output gradient and backward as in ``sgd``, all with the step's
+weights; the output gradients scaled by ``step`` (``-lr / B``); each layer, once its deltas
+below are formed, updated by one rank-1 update per sample in sample order (``W = narrow(widen(W)
++ round_acc(d_si a_prev_sj))`` for ``s = 0, 1, ...``, the bias the same way), so a weight is
+rounded to the operand format after every sample: the bits of ``mbgd``'s ``[W | b] += D^T
+[A_prev^T | 1]`` whenever the accumulator format is the operand format, only the forward's and
+the backward's sums are ``sgd``'s. No momentum or weight decay.
+
 On ``cores = C > 1`` cores of a ring (:mod:`caterpillar.golden.collectives`) two sums change
 order; everything else is computed by one core for its share and is bit-identical:
 
@@ -280,27 +289,42 @@ class GoldenTrainer:
 
     def sgd_step(self, x, target, s) -> np.ndarray:
         """Train on one sample with scalars ``s`` (:func:`scalars`); return the logits."""
+        return self.gemv_step(self._tensor(x)[None], [target], s)[0]
+
+    def gemv_step(self, x, targets, s) -> np.ndarray:
+        """Train on ``B`` samples ``x`` (``B x in`` bits) on the GEMV kernels with scalars
+        ``s``; return the logits (``B x outputs``). ``B = 1`` is ``sgd``'s step; ``B > 1``
+        (``mbgd`` on the GEMV kernels) runs every sample's forward and backward with the
+        step's weights, the output gradients scaled by ``step`` (``-lr / B``), and updates
+        each layer, after its deltas below are formed, by one rank-1 update per sample in
+        sample order (:meth:`update_layer` of each sample in turn)."""
         x = self._tensor(x)
-        acts = self.forward(x)
+        x = x.reshape(len(targets), -1)
+        batch = x.shape[0]
+        if batch > 1 and (self.use_mom or self.use_wd):
+            raise ValueError("a batch on the GEMV kernels takes no momentum or weight decay")
+        acts = [self.forward(sample) for sample in x]
         d = d_out = self.scale_output_gradient(
-            self.output_gradient(acts[-1][0], target, s)[None], s)[0]
+            np.stack([self.output_gradient(a[-1][0], t, s) for a, t in zip(acts, targets)]), s)
         for index in reversed(range(len(self.weights))):
             w, b = self.weights[index]
-            a_prev = x if index == 0 else acts[index - 1][1]
+            a_prev = x if index == 0 else np.stack([a[index - 1][1] for a in acts])
             d_prev = None
             if index > 0:
                 order = self.row_orders[index]
                 if self.feedback is not None:
-                    e = self._gemvt(self.feedback[index - 1], d_out)
+                    e = [self._gemvt(self.feedback[index - 1], dk) for dk in d_out]
                 elif order is not None:
-                    e = self._gemvt(w[order], d[order])
+                    e = [self._gemvt(w[order], dk[order]) for dk in d]
                 else:
-                    e = self._gemvt(w, d)
-                d_prev = self._vop("relud", acts[index - 1][0], e, 0)
-            self.weights[index], self.moments[index] = self.update_layer(
-                index, d[None], a_prev[None], s)
+                    e = [self._gemvt(w, dk) for dk in d]
+                d_prev = np.stack([self._vop("relud", a[index - 1][0], ek, 0)
+                                   for a, ek in zip(acts, e)])
+            for k in range(batch):
+                self.weights[index], self.moments[index] = self.update_layer(
+                    index, d[k:k + 1], a_prev[k:k + 1], s)
             d = d_prev
-        return acts[-1][0]
+        return np.stack([a[-1][0] for a in acts])
 
     def scale_output_gradient(self, d, s) -> np.ndarray:
         """The output gradient ``d`` (``B x outputs``) as the backward pass carries it: scaled

@@ -683,8 +683,8 @@ class Compiled:
                 read = batch * io["ld_classes"] if leaving and k == last[0] else 0
             elif graph.gemv:
                 lo, hi = self.sample_columns(k)
-                staged = (hi - lo + classes) if k in first or k in last else 0
-                read = classes if k == last[0] else 0
+                staged = batch * (hi - lo + classes) if k in first or k in last else 0
+                read = batch * classes if k == last[0] else 0
             else:
                 staged = 0
                 if k in first or k in last:

@@ -173,7 +173,8 @@ def sgd_core_program(graph: TrainingGraph, cfg) -> CoreProgram:
         sgd_bias_update(e, b_addr[index], delta[index], o, g_buf=g_buf,
                          mom=bm_addr[index] if use_mom else None, use_wd=use_wd)
     e("transfer", Opcode.HALT)
-    io = {"inputs": x_spad, "targets": t_spad, "logits": logits_spad}
+    io = {"inputs": x_spad, "targets": t_spad, "logits": logits_spad,
+          "ld_inputs": ceil_to(graph.sizes[0], nr), "ld_classes": ceil_to(classes, nr)}
     return CoreProgram(e.words, e.phases, e.macs, tensors, io, staging=staging,
                        staging_words=staging_words)
 
@@ -251,7 +252,8 @@ def sgd_bias_update(e, bias, grad, count, *, g_buf, mom, use_wd):
 def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
                           first_rows: bool = False, interleave: bool = False,
                           bias_columns=None, piped: bool = True,
-                          load_gathered: bool = False, pad_rows: bool = True) -> CoreProgram:
+                          load_gathered: bool = False, pad_rows: bool = True,
+                          overlap: bool = False) -> CoreProgram:
     """Core ``segment[position]``'s SGD step on the ring (see the module docstring); with
     ``first_rows`` the first layer is split by rows (``blocks[0]``), on the whole sample; with
     ``interleave`` each layer's update is split by rows between the steps of the all-gather
@@ -260,7 +262,9 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
     use the piped collectives where they fit; ``load_gathered`` (``dfa`` without
     ``interleave``): every gathered delta in a SPAD buffer of its own, loaded by its update
     after the updates that touch no SPAD; ``pad_rows``: pad a narrow ``W``'s MemA rows for
-    paired updates (below) where MemA has the room."""
+    paired updates (below) where MemA has the room; ``overlap`` (a batch): each sample's
+    forward GEMV of a layer split by columns runs while the sample before it is summed round
+    the ring."""
     nr = cfg.nr
     opt = graph.optimizer
     use_mom, use_wd = opt.momentum > 0, opt.weight_decay > 0
@@ -343,44 +347,74 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
         return sgd_ring_core_program(graph, cfg, segment, position, blocks,
                                      first_rows=first_rows, interleave=interleave,
                                      bias_columns=bias_columns, piped=piped,
-                                     load_gathered=load_gathered, pad_rows=False)
+                                     load_gathered=load_gathered, pad_rows=False,
+                                     overlap=overlap)
     mema.check("use a config with more mema_words, more cores, or --algorithm mbgd")
     widest = max(graph.sizes)
     x_part = "" if first_rows else " block"
-    x_rep = [memb.alloc(f"{input_name(index)}{x_part if index == 0 else ' block'} "
-                        "(replicated)", loc(wcols[index])) for index in range(len(layers))]
+    # Per sample (mbgd on the GEMV kernels: every sample's forward and backward, then the
+    # updates), the buffers a sample keeps until its updates; sample 0's where batch 1 has
+    # them, the others' after every other buffer.
+    batch = graph.batch if graph.batched_gemv else 1
+    samples = range(batch)
+    x_rep = [[memb.alloc(f"{input_name(index)}{x_part if index == 0 else ' block'} "
+                         "(replicated)", loc(wcols[index])) for index in range(len(layers))]]
     partial = memb.alloc("W x partial", loc(widest))
     h_raw = [memb.alloc(f"Wa{index}", loc(owned[index])) for index in range(len(layers))]
     # A hidden layer split by columns with its bias folded is rectified in the next layer's
     # input copy (relu_replicated), which is also its relud's h.
     in_copy = [index < last and rows[index] >= o and folded[index] is not None
                for index, (o, i) in enumerate(layers)]
-    h = [x_rep[index + 1] if in_copy[index] else memb.alloc(f"h{index}", loc(owned[index]))
-         for index in range(len(layers))]
+
+    def pre_activations(k, suffix=""):
+        return [x_rep[k][index + 1] if in_copy[index] else
+                memb.alloc(f"h{index}{suffix}", loc(owned[index]))
+                for index in range(len(layers))]
+
+    h = [pre_activations(0)]
     act = [None if in_copy[index] else memb.alloc(f"a{index}", loc(owned[index]))
            for index in range(last)]
-    # The 1 after the input of a layer whose bias this core holds, staged once: the step's
-    # loads and broadcasts of the input never reach it.
-    tensors += [Tensor(f"one{index}", "colrep", 1, wcols[index], x_rep[index])
-                for index in range(len(layers)) if here[index]]
-    d_own = [memb.alloc(f"d{index} block", loc(owned[index])) for index in range(last)]
-    d_full = memb.alloc("d", loc(widest))
-    d_rep = memb.alloc("d (replicated)", loc(widest))
+    d_own = [[memb.alloc(f"d{index} block", loc(owned[index])) for index in range(last)]]
+    d_full = [memb.alloc("d", loc(classes))]
+    d_rep = [memb.alloc("d (replicated)", loc(widest))]
     dout_rep = memb.alloc("output d (replicated)", loc(classes)) if f_addr else None
-    z_buf = memb.alloc("W^T d block", loc(widest))
-    g_buf = memb.alloc("bias gradient", loc(widest))
+    z_buf = memb.alloc("W^T d block", loc(max(width)))
+    g_buf = memb.alloc("bias gradient", loc(max(owned))) if use_wd else None
     psum = memb.alloc("partial sums", loc(widest))
     h_rep = memb.alloc("logits (replicated)", loc(classes))
     t_buf = memb.alloc("target", loc(classes))
     scr = memb.alloc("softmax scratch", 3 * loc(classes) + 2)
-    memb.check("use a config with more memb_words or a smaller model")
+    for k in samples[1:]:
+        # The first layer's input is loaded again for each sample's update (it is the widest
+        # vector); the replicated delta is loaded for each use.
+        suffix = f", sample {k}"
+        x_rep.append(x_rep[0][:1] + [memb.alloc(f"{input_name(index)} block (replicated)"
+                                                f"{suffix}", loc(wcols[index]))
+                                     for index in range(1, len(layers))])
+        h.append(pre_activations(k, suffix))
+        d_own.append([memb.alloc(f"d{index} block{suffix}", loc(owned[index]))
+                      for index in range(last)])
+        d_full.append(memb.alloc(f"d{suffix}", loc(classes)))
+    # The 1 after the input of a layer whose bias this core holds, staged once: the step's
+    # loads and broadcasts of the input never reach it.
+    tensors += [Tensor(f"one{index}" + (f".{k}" if k else ""), "colrep", 1, wcols[index],
+                       x_rep[k][index])
+                for k in samples for index in range(len(layers))
+                if here[index] and (k == 0 or index > 0)]
+    memb.check("use a config with more memb_words or a smaller model"
+               + (", or kernels gemm" if batch > 1 else ""))
     # With the first layer's bias here, the 1 after the input waits in the SPAD too (staged
     # once), so the step's load of the input can be the first gemv's own (Emitter.gemv).
-    x_spad = spad.alloc(f"input{x_part}", ceil_to(wcols[0], nr))
-    constants = [(x_spad + width[0], 1, 1, 1, "one")] if here[0] else []
-    t_spad = spad.alloc("target", ceil_to(classes, nr))
-    logits_spad = spad.alloc("logits", ceil_to(classes, nr))
-    vbuf = spad.alloc("ring vector", ceil_to(widest, nr))
+    # A batch's samples lie ld_inputs (targets, logits: ld_classes) words apart.
+    ld_x, ld_c, ld_v = ceil_to(wcols[0], nr), ceil_to(classes, nr), ceil_to(widest, nr)
+    x_spad = spad.alloc(f"input{x_part}", batch * ld_x)
+    constants = [(x_spad + k * ld_x + width[0], 1, 1, 1, "one") for k in samples] \
+        if here[0] else []
+    t_spad = spad.alloc("target", batch * ld_c)
+    logits_spad = spad.alloc("logits", batch * ld_c)
+    # A batch's gathered deltas alternate between two sets by layer: a layer's updates load
+    # theirs while the deltas below move into the other set.
+    vbuf = spad.alloc("ring vector", (2 * batch if batch > 1 else 1) * ld_v)
     # dfa: the deltas of the layers below the top split by columns are all-gathered, each into
     # a buffer of its own, where the updates load them after the updates that need no SPAD.
     gathered = [load_gathered and bool(f_addr) and not interleave and index < last
@@ -396,76 +430,112 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
     # With the output layer's bias folded the chained, broadcast logits are complete where the
     # ring leaves them: in the host's logits area, read from there by the loss.
     spad_logits = folded[last] is not None
-    e("transfer", Opcode.LDV, spad=x_spad, memb=x_rep[0], len=wcols[0], layout=Layout.COLREP)
-    for index, (o, i) in enumerate(layers):
-        n = owned[index]
+
+    def forward_gemv(index, k):
+        """Sample ``k``'s GEMV of layer ``index`` (its input loaded first in the first
+        layer)."""
+        o, n = layers[index][0], owned[index]
+        if index == 0:
+            e("transfer", Opcode.LDV, spad=x_spad + k * ld_x, memb=x_rep[k][0], len=wcols[0],
+              layout=Layout.COLREP)
         if rows[index] < o:
             # Split by rows: the core's outputs are whole sums, no ring.
-            e.gemv(cfg, "forward", Opcode.GEMV, n * width[index], x=x_rep[index],
-                   w=w_addr[index], y=h_raw[index] if folded[index] is None else h[index],
+            e.gemv(cfg, "forward", Opcode.GEMV, n * width[index], x=x_rep[k][index],
+                   w=w_addr[index], y=h_raw[index] if folded[index] is None else h[k][index],
                    psum=psum, rows=n, cols=wcols[index], ldw=ld_w[index])
+            return
+        e.gemv(cfg, "forward", Opcode.GEMV, o * width[index], y=partial, x=x_rep[k][index],
+               w=w_addr[index], psum=psum, rows=o, cols=wcols[index], ldw=ld_w[index])
+
+    def forward_ring(index, k):
+        """Sample ``k``'s partials of layer ``index`` (split by columns) stored and summed
+        round the ring, into sample ``k``'s buffer."""
+        o = layers[index][0]
+        buf = logits_spad + k * ld_c if spad_logits and index == last else vbuf + k * ld_v
+        # The partial sums are only stored: the gemv may store them itself.
+        e.stv(cfg, "transfer", spad=buf, memb=partial, len=o, layout=Layout.DIAG)
+        if index == last:
+            root = len(segment) - 1
+            ring(coll.chain_reduce(segment, buf, o, root))
+            ring(coll.broadcast(segment, buf, o, root))
         else:
-            e.gemv(cfg, "forward", Opcode.GEMV, o * width[index], y=partial, x=x_rep[index],
-                   w=w_addr[index], psum=psum, rows=o, cols=wcols[index],
-                   ldw=ld_w[index])
-            buf = logits_spad if spad_logits and index == last else vbuf
-            # The partial sums are only stored: the gemv may store them itself.
-            e.stv(cfg, "transfer", spad=buf, memb=partial, len=o, layout=Layout.DIAG)
-            if index == last:
-                root = len(segment) - 1
-                ring(coll.chain_reduce(segment, buf, o, root))
-                ring(coll.broadcast(segment, buf, o, root))
-            else:
-                scatter = (coll.piped_reduce_scatter if piped_layer[index]
-                           else coll.reduce_scatter)
-                ring(scatter(segment, vbuf, o, nr))
+            scatter = coll.piped_reduce_scatter if piped_layer[index] else coll.reduce_scatter
+            ring(scatter(segment, buf, o, nr))
+
+    def forward_finish(index, k):
+        """The rest of sample ``k``'s layer ``index``: its sum into MemB, the bias, ReLU and
+        the broadcast of the activation for the layer above."""
+        o, n = layers[index][0], owned[index]
+        if rows[index] >= o:
             if in_copy[index]:
-                relu_replicated(e, vbuf + own_at[index], h[index], n)
-                continue
-            if buf == vbuf:
-                e("transfer", Opcode.LDV, spad=vbuf + own_at[index],
-                  memb=h_raw[index] if folded[index] is None else h[index], len=n,
+                relu_replicated(e, vbuf + k * ld_v + own_at[index], h[k][index], n)
+                return
+            if not (spad_logits and index == last):
+                e("transfer", Opcode.LDV, spad=vbuf + k * ld_v + own_at[index],
+                  memb=h_raw[index] if folded[index] is None else h[k][index], len=n,
                   layout=Layout.DIAG)
         if folded[index] is None:
-            e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=h[index],
+            e("forward", Opcode.VOP, fn=VecOp.ADD, layout=Layout.DIAG, z=h[k][index],
               x=h_raw[index], y=b_addr[index], len=n, alpha=0)
         if index < last:
-            relu(e, act[index], h[index], n)
-            e("forward", Opcode.BCAST, dst=x_rep[index + 1], src=act[index], len=n,
+            relu(e, act[index], h[k][index], n)
+            e("forward", Opcode.BCAST, dst=x_rep[k][index + 1], src=act[index], len=n,
               layout=Layout.COLREP)
-    if not spad_logits:
-        e("transfer", Opcode.STV, spad=logits_spad, memb=h[last], len=classes,
-          layout=Layout.DIAG)
-    sgd_output_gradient(e, graph.loss, classes, logits=h[last], out=d_full, t_spad=t_spad,
-                         t_buf=t_buf, h_rep=h_rep, scr=scr, plain=not (use_mom or use_wd),
-                         logits_spad=logits_spad if spad_logits else None)
-    if f_addr:
-        e("delta", Opcode.BCAST, dst=dout_rep, src=d_full, len=classes, layout=Layout.ROWREP)
 
-    def delta_below(index):
-        """The core's block of the delta of layer ``index - 1``, into ``d_own``."""
+    for index in range(len(layers)):
+        if rows[index] < layers[index][0] or not overlap:
+            for k in samples:
+                forward_gemv(index, k)
+                if rows[index] >= layers[index][0]:
+                    forward_ring(index, k)
+                forward_finish(index, k)
+            continue
+        # overlap: each sample's GEMV runs while the sample before it is summed round the
+        # ring (its STV then cannot be the GEMV's own store).
+        for k in samples:
+            forward_gemv(index, k)
+            if k:
+                forward_finish(index, k - 1)
+            forward_ring(index, k)
+        forward_finish(index, batch - 1)
+    for k in samples:
+        if not spad_logits:
+            e("transfer", Opcode.STV, spad=logits_spad + k * ld_c, memb=h[k][last],
+              len=classes, layout=Layout.DIAG)
+        sgd_output_gradient(e, graph.loss, classes, logits=h[k][last], out=d_full[k],
+                             t_spad=t_spad + k * ld_c, t_buf=t_buf, h_rep=h_rep, scr=scr,
+                             plain=not (use_mom or use_wd),
+                             logits_spad=logits_spad + k * ld_c if spad_logits else None)
+    if f_addr:
+        e("delta", Opcode.BCAST, dst=dout_rep, src=d_full[0], len=classes,
+          layout=Layout.ROWREP)
+
+    def delta_below(index, k=0):
+        """The core's block of sample ``k``'s delta of layer ``index - 1``, into ``d_own``."""
         n = width[index]
         sgd_back_product(e, z=z_buf, psum=psum, cols=n,
                          ldw=loc(n) if f_addr else ld_w[index],
                          operands=(f_addr[index - 1], dout_rep, classes) if f_addr else
-                         (w_addr[index], d_rep, layers[index][0]), cfg=cfg)
-        e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=d_own[index - 1],
-          x=h[index - 1], y=z_buf, len=n, alpha=0)
+                         (w_addr[index], d_rep[0], layers[index][0]), cfg=cfg)
+        e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=d_own[k][index - 1],
+          x=h[k][index - 1], y=z_buf, len=n, alpha=0)
 
-    def update_rows(index, u, a, b):
-        """Rows ``a`` to ``b`` of layer ``index``'s update with the replicated delta ``u``
-        (its LDV, just before, may fold into the GER: nothing reads ``u`` after it)."""
+    def update_rows(index, u, a, b, k=0):
+        """Rows ``a`` to ``b`` of layer ``index``'s update with sample ``k``'s replicated
+        delta ``u`` (its LDV, just before, may fold into the GER: nothing reads ``u`` after
+        it)."""
         ldw = ld_w[index]
         at = a // nr * ldw
         e.ger(cfg, "update", (b - a) * width[index], w=w_addr[index] + at, u=u + a // nr,
-              v=x_rep[index], mom=m_addr[index] + at if use_mom else 0, rows=b - a,
+              v=x_rep[k][index], mom=m_addr[index] + at if use_mom else 0, rows=b - a,
               cols=wcols[index], ldw=ldw, alpha=r["neg_lr"], wd=r["wd"], mu=r["mu"],
               use_wd=int(use_wd), use_mom=int(use_mom))
 
-    def update_bias(index):
-        """Layer ``index``'s bias block: the own block of d (the whole d for the last layer)."""
+    def update_bias(index, k=0):
+        """Layer ``index``'s bias block by sample ``k``: its own block of d (the whole d for
+        the last layer)."""
         if folded[index] is None:
-            grad = d_full if index == last else d_own[index]
+            grad = d_full[k] if index == last else d_own[k][index]
             sgd_bias_update(e, b_addr[index], grad, owned[index], g_buf=g_buf,
                              mom=bm_addr[index] if use_mom else None, use_wd=use_wd)
 
@@ -474,10 +544,11 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
         update_rows(index, u, 0, rows[index])
         update_bias(index)
 
-    def delta_gather(index, buf):
-        """Store the core's block of layer ``index``'s delta at its place in ``buf`` and
-        return the all-gather of it into ``buf`` (each core's RINGs, not yet posted)."""
-        e("transfer", Opcode.STV, spad=buf + own_at[index], memb=d_own[index],
+    def delta_gather(index, buf, k=0):
+        """Store the core's block of sample ``k``'s delta of layer ``index`` at its place in
+        ``buf`` and return the all-gather of it into ``buf`` (each core's RINGs, not yet
+        posted)."""
+        e("transfer", Opcode.STV, spad=buf + own_at[index], memb=d_own[k][index],
           len=owned[index], layout=Layout.DIAG)
         collective = coll.piped_all_gather if piped_layer[index] else coll.all_gather
         return collective(segment, buf, layers[index][0], nr)
@@ -500,22 +571,60 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
                 ring(delta_gather(index, dbuf[index]))
         for index in below:
             if not gathered[index]:
-                e("delta", Opcode.BCAST, dst=d_rep, src=d_own[index], len=rows[index],
+                e("delta", Opcode.BCAST, dst=d_rep[0], src=d_own[0][index], len=rows[index],
                   layout=Layout.ROWREP)
-                update(index, d_rep)
+                update(index, d_rep[0])
         for index in below:
             if gathered[index]:
-                e("transfer", Opcode.LDV, spad=dbuf[index], memb=d_rep, len=layers[index][0],
-                  layout=Layout.ROWREP)
-                update(index, d_rep)
+                e("transfer", Opcode.LDV, spad=dbuf[index], memb=d_rep[0],
+                  len=layers[index][0], layout=Layout.ROWREP)
+                update(index, d_rep[0])
+    def load_delta(index, k):
+        """Sample ``k``'s delta of layer ``index``, replicated by rows, into ``d_rep[0]``
+        (a batch's one copy): from the output gradient, the own block of a layer split by
+        rows, or the gathered delta in the SPAD (an LDV a GEMVT or GER just after may fold)."""
+        o = layers[index][0]
+        if index == last or rows[index] < o:
+            e("delta", Opcode.BCAST, dst=d_rep[0],
+              src=d_full[k] if index == last else d_own[k][index], len=rows[index],
+              layout=Layout.ROWREP)
+        else:
+            e("transfer", Opcode.LDV, spad=vbuf + ((index % 2) * batch + k) * ld_v,
+              memb=d_rep[0], len=o, layout=Layout.ROWREP)
+
+    def batched_layer(index):
+        """Layer ``index`` of a batch: every sample's delta below, then each sample's update
+        (the first layer's input loaded again), its delta below's gather moving under it."""
+        i = layers[index][1]
+        if index > 0:
+            for k in samples:
+                load_delta(index, k)
+                delta_below(index, k)
+        for k in samples:
+            gather = {}
+            if index > 0 and rows[index - 1] == i:
+                gather = delta_gather(index - 1, vbuf + (((index - 1) % 2) * batch + k) * ld_v,
+                                      k)
+                ring({core: words[:1] for core, words in gather.items()})
+            if index == 0:
+                e("transfer", Opcode.LDV, spad=x_spad + k * ld_x, memb=x_rep[k][0],
+                  len=wcols[0], layout=Layout.COLREP)
+            load_delta(index, k)
+            update_rows(index, d_rep[0], 0, rows[index], k)
+            update_bias(index, k)
+            if gather:
+                ring({core: words[1:] for core, words in gather.items()})
+
     # Every other step (sgd; dfa without load_gathered): layer by layer, from the top.
     for index in [] if any(gathered) else reversed(range(len(layers))):
+        if batch > 1:
+            batched_layer(index)
+            continue
         o, i = layers[index]
-        n = width[index]
-        u = dout_rep if f_addr and index == last else d_rep
-        if index == last and u == d_rep:
+        u = dout_rep if f_addr and index == last else d_rep[0]
+        if index == last and u == d_rep[0]:
             # The layers below load their gathered delta into d_rep straight from the SPAD.
-            e("delta", Opcode.BCAST, dst=d_rep, src=d_full, len=o, layout=Layout.ROWREP)
+            e("delta", Opcode.BCAST, dst=d_rep[0], src=d_full[0], len=o, layout=Layout.ROWREP)
         if index > 0 and (index == last or not f_addr):
             delta_below(index)
         gather = {}
@@ -541,12 +650,13 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
         update_bias(index)
         if gather:
             ring({core: words[len(pieces):] for core, words in gather.items()})
-            e("transfer", Opcode.LDV, spad=vbuf, memb=d_rep, len=i, layout=Layout.ROWREP)
+            e("transfer", Opcode.LDV, spad=vbuf, memb=d_rep[0], len=i, layout=Layout.ROWREP)
         elif index > 0:
             # The layer below is split by rows: its update needs only the own block.
-            e("delta", Opcode.BCAST, dst=d_rep, src=d_own[index - 1], len=rows[index - 1],
-              layout=Layout.ROWREP)
+            e("delta", Opcode.BCAST, dst=d_rep[0], src=d_own[0][index - 1],
+              len=rows[index - 1], layout=Layout.ROWREP)
     e("transfer", Opcode.HALT)
-    io = {"inputs": x_spad, "targets": t_spad, "logits": logits_spad}
+    io = {"inputs": x_spad, "targets": t_spad, "logits": logits_spad, "ld_inputs": ld_x,
+          "ld_classes": ld_c}
     return CoreProgram(e.words, e.phases, e.macs, tensors, io, constants, staging=staging,
                        staging_words=staging_words)

@@ -80,6 +80,9 @@ def layer_segments(graph, cfg, segments) -> list:
     if graph.algorithm in ("sgd", "dfa") and len(distinct) > 1:
         raise CompileError(f"{graph.algorithm} spreads every layer over one segment; "
                            "per-layer segments need --algorithm mbgd")
+    if graph.batched_gemv and len(distinct) > 1:
+        raise CompileError("mbgd on the GEMV kernels spreads every layer over one segment; "
+                           "per-layer segments need kernels gemm")
     return segments
 
 
@@ -159,6 +162,14 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
     """
     if graph.pipelined:
         return _compile_cp(graph, cfg, segments, groups)
+    if graph.kernel_choice and cfg.cores > 1:
+        # A small batch: the GEMM kernels (the status quo on a tie) or sgd's, whichever the
+        # cycle model finds faster; the compiled step's graph names the kernels it runs on.
+        return _fastest([lambda k=k: compile_training(graph.replace(kernels=k), cfg, segments)
+                         for k in ("gemm", "gemv")], cfg)
+    if graph.batched_gemv and cfg.cores == 1:
+        raise CompileError("mbgd on the GEMV kernels runs on a ring of 2 or more cores; on one "
+                           "core use kernels gemm (or auto)")
     segments = layer_segments(graph, cfg, segments)
     splits = layer_splits(graph, segments)
     blocks = partition(graph, cfg, [len(seg) for seg in segments], splits)
@@ -182,17 +193,23 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
         # that fit IMEM (the first on a tie: piped, then unsplit, have fewer instructions).
         folds = bias_columns(graph, cfg, segments, blocks)
 
-        def sgd(piped, interleave, load_gathered=False):
+        def sgd(piped, interleave, load_gathered=False, overlap=False):
             programs = {k: sgd_ring_core_program(graph, cfg, segments[0], p, blocks,
                                                  first_rows=splits[0] == "rows",
                                                  interleave=interleave, bias_columns=folds,
-                                                 piped=piped, load_gathered=load_gathered)
+                                                 piped=piped, load_gathered=load_gathered,
+                                                 overlap=overlap)
                         for p, k in enumerate(segments[0])}
             return Compiled(graph, cfg, segments, programs, sources, blocks)
 
         # dfa: also every gathered delta loaded by its update, after those that need no SPAD.
-        compiled = _fastest([lambda p=piped, i=interleave: sgd(p, i)
-                             for piped in (True, False) for interleave in (False, True)]
+        # A batch updates in one piece per sample (nothing to interleave), and its forward
+        # may overlap the samples' GEMVs and ring sums.
+        pieces = (False,) if graph.batched_gemv else (False, True)
+        overlaps = (False, True) if graph.batched_gemv else (False,)
+        compiled = _fastest([lambda p=piped, i=interleave, o=overlap: sgd(p, i, overlap=o)
+                             for piped in (True, False) for interleave in pieces
+                             for overlap in overlaps]
                             + [lambda p=piped: sgd(p, False, True) for piped in (True, False)
                                if graph.algorithm == "dfa"], cfg)
     else:

@@ -57,7 +57,7 @@ MBCP_BATCH = 4
 #: Values of options that are not given.
 DEFAULTS = {"dataset": "digits", "config": "small", "seed": 0, "epochs": 5}
 #: Options that describe the graph (what a checkpoint or a saved program fixes).
-GRAPH_OPTIONS = ("model", "graph", "loss", "algorithm", "batch", "lr", "momentum",
+GRAPH_OPTIONS = ("model", "graph", "loss", "algorithm", "batch", "kernels", "lr", "momentum",
                  "weight_decay", "schedule", "lr_step", "lr_gamma")
 #: Options that describe the machine.
 CONFIG_OPTIONS = ("config", "set", "cores", "segments")
@@ -175,8 +175,10 @@ def graph_from_options(opts: dict, dataset: Dataset) -> TrainingGraph:
                                        ("gamma", "lr_gamma")) if _given(opts, o)}
     optimizer = Optimizer(**{**opt, **changes})
     loss = opts["loss"] if _given(opts, "loss") else (base.loss if base else "softmax_ce")
+    kernels = opts["kernels"] if _given(opts, "kernels") else (
+        base.kernels if base and base.algorithm == algorithm else "auto")
     return TrainingGraph(sizes, loss=loss, optimizer=optimizer, algorithm=algorithm,
-                         batch=batch)
+                         batch=batch, kernels=kernels)
 
 
 def _refuse(opts: dict, names, because: str) -> None:
@@ -302,7 +304,8 @@ def describe(plan: RunPlan, backend: str) -> str:
     graph, cfg, compiled, dataset = plan.graph, plan.config, plan.compiled, plan.dataset
     ring = compiled.placement_text()
     return (f"training {'-'.join(map(str, graph.sizes))} ({graph.loss}, {graph.algorithm}, "
-            f"batch {graph.batch}, lr {graph.optimizer.lr}, momentum "
+            f"batch {graph.batch}{compiled.graph.kernels_text}, lr {graph.optimizer.lr}, "
+            "momentum "
             f"{graph.optimizer.momentum}, weight decay {graph.optimizer.weight_decay}) on "
             f"{dataset.name} ({len(dataset.x_train)} train / {len(dataset.x_test)} test), "
             f"config {cfg.name} (nr={cfg.nr}, {cfg.operand_format}{ring}), backend {backend}: "

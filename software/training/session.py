@@ -236,7 +236,7 @@ class Session:
             correct += int((to_float(logits, cfg.operand).argmax(axis=1) == labels).sum())
             if self.golden is not None:
                 if graph.gemv:
-                    g_logits = self.golden.sgd_step(x[0], t[0], s)[None]
+                    g_logits = self.golden.gemv_step(x, t, s)
                 else:
                     g_logits = self.golden.mbgd_step(x, t, s)
                 self.steps += 1

@@ -278,8 +278,10 @@ class CoreTrainer:
         t = self._targets(targets)
         classes = self.graph.sizes[-1]
         if self.graph.gemv:
-            self.driver.write_spad(io["inputs"], x[0])
-            self.driver.write_spad(io["targets"], t[0])
+            # One sample after the other, ld_inputs and ld_classes words apart.
+            for k in range(x.shape[0]):
+                self.driver.write_spad(io["inputs"] + k * io["ld_inputs"], x[k])
+                self.driver.write_spad(io["targets"] + k * io["ld_classes"], t[k])
         else:
             ldb, ldc = io["ld_batch"], io["ld_classes"]
             xt = np.zeros((x.shape[1], ldb), dtype=np.uint64)
@@ -306,7 +308,8 @@ class CoreTrainer:
         """Read the step's logits (bits, ``batch x outputs``)."""
         io, classes = self.core.io, self.graph.sizes[-1]
         if self.graph.gemv:
-            return self.driver.read_spad(io["logits"], classes)[None, :]
+            return np.stack([self.driver.read_spad(io["logits"] + k * io["ld_classes"], classes)
+                             for k in range(self.graph.batch)])
         ldc = io["ld_classes"]
         flat = self.driver.read_spad(io["logits"], self.graph.batch * ldc)
         return flat.reshape(self.graph.batch, ldc)[:, :classes]

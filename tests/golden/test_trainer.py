@@ -305,9 +305,10 @@ def test_two_cores_train_close_to_one(algorithm, rng):
 
 # -- against float64 --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("algorithm", ["sgd", "mbgd"])
 @pytest.mark.parametrize("loss", ["softmax_ce", "mse"])
-@pytest.mark.parametrize("momentum, wd", [(0.0, 0.0), (0.9, 0.01)], ids=["plain", "both"])
+@pytest.mark.parametrize("algorithm, momentum, wd", [
+    (a, m, w) for a in ("sgd", "mbgd") for m, w in ((0.0, 0.0), (0.9, 0.01))]
+    + [("mbgd-gemv", 0.0, 0.0)])   # the GEMV kernels take a batch without momentum
 def test_one_step_agrees_with_float64_within_fp32_rounding(algorithm, loss, momentum, wd,
                                                            rng):
     sizes = (6, 5, 4)
@@ -320,7 +321,9 @@ def test_one_step_agrees_with_float64_within_fp32_rounding(algorithm, loss, mome
     t = labels if loss == "softmax_ce" else to_bits(onehot, FP32)
     s = scalars(FP32, lr=lr, batch=batch, momentum=momentum, weight_decay=wd,
                 outputs=sizes[-1])
-    got = gold.sgd_step(x[0], t[0], s)[None] if algorithm == "sgd" else gold.mbgd_step(x, t, s)
+    step = {"sgd": lambda: gold.sgd_step(x[0], t[0], s)[None],
+            "mbgd": lambda: gold.mbgd_step(x, t, s), "mbgd-gemv": lambda: gold.gemv_step(x, t, s)}
+    got = step[algorithm]()
     ref = FloatReference(sizes, loss, [(floats(w), floats(b)) for w, b in weights], lr=lr,
                          momentum=momentum, weight_decay=wd)
     logits = ref.mbgd_step(floats(x), labels if loss == "softmax_ce" else onehot)
@@ -335,6 +338,27 @@ def test_one_step_agrees_with_float64_within_fp32_rounding(algorithm, loss, mome
     for bits, want in pairs:
         np.testing.assert_allclose(floats(bits), want, rtol=1e-5,
                                    atol=1e-5 * np.abs(want).max())
+
+
+def test_a_batch_on_the_gemv_kernels_sees_the_step_weights_and_updates_per_sample(rng):
+    # Every sample's forward uses the weights before the step (its logits are predict's), and
+    # the batch's update is one rank-1 update per sample: with the operand format the
+    # accumulator's, the same bits as mbgd's one GEMM that accumulates into [W | b] (whose
+    # forward and backward sums differ from sgd's, so only a one-layer net compares whole).
+    sizes, batch = (6, 4), 3
+    weights = initial(sizes, rng)
+    x = to_bits(rng.random((batch, sizes[0])), FP32)
+    t = rng.integers(0, sizes[-1], batch)
+    s = scalars(FP32, lr=0.1, batch=batch, momentum=0.0, weight_decay=0.0, outputs=sizes[-1])
+    gemv, gemm = (trainer(sizes, weights, "softmax_ce") for _ in range(2))
+    before = gemv.predict(x)
+    logits = gemv.gemv_step(x, t, s)
+    np.testing.assert_array_equal(logits, before)
+    d = gemm.scale_output_gradient(
+        np.stack([gemm.output_gradient(h, tk, s) for h, tk in zip(logits, t)]), s)
+    (w, b), _ = gemm.update_layer(0, d, x, s)
+    np.testing.assert_array_equal(gemv.weights[0][0], w)
+    np.testing.assert_array_equal(gemv.weights[0][1], b)
 
 
 def test_an_sgd_step_is_the_documented_sequence_of_kernels(rng):

@@ -209,7 +209,7 @@ def test_the_spad_stages_parameters_in_what_it_has_left():
 
 
 def ring_programs(graph, cfg, first_rows=None, interleave=False, piped=False,
-                  load_gathered=False):
+                  load_gathered=False, overlap=False):
     """The programs of every core, the first layer split as the compiler splits it (or by
     rows if ``first_rows``, by columns if not); bucket collectives unless ``piped``."""
     segment = tuple(range(cfg.cores))
@@ -221,14 +221,15 @@ def ring_programs(graph, cfg, first_rows=None, interleave=False, piped=False,
     return blocks, [sgd_ring_core_program(graph, cfg, segment, p, blocks,
                                           first_rows=splits[0] == "rows",
                                           interleave=interleave, bias_columns=folds,
-                                          piped=piped, load_gathered=load_gathered)
+                                          piped=piped, load_gathered=load_gathered,
+                                          overlap=overlap)
                     for p in range(cfg.cores)]
 
 
-def ring_compiled(graph, cfg, interleave, piped=False, load_gathered=False):
+def ring_compiled(graph, cfg, interleave, piped=False, load_gathered=False, overlap=False):
     """The whole ring's step with the update split between the gather steps or not."""
     blocks, programs = ring_programs(graph, cfg, interleave=interleave, piped=piped,
-                                     load_gathered=load_gathered)
+                                     load_gathered=load_gathered, overlap=overlap)
     segment = tuple(range(cfg.cores))
     return Compiled(graph, cfg, [segment] * len(graph.layers), dict(enumerate(programs)),
                     link_sources([segment], cfg.cores), blocks)
@@ -591,3 +592,21 @@ def test_narrow_rows_stay_unpadded_where_memas_room_ends():
     assert row_words(42) == row_words(36) == [2, 7]
     with pytest.raises(CompileError, match=r"^MemA needs 36 words but the config has 34 "):
         row_words(34)
+
+
+@pytest.mark.parametrize("overlap", [False, True], ids=["in-turn", "overlap"])
+@pytest.mark.parametrize("piped", [False, True], ids=["bucket", "piped"])
+@pytest.mark.parametrize("sizes, split", [((12, 9, 8, 6), "rows"), ((16, 6), "columns")],
+                         ids=["first-rows", "one-layer-columns"])
+def test_every_order_of_a_batch_on_the_gemv_kernels_matches_golden(sizes, split, piped,
+                                                                    overlap, rng):
+    # Each sample's forward GEMV in turn or under the ring sum of the sample before it; bucket
+    # or piped collectives; the first layer split by rows or by columns (its update reloads
+    # each sample's input either way): the same bits, the cycles the model's.
+    cfg = preset("tiny").replace(cores=3, memb_words=256)
+    hw, _ = train_and_compare(
+        cfg, sizes, "mbgd", 3, "softmax_ce", 0.0, 0.0, steps=3, device=RingIsaDevice(cfg),
+        rng=rng, kernels="gemv",
+        compile=lambda graph, cfg, _: ring_compiled(graph, cfg, False, piped=piped,
+                                                    overlap=overlap))
+    assert hw.compiled.splits[0] == split

@@ -8,7 +8,7 @@ from caterpillar.contract.geometry import RUN_START_CYCLES, word_cycles
 from caterpillar.contract.isa import Opcode, decode
 from caterpillar.software.compiler.program import Compiled, CompileError
 from caterpillar.software.compiler.training import compile_training, layer_segments, partition
-from caterpillar.software.graph.model import TrainingGraph
+from caterpillar.software.graph.model import Optimizer, TrainingGraph
 
 
 @pytest.mark.parametrize("algorithm, batch", [("sgd", 1), ("mbgd", 4)])
@@ -39,6 +39,34 @@ def test_compile_errors_say_what_to_change():
     with pytest.raises(CompileError, match="IMEM holds 256.*imem_words"):
         compile_training(TrainingGraph((64, 32, 10), algorithm="mbgd", batch=100),
                          preset("tiny").replace(spad_words=1 << 20))
+
+
+@pytest.mark.parametrize("batch, kernels", [(2, "gemv"), (4, "gemm")])
+def test_a_small_batch_runs_on_whichever_kernels_step_faster(batch, kernels):
+    # kernels auto: mbgd of 2 to 8 samples without momentum on a ring compiles on both and
+    # keeps the faster; the compiled step's graph names the kernels.
+    graph = TrainingGraph((64, 32, 10), algorithm="mbgd", batch=batch,
+                          optimizer=Optimizer(momentum=0.0))
+    cfg = preset("small").replace(cores=2)
+    chosen = compile_training(graph, cfg)
+    both = {k: compile_training(graph.replace(kernels=k), cfg) for k in ("gemv", "gemm")}
+    assert chosen.graph.kernels == kernels
+    assert chosen.step_cycles == min(c.step_cycles for c in both.values()) \
+        == both[kernels].step_cycles < both[{"gemv": "gemm", "gemm": "gemv"}[kernels]].step_cycles
+    # One core, or momentum: the GEMM kernels, as before.
+    assert compile_training(graph, preset("small")).graph.kernels == "auto"
+    assert not compile_training(graph.replace(optimizer=Optimizer(momentum=0.9)), cfg).graph.gemv
+
+
+def test_the_gemv_kernels_with_a_batch_need_one_segment_of_a_ring():
+    graph = TrainingGraph((64, 32, 10), algorithm="mbgd", batch=2, kernels="gemv",
+                          optimizer=Optimizer(momentum=0.0))
+    with pytest.raises(CompileError, match="mbgd on the GEMV kernels runs on a ring of 2 or "
+                                           "more cores; on one core use kernels gemm"):
+        compile_training(graph, preset("small"))
+    with pytest.raises(CompileError, match="mbgd on the GEMV kernels spreads every layer over "
+                                           "one segment; per-layer segments need kernels gemm"):
+        compile_training(graph, preset("small").replace(cores=4), [(0, 1), (2, 3)])
 
 
 def test_layer_segments_forms():

@@ -77,3 +77,33 @@ def test_the_kernel_family_follows_the_algorithm_and_batch():
     with pytest.raises(GraphError, match="algorithm must be one of sgd, mbgd, dfa, cp, mbcp, "
                                          "not 'bp'"):
         TrainingGraph((5, 3), algorithm="bp")
+
+
+def test_mbgd_names_its_kernels():
+    # mbgd's kernels: auto (the compiler picks for a small batch without momentum), or named;
+    # gemv with a batch updates once per sample, so it takes no momentum or weight decay.
+    plain = Optimizer(momentum=0.0)
+    auto = TrainingGraph((5, 3), algorithm="mbgd", batch=4, optimizer=plain)
+    assert auto.kernel_choice and not auto.gemv and not auto.batched_gemv
+    gemv = auto.replace(kernels="gemv")
+    assert gemv.gemv and gemv.batched_gemv and not gemv.pipelined and not gemv.kernel_choice
+    assert TrainingGraph.from_dict(gemv.to_dict()) == gemv
+    assert not auto.replace(kernels="gemm").gemv
+    assert not auto.replace(batch=9).kernel_choice                      # beyond SMALL_BATCH
+    assert not auto.replace(optimizer=Optimizer(momentum=0.9)).kernel_choice
+    assert not TrainingGraph((5, 3), algorithm="dfa", batch=4, optimizer=plain).kernel_choice
+    assert TrainingGraph((5, 3), algorithm="sgd", kernels="gemv").gemv
+    assert not TrainingGraph((5, 3), algorithm="mbcp", batch=2, kernels="gemv").batched_gemv
+    with pytest.raises(GraphError, match="kernels must be one of auto, gemv, gemm, not 'gemmv'"):
+        auto.replace(kernels="gemmv")
+    with pytest.raises(GraphError, match="algorithm sgd with batch 1 runs on the GEMV kernels, "
+                                         "not gemm; only mbgd chooses"):
+        TrainingGraph((5, 3), kernels="gemm")
+    with pytest.raises(GraphError, match="algorithm dfa with batch 4 runs on the GEMM kernels, "
+                                         "not gemv"):
+        TrainingGraph((5, 3), algorithm="dfa", batch=4, kernels="gemv")
+    with pytest.raises(GraphError, match=r"mbgd on the GEMV kernels updates once per sample, "
+                                         r"so it takes no momentum or weight decay \(momentum "
+                                         r"0.9, weight_decay 0.0\); use kernels gemm"):
+        TrainingGraph((5, 3), algorithm="mbgd", batch=4, kernels="gemv",
+                      optimizer=Optimizer(momentum=0.9))

@@ -20,7 +20,7 @@ CASES = [  # sizes, batch (mbgd), loss, momentum, weight decay
 
 
 def train_and_compare(cfg, sizes, algorithm, batch, loss, momentum, wd, steps, device, rng,
-                      segments=None, compile=compile_training):
+                      segments=None, compile=compile_training, kernels="auto"):
     """Run ``steps`` steps on ``device`` and on the golden trainer; compare every bit.
 
     ``algorithm``: ``sgd``, ``mbgd``, ``dfa`` (a batch) or ``dfa1`` (DFA on one sample);
@@ -28,9 +28,11 @@ def train_and_compare(cfg, sizes, algorithm, batch, loss, momentum, wd, steps, d
     ring counters."""
     batch = 1 if algorithm in ("sgd", "dfa1") else batch
     algorithm = "dfa" if algorithm == "dfa1" else algorithm
-    graph = TrainingGraph(sizes, loss=loss, algorithm=algorithm, batch=batch,
+    graph = TrainingGraph(sizes, loss=loss, algorithm=algorithm, batch=batch, kernels=kernels,
                           optimizer=Optimizer(lr=0.2, momentum=momentum, weight_decay=wd))
     compiled = compile(graph, cfg, segments)
+    if kernels != "auto":
+        assert compiled.graph.kernels == kernels
     fmt = cfg.operand
     seed = int(rng.integers(1000))
     init = [(to_bits(w, fmt), to_bits(b, fmt)) for w, b in default_weights(sizes, seed)]
@@ -52,8 +54,7 @@ def train_and_compare(cfg, sizes, algorithm, batch, loss, momentum, wd, steps, d
         else:
             t = to_bits(np.eye(sizes[-1])[rng.integers(0, sizes[-1], batch)], fmt)
         logits, run = hw.step(x, t)             # raises if cycles != the prediction
-        want = gold.sgd_step(x[0], t[0], s)[None] if graph.gemv else \
-            gold.mbgd_step(x, t, s)
+        want = gold.gemv_step(x, t, s) if compiled.graph.gemv else gold.mbgd_step(x, t, s)
         np.testing.assert_array_equal(logits, want, err_msg=f"step {step}: logits")
         assert run.cycles == hw.predicted
         assert min(run.ring_cycles) > 0 or cfg.cores == 1
@@ -75,6 +76,20 @@ def test_ring_training_matches_golden(case, algorithm, cores, rng):
     cfg = preset("tiny").replace(cores=cores)
     train_and_compare(cfg, *case[:1], algorithm, *case[1:], steps=4,
                       device=RingIsaDevice(cfg), rng=rng)
+
+
+@pytest.mark.parametrize("cores", [2, 3, 4])
+@pytest.mark.parametrize("batch", [2, 3])
+@pytest.mark.parametrize("sizes, loss", [((9, 7, 5), "softmax_ce"), ((10, 9, 8, 6), "mse"),
+                                         ((16, 12, 8, 8, 4), "softmax_ce")],
+                         ids=["9-7-5", "10-9-8-6", "16-12-8-8-4"])
+def test_mbgd_on_the_gemv_kernels_matches_golden(sizes, loss, batch, cores, rng):
+    # Every sample's forward and backward, then one rank-1 update per sample and layer: the
+    # ring's bits are gemv_step's after every step, its cycles the timing model's.
+    cfg = preset("tiny").replace(cores=cores, memb_words=256)
+    hw, _ = train_and_compare(cfg, sizes, "mbgd", batch, loss, 0.0, 0.0, steps=3,
+                              device=RingIsaDevice(cfg), rng=rng, kernels="gemv")
+    assert hw.compiled.graph.batched_gemv
 
 
 @pytest.mark.parametrize("algorithm", ["sgd", "mbgd", "dfa1", "dfa"])
