@@ -417,8 +417,8 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
     vbuf = spad.alloc("ring vector", (2 * batch if batch > 1 else 1) * ld_v)
     # dfa: the deltas of the layers below the top split by columns are all-gathered, each into
     # a buffer of its own, where the updates load them after the updates that need no SPAD.
-    gathered = [load_gathered and bool(f_addr) and not interleave and index < last
-                and rows[index] == o for index, (o, i) in enumerate(layers)]
+    gathered = [load_gathered and bool(f_addr) and not interleave and batch == 1
+                and index < last and rows[index] == o for index, (o, i) in enumerate(layers)]
     dbuf = [spad.alloc(f"d{index} (gathered)", ceil_to(layers[index][0], nr))
             if gathered[index] else None for index in range(len(layers))]
     staging, staging_words = alloc_staging(spad, tensors, nr)
@@ -506,7 +506,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
                              t_spad=t_spad + k * ld_c, t_buf=t_buf, h_rep=h_rep, scr=scr,
                              plain=not (use_mom or use_wd),
                              logits_spad=logits_spad + k * ld_c if spad_logits else None)
-    if f_addr:
+    if f_addr and batch == 1:
         e("delta", Opcode.BCAST, dst=dout_rep, src=d_full[0], len=classes,
           layout=Layout.ROWREP)
 
@@ -593,13 +593,20 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
               memb=d_rep[0], len=o, layout=Layout.ROWREP)
 
     def batched_layer(index):
-        """Layer ``index`` of a batch: every sample's delta below, then each sample's update
-        (the first layer's input loaded again), its delta below's gather moving under it."""
+        """Layer ``index`` of a batch: every sample's delta below (dfa: at the top, every
+        hidden layer's, from the sample's output delta), then each sample's update (the first
+        layer's input loaded again), its delta below's gather moving under it."""
         i = layers[index][1]
-        if index > 0:
+        if index > 0 and not f_addr:
             for k in samples:
                 load_delta(index, k)
                 delta_below(index, k)
+        if f_addr and index == last:
+            for k in samples:
+                e("delta", Opcode.BCAST, dst=dout_rep, src=d_full[k], len=classes,
+                  layout=Layout.ROWREP)
+                for below in range(last, 0, -1):
+                    delta_below(below, k)
         for k in samples:
             gather = {}
             if index > 0 and rows[index - 1] == i:
@@ -615,7 +622,8 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
             if gather:
                 ring({core: words[1:] for core, words in gather.items()})
 
-    # Every other step (sgd; dfa without load_gathered): layer by layer, from the top.
+    # Every other step (sgd, a batch; dfa without load_gathered): layer by layer, from the
+    # top.
     for index in [] if any(gathered) else reversed(range(len(layers))):
         if batch > 1:
             batched_layer(index)

@@ -81,8 +81,8 @@ def layer_segments(graph, cfg, segments) -> list:
         raise CompileError(f"{graph.algorithm} spreads every layer over one segment; "
                            "per-layer segments need --algorithm mbgd")
     if graph.batched_gemv and len(distinct) > 1:
-        raise CompileError("mbgd on the GEMV kernels spreads every layer over one segment; "
-                           "per-layer segments need kernels gemm")
+        raise CompileError(f"{graph.algorithm} on the GEMV kernels spreads every layer over "
+                           "one segment; per-layer segments need kernels gemm")
     return segments
 
 
@@ -168,8 +168,8 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
         return _fastest([lambda k=k: compile_training(graph.replace(kernels=k), cfg, segments)
                          for k in ("gemm", "gemv")], cfg)
     if graph.batched_gemv and cfg.cores == 1:
-        raise CompileError("mbgd on the GEMV kernels runs on a ring of 2 or more cores; on one "
-                           "core use kernels gemm (or auto)")
+        raise CompileError(f"{graph.algorithm} on the GEMV kernels with a batch runs on a ring "
+                           "of 2 or more cores; on one core use kernels gemm (or auto)")
     segments = layer_segments(graph, cfg, segments)
     splits = layer_splits(graph, segments)
     blocks = partition(graph, cfg, [len(seg) for seg in segments], splits)
@@ -178,9 +178,11 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
         # docstring); the GEMV kernels split inputs, and every core must hold some.
         if graph.gemv and any(hi == lo for lo, hi in parts):
             what = "inputs" if splits[index] == "columns" else "outputs"
+            instead = ("kernels gemm" if graph.batched_gemv else
+                       "mbgd or dfa with a batch of 2 or more")
             raise CompileError(f"layer {index} has {parts[-1][1]} {what}, too few to give "
                                f"each of {len(parts)} cores {cfg.nr}; use fewer cores, wider "
-                               "layers, or mbgd or dfa with a batch of 2 or more")
+                               f"layers, or {instead}")
     sources = coll.link_sources(list(dict.fromkeys(segments)), cfg.cores)
     if cfg.cores == 1:
         # A lone core needs no collectives: its own programs, with no ring traffic at all.
@@ -211,7 +213,7 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
                              for piped in (True, False) for interleave in pieces
                              for overlap in overlaps]
                             + [lambda p=piped: sgd(p, False, True) for piped in (True, False)
-                               if graph.algorithm == "dfa"], cfg)
+                               if graph.algorithm == "dfa" and not graph.batched_gemv], cfg)
     else:
         cores = {k: mbgd_ring_core_program(graph, cfg, k, segments, blocks, splits)
                  for k in range(cfg.cores)}

@@ -17,16 +17,19 @@ compiler and the PyTorch reference all follow them):
 * **Algorithm.** ``sgd``: batch 1, GEMV kernels, the weights stay in MemA. ``mbgd``: minibatch
   gradient descent with ``batch`` samples per step, GEMM kernels on the SPAD. ``dfa``: direct
   feedback alignment (every hidden layer's delta from the output error through a fixed random
-  matrix), with ``sgd``'s kernels for batch 1 and ``mbgd``'s for a batch.
-* **Kernels** of ``mbgd`` (``kernels``). ``gemm``: the GEMM kernels on the SPAD, the batch the
-  streamed dimension. ``gemv``: ``sgd``'s kernels with the weights in MemA, a small batch's
+  matrix), with ``sgd``'s kernels for batch 1 and for a batch ``mbgd``'s (GEMM, or GEMV:
+  ``kernels``).
+* **Kernels** of ``mbgd`` and of ``dfa`` with a batch (``kernels``). ``gemm``: the GEMM
+  kernels on the SPAD, the batch the streamed dimension. ``gemv``: ``sgd``'s kernels with the
+  weights in MemA, a small batch's
   way (the paper's "like SGD"): every sample's forward and backward with the step's weights,
   then every layer takes one rank-1 update per sample, in sample order. It sums the forward
   and the backward as ``sgd`` does, and rounds each weight to the operand format after every
   sample's MAC (the same bits as one update of the batch whenever the accumulator format is
   the operand format, as in every preset); it has no momentum or weight decay (each rank-1
   update would apply them). ``auto`` (the default): batch 1 runs on the GEMV kernels, and an
-  ``mbgd`` step of ``2`` to ``SMALL_BATCH`` samples without momentum or weight decay on a
+  ``mbgd`` or ``dfa`` step of ``2`` to ``SMALL_BATCH`` samples without momentum or weight
+  decay on a
   ring on whichever of the two the compiler's cycle model finds faster (the compiled step's
   graph names it); everything else on the GEMM kernels.
 """
@@ -110,8 +113,9 @@ class TrainingGraph:
         Samples per step (``mbgd``, ``dfa``), per pipeline group (``mbcp``, at least 2);
         ``sgd`` and ``cp`` require 1.
     kernels : str
-        ``auto``, ``gemv`` or ``gemm``: which kernels an ``mbgd`` step runs on (the module
-        docstring); the other algorithms have one kind (``auto``, or theirs).
+        ``auto``, ``gemv`` or ``gemm``: which kernels an ``mbgd`` or ``dfa`` step of 2 or more
+        samples runs on (the module docstring); the others have one kind (``auto``, or
+        theirs).
     """
 
     sizes: tuple
@@ -152,17 +156,25 @@ class TrainingGraph:
         if self.kernels not in KERNELS:
             raise GraphError(f"kernels must be one of {', '.join(KERNELS)}, "
                              f"not {self.kernels!r}")
-        if self.kernels != "auto" and self.algorithm != "mbgd":
-            own = "gemm" if self.algorithm == "dfa" and self.batch > 1 else "gemv"
+        if self.kernels != "auto" and not self.chooses_kernels:
+            own = "gemv" if self.algorithm != "mbgd" else "gemm"
             if self.kernels != own:
                 raise GraphError(f"algorithm {self.algorithm} with batch {self.batch} runs on "
                                  f"the {own.upper()} kernels, not {self.kernels}; only mbgd "
-                                 "chooses (kernels auto, gemv or gemm)")
+                                 "and dfa with a batch of 2 or more choose (kernels auto, gemv "
+                                 "or gemm)")
         opt = self.optimizer
         if self.batched_gemv and (opt.momentum > 0 or opt.weight_decay > 0):
-            raise GraphError("mbgd on the GEMV kernels updates once per sample, so it takes no "
-                             f"momentum or weight decay (momentum {opt.momentum}, weight_decay "
-                             f"{opt.weight_decay}); use kernels gemm (or auto) for them")
+            raise GraphError(f"{self.algorithm} on the GEMV kernels updates once per sample, so "
+                             f"it takes no momentum or weight decay (momentum {opt.momentum}, "
+                             f"weight_decay {opt.weight_decay}); use kernels gemm (or auto) for "
+                             "them")
+
+    @property
+    def chooses_kernels(self) -> bool:
+        """Whether the graph may name its kernels: ``mbgd`` or ``dfa`` with a batch of 2 or
+        more (``kernels``)."""
+        return self.algorithm in ("mbgd", "dfa") and self.batch > 1
 
     @property
     def gemv(self) -> bool:
@@ -177,26 +189,26 @@ class TrainingGraph:
 
     @property
     def batched_gemv(self) -> bool:
-        """Whether a step of several samples runs on the GEMV kernels (``mbgd`` with
-        ``kernels`` ``gemv``): each sample's forward and backward, then one rank-1 update per
-        sample and layer."""
+        """Whether a step of several samples runs on the GEMV kernels (``mbgd`` or ``dfa``
+        with ``kernels`` ``gemv``): each sample's forward and backward, then one rank-1 update
+        per sample and layer."""
         return self.gemv and self.batch > 1 and not self.pipelined
 
     @property
     def kernels_text(self) -> str:
-        """`` on the GEMV kernels`` (or GEMM) for an ``mbgd`` graph that names them, else
-        nothing: for reports."""
-        if self.algorithm != "mbgd" or self.kernels == "auto":
+        """`` on the GEMV kernels`` (or GEMM) for a graph that chose them, else nothing: for
+        reports."""
+        if not self.chooses_kernels or self.kernels == "auto":
             return ""
         return f" on the {self.kernels.upper()} kernels"
 
     @property
     def kernel_choice(self) -> bool:
-        """Whether the compiler picks the kernels (``auto``, ``mbgd``, ``2`` to
+        """Whether the compiler picks the kernels (``auto``, ``mbgd`` or ``dfa``, ``2`` to
         :data:`SMALL_BATCH` samples, no momentum or weight decay)."""
         opt = self.optimizer
-        return (self.kernels == "auto" and self.algorithm == "mbgd"
-                and 2 <= self.batch <= SMALL_BATCH and opt.momentum == 0
+        return (self.kernels == "auto" and self.chooses_kernels
+                and self.batch <= SMALL_BATCH and opt.momentum == 0
                 and opt.weight_decay == 0)
 
     @property

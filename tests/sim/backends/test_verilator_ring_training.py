@@ -105,15 +105,19 @@ def test_an_update_split_between_the_gather_steps_on_the_rtl(device, algorithm, 
 
 @requires_verilator
 @pytest.mark.slow
-@pytest.mark.parametrize("sizes, loss, batch, piped, overlap", [
-    ((10, 9, 8, 6), "mse", 3, True, True), ((10, 9, 8, 6), "softmax_ce", 3, False, False),
-    ((9, 7, 5), "softmax_ce", 2, True, False)], ids=["piped-overlap", "bucket", "two-layers"])
-def test_mbgd_on_the_gemv_kernels_on_the_rtl(device, sizes, loss, batch, piped, overlap, rng):
-    """mbgd on sgd's kernels: every sample's forward (the GEMVs in turn, or each under the
-    ring sum of the sample before it) and backward, then one rank-1 update per sample and
+@pytest.mark.parametrize("algorithm, sizes, loss, batch, piped, overlap", [
+    ("mbgd", (10, 9, 8, 6), "mse", 3, True, True),
+    ("mbgd", (10, 9, 8, 6), "softmax_ce", 3, False, False),
+    ("mbgd", (9, 7, 5), "softmax_ce", 2, True, False),
+    ("dfa", (10, 9, 8, 6), "softmax_ce", 2, True, True)],
+    ids=["piped-overlap", "bucket", "two-layers", "dfa"])
+def test_a_batch_on_the_gemv_kernels_on_the_rtl(device, algorithm, sizes, loss, batch, piped,
+                                                overlap, rng):
+    """mbgd (dfa) on sgd's kernels: every sample's forward (the GEMVs in turn, or each under
+    the ring sum of the sample before it) and backward, then one rank-1 update per sample and
     layer, the first layer's input loaded again for each: bit-exact, cycles as the model's."""
     hw, run = train_and_compare(
-        CFG, sizes, "mbgd", batch, loss, 0.0, 0.0, steps=12, device=device, rng=rng,
+        CFG, sizes, algorithm, batch, loss, 0.0, 0.0, steps=12, device=device, rng=rng,
         kernels="gemv", compile=lambda graph, cfg, _: ring_compiled(graph, cfg, False,
                                                                     piped=piped,
                                                                     overlap=overlap))

@@ -61,8 +61,9 @@ def test_a_small_batch_runs_on_whichever_kernels_step_faster(batch, kernels):
 def test_the_gemv_kernels_with_a_batch_need_one_segment_of_a_ring():
     graph = TrainingGraph((64, 32, 10), algorithm="mbgd", batch=2, kernels="gemv",
                           optimizer=Optimizer(momentum=0.0))
-    with pytest.raises(CompileError, match="mbgd on the GEMV kernels runs on a ring of 2 or "
-                                           "more cores; on one core use kernels gemm"):
+    with pytest.raises(CompileError, match="mbgd on the GEMV kernels with a batch runs on a "
+                                           "ring of 2 or more cores; on one core use kernels "
+                                           "gemm"):
         compile_training(graph, preset("small"))
     with pytest.raises(CompileError, match="mbgd on the GEMV kernels spreads every layer over "
                                            "one segment; per-layer segments need kernels gemm"):

@@ -91,17 +91,20 @@ def test_mbgd_names_its_kernels():
     assert not auto.replace(kernels="gemm").gemv
     assert not auto.replace(batch=9).kernel_choice                      # beyond SMALL_BATCH
     assert not auto.replace(optimizer=Optimizer(momentum=0.9)).kernel_choice
-    assert not TrainingGraph((5, 3), algorithm="dfa", batch=4, optimizer=plain).kernel_choice
+    dfa = TrainingGraph((5, 3), algorithm="dfa", batch=4, optimizer=plain)
+    assert dfa.kernel_choice and dfa.replace(kernels="gemv").batched_gemv
+    assert not dfa.replace(batch=1).kernel_choice and dfa.replace(batch=1).gemv
     assert TrainingGraph((5, 3), algorithm="sgd", kernels="gemv").gemv
     assert not TrainingGraph((5, 3), algorithm="mbcp", batch=2, kernels="gemv").batched_gemv
     with pytest.raises(GraphError, match="kernels must be one of auto, gemv, gemm, not 'gemmv'"):
         auto.replace(kernels="gemmv")
     with pytest.raises(GraphError, match="algorithm sgd with batch 1 runs on the GEMV kernels, "
-                                         "not gemm; only mbgd chooses"):
+                                         "not gemm; only mbgd and dfa with a batch of 2 or "
+                                         "more choose"):
         TrainingGraph((5, 3), kernels="gemm")
-    with pytest.raises(GraphError, match="algorithm dfa with batch 4 runs on the GEMM kernels, "
+    with pytest.raises(GraphError, match="algorithm mbgd with batch 1 runs on the GEMM kernels, "
                                          "not gemv"):
-        TrainingGraph((5, 3), algorithm="dfa", batch=4, kernels="gemv")
+        TrainingGraph((5, 3), algorithm="mbgd", kernels="gemv")
     with pytest.raises(GraphError, match=r"mbgd on the GEMV kernels updates once per sample, "
                                          r"so it takes no momentum or weight decay \(momentum "
                                          r"0.9, weight_decay 0.0\); use kernels gemm"):

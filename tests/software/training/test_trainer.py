@@ -80,14 +80,16 @@ def test_ring_training_matches_golden(case, algorithm, cores, rng):
 
 @pytest.mark.parametrize("cores", [2, 3, 4])
 @pytest.mark.parametrize("batch", [2, 3])
+@pytest.mark.parametrize("algorithm", ["mbgd", "dfa"])
 @pytest.mark.parametrize("sizes, loss", [((9, 7, 5), "softmax_ce"), ((10, 9, 8, 6), "mse"),
                                          ((16, 12, 8, 8, 4), "softmax_ce")],
                          ids=["9-7-5", "10-9-8-6", "16-12-8-8-4"])
-def test_mbgd_on_the_gemv_kernels_matches_golden(sizes, loss, batch, cores, rng):
-    # Every sample's forward and backward, then one rank-1 update per sample and layer: the
-    # ring's bits are gemv_step's after every step, its cycles the timing model's.
+def test_a_batch_on_the_gemv_kernels_matches_golden(sizes, loss, algorithm, batch, cores, rng):
+    # Every sample's forward and backward (dfa: every hidden delta from the sample's output
+    # delta), then one rank-1 update per sample and layer: the ring's bits are gemv_step's
+    # after every step, its cycles the timing model's.
     cfg = preset("tiny").replace(cores=cores, memb_words=256)
-    hw, _ = train_and_compare(cfg, sizes, "mbgd", batch, loss, 0.0, 0.0, steps=3,
+    hw, _ = train_and_compare(cfg, sizes, algorithm, batch, loss, 0.0, 0.0, steps=3,
                               device=RingIsaDevice(cfg), rng=rng, kernels="gemv")
     assert hw.compiled.graph.batched_gemv
 
