@@ -359,7 +359,10 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
     samples = range(batch)
     x_rep = [[memb.alloc(f"{input_name(index)}{x_part if index == 0 else ' block'} "
                          "(replicated)", loc(wcols[index])) for index in range(len(layers))]]
-    partial = memb.alloc("W x partial", loc(widest))
+    # Sized to their use: a GEMV's outputs and scratch (ceil(rows / nr) words), a GEMVT's
+    # scratch (ceil(cols / nr)), a replicated delta.
+    widest_out = max(o for o, i in layers)
+    partial = memb.alloc("W x partial", loc(widest_out))
     h_raw = [memb.alloc(f"Wa{index}", loc(owned[index])) for index in range(len(layers))]
     # A hidden layer split by columns with its bias folded is rectified in the next layer's
     # input copy (relu_replicated), which is also its relud's h.
@@ -376,17 +379,17 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
            for index in range(last)]
     d_own = [[memb.alloc(f"d{index} block", loc(owned[index])) for index in range(last)]]
     d_full = [memb.alloc("d", loc(classes))]
-    d_rep = [memb.alloc("d (replicated)", loc(widest))]
+    d_rep = [memb.alloc("d (replicated)", loc(widest_out))]
     dout_rep = memb.alloc("output d (replicated)", loc(classes)) if f_addr else None
-    z_buf = memb.alloc("W^T d block", loc(max(width)))
+    z_buf = memb.alloc("W^T d block", loc(max(width[1:] or [1])))
     g_buf = memb.alloc("bias gradient", loc(max(owned))) if use_wd else None
-    psum = memb.alloc("partial sums", loc(widest))
+    psum = memb.alloc("partial sums", loc(max([widest_out] + width[1:])))
     h_rep = memb.alloc("logits (replicated)", loc(classes))
     t_buf = memb.alloc("target", loc(classes))
     scr = memb.alloc("softmax scratch", 3 * loc(classes) + 2)
     for k in samples[1:]:
-        # The first layer's input is loaded again for each sample's update (it is the widest
-        # vector); the replicated delta is loaded for each use.
+        # The replicated delta is loaded for each use; the first layer's input (the widest
+        # vector) is kept below where MemB has room, else loaded again for the update.
         suffix = f", sample {k}"
         x_rep.append(x_rep[0][:1] + [memb.alloc(f"{input_name(index)} block (replicated)"
                                                 f"{suffix}", loc(wcols[index]))
@@ -395,12 +398,16 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
         d_own.append([memb.alloc(f"d{index} block{suffix}", loc(owned[index]))
                       for index in range(last)])
         d_full.append(memb.alloc(f"d{suffix}", loc(classes)))
+    kept = min(batch - 1, max(memb.room, 0) // loc(wcols[0]))
+    for k in samples[1:kept + 1]:
+        x_rep[k][0] = memb.alloc(f"{input_name(0)}{x_part} (replicated), sample {k}",
+                                 loc(wcols[0]))
     # The 1 after the input of a layer whose bias this core holds, staged once: the step's
     # loads and broadcasts of the input never reach it.
     tensors += [Tensor(f"one{index}" + (f".{k}" if k else ""), "colrep", 1, wcols[index],
                        x_rep[k][index])
                 for k in samples for index in range(len(layers))
-                if here[index] and (k == 0 or index > 0)]
+                if here[index] and (k == 0 or x_rep[k][index] != x_rep[0][index])]
     memb.check("use a config with more memb_words or a smaller model"
                + (", or kernels gemm" if batch > 1 else ""))
     # With the first layer's bias here, the 1 after the input waits in the SPAD too (staged
@@ -613,15 +620,19 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
                 gather = delta_gather(index - 1, vbuf + (((index - 1) % 2) * batch + k) * ld_v,
                                       k)
                 ring({core: words[:1] for core, words in gather.items()})
-            if index == 0:
+            if index == 0 and x_rep[k][0] == x_rep[0][0] and k != in_shared[0]:
+                # Another sample's input took this one's place.
                 e("transfer", Opcode.LDV, spad=x_spad + k * ld_x, memb=x_rep[k][0],
                   len=wcols[0], layout=Layout.COLREP)
+                in_shared[0] = k
             load_delta(index, k)
             update_rows(index, d_rep[0], 0, rows[index], k)
             update_bias(index, k)
             if gather:
                 ring({core: words[1:] for core, words in gather.items()})
 
+    # The sample whose first-layer input the shared buffer holds after the forward.
+    in_shared = [max(k for k in samples if x_rep[k][0] == x_rep[0][0])]
     # Every other step (sgd, a batch; dfa without load_gathered): layer by layer, from the
     # top.
     for index in [] if any(gathered) else reversed(range(len(layers))):

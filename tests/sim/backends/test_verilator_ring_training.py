@@ -105,25 +105,32 @@ def test_an_update_split_between_the_gather_steps_on_the_rtl(device, algorithm, 
 
 @requires_verilator
 @pytest.mark.slow
-@pytest.mark.parametrize("algorithm, sizes, loss, batch, piped, overlap", [
-    ("mbgd", (10, 9, 8, 6), "mse", 3, True, True),
-    ("mbgd", (10, 9, 8, 6), "softmax_ce", 3, False, False),
-    ("mbgd", (9, 7, 5), "softmax_ce", 2, True, False),
-    ("dfa", (10, 9, 8, 6), "softmax_ce", 2, True, True)],
-    ids=["piped-overlap", "bucket", "two-layers", "dfa"])
+@pytest.mark.parametrize("algorithm, sizes, loss, batch, piped, overlap, reloaded", [
+    ("mbgd", (40, 9, 8, 6), "mse", 3, True, True, True),
+    ("mbgd", (10, 9, 8, 6), "softmax_ce", 3, False, False, False),
+    ("mbgd", (9, 7, 5), "softmax_ce", 2, True, False, False),
+    ("dfa", (60, 9, 8, 6), "softmax_ce", 3, True, True, True)],
+    ids=["piped-overlap-reloads", "bucket", "two-layers", "dfa-reloads"])
 def test_a_batch_on_the_gemv_kernels_on_the_rtl(device, algorithm, sizes, loss, batch, piped,
-                                                overlap, rng):
+                                                overlap, reloaded, rng):
     """mbgd (dfa) on sgd's kernels: every sample's forward (the GEMVs in turn, or each under
     the ring sum of the sample before it) and backward, then one rank-1 update per sample and
-    layer, the first layer's input loaded again for each: bit-exact, cycles as the model's."""
+    layer, the first layer's input kept in MemB for it or, where MemB has no room, loaded
+    again: bit-exact, cycles as the model's."""
     hw, run = train_and_compare(
         CFG, sizes, algorithm, batch, loss, 0.0, 0.0, steps=12, device=device, rng=rng,
         kernels="gemv", compile=lambda graph, cfg, _: ring_compiled(graph, cfg, False,
                                                                     piped=piped,
                                                                     overlap=overlap))
     assert run.cycles == hw.predicted and hw.compiled.graph.batched_gemv
-    gers = [x for x in instructions(hw.compiled.cores[0]) if x.op == Opcode.GER]
+    core = hw.compiled.cores[0]
+    gers = [x for x in instructions(core) if x.op == Opcode.GER]
     assert len(gers) == batch * (len(sizes) - 1)
+    x_spad, ld = core.io["inputs"], core.io["ld_inputs"]
+    loads = [x for x in instructions(core)
+             if (x.op == Opcode.LDV or x.op == Opcode.GEMV and x.load)
+             and x_spad <= x.spad < x_spad + batch * ld]
+    assert (len(loads) > batch) == reloaded
 
 
 @requires_verilator

@@ -596,17 +596,25 @@ def test_narrow_rows_stay_unpadded_where_memas_room_ends():
 
 @pytest.mark.parametrize("overlap", [False, True], ids=["in-turn", "overlap"])
 @pytest.mark.parametrize("piped", [False, True], ids=["bucket", "piped"])
-@pytest.mark.parametrize("sizes, split", [((12, 9, 8, 6), "rows"), ((16, 6), "columns")],
-                         ids=["first-rows", "one-layer-columns"])
-def test_every_order_of_a_batch_on_the_gemv_kernels_matches_golden(sizes, split, piped,
-                                                                    overlap, rng):
+@pytest.mark.parametrize("sizes, split, memb, reloads", [
+    ((12, 9, 8, 6), "rows", 256, 0), ((12, 9, 8, 6), "rows", 114, 2),
+    ((12, 9, 8, 6), "rows", 106, 3), ((16, 6), "columns", 256, 0)],
+    ids=["first-rows-kept", "first-rows-some", "first-rows-none", "one-layer-columns"])
+def test_every_order_of_a_batch_on_the_gemv_kernels_matches_golden(sizes, split, memb, reloads,
+                                                                    piped, overlap, rng):
     # Each sample's forward GEMV in turn or under the ring sum of the sample before it; bucket
-    # or piped collectives; the first layer split by rows or by columns (its update reloads
-    # each sample's input either way): the same bits, the cycles the model's.
-    cfg = preset("tiny").replace(cores=3, memb_words=256)
+    # or piped collectives; the first layer split by rows or by columns; each sample's input
+    # kept in MemB for its update where there is room, else loaded again: the same bits, the
+    # cycles the model's.
+    cfg = preset("tiny").replace(cores=3, memb_words=memb)
     hw, _ = train_and_compare(
         cfg, sizes, "mbgd", 3, "softmax_ce", 0.0, 0.0, steps=3, device=RingIsaDevice(cfg),
         rng=rng, kernels="gemv",
         compile=lambda graph, cfg, _: ring_compiled(graph, cfg, False, piped=piped,
                                                     overlap=overlap))
     assert hw.compiled.splits[0] == split
+    x_spad = hw.compiled.cores[2].io["inputs"]
+    loads = [x for x in instructions(hw.compiled.cores[2])
+             if (x.op == Opcode.LDV or x.op == Opcode.GEMV and x.load)
+             and x_spad <= x.spad < x_spad + 3 * hw.compiled.cores[2].io["ld_inputs"]]
+    assert len(loads) == 3 + reloads       # the forward's, and the update's where not kept
