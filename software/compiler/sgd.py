@@ -1,4 +1,5 @@
-"""SGD (batch 1) lowered to GEMV kernels, on one core and over a ring.
+"""SGD (batch 1) on one core and over a ring, and a small batch over a ring, lowered to GEMV
+kernels.
 
 One core: weights and momentum stay in MemA (2D round-robin), biases and vectors in MemB; the
 sample and its target enter through the SPAD, the logits leave through it.
@@ -31,6 +32,17 @@ formed right after the top one's gather is posted, while it moves. With ``load_g
 every gathered delta has a SPAD buffer of its own and every gather is posted before the
 updates that load their delta from there (a ``ger`` with ``load``); the output layer's update
 and those of layers split by rows, which touch no SPAD, run under the gathers.
+
+A batch on a ring (``mbgd`` or ``dfa`` on the GEMV kernels, ``graph.batched_gemv``): every
+sample's forward, layer by layer (each sample's GEMV in turn, or with ``overlap`` each under
+the ring sum of the sample before it), then its output gradient; then, from the top, every
+sample's delta below (``dfa``: at the top, every hidden layer's from the sample's output delta)
+and each sample's rank-1 update, its delta below's all-gather posted before it. The samples'
+inputs, targets, logits and ring vectors lie one after the other in the SPAD; a sample keeps
+its inputs of the layers above the first, its pre-activations and deltas in MemB until its
+updates, its replicated delta is loaded again for each use (the gathered ones from two SPAD
+sets that alternate by layer), and its first-layer input is kept in MemB where there is room,
+else loaded again for its update.
 
 Both emit the arithmetic in the order :mod:`caterpillar.golden.trainer` documents.
 """
@@ -254,7 +266,8 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
                           bias_columns=None, piped: bool = True,
                           load_gathered: bool = False, pad_rows: bool = True,
                           overlap: bool = False) -> CoreProgram:
-    """Core ``segment[position]``'s SGD step on the ring (see the module docstring); with
+    """Core ``segment[position]``'s SGD step (or a batch's on the GEMV kernels) on the ring
+    (see the module docstring); with
     ``first_rows`` the first layer is split by rows (``blocks[0]``), on the whole sample; with
     ``interleave`` each layer's update is split by rows between the steps of the all-gather
     it runs under; ``bias_columns`` (:func:`~.program.bias_columns`): per layer, the position

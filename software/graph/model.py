@@ -167,8 +167,8 @@ class TrainingGraph:
         if self.batched_gemv and (opt.momentum > 0 or opt.weight_decay > 0):
             raise GraphError(f"{self.algorithm} on the GEMV kernels updates once per sample, so "
                              f"it takes no momentum or weight decay (momentum {opt.momentum}, "
-                             f"weight_decay {opt.weight_decay}); use kernels gemm (or auto) for "
-                             "them")
+                             f"weight_decay {opt.weight_decay}); set both to 0 (--momentum 0), "
+                             "or use kernels gemm (or auto)")
 
     @property
     def chooses_kernels(self) -> bool:

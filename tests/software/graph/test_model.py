@@ -107,6 +107,7 @@ def test_mbgd_names_its_kernels():
         TrainingGraph((5, 3), algorithm="mbgd", kernels="gemv")
     with pytest.raises(GraphError, match=r"mbgd on the GEMV kernels updates once per sample, "
                                          r"so it takes no momentum or weight decay \(momentum "
-                                         r"0.9, weight_decay 0.0\); use kernels gemm"):
+                                         r"0.9, weight_decay 0.0\); set both to 0 \(--momentum "
+                                         r"0\), or use kernels gemm"):
         TrainingGraph((5, 3), algorithm="mbgd", batch=4, kernels="gemv",
                       optimizer=Optimizer(momentum=0.9))
