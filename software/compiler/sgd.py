@@ -502,9 +502,15 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
             e("forward", Opcode.BCAST, dst=x_rep[k][index + 1], src=act[index], len=n,
               layout=Layout.COLREP)
 
+    # The first layer's forward leaves the shared input buffer with the first sample the
+    # updates load from it (the samples are independent until their updates, which run in
+    # sample order), so that one is not loaded again.
+    shared = [k for k in samples if x_rep[k][0] == x_rep[0][0]]
+    first_order = [k for k in samples if k not in shared] + shared[::-1]
     for index in range(len(layers)):
+        order = first_order if index == 0 else list(samples)
         if rows[index] < layers[index][0] or not overlap:
-            for k in samples:
+            for k in order:
                 forward_gemv(index, k)
                 if rows[index] >= layers[index][0]:
                     forward_ring(index, k)
@@ -512,12 +518,12 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
             continue
         # overlap: each sample's GEMV runs while the sample before it is summed round the
         # ring (its STV then cannot be the GEMV's own store).
-        for k in samples:
+        for j, k in enumerate(order):
             forward_gemv(index, k)
-            if k:
-                forward_finish(index, k - 1)
+            if j:
+                forward_finish(index, order[j - 1])
             forward_ring(index, k)
-        forward_finish(index, batch - 1)
+        forward_finish(index, order[-1])
     for k in samples:
         if not spad_logits:
             e("transfer", Opcode.STV, spad=logits_spad + k * ld_c, memb=h[k][last],
@@ -633,19 +639,16 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
                 gather = delta_gather(index - 1, vbuf + (((index - 1) % 2) * batch + k) * ld_v,
                                       k)
                 ring({core: words[:1] for core, words in gather.items()})
-            if index == 0 and x_rep[k][0] == x_rep[0][0] and k != in_shared[0]:
+            if index == 0 and k in shared[1:]:
                 # Another sample's input took this one's place.
                 e("transfer", Opcode.LDV, spad=x_spad + k * ld_x, memb=x_rep[k][0],
                   len=wcols[0], layout=Layout.COLREP)
-                in_shared[0] = k
             load_delta(index, k)
             update_rows(index, d_rep[0], 0, rows[index], k)
             update_bias(index, k)
             if gather:
                 ring({core: words[1:] for core, words in gather.items()})
 
-    # The sample whose first-layer input the shared buffer holds after the forward.
-    in_shared = [max(k for k in samples if x_rep[k][0] == x_rep[0][0])]
     # Every other step (sgd, a batch; dfa without load_gathered): layer by layer, from the
     # top.
     for index in [] if any(gathered) else reversed(range(len(layers))):
