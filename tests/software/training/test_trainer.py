@@ -94,6 +94,15 @@ def test_a_batch_on_the_gemv_kernels_matches_golden(sizes, loss, algorithm, batc
     assert hw.compiled.graph.batched_gemv
 
 
+def test_a_batch_on_the_gemv_kernels_rounds_each_weight_after_every_sample(rng):
+    # bf16 operands and an fp32 accumulator: each rank-1 update rounds W to bf16, so the step
+    # is gemv_step's (one update_layer per sample), not one update of the batch.
+    cfg = preset("tiny").replace(cores=2, memb_words=256, operand_format="bf16")
+    hw, _ = train_and_compare(cfg, (9, 7, 5), "mbgd", 3, "softmax_ce", 0.0, 0.0, steps=3,
+                              device=RingIsaDevice(cfg), rng=rng, kernels="gemv")
+    assert cfg.operand != cfg.acc and hw.compiled.graph.batched_gemv
+
+
 @pytest.mark.parametrize("algorithm", ["sgd", "mbgd", "dfa1", "dfa"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c[0])))
 def test_one_core_is_a_ring_of_one(case, algorithm, rng):
