@@ -432,9 +432,19 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
         if here[0] else []
     t_spad = spad.alloc("target", batch * ld_c)
     logits_spad = spad.alloc("logits", batch * ld_c)
-    # A batch's gathered deltas alternate between two sets by layer: a layer's updates load
-    # theirs while the deltas below move into the other set.
-    vbuf = spad.alloc("ring vector", (2 * batch if batch > 1 else 1) * ld_v)
+    # A batch's ring vectors are two sets, one in each SPAD region (a SPAD access waits only
+    # for ring work in its own region): the forward's alternate by sample, so one sample's
+    # GEMV stores its partial sums while the sample before it is summed round the ring; the
+    # gathered deltas alternate by layer, so a layer's updates load theirs while the deltas
+    # below move into the other set.
+    vbuf = spad.alloc("ring vector", batch * ld_v)
+    vbuf_high = spad.alloc_high("ring vector (the other region)", batch * ld_v) \
+        if batch > 1 else vbuf
+
+    def ring_vector(which, k):
+        """Sample ``k``'s ring vector of set ``which`` (0 or 1)."""
+        return (vbuf_high if which else vbuf) + k * ld_v
+
     # dfa: the deltas of the layers below the top split by columns are all-gathered, each into
     # a buffer of its own, where the updates load them after the updates that need no SPAD.
     gathered = [load_gathered and bool(f_addr) and not interleave and batch == 1
@@ -467,13 +477,21 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
         e.gemv(cfg, "forward", Opcode.GEMV, o * width[index], y=partial, x=x_rep[k][index],
                w=w_addr[index], psum=psum, rows=o, cols=wcols[index], ldw=ld_w[index])
 
-    def forward_ring(index, k):
-        """Sample ``k``'s partials of layer ``index`` (split by columns) stored and summed
-        round the ring, into sample ``k``'s buffer."""
-        o = layers[index][0]
-        buf = logits_spad + k * ld_c if spad_logits and index == last else vbuf + k * ld_v
-        # The partial sums are only stored: the gemv may store them itself.
-        e.stv(cfg, "transfer", spad=buf, memb=partial, len=o, layout=Layout.DIAG)
+    def forward_buffer(index, k):
+        """Where sample ``k``'s partials of layer ``index`` are summed round the ring."""
+        if spad_logits and index == last:
+            return logits_spad + k * ld_c
+        return ring_vector(k % 2, k)
+
+    def forward_store(index, k):
+        """Sample ``k``'s partials of layer ``index`` (split by columns) stored where the ring
+        sums them: the gemv just before may store them itself."""
+        e.stv(cfg, "transfer", spad=forward_buffer(index, k), memb=partial,
+              len=layers[index][0], layout=Layout.DIAG)
+
+    def forward_sum(index, k):
+        """Sample ``k``'s partials of layer ``index`` summed round the ring."""
+        o, buf = layers[index][0], forward_buffer(index, k)
         if index == last:
             root = len(segment) - 1
             ring(coll.chain_reduce(segment, buf, o, root))
@@ -488,10 +506,10 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
         o, n = layers[index][0], owned[index]
         if rows[index] >= o:
             if in_copy[index]:
-                relu_replicated(e, vbuf + k * ld_v + own_at[index], h[k][index], n)
+                relu_replicated(e, forward_buffer(index, k) + own_at[index], h[k][index], n)
                 return
             if not (spad_logits and index == last):
-                e("transfer", Opcode.LDV, spad=vbuf + k * ld_v + own_at[index],
+                e("transfer", Opcode.LDV, spad=forward_buffer(index, k) + own_at[index],
                   memb=h_raw[index] if folded[index] is None else h[k][index], len=n,
                   layout=Layout.DIAG)
         if folded[index] is None:
@@ -513,16 +531,18 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
             for k in order:
                 forward_gemv(index, k)
                 if rows[index] >= layers[index][0]:
-                    forward_ring(index, k)
+                    forward_store(index, k)
+                    forward_sum(index, k)
                 forward_finish(index, k)
             continue
-        # overlap: each sample's GEMV runs while the sample before it is summed round the
-        # ring (its STV then cannot be the GEMV's own store).
+        # overlap: each sample's GEMV (storing its partial sums in the other region) runs
+        # while the sample before it is summed round the ring.
         for j, k in enumerate(order):
             forward_gemv(index, k)
+            forward_store(index, k)
             if j:
                 forward_finish(index, order[j - 1])
-            forward_ring(index, k)
+            forward_sum(index, k)
         forward_finish(index, order[-1])
     for k in samples:
         if not spad_logits:
@@ -615,7 +635,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
               src=d_full[k] if index == last else d_own[k][index], len=rows[index],
               layout=Layout.ROWREP)
         else:
-            e("transfer", Opcode.LDV, spad=vbuf + ((index % 2) * batch + k) * ld_v,
+            e("transfer", Opcode.LDV, spad=ring_vector(index % 2, k),
               memb=d_rep[0], len=o, layout=Layout.ROWREP)
 
     def batched_layer(index):
@@ -636,8 +656,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
         for k in samples:
             gather = {}
             if index > 0 and rows[index - 1] == i:
-                gather = delta_gather(index - 1, vbuf + (((index - 1) % 2) * batch + k) * ld_v,
-                                      k)
+                gather = delta_gather(index - 1, ring_vector((index - 1) % 2, k), k)
                 ring({core: words[:1] for core, words in gather.items()})
             if index == 0 and k in shared[1:]:
                 # Another sample's input took this one's place.

@@ -6,6 +6,7 @@ count equals the ring timing model's prediction."""
 import pytest
 
 from caterpillar.contract.config import preset
+from caterpillar.contract.geometry import spad_region
 from caterpillar.contract.isa import Opcode, unpack
 from caterpillar.software.compiler.training import compile_training
 from caterpillar.software.driver.ring import RingDriver
@@ -131,6 +132,12 @@ def test_a_batch_on_the_gemv_kernels_on_the_rtl(device, algorithm, sizes, loss, 
              if (x.op == Opcode.LDV or x.op == Opcode.GEMV and x.load)
              and x_spad <= x.spad < x_spad + batch * ld]
     assert (len(loads) > batch) == reloaded
+    if overlap:
+        # Each sample's GEMV stores its partial sums in the other SPAD region from the one the
+        # ring sums the sample before it in.
+        regions = {spad_region(CFG, x.dst // CFG.nr) for x in instructions(core)
+                   if x.op == Opcode.GEMV and x.store}
+        assert regions == {0, 1}
 
 
 @requires_verilator
