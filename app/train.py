@@ -263,6 +263,12 @@ def compile_report(compiled: Compiled, tech: Technology | None = None) -> dict:
          "step_cycles": c.step_cycles, "instructions": c.instructions,
          "utilization": _step_utilization(c)[1]}
         for c in compiled.over_imem]
+    other = compiled.other_kernels
+    if other is not None:
+        report["other_kernels"] = (
+            {"kernels": other.graph.kernels, "step_cycles": other.step_cycles,
+             "utilization": _step_utilization(other)[1]} if isinstance(other, Compiled) else
+            {"kernels": "gemv" if graph.kernels == "gemm" else "gemm", "error": other})
     period = priced_period(compiled)
     report["bounds"] = kernel_bounds(compiled, period)
     if tech is not None:
@@ -406,6 +412,13 @@ def run_compile(args) -> int:
     print(f"  bounds: the MAC kernels alone {100 * bounds['kernels']:.1f}% (the slowest core's "
           f"kernel cycles), their MAC steps alone {100 * bounds['mac_steps']:.1f}% (the padded "
           "shapes)")
+    other = report.get("other_kernels")
+    if other is not None:
+        kernels = other["kernels"].upper()
+        print(f"  chosen over the {kernels} kernels (kernels auto): " + (
+            f"{other['step_cycles']:,} cycles per step, utilization "
+            f"{100 * other['utilization']:.1f}%" if "error" not in other else
+            f"they do not compile: {other['error']}"))
     for other in report["over_imem"]:
         print(f"  passed over, its programs over IMEM ({other['instructions']:,} instructions on "
               f"a core, IMEM holds {cfg.imem_words:,}): {other['placement'].lstrip(', ')}: "

@@ -529,6 +529,9 @@ class Compiled:
     #: The candidates the compiler passed over because their programs do not fit IMEM although
     #: they step faster (:func:`~.training._fastest`), fastest first.
     over_imem: list[Compiled] = field(default_factory=list)
+    #: With ``kernels: auto`` and a choice (:attr:`~.TrainingGraph.kernel_choice`): the other
+    #: kernels' step (a :class:`Compiled`), or why it does not compile (a message).
+    other_kernels: Compiled | str | None = None
 
     @property
     def split(self) -> str:

@@ -164,9 +164,21 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
         return _compile_cp(graph, cfg, segments, groups)
     if graph.kernel_choice and cfg.cores > 1:
         # A small batch: the GEMM kernels (the status quo on a tie) or sgd's, whichever the
-        # cycle model finds faster; the compiled step's graph names the kernels it runs on.
-        return _fastest([lambda k=k: compile_training(graph.replace(kernels=k), cfg, segments)
-                         for k in ("gemm", "gemv")], cfg)
+        # cycle model finds faster; the compiled step's graph names the kernels it runs on,
+        # and its other_kernels the other's step or why it does not compile.
+        tried = {}
+
+        def build(kernels):
+            try:
+                tried[kernels] = compile_training(graph.replace(kernels=kernels), cfg, segments)
+            except CompileError as error:
+                tried[kernels] = str(error)
+                raise
+            return tried[kernels]
+
+        chosen = _fastest([lambda k=k: build(k) for k in ("gemm", "gemv")], cfg)
+        chosen.other_kernels = next(c for c in tried.values() if c is not chosen)
+        return chosen
     if graph.batched_gemv and cfg.cores == 1:
         raise CompileError(f"{graph.algorithm} on the GEMV kernels with a batch runs on a ring "
                            "of 2 or more cores; on one core use kernels gemm (or auto)")

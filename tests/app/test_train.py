@@ -316,6 +316,41 @@ def test_compile_reports_a_faster_placement_it_passed_over_for_imem(tmp_path, ca
     assert "IMEM overlays: " in out
 
 
+@pytest.mark.parametrize("batch, chosen, other", [(2, "gemv", "gemm"), (4, "gemm", "gemv")])
+def test_compile_names_the_kernels_it_chose_over_the_others(tmp_path, capsys, batch, chosen,
+                                                             other):
+    """mbgd with a small batch and no momentum on a ring: the plan names the kernels the cycle
+    model chose and gives the other kernels' cycles beside them (or why they do not
+    compile)."""
+    path = tmp_path / "plan.json"
+    base = ["compile", "--config", "small", "--cores", "2", "--model", "64-32-10",
+            "--algorithm", "mbgd", "--batch", str(batch), "--momentum", "0"]
+    assert main(base + ["--json", str(path)]) == 0
+    out, plan = capsys.readouterr().out, json.loads(path.read_text())
+    assert plan["graph"]["kernels"] == chosen
+    assert f"mbgd batch {batch} on the {chosen.upper()} kernels on small" in out.splitlines()[0]
+    assert main(base + ["--kernels", other, "--json", str(tmp_path / "other.json")]) == 0
+    named = json.loads((tmp_path / "other.json").read_text())
+    assert plan["other_kernels"] == {"kernels": other, "step_cycles": named["step_cycles"],
+                                     "utilization": named["utilization"]}
+    assert named["step_cycles"] > plan["step_cycles"] and "other_kernels" not in named
+    line = next(x for x in out.splitlines() if "chosen over" in x)
+    assert line.strip() == (f"chosen over the {other.upper()} kernels (kernels auto): "
+                            f"{named['step_cycles']:,} cycles per step, utilization "
+                            f"{100 * named['utilization']:.1f}%")
+
+
+def test_compile_says_why_the_other_kernels_do_not_compile(tmp_path, capsys):
+    path = tmp_path / "plan.json"
+    assert main(["compile", "--config", "small", "--cores", "2", "--model", "64-64-64-10",
+                 "--algorithm", "mbgd", "--batch", "8", "--momentum", "0", "--json",
+                 str(path)]) == 0
+    other = json.loads(path.read_text())["other_kernels"]
+    assert other["kernels"] == "gemv" and other["error"].startswith("MemB needs ")
+    assert "chosen over the GEMV kernels (kernels auto): they do not compile: MemB needs " in \
+        capsys.readouterr().out
+
+
 def test_compile_prints_where_a_cores_cycles_go(tmp_path, capsys):
     """``--timeline``: one line per instruction of the core that finishes last (or the one
     named), and a sum that is the step's cycles; a core off the ring is one line, before any

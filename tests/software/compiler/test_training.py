@@ -51,6 +51,10 @@ def test_a_small_batch_runs_on_whichever_kernels_step_faster(batch, kernels):
     chosen = compile_training(graph, cfg)
     both = {k: compile_training(graph.replace(kernels=k), cfg) for k in ("gemv", "gemm")}
     assert chosen.graph.kernels == kernels
+    other = {"gemv": "gemm", "gemm": "gemv"}[kernels]
+    assert chosen.other_kernels.graph.kernels == other
+    assert chosen.other_kernels.step_cycles == both[other].step_cycles
+    assert both[other].other_kernels is None
     assert chosen.step_cycles == min(c.step_cycles for c in both.values()) \
         == both[kernels].step_cycles < both[{"gemv": "gemm", "gemm": "gemv"}[kernels]].step_cycles
     # One core, or momentum: the GEMM kernels, as before.
