@@ -392,7 +392,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
            for index in range(last)]
     d_own = [[memb.alloc(f"d{index} block", loc(owned[index])) for index in range(last)]]
     d_full = [memb.alloc("d", loc(classes))]
-    d_rep = [memb.alloc("d (replicated)", loc(widest_out))]
+    d_rep = memb.alloc("d (replicated)", loc(widest_out))
     dout_rep = memb.alloc("output d (replicated)", loc(classes)) if f_addr else None
     z_buf = memb.alloc("W^T d block", loc(max(width[1:] or [1])))
     g_buf = memb.alloc("bias gradient", loc(max(owned))) if use_wd else None
@@ -562,7 +562,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
         sgd_back_product(e, z=z_buf, psum=psum, cols=n,
                          ldw=loc(n) if f_addr else ld_w[index],
                          operands=(f_addr[index - 1], dout_rep, classes) if f_addr else
-                         (w_addr[index], d_rep[0], layers[index][0]), cfg=cfg)
+                         (w_addr[index], d_rep, layers[index][0]), cfg=cfg)
         e("delta", Opcode.VOP, fn=VecOp.RELUD, layout=Layout.DIAG, z=d_own[k][index - 1],
           x=h[k][index - 1], y=z_buf, len=n, alpha=0)
 
@@ -617,26 +617,27 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
                 ring(delta_gather(index, dbuf[index]))
         for index in below:
             if not gathered[index]:
-                e("delta", Opcode.BCAST, dst=d_rep[0], src=d_own[0][index], len=rows[index],
+                e("delta", Opcode.BCAST, dst=d_rep, src=d_own[0][index], len=rows[index],
                   layout=Layout.ROWREP)
-                update(index, d_rep[0])
+                update(index, d_rep)
         for index in below:
             if gathered[index]:
-                e("transfer", Opcode.LDV, spad=dbuf[index], memb=d_rep[0],
+                e("transfer", Opcode.LDV, spad=dbuf[index], memb=d_rep,
                   len=layers[index][0], layout=Layout.ROWREP)
-                update(index, d_rep[0])
+                update(index, d_rep)
+
     def load_delta(index, k):
-        """Sample ``k``'s delta of layer ``index``, replicated by rows, into ``d_rep[0]``
-        (a batch's one copy): from the output gradient, the own block of a layer split by
+        """Sample ``k``'s delta of layer ``index``, replicated by rows, into ``d_rep``
+        (the samples' one copy): from the output gradient, the own block of a layer split by
         rows, or the gathered delta in the SPAD (an LDV a GEMVT or GER just after may fold)."""
         o = layers[index][0]
         if index == last or rows[index] < o:
-            e("delta", Opcode.BCAST, dst=d_rep[0],
+            e("delta", Opcode.BCAST, dst=d_rep,
               src=d_full[k] if index == last else d_own[k][index], len=rows[index],
               layout=Layout.ROWREP)
         else:
             e("transfer", Opcode.LDV, spad=ring_vector(index % 2, k),
-              memb=d_rep[0], len=o, layout=Layout.ROWREP)
+              memb=d_rep, len=o, layout=Layout.ROWREP)
 
     def batched_layer(index):
         """Layer ``index`` of a batch: every sample's delta below (dfa: at the top, every
@@ -663,7 +664,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
                 e("transfer", Opcode.LDV, spad=x_spad + k * ld_x, memb=x_rep[k][0],
                   len=wcols[0], layout=Layout.COLREP)
             load_delta(index, k)
-            update_rows(index, d_rep[0], 0, rows[index], k)
+            update_rows(index, d_rep, 0, rows[index], k)
             update_bias(index, k)
             if gather:
                 ring({core: words[1:] for core, words in gather.items()})
@@ -675,10 +676,10 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
             batched_layer(index)
             continue
         o, i = layers[index]
-        u = dout_rep if f_addr and index == last else d_rep[0]
-        if index == last and u == d_rep[0]:
+        u = dout_rep if f_addr and index == last else d_rep
+        if index == last and u == d_rep:
             # The layers below load their gathered delta into d_rep straight from the SPAD.
-            e("delta", Opcode.BCAST, dst=d_rep[0], src=d_full[0], len=o, layout=Layout.ROWREP)
+            e("delta", Opcode.BCAST, dst=d_rep, src=d_full[0], len=o, layout=Layout.ROWREP)
         if index > 0 and (index == last or not f_addr):
             delta_below(index)
         gather = {}
@@ -704,10 +705,10 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
         update_bias(index)
         if gather:
             ring({core: words[len(pieces):] for core, words in gather.items()})
-            e("transfer", Opcode.LDV, spad=vbuf, memb=d_rep[0], len=i, layout=Layout.ROWREP)
+            e("transfer", Opcode.LDV, spad=vbuf, memb=d_rep, len=i, layout=Layout.ROWREP)
         elif index > 0:
             # The layer below is split by rows: its update needs only the own block.
-            e("delta", Opcode.BCAST, dst=d_rep[0], src=d_own[0][index - 1],
+            e("delta", Opcode.BCAST, dst=d_rep, src=d_own[0][index - 1],
               len=rows[index - 1], layout=Layout.ROWREP)
     e("transfer", Opcode.HALT)
     io = {"inputs": x_spad, "targets": t_spad, "logits": logits_spad, "ld_inputs": ld_x,
