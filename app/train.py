@@ -77,7 +77,8 @@ def add_graph_arguments(p) -> None:
     p.add_argument("--batch", type=positive_int, default=None,
                    help="samples per step (mbgd, dfa) or per pipeline group (mbcp)")
     p.add_argument("--kernels", choices=KERNELS, default=None,
-                   help="mbgd's kernels: gemm (the batch streamed through GEMMs on the SPAD), "
+                   help="the kernels of mbgd and of dfa with a batch: gemm (the batch "
+                   "streamed through GEMMs on the SPAD), "
                    "gemv (sgd's, the weights in MemA: each sample's forward and backward, then "
                    "one rank-1 update per sample; no momentum or weight decay) or auto (the "
                    f"faster by the cycle model for 2 to {SMALL_BATCH} samples without momentum "

@@ -42,14 +42,15 @@ rounded to the operand format):
    ``P = round(-lr * m) + P`` (weight decay and momentum only where enabled).
 
 ``dfa`` (direct feedback alignment; batch 1 with the ``sgd`` kernels, a batch with the ``mbgd``
-ones): each hidden layer ``l`` has a fixed feedback matrix ``F_l`` (``outputs x width_l``, bit
-patterns, never updated). Its delta comes from the output gradient ``d`` directly instead of the
-layer above: ``e_l = gemvt(F_l, d)`` (batch: ``E_l = F_l^T D^T``, ``D`` scaled as in step 3,
+ones or, below, the GEMV kernels): each hidden layer ``l`` has a fixed feedback matrix ``F_l``
+(``outputs x width_l``, bit patterns, never updated). Its delta comes from the output gradient
+``d`` directly instead of the layer above: ``e_l = gemvt(F_l, d)`` (batch: ``E_l = F_l^T D^T``, ``D`` scaled as in step 3,
 summed like ``E`` above), ``d_l = relud(h_l, e_l)``; everything else (forward, output gradient,
 updates) is the step of ``sgd`` or ``mbgd``. No update depends on another layer's weights.
 
-``mbgd`` on the GEMV kernels (``kernels: gemv``, batch ``B``; :meth:`GoldenTrainer.gemv_step`):
-every sample's forward, output gradient and backward as in ``sgd``, all with the step's
+``mbgd`` and ``dfa`` on the GEMV kernels (``kernels: gemv``, batch ``B``;
+:meth:`GoldenTrainer.gemv_step`): every sample's forward, output gradient and backward as in
+``sgd`` (``dfa``: its deltas from the sample's output gradient), all with the step's
 weights; the output gradients scaled by ``step`` (``-lr / B``); each layer, once its deltas
 below are formed, updated by one rank-1 update per sample in sample order (``W = narrow(widen(W)
 + round_acc(d_si a_prev_sj))`` for ``s = 0, 1, ...``, the bias the same way), so a weight is
@@ -294,7 +295,7 @@ class GoldenTrainer:
     def gemv_step(self, x, targets, s) -> np.ndarray:
         """Train on ``B`` samples ``x`` (``B x in`` bits) on the GEMV kernels with scalars
         ``s``; return the logits (``B x outputs``). ``B = 1`` is ``sgd``'s step; ``B > 1``
-        (``mbgd`` on the GEMV kernels) runs every sample's forward and backward with the
+        (``mbgd`` or ``dfa`` on the GEMV kernels) runs every sample's forward and backward with the
         step's weights, the output gradients scaled by ``step`` (``-lr / B``), and updates
         each layer, after its deltas below are formed, by one rank-1 update per sample in
         sample order (:meth:`update_layer` of each sample in turn)."""

@@ -21,17 +21,16 @@ compiler and the PyTorch reference all follow them):
   ``kernels``).
 * **Kernels** of ``mbgd`` and of ``dfa`` with a batch (``kernels``). ``gemm``: the GEMM
   kernels on the SPAD, the batch the streamed dimension. ``gemv``: ``sgd``'s kernels with the
-  weights in MemA, a small batch's
-  way (the paper's "like SGD"): every sample's forward and backward with the step's weights,
-  then every layer takes one rank-1 update per sample, in sample order. It sums the forward
-  and the backward as ``sgd`` does, and rounds each weight to the operand format after every
-  sample's MAC (the same bits as one update of the batch whenever the accumulator format is
-  the operand format, as in every preset); it has no momentum or weight decay (each rank-1
-  update would apply them). ``auto`` (the default): batch 1 runs on the GEMV kernels, and an
-  ``mbgd`` or ``dfa`` step of ``2`` to ``SMALL_BATCH`` samples without momentum or weight
-  decay on a
-  ring on whichever of the two the compiler's cycle model finds faster (the compiled step's
-  graph names it); everything else on the GEMM kernels.
+  weights in MemA, a small batch's way (the paper's "like SGD"): every sample's forward and
+  backward with the step's weights, then every layer takes one rank-1 update per sample, in
+  sample order. It sums the forward and the backward as ``sgd`` does, and rounds each weight
+  to the operand format after every sample's MAC (the same bits as one update of the batch
+  whenever the accumulator format is the operand format, as in every preset); it has no
+  momentum or weight decay (each rank-1 update would apply them). ``auto`` (the default):
+  batch 1 runs on the GEMV kernels, and an ``mbgd`` or ``dfa`` step of ``2`` to
+  ``SMALL_BATCH`` samples without momentum or weight decay on a ring on whichever of the two
+  the compiler's cycle model finds faster (the compiled step's graph names it); everything
+  else on the GEMM kernels.
 """
 
 from __future__ import annotations
@@ -180,8 +179,8 @@ class TrainingGraph:
     def gemv(self) -> bool:
         """Whether a step runs on the GEMV kernels with the weights in MemA (one sample:
         ``sgd``, ``dfa`` with batch 1; ``cp``; ``mbcp`` one sample after the other; ``mbgd``
-        with ``kernels`` ``gemv``, one sample after the other) rather than the GEMM kernels on
-        the SPAD."""
+        and ``dfa`` with ``kernels`` ``gemv``, one sample after the other) rather than the GEMM
+        kernels on the SPAD."""
         if self.kernels != "auto":
             return self.kernels == "gemv"
         return self.algorithm == "mbcp" or (
