@@ -44,9 +44,10 @@ rounded to the operand format):
 ``dfa`` (direct feedback alignment; batch 1 with the ``sgd`` kernels, a batch with the ``mbgd``
 ones or, below, the GEMV kernels): each hidden layer ``l`` has a fixed feedback matrix ``F_l``
 (``outputs x width_l``, bit patterns, never updated). Its delta comes from the output gradient
-``d`` directly instead of the layer above: ``e_l = gemvt(F_l, d)`` (batch: ``E_l = F_l^T D^T``, ``D`` scaled as in step 3,
-summed like ``E`` above), ``d_l = relud(h_l, e_l)``; everything else (forward, output gradient,
-updates) is the step of ``sgd`` or ``mbgd``. No update depends on another layer's weights.
+``d`` directly instead of the layer above: ``e_l = gemvt(F_l, d)`` (batch: ``E_l = F_l^T
+D^T``, ``D`` scaled as in step 3, summed like ``E`` above), ``d_l = relud(h_l, e_l)``;
+everything else (forward, output gradient, updates) is the step of ``sgd`` or ``mbgd``. No
+update depends on another layer's weights.
 
 ``mbgd`` and ``dfa`` on the GEMV kernels (``kernels: gemv``, batch ``B``;
 :meth:`GoldenTrainer.gemv_step`): every sample's forward, output gradient and backward as in
