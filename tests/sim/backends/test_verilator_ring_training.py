@@ -12,7 +12,7 @@ from caterpillar.software.compiler.training import compile_training
 from caterpillar.software.driver.ring import RingDriver
 from caterpillar.software.graph.model import TrainingGraph
 from tests.helpers import requires_verilator
-from tests.software.compiler.test_sgd import instructions, ring_compiled
+from tests.software.compiler.test_sgd import input_loads, instructions, ring_compiled
 from tests.software.training.test_trainer import CASES, train_and_compare
 
 #: Whole cores or rings in a simulator, or Verilator builds: `make test`, not test-fast.
@@ -127,11 +127,7 @@ def test_a_batch_on_the_gemv_kernels_on_the_rtl(device, algorithm, sizes, loss, 
     core = hw.compiled.cores[0]
     gers = [x for x in instructions(core) if x.op == Opcode.GER]
     assert len(gers) == batch * (len(sizes) - 1)
-    x_spad, ld = core.io["inputs"], core.io["ld_inputs"]
-    loads = [x for x in instructions(core)
-             if (x.op == Opcode.LDV or x.op == Opcode.GEMV and x.load)
-             and x_spad <= x.spad < x_spad + batch * ld]
-    assert (len(loads) > batch) == reloaded
+    assert (input_loads(core, batch) > batch) == reloaded
     if overlap:
         # Each sample's GEMV stores its partial sums in the other SPAD region from the one the
         # ring sums the sample before it in.

@@ -226,6 +226,15 @@ def ring_programs(graph, cfg, first_rows=None, interleave=False, piped=False,
                     for p in range(cfg.cores)]
 
 
+def input_loads(core, batch) -> int:
+    """How many instructions of ``core`` load a sample's input from the SPAD (an LDV, or a
+    GEMV with ``load``): a batch's forward loads each once, its updates those not kept."""
+    x_spad, ld = core.io["inputs"], core.io["ld_inputs"]
+    return sum(1 for x in instructions(core)
+               if (x.op == Opcode.LDV or x.op == Opcode.GEMV and x.load)
+               and x_spad <= x.spad < x_spad + batch * ld)
+
+
 def ring_compiled(graph, cfg, interleave, piped=False, load_gathered=False, overlap=False):
     """The whole ring's step with the update split between the gather steps or not."""
     blocks, programs = ring_programs(graph, cfg, interleave=interleave, piped=piped,
@@ -613,8 +622,5 @@ def test_every_order_of_a_batch_on_the_gemv_kernels_matches_golden(sizes, split,
         compile=lambda graph, cfg, _: ring_compiled(graph, cfg, False, piped=piped,
                                                     overlap=overlap))
     assert hw.compiled.splits[0] == split
-    x_spad = hw.compiled.cores[2].io["inputs"]
-    loads = [x for x in instructions(hw.compiled.cores[2])
-             if (x.op == Opcode.LDV or x.op == Opcode.GEMV and x.load)
-             and x_spad <= x.spad < x_spad + 3 * hw.compiled.cores[2].io["ld_inputs"]]
-    assert len(loads) == 3 + reloads       # the forward's, and the update's where not kept
+    # The forward's, and the update's where not kept.
+    assert input_loads(hw.compiled.cores[2], 3) == 3 + reloads
