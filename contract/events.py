@@ -174,8 +174,12 @@ def _gemm(f, plan, cfg):
     loads = [schedule.first_panel] + [ph.next_panel for ph in phases if ph.next_panel]
     panel_cols = [min(nr, f.n - panel * nr) for _, panel in loads]
     cin = len(phases) if f.accumulate else 0
-    spad_rows = f.k * lanes * astream + nr * lanes * cin + f.k * len(loads)
-    return _events(ops=f.m * f.n * f.k, mema_r=nr * f.k * lanes * (len(phases) - astream),
+    # a_rows: every phase reads A in MemA, and the loads read each row of A once (rows past
+    # m issue no load); else a first panel's compute takes A from the stream, a row per cycle.
+    a_rows = f.m * cdiv(f.k, nr) if f.a_rows else f.k * lanes * astream
+    spad_rows = a_rows + nr * lanes * cin + f.k * len(loads)
+    mema_phases = len(phases) if f.a_rows else len(phases) - astream
+    return _events(ops=f.m * f.n * f.k, mema_r=nr * f.k * lanes * mema_phases,
                    mema_w=0 if f.a_mema else f.k * f.m, memb_r=f.m * f.n * f.k,
                    memb_w=f.k * nr * sum(panel_cols), spad_r=nr * spad_rows,
                    spad_w=f.m * f.n, macs=f.m * f.n * f.k)

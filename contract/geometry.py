@@ -28,6 +28,7 @@ __all__ = ["cdiv", "log2", "python_select", "vector_words", "Segment", "Check", 
            "MAC_SEGMENTS", "word_mac_step_cycles",
            "drain_cycles", "TRANSFER_OPCODES",
            "TRANSFER_DRAIN_CYCLES", "GemmPhase", "GemmSchedule", "gemm_schedule",
+           "gemm_a_rows_lead",
            "ring_queue_depth", "trailing_zeros", "bank_of", "bank_index", "bank_depth",
            "mema_bank_bit", "mema_bank_period", "mema_bank_words", "spad_bank_bit", "spad_bank",
            "spad_bank_index", "spad_bank_rows", "SMX_EXP_STEPS", "SMX_RECIP_STEPS"]
@@ -683,7 +684,10 @@ def _plan_gemm(f, c: _Context) -> KernelPlan:
               "mc must be a multiple of nr * Lacc"),
         c.aligned(f.a, "a"), c.aligned(f.b, "b"), c.aligned(f.c, "c"),
         c.aligned(f.lda, "lda"), c.aligned(f.ldb, "ldb"), c.aligned(f.ldc, "ldc"),
-        Check(f.lda >= f.m, ErrorCause.BAD_SHAPE, "lda must be >= m"),
+        Check(c.select(f.a_rows, f.lda >= f.k, f.lda >= f.m), ErrorCause.BAD_SHAPE,
+              "lda must be >= m (>= k with a_rows)"),
+        Check(c.select(f.a_mema, f.a_rows == 0, 1), ErrorCause.ILLEGAL_FIELD,
+              "a_rows needs a_mema = 0 (with a_mema A is in MemA already)"),
         Check(f.ldb >= f.n, ErrorCause.BAD_SHAPE, "ldb must be >= n"),
         Check(f.ldc >= f.n, ErrorCause.BAD_SHAPE, "ldc must be >= n"),
         c.mema(f.mema, (f.mc >> log2(nr)) * lda_local,
@@ -691,7 +695,9 @@ def _plan_gemm(f, c: _Context) -> KernelPlan:
         Check(c.select(f.a_mema, f.m <= f.mc, 1), ErrorCause.BAD_SHAPE,
               "with a_mema, m must be <= mc (A is one block in MemA)"),
         c.memb(0, 2 * f.k, "two B panels (2 k words per PE)"),
-        c.spad(f.a, c.select(f.a_mema, 0, (f.k - 1) * f.lda + cdiv(f.m, nr) * nr), "a"),
+        c.spad(f.a, c.select(f.a_mema, 0,
+                             c.select(f.a_rows, (f.m - 1) * f.lda + cdiv(f.k, nr) * nr,
+                                      (f.k - 1) * f.lda + cdiv(f.m, nr) * nr)), "a"),
         c.spad(f.b, (f.k - 1) * f.ldb + cdiv(f.n, nr) * nr, "b"),
         c.spad(f.c, (f.m - 1) * f.ldc + cdiv(f.n, nr) * nr, "c"),
     ]
@@ -828,8 +834,9 @@ class GemmPhase:
     The phase computes the ``nr * Lacc`` rows from ``row0`` of the ``nr`` columns from ``n0``
     (``K * Lacc`` cycles) in accumulator bank ``bank``, using the B panel in MemB buffer
     ``buf``. Meanwhile (after the compute, in the first panel of a block, whose A values stream
-    from the SPAD) the SPAD port moves the C rows of the previous phase out, those of the next
-    phase in (``accumulate`` only) and, in a panel's first phase, the next panel's B.
+    from the SPAD; after the A rows' load with ``a_rows``) the SPAD port moves the C rows of the
+    previous phase out, those of the next phase in (``accumulate`` only) and, in a panel's
+    first phase, the next panel's B.
     """
 
     index: int
@@ -862,6 +869,18 @@ class GemmSchedule:
         return self.prologue + sum(p.length for p in self.phases) + self.epilogue
 
 
+def gemm_a_rows_lead(cfg) -> int:
+    """Cycles from the start of an ``a_rows`` GEMM phase's load of A to its first compute.
+
+    The load of item ``t`` (k-block ``t // (nr Lacc)``, then PE row, then lane) writes MemA
+    at the end of ``t + 2``; the compute reads item ``c`` (the same order) at issue. A lead of
+    ``2 + 2^b nr Lacc`` (``b``: :func:`mema_bank_bit`) puts the write that shares a cycle with
+    a read ``2^b`` k-blocks ahead of it, at an address ``2^b`` higher in the same PE row's
+    tile: always the other bank. The last write of a k-block precedes its first read.
+    """
+    return 2 + (1 << mema_bank_bit(cfg)) * cfg.nr * cfg.acc_lanes
+
+
 def gemm_schedule(f, cfg) -> GemmSchedule:
     """Return the exact GEMM schedule for int operand fields ``f`` (see :class:`GemmPhase`).
 
@@ -870,6 +889,10 @@ def gemm_schedule(f, cfg) -> GemmSchedule:
     lasts ``max(K Lacc, W) + T + 2`` (compute,
     then transfers ``T``); any other phase ``max(K Lacc, W + T + 2)`` (transfers after ``W``
     idle cycles, beside the compute). ``T = nr Lacc`` per C transfer plus ``K`` for a B panel.
+    With ``a_rows`` a first panel's phase loads its rows of A, ``L = ceil(K / nr) nr Lacc``
+    cycles (k-block by k-block, in each the PE rows in the compute's order), computes from
+    :func:`gemm_a_rows_lead` cycles on and runs its transfers after the load: it lasts
+    ``max(lead + K Lacc, L + max(W - L, 0) + T + 2)``.
     Epilogue: ``W`` idle cycles and the last phase's C rows out.
     """
     nr, lanes, wb = cfg.nr, cfg.acc_lanes, cfg.write_back_latency
@@ -896,7 +919,10 @@ def gemm_schedule(f, cfg) -> GemmSchedule:
         has_cin = bool(f.accumulate) and index + 1 < len(order)
         transfers = group_rows * (has_cout + has_cin) + (k if nxt else 0)
         astream = n == 0 and not f.a_mema
-        if astream:
+        if astream and f.a_rows:
+            load = cdiv(k, nr) * group_rows
+            length = max(gemm_a_rows_lead(cfg) + compute, load + max(wb - load, 0) + transfers + 2)
+        elif astream:
             length = max(compute, wb) + transfers + 2
         else:
             length = max(compute, wb + transfers + 2)

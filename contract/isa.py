@@ -314,13 +314,14 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
     ),
     Opcode.GEMM: (
         _f("c", 24, "spad", "C (row-major M x N) in the SPAD"),
-        _f("a", 24, "spad", "A, transposed: A^T (row-major K x M) in the SPAD (unused with "
-                            "a_mema)"),
+        _f("a", 24, "spad", "A, transposed: A^T (row-major K x M) in the SPAD (with a_rows A "
+                            "itself, row-major M x K; unused with a_mema)"),
         _f("b", 24, "spad", "B (row-major K x N) in the SPAD"),
         _f("m", 16, "count", "rows of A and C"),
         _f("n", 16, "count", "columns of B and C"),
         _f("k", 16, "count", "columns of A, rows of B"),
-        _f("lda", 16, "ld", "SPAD leading dimension of A^T (multiple of nr, >= M)"),
+        _f("lda", 16, "ld", "SPAD leading dimension of A^T (multiple of nr, >= M; with a_rows "
+                            "of A, >= K)"),
         _f("ldb", 16, "ld", "SPAD leading dimension of B (multiple of nr, >= N)"),
         _f("ldc", 16, "ld", "SPAD leading dimension of C (multiple of nr, >= N)"),
         _f("mc", 16, "count", "rows of A resident in MemA per block (multiple of nr * Lacc)"),
@@ -332,6 +333,11 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
                                "streamed block of mc rows is kept for the later panels"),
         _f("relu", 1, "flag", "C rectified as it is stored: max(C, +0) of the rounded sums, "
                               "as vop maxs with +0 (-0 and negatives +0, NaN canonical)"),
+        _f("a_rows", 1, "flag", "the SPAD holds A itself (row-major M x K, leading dimension "
+                                "lda), not A^T; not with a_mema: each block's first panel loads "
+                                "its rows into MemA's tile, one SPAD row per cycle, and "
+                                "multiplies them there from 2 + 2^b nr Lacc cycles later (b: "
+                                "MemA's bank bit), so no transpose of A is built in the SPAD"),
     ),
     Opcode.VOP: (
         _f("fn", 4, "VecOp", "elementwise operation"),

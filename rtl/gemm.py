@@ -7,18 +7,21 @@ task list on the SPAD port: idle, C rows out (previous phase), C rows in (next p
 B panel, two guard cycles. In a block's first panel the A values stream from the SPAD onto the
 row buses (and into MemA's tile at ``mema``) during the compute, so the task list follows it;
 with ``a_mema`` A is in MemA already (one block, its tile at ``mema``), and every panel reads it
-there.
+there. With ``a_rows`` (A row-major in the SPAD) a first panel's phase loads its rows into the
+tile, a SPAD row per cycle, and computes from the tile
+:func:`~caterpillar.contract.geometry.gemm_a_rows_lead` cycles behind the load; its task list
+follows the load.
 """
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
-from caterpillar.contract.geometry import cdiv, log2
+from caterpillar.contract.geometry import cdiv, gemm_a_rows_lead, log2
 from caterpillar.contract.isa import Opcode
 from caterpillar.rtl.instruction import operand_layout
 from caterpillar.rtl.microop import (
@@ -136,15 +139,26 @@ class GemmEngine(wiring.Component):
                             group_rows=nr * lanes, k=f.k, rows=f.m, cols=f.n, mc=f.mc,
                             lda_local=cdiv(f.k, nr))
         compute_cycles = f.k << log2(lanes)
+        # a_rows: a first panel's load takes ceil(K / nr) k-blocks of nr Lacc cycles; the
+        # loader counter runs until both the load and the lead to the compute have passed.
+        load_cycles = cdiv(f.k, nr) << log2(nr * lanes)
+        lead = gemm_a_rows_lead(cfg)
         g.last_panel_index = Signal(16)
         g.last_k = Signal(16)
         g.astream_idle = Signal(range(wb + 1))
+        g.last_load = Signal(18 + g.s_lanes)
+        g.last_loader = Signal(18 + g.s_lanes)
         m.d.sync += [g.last_panel_index.eq(cdiv(f.n, nr) - 1), g.last_k.eq(f.k - 1),
-                     g.astream_idle.eq(Mux(compute_cycles < wb, wb - compute_cycles, 0))]
+                     g.astream_idle.eq(Mux(f.a_rows, Mux(load_cycles < wb, wb - load_cycles, 0),
+                                           Mux(compute_cycles < wb, wb - compute_cycles, 0))),
+                     g.last_load.eq(load_cycles - 1),
+                     g.last_loader.eq(Mux(load_cycles < lead, lead, load_cycles) - 1)]
+        g.lead = lead
         g.prev, g.cur, g.nxt = _Phase("prev"), _Phase("cur"), _Phase("next")
         g.context = context = Signal(Context)
         cur = g.cur
         g.astream = (cur.panel == 0) & ~f.a_mema
+        g.abus = g.astream & ~f.a_rows     # A on the row buses from the SPAD, as it streams
         # The B panel a phase loads: the next panel of cur (or cur's own, in the prologue).
         last_panel = cur.panel == g.last_panel_index
         g.has_bnext = (cur.group == 0) & (~last_panel | (cur.block_row + g.mc < g.rows))
@@ -229,6 +243,9 @@ class GemmEngine(wiring.Component):
         g.computing = Signal()
         g.compute_over = Signal()
         g.compute_last = g.computing & (g.p == g.last_k) & (g.lane == g.lanes - 1)
+        # a_rows: the load of a first panel's A rows (item t: k-block, PE row, lane).
+        g.t = Signal(18 + g.s_lanes)
+        g.loading = Signal()
 
     def _micro_ops(self, m, g) -> None:
         """The compute micro-op of each compute cycle; the transfer of each task cycle."""
@@ -241,7 +258,7 @@ class GemmEngine(wiring.Component):
             step_col = p[:s]
             m.d.comb += [
                 u.valid.eq(1), u.fu.eq(FuOp.MAC), u.a.eq(ASrc.ROWBUS),
-                u.row_drive.eq(Mux(g.astream, Drive.NONE, Drive.SEL)),
+                u.row_drive.eq(Mux(g.abus, Drive.NONE, Drive.SEL)),
                 u.drive_sel.eq(step_col), u.bus_src.eq(BusSrc.MEMA), u.mema.eq(addr),
                 u.b.eq(BSrc.MEMB0), u.memb_rd.eq(Mux(cur.buf, g.k, 0) + p),
                 u.c.eq(Mux((p == 0) & ~f.accumulate, CSrc.NEGZERO, CSrc.ACC)),
@@ -249,7 +266,7 @@ class GemmEngine(wiring.Component):
                 u.select.eq(Select.ALL), u.row_base.eq(row), u.row_lim.eq(g.rows),
                 u.col_base.eq(cur.n0), u.col_lim.eq(g.cols),
             ]
-            with m.If(g.astream):
+            with m.If(g.abus):
                 m.d.comb += [
                     x.valid.eq(1), x.col_bus.eq(0),
                     x.spad_row.eq((f.a + p * f.lda + row) >> s),
@@ -257,6 +274,20 @@ class GemmEngine(wiring.Component):
                     x.target.eq(Select.COL), x.sel.eq(step_col),
                     x.kind.eq(XferKind.MEMA), x.addr.eq(addr),
                 ]
+        with m.If(g.loading & (g.t <= g.last_load)):
+            # Item t: A row row0 + lane nr + i, k-block kb, into PE row i's tile (the
+            # compute's address of that lane and k-block), as lda without trans loads it.
+            t = g.t
+            load_lane, load_row_pe = t[:s_lanes], t[s_lanes:s_lanes + s]
+            kb = t[s_lanes + s:]
+            row = cur.row0 + Cat(load_row_pe, load_lane)
+            m.d.comb += [
+                x.valid.eq(row < g.rows), x.col_bus.eq(1),
+                x.spad_row.eq(((f.a + row * f.lda) >> s) + kb),
+                x.lanes.eq(Cat(*[Cat(Const(i, s), kb) < g.k for i in range(nr)])),
+                x.target.eq(Select.ROW), x.sel.eq(load_row_pe), x.kind.eq(XferKind.MEMA),
+                x.addr.eq(f.mema + ((cur.group << s_lanes) + load_lane) * g.lda_local + kb),
+            ]
         with m.If(g.running):
             task, count, prev, cin = g.task, g.count, g.prev, g.cin
             out = task == Task.COUT
@@ -298,6 +329,28 @@ class GemmEngine(wiring.Component):
                        tasks_over.eq(0)]
         hold_tasks = [running.eq(0), tasks_over.eq(0)]
         begin_compute = [p.eq(0), lane.eq(0), computing.eq(1), compute_over.eq(0)]
+        # A phase begins: an a_rows first panel with its load (the compute and the tasks wait
+        # for it), another first panel with its compute (the tasks follow it), any other
+        # phase with both.
+        begin_load = [g.t.eq(0), g.loading.eq(1), computing.eq(0), compute_over.eq(0),
+                      *hold_tasks]
+
+        def begin_phase(first_panel):
+            with m.If(first_panel & self.f.a_rows):
+                m.d.sync += begin_load
+            with m.Elif(first_panel):
+                m.d.sync += [*begin_compute, *hold_tasks]
+            with m.Else():
+                m.d.sync += [*begin_compute, *begin_tasks]
+
+        with m.If(g.loading):
+            m.d.sync += g.t.eq(g.t + 1)
+            with m.If(g.t == g.lead - 1):
+                m.d.sync += begin_compute
+            with m.If(g.t == g.last_load):
+                m.d.sync += begin_tasks
+            with m.If(g.t == g.last_loader):
+                m.d.sync += g.loading.eq(0)
 
         with m.If(running):
             with m.If(g.task_end):
@@ -313,7 +366,7 @@ class GemmEngine(wiring.Component):
                 m.d.sync += p.eq(p + 1)
             with m.If(g.compute_last):
                 m.d.sync += [computing.eq(0), compute_over.eq(1)]
-                with m.If(g.astream):
+                with m.If(g.abus):
                     m.d.sync += begin_tasks
 
         phase_done = (compute_over | g.compute_last) & (tasks_over | g.task_last)
@@ -323,28 +376,21 @@ class GemmEngine(wiring.Component):
                     m.d.sync += [*cur.eq({"valid": 1, "block_row": 0, "panel": 0, "group": 0,
                                           "row0": 0, "n0": 0, "bank": 0, "buf": 0}),
                                  prev.valid.eq(0), context.eq(Context.PROLOGUE),
-                                 computing.eq(0), compute_over.eq(0), *begin_tasks]
+                                 computing.eq(0), compute_over.eq(0), g.loading.eq(0),
+                                 *begin_tasks]
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
                 with m.If((context == Context.PROLOGUE) & g.task_last):
                     # Phase 0 (a first panel: its tasks follow its compute, unless A is in
                     # MemA already).
-                    m.d.sync += [context.eq(Context.PHASE), *nxt.eq(self._following(g, cur)),
-                                 *begin_compute]
-                    with m.If(self.f.a_mema):
-                        m.d.sync += begin_tasks
-                    with m.Else():
-                        m.d.sync += hold_tasks
+                    m.d.sync += [context.eq(Context.PHASE), *nxt.eq(self._following(g, cur))]
+                    begin_phase(~self.f.a_mema)
                 with m.Elif((context == Context.PHASE) & phase_done):
                     m.d.sync += prev.eq(cur)
                     with m.If(nxt.valid):
-                        m.d.sync += [*cur.eq(nxt), *nxt.eq(self._following(g, nxt)),
-                                     *begin_compute]
-                        with m.If((nxt.panel == 0) & ~self.f.a_mema):
-                            m.d.sync += hold_tasks
-                        with m.Else():
-                            m.d.sync += begin_tasks
+                        m.d.sync += [*cur.eq(nxt), *nxt.eq(self._following(g, nxt))]
+                        begin_phase((nxt.panel == 0) & ~self.f.a_mema)
                     with m.Else():
                         m.d.sync += [context.eq(Context.EPILOGUE), *begin_tasks]
                 with m.Elif((context == Context.EPILOGUE) & g.task_last):

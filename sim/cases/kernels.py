@@ -278,31 +278,37 @@ def best_mc(cfg, m, k) -> int:
 
 
 def gemm_case(cfg, m, n, k, rng, *, accumulate=False, specials=0.0, mc=None,
-              a_mema=False, mema=0, relu=False) -> KernelCase:
+              a_mema=False, a_rows=False, lda_pad=0, mema=0, relu=False) -> KernelCase:
     """``C = A B`` (or ``C += A B``) on SPAD-resident matrices; A is stored transposed, or
-    (``a_mema``) row-major and loaded into MemA by an ``lda`` first; A's MemA tile at
+    row-major (``a_rows``: the GEMM loads it into MemA itself; ``a_mema``: an ``lda`` loads
+    it first), with ``lda_pad`` more words in its leading dimension; A's MemA tile at
     ``mema``; with ``relu`` C rectified as it is stored (``vop maxs`` with +0's values)."""
     nr, fmt, acc = cfg.nr, cfg.operand, cfg.acc
     a = random_values((m, k), fmt, rng, specials=specials)
     b = random_values((k, n), fmt, rng, specials=specials)
     c = random_values((m, n), fmt, rng, specials=specials)
-    lda, ldb, ldc = _ceil(m, nr), _ceil(n, nr), _ceil(n, nr)
-    a_stored = _padded(a, _ceil(k, nr)) if a_mema else _padded(a.T, lda)
+    rows_major = a_mema or a_rows
+    lds = _ceil(k if rows_major else m, nr) + lda_pad     # A's leading dimension in the SPAD
+    lda = _ceil(m, nr) if a_mema else lds
+    ldb, ldc = _ceil(n, nr), _ceil(n, nr)
+    a_stored = _padded(a, lds) if rows_major else _padded(a.T, lds)
     a0, b0 = 0, _ceil(a_stored.size, nr)
     c0 = b0 + k * ldb
     mc = best_mc(cfg, m, k) if mc is None else mc
     program = [
         encode(Opcode.GEMM, c=c0, a=a0, b=b0, m=m, n=n, k=k, lda=lda, ldb=ldb, ldc=ldc, mc=mc,
-               accumulate=int(accumulate), a_mema=int(a_mema), mema=mema, relu=int(relu)),
+               accumulate=int(accumulate), a_mema=int(a_mema), a_rows=int(a_rows), mema=mema,
+               relu=int(relu)),
         encode(Opcode.HALT),
     ]
     if a_mema:
         program.insert(0, encode(Opcode.LDA, spad=a0, mema=mema, rows=m, cols=k,
-                                 lds=_ceil(k, nr), ldm=-(-k // nr), trans=0))
+                                 lds=lds, ldm=-(-k // nr), trans=0))
     expected = gk.gemm(a, b, c if accumulate else None, fmt, acc)
     if relu:
         expected = gk.vop("maxs", expected, expected, 0, fmt, acc)
     name = (f"gemm {m}x{n}x{k}{' acc' if accumulate else ''}{' a_mema' if a_mema else ''}"
+            f"{' a_rows' if a_rows else ''}{f' lda+{lda_pad}' if lda_pad else ''}"
             f"{f' mema={mema}' if mema else ''}{' relu' if relu else ''}")
     return KernelCase(name, program, {a0: a_stored, b0: _padded(b, ldb), c0: _padded(c, ldc)},
                       outputs=[(c0, (m, ldc))],

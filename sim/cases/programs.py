@@ -173,18 +173,20 @@ def random_program(cfg, rng, length: int = 12) -> KernelCase:
             m, n, k = (int(rng.integers(1, 3 * nr + 3)) for _ in range(3))
             if 2 * k > cfg.memb_words:
                 continue
-            lda, ldb, ldc = (-(-v // nr) * nr for v in (m, n, n))
+            # A^T streamed, A in MemA already (a_mema: whatever earlier instructions left
+            # there, in one of the slots the other kernels use where A's tile fits), or A
+            # row-major, loaded by the GEMM (a_rows).
+            a_mode = int(rng.integers(3))
+            lda, ldb, ldc = (-(-v // nr) * nr for v in (max(m, k) if a_mode == 2 else m, n, n))
             a = int(rng.integers(0, half // 4)) // nr * nr
-            b = a + k * lda
+            b = a + max(m, k) * lda
             c = spad_out(m * ldc)
-            # a_mema: A is whatever MemA holds (earlier instructions left it there), in one
-            # of the slots the other kernels use where A's tile fits there.
             mc = best_mc(cfg, m, k)
             a_words = mc // nr * -(-k // nr)
             slot = int(rng.integers(4)) * mema_slot
             program.append(encode(Opcode.GEMM, c=c, a=a, b=b, m=m, n=n, k=k, lda=lda, ldb=ldb,
                                   ldc=ldc, mc=mc, accumulate=int(rng.integers(2)),
-                                  a_mema=int(rng.integers(2)),
+                                  a_mema=int(a_mode == 1), a_rows=int(a_mode == 2),
                                   mema=slot if slot + a_words <= cfg.mema_words else 0))
         elif kind == "sets":
             program.append(encode(Opcode.SETS, reg=int(rng.integers(1, 5)),

@@ -477,7 +477,8 @@ def _gemm(sim, f, plan, snapshot):
         np.arange(width)[None, :]  # noqa: E731
     lda_local = plan.values["lda_local"]
     p = np.arange(k)
-    a_idx = np.zeros(0, dtype=np.int64) if f.a_mema else rows_of(f.a, f.lda, k, f.m)  # A^T
+    a_idx = np.zeros(0, dtype=np.int64) if f.a_mema else \
+        rows_of(f.a, f.lda, f.m, k) if f.a_rows else rows_of(f.a, f.lda, k, f.m)  # A or A^T
     b_idx = rows_of(f.b, f.ldb, k, f.n)
     c_idx = rows_of(f.c, f.ldc, f.m, f.n)
     if np.intersect1d(c_idx, np.union1d(a_idx, b_idx)).size:
@@ -487,7 +488,7 @@ def _gemm(sim, f, plan, snapshot):
         a = sim.mema[(i % nr)[:, None], (p % nr)[None, :],
                      f.mema + (i // nr)[:, None] * lda_local + (p // nr)[None, :]]
     else:
-        a = sim.spad[a_idx].T
+        a = sim.spad[a_idx] if f.a_rows else sim.spad[a_idx].T
     b = sim.spad[b_idx]
     c_in = sim.spad[c_idx] if f.accumulate else None
     c = gk.gemm(a, b, c_in, fmt, acc)

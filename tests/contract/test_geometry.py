@@ -22,6 +22,7 @@ from caterpillar.contract.geometry import (
     cdiv,
     drain_cycles,
     execution_cycles,
+    gemm_a_rows_lead,
     gemm_schedule,
     instruction_cycles,
     kernel_plan,
@@ -178,10 +179,13 @@ def test_int_plans_are_made_once_per_opcode_config_and_fields():
         != plan.stream_cycles
 
 
-@pytest.mark.parametrize("m, n, k, mc, accumulate, a_mema", [
-    (32, 32, 32, 32, 0, 0), (37, 9, 11, 16, 1, 0), (64, 16, 8, 32, 0, 0), (32, 9, 11, 32, 1, 1)])
-def test_gemm_schedule_covers_every_block_panel_and_group(m, n, k, mc, accumulate, a_mema):
-    f = SimpleNamespace(m=m, n=n, k=k, mc=mc, accumulate=accumulate, a_mema=a_mema)
+@pytest.mark.parametrize("m, n, k, mc, accumulate, a_mema, a_rows", [
+    (32, 32, 32, 32, 0, 0, 0), (37, 9, 11, 16, 1, 0, 0), (64, 16, 8, 32, 0, 0, 0),
+    (32, 9, 11, 32, 1, 1, 0), (37, 9, 11, 16, 1, 0, 1), (32, 9, 1, 32, 0, 0, 1)])
+def test_gemm_schedule_covers_every_block_panel_and_group(m, n, k, mc, accumulate, a_mema,
+                                                         a_rows):
+    f = SimpleNamespace(m=m, n=n, k=k, mc=mc, accumulate=accumulate, a_mema=a_mema,
+                        a_rows=a_rows)
     schedule = gemm_schedule(f, CFG)
     group = CFG.nr * CFG.acc_lanes
     blocks = cdiv(m, mc)
@@ -195,10 +199,28 @@ def test_gemm_schedule_covers_every_block_panel_and_group(m, n, k, mc, accumulat
     # A streams from the SPAD in a block's first panel, unless it is in MemA already.
     assert [p.astream for p in schedule.phases] == [
         p.panel == 0 and not a_mema for p in schedule.phases]
+    # With a_rows such a phase first loads its rows (a k-block of nr Lacc cycles at a time)
+    # and computes from the lead on.
+    if a_rows:
+        assert all(p.length >= max(gemm_a_rows_lead(CFG) + k * CFG.acc_lanes,
+                                   cdiv(k, CFG.nr) * group + 2)
+                   for p in schedule.phases if p.astream)
     plan = kernel_plan(Opcode.GEMM, fields(Opcode.GEMM, m=m, n=n, k=k, mc=mc,
                                            accumulate=accumulate, lda=64, ldb=32, ldc=32,
-                                           a_mema=a_mema), CFG)
+                                           a_mema=a_mema, a_rows=a_rows), CFG)
     assert plan.stream_cycles == schedule.cycles
+
+
+def test_a_rows_gemm_takes_fewer_cycles_than_lda_then_a_mema():
+    """N1's update of a 500-wide hidden layer on a core (16 rows of [W | b], batch 50): the
+    GEMM that loads A's rows itself beats an lda of them and a GEMM on the tile."""
+    cfg = preset("paper-n1")
+    shape = dict(m=501, n=16, k=50, mc=512, accumulate=1, ldb=16, ldc=16)
+    lda = kernel_plan(Opcode.LDA, fields(Opcode.LDA, rows=501, cols=50, lds=52, ldm=13), cfg)
+    a_mema = kernel_plan(Opcode.GEMM, fields(Opcode.GEMM, **shape, lda=504, a_mema=1), cfg)
+    a_rows = kernel_plan(Opcode.GEMM, fields(Opcode.GEMM, **shape, lda=52, a_rows=1), cfg)
+    assert a_rows.stream_cycles < lda.stream_cycles + a_mema.stream_cycles
+    assert a_rows.stream_cycles < 1.06 * a_mema.stream_cycles
 
 
 @pytest.mark.parametrize("add_latency", [1, 2, 3, 4, 5, 7])

@@ -81,6 +81,15 @@ CASES = {
     # A's tile away from MemA's start: loaded there by lda, kept there by a streamed GEMM.
     "gemm-a-mema-base": lambda cfg, rng: kc.gemm_case(cfg, 11, 5, 7, rng, a_mema=True,
                                                       mema=13),
+    # A row-major, loaded into MemA by the GEMM itself ahead of its compute (a_rows): several
+    # blocks and row groups, a part group and a part k-block, a padded lda, a tile off MemA's
+    # start; fewer k-blocks than the lead (k = 1), and more.
+    "gemm-a-rows": lambda cfg, rng: kc.gemm_case(
+        cfg, 2 * cfg.nr * cfg.acc_lanes + 3, 5, 7, rng, accumulate=True, a_rows=True,
+        mc=cfg.nr * cfg.acc_lanes, lda_pad=cfg.nr, mema=5, specials=0.05),
+    "gemm-a-rows-k1": lambda cfg, rng: kc.gemm_case(cfg, 9, 3, 1, rng, a_rows=True),
+    "gemm-a-rows-long-k": lambda cfg, rng: kc.gemm_case(cfg, 11, 6, 6 * cfg.nr + 1, rng,
+                                                        a_rows=True, relu=True),
     "gemm-reuse": lambda cfg, rng: kc.gemm_reuse_case(cfg, 2 * cfg.nr + 3, 6, 5, rng, mema=12),
     # C rectified on its way out: negatives and -0 to +0, NaN canonical (specials in A, B, C).
     "gemm-relu": lambda cfg, rng: kc.gemm_case(cfg, 9, 6, 3, rng, accumulate=True,

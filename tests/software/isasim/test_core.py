@@ -43,6 +43,9 @@ def cases_for(cfg, rng):
     yield kc.gemm_case(cfg, 8, 3, 1, rng, accumulate=True, specials=0.05)
     yield kc.gemm_case(cfg, 13, 6, 9, rng, accumulate=True, a_mema=True)
     yield kc.gemm_case(cfg, 13, 6, 9, rng, a_mema=True, mema=21)
+    yield kc.gemm_case(cfg, 37, 6, 9, rng, accumulate=True, a_rows=True,
+                       mc=cfg.nr * cfg.acc_lanes, lda_pad=cfg.nr,
+                       mema=7, specials=0.05)
     yield kc.gemm_case(cfg, 9, 6, 3, rng, accumulate=True, specials=0.2, relu=True)
     yield kc.gemm_reuse_case(cfg, 9, 5, 7, rng, mema=40)
     yield kc.smxce_case(cfg, 10, rng)
