@@ -133,32 +133,34 @@ class MbgdBuilder:
 
     def gemm_rows(self, phase, *, c, a, b, m, n, k, lda, ldb, ldc, accumulate=False):
         """``C (+)= A B`` with ``A`` itself (row-major, ``m x k``) at ``a``: each chunk of
-        ``k_chunk`` terms and block of rows is loaded into MemA (``lda``) and multiplied
-        there (``gemm`` with ``a_mema``), so no transpose of A is built in the SPAD. The sums
-        are those of :meth:`gemm` (chunk by chunk in ``k``)."""
+        ``k_chunk`` terms is a ``gemm`` with ``a_rows``, which loads each block's rows into
+        MemA ahead of its compute, or, if A is a tile :meth:`preload` loaded, a ``gemm`` with
+        ``a_mema`` on it; so no transpose of A is built in the SPAD. The sums are those of
+        :meth:`gemm` (chunk by chunk in ``k``)."""
         nr, kc = self.cfg.nr, self.k_chunk
-        if a in self.resident:                  # one block, loaded by preload
-            # With split_first its first panel of C's columns goes alone, then the rest: the
-            # same sums, each B panel streamed once (the ring's update puts the first where a
-            # load would go).
-            parts = [(0, nr), (nr, n)] if self.split_first and n > nr else [(0, n)]
-            for n0, n1 in parts:
-                self.e(phase, Opcode.GEMM, m * (n1 - n0) * k, c=c + n0, a=0, b=b + n0, m=m,
-                       n=n1 - n0, k=k, lda=ceil_to(m, nr), ldb=ldb, ldc=ldc,
-                       mc=ceil_to(m, self.group), accumulate=int(accumulate), a_mema=1,
-                       mema=self.resident[a])
+        tile = self.resident.get(a)             # one block, loaded by preload
+        one_block = tile is not None or k <= kc and m <= self._block_rows(k)
+        if one_block and self.split_first and n > nr:
+            # Its first panel of C's columns goes alone, then the rest: the same sums, each B
+            # panel streamed once (the ring's update puts the first where a load would go).
+            # Without a tile the first loads A's rows (a_rows) and the rest reads them there.
+            parts = [(0, nr), (nr, n)]
+        elif tile is not None:
+            parts = [(0, n)]
+        else:
+            for k0 in range(0, k, kc):
+                kk = min(kc, k - k0)
+                mc = min(self._block_rows(kk), ceil_to(m, self.group))
+                self.e(phase, Opcode.GEMM, m * n * kk, c=c, a=a + k0, b=b + k0 * ldb, m=m,
+                       n=n, k=kk, lda=lda, ldb=ldb, ldc=ldc, mc=mc,
+                       accumulate=int(accumulate or k0 > 0), a_rows=1)
             return
-        for k0 in range(0, k, kc):
-            kk = min(kc, k - k0)
-            mc = self._block_rows(kk)
-            for r0 in range(0, m, mc):
-                mm = min(mc, m - r0)
-                self.e("transfer", Opcode.LDA, spad=a + r0 * lda + k0, mema=0, rows=mm,
-                       cols=kk, lds=lda, ldm=cdiv(kk, nr), trans=0)
-                self.e(phase, Opcode.GEMM, mm * n * kk, c=c + r0 * ldc, a=0, b=b + k0 * ldb,
-                       m=mm, n=n, k=kk, lda=ceil_to(mm, nr), ldb=ldb, ldc=ldc,
-                       mc=ceil_to(mm, self.group), accumulate=int(accumulate or k0 > 0),
-                       a_mema=1)
+        for n0, n1 in parts:
+            loads = tile is None and n0 == 0
+            self.e(phase, Opcode.GEMM, m * (n1 - n0) * k, c=c + n0, a=a if loads else 0,
+                   b=b + n0, m=m, n=n1 - n0, k=k, lda=lda if loads else ceil_to(m, nr), ldb=ldb,
+                   ldc=ldc, mc=ceil_to(m, self.group), accumulate=int(accumulate),
+                   a_mema=int(not loads), a_rows=int(loads), mema=tile or 0)
 
     def preload(self, *, a, m, k, lda, r0=0, r1=None) -> None:
         """Load rows ``r0 .. r1 - 1`` (``r0`` a multiple of nr) of the row-major ``m x k`` A

@@ -138,23 +138,22 @@ def test_gemm_splits_k_into_chunks_accumulating_after_the_first(accumulate, relu
 @pytest.mark.parametrize("accumulate", [False, True])
 def test_gemm_rows_loads_each_block_of_a_into_mema_and_sums_like_gemm(mema_words, accumulate,
                                                                       rng):
-    # A row-major (m x k): every chunk of k_chunk terms and block of rows is loaded by an
-    # lda and multiplied from MemA (a_mema); the sums are gemm_chunked's, bit for bit.
+    # A row-major (m x k): every chunk of k_chunk terms is one GEMM that loads each block of
+    # rows into MemA itself (a_rows), no lda; the sums are gemm_chunked's, bit for bit.
     cfg = ROOMY.replace(mema_words=mema_words)
-    nr = cfg.nr
     m, n, k = 37, 6, 150
-    (a_at, b_at, c_at), (builder, ins, phases, macs, words) = emitted_gemm(
+    (a_at, b_at, c_at), (builder, gemms, phases, macs, words) = emitted_gemm(
         cfg, "gemm_rows", "update", (m, n, k), accumulate)
     kc = builder.k_chunk
-    loads, gemms = ins[::2], ins[1::2]
-    assert {i.op for i in loads} == {Opcode.LDA} and {i.op for i in gemms} == {Opcode.GEMM}
-    assert all(i.trans == 0 and i.mema == 0 and i.ldm == cdiv(i.cols, nr) for i in loads)
-    assert all(g.a_mema == 1 and (g.m, g.k) == (a.rows, a.cols) and g.m <= g.mc
-               for a, g in zip(loads, gemms))
-    assert sum(g.m * g.k for g in gemms) == m * k and sum(macs) == m * n * k
-    assert len(gemms) > 3 if mema_words == 160 else len(gemms) == 3    # blocks of rows
+    assert {i.op for i in gemms} == {Opcode.GEMM}
+    assert all(g.a_rows == 1 and g.a_mema == 0 and g.mema == 0 and g.m == m for g in gemms)
+    assert [g.a for g in gemms] == [a_at + k0 for k0 in range(0, k, kc)]
+    assert sum(g.k for g in gemms) == k and sum(macs) == m * n * k
+    # Blocks of rows: fewer than m in a small MemA, all of them in a roomy one.
+    assert all(g.mc < m for g in gemms) if mema_words == 160 else \
+        all(g.mc == ceil_to(m, cfg.nr * cfg.acc_lanes) for g in gemms)
     assert [g.accumulate for g in gemms] == [int(accumulate or g.b > b_at) for g in gemms]
-    assert set(phases) == {"transfer", "update"} and failed_checks(words, cfg) == []
+    assert set(phases) == {"update"} and failed_checks(words, cfg) == []
     assert_gemm_on_simulator(cfg, words, rng, (m, n, k), (a_at, b_at, c_at), kc, accumulate,
                              a_transposed=False)
 
@@ -321,14 +320,14 @@ def test_one_core_step_instruction_mix(loss, opt):
     assert all(i.relu == 0 for i in ins if i.op == Opcode.GEMM and i not in forward)
     assert vops[(VecOp.MAXS, SCALAR_REGS["zero"])] == 0
     assert vops[(VecOp.RELUD, 0)] >= n - 1
-    # Transposes (the deltas, batch-major) pass through MemA: lda with trans, then sta; an
-    # lda without trans loads A for the GEMM after it (the backward's W^T, the update's input).
+    # Transposes (the deltas, batch-major) pass through MemA: lda with trans, then sta; the
+    # GEMMs with A row-major (the backward's W^T, the update's input) load it themselves.
     for a, b in zip(ins, ins[1:]):
         if a.op == Opcode.LDA:
-            assert (b.op, b.trans) == (Opcode.STA, 0) if a.trans else \
-                (b.op, b.a_mema, b.k) == (Opcode.GEMM, 1, a.cols), (a.text(), b.text())
+            assert a.trans and (b.op, b.trans) == (Opcode.STA, 0), (a.text(), b.text())
     assert any(i.op == Opcode.STA for i in ins)
-    loaded = Counter(p for i, p in zip(ins, core.phases) if i.op == Opcode.GEMM and i.a_mema)
+    assert not any(i.op == Opcode.GEMM and i.a_mema for i in ins)
+    loaded = Counter(p for i, p in zip(ins, core.phases) if i.op == Opcode.GEMM and i.a_rows)
     assert loaded == {"delta": n - 1, "update": n - 1}      # layer 0's input is batch-major
     assert not any(i.op in (Opcode.RING, Opcode.GEMV, Opcode.GER) for i in ins)
     assert ins[-1].op == Opcode.HALT and core.k_chunk == TINY.memb_words // 2
@@ -505,21 +504,22 @@ def test_the_update_runs_beside_the_ring_sums_of_the_layer_below(commands, rng):
                     and ops[j][0] == Opcode.GEMM)
         between = [ops[j][0] for j in range(delta + 1, k)]
         rings = [j for j in range(delta + 1, k) if ops[j][0] == Opcode.RING]
-        if not rings or not set(between) <= {Opcode.RING, Opcode.LDA}:
+        if not rings or not set(between) <= {Opcode.RING}:
             continue
         beside += 1
         ring_regions = 0
         for j in rings:
             ring_regions |= plans[j].spad_regions
         assert not plans[k].spad_regions & ring_regions, k
-        if Opcode.LDA not in between:
+        if ops[k][1]["a_mema"]:
             # Its input was loaded in the forward (test_the_forward_loads_tiles_...).
-            assert ops[k][1]["a_mema"] and ops[k][1]["mema"] > 0, k
-            continue
-        load = k - 1 if ops[k - 1][0] == Opcode.LDA else rings[-1] - 1
-        assert ops[load][0] == Opcode.LDA and between.count(Opcode.LDA) == 1, between
-        assert not plans[load].spad_regions & ring_regions, k
-        assert sum(j < load for j in rings) == min(commands, len(rings)), (k, rings, load)
+            assert ops[k][1]["mema"] > 0, k
+        else:
+            # It loads its input itself (a_rows), in its first panel of C's columns alone.
+            assert ops[k][1]["a_rows"] and ops[k][1]["n"] <= cfg.nr, k
+        # It follows the posts the engine's queue takes; the rest follow it.
+        after = next(j for j in range(k + 1, len(ops)) if ops[j][0] != Opcode.RING) - k - 1
+        assert len(rings) == min(commands, len(rings) + after), (k, rings, after)
     assert beside == len(sizes) - 3     # the hidden layers above layer 0
 
 
@@ -641,14 +641,14 @@ def test_layer_0_loads_its_input_when_the_batch_major_copy_does_not_fit(algorith
     assert tight.placement_text().endswith(
         "(rows split, the output layer by columns, layer 0's update loading [x; 1] into MemA)")
     assert _count(tight, Opcode.RING) == _count(roomy, Opcode.RING)
-    # Loads of [x; 1] (features x batch, sizes[0] + 1 rows) in the step: the update's.
-    for compiled, count in ((roomy, 0), (tight, None)):
+    # Loads of [x; 1] (features x batch, sizes[0] + 1 rows) in the step: the update's GEMM
+    # with a_rows.
+    for compiled, count in ((roomy, 0), (tight, 1)):
         core = compiled.cores[0]
         x0, words = core.io["inputs_t"], (20 + 1) * core.io["ld_batch"]
         loads = [f for op, f in map(unpack, core.program)
-                 if op == Opcode.LDA and x0 <= f["spad"] < x0 + words]
-        assert len(loads) == count if count is not None else \
-            sum(f["rows"] for f in loads) == 20 + 1, loads
+                 if op == Opcode.GEMM and f["a_rows"] and x0 <= f["a"] < x0 + words]
+        assert len(loads) == count and all(f["m"] == 20 + 1 for f in loads), loads
 
 
 @pytest.mark.parametrize("algorithm, layout, again", [
