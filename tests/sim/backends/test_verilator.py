@@ -63,6 +63,8 @@ def test_kernels_on_random_shapes(device, rng):
                                      specials=0.02))
         compare(device, kc.gemm_case(CFG, m, n, k, rng, accumulate=bool(rng.integers(2)),
                                      a_mema=True))
+        compare(device, kc.gemm_case(CFG, m, n, k, rng, accumulate=bool(rng.integers(2)),
+                                     a_rows=True, specials=0.02))
         fwd = bool(rng.integers(2))
         compare(device, kc.cpass_case(CFG, rows, cols, rng, prop=bool(rng.integers(2)),
                                       fwd=fwd, store=fwd and bool(rng.integers(2)),
