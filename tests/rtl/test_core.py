@@ -244,6 +244,13 @@ def test_gemm_utilization_counter(rng):
             cols=4, ldw=2, prop=1, fwd=1, load=1, spad=4094), ErrorCause.SPAD_RANGE),
     (encode(Opcode.STA, spad=4090, mema=0, rows=4, cols=8, lds=8, ldm=4),
      ErrorCause.SPAD_RANGE),
+    # a_rows: not with a_mema; lda at least k (not m); A's m rows of lda words in the SPAD.
+    (encode(Opcode.GEMM, c=512, a=0, b=256, m=8, n=8, k=8, lda=8, ldb=8, ldc=8, mc=8,
+            a_rows=1, a_mema=1), ErrorCause.ILLEGAL_FIELD),
+    (encode(Opcode.GEMM, c=512, a=0, b=256, m=8, n=8, k=12, lda=8, ldb=8, ldc=8, mc=8,
+            a_rows=1), ErrorCause.BAD_SHAPE),
+    (encode(Opcode.GEMM, c=0, a=4040, b=256, m=8, n=8, k=4, lda=12, ldb=8, ldc=8, mc=8,
+            a_rows=1), ErrorCause.SPAD_RANGE),
 ])
 def test_errors_match_the_instruction_level_simulator(word, cause):
     program = [encode(Opcode.NOP), word, encode(Opcode.HALT)]
