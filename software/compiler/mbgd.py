@@ -81,23 +81,26 @@ class MbgdBuilder:
 
     ``resident`` maps the SPAD address of a row-major A to the MemA base of its tile, loaded
     early by :meth:`preload` (while the array waits for the ring) and read there by
-    :meth:`gemm_rows`; such tiles sit above ``mema_free``, the MemA words every other A
-    block and transpose stays below.
+    :meth:`gemm_rows`; ``resident_t`` does the same for an A stored transposed (``A^T``, a
+    forward's panel), read there by :meth:`gemm`. Such tiles sit above ``mema_free``, the
+    MemA words every other A block and transpose stays below.
     """
 
-    def __init__(self, cfg, emit, *, mema_free=None, resident=None):
+    def __init__(self, cfg, emit, *, mema_free=None, resident=None, resident_t=None):
         self.cfg, self.e = cfg, emit
         nr = cfg.nr
         self.k_chunk = gemm_k_chunk(cfg)
         self.group = nr * cfg.acc_lanes
         self.mema_free = cfg.mema_words if mema_free is None else mema_free
         self.resident = {} if resident is None else resident
+        self.resident_t = {} if resident_t is None else resident_t
         self.split_first = False
 
     def beside(self, emit, *, split_first=False) -> MbgdBuilder:
         """A builder for another emitter, sharing this one's MemA tiles; ``split_first``: a
         GEMM on a tile emits its first panel of C's columns alone (:meth:`gemm_rows`)."""
-        builder = MbgdBuilder(self.cfg, emit, mema_free=self.mema_free, resident=self.resident)
+        builder = MbgdBuilder(self.cfg, emit, mema_free=self.mema_free, resident=self.resident,
+                              resident_t=self.resident_t)
         builder.split_first = split_first
         return builder
 
@@ -121,9 +124,16 @@ class MbgdBuilder:
 
     def gemm(self, phase, *, c, a, b, m, n, k, lda, ldb, ldc, accumulate=False, macs=True,
              relu=False):
-        """``C (+)= A B`` with ``A^T`` at ``a`` (streamed), in chunks of ``k_chunk`` terms;
+        """``C (+)= A B`` with ``A^T`` at ``a`` (streamed), in chunks of ``k_chunk`` terms, or
+        read from its tile if :meth:`preload` loaded one (one block, one chunk: the same sums);
         ``relu``: C rectified as the last chunk stores it (``gemm``'s ``relu``)."""
         kc = self.k_chunk
+        if a in self.resident_t:
+            self.e(phase, Opcode.GEMM, m * n * k if macs else 0, c=c, a=0, b=b, m=m, n=n, k=k,
+                   lda=ceil_to(m, self.cfg.nr), ldb=ldb, ldc=ldc, mc=ceil_to(m, self.group),
+                   accumulate=int(accumulate), a_mema=1, mema=self.resident_t[a],
+                   relu=int(relu))
+            return
         for k0 in range(0, k, kc):
             kk = min(kc, k - k0)
             mc = min(self._block_rows(kk), ceil_to(m, self.group))
@@ -162,15 +172,17 @@ class MbgdBuilder:
                    ldc=ldc, mc=ceil_to(m, self.group), accumulate=int(accumulate),
                    a_mema=int(not loads), a_rows=int(loads), mema=tile or 0)
 
-    def preload(self, *, a, m, k, lda, r0=0, r1=None) -> None:
+    def preload(self, *, a, m, k, lda, r0=0, r1=None, trans=False) -> None:
         """Load rows ``r0 .. r1 - 1`` (``r0`` a multiple of nr) of the row-major ``m x k`` A
         at ``a`` into its tile (``resident[a]``) for a later :meth:`gemm_rows` (one block:
-        ``m <= mc``, ``k <= k_chunk``)."""
+        ``m <= mc``, ``k <= k_chunk``); ``trans``: ``a`` holds ``A^T`` (``k x m``), the tile
+        is ``resident_t[a]``, for a later :meth:`gemm`."""
         nr = self.cfg.nr
         r1 = m if r1 is None else r1
         ldm = cdiv(k, nr)
-        self.e("transfer", Opcode.LDA, spad=a + r0 * lda, mema=self.resident[a] + r0 // nr * ldm,
-               rows=r1 - r0, cols=k, lds=lda, ldm=ldm, trans=0)
+        base = (self.resident_t if trans else self.resident)[a] + r0 // nr * ldm
+        self.e("transfer", Opcode.LDA, spad=a + (r0 if trans else r0 * lda), mema=base,
+               rows=r1 - r0, cols=k, lds=lda, ldm=ldm, trans=int(trans))
 
     def elementwise(self, phase, fn, z, x, y=None, *, count, alpha=0):
         """``z = fn(x, y)`` over ``count`` contiguous SPAD words, in MemB-sized chunks."""
@@ -390,8 +402,10 @@ def _preload_tiles(cfg, *, layers, member, rows, widest_rows, gathered, columns,
     """The tiles the ring's MBGD step may load into MemA while the array waits for a gather
     of the forward, as ``(kind, layer, rows, terms, ready)`` (``kind`` ``w``: ``W_l^T``, A of
     the partial ``E`` of a layer that passes E down through its weights; ``x``: the gathered
-    input ``[A_l; 1]``, A of layer ``l``'s update; ``ready``: the layer whose gather completes
-    its data), in the order the backward uses them, each a single GEMM block, as many as MemA
+    input ``[A_l; 1]``, A of layer ``l``'s update; ``f``: ``[W_l | b_l]``, A of layer ``l``'s
+    forward, which then reads no ``A^T`` stream: last, and only where a wait has time left for
+    it, :func:`_plan_preloads`; ``ready``: the layer whose gather completes its data), in the
+    order the backward uses them, each a single GEMM block, as many as MemA
     has room for above what every other GEMM and transpose needs at the least: one row group
     of A over its terms (a block of more rows only saves streaming its B panels again, little
     beside a load; on N1 with b = 64 this rule measured 354,767 cycles against 363,113 with
@@ -406,6 +420,8 @@ def _preload_tiles(cfg, *, layers, member, rows, widest_rows, gathered, columns,
                   if index and not dfa and rows[index] <= kc]
     candidates += [("x", index, i + 1, batch, index) for index, (o, i) in enumerate(layers)
                    if index and batch <= kc and any(gathered[index + 1:])]
+    candidates += [("f", index, rows[index], i + 1, 0) for index, (o, i) in enumerate(layers)
+                   if index and i + 1 <= kc]
     tiles = []
     for tile in candidates:
         kind, index, m, k, ready = tile
@@ -417,26 +433,42 @@ def _preload_tiles(cfg, *, layers, member, rows, widest_rows, gathered, columns,
 
 
 def _plan_preloads(b, cfg, tiles, *, layers, gathered, xt_addr, p_addr, widest_rows,
-                   ldb) -> dict:
+                   ldb, cores) -> dict:
     """Where :func:`_preload_tiles`' tiles load (input ``w``'s gather -> the ``preload`` fields
-    of each tile loaded then) and their MemA bases (``b.resident``, from the top; the rest is
-    ``b.mema_free``): each goes into the first wait after its data are complete whose gather
-    shares no SPAD region with it, so its ``lda`` runs beside the ring (``ring_waits``); a
-    tile without such a wait is left out. Each tile saves its ``lda`` in the backward."""
+    of each tile loaded then) and their MemA bases (``b.resident`` or, for ``f`` tiles,
+    ``b.resident_t``, from the top; the rest is ``b.mema_free``): each goes into the first
+    wait after its data are complete whose gather shares no SPAD region with it, so its
+    ``lda`` runs beside the ring (``ring_waits``); a tile without such a wait is left out. Each
+    ``w`` or ``x`` tile saves a load by its GEMM in the backward (its first panel's A rows).
+    An ``f`` tile, a forward's A, needs a wait before that forward with time left for its
+    load beside the others (the gather's beats on ``cores`` cores against the loads' cycles):
+    it only saves the stream's first panel its serial B panel, less than the load costs."""
     nr = cfg.nr
-    plan, top = {}, cfg.mema_words
+    plan, top, busy = {}, cfg.mema_words, {}
     for kind, index, m, k, ready in tiles:
-        tile = dict(a=p_addr[index], m=m, k=k, lda=ceil_to(widest_rows[index], nr)) \
-            if kind == "w" else dict(a=xt_addr[index], m=m, k=k, lda=ldb)
-        extent = (m - 1) * tile["lda"] + ceil_to(k, nr)
+        ld = ceil_to(widest_rows[index], nr)
+        tile = dict(a=p_addr[index], m=m, k=k, lda=ld) if kind == "w" else \
+            dict(a=p_addr[index], m=m, k=k, lda=ld, trans=True) if kind == "f" else \
+            dict(a=xt_addr[index], m=m, k=k, lda=ldb)
+        extent = (k - 1) * ld + ceil_to(m, nr) if kind == "f" else \
+            (m - 1) * tile["lda"] + ceil_to(k, nr)
         regions = spad_span_regions(cfg, tile["a"], extent)
-        window = next((w for w in range(ready + 1, len(layers))
-                       if gathered[w] and not regions
+        # Load cycles (a SPAD row a cycle, lda's rows of A or, transposed, its columns).
+        load = k * cdiv(m, nr) if kind == "f" else m * cdiv(k, nr)
+
+        def fits(w):
+            gather = (cores - 1) * cdiv(widest_rows[w - 1] * ldb, nr)
+            return kind != "f" or busy.get(w, 0) + load <= gather
+
+        last = index + 1 if kind == "f" else len(layers)
+        window = next((w for w in range(ready + 1, last)
+                       if gathered[w] and fits(w) and not regions
                        & spad_span_regions(cfg, xt_addr[w], (layers[w][1] + 1) * ldb)), None)
         if window is None:
             continue
         top -= block_words(cfg, m, k)
-        b.resident[tile["a"]] = top
+        (b.resident_t if kind == "f" else b.resident)[tile["a"]] = top
+        busy[window] = busy.get(window, 0) + load
         plan.setdefault(window, []).append(tile)
     b.mema_free = top
     return plan
@@ -614,7 +646,7 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
     cores = cfg.cores
     preloads = _plan_preloads(
         b, cfg, tiles, layers=layers, gathered=gathered, xt_addr=xt_addr, p_addr=p_addr,
-        widest_rows=widest_rows, ldb=ldb)
+        widest_rows=widest_rows, ldb=ldb, cores=len(segments[0]))
 
     def beside_posts(posted, tiles):
         """Load ``tiles`` in pieces between the RINGs posted from instruction ``posted`` on,

@@ -82,13 +82,18 @@ def test_dfa_updates_load_the_gathered_delta_on_the_rtl(device, sizes, load_gath
 def test_tiles_loaded_during_the_gathers_on_the_rtl(device, algorithm, momentum, rng):
     """MBGD and DFA with a batch load the W^T of the partial E (MBGD) and the gathered inputs
     into MemA tiles while the forward's gathers move, and the backward's GEMMs read them at
-    their mema base: bit-exact, cycles as the model's."""
+    their mema base; DFA's waits have time left for layer 2's forward panel too (an lda with
+    trans), whose GEMM reads it there: bit-exact, cycles as the model's."""
     hw, run = train_and_compare(CFG, (10, 16, 12, 8, 6), algorithm, 4, "mse", momentum, 0.0,
                                 steps=8, device=device, rng=rng)
     assert run.cycles == hw.predicted
     tiles = [x for core in hw.compiled.cores.values() for x in instructions(core)
              if x.op == Opcode.GEMM and x.a_mema and x.mema]
-    assert len(tiles) == {"mbgd": 12, "dfa": 4}[algorithm]
+    assert len(tiles) == {"mbgd": 12, "dfa": 8}[algorithm]
+    forward = [x for core in hw.compiled.cores.values()
+               for x, phase in zip(instructions(core), core.phases)
+               if phase == "forward" and x.op == Opcode.GEMM and x.a_mema]
+    assert len(forward) == {"mbgd": 0, "dfa": 4}[algorithm]
 
 
 @requires_verilator

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+import caterpillar.software.compiler.mbgd as mbgd_compiler
 from caterpillar.contract.config import preset
 from caterpillar.contract.geometry import kernel_plan, spad_span_regions
 from caterpillar.contract.isa import Opcode, VecOp, decode, encode, unpack
@@ -570,6 +571,50 @@ def test_the_forward_loads_tiles_while_it_waits_for_a_gather(cores, commands, rn
                 all(p["cols"] == f["k"] and p["ldm"] == ldm for p in pieces), (k, pieces)
         if cores == 8:
             assert interleaved > 0
+
+
+@pytest.mark.parametrize("algorithm, sizes", [("mbgd", (6, 8, 8, 8, 4)),
+                                               ("dfa", (6, 12, 12, 12, 4))])
+def test_a_forward_reads_its_panel_from_a_tile_loaded_in_a_gather_wait(algorithm, sizes, rng,
+                                                                       monkeypatch):
+    """With time left in a gather's wait (a batch of 16 on 4 tiny cores) the array also loads
+    the next forwards' [W | b] (lda with trans from the panel) into MemA tiles, and those
+    GEMMs read them there (a_mema at the tile) instead of streaming the panel: bit for bit
+    against golden, cycles against the model, and fewer cycles than without those tiles."""
+    cfg = TINY.replace(cores=4)
+    hw, run_ = train_and_compare(cfg, sizes, algorithm, 16, "mse", 0.0, 0.0, steps=2,
+                                 device=RingIsaDevice(cfg), rng=rng)
+    assert run_.cycles == hw.predicted
+    for core in hw.compiled.cores.values():
+        ops = [unpack(w) for w in core.program]
+        plans = [kernel_plan(op, SimpleNamespace(**f), cfg) for op, f in ops]
+        forward = [k for k, ph in enumerate(core.phases) if ph == "forward"]
+        tiles = [k for k in forward if ops[k][0] == Opcode.GEMM and ops[k][1]["a_mema"]]
+        assert tiles, "no forward GEMM on a tile"
+        for k in tiles:
+            f = ops[k][1]
+            ldm = -(-f["k"] // cfg.nr)
+            loads = [j for j in range(k) if ops[j][0] == Opcode.LDA and ops[j][1]["trans"]
+                     and f["mema"] <= ops[j][1]["mema"] < f["mema"] + -(-f["m"] // cfg.nr) * ldm]
+            assert sum(ops[j][1]["rows"] for j in loads) == f["m"], (k, loads)
+            for j in loads:
+                # After a gather's first post, in no region of the RINGs posted before it.
+                rings = [r for r in range(j) if ops[r][0] == Opcode.RING]
+                assert rings and ops[j][1]["cols"] == f["k"]
+                posted = rings[-1]
+                while posted > 0 and ops[posted - 1][0] in (Opcode.RING, Opcode.LDA):
+                    posted -= 1
+                regions = 0
+                for r in range(posted, j):
+                    if ops[r][0] == Opcode.RING:
+                        regions |= plans[r].spad_regions
+                assert not plans[j].spad_regions & regions, j
+    # Without those tiles (the forward streaming every panel) the step takes longer.
+    tiles_of = mbgd_compiler._preload_tiles
+    monkeypatch.setattr(mbgd_compiler, "_preload_tiles", lambda *a, **k: [
+        t for t in tiles_of(*a, **k) if t[0] != "f"])
+    streamed = compile_training(hw.compiled.graph, cfg)
+    assert streamed.step_cycles > hw.compiled.step_cycles
 
 
 def test_an_update_on_a_tile_posts_the_rest_of_e_after_its_first_panel(rng):
