@@ -111,6 +111,17 @@ def test_kernel_tiny_bf16_operands_fp32_accumulator(kernel, rng):
     check(TINY_BF16, CASES[kernel](TINY_BF16, rng))
 
 
+@pytest.mark.parametrize("name", ["small", "paper-n1"])
+def test_gemm_a_rows_on_other_latencies_and_formats(name, rng):
+    """gemm with a_rows computes 2 + 2^b nr Lacc cycles behind its load of A: MemA's bank bit
+    b is 0 on small (a lead of 18) and 1 on paper-n1 (34, fp16); several blocks, a part row
+    group and a part k-block."""
+    cfg = preset(name).replace(cores=1, spad_words=8192)
+    group = cfg.nr * cfg.acc_lanes
+    check(cfg, kc.gemm_case(cfg, 2 * group + 5, 6, 3 * cfg.nr + 2, rng, accumulate=True,
+                            a_rows=True, mc=group, mema=9, specials=0.05))
+
+
 @pytest.mark.parametrize("name,prop,fwd,store,load", [
     ("small", 1, 1, 0, 0), ("paper-n1", 0, 1, 0, 0), ("paper-n1", 1, 0, 0, 0),
     ("small", 1, 1, 1, 1), ("small", 0, 1, 1, 1), ("paper-n1", 1, 1, 1, 0),
