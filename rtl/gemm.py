@@ -382,8 +382,8 @@ class GemmEngine(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
                 with m.If((context == Context.PROLOGUE) & g.task_last):
-                    # Phase 0 (a first panel: its tasks follow its compute, unless A is in
-                    # MemA already).
+                    # Phase 0 (a first panel: its tasks follow its compute, or with a_rows
+                    # its load, unless A is in MemA already).
                     m.d.sync += [context.eq(Context.PHASE), *nxt.eq(self._following(g, cur))]
                     begin_phase(~self.f.a_mema)
                 with m.Elif((context == Context.PHASE) & phase_done):
