@@ -111,14 +111,16 @@ def test_kernel_tiny_bf16_operands_fp32_accumulator(kernel, rng):
     check(TINY_BF16, CASES[kernel](TINY_BF16, rng))
 
 
-@pytest.mark.parametrize("name", ["small", "paper-n1"])
-def test_gemm_a_rows_on_other_latencies_and_formats(name, rng):
+@pytest.mark.parametrize("name, k, accumulate", [("small", 14, True), ("paper-n1", 14, True),
+                                                ("paper-n1", 16, False)])
+def test_gemm_a_rows_on_other_latencies_and_formats(name, k, accumulate, rng):
     """gemm with a_rows computes 2 + 2^b nr Lacc cycles behind its load of A: MemA's bank bit
     b is 0 on small (a lead of 18) and 1 on paper-n1 (34, fp16); several blocks, a part row
-    group and a part k-block."""
+    group and a part k-block, and (k = 16 without accumulate) row groups whose length the
+    lead sets (tests/rtl/test_gemm.py)."""
     cfg = preset(name).replace(cores=1, spad_words=8192)
     group = cfg.nr * cfg.acc_lanes
-    check(cfg, kc.gemm_case(cfg, 2 * group + 5, 6, 3 * cfg.nr + 2, rng, accumulate=True,
+    check(cfg, kc.gemm_case(cfg, 2 * group + 5, 6, k, rng, accumulate=accumulate,
                             a_rows=True, mc=group, mema=9, specials=0.05))
 
 
