@@ -129,10 +129,8 @@ class MbgdBuilder:
         ``relu``: C rectified as the last chunk stores it (``gemm``'s ``relu``)."""
         kc = self.k_chunk
         if a in self.resident_t:
-            self.e(phase, Opcode.GEMM, m * n * k if macs else 0, c=c, a=0, b=b, m=m, n=n, k=k,
-                   lda=ceil_to(m, self.cfg.nr), ldb=ldb, ldc=ldc, mc=ceil_to(m, self.group),
-                   accumulate=int(accumulate), a_mema=1, mema=self.resident_t[a],
-                   relu=int(relu))
+            self._block(phase, m * n * k if macs else 0, c=c, b=b, m=m, n=n, k=k, ldb=ldb,
+                        ldc=ldc, accumulate=accumulate, mema=self.resident_t[a], relu=relu)
             return
         for k0 in range(0, k, kc):
             kk = min(kc, k - k0)
@@ -167,10 +165,20 @@ class MbgdBuilder:
             return
         for n0, n1 in parts:
             loads = tile is None and n0 == 0
-            self.e(phase, Opcode.GEMM, m * (n1 - n0) * k, c=c + n0, a=a if loads else 0,
-                   b=b + n0, m=m, n=n1 - n0, k=k, lda=lda if loads else ceil_to(m, nr), ldb=ldb,
-                   ldc=ldc, mc=ceil_to(m, self.group), accumulate=int(accumulate),
-                   a_mema=int(not loads), a_rows=int(loads), mema=tile or 0)
+            self._block(phase, m * (n1 - n0) * k, c=c + n0, b=b + n0, m=m, n=n1 - n0, k=k,
+                        ldb=ldb, ldc=ldc, accumulate=accumulate, mema=tile or 0,
+                        rows=(a, lda) if loads else None)
+
+    def _block(self, phase, macs, *, c, b, m, n, k, ldb, ldc, accumulate, mema, rows=None,
+               relu=False):
+        """A GEMM on one block of A (``m`` rows, ``k <= k_chunk`` terms) in MemA's tile at
+        ``mema``: there already (``a_mema``), or loaded there from the row-major A at ``rows =
+        (address, leading dimension)`` by the GEMM itself (``a_rows``)."""
+        a, lda = rows or (0, ceil_to(m, self.cfg.nr))
+        self.e(phase, Opcode.GEMM, macs, c=c, a=a, b=b, m=m, n=n, k=k, lda=lda, ldb=ldb,
+               ldc=ldc, mc=ceil_to(m, self.group), accumulate=int(accumulate),
+               a_mema=int(rows is None), a_rows=int(rows is not None), mema=mema,
+               relu=int(relu))
 
     def preload(self, *, a, m, k, lda, r0=0, r1=None, trans=False) -> None:
         """Load rows ``r0 .. r1 - 1`` (``r0`` a multiple of nr) of the row-major ``m x k`` A
