@@ -25,9 +25,10 @@ every layer (``ring_blocks(out, C, 1)``): its row panel of ``[W | b]``. Per laye
 The output layer is split by columns instead when it shares the layer below's segment and
 has no more outputs than inputs (:func:`~.program.layer_splits`): core ``k`` holds the
 columns of its ``[W | b]`` that match its rows of the layer below (the bias column on the
-segment's last core), so that layer's output is not gathered; the logits are the all-reduced
-partials ``Z_k = [A; 1]_k^T [W | b]_k^T`` and the core's rows of ``E = W_k^T D^T`` are whole
-(no reduce-scatter). docs/multicore.md gives the reasons and the cycles.
+segment's last core), so that layer's output is not gathered; the logits are the
+reduce-scattered partials ``Z_k = [A; 1]_k^T [W | b]_k^T`` (each core keeps the sums of the
+samples whose output gradient it forms; the host reads them there) and the core's rows of
+``E = W_k^T D^T`` are whole (no reduce-scatter). docs/multicore.md gives the reasons and the cycles.
 
 A layer with fewer output rows than its segment has cores leaves some cores without rows
 (``ring_blocks`` gives them empty blocks): they skip the layer's GEMMs, transposes and
@@ -694,15 +695,16 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
         ldo = ceil_to(widest_rows[index], nr)
         lo, m = own[index][0], rows[index]
         if member[index] and index == last and columns:
-            # The core's partial logits over its columns (+0 without any), summed round the
-            # segment into the logits of every sample on every core.
+            # The core's partial logits over its columns (+0 without any), reduce-scattered
+            # round the segment: each core ends with its samples' logits, which its output
+            # gradient reads and the host reads back (no all-gather).
             if out_cols:
                 b.gemm("forward", c=logits_addr, a=xt_addr[index] + lo * ldb, b=p_addr[index],
                        m=batch, n=o, k=out_cols, lda=ldb, ldb=ldc, ldc=ldc)
             else:
                 b.gemm("forward", c=logits_addr, a=zero_addr, b=zero_addr, m=batch, n=o, k=1,
                        lda=ldb, ldb=ldc, ldc=ldc, macs=False)
-            ring_emit(e, core, coll.all_reduce(seg, logits_addr, batch * ldc, ldc))
+            ring_emit(e, core, coll.reduce_scatter(seg, logits_addr, batch * ldc, ldc))
         elif member[index]:
             if index < last:
                 if m and not compact:
@@ -832,6 +834,10 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
     io = {"inputs_t": xt_addr[0], "inputs": x0_addr, "targets": t_spad,
           "logits": logits_addr, "ld_batch": ldb, "ld_inputs": ceil_to(i0 + 1, nr),
           "ld_classes": ldc}
+    if columns:
+        # Each core of the last segment holds its samples' logits only (the reduce-scatter's
+        # block, ring_blocks(batch, cores, 1)): the host reads each core's.
+        io["logits_scattered"] = True
     # Same layout on every core (same addresses): what the SPAD's size changed, for reports.
     layout = (("layer 0's update loading [x; 1] into MemA",) if x0_addr is None else ()) + (
         (_turns_text([index for index in range(1, last) if xt_addr[index] in b.resident],

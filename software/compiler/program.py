@@ -39,6 +39,7 @@ from caterpillar.contract.isa import (
     relocate_word,
     unpack,
 )
+from caterpillar.golden.collectives import ring_blocks
 from caterpillar.golden.trainer import scalars
 from caterpillar.software.graph.model import GraphError, TrainingGraph
 from caterpillar.software.isasim.ring import predict_ring, ring_timeline
@@ -672,7 +673,8 @@ class Compiled:
     def host_words(self, *, entering: bool = True, leaving: bool = True) -> list[int]:
         """Every core's SPAD words the host writes and reads around one step (what its
         ``HOST_WORDS`` counter adds): the inputs and targets staged where the step reads them
-        and the logits read back from the first core of the last segment. For ``cp`` and
+        and the logits read back from the first core of the last segment (from each core its
+        samples' where the logits are reduce-scattered: ``io["logits_scattered"]``). For ``cp`` and
         ``mbcp`` a pipeline step, with a group ``entering`` the first layer and one
         ``leaving`` the output layer (its targets staged, its logits read)."""
         graph, io_of = self.graph, {k: c.io for k, c in self.cores.items()}
@@ -694,6 +696,9 @@ class Compiled:
                     staged = graph.sizes[0] * io["ld_batch"] + batch * io["ld_classes"] + (
                         batch * io["ld_inputs"] if io["inputs"] is not None else 0)
                 read = batch * io["ld_classes"] if k == last[0] else 0
+                if io.get("logits_scattered") and k in last:    # each core its samples'
+                    lo, hi = ring_blocks(batch, len(last), 1)[last.index(k)]
+                    read = (hi - lo) * io["ld_classes"]
             words[k] = staged + read
         return words
 

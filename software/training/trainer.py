@@ -17,6 +17,7 @@ import numpy as np
 
 from caterpillar.contract.isa import Layout, Opcode, encode
 from caterpillar.golden import numerics as gn
+from caterpillar.golden.collectives import ring_blocks
 from caterpillar.software.compiler.cp import cp_step_key
 from caterpillar.software.compiler.cp_ring import cp_bias_blocks
 from caterpillar.software.compiler.program import Compiled, CoreProgram, ceil_to
@@ -304,15 +305,18 @@ class CoreTrainer:
         flat = self.driver.read_spad(io["logits"], self.graph.batch * io["ld_classes"])
         return flat.reshape(self.graph.batch, io["ld_classes"])[:, :classes]
 
-    def logits(self) -> np.ndarray:
-        """Read the step's logits (bits, ``batch x outputs``)."""
+    def logits(self, samples=None) -> np.ndarray:
+        """Read the step's logits (bits, ``batch x outputs``), or those of the samples
+        ``(lo, hi)`` only (a core of a ring holding its samples' logits:
+        ``io["logits_scattered"]``)."""
         io, classes = self.core.io, self.graph.sizes[-1]
         if self.graph.gemv:
             return np.stack([self.driver.read_spad(io["logits"] + k * io["ld_classes"], classes)
                              for k in range(self.graph.batch)])
         ldc = io["ld_classes"]
-        flat = self.driver.read_spad(io["logits"], self.graph.batch * ldc)
-        return flat.reshape(self.graph.batch, ldc)[:, :classes]
+        lo, hi = samples or (0, self.graph.batch)
+        flat = self.driver.read_spad(io["logits"] + lo * ldc, (hi - lo) * ldc)
+        return flat.reshape(hi - lo, ldc)[:, :classes]
 
 
 def _check_host_words(counted: list, run: RingRun, planned: list, what: str) -> None:
@@ -563,7 +567,13 @@ class Trainer:
             else:
                 trainer.stage(x, targets)
         run = self.ring.run(self.start_pcs, timeout_cycles=4 * self.step_cycles + 10_000)
-        logits = self.trainers[last[0]].logits()
+        if self.trainers[last[0]].core.io.get("logits_scattered"):
+            # Each core of the last segment holds its samples' logits only.
+            blocks = ring_blocks(self.graph.batch, len(last), 1)
+            logits = np.concatenate([self.trainers[k].logits(block)
+                                     for k, block in zip(last, blocks, strict=True)])
+        else:
+            logits = self.trainers[last[0]].logits()
         _check_run(run, self.predicted, c.predicted_events(), "the step")
         _check_host_words(self.ring.host_words(), run, c.host_words(), "the step")
         return logits, run

@@ -773,8 +773,8 @@ def test_dfa_batches_read_the_feedback_rows_instead_of_the_weights_above(cores):
         assert core.local_phase_report(cfg)["delta"]["macs"] == classes * sum(own) * batch
         rings = [i for i, p in zip(ins, core.phases) if i.op == Opcode.RING]
         # The ring carries the hidden inputs above the first (all-gathers), the logits
-        # (all-reduce) and the output gradient (all-gather): no sum of any E.
-        assert len(rings) == (len(hidden) - 1 + 3) * (cores - 1)
+        # (reduce-scatter) and the output gradient (all-gather): no sum of any E.
+        assert len(rings) == (len(hidden) - 1 + 2) * (cores - 1)
 
 
 @pytest.mark.parametrize("algorithm, sizes, batch, loss, momentum", [
