@@ -79,7 +79,8 @@ order; everything else is computed by one core for its share and is bit-identica
   input feature block in the same way. With a segment per layer, ``C`` is the layer's
   segment's size. With ``output_columns`` the output layer is split the other way: core ``k``
   holds the columns ``R_k`` of its ``[W | b]`` that match its rows of the layer below (the
-  bias column on the segment's last core), so its ``E`` rows are local (one GEMM, the
+  bias column after them on the core ``output_bias`` names, else the segment's last), so its
+  ``E`` rows are local (one GEMM, the
   one-core sums) and the logits are the per-core partials ``[A_prev; 1][R_k]^T [W |
   b][:, R_k]^T`` (``B x outputs``) summed round the ring per sample (an all-reduce; a core
   with no columns adds ``+0``). ``dfa`` then holds the matching columns of every ``F_l``, so
@@ -172,12 +173,16 @@ class GoldenTrainer:
     row_orders : list of sequence of int, optional
         ``sgd`` (batch 1) on a ring: per layer, the order in which the backward ``gemvt``
         sums the rows of ``W`` (empty or ``None``: in order).
+    output_bias : int, optional
+        With ``output_columns``: the position of the core whose partial logits take the bias
+        (its last term); ``None``: the last core.
     """
 
     def __init__(self, sizes, loss, nr, fmt, acc, weights, *, k_chunk=None, momentum=False,
                  weight_decay=False, cores=1, feedback=None, output_columns=False,
-                 logits_chain=False, bias_columns=None, row_orders=None):
+                 logits_chain=False, bias_columns=None, row_orders=None, output_bias=None):
         layers = len(sizes) - 1
+        self.output_bias = output_bias
         self.row_orders = [list(o) if o is not None and len(o) else None
                            for o in (row_orders or [None] * layers)]
         self.bias_columns = list(bias_columns) if bias_columns else [None] * layers
@@ -436,15 +441,18 @@ class GoldenTrainer:
 
     def _columns_logits(self, p, a, cores) -> np.ndarray:
         """``H = P A`` (``outputs x B``) with ``P`` split by input columns over ``cores``:
-        each core's partial over its columns (the bias column on the last core), all-reduced
-        per sample round the ring."""
+        each core's partial over its columns (the bias column, ``A``'s ones row, last on the
+        core :attr:`output_bias` names, else the last core), summed round the ring per
+        sample."""
         outputs, batch = p.shape[0], a.shape[1]
-        blocks = ring_blocks(p.shape[1] - 1, cores, 1)
+        inputs = p.shape[1] - 1
+        blocks = ring_blocks(inputs, cores, 1)
+        at = cores - 1 if self.output_bias is None else self.output_bias
         partials = []
         for position, (lo, hi) in enumerate(blocks):
-            hi += position == cores - 1
-            if hi > lo:
-                part = gemm_chunked(a[lo:hi].T, p[:, lo:hi].T, self.fmt, self.acc, self.k_chunk)
+            rows = list(range(lo, hi)) + [inputs] * (position == at)
+            if rows:
+                part = gemm_chunked(a[rows].T, p[:, rows].T, self.fmt, self.acc, self.k_chunk)
                 partials.append(part.ravel())
             else:
                 partials.append(np.zeros(batch * outputs, dtype=np.uint64))

@@ -58,6 +58,7 @@ from caterpillar.software.compiler.program import (
     ceil_to,
     check_capacity,
     input_name,
+    output_bias_position,
     ring_emit,
 )
 from caterpillar.software.graph.model import TrainingGraph
@@ -515,10 +516,9 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
     widest_rows = [max(hi - lo for lo, hi in parts) for parts in blocks]
     last = len(layers) - 1
     # Split by columns, the output layer's block on a core is its rows of the layer below
-    # (``own[last]``), plus the bias column on the segment's last core.
+    # (``own[last]``), plus the bias column on one core (output_bias_position; in the compact
+    # layout the segment's last, whose ones row is the input's own).
     columns = (splits or ["rows"] * len(layers))[last] == "columns"
-    has_bias = columns and member[last] and core == segments[last][-1]
-    out_cols = rows[last] + has_bias
 
     # Same addresses on every core: panels are sized for the largest share. Every panel is
     # held transposed, as on one core. The layers' gathered inputs are kept for the whole
@@ -544,6 +544,12 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
             high_inputs.add(index)
         next_low = gathered[index] and index not in high_inputs
     for attempt, (compact, stream_x0) in enumerate(layouts):
+        bias_at = None
+        if columns:
+            bias_at = len(segments[last]) - 1 if compact else \
+                output_bias_position(cfg, blocks[last])
+        has_bias = columns and member[last] and core == segments[last][bias_at]
+        out_cols = rows[last] + has_bias
         spad = Region("the SPAD", cfg.spad_words, align=nr)
         # First: with the update's other operands below and E's sums at the top
         # (alloc_high), the update runs beside the ring (ring_waits).
@@ -593,6 +599,11 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                 xt_addr.append(alloc(f"[{input_name(index)}; 1] (features x batch)",
                                      (i + 1) * ldb))
                 constants.append((xt_addr[-1] + i * ldb, 1, batch, ldb, "one"))
+                if block and has_bias and own[last][1] < i:
+                    # The bias core's ones row right after its rows, which the output
+                    # layer's GEMMs read with them: no other core's rows come here (the
+                    # output layer's input is not gathered).
+                    constants.append((xt_addr[-1] + own[last][1] * ldb, 1, batch, ldb, "one"))
             # The logits are gathered whole (or, split by columns, summed in place of the
             # logits batch-major); hidden pre-activations stay the core's own rows.
             # (Outside the compact layout a hidden layer's GEMM stores relu(h) straight into
@@ -838,6 +849,7 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
         # Each core of the last segment holds its samples' logits only (the reduce-scatter's
         # block, ring_blocks(batch, cores, 1)): the host reads each core's.
         io["logits_scattered"] = True
+        io["output_bias"] = bias_at
     # Same layout on every core (same addresses): what the SPAD's size changed, for reports.
     layout = (("layer 0's update loading [x; 1] into MemA",) if x0_addr is None else ()) + (
         (_turns_text([index for index in range(1, last) if xt_addr[index] in b.resident],

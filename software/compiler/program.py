@@ -343,6 +343,17 @@ def bias_columns(graph: TrainingGraph, cfg, segments, blocks) -> list:
     return out
 
 
+def output_bias_position(cfg, parts) -> int:
+    """The position, in its segment, of the core whose column block of a GEMM output layer
+    split by columns (``mbgd``, ``dfa`` with a batch) holds the bias column: the last core
+    whose block, one column longer, fills no more row groups (``nr acc_lanes`` rows) of its
+    update's GEMM, so that the bias costs that GEMM no phase (N1 on 32 ``paper-n1`` cores: a
+    15-row block, not the last core's 16); the segment's last core if none has room."""
+    group = cfg.nr * cfg.acc_lanes
+    room = [p for p, (lo, hi) in enumerate(parts) if (hi - lo) % group]
+    return room[-1] if room else len(parts) - 1
+
+
 def _fold_saves_cycles(graph: TrainingGraph, cfg, rows: int, cols: int) -> bool:
     """Whether ``rows`` outputs over ``cols`` inputs take fewer cycles with the bias as a
     column (GEMV and ``GER`` one column wider) than with its ``VOP``s (the forward's ``add``;
@@ -561,7 +572,14 @@ class Compiled:
         return {"k_chunk": self.k_chunk, "cores": cores, "bias_columns": self.bias_columns,
                 "output_columns": not self.graph.gemv and self.splits[-1] == "columns",
                 "logits_chain": self.graph.gemv and not self.graph.pipelined,
-                "row_orders": self.row_orders}
+                "row_orders": self.row_orders, "output_bias": self.output_bias}
+
+    @property
+    def output_bias(self) -> int | None:
+        """A GEMM output layer split by columns: the position in its segment of the core
+        holding its bias column (its programs say: :func:`output_bias_position`, or the last
+        core in the compact layout), else ``None``."""
+        return self.cores[self.segments[-1][0]].io.get("output_bias")
 
     @property
     def row_orders(self) -> list:

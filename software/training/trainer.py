@@ -404,9 +404,9 @@ class Trainer:
             w, b = np.asarray(w, dtype=np.uint64), np.asarray(b, dtype=np.uint64)
             lo, hi = c.blocks[index][position]
             if c.splits[index] == "columns" and c.split == "rows":
-                # mbgd's output layer: a column block, the bias with the last one.
-                out.append((w[:, lo:hi], b if position == len(seg) - 1 else b[:0])
-                           if hi > lo or position == len(seg) - 1 else (None, None))
+                # mbgd's output layer: a column block, the bias with one (Compiled.output_bias).
+                out.append((w[:, lo:hi], b if position == c.output_bias else b[:0])
+                           if hi > lo or position == c.output_bias else (None, None))
             elif c.splits[index] == "rows":
                 out.append((w[lo:hi], b[lo:hi]))
             elif self.bias_blocks is not None:
@@ -459,7 +459,7 @@ class Trainer:
             ws = [parts[k][index][0] for k in seg if parts[k][index][0] is not None]
             bs = [parts[k][index][1] for k in seg if parts[k][index][0] is not None]
             if c.splits[index] == "columns" and c.split == "rows":
-                out.append((np.hstack(ws), bs[-1]))
+                out.append((np.hstack(ws), parts[seg[c.output_bias]][index][1]))
                 continue
             if c.splits[index] == "rows":
                 out.append((np.vstack(ws), np.concatenate(bs)))

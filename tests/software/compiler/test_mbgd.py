@@ -810,3 +810,41 @@ def test_more_cores_than_rows_leaves_cores_idle_bit_exact(algorithm, sizes, batc
     hw, run_ = train_and_compare(cfg, sizes, algorithm, batch, loss, momentum, 0.0, steps=3,
                                  device=RingIsaDevice(cfg), rng=rng)
     assert run_.cycles == hw.predicted
+
+
+@pytest.mark.parametrize("sizes, algorithm, where", [
+    ((12, 12, 16, 31, 5), "mbgd", 0),
+    ((12, 12, 16, 31, 5), "dfa", 0),
+    ((20, 18, 24, 31, 5), "mbgd", 3),       # the compact layout
+    ((20, 18, 24, 31, 5), "dfa", 3),
+], ids=["mbgd", "dfa", "mbgd-compact", "dfa-compact"])
+def test_the_output_bias_goes_to_a_core_whose_row_groups_have_room(sizes, algorithm, where,
+                                                                   rng):
+    # The last hidden layer's 31 rows on 4 tiny cores (8-row groups) are blocks of 7, 8, 8
+    # and 8: the output layer's bias column, one more row of the first core's update GEMM,
+    # costs it no row group, on the last core a second one. In the compact layout the
+    # output layer's input is a turn buffer another input was gathered into: the bias stays
+    # with the last core, whose ones row is the buffer's own. Trained bit for bit (3 steps).
+    cfg, roomy, tight = _roomy_and_tight(algorithm, sizes, 20, rng)
+    compact = any("taking turns" in note for note in tight.cores[0].spad_layout)
+    assert compact == (where == 3) and tight.output_bias == where and roomy.output_bias == 0
+    last = len(sizes) - 2
+    group = cfg.nr * cfg.acc_lanes
+    for k, core in tight.cores.items():
+        lo, hi = tight.blocks[last][k]
+        holds = k == where
+        (panel,) = [t for t in core.tensors if t.name == f"P{last}"]
+        assert (panel.bias, panel.cols) == (holds, hi - lo + holds)
+        # The backward starts with the output layer's update: [a; 1]'s rows lo..hi (and the
+        # ones row with the bias) against the output gradient.
+        update = next(f for (op, f), p in zip(map(unpack, core.program), core.phases)
+                      if op == Opcode.GEMM and p == "update")
+        assert update["m"] == hi - lo + holds
+        if holds and not compact:
+            assert cdiv(hi - lo + 1, group) == cdiv(hi - lo, group)
+            # The row after the block holds ones (a constant): the input's own is row 31.
+            assert (update["a"] + (hi - lo) * update["lda"], 1, 20, update["lda"], "one") in \
+                core.constants
+        else:
+            assert not any(c[0] == update["a"] + (hi - lo) * update["lda"] and c[4] == "one"
+                           for c in core.constants) or hi == sizes[-2]

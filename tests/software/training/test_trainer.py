@@ -78,6 +78,20 @@ def test_ring_training_matches_golden(case, algorithm, cores, rng):
                       device=RingIsaDevice(cfg), rng=rng)
 
 
+@pytest.mark.parametrize("algorithm", ["mbgd", "dfa"])
+@pytest.mark.parametrize("sizes, cores", [((9, 15, 5), 2), ((8, 6, 23, 5), 3)])
+def test_the_output_bias_on_a_core_with_room_in_its_row_groups(sizes, cores, algorithm, rng):
+    # The last hidden layer's blocks are 7 + 8 (and 7 + 8 + 8) rows on tiny's 8-row groups:
+    # the first core's block takes the output layer's bias column, the last core's is full.
+    cfg = preset("tiny").replace(cores=cores)
+    graph = TrainingGraph(sizes, algorithm=algorithm, batch=3)
+    compiled = compile_training(graph, cfg)
+    assert compiled.splits[-1] == "columns" and compiled.output_bias == 0
+    assert compiled.golden_options()["output_bias"] == 0
+    train_and_compare(cfg, sizes, algorithm, 3, "softmax_ce", 0.9, 0.0, steps=3,
+                      device=RingIsaDevice(cfg), rng=rng)
+
+
 @pytest.mark.parametrize("cores", [2, 3, 4])
 @pytest.mark.parametrize("batch", [2, 3])
 @pytest.mark.parametrize("algorithm", ["mbgd", "dfa"])
