@@ -78,6 +78,27 @@ def block_words(cfg, m: int, k: int) -> int:
     return ceil_to(m, nr * cfg.acc_lanes) // nr * cdiv(min(k, gemm_k_chunk(cfg)), nr)
 
 
+class MembVectors:
+    """The vectors :meth:`MbgdBuilder.preload_vector` keeps at MemB's top for one later
+    chain each: ``resident`` (SPAD base -> MemB address, words), placed downwards from the
+    top; every chain's buffers stay below ``free``, which only falls."""
+
+    def __init__(self, words):
+        self.free, self.resident = words, {}
+
+    def place(self, spad, count, words) -> int:
+        """The MemB address of ``words`` per PE for the SPAD vector at ``spad`` (the same
+        one again if it is kept there already)."""
+        if self.resident.get(spad, (0, None))[1] != count:
+            self.free -= words
+            self.resident[spad] = (self.free, count)
+        return self.resident[spad][0]
+
+    def take(self, spad) -> int:
+        """The MemB address of the vector kept for ``spad``, no longer kept."""
+        return self.resident.pop(spad)[0]
+
+
 class MbgdBuilder:
     """Emits MBGD's building blocks: chunked GEMMs, elementwise passes, transposes.
 
@@ -88,7 +109,8 @@ class MbgdBuilder:
     MemA words every other A block and transpose stays below.
     """
 
-    def __init__(self, cfg, emit, *, mema_free=None, resident=None, resident_t=None):
+    def __init__(self, cfg, emit, *, mema_free=None, resident=None, resident_t=None,
+                 kept=None):
         self.cfg, self.e = cfg, emit
         nr = cfg.nr
         self.k_chunk = gemm_k_chunk(cfg)
@@ -96,15 +118,32 @@ class MbgdBuilder:
         self.mema_free = cfg.mema_words if mema_free is None else mema_free
         self.resident = {} if resident is None else resident
         self.resident_t = {} if resident_t is None else resident_t
+        self.kept = MembVectors(cfg.memb_words) if kept is None else kept
         self.split_first = False
 
     def beside(self, emit, *, split_first=False) -> MbgdBuilder:
-        """A builder for another emitter, sharing this one's MemA tiles; ``split_first``: a
-        GEMM on a tile emits its first panel of C's columns alone (:meth:`gemm_rows`)."""
+        """A builder for another emitter, sharing this one's MemA tiles and MemB vectors;
+        ``split_first``: a GEMM on a tile emits its first panel of C's columns alone
+        (:meth:`gemm_rows`)."""
         builder = MbgdBuilder(self.cfg, emit, mema_free=self.mema_free, resident=self.resident,
-                              resident_t=self.resident_t)
+                              resident_t=self.resident_t, kept=self.kept)
         builder.split_first = split_first
         return builder
+
+    def _gemm(self, phase, macs, **fields) -> None:
+        """Emit a ``gemm``; its two B panels (MemB words ``0 .. 2 k - 1``) stay below the
+        vectors :meth:`preload_vector` keeps."""
+        assert not self.kept.resident or 2 * fields["k"] <= self.kept.free, fields
+        self.e(phase, Opcode.GEMM, macs, **fields)
+
+    def preload_vector(self, spad, count, emit=None) -> None:
+        """Load the ``count`` SPAD words at ``spad`` into MemB (emitted to ``emit``, else
+        here) for the next :meth:`elementwise_chain` that reads them (the same layout), above
+        every chain and below the vectors kept so far (:class:`MembVectors`; the caller keeps
+        every ``gemm``'s two B panels below until the chain has read them)."""
+        layout = Layout.FULL if count % self.cfg.nr == 0 else Layout.DIAG
+        at = self.kept.place(spad, count, vector_words(self.cfg.nr, layout.value, count))
+        (emit or self.e)("transfer", Opcode.LDV, spad=spad, memb=at, len=count, layout=layout)
 
     def _check_mema(self, need: int, what: str, message) -> None:
         """Check that ``need`` MemA words per PE (``what``) fit below ``mema_free``, recorded
@@ -137,9 +176,9 @@ class MbgdBuilder:
         for k0 in range(0, k, kc):
             kk = min(kc, k - k0)
             mc = min(self._block_rows(kk), ceil_to(m, self.group))
-            self.e(phase, Opcode.GEMM, m * n * kk if macs else 0, c=c, a=a + k0 * lda,
-                   b=b + k0 * ldb, m=m, n=n, k=kk, lda=lda, ldb=ldb, ldc=ldc, mc=mc,
-                   accumulate=int(accumulate or k0 > 0), relu=int(relu and k0 + kc >= k))
+            self._gemm(phase, m * n * kk if macs else 0, c=c, a=a + k0 * lda,
+                       b=b + k0 * ldb, m=m, n=n, k=kk, lda=lda, ldb=ldb, ldc=ldc, mc=mc,
+                       accumulate=int(accumulate or k0 > 0), relu=int(relu and k0 + kc >= k))
 
     def gemm_rows(self, phase, *, c, a, b, m, n, k, lda, ldb, ldc, accumulate=False):
         """``C (+)= A B`` with ``A`` itself (row-major, ``m x k``) at ``a``: each chunk of
@@ -161,9 +200,9 @@ class MbgdBuilder:
             for k0 in range(0, k, kc):
                 kk = min(kc, k - k0)
                 mc = min(self._block_rows(kk), ceil_to(m, self.group))
-                self.e(phase, Opcode.GEMM, m * n * kk, c=c, a=a + k0, b=b + k0 * ldb, m=m,
-                       n=n, k=kk, lda=lda, ldb=ldb, ldc=ldc, mc=mc,
-                       accumulate=int(accumulate or k0 > 0), a_rows=1)
+                self._gemm(phase, m * n * kk, c=c, a=a + k0, b=b + k0 * ldb, m=m, n=n, k=kk,
+                           lda=lda, ldb=ldb, ldc=ldc, mc=mc,
+                           accumulate=int(accumulate or k0 > 0), a_rows=1)
             return
         for n0, n1 in parts:
             loads = tile is None and n0 == 0
@@ -177,10 +216,10 @@ class MbgdBuilder:
         ``mema``: there already (``a_mema``), or loaded there from the row-major A at ``rows =
         (address, leading dimension)`` by the GEMM itself (``a_rows``)."""
         a, lda = rows or (0, ceil_to(m, self.cfg.nr))
-        self.e(phase, Opcode.GEMM, macs, c=c, a=a, b=b, m=m, n=n, k=k, lda=lda, ldb=ldb,
-               ldc=ldc, mc=ceil_to(m, self.group), accumulate=int(accumulate),
-               a_mema=int(rows is None), a_rows=int(rows is not None), mema=mema,
-               relu=int(relu))
+        self._gemm(phase, macs, c=c, a=a, b=b, m=m, n=n, k=k, lda=lda, ldb=ldb, ldc=ldc,
+                   mc=ceil_to(m, self.group), accumulate=int(accumulate),
+                   a_mema=int(rows is None), a_rows=int(rows is not None), mema=mema,
+                   relu=int(relu))
 
     def preload(self, *, a, m, k, lda, r0=0, r1=None, trans=False) -> None:
         """Load rows ``r0 .. r1 - 1`` (``r0`` a multiple of nr) of the row-major ``m x k`` A
@@ -206,17 +245,23 @@ class MbgdBuilder:
         inputs; ``ops``: ``(fn, z, x, y, alpha)`` in order, each ``z`` a new name; ``stores``:
         name -> SPAD base of the results kept. Every name has a MemB buffer (in the order
         loads, then results), so the values are those of one pass per op."""
-        nr, memb = self.cfg.nr, self.cfg.memb_words
-        names = [*loads, *(op[1] for op in ops)]
+        nr, memb = self.cfg.nr, self.kept.free
+        # An input preload_vector put in MemB is read there (a vector of one chunk), once.
+        kept = {name: self.kept.take(base) for name, base in loads.items()
+                if self.kept.resident.get(base, (0, None))[1] == count}
+        names = [name for name in [*loads, *(op[1] for op in ops)] if name not in kept]
         # Whole SPAD rows spread over every PE (FULL): each VOP runs on nr^2 PEs, not nr.
         layout = Layout.FULL if count % nr == 0 else Layout.DIAG
         spread = nr * nr if layout == Layout.FULL else nr
         chunk = min(memb // len(names) * spread, 65535 // nr * nr)
+        assert not kept or count <= chunk, (kept, count, chunk)
         buf = {name: index * vector_words(nr, layout.value, chunk)
-               for index, name in enumerate(names)}
+               for index, name in enumerate(names)} | kept
         for s0 in range(0, count, chunk):
             length = min(chunk, count - s0)
             for name, base in loads.items():
+                if name in kept:
+                    continue
                 self.e("transfer", Opcode.LDV, spad=base + s0, memb=buf[name], len=length,
                        layout=layout)
             for fn, z, x, y, alpha in ops:
@@ -653,7 +698,8 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
             constants.append((zero_addr, 1, zero_words, zero_words, 0))
         g_addr = None if plain else spad.alloc("gradient", max(panel_words))
         logits_addr = spad.alloc("logits (batch x classes)", batch * ldc)
-        dfull_addr = spad.alloc("output gradient (batch x classes)", batch * ldc)
+        # (In the upper region: the ReLU derivative's inputs load beside its all-gather.)
+        dfull_addr = spad.alloc_high("output gradient (batch x classes)", batch * ldc)
         dfull_t_addr = spad.alloc("output gradient (classes x batch)", classes * ldb)
         t_spad = spad.alloc("targets", batch * ldc)
         if spad.room >= 0 or attempt == len(layouts) - 1:
@@ -686,6 +732,34 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
         for at, piece in reversed(list(zip(posts + [len(e.words)] * len(pieces), pieces))):
             e.insert(at, piece)
 
+    # Each hidden layer's ReLU derivative in the backward reads the core's rows of relu(h):
+    # outside the compact layout its rows of the next input, which nothing writes after the
+    # forward. In a plain step (no optimiser chain takes MemB) they load into MemB's top while
+    # the array waits for the loss's collectives, each beside a collective whose SPAD regions
+    # it does not share (keep_beside); the backward's GEMMs (two B panels of at most
+    # max(batch, classes, rows) terms), its chains and the softmax stay below them.
+    acts = []
+    if not compact and plain and one_segment and member[last]:
+        acts = [(xt_addr[index + 1] + own[index][0] * ldb, rows[index] * ldb)
+                for index in range(last) if rows[index]]
+        kept = sum(cdiv(count, nr * nr) for _, count in acts)
+        below = max(2 * max(batch, classes, *widest_rows), 2 * cdiv(batch * ldc, nr * nr),
+                    2 * max((cdiv(count, nr * nr) for _, count in acts), default=0),
+                    6 * cdiv(classes, nr) + 2)
+        if kept + below > cfg.memb_words:
+            acts = []
+
+    def keep_beside(posted):
+        """Load the activations (``acts``) that share no SPAD region with the RINGs posted
+        from instruction ``posted`` on into MemB after the posts the engine's queue takes."""
+        busy = words_spad_regions(e.words[posted:], cfg)
+        u = Emitter()
+        for spad_at, count in list(acts):
+            if not spad_span_regions(cfg, spad_at, count) & busy:
+                b.preload_vector(spad_at, count, emit=u)
+                acts.remove((spad_at, count))
+        e.insert(min(posted + max(cfg.ring_commands, 1), len(e.words)), u)
+
     def relay(holders, targets, addr, words):
         if holders != targets:
             source = coll.relay_source(holders, targets, cores)
@@ -715,7 +789,9 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
             else:
                 b.gemm("forward", c=logits_addr, a=zero_addr, b=zero_addr, m=batch, n=o, k=1,
                        lda=ldb, ldb=ldc, ldc=ldc, macs=False)
+            posted = len(e.words)
             ring_emit(e, core, coll.reduce_scatter(seg, logits_addr, batch * ldc, ldc))
+            keep_beside(posted)
         elif member[index]:
             if index < last:
                 if m and not compact:
@@ -748,7 +824,9 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
         b.output_gradient(graph.loss, logits=logits_addr + s_lo * ldc,
                           targets=t_spad + s_lo * ldc, out=dfull_addr + s_lo * ldc,
                           batch=s_hi - s_lo, classes=classes, plain=plain)
+        posted = len(e.words)
         ring_emit(e, core, coll.all_gather(seg, dfull_addr, batch * ldc, ldc))
+        keep_beside(posted)
         b.transpose(dfull_addr, batch, classes, ldc, dfull_t_addr, ldb)
 
     def update(index, lo, m, block, b=b):

@@ -848,3 +848,32 @@ def test_the_output_bias_goes_to_a_core_whose_row_groups_have_room(sizes, algori
         else:
             assert not any(c[0] == update["a"] + (hi - lo) * update["lda"] and c[4] == "one"
                            for c in core.constants) or hi == sizes[-2]
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_the_relu_derivative_reads_activations_loaded_while_the_loss_waits(momentum, rng):
+    # 9-7-6-5, batch 3 on 2 tiny cores: each hidden layer's ReLU derivative reads the core's
+    # rows of relu(h) from MemB, loaded between the loss's RING posts (the array waits for
+    # the ring there), not in the backward; the optimiser's chains (momentum) would take all
+    # of MemB, so a step with momentum loads them in the backward. Trained bit for bit.
+    sizes = (9, 7, 6, 5)
+    cfg = TINY.replace(cores=2)
+    hw, _ = train_and_compare(cfg, sizes, "mbgd", 3, "softmax_ce", momentum, 0.0, steps=3,
+                              device=RingIsaDevice(cfg), rng=rng)
+    for k, core in hw.compiled.cores.items():
+        ops = [unpack(w) for w in core.program]
+        backward = next(i for i, p in enumerate(core.phases) if p in ("delta", "update"))
+        reluds = [(i, f) for i, (op, f) in enumerate(ops)
+                  if op == Opcode.VOP and f["fn"] == VecOp.RELUD.value]
+        assert len(reluds) == len(sizes) - 2, k
+        for i, f in reluds:
+            loads = [j for j, (op, g) in enumerate(ops[:i])
+                     if op == Opcode.LDV and g["memb"] == f["x"]]
+            # The activation's load: the last one into x before the ReLU derivative.
+            at = loads[-1]
+            if momentum:
+                assert at > backward, (k, at)
+            else:
+                assert at < backward and Opcode.RING in {ops[j][0] for j in range(at)}, (k, at)
+                assert ops[at - 1][0] == Opcode.RING or ops[at - 1][0] == Opcode.LDV
+                assert f["x"] + 1 <= cfg.memb_words and f["x"] > f["y"] and f["x"] > f["z"]
