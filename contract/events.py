@@ -43,8 +43,9 @@ def _rdcnt(f, plan, cfg):
 
 
 def _ldv(f, plan, cfg):
-    # Every PE of the layout on the element's bus writes it.
-    return _events(memb_w=_copies(f.layout, cfg.nr) * f.len, spad_r=cfg.nr * plan.values["rows"])
+    # Every PE of the layout on the element's bus writes it (one PE row's with ``row``).
+    copies = 1 if f.row else _copies(f.layout, cfg.nr)
+    return _events(memb_w=copies * f.len, spad_r=cfg.nr * plan.values["rows"])
 
 
 def _stv(f, plan, cfg):
@@ -159,11 +160,13 @@ def _vop(f, plan, cfg):
 
 def _smxce(f, plan, cfg):
     nr, n = cfg.nr, f.len
-    # Row 0 holds the logits: two local passes, exp (12 steps), the output (3 steps); chains
-    # and broadcasts over row 0 (6 nr), the reciprocal's 8 steps in PE(0, 0).
+    # Row 0 holds the logits (rows 0): two local passes, exp (12 steps), the output (3
+    # steps); chains and broadcasts over row 0 (6 nr), the reciprocal's 8 steps in PE(0, 0).
     # MACs: 10 per element in exp, 1 in the local sum, 2 in the output; 7 in the reciprocal.
-    return _events(ops=17 * n + 6 * nr + 8, memb_r=13 * n + 6, memb_w=4 * n + 4,
-                   macs=13 * n + 7)
+    # With ``rows`` R, R PE rows each do all of it for their sample at once.
+    r = max(f.rows, 1)
+    return _events(ops=r * (17 * n + 6 * nr + 8), memb_r=r * (13 * n + 6),
+                   memb_w=r * (4 * n + 4), macs=r * (13 * n + 7))
 
 
 def _gemm(f, plan, cfg):

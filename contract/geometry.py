@@ -392,7 +392,9 @@ def _plan_vector_move(f, c: _Context) -> KernelPlan:
     checks = [c.positive(f.len, "len"), c.aligned(f.spad, "spad"),
               c.spad(f.spad, rows * c.nr, "spad"),
               c.memb(f.memb, c.vector_words(f.layout, f.len), "memb"),
-              c.full_whole_rows(f.layout, f.len)]
+              c.full_whole_rows(f.layout, f.len),
+              Check((f.row == 0) | ((f.layout == Layout.COLREP.value) & (f.row <= c.nr)),
+                    ErrorCause.ILLEGAL_FIELD, "row needs layout colrep and must not exceed nr")]
     return KernelPlan([Segment("rows", inner=rows)], checks, {"rows": rows})
 
 
@@ -657,6 +659,7 @@ def _plan_smxce(f, c: _Context) -> KernelPlan:
         c.positive(f.len, "len"),
         c.memb(f.x, per_pe, "x"), c.memb(f.t, per_pe, "t"), c.memb(f.z, per_pe, "z"),
         c.memb(f.scr, 3 * per_pe + 2, "scr"),
+        Check(f.rows <= c.nr, ErrorCause.BAD_SHAPE, "rows must not exceed nr"),
     ]
     segments = [
         Segment("localmax", outer=per_pe + 1, inner=lanes),

@@ -153,8 +153,10 @@ class Field:
 
     ``kind`` is one of ``spad``, ``mema``, ``memb`` (an address in that memory), ``count``,
     ``ld`` (a leading dimension), ``sreg`` (a scalar register index), ``imm``, ``flag``,
-    ``rel`` (a ``LOOP`` body's relocation selectors) or the name of an enum in this module
-    (``Layout``, ``VecOp``, ``Counter``).
+    ``rel`` (a ``LOOP`` body's relocation selectors), ``pe_row`` (PE rows an instruction
+    works on, 0 its one-row or replicated form) or the name of an enum in this module
+    (``Layout``, ``VecOp``, ``Counter``). ``flag``, ``rel`` and ``pe_row`` fields may be left
+    out of assembly (0); ``rel`` and ``pe_row`` fields are left out of its text when 0.
     """
 
     name: str
@@ -234,6 +236,8 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
         _f("len", 16, "count", "vector length"),
         _f("layout", 2, "Layout", "destination layout (FULL: len a multiple of nr, SPAD row r "
                                   "to PE row r mod nr at word r / nr)"),
+        _f("row", 5, "pe_row", "with COLREP: 0 every PE row's copy, r + 1 PE row r's only "
+                               "(r < nr; another layout: 0)"),
     ),
     Opcode.STV: (
         _f("spad", 24, "spad", "first element in the SPAD (multiple of nr)"),
@@ -241,6 +245,8 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
         _f("len", 16, "count", "vector length"),
         _f("layout", 2, "Layout", "source layout (DIAG: the diagonal, COLREP: row 0, ROWREP: "
                                   "column 0, FULL: every PE, len a multiple of nr)"),
+        _f("row", 5, "pe_row", "with COLREP: 0 or 1 PE row 0's copy, r + 1 PE row r's (r < "
+                               "nr; another layout: 0)"),
     ),
     Opcode.BCAST: (
         _f("dst", 16, "memb", "MemB base of the replicated copy"),
@@ -351,11 +357,16 @@ OPERANDS: dict[Opcode, tuple[Field, ...]] = {
         _f("alpha", 4, "sreg", "scalar register a"),
     ),
     Opcode.SMXCE: (
-        _f("z", 16, "memb", "output softmax(x) - t (diagonal)"),
-        _f("x", 16, "memb", "logits (column-replicated; row 0's copies are used)"),
-        _f("t", 16, "memb", "target distribution, e.g. one-hot (column-replicated, row 0)"),
-        _f("scr", 16, "memb", "scratch: 3 ceil(len / nr) + 2 words in row 0's PEs"),
+        _f("z", 16, "memb", "output softmax(x) - t (rows 0: diagonal; else in each sample's "
+                            "row, as x)"),
+        _f("x", 16, "memb", "logits (column-replicated; row 0's copies are used, or each row "
+                            "its sample's)"),
+        _f("t", 16, "memb", "target distribution, e.g. one-hot (as x)"),
+        _f("scr", 16, "memb", "scratch: 3 ceil(len / nr) + 2 words in the sample rows' PEs"),
         _f("len", 16, "count", "number of classes"),
+        _f("rows", 5, "pe_row", "samples: 0 one in PE row 0, z on the diagonal; R in 1..nr: "
+                                "sample r in PE row r (LDV and STV COLREP with row r + 1), "
+                                "all at once"),
     ),
     Opcode.RING: (
         _f("src", 24, "spad", "first SPAD word sent to the next core (multiple of nr)"),
@@ -532,7 +543,7 @@ class Instruction:
         parts = [self.op.name.lower()]
         for f in OPERANDS[self.op]:
             value = self.args[f.name]
-            if f.kind == "rel" and not value:
+            if f.kind in ("rel", "pe_row") and not value:
                 continue
             if isinstance(value, enum.Enum):
                 parts.append(f"{f.name}={value.name.lower()}")

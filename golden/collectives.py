@@ -29,6 +29,15 @@ def ring_blocks(n: int, parts: int, unit: int) -> list[tuple[int, int]]:
     return [(min(cuts[j] * unit, n), min(cuts[j + 1] * unit, n)) for j in range(parts)]
 
 
+def sample_rows(batch: int, cores: int, nr: int) -> list[int]:
+    """The PE row whose ``smxce`` forms each sample's output gradient in a GEMM step: core
+    ``k`` of ``cores`` forms its samples ``ring_blocks(batch, cores, 1)[k]``, ``nr`` at once
+    (``smxce`` with ``rows``), sample ``lo + j`` in row ``j mod nr``; the row sets the order of
+    the softmax's chains (:func:`~caterpillar.golden.kernels.smxce`)."""
+    return [(sample - lo) % nr for lo, hi in ring_blocks(batch, cores, 1)
+            for sample in range(lo, hi)]
+
+
 def _sum_along(values: list[np.ndarray], first: int, fmt: FloatFormat) -> np.ndarray:
     """Sum ``values`` from position ``first`` round the ring, ``own + received`` at each hop."""
     c = len(values)

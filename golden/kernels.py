@@ -300,17 +300,20 @@ def _scale_shift(bits, acc: FloatFormat) -> np.ndarray:
     return np.where(low >= 1 << (width - 1), low - (1 << width), low)
 
 
-def smxce(x_local, t_local, length: int, nr: int, fmt: FloatFormat, acc: FloatFormat):
-    """Return ``z = softmax(x) - t`` as the ``smxce`` micro-program computes it, and scratch.
+def smxce(x_local, t_local, length: int, nr: int, fmt: FloatFormat, acc: FloatFormat,
+          row: int = 0):
+    """Return ``z = softmax(x) - t`` as the ``smxce`` micro-program computes it in PE row
+    ``row``, and scratch.
 
     ``x_local[c]``/``t_local[c]`` are the elements ``c, c + nr, ...`` of the logits and targets
-    as row 0's ``PE(0, c)`` holds them. Steps (docs in ``caterpillar.rtl.kernels``): local
-    maxima, a max chain along row 0 ending in ``PE(0, 0)``, its broadcast, per element
+    as ``PE(row, c)`` holds them. Steps (docs in ``caterpillar.rtl.kernels``): local maxima, a
+    max chain along the row ending in the diagonal ``PE(row, row)`` (from column ``row + 1``
+    round to ``row``: the order of the chain's maxima and sums), its broadcast, per element
     ``exp(x - max)`` (clamp, magic-number split ``2**k * 2**f``, Horner polynomial, exponent
-    adjust), local sums in order, a sum chain, a reciprocal seed and three Newton steps, its
-    broadcast, and ``z = e r - t``. Returns ``(z, scratch)``; ``scratch[c]`` is what ``PE(0,
-    c)`` leaves in its ``3 ceil(len / nr) + 2`` scratch words (``None`` for words never
-    written).
+    adjust), local sums in order, a sum chain, a reciprocal seed and three Newton steps in
+    ``PE(row, row)``, its broadcast, and ``z = e r - t``. Returns ``(z, scratch)``;
+    ``scratch[c]`` is what ``PE(row, c)`` leaves in its ``3 ceil(len / nr) + 2`` scratch words
+    (``None`` for words never written).
     """
     k = _exp_constants(fmt, acc)
     w = lambda bits: widen(np.asarray(bits, dtype=np.uint64), fmt, acc)  # noqa: E731
@@ -324,7 +327,7 @@ def smxce(x_local, t_local, length: int, nr: int, fmt: FloatFormat, acc: FloatFo
     def chain(values, op, first):
         total = first
         for q in range(nr):
-            total = op(values[(q + 1) % nr], total)
+            total = op(values[(row + q + 1) % nr], total)
         return total
 
     one = _constant(1.0, fmt)
@@ -372,7 +375,7 @@ def smxce(x_local, t_local, length: int, nr: int, fmt: FloatFormat, acc: FloatFo
     for _ in range(3):
         tn = nw(mac(nw(r), neg_s, w(k["two"]), fmt, acc))
         r = mac(nw(r), tn, np.uint64(acc.sign_mask), fmt, acc)
-    scratch[0][3 * per_pe], scratch[0][3 * per_pe + 1] = int(neg_s), int(tn)
+    scratch[row][3 * per_pe], scratch[row][3 * per_pe + 1] = int(neg_s), int(tn)
     r_op = nw(r)
 
     z = np.zeros(length, dtype=np.uint64)

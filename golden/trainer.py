@@ -93,7 +93,13 @@ import numpy as np
 
 from caterpillar.golden import kernels as gk
 from caterpillar.golden import numerics as n
-from caterpillar.golden.collectives import all_reduce, chain_reduce, reduce_scatter, ring_blocks
+from caterpillar.golden.collectives import (
+    all_reduce,
+    chain_reduce,
+    reduce_scatter,
+    ring_blocks,
+    sample_rows,
+)
 
 __all__ = ["scalars", "GoldenTrainer", "gemm_chunked", "to_bits", "to_float"]
 
@@ -243,15 +249,16 @@ class GoldenTrainer:
         :mod:`.pipelined`)."""
         return gk.cpass_backward(w, d, self.nr, lanes, self.fmt, self.acc)[0]
 
-    def output_gradient(self, h, target, s) -> np.ndarray:
+    def output_gradient(self, h, target, s, row=0) -> np.ndarray:
         """Gradient of the loss for one sample's output ``h`` (bits); ``target``: a label for
-        ``softmax_ce``, a bit-pattern vector for ``mse``."""
+        ``softmax_ce``, a bit-pattern vector for ``mse``; ``row``: the PE row whose ``smxce``
+        forms it (:func:`~caterpillar.golden.collectives.sample_rows`)."""
         nr = self.nr
         if self.loss == "softmax_ce":
             t = np.zeros(len(h), dtype=np.uint64)
             t[int(target)] = self.one
             d, _ = gk.smxce([h[c::nr] for c in range(nr)], [t[c::nr] for c in range(nr)],
-                            len(h), nr, self.fmt, self.acc)
+                            len(h), nr, self.fmt, self.acc, row)
             return d
         return self._vop("mseg", h, np.asarray(target, dtype=np.uint64), s["mse"])
 
@@ -395,7 +402,8 @@ class GoldenTrainer:
                 a_t.append(np.concatenate([self._vop("maxs", h, h, 0), ones]))
         logits = h_t[-1].T
         t = [targets[i] for i in range(batch)]
-        d = np.stack([self.output_gradient(logits[i], t[i], s) for i in range(batch)])
+        rows = sample_rows(batch, self.cores[last], self.nr)
+        d = np.stack([self.output_gradient(logits[i], t[i], s, rows[i]) for i in range(batch)])
         plain = not (self.use_mom or self.use_wd)
         d = d_out = self._vop("scale", d, d, s["step"] if plain else s["inv_batch"])
         for index in reversed(range(len(self.weights))):

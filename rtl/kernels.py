@@ -88,17 +88,20 @@ def _ldv_stv(e: Emitter, store: bool):
     f = e.f
     q = e.i["inner"]
     col_bus = f.layout != Layout.ROWREP
-    # FULL: SPAD row q to or from PE row q mod nr (a column bus per word), at word q / nr.
+    # FULL: SPAD row q to or from PE row q mod nr (a column bus per word), at word q / nr;
+    # COLREP with row r + 1: PE row r only.
     full = f.layout == Layout.FULL
+    one_row = f.row != 0
     if store:
         target = Mux(f.layout == Layout.DIAG, Select.DIAG,
                      Mux((f.layout == Layout.COLREP) | full, Select.ROW, Select.COL))
     else:
-        target = Mux(f.layout == Layout.DIAG, Select.DIAG, Mux(full, Select.ROW, Select.ALL))
+        target = Mux(f.layout == Layout.DIAG, Select.DIAG,
+                     Mux(full | one_row, Select.ROW, Select.ALL))
     e.xfer(store=int(store), col_bus=col_bus, spad_row=(f.spad >> e.shift) + q,
            lanes=e.lanes_below(q << e.shift, f.len), target=target,
-           sel=Mux(full, q[:e.shift] if e.shift else 0, 0), kind=XferKind.MEMB,
-           addr=f.memb + Mux(full, q >> e.shift, q))
+           sel=Mux(full, q[:e.shift] if e.shift else 0, Mux(one_row, f.row - 1, 0)),
+           kind=XferKind.MEMB, addr=f.memb + Mux(full, q >> e.shift, q))
 
 
 def _lda_sta(e: Emitter, store: bool):
@@ -476,7 +479,10 @@ def _smxce(e: Emitter):
     seg, outer, middle, inner = e.seg, e.i["outer"], e.i["middle"], e.i["inner"]
     lane = inner
     q = (outer << log2(lanes)) | lane
-    row0 = dict(select=Select.ROW, sel_row=0)
+    # The samples' rows: row 0 (rows 0), else rows 0 .. rows - 1, each its own sample (a row
+    # chain's bound is its element index 0 in the row dimension: row_lim bounds its rows).
+    samples = Mux(f.rows == 0, 1, f.rows)
+    row0 = dict(select=Select.ALL, row_lim=samples)
     element = dict(col_base=q << e.shift, col_lim=f.len)
     dscr, fscr, escr = f.scr + q, f.scr + per_pe + q, f.scr + 2 * per_pe + q
     neg_s, tn = f.scr + 3 * per_pe, f.scr + 3 * per_pe + 1
@@ -490,14 +496,14 @@ def _smxce(e: Emitter):
                     e.uop(fu=FuOp.MAXC, c=CSrc.ACC, acc_rd=mx, a=ASrc.MEMB0,
                           memb_rd=f.x + outer - 1, dst=Dst.ACC, acc_wr=mx, **row0,
                           col_base=(outer - 1) << e.shift, col_lim=f.len)
-        with m.Case(1):  # max chain along row 0 into PE(0, 0)
+        with m.Case(1):  # max chain along each sample's row r into PE(r, r)
             with m.If(inner < chain_steps):
                 e.uop(fu=FuOp.MAXC, c=CSrc.SCALAR, scalar=k["neg_inf"], a=ASrc.ACC, acc_op=mx,
                       dst=Dst.ACC, acc_wr=mx, chain=Chain.ROW, chain_idx=inner, chain_len=1,
                       **row0)
-        with m.Case(2, 8):  # PE(0, 0) broadcasts the max (or 1 / sum) on row bus 0
+        with m.Case(2, 8):  # PE(r, r) broadcasts the max (or 1 / sum) on row bus r
             with m.If(inner == 0):
-                e.uop(fu=FuOp.MOVE, a=ASrc.ROWBUS, row_drive=Drive.SEL, drive_sel=0,
+                e.uop(fu=FuOp.MOVE, a=ASrc.ROWBUS, row_drive=Drive.DIAG,
                       bus_src=BusSrc.ACC, acc_op=Mux(seg == 2, mx, 0), dst=Dst.ACC,
                       acc_wr=Mux(seg == 2, mx, sm), **row0)
         with m.Case(3):  # exp(x - max), one element per lane
@@ -541,13 +547,13 @@ def _smxce(e: Emitter):
                     e.uop(fu=FuOp.MAC, c=CSrc.ACC, acc_rd=sm, a=ASrc.MEMB0,
                           memb_rd=f.scr + 2 * per_pe + outer - 1, b=BSrc.ONE, dst=Dst.ACC,
                           acc_wr=sm, **row0, col_base=(outer - 1) << e.shift, col_lim=f.len)
-        with m.Case(6):  # sum chain along row 0 into PE(0, 0)
+        with m.Case(6):  # sum chain along each sample's row r into PE(r, r)
             with m.If(inner < chain_steps):
                 e.uop(fu=FuOp.MAC, c=CSrc.NEGZERO, a=ASrc.ACC, acc_op=sm, b=BSrc.ONE,
                       dst=Dst.ACC, acc_wr=sm, chain=Chain.ROW, chain_idx=inner, chain_len=1,
                       **row0)
-        with m.Case(7):  # 1 / sum in PE(0, 0): seed, then three Newton steps r = r (2 - s r)
-            pe00 = dict(select=Select.ONE, sel_row=0, sel_col=0)
+        with m.Case(7):  # 1 / sum in PE(r, r): seed, then three Newton steps r = r (2 - s r)
+            pe00 = dict(select=Select.DIAG, row_lim=samples)
             with m.If(inner == 0):
                 with m.Switch(outer):
                     with m.Case(0):
@@ -564,7 +570,7 @@ def _smxce(e: Emitter):
                         with m.Case(3 + 2 * it):
                             e.uop(fu=FuOp.MAC, a=ASrc.ACC, acc_op=0, b=BSrc.MEMB1,
                                   memb_rd2=tn, dst=Dst.ACC, acc_wr=0, **pe00)
-        with m.Case(9):  # z = e / sum - t, moved down column c to the diagonal
+        with m.Case(9):  # z = e / sum - t (rows 0: moved down column c to the diagonal)
             with m.Switch(middle):
                 with m.Case(0):
                     e.uop(fu=FuOp.MAC, a=ASrc.MEMB0, memb_rd=escr, b=BSrc.ACC, acc_op=sm,
@@ -574,9 +580,13 @@ def _smxce(e: Emitter):
                           memb_rd2=f.t + q, b=BSrc.SCALAR, scalar=k["minus_one"],
                           dst=Dst.ACC, acc_wr=lane, **row0, **element)
                 with m.Case(2):
-                    e.uop(fu=FuOp.MOVE, a=ASrc.COLBUS, col_drive=Drive.SEL, drive_sel=0,
-                          bus_src=BusSrc.ACC, acc_op=lane, dst=Dst.MEMB, memb_wr=f.z + q,
-                          select=Select.DIAG, **element)
+                    with m.If(f.rows == 0):
+                        e.uop(fu=FuOp.MOVE, a=ASrc.COLBUS, col_drive=Drive.SEL, drive_sel=0,
+                              bus_src=BusSrc.ACC, acc_op=lane, dst=Dst.MEMB, memb_wr=f.z + q,
+                              select=Select.DIAG, **element)
+                    with m.Else():  # each sample's z stays in its row
+                        e.uop(fu=FuOp.MOVE, a=ASrc.ACC, acc_op=lane, dst=Dst.MEMB,
+                              memb_wr=f.z + q, **row0, **element)
 
 
 #: Generator of each opcode that issues micro-ops.

@@ -373,8 +373,12 @@ def vop_case(cfg, fn: VecOp, layout: Layout, length, rng, *, specials=0.0) -> Ke
                       macs=length * copies * _VOP_MACS.get(name, 0))
 
 
-def smxce_case(cfg, length, rng, *, specials=0.0) -> KernelCase:
-    """The softmax cross-entropy gradient of random logits against a one-hot target."""
+def smxce_case(cfg, length, rng, *, specials=0.0, rows=0) -> KernelCase:
+    """The softmax cross-entropy gradient of random logits against a one-hot target; with
+    ``rows`` R > 0, of R samples at once, sample r in PE row r (its logits, target and
+    gradient moved by ``ldv`` and ``stv`` with ``row`` r + 1)."""
+    if rows:
+        return _smxce_rows_case(cfg, length, rows, rng, specials=specials)
     nr, fmt, acc = cfg.nr, cfg.operand, cfg.acc
     x = random_values(length, fmt, rng, specials=specials, scale=3.0)
     t = np.zeros(length, dtype=np.uint64)
@@ -393,6 +397,33 @@ def smxce_case(cfg, length, rng, *, specials=0.0) -> KernelCase:
                     fmt, acc)
     return KernelCase(f"smxce {length}", program, {0: x, spad_t: t},
                       outputs=[(spad_z, (length,))], expected=[z], macs=13 * length + 7)
+
+
+def _smxce_rows_case(cfg, length, rows, rng, *, specials) -> KernelCase:
+    nr, fmt, acc = cfg.nr, cfg.operand, cfg.acc
+    x = random_values((rows, length), fmt, rng, specials=specials, scale=3.0)
+    t = np.zeros((rows, length), dtype=np.uint64)
+    t[np.arange(rows), rng.integers(length, size=rows)] = gn.from_float(1.0, fmt)
+    per_pe, ld = -(-length // nr), _ceil(length, nr)
+    spad_t, spad_z = rows * ld, 2 * rows * ld
+    program = []
+    for r in range(rows):
+        program += [
+            encode(Opcode.LDV, spad=r * ld, memb=0, len=length, layout=Layout.COLREP, row=r + 1),
+            encode(Opcode.LDV, spad=spad_t + r * ld, memb=per_pe, len=length,
+                   layout=Layout.COLREP, row=r + 1)]
+    program.append(encode(Opcode.SMXCE, z=2 * per_pe, x=0, t=per_pe, scr=3 * per_pe, len=length,
+                          rows=rows))
+    program += [encode(Opcode.STV, spad=spad_z + r * ld, memb=2 * per_pe, len=length,
+                       layout=Layout.COLREP, row=r + 1) for r in range(rows)]
+    program.append(encode(Opcode.HALT))
+    z = [gk.smxce([x[r, c::nr] for c in range(nr)], [t[r, c::nr] for c in range(nr)], length,
+                  nr, fmt, acc, r)[0] for r in range(rows)]
+    pad = lambda v: np.pad(v, ((0, 0), (0, ld - length)))  # noqa: E731
+    return KernelCase(f"smxce {length} x {rows} rows", program,
+                      {0: pad(x).ravel(), spad_t: pad(t).ravel()},
+                      outputs=[(spad_z + r * ld, (length,)) for r in range(rows)], expected=z,
+                      macs=rows * (13 * length + 7))
 
 
 def transfer_case(cfg, rows, cols, rng, *, trans=False) -> KernelCase:

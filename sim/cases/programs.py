@@ -100,8 +100,10 @@ def random_program(cfg, rng, length: int = 12) -> KernelCase:
             layout, n = vec_layout_len()
             spad = (int(rng.integers(0, half // 2)) // nr * nr if kind == "ldv"
                     else spad_out(n))
+            # COLREP: sometimes one PE row's copy only (row r + 1).
+            row = int(rng.integers(nr + 1)) if layout == Layout.COLREP else 0
             program.append(encode(Opcode[kind.upper()], spad=spad, memb=slots(1)[0], len=n,
-                                  layout=layout))
+                                  layout=layout, row=row))
         elif kind == "bcast":
             src, dst = slots(2)
             if rng.integers(4) == 0:
@@ -168,7 +170,8 @@ def random_program(cfg, rng, length: int = 12) -> KernelCase:
             per_pe = max(1, (memb_slot - 2) // 3)
             n = int(rng.integers(1, nr * per_pe + 1))
             z, x, t, scr = slots(4)
-            program.append(encode(Opcode.SMXCE, z=z, x=x, t=t, scr=scr, len=n))
+            program.append(encode(Opcode.SMXCE, z=z, x=x, t=t, scr=scr, len=n,
+                                  rows=int(rng.integers(nr + 1))))
         elif kind == "gemm":
             m, n, k = (int(rng.integers(1, 3 * nr + 3)) for _ in range(3))
             if 2 * k > cfg.memb_words:

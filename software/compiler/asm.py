@@ -4,8 +4,8 @@ Assembly: one instruction per line, ``mnemonic field=value ...`` (fields in any 
 or ``;`` starts a comment. Values are integers (``12``, ``0x40``, ``0b101``), enum member names
 for enum fields (``layout=diag``, ``fn=axpy``), and, for ``imm`` fields, real numbers
 (``value=-0.125``, ``value=inf``) rounded into the config's operand format. Every field must be
-given, except flags and the ``rel`` selectors of a ``LOOP``'s body (default 0). Binary: 32
-bytes per instruction, little-endian.
+given, except flags, the ``rel`` selectors of a ``LOOP``'s body and ``pe_row`` fields
+(default 0). Binary: 32 bytes per instruction, little-endian.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def assemble(text: str, cfg, *, check: bool = False) -> list[int]:
                 raise AssemblyError(f"{where}: field {name!r} given twice")
             values[name] = _value(value, fields[name], op, cfg, where)
         missing = [n for n, f in fields.items()
-                   if n not in values and f.kind not in ("flag", "rel")]
+                   if n not in values and f.kind not in ("flag", "rel", "pe_row")]
         if missing:
             raise AssemblyError(f"{where}: {op.name.lower()} needs field(s) "
                                 f"{', '.join(map(repr, missing))}")

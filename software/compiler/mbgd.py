@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from caterpillar.contract.geometry import spad_span_regions, vector_words, words_spad_regions
 from caterpillar.contract.isa import Layout, Opcode, VecOp, decode
-from caterpillar.golden.collectives import ring_blocks
+from caterpillar.golden.collectives import ring_blocks, sample_rows
 from caterpillar.software.compiler import collectives as coll
 from caterpillar.software.compiler.program import (
     SCALAR_REGS,
@@ -273,20 +273,26 @@ class MbgdBuilder:
 
     def output_gradient(self, loss, *, logits, targets, out, batch, classes, plain):
         """The scaled output gradient of a batch: logits, targets and ``out`` batch-major
-        (leading dimension ``ceil(classes, nr)``)."""
+        (leading dimension ``ceil(classes, nr)``). ``softmax_ce``: ``nr`` samples at once, each
+        in a PE row of its own (``smxce`` with ``rows``; the rows of
+        :func:`~caterpillar.golden.collectives.sample_rows`)."""
         nr, e, r = self.cfg.nr, self.e, SCALAR_REGS
         ldc = ceil_to(classes, nr)
         per_pe = cdiv(classes, nr)
         d_vec, t_vec, x_rep, scr = 0, per_pe, 2 * per_pe, 3 * per_pe
         if loss == "softmax_ce":
-            for sample in range(batch):
-                e("transfer", Opcode.LDV, spad=logits + sample * ldc, memb=x_rep, len=classes,
-                  layout=Layout.COLREP)
-                e("transfer", Opcode.LDV, spad=targets + sample * ldc, memb=t_vec, len=classes,
-                  layout=Layout.COLREP)
-                e("loss", Opcode.SMXCE, z=d_vec, x=x_rep, t=t_vec, scr=scr, len=classes)
-                e("transfer", Opcode.STV, spad=out + sample * ldc, memb=d_vec, len=classes,
-                  layout=Layout.DIAG)
+            rows = sample_rows(batch, 1, nr)
+            groups = [s for s in range(batch) if rows[s] == 0] + [batch]
+            for g0, g1 in zip(groups, groups[1:]):
+                for sample in range(g0, g1):
+                    one = dict(len=classes, layout=Layout.COLREP, row=rows[sample] + 1)
+                    e("transfer", Opcode.LDV, spad=logits + sample * ldc, memb=x_rep, **one)
+                    e("transfer", Opcode.LDV, spad=targets + sample * ldc, memb=t_vec, **one)
+                e("loss", Opcode.SMXCE, z=d_vec, x=x_rep, t=t_vec, scr=scr, len=classes,
+                  rows=g1 - g0)
+                for sample in range(g0, g1):
+                    e("transfer", Opcode.STV, spad=out + sample * ldc, memb=d_vec,
+                      len=classes, layout=Layout.COLREP, row=rows[sample] + 1)
         else:
             self.elementwise("loss", VecOp.MSEG, out, logits, targets, count=batch * ldc,
                              alpha=r["mse"])

@@ -265,19 +265,26 @@ def _layout_coords(sim, layout: int, count: int):
     return (e, other, k, e // nr) if layout == Layout.COLREP.value else (e, k, other, e // nr)
 
 
+def _row_copy(sim, f):
+    """``(element, row, col, word)`` of the copy of a COLREP vector in PE row ``f.row - 1``
+    (``row`` 0: row 0), or of a ROWREP one in column 0."""
+    nr = sim.cfg.nr
+    e = np.arange(f.len)
+    k, line = e % nr, np.full(f.len, max(f.row - 1, 0), dtype=e.dtype)
+    return (e, line, k, e // nr) if f.layout == Layout.COLREP.value else (e, k, line, e // nr)
+
+
 def _ldv(sim, f, plan, snapshot):
-    e, r, c, word = _layout_coords(sim, f.layout, f.len)
+    e, r, c, word = (_row_copy(sim, f) if f.row else
+                     _layout_coords(sim, f.layout, f.len))
     sim.memb[r, c, f.memb + word] = sim.spad[f.spad + e]
 
 
 def _stv(sim, f, plan, snapshot):
-    nr = sim.cfg.nr
     if f.layout in (Layout.DIAG.value, Layout.FULL.value):     # one copy of each element
         e, r, c, word = _layout_coords(sim, f.layout, f.len)
-    else:                                   # the copy in row 0 (COLREP) or column 0 (ROWREP)
-        e = np.arange(f.len)
-        k, zero = e % nr, np.zeros(f.len, dtype=e.dtype)
-        (r, c), word = ((zero, k) if f.layout == Layout.COLREP.value else (k, zero)), e // nr
+    else:           # the copy in row f.row - 1 (or 0: COLREP) or column 0 (ROWREP)
+        e, r, c, word = _row_copy(sim, f)
     sim.spad[f.spad + e] = sim.memb[r, c, f.memb + word]
 
 
@@ -322,7 +329,8 @@ def _gemv(sim, f, plan, transposed: bool):
     if f.load:
         vector = SimpleNamespace(spad=f.spad, memb=f.d if transposed else f.x,
                                  len=f.rows if transposed else f.cols,
-                                 layout=(Layout.ROWREP if transposed else Layout.COLREP).value)
+                                 layout=(Layout.ROWREP if transposed else Layout.COLREP).value,
+                                 row=0)
         _ldv(sim, vector, None, None)
     fmt, acc = sim.cfg.operand, sim.cfg.acc
     rows, cols = f.rows, f.cols
@@ -513,15 +521,19 @@ def _smxce(sim, f, plan, snapshot):
     nr = sim.cfg.nr
     fmt, acc = sim.cfg.operand, sim.cfg.acc
     per_pe = plan.values["per_pe"]
-    x_local = [sim.memb[0, c, f.x + np.arange(per_pe)] for c in range(nr)]
-    t_local = [sim.memb[0, c, f.t + np.arange(per_pe)] for c in range(nr)]
-    z, scratch = gk.smxce(x_local, t_local, f.len, nr, fmt, acc)
-    for c in range(nr):
-        for offset, value in enumerate(scratch[c]):
-            if value is not None:
-                sim.memb[0, c, f.scr + offset] = value
     e = np.arange(f.len)
-    sim.memb[e % nr, e % nr, f.z + e // nr] = z
+    for row in range(max(f.rows, 1)):          # rows 0: one sample, in row 0
+        x_local = [sim.memb[row, c, f.x + np.arange(per_pe)] for c in range(nr)]
+        t_local = [sim.memb[row, c, f.t + np.arange(per_pe)] for c in range(nr)]
+        z, scratch = gk.smxce(x_local, t_local, f.len, nr, fmt, acc, row)
+        for c in range(nr):
+            for offset, value in enumerate(scratch[c]):
+                if value is not None:
+                    sim.memb[row, c, f.scr + offset] = value
+        if f.rows:      # z in the sample's row, where x is
+            sim.memb[row, e % nr, f.z + e // nr] = z
+        else:           # on the diagonal
+            sim.memb[e % nr, e % nr, f.z + e // nr] = z
 
 
 #: What each opcode that issues micro-ops does to the state: ``execute(sim, fields, plan,

@@ -170,7 +170,8 @@ class FastTrainer(GoldenTrainer):
     def _columns_logits(self, p, a, cores) -> np.ndarray:
         return self._round(p @ a)
 
-    def output_gradient(self, h, target, s) -> np.ndarray:
+    def output_gradient(self, h, target, s, row=0) -> np.ndarray:
+        # (The row sets only the order of the exact softmax's chains.)
         h = np.asarray(h, dtype=np.float32)
         if self.loss == "softmax_ce":
             e = np.exp(h - h.max())

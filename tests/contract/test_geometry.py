@@ -128,6 +128,13 @@ def test_checks_name_the_error_cause_in_order():
     assert failing(Opcode.LDV, len=5, layout=3) == [ErrorCause.BAD_SHAPE]
     assert failing(Opcode.VOP, len=5, layout=3) == [ErrorCause.BAD_SHAPE]
     assert failing(Opcode.BCAST, len=4, layout=0) == [ErrorCause.ILLEGAL_FIELD]
+    # A PE row's copy (row r + 1): COLREP only, r < nr; SMXCE: at most nr samples.
+    assert failing(Opcode.LDV, len=4, layout=1, row=CFG.nr) == []
+    assert failing(Opcode.STV, len=4, layout=1, row=CFG.nr + 1) == [ErrorCause.ILLEGAL_FIELD]
+    assert failing(Opcode.LDV, len=4, layout=0, row=1) == [ErrorCause.ILLEGAL_FIELD]
+    assert failing(Opcode.SMXCE, x=8, t=16, scr=24, len=4, rows=CFG.nr) == []
+    assert failing(Opcode.SMXCE, x=8, t=16, scr=24, len=4, rows=CFG.nr + 1) == \
+        [ErrorCause.BAD_SHAPE]
     assert failing(Opcode.BCAST, len=4, layout=3) == [ErrorCause.ILLEGAL_FIELD]
     assert failing(Opcode.GEMV, rows=4, cols=8, ldw=1) == [ErrorCause.BAD_SHAPE]
     assert failing(Opcode.GEMV, w=CFG.mema_words - 1, rows=8, cols=8, ldw=2) == \

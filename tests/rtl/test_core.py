@@ -95,6 +95,9 @@ CASES = {
     "gemm-relu": lambda cfg, rng: kc.gemm_case(cfg, 9, 6, 3, rng, accumulate=True,
                                                specials=0.2, relu=True),
     "smxce": lambda cfg, rng: kc.smxce_case(cfg, 7, rng),
+    # Every PE row a sample of its own (ldv and stv with row), specials among the logits.
+    "smxce-rows": lambda cfg, rng: kc.smxce_case(cfg, 7, rng, rows=cfg.nr, specials=0.1),
+    "smxce-rows-part": lambda cfg, rng: kc.smxce_case(cfg, 5, rng, rows=cfg.nr - 1),
     "lda-trans": lambda cfg, rng: kc.transfer_case(cfg, 3, 5, rng, trans=True),
     "vectors": lambda cfg, rng: kc.vector_transfer_case(cfg, 7, rng),
     "transfer-chain": lambda cfg, rng: kc.transfer_chain_case(cfg, 7, rng),
@@ -106,7 +109,8 @@ def test_kernel_tiny_fp32(kernel, rng):
     check(TINY, CASES[kernel](TINY, rng))
 
 
-@pytest.mark.parametrize("kernel", ["gemv", "ger-wd-mom", "gemm-acc", "smxce", "cpass"])
+@pytest.mark.parametrize("kernel", ["gemv", "ger-wd-mom", "gemm-acc", "smxce", "smxce-rows",
+                                    "cpass"])
 def test_kernel_tiny_bf16_operands_fp32_accumulator(kernel, rng):
     check(TINY_BF16, CASES[kernel](TINY_BF16, rng))
 
@@ -243,6 +247,12 @@ def test_gemm_utilization_counter(rng):
     (encode(Opcode.LDV, spad=3, memb=0, len=4, layout=Layout.DIAG), ErrorCause.BAD_SHAPE),
     (encode(Opcode.LDV, spad=0, memb=0, len=5, layout=Layout.FULL), ErrorCause.BAD_SHAPE),
     (encode(Opcode.BCAST, dst=8, src=0, len=4, layout=Layout.FULL), ErrorCause.ILLEGAL_FIELD),
+    # One PE row's copy: COLREP only, a row of the array; at most nr samples in SMXCE.
+    (encode(Opcode.LDV, spad=0, memb=0, len=4, layout=Layout.DIAG, row=1),
+     ErrorCause.ILLEGAL_FIELD),
+    (encode(Opcode.STV, spad=8, memb=0, len=4, layout=Layout.COLREP, row=3),
+     ErrorCause.ILLEGAL_FIELD),
+    (encode(Opcode.SMXCE, z=0, x=4, t=8, scr=12, len=4, rows=3), ErrorCause.BAD_SHAPE),
     (encode(Opcode.GEMV, y=0, x=8, w=250, psum=16, rows=4, cols=8, ldw=4),
      ErrorCause.MEMA_RANGE),
     (encode(Opcode.CPASS, w=0, d=0, a=8, x=12, y=16, z=20, q=24, fpsum=40, bpsum=44, rows=4,
@@ -318,7 +328,8 @@ NR8 = preset("small").replace(name="nr8", nr=8, mema_words=512, memb_words=128,
                               spad_words=8192)
 
 
-@pytest.mark.parametrize("kernel", ["gemv", "gemvt", "gemm", "smxce"])
+@pytest.mark.parametrize("kernel", ["gemv", "gemvt", "gemm", "smxce", "smxce-rows",
+                                    "smxce-rows-part"])
 def test_kernel_nr4(kernel, rng):
     check(SMALL, CASES[kernel](SMALL, rng))
 

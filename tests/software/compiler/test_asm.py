@@ -47,7 +47,7 @@ def test_disassembly_round_trips():
     ("frobnicate x=1", r"^line 2: unknown instruction 'frobnicate'$"),
     ("halt now", r"^line 2: expected field=value, not 'now'$"),
     ("ldv spad=0 memb=0 len=4 layout=diag extra=1",
-     r"^line 2: ldv has no field 'extra'; its fields are spad, memb, len, layout, rel$"),
+     r"^line 2: ldv has no field 'extra'; its fields are spad, memb, len, layout, row, rel$"),
     ("ldv spad=0 spad=4 memb=0 len=4 layout=diag", r"^line 2: field 'spad' given twice$"),
     ("ldv spad=0 memb=0 layout=diag", r"^line 2: ldv needs field\(s\) 'len'$"),
     ("ldv spad=0 memb=0 len=4 layout=sideways",

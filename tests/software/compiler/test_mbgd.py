@@ -301,7 +301,14 @@ def test_one_core_step_instruction_mix(loss, opt):
             assert i.accumulate == int(phase == "update" and plain), (phase, i.text())
     vops = Counter((i.fn, i.alpha) for i in ins if i.op == Opcode.VOP)
     if loss == "softmax_ce":
-        assert [i.len for i in ins if i.op == Opcode.SMXCE] == [classes] * batch
+        # nr samples at once, each in its PE row (tiny: nr = 2).
+        nr = TINY.nr
+        assert [(i.len, i.rows) for i in ins if i.op == Opcode.SMXCE] == [
+            (classes, min(nr, batch - g)) for g in range(0, batch, nr)]
+        rows = [(i.op, i.row) for i in ins if i.op in (Opcode.LDV, Opcode.STV) and i.row]
+        assert rows == [(op, r % nr + 1) for g in range(0, batch, nr)
+                        for op, count in ((Opcode.LDV, 2), (Opcode.STV, 1))
+                        for r in range(g, min(batch, g + nr)) for _ in range(count)]
         assert vops[(VecOp.MSEG, SCALAR_REGS["mse"])] == 0
     else:
         assert not any(i.op == Opcode.SMXCE for i in ins)

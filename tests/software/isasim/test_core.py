@@ -49,6 +49,8 @@ def cases_for(cfg, rng):
     yield kc.gemm_case(cfg, 9, 6, 3, rng, accumulate=True, specials=0.2, relu=True)
     yield kc.gemm_reuse_case(cfg, 9, 5, 7, rng, mema=40)
     yield kc.smxce_case(cfg, 10, rng)
+    yield kc.smxce_case(cfg, 10, rng, rows=cfg.nr, specials=0.1)
+    yield kc.smxce_case(cfg, 3, rng, rows=1)
     yield kc.transfer_case(cfg, 5, 11, rng, trans=True)
     yield kc.vector_transfer_case(cfg, 11, rng)
     for fn in VecOp:
@@ -105,6 +107,9 @@ def test_cycles_are_overhead_plus_stream_plus_drain():
     (encode(Opcode.LDV, spad=0, memb=0, len=5, layout=Layout.FULL), ErrorCause.BAD_SHAPE, 1),
     (encode(Opcode.BCAST, dst=8, src=0, len=4, layout=Layout.FULL), ErrorCause.ILLEGAL_FIELD,
      1),
+    (encode(Opcode.LDV, spad=0, memb=0, len=4, layout=Layout.ROWREP, row=1),
+     ErrorCause.ILLEGAL_FIELD, 1),
+    (encode(Opcode.SMXCE, z=0, x=4, t=8, scr=12, len=4, rows=3), ErrorCause.BAD_SHAPE, 1),
     (encode(Opcode.GEMV, y=0, x=8, w=250, psum=16, rows=4, cols=8, ldw=4),
      ErrorCause.MEMA_RANGE, 1),
     (encode(Opcode.GEMV, y=0, x=8, w=0, psum=16, rows=4, cols=8, ldw=4, load=1, spad=3),
