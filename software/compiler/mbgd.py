@@ -754,6 +754,10 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
                     6 * cdiv(classes, nr) + 2)
         if kept + below > cfg.memb_words:
             acts = []
+        else:       # recorded for the fit table (it fits: else nothing is kept)
+            check_capacity("MemB", kept + below, cfg.memb_words, lambda: "",
+                           largest=[("relu(h) rows kept for the backward", kept),
+                                    ("GEMM panels, chains and softmax below them", below)])
 
     def keep_beside(posted):
         """Load the activations (``acts``) that share no SPAD region with the RINGs posted
