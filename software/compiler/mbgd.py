@@ -87,12 +87,12 @@ class MembVectors:
         self.free, self.resident = words, {}
 
     def place(self, spad, count, words) -> int:
-        """The MemB address of ``words`` per PE for the SPAD vector at ``spad`` (the same
-        one again if it is kept there already)."""
-        if self.resident.get(spad, (0, None))[1] != count:
-            self.free -= words
-            self.resident[spad] = (self.free, count)
-        return self.resident[spad][0]
+        """The MemB address of ``words`` per PE for the SPAD vector at ``spad``, below the
+        others."""
+        assert spad not in self.resident, spad
+        self.free -= words
+        self.resident[spad] = (self.free, count)
+        return self.free
 
     def take(self, spad) -> int:
         """The MemB address of the vector kept for ``spad``, no longer kept."""
@@ -755,7 +755,9 @@ def mbgd_ring_core_program(graph, cfg, core, segments, blocks, splits=None) -> C
         if kept + below > cfg.memb_words:
             acts = []
         else:       # recorded for the fit table (it fits: else nothing is kept)
-            check_capacity("MemB", kept + below, cfg.memb_words, lambda: "",
+            check_capacity("MemB", kept + below, cfg.memb_words,
+                           lambda: f"MemB has {cfg.memb_words} words per PE; keeping relu(h) "
+                                   f"needs {kept + below}",
                            largest=[("relu(h) rows kept for the backward", kept),
                                     ("GEMM panels, chains and softmax below them", below)])
 
