@@ -13,8 +13,8 @@ import numpy as np
 
 from caterpillar.golden.numerics import FloatFormat, add
 
-__all__ = ["ring_blocks", "broadcast", "chain_reduce", "reduce_scatter", "all_gather",
-           "all_reduce"]
+__all__ = ["ring_blocks", "broadcast", "chain_reduce", "segmented_chain_reduce",
+           "reduce_scatter", "all_gather", "all_reduce"]
 
 
 def ring_blocks(n: int, parts: int, unit: int) -> list[tuple[int, int]]:
@@ -55,6 +55,27 @@ def broadcast(vectors: list[np.ndarray], root: int = 0) -> list[np.ndarray]:
 def chain_reduce(vectors: list[np.ndarray], fmt: FloatFormat, root: int = 0) -> np.ndarray:
     """The sum the root holds: the chain runs from position ``root + 1`` round to ``root``."""
     return _sum_along(vectors, root + 1, fmt)
+
+
+def segmented_chain_reduce(vectors: list[np.ndarray], fmt: FloatFormat,
+                           lengths) -> np.ndarray:
+    """The sum the last position holds after a chain reduce in segments of ``lengths``.
+
+    The positions split, in order, into consecutive segments of ``lengths`` (summing to the
+    number of vectors). Each segment sums its vectors along itself, from its first position
+    to its last; then the running total, starting with the first segment's sum, passes each
+    later segment's last position, which adds its segment's sum (``own + received``). One
+    segment is :func:`chain_reduce` to the last position.
+    """
+    if sum(lengths) != len(vectors) or min(lengths, default=0) < 1:
+        raise ValueError(f"segment lengths {tuple(lengths)} do not cover {len(vectors)} "
+                         "positions")
+    total, start = None, 0
+    for length in lengths:
+        part = _sum_along(vectors[start:start + length], 0, fmt)
+        total = part if total is None else add(part, total, fmt)
+        start += length
+    return total
 
 
 def reduce_scatter(vectors: list[np.ndarray], unit: int, fmt: FloatFormat) -> list[np.ndarray]:

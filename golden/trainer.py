@@ -66,8 +66,10 @@ order; everything else is computed by one core for its share and is bit-identica
   nr)``), so the forward ``gemv(W, a)`` is ``gemv(W[:, I_k], a[I_k])`` per core, summed round
   the ring (reduce-scatter: output block ``j``'s sum starts at core ``j + 1``); with
   ``logits_chain`` the output layer's by a chain instead, from core ``0`` to core ``C - 1``
-  (which broadcasts the logits). A layer the compiler splits by rows (the first hidden one,
-  on the whole sample) sums as on one core: ``cores`` 1 for it. With ``bias_columns`` a
+  (which broadcasts the logits), in segments whose sums the running total then gathers
+  (:func:`~caterpillar.golden.collectives.segmented_chain_reduce`). A layer the compiler
+  splits by rows (the first hidden one, on the whole sample) sums as on one core: ``cores`` 1
+  for it. With ``bias_columns`` a
   layer's bias is one more column of one core's block (``[W[:, I_k] | b]`` against ``[a[I_k];
   1]``, the bias the last term of that core's partial) instead of a VOP ``add`` after the
   sum; its update is the same MAC per entry either way. With ``row_orders`` a layer's
@@ -95,10 +97,10 @@ from caterpillar.golden import kernels as gk
 from caterpillar.golden import numerics as n
 from caterpillar.golden.collectives import (
     all_reduce,
-    chain_reduce,
     reduce_scatter,
     ring_blocks,
     sample_rows,
+    segmented_chain_reduce,
 )
 
 __all__ = ["scalars", "GoldenTrainer", "gemm_chunked", "to_bits", "to_float"]
@@ -168,9 +170,11 @@ class GoldenTrainer:
     output_columns : bool
         ``mbgd`` on a ring: the output layer is split over its cores by input columns (the
         module docstring says how its sums change).
-    logits_chain : bool
+    logits_chain : bool or sequence of int
         ``sgd`` on a ring: the output layer's partial sums are chain-reduced (the module
-        docstring).
+        docstring); a sequence gives the chain's segments, consecutive runs of cores of these
+        lengths (:func:`~caterpillar.golden.collectives.segmented_chain_reduce`), ``True`` is
+        one segment.
     bias_columns : list of (int or None), optional
         ``sgd`` and ``dfa`` (batch 1) on a ring: per layer, the position of the core whose
         column block holds the bias as one more column (the module docstring; for a layer
@@ -193,7 +197,8 @@ class GoldenTrainer:
                            for o in (row_orders or [None] * layers)]
         self.bias_columns = list(bias_columns) if bias_columns else [None] * layers
         self.output_columns = bool(output_columns)
-        self.logits_chain = bool(logits_chain)
+        self.logits_chain = (tuple(logits_chain) if isinstance(logits_chain, (tuple, list))
+                             else bool(logits_chain))
         self.cores = [cores] * layers if isinstance(cores, int) else list(cores)
         self.sizes = tuple(sizes)
         self.loss = loss
@@ -298,7 +303,8 @@ class GoldenTrainer:
         partials = [partial(w[:, lo:hi], a[lo:hi], bias is not None and k == bias[1])
                     for k, (lo, hi) in enumerate(ring_blocks(w.shape[1], cores, self.nr))]
         if chain:
-            return chain_reduce(partials, self.fmt, root=cores - 1)
+            lengths = self.logits_chain if isinstance(self.logits_chain, tuple) else (cores,)
+            return segmented_chain_reduce(partials, self.fmt, lengths)
         return np.concatenate(reduce_scatter(partials, self.nr, self.fmt))
 
     def sgd_step(self, x, target, s) -> np.ndarray:

@@ -21,8 +21,9 @@ from caterpillar.software.driver.ring import RingDriver
 __all__ = ["CollectiveCase", "KINDS", "run_collective", "expected_outputs", "random_case"]
 
 #: Collectives with a defined result per core.
-KINDS = ("broadcast", "chain_reduce", "all_gather", "reduce_scatter", "all_reduce", "barrier",
-         "relay", "gather_relay", "piped_all_gather", "piped_reduce_scatter")
+KINDS = ("broadcast", "chain_reduce", "segmented_chain_reduce", "all_gather", "reduce_scatter",
+         "all_reduce", "barrier", "relay", "gather_relay", "piped_all_gather",
+         "piped_reduce_scatter")
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,9 @@ class CollectiveCase:
     ``gather_relay``: positions ``0..root`` hold the blocks ``ring_blocks(n, root + 1, nr)``
     (in chain order from the first), the later positions receive the whole vector. The
     ``piped_`` kinds hold their vectors in the piped layout
-    (:func:`~caterpillar.software.compiler.collectives.piped_places`)."""
+    (:func:`~caterpillar.software.compiler.collectives.piped_places`).
+    ``segmented_chain_reduce``: segments of ``lengths`` (default: up to three about equal
+    ones)."""
 
     kind: str
     segment: tuple
@@ -41,6 +44,13 @@ class CollectiveCase:
     root: int = 0
     buf: int = 64
     seed: int = 0
+    lengths: tuple = ()
+
+    @property
+    def segment_lengths(self) -> tuple:
+        """The segments of ``segmented_chain_reduce``."""
+        c = len(self.segment)
+        return self.lengths or tuple(b - a for a, b in gc.ring_blocks(c, min(c, 3), 1))
 
     def programs(self, nr: int, cores: int) -> dict:
         """Return ``{core: instruction words}`` (the collective, then HALT)."""
@@ -48,6 +58,8 @@ class CollectiveCase:
         calls = {
             "broadcast": lambda: sc.broadcast(s, buf, n, self.root),
             "chain_reduce": lambda: sc.chain_reduce(s, buf, n, self.root),
+            "segmented_chain_reduce": lambda: sc.segmented_chain_reduce(
+                s, buf, n, self.segment_lengths),
             "all_gather": lambda: sc.all_gather(s, buf, n, nr),
             "reduce_scatter": lambda: sc.reduce_scatter(s, buf, n, nr),
             "all_reduce": lambda: sc.all_reduce(s, buf, n, nr),
@@ -83,7 +95,12 @@ def random_case(rng, kind: str, cores: int, cfg, seed: int) -> CollectiveCase:
     n = int(rng.choice([rng.integers(1, 4 * nr), rng.integers(1, 64 * nr)]))
     if kind.startswith("piped_"):           # whole rows, blocks that fit the queue
         n = nr * int(rng.integers(1, size * (depth - 1) + 1))
-    return CollectiveCase(kind, segment, n, root=int(rng.integers(size)), seed=seed)
+    root, lengths = int(rng.integers(size)), ()
+    if kind == "segmented_chain_reduce" and size > 1:       # a random split into segments
+        cuts = sorted(int(c) for c in rng.choice(range(1, size), int(rng.integers(size)),
+                                                 replace=False))
+        lengths = tuple(b - a for a, b in zip([0, *cuts], [*cuts, size]))
+    return CollectiveCase(kind, segment, n, root=root, seed=seed, lengths=lengths)
 
 
 def run_collective(device, case: CollectiveCase, *, stall: int = 0):
@@ -126,6 +143,14 @@ def expected_outputs(case: CollectiveCase, inputs, cfg) -> list:
     if case.kind == "chain_reduce":
         total = gc.chain_reduce(inputs, fmt, case.root)
         return [(*whole, total if i == case.root else inputs[i]) for i in range(c)]
+    if case.kind == "segmented_chain_reduce":
+        lengths = case.segment_lengths
+        ends = {sum(lengths[:j + 1]) - 1: j for j in range(len(lengths))}
+        starts = [sum(lengths[:j]) for j in range(len(lengths))]
+        sums = {i: gc.chain_reduce(inputs[starts[j]:i + 1], fmt, i - starts[j])
+                for i, j in ends.items()}
+        sums[c - 1] = gc.segmented_chain_reduce(inputs, fmt, lengths)
+        return [(*whole, sums.get(i, inputs[i])) for i in range(c)]
     if case.kind == "all_gather":
         return [(*whole, gc.all_gather(inputs, nr))] * c
     if case.kind == "reduce_scatter":

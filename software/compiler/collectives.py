@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import functools
 
-from caterpillar.contract.geometry import ring_queue_depth
+from caterpillar.contract.geometry import cdiv, ring_queue_depth
 from caterpillar.contract.isa import Opcode, encode
 from caterpillar.golden.collectives import ring_blocks
 
-__all__ = ["ring", "link_sources", "broadcast", "chain_reduce", "all_gather",
+__all__ = ["ring", "link_sources", "broadcast", "chain_reduce", "chain_segments",
+           "segmented_chain_reduce", "all_gather",
            "reduce_scatter", "all_reduce", "barrier", "relay", "relay_source", "gather_relay",
            "piped_places", "piped_permutation", "piped_fits", "piped_all_gather",
            "piped_reduce_scatter"]
@@ -97,6 +98,83 @@ def chain_reduce(segment, buf: int, n: int, root: int = 0) -> dict:
             out[core].append(ring(dst=buf, rlen=n, add=True, fwd=True))
         else:
             out[core].append(ring(dst=buf, rlen=n, add=True, keep=True))
+    return out
+
+
+def chain_segments(cfg, cores: int, n: int) -> tuple[int, ...]:
+    """The segment lengths with which :func:`segmented_chain_reduce` of ``n`` words over
+    ``cores`` positions, followed by a :func:`broadcast` from the last, should end first.
+
+    Why: a hop that adds costs ``add_latency + 2`` cycles (the beat is accepted, the local row
+    read, the sum written and queued: ``RingEngine``), a hop that only forwards one, so for a
+    short vector a chain of ``c`` cores is latency-bound at ``(c - 1)(add_latency + 2)``.
+    Segments sum at once, and the running total then crosses each later one at one cycle a
+    hop, adding that segment's sum at its end. An estimate of the engine's timing (the first
+    beat's, the rest follow one a cycle) chooses the lengths by dynamic programming; later
+    segments are longer, as their sums are needed later.
+    """
+    beats, lat = cdiv(n, cfg.nr), cfg.add_latency
+    hop = lat + 2
+
+    def ready(length):
+        """Cycle a segment's last position holds its sum (and its engine is free)."""
+        return (length - 1) * hop + beats + lat + 2 if length > 1 else 0
+
+    # leave[p]: the earliest cycle the running total over positions 0..p-1 leaves position p-1
+    # (its segment's end) for position p; choice[p]: that last segment's length.
+    leave, choice = [None] * (cores + 1), [0] * (cores + 1)
+    for end in range(1, cores + 1):
+        for length in range(1, end + 1):
+            start = end - length
+            if start == 0:
+                arrive = ready(length)
+            else:
+                arrive = max(leave[start] + length - 1, ready(length)) + hop
+            if leave[end] is None or arrive < leave[end]:
+                leave[end], choice[end] = arrive, length
+    lengths, end = [], cores
+    while end:
+        lengths.append(choice[end])
+        end -= choice[end]
+    return tuple(reversed(lengths))
+
+
+def segmented_chain_reduce(segment, buf: int, n: int, lengths) -> dict:
+    """Chain-reduce to the last position in segments of ``lengths`` (in position order).
+
+    Each segment passes and adds from its first position to its last, which keeps the
+    segment's sum in ``buf``; then the first segment's last position sends that sum on, each
+    later segment's positions forward the running total, and its last position adds its sum
+    (the last one keeps the total). The order is
+    :func:`~caterpillar.golden.collectives.segmented_chain_reduce`'s. Positions that are no
+    segment's last keep their vectors; one segment is :func:`chain_reduce` to the last
+    position.
+    """
+    out = _empty(segment)
+    c = len(segment)
+    if sum(lengths) != c or min(lengths, default=0) < 1:
+        raise ValueError(f"segment lengths {tuple(lengths)} do not cover {c} positions")
+    if c == 1 or n == 0:
+        return out
+    start = 0
+    for j, length in enumerate(lengths):
+        members = segment[start:start + length]
+        start += length
+        # Within the segment: first sends, the middle pass and add, the last keeps the sum.
+        for i, core in enumerate(members[:-1]):
+            out[core].append(ring(src=buf, slen=n) if i == 0
+                             else ring(dst=buf, rlen=n, add=True, fwd=True))
+        if length > 1:
+            out[members[-1]].append(ring(dst=buf, rlen=n, add=True, keep=True))
+        # The running total: sent by the first segment's last, crossing the later segments.
+        if j == 0:
+            if len(lengths) > 1:
+                out[members[-1]].append(ring(src=buf, slen=n))
+            continue
+        for core in members[:-1]:
+            out[core].append(ring(dst=buf, rlen=n, fwd=True))
+        last = j == len(lengths) - 1
+        out[members[-1]].append(ring(dst=buf, rlen=n, add=True, keep=last, fwd=not last))
     return out
 
 

@@ -571,8 +571,18 @@ class Compiled:
                  for seg, split in zip(self.segments, self.splits)]
         return {"k_chunk": self.k_chunk, "cores": cores, "bias_columns": self.bias_columns,
                 "output_columns": not self.graph.gemv and self.splits[-1] == "columns",
-                "logits_chain": self.graph.gemv and not self.graph.pipelined,
+                "logits_chain": self.logits_chain,
                 "row_orders": self.row_orders, "output_bias": self.output_bias}
+
+    @property
+    def logits_chain(self) -> tuple | bool:
+        """``sgd`` (the GEMV kernels, not pipelined): the output layer's partials are chained,
+        in segments of these lengths (its programs say: ``io["logits_segments"]``; ``True``
+        on one core); otherwise ``False``."""
+        if not self.graph.gemv or self.graph.pipelined:
+            return False
+        lengths = self.cores[self.segments[-1][0]].io.get("logits_segments")
+        return tuple(lengths) if lengths else True
 
     @property
     def output_bias(self) -> int | None:

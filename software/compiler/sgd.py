@@ -460,6 +460,8 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
     # With the output layer's bias folded the chained, broadcast logits are complete where the
     # ring leaves them: in the host's logits area, read from there by the loss.
     spad_logits = folded[last] is not None
+    # The logits' partials are short: their chain is latency-bound, so it runs in segments.
+    logits_segments = coll.chain_segments(cfg, len(segment), layers[last][0])
 
     def forward_gemv(index, k):
         """Sample ``k``'s GEMV of layer ``index`` (its input loaded first in the first
@@ -493,9 +495,8 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
         """Sample ``k``'s partials of layer ``index`` summed round the ring."""
         o, buf = layers[index][0], forward_buffer(index, k)
         if index == last:
-            root = len(segment) - 1
-            ring(coll.chain_reduce(segment, buf, o, root))
-            ring(coll.broadcast(segment, buf, o, root))
+            ring(coll.segmented_chain_reduce(segment, buf, o, logits_segments))
+            ring(coll.broadcast(segment, buf, o, len(segment) - 1))
         else:
             scatter = coll.piped_reduce_scatter if piped_layer[index] else coll.reduce_scatter
             ring(scatter(segment, buf, o, nr))
@@ -712,6 +713,6 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
               len=rows[index - 1], layout=Layout.ROWREP)
     e("transfer", Opcode.HALT)
     io = {"inputs": x_spad, "targets": t_spad, "logits": logits_spad, "ld_inputs": ld_x,
-          "ld_classes": ld_c}
+          "ld_classes": ld_c, "logits_segments": list(logits_segments)}
     return CoreProgram(e.words, e.phases, e.macs, tensors, io, constants, staging=staging,
                        staging_words=staging_words)

@@ -29,6 +29,19 @@ def test_sums_run_round_the_ring_in_order():
     assert to_float64(gc.all_reduce(vectors, 1, FP32), FP32)[0] == 1.0
 
 
+def test_segments_sum_first_and_the_running_total_gathers_their_sums():
+    # 1e8 - 1e8 + 1 depends on the order in fp32: which positions sum first.
+    vectors = [from_float([x], FP32) for x in (1e8, -1e8, 1.0)]
+    one = lambda lengths: to_float64(gc.segmented_chain_reduce(vectors, FP32, lengths),  # noqa
+                                     FP32)[0]
+    assert one((2, 1)) == 1.0                       # (1e8 + -1e8) first, then + 1
+    assert one((1, 2)) == 0.0                       # (-1e8 + 1) = -1e8 first, then + 1e8
+    assert one((3,)) == 1.0 == to_float64(gc.chain_reduce(vectors, FP32, root=2), FP32)[0]
+    for lengths in [(2, 2), (0, 3), (4,)]:
+        with pytest.raises(ValueError, match="do not cover 3 positions"):
+            gc.segmented_chain_reduce(vectors, FP32, lengths)
+
+
 def test_all_gather_and_reduce_scatter_agree_with_numpy(rng):
     vectors = [from_float(rng.integers(-8, 8, 11), FP32) for _ in range(3)]
     np.testing.assert_array_equal(gc.all_reduce(vectors, 2, FP32),

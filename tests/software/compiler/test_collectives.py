@@ -32,6 +32,40 @@ def test_collective_matches_golden(kind, cores, rng, seed):
         assert all(c > 0 for c in run.cycles)
 
 
+def _reduce_then_broadcast_cycles(cfg, n, lengths):
+    """Cycles of the ring simulator for a segmented chain reduce and a broadcast of the sum."""
+    segment = tuple(range(cfg.cores))
+    driver = RingDriver(RingIsaDevice(cfg))
+    driver.set_sources(sc.link_sources([segment], cfg.cores))
+    reduce = sc.segmented_chain_reduce(segment, 64, n, lengths)
+    spread = sc.broadcast(segment, 64, n, cfg.cores - 1)
+    for k, core in enumerate(driver.cores):
+        core.load_program([*reduce[k], *spread[k], encode(Opcode.HALT)])
+    return max(driver.run().cycles)
+
+
+@pytest.mark.parametrize("name, cores, n", [("tiny", 5, 2), ("tiny", 8, 10), ("small", 9, 40),
+                                            ("paper-n1", 32, 10), ("paper-n3", 8, 10)])
+def test_chain_segments_never_lose_to_one_chain(name, cores, n):
+    cfg = preset(name).replace(cores=cores)
+    lengths = sc.chain_segments(cfg, cores, n)
+    assert sum(lengths) == cores and min(lengths) >= 1
+    chosen = _reduce_then_broadcast_cycles(cfg, n, lengths)
+    single = _reduce_then_broadcast_cycles(cfg, n, (cores,))
+    assert chosen <= single, (lengths, chosen, single)
+    if (name, cores) == ("paper-n1", 32):   # N1's ten logits: the latency-bound chain shrinks
+        assert chosen < 0.6 * single, (lengths, chosen, single)
+
+
+def test_one_long_segment_is_a_chain_reduce_and_all_ones_too():
+    segment = (3, 0, 2, 1)
+    chain = sc.chain_reduce(segment, 8, 5, root=3)
+    assert sc.segmented_chain_reduce(segment, 8, 5, (4,)) == chain
+    assert sc.segmented_chain_reduce(segment, 8, 5, (1, 1, 1, 1)) == chain
+    with pytest.raises(ValueError, match="do not cover 4 positions"):
+        sc.segmented_chain_reduce(segment, 8, 5, (2, 1))
+
+
 def test_link_sources_close_each_segment():
     assert sc.link_sources([(0, 1), (2, 3, 4)], 6) == [1, 0, 4, 2, 3, 4]
     with pytest.raises(ValueError, match="two segments"):

@@ -358,11 +358,14 @@ def test_a_ring_core_too_small_for_its_share_asks_for_more_cores():
 @pytest.mark.parametrize("cores, sizes, loss, momentum, wd", [
     (2, (12, 8, 4), "mse", 0.5, 0.0),
     (3, (9, 7, 6, 5), "softmax_ce", 0.0, 0.01),
-], ids=["2-cores-momentum", "3-cores-decay"])
+    (7, (16, 14, 14, 10), "softmax_ce", 0.0, 0.0),
+], ids=["2-cores-momentum", "3-cores-decay", "7-cores-segmented-logits"])
 def test_ring_training_is_bit_identical_to_golden(cores, sizes, loss, momentum, wd, rng):
     cfg = TINY.replace(cores=cores)
     hw, run = train_and_compare(cfg, sizes, "sgd", 1, loss, momentum, wd, steps=3,
                                 device=RingIsaDevice(cfg), rng=rng)
+    if cores == 7:      # the logits' chain runs in segments of more than one length
+        assert len(set(hw.compiled.logits_chain)) > 1, hw.compiled.logits_chain
     # The device ran exactly the programs sgd_ring_core_program emits.
     graph = hw.compiled.graph
     _, programs = ring_programs(graph, cfg, piped=True)
