@@ -265,7 +265,7 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
                           first_rows: bool = False, interleave: bool = False,
                           bias_columns=None, piped: bool = True,
                           load_gathered: bool = False, pad_rows: bool = True,
-                          overlap: bool = False) -> CoreProgram:
+                          overlap: bool = False, segmented: bool = True) -> CoreProgram:
     """Core ``segment[position]``'s SGD step (or a batch's on the GEMV kernels) on the ring
     (see the module docstring); with
     ``first_rows`` the first layer is split by rows (``blocks[0]``), on the whole sample; with
@@ -277,7 +277,8 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
     after the updates that touch no SPAD; ``pad_rows``: pad a narrow ``W``'s MemA rows for
     paired updates (below) where MemA has the room; ``overlap`` (a batch): each sample's
     forward GEMV of a layer split by columns runs while the sample before it is summed round
-    the ring."""
+    the ring; ``segmented``: the logits' chain runs in the segments of
+    :func:`~.collectives.chain_segments` (else in one)."""
     nr = cfg.nr
     opt = graph.optimizer
     use_mom, use_wd = opt.momentum > 0, opt.weight_decay > 0
@@ -461,7 +462,8 @@ def sgd_ring_core_program(graph, cfg, segment, position, blocks, *,
     # ring leaves them: in the host's logits area, read from there by the loss.
     spad_logits = folded[last] is not None
     # The logits' partials are short: their chain is latency-bound, so it runs in segments.
-    logits_segments = coll.chain_segments(cfg, len(segment), layers[last][0])
+    logits_segments = (coll.chain_segments(cfg, len(segment), layers[last][0]) if segmented
+                       else (len(segment),))
 
     def forward_gemv(index, k):
         """Sample ``k``'s GEMV of layer ``index`` (its input loaded first in the first

@@ -206,13 +206,19 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
         # step it hides) or not: the ring timing model picks whichever steps fastest of those
         # that fit IMEM (the first on a tie: piped, then unsplit, have fewer instructions).
         folds = bias_columns(graph, cfg, segments, blocks)
+        # The logits' chain in segments posts more RINGs: where a later sample's work hides
+        # the chain's latency (a batch), one chain may step faster, so both are tried unless
+        # the segments are one chain anyway (all of length 1, or one).
+        c = len(segments[0])
+        split_chain = coll.chain_segments(cfg, c, graph.sizes[-1]) not in {(c,), (1,) * c}
+        chains = (False, True) if split_chain else (False,)
 
-        def sgd(piped, interleave, load_gathered=False, overlap=False):
+        def sgd(piped, interleave, load_gathered=False, overlap=False, segmented=False):
             programs = {k: sgd_ring_core_program(graph, cfg, segments[0], p, blocks,
                                                  first_rows=splits[0] == "rows",
                                                  interleave=interleave, bias_columns=folds,
                                                  piped=piped, load_gathered=load_gathered,
-                                                 overlap=overlap)
+                                                 overlap=overlap, segmented=segmented)
                         for p, k in enumerate(segments[0])}
             return Compiled(graph, cfg, segments, programs, sources, blocks)
 
@@ -221,10 +227,12 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
         # may overlap the samples' GEMVs and ring sums.
         pieces = (False,) if graph.batched_gemv else (False, True)
         overlaps = (False, True) if graph.batched_gemv else (False,)
-        compiled = _fastest([lambda p=piped, i=interleave, o=overlap: sgd(p, i, overlap=o)
+        compiled = _fastest([lambda p=piped, i=interleave, o=overlap, s=seg:
+                             sgd(p, i, overlap=o, segmented=s)
                              for piped in (True, False) for interleave in pieces
-                             for overlap in overlaps]
-                            + [lambda p=piped: sgd(p, False, True) for piped in (True, False)
+                             for overlap in overlaps for seg in chains]
+                            + [lambda p=piped, s=seg: sgd(p, False, True, segmented=s)
+                               for piped in (True, False) for seg in chains
                                if graph.algorithm == "dfa" and not graph.batched_gemv], cfg)
     else:
         cores = {k: mbgd_ring_core_program(graph, cfg, k, segments, blocks, splits)

@@ -12,6 +12,7 @@ import pytest
 from caterpillar.contract.config import preset
 from caterpillar.contract.geometry import kernel_plan, word_cycles, word_mac_step_cycles
 from caterpillar.contract.isa import Layout, Opcode, VecOp, decode, encode, unpack
+from caterpillar.software.compiler import collectives
 from caterpillar.software.compiler.collectives import link_sources, piped_permutation
 from caterpillar.software.compiler.program import (
     SCALAR_REGS,
@@ -627,3 +628,22 @@ def test_every_order_of_a_batch_on_the_gemv_kernels_matches_golden(sizes, split,
     assert hw.compiled.splits[0] == split
     # The forward's, and the update's where not kept.
     assert input_loads(hw.compiled.cores[2], 3) == 3 + reloads
+
+
+@pytest.mark.parametrize("algorithm, batch", [("sgd", 1), ("mbgd", 4)])
+def test_the_logits_chain_in_segments_is_kept_only_where_it_steps_faster(algorithm, batch,
+                                                                         monkeypatch):
+    # 16 cores: the ten logits' chain splits into segments (chain_segments); a batch on the
+    # GEMV kernels hides most of each sample's chain behind the next sample's work.
+    graph = TrainingGraph((32, 32, 32, 10), algorithm=algorithm, batch=batch,
+                          kernels="gemv" if batch > 1 else "auto")
+    cfg = TINY.replace(cores=16, memb_words=512)
+    segmented = compile_training(graph, cfg)
+    monkeypatch.setattr(collectives, "chain_segments", lambda cfg, cores, n: (cores,))
+    single = compile_training(graph, cfg)
+    assert single.logits_chain == (16,)
+    assert segmented.step_cycles <= single.step_cycles
+    if batch == 1:
+        assert len(segmented.logits_chain) > 1
+        assert segmented.step_cycles < single.step_cycles - 20, (segmented.step_cycles,
+                                                                 single.step_cycles)
