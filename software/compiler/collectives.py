@@ -111,7 +111,8 @@ def chain_segments(cfg, cores: int, n: int) -> tuple[int, ...]:
     Segments sum at once, and the running total then crosses each later one at one cycle a
     hop, adding that segment's sum at its end. An estimate of the engine's timing (the first
     beat's, the rest follow one a cycle) chooses the lengths by dynamic programming; later
-    segments are longer, as their sums are needed later.
+    segments are longer, as their sums are needed later. Segments of one core each are one
+    chain and returned as ``(cores,)``.
     """
     beats, lat = cdiv(n, cfg.nr), cfg.add_latency
     hop = lat + 2
@@ -136,7 +137,8 @@ def chain_segments(cfg, cores: int, n: int) -> tuple[int, ...]:
     while end:
         lengths.append(choice[end])
         end -= choice[end]
-    return tuple(reversed(lengths))
+    # Segments of one core each are one chain, written so.
+    return (cores,) if max(lengths) == 1 else tuple(reversed(lengths))
 
 
 def segmented_chain_reduce(segment, buf: int, n: int, lengths) -> dict:

@@ -208,10 +208,10 @@ def compile_training(graph: TrainingGraph, cfg, segments=None, groups=None) -> C
         folds = bias_columns(graph, cfg, segments, blocks)
         # The logits' chain in segments posts more RINGs: where a later sample's work hides
         # the chain's latency (a batch), one chain may step faster, so both are tried unless
-        # the segments are one chain anyway (all of length 1, or one).
+        # the segments are one chain anyway.
         c = len(segments[0])
-        split_chain = coll.chain_segments(cfg, c, graph.sizes[-1]) not in {(c,), (1,) * c}
-        chains = (False, True) if split_chain else (False,)
+        chains = (False, True) if coll.chain_segments(cfg, c, graph.sizes[-1]) != (c,) \
+            else (False,)
 
         def sgd(piped, interleave, load_gathered=False, overlap=False, segmented=False):
             programs = {k: sgd_ring_core_program(graph, cfg, segments[0], p, blocks,
