@@ -617,10 +617,10 @@ class Compiled:
     def placement_text(self) -> str:
         """``, C cores 0,1/2,3 (rows split)`` on a ring (``rows split, the output layer by
         columns`` where :attr:`splits` say so, which layers' biases are columns of ``W``,
-        :attr:`bias_columns`, which layers use the piped collectives, :attr:`row_orders`, and
-        how the SPAD is laid out when it has no room for the usual layout,
-        :attr:`spad_layout`, and which layers share a segment when there are several),
-        nothing on one core: for messages."""
+        :attr:`bias_columns`, which layers use the piped collectives, :attr:`row_orders`, the
+        segments of the logits' chain, :attr:`logits_chain`, and how the SPAD is laid out when
+        it has no room for the usual layout, :attr:`spad_layout`, and which layers share a
+        segment when there are several), nothing on one core: for messages."""
         if self.config.cores == 1:
             return ""
         where = "/".join(",".join(map(str, s)) for s in dict.fromkeys(self.segments))
@@ -637,6 +637,9 @@ class Compiled:
         if piped:
             split += (f", layer{'s' if len(piped) > 1 else ''} {','.join(piped)} summed and "
                       "gathered by piped collectives")
+        chain = self.logits_chain
+        if isinstance(chain, tuple) and len(chain) > 1:
+            split += f", the logits chained in segments of {','.join(map(str, chain))} cores"
         split += "".join(f", {note}" for note in self.spad_layout)
         distinct = list(dict.fromkeys(self.segments))
         if 1 < len(distinct) < len(self.segments):

@@ -643,7 +643,11 @@ def test_the_logits_chain_in_segments_is_kept_only_where_it_steps_faster(algorit
     single = compile_training(graph, cfg)
     assert single.logits_chain == (16,)
     assert segmented.step_cycles <= single.step_cycles
+    assert "the logits chained" not in single.placement_text()
     if batch == 1:
         assert len(segmented.logits_chain) > 1
+        lengths = ",".join(map(str, segmented.logits_chain))
+        assert f"the logits chained in segments of {lengths} cores" in \
+            segmented.placement_text()
         assert segmented.step_cycles < single.step_cycles - 20, (segmented.step_cycles,
                                                                  single.step_cycles)
