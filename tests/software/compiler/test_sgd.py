@@ -12,7 +12,7 @@ import pytest
 from caterpillar.contract.config import preset
 from caterpillar.contract.geometry import kernel_plan, word_cycles, word_mac_step_cycles
 from caterpillar.contract.isa import Layout, Opcode, VecOp, decode, encode, unpack
-from caterpillar.software.compiler import collectives
+from caterpillar.software.compiler import collectives, training
 from caterpillar.software.compiler.collectives import link_sources, piped_permutation
 from caterpillar.software.compiler.program import (
     SCALAR_REGS,
@@ -651,3 +651,19 @@ def test_the_logits_chain_in_segments_is_kept_only_where_it_steps_faster(algorit
             segmented.placement_text()
         assert segmented.step_cycles < single.step_cycles - 20, (segmented.step_cycles,
                                                                  single.step_cycles)
+
+
+def test_one_logits_chain_is_kept_where_a_batch_hides_its_latency(monkeypatch):
+    # N3 on 8 paper-n3 cores, b = 8 on the GEMV kernels: each sample's chain runs beside the
+    # next sample's work, and the segments' extra RING posts cost more than their latency saves.
+    cfg = preset("paper-n3")
+    graph = TrainingGraph((784, 2500, 2000, 1500, 1000, 500, 10), algorithm="mbgd", batch=8,
+                          kernels="gemv", optimizer=Optimizer(lr=0.05, momentum=0.0))
+    assert collectives.chain_segments(cfg, 8, 10) != (8,)
+    chosen = compile_training(graph, cfg)
+    build = training.sgd_ring_core_program
+    monkeypatch.setattr(training, "sgd_ring_core_program",
+                        lambda *args, **kw: build(*args, **{**kw, "segmented": True}))
+    segmented = compile_training(graph, cfg)
+    assert len(segmented.logits_chain) > 1 and chosen.logits_chain == (8,)
+    assert chosen.step_cycles < segmented.step_cycles
